@@ -1,0 +1,121 @@
+// SPDX-License-Identifier: MIT
+#include "app/gateway.h"
+
+#include <glib-unix.h>
+
+#include <csignal>
+#include <sstream>
+#include <stdexcept>
+
+#include "common/main_thread.h"
+
+#ifndef RTGW_DEFAULT_PIPELINE
+#define RTGW_DEFAULT_PIPELINE "pipelines/call.pipeline"
+#endif
+
+namespace rtgw::app {
+
+std::string default_pipeline_file() { return RTGW_DEFAULT_PIPELINE; }
+
+std::string load_pipeline_description(const std::string& path) {
+  gchar* contents = nullptr;
+  gsize length = 0;
+  UniqueError err;
+  if (!g_file_get_contents(path.c_str(), &contents, &length, ErrorOut(err)))
+    throw std::runtime_error("pipeline file " + path + ": " + (err ? err->message : "cannot read"));
+  UniqueStr owned(contents);
+  std::istringstream in(std::string(contents, length));
+  std::string line, out;
+  while (std::getline(in, line)) {
+    auto first = line.find_first_not_of(" \t");
+    if (first == std::string::npos || line[first] == '#') continue;
+    out += line + "\n";
+  }
+  return out;
+}
+
+void check_pipeline_description(const std::string& description) {
+  UniqueError err;
+  GstElement* raw = gst_parse_launch_full(description.c_str(), nullptr,
+                                          GST_PARSE_FLAG_FATAL_ERRORS, ErrorOut(err));
+  auto pipeline = Ref<GstElement>::sink(raw);
+  if (!pipeline)
+    throw std::runtime_error(std::string("the call pipeline does not build: ") +
+                             (err ? err->message : "?"));
+  for (const char* name : {"client", "upstream", "client_audio_in", "upstream_audio_out",
+                           "upstream_audio_in", "client_audio_out", "client_events_in",
+                           "upstream_events_out", "upstream_events_in", "client_events_out"}) {
+    auto e = Ref<GstElement>::adopt(gst_bin_get_by_name(GST_BIN(pipeline.get()), name));
+    if (!e) throw std::runtime_error(std::string("the call pipeline has no element named '") + name + "'");
+  }
+}
+
+Gateway::Gateway(config::Config config)
+    : config_(std::move(config)),
+      pipeline_description_(load_pipeline_description(
+          config_.pipeline_file.empty() ? default_pipeline_file() : config_.pipeline_file)),
+      auth_(config_),
+      workers_(config_),
+      loop_(Ref<GMainLoop>::adopt(g_main_loop_new(nullptr, FALSE))) {
+  check_pipeline_description(pipeline_description_);
+  server_ = std::make_unique<http::Server>(
+      http::Services{config_, auth_, calls_, workers_, pipeline_description_});
+}
+
+Gateway::~Gateway() = default;
+
+int Gateway::run() {
+  int port = server_->listen();
+  g_message("realtime-gateway listening on http://%s:%d/ (config: %s)",
+            config_.listen_host().c_str(), port, config_.source.c_str());
+  if (config_.auth.keys.empty())
+    g_message(config_.listens_on_loopback()
+                  ? "no auth.keys configured: accepting unauthenticated calls (loopback only)"
+                  : "no auth.keys configured and not on loopback: every call will be refused");
+
+  auto on_signal = [](gpointer data) -> gboolean {
+    static_cast<Gateway*>(data)->begin_drain();
+    return G_SOURCE_CONTINUE;
+  };
+  SourceGuard term(g_unix_signal_add(SIGTERM, on_signal, this));
+  SourceGuard intr(g_unix_signal_add(SIGINT, on_signal, this));
+  g_main_loop_run(loop_.get());
+  calls_.set_on_empty(nullptr);
+  g_message("realtime-gateway stopped");
+  return 0;
+}
+
+void Gateway::begin_drain() {
+  if (draining_) {
+    // A second signal: stop now.
+    calls_.hang_up_all("gateway shutting down");
+    return;
+  }
+  draining_ = true;
+  server_->begin_shutdown();
+  g_message("shutting down: %d live call(s), drain timeout %d s", calls_.live_calls(),
+            config_.limits.drain_timeout_seconds);
+  if (calls_.live_calls() == 0) {
+    finish();
+    return;
+  }
+  calls_.set_on_empty([this] { finish(); });
+  drain_timeout_ = SourceGuard(g_timeout_add_seconds(
+      static_cast<guint>(config_.limits.drain_timeout_seconds),
+      [](gpointer data) -> gboolean {
+        auto* self = static_cast<Gateway*>(data);
+        self->drain_timeout_.forget();
+        g_message("drain timeout: hanging up %d call(s)", self->calls_.live_calls());
+        self->calls_.hang_up_all("gateway shutting down");
+        return G_SOURCE_REMOVE;
+      },
+      this));
+}
+
+void Gateway::finish() {
+  drain_timeout_.cancel();
+  // Let queued main-loop work (answers, hang-up requests) go out before stopping.
+  post_to_main([loop = loop_] { g_main_loop_quit(loop.get()); });
+}
+
+}  // namespace rtgw::app

@@ -1,0 +1,51 @@
+// SPDX-License-Identifier: MIT
+// The composition root: builds every service from the config and runs the main loop.
+//
+// Owns: the configuration, the authenticator, the worker pool, the call registry, the HTTP
+// server, the per-call pipeline description, and the process lifecycle (start-up checks,
+// SIGTERM/SIGINT drain, exit code).
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "auth/authenticator.h"
+#include "calls/call_registry.h"
+#include "common/ref.h"
+#include "config/config.h"
+#include "http/server.h"
+#include "workers/worker_pool.h"
+
+namespace rtgw::app {
+
+// Reads a pipeline description file, dropping '#' comment lines. Throws std::runtime_error.
+std::string load_pipeline_description(const std::string& path);
+// Builds the description once (to report errors at start-up, not on the first call).
+void check_pipeline_description(const std::string& description);
+// The file used when the config names none.
+std::string default_pipeline_file();
+
+class Gateway {
+ public:
+  explicit Gateway(config::Config config);
+  ~Gateway();
+
+  // Listens and runs until drained after SIGTERM/SIGINT. Returns the exit code.
+  int run();
+
+ private:
+  void begin_drain();
+  void finish();
+
+  config::Config config_;
+  std::string pipeline_description_;
+  auth::Authenticator auth_;
+  workers::WorkerPool workers_;
+  calls::CallRegistry calls_;
+  std::unique_ptr<http::Server> server_;
+  Ref<GMainLoop> loop_;
+  SourceGuard drain_timeout_;
+  bool draining_ = false;
+};
+
+}  // namespace rtgw::app

@@ -1,0 +1,53 @@
+// SPDX-License-Identifier: MIT
+// Who is calling, and what may they use.
+//
+// Owns: turning an `Authorization: Bearer ...` header into a `Principal` (a configured gateway
+// key), constant-time key comparison, the model allow-list check, and the loopback-only
+// unauthenticated mode of a config without keys.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "config/config.h"
+
+namespace rtgw::auth {
+
+struct Principal {
+  std::string key_name;             // "anonymous" in the keyless loopback mode
+  std::vector<std::string> models;  // allowed model patterns
+  bool admin = false;
+  int max_concurrent_calls = 0;
+  std::optional<std::int64_t> budget_tokens;
+  // Set when the caller presented an ephemeral token: the model and session it binds.
+  std::optional<std::string> token_model;
+  std::optional<std::string> token_session_json;
+
+  bool may_use(const std::string& model) const;
+  // May this principal see or end a call created by `owner_key_name`?
+  bool may_access(const std::string& owner_key_name) const {
+    return admin || owner_key_name == key_name;
+  }
+};
+
+class Authenticator {
+ public:
+  explicit Authenticator(const config::Config& config);
+
+  // Throws http::HttpError (401 missing_api_key / invalid_api_key).
+  Principal authenticate(const char* authorization_header) const;
+  // Authenticates a bare bearer value (also used by the WebSocket subprotocol form).
+  Principal authenticate_bearer(const std::string& bearer) const;
+
+  bool keyless() const { return keys_.empty(); }
+
+ private:
+  std::vector<config::KeyConfig> keys_;
+  bool loopback_;
+};
+
+// Compares two secrets in time independent of where they differ.
+bool constant_time_equal(const std::string& a, const std::string& b);
+
+}  // namespace rtgw::auth

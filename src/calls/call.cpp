@@ -1,0 +1,553 @@
+// SPDX-License-Identifier: MIT
+#include "calls/call.h"
+
+#include <gst/app/app.h>
+
+#include <stdexcept>
+
+#include "common/main_thread.h"
+
+namespace rtgw::calls {
+namespace {
+
+// Names the pipeline description must provide (see pipelines/call.pipeline).
+constexpr const char* kClientBin = "client";
+constexpr const char* kUpstreamBin = "upstream";
+constexpr const char* kClientAudioIn = "client_audio_in";      // gets the client's RTP
+constexpr const char* kUpstreamAudioOut = "upstream_audio_out";  // pays for the upstream leg
+constexpr const char* kUpstreamAudioIn = "upstream_audio_in";
+constexpr const char* kClientAudioOut = "client_audio_out";
+constexpr const char* kClientEventsIn = "client_events_in";      // appsrc
+constexpr const char* kUpstreamEventsOut = "upstream_events_out";  // appsink
+constexpr const char* kUpstreamEventsIn = "upstream_events_in";
+constexpr const char* kClientEventsOut = "client_events_out";
+constexpr const char* kEventsLabel = "oai-events";
+
+const char* state_name(GstWebRTCPeerConnectionState s) {
+  switch (s) {
+    case GST_WEBRTC_PEER_CONNECTION_STATE_NEW: return "new";
+    case GST_WEBRTC_PEER_CONNECTION_STATE_CONNECTING: return "connecting";
+    case GST_WEBRTC_PEER_CONNECTION_STATE_CONNECTED: return "connected";
+    case GST_WEBRTC_PEER_CONNECTION_STATE_DISCONNECTED: return "disconnected";
+    case GST_WEBRTC_PEER_CONNECTION_STATE_FAILED: return "failed";
+    case GST_WEBRTC_PEER_CONNECTION_STATE_CLOSED: return "closed";
+  }
+  return "unknown";
+}
+
+std::string random_event_id() {
+  std::string id = "evt_";
+  static const char* hex = "0123456789abcdef";
+  for (int i = 0; i < 32; i++) id += hex[g_random_int_range(0, 16)];
+  return id;
+}
+
+// Links a webrtcbin src pad to the head of its relay chain; extra audio streams (the relay
+// carries one each way) go to a fakesink so they never stall the leg with not-linked.
+struct PadAddedCtx {
+  Ref<GstElement> pipeline;
+  Ref<GstElement> chain_head;
+  std::string call_id;
+};
+
+void on_pad_added(GstElement*, GstPad* pad, gpointer data) {
+  auto* ctx = static_cast<PadAddedCtx*>(data);
+  if (GST_PAD_DIRECTION(pad) != GST_PAD_SRC) return;
+  auto sink = Ref<GstPad>::adopt(gst_element_get_static_pad(ctx->chain_head.get(), "sink"));
+  if (sink && !gst_pad_is_linked(sink.get())) {
+    if (gst_pad_link(pad, sink.get()) != GST_PAD_LINK_OK)
+      g_warning("[%s] could not link %s", ctx->call_id.c_str(), GST_PAD_NAME(pad));
+    return;
+  }
+  GstElement* fakesink = gst_element_factory_make("fakesink", nullptr);
+  g_object_set(fakesink, "sync", FALSE, "async", FALSE, nullptr);
+  gst_bin_add(GST_BIN(ctx->pipeline.get()), fakesink);
+  gst_element_sync_state_with_parent(fakesink);
+  auto fsink = Ref<GstPad>::adopt(gst_element_get_static_pad(fakesink, "sink"));
+  gst_pad_link(pad, fsink.get());
+}
+
+}  // namespace
+
+Call::Call(CallIdentity identity, CallSettings settings,
+           std::shared_ptr<workers::UpstreamSignaller> signaller, CallListener* listener)
+    : identity_(std::move(identity)), settings_(std::move(settings)),
+      signaller_(std::move(signaller)), listener_(listener),
+      cancellable_(Ref<GCancellable>::adopt(g_cancellable_new())) {
+  created_us_ = g_get_monotonic_time();
+}
+
+Call::~Call() { hang_up("destroyed"); }
+
+Ref<GstElement> Call::element(const char* name) const {
+  auto e = Ref<GstElement>::adopt(gst_bin_get_by_name(GST_BIN(pipeline_.get()), name));
+  if (!e) throw std::runtime_error(std::string("the call pipeline has no element named '") + name + "'");
+  return e;
+}
+
+void Call::build_pipeline() {
+  UniqueError err;
+  GstElement* raw = gst_parse_launch_full(settings_.pipeline_description.c_str(), nullptr,
+                                          GST_PARSE_FLAG_FATAL_ERRORS, ErrorOut(err));
+  if (!raw) throw std::runtime_error(std::string("cannot build the call pipeline: ") + (err ? err->message : "?"));
+  pipeline_ = Ref<GstElement>::sink(raw);
+  if (!GST_IS_PIPELINE(pipeline_.get()))
+    throw std::runtime_error("the call pipeline description must describe several elements");
+  gst_object_set_name(GST_OBJECT(pipeline_.get()), identity_.call_id.c_str());
+
+  client_leg_ = std::make_unique<WebRtcLeg>("client", element(kClientBin), settings_.webrtc, this);
+  upstream_leg_ = std::make_unique<WebRtcLeg>("upstream", element(kUpstreamBin), settings_.webrtc, this);
+  client_events_ = std::make_unique<EventChannel>("client", settings_.max_pending_event_bytes,
+                                                  element(kClientEventsIn), this);
+  upstream_events_ = std::make_unique<EventChannel>("upstream", settings_.max_pending_event_bytes,
+                                                    element(kUpstreamEventsIn), this);
+
+  // Received audio → the head of the other direction's chain.
+  auto connect_pad_added = [&](GstElement* bin, const char* head) {
+    auto* ctx = new PadAddedCtx{pipeline_, element(head), identity_.call_id};
+    gulong id = g_signal_connect_data(
+        bin, "pad-added", G_CALLBACK(on_pad_added), ctx,
+        [](gpointer data, GClosure*) { delete static_cast<PadAddedCtx*>(data); }, GConnectFlags(0));
+    signals_.emplace_back(bin, id);
+  };
+  connect_pad_added(client_leg_->element(), kClientAudioIn);
+  connect_pad_added(upstream_leg_->element(), kUpstreamAudioIn);
+  count_audio(kClientAudioIn, audio_from_client_.get());
+  count_audio(kUpstreamAudioIn, audio_from_upstream_.get());
+
+  // The client's data channel: wire its messages on the pc thread, the rest on the main loop.
+  struct ChannelCtx {
+    std::weak_ptr<int> alive;
+    Call* call;
+    Ref<GstElement> appsrc;
+  };
+  auto* cctx = new ChannelCtx{alive_, this, element(kClientEventsIn)};
+  gulong id = g_signal_connect_data(
+      client_leg_->element(), "on-data-channel",
+      G_CALLBACK(+[](GstElement*, GstWebRTCDataChannel* channel, gpointer data) {
+        auto* ctx = static_cast<ChannelCtx*>(data);
+        gchar* label_raw = nullptr;
+        g_object_get(channel, "label", &label_raw, nullptr);
+        UniqueStr label(label_raw);
+        if (g_strcmp0(label.get(), kEventsLabel) != 0) {
+          g_message("[%s] ignoring data channel '%s' (only '%s' is relayed)",
+                    ctx->call->identity_.call_id.c_str(), label ? label.get() : "",
+                    kEventsLabel);
+          return;
+        }
+        EventChannel::wire_inbound(channel, ctx->appsrc);
+        auto ref = Ref<GstWebRTCDataChannel>::retain(channel);
+        Call* call = ctx->call;
+        post_to_main([alive = ctx->alive, call, ref] {
+          if (alive.lock() && call->state_ != State::kEnded) call->client_events_->attach(ref, true);
+        });
+      }),
+      cctx, [](gpointer data, GClosure*) { delete static_cast<ChannelCtx*>(data); },
+      GConnectFlags(0));
+  signals_.emplace_back(client_leg_->element(), id);
+
+  install_event_sink(kUpstreamEventsOut, true);
+  install_event_sink(kClientEventsOut, false);
+
+  auto bus = Ref<GstBus>::adopt(gst_element_get_bus(pipeline_.get()));
+  bus_watch_ = SourceGuard(gst_bus_add_watch(
+      bus.get(),
+      [](GstBus*, GstMessage* message, gpointer data) -> gboolean {
+        return static_cast<Call*>(data)->on_bus_message(message) ? G_SOURCE_CONTINUE
+                                                                 : G_SOURCE_REMOVE;
+      },
+      this));
+}
+
+void Call::count_audio(const char* element_name, AudioCounters* counters) {
+  auto pad = Ref<GstPad>::adopt(gst_element_get_static_pad(element(element_name).get(), "sink"));
+  gst_pad_add_probe(
+      pad.get(), GST_PAD_PROBE_TYPE_BUFFER,
+      [](GstPad*, GstPadProbeInfo* info, gpointer data) -> GstPadProbeReturn {
+        auto* c = static_cast<AudioCounters*>(data);
+        c->packets.fetch_add(1, std::memory_order_relaxed);
+        c->bytes.fetch_add(gst_buffer_get_size(GST_PAD_PROBE_INFO_BUFFER(info)),
+                           std::memory_order_relaxed);
+        return GST_PAD_PROBE_OK;
+      },
+      counters, nullptr);
+}
+
+void Call::install_event_sink(const char* name, bool to_upstream) {
+  struct SinkCtx {
+    std::weak_ptr<int> alive;
+    Call* call;
+    bool to_upstream;
+  };
+  GstAppSinkCallbacks callbacks = {};
+  callbacks.new_sample = [](GstAppSink* sink, gpointer data) -> GstFlowReturn {
+    auto* ctx = static_cast<SinkCtx*>(data);
+    auto sample = Ref<GstSample>::adopt(gst_app_sink_pull_sample(sink));
+    if (!sample) return GST_FLOW_OK;
+    GstBuffer* buffer = gst_sample_get_buffer(sample.get());
+    GstMapInfo map;
+    if (!buffer || !gst_buffer_map(buffer, &map, GST_MAP_READ)) return GST_FLOW_OK;
+    std::string text(reinterpret_cast<const char*>(map.data), map.size);
+    gst_buffer_unmap(buffer, &map);
+    Call* call = ctx->call;
+    bool up = ctx->to_upstream;
+    post_to_main([alive = ctx->alive, call, up, text = std::move(text)]() mutable {
+      if (alive.lock()) call->deliver_event(up, std::move(text));
+    });
+    return GST_FLOW_OK;
+  };
+  gst_app_sink_set_callbacks(GST_APP_SINK(element(name).get()), &callbacks,
+                             new SinkCtx{alive_, this, to_upstream},
+                             [](gpointer data) { delete static_cast<SinkCtx*>(data); });
+}
+
+void Call::start(sdp::CheckedOffer offer, std::optional<std::string> session_json) {
+  build_pipeline();
+  client_opus_pt_ = offer.opus_payload_type;
+  // The audio going back to the client must carry the client's own Opus payload type.
+  g_object_set(element(kClientAudioOut).get(), "pt", static_cast<guint>(client_opus_pt_), nullptr);
+  g_object_set(element(kUpstreamAudioOut).get(), "pt", static_cast<guint>(client_opus_pt_), nullptr);
+  if (gst_element_set_state(pipeline_.get(), GST_STATE_PLAYING) == GST_STATE_CHANGE_FAILURE)
+    throw std::runtime_error("the call pipeline failed to start");
+  // Both legs at once: the client's answer and the upstream exchange overlap.
+  start_client_leg(std::move(offer));
+  start_upstream_leg(std::move(session_json));
+}
+
+void Call::start_client_leg(sdp::CheckedOffer offer) {
+  client_leg_->set_remote_description(
+      GST_WEBRTC_SDP_TYPE_OFFER, std::move(offer.message), [this](const std::string& error) {
+        if (state_ == State::kEnded) return;
+        if (!error.empty()) {
+          fail_setup({SetupFailure::Kind::kInternal, 0, {}, "client offer refused: " + error});
+          return;
+        }
+        // Between set-remote-description and create-answer (WEBRTCBIN-NOTES): a sendrecv audio
+        // transceiver without a payload type, so the offer's PT wins.
+        auto caps = Ref<GstCaps>::adopt(gst_caps_from_string(
+            "application/x-rtp,media=audio,encoding-name=OPUS,clock-rate=48000"));
+        auto pad = client_leg_->request_audio_sink(caps.get());
+        auto src = Ref<GstPad>::adopt(gst_element_get_static_pad(element(kClientAudioOut).get(), "src"));
+        if (!pad || gst_pad_link(src.get(), pad.get()) != GST_PAD_LINK_OK) {
+          fail_setup({SetupFailure::Kind::kInternal, 0, {}, "cannot link audio to the client leg"});
+          return;
+        }
+        client_leg_->create_local_description(
+            false, [this](const std::string& err, const std::string& sdp) {
+              if (state_ == State::kEnded) return;
+              if (!err.empty()) {
+                fail_setup({SetupFailure::Kind::kInternal, 0, {}, "client answer: " + err});
+                return;
+              }
+              client_answer_ = sdp;
+              maybe_finish_setup();
+            });
+      });
+}
+
+void Call::start_upstream_leg(std::optional<std::string> session_json) {
+  // Offer Opus with the client's payload type so both legs usually agree and no mapping is needed.
+  std::string caps_text =
+      "application/x-rtp,media=audio,encoding-name=OPUS,clock-rate=48000,encoding-params=(string)2,"
+      "payload=" + std::to_string(client_opus_pt_) + ",minptime=(string)10,useinbandfec=(string)1";
+  auto caps = Ref<GstCaps>::adopt(gst_caps_from_string(caps_text.c_str()));
+  auto pad = upstream_leg_->request_audio_sink(caps.get());
+  auto src = Ref<GstPad>::adopt(gst_element_get_static_pad(element(kUpstreamAudioOut).get(), "src"));
+  if (!pad || gst_pad_link(src.get(), pad.get()) != GST_PAD_LINK_OK) {
+    fail_setup({SetupFailure::Kind::kInternal, 0, {}, "cannot link audio to the upstream leg"});
+    return;
+  }
+
+  GstWebRTCDataChannel* channel = nullptr;
+  UniqueStructure options(gst_structure_new("options", "ordered", G_TYPE_BOOLEAN, TRUE, nullptr));
+  g_signal_emit_by_name(upstream_leg_->element(), "create-data-channel", kEventsLabel,
+                        options.get(), &channel);
+  if (!channel) {
+    fail_setup({SetupFailure::Kind::kInternal, 0, {}, "cannot create the upstream data channel"});
+    return;
+  }
+  auto channel_ref = Ref<GstWebRTCDataChannel>::adopt(channel);
+  EventChannel::wire_inbound(channel, element(kUpstreamEventsIn));
+  upstream_events_->attach(channel_ref, false);
+
+  upstream_leg_->create_local_description(
+      true, [this, session_json = std::move(session_json)](const std::string& err,
+                                                           const std::string& offer) {
+        if (state_ == State::kEnded) return;
+        if (!err.empty()) {
+          fail_setup({SetupFailure::Kind::kInternal, 0, {}, "upstream offer: " + err});
+          return;
+        }
+        workers::OfferRequest request{offer, identity_.upstream_model, session_json};
+        std::weak_ptr<int> alive = alive_;
+        signaller_->exchange(request, cancellable_.get(),
+                             [this, alive](workers::UpstreamResult result) {
+                               if (!alive.lock() || state_ == State::kEnded) return;
+                               on_upstream_result(std::move(result));
+                             });
+      });
+}
+
+void Call::on_upstream_result(workers::UpstreamResult result) {
+  if (auto* failure = std::get_if<workers::UpstreamFailure>(&result)) {
+    using K = workers::UpstreamFailure::Kind;
+    SetupFailure f;
+    f.message = failure->message;
+    switch (failure->kind) {
+      case K::kTimeout: f.kind = SetupFailure::Kind::kUpstreamTimeout; break;
+      case K::kConnect: f.kind = SetupFailure::Kind::kUpstreamUnreachable; break;
+      case K::kStatus:
+        f.kind = SetupFailure::Kind::kUpstreamStatus;
+        f.status = failure->status;
+        f.body = failure->body;
+        break;
+      case K::kProtocol: f.kind = SetupFailure::Kind::kUpstreamUnreachable; break;
+    }
+    fail_setup(std::move(f));
+    return;
+  }
+  auto& answer = std::get<workers::UpstreamAnswer>(result);
+  upstream_answer_ms_ = answer.answer_ms;
+  upstream_call_id_ = answer.upstream_call_id;
+  sdp::SdpMessagePtr message;
+  try {
+    message = sdp::parse(answer.sdp);
+  } catch (const sdp::SdpError& e) {
+    fail_setup({SetupFailure::Kind::kUpstreamUnreachable, 0, {},
+                std::string("the worker's answer is not valid SDP: ") + e.what()});
+    return;
+  }
+  int pt = sdp::opus_payload_type(message.get());
+  if (pt < 0) {
+    fail_setup({SetupFailure::Kind::kUpstreamUnreachable, 0, {}, "the worker's answer has no Opus"});
+    return;
+  }
+  // Map payload types: what goes to the upstream carries the upstream's Opus PT.
+  g_object_set(element(kUpstreamAudioOut).get(), "pt", static_cast<guint>(pt), nullptr);
+  upstream_leg_->set_remote_description(GST_WEBRTC_SDP_TYPE_ANSWER, std::move(message),
+                                        [this](const std::string& error) {
+                                          if (state_ == State::kEnded) return;
+                                          if (!error.empty()) {
+                                            fail_setup({SetupFailure::Kind::kUpstreamUnreachable,
+                                                        0, {}, "the worker's answer was refused: " + error});
+                                            return;
+                                          }
+                                          upstream_ready_ = true;
+                                          maybe_finish_setup();
+                                        });
+}
+
+void Call::maybe_finish_setup() {
+  if (state_ != State::kSettingUp || client_answer_.empty() || !upstream_ready_) return;
+  state_ = State::kActive;
+  answered_us_ = g_get_monotonic_time();
+  g_message("[%s] answered in %.1f ms (upstream answer %.1f ms)", id().c_str(),
+            (answered_us_ - created_us_) / 1000.0, upstream_answer_ms_);
+  connect_timeout_ = SourceGuard(g_timeout_add_seconds(
+      static_cast<guint>(settings_.webrtc.ice_connect_timeout_seconds),
+      [](gpointer data) -> gboolean {
+        auto* call = static_cast<Call*>(data);
+        call->connect_timeout_.forget();
+        call->hang_up("ICE connect timeout");
+        return G_SOURCE_REMOVE;
+      },
+      this));
+  listener_->OnCallAnswered(*this, client_answer_);
+}
+
+void Call::fail_setup(SetupFailure failure) {
+  if (state_ != State::kSettingUp) return;
+  g_message("[%s] set-up failed: %s", id().c_str(), failure.message.c_str());
+  setup_failure_reported_ = true;
+  hang_up("set-up failed: " + failure.message);
+  listener_->OnCallSetupFailed(*this, failure);
+}
+
+void Call::OnLegConnectionState(WebRtcLeg& leg, GstWebRTCPeerConnectionState state) {
+  if (state_ == State::kEnded) return;
+  bool is_client = &leg == client_leg_.get();
+  (is_client ? client_state_ : upstream_state_) = state;
+  g_message("[%s] %s leg %s", id().c_str(), leg.name().c_str(), state_name(state));
+  if (client_state_ == GST_WEBRTC_PEER_CONNECTION_STATE_CONNECTED &&
+      upstream_state_ == GST_WEBRTC_PEER_CONNECTION_STATE_CONNECTED && !connected_us_) {
+    connected_us_ = g_get_monotonic_time();
+    connect_timeout_.cancel();
+  }
+  if (state == GST_WEBRTC_PEER_CONNECTION_STATE_FAILED ||
+      state == GST_WEBRTC_PEER_CONNECTION_STATE_CLOSED)
+    hang_up(leg.name() + " connection " + state_name(state));
+}
+
+void Call::OnEventChannelOpen(EventChannel& channel) {
+  g_message("[%s] %s events channel open", id().c_str(), channel.side().c_str());
+}
+
+void Call::OnEventChannelClosed(EventChannel& channel, const std::string& why) {
+  hang_up(channel.side() + " " + why);
+}
+
+void Call::deliver_event(bool to_upstream, std::string text) {
+  if (state_ == State::kEnded) return;
+  (to_upstream ? events_from_client_ : events_from_upstream_)++;
+  EventChannel& target = to_upstream ? *upstream_events_ : *client_events_;
+  switch (target.send(text)) {
+    case EventChannel::SendResult::kSent:
+    case EventChannel::SendResult::kQueued:
+      return;
+    case EventChannel::SendResult::kTooLarge:
+      events_refused_++;
+      // The client is told either way: its own event was refused, or a server event it will not
+      // receive was.
+      send_error_event(*client_events_, "event_too_large",
+                       std::string(to_upstream ? "client" : "server") + " event of " +
+                           std::to_string(text.size()) + " bytes exceeds the data channel limit of " +
+                           std::to_string(EventChannel::kMaxMessageBytes) + " bytes; not relayed");
+      return;
+    case EventChannel::SendResult::kQueueFull:
+      events_refused_++;
+      send_error_event(*client_events_, "event_queue_full",
+                       std::string("the ") + (to_upstream ? "upstream" : "client") +
+                           " channel is not open yet and its queue is full; event not relayed");
+      return;
+    case EventChannel::SendResult::kFailed:
+      events_refused_++;
+      g_warning("[%s] event to %s not delivered: channel closed", id().c_str(),
+                target.side().c_str());
+      return;
+  }
+}
+
+void Call::send_error_event(EventChannel& to, const std::string& code, const std::string& message) {
+  json::ObjectBuilder error;
+  error.set("type", "invalid_request_error").set("code", code).set("message", message);
+  json::ObjectBuilder event;
+  event.set("type", "error").set("event_id", random_event_id()).set_object("error", std::move(error));
+  to.send(event.str());
+}
+
+bool Call::on_bus_message(GstMessage* message) {
+  switch (GST_MESSAGE_TYPE(message)) {
+    case GST_MESSAGE_ERROR: {
+      GError* raw = nullptr;
+      gchar* debug = nullptr;
+      gst_message_parse_error(message, &raw, &debug);
+      UniqueError err(raw);
+      UniqueStr dbg(debug);
+      g_warning("[%s] pipeline error from %s: %s (%s)", id().c_str(),
+                GST_OBJECT_NAME(GST_MESSAGE_SRC(message)), err ? err->message : "?",
+                dbg ? dbg.get() : "");
+      hang_up(std::string("pipeline error: ") + (err ? err->message : "?"));
+      return false;
+    }
+    case GST_MESSAGE_WARNING: {
+      GError* raw = nullptr;
+      gst_message_parse_warning(message, &raw, nullptr);
+      UniqueError err(raw);
+      g_message("[%s] pipeline warning: %s", id().c_str(), err ? err->message : "?");
+      return true;
+    }
+    case GST_MESSAGE_LATENCY:
+      gst_bin_recalculate_latency(GST_BIN(pipeline_.get()));
+      return true;
+    default:
+      return true;
+  }
+}
+
+void Call::hang_up(const std::string& reason) {
+  if (state_ == State::kEnded) return;
+  bool was_setting_up = state_ == State::kSettingUp;
+  state_ = State::kEnded;
+  end_reason_ = reason;
+  ended_us_ = g_get_monotonic_time();
+  if (pipeline_) g_message("[%s] ended: %s", id().c_str(), reason.c_str());
+  g_cancellable_cancel(cancellable_.get());
+  connect_timeout_.cancel();
+  if (!upstream_call_id_.empty() && signaller_) signaller_->hangup(upstream_call_id_);
+
+  // Fixed order: stop callbacks, close the channels so peers learn at once, then stop media.
+  signals_.clear();
+  bus_watch_.cancel();
+  unlink_legs();
+  if (client_events_) client_events_->close();
+  if (upstream_events_) upstream_events_->close();
+  if (pipeline_) {
+    gint64 t0 = g_get_monotonic_time();
+    gst_element_set_state(pipeline_.get(), GST_STATE_NULL);
+    g_message("[%s] pipeline stopped in %.1f ms", id().c_str(), (g_get_monotonic_time() - t0) / 1000.0);
+  }
+  client_events_.reset();
+  upstream_events_.reset();
+  client_leg_.reset();
+  upstream_leg_.reset();
+  pipeline_.reset();
+
+  std::weak_ptr<int> alive = alive_;
+  if (was_setting_up) {
+    // fail_setup() reports its own failure; any other end during set-up is reported here.
+    if (!setup_failure_reported_)
+      post_to_main([this, alive, reason] {
+        if (alive.lock())
+          listener_->OnCallSetupFailed(*this, {SetupFailure::Kind::kInternal, 0, {}, reason});
+      });
+    return;
+  }
+  post_to_main([this, alive] {
+    if (alive.lock()) listener_->OnCallEnded(*this);
+  });
+}
+
+void Call::unlink_legs() {
+  // The two legs feed each other, a cycle GStreamer warns about when it orders state changes.
+  if (!pipeline_) return;
+  for (const char* name : {kClientAudioOut, kUpstreamAudioOut}) {
+    auto e = Ref<GstElement>::adopt(gst_bin_get_by_name(GST_BIN(pipeline_.get()), name));
+    if (!e) continue;
+    auto src = Ref<GstPad>::adopt(gst_element_get_static_pad(e.get(), "src"));
+    if (auto peer = Ref<GstPad>::adopt(gst_pad_get_peer(src.get()))) gst_pad_unlink(src.get(), peer.get());
+  }
+}
+
+json::ObjectBuilder Call::describe() const {
+  auto ms_since = [this](gint64 t) { return t ? (t - created_us_) / 1000.0 : -1.0; };
+  json::ObjectBuilder timings;
+  timings.set("setup_ms", ms_since(answered_us_))
+      .set("upstream_answer_ms", upstream_answer_ms_)
+      .set("connected_ms", ms_since(connected_us_))
+      .set("duration_ms", ((ended_us_ ? ended_us_ : g_get_monotonic_time()) - created_us_) / 1000.0);
+  json::ObjectBuilder audio;
+  audio.set("packets_from_client", static_cast<gint64>(audio_from_client_->packets.load()))
+      .set("bytes_from_client", static_cast<gint64>(audio_from_client_->bytes.load()))
+      .set("packets_from_upstream", static_cast<gint64>(audio_from_upstream_->packets.load()))
+      .set("bytes_from_upstream", static_cast<gint64>(audio_from_upstream_->bytes.load()));
+  json::ObjectBuilder events;
+  events.set("from_client", static_cast<gint64>(events_from_client_))
+      .set("from_upstream", static_cast<gint64>(events_from_upstream_))
+      .set("refused", static_cast<gint64>(events_refused_));
+  json::ObjectBuilder legs;
+  legs.set("client", state_name(client_state_)).set("upstream", state_name(upstream_state_));
+  const char* state = state_ == State::kSettingUp ? "setting_up"
+                      : state_ == State::kActive  ? "active"
+                                                  : "ended";
+  json::ObjectBuilder out;
+  out.set("id", identity_.call_id)
+      .set("object", "realtime.call")
+      .set("model", identity_.model)
+      .set("worker", identity_.worker_name)
+      .set("key", identity_.key_name)
+      .set("state", state);
+  if (state_ == State::kEnded) out.set("end_reason", end_reason_);
+  out.set_object("legs", std::move(legs))
+      .set_object("timings", std::move(timings))
+      .set_object("events", std::move(events))
+      .set_object("media", std::move(audio));
+  return out;
+}
+
+std::string Call::pipeline_dot() const {
+  if (!pipeline_) return {};
+  UniqueStr dot(gst_debug_bin_to_dot_data(GST_BIN(pipeline_.get()), GST_DEBUG_GRAPH_SHOW_ALL));
+  return dot ? dot.get() : "";
+}
+
+}  // namespace rtgw::calls

@@ -1,0 +1,158 @@
+// SPDX-License-Identifier: MIT
+// One relayed call: a GstPipeline holding the client leg and the upstream leg.
+//
+// Owns: the call's pipeline (built from the description in pipelines/), its two WebRtcLegs, its
+// two EventChannels, the audio links between the legs (payload types mapped by the pay elements
+// named in the description), the event path (appsrc -> filter -> meter -> appsink per direction),
+// set-up (both legs concurrently), its timers, its statistics, and its teardown.
+//
+// Threads: all methods on the main loop. It reports to its owner through `CallListener`.
+// Media code never sees HTTP: it gets an id, an offer and a signaller, and returns an answer or a
+// SetupFailure.
+#pragma once
+
+#include <gst/gst.h>
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "calls/event_channel.h"
+#include "calls/webrtc_leg.h"
+#include "common/json.h"
+#include "common/ref.h"
+#include "config/config.h"
+#include "sdp/session_description.h"
+#include "workers/upstream_signaller.h"
+
+namespace rtgw::calls {
+
+class Call;
+
+struct SetupFailure {
+  enum class Kind { kUpstreamStatus, kUpstreamTimeout, kUpstreamUnreachable, kInternal };
+  Kind kind = Kind::kInternal;
+  int status = 0;     // upstream HTTP status (kUpstreamStatus)
+  std::string body;   // upstream body (kUpstreamStatus)
+  std::string message;
+};
+
+class CallListener {
+ public:
+  virtual ~CallListener() = default;
+  // Set-up finished: hand `answer_sdp` to the client.
+  virtual void OnCallAnswered(Call& call, const std::string& answer_sdp) = 0;
+  virtual void OnCallSetupFailed(Call& call, const SetupFailure& failure) = 0;
+  // The call is over and torn down; the owner may drop it.
+  virtual void OnCallEnded(Call& call) = 0;
+};
+
+struct CallIdentity {
+  std::string call_id;
+  std::string key_name;
+  std::string model;           // the gateway's model name
+  std::string upstream_model;  // the name the worker knows
+  std::string worker_name;
+};
+
+struct CallSettings {
+  config::WebRtcConfig webrtc;
+  std::int64_t max_pending_event_bytes = 1 << 20;
+  std::string pipeline_description;  // gst-launch syntax
+};
+
+class Call : public WebRtcLeg::Listener, public EventChannel::Listener {
+ public:
+  enum class State { kSettingUp, kActive, kEnded };
+
+  Call(CallIdentity identity, CallSettings settings,
+       std::shared_ptr<workers::UpstreamSignaller> signaller, CallListener* listener);
+  ~Call() override;
+  Call(const Call&) = delete;
+  Call& operator=(const Call&) = delete;
+
+  // Builds the pipeline and starts both legs. Throws std::runtime_error when the pipeline
+  // description cannot be built (an operator error).
+  void start(sdp::CheckedOffer offer, std::optional<std::string> session_json);
+  // Ends the call (both legs, upstream hang-up). Synchronous and idempotent.
+  void hang_up(const std::string& reason);
+
+  const CallIdentity& identity() const { return identity_; }
+  const std::string& id() const { return identity_.call_id; }
+  State state() const { return state_; }
+  const std::string& end_reason() const { return end_reason_; }
+  // Call state for GET /v1/realtime/calls/{id}.
+  json::ObjectBuilder describe() const;
+  // The pipeline graph in DOT (debugging).
+  std::string pipeline_dot() const;
+
+  // WebRtcLeg::Listener
+  void OnLegConnectionState(WebRtcLeg& leg, GstWebRTCPeerConnectionState state) override;
+  // EventChannel::Listener
+  void OnEventChannelOpen(EventChannel& channel) override;
+  void OnEventChannelClosed(EventChannel& channel, const std::string& why) override;
+
+ private:
+  struct AudioCounters {
+    std::atomic<std::uint64_t> packets{0};
+    std::atomic<std::uint64_t> bytes{0};
+  };
+
+  Ref<GstElement> element(const char* name) const;
+  void build_pipeline();
+  void start_client_leg(sdp::CheckedOffer offer);
+  void start_upstream_leg(std::optional<std::string> session_json);
+  void on_upstream_result(workers::UpstreamResult result);
+  void maybe_finish_setup();
+  void fail_setup(SetupFailure failure);
+  void deliver_event(bool to_upstream, std::string text);
+  void send_error_event(EventChannel& to, const std::string& code, const std::string& message);
+  bool on_bus_message(GstMessage* message);
+  void install_event_sink(const char* name, bool to_upstream);
+  void unlink_legs();
+  void count_audio(const char* element_name, AudioCounters* counters);
+
+  CallIdentity identity_;
+  CallSettings settings_;
+  std::shared_ptr<workers::UpstreamSignaller> signaller_;
+  CallListener* listener_;
+  std::shared_ptr<int> alive_ = std::make_shared<int>(0);
+
+  State state_ = State::kSettingUp;
+  std::string end_reason_;
+  gint64 created_us_ = 0;
+  gint64 answered_us_ = 0;
+  gint64 connected_us_ = 0;
+  gint64 ended_us_ = 0;
+  double upstream_answer_ms_ = -1;
+
+  Ref<GstElement> pipeline_;
+  std::unique_ptr<WebRtcLeg> client_leg_;
+  std::unique_ptr<WebRtcLeg> upstream_leg_;
+  std::unique_ptr<EventChannel> client_events_;    // events to the client
+  std::unique_ptr<EventChannel> upstream_events_;  // events to the upstream
+  std::vector<SignalConnection> signals_;
+  SourceGuard bus_watch_;
+  SourceGuard connect_timeout_;
+  Ref<GCancellable> cancellable_;
+
+  // Set-up progress.
+  int client_opus_pt_ = -1;
+  std::string client_answer_;
+  bool setup_failure_reported_ = false;
+  bool upstream_ready_ = false;
+  std::string upstream_call_id_;
+  GstWebRTCPeerConnectionState client_state_ = GST_WEBRTC_PEER_CONNECTION_STATE_NEW;
+  GstWebRTCPeerConnectionState upstream_state_ = GST_WEBRTC_PEER_CONNECTION_STATE_NEW;
+
+  // Statistics (audio counters are bumped on streaming threads).
+  std::unique_ptr<AudioCounters> audio_from_client_ = std::make_unique<AudioCounters>();
+  std::unique_ptr<AudioCounters> audio_from_upstream_ = std::make_unique<AudioCounters>();
+  std::uint64_t events_from_client_ = 0;
+  std::uint64_t events_from_upstream_ = 0;
+  std::uint64_t events_refused_ = 0;
+};
+
+}  // namespace rtgw::calls

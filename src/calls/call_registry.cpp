@@ -1,0 +1,103 @@
+// SPDX-License-Identifier: MIT
+#include "calls/call_registry.h"
+
+#include "common/main_thread.h"
+
+namespace rtgw::calls {
+namespace {
+constexpr size_t kEndedCallsKept = 256;
+}
+
+CallRegistry::~CallRegistry() {
+  // Calls report their end through post_to_main; at destruction nobody listens any more.
+  for (auto& [id, entry] : calls_) entry.call->hang_up("gateway stopped");
+  calls_.clear();
+}
+
+std::string CallRegistry::new_call_id() {
+  static const char* hex = "0123456789abcdef";
+  std::string id = "rtc_";
+  for (int i = 0; i < 32; i++) id += hex[g_random_int_range(0, 16)];
+  return id;
+}
+
+Call& CallRegistry::start_call(CallIdentity identity, CallSettings settings,
+                               std::shared_ptr<workers::UpstreamSignaller> signaller,
+                               sdp::CheckedOffer offer, std::optional<std::string> session_json,
+                               AnswerCallback on_answer, ReleaseCallback on_release) {
+  std::string id = identity.call_id;
+  auto call = std::make_unique<Call>(std::move(identity), std::move(settings), std::move(signaller), this);
+  Call& ref = *call;
+  calls_[id] = Entry{std::move(call), std::move(on_answer), std::move(on_release)};
+  try {
+    ref.start(std::move(offer), std::move(session_json));
+  } catch (...) {
+    auto entry = std::move(calls_[id]);
+    calls_.erase(id);
+    entry.call->hang_up("pipeline could not start");
+    throw;
+  }
+  return ref;
+}
+
+Call* CallRegistry::find(const std::string& id) const {
+  auto it = calls_.find(id);
+  return it == calls_.end() ? nullptr : it->second.call.get();
+}
+
+const std::pair<std::string, std::string>* CallRegistry::find_ended(const std::string& id) const {
+  auto it = ended_.find(id);
+  return it == ended_.end() ? nullptr : &it->second;
+}
+
+int CallRegistry::live_calls_for_key(const std::string& key_name) const {
+  int n = 0;
+  for (const auto& [id, entry] : calls_) n += entry.call->identity().key_name == key_name;
+  return n;
+}
+
+void CallRegistry::hang_up_all(const std::string& reason) {
+  std::vector<Call*> live;
+  for (auto& [id, entry] : calls_) live.push_back(entry.call.get());
+  for (Call* c : live) c->hang_up(reason);
+}
+
+void CallRegistry::OnCallAnswered(Call& call, const std::string& answer_sdp) {
+  auto it = calls_.find(call.id());
+  if (it == calls_.end() || !it->second.on_answer) return;
+  auto cb = std::move(it->second.on_answer);
+  it->second.on_answer = nullptr;
+  cb(answer_sdp);
+}
+
+void CallRegistry::OnCallSetupFailed(Call& call, const SetupFailure& failure) {
+  auto it = calls_.find(call.id());
+  if (it == calls_.end()) return;
+  auto cb = std::move(it->second.on_answer);
+  it->second.on_answer = nullptr;
+  if (cb) cb(failure);
+  // Never delete a call from inside its own callback.
+  std::string id = call.id();
+  post_to_main([this, id] { drop(id); });
+}
+
+void CallRegistry::OnCallEnded(Call& call) { drop(call.id()); }
+
+void CallRegistry::drop(const std::string& id) {
+  auto it = calls_.find(id);
+  if (it == calls_.end()) return;
+  Entry entry = std::move(it->second);
+  calls_.erase(it);
+  entry.call->hang_up("dropped");
+  ended_[id] = {entry.call->identity().key_name, entry.call->describe().str()};
+  ended_order_.push_back(id);
+  while (ended_order_.size() > kEndedCallsKept) {
+    ended_.erase(ended_order_.front());
+    ended_order_.pop_front();
+  }
+  if (entry.on_release) entry.on_release(*entry.call);
+  entry.call.reset();
+  if (calls_.empty() && on_empty_) on_empty_();
+}
+
+}  // namespace rtgw::calls

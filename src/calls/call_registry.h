@@ -1,0 +1,74 @@
+// SPDX-License-Identifier: MIT
+// All calls of this process, by id.
+//
+// Owns: the live calls (one `Call` each), who created them, their worker's load, recently ended
+// calls' final state (bounded), capacity counts per key, hanging everything up at shutdown, and
+// telling the gateway when the last call is gone (drain).
+//
+// Threads: main loop only.
+#pragma once
+
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <variant>
+
+#include "calls/call.h"
+
+namespace rtgw::calls {
+
+class CallRegistry : public CallListener {
+ public:
+  using AnswerCallback = std::function<void(std::variant<std::string, SetupFailure>)>;
+  // Called when a call is dropped (release worker load and per-key slots, metrics).
+  using ReleaseCallback = std::function<void(const Call&)>;
+
+  CallRegistry() = default;
+  ~CallRegistry() override;
+
+  static std::string new_call_id();
+
+  // Creates and starts a call; `on_answer` runs once on the main loop with the answer SDP or the
+  // set-up failure. Throws std::runtime_error if the pipeline cannot be built.
+  Call& start_call(CallIdentity identity, CallSettings settings,
+                   std::shared_ptr<workers::UpstreamSignaller> signaller, sdp::CheckedOffer offer,
+                   std::optional<std::string> session_json, AnswerCallback on_answer,
+                   ReleaseCallback on_release);
+
+  Call* find(const std::string& id) const;
+  // Final state of a recently ended call, as JSON text, if still remembered.
+  const std::pair<std::string, std::string>* find_ended(const std::string& id) const;
+
+  int live_calls() const { return static_cast<int>(calls_.size()); }
+  int live_calls_for_key(const std::string& key_name) const;
+
+  void hang_up_all(const std::string& reason);
+  void set_on_empty(std::function<void()> fn) { on_empty_ = std::move(fn); }
+  template <typename Fn>
+  void for_each(Fn&& fn) const {
+    for (const auto& [id, entry] : calls_) fn(*entry.call);
+  }
+
+  // CallListener
+  void OnCallAnswered(Call& call, const std::string& answer_sdp) override;
+  void OnCallSetupFailed(Call& call, const SetupFailure& failure) override;
+  void OnCallEnded(Call& call) override;
+
+ private:
+  struct Entry {
+    std::unique_ptr<Call> call;
+    AnswerCallback on_answer;
+    ReleaseCallback on_release;
+  };
+  void drop(const std::string& id);
+
+  std::map<std::string, Entry> calls_;
+  // (owner key name, final describe() JSON) of ended calls, newest last.
+  std::map<std::string, std::pair<std::string, std::string>> ended_;
+  std::deque<std::string> ended_order_;
+  std::function<void()> on_empty_;
+};
+
+}  // namespace rtgw::calls

@@ -1,0 +1,80 @@
+// SPDX-License-Identifier: MIT
+// One side's `oai-events` data channel.
+//
+// Owns: the GstWebRTCDataChannel of one leg, the bounded queue of events waiting for it to open,
+// and the wiring of its signals: received messages are pushed straight into the call's appsrc
+// for that direction (on webrtcbin's thread, which is allowed: appsrc is thread safe), open,
+// close and error are posted to the main loop.
+//
+// Threads: public methods on the main loop only.
+#pragma once
+
+#include <gst/gst.h>
+#include <gst/webrtc/webrtc.h>
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/ref.h"
+
+namespace rtgw::calls {
+
+class EventChannel {
+ public:
+  // Largest message webrtcbin 1.22 can carry (it advertises no a=max-message-size).
+  static constexpr std::size_t kMaxMessageBytes = 65536;
+
+  class Listener {
+   public:
+    virtual ~Listener() = default;
+    virtual void OnEventChannelOpen(EventChannel& channel) = 0;
+    virtual void OnEventChannelClosed(EventChannel& channel, const std::string& why) = 0;
+  };
+
+  enum class SendResult { kSent, kQueued, kTooLarge, kQueueFull, kFailed };
+
+  EventChannel(std::string side, std::int64_t max_pending_bytes, Ref<GstElement> inbound_appsrc,
+               Listener* listener);
+  ~EventChannel();
+  EventChannel(const EventChannel&) = delete;
+  EventChannel& operator=(const EventChannel&) = delete;
+
+  // Attaches the channel. Safe to call on the webrtcbin thread that announced it (its message
+  // handler must be connected there so nothing that follows is missed); the rest is posted.
+  static void wire_inbound(GstWebRTCDataChannel* channel, Ref<GstElement> inbound_appsrc);
+  void attach(Ref<GstWebRTCDataChannel> channel, bool already_open);
+
+  // Sends now if open, else queues (bounded in bytes).
+  SendResult send(const std::string& text);
+  void close();
+
+  const std::string& side() const { return side_; }
+  bool open() const { return open_; }
+  std::uint64_t sent() const { return sent_; }
+  std::int64_t pending_bytes() const { return pending_bytes_; }
+
+ private:
+  void flush();
+
+  std::string side_;
+  std::int64_t max_pending_bytes_;
+  Ref<GstElement> inbound_appsrc_;
+  Listener* listener_;
+  Ref<GstWebRTCDataChannel> channel_;
+  std::vector<SignalConnection> signals_;
+  std::shared_ptr<int> alive_ = std::make_shared<int>(0);
+  bool open_ = false;
+  bool closed_ = false;
+  std::deque<std::string> pending_;
+  std::int64_t pending_bytes_ = 0;
+  std::uint64_t sent_ = 0;
+};
+
+// Pushes one event (a JSON text) into an appsrc as one buffer.
+void push_event(GstElement* appsrc, const char* data, gsize length);
+
+}  // namespace rtgw::calls

@@ -1,0 +1,224 @@
+// SPDX-License-Identifier: MIT
+#include "calls/webrtc_leg.h"
+
+#include <gst/webrtc/nice/nice.h>
+
+#include "common/main_thread.h"
+
+namespace rtgw::calls {
+
+struct WebRtcLeg::Pending {
+  DescriptionDone done;
+};
+
+namespace {
+
+struct PromiseHandler {
+  std::function<void(const GstStructure*)> on_reply;
+};
+
+std::string promise_error(const GstStructure* reply) {
+  if (!reply) return {};
+  if (gst_structure_has_field(reply, "error")) {
+    GError* err = nullptr;
+    gst_structure_get(reply, "error", G_TYPE_ERROR, &err, nullptr);
+    UniqueError owned(err);
+    return owned ? owned->message : "webrtcbin reported an error";
+  }
+  return {};
+}
+
+// Runs `fn` on the main loop if `alive` still exists then.
+template <typename Fn>
+void post_if_alive(const std::weak_ptr<int>& alive, Fn&& fn) {
+  post_to_main([alive, fn = std::forward<Fn>(fn)]() mutable {
+    if (alive.lock()) fn();
+  });
+}
+
+}  // namespace
+
+Ref<GstPromise> make_promise(std::function<void(const GstStructure*)> on_reply) {
+  auto* handler = new PromiseHandler{std::move(on_reply)};
+  return Ref<GstPromise>::adopt(gst_promise_new_with_change_func(
+      [](GstPromise* promise, gpointer data) {
+        auto* h = static_cast<PromiseHandler*>(data);
+        const GstStructure* reply = nullptr;
+        if (gst_promise_wait(promise) == GST_PROMISE_RESULT_REPLIED)
+          reply = gst_promise_get_reply(promise);
+        try {
+          h->on_reply(reply);
+        } catch (...) {
+          g_warning("promise handler threw");
+        }
+      },
+      handler, [](gpointer data) { delete static_cast<PromiseHandler*>(data); }));
+}
+
+WebRtcLeg::WebRtcLeg(std::string name, Ref<GstElement> webrtcbin,
+                     const config::WebRtcConfig& config, Listener* listener)
+    : name_(std::move(name)), webrtcbin_(std::move(webrtcbin)), config_(config),
+      listener_(listener) {
+  g_object_set(webrtcbin_.get(), "latency", static_cast<guint>(config_.jitterbuffer_latency_ms),
+               nullptr);
+  if (!config_.stun_server.empty() && config_.stun_server != "none") {
+    std::string stun = config_.stun_server;
+    if (stun.rfind("stun://", 0) != 0 && stun.rfind("stun:", 0) == 0) stun = "stun://" + stun.substr(5);
+    g_object_set(webrtcbin_.get(), "stun-server", stun.c_str(), nullptr);
+  }
+
+  Ref<GstWebRTCICE> ice;
+  g_object_get(webrtcbin_.get(), "ice-agent", ice.out(), nullptr);
+  if (ice) {
+    // Debian's libnice waits 200 ms for UPnP on every gathering unless told not to.
+    if (GST_IS_WEBRTC_NICE(ice.get())) {
+      Ref<GObject> agent;
+      g_object_get(ice.get(), "agent", agent.out(), nullptr);
+      if (agent) g_object_set(agent.get(), "upnp", FALSE, nullptr);
+    }
+    if (config_.udp_port_min > 0)
+      g_object_set(ice.get(), "min-rtp-port", static_cast<guint>(config_.udp_port_min),
+                   "max-rtp-port", static_cast<guint>(config_.udp_port_max), nullptr);
+  }
+
+  // Signals run on webrtcbin's threads: post to the main loop guarded by the liveness token.
+  struct Ctx {
+    std::weak_ptr<int> alive;
+    WebRtcLeg* leg;
+  };
+  auto connect = [&](const char* signal, GCallback cb) {
+    auto* ctx = new Ctx{alive_, this};
+    gulong sid = g_signal_connect_data(
+        webrtcbin_.get(), signal, cb, ctx,
+        [](gpointer data, GClosure*) { delete static_cast<Ctx*>(data); }, GConnectFlags(0));
+    signals_.emplace_back(webrtcbin_.get(), sid);
+  };
+  connect("notify::ice-gathering-state",
+          G_CALLBACK(+[](GstElement*, GParamSpec*, gpointer data) {
+            auto* ctx = static_cast<Ctx*>(data);
+            WebRtcLeg* leg = ctx->leg;
+            post_if_alive(ctx->alive, [leg] { leg->on_gathering_state_changed(); });
+          }));
+  connect("notify::connection-state", G_CALLBACK(+[](GstElement* bin, GParamSpec*, gpointer data) {
+            auto* ctx = static_cast<Ctx*>(data);
+            GstWebRTCPeerConnectionState state;
+            g_object_get(bin, "connection-state", &state, nullptr);
+            WebRtcLeg* leg = ctx->leg;
+            post_if_alive(ctx->alive, [leg, state] {
+              if (leg->listener_) leg->listener_->OnLegConnectionState(*leg, state);
+            });
+          }));
+}
+
+WebRtcLeg::~WebRtcLeg() = default;
+
+GstWebRTCPeerConnectionState WebRtcLeg::connection_state() const {
+  GstWebRTCPeerConnectionState state;
+  g_object_get(webrtcbin_.get(), "connection-state", &state, nullptr);
+  return state;
+}
+
+void WebRtcLeg::set_remote_description(GstWebRTCSDPType type, sdp::SdpMessagePtr message,
+                                       Done done) {
+  // webrtcbin takes ownership of the GstSDPMessage inside the description.
+  GstWebRTCSessionDescription* desc = gst_webrtc_session_description_new(type, message.release());
+  std::weak_ptr<int> alive = alive_;
+  auto promise = make_promise([alive, done = std::move(done)](const GstStructure* reply) {
+    std::string error = promise_error(reply);
+    post_if_alive(alive, [done, error] { done(error); });
+  });
+  g_signal_emit_by_name(webrtcbin_.get(), "set-remote-description", desc, promise.get());
+  gst_webrtc_session_description_free(desc);
+}
+
+void WebRtcLeg::create_local_description(bool offer, DescriptionDone done) {
+  std::weak_ptr<int> alive = alive_;
+  WebRtcLeg* self = this;
+  const char* field = offer ? "offer" : "answer";
+  auto promise = make_promise([alive, self, field, done = std::move(done)](
+                                  const GstStructure* reply) mutable {
+    std::string error = promise_error(reply);
+    GstWebRTCSessionDescription* desc = nullptr;
+    if (error.empty() && reply)
+      gst_structure_get(reply, field, GST_TYPE_WEBRTC_SESSION_DESCRIPTION, &desc, nullptr);
+    if (error.empty() && !desc) error = std::string("webrtcbin created no ") + field;
+    // Hand the description to the main loop (owned by the closure until then).
+    std::shared_ptr<GstWebRTCSessionDescription> owned(desc, [](GstWebRTCSessionDescription* d) {
+      if (d) gst_webrtc_session_description_free(d);
+    });
+    post_if_alive(alive, [self, owned, error, done = std::move(done)]() mutable {
+      if (!error.empty()) {
+        done(error, {});
+        return;
+      }
+      self->gathering_ = std::make_unique<Pending>(Pending{std::move(done)});
+      self->gathering_timeout_ = SourceGuard(g_timeout_add(
+          static_cast<guint>(self->config_.ice_gathering_timeout_ms),
+          [](gpointer data) -> gboolean {
+            auto* leg = static_cast<WebRtcLeg*>(data);
+            leg->gathering_timeout_.forget();
+            leg->finish_gathering(true);
+            return G_SOURCE_REMOVE;
+          },
+          self));
+      std::weak_ptr<int> alive2 = self->alive_;
+      auto set_promise = make_promise([alive2, self](const GstStructure* r) {
+        std::string err = promise_error(r);
+        post_if_alive(alive2, [self, err] {
+          if (!err.empty() && self->gathering_) {
+            auto pending = std::move(self->gathering_);
+            self->gathering_timeout_.cancel();
+            pending->done("set-local-description failed: " + err, {});
+            return;
+          }
+          self->on_gathering_state_changed();
+        });
+      });
+      g_signal_emit_by_name(self->webrtcbin_.get(), "set-local-description", owned.get(),
+                            set_promise.get());
+    });
+  });
+  g_signal_emit_by_name(webrtcbin_.get(), offer ? "create-offer" : "create-answer", nullptr,
+                        promise.get());
+}
+
+void WebRtcLeg::on_gathering_state_changed() {
+  if (!gathering_) return;
+  GstWebRTCICEGatheringState state;
+  g_object_get(webrtcbin_.get(), "ice-gathering-state", &state, nullptr);
+  if (state == GST_WEBRTC_ICE_GATHERING_STATE_COMPLETE) finish_gathering(false);
+}
+
+void WebRtcLeg::finish_gathering(bool timed_out) {
+  if (!gathering_) return;
+  auto pending = std::move(gathering_);
+  gathering_timeout_.cancel();
+  GstWebRTCSessionDescription* local = nullptr;
+  g_object_get(webrtcbin_.get(), "local-description", &local, nullptr);
+  if (!local) {
+    pending->done("no local description after ICE gathering", {});
+    return;
+  }
+  std::string text = sdp::to_text(local->sdp);
+  gst_webrtc_session_description_free(local);
+  if (timed_out && text.find("a=candidate:") == std::string::npos) {
+    pending->done("ICE gathering produced no candidate within " +
+                      std::to_string(config_.ice_gathering_timeout_ms) + " ms",
+                  {});
+    return;
+  }
+  pending->done({}, text);
+}
+
+Ref<GstPad> WebRtcLeg::request_audio_sink(GstCaps* codec_preferences) {
+  auto pad = Ref<GstPad>::adopt(gst_element_request_pad_simple(webrtcbin_.get(), "sink_%u"));
+  if (!pad) return {};
+  Ref<GstWebRTCRTPTransceiver> transceiver;
+  g_object_get(pad.get(), "transceiver", transceiver.out(), nullptr);
+  if (transceiver)
+    g_object_set(transceiver.get(), "direction", GST_WEBRTC_RTP_TRANSCEIVER_DIRECTION_SENDRECV,
+                 "codec-preferences", codec_preferences, nullptr);
+  return pad;
+}
+
+}  // namespace rtgw::calls

@@ -1,0 +1,80 @@
+// SPDX-License-Identifier: MIT
+// One webrtcbin of a call: the client leg (answerer) or the upstream leg (offerer).
+//
+// Owns: the webrtcbin's configuration (latency, STUN, libnice UPnP off, port range), the
+// promise-based SDP steps (set remote, create offer/answer, set local, wait for ICE gathering
+// with a bound, read the local description with its candidates), audio transceiver set-up, and
+// turning webrtcbin's thread callbacks into main-loop calls.
+//
+// Threads: every public method runs on the main loop, and every `Done` callback is invoked on the
+// main loop. webrtcbin signals arrive on its `:pc` thread or streaming threads; the leg copies
+// what it needs and posts to the main loop. A callback still queued when the leg is destroyed is
+// dropped (the leg's liveness token has expired).
+#pragma once
+
+#include <gst/gst.h>
+#include <gst/webrtc/webrtc.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/ref.h"
+#include "config/config.h"
+#include "sdp/session_description.h"
+
+namespace rtgw::calls {
+
+class WebRtcLeg {
+ public:
+  // Main-loop notifications about the leg.
+  class Listener {
+   public:
+    virtual ~Listener() = default;
+    virtual void OnLegConnectionState(WebRtcLeg& leg, GstWebRTCPeerConnectionState state) = 0;
+  };
+
+  // `error` is empty on success.
+  using Done = std::function<void(const std::string& error)>;
+  using DescriptionDone = std::function<void(const std::string& error, const std::string& sdp)>;
+
+  WebRtcLeg(std::string name, Ref<GstElement> webrtcbin, const config::WebRtcConfig& config,
+            Listener* listener);
+  ~WebRtcLeg();
+  WebRtcLeg(const WebRtcLeg&) = delete;
+  WebRtcLeg& operator=(const WebRtcLeg&) = delete;
+
+  const std::string& name() const { return name_; }
+  GstElement* element() const { return webrtcbin_.get(); }
+
+  void set_remote_description(GstWebRTCSDPType type, sdp::SdpMessagePtr message, Done done);
+  // Creates an offer or answer, sets it as local description, waits (bounded) for ICE gathering
+  // and returns the local description including the gathered candidates.
+  void create_local_description(bool offer, DescriptionDone done);
+
+  // Requests a sink pad whose transceiver sends and receives audio with `codec_preferences`.
+  Ref<GstPad> request_audio_sink(GstCaps* codec_preferences);
+
+  GstWebRTCPeerConnectionState connection_state() const;
+
+ private:
+  struct Pending;  // a description waiting for ICE gathering
+  void on_gathering_state_changed();
+  void finish_gathering(bool timed_out);
+
+  std::string name_;
+  Ref<GstElement> webrtcbin_;
+  config::WebRtcConfig config_;
+  Listener* listener_;
+  std::shared_ptr<int> alive_ = std::make_shared<int>(0);
+  std::vector<SignalConnection> signals_;
+  std::unique_ptr<Pending> gathering_;
+  SourceGuard gathering_timeout_;
+};
+
+// Runs `on_reply` with the promise's reply structure (nullptr when none) on the thread that
+// answers the promise. Keep it short: copy and post to the main loop.
+Ref<GstPromise> make_promise(std::function<void(const GstStructure* reply)> on_reply);
+
+}  // namespace rtgw::calls

@@ -1,0 +1,94 @@
+// SPDX-License-Identifier: MIT
+#include "common/json.h"
+
+namespace rtgw::json {
+
+Ref<JsonNode> parse(std::string_view text, std::string* error) {
+  auto parser = Ref<JsonParser>::adopt(json_parser_new());
+  UniqueError err;
+  if (!json_parser_load_from_data(parser.get(), text.data(), static_cast<gssize>(text.size()),
+                                  ErrorOut(err))) {
+    if (error) *error = err ? err->message : "invalid JSON";
+    return {};
+  }
+  JsonNode* root = json_parser_get_root(parser.get());
+  if (!root) {
+    if (error) *error = "empty document";
+    return {};
+  }
+  return Ref<JsonNode>::retain(root);
+}
+
+std::string to_string(JsonNode* node) {
+  auto gen = Ref<JsonGenerator>::adopt(json_generator_new());
+  json_generator_set_root(gen.get(), node);
+  gsize len = 0;
+  UniqueStr data(json_generator_to_data(gen.get(), &len));
+  return std::string(data.get(), len);
+}
+
+std::string to_string(JsonObject* object) {
+  auto node = Ref<JsonNode>::adopt(json_node_new(JSON_NODE_OBJECT));
+  json_node_set_object(node.get(), object);
+  return to_string(node.get());
+}
+
+std::optional<std::string> get_string(JsonObject* object, const char* member) {
+  if (!object) return std::nullopt;
+  JsonNode* node = json_object_get_member(object, member);
+  if (!node || JSON_NODE_TYPE(node) != JSON_NODE_VALUE ||
+      json_node_get_value_type(node) != G_TYPE_STRING)
+    return std::nullopt;
+  return std::string(json_node_get_string(node));
+}
+
+JsonObject* get_object(JsonObject* object, const char* member) {
+  if (!object) return nullptr;
+  JsonNode* node = json_object_get_member(object, member);
+  if (!node || JSON_NODE_TYPE(node) != JSON_NODE_OBJECT) return nullptr;
+  return json_node_get_object(node);
+}
+
+std::string quote(std::string_view text) {
+  auto node = Ref<JsonNode>::adopt(json_node_new(JSON_NODE_VALUE));
+  json_node_set_string(node.get(), std::string(text).c_str());
+  return to_string(node.get());
+}
+
+ObjectBuilder::ObjectBuilder()
+    : node_(Ref<JsonNode>::adopt(json_node_new(JSON_NODE_OBJECT))), object_(json_object_new()) {
+  json_node_take_object(node_.get(), object_);
+}
+
+ObjectBuilder& ObjectBuilder::set(const char* member, std::string_view value) {
+  json_object_set_string_member(object_, member, std::string(value).c_str());
+  return *this;
+}
+ObjectBuilder& ObjectBuilder::set(const char* member, gint64 value) {
+  json_object_set_int_member(object_, member, value);
+  return *this;
+}
+ObjectBuilder& ObjectBuilder::set(const char* member, double value) {
+  json_object_set_double_member(object_, member, value);
+  return *this;
+}
+ObjectBuilder& ObjectBuilder::set(const char* member, bool value) {
+  json_object_set_boolean_member(object_, member, value);
+  return *this;
+}
+ObjectBuilder& ObjectBuilder::set_null(const char* member) {
+  json_object_set_null_member(object_, member);
+  return *this;
+}
+ObjectBuilder& ObjectBuilder::set_node(const char* member, Ref<JsonNode> node) {
+  // json_object_set_member takes ownership of one reference.
+  json_object_set_member(object_, member, node.release());
+  return *this;
+}
+ObjectBuilder& ObjectBuilder::set_object(const char* member, ObjectBuilder&& child) {
+  return set_node(member, child.node());
+}
+Ref<JsonNode> ObjectBuilder::node() const { return node_; }
+std::string ObjectBuilder::str() const { return to_string(node_.get()); }
+
+}  // namespace rtgw::json

@@ -1,0 +1,455 @@
+// SPDX-License-Identifier: MIT
+#include "config/config.h"
+
+#include <gio/gio.h>
+#include <glib.h>
+
+#include <cstdlib>
+#include <set>
+#include <sstream>
+
+#include "common/json.h"
+
+namespace rtgw::config {
+namespace {
+
+// Walks a JSON document keeping the JSON path for error messages.
+class Reader {
+ public:
+  Reader(std::string file, const EnvLookup& env) : file_(std::move(file)), env_(env) {}
+
+  [[noreturn]] void fail(const std::string& path, const std::string& reason) const {
+    throw ConfigError(file_, path, reason);
+  }
+
+  JsonObject* object(JsonNode* node, const std::string& path) const {
+    if (!node || JSON_NODE_TYPE(node) != JSON_NODE_OBJECT) fail(path, "expected an object");
+    return json_node_get_object(node);
+  }
+
+  // Rejects members not in `known` so typos do not pass silently.
+  void only(JsonObject* obj, const std::string& path, std::set<std::string> known) const {
+    GList* members = json_object_get_members(obj);
+    std::string bad;
+    for (GList* l = members; l; l = l->next) {
+      auto* name = static_cast<const char*>(l->data);
+      if (!known.count(name) && bad.empty()) bad = name;
+    }
+    g_list_free(members);
+    if (!bad.empty()) fail(path + "." + bad, "unknown key");
+  }
+
+  std::string string(JsonNode* node, const std::string& path) const {
+    if (!node || JSON_NODE_TYPE(node) != JSON_NODE_VALUE ||
+        json_node_get_value_type(node) != G_TYPE_STRING)
+      fail(path, "expected a string");
+    return json_node_get_string(node);
+  }
+
+  // A string that may be "env:NAME".
+  std::string secret(JsonNode* node, const std::string& path) const {
+    std::string value = string(node, path);
+    if (value.rfind("env:", 0) == 0) {
+      std::string name = value.substr(4);
+      auto resolved = env_(name);
+      if (!resolved || resolved->empty())
+        fail(path, "environment variable " + name + " is not set");
+      return *resolved;
+    }
+    return value;
+  }
+
+  std::int64_t integer(JsonNode* node, const std::string& path, std::int64_t min,
+                       std::int64_t max) const {
+    if (!node || JSON_NODE_TYPE(node) != JSON_NODE_VALUE ||
+        json_node_get_value_type(node) != G_TYPE_INT64)
+      fail(path, "expected an integer");
+    std::int64_t v = json_node_get_int(node);
+    if (v < min || v > max)
+      fail(path, "must be between " + std::to_string(min) + " and " + std::to_string(max));
+    return v;
+  }
+
+  double number(JsonNode* node, const std::string& path, double min, double max) const {
+    if (!node || JSON_NODE_TYPE(node) != JSON_NODE_VALUE) fail(path, "expected a number");
+    GType t = json_node_get_value_type(node);
+    double v;
+    if (t == G_TYPE_INT64)
+      v = static_cast<double>(json_node_get_int(node));
+    else if (t == G_TYPE_DOUBLE)
+      v = json_node_get_double(node);
+    else
+      fail(path, "expected a number");
+    if (v < min || v > max) fail(path, "out of range");
+    return v;
+  }
+
+  bool boolean(JsonNode* node, const std::string& path) const {
+    if (!node || JSON_NODE_TYPE(node) != JSON_NODE_VALUE ||
+        json_node_get_value_type(node) != G_TYPE_BOOLEAN)
+      fail(path, "expected true or false");
+    return json_node_get_boolean(node);
+  }
+
+  std::vector<std::string> strings(JsonNode* node, const std::string& path) const {
+    if (!node || JSON_NODE_TYPE(node) != JSON_NODE_ARRAY) fail(path, "expected an array of strings");
+    std::vector<std::string> out;
+    JsonArray* arr = json_node_get_array(node);
+    for (guint i = 0; i < json_array_get_length(arr); i++)
+      out.push_back(string(json_array_get_element(arr, i), path + "[" + std::to_string(i) + "]"));
+    return out;
+  }
+
+  template <typename Fn>
+  void array(JsonNode* node, const std::string& path, Fn&& each) const {
+    if (!node || JSON_NODE_TYPE(node) != JSON_NODE_ARRAY) fail(path, "expected an array");
+    JsonArray* arr = json_node_get_array(node);
+    for (guint i = 0; i < json_array_get_length(arr); i++)
+      each(json_array_get_element(arr, i), path + "[" + std::to_string(i) + "]");
+  }
+
+  const std::string& file() const { return file_; }
+
+ private:
+  std::string file_;
+  const EnvLookup& env_;
+};
+
+JsonNode* member(JsonObject* obj, const char* name) {
+  return json_object_has_member(obj, name) ? json_object_get_member(obj, name) : nullptr;
+}
+
+void read_auth(const Reader& r, JsonNode* node, AuthConfig& auth) {
+  JsonObject* obj = r.object(node, "$.auth");
+  r.only(obj, "$.auth", {"keys", "token_secret", "token_ttl_seconds"});
+  if (auto* keys = member(obj, "keys")) {
+    std::set<std::string> names, secrets;
+    r.array(keys, "$.auth.keys", [&](JsonNode* k, const std::string& path) {
+      JsonObject* ko = r.object(k, path);
+      r.only(ko, path, {"name", "key", "models", "max_concurrent_calls", "admin", "budget_tokens"});
+      KeyConfig key;
+      if (!member(ko, "name")) r.fail(path + ".name", "required");
+      key.name = r.string(member(ko, "name"), path + ".name");
+      if (key.name.empty()) r.fail(path + ".name", "must not be empty");
+      if (!names.insert(key.name).second) r.fail(path + ".name", "duplicate key name");
+      if (!member(ko, "key")) r.fail(path + ".key", "required");
+      key.key = r.secret(member(ko, "key"), path + ".key");
+      if (key.key.size() < 8) r.fail(path + ".key", "must be at least 8 characters");
+      if (!secrets.insert(key.key).second) r.fail(path + ".key", "duplicate key");
+      key.models = member(ko, "models") ? r.strings(member(ko, "models"), path + ".models")
+                                        : std::vector<std::string>{"*"};
+      if (auto* n = member(ko, "max_concurrent_calls"))
+        key.max_concurrent_calls =
+            static_cast<int>(r.integer(n, path + ".max_concurrent_calls", 0, 1000000));
+      if (auto* n = member(ko, "admin")) key.admin = r.boolean(n, path + ".admin");
+      if (auto* n = member(ko, "budget_tokens"))
+        key.budget_tokens = r.integer(n, path + ".budget_tokens", 0, INT64_MAX);
+      auth.keys.push_back(std::move(key));
+    });
+  }
+  if (auto* n = member(obj, "token_secret")) auth.token_secret = r.secret(n, "$.auth.token_secret");
+  if (auto* n = member(obj, "token_ttl_seconds"))
+    auth.token_ttl_seconds = static_cast<int>(r.integer(n, "$.auth.token_ttl_seconds", 10, 7200));
+}
+
+void check_url(const Reader& r, const std::string& url, const std::string& path) {
+  UniqueError err;
+  GUri* raw = g_uri_parse(url.c_str(), G_URI_FLAGS_NONE, ErrorOut(err));
+  auto uri = Ref<GUri>::adopt(raw);
+  if (!uri) r.fail(path, "not a valid URL: " + std::string(err ? err->message : ""));
+  std::string scheme = g_uri_get_scheme(uri.get());
+  if (scheme != "http" && scheme != "https")
+    r.fail(path, "scheme must be http or https, not " + scheme);
+  if (!g_uri_get_host(uri.get()) || !*g_uri_get_host(uri.get())) r.fail(path, "URL has no host");
+}
+
+void read_models(const Reader& r, JsonNode* node, std::vector<ModelConfig>& models) {
+  std::set<std::string> names;
+  r.array(node, "$.models", [&](JsonNode* m, const std::string& path) {
+    JsonObject* mo = r.object(m, path);
+    r.only(mo, path, {"name", "upstream_model", "workers"});
+    ModelConfig model;
+    if (!member(mo, "name")) r.fail(path + ".name", "required");
+    model.name = r.string(member(mo, "name"), path + ".name");
+    if (model.name.empty()) r.fail(path + ".name", "must not be empty");
+    if (!names.insert(model.name).second) r.fail(path + ".name", "duplicate model name");
+    model.upstream_model = member(mo, "upstream_model")
+                               ? r.string(member(mo, "upstream_model"), path + ".upstream_model")
+                               : model.name;
+    if (!member(mo, "workers")) r.fail(path + ".workers", "required");
+    r.array(member(mo, "workers"), path + ".workers", [&](JsonNode* w, const std::string& wpath) {
+      JsonObject* wo = r.object(w, wpath);
+      r.only(wo, wpath, {"name", "provider", "url", "api_key", "timeout_seconds", "max_calls"});
+      WorkerConfig worker;
+      worker.provider =
+          member(wo, "provider") ? r.string(member(wo, "provider"), wpath + ".provider") : "openai";
+      static const std::set<std::string> providers = {"openai", "azure", "generic", "echo"};
+      if (!providers.count(worker.provider))
+        r.fail(wpath + ".provider", "must be one of openai, azure, generic, echo");
+      if (worker.provider != "echo") {
+        if (!member(wo, "url")) r.fail(wpath + ".url", "required for provider " + worker.provider);
+        worker.url = r.string(member(wo, "url"), wpath + ".url");
+        while (!worker.url.empty() && worker.url.back() == '/') worker.url.pop_back();
+        check_url(r, worker.url, wpath + ".url");
+      }
+      if (auto* n = member(wo, "api_key")) worker.api_key = r.secret(n, wpath + ".api_key");
+      if (auto* n = member(wo, "timeout_seconds"))
+        worker.timeout_seconds = r.number(n, wpath + ".timeout_seconds", 0.1, 600);
+      if (auto* n = member(wo, "max_calls"))
+        worker.max_calls = static_cast<int>(r.integer(n, wpath + ".max_calls", 0, 1000000));
+      worker.name = member(wo, "name") ? r.string(member(wo, "name"), wpath + ".name")
+                                       : model.name + "/" + std::to_string(model.workers.size());
+      model.workers.push_back(std::move(worker));
+    });
+    if (model.workers.empty()) r.fail(path + ".workers", "needs at least one worker");
+    models.push_back(std::move(model));
+  });
+}
+
+void read_webrtc(const Reader& r, JsonNode* node, WebRtcConfig& w) {
+  JsonObject* obj = r.object(node, "$.webrtc");
+  r.only(obj, "$.webrtc",
+         {"stun_server", "turn_servers", "nat_1to1_ips", "ice_interfaces", "udp_port_min",
+          "udp_port_max", "ice_gathering_timeout_ms", "ice_connect_timeout_seconds",
+          "jitterbuffer_latency_ms"});
+  if (auto* n = member(obj, "stun_server")) w.stun_server = r.string(n, "$.webrtc.stun_server");
+  if (auto* n = member(obj, "turn_servers")) w.turn_servers = r.strings(n, "$.webrtc.turn_servers");
+  if (auto* n = member(obj, "nat_1to1_ips")) w.nat_1to1_ips = r.strings(n, "$.webrtc.nat_1to1_ips");
+  if (auto* n = member(obj, "ice_interfaces"))
+    w.ice_interfaces = r.strings(n, "$.webrtc.ice_interfaces");
+  if (auto* n = member(obj, "udp_port_min"))
+    w.udp_port_min = static_cast<int>(r.integer(n, "$.webrtc.udp_port_min", 0, 65535));
+  if (auto* n = member(obj, "udp_port_max"))
+    w.udp_port_max = static_cast<int>(r.integer(n, "$.webrtc.udp_port_max", 0, 65535));
+  if (auto* n = member(obj, "ice_gathering_timeout_ms"))
+    w.ice_gathering_timeout_ms =
+        static_cast<int>(r.integer(n, "$.webrtc.ice_gathering_timeout_ms", 10, 60000));
+  if (auto* n = member(obj, "ice_connect_timeout_seconds"))
+    w.ice_connect_timeout_seconds =
+        static_cast<int>(r.integer(n, "$.webrtc.ice_connect_timeout_seconds", 1, 600));
+  if (auto* n = member(obj, "jitterbuffer_latency_ms"))
+    w.jitterbuffer_latency_ms =
+        static_cast<int>(r.integer(n, "$.webrtc.jitterbuffer_latency_ms", 0, 2000));
+}
+
+void read_limits(const Reader& r, JsonNode* node, LimitsConfig& l) {
+  JsonObject* obj = r.object(node, "$.limits");
+  r.only(obj, "$.limits",
+         {"max_body_bytes", "max_pending_event_bytes", "max_calls", "drain_timeout_seconds"});
+  if (auto* n = member(obj, "max_body_bytes"))
+    l.max_body_bytes = r.integer(n, "$.limits.max_body_bytes", 1024, 64 << 20);
+  if (auto* n = member(obj, "max_pending_event_bytes"))
+    l.max_pending_event_bytes = r.integer(n, "$.limits.max_pending_event_bytes", 1024, 1 << 30);
+  if (auto* n = member(obj, "max_calls"))
+    l.max_calls = static_cast<int>(r.integer(n, "$.limits.max_calls", 0, 1000000));
+  if (auto* n = member(obj, "drain_timeout_seconds"))
+    l.drain_timeout_seconds = static_cast<int>(r.integer(n, "$.limits.drain_timeout_seconds", 0, 3600));
+}
+
+std::vector<std::string> split_list(const std::string& text) {
+  std::vector<std::string> out;
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    auto b = item.find_first_not_of(" \t");
+    auto e = item.find_last_not_of(" \t");
+    if (b != std::string::npos) out.push_back(item.substr(b, e - b + 1));
+  }
+  return out;
+}
+
+int env_int(const Reader& r, const std::string& name, const std::string& value, int min, int max) {
+  char* end = nullptr;
+  long v = std::strtol(value.c_str(), &end, 10);
+  if (value.empty() || *end || v < min || v > max)
+    throw ConfigError("environment", name,
+                      "expected an integer between " + std::to_string(min) + " and " +
+                          std::to_string(max) + ", got '" + value + "'");
+  (void)r;
+  return static_cast<int>(v);
+}
+
+void apply_env(const Reader& r, const EnvLookup& env, Config& c) {
+  if (auto v = env("RTGW_LISTEN")) c.listen = *v;
+  if (auto v = env("RTGW_CORS_ORIGINS")) c.cors_origins = split_list(*v);
+  if (auto v = env("RTGW_TOKEN_SECRET")) c.auth.token_secret = *v;
+  if (auto v = env("RTGW_USAGE_LOG")) c.usage_log = *v;
+  if (auto v = env("RTGW_PIPELINE_FILE")) c.pipeline_file = *v;
+  if (auto v = env("RTGW_LOG_JSON")) c.json_logs = (*v == "1" || *v == "true");
+  if (auto v = env("RTGW_MAX_CALLS")) c.limits.max_calls = env_int(r, "RTGW_MAX_CALLS", *v, 0, 1000000);
+  if (auto v = env("RTGW_DRAIN_TIMEOUT_SECONDS"))
+    c.limits.drain_timeout_seconds = env_int(r, "RTGW_DRAIN_TIMEOUT_SECONDS", *v, 0, 3600);
+  if (auto v = env("RTGW_WEBRTC_STUN_SERVER")) c.webrtc.stun_server = *v;
+  if (auto v = env("RTGW_WEBRTC_TURN_SERVERS")) c.webrtc.turn_servers = split_list(*v);
+  if (auto v = env("RTGW_WEBRTC_NAT_1TO1_IPS")) c.webrtc.nat_1to1_ips = split_list(*v);
+  if (auto v = env("RTGW_WEBRTC_ICE_INTERFACES")) c.webrtc.ice_interfaces = split_list(*v);
+  if (auto v = env("RTGW_WEBRTC_UDP_PORT_MIN"))
+    c.webrtc.udp_port_min = env_int(r, "RTGW_WEBRTC_UDP_PORT_MIN", *v, 0, 65535);
+  if (auto v = env("RTGW_WEBRTC_UDP_PORT_MAX"))
+    c.webrtc.udp_port_max = env_int(r, "RTGW_WEBRTC_UDP_PORT_MAX", *v, 0, 65535);
+  if (auto v = env("RTGW_WEBRTC_JITTERBUFFER_LATENCY_MS"))
+    c.webrtc.jitterbuffer_latency_ms = env_int(r, "RTGW_WEBRTC_JITTERBUFFER_LATENCY_MS", *v, 0, 2000);
+}
+
+void validate(const Reader& r, Config& c) {
+  // listen
+  auto colon = c.listen.rfind(':');
+  if (colon == std::string::npos || colon == 0) r.fail("$.listen", "expected HOST:PORT, got '" + c.listen + "'");
+  char* end = nullptr;
+  long port = std::strtol(c.listen.c_str() + colon + 1, &end, 10);
+  if (*end || port < 0 || port > 65535) r.fail("$.listen", "invalid port in '" + c.listen + "'");
+  if ((c.webrtc.udp_port_min == 0) != (c.webrtc.udp_port_max == 0))
+    r.fail("$.webrtc.udp_port_min", "set both udp_port_min and udp_port_max, or neither");
+  if (c.webrtc.udp_port_min > c.webrtc.udp_port_max)
+    r.fail("$.webrtc.udp_port_min", "greater than udp_port_max");
+  if (c.models.empty()) r.fail("$.models", "no models configured");
+  for (size_t i = 0; i < c.auth.keys.size(); i++)
+    for (const auto& pattern : c.auth.keys[i].models) {
+      bool any = false;
+      for (const auto& m : c.models) any = any || glob_match(pattern, m.name);
+      if (!any)
+        g_warning("config %s: $.auth.keys[%zu].models: '%s' matches no configured model",
+                  r.file().c_str(), i, pattern.c_str());
+    }
+}
+
+const char* kDefaultConfig = R"({"models": [{"name": "echo", "workers": [{"provider": "echo"}]}]})";
+
+}  // namespace
+
+bool glob_match(const std::string& pattern, const std::string& text) {
+  return g_pattern_match_simple(pattern.c_str(), text.c_str());
+}
+
+const ModelConfig* Config::find_model(const std::string& name) const {
+  for (const auto& m : models)
+    if (m.name == name) return &m;
+  return nullptr;
+}
+
+std::string Config::listen_host() const {
+  std::string host = listen.substr(0, listen.rfind(':'));
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
+  return host;
+}
+
+int Config::listen_port() const { return std::atoi(listen.c_str() + listen.rfind(':') + 1); }
+
+bool Config::listens_on_loopback() const {
+  std::string host = listen_host();
+  return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
+}
+
+EnvLookup process_env() {
+  return [](const std::string& name) -> std::optional<std::string> {
+    const char* v = g_getenv(name.c_str());
+    if (!v) return std::nullopt;
+    return std::string(v);
+  };
+}
+
+Config load_from_text(const std::string& text, const std::string& source, const Overrides& flags,
+                      const EnvLookup& env) {
+  Reader r(source, env);
+  std::string error;
+  auto root = json::parse(text, &error);
+  if (!root) r.fail("$", "invalid JSON: " + error);
+  JsonObject* obj = r.object(root.get(), "$");
+  r.only(obj, "$",
+         {"listen", "cors_origins", "auth", "models", "webrtc", "policy", "usage", "limits",
+          "pipeline_file", "log_json"});
+  Config c;
+  c.source = source;
+  if (auto* n = member(obj, "listen")) c.listen = r.string(n, "$.listen");
+  if (auto* n = member(obj, "cors_origins")) c.cors_origins = r.strings(n, "$.cors_origins");
+  if (auto* n = member(obj, "auth")) read_auth(r, n, c.auth);
+  if (auto* n = member(obj, "models")) read_models(r, n, c.models);
+  if (auto* n = member(obj, "webrtc")) read_webrtc(r, n, c.webrtc);
+  if (auto* n = member(obj, "policy")) {
+    r.object(n, "$.policy");
+    c.policy_json = json::to_string(n);
+  }
+  if (auto* n = member(obj, "usage")) {
+    JsonObject* u = r.object(n, "$.usage");
+    r.only(u, "$.usage", {"log"});
+    if (auto* l = member(u, "log")) c.usage_log = r.string(l, "$.usage.log");
+  }
+  if (auto* n = member(obj, "limits")) read_limits(r, n, c.limits);
+  if (auto* n = member(obj, "pipeline_file")) c.pipeline_file = r.string(n, "$.pipeline_file");
+  if (auto* n = member(obj, "log_json")) c.json_logs = r.boolean(n, "$.log_json");
+
+  apply_env(r, env, c);
+  if (flags.listen) c.listen = *flags.listen;
+  if (flags.pipeline_file) c.pipeline_file = *flags.pipeline_file;
+  validate(r, c);
+  return c;
+}
+
+Config load(const std::string& file, const Overrides& flags, const EnvLookup& env) {
+  if (file.empty()) {
+    std::string text = kDefaultConfig;
+    if (auto key = env("OPENAI_API_KEY"); key && !key->empty()) {
+      text =
+          R"({"models": [{"name": "echo", "workers": [{"provider": "echo"}]},
+              {"name": "gpt-realtime", "workers": [{"provider": "openai",
+               "url": "https://api.openai.com", "api_key": "env:OPENAI_API_KEY"}]},
+              {"name": "gpt-realtime-mini", "workers": [{"provider": "openai",
+               "url": "https://api.openai.com", "api_key": "env:OPENAI_API_KEY"}]}]})";
+    }
+    return load_from_text(text, "(built-in default)", flags, env);
+  }
+  gchar* contents = nullptr;
+  gsize length = 0;
+  UniqueError err;
+  if (!g_file_get_contents(file.c_str(), &contents, &length, ErrorOut(err)))
+    throw ConfigError(file, "$", std::string("cannot read: ") + (err ? err->message : "?"));
+  UniqueStr owned(contents);
+  return load_from_text(std::string(contents, length), file, flags, env);
+}
+
+std::string describe(const Config& c) {
+  std::ostringstream out;
+  out << "config: " << c.source << "\n";
+  out << "listen: " << c.listen << "\n";
+  out << "cors_origins: ";
+  for (const auto& o : c.cors_origins) out << o << " ";
+  out << "\n";
+  if (c.auth.keys.empty())
+    out << "auth: no keys (unauthenticated calls accepted"
+        << (c.listens_on_loopback() ? " on loopback only)" : "; refused: not loopback)") << "\n";
+  for (const auto& k : c.auth.keys) {
+    out << "key: " << k.name << " models=";
+    for (const auto& m : k.models) out << m << ",";
+    out << " max_concurrent_calls=" << k.max_concurrent_calls << (k.admin ? " admin" : "");
+    if (k.budget_tokens) out << " budget_tokens=" << *k.budget_tokens;
+    out << "\n";
+  }
+  out << "token_secret: " << (c.auth.token_secret.empty() ? "random per process" : "set")
+      << ", token_ttl_seconds=" << c.auth.token_ttl_seconds << "\n";
+  for (const auto& m : c.models) {
+    out << "model: " << m.name << " -> " << m.upstream_model << "\n";
+    for (const auto& w : m.workers)
+      out << "  worker: " << w.name << " provider=" << w.provider
+          << (w.url.empty() ? "" : " url=" + w.url) << " api_key=" << (w.api_key.empty() ? "none" : "set")
+          << " timeout=" << w.timeout_seconds << "s max_calls=" << w.max_calls << "\n";
+  }
+  out << "webrtc: stun=" << (c.webrtc.stun_server.empty() ? "none" : c.webrtc.stun_server)
+      << " turn=" << c.webrtc.turn_servers.size() << " nat_1to1_ips=";
+  for (const auto& ip : c.webrtc.nat_1to1_ips) out << ip << ",";
+  out << " ice_interfaces=";
+  for (const auto& i : c.webrtc.ice_interfaces) out << i << ",";
+  out << " udp_ports=" << c.webrtc.udp_port_min << "-" << c.webrtc.udp_port_max
+      << " jitterbuffer_latency_ms=" << c.webrtc.jitterbuffer_latency_ms
+      << " ice_connect_timeout_s=" << c.webrtc.ice_connect_timeout_seconds << "\n";
+  out << "policy: " << (c.policy_json.empty() ? "none" : c.policy_json) << "\n";
+  out << "usage log: " << (c.usage_log.empty() ? "none" : c.usage_log) << "\n";
+  out << "limits: max_body_bytes=" << c.limits.max_body_bytes
+      << " max_pending_event_bytes=" << c.limits.max_pending_event_bytes
+      << " max_calls=" << c.limits.max_calls
+      << " drain_timeout_seconds=" << c.limits.drain_timeout_seconds << "\n";
+  out << "pipeline: " << (c.pipeline_file.empty() ? "(built-in)" : c.pipeline_file) << "\n";
+  return out.str();
+}
+
+}  // namespace rtgw::config

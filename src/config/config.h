@@ -1,0 +1,118 @@
+// SPDX-License-Identifier: MIT
+// The gateway's configuration.
+//
+// Owns: the typed configuration (`Config`), loading it from a JSON file, applying `RTGW_*`
+// environment overrides and command-line flags (flags beat env beat file), resolving `env:NAME`
+// secrets, the built-in default (no file: `echo` model, plus `openai` when OPENAI_API_KEY is set),
+// and validation errors that name the file, the JSON path and the reason.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace rtgw::config {
+
+struct KeyConfig {
+  std::string name;
+  std::string key;                  // the secret, resolved from env: if needed
+  std::vector<std::string> models;  // glob patterns ("*", "gpt-realtime*")
+  int max_concurrent_calls = 0;     // 0 = unlimited
+  bool admin = false;
+  std::optional<std::int64_t> budget_tokens;
+};
+
+struct AuthConfig {
+  std::vector<KeyConfig> keys;
+  std::string token_secret;  // empty = random per process
+  int token_ttl_seconds = 600;
+};
+
+struct WorkerConfig {
+  std::string name;      // defaults to "<model>/<index>" or the URL's host
+  std::string provider;  // openai | azure | generic | echo
+  std::string url;       // base URL (scheme://host:port[/prefix]); empty for echo
+  std::string api_key;   // resolved secret, may be empty
+  double timeout_seconds = 10.0;  // whole SDP exchange with the worker
+  int max_calls = 0;              // 0 = unlimited
+};
+
+struct ModelConfig {
+  std::string name;
+  std::string upstream_model;  // defaults to name
+  std::vector<WorkerConfig> workers;
+};
+
+struct WebRtcConfig {
+  std::string stun_server;  // empty/"none" = no STUN
+  std::vector<std::string> turn_servers;
+  std::vector<std::string> nat_1to1_ips;
+  std::vector<std::string> ice_interfaces;
+  int udp_port_min = 0;
+  int udp_port_max = 0;
+  int ice_gathering_timeout_ms = 2000;   // bound on every gathering wait
+  int ice_connect_timeout_seconds = 15;  // client/upstream leg must connect within this
+  int jitterbuffer_latency_ms = 20;      // webrtcbin `latency`: the delay the relay adds
+};
+
+struct LimitsConfig {
+  std::int64_t max_body_bytes = 256 * 1024;      // POST bodies (413 above)
+  std::int64_t max_pending_event_bytes = 1 << 20;  // per direction, while a channel is not open
+  int max_calls = 0;                               // global capacity, 0 = unlimited
+  int drain_timeout_seconds = 10;                  // SIGTERM: how long live calls may run on
+};
+
+struct Config {
+  std::string source;  // the file it came from, or "(built-in default)"
+  std::string listen = "127.0.0.1:8080";
+  std::vector<std::string> cors_origins;
+  AuthConfig auth;
+  std::vector<ModelConfig> models;
+  WebRtcConfig webrtc;
+  std::string policy_json;  // the `policy` object as JSON text ("" = none)
+  std::string usage_log;    // path of the usage JSON-lines log ("" = none)
+  LimitsConfig limits;
+  std::string pipeline_file;  // per-call pipeline description ("" = built-in path)
+  bool json_logs = false;
+
+  const ModelConfig* find_model(const std::string& name) const;
+  // Listen host and port split from `listen`.
+  std::string listen_host() const;
+  int listen_port() const;
+  bool listens_on_loopback() const;
+};
+
+// A configuration error: "FILE: $.json.path: reason".
+class ConfigError : public std::runtime_error {
+ public:
+  ConfigError(const std::string& file, const std::string& path, const std::string& reason)
+      : std::runtime_error(file + ": " + path + ": " + reason) {}
+};
+
+// Reads environment variables; injectable for tests.
+using EnvLookup = std::function<std::optional<std::string>(const std::string&)>;
+EnvLookup process_env();
+
+struct Overrides {
+  std::optional<std::string> listen;         // --listen
+  std::optional<std::string> pipeline_file;  // --pipeline
+};
+
+// Loads `file` (or the built-in default when empty), applies env then flag overrides, resolves
+// secrets and validates. Throws ConfigError.
+Config load(const std::string& file, const Overrides& flags, const EnvLookup& env);
+// Same, from JSON text (for tests); `source` names it in errors.
+Config load_from_text(const std::string& text, const std::string& source, const Overrides& flags,
+                      const EnvLookup& env);
+
+// A human summary of what the gateway would run (for --check-config), secrets masked.
+std::string describe(const Config& config);
+
+// Glob match with `*` (any run) and `?` (one char), used for model and key patterns.
+bool glob_match(const std::string& pattern, const std::string& text);
+
+}  // namespace rtgw::config

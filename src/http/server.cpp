@@ -1,0 +1,349 @@
+// SPDX-License-Identifier: MIT
+#include "http/server.h"
+
+#include <gio/gio.h>
+
+#include <exception>
+#include <memory>
+
+#include "common/json.h"
+#include "http/call_request.h"
+#include "http/http_error.h"
+#include "sdp/session_description.h"
+
+namespace rtgw::http {
+namespace {
+
+std::string query_value(GHashTable* query, const char* name) {
+  if (!query) return {};
+  auto* v = static_cast<const char*>(g_hash_table_lookup(query, name));
+  return v ? v : "";
+}
+
+const char* request_header(SoupServerMessage* msg, const char* name) {
+  return soup_message_headers_get_one(soup_server_message_get_request_headers(msg), name);
+}
+
+std::string request_body(SoupServerMessage* msg) {
+  SoupMessageBody* body = soup_server_message_get_request_body(msg);
+  if (!body || !body->data) return {};
+  return std::string(body->data, static_cast<size_t>(body->length));
+}
+
+bool looks_like_json_error(const std::string& body) {
+  auto node = json::parse(body);
+  return node && JSON_NODE_TYPE(node.get()) == JSON_NODE_OBJECT &&
+         json_object_has_member(json_node_get_object(node.get()), "error");
+}
+
+void respond_setup_failure(SoupServerMessage* m, const calls::SetupFailure& f) {
+  using K = calls::SetupFailure::Kind;
+  switch (f.kind) {
+    case K::kUpstreamStatus:
+      // An upstream's own JSON error passes through with its status.
+      if (looks_like_json_error(f.body)) {
+        respond_json(m, f.status, f.body);
+        return;
+      }
+      respond_json(m, 502, HttpError(502, "upstream_error", "upstream_error", f.message).body());
+      return;
+    case K::kUpstreamTimeout:
+      respond_json(m, 504, HttpError(504, "upstream_error", "upstream_timeout", f.message).body());
+      return;
+    case K::kUpstreamUnreachable:
+      respond_json(m, 502, HttpError(502, "upstream_error", "upstream_error", f.message).body());
+      return;
+    case K::kInternal:
+      respond_json(m, 500, HttpError(500, "server_error", "internal_error", f.message).body());
+      return;
+  }
+}
+
+// A response held open while a call is set up.
+struct PendingResponse {
+  Ref<SoupServerMessage> msg;
+  bool client_gone = false;
+  SignalConnection disconnected;
+};
+
+}  // namespace
+
+void respond(SoupServerMessage* msg, int status, const char* content_type, const std::string& body) {
+  soup_server_message_set_status(msg, static_cast<guint>(status), nullptr);
+  soup_server_message_set_response(msg, content_type, SOUP_MEMORY_COPY, body.data(), body.size());
+}
+
+void respond_json(SoupServerMessage* msg, int status, const std::string& body) {
+  respond(msg, status, "application/json", body);
+}
+
+Server::Server(Services services) : services_(std::move(services)) {
+  server_ = Ref<SoupServer>::adopt(
+      SOUP_SERVER(g_object_new(SOUP_TYPE_SERVER, "server-header", "realtime-gateway", nullptr)));
+  // Early handler: refuse oversized bodies before reading them.
+  soup_server_add_early_handler(
+      server_.get(), nullptr,
+      [](SoupServer*, SoupServerMessage* msg, const char*, GHashTable*, gpointer data) {
+        auto* self = static_cast<Server*>(data);
+        goffset length = soup_message_headers_get_content_length(
+            soup_server_message_get_request_headers(msg));
+        if (length > self->services_.config.limits.max_body_bytes)
+          respond_json(msg, 413,
+                       HttpError(413, "invalid_request_error", "body_too_large",
+                                         "the request body is larger than " +
+                                             std::to_string(self->services_.config.limits.max_body_bytes) +
+                                             " bytes")
+                           .body());
+      },
+      this, nullptr);
+  soup_server_add_handler(
+      server_.get(), nullptr,
+      [](SoupServer*, SoupServerMessage* msg, const char* path, GHashTable* query, gpointer data) {
+        auto* self = static_cast<Server*>(data);
+        // The one boundary where errors become the SPEC's JSON.
+        try {
+          if (g_strcmp0(soup_server_message_get_method(msg), "POST") == 0 &&
+              g_strcmp0(path, "/v1/realtime/calls") == 0)
+            self->handle_create_call(msg, query);
+          else
+            self->dispatch(msg, path);
+        } catch (const HttpError& e) {
+          respond_json(msg, e.status(), e.body());
+        } catch (const std::exception& e) {
+          g_warning("internal error on %s: %s", path, e.what());
+          respond_json(msg, 500, HttpError(500, "server_error", "internal_error", e.what()).body());
+        }
+      },
+      this, nullptr);
+}
+
+Server::~Server() {
+  if (server_) soup_server_disconnect(server_.get());
+}
+
+int Server::listen() {
+  const auto& c = services_.config;
+  UniqueError err;
+  auto address = Ref<GInetAddress>::adopt(g_inet_address_new_from_string(c.listen_host().c_str()));
+  if (!address) {
+    if (c.listen_host() == "localhost")
+      address = Ref<GInetAddress>::adopt(g_inet_address_new_loopback(G_SOCKET_FAMILY_IPV4));
+    else if (c.listen_host() == "0.0.0.0" || c.listen_host().empty())
+      address = Ref<GInetAddress>::adopt(g_inet_address_new_any(G_SOCKET_FAMILY_IPV4));
+    else
+      throw std::runtime_error("listen: '" + c.listen_host() + "' is not an IP address");
+  }
+  auto socket_address = Ref<GSocketAddress>::adopt(
+      g_inet_socket_address_new(address.get(), static_cast<guint16>(c.listen_port())));
+  if (!soup_server_listen(server_.get(), socket_address.get(), SoupServerListenOptions(0),
+                          ErrorOut(err)))
+    throw std::runtime_error("cannot listen on " + c.listen + ": " + (err ? err->message : "?"));
+  GSList* uris = soup_server_get_uris(server_.get());
+  int port = uris ? g_uri_get_port(static_cast<GUri*>(uris->data)) : c.listen_port();
+  g_slist_free_full(uris, reinterpret_cast<GDestroyNotify>(g_uri_unref));
+  return port;
+}
+
+void Server::dispatch(SoupServerMessage* msg, const char* path_cstr) {
+  std::string method = soup_server_message_get_method(msg);
+  std::string path = path_cstr;
+  if (path == "/healthz") {
+    respond_json(msg, 200, R"({"status":"ok"})");
+    return;
+  }
+  if (path == "/readyz") {
+    if (shutting_down_)
+      respond_json(msg, 503, R"({"status":"shutting_down"})");
+    else
+      respond_json(msg, 200, R"({"status":"ready"})");
+    return;
+  }
+  if (path == "/v1/models" && method == "GET") {
+    handle_models(msg);
+    return;
+  }
+  const std::string calls_prefix = "/v1/realtime/calls/";
+  if (path.rfind(calls_prefix, 0) == 0) {
+    std::string rest = path.substr(calls_prefix.size());
+    const std::string hangup_suffix = "/hangup";
+    if (method == "POST" && rest.size() > hangup_suffix.size() &&
+        rest.compare(rest.size() - hangup_suffix.size(), hangup_suffix.size(), hangup_suffix) == 0) {
+      handle_hangup_call(msg, rest.substr(0, rest.size() - hangup_suffix.size()));
+      return;
+    }
+    if (method == "GET" && rest.find('/') == std::string::npos) {
+      handle_get_call(msg, rest);
+      return;
+    }
+  }
+  const std::string debug_prefix = "/debug/calls/";
+  const std::string dot_suffix = "/pipeline.dot";
+  if (method == "GET" && path.rfind(debug_prefix, 0) == 0 && path.size() > debug_prefix.size() + dot_suffix.size() &&
+      path.compare(path.size() - dot_suffix.size(), dot_suffix.size(), dot_suffix) == 0) {
+    handle_pipeline_dot(msg, path.substr(debug_prefix.size(),
+                                         path.size() - debug_prefix.size() - dot_suffix.size()));
+    return;
+  }
+  if (path == "/v1/realtime/calls")
+    throw HttpError(405, "invalid_request_error", "method_not_allowed", "use POST");
+  throw errors::not_found("not_found", "no route for " + method + " " + path);
+}
+
+void Server::handle_create_call(SoupServerMessage* msg, GHashTable* query) {
+  const auto& config = services_.config;
+  if (shutting_down_) throw errors::unavailable("shutting_down", "the gateway is shutting down");
+  auth::Principal principal = services_.auth.authenticate(request_header(msg, "Authorization"));
+
+  std::string body = request_body(msg);
+  if (static_cast<std::int64_t>(body.size()) > config.limits.max_body_bytes)
+    throw HttpError(413, "invalid_request_error", "body_too_large",
+                    "the request body is larger than " + std::to_string(config.limits.max_body_bytes) +
+                        " bytes");
+  CallRequest request = parse_call_request(request_header(msg, "Content-Type"), body);
+
+  std::string model = request.session_model.value_or("");
+  if (model.empty()) model = query_value(query, "model");
+  if (model.empty() && principal.token_model) model = *principal.token_model;
+  if (model.empty())
+    throw errors::bad_request("missing_model",
+                              "name the model with ?model= (or session.model in a multipart body)");
+  if (principal.token_model && model != *principal.token_model)
+    throw errors::forbidden("model_not_allowed", "this token is bound to model " + *principal.token_model);
+  const config::ModelConfig* model_config = config.find_model(model);
+  if (!model_config) throw errors::not_found("model_not_found", "the model '" + model + "' does not exist");
+  if (!principal.may_use(model))
+    throw errors::forbidden("model_not_allowed", "this key may not use the model '" + model + "'");
+
+  sdp::CheckedOffer offer;
+  try {
+    offer = sdp::check_offer(request.sdp);
+  } catch (const sdp::SdpError& e) {
+    throw errors::bad_request("invalid_sdp", e.what());
+  }
+
+  if (config.limits.max_calls > 0 && services_.calls.live_calls() >= config.limits.max_calls)
+    throw errors::unavailable("no_capacity", "the gateway is at its call capacity");
+  if (principal.max_concurrent_calls > 0 &&
+      services_.calls.live_calls_for_key(principal.key_name) >= principal.max_concurrent_calls)
+    throw errors::too_many("too_many_calls", "this key already has " +
+                                                 std::to_string(principal.max_concurrent_calls) +
+                                                 " live calls");
+  auto signaller = services_.workers.pick(model);
+  if (!signaller) throw errors::unavailable("no_capacity", "no worker of '" + model + "' has capacity");
+
+  std::optional<std::string> session = request.session_json;
+  if (!session && principal.token_session_json) session = principal.token_session_json;
+  if (session) session = session_for_upstream(*session, model_config->upstream_model);
+
+  calls::CallIdentity identity{calls::CallRegistry::new_call_id(), principal.key_name, model,
+                               model_config->upstream_model, signaller->name()};
+  calls::CallSettings settings{config.webrtc, config.limits.max_pending_event_bytes,
+                               services_.pipeline_description};
+
+  auto pending = std::make_shared<PendingResponse>();
+  pending->msg = Ref<SoupServerMessage>::retain(msg);
+  std::string call_id = identity.call_id;
+  auto on_answer = [pending, call_id](std::variant<std::string, calls::SetupFailure> result) {
+    if (pending->client_gone || !pending->msg) return;
+    SoupServerMessage* m = pending->msg.get();
+    if (auto* answer = std::get_if<std::string>(&result)) {
+      std::string location = "/v1/realtime/calls/" + call_id;
+      soup_message_headers_replace(soup_server_message_get_response_headers(m), "Location",
+                                   location.c_str());
+      respond(m, 201, "application/sdp", *answer);
+    } else {
+      respond_setup_failure(m, std::get<calls::SetupFailure>(result));
+    }
+    soup_server_message_unpause(m);
+    pending->disconnected.disconnect();
+    pending->msg.reset();
+  };
+
+  soup_server_message_pause(msg);
+  signaller->call_started();
+  try {
+    services_.calls.start_call(std::move(identity), std::move(settings), signaller, std::move(offer),
+                               std::move(session), std::move(on_answer),
+                               [signaller](const calls::Call&) { signaller->call_ended(); });
+  } catch (const std::exception& e) {
+    signaller->call_ended();
+    soup_server_message_unpause(msg);
+    throw HttpError(500, "server_error", "internal_error", e.what());
+  }
+
+  // A client that drops its HTTP request before the answer ends the call (nobody to answer).
+  struct DisconnectCtx {
+    std::weak_ptr<PendingResponse> pending;
+    calls::CallRegistry* calls;
+    std::string call_id;
+  };
+  if (pending->msg) {
+    gulong id = g_signal_connect_data(
+        msg, "disconnected",
+        G_CALLBACK(+[](SoupServerMessage*, gpointer data) {
+          auto* ctx = static_cast<DisconnectCtx*>(data);
+          auto p = ctx->pending.lock();
+          if (!p || !p->msg) return;
+          p->client_gone = true;
+          if (calls::Call* call = ctx->calls->find(ctx->call_id))
+            call->hang_up("client went away during set-up");
+        }),
+        new DisconnectCtx{pending, &services_.calls, call_id},
+        [](gpointer data, GClosure*) { delete static_cast<DisconnectCtx*>(data); },
+        GConnectFlags(0));
+    pending->disconnected = SignalConnection(msg, id);
+  }
+}
+
+void Server::handle_get_call(SoupServerMessage* msg, const std::string& id) {
+  auth::Principal principal = services_.auth.authenticate(request_header(msg, "Authorization"));
+  if (calls::Call* call = services_.calls.find(id); call && principal.may_access(call->identity().key_name)) {
+    respond_json(msg, 200, call->describe().str());
+    return;
+  }
+  if (auto* ended = services_.calls.find_ended(id); ended && principal.may_access(ended->first)) {
+    respond_json(msg, 200, ended->second);
+    return;
+  }
+  throw errors::not_found("call_not_found", "no call " + id + " for this key");
+}
+
+void Server::handle_hangup_call(SoupServerMessage* msg, const std::string& id) {
+  auth::Principal principal = services_.auth.authenticate(request_header(msg, "Authorization"));
+  calls::Call* call = services_.calls.find(id);
+  if (!call || !principal.may_access(call->identity().key_name)) {
+    if (auto* ended = services_.calls.find_ended(id); ended && principal.may_access(ended->first)) {
+      respond_json(msg, 200, ended->second);
+      return;
+    }
+    throw errors::not_found("call_not_found", "no live call " + id + " for this key");
+  }
+  call->hang_up("hung up by " + principal.key_name);
+  respond_json(msg, 200, call->describe().str());
+}
+
+void Server::handle_models(SoupServerMessage* msg) {
+  auth::Principal principal = services_.auth.authenticate(request_header(msg, "Authorization"));
+  auto list = Ref<JsonNode>::adopt(json_node_new(JSON_NODE_ARRAY));
+  JsonArray* array = json_array_new();
+  json_node_take_array(list.get(), array);
+  for (const auto& m : services_.config.models) {
+    if (!principal.may_use(m.name)) continue;
+    json::ObjectBuilder item;
+    item.set("id", m.name).set("object", "model").set("created", gint64{0}).set("owned_by", "realtime-gateway");
+    json_array_add_element(array, item.node().release());
+  }
+  json::ObjectBuilder out;
+  out.set("object", "list").set_node("data", list);
+  respond_json(msg, 200, out.str());
+}
+
+void Server::handle_pipeline_dot(SoupServerMessage* msg, const std::string& id) {
+  auth::Principal principal = services_.auth.authenticate(request_header(msg, "Authorization"));
+  if (!principal.admin) throw errors::forbidden("admin_required", "an admin key is required");
+  calls::Call* call = services_.calls.find(id);
+  if (!call) throw errors::not_found("call_not_found", "no live call " + id);
+  respond(msg, 200, "text/vnd.graphviz", call->pipeline_dot());
+}
+
+}  // namespace rtgw::http

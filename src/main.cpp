@@ -1,0 +1,91 @@
+// SPDX-License-Identifier: MIT
+// realtime-gateway: command line, GStreamer start-up, and the gateway's main loop.
+#include <gst/gst.h>
+
+#include <cstdio>
+#include <exception>
+#include <iostream>
+
+#include "app/gateway.h"
+#include "common/ref.h"
+#include "config/config.h"
+#include "rtevents.h"
+
+namespace {
+
+struct Options {
+  gchar* config = nullptr;
+  gchar* listen = nullptr;
+  gchar* pipeline = nullptr;
+  gboolean check_config = FALSE;
+  gboolean version = FALSE;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options opts;
+  GOptionEntry entries[] = {
+      {"config", 'c', 0, G_OPTION_ARG_FILENAME, &opts.config,
+       "JSON config file (default: the built-in echo model on 127.0.0.1:8080)", "FILE"},
+      {"listen", 'l', 0, G_OPTION_ARG_STRING, &opts.listen,
+       "HOST:PORT to listen on (beats RTGW_LISTEN and the config's \"listen\")", "HOST:PORT"},
+      {"pipeline", 0, 0, G_OPTION_ARG_FILENAME, &opts.pipeline,
+       "per-call pipeline description (beats RTGW_PIPELINE_FILE and \"pipeline_file\")", "FILE"},
+      {"check-config", 0, 0, G_OPTION_ARG_NONE, &opts.check_config,
+       "validate the config, print what would run, and exit (non-zero on any error)", nullptr},
+      {"version", 0, 0, G_OPTION_ARG_NONE, &opts.version, "print the version and exit", nullptr},
+      {nullptr, 0, 0, G_OPTION_ARG_NONE, nullptr, nullptr, nullptr}};
+
+  std::unique_ptr<GOptionContext, decltype(&g_option_context_free)> context(
+      g_option_context_new("- WebRTC/WebSocket gateway for OpenAI-Realtime-compatible servers"),
+      g_option_context_free);
+  g_option_context_set_summary(
+      context.get(),
+      "Terminates a client's WebRTC call (POST /v1/realtime/calls), opens its own to an upstream\n"
+      "worker, and relays Opus audio and the oai-events data channel through policy and metering.\n"
+      "Environment overrides (flags beat env beat file): RTGW_LISTEN, RTGW_CORS_ORIGINS,\n"
+      "RTGW_TOKEN_SECRET, RTGW_USAGE_LOG, RTGW_PIPELINE_FILE, RTGW_LOG_JSON, RTGW_MAX_CALLS,\n"
+      "RTGW_DRAIN_TIMEOUT_SECONDS, RTGW_WEBRTC_STUN_SERVER, RTGW_WEBRTC_TURN_SERVERS,\n"
+      "RTGW_WEBRTC_NAT_1TO1_IPS, RTGW_WEBRTC_ICE_INTERFACES, RTGW_WEBRTC_UDP_PORT_MIN,\n"
+      "RTGW_WEBRTC_UDP_PORT_MAX, RTGW_WEBRTC_JITTERBUFFER_LATENCY_MS.");
+  g_option_context_add_main_entries(context.get(), entries, nullptr);
+  g_option_context_add_group(context.get(), gst_init_get_option_group());
+  rtgw::UniqueError err;
+  if (!g_option_context_parse(context.get(), &argc, &argv, rtgw::ErrorOut(err))) {
+    std::fprintf(stderr, "realtime-gateway: %s (see --help)\n", err->message);
+    return 2;
+  }
+  rtgw::UniqueStr config_file(opts.config), listen(opts.listen), pipeline(opts.pipeline);
+  if (opts.version) {
+    std::printf("realtime-gateway 0.1.0\n");
+    return 0;
+  }
+  gst_init(&argc, &argv);
+  rtevents_register_static();
+
+  rtgw::config::Overrides overrides;
+  if (listen) overrides.listen = listen.get();
+  if (pipeline) overrides.pipeline_file = pipeline.get();
+  try {
+    rtgw::config::Config config = rtgw::config::load(config_file ? config_file.get() : "",
+                                                     overrides, rtgw::config::process_env());
+    if (opts.check_config) {
+      std::string pipeline_file = config.pipeline_file.empty()
+                                      ? rtgw::app::default_pipeline_file()
+                                      : config.pipeline_file;
+      rtgw::app::check_pipeline_description(
+          rtgw::app::load_pipeline_description(pipeline_file));
+      std::cout << rtgw::config::describe(config) << "config OK\n";
+      return 0;
+    }
+    rtgw::app::Gateway gateway(std::move(config));
+    return gateway.run();
+  } catch (const rtgw::config::ConfigError& e) {
+    std::fprintf(stderr, "realtime-gateway: config error: %s\n", e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "realtime-gateway: %s\n", e.what());
+    return 1;
+  }
+}

@@ -1,0 +1,46 @@
+// SPDX-License-Identifier: MIT
+// SDP checks and the few rewrites the relay needs.
+//
+// Owns: parsing an offer with GstSdp and checking it before any worker is contacted (an audio
+// m-line carrying Opus, a data-channel m-line), the Opus payload type of a description, and the
+// interop fix for aiortc's BUNDLE dialect (different ice-ufrag per bundled m-line).
+#pragma once
+
+#include <gst/sdp/sdp.h>
+
+#include <memory>
+#include <stdexcept>
+#include <string>
+
+namespace rtgw::sdp {
+
+struct SdpMessageDeleter {
+  void operator()(GstSDPMessage* m) const { gst_sdp_message_free(m); }
+};
+using SdpMessagePtr = std::unique_ptr<GstSDPMessage, SdpMessageDeleter>;
+
+// Why an offer was refused (maps to 400 invalid_sdp).
+class SdpError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct CheckedOffer {
+  SdpMessagePtr message;       // the offer to hand to webrtcbin (with interop fixes applied)
+  int opus_payload_type = -1;  // the first Opus PT of the first audio m-line
+  bool dropped_bundle = false; // the aiortc BUNDLE fix was applied
+};
+
+// Parses and checks a client's offer. Throws SdpError with a reason a client can act on.
+CheckedOffer check_offer(const std::string& text);
+
+// Parses any description (e.g. an upstream's answer). Throws SdpError.
+SdpMessagePtr parse(const std::string& text);
+
+// The Opus payload type of the first audio m-line, or -1.
+int opus_payload_type(const GstSDPMessage* message);
+
+// Serializes a description.
+std::string to_text(const GstSDPMessage* message);
+
+}  // namespace rtgw::sdp

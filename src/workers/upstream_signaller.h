@@ -1,0 +1,55 @@
+// SPDX-License-Identifier: MIT
+// The signalling interface between a call's upstream leg and whatever answers it.
+//
+// Owns: nothing but the contract. Media code (calls/) hands an offer to a signaller and gets an
+// answer or a failure back on the main loop; it never sees HTTP. `workers::Worker` implements it
+// over HTTP; the built-in echo worker implements it in process.
+#pragma once
+
+#include <gio/gio.h>
+
+#include <functional>
+#include <optional>
+#include <string>
+#include <variant>
+
+namespace rtgw::workers {
+
+struct UpstreamAnswer {
+  std::string sdp;
+  std::string upstream_call_id;  // from the answer's Location, if any
+  double answer_ms = 0;          // the upstream's own answer time
+};
+
+struct UpstreamFailure {
+  enum class Kind { kConnect, kTimeout, kStatus, kProtocol };
+  Kind kind = Kind::kConnect;
+  int status = 0;     // HTTP status for kStatus
+  std::string body;   // the upstream's body for kStatus (JSON passed through)
+  std::string message;
+};
+
+using UpstreamResult = std::variant<UpstreamAnswer, UpstreamFailure>;
+
+struct OfferRequest {
+  std::string offer_sdp;
+  std::string upstream_model;
+  std::optional<std::string> session_json;  // sent as multipart `session` when present
+};
+
+class UpstreamSignaller {
+ public:
+  virtual ~UpstreamSignaller() = default;
+  // Exchanges the offer for an answer; `done` runs once on the main loop unless `cancellable`
+  // was cancelled first.
+  virtual void exchange(const OfferRequest& request, GCancellable* cancellable,
+                        std::function<void(UpstreamResult)> done) = 0;
+  // Ends the upstream side of a call (best effort, bounded, fire and forget).
+  virtual void hangup(const std::string& upstream_call_id) = 0;
+  virtual const std::string& name() const = 0;
+  // Load accounting: a call holds its worker from set-up to its end.
+  virtual void call_started() {}
+  virtual void call_ended() {}
+};
+
+}  // namespace rtgw::workers

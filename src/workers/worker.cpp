@@ -1,0 +1,173 @@
+// SPDX-License-Identifier: MIT
+#include "workers/worker.h"
+
+#include <glib.h>
+
+#include <memory>
+
+namespace rtgw::workers {
+namespace {
+
+// State of one in-flight exchange, owned by the async callback chain.
+struct Exchange {
+  std::function<void(UpstreamResult)> done;
+  Ref<SoupMessage> message;
+  Ref<GCancellable> cancellable;  // ours: cancelled by the caller's or by our timeout
+  SignalConnection caller_cancelled;
+  gint64 started_us = 0;
+  bool timed_out = false;
+  SourceGuard timeout;
+};
+
+std::string location_call_id(const char* location) {
+  if (!location) return {};
+  std::string loc = location;
+  auto slash = loc.find_last_of('/');
+  return slash == std::string::npos ? loc : loc.substr(slash + 1);
+}
+
+}  // namespace
+
+Worker::Worker(const config::WorkerConfig& config) : config_(config) {
+  // Each worker gets its own pool; `timeout` bounds socket I/O, the exchange has its own bound.
+  session_ = Ref<SoupSession>::adopt(soup_session_new_with_options(
+      "max-conns", 64, "max-conns-per-host", 32, "timeout",
+      static_cast<guint>(config_.timeout_seconds + 1), "idle-timeout", 60, "user-agent",
+      "realtime-gateway/0.1", nullptr));
+}
+
+std::string Worker::calls_url(const std::string& model) const {
+  UniqueStr escaped(g_uri_escape_string(model.c_str(), nullptr, FALSE));
+  return config_.url + "/v1/realtime/calls?model=" + escaped.get();
+}
+
+void Worker::exchange(const OfferRequest& request, GCancellable* cancellable,
+                      std::function<void(UpstreamResult)> done) {
+  auto ex = std::make_unique<Exchange>();
+  ex->done = std::move(done);
+  ex->cancellable = Ref<GCancellable>::adopt(g_cancellable_new());
+  if (cancellable) {
+    gulong id = g_signal_connect(cancellable, "cancelled",
+                                 G_CALLBACK(+[](GCancellable*, gpointer ours) {
+                                   g_cancellable_cancel(G_CANCELLABLE(ours));
+                                 }),
+                                 ex->cancellable.get());
+    ex->caller_cancelled = SignalConnection(cancellable, id);
+    if (g_cancellable_is_cancelled(cancellable)) return;
+  }
+  ex->started_us = g_get_monotonic_time();
+
+  std::string url = calls_url(request.upstream_model);
+  ex->message = Ref<SoupMessage>::adopt(soup_message_new("POST", url.c_str()));
+  if (!ex->message) {
+    UpstreamFailure f{UpstreamFailure::Kind::kConnect, 0, {}, "invalid worker URL " + url};
+    ex->done(std::move(f));
+    return;
+  }
+  SoupMessageHeaders* headers = soup_message_get_request_headers(ex->message.get());
+  if (!config_.api_key.empty()) {
+    std::string auth = "Bearer " + config_.api_key;
+    soup_message_headers_replace(headers, "Authorization", auth.c_str());
+  }
+  soup_message_headers_replace(headers, "Accept", "application/sdp, application/json");
+
+  if (request.session_json) {
+    auto multipart = std::unique_ptr<SoupMultipart, decltype(&soup_multipart_free)>(
+        soup_multipart_new("multipart/form-data"), soup_multipart_free);
+    soup_multipart_append_form_string(multipart.get(), "sdp", request.offer_sdp.c_str());
+    soup_multipart_append_form_string(multipart.get(), "session", request.session_json->c_str());
+    GBytes* body_raw = nullptr;
+    soup_multipart_to_message(multipart.get(), headers, &body_raw);
+    auto body = Ref<GBytes>::adopt(body_raw);
+    soup_message_set_request_body_from_bytes(ex->message.get(), nullptr, body.get());
+  } else {
+    auto body = Ref<GBytes>::adopt(g_bytes_new(request.offer_sdp.data(), request.offer_sdp.size()));
+    soup_message_set_request_body_from_bytes(ex->message.get(), "application/sdp", body.get());
+  }
+
+  // Our own bound on the whole exchange (connect + answer), separate from socket timeouts.
+  Exchange* raw = ex.get();
+  raw->timeout = SourceGuard(g_timeout_add_full(
+      G_PRIORITY_DEFAULT, static_cast<guint>(config_.timeout_seconds * 1000),
+      [](gpointer data) -> gboolean {
+        auto* e = static_cast<Exchange*>(data);
+        e->timed_out = true;
+        e->timeout.forget();
+        g_cancellable_cancel(e->cancellable.get());
+        return G_SOURCE_REMOVE;
+      },
+      raw, nullptr));
+
+  soup_session_send_and_read_async(
+      session_.get(), raw->message.get(), G_PRIORITY_DEFAULT, raw->cancellable.get(),
+      [](GObject* source, GAsyncResult* result, gpointer data) {
+        std::unique_ptr<Exchange> ex(static_cast<Exchange*>(data));
+        ex->timeout.cancel();
+        UniqueError err;
+        auto bytes = Ref<GBytes>::adopt(
+            soup_session_send_and_read_finish(SOUP_SESSION(source), result, ErrorOut(err)));
+        double elapsed_ms = (g_get_monotonic_time() - ex->started_us) / 1000.0;
+        if (!bytes) {
+          if (ex->timed_out) {
+            ex->done(UpstreamFailure{UpstreamFailure::Kind::kTimeout, 0, {},
+                                     "the worker did not answer in time"});
+          } else if (g_error_matches(err.get(), G_IO_ERROR, G_IO_ERROR_CANCELLED)) {
+            return;  // the call went away; nobody to tell
+          } else {
+            ex->done(UpstreamFailure{UpstreamFailure::Kind::kConnect, 0, {},
+                                     std::string("cannot reach the worker: ") +
+                                         (err ? err->message : "unknown error")});
+          }
+          return;
+        }
+        guint status = soup_message_get_status(ex->message.get());
+        gsize len = 0;
+        const char* data_ptr = static_cast<const char*>(g_bytes_get_data(bytes.get(), &len));
+        std::string body(data_ptr ? data_ptr : "", len);
+        if (status < 200 || status >= 300) {
+          ex->done(UpstreamFailure{UpstreamFailure::Kind::kStatus, static_cast<int>(status), body,
+                                   "the worker answered " + std::to_string(status)});
+          return;
+        }
+        if (body.rfind("v=0", 0) != 0) {
+          ex->done(UpstreamFailure{UpstreamFailure::Kind::kProtocol, static_cast<int>(status), {},
+                                   "the worker's answer is not an SDP"});
+          return;
+        }
+        SoupMessageHeaders* rh = soup_message_get_response_headers(ex->message.get());
+        UpstreamAnswer answer;
+        answer.sdp = std::move(body);
+        answer.upstream_call_id = location_call_id(soup_message_headers_get_one(rh, "Location"));
+        answer.answer_ms = elapsed_ms;
+        ex->done(std::move(answer));
+      },
+      ex.release());
+}
+
+void Worker::hangup(const std::string& upstream_call_id) {
+  if (upstream_call_id.empty()) return;
+  UniqueStr escaped(g_uri_escape_string(upstream_call_id.c_str(), nullptr, FALSE));
+  std::string url = config_.url + "/v1/realtime/calls/" + escaped.get() + "/hangup";
+  auto msg = Ref<SoupMessage>::adopt(soup_message_new("POST", url.c_str()));
+  if (!msg) return;
+  SoupMessageHeaders* headers = soup_message_get_request_headers(msg.get());
+  if (!config_.api_key.empty()) {
+    std::string auth = "Bearer " + config_.api_key;
+    soup_message_headers_replace(headers, "Authorization", auth.c_str());
+  }
+  // Fire and forget; the session's timeout bounds it. The message ref travels with the request.
+  SoupMessage* raw = msg.release();
+  soup_session_send_and_read_async(
+      session_.get(), raw, G_PRIORITY_DEFAULT, nullptr,
+      [](GObject* source, GAsyncResult* result, gpointer data) {
+        auto m = Ref<SoupMessage>::adopt(static_cast<SoupMessage*>(data));
+        UniqueError err;
+        auto bytes = Ref<GBytes>::adopt(
+            soup_session_send_and_read_finish(SOUP_SESSION(source), result, ErrorOut(err)));
+        if (!bytes)
+          g_message("upstream hangup failed: %s", err ? err->message : "unknown");
+      },
+      raw);
+}
+
+}  // namespace rtgw::workers

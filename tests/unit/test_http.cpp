@@ -1,0 +1,178 @@
+// SPDX-License-Identifier: MIT
+// Request-body decoding, auth and error bodies: the HTTP layer's pure parts.
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "auth/authenticator.h"
+#include "common/json.h"
+#include "http/call_request.h"
+#include "http/http_error.h"
+
+namespace {
+
+using rtgw::http::HttpError;
+using rtgw::http::parse_call_request;
+
+std::string multipart(const std::string& boundary, const std::string& sdp,
+                      const std::string* session) {
+  std::string body = "--" + boundary + "\r\nContent-Disposition: form-data; name=\"sdp\"\r\n\r\n" +
+                     sdp + "\r\n";
+  if (session)
+    body += "--" + boundary +
+            "\r\nContent-Disposition: form-data; name=\"session\"\r\nContent-Type: "
+            "application/json\r\n\r\n" +
+            *session + "\r\n";
+  return body + "--" + boundary + "--\r\n";
+}
+
+std::string error_code(const HttpError& e) {
+  auto node = rtgw::json::parse(e.body());
+  JsonObject* err = rtgw::json::get_object(json_node_get_object(node.get()), "error");
+  return rtgw::json::get_string(err, "code").value_or("");
+}
+
+TEST(CallRequest, PlainSdp) {
+  auto r = parse_call_request("application/sdp", "v=0\r\n");
+  EXPECT_EQ(r.sdp, "v=0\r\n");
+  EXPECT_FALSE(r.session_json);
+  auto r2 = parse_call_request("Application/SDP; charset=utf-8", "v=0\r\n");
+  EXPECT_EQ(r2.sdp, "v=0\r\n");
+}
+
+TEST(CallRequest, MultipartWithSession) {
+  std::string session = R"({"type":"realtime","model":"gpt-realtime","instructions":"hi"})";
+  auto r = parse_call_request("multipart/form-data; boundary=XyZ", multipart("XyZ", "v=0\r\nfoo", &session));
+  EXPECT_EQ(r.sdp, "v=0\r\nfoo");
+  ASSERT_TRUE(r.session_json);
+  EXPECT_EQ(*r.session_json, session);
+  EXPECT_EQ(r.session_model.value_or(""), "gpt-realtime");
+}
+
+TEST(CallRequest, MultipartWithoutSession) {
+  auto r = parse_call_request("multipart/form-data; boundary=b", multipart("b", "v=0", nullptr));
+  EXPECT_EQ(r.sdp, "v=0");
+  EXPECT_FALSE(r.session_json);
+}
+
+TEST(CallRequest, Errors) {
+  try {
+    parse_call_request("text/plain", "x");
+    FAIL();
+  } catch (const HttpError& e) {
+    EXPECT_EQ(e.status(), 400);
+    EXPECT_EQ(error_code(e), "invalid_content_type");
+  }
+  try {
+    parse_call_request(nullptr, "x");
+    FAIL();
+  } catch (const HttpError& e) {
+    EXPECT_EQ(error_code(e), "invalid_content_type");
+  }
+  try {
+    parse_call_request("multipart/form-data; boundary=b", "garbage");
+    FAIL();
+  } catch (const HttpError& e) {
+    EXPECT_EQ(error_code(e), "invalid_multipart");
+  }
+  std::string bad_session = "{not json";
+  try {
+    parse_call_request("multipart/form-data; boundary=b", multipart("b", "v=0", &bad_session));
+    FAIL();
+  } catch (const HttpError& e) {
+    EXPECT_EQ(error_code(e), "invalid_multipart");
+  }
+  std::string only_session = "--b\r\nContent-Disposition: form-data; name=\"session\"\r\n\r\n{}\r\n--b--\r\n";
+  try {
+    parse_call_request("multipart/form-data; boundary=b", only_session);
+    FAIL();
+  } catch (const HttpError& e) {
+    EXPECT_EQ(error_code(e), "invalid_multipart");
+  }
+}
+
+TEST(CallRequest, SessionForUpstreamRenamesModel) {
+  std::string out = rtgw::http::session_for_upstream(R"({"model":"alias","voice":"x"})", "real-model");
+  auto node = rtgw::json::parse(out);
+  JsonObject* obj = json_node_get_object(node.get());
+  EXPECT_EQ(rtgw::json::get_string(obj, "model").value_or(""), "real-model");
+  EXPECT_EQ(rtgw::json::get_string(obj, "voice").value_or(""), "x");
+  EXPECT_EQ(rtgw::json::get_string(obj, "type").value_or(""), "realtime");
+}
+
+TEST(HttpError, BodyShape) {
+  HttpError e(404, "invalid_request_error", "model_not_found", "no \"such\" model");
+  auto node = rtgw::json::parse(e.body());
+  ASSERT_TRUE(node);
+  JsonObject* err = rtgw::json::get_object(json_node_get_object(node.get()), "error");
+  ASSERT_NE(err, nullptr);
+  EXPECT_EQ(rtgw::json::get_string(err, "type").value_or(""), "invalid_request_error");
+  EXPECT_EQ(rtgw::json::get_string(err, "code").value_or(""), "model_not_found");
+  EXPECT_EQ(rtgw::json::get_string(err, "message").value_or(""), "no \"such\" model");
+}
+
+rtgw::config::Config keyed_config() {
+  rtgw::config::Config c;
+  rtgw::config::KeyConfig a;
+  a.name = "team-a";
+  a.key = "sk-team-a-secret";
+  a.models = {"gpt-realtime*", "echo"};
+  rtgw::config::KeyConfig ops;
+  ops.name = "ops";
+  ops.key = "sk-ops-secret-1";
+  ops.models = {"*"};
+  ops.admin = true;
+  c.auth.keys = {a, ops};
+  return c;
+}
+
+TEST(Auth, BearerKeys) {
+  rtgw::auth::Authenticator auth(keyed_config());
+  auto p = auth.authenticate("Bearer sk-team-a-secret");
+  EXPECT_EQ(p.key_name, "team-a");
+  EXPECT_TRUE(p.may_use("gpt-realtime-mini"));
+  EXPECT_TRUE(p.may_use("echo"));
+  EXPECT_FALSE(p.may_use("other"));
+  EXPECT_FALSE(p.admin);
+  EXPECT_TRUE(p.may_access("team-a"));
+  EXPECT_FALSE(p.may_access("ops"));
+  auto admin = auth.authenticate("bearer sk-ops-secret-1");
+  EXPECT_TRUE(admin.may_access("team-a"));
+}
+
+TEST(Auth, Failures) {
+  rtgw::auth::Authenticator auth(keyed_config());
+  auto code_of = [&](const char* header) {
+    try {
+      auth.authenticate(header);
+    } catch (const HttpError& e) {
+      EXPECT_EQ(e.status(), 401);
+      return error_code(e);
+    }
+    return std::string("accepted");
+  };
+  EXPECT_EQ(code_of(nullptr), "missing_api_key");
+  EXPECT_EQ(code_of(""), "missing_api_key");
+  EXPECT_EQ(code_of("Basic abc"), "missing_api_key");
+  EXPECT_EQ(code_of("Bearer "), "missing_api_key");
+  EXPECT_EQ(code_of("Bearer sk-team-a-secreT"), "invalid_api_key");
+  EXPECT_EQ(code_of("Bearer sk-team-a-secret-longer"), "invalid_api_key");
+}
+
+TEST(Auth, KeylessOnlyOnLoopback) {
+  rtgw::config::Config loop;
+  loop.listen = "127.0.0.1:8080";
+  EXPECT_EQ(rtgw::auth::Authenticator(loop).authenticate(nullptr).key_name, "anonymous");
+  rtgw::config::Config open;
+  open.listen = "0.0.0.0:8080";
+  EXPECT_THROW(rtgw::auth::Authenticator(open).authenticate(nullptr), HttpError);
+}
+
+TEST(Auth, ConstantTimeEqual) {
+  EXPECT_TRUE(rtgw::auth::constant_time_equal("abc", "abc"));
+  EXPECT_FALSE(rtgw::auth::constant_time_equal("abc", "abd"));
+  EXPECT_FALSE(rtgw::auth::constant_time_equal("abc", "abcd"));
+  EXPECT_FALSE(rtgw::auth::constant_time_equal("", "a"));
+}
+
+}  // namespace
