@@ -9,7 +9,7 @@
 #include "app/gateway.h"
 #include "common/ref.h"
 #include "config/config.h"
-#include "rtevents.h"
+#include "rtevents/rtevents.h"
 
 namespace {
 
@@ -79,8 +79,13 @@ int main(int argc, char** argv) {
       std::cout << rtgw::config::describe(config) << "config OK\n";
       return 0;
     }
-    rtgw::app::Gateway gateway(std::move(config));
-    return gateway.run();
+    int code;
+    {
+      rtgw::app::Gateway gateway(std::move(config));
+      code = gateway.run();
+    }
+    gst_deinit();  // lets GST_TRACERS=leaks report what outlived the gateway
+    return code;
   } catch (const rtgw::config::ConfigError& e) {
     std::fprintf(stderr, "realtime-gateway: config error: %s\n", e.what());
     return 1;

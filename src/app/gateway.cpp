@@ -8,6 +8,7 @@
 #include <stdexcept>
 
 #include "common/main_thread.h"
+#include "workers/echo_worker.h"
 
 #ifndef RTGW_DEFAULT_PIPELINE
 #define RTGW_DEFAULT_PIPELINE "pipelines/call.pipeline"
@@ -58,6 +59,7 @@ Gateway::Gateway(config::Config config)
       workers_(config_),
       loop_(Ref<GMainLoop>::adopt(g_main_loop_new(nullptr, FALSE))) {
   check_pipeline_description(pipeline_description_);
+  workers_.set_builtin("echo", std::make_shared<workers::EchoWorker>(config_.webrtc));
   server_ = std::make_unique<http::Server>(
       http::Services{config_, auth_, calls_, workers_, pipeline_description_});
 }

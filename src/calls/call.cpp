@@ -77,7 +77,10 @@ Call::Call(CallIdentity identity, CallSettings settings,
   created_us_ = g_get_monotonic_time();
 }
 
-Call::~Call() { hang_up("destroyed"); }
+Call::~Call() {
+  hang_up("destroyed");
+  finish_teardown();
+}
 
 Ref<GstElement> Call::element(const char* name) const {
   auto e = Ref<GstElement>::adopt(gst_bin_get_by_name(GST_BIN(pipeline_.get()), name));
@@ -97,9 +100,11 @@ void Call::build_pipeline() {
 
   client_leg_ = std::make_unique<WebRtcLeg>("client", element(kClientBin), settings_.webrtc, this);
   upstream_leg_ = std::make_unique<WebRtcLeg>("upstream", element(kUpstreamBin), settings_.webrtc, this);
-  client_events_ = std::make_unique<EventChannel>("client", settings_.max_pending_event_bytes,
+  client_events_ = std::make_unique<EventChannel>("client", settings_.max_event_bytes,
+                                                  settings_.max_pending_event_bytes,
                                                   element(kClientEventsIn), this);
-  upstream_events_ = std::make_unique<EventChannel>("upstream", settings_.max_pending_event_bytes,
+  upstream_events_ = std::make_unique<EventChannel>("upstream", settings_.max_event_bytes,
+                                                    settings_.max_pending_event_bytes,
                                                     element(kUpstreamEventsIn), this);
 
   // Received audio → the head of the other direction's chain.
@@ -383,7 +388,14 @@ void Call::OnEventChannelOpen(EventChannel& channel) {
 }
 
 void Call::OnEventChannelClosed(EventChannel& channel, const std::string& why) {
-  hang_up(channel.side() + " " + why);
+  if (state_ != State::kEnded) {
+    hang_up(channel.side() + " " + why);
+    return;
+  }
+  // Ending: stop media once no channel is still closing.
+  bool waiting = (client_events_ && client_events_->closing()) ||
+                 (upstream_events_ && upstream_events_->closing());
+  if (!waiting) finish_teardown();
 }
 
 void Call::deliver_event(bool to_upstream, std::string text) {
@@ -400,8 +412,8 @@ void Call::deliver_event(bool to_upstream, std::string text) {
       // receive was.
       send_error_event(*client_events_, "event_too_large",
                        std::string(to_upstream ? "client" : "server") + " event of " +
-                           std::to_string(text.size()) + " bytes exceeds the data channel limit of " +
-                           std::to_string(EventChannel::kMaxMessageBytes) + " bytes; not relayed");
+                           std::to_string(text.size()) + " bytes exceeds the limit of " +
+                           std::to_string(target.max_message_bytes()) + " bytes; not relayed");
       return;
     case EventChannel::SendResult::kQueueFull:
       events_refused_++;
@@ -465,22 +477,24 @@ void Call::hang_up(const std::string& reason) {
   connect_timeout_.cancel();
   if (!upstream_call_id_.empty() && signaller_) signaller_->hangup(upstream_call_id_);
 
-  // Fixed order: stop callbacks, close the channels so peers learn at once, then stop media.
-  signals_.clear();
-  bus_watch_.cancel();
-  unlink_legs();
-  if (client_events_) client_events_->close();
-  if (upstream_events_) upstream_events_->close();
-  if (pipeline_) {
-    gint64 t0 = g_get_monotonic_time();
-    gst_element_set_state(pipeline_.get(), GST_STATE_NULL);
-    g_message("[%s] pipeline stopped in %.1f ms", id().c_str(), (g_get_monotonic_time() - t0) / 1000.0);
+  // Close the open data channels first so both peers learn at once (a stream reset), and stop
+  // media when they are closed or after a short bound. Stopping the pipeline while a channel's
+  // close procedure is still running on webrtcbin's pc thread deadlocks 1.22, so we wait.
+  bool client_closing = client_events_ && client_events_->begin_close();
+  bool upstream_closing = upstream_events_ && upstream_events_->begin_close();
+  if (client_closing || upstream_closing) {
+    teardown_timeout_ = SourceGuard(g_timeout_add(
+        kChannelCloseWaitMs,
+        [](gpointer data) -> gboolean {
+          auto* call = static_cast<Call*>(data);
+          call->teardown_timeout_.forget();
+          call->finish_teardown();
+          return G_SOURCE_REMOVE;
+        },
+        this));
+  } else {
+    finish_teardown();
   }
-  client_events_.reset();
-  upstream_events_.reset();
-  client_leg_.reset();
-  upstream_leg_.reset();
-  pipeline_.reset();
 
   std::weak_ptr<int> alive = alive_;
   if (was_setting_up) {
@@ -492,6 +506,31 @@ void Call::hang_up(const std::string& reason) {
       });
     return;
   }
+}
+
+void Call::finish_teardown() {
+  if (torn_down_) return;
+  torn_down_ = true;
+  teardown_timeout_.cancel();
+  // Fixed order: stop callbacks, break the cycle between the legs, then stop media.
+  signals_.clear();
+  bus_watch_.cancel();
+  if (client_events_) client_events_->close();
+  if (upstream_events_) upstream_events_->close();
+  unlink_legs();
+  if (pipeline_) {
+    gint64 t0 = g_get_monotonic_time();
+    gst_element_set_state(pipeline_.get(), GST_STATE_NULL);
+    g_message("[%s] pipeline stopped in %.1f ms", id().c_str(),
+              (g_get_monotonic_time() - t0) / 1000.0);
+  }
+  client_events_.reset();
+  upstream_events_.reset();
+  client_leg_.reset();
+  upstream_leg_.reset();
+  pipeline_.reset();
+  if (answered_us_ == 0) return;  // set-up never finished: reported as a set-up failure
+  std::weak_ptr<int> alive = alive_;
   post_to_main([this, alive] {
     if (alive.lock()) listener_->OnCallEnded(*this);
   });

@@ -60,6 +60,7 @@ struct CallIdentity {
 struct CallSettings {
   config::WebRtcConfig webrtc;
   std::int64_t max_pending_event_bytes = 1 << 20;
+  std::int64_t max_event_bytes = EventChannel::kMaxMessageBytes;
   std::string pipeline_description;  // gst-launch syntax
 };
 
@@ -112,6 +113,8 @@ class Call : public WebRtcLeg::Listener, public EventChannel::Listener {
   bool on_bus_message(GstMessage* message);
   void install_event_sink(const char* name, bool to_upstream);
   void unlink_legs();
+  void finish_teardown();
+  static constexpr guint kChannelCloseWaitMs = 300;
   void count_audio(const char* element_name, AudioCounters* counters);
 
   CallIdentity identity_;
@@ -136,6 +139,8 @@ class Call : public WebRtcLeg::Listener, public EventChannel::Listener {
   std::vector<SignalConnection> signals_;
   SourceGuard bus_watch_;
   SourceGuard connect_timeout_;
+  SourceGuard teardown_timeout_;
+  bool torn_down_ = false;
   Ref<GCancellable> cancellable_;
 
   // Set-up progress.

@@ -3,6 +3,7 @@
 
 #include <gst/app/app.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "common/main_thread.h"
@@ -28,9 +29,12 @@ struct StateCtx {
 
 }  // namespace
 
-EventChannel::EventChannel(std::string side, std::int64_t max_pending_bytes,
-                           Ref<GstElement> inbound_appsrc, Listener* listener)
-    : side_(std::move(side)), max_pending_bytes_(max_pending_bytes),
+EventChannel::EventChannel(std::string side, std::int64_t max_message_bytes,
+                           std::int64_t max_pending_bytes, Ref<GstElement> inbound_appsrc,
+                           Listener* listener)
+    : side_(std::move(side)),
+      max_message_bytes_(std::min<std::int64_t>(max_message_bytes, kMaxMessageBytes)),
+      max_pending_bytes_(max_pending_bytes),
       inbound_appsrc_(std::move(inbound_appsrc)), listener_(listener) {}
 
 EventChannel::~EventChannel() = default;
@@ -73,7 +77,7 @@ void EventChannel::attach(Ref<GstWebRTCDataChannel> channel, bool already_open) 
             auto* ctx = static_cast<StateCtx*>(data);
             EventChannel* self = ctx->channel;
             post_to_main([alive = ctx->alive, self] {
-              if (!alive.lock() || self->open_ || self->closed_) return;
+              if (!alive.lock() || self->open_ || self->closed_ || !self->listener_) return;
               self->open_ = true;
               self->flush();
               if (self->listener_) self->listener_->OnEventChannelOpen(*self);
@@ -110,7 +114,7 @@ void EventChannel::attach(Ref<GstWebRTCDataChannel> channel, bool already_open) 
 }
 
 EventChannel::SendResult EventChannel::send(const std::string& text) {
-  if (text.size() > kMaxMessageBytes) return SendResult::kTooLarge;
+  if (static_cast<std::int64_t>(text.size()) > max_message_bytes_) return SendResult::kTooLarge;
   if (closed_) return SendResult::kFailed;
   if (!open_) {
     if (pending_bytes_ + static_cast<std::int64_t>(text.size()) > max_pending_bytes_)
@@ -142,9 +146,17 @@ void EventChannel::flush() {
   }
 }
 
+bool EventChannel::begin_close() {
+  if (!channel_ || !open_ || closed_) return false;
+  // The stream reset tells the peer at once; on-close follows when its side is reset too.
+  gst_webrtc_data_channel_close(channel_.get());
+  open_ = false;
+  closing_ = true;
+  return true;
+}
+
 void EventChannel::close() {
   signals_.clear();
-  if (channel_ && !closed_) gst_webrtc_data_channel_close(channel_.get());
   closed_ = true;
   open_ = false;
   pending_.clear();

@@ -37,8 +37,8 @@ class EventChannel {
 
   enum class SendResult { kSent, kQueued, kTooLarge, kQueueFull, kFailed };
 
-  EventChannel(std::string side, std::int64_t max_pending_bytes, Ref<GstElement> inbound_appsrc,
-               Listener* listener);
+  EventChannel(std::string side, std::int64_t max_message_bytes, std::int64_t max_pending_bytes,
+               Ref<GstElement> inbound_appsrc, Listener* listener);
   ~EventChannel();
   EventChannel(const EventChannel&) = delete;
   EventChannel& operator=(const EventChannel&) = delete;
@@ -50,10 +50,16 @@ class EventChannel {
 
   // Sends now if open, else queues (bounded in bytes).
   SendResult send(const std::string& text);
+  // Starts closing an open channel (the peer is told); returns false when there is nothing to
+  // wait for. The listener hears OnEventChannelClosed when it is done.
+  bool begin_close();
+  // Final: forgets the channel's signals and queue. The pipeline must be stopped after it.
   void close();
+  bool closing() const { return closing_ && !closed_; }
 
   const std::string& side() const { return side_; }
   bool open() const { return open_; }
+  std::int64_t max_message_bytes() const { return max_message_bytes_; }
   std::uint64_t sent() const { return sent_; }
   std::int64_t pending_bytes() const { return pending_bytes_; }
 
@@ -61,6 +67,7 @@ class EventChannel {
   void flush();
 
   std::string side_;
+  std::int64_t max_message_bytes_;
   std::int64_t max_pending_bytes_;
   Ref<GstElement> inbound_appsrc_;
   Listener* listener_;
@@ -69,6 +76,7 @@ class EventChannel {
   std::shared_ptr<int> alive_ = std::make_shared<int>(0);
   bool open_ = false;
   bool closed_ = false;
+  bool closing_ = false;
   std::deque<std::string> pending_;
   std::int64_t pending_bytes_ = 0;
   std::uint64_t sent_ = 0;

@@ -367,7 +367,9 @@ Config load_from_text(const std::string& text, const std::string& source, const 
   if (auto* n = member(obj, "models")) read_models(r, n, c.models);
   if (auto* n = member(obj, "webrtc")) read_webrtc(r, n, c.webrtc);
   if (auto* n = member(obj, "policy")) {
-    r.object(n, "$.policy");
+    JsonObject* policy = r.object(n, "$.policy");
+    if (auto* m = member(policy, "max_event_bytes"))
+      c.max_event_bytes = r.integer(m, "$.policy.max_event_bytes", 64, 16 << 20);
     c.policy_json = json::to_string(n);
   }
   if (auto* n = member(obj, "usage")) {

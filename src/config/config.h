@@ -74,6 +74,9 @@ struct Config {
   std::vector<ModelConfig> models;
   WebRtcConfig webrtc;
   std::string policy_json;  // the `policy` object as JSON text ("" = none)
+  // policy.max_event_bytes: the largest event relayed either way (the data channel caps it at
+  // 65536 whatever this says).
+  std::int64_t max_event_bytes = 65536;
   std::string usage_log;    // path of the usage JSON-lines log ("" = none)
   LimitsConfig limits;
   std::string pipeline_file;  // per-call pipeline description ("" = built-in path)

@@ -238,7 +238,7 @@ void Server::handle_create_call(SoupServerMessage* msg, GHashTable* query) {
   calls::CallIdentity identity{calls::CallRegistry::new_call_id(), principal.key_name, model,
                                model_config->upstream_model, signaller->name()};
   calls::CallSettings settings{config.webrtc, config.limits.max_pending_event_bytes,
-                               services_.pipeline_description};
+                               config.max_event_bytes, services_.pipeline_description};
 
   auto pending = std::make_shared<PendingResponse>();
   pending->msg = Ref<SoupServerMessage>::retain(msg);

@@ -64,6 +64,9 @@ void Worker::exchange(const OfferRequest& request, GCancellable* cancellable,
     ex->done(std::move(f));
     return;
   }
+  // libsoup never reuses an idle pooled connection for a POST unless told it may: without this
+  // every call would pay a new TCP (and TLS) handshake and leave one more idle socket behind.
+  soup_message_add_flags(ex->message.get(), SOUP_MESSAGE_IDEMPOTENT);
   SoupMessageHeaders* headers = soup_message_get_request_headers(ex->message.get());
   if (!config_.api_key.empty()) {
     std::string auth = "Bearer " + config_.api_key;
@@ -150,6 +153,7 @@ void Worker::hangup(const std::string& upstream_call_id) {
   std::string url = config_.url + "/v1/realtime/calls/" + escaped.get() + "/hangup";
   auto msg = Ref<SoupMessage>::adopt(soup_message_new("POST", url.c_str()));
   if (!msg) return;
+  soup_message_add_flags(msg.get(), SOUP_MESSAGE_IDEMPOTENT);  // reuse pooled connections
   SoupMessageHeaders* headers = soup_message_get_request_headers(msg.get());
   if (!config_.api_key.empty()) {
     std::string auth = "Bearer " + config_.api_key;

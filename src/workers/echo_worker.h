@@ -1,0 +1,45 @@
+// SPDX-License-Identifier: MIT
+// The built-in `echo` worker: an in-process upstream reached through the same WebRTC path as a
+// remote worker.
+//
+// Owns: one `EchoSession` per upstream call — its own pipeline with a webrtcbin that answers the
+// gateway's upstream-leg offer, loops the caller's Opus audio back, and speaks a minimal realtime
+// protocol on `oai-events`: `session.created` on open, `session.updated` for `session.update`,
+// `response.created` + a text delta + `response.done` (with `usage` computed from the audio heard
+// since the previous response) for `response.create`. It is a demo and test upstream, not a model.
+//
+// Threads: main loop only; webrtcbin callbacks post to it.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include "config/config.h"
+#include "workers/upstream_signaller.h"
+
+namespace rtgw::workers {
+
+class EchoSession;
+
+class EchoWorker : public UpstreamSignaller {
+ public:
+  explicit EchoWorker(const config::WebRtcConfig& webrtc);
+  ~EchoWorker() override;
+
+  void exchange(const OfferRequest& request, GCancellable* cancellable,
+                std::function<void(UpstreamResult)> done) override;
+  void hangup(const std::string& upstream_call_id) override;
+  const std::string& name() const override { return name_; }
+
+  int live_sessions() const { return static_cast<int>(sessions_.size()); }
+
+ private:
+  void end_session(const std::string& id);
+
+  std::string name_ = "echo";
+  config::WebRtcConfig webrtc_;
+  std::map<std::string, std::unique_ptr<EchoSession>> sessions_;
+};
+
+}  // namespace rtgw::workers

@@ -1,0 +1,277 @@
+"""Fixtures for the gateway's integration tests.
+
+  fake_upstream       a running peers/fake_upstream.py (own process) -> FakeUpstreamProc
+  gateway_factory     gateway_factory(config_dict, env=None, args=(), wait_healthy=True)
+                      starts $RTGW_BINARY -> GatewayProc (skips when RTGW_BINARY is unset)
+  gateway             gateway_factory(default_gateway_config(fake_upstream))
+
+Log files of every process a test started (gateway stdout/stderr, fake upstream stderr) are
+attached to the report of a failing test.
+
+Run with Debian's interpreter:  /usr/bin/python3 -m pytest -q tests/integration
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any, Dict, List, Optional, Sequence
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)
+
+from peers.common import free_port, http_request  # noqa: E402
+
+PYTHON = "/usr/bin/python3"          # Debian's: the only one that sees python3-aiortc & co.
+FAKE_UPSTREAM = os.path.join(HERE, "peers", "fake_upstream.py")
+GATEWAY_KEY = "sk-test-a"            # the gateway key of the default config (team-a)
+UPSTREAM_KEY = "upstream-secret"     # the fake upstream's key, known only to the gateway
+_UNSET = object()
+
+
+# --------------------------------------------------------------------------- failure logs
+
+def _attach_log(request, name: str, path: str) -> None:
+    """Remember a log file; it is printed in the report if the test fails."""
+    logs = getattr(request.node, "_rtgw_logs", None)
+    if logs is None:
+        logs = request.node._rtgw_logs = []
+    logs.append((name, path))
+
+
+def _tail(path: str, limit: int = 20000) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - limit))
+            return f.read().decode("utf-8", "replace")
+    except OSError as e:
+        return f"<cannot read {path}: {e}>"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed:
+        for name, path in getattr(item, "_rtgw_logs", []):
+            report.sections.append((f"{name} ({path})", _tail(path)))
+
+
+# --------------------------------------------------------------------------- fake upstream
+
+class FakeUpstreamProc:
+    """A fake_upstream.py subprocess and its test-control endpoints."""
+
+    def __init__(self, proc: subprocess.Popen, port: int, api_key: str, log_path: str):
+        self.proc, self.port, self.api_key, self.log_path = proc, port, api_key, log_path
+        self.url = f"http://127.0.0.1:{port}"
+
+    def _json(self, method: str, path: str, body: Any = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        reply = http_request(method, self.url + path, data,
+                             {"Content-Type": "application/json"} if data else {}, timeout=10)
+        assert reply.status == 200, (f"fake upstream {method} {path}: {reply} "
+                                     f"(process exit code: {self.proc.poll()})")
+        return reply.json()
+
+    def state(self) -> Dict[str, Any]:
+        """{"requests": [...], "calls": {id: {...}}, "models_requests": n, "config": {...}}"""
+        return self._json("GET", "/_test/state")
+
+    def calls(self) -> Dict[str, Dict[str, Any]]:
+        return self.state()["calls"]
+
+    def requests(self) -> List[Dict[str, Any]]:
+        return self.state()["requests"]
+
+    def config(self, status: Any = _UNSET, body: Any = None, delay_ms: Any = _UNSET,
+               times: Optional[int] = None, usage: Any = _UNSET) -> Dict[str, Any]:
+        """Fault injection. ``status=503`` (with optional JSON ``body``) makes call requests
+        fail — the next ``times`` ones, or all when ``times`` is None; ``status=None`` clears.
+        ``delay_ms`` delays every call request. ``usage`` replaces response.done's usage."""
+        cfg: Dict[str, Any] = {}
+        if status is not _UNSET:
+            cfg.update(status=status, body=body, times=times)
+        if delay_ms is not _UNSET:
+            cfg["delay_ms"] = delay_ms
+        if usage is not _UNSET:
+            cfg["usage"] = usage
+        return self._json("POST", "/_test/config", cfg)
+
+    def reset(self) -> None:
+        self._json("POST", "/_test/reset", {})
+
+    def wait_for(self, predicate, timeout: float = 10.0, interval: float = 0.1):
+        """Poll ``predicate(state)`` until it returns something truthy (returned) or time out
+        (returns the last falsy value)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = predicate(self.state())
+            if value or time.monotonic() >= deadline:
+                return value
+            time.sleep(interval)
+
+    def stop(self) -> Optional[int]:
+        """SIGTERM (closes every peer connection, then exits 0); SIGKILL after 10 s."""
+        return _terminate(self.proc, 10)
+
+
+def start_fake_upstream(log_dir: str, api_key: str = UPSTREAM_KEY,
+                        timeout: float = 20.0) -> FakeUpstreamProc:
+    """Start fake_upstream.py on a free loopback port; returns once it printed LISTENING."""
+    log_path = os.path.join(log_dir, f"fake-upstream-{time.monotonic_ns()}.log")
+    log = open(log_path, "wb")
+    proc = subprocess.Popen([PYTHON, FAKE_UPSTREAM, "--host", "127.0.0.1", "--port", "0",
+                             "--api-key", api_key],
+                            stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL)
+    log.close()
+    deadline = time.monotonic() + timeout
+    import selectors
+    sel = selectors.DefaultSelector()
+    sel.register(proc.stdout, selectors.EVENT_READ)
+    try:
+        while time.monotonic() < deadline:
+            if not sel.select(timeout=max(0.0, deadline - time.monotonic())):
+                break
+            line = proc.stdout.readline().decode(errors="replace")
+            if not line:  # exited
+                break
+            if line.startswith("LISTENING "):
+                return FakeUpstreamProc(proc, int(line.split()[1]), api_key, log_path)
+    finally:
+        sel.close()
+    _terminate(proc, 5)
+    raise RuntimeError(f"fake upstream did not start:\n{_tail(log_path)}")
+
+
+@pytest.fixture
+def fake_upstream(request, tmp_path):
+    upstream = start_fake_upstream(str(tmp_path))
+    _attach_log(request, "fake upstream stderr", upstream.log_path)
+    yield upstream
+    upstream.stop()
+
+
+# --------------------------------------------------------------------------- gateway
+
+def default_gateway_config(upstream: FakeUpstreamProc) -> Dict[str, Any]:
+    """The config most tests start from: one key (team-a, every model), one model with one
+    worker: the fake upstream."""
+    return {
+        "listen": "127.0.0.1:0",  # replaced by the factory
+        "auth": {"keys": [{"name": "team-a", "key": GATEWAY_KEY, "models": ["*"]}]},
+        "models": [{
+            "name": "gpt-realtime", "upstream_model": "gpt-realtime",
+            "workers": [{"url": upstream.url, "api_key": upstream.api_key,
+                         "provider": "openai"}],
+        }],
+    }
+
+
+class GatewayProc:
+    """A running gateway process."""
+
+    def __init__(self, proc: subprocess.Popen, port: int, config: Dict[str, Any],
+                 config_path: str, workdir: str, stdout_path: str, stderr_path: str):
+        self.proc, self.port, self.config = proc, port, config
+        self.config_path, self.workdir = config_path, workdir
+        self.stdout_path, self.stderr_path = stdout_path, stderr_path
+        self.url = f"http://127.0.0.1:{port}"
+        keys = (config.get("auth") or {}).get("keys") or []
+        self.key: Optional[str] = keys[0].get("key") if keys else None
+
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
+    def stderr(self) -> str:
+        return _tail(self.stderr_path, 1 << 20)
+
+    def stop(self, timeout: float = 10.0) -> Optional[int]:
+        """SIGTERM, wait up to ``timeout`` s, then SIGKILL. Returns the exit code."""
+        return _terminate(self.proc, timeout)
+
+
+def _terminate(proc: subprocess.Popen, timeout: float) -> Optional[int]:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+    for stream in (proc.stdout, proc.stderr):
+        if stream is not None:
+            stream.close()
+    return proc.returncode
+
+
+def _wait_healthy(gw: GatewayProc, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not gw.running():
+            raise RuntimeError(f"gateway exited with {gw.proc.returncode} during start-up:\n"
+                               f"{gw.stderr()[-20000:]}")
+        if http_request("GET", gw.url + "/healthz", timeout=1.0).status == 200:
+            return
+        time.sleep(0.1)
+    gw.stop()
+    raise RuntimeError(f"gateway not healthy after {timeout} s:\n{gw.stderr()[-20000:]}")
+
+
+@pytest.fixture
+def gateway_factory(request, tmp_path):
+    """``gateway_factory(config, env=None, args=(), wait_healthy=True, health_timeout=10)``
+    writes ``config`` (its ``listen`` replaced by a free loopback port) to a JSON file and
+    runs ``$RTGW_BINARY --config FILE --listen 127.0.0.1:PORT *args`` in a fresh directory.
+    Every gateway it started is stopped at teardown."""
+    binary = os.environ.get("RTGW_BINARY")
+    if not binary:
+        pytest.skip("RTGW_BINARY is not set: build the gateway and export "
+                    "RTGW_BINARY=/path/to/realtime-gateway to run the gateway tests")
+    if not os.access(binary, os.X_OK):
+        pytest.fail(f"RTGW_BINARY={binary} is not an executable file")
+    started: List[GatewayProc] = []
+
+    def factory(config: Dict[str, Any], env: Optional[Dict[str, str]] = None,
+                args: Sequence[str] = (), wait_healthy: bool = True,
+                health_timeout: float = 10.0) -> GatewayProc:
+        index = len(started)
+        workdir = tmp_path / f"gateway-{index}"
+        workdir.mkdir()
+        port = free_port()
+        config = dict(config, listen=f"127.0.0.1:{port}")
+        config_path = str(workdir / "config.json")
+        with open(config_path, "w") as f:
+            json.dump(config, f, indent=2)
+        stdout_path, stderr_path = str(workdir / "stdout.log"), str(workdir / "stderr.log")
+        with open(stdout_path, "wb") as out, open(stderr_path, "wb") as err:
+            proc = subprocess.Popen(
+                [binary, "--config", config_path, "--listen", f"127.0.0.1:{port}", *args],
+                cwd=str(workdir), stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                env={**os.environ, **(env or {})})
+        gw = GatewayProc(proc, port, config, config_path, str(workdir), stdout_path,
+                         stderr_path)
+        started.append(gw)
+        _attach_log(request, f"gateway {index} stderr", stderr_path)
+        _attach_log(request, f"gateway {index} stdout", stdout_path)
+        if wait_healthy:
+            _wait_healthy(gw, health_timeout)
+        return gw
+
+    yield factory
+    for gw in started:
+        gw.stop()
+
+
+@pytest.fixture
+def gateway(fake_upstream, gateway_factory):
+    """A gateway with ``default_gateway_config(fake_upstream)``; its key is ``gateway.key``.
+    (fake_upstream is requested first so it outlives the gateway at teardown.)"""
+    return gateway_factory(default_gateway_config(fake_upstream))

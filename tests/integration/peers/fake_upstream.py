@@ -1,0 +1,475 @@
+#!/usr/bin/python3
+"""A fake OpenAI-Realtime-compatible upstream worker for the gateway's integration tests.
+
+Run:    /usr/bin/python3 tests/integration/peers/fake_upstream.py --host 127.0.0.1 --port 0 \
+            --api-key KEY            # prints "LISTENING <port>" once ready
+Import: ``FakeUpstream(api_key).start(host, port)`` inside an asyncio loop.
+
+Endpoints
+  POST /v1/realtime/calls               offer (application/sdp, or multipart sdp+session) ->
+                                        201 application/sdp answer, Location /v1/realtime/calls/rtc_…
+  POST /v1/realtime/calls/{id}/hangup   close that call
+  GET  /v1/models                       model list (health checks)
+  GET  /_test/state                     recorded requests and calls (see ``state()``)
+  POST /_test/config                    {"status","body","delay_ms","times","usage"} fault injection
+  POST /_test/reset                     close all calls, forget everything, clear config
+
+Per call (aiortc answers; the gateway is the offerer and creates the data channel):
+  * sends its own 400 Hz tone back on the audio transceiver and counts frames it receives;
+  * on the data channel: session.created on open; session.update -> session.updated;
+    response.create -> response.created, 3 transcript deltas, response.done with deterministic
+    usage; test.echo -> test.echoed with the same payload; every received event is recorded.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import faulthandler
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from typing import Any, Dict, List, Optional
+
+if __package__ in (None, ""):  # run as a script: make "peers" importable
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from aiohttp import web  # noqa: E402
+from aiortc import RTCPeerConnection, RTCSessionDescription  # noqa: E402
+
+from peers.common import (AudioCounter, aiortc_configuration, decode_event,  # noqa: E402
+                          encode_event, make_tone_track, new_id, openai_error)
+
+log = logging.getLogger("fake_upstream")
+
+# Bounds: nothing in this process grows without limit.
+MAX_REQUESTS_KEPT = 500
+MAX_CALLS_KEPT = 200          # call records (closed ones are dropped oldest first)
+MAX_LIVE_CALLS = 32           # live peer connections; beyond this: 503
+MAX_EVENTS_PER_CALL = 2000
+MAX_BODY_BYTES = 1 << 20
+MAX_DELAY_MS = 60_000
+DEFAULT_MODEL = "gpt-realtime"
+
+# Deterministic usage reported in every response.done (overridable via /_test/config "usage").
+DEFAULT_USAGE = {
+    "total_tokens": 57,
+    "input_tokens": 37,
+    "output_tokens": 20,
+    "input_token_details": {"text_tokens": 12, "audio_tokens": 25, "image_tokens": 0,
+                            "cached_tokens": 0},
+    "output_token_details": {"text_tokens": 5, "audio_tokens": 15},
+}
+TRANSCRIPT_DELTAS = ["Hello ", "from the ", "fake upstream."]
+
+
+class Call:
+    """One answered call: its peer connection, data channel and what was observed."""
+
+    def __init__(self, upstream: "FakeUpstream", call_id: str, model: str,
+                 session: Optional[Dict[str, Any]]) -> None:
+        self.upstream = upstream
+        self.id = call_id
+        self.model = model
+        self.session: Dict[str, Any] = {
+            "id": new_id("sess"), "object": "realtime.session", "type": "realtime",
+            **(session or {}), "model": model,
+        }
+        self.pc = RTCPeerConnection(configuration=aiortc_configuration())
+        self.tone = make_tone_track()
+        self.audio = AudioCounter()
+        self.channel = None
+        self.channel_label: Optional[str] = None
+        self.events: collections.deque = collections.deque(maxlen=MAX_EVENTS_PER_CALL)
+        self.sent: collections.deque = collections.deque(maxlen=MAX_EVENTS_PER_CALL)
+        self.hangup = False
+        self.closed = False
+        self.remote_closed = False      # DTLS/SCTP closed by the peer, or ICE failed
+        self.states: List[str] = []
+        self.created = time.time()
+        self.answer_sdp = ""
+        self._tasks: set = set()
+
+        self.pc.on("track", self._on_track)
+        self.pc.on("datachannel", self._on_datachannel)
+        self.pc.on("connectionstatechange", self._on_state)
+
+    # -- signalling ---------------------------------------------------------------------------
+    async def answer(self, offer_sdp: str) -> str:
+        await self.pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
+        self.pc.addTrack(self.tone)  # attaches to the offered audio transceiver -> sendrecv
+        await self.pc.setLocalDescription(await self.pc.createAnswer())  # gathers candidates
+        self.answer_sdp = self.pc.localDescription.sdp
+        for t in self.pc.getTransceivers():  # notice the peer closing DTLS
+            if t.receiver.transport is not None:
+                t.receiver.transport.on("statechange", self._on_dtls_state)
+        return self.answer_sdp
+
+    # -- media --------------------------------------------------------------------------------
+    def _on_track(self, track) -> None:
+        if track.kind == "audio":
+            self.audio.consume(track)
+
+    async def _on_state(self) -> None:
+        state = self.pc.connectionState
+        self.states.append(state)
+        if state == "failed":
+            self.remote_closed = True
+            await self.close()
+
+    def _on_dtls_state(self) -> None:
+        for t in self.pc.getTransceivers():
+            tr = t.receiver.transport
+            if tr is not None and tr.state in ("closed", "failed") and not self.closed:
+                self.remote_closed = True
+                self._spawn(self.close())
+
+    # -- data channel -------------------------------------------------------------------------
+    def _on_datachannel(self, channel) -> None:
+        self.channel, self.channel_label = channel, channel.label
+        channel.on("message", self._on_message)
+        channel.on("close", self._on_channel_close)
+        if channel.readyState == "open":
+            self._on_open()
+        else:
+            channel.on("open", self._on_open)
+
+    def _on_open(self) -> None:
+        self.send({"type": "session.created", "event_id": new_id("event"),
+                   "session": self.session})
+
+    def _on_channel_close(self) -> None:
+        if not self.closed:
+            self.remote_closed = True
+
+    def send(self, event: Dict[str, Any]) -> None:
+        if self.channel is not None and self.channel.readyState == "open":
+            raw = encode_event(event)
+            self.sent.append(raw)
+            self.channel.send(raw)
+
+    def _on_message(self, message) -> None:
+        raw = message if isinstance(message, str) else bytes(message).decode("utf-8", "replace")
+        self.events.append(raw)
+        event = decode_event(raw)
+        kind = event.get("type")
+        if kind == "session.update":
+            update = event.get("session")
+            if isinstance(update, dict):
+                self.session.update(update)
+            self.send({"type": "session.updated", "event_id": new_id("event"),
+                       "session": self.session})
+        elif kind == "response.create":
+            self._spawn(self._respond(event))
+        elif kind == "test.echo":
+            self.send({"type": "test.echoed", "event_id": new_id("event"),
+                       "payload": event.get("payload")})
+
+    async def _respond(self, request: Dict[str, Any]) -> None:
+        """A scripted turn with small gaps so first-token latency and duration are non-zero."""
+        resp_id, item_id = new_id("resp"), new_id("item")
+        response = {"id": resp_id, "object": "realtime.response", "status": "in_progress",
+                    "output": [], "usage": None}
+        tier = (request.get("response") or {}).get("service_tier") \
+            if isinstance(request.get("response"), dict) else None
+        if tier is not None:
+            response["service_tier"] = tier
+        self.send({"type": "response.created", "event_id": new_id("event"),
+                   "response": dict(response)})
+        for delta in TRANSCRIPT_DELTAS:
+            await asyncio.sleep(0.02)
+            self.send({"type": "response.output_audio_transcript.delta",
+                       "event_id": new_id("event"), "response_id": resp_id, "item_id": item_id,
+                       "output_index": 0, "content_index": 0, "delta": delta})
+        await asyncio.sleep(0.02)
+        response.update(status="completed", usage=json.loads(json.dumps(self.upstream.usage)))
+        self.send({"type": "response.done", "event_id": new_id("event"), "response": response})
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def _spawn(self, coro) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.tone.stop()
+        await self.audio.stop()
+        for task in list(self._tasks):
+            if task is not asyncio.current_task():
+                task.cancel()
+        try:
+            await asyncio.wait_for(self.pc.close(), 5)
+        except Exception as e:  # noqa: BLE001 - closing must not fail the server
+            log.warning("call %s: close failed: %r", self.id, e)
+
+    def state(self) -> Dict[str, Any]:
+        return {
+            "model": self.model,
+            "session": self.session,
+            "events": list(self.events),
+            "sent_events": list(self.sent),
+            "audio_frames_received": self.audio.frames,
+            "audio_last_received_at": self.audio.last_frame_at,
+            "audio_frames_sent": self.tone.frames_sent,
+            "connection_state": self.pc.connectionState,
+            "connection_states": list(self.states),
+            "channel_label": self.channel_label,
+            "channel_state": self.channel.readyState if self.channel else None,
+            "hangup": self.hangup,
+            "closed": self.closed,
+            "remote_closed": self.remote_closed,
+            "created": self.created,
+            "answer_sdp": self.answer_sdp,
+        }
+
+
+class FakeUpstream:
+    """The fake worker. ``await start(host, port)`` returns the bound port."""
+
+    def __init__(self, api_key: str, max_call_seconds: float = 300.0) -> None:
+        self.api_key = api_key
+        self.max_call_seconds = max_call_seconds
+        self.requests: collections.deque = collections.deque(maxlen=MAX_REQUESTS_KEPT)
+        self.calls: "collections.OrderedDict[str, Call]" = collections.OrderedDict()
+        self.models_requests = 0
+        self._runner: Optional[web.AppRunner] = None
+        self._reaper: Optional[asyncio.Task] = None
+        self._reset_config()
+
+    def _reset_config(self) -> None:
+        self.fail_status: Optional[int] = None
+        self.fail_body: Optional[Dict[str, Any]] = None
+        self.fail_times: Optional[int] = None   # None: every request until changed
+        self.delay_ms = 0
+        self.usage = json.loads(json.dumps(DEFAULT_USAGE))
+
+    # -- app ----------------------------------------------------------------------------------
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=MAX_BODY_BYTES)
+        app.add_routes([
+            web.post("/v1/realtime/calls", self.handle_call),
+            web.post("/v1/realtime/calls/{call_id}/hangup", self.handle_hangup),
+            web.get("/v1/models", self.handle_models),
+            web.get("/_test/state", self.handle_state),
+            web.post("/_test/config", self.handle_config),
+            web.post("/_test/reset", self.handle_reset),
+        ])
+        return app
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
+        self._runner = web.AppRunner(self.app(), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port)
+        await site.start()
+        self._reaper = asyncio.ensure_future(self._reap())
+        return site._server.sockets[0].getsockname()[1]  # the real port when port == 0
+
+    async def stop(self) -> None:
+        if self._reaper:
+            self._reaper.cancel()
+        await self.close_all()
+        if self._runner:
+            await self._runner.cleanup()
+
+    async def close_all(self) -> None:
+        await asyncio.gather(*(c.close() for c in list(self.calls.values())),
+                             return_exceptions=True)
+
+    async def _reap(self) -> None:
+        """Bound call lifetimes and the number of kept records."""
+        while True:
+            await asyncio.sleep(1.0)
+            now = time.time()
+            for call in list(self.calls.values()):
+                if not call.closed and now - call.created > self.max_call_seconds:
+                    await call.close()
+            while len(self.calls) > MAX_CALLS_KEPT:
+                oldest = next(iter(self.calls.values()))
+                await oldest.close()
+                self.calls.pop(oldest.id, None)
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _authorized(self, request: web.Request) -> bool:
+        return request.headers.get("Authorization", "") == f"Bearer {self.api_key}"
+
+    @staticmethod
+    def _error(status: int, code: str, message: str, type_: str = "invalid_request_error"):
+        return web.json_response(openai_error(code, message, type_), status=status)
+
+    async def _parse_offer(self, request: web.Request, record: Dict[str, Any]):
+        """Fill ``record`` with sdp/session from the body; returns an error response or None."""
+        ctype = request.content_type
+        if ctype == "application/sdp":
+            record["sdp"] = await request.text()
+        elif ctype == "multipart/form-data":
+            try:
+                form = await request.post()
+            except Exception as e:  # noqa: BLE001
+                return self._error(400, "invalid_multipart", f"bad multipart body: {e}")
+            sdp, session = form.get("sdp"), form.get("session")
+            record["sdp"] = sdp if isinstance(sdp, str) else (
+                sdp.file.read().decode() if sdp is not None else None)
+            if isinstance(session, str):
+                record["session_raw"] = session
+                try:
+                    record["session"] = json.loads(session)
+                except ValueError:
+                    return self._error(400, "invalid_session", "session is not JSON")
+        else:
+            return self._error(400, "invalid_content_type", f"unsupported type {ctype!r}")
+        if not record["sdp"]:
+            return self._error(400, "invalid_sdp", "missing SDP offer")
+        if "m=audio" not in record["sdp"] or "opus/48000" not in record["sdp"].lower():
+            return self._error(400, "invalid_sdp", "the offer has no Opus audio m-line")
+        return None
+
+    # -- handlers -----------------------------------------------------------------------------
+    async def handle_call(self, request: web.Request) -> web.StreamResponse:
+        record: Dict[str, Any] = {
+            "time": time.time(), "method": "POST", "path": request.path,
+            "query": dict(request.query), "content_type": request.headers.get("Content-Type"),
+            "authorization": request.headers.get("Authorization"),
+            "sdp": None, "session": None, "status": None, "call_id": None,
+        }
+        self.requests.append(record)
+        resp = await self._handle_call(request, record)
+        record["status"] = resp.status
+        return resp
+
+    async def _handle_call(self, request: web.Request, record: Dict[str, Any]):
+        if self.delay_ms:
+            await asyncio.sleep(min(self.delay_ms, MAX_DELAY_MS) / 1000)
+        error = await self._parse_offer(request, record)  # read the body even when refusing
+        if not self._authorized(request):
+            return self._error(401, "invalid_api_key", "Incorrect API key provided.")
+        if self.fail_status is not None:
+            status = self.fail_status
+            body = self.fail_body or openai_error("injected_failure",
+                                                  f"fake upstream configured to fail ({status})",
+                                                  "server_error")
+            if self.fail_times is not None:
+                self.fail_times -= 1
+                if self.fail_times <= 0:
+                    self.fail_status, self.fail_body, self.fail_times = None, None, None
+            return web.json_response(body, status=status)
+        if error is not None:
+            return error
+        if sum(not c.closed for c in self.calls.values()) >= MAX_LIVE_CALLS:
+            return self._error(503, "no_capacity", "fake upstream is full", "server_error")
+
+        session = record["session"] if isinstance(record["session"], dict) else None
+        model = (session or {}).get("model") or request.query.get("model") or DEFAULT_MODEL
+        call = Call(self, new_id("rtc", 16), model, session)
+        try:
+            answer = await asyncio.wait_for(call.answer(record["sdp"]), 15)
+        except Exception as e:  # noqa: BLE001 - a bad offer is the caller's problem
+            await call.close()
+            return self._error(400, "invalid_sdp", f"could not answer the offer: {e!r}")
+        self.calls[call.id] = call
+        record["call_id"] = call.id
+        return web.Response(status=201, body=answer.encode(), content_type="application/sdp",
+                            headers={"Location": f"/v1/realtime/calls/{call.id}"})
+
+    async def handle_hangup(self, request: web.Request) -> web.StreamResponse:
+        call_id = request.match_info["call_id"]
+        record = {"time": time.time(), "method": "POST", "path": request.path,
+                  "query": dict(request.query),
+                  "content_type": request.headers.get("Content-Type"),
+                  "authorization": request.headers.get("Authorization"),
+                  "sdp": None, "session": None, "status": None, "call_id": call_id}
+        self.requests.append(record)
+        if not self._authorized(request):
+            resp = self._error(401, "invalid_api_key", "Incorrect API key provided.")
+        elif call_id not in self.calls:
+            resp = self._error(404, "not_found", f"no call {call_id}")
+        else:
+            call = self.calls[call_id]
+            call.hangup = True
+            await call.close()
+            resp = web.json_response({"id": call_id, "status": "hung_up"})
+        record["status"] = resp.status
+        return resp
+
+    async def handle_models(self, request: web.Request) -> web.StreamResponse:
+        self.models_requests += 1
+        if not self._authorized(request):
+            return self._error(401, "invalid_api_key", "Incorrect API key provided.")
+        return web.json_response({"object": "list", "data": [
+            {"id": DEFAULT_MODEL, "object": "model", "created": 0, "owned_by": "fake-upstream"}]})
+
+    async def handle_state(self, request: web.Request) -> web.StreamResponse:
+        return web.json_response(self.state())
+
+    async def handle_config(self, request: web.Request) -> web.StreamResponse:
+        try:
+            cfg = await request.json()
+            if not isinstance(cfg, dict):
+                raise ValueError("config must be an object")
+        except ValueError as e:
+            return self._error(400, "invalid_config", str(e))
+        if "status" in cfg:
+            self.fail_status = cfg["status"]
+            self.fail_body = cfg.get("body")
+            self.fail_times = cfg.get("times")
+        if "delay_ms" in cfg:
+            self.delay_ms = int(cfg["delay_ms"] or 0)
+        if "usage" in cfg:
+            self.usage = cfg["usage"] or json.loads(json.dumps(DEFAULT_USAGE))
+        return web.json_response(self.config())
+
+    async def handle_reset(self, request: web.Request) -> web.StreamResponse:
+        await self.close_all()
+        self.calls.clear()
+        self.requests.clear()
+        self.models_requests = 0
+        self._reset_config()
+        return web.json_response({"ok": True})
+
+    # -- state --------------------------------------------------------------------------------
+    def config(self) -> Dict[str, Any]:
+        return {"status": self.fail_status, "body": self.fail_body, "times": self.fail_times,
+                "delay_ms": self.delay_ms, "usage": self.usage}
+
+    def state(self) -> Dict[str, Any]:
+        return {
+            "requests": list(self.requests),
+            "calls": {cid: c.state() for cid, c in self.calls.items()},
+            "models_requests": self.models_requests,
+            "config": self.config(),
+        }
+
+
+async def serve(host: str, port: int, api_key: str, max_call_seconds: float) -> None:
+    upstream = FakeUpstream(api_key, max_call_seconds)
+    real_port = await upstream.start(host, port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"LISTENING {real_port}", flush=True)
+    await stop.wait()
+    await upstream.stop()
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=0, help="0 = pick a free port")
+    ap.add_argument("--api-key", default="upstream-secret")
+    ap.add_argument("--max-call-seconds", type=float, default=300.0)
+    ap.add_argument("--log-level", default=os.environ.get("FAKE_UPSTREAM_LOG", "WARNING"))
+    args = ap.parse_args(argv)
+    faulthandler.enable()  # a native crash (av, srtp, ...) still leaves a trace on stderr
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    asyncio.run(serve(args.host, args.port, args.api_key, args.max_call_seconds))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,44 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+# The loadable rtevents plugin works with the stock GStreamer tools: gst-inspect-1.0 lists the
+# elements with their properties, and gst-launch-1.0 runs the example file and prints decisions
+# and turns. Environment (set by meson.build): GST_PLUGIN_PATH, GST_INSPECT, GST_LAUNCH, EXAMPLES.
+set -eu
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+out=$("$GST_INSPECT" rtevents) || fail "gst-inspect-1.0 rtevents"
+for e in rteventfilter rtusagemeter rteventparse; do
+  echo "$out" | grep -q "$e" || fail "plugin does not list $e"
+done
+
+out=$("$GST_INSPECT" rteventfilter) || fail "gst-inspect-1.0 rteventfilter"
+for p in policy key-name model budget-exceeded events-in events-blocked events-filtered \
+         application/x-realtime-event; do
+  echo "$out" | grep -q -- "$p" || fail "rteventfilter: $p not documented"
+done
+out=$("$GST_INSPECT" rtusagemeter) || fail "gst-inspect-1.0 rtusagemeter"
+for p in direction peer turns input-tokens-total output-tokens-total upstream client; do
+  echo "$out" | grep -q -- "$p" || fail "rtusagemeter: $p not documented"
+done
+
+out=$("$GST_LAUNCH" -m filesrc location="$EXAMPLES/events.jsonl" ! rteventparse ! \
+      rteventfilter key-name=team-b model=gpt-realtime-mini \
+        policy="$(cat "$EXAMPLES/policy.json")" ! \
+      rtusagemeter ! fakesink 2>&1) || fail "gst-launch-1.0 failed: $out"
+echo "$out"
+count() { echo "$out" | grep -c -F -- "$1" || true; }
+expect() {  # expect COUNT TEXT WHAT
+  [ "$(count "$2")" -eq "$1" ] || fail "expected $1 x $3 ($2)"
+}
+expect 4 'rtevent-decision' "rtevent-decision messages"
+expect 1 'action=(string)block, reason=(string)service_tier, rule=(string)"service_tier\[0\]", event-type=(string)response.create, event-id=(string)evt_c04, tier=(string)priority, model=(string)gpt-realtime' \
+  "fallback block after the session.update model switch"
+expect 1 'action=(string)filter, reason=(string)service_tier, rule=(string)"service_tier\[1\]"' \
+  "flex filter"
+expect 1 'reason=(string)denied_event, rule=(string)"deny_client_events\[0\]"' "denied event"
+expect 1 'reason=(string)too_large, rule=(string)max_event_bytes' "too-large event"
+expect 2 'rtusage-turn' "rtusage-turn messages"
+expect 1 'rtusage-turn, response-id=(string)resp_001, status=(string)completed, usage-present=(boolean)true, input-tokens=(gint64)141, output-tokens=(gint64)112, total-tokens=(gint64)253' \
+  "usage of the first turn"
+expect 1 'Got EOS from element "pipeline0"' "EOS"
+echo "OK"

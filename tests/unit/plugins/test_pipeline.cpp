@@ -1,0 +1,132 @@
+// SPDX-License-Identifier: MIT
+// The elements in the shape the server uses (SPEC "Custom GStreamer elements"): both event paths
+// of one call, appsrc → rteventfilter → rtusagemeter(client) → appsink and
+// appsrc → rtusagemeter(upstream) → appsink, built from a pipeline description.
+#include <gst/app/gstappsink.h>
+#include <gst/app/gstappsrc.h>
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "test_util.h"
+
+namespace rtgw::rtevents::test {
+namespace {
+
+class RtEventsPipelineTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    UniqueError error;
+    GError* raw = nullptr;
+    // The client path sits in its own bin: the peer is found by searching up the bin tree.
+    // appsinks are async=false: each path only carries data when there is an event, so neither
+    // may hold the pipeline's state change waiting for a first buffer.
+    pipeline_ = Ref<GstElement>::sink(gst_parse_launch(
+        "( name=client_path "
+        "  appsrc name=from_client is-live=true format=time caps=application/x-realtime-event ! "
+        "  rteventfilter name=filter key-name=team-a model=gpt-realtime-mini ! "
+        "  rtusagemeter name=meter_client direction=client peer=meter_upstream ! "
+        "  appsink name=to_upstream sync=false async=false ) "
+        "appsrc name=from_upstream is-live=true format=time caps=application/x-realtime-event ! "
+        "rtusagemeter name=meter_upstream ! appsink name=to_client sync=false async=false",
+        &raw));
+    error.reset(raw);
+    ASSERT_TRUE(pipeline_) << (error ? error->message : "no pipeline");
+    ASSERT_FALSE(error) << error->message;
+    ASSERT_TRUE(GST_IS_PIPELINE(pipeline_.get()));
+    const auto parent =
+        Ref<GstObject>::adopt(gst_object_get_parent(GST_OBJECT(element("meter_client"))));
+    ASSERT_TRUE(parent);
+    ASSERT_STREQ(GST_OBJECT_NAME(parent.get()), "client_path");
+    g_object_set(element("filter"), "policy",
+                 R"({"service_tier":[{"tier":"priority","action":"pass",
+                     "models":["gpt-realtime-mini"],"fallback":"block","end_call":true}]})",
+                 nullptr);
+    bus_ = Ref<GstBus>::adopt(gst_element_get_bus(pipeline_.get()));
+    ASSERT_NE(gst_element_set_state(pipeline_.get(), GST_STATE_PLAYING), GST_STATE_CHANGE_FAILURE);
+    GstState state = GST_STATE_NULL;
+    gst_element_get_state(pipeline_.get(), &state, nullptr, 5 * GST_SECOND);
+    ASSERT_EQ(state, GST_STATE_PLAYING);
+  }
+  void TearDown() override {
+    if (pipeline_) gst_element_set_state(pipeline_.get(), GST_STATE_NULL);
+  }
+
+  GstElement* element(const char* name) {
+    elements_.push_back(
+        Ref<GstElement>::adopt(gst_bin_get_by_name(GST_BIN(pipeline_.get()), name)));
+    return elements_.back().get();
+  }
+  void push(const char* appsrc, std::string_view event) {
+    ASSERT_EQ(gst_app_src_push_buffer(GST_APP_SRC(element(appsrc)), make_buffer(event).release()),
+              GST_FLOW_OK);
+  }
+  // The next event out of `appsink`, "" after a second without one.
+  std::string pull(const char* appsink) {
+    const auto sample = Ref<GstSample>::adopt(
+        gst_app_sink_try_pull_sample(GST_APP_SINK(element(appsink)), GST_SECOND));
+    return sample ? buffer_text(gst_sample_get_buffer(sample.get())) : "";
+  }
+  // Waits up to a second for an element message named `name`.
+  Ref<GstMessage> wait_message(const char* name) {
+    const gint64 deadline = g_get_monotonic_time() + G_USEC_PER_SEC;
+    while (g_get_monotonic_time() < deadline) {
+      auto msg = Ref<GstMessage>::adopt(gst_bus_timed_pop_filtered(
+          bus_.get(), 10 * GST_MSECOND,
+          static_cast<GstMessageType>(GST_MESSAGE_ELEMENT | GST_MESSAGE_ERROR)));
+      if (!msg) continue;
+      EXPECT_NE(GST_MESSAGE_TYPE(msg.get()), GST_MESSAGE_ERROR);
+      const GstStructure* s = gst_message_get_structure(msg.get());
+      if (s && gst_structure_has_name(s, name)) return msg;
+    }
+    return nullptr;
+  }
+
+  Ref<GstElement> pipeline_;
+  Ref<GstBus> bus_;
+  std::vector<Ref<GstElement>> elements_;
+};
+
+TEST_F(RtEventsPipelineTest, BothPathsOfACall) {
+  const char* create = R"({"type":"response.create","response":{"service_tier":"Priority"}})";
+  push("from_client", create);
+  EXPECT_EQ(pull("to_upstream"), create);
+
+  g_usleep(20 * G_USEC_PER_SEC / 1000);
+  push("from_upstream", R"({"type":"response.created","response":{"id":"r1"}})");
+  push("from_upstream", R"({"type":"response.output_text.delta","response_id":"r1","delta":"x"})");
+  push("from_upstream", R"({"type":"response.done","response":{"id":"r1","status":"completed",)"
+                        R"("usage":{"input_tokens":3,"output_tokens":5,"total_tokens":8}}})");
+  for (int i = 0; i < 3; ++i) EXPECT_FALSE(pull("to_client").empty());
+  const Ref<GstMessage> turn = wait_message("rtusage-turn");
+  ASSERT_TRUE(turn);
+  const GstStructure* t = structure(turn);
+  EXPECT_EQ(str_field(t, "response-id"), "r1");
+  EXPECT_EQ(str_field(t, "service-tier"), "priority");
+  EXPECT_EQ(int64_field(t, "total-tokens"), 8);
+  EXPECT_GE(double_field(t, "first-token-latency-ms"), 15.0);
+  EXPECT_GE(double_field(t, "turn-duration-ms"), double_field(t, "first-token-latency-ms"));
+
+  // The model switch makes the next priority request hit the fallback: blocked, call ends.
+  const char* update = R"({"type":"session.update","session":{"model":"gpt-realtime"}})";
+  push("from_client", update);
+  EXPECT_EQ(pull("to_upstream"), update);
+  push("from_client",
+       R"({"type":"response.create","event_id":"c9","response":{"service_tier":"fast"}})");
+  const Ref<GstMessage> decision = wait_message("rtevent-decision");
+  ASSERT_TRUE(decision);
+  const GstStructure* d = structure(decision);
+  EXPECT_EQ(str_field(d, "action"), "block");
+  EXPECT_EQ(str_field(d, "event-id"), "c9");
+  EXPECT_EQ(str_field(d, "model"), "gpt-realtime");
+  EXPECT_TRUE(bool_field(d, "end-call"));
+  const char* next = R"({"type":"input_audio_buffer.clear"})";
+  push("from_client", next);
+  EXPECT_EQ(pull("to_upstream"), next);  // the blocked event never came out
+
+  EXPECT_EQ(get_uint64_property(element("meter_upstream"), "turns"), 1u);
+  EXPECT_EQ(get_uint64_property(element("filter"), "events-blocked"), 1u);
+}
+
+}  // namespace
+}  // namespace rtgw::rtevents::test

@@ -1,0 +1,214 @@
+// SPDX-License-Identifier: MIT
+// The policy engine behind rteventfilter, without GStreamer: normalization, globs, policy parsing
+// and the parser-differential cases (duplicate keys, escapes, lenient JSON).
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "rtevents/policy.h"
+#include "rtevents/rtevents.h"
+
+namespace rtgw::rtevents {
+namespace {
+
+struct NormCase {
+  const char* in;
+  const char* out;
+};
+
+TEST(RtPolicy, NormalizationTable) {
+  const NormCase cases[] = {
+      {" Priority ", "priority"},
+      {"FAST", "priority"},
+      {"fast", "priority"},
+      {"Fast\t", "priority"},
+      {"priority", "priority"},
+      {"\n PRIORITY\r\n", "priority"},
+      {"auto", "auto"},
+      {"AUTO", "auto"},
+      {"default", "default"},
+      {" Default", "default"},
+      {"flex", "flex"},
+      {"FLEX ", "flex"},
+      {"scale", "scale"},
+      {"", ""},
+      {"   ", ""},
+      {"faster", "faster"},
+      {"f ast", "f ast"},
+      {"fast\u00a0", "fast\u00a0"},
+  };
+  for (const auto& c : cases) EXPECT_EQ(normalize_tier(c.in), c.out) << "'" << c.in << "'";
+}
+
+TEST(RtPolicy, GlobMatch) {
+  EXPECT_TRUE(glob_match("*", ""));
+  EXPECT_TRUE(glob_match("*", "anything"));
+  EXPECT_TRUE(glob_match("gpt-realtime*", "gpt-realtime"));
+  EXPECT_TRUE(glob_match("gpt-realtime*", "gpt-realtime-mini-2025"));
+  EXPECT_FALSE(glob_match("gpt-realtime*", "gpt-4o-realtime"));
+  EXPECT_TRUE(glob_match("*realtime*", "gpt-4o-realtime-preview"));
+  EXPECT_TRUE(glob_match("team-*-prod", "team-a-prod"));
+  EXPECT_FALSE(glob_match("team-*-prod", "team-a-dev"));
+  EXPECT_TRUE(glob_match("a*b*c", "aXbYbZc"));
+  EXPECT_FALSE(glob_match("exact", "exactly"));
+  EXPECT_FALSE(glob_match("", "x"));
+  EXPECT_TRUE(glob_match("", ""));
+  EXPECT_FALSE(glob_match("model?", "model1"));  // only * is special
+  EXPECT_TRUE(glob_match("model?", "model?"));
+}
+
+TEST(RtPolicy, ParsesTheSpecExample) {
+  std::string error;
+  const auto p = Policy::parse(R"({
+    "service_tier": [ { "tier": "Priority", "action": "filter", "models": ["*"], "keys": ["*"],
+                        "fallback": "pass" } ],
+    "deny_client_events": [ { "type": "session.update", "keys": ["team-b"] } ],
+    "max_event_bytes": 65536
+  })",
+                               &error);
+  ASSERT_TRUE(p) << error;
+  ASSERT_EQ(p->tier_rules.size(), 1u);
+  EXPECT_EQ(p->tier_rules[0].tier, "priority");  // rule tiers are normalized too
+  EXPECT_EQ(p->tier_rules[0].action, Action::kFilter);
+  EXPECT_EQ(p->tier_rules[0].fallback, Action::kPass);
+  ASSERT_EQ(p->deny_rules.size(), 1u);
+  EXPECT_EQ(p->deny_rules[0].keys, std::vector<std::string>{"team-b"});
+  EXPECT_EQ(p->max_event_bytes, 65536);
+}
+
+TEST(RtPolicy, Defaults) {
+  std::string error;
+  const auto empty = Policy::parse("", &error);
+  ASSERT_TRUE(empty);
+  EXPECT_EQ(empty->max_event_bytes, 0);  // empty = pass everything, no limit
+  const auto object =
+      Policy::parse(R"({"service_tier":[{"tier":"flex","action":"block"}]})", &error);
+  ASSERT_TRUE(object);
+  EXPECT_EQ(object->max_event_bytes, Policy::kDefaultMaxEventBytes);
+  EXPECT_EQ(object->tier_rules[0].models, std::vector<std::string>{"*"});
+  EXPECT_EQ(object->tier_rules[0].keys, std::vector<std::string>{"*"});
+  EXPECT_FALSE(object->tier_rules[0].fallback);
+  EXPECT_FALSE(object->tier_rules[0].end_call);
+}
+
+TEST(RtPolicy, RejectsInvalidPoliciesWithAPath) {
+  const std::pair<const char*, const char*> cases[] = {
+      {"{", "policy: invalid JSON"},
+      {"[]", "policy: expected an object"},
+      {R"({"service_tier":{}})", "policy.service_tier: expected an array"},
+      {R"({"service_tier":[{"action":"pass"}]})", "policy.service_tier[0].tier"},
+      {R"({"service_tier":[{"tier":"x","action":"allow"}]})", "policy.service_tier[0].action"},
+      {R"({"service_tier":[{"tier":"x","action":"pass"},{"tier":"y","action":"pass","model":["a"]}]})",
+       "policy.service_tier[1]: unknown key \"model\""},
+      {R"({"service_tier":[{"tier":"x","action":"pass","models":"a"}]})",
+       "policy.service_tier[0].models"},
+      {R"({"service_tier":[{"tier":"x","action":"pass","fallback":"deny"}]})",
+       "policy.service_tier[0].fallback"},
+      {R"({"service_tier":[{"tier":"x","action":"pass","end_call":"yes"}]})",
+       "policy.service_tier[0].end_call"},
+      {R"({"deny_client_events":[{"keys":["a"]}]})", "policy.deny_client_events[0].type"},
+      {R"({"max_event_bytes":-1})", "policy.max_event_bytes"},
+      {R"({"max_event_bytes":"big"})", "policy.max_event_bytes"},
+      {R"({"max_event_bytes":1,"max_event_bytes":2})", "duplicate key"},
+      {R"({"a":1} x)", "unexpected characters"},
+  };
+  for (const auto& [text, expected] : cases) {
+    std::string error;
+    EXPECT_FALSE(Policy::parse(text, &error)) << text;
+    EXPECT_NE(error.find(expected), std::string::npos) << text << " -> " << error;
+  }
+  std::string error;
+  EXPECT_FALSE(rtevents_check_policy(R"({"service_tier":[1]})", &error));
+  EXPECT_EQ(error, "policy.service_tier[0]: expected an object");
+  EXPECT_TRUE(rtevents_check_policy("", nullptr));
+}
+
+FilterOutcome run(const char* policy_json, const char* event, const char* key = "team-a",
+                  const char* model = "gpt-realtime", bool budget = false) {
+  std::string error;
+  const auto p = Policy::parse(policy_json, &error);
+  EXPECT_TRUE(p) << error;
+  if (!p) return {};
+  return apply_policy(*p, {key, model, budget}, event);
+}
+
+constexpr const char* kFilterPriority =
+    R"({"service_tier":[{"tier":"priority","action":"filter"}]})";
+constexpr const char* kBlockPriority = R"({"service_tier":[{"tier":"priority","action":"block"}]})";
+
+TEST(RtPolicy, DuplicateTierKeysAreAllFiltered) {
+  // A first-wins upstream would read "priority", a last-wins one "auto": remove the bad one only.
+  const auto out =
+      run(kFilterPriority, R"({"type":"response.create","response":{"service_tier":"priority",)"
+                           R"("service_tier":"auto"}})");
+  ASSERT_EQ(out.kind, FilterOutcome::Kind::kModified);
+  EXPECT_EQ(out.modified, R"({"type":"response.create","response":{"service_tier":"auto"}})");
+  const auto blocked =
+      run(kBlockPriority, R"({"type":"response.create","response":{"service_tier":"auto",)"
+                          R"("service_tier":"priority"}})");
+  EXPECT_EQ(blocked.kind, FilterOutcome::Kind::kDropped);
+}
+
+TEST(RtPolicy, DuplicateTypeKeysAreAllConsidered) {
+  const auto out =
+      run(kBlockPriority,
+          R"({"type":"response.create","type":"noop","response":{"service_tier":"priority"}})");
+  EXPECT_EQ(out.kind, FilterOutcome::Kind::kDropped);
+  const auto denied = run(R"({"deny_client_events":[{"type":"session.update"}]})",
+                          R"({"type":"session.update","type":"x"})");
+  EXPECT_EQ(denied.kind, FilterOutcome::Kind::kDropped);
+}
+
+TEST(RtPolicy, EscapedKeysAndValuesAreSeen) {
+  const auto out =
+      run(kFilterPriority,
+          R"({"type":"response.cre\u0061te","response":{"service\u005ftier":"pri\u006Frity"}})");
+  ASSERT_EQ(out.kind, FilterOutcome::Kind::kModified);
+  EXPECT_EQ(out.modified, R"({"type":"response.cre\u0061te","response":{}})");
+}
+
+TEST(RtPolicy, LenientJsonIsStillChecked) {
+  // NaN (Python accepts it) and trailing data (Go's Decoder ignores it) must not hide the tier.
+  EXPECT_EQ(run(kBlockPriority,
+                R"({"type":"response.create","x":NaN,"response":{"service_tier":"priority"}})")
+                .kind,
+            FilterOutcome::Kind::kDropped);
+  EXPECT_EQ(run(kBlockPriority,
+                R"({"type":"response.create","response":{"service_tier":"priority"}} trailing)")
+                .kind,
+            FilterOutcome::Kind::kDropped);
+  EXPECT_EQ(run(kBlockPriority,
+                R"({"type":"response.create","x":"\ud800","response":{"service_tier":"priority"}})")
+                .kind,
+            FilterOutcome::Kind::kDropped);
+}
+
+TEST(RtPolicy, DuplicateModelsTakeTheStrictestVerdict) {
+  const char* policy =
+      R"({"service_tier":[{"tier":"priority","action":"pass","models":["mini"],"fallback":"block"}]})";
+  EXPECT_EQ(
+      run(policy,
+          R"({"type":"response.create","response":{"model":"mini","service_tier":"priority"}})")
+          .kind,
+      FilterOutcome::Kind::kUntouched);
+  EXPECT_EQ(
+      run(policy,
+          R"({"type":"response.create","response":{"model":"mini","model":"big","service_tier":"priority"}})")
+          .kind,
+      FilterOutcome::Kind::kDropped);
+}
+
+TEST(RtPolicy, TooLargeIsCheckedBeforeParsing) {
+  const std::string big = R"({"type":"x","event_id":"e9","pad":")" + std::string(200, 'a') + "\"}";
+  const auto out = run(R"({"max_event_bytes":100})", big.c_str());
+  ASSERT_EQ(out.kind, FilterOutcome::Kind::kDropped);
+  EXPECT_EQ(out.decision->rule, "max_event_bytes");
+  EXPECT_EQ(out.decision->event_type, "x");
+  EXPECT_EQ(out.decision->event_id, "e9");
+  const std::string garbage(300, '{');
+  EXPECT_EQ(run(R"({"max_event_bytes":100})", garbage.c_str()).kind, FilterOutcome::Kind::kDropped);
+  EXPECT_EQ(run(R"({"max_event_bytes":0})", big.c_str()).kind, FilterOutcome::Kind::kUntouched);
+}
+
+}  // namespace
+}  // namespace rtgw::rtevents
