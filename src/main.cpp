@@ -76,6 +76,7 @@ int main(int argc, char** argv) {
                                       : config.pipeline_file;
       rtgw::app::check_pipeline_description(
           rtgw::app::load_pipeline_description(pipeline_file));
+      rtgw::app::check_policy(config.policy_json);
       std::cout << rtgw::config::describe(config) << "config OK\n";
       return 0;
     }

@@ -93,6 +93,7 @@ enum {
   PROP_TURNS,
   PROP_INPUT_TOKENS_TOTAL,
   PROP_OUTPUT_TOKENS_TOTAL,
+  PROP_OPEN_TURNS,
   N_PROPS
 };
 GParamSpec* properties[N_PROPS];
@@ -115,6 +116,7 @@ struct MeterImpl {
   guint64 turns = 0;
   guint64 input_tokens_total = 0;
   guint64 output_tokens_total = 0;
+  guint open_turns = 0;  // mirror of tracker.open_turns() for readers on other threads
 
   // Streaming thread only (see reset()).
   TurnTracker tracker;
@@ -154,6 +156,7 @@ void reset(RtUsageMeter* self) {
   MeterImpl& impl = *self->impl;
   impl.tracker.reset();
   GST_OBJECT_LOCK(self);
+  impl.open_turns = 0;
   const bool upstream = impl.direction == RT_USAGE_METER_DIRECTION_UPSTREAM;
   GST_OBJECT_UNLOCK(self);
   if (upstream) impl.own_link->clear();
@@ -261,6 +264,10 @@ GstFlowReturn meter_buffer(RtUsageMeter* self, GstBuffer* buffer) {
     return GST_FLOW_OK;
   }
   const auto record = impl.tracker.on_upstream_event(*parsed.root, now, impl.own_link.get());
+  const auto open_turns = static_cast<guint>(impl.tracker.open_turns());
+  GST_OBJECT_LOCK(self);
+  impl.open_turns = open_turns;
+  GST_OBJECT_UNLOCK(self);
   if (!record) return GST_FLOW_OK;
   GST_OBJECT_LOCK(self);
   ++impl.turns;
@@ -346,6 +353,9 @@ void get_property(GObject* object, guint prop_id, GValue* value, GParamSpec* psp
       case PROP_OUTPUT_TOKENS_TOTAL:
         g_value_set_uint64(value, impl.output_tokens_total);
         break;
+      case PROP_OPEN_TURNS:
+        g_value_set_uint(value, impl.open_turns);
+        break;
       default:
         G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
         break;
@@ -395,6 +405,11 @@ static void rt_usage_meter_class_init(RtUsageMeterClass* klass) {
   properties[PROP_OUTPUT_TOKENS_TOTAL] = g_param_spec_uint64(
       "output-tokens-total", "Output tokens total",
       "Sum of usage.output_tokens over all metered turns", 0, G_MAXUINT64, 0, ro);
+  properties[PROP_OPEN_TURNS] = g_param_spec_uint(
+      "open-turns", "Open turns",
+      "Responses started (response.created) and not yet done: a caller leaving now would leave "
+      "them unmetered unless it waits for their response.done",
+      0, G_MAXUINT, 0, ro);
   g_object_class_install_properties(gobject_class, N_PROPS, properties);
 
   gst_element_class_add_static_pad_template(element_class, &sink_template);

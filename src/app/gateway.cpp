@@ -4,10 +4,12 @@
 #include <glib-unix.h>
 
 #include <csignal>
+#include <map>
 #include <sstream>
 #include <stdexcept>
 
 #include "common/main_thread.h"
+#include "rtevents/rtevents.h"
 #include "workers/echo_worker.h"
 
 #ifndef RTGW_DEFAULT_PIPELINE
@@ -57,14 +59,44 @@ Gateway::Gateway(config::Config config)
           config_.pipeline_file.empty() ? default_pipeline_file() : config_.pipeline_file)),
       auth_(config_),
       workers_(config_),
+      usage_(config_.usage_log),
+      accounting_(config_, usage_, metrics_, calls_),
       loop_(Ref<GMainLoop>::adopt(g_main_loop_new(nullptr, FALSE))) {
   check_pipeline_description(pipeline_description_);
+  check_policy(config_.policy_json);
   workers_.set_builtin("echo", std::make_shared<workers::EchoWorker>(config_.webrtc));
-  server_ = std::make_unique<http::Server>(
-      http::Services{config_, auth_, calls_, workers_, pipeline_description_});
+  calls_.set_observer(&accounting_);
+  metrics_.set_collector([this](metrics::Registry& m) { collect_gauges(m); });
+  if (usage_.replayed_records())
+    g_message("usage log %s: %zu records replayed for budgets", config_.usage_log.c_str(),
+              usage_.replayed_records());
+  server_ = std::make_unique<http::Server>(http::Services{
+      config_, auth_, calls_, workers_, metrics_, pipeline_description_,
+      [this](const std::string& key) { return accounting_.over_budget(key); }});
 }
 
 Gateway::~Gateway() = default;
+
+void check_policy(const std::string& policy_json) {
+  std::string error;
+  if (!rtevents_check_policy(policy_json, &error)) throw std::runtime_error("config: $." + error);
+}
+
+void Gateway::collect_gauges(metrics::Registry& m) {
+  m.reset_gauge("rtgw_live_calls");
+  std::map<std::string, int> by_model;
+  for (const auto& model : config_.models) by_model[model.name] = 0;
+  calls_.for_each([&](const calls::Call& c) { by_model[c.identity().model]++; });
+  for (const auto& [model, n] : by_model)
+    m.set_gauge("rtgw_live_calls", "Live calls by model", {{"model", model}}, n);
+  m.reset_gauge("rtgw_worker_live_calls");
+  for (const auto& model : config_.models)
+    for (const auto& w : workers_.workers_of(model.name))
+      m.set_gauge("rtgw_worker_live_calls", "Live calls per worker", {{"worker", w->name()}},
+                  w->live_calls());
+  m.set_gauge("rtgw_shutting_down", "1 while draining after SIGTERM", {},
+              server_ && server_->shutting_down() ? 1 : 0);
+}
 
 int Gateway::run() {
   int port = server_->listen();

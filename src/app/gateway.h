@@ -9,6 +9,7 @@
 #include <memory>
 #include <string>
 
+#include "app/call_accounting.h"
 #include "auth/authenticator.h"
 #include "calls/call_registry.h"
 #include "common/ref.h"
@@ -24,6 +25,8 @@ std::string load_pipeline_description(const std::string& path);
 void check_pipeline_description(const std::string& description);
 // The file used when the config names none.
 std::string default_pipeline_file();
+// Validates the policy object (rteventfilter's rules). Throws std::runtime_error.
+void check_policy(const std::string& policy_json);
 
 class Gateway {
  public:
@@ -35,6 +38,7 @@ class Gateway {
 
  private:
   void begin_drain();
+  void collect_gauges(metrics::Registry& m);
   void finish();
 
   config::Config config_;
@@ -42,6 +46,9 @@ class Gateway {
   auth::Authenticator auth_;
   workers::WorkerPool workers_;
   calls::CallRegistry calls_;
+  metrics::Registry metrics_;
+  usage::UsageLedger usage_;
+  CallAccounting accounting_;
   std::unique_ptr<http::Server> server_;
   Ref<GMainLoop> loop_;
   SourceGuard drain_timeout_;

@@ -21,6 +21,8 @@ constexpr const char* kClientEventsIn = "client_events_in";      // appsrc
 constexpr const char* kUpstreamEventsOut = "upstream_events_out";  // appsink
 constexpr const char* kUpstreamEventsIn = "upstream_events_in";
 constexpr const char* kClientEventsOut = "client_events_out";
+constexpr const char* kClientEventsFilter = "client_events_filter";    // rteventfilter
+constexpr const char* kUpstreamEventsMeter = "upstream_events_meter";  // rtusagemeter
 constexpr const char* kEventsLabel = "oai-events";
 
 const char* state_name(GstWebRTCPeerConnectionState s) {
@@ -212,6 +214,10 @@ void Call::start(sdp::CheckedOffer offer, std::optional<std::string> session_jso
   // The audio going back to the client must carry the client's own Opus payload type.
   g_object_set(element(kClientAudioOut).get(), "pt", static_cast<guint>(client_opus_pt_), nullptr);
   g_object_set(element(kUpstreamAudioOut).get(), "pt", static_cast<guint>(client_opus_pt_), nullptr);
+  // Policy on client events: the filter scopes rules by key and model itself.
+  g_object_set(element(kClientEventsFilter).get(), "policy", settings_.policy_json.c_str(),
+               "key-name", identity_.key_name.c_str(), "model", identity_.model.c_str(),
+               "budget-exceeded", settings_.budget_exceeded, nullptr);
   if (gst_element_set_state(pipeline_.get(), GST_STATE_PLAYING) == GST_STATE_CHANGE_FAILURE)
     throw std::runtime_error("the call pipeline failed to start");
   // Both legs at once: the client's answer and the upstream exchange overlap.
@@ -379,8 +385,50 @@ void Call::OnLegConnectionState(WebRtcLeg& leg, GstWebRTCPeerConnectionState sta
     connect_timeout_.cancel();
   }
   if (state == GST_WEBRTC_PEER_CONNECTION_STATE_FAILED ||
-      state == GST_WEBRTC_PEER_CONNECTION_STATE_CLOSED)
-    hang_up(leg.name() + " connection " + state_name(state));
+      state == GST_WEBRTC_PEER_CONNECTION_STATE_CLOSED) {
+    std::string reason = leg.name() + " connection " + state_name(state);
+    if (is_client)
+      on_client_gone(reason);
+    else
+      hang_up(reason);
+  }
+}
+
+void Call::on_client_gone(const std::string& reason) {
+  if (state_ != State::kActive) {
+    hang_up(reason);
+    return;
+  }
+  if (draining_) return;
+  guint open_turns = 0;
+  if (auto meter = Ref<GstElement>::adopt(gst_bin_get_by_name(GST_BIN(pipeline_.get()), kUpstreamEventsMeter)))
+    g_object_get(meter.get(), "open-turns", &open_turns, nullptr);
+  if (open_turns == 0 || !upstream_events_ || !upstream_events_->open()) {
+    hang_up(reason);
+    return;
+  }
+  // Nobody will hear the rest: cancel it at once, and wait (bounded) for its response.done so
+  // the tokens already spent are metered.
+  draining_ = true;
+  drain_reason_ = reason;
+  g_message("[%s] client gone with %u open response(s): cancelling and waiting for usage", id().c_str(),
+            open_turns);
+  upstream_events_->send(R"({"type":"response.cancel"})");
+  drain_timeout_ = SourceGuard(g_timeout_add(
+      static_cast<guint>(settings_.late_usage_wait_ms),
+      [](gpointer data) -> gboolean {
+        auto* call = static_cast<Call*>(data);
+        call->drain_timeout_.forget();
+        call->hang_up(call->drain_reason_ + " (no late response.done)");
+        return G_SOURCE_REMOVE;
+      },
+      this));
+}
+
+void Call::set_budget_exceeded(bool exceeded) {
+  if (!pipeline_) return;
+  if (auto filter = Ref<GstElement>::adopt(gst_bin_get_by_name(GST_BIN(pipeline_.get()), kClientEventsFilter)))
+    g_object_set(filter.get(), "budget-exceeded", exceeded, nullptr);
 }
 
 void Call::OnEventChannelOpen(EventChannel& channel) {
@@ -389,7 +437,10 @@ void Call::OnEventChannelOpen(EventChannel& channel) {
 
 void Call::OnEventChannelClosed(EventChannel& channel, const std::string& why) {
   if (state_ != State::kEnded) {
-    hang_up(channel.side() + " " + why);
+    if (&channel == client_events_.get())
+      on_client_gone("client " + why);
+    else
+      hang_up("upstream " + why);
     return;
   }
   // Ending: stop media once no channel is still closing.
@@ -400,6 +451,7 @@ void Call::OnEventChannelClosed(EventChannel& channel, const std::string& why) {
 
 void Call::deliver_event(bool to_upstream, std::string text) {
   if (state_ == State::kEnded) return;
+  if (draining_ && !to_upstream) return;  // the client is gone; the meter has seen the event
   (to_upstream ? events_from_client_ : events_from_upstream_)++;
   EventChannel& target = to_upstream ? *upstream_events_ : *client_events_;
   switch (target.send(text)) {
@@ -429,9 +481,11 @@ void Call::deliver_event(bool to_upstream, std::string text) {
   }
 }
 
-void Call::send_error_event(EventChannel& to, const std::string& code, const std::string& message) {
+void Call::send_error_event(EventChannel& to, const std::string& code, const std::string& message,
+                            const std::string& client_event_id) {
   json::ObjectBuilder error;
   error.set("type", "invalid_request_error").set("code", code).set("message", message);
+  if (!client_event_id.empty()) error.set("event_id", client_event_id);
   json::ObjectBuilder event;
   event.set("type", "error").set("event_id", random_event_id()).set_object("error", std::move(error));
   to.send(event.str());
@@ -445,12 +499,21 @@ bool Call::on_bus_message(GstMessage* message) {
       gst_message_parse_error(message, &raw, &debug);
       UniqueError err(raw);
       UniqueStr dbg(debug);
-      g_warning("[%s] pipeline error from %s: %s (%s)", id().c_str(),
-                GST_OBJECT_NAME(GST_MESSAGE_SRC(message)), err ? err->message : "?",
-                dbg ? dbg.get() : "");
-      hang_up(std::string("pipeline error: ") + (err ? err->message : "?"));
-      return false;
+      GstObject* src = GST_MESSAGE_SRC(message);
+      bool from_client = client_leg_ && (src == GST_OBJECT(client_leg_->element()) ||
+                                         gst_object_has_as_ancestor(src, GST_OBJECT(client_leg_->element())));
+      g_message("[%s] %s leg error from %s: %s", id().c_str(), from_client ? "client" : "pipeline",
+                GST_OBJECT_NAME(src), err ? err->message : "?");
+      // An SCTP/DTLS error inside the client's webrtcbin is how a client that closed shows up.
+      if (from_client)
+        on_client_gone(std::string("client left (") + (err ? err->message : "?") + ")");
+      else
+        hang_up(std::string("pipeline error: ") + (err ? err->message : "?"));
+      return true;
     }
+    case GST_MESSAGE_ELEMENT:
+      on_element_message(message);
+      return true;
     case GST_MESSAGE_WARNING: {
       GError* raw = nullptr;
       gst_message_parse_warning(message, &raw, nullptr);
@@ -466,6 +529,83 @@ bool Call::on_bus_message(GstMessage* message) {
   }
 }
 
+void Call::on_element_message(GstMessage* message) {
+  const GstStructure* s = gst_message_get_structure(message);
+  if (!s) return;
+  auto str = [s](const char* field) {
+    const char* v = gst_structure_get_string(s, field);
+    return std::string(v ? v : "");
+  };
+  if (gst_structure_has_name(s, "rtevent-decision")) {
+    PolicyDecision d;
+    d.action = str("action");
+    d.reason = str("reason");
+    d.rule = str("rule");
+    d.event_type = str("event-type");
+    d.event_id = str("event-id");
+    d.tier = str("tier");
+    d.model = str("model");
+    d.message = str("message");
+    gboolean end_call = FALSE;
+    gst_structure_get_boolean(s, "end-call", &end_call);
+    d.end_call = end_call;
+    if (d.action == "block") {
+      events_blocked_++;
+      if (client_events_) {
+        std::string code = d.reason == "too_large" ? "event_too_large" : "policy_violation";
+        send_error_event(*client_events_, code, d.message, d.event_id);
+      }
+    } else {
+      events_filtered_++;
+    }
+    listener_->OnCallPolicyDecision(*this, d);
+    if (d.end_call && state_ != State::kEnded) hang_up("policy: " + d.message);
+    return;
+  }
+  if (gst_structure_has_name(s, "rtusage-turn")) {
+    usage::UsageRecord r;
+    r.call_id = identity_.call_id;
+    r.transport = "webrtc";
+    r.key_name = identity_.key_name;
+    r.model = identity_.model;
+    r.worker = identity_.worker_name;
+    r.response_id = str("response-id");
+    r.status = str("status");
+    r.service_tier = str("service-tier");
+    gboolean present = FALSE;
+    gst_structure_get_boolean(s, "usage-present", &present);
+    r.usage_present = present;
+    auto i64 = [s](const char* field) {
+      gint64 v = 0;
+      gst_structure_get_int64(s, field, &v);
+      return static_cast<std::int64_t>(v);
+    };
+    r.input_tokens = i64("input-tokens");
+    r.output_tokens = i64("output-tokens");
+    r.total_tokens = i64("total-tokens");
+    r.input_text_tokens = i64("input-text-tokens");
+    r.input_audio_tokens = i64("input-audio-tokens");
+    r.input_image_tokens = i64("input-image-tokens");
+    r.input_cached_tokens = i64("input-cached-tokens");
+    r.output_text_tokens = i64("output-text-tokens");
+    r.output_audio_tokens = i64("output-audio-tokens");
+    gst_structure_get_double(s, "first-token-latency-ms", &r.first_token_latency_ms);
+    gst_structure_get_double(s, "turn-duration-ms", &r.turn_duration_ms);
+    turns_++;
+    usage_total_.input_tokens += r.input_tokens;
+    usage_total_.output_tokens += r.output_tokens;
+    usage_total_.total_tokens += r.total_tokens;
+    usage_total_.input_text_tokens += r.input_text_tokens;
+    usage_total_.input_audio_tokens += r.input_audio_tokens;
+    usage_total_.input_image_tokens += r.input_image_tokens;
+    usage_total_.input_cached_tokens += r.input_cached_tokens;
+    usage_total_.output_text_tokens += r.output_text_tokens;
+    usage_total_.output_audio_tokens += r.output_audio_tokens;
+    listener_->OnCallTurn(*this, r);
+    if (draining_) hang_up(drain_reason_ + " (late usage metered)");
+  }
+}
+
 void Call::hang_up(const std::string& reason) {
   if (state_ == State::kEnded) return;
   bool was_setting_up = state_ == State::kSettingUp;
@@ -475,6 +615,7 @@ void Call::hang_up(const std::string& reason) {
   if (pipeline_) g_message("[%s] ended: %s", id().c_str(), reason.c_str());
   g_cancellable_cancel(cancellable_.get());
   connect_timeout_.cancel();
+  drain_timeout_.cancel();
   if (!upstream_call_id_.empty() && signaller_) signaller_->hangup(upstream_call_id_);
 
   // Close the open data channels first so both peers learn at once (a stream reset), and stop
@@ -562,7 +703,24 @@ json::ObjectBuilder Call::describe() const {
   json::ObjectBuilder events;
   events.set("from_client", static_cast<gint64>(events_from_client_))
       .set("from_upstream", static_cast<gint64>(events_from_upstream_))
-      .set("refused", static_cast<gint64>(events_refused_));
+      .set("refused", static_cast<gint64>(events_refused_))
+      .set("blocked", static_cast<gint64>(events_blocked_))
+      .set("filtered", static_cast<gint64>(events_filtered_));
+  json::ObjectBuilder input_details;
+  input_details.set("text_tokens", usage_total_.input_text_tokens)
+      .set("audio_tokens", usage_total_.input_audio_tokens)
+      .set("image_tokens", usage_total_.input_image_tokens)
+      .set("cached_tokens", usage_total_.input_cached_tokens);
+  json::ObjectBuilder output_details;
+  output_details.set("text_tokens", usage_total_.output_text_tokens)
+      .set("audio_tokens", usage_total_.output_audio_tokens);
+  json::ObjectBuilder usage;
+  usage.set("turns", static_cast<gint64>(turns_))
+      .set("input_tokens", usage_total_.input_tokens)
+      .set("output_tokens", usage_total_.output_tokens)
+      .set("total_tokens", usage_total_.total_tokens)
+      .set_object("input_token_details", std::move(input_details))
+      .set_object("output_token_details", std::move(output_details));
   json::ObjectBuilder legs;
   legs.set("client", state_name(client_state_)).set("upstream", state_name(upstream_state_));
   const char* state = state_ == State::kSettingUp ? "setting_up"
@@ -579,6 +737,7 @@ json::ObjectBuilder Call::describe() const {
   out.set_object("legs", std::move(legs))
       .set_object("timings", std::move(timings))
       .set_object("events", std::move(events))
+      .set_object("usage", std::move(usage))
       .set_object("media", std::move(audio));
   return out;
 }

@@ -25,6 +25,7 @@
 #include "common/ref.h"
 #include "config/config.h"
 #include "sdp/session_description.h"
+#include "usage/usage_ledger.h"
 #include "workers/upstream_signaller.h"
 
 namespace rtgw::calls {
@@ -39,9 +40,25 @@ struct SetupFailure {
   std::string message;
 };
 
+// What rteventfilter decided about one client event (see its `rtevent-decision` message).
+struct PolicyDecision {
+  std::string action;  // "filter" | "block"
+  std::string reason;  // "service_tier" | "denied_event" | "too_large" | "budget"
+  std::string rule;
+  std::string event_type;
+  std::string event_id;
+  std::string tier;
+  std::string model;
+  std::string message;
+  bool end_call = false;
+};
+
 class CallListener {
  public:
   virtual ~CallListener() = default;
+  // A turn was metered (rtusagemeter's `rtusage-turn`), the record filled with the call's ids.
+  virtual void OnCallTurn(Call& call, const usage::UsageRecord& record) = 0;
+  virtual void OnCallPolicyDecision(Call& call, const PolicyDecision& decision) = 0;
   // Set-up finished: hand `answer_sdp` to the client.
   virtual void OnCallAnswered(Call& call, const std::string& answer_sdp) = 0;
   virtual void OnCallSetupFailed(Call& call, const SetupFailure& failure) = 0;
@@ -62,6 +79,9 @@ struct CallSettings {
   std::int64_t max_pending_event_bytes = 1 << 20;
   std::int64_t max_event_bytes = EventChannel::kMaxMessageBytes;
   std::string pipeline_description;  // gst-launch syntax
+  std::string policy_json;           // rteventfilter `policy` for client events ("" = none)
+  bool budget_exceeded = false;      // the key is over its token budget at call start
+  int late_usage_wait_ms = 3000;     // client gone mid-response: wait this long for response.done
 };
 
 class Call : public WebRtcLeg::Listener, public EventChannel::Listener {
@@ -77,12 +97,24 @@ class Call : public WebRtcLeg::Listener, public EventChannel::Listener {
   // Builds the pipeline and starts both legs. Throws std::runtime_error when the pipeline
   // description cannot be built (an operator error).
   void start(sdp::CheckedOffer offer, std::optional<std::string> session_json);
-  // Ends the call (both legs, upstream hang-up). Synchronous and idempotent.
+  // Ends the call (both legs, upstream hang-up). Idempotent; the call is ended on return, its
+  // media stops within kChannelCloseWaitMs.
   void hang_up(const std::string& reason);
+  // The key went over (or back under) its token budget: response.create is blocked from now on.
+  void set_budget_exceeded(bool exceeded);
 
   const CallIdentity& identity() const { return identity_; }
   const std::string& id() const { return identity_.call_id; }
   State state() const { return state_; }
+  bool answered() const { return answered_us_ != 0; }
+  double setup_ms() const { return answered_us_ ? (answered_us_ - created_us_) / 1000.0 : -1; }
+  double upstream_answer_ms() const { return upstream_answer_ms_; }
+  std::uint64_t audio_packets_from_client() const { return audio_from_client_->packets.load(); }
+  std::uint64_t audio_packets_from_upstream() const { return audio_from_upstream_->packets.load(); }
+  std::uint64_t audio_bytes_from_client() const { return audio_from_client_->bytes.load(); }
+  std::uint64_t audio_bytes_from_upstream() const { return audio_from_upstream_->bytes.load(); }
+  std::uint64_t events_from_client() const { return events_from_client_; }
+  std::uint64_t events_from_upstream() const { return events_from_upstream_; }
   const std::string& end_reason() const { return end_reason_; }
   // Call state for GET /v1/realtime/calls/{id}.
   json::ObjectBuilder describe() const;
@@ -109,7 +141,11 @@ class Call : public WebRtcLeg::Listener, public EventChannel::Listener {
   void maybe_finish_setup();
   void fail_setup(SetupFailure failure);
   void deliver_event(bool to_upstream, std::string text);
-  void send_error_event(EventChannel& to, const std::string& code, const std::string& message);
+  // The client left: end now, or first let an open response finish (cancelled) so it is metered.
+  void on_client_gone(const std::string& reason);
+  void on_element_message(GstMessage* message);
+  void send_error_event(EventChannel& to, const std::string& code, const std::string& message,
+                        const std::string& client_event_id = {});
   bool on_bus_message(GstMessage* message);
   void install_event_sink(const char* name, bool to_upstream);
   void unlink_legs();
@@ -158,6 +194,13 @@ class Call : public WebRtcLeg::Listener, public EventChannel::Listener {
   std::uint64_t events_from_client_ = 0;
   std::uint64_t events_from_upstream_ = 0;
   std::uint64_t events_refused_ = 0;
+  std::uint64_t events_blocked_ = 0;
+  std::uint64_t events_filtered_ = 0;
+  usage::UsageRecord usage_total_;  // sums over the call's turns
+  std::uint64_t turns_ = 0;
+  bool draining_ = false;  // client gone, waiting for a late response.done
+  std::string drain_reason_;
+  SourceGuard drain_timeout_;
 };
 
 }  // namespace rtgw::calls

@@ -62,7 +62,16 @@ void CallRegistry::hang_up_all(const std::string& reason) {
   for (Call* c : live) c->hang_up(reason);
 }
 
+void CallRegistry::OnCallTurn(Call& call, const usage::UsageRecord& record) {
+  if (observer_) observer_->OnCallTurn(call, record);
+}
+
+void CallRegistry::OnCallPolicyDecision(Call& call, const PolicyDecision& decision) {
+  if (observer_) observer_->OnCallPolicyDecision(call, decision);
+}
+
 void CallRegistry::OnCallAnswered(Call& call, const std::string& answer_sdp) {
+  if (observer_) observer_->OnCallAnswered(call);
   auto it = calls_.find(call.id());
   if (it == calls_.end() || !it->second.on_answer) return;
   auto cb = std::move(it->second.on_answer);
@@ -73,6 +82,7 @@ void CallRegistry::OnCallAnswered(Call& call, const std::string& answer_sdp) {
 void CallRegistry::OnCallSetupFailed(Call& call, const SetupFailure& failure) {
   auto it = calls_.find(call.id());
   if (it == calls_.end()) return;
+  if (observer_) observer_->OnCallSetupFailed(call, failure);
   auto cb = std::move(it->second.on_answer);
   it->second.on_answer = nullptr;
   if (cb) cb(failure);
@@ -96,6 +106,7 @@ void CallRegistry::drop(const std::string& id) {
     ended_order_.pop_front();
   }
   if (entry.on_release) entry.on_release(*entry.call);
+  if (observer_ && entry.call->answered()) observer_->OnCallEnded(*entry.call);
   entry.call.reset();
   if (calls_.empty() && on_empty_) on_empty_();
 }

@@ -19,6 +19,17 @@
 
 namespace rtgw::calls {
 
+// What the rest of the gateway (usage, metrics) hears about calls. All no-ops by default.
+class CallObserver {
+ public:
+  virtual ~CallObserver() = default;
+  virtual void OnCallAnswered(const Call& call) {}
+  virtual void OnCallSetupFailed(const Call& call, const SetupFailure& failure) {}
+  virtual void OnCallEnded(const Call& call) {}
+  virtual void OnCallTurn(const Call& call, const usage::UsageRecord& record) {}
+  virtual void OnCallPolicyDecision(const Call& call, const PolicyDecision& decision) {}
+};
+
 class CallRegistry : public CallListener {
  public:
   using AnswerCallback = std::function<void(std::variant<std::string, SetupFailure>)>;
@@ -46,6 +57,7 @@ class CallRegistry : public CallListener {
 
   void hang_up_all(const std::string& reason);
   void set_on_empty(std::function<void()> fn) { on_empty_ = std::move(fn); }
+  void set_observer(CallObserver* observer) { observer_ = observer; }
   template <typename Fn>
   void for_each(Fn&& fn) const {
     for (const auto& [id, entry] : calls_) fn(*entry.call);
@@ -55,6 +67,8 @@ class CallRegistry : public CallListener {
   void OnCallAnswered(Call& call, const std::string& answer_sdp) override;
   void OnCallSetupFailed(Call& call, const SetupFailure& failure) override;
   void OnCallEnded(Call& call) override;
+  void OnCallTurn(Call& call, const usage::UsageRecord& record) override;
+  void OnCallPolicyDecision(Call& call, const PolicyDecision& decision) override;
 
  private:
   struct Entry {
@@ -69,6 +83,7 @@ class CallRegistry : public CallListener {
   std::map<std::string, std::pair<std::string, std::string>> ended_;
   std::deque<std::string> ended_order_;
   std::function<void()> on_empty_;
+  CallObserver* observer_ = nullptr;
 };
 
 }  // namespace rtgw::calls

@@ -158,6 +158,10 @@ void Server::dispatch(SoupServerMessage* msg, const char* path_cstr) {
       respond_json(msg, 200, R"({"status":"ready"})");
     return;
   }
+  if (path == "/metrics" && method == "GET") {
+    respond(msg, 200, "text/plain; version=0.0.4; charset=utf-8", services_.metrics.render());
+    return;
+  }
   if (path == "/v1/models" && method == "GET") {
     handle_models(msg);
     return;
@@ -237,8 +241,13 @@ void Server::handle_create_call(SoupServerMessage* msg, GHashTable* query) {
 
   calls::CallIdentity identity{calls::CallRegistry::new_call_id(), principal.key_name, model,
                                model_config->upstream_model, signaller->name()};
-  calls::CallSettings settings{config.webrtc, config.limits.max_pending_event_bytes,
-                               config.max_event_bytes, services_.pipeline_description};
+  calls::CallSettings settings;
+  settings.webrtc = config.webrtc;
+  settings.max_pending_event_bytes = config.limits.max_pending_event_bytes;
+  settings.max_event_bytes = config.max_event_bytes;
+  settings.pipeline_description = services_.pipeline_description;
+  settings.policy_json = config.policy_json;
+  settings.budget_exceeded = services_.over_budget && services_.over_budget(principal.key_name);
 
   auto pending = std::make_shared<PendingResponse>();
   pending->msg = Ref<SoupServerMessage>::retain(msg);

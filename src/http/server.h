@@ -17,6 +17,7 @@
 #include "calls/call_registry.h"
 #include "common/ref.h"
 #include "config/config.h"
+#include "metrics/metrics.h"
 #include "workers/worker_pool.h"
 
 namespace rtgw::http {
@@ -26,7 +27,9 @@ struct Services {
   const auth::Authenticator& auth;
   calls::CallRegistry& calls;
   workers::WorkerPool& workers;
+  metrics::Registry& metrics;
   std::string pipeline_description;
+  std::function<bool(const std::string& key_name)> over_budget;
 };
 
 class Server {

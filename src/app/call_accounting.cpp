@@ -1,0 +1,111 @@
+// SPDX-License-Identifier: MIT
+#include "app/call_accounting.h"
+
+namespace rtgw::app {
+namespace {
+
+const std::vector<double> kLatencyBucketsSeconds = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                                    0.5,   1,    2.5,   5,    10};
+
+const char* failure_outcome(calls::SetupFailure::Kind kind) {
+  switch (kind) {
+    case calls::SetupFailure::Kind::kUpstreamStatus: return "upstream_error";
+    case calls::SetupFailure::Kind::kUpstreamTimeout: return "upstream_timeout";
+    case calls::SetupFailure::Kind::kUpstreamUnreachable: return "upstream_unreachable";
+    case calls::SetupFailure::Kind::kInternal: return "internal_error";
+  }
+  return "error";
+}
+
+}  // namespace
+
+CallAccounting::CallAccounting(const config::Config& config, usage::UsageLedger& ledger,
+                               metrics::Registry& metrics, calls::CallRegistry& calls)
+    : config_(config), ledger_(ledger), metrics_(metrics), calls_(calls) {}
+
+bool CallAccounting::over_budget(const std::string& key_name) const {
+  for (const auto& key : config_.auth.keys)
+    if (key.name == key_name && key.budget_tokens) return ledger_.over_budget(key_name, *key.budget_tokens);
+  return false;
+}
+
+void CallAccounting::OnCallAnswered(const calls::Call& call) {
+  const auto& id = call.identity();
+  metrics_.observe("rtgw_call_setup_seconds", "Time from the client's offer to the gateway's answer",
+                   {{"model", id.model}}, call.setup_ms() / 1000.0, kLatencyBucketsSeconds);
+  if (call.upstream_answer_ms() >= 0)
+    metrics_.observe("rtgw_upstream_request_seconds",
+                     "Time the worker took to answer the gateway's offer",
+                     {{"worker", id.worker_name}}, call.upstream_answer_ms() / 1000.0,
+                     kLatencyBucketsSeconds);
+}
+
+void CallAccounting::OnCallSetupFailed(const calls::Call& call,
+                                       const calls::SetupFailure& failure) {
+  metrics_.add_counter("rtgw_calls_total", "Calls by model and outcome",
+                       {{"model", call.identity().model}, {"outcome", failure_outcome(failure.kind)}});
+}
+
+void CallAccounting::OnCallEnded(const calls::Call& call) {
+  const auto& id = call.identity();
+  metrics_.add_counter("rtgw_calls_total", "Calls by model and outcome",
+                       {{"model", id.model}, {"outcome", "completed"}});
+  const char* help_packets = "RTP packets relayed, by the leg they came from";
+  const char* help_bytes = "RTP bytes relayed, by the leg they came from";
+  metrics_.add_counter("rtgw_rtp_packets_total", help_packets, {{"leg", "client"}},
+                       static_cast<double>(call.audio_packets_from_client()));
+  metrics_.add_counter("rtgw_rtp_packets_total", help_packets, {{"leg", "upstream"}},
+                       static_cast<double>(call.audio_packets_from_upstream()));
+  metrics_.add_counter("rtgw_rtp_bytes_total", help_bytes, {{"leg", "client"}},
+                       static_cast<double>(call.audio_bytes_from_client()));
+  metrics_.add_counter("rtgw_rtp_bytes_total", help_bytes, {{"leg", "upstream"}},
+                       static_cast<double>(call.audio_bytes_from_upstream()));
+  const char* help_events = "Realtime events relayed, by direction";
+  metrics_.add_counter("rtgw_events_total", help_events, {{"direction", "client_to_upstream"}},
+                       static_cast<double>(call.events_from_client()));
+  metrics_.add_counter("rtgw_events_total", help_events, {{"direction", "upstream_to_client"}},
+                       static_cast<double>(call.events_from_upstream()));
+}
+
+void CallAccounting::OnCallTurn(const calls::Call& call, const usage::UsageRecord& record) {
+  ledger_.record(record);
+  const char* help = "Tokens metered, by key, model and kind";
+  auto add = [&](const char* kind, std::int64_t n) {
+    metrics_.add_counter("rtgw_tokens_total", help,
+                         {{"key", record.key_name}, {"model", record.model}, {"kind", kind}},
+                         static_cast<double>(n));
+  };
+  add("input", record.input_tokens);
+  add("output", record.output_tokens);
+  add("input_text", record.input_text_tokens);
+  add("input_audio", record.input_audio_tokens);
+  add("input_image", record.input_image_tokens);
+  add("input_cached", record.input_cached_tokens);
+  add("output_text", record.output_text_tokens);
+  add("output_audio", record.output_audio_tokens);
+  metrics_.add_counter("rtgw_turns_total", "Metered turns (response.done), by key and model",
+                       {{"key", record.key_name}, {"model", record.model}});
+  if (record.first_token_latency_ms >= 0)
+    metrics_.observe("rtgw_first_token_seconds", "response.create to first output delta",
+                     {{"model", record.model}}, record.first_token_latency_ms / 1000.0,
+                     kLatencyBucketsSeconds);
+  // Budgets: every live call of the key blocks response.create from now on.
+  if (over_budget(record.key_name))
+    calls_.for_each([&](calls::Call& c) {
+      if (c.identity().key_name == record.key_name) c.set_budget_exceeded(true);
+    });
+  (void)call;
+}
+
+void CallAccounting::OnCallPolicyDecision(const calls::Call& call,
+                                          const calls::PolicyDecision& decision) {
+  if (decision.action == "block")
+    metrics_.add_counter("rtgw_events_blocked_total", "Client events blocked, by rule and reason",
+                         {{"rule", decision.rule}, {"reason", decision.reason}});
+  else
+    metrics_.add_counter("rtgw_events_filtered_total", "Client events changed by a filter rule",
+                         {{"rule", decision.rule}});
+  (void)call;
+}
+
+}  // namespace rtgw::app

@@ -1,0 +1,94 @@
+// SPDX-License-Identifier: MIT
+#include "usage/usage_ledger.h"
+
+#include <glib.h>
+
+#include <fstream>
+#include <stdexcept>
+
+#include "common/json.h"
+
+namespace rtgw::usage {
+
+std::int64_t UsageRecord::billable_tokens() const {
+  return total_tokens > 0 ? total_tokens : input_tokens + output_tokens;
+}
+
+std::string UsageRecord::to_json_line(double unix_time) const {
+  json::ObjectBuilder input_details;
+  input_details.set("text_tokens", input_text_tokens)
+      .set("audio_tokens", input_audio_tokens)
+      .set("image_tokens", input_image_tokens)
+      .set("cached_tokens", input_cached_tokens);
+  json::ObjectBuilder output_details;
+  output_details.set("text_tokens", output_text_tokens).set("audio_tokens", output_audio_tokens);
+  json::ObjectBuilder out;
+  out.set("time", unix_time)
+      .set("call_id", call_id)
+      .set("transport", transport)
+      .set("key", key_name)
+      .set("model", model)
+      .set("worker", worker)
+      .set("response_id", response_id)
+      .set("status", status)
+      .set("usage_present", usage_present)
+      .set("input_tokens", input_tokens)
+      .set("output_tokens", output_tokens)
+      .set("total_tokens", total_tokens)
+      .set_object("input_token_details", std::move(input_details))
+      .set_object("output_token_details", std::move(output_details));
+  if (service_tier.empty())
+    out.set_null("service_tier");
+  else
+    out.set("service_tier", service_tier);
+  if (first_token_latency_ms < 0)
+    out.set_null("first_token_latency_ms");
+  else
+    out.set("first_token_latency_ms", first_token_latency_ms);
+  out.set("turn_duration_ms", turn_duration_ms);
+  return out.str();
+}
+
+UsageLedger::UsageLedger(const std::string& log_path) {
+  if (log_path.empty()) return;
+  // Replay: each line's key and billable tokens.
+  std::ifstream in(log_path);
+  std::string line;
+  while (std::getline(in, line)) {
+    auto node = json::parse(line);
+    if (!node || JSON_NODE_TYPE(node.get()) != JSON_NODE_OBJECT) continue;
+    JsonObject* obj = json_node_get_object(node.get());
+    auto key = json::get_string(obj, "key");
+    if (!key) continue;
+    auto number = [&](const char* name) -> std::int64_t {
+      JsonNode* n = json_object_get_member(obj, name);
+      return n && JSON_NODE_HOLDS_VALUE(n) && json_node_get_value_type(n) == G_TYPE_INT64
+                 ? json_node_get_int(n)
+                 : 0;
+    };
+    UsageRecord r;
+    r.total_tokens = number("total_tokens");
+    r.input_tokens = number("input_tokens");
+    r.output_tokens = number("output_tokens");
+    used_[*key] += r.billable_tokens();
+    replayed_++;
+  }
+  log_.reset(std::fopen(log_path.c_str(), "a"));
+  if (!log_) throw std::runtime_error("cannot open the usage log " + log_path);
+}
+
+void UsageLedger::record(const UsageRecord& record) {
+  used_[record.key_name] += record.billable_tokens();
+  if (!log_) return;
+  std::string line = record.to_json_line(static_cast<double>(g_get_real_time()) / 1e6) + "\n";
+  if (std::fwrite(line.data(), 1, line.size(), log_.get()) != line.size() || std::fflush(log_.get()))
+    g_warning("usage log write failed: the record of %s is only in memory",
+              record.response_id.c_str());
+}
+
+std::int64_t UsageLedger::tokens_used(const std::string& key_name) const {
+  auto it = used_.find(key_name);
+  return it == used_.end() ? 0 : it->second;
+}
+
+}  // namespace rtgw::usage

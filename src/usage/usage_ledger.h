@@ -1,0 +1,68 @@
+// SPDX-License-Identifier: MIT
+// Usage records and token budgets.
+//
+// Owns: the usage log (one JSON line per metered turn, appended and flushed), each key's token
+// total over the log's lifetime (rebuilt from the log at start-up, so budgets survive restarts),
+// and the budget check.
+//
+// Threads: main loop only.
+#pragma once
+
+#include <cstdint>
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <string>
+
+namespace rtgw::usage {
+
+struct UsageRecord {
+  std::string call_id;
+  std::string transport;  // "webrtc" | "websocket"
+  std::string key_name;
+  std::string model;
+  std::string worker;
+  std::string response_id;
+  std::string status;
+  bool usage_present = false;
+  std::int64_t input_tokens = 0;
+  std::int64_t output_tokens = 0;
+  std::int64_t total_tokens = 0;
+  std::int64_t input_text_tokens = 0;
+  std::int64_t input_audio_tokens = 0;
+  std::int64_t input_image_tokens = 0;
+  std::int64_t input_cached_tokens = 0;
+  std::int64_t output_text_tokens = 0;
+  std::int64_t output_audio_tokens = 0;
+  std::string service_tier;
+  double first_token_latency_ms = -1;
+  double turn_duration_ms = 0;
+
+  // The tokens a budget counts: total_tokens, or input + output when the upstream sent no total.
+  std::int64_t billable_tokens() const;
+  std::string to_json_line(double unix_time) const;
+};
+
+class UsageLedger {
+ public:
+  // Opens (creating) the log and replays it. An empty path keeps totals in memory only.
+  // Throws std::runtime_error when the log cannot be opened.
+  explicit UsageLedger(const std::string& log_path);
+
+  void record(const UsageRecord& record);
+  std::int64_t tokens_used(const std::string& key_name) const;
+  bool over_budget(const std::string& key_name, std::int64_t budget) const {
+    return tokens_used(key_name) >= budget;
+  }
+  std::size_t replayed_records() const { return replayed_; }
+
+ private:
+  struct FileCloser {
+    void operator()(std::FILE* f) const { std::fclose(f); }
+  };
+  std::unique_ptr<std::FILE, FileCloser> log_;
+  std::map<std::string, std::int64_t> used_;
+  std::size_t replayed_ = 0;
+};
+
+}  // namespace rtgw::usage
