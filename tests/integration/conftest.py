@@ -92,7 +92,8 @@ class FakeUpstreamProc:
         return self.state()["requests"]
 
     def config(self, status: Any = _UNSET, body: Any = None, delay_ms: Any = _UNSET,
-               times: Optional[int] = None, usage: Any = _UNSET) -> Dict[str, Any]:
+               times: Optional[int] = None, usage: Any = _UNSET,
+               turn_ms: Any = _UNSET) -> Dict[str, Any]:
         """Fault injection. ``status=503`` (with optional JSON ``body``) makes call requests
         fail — the next ``times`` ones, or all when ``times`` is None; ``status=None`` clears.
         ``delay_ms`` delays every call request. ``usage`` replaces response.done's usage."""
@@ -103,6 +104,8 @@ class FakeUpstreamProc:
             cfg["delay_ms"] = delay_ms
         if usage is not _UNSET:
             cfg["usage"] = usage
+        if turn_ms is not _UNSET:
+            cfg["turn_ms"] = turn_ms
         return self._json("POST", "/_test/config", cfg)
 
     def reset(self) -> None:

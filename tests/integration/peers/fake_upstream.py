@@ -84,6 +84,7 @@ class Call:
         self.channel = None
         self.channel_label: Optional[str] = None
         self.events: collections.deque = collections.deque(maxlen=MAX_EVENTS_PER_CALL)
+        self.cancelled = asyncio.Event()  # set by response.cancel
         self.sent: collections.deque = collections.deque(maxlen=MAX_EVENTS_PER_CALL)
         self.hangup = False
         self.closed = False
@@ -164,6 +165,8 @@ class Call:
                        "session": self.session})
         elif kind == "response.create":
             self._spawn(self._respond(event))
+        elif kind == "response.cancel":
+            self.cancelled.set()
         elif kind == "test.echo":
             self.send({"type": "test.echoed", "event_id": new_id("event"),
                        "payload": event.get("payload")})
@@ -171,6 +174,7 @@ class Call:
     async def _respond(self, request: Dict[str, Any]) -> None:
         """A scripted turn with small gaps so first-token latency and duration are non-zero."""
         resp_id, item_id = new_id("resp"), new_id("item")
+        self.cancelled.clear()
         response = {"id": resp_id, "object": "realtime.response", "status": "in_progress",
                     "output": [], "usage": None}
         tier = (request.get("response") or {}).get("service_tier") \
@@ -185,7 +189,15 @@ class Call:
                        "event_id": new_id("event"), "response_id": resp_id, "item_id": item_id,
                        "output_index": 0, "content_index": 0, "delta": delta})
         await asyncio.sleep(0.02)
-        response.update(status="completed", usage=json.loads(json.dumps(self.upstream.usage)))
+        # A long turn (config "turn_ms") that response.cancel cuts short.
+        status = "completed"
+        if self.upstream.turn_ms:
+            try:
+                await asyncio.wait_for(self.cancelled.wait(), self.upstream.turn_ms / 1000)
+                status = "cancelled"
+            except asyncio.TimeoutError:
+                pass
+        response.update(status=status, usage=json.loads(json.dumps(self.upstream.usage)))
         self.send({"type": "response.done", "event_id": new_id("event"), "response": response})
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -247,6 +259,7 @@ class FakeUpstream:
         self.fail_body: Optional[Dict[str, Any]] = None
         self.fail_times: Optional[int] = None   # None: every request until changed
         self.delay_ms = 0
+        self.turn_ms = 0  # extra time between the last delta and response.done
         self.usage = json.loads(json.dumps(DEFAULT_USAGE))
 
     # -- app ----------------------------------------------------------------------------------
@@ -421,6 +434,8 @@ class FakeUpstream:
             self.delay_ms = int(cfg["delay_ms"] or 0)
         if "usage" in cfg:
             self.usage = cfg["usage"] or json.loads(json.dumps(DEFAULT_USAGE))
+        if "turn_ms" in cfg:
+            self.turn_ms = int(cfg["turn_ms"] or 0)
         return web.json_response(self.config())
 
     async def handle_reset(self, request: web.Request) -> web.StreamResponse:
@@ -434,7 +449,7 @@ class FakeUpstream:
     # -- state --------------------------------------------------------------------------------
     def config(self) -> Dict[str, Any]:
         return {"status": self.fail_status, "body": self.fail_body, "times": self.fail_times,
-                "delay_ms": self.delay_ms, "usage": self.usage}
+                "delay_ms": self.delay_ms, "usage": self.usage, "turn_ms": self.turn_ms}
 
     def state(self) -> Dict[str, Any]:
         return {

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Installs everything Realtime Gateway needs on Debian 12, from Debian's packages only.
+#   tests/install-deps.sh          build and run dependencies
+#   tests/install-deps.sh --test   plus the test peers (aiortc, Chromium, node for the
+#                                  libwebrtc-based client, sanitizer runtimes)
+# Runs apt-get as root, or through sudo.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+build_packages=(
+  meson ninja-build pkg-config g++
+  libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev
+  libnice-dev libsoup-3.0-dev libjson-glib-dev libgtest-dev
+  gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
+  gstreamer1.0-nice gstreamer1.0-tools
+)
+test_packages=(
+  python3 python3-aiortc python3-aiohttp python3-pytest python3-selenium
+  chromium chromium-driver libasan8 libubsan1 iproute2
+)
+
+want=("${build_packages[@]}")
+if [[ "${1:-}" == "--test" ]]; then
+  want+=("${test_packages[@]}")
+  command -v npm >/dev/null 2>&1 || want+=(nodejs npm)
+fi
+
+missing=()
+for p in "${want[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  SUDO=""
+  [[ $(id -u) -eq 0 ]] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+if [[ "${1:-}" == "--test" ]]; then
+  # The libwebrtc-based native test client (node + @roamhq/wrtc), from the lock file.
+  (cd tests/integration/peers && { [[ -d node_modules/@roamhq/wrtc ]] || npm ci --no-audit --no-fund; })
+fi
