@@ -401,4 +401,5 @@ def test_no_fd_or_thread_growth_across_many_calls(gateway, fake_upstream):
           f"rss {before[2]}->{after[2]} KiB")
     assert after[0] <= before[0] + 2, (before, after, fd_kinds(pid))
     assert after[1] <= before[1] + 2, (before, after)
-    assert after[2] <= before[2] + 40 * 1024, (before, after)
+    if os.environ.get("RTGW_SANITIZE", "none") == "none":
+        assert after[2] <= before[2] + 40 * 1024, (before, after)

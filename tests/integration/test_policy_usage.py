@@ -99,7 +99,9 @@ def test_deny_client_events_per_key(fake_upstream, gateway_factory):
     policy = {"deny_client_events": [{"type": "session.update", "keys": ["team-b"]}]}
     gw = policy_gateway(fake_upstream, gateway_factory, policy, keys=keys)
     update = {"type": "session.update", "session": {"tools": []}}
-    denied = run_until(gw.url, "sk-test-b", [update], lambda r: r.events_of("error"), 5)
+    # wait for the upstream's session.created too: its channel was open when the event was denied
+    denied = run_until(gw.url, "sk-test-b", [update, {"type": "test.echo", "payload": "x"}],
+                       lambda r: r.events_of("error") and r.events_of("test.echoed"), 5)
     assert denied.events_of("error")[0]["error"]["code"] == "policy_violation"
     assert not [e for e in upstream_events(fake_upstream) if "session.update" in e]
     fake_upstream.reset()
@@ -119,7 +121,7 @@ def test_model_follows_session_update_for_rules(fake_upstream, gateway_factory):
         {"type": "response.create", "event_id": "evt_first", "response": {"service_tier": "priority"}},
         {"type": "session.update", "session": {"model": "gpt-realtime-mini"}},
         {"type": "response.create", "event_id": "evt_second", "response": {"service_tier": "priority"}}],
-        lambda r: r.events_of("error"))
+        lambda r: r.events_of("error") and r.events_of("response.done"))
     assert len(result.events_of("error")) == 1
     seen = upstream_events(fake_upstream)
     assert [e for e in seen if "evt_first" in e]
