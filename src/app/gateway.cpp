@@ -64,6 +64,10 @@ Gateway::Gateway(config::Config config)
       loop_(Ref<GMainLoop>::adopt(g_main_loop_new(nullptr, FALSE))) {
   check_pipeline_description(pipeline_description_);
   check_policy(config_.policy_json);
+  // The process-wide DTLS certificate is generated when the first dtlsdec is made (~100 ms of
+  // RSA key generation): pay it at start-up, not in the first caller's set-up time.
+  if (auto dtls = Ref<GstElement>::sink(gst_element_factory_make("dtlsdec", nullptr)); !dtls)
+    throw std::runtime_error("the dtlsdec element is missing (gstreamer1.0-plugins-bad)");
   workers_.set_builtin("echo", std::make_shared<workers::EchoWorker>(config_.webrtc));
   calls_.set_observer(&accounting_);
   metrics_.set_collector([this](metrics::Registry& m) { collect_gauges(m); });
