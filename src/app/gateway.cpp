@@ -12,6 +12,9 @@
 #include "rtevents/rtevents.h"
 #include "workers/echo_worker.h"
 
+#ifndef RTGW_DATA_DIR
+#define RTGW_DATA_DIR "data"
+#endif
 #ifndef RTGW_DEFAULT_PIPELINE
 #define RTGW_DEFAULT_PIPELINE "pipelines/call.pipeline"
 #endif
@@ -76,7 +79,8 @@ Gateway::Gateway(config::Config config)
               usage_.replayed_records());
   server_ = std::make_unique<http::Server>(http::Services{
       config_, auth_, calls_, workers_, metrics_, pipeline_description_,
-      [this](const std::string& key) { return accounting_.over_budget(key); }});
+      [this](const std::string& key) { return accounting_.over_budget(key); },
+      config_.data_dir.empty() ? RTGW_DATA_DIR : config_.data_dir});
 }
 
 Gateway::~Gateway() = default;

@@ -275,6 +275,7 @@ void apply_env(const Reader& r, const EnvLookup& env, Config& c) {
   if (auto v = env("RTGW_TOKEN_SECRET")) c.auth.token_secret = *v;
   if (auto v = env("RTGW_USAGE_LOG")) c.usage_log = *v;
   if (auto v = env("RTGW_PIPELINE_FILE")) c.pipeline_file = *v;
+  if (auto v = env("RTGW_DATA_DIR")) c.data_dir = *v;
   if (auto v = env("RTGW_LOG_JSON")) c.json_logs = (*v == "1" || *v == "true");
   if (auto v = env("RTGW_MAX_CALLS")) c.limits.max_calls = env_int(r, "RTGW_MAX_CALLS", *v, 0, 1000000);
   if (auto v = env("RTGW_DRAIN_TIMEOUT_SECONDS"))
@@ -358,7 +359,7 @@ Config load_from_text(const std::string& text, const std::string& source, const 
   JsonObject* obj = r.object(root.get(), "$");
   r.only(obj, "$",
          {"listen", "cors_origins", "auth", "models", "webrtc", "policy", "usage", "limits",
-          "pipeline_file", "log_json"});
+          "pipeline_file", "data_dir", "log_json"});
   Config c;
   c.source = source;
   if (auto* n = member(obj, "listen")) c.listen = r.string(n, "$.listen");
@@ -380,6 +381,7 @@ Config load_from_text(const std::string& text, const std::string& source, const 
   if (auto* n = member(obj, "limits")) read_limits(r, n, c.limits);
   if (auto* n = member(obj, "pipeline_file")) c.pipeline_file = r.string(n, "$.pipeline_file");
   if (auto* n = member(obj, "log_json")) c.json_logs = r.boolean(n, "$.log_json");
+  if (auto* n = member(obj, "data_dir")) c.data_dir = r.string(n, "$.data_dir");
 
   apply_env(r, env, c);
   if (flags.listen) c.listen = *flags.listen;

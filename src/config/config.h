@@ -80,6 +80,7 @@ struct Config {
   std::string usage_log;    // path of the usage JSON-lines log ("" = none)
   LimitsConfig limits;
   std::string pipeline_file;  // per-call pipeline description ("" = built-in path)
+  std::string data_dir;       // the tester page's folder ("" = the source tree's data/)
   bool json_logs = false;
 
   const ModelConfig* find_model(const std::string& name) const;

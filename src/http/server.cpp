@@ -147,6 +147,10 @@ int Server::listen() {
 void Server::dispatch(SoupServerMessage* msg, const char* path_cstr) {
   std::string method = soup_server_message_get_method(msg);
   std::string path = path_cstr;
+  if ((path == "/" || path == "/index.html") && method == "GET") {
+    serve_tester_page(msg);
+    return;
+  }
   if (path == "/healthz") {
     respond_json(msg, 200, R"({"status":"ok"})");
     return;
@@ -191,6 +195,17 @@ void Server::dispatch(SoupServerMessage* msg, const char* path_cstr) {
   if (path == "/v1/realtime/calls")
     throw HttpError(405, "invalid_request_error", "method_not_allowed", "use POST");
   throw errors::not_found("not_found", "no route for " + method + " " + path);
+}
+
+void Server::serve_tester_page(SoupServerMessage* msg) {
+  // Read per request: an operator may edit data/index.html without a restart.
+  std::string path = services_.data_dir + "/index.html";
+  gchar* contents = nullptr;
+  gsize length = 0;
+  if (!g_file_get_contents(path.c_str(), &contents, &length, nullptr))
+    throw errors::not_found("not_found", "the tester page is not installed (" + path + ")");
+  UniqueStr owned(contents);
+  respond(msg, 200, "text/html; charset=utf-8", std::string(contents, length));
 }
 
 void Server::handle_create_call(SoupServerMessage* msg, GHashTable* query) {

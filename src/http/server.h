@@ -30,6 +30,7 @@ struct Services {
   metrics::Registry& metrics;
   std::string pipeline_description;
   std::function<bool(const std::string& key_name)> over_budget;
+  std::string data_dir;  // the tester page
 };
 
 class Server {
@@ -49,6 +50,7 @@ class Server {
   void handle_get_call(SoupServerMessage* msg, const std::string& id);
   void handle_hangup_call(SoupServerMessage* msg, const std::string& id);
   void handle_models(SoupServerMessage* msg);
+  void serve_tester_page(SoupServerMessage* msg);
   void handle_pipeline_dot(SoupServerMessage* msg, const std::string& id);
 
   Services services_;

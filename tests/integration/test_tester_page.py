@@ -1,0 +1,75 @@
+"""The tester page at GET /: a person's first call, driven in headless Chromium.
+
+Starts the gateway as the README does (no config: echo worker), opens the page, starts a call
+with the (fake) microphone, asks for a response, and checks what the page shows: the event log,
+the usage row of the turn and the call stats. A screenshot is kept in the test output folder.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+
+import pytest
+
+from peers.browser_client import start_chromium
+from peers.common import free_port, http_request
+
+
+@pytest.fixture
+def default_gateway(tmp_path):
+    binary = os.environ.get("RTGW_BINARY")
+    if not binary:
+        pytest.skip("RTGW_BINARY is not set")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
+    log = open(tmp_path / "gateway.log", "wb")
+    proc = subprocess.Popen([binary, "--listen", f"127.0.0.1:{port}"], stdout=log, stderr=log,
+                            stdin=subprocess.DEVNULL, env=env)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 10
+    while http_request("GET", url + "/healthz", timeout=1).status != 200:
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.1)
+    yield url
+    proc.terminate()
+    proc.wait(10)
+    log.close()
+
+
+def wait_text(driver, element_id, predicate, timeout=15.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        text = driver.find_element("id", element_id).text
+        if predicate(text) or time.monotonic() > deadline:
+            return text
+        time.sleep(0.2)
+
+
+def test_tester_page_makes_a_call_and_shows_usage(default_gateway, tmp_path):
+    page = http_request("GET", default_gateway + "/")
+    assert page.status == 200 and "Realtime Gateway tester" in page.body
+    driver, profile = start_chromium()
+    try:
+        driver.get(default_gateway + "/")
+        assert wait_text(driver, "model", lambda t: "echo" in t) .strip() == "echo"
+        driver.find_element("id", "start").click()
+        log = wait_text(driver, "log", lambda t: "data channel open" in t and "session.created" in t)
+        assert "session.created" in log, log
+        time.sleep(1.5)  # speak a little (fake microphone)
+        driver.find_element("id", "respond").click()
+        usage = wait_text(driver, "usage", lambda t: "completed" in t)
+        assert "completed" in usage, usage
+        stats = wait_text(driver, "stats", lambda t: "gateway: active" in t)
+        assert "audio packets in" in stats and "gateway: active" in stats, stats
+        packets_in = int(stats.split("audio packets in ")[1].split(" ")[0])
+        assert packets_in > 20, stats
+        out_dir = os.environ.get("RTGW_TEST_OUTPUT", str(tmp_path))
+        os.makedirs(out_dir, exist_ok=True)
+        driver.save_screenshot(os.path.join(out_dir, "tester-page.png"))
+        driver.find_element("id", "hangup").click()
+        assert wait_text(driver, "state", lambda t: t == "idle") == "idle"
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
