@@ -531,77 +531,26 @@ bool Call::on_bus_message(GstMessage* message) {
 
 void Call::on_element_message(GstMessage* message) {
   const GstStructure* s = gst_message_get_structure(message);
-  if (!s) return;
-  auto str = [s](const char* field) {
-    const char* v = gst_structure_get_string(s, field);
-    return std::string(v ? v : "");
-  };
-  if (gst_structure_has_name(s, "rtevent-decision")) {
-    PolicyDecision d;
-    d.action = str("action");
-    d.reason = str("reason");
-    d.rule = str("rule");
-    d.event_type = str("event-type");
-    d.event_id = str("event-id");
-    d.tier = str("tier");
-    d.model = str("model");
-    d.message = str("message");
-    gboolean end_call = FALSE;
-    gst_structure_get_boolean(s, "end-call", &end_call);
-    d.end_call = end_call;
-    if (d.action == "block") {
+  if (auto d = parse_decision(s)) {
+    if (d->action == "block") {
       events_blocked_++;
-      if (client_events_) {
-        std::string code = d.reason == "too_large" ? "event_too_large" : "policy_violation";
-        send_error_event(*client_events_, code, d.message, d.event_id);
-      }
+      if (client_events_) send_error_event(*client_events_, d->error_code(), d->message, d->event_id);
     } else {
       events_filtered_++;
     }
-    listener_->OnCallPolicyDecision(*this, d);
-    if (d.end_call && state_ != State::kEnded) hang_up("policy: " + d.message);
+    listener_->OnCallPolicyDecision(*this, *d);
+    if (d->end_call && state_ != State::kEnded) hang_up("policy: " + d->message);
     return;
   }
-  if (gst_structure_has_name(s, "rtusage-turn")) {
-    usage::UsageRecord r;
-    r.call_id = identity_.call_id;
-    r.transport = "webrtc";
-    r.key_name = identity_.key_name;
-    r.model = identity_.model;
-    r.worker = identity_.worker_name;
-    r.response_id = str("response-id");
-    r.status = str("status");
-    r.service_tier = str("service-tier");
-    gboolean present = FALSE;
-    gst_structure_get_boolean(s, "usage-present", &present);
-    r.usage_present = present;
-    auto i64 = [s](const char* field) {
-      gint64 v = 0;
-      gst_structure_get_int64(s, field, &v);
-      return static_cast<std::int64_t>(v);
-    };
-    r.input_tokens = i64("input-tokens");
-    r.output_tokens = i64("output-tokens");
-    r.total_tokens = i64("total-tokens");
-    r.input_text_tokens = i64("input-text-tokens");
-    r.input_audio_tokens = i64("input-audio-tokens");
-    r.input_image_tokens = i64("input-image-tokens");
-    r.input_cached_tokens = i64("input-cached-tokens");
-    r.output_text_tokens = i64("output-text-tokens");
-    r.output_audio_tokens = i64("output-audio-tokens");
-    gst_structure_get_double(s, "first-token-latency-ms", &r.first_token_latency_ms);
-    gst_structure_get_double(s, "turn-duration-ms", &r.turn_duration_ms);
+  if (auto r = parse_turn(s)) {
+    r->call_id = identity_.call_id;
+    r->transport = "webrtc";
+    r->key_name = identity_.key_name;
+    r->model = identity_.model;
+    r->worker = identity_.worker_name;
     turns_++;
-    usage_total_.input_tokens += r.input_tokens;
-    usage_total_.output_tokens += r.output_tokens;
-    usage_total_.total_tokens += r.total_tokens;
-    usage_total_.input_text_tokens += r.input_text_tokens;
-    usage_total_.input_audio_tokens += r.input_audio_tokens;
-    usage_total_.input_image_tokens += r.input_image_tokens;
-    usage_total_.input_cached_tokens += r.input_cached_tokens;
-    usage_total_.output_text_tokens += r.output_text_tokens;
-    usage_total_.output_audio_tokens += r.output_audio_tokens;
-    listener_->OnCallTurn(*this, r);
+    usage_total_.add_tokens(*r);
+    listener_->OnCallTurn(*this, *r);
     if (draining_) hang_up(drain_reason_ + " (late usage metered)");
   }
 }
@@ -706,21 +655,8 @@ json::ObjectBuilder Call::describe() const {
       .set("refused", static_cast<gint64>(events_refused_))
       .set("blocked", static_cast<gint64>(events_blocked_))
       .set("filtered", static_cast<gint64>(events_filtered_));
-  json::ObjectBuilder input_details;
-  input_details.set("text_tokens", usage_total_.input_text_tokens)
-      .set("audio_tokens", usage_total_.input_audio_tokens)
-      .set("image_tokens", usage_total_.input_image_tokens)
-      .set("cached_tokens", usage_total_.input_cached_tokens);
-  json::ObjectBuilder output_details;
-  output_details.set("text_tokens", usage_total_.output_text_tokens)
-      .set("audio_tokens", usage_total_.output_audio_tokens);
-  json::ObjectBuilder usage;
-  usage.set("turns", static_cast<gint64>(turns_))
-      .set("input_tokens", usage_total_.input_tokens)
-      .set("output_tokens", usage_total_.output_tokens)
-      .set("total_tokens", usage_total_.total_tokens)
-      .set_object("input_token_details", std::move(input_details))
-      .set_object("output_token_details", std::move(output_details));
+  json::ObjectBuilder usage = usage_total_.tokens_json();
+  usage.set("turns", static_cast<gint64>(turns_));
   json::ObjectBuilder legs;
   legs.set("client", state_name(client_state_)).set("upstream", state_name(upstream_state_));
   const char* state = state_ == State::kSettingUp ? "setting_up"

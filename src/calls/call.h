@@ -19,6 +19,7 @@
 #include <optional>
 #include <string>
 
+#include "calls/element_messages.h"
 #include "calls/event_channel.h"
 #include "calls/webrtc_leg.h"
 #include "common/json.h"
@@ -38,19 +39,6 @@ struct SetupFailure {
   int status = 0;     // upstream HTTP status (kUpstreamStatus)
   std::string body;   // upstream body (kUpstreamStatus)
   std::string message;
-};
-
-// What rteventfilter decided about one client event (see its `rtevent-decision` message).
-struct PolicyDecision {
-  std::string action;  // "filter" | "block"
-  std::string reason;  // "service_tier" | "denied_event" | "too_large" | "budget"
-  std::string rule;
-  std::string event_type;
-  std::string event_id;
-  std::string tier;
-  std::string model;
-  std::string message;
-  bool end_call = false;
 };
 
 class CallListener {

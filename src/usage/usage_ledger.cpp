@@ -14,7 +14,19 @@ std::int64_t UsageRecord::billable_tokens() const {
   return total_tokens > 0 ? total_tokens : input_tokens + output_tokens;
 }
 
-std::string UsageRecord::to_json_line(double unix_time) const {
+void UsageRecord::add_tokens(const UsageRecord& o) {
+  input_tokens += o.input_tokens;
+  output_tokens += o.output_tokens;
+  total_tokens += o.total_tokens;
+  input_text_tokens += o.input_text_tokens;
+  input_audio_tokens += o.input_audio_tokens;
+  input_image_tokens += o.input_image_tokens;
+  input_cached_tokens += o.input_cached_tokens;
+  output_text_tokens += o.output_text_tokens;
+  output_audio_tokens += o.output_audio_tokens;
+}
+
+json::ObjectBuilder UsageRecord::tokens_json() const {
   json::ObjectBuilder input_details;
   input_details.set("text_tokens", input_text_tokens)
       .set("audio_tokens", input_audio_tokens)
@@ -23,6 +35,16 @@ std::string UsageRecord::to_json_line(double unix_time) const {
   json::ObjectBuilder output_details;
   output_details.set("text_tokens", output_text_tokens).set("audio_tokens", output_audio_tokens);
   json::ObjectBuilder out;
+  out.set("input_tokens", input_tokens)
+      .set("output_tokens", output_tokens)
+      .set("total_tokens", total_tokens)
+      .set_object("input_token_details", std::move(input_details))
+      .set_object("output_token_details", std::move(output_details));
+  return out;
+}
+
+std::string UsageRecord::to_json_line(double unix_time) const {
+  json::ObjectBuilder out = tokens_json();
   out.set("time", unix_time)
       .set("call_id", call_id)
       .set("transport", transport)
@@ -31,12 +53,7 @@ std::string UsageRecord::to_json_line(double unix_time) const {
       .set("worker", worker)
       .set("response_id", response_id)
       .set("status", status)
-      .set("usage_present", usage_present)
-      .set("input_tokens", input_tokens)
-      .set("output_tokens", output_tokens)
-      .set("total_tokens", total_tokens)
-      .set_object("input_token_details", std::move(input_details))
-      .set_object("output_token_details", std::move(output_details));
+      .set("usage_present", usage_present);
   if (service_tier.empty())
     out.set_null("service_tier");
   else

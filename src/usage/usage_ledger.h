@@ -14,6 +14,8 @@
 #include <memory>
 #include <string>
 
+#include "common/json.h"
+
 namespace rtgw::usage {
 
 struct UsageRecord {
@@ -40,6 +42,10 @@ struct UsageRecord {
 
   // The tokens a budget counts: total_tokens, or input + output when the upstream sent no total.
   std::int64_t billable_tokens() const;
+  // Adds `other`'s token counts to this record's (for per-call totals).
+  void add_tokens(const UsageRecord& other);
+  // {input_tokens, output_tokens, total_tokens, input_token_details, output_token_details}
+  json::ObjectBuilder tokens_json() const;
   std::string to_json_line(double unix_time) const;
 };
 

@@ -278,3 +278,29 @@ def gateway(fake_upstream, gateway_factory):
     """A gateway with ``default_gateway_config(fake_upstream)``; its key is ``gateway.key``.
     (fake_upstream is requested first so it outlives the gateway at teardown.)"""
     return gateway_factory(default_gateway_config(fake_upstream))
+
+
+@pytest.fixture
+def default_gateway(request, tmp_path):
+    """The gateway exactly as the README's run command starts it: no config file (the built-in
+    echo model, no keys, loopback). Yields its base URL; SIGTERM at teardown must exit 0."""
+    binary = os.environ.get("RTGW_BINARY")
+    if not binary:
+        pytest.skip("RTGW_BINARY is not set")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
+    log_path = str(tmp_path / "default-gateway.log")
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([binary, "--listen", f"127.0.0.1:{port}"], stdout=log,
+                                stderr=log, stdin=subprocess.DEVNULL, env=env, cwd=str(tmp_path))
+    _attach_log(request, "default gateway log", log_path)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 10
+    while http_request("GET", url + "/healthz", timeout=1).status != 200:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            _terminate(proc, 5)
+            raise RuntimeError(f"default gateway did not start:\n{_tail(log_path)}")
+        time.sleep(0.1)
+    yield url
+    assert _terminate(proc, 10) == 0
+

@@ -403,3 +403,19 @@ def test_no_fd_or_thread_growth_across_many_calls(gateway, fake_upstream):
     assert after[1] <= before[1] + 2, (before, after)
     if os.environ.get("RTGW_SANITIZE", "none") == "none":
         assert after[2] <= before[2] + 40 * 1024, (before, after)
+
+
+def test_ice_connect_timeout_ends_a_call_that_never_connects(fake_upstream, gateway_factory):
+    config = default_gateway_config(fake_upstream)
+    config["webrtc"] = {"ice_connect_timeout_seconds": 2}
+    gw = gateway_factory(config)
+    # a client that posts its offer and then never sets the answer (never connects)
+    reply = post_offer(gw.url, GATEWAY_KEY, aiortc_offer(), model="gpt-realtime")
+    assert reply.status == 201, reply.body
+    call_id = header(reply.headers, "Location").rsplit("/", 1)[-1]
+    assert get_call(gw, call_id).json()["state"] == "active"
+    assert wait_until(lambda: get_call(gw, call_id).json()["state"] == "ended", 6)
+    state = get_call(gw, call_id).json()
+    assert "ICE connect timeout" in state["end_reason"], state
+    assert fake_upstream.wait_for(
+        lambda s: all(c["hangup"] for c in s["calls"].values()) and s["calls"], 3)

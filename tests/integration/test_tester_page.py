@@ -8,34 +8,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import time
 
-import pytest
-
 from peers.browser_client import start_chromium
-from peers.common import free_port, http_request
-
-
-@pytest.fixture
-def default_gateway(tmp_path):
-    binary = os.environ.get("RTGW_BINARY")
-    if not binary:
-        pytest.skip("RTGW_BINARY is not set")
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
-    log = open(tmp_path / "gateway.log", "wb")
-    proc = subprocess.Popen([binary, "--listen", f"127.0.0.1:{port}"], stdout=log, stderr=log,
-                            stdin=subprocess.DEVNULL, env=env)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 10
-    while http_request("GET", url + "/healthz", timeout=1).status != 200:
-        assert proc.poll() is None and time.monotonic() < deadline
-        time.sleep(0.1)
-    yield url
-    proc.terminate()
-    proc.wait(10)
-    log.close()
+from peers.common import http_request
 
 
 def wait_text(driver, element_id, predicate, timeout=15.0):

@@ -1,0 +1,60 @@
+// SPDX-License-Identifier: MIT
+#include "calls/element_messages.h"
+
+namespace rtgw::calls {
+namespace {
+
+std::string field(const GstStructure* s, const char* name) {
+  const char* v = gst_structure_get_string(s, name);
+  return v ? v : "";
+}
+
+std::int64_t int64_field(const GstStructure* s, const char* name) {
+  gint64 v = 0;
+  gst_structure_get_int64(s, name, &v);
+  return v;
+}
+
+}  // namespace
+
+std::optional<PolicyDecision> parse_decision(const GstStructure* s) {
+  if (!s || !gst_structure_has_name(s, "rtevent-decision")) return std::nullopt;
+  PolicyDecision d;
+  d.action = field(s, "action");
+  d.reason = field(s, "reason");
+  d.rule = field(s, "rule");
+  d.event_type = field(s, "event-type");
+  d.event_id = field(s, "event-id");
+  d.tier = field(s, "tier");
+  d.model = field(s, "model");
+  d.message = field(s, "message");
+  gboolean end_call = FALSE;
+  gst_structure_get_boolean(s, "end-call", &end_call);
+  d.end_call = end_call;
+  return d;
+}
+
+std::optional<usage::UsageRecord> parse_turn(const GstStructure* s) {
+  if (!s || !gst_structure_has_name(s, "rtusage-turn")) return std::nullopt;
+  usage::UsageRecord r;
+  r.response_id = field(s, "response-id");
+  r.status = field(s, "status");
+  r.service_tier = field(s, "service-tier");
+  gboolean present = FALSE;
+  gst_structure_get_boolean(s, "usage-present", &present);
+  r.usage_present = present;
+  r.input_tokens = int64_field(s, "input-tokens");
+  r.output_tokens = int64_field(s, "output-tokens");
+  r.total_tokens = int64_field(s, "total-tokens");
+  r.input_text_tokens = int64_field(s, "input-text-tokens");
+  r.input_audio_tokens = int64_field(s, "input-audio-tokens");
+  r.input_image_tokens = int64_field(s, "input-image-tokens");
+  r.input_cached_tokens = int64_field(s, "input-cached-tokens");
+  r.output_text_tokens = int64_field(s, "output-text-tokens");
+  r.output_audio_tokens = int64_field(s, "output-audio-tokens");
+  gst_structure_get_double(s, "first-token-latency-ms", &r.first_token_latency_ms);
+  gst_structure_get_double(s, "turn-duration-ms", &r.turn_duration_ms);
+  return r;
+}
+
+}  // namespace rtgw::calls

@@ -1,0 +1,42 @@
+// SPDX-License-Identifier: MIT
+// Reading what the event elements post on the bus.
+//
+// Owns: decoding rteventfilter's `rtevent-decision` and rtusagemeter's `rtusage-turn` element
+// messages into plain structs, for every transport that runs the elements (WebRTC calls now,
+// WebSocket sessions later).
+#pragma once
+
+#include <gst/gst.h>
+
+#include <optional>
+#include <string>
+
+#include "usage/usage_ledger.h"
+
+namespace rtgw::calls {
+
+// What rteventfilter decided about one client event.
+struct PolicyDecision {
+  std::string action;  // "filter" | "block"
+  std::string reason;  // "service_tier" | "denied_event" | "too_large" | "budget"
+  std::string rule;
+  std::string event_type;
+  std::string event_id;
+  std::string tier;
+  std::string model;
+  std::string message;
+  bool end_call = false;
+
+  // The `error.code` of the error event the client gets for a block.
+  const char* error_code() const {
+    return reason == "too_large" ? "event_too_large" : "policy_violation";
+  }
+};
+
+// nullopt when the structure is not an `rtevent-decision`.
+std::optional<PolicyDecision> parse_decision(const GstStructure* s);
+// nullopt when the structure is not an `rtusage-turn`. The record's ids (call, key, model,
+// worker, transport) are left for the caller.
+std::optional<usage::UsageRecord> parse_turn(const GstStructure* s);
+
+}  // namespace rtgw::calls
