@@ -443,10 +443,11 @@ void Call::OnEventChannelClosed(EventChannel& channel, const std::string& why) {
       hang_up("upstream " + why);
     return;
   }
-  // Ending: stop media once no channel is still closing.
+  // Ending: once no channel is still closing, give the last SCTP packets (the error event, the
+  // stream reset) a moment to leave before stopping media.
   bool waiting = (client_events_ && client_events_->closing()) ||
                  (upstream_events_ && upstream_events_->closing());
-  if (!waiting) finish_teardown();
+  if (!waiting) schedule_teardown(kFlushWaitMs);
 }
 
 void Call::deliver_event(bool to_upstream, std::string text) {
@@ -572,19 +573,10 @@ void Call::hang_up(const std::string& reason) {
   // close procedure is still running on webrtcbin's pc thread deadlocks 1.22, so we wait.
   bool client_closing = client_events_ && client_events_->begin_close();
   bool upstream_closing = upstream_events_ && upstream_events_->begin_close();
-  if (client_closing || upstream_closing) {
-    teardown_timeout_ = SourceGuard(g_timeout_add(
-        kChannelCloseWaitMs,
-        [](gpointer data) -> gboolean {
-          auto* call = static_cast<Call*>(data);
-          call->teardown_timeout_.forget();
-          call->finish_teardown();
-          return G_SOURCE_REMOVE;
-        },
-        this));
-  } else {
+  if (client_closing || upstream_closing)
+    schedule_teardown(kChannelCloseWaitMs);
+  else
     finish_teardown();
-  }
 
   std::weak_ptr<int> alive = alive_;
   if (was_setting_up) {
@@ -596,6 +588,18 @@ void Call::hang_up(const std::string& reason) {
       });
     return;
   }
+}
+
+void Call::schedule_teardown(guint delay_ms) {
+  teardown_timeout_ = SourceGuard(g_timeout_add(
+      delay_ms,
+      [](gpointer data) -> gboolean {
+        auto* call = static_cast<Call*>(data);
+        call->teardown_timeout_.forget();
+        call->finish_teardown();
+        return G_SOURCE_REMOVE;
+      },
+      this));
 }
 
 void Call::finish_teardown() {

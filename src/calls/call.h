@@ -138,7 +138,9 @@ class Call : public WebRtcLeg::Listener, public EventChannel::Listener {
   void install_event_sink(const char* name, bool to_upstream);
   void unlink_legs();
   void finish_teardown();
-  static constexpr guint kChannelCloseWaitMs = 300;
+  void schedule_teardown(guint delay_ms);
+  static constexpr guint kChannelCloseWaitMs = 400;  // bound on the data channels' close
+  static constexpr guint kFlushWaitMs = 100;         // then let the last packets leave
   void count_audio(const char* element_name, AudioCounters* counters);
 
   CallIdentity identity_;

@@ -157,6 +157,9 @@ def report_live(live: Dict[str, Any], events: int) -> None:
                      g["p90"] - d["p90"], g["p99"] - d["p99"], ""]], digits=3)
     print("target: filter + meter add <= 1 ms p50 (the difference also includes the gateway's "
           "two extra SCTP/DTLS hops and its event loop)")
+    frames = live["audio_frames_received"]
+    print(f"(both calls live with audio both ways: the client decoded {frames['gateway']} / "
+          f"{frames['direct']} 20 ms frames over the whole run, gateway / direct)")
     if any(live["timeouts"].values()):
         print(f"!! round trips that timed out (5 s): {live['timeouts']}")
     print(f"\n== 2. event throughput (window {live['window']} in flight, "
@@ -347,7 +350,7 @@ def report_elements(el: Dict[str, Any], count: int) -> None:
     runs = el["runs"]
     bl.print_table(["pipeline between appsrc and appsink", "events/s", "wall µs/event",
                     "CPU µs/event", "filtered", "blocked", "turns"],
-                   [[r["label"], r["events_per_s"], r["wall_us_per_event"],
+                   [[r["label"], round(r["events_per_s"]), r["wall_us_per_event"],
                      r["cpu_us_per_event"], r["counts"].get("filter.events-filtered", ""),
                      r["counts"].get("filter.events-blocked", ""),
                      r["counts"].get("meter.turns", "")] for r in runs], digits=2)
