@@ -71,11 +71,9 @@ int main(int argc, char** argv) {
     rtgw::config::Config config = rtgw::config::load(config_file ? config_file.get() : "",
                                                      overrides, rtgw::config::process_env());
     if (opts.check_config) {
-      std::string pipeline_file = config.pipeline_file.empty()
-                                      ? rtgw::app::default_pipeline_file()
-                                      : config.pipeline_file;
-      rtgw::app::check_pipeline_description(
-          rtgw::app::load_pipeline_description(pipeline_file));
+      std::string pipeline_file =
+          config.pipeline_file.empty() ? rtgw::app::default_pipeline_file() : config.pipeline_file;
+      rtgw::app::check_pipeline_description(rtgw::app::load_pipeline_description(pipeline_file));
       rtgw::app::check_policy(config.policy_json);
       std::cout << rtgw::config::describe(config) << "config OK\n";
       return 0;

@@ -9,10 +9,14 @@ const std::vector<double> kLatencyBucketsSeconds = {0.005, 0.01, 0.025, 0.05, 0.
 
 const char* failure_outcome(calls::SetupFailure::Kind kind) {
   switch (kind) {
-    case calls::SetupFailure::Kind::kUpstreamStatus: return "upstream_error";
-    case calls::SetupFailure::Kind::kUpstreamTimeout: return "upstream_timeout";
-    case calls::SetupFailure::Kind::kUpstreamUnreachable: return "upstream_unreachable";
-    case calls::SetupFailure::Kind::kInternal: return "internal_error";
+    case calls::SetupFailure::Kind::kUpstreamStatus:
+      return "upstream_error";
+    case calls::SetupFailure::Kind::kUpstreamTimeout:
+      return "upstream_timeout";
+    case calls::SetupFailure::Kind::kUpstreamUnreachable:
+      return "upstream_unreachable";
+    case calls::SetupFailure::Kind::kInternal:
+      return "internal_error";
   }
   return "error";
 }
@@ -25,25 +29,27 @@ CallAccounting::CallAccounting(const config::Config& config, usage::UsageLedger&
 
 bool CallAccounting::over_budget(const std::string& key_name) const {
   for (const auto& key : config_.auth.keys)
-    if (key.name == key_name && key.budget_tokens) return ledger_.over_budget(key_name, *key.budget_tokens);
+    if (key.name == key_name && key.budget_tokens)
+      return ledger_.over_budget(key_name, *key.budget_tokens);
   return false;
 }
 
 void CallAccounting::OnCallAnswered(const calls::Call& call) {
   const auto& id = call.identity();
-  metrics_.observe("rtgw_call_setup_seconds", "Time from the client's offer to the gateway's answer",
-                   {{"model", id.model}}, call.setup_ms() / 1000.0, kLatencyBucketsSeconds);
+  metrics_.observe("rtgw_call_setup_seconds",
+                   "Time from the client's offer to the gateway's answer", {{"model", id.model}},
+                   call.setup_ms() / 1000.0, kLatencyBucketsSeconds);
   if (call.upstream_answer_ms() >= 0)
-    metrics_.observe("rtgw_upstream_request_seconds",
-                     "Time the worker took to answer the gateway's offer",
-                     {{"worker", id.worker_name}}, call.upstream_answer_ms() / 1000.0,
-                     kLatencyBucketsSeconds);
+    metrics_.observe(
+        "rtgw_upstream_request_seconds", "Time the worker took to answer the gateway's offer",
+        {{"worker", id.worker_name}}, call.upstream_answer_ms() / 1000.0, kLatencyBucketsSeconds);
 }
 
 void CallAccounting::OnCallSetupFailed(const calls::Call& call,
                                        const calls::SetupFailure& failure) {
-  metrics_.add_counter("rtgw_calls_total", "Calls by model and outcome",
-                       {{"model", call.identity().model}, {"outcome", failure_outcome(failure.kind)}});
+  metrics_.add_counter(
+      "rtgw_calls_total", "Calls by model and outcome",
+      {{"model", call.identity().model}, {"outcome", failure_outcome(failure.kind)}});
 }
 
 void CallAccounting::OnCallEnded(const calls::Call& call) {

@@ -26,7 +26,8 @@ class CallAccounting : public calls::CallObserver {
   void OnCallSetupFailed(const calls::Call& call, const calls::SetupFailure& failure) override;
   void OnCallEnded(const calls::Call& call) override;
   void OnCallTurn(const calls::Call& call, const usage::UsageRecord& record) override;
-  void OnCallPolicyDecision(const calls::Call& call, const calls::PolicyDecision& decision) override;
+  void OnCallPolicyDecision(const calls::Call& call,
+                            const calls::PolicyDecision& decision) override;
 
  private:
   const config::Config& config_;

@@ -42,8 +42,8 @@ std::string load_pipeline_description(const std::string& path) {
 
 void check_pipeline_description(const std::string& description) {
   UniqueError err;
-  GstElement* raw = gst_parse_launch_full(description.c_str(), nullptr,
-                                          GST_PARSE_FLAG_FATAL_ERRORS, ErrorOut(err));
+  GstElement* raw = gst_parse_launch_full(description.c_str(), nullptr, GST_PARSE_FLAG_FATAL_ERRORS,
+                                          ErrorOut(err));
   auto pipeline = Ref<GstElement>::sink(raw);
   if (!pipeline)
     throw std::runtime_error(std::string("the call pipeline does not build: ") +
@@ -52,7 +52,9 @@ void check_pipeline_description(const std::string& description) {
                            "upstream_audio_in", "client_audio_out", "client_events_in",
                            "upstream_events_out", "upstream_events_in", "client_events_out"}) {
     auto e = Ref<GstElement>::adopt(gst_bin_get_by_name(GST_BIN(pipeline.get()), name));
-    if (!e) throw std::runtime_error(std::string("the call pipeline has no element named '") + name + "'");
+    if (!e)
+      throw std::runtime_error(std::string("the call pipeline has no element named '") + name +
+                               "'");
   }
 }
 
@@ -77,10 +79,10 @@ Gateway::Gateway(config::Config config)
   if (usage_.replayed_records())
     g_message("usage log %s: %zu records replayed for budgets", config_.usage_log.c_str(),
               usage_.replayed_records());
-  server_ = std::make_unique<http::Server>(http::Services{
-      config_, auth_, calls_, workers_, metrics_, pipeline_description_,
-      [this](const std::string& key) { return accounting_.over_budget(key); },
-      config_.data_dir.empty() ? RTGW_DATA_DIR : config_.data_dir});
+  server_ = std::make_unique<http::Server>(
+      http::Services{config_, auth_, calls_, workers_, metrics_, pipeline_description_,
+                     [this](const std::string& key) { return accounting_.over_budget(key); },
+                     config_.data_dir.empty() ? RTGW_DATA_DIR : config_.data_dir});
 }
 
 Gateway::~Gateway() = default;

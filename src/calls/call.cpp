@@ -13,11 +13,11 @@ namespace {
 // Names the pipeline description must provide (see pipelines/call.pipeline).
 constexpr const char* kClientBin = "client";
 constexpr const char* kUpstreamBin = "upstream";
-constexpr const char* kClientAudioIn = "client_audio_in";      // gets the client's RTP
+constexpr const char* kClientAudioIn = "client_audio_in";        // gets the client's RTP
 constexpr const char* kUpstreamAudioOut = "upstream_audio_out";  // pays for the upstream leg
 constexpr const char* kUpstreamAudioIn = "upstream_audio_in";
 constexpr const char* kClientAudioOut = "client_audio_out";
-constexpr const char* kClientEventsIn = "client_events_in";      // appsrc
+constexpr const char* kClientEventsIn = "client_events_in";        // appsrc
 constexpr const char* kUpstreamEventsOut = "upstream_events_out";  // appsink
 constexpr const char* kUpstreamEventsIn = "upstream_events_in";
 constexpr const char* kClientEventsOut = "client_events_out";
@@ -27,12 +27,18 @@ constexpr const char* kEventsLabel = "oai-events";
 
 const char* state_name(GstWebRTCPeerConnectionState s) {
   switch (s) {
-    case GST_WEBRTC_PEER_CONNECTION_STATE_NEW: return "new";
-    case GST_WEBRTC_PEER_CONNECTION_STATE_CONNECTING: return "connecting";
-    case GST_WEBRTC_PEER_CONNECTION_STATE_CONNECTED: return "connected";
-    case GST_WEBRTC_PEER_CONNECTION_STATE_DISCONNECTED: return "disconnected";
-    case GST_WEBRTC_PEER_CONNECTION_STATE_FAILED: return "failed";
-    case GST_WEBRTC_PEER_CONNECTION_STATE_CLOSED: return "closed";
+    case GST_WEBRTC_PEER_CONNECTION_STATE_NEW:
+      return "new";
+    case GST_WEBRTC_PEER_CONNECTION_STATE_CONNECTING:
+      return "connecting";
+    case GST_WEBRTC_PEER_CONNECTION_STATE_CONNECTED:
+      return "connected";
+    case GST_WEBRTC_PEER_CONNECTION_STATE_DISCONNECTED:
+      return "disconnected";
+    case GST_WEBRTC_PEER_CONNECTION_STATE_FAILED:
+      return "failed";
+    case GST_WEBRTC_PEER_CONNECTION_STATE_CLOSED:
+      return "closed";
   }
   return "unknown";
 }
@@ -73,8 +79,10 @@ void on_pad_added(GstElement*, GstPad* pad, gpointer data) {
 
 Call::Call(CallIdentity identity, CallSettings settings,
            std::shared_ptr<workers::UpstreamSignaller> signaller, CallListener* listener)
-    : identity_(std::move(identity)), settings_(std::move(settings)),
-      signaller_(std::move(signaller)), listener_(listener),
+    : identity_(std::move(identity)),
+      settings_(std::move(settings)),
+      signaller_(std::move(signaller)),
+      listener_(listener),
       cancellable_(Ref<GCancellable>::adopt(g_cancellable_new())) {
   created_us_ = g_get_monotonic_time();
 }
@@ -86,7 +94,8 @@ Call::~Call() {
 
 Ref<GstElement> Call::element(const char* name) const {
   auto e = Ref<GstElement>::adopt(gst_bin_get_by_name(GST_BIN(pipeline_.get()), name));
-  if (!e) throw std::runtime_error(std::string("the call pipeline has no element named '") + name + "'");
+  if (!e)
+    throw std::runtime_error(std::string("the call pipeline has no element named '") + name + "'");
   return e;
 }
 
@@ -94,14 +103,17 @@ void Call::build_pipeline() {
   UniqueError err;
   GstElement* raw = gst_parse_launch_full(settings_.pipeline_description.c_str(), nullptr,
                                           GST_PARSE_FLAG_FATAL_ERRORS, ErrorOut(err));
-  if (!raw) throw std::runtime_error(std::string("cannot build the call pipeline: ") + (err ? err->message : "?"));
+  if (!raw)
+    throw std::runtime_error(std::string("cannot build the call pipeline: ") +
+                             (err ? err->message : "?"));
   pipeline_ = Ref<GstElement>::sink(raw);
   if (!GST_IS_PIPELINE(pipeline_.get()))
     throw std::runtime_error("the call pipeline description must describe several elements");
   gst_object_set_name(GST_OBJECT(pipeline_.get()), identity_.call_id.c_str());
 
   client_leg_ = std::make_unique<WebRtcLeg>("client", element(kClientBin), settings_.webrtc, this);
-  upstream_leg_ = std::make_unique<WebRtcLeg>("upstream", element(kUpstreamBin), settings_.webrtc, this);
+  upstream_leg_ =
+      std::make_unique<WebRtcLeg>("upstream", element(kUpstreamBin), settings_.webrtc, this);
   client_events_ = std::make_unique<EventChannel>("client", settings_.max_event_bytes,
                                                   settings_.max_pending_event_bytes,
                                                   element(kClientEventsIn), this);
@@ -138,15 +150,15 @@ void Call::build_pipeline() {
         UniqueStr label(label_raw);
         if (g_strcmp0(label.get(), kEventsLabel) != 0) {
           g_message("[%s] ignoring data channel '%s' (only '%s' is relayed)",
-                    ctx->call->identity_.call_id.c_str(), label ? label.get() : "",
-                    kEventsLabel);
+                    ctx->call->identity_.call_id.c_str(), label ? label.get() : "", kEventsLabel);
           return;
         }
         EventChannel::wire_inbound(channel, ctx->appsrc);
         auto ref = Ref<GstWebRTCDataChannel>::retain(channel);
         Call* call = ctx->call;
         post_to_main([alive = ctx->alive, call, ref] {
-          if (alive.lock() && call->state_ != State::kEnded) call->client_events_->attach(ref, true);
+          if (alive.lock() && call->state_ != State::kEnded)
+            call->client_events_->attach(ref, true);
         });
       }),
       cctx, [](gpointer data, GClosure*) { delete static_cast<ChannelCtx*>(data); },
@@ -213,7 +225,8 @@ void Call::start(sdp::CheckedOffer offer, std::optional<std::string> session_jso
   client_opus_pt_ = offer.opus_payload_type;
   // The audio going back to the client must carry the client's own Opus payload type.
   g_object_set(element(kClientAudioOut).get(), "pt", static_cast<guint>(client_opus_pt_), nullptr);
-  g_object_set(element(kUpstreamAudioOut).get(), "pt", static_cast<guint>(client_opus_pt_), nullptr);
+  g_object_set(element(kUpstreamAudioOut).get(), "pt", static_cast<guint>(client_opus_pt_),
+               nullptr);
   // Policy on client events: the filter scopes rules by key and model itself.
   g_object_set(element(kClientEventsFilter).get(), "policy", settings_.policy_json.c_str(),
                "key-name", identity_.key_name.c_str(), "model", identity_.model.c_str(),
@@ -238,7 +251,8 @@ void Call::start_client_leg(sdp::CheckedOffer offer) {
         auto caps = Ref<GstCaps>::adopt(gst_caps_from_string(
             "application/x-rtp,media=audio,encoding-name=OPUS,clock-rate=48000"));
         auto pad = client_leg_->request_audio_sink(caps.get());
-        auto src = Ref<GstPad>::adopt(gst_element_get_static_pad(element(kClientAudioOut).get(), "src"));
+        auto src =
+            Ref<GstPad>::adopt(gst_element_get_static_pad(element(kClientAudioOut).get(), "src"));
         if (!pad || gst_pad_link(src.get(), pad.get()) != GST_PAD_LINK_OK) {
           fail_setup({SetupFailure::Kind::kInternal, 0, {}, "cannot link audio to the client leg"});
           return;
@@ -260,10 +274,12 @@ void Call::start_upstream_leg(std::optional<std::string> session_json) {
   // Offer Opus with the client's payload type so both legs usually agree and no mapping is needed.
   std::string caps_text =
       "application/x-rtp,media=audio,encoding-name=OPUS,clock-rate=48000,encoding-params=(string)2,"
-      "payload=" + std::to_string(client_opus_pt_) + ",minptime=(string)10,useinbandfec=(string)1";
+      "payload=" +
+      std::to_string(client_opus_pt_) + ",minptime=(string)10,useinbandfec=(string)1";
   auto caps = Ref<GstCaps>::adopt(gst_caps_from_string(caps_text.c_str()));
   auto pad = upstream_leg_->request_audio_sink(caps.get());
-  auto src = Ref<GstPad>::adopt(gst_element_get_static_pad(element(kUpstreamAudioOut).get(), "src"));
+  auto src =
+      Ref<GstPad>::adopt(gst_element_get_static_pad(element(kUpstreamAudioOut).get(), "src"));
   if (!pad || gst_pad_link(src.get(), pad.get()) != GST_PAD_LINK_OK) {
     fail_setup({SetupFailure::Kind::kInternal, 0, {}, "cannot link audio to the upstream leg"});
     return;
@@ -305,14 +321,20 @@ void Call::on_upstream_result(workers::UpstreamResult result) {
     SetupFailure f;
     f.message = failure->message;
     switch (failure->kind) {
-      case K::kTimeout: f.kind = SetupFailure::Kind::kUpstreamTimeout; break;
-      case K::kConnect: f.kind = SetupFailure::Kind::kUpstreamUnreachable; break;
+      case K::kTimeout:
+        f.kind = SetupFailure::Kind::kUpstreamTimeout;
+        break;
+      case K::kConnect:
+        f.kind = SetupFailure::Kind::kUpstreamUnreachable;
+        break;
       case K::kStatus:
         f.kind = SetupFailure::Kind::kUpstreamStatus;
         f.status = failure->status;
         f.body = failure->body;
         break;
-      case K::kProtocol: f.kind = SetupFailure::Kind::kUpstreamUnreachable; break;
+      case K::kProtocol:
+        f.kind = SetupFailure::Kind::kUpstreamUnreachable;
+        break;
     }
     fail_setup(std::move(f));
     return;
@@ -324,28 +346,33 @@ void Call::on_upstream_result(workers::UpstreamResult result) {
   try {
     message = sdp::parse(answer.sdp);
   } catch (const sdp::SdpError& e) {
-    fail_setup({SetupFailure::Kind::kUpstreamUnreachable, 0, {},
+    fail_setup({SetupFailure::Kind::kUpstreamUnreachable,
+                0,
+                {},
                 std::string("the worker's answer is not valid SDP: ") + e.what()});
     return;
   }
   int pt = sdp::opus_payload_type(message.get());
   if (pt < 0) {
-    fail_setup({SetupFailure::Kind::kUpstreamUnreachable, 0, {}, "the worker's answer has no Opus"});
+    fail_setup(
+        {SetupFailure::Kind::kUpstreamUnreachable, 0, {}, "the worker's answer has no Opus"});
     return;
   }
   // Map payload types: what goes to the upstream carries the upstream's Opus PT.
   g_object_set(element(kUpstreamAudioOut).get(), "pt", static_cast<guint>(pt), nullptr);
-  upstream_leg_->set_remote_description(GST_WEBRTC_SDP_TYPE_ANSWER, std::move(message),
-                                        [this](const std::string& error) {
-                                          if (state_ == State::kEnded) return;
-                                          if (!error.empty()) {
-                                            fail_setup({SetupFailure::Kind::kUpstreamUnreachable,
-                                                        0, {}, "the worker's answer was refused: " + error});
-                                            return;
-                                          }
-                                          upstream_ready_ = true;
-                                          maybe_finish_setup();
-                                        });
+  upstream_leg_->set_remote_description(
+      GST_WEBRTC_SDP_TYPE_ANSWER, std::move(message), [this](const std::string& error) {
+        if (state_ == State::kEnded) return;
+        if (!error.empty()) {
+          fail_setup({SetupFailure::Kind::kUpstreamUnreachable,
+                      0,
+                      {},
+                      "the worker's answer was refused: " + error});
+          return;
+        }
+        upstream_ready_ = true;
+        maybe_finish_setup();
+      });
 }
 
 void Call::maybe_finish_setup() {
@@ -401,7 +428,8 @@ void Call::on_client_gone(const std::string& reason) {
   }
   if (draining_) return;
   guint open_turns = 0;
-  if (auto meter = Ref<GstElement>::adopt(gst_bin_get_by_name(GST_BIN(pipeline_.get()), kUpstreamEventsMeter)))
+  if (auto meter = Ref<GstElement>::adopt(
+          gst_bin_get_by_name(GST_BIN(pipeline_.get()), kUpstreamEventsMeter)))
     g_object_get(meter.get(), "open-turns", &open_turns, nullptr);
   if (open_turns == 0 || !upstream_events_ || !upstream_events_->open()) {
     hang_up(reason);
@@ -411,8 +439,8 @@ void Call::on_client_gone(const std::string& reason) {
   // the tokens already spent are metered.
   draining_ = true;
   drain_reason_ = reason;
-  g_message("[%s] client gone with %u open response(s): cancelling and waiting for usage", id().c_str(),
-            open_turns);
+  g_message("[%s] client gone with %u open response(s): cancelling and waiting for usage",
+            id().c_str(), open_turns);
   upstream_events_->send(R"({"type":"response.cancel"})");
   drain_timeout_ = SourceGuard(g_timeout_add(
       static_cast<guint>(settings_.late_usage_wait_ms),
@@ -427,7 +455,8 @@ void Call::on_client_gone(const std::string& reason) {
 
 void Call::set_budget_exceeded(bool exceeded) {
   if (!pipeline_) return;
-  if (auto filter = Ref<GstElement>::adopt(gst_bin_get_by_name(GST_BIN(pipeline_.get()), kClientEventsFilter)))
+  if (auto filter = Ref<GstElement>::adopt(
+          gst_bin_get_by_name(GST_BIN(pipeline_.get()), kClientEventsFilter)))
     g_object_set(filter.get(), "budget-exceeded", exceeded, nullptr);
 }
 
@@ -488,7 +517,9 @@ void Call::send_error_event(EventChannel& to, const std::string& code, const std
   error.set("type", "invalid_request_error").set("code", code).set("message", message);
   if (!client_event_id.empty()) error.set("event_id", client_event_id);
   json::ObjectBuilder event;
-  event.set("type", "error").set("event_id", random_event_id()).set_object("error", std::move(error));
+  event.set("type", "error")
+      .set("event_id", random_event_id())
+      .set_object("error", std::move(error));
   to.send(event.str());
 }
 
@@ -501,8 +532,9 @@ bool Call::on_bus_message(GstMessage* message) {
       UniqueError err(raw);
       UniqueStr dbg(debug);
       GstObject* src = GST_MESSAGE_SRC(message);
-      bool from_client = client_leg_ && (src == GST_OBJECT(client_leg_->element()) ||
-                                         gst_object_has_as_ancestor(src, GST_OBJECT(client_leg_->element())));
+      bool from_client =
+          client_leg_ && (src == GST_OBJECT(client_leg_->element()) ||
+                          gst_object_has_as_ancestor(src, GST_OBJECT(client_leg_->element())));
       g_message("[%s] %s leg error from %s: %s", id().c_str(), from_client ? "client" : "pipeline",
                 GST_OBJECT_NAME(src), err ? err->message : "?");
       // An SCTP/DTLS error inside the client's webrtcbin is how a client that closed shows up.
@@ -535,7 +567,8 @@ void Call::on_element_message(GstMessage* message) {
   if (auto d = parse_decision(s)) {
     if (d->action == "block") {
       events_blocked_++;
-      if (client_events_) send_error_event(*client_events_, d->error_code(), d->message, d->event_id);
+      if (client_events_)
+        send_error_event(*client_events_, d->error_code(), d->message, d->event_id);
     } else {
       events_filtered_++;
     }
@@ -637,7 +670,8 @@ void Call::unlink_legs() {
     auto e = Ref<GstElement>::adopt(gst_bin_get_by_name(GST_BIN(pipeline_.get()), name));
     if (!e) continue;
     auto src = Ref<GstPad>::adopt(gst_element_get_static_pad(e.get(), "src"));
-    if (auto peer = Ref<GstPad>::adopt(gst_pad_get_peer(src.get()))) gst_pad_unlink(src.get(), peer.get());
+    if (auto peer = Ref<GstPad>::adopt(gst_pad_get_peer(src.get())))
+      gst_pad_unlink(src.get(), peer.get());
   }
 }
 
@@ -647,7 +681,8 @@ json::ObjectBuilder Call::describe() const {
   timings.set("setup_ms", ms_since(answered_us_))
       .set("upstream_answer_ms", upstream_answer_ms_)
       .set("connected_ms", ms_since(connected_us_))
-      .set("duration_ms", ((ended_us_ ? ended_us_ : g_get_monotonic_time()) - created_us_) / 1000.0);
+      .set("duration_ms",
+           ((ended_us_ ? ended_us_ : g_get_monotonic_time()) - created_us_) / 1000.0);
   json::ObjectBuilder audio;
   audio.set("packets_from_client", static_cast<gint64>(audio_from_client_->packets.load()))
       .set("bytes_from_client", static_cast<gint64>(audio_from_client_->bytes.load()))

@@ -36,8 +36,8 @@ class Call;
 struct SetupFailure {
   enum class Kind { kUpstreamStatus, kUpstreamTimeout, kUpstreamUnreachable, kInternal };
   Kind kind = Kind::kInternal;
-  int status = 0;     // upstream HTTP status (kUpstreamStatus)
-  std::string body;   // upstream body (kUpstreamStatus)
+  int status = 0;    // upstream HTTP status (kUpstreamStatus)
+  std::string body;  // upstream body (kUpstreamStatus)
   std::string message;
 };
 

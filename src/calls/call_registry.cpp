@@ -26,7 +26,8 @@ Call& CallRegistry::start_call(CallIdentity identity, CallSettings settings,
                                sdp::CheckedOffer offer, std::optional<std::string> session_json,
                                AnswerCallback on_answer, ReleaseCallback on_release) {
   std::string id = identity.call_id;
-  auto call = std::make_unique<Call>(std::move(identity), std::move(settings), std::move(signaller), this);
+  auto call =
+      std::make_unique<Call>(std::move(identity), std::move(settings), std::move(signaller), this);
   Call& ref = *call;
   calls_[id] = Entry{std::move(call), std::move(on_answer), std::move(on_release)};
   try {

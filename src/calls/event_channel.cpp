@@ -35,7 +35,8 @@ EventChannel::EventChannel(std::string side, std::int64_t max_message_bytes,
     : side_(std::move(side)),
       max_message_bytes_(std::min<std::int64_t>(max_message_bytes, kMaxMessageBytes)),
       max_pending_bytes_(max_pending_bytes),
-      inbound_appsrc_(std::move(inbound_appsrc)), listener_(listener) {}
+      inbound_appsrc_(std::move(inbound_appsrc)),
+      listener_(listener) {}
 
 EventChannel::~EventChannel() = default;
 
@@ -90,7 +91,8 @@ void EventChannel::attach(Ref<GstWebRTCDataChannel> channel, bool already_open) 
               if (!alive.lock() || self->closed_) return;
               self->closed_ = true;
               self->open_ = false;
-              if (self->listener_) self->listener_->OnEventChannelClosed(*self, "data channel closed");
+              if (self->listener_)
+                self->listener_->OnEventChannelClosed(*self, "data channel closed");
             });
           }));
   connect("on-error", G_CALLBACK(+[](GstWebRTCDataChannel*, GError* error, gpointer data) {

@@ -57,13 +57,16 @@ Ref<GstPromise> make_promise(std::function<void(const GstStructure*)> on_reply) 
 
 WebRtcLeg::WebRtcLeg(std::string name, Ref<GstElement> webrtcbin,
                      const config::WebRtcConfig& config, Listener* listener)
-    : name_(std::move(name)), webrtcbin_(std::move(webrtcbin)), config_(config),
+    : name_(std::move(name)),
+      webrtcbin_(std::move(webrtcbin)),
+      config_(config),
       listener_(listener) {
   g_object_set(webrtcbin_.get(), "latency", static_cast<guint>(config_.jitterbuffer_latency_ms),
                nullptr);
   if (!config_.stun_server.empty() && config_.stun_server != "none") {
     std::string stun = config_.stun_server;
-    if (stun.rfind("stun://", 0) != 0 && stun.rfind("stun:", 0) == 0) stun = "stun://" + stun.substr(5);
+    if (stun.rfind("stun://", 0) != 0 && stun.rfind("stun:", 0) == 0)
+      stun = "stun://" + stun.substr(5);
     g_object_set(webrtcbin_.get(), "stun-server", stun.c_str(), nullptr);
   }
 
@@ -93,8 +96,7 @@ WebRtcLeg::WebRtcLeg(std::string name, Ref<GstElement> webrtcbin,
         [](gpointer data, GClosure*) { delete static_cast<Ctx*>(data); }, GConnectFlags(0));
     signals_.emplace_back(webrtcbin_.get(), sid);
   };
-  connect("notify::ice-gathering-state",
-          G_CALLBACK(+[](GstElement*, GParamSpec*, gpointer data) {
+  connect("notify::ice-gathering-state", G_CALLBACK(+[](GstElement*, GParamSpec*, gpointer data) {
             auto* ctx = static_cast<Ctx*>(data);
             WebRtcLeg* leg = ctx->leg;
             post_if_alive(ctx->alive, [leg] { leg->on_gathering_state_changed(); });
@@ -135,8 +137,8 @@ void WebRtcLeg::create_local_description(bool offer, DescriptionDone done) {
   std::weak_ptr<int> alive = alive_;
   WebRtcLeg* self = this;
   const char* field = offer ? "offer" : "answer";
-  auto promise = make_promise([alive, self, field, done = std::move(done)](
-                                  const GstStructure* reply) mutable {
+  auto promise = make_promise([alive, self, field,
+                               done = std::move(done)](const GstStructure* reply) mutable {
     std::string error = promise_error(reply);
     GstWebRTCSessionDescription* desc = nullptr;
     if (error.empty() && reply)

@@ -26,12 +26,12 @@ struct RefTraits {
   static T* ref_sink(T* p) { return static_cast<T*>(g_object_ref_sink(p)); }
 };
 
-#define RTGW_REF_TRAITS(Type, ref_fn, unref_fn)                          \
-  template <>                                                           \
-  struct RefTraits<Type> {                                              \
-    static Type* ref(Type* p) { return ref_fn(p); }                     \
-    static void unref(Type* p) { unref_fn(p); }                         \
-    static Type* ref_sink(Type* p) { return ref_fn(p); }                \
+#define RTGW_REF_TRAITS(Type, ref_fn, unref_fn)          \
+  template <>                                            \
+  struct RefTraits<Type> {                               \
+    static Type* ref(Type* p) { return ref_fn(p); }      \
+    static void unref(Type* p) { unref_fn(p); }          \
+    static Type* ref_sink(Type* p) { return ref_fn(p); } \
   }
 
 RTGW_REF_TRAITS(GstBuffer, gst_buffer_ref, gst_buffer_unref);

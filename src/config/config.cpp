@@ -92,7 +92,8 @@ class Reader {
   }
 
   std::vector<std::string> strings(JsonNode* node, const std::string& path) const {
-    if (!node || JSON_NODE_TYPE(node) != JSON_NODE_ARRAY) fail(path, "expected an array of strings");
+    if (!node || JSON_NODE_TYPE(node) != JSON_NODE_ARRAY)
+      fail(path, "expected an array of strings");
     std::vector<std::string> out;
     JsonArray* arr = json_node_get_array(node);
     for (guint i = 0; i < json_array_get_length(arr); i++)
@@ -243,7 +244,8 @@ void read_limits(const Reader& r, JsonNode* node, LimitsConfig& l) {
   if (auto* n = member(obj, "max_calls"))
     l.max_calls = static_cast<int>(r.integer(n, "$.limits.max_calls", 0, 1000000));
   if (auto* n = member(obj, "drain_timeout_seconds"))
-    l.drain_timeout_seconds = static_cast<int>(r.integer(n, "$.limits.drain_timeout_seconds", 0, 3600));
+    l.drain_timeout_seconds =
+        static_cast<int>(r.integer(n, "$.limits.drain_timeout_seconds", 0, 3600));
 }
 
 std::vector<std::string> split_list(const std::string& text) {
@@ -277,7 +279,8 @@ void apply_env(const Reader& r, const EnvLookup& env, Config& c) {
   if (auto v = env("RTGW_PIPELINE_FILE")) c.pipeline_file = *v;
   if (auto v = env("RTGW_DATA_DIR")) c.data_dir = *v;
   if (auto v = env("RTGW_LOG_JSON")) c.json_logs = (*v == "1" || *v == "true");
-  if (auto v = env("RTGW_MAX_CALLS")) c.limits.max_calls = env_int(r, "RTGW_MAX_CALLS", *v, 0, 1000000);
+  if (auto v = env("RTGW_MAX_CALLS"))
+    c.limits.max_calls = env_int(r, "RTGW_MAX_CALLS", *v, 0, 1000000);
   if (auto v = env("RTGW_DRAIN_TIMEOUT_SECONDS"))
     c.limits.drain_timeout_seconds = env_int(r, "RTGW_DRAIN_TIMEOUT_SECONDS", *v, 0, 3600);
   if (auto v = env("RTGW_WEBRTC_STUN_SERVER")) c.webrtc.stun_server = *v;
@@ -289,13 +292,15 @@ void apply_env(const Reader& r, const EnvLookup& env, Config& c) {
   if (auto v = env("RTGW_WEBRTC_UDP_PORT_MAX"))
     c.webrtc.udp_port_max = env_int(r, "RTGW_WEBRTC_UDP_PORT_MAX", *v, 0, 65535);
   if (auto v = env("RTGW_WEBRTC_JITTERBUFFER_LATENCY_MS"))
-    c.webrtc.jitterbuffer_latency_ms = env_int(r, "RTGW_WEBRTC_JITTERBUFFER_LATENCY_MS", *v, 0, 2000);
+    c.webrtc.jitterbuffer_latency_ms =
+        env_int(r, "RTGW_WEBRTC_JITTERBUFFER_LATENCY_MS", *v, 0, 2000);
 }
 
 void validate(const Reader& r, Config& c) {
   // listen
   auto colon = c.listen.rfind(':');
-  if (colon == std::string::npos || colon == 0) r.fail("$.listen", "expected HOST:PORT, got '" + c.listen + "'");
+  if (colon == std::string::npos || colon == 0)
+    r.fail("$.listen", "expected HOST:PORT, got '" + c.listen + "'");
   char* end = nullptr;
   long port = std::strtol(c.listen.c_str() + colon + 1, &end, 10);
   if (*end || port < 0 || port > 65535) r.fail("$.listen", "invalid port in '" + c.listen + "'");
@@ -435,8 +440,9 @@ std::string describe(const Config& c) {
     out << "model: " << m.name << " -> " << m.upstream_model << "\n";
     for (const auto& w : m.workers)
       out << "  worker: " << w.name << " provider=" << w.provider
-          << (w.url.empty() ? "" : " url=" + w.url) << " api_key=" << (w.api_key.empty() ? "none" : "set")
-          << " timeout=" << w.timeout_seconds << "s max_calls=" << w.max_calls << "\n";
+          << (w.url.empty() ? "" : " url=" + w.url)
+          << " api_key=" << (w.api_key.empty() ? "none" : "set") << " timeout=" << w.timeout_seconds
+          << "s max_calls=" << w.max_calls << "\n";
   }
   out << "webrtc: stun=" << (c.webrtc.stun_server.empty() ? "none" : c.webrtc.stun_server)
       << " turn=" << c.webrtc.turn_servers.size() << " nat_1to1_ips=";

@@ -33,10 +33,10 @@ struct AuthConfig {
 };
 
 struct WorkerConfig {
-  std::string name;      // defaults to "<model>/<index>" or the URL's host
-  std::string provider;  // openai | azure | generic | echo
-  std::string url;       // base URL (scheme://host:port[/prefix]); empty for echo
-  std::string api_key;   // resolved secret, may be empty
+  std::string name;               // defaults to "<model>/<index>" or the URL's host
+  std::string provider;           // openai | azure | generic | echo
+  std::string url;                // base URL (scheme://host:port[/prefix]); empty for echo
+  std::string api_key;            // resolved secret, may be empty
   double timeout_seconds = 10.0;  // whole SDP exchange with the worker
   int max_calls = 0;              // 0 = unlimited
 };
@@ -60,7 +60,7 @@ struct WebRtcConfig {
 };
 
 struct LimitsConfig {
-  std::int64_t max_body_bytes = 256 * 1024;      // POST bodies (413 above)
+  std::int64_t max_body_bytes = 256 * 1024;        // POST bodies (413 above)
   std::int64_t max_pending_event_bytes = 1 << 20;  // per direction, while a channel is not open
   int max_calls = 0;                               // global capacity, 0 = unlimited
   int drain_timeout_seconds = 10;                  // SIGTERM: how long live calls may run on
@@ -77,7 +77,7 @@ struct Config {
   // policy.max_event_bytes: the largest event relayed either way (the data channel caps it at
   // 65536 whatever this says).
   std::int64_t max_event_bytes = 65536;
-  std::string usage_log;    // path of the usage JSON-lines log ("" = none)
+  std::string usage_log;  // path of the usage JSON-lines log ("" = none)
   LimitsConfig limits;
   std::string pipeline_file;  // per-call pipeline description ("" = built-in path)
   std::string data_dir;       // the tester page's folder ("" = the source tree's data/)

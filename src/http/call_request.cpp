@@ -79,11 +79,13 @@ CallRequest parse_call_request(const char* content_type, const std::string& body
       request.session_json = std::move(value);
     }
   }
-  if (!have_sdp) throw errors::bad_request("invalid_multipart", "the multipart body has no `sdp` field");
+  if (!have_sdp)
+    throw errors::bad_request("invalid_multipart", "the multipart body has no `sdp` field");
   return request;
 }
 
-std::string session_for_upstream(const std::string& session_json, const std::string& upstream_model) {
+std::string session_for_upstream(const std::string& session_json,
+                                 const std::string& upstream_model) {
   auto node = json::parse(session_json);
   if (!node || JSON_NODE_TYPE(node.get()) != JSON_NODE_OBJECT) return session_json;
   JsonObject* obj = json_node_get_object(node.get());

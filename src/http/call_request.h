@@ -13,7 +13,7 @@ namespace rtgw::http {
 
 struct CallRequest {
   std::string sdp;
-  std::optional<std::string> session_json;  // the client's `session` object, verbatim JSON
+  std::optional<std::string> session_json;   // the client's `session` object, verbatim JSON
   std::optional<std::string> session_model;  // session.model, when present
 };
 
@@ -21,6 +21,7 @@ struct CallRequest {
 CallRequest parse_call_request(const char* content_type, const std::string& body);
 
 // Returns `session_json` with `model` replaced by `upstream_model` (the worker's name for it).
-std::string session_for_upstream(const std::string& session_json, const std::string& upstream_model);
+std::string session_for_upstream(const std::string& session_json,
+                                 const std::string& upstream_model);
 
 }  // namespace rtgw::http

@@ -14,7 +14,10 @@ namespace rtgw::http {
 class HttpError : public std::runtime_error {
  public:
   HttpError(int status, std::string type, std::string code, const std::string& message)
-      : std::runtime_error(message), status_(status), type_(std::move(type)), code_(std::move(code)) {}
+      : std::runtime_error(message),
+        status_(status),
+        type_(std::move(type)),
+        code_(std::move(code)) {}
 
   // An upstream's own JSON error body, passed through with its status.
   static HttpError passthrough(int status, std::string body, const std::string& message) {

@@ -68,7 +68,8 @@ struct PendingResponse {
 
 }  // namespace
 
-void respond(SoupServerMessage* msg, int status, const char* content_type, const std::string& body) {
+void respond(SoupServerMessage* msg, int status, const char* content_type,
+             const std::string& body) {
   soup_server_message_set_status(msg, static_cast<guint>(status), nullptr);
   soup_server_message_set_response(msg, content_type, SOUP_MEMORY_COPY, body.data(), body.size());
 }
@@ -85,15 +86,15 @@ Server::Server(Services services) : services_(std::move(services)) {
       server_.get(), nullptr,
       [](SoupServer*, SoupServerMessage* msg, const char*, GHashTable*, gpointer data) {
         auto* self = static_cast<Server*>(data);
-        goffset length = soup_message_headers_get_content_length(
-            soup_server_message_get_request_headers(msg));
+        goffset length =
+            soup_message_headers_get_content_length(soup_server_message_get_request_headers(msg));
         if (length > self->services_.config.limits.max_body_bytes)
-          respond_json(msg, 413,
-                       HttpError(413, "invalid_request_error", "body_too_large",
-                                         "the request body is larger than " +
-                                             std::to_string(self->services_.config.limits.max_body_bytes) +
-                                             " bytes")
-                           .body());
+          respond_json(
+              msg, 413,
+              HttpError(413, "invalid_request_error", "body_too_large",
+                        "the request body is larger than " +
+                            std::to_string(self->services_.config.limits.max_body_bytes) + " bytes")
+                  .body());
       },
       this, nullptr);
   soup_server_add_handler(
@@ -175,7 +176,8 @@ void Server::dispatch(SoupServerMessage* msg, const char* path_cstr) {
     std::string rest = path.substr(calls_prefix.size());
     const std::string hangup_suffix = "/hangup";
     if (method == "POST" && rest.size() > hangup_suffix.size() &&
-        rest.compare(rest.size() - hangup_suffix.size(), hangup_suffix.size(), hangup_suffix) == 0) {
+        rest.compare(rest.size() - hangup_suffix.size(), hangup_suffix.size(), hangup_suffix) ==
+            0) {
       handle_hangup_call(msg, rest.substr(0, rest.size() - hangup_suffix.size()));
       return;
     }
@@ -186,7 +188,8 @@ void Server::dispatch(SoupServerMessage* msg, const char* path_cstr) {
   }
   const std::string debug_prefix = "/debug/calls/";
   const std::string dot_suffix = "/pipeline.dot";
-  if (method == "GET" && path.rfind(debug_prefix, 0) == 0 && path.size() > debug_prefix.size() + dot_suffix.size() &&
+  if (method == "GET" && path.rfind(debug_prefix, 0) == 0 &&
+      path.size() > debug_prefix.size() + dot_suffix.size() &&
       path.compare(path.size() - dot_suffix.size(), dot_suffix.size(), dot_suffix) == 0) {
     handle_pipeline_dot(msg, path.substr(debug_prefix.size(),
                                          path.size() - debug_prefix.size() - dot_suffix.size()));
@@ -216,8 +219,8 @@ void Server::handle_create_call(SoupServerMessage* msg, GHashTable* query) {
   std::string body = request_body(msg);
   if (static_cast<std::int64_t>(body.size()) > config.limits.max_body_bytes)
     throw HttpError(413, "invalid_request_error", "body_too_large",
-                    "the request body is larger than " + std::to_string(config.limits.max_body_bytes) +
-                        " bytes");
+                    "the request body is larger than " +
+                        std::to_string(config.limits.max_body_bytes) + " bytes");
   CallRequest request = parse_call_request(request_header(msg, "Content-Type"), body);
 
   std::string model = request.session_model.value_or("");
@@ -227,9 +230,11 @@ void Server::handle_create_call(SoupServerMessage* msg, GHashTable* query) {
     throw errors::bad_request("missing_model",
                               "name the model with ?model= (or session.model in a multipart body)");
   if (principal.token_model && model != *principal.token_model)
-    throw errors::forbidden("model_not_allowed", "this token is bound to model " + *principal.token_model);
+    throw errors::forbidden("model_not_allowed",
+                            "this token is bound to model " + *principal.token_model);
   const config::ModelConfig* model_config = config.find_model(model);
-  if (!model_config) throw errors::not_found("model_not_found", "the model '" + model + "' does not exist");
+  if (!model_config)
+    throw errors::not_found("model_not_found", "the model '" + model + "' does not exist");
   if (!principal.may_use(model))
     throw errors::forbidden("model_not_allowed", "this key may not use the model '" + model + "'");
 
@@ -244,11 +249,12 @@ void Server::handle_create_call(SoupServerMessage* msg, GHashTable* query) {
     throw errors::unavailable("no_capacity", "the gateway is at its call capacity");
   if (principal.max_concurrent_calls > 0 &&
       services_.calls.live_calls_for_key(principal.key_name) >= principal.max_concurrent_calls)
-    throw errors::too_many("too_many_calls", "this key already has " +
-                                                 std::to_string(principal.max_concurrent_calls) +
-                                                 " live calls");
+    throw errors::too_many(
+        "too_many_calls",
+        "this key already has " + std::to_string(principal.max_concurrent_calls) + " live calls");
   auto signaller = services_.workers.pick(model);
-  if (!signaller) throw errors::unavailable("no_capacity", "no worker of '" + model + "' has capacity");
+  if (!signaller)
+    throw errors::unavailable("no_capacity", "no worker of '" + model + "' has capacity");
 
   std::optional<std::string> session = request.session_json;
   if (!session && principal.token_session_json) session = principal.token_session_json;
@@ -286,8 +292,8 @@ void Server::handle_create_call(SoupServerMessage* msg, GHashTable* query) {
   soup_server_message_pause(msg);
   signaller->call_started();
   try {
-    services_.calls.start_call(std::move(identity), std::move(settings), signaller, std::move(offer),
-                               std::move(session), std::move(on_answer),
+    services_.calls.start_call(std::move(identity), std::move(settings), signaller,
+                               std::move(offer), std::move(session), std::move(on_answer),
                                [signaller](const calls::Call&) { signaller->call_ended(); });
   } catch (const std::exception& e) {
     signaller->call_ended();
@@ -303,8 +309,7 @@ void Server::handle_create_call(SoupServerMessage* msg, GHashTable* query) {
   };
   if (pending->msg) {
     gulong id = g_signal_connect_data(
-        msg, "disconnected",
-        G_CALLBACK(+[](SoupServerMessage*, gpointer data) {
+        msg, "disconnected", G_CALLBACK(+[](SoupServerMessage*, gpointer data) {
           auto* ctx = static_cast<DisconnectCtx*>(data);
           auto p = ctx->pending.lock();
           if (!p || !p->msg) return;
@@ -321,7 +326,8 @@ void Server::handle_create_call(SoupServerMessage* msg, GHashTable* query) {
 
 void Server::handle_get_call(SoupServerMessage* msg, const std::string& id) {
   auth::Principal principal = services_.auth.authenticate(request_header(msg, "Authorization"));
-  if (calls::Call* call = services_.calls.find(id); call && principal.may_access(call->identity().key_name)) {
+  if (calls::Call* call = services_.calls.find(id);
+      call && principal.may_access(call->identity().key_name)) {
     respond_json(msg, 200, call->describe().str());
     return;
   }
@@ -354,7 +360,10 @@ void Server::handle_models(SoupServerMessage* msg) {
   for (const auto& m : services_.config.models) {
     if (!principal.may_use(m.name)) continue;
     json::ObjectBuilder item;
-    item.set("id", m.name).set("object", "model").set("created", gint64{0}).set("owned_by", "realtime-gateway");
+    item.set("id", m.name)
+        .set("object", "model")
+        .set("created", gint64{0})
+        .set("owned_by", "realtime-gateway");
     json_array_add_element(array, item.node().release());
   }
   json::ObjectBuilder out;

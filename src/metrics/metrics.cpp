@@ -101,7 +101,8 @@ std::string Registry::render() {
       }
       continue;
     }
-    for (const auto& [labels, value] : f.values) out << name << labels << " " << number(value) << "\n";
+    for (const auto& [labels, value] : f.values)
+      out << name << labels << " " << number(value) << "\n";
   }
   return out.str();
 }

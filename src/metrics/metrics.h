@@ -25,10 +25,12 @@ class Registry {
   void set_gauge(const std::string& name, const std::string& help, const Labels& labels,
                  double value);
   // Histogram in seconds-or-whatever units; `buckets` ascending.
-  void observe(const std::string& name, const std::string& help, const Labels& labels,
-               double value, const std::vector<double>& buckets);
+  void observe(const std::string& name, const std::string& help, const Labels& labels, double value,
+               const std::vector<double>& buckets);
   // Called at every render, before output: sets scrape-time gauges.
-  void set_collector(std::function<void(Registry&)> collector) { collector_ = std::move(collector); }
+  void set_collector(std::function<void(Registry&)> collector) {
+    collector_ = std::move(collector);
+  }
   // Clears a gauge family (before a collector refills it).
   void reset_gauge(const std::string& name);
 
@@ -44,7 +46,7 @@ class Registry {
   };
   struct Family {
     std::string help;
-    std::string type;  // counter | gauge | histogram
+    std::string type;                             // counter | gauge | histogram
     std::map<std::string, double> values;         // label text -> value
     std::map<std::string, Histogram> histograms;  // label text -> histogram
   };

@@ -26,9 +26,9 @@ class SdpError : public std::runtime_error {
 };
 
 struct CheckedOffer {
-  SdpMessagePtr message;       // the offer to hand to webrtcbin (with interop fixes applied)
-  int opus_payload_type = -1;  // the first Opus PT of the first audio m-line
-  bool dropped_bundle = false; // the aiortc BUNDLE fix was applied
+  SdpMessagePtr message;        // the offer to hand to webrtcbin (with interop fixes applied)
+  int opus_payload_type = -1;   // the first Opus PT of the first audio m-line
+  bool dropped_bundle = false;  // the aiortc BUNDLE fix was applied
 };
 
 // Parses and checks a client's offer. Throws SdpError with a reason a client can act on.

@@ -98,7 +98,8 @@ void UsageLedger::record(const UsageRecord& record) {
   used_[record.key_name] += record.billable_tokens();
   if (!log_) return;
   std::string line = record.to_json_line(static_cast<double>(g_get_real_time()) / 1e6) + "\n";
-  if (std::fwrite(line.data(), 1, line.size(), log_.get()) != line.size() || std::fflush(log_.get()))
+  if (std::fwrite(line.data(), 1, line.size(), log_.get()) != line.size() ||
+      std::fflush(log_.get()))
     g_warning("usage log write failed: the record of %s is only in memory",
               record.response_id.c_str());
 }

@@ -21,7 +21,7 @@ std::string random_id(const char* prefix, int hex_digits) {
   return id;
 }
 
-constexpr double kOpusFrameMs = 20.0;  // what browsers and aiortc send
+constexpr double kOpusFrameMs = 20.0;           // what browsers and aiortc send
 constexpr double kAudioTokensPerSecond = 10.0;  // OpenAI's realtime audio rate: 1 token / 100 ms
 
 }  // namespace
@@ -49,21 +49,23 @@ class EchoSession : public calls::WebRtcLeg::Listener {
     // Received audio loops back (pad-added runs on a streaming thread: link and return).
     auto* head = echo_in_.get();
     gulong handler = g_signal_connect(leg_->element(), "pad-added",
-                                 G_CALLBACK(+[](GstElement*, GstPad* pad, gpointer data) {
-                                   if (GST_PAD_DIRECTION(pad) != GST_PAD_SRC) return;
-                                   auto sink = Ref<GstPad>::adopt(gst_element_get_static_pad(
-                                       static_cast<GstElement*>(data), "sink"));
-                                   if (!gst_pad_is_linked(sink.get())) gst_pad_link(pad, sink.get());
-                                 }),
-                                 head);
+                                      G_CALLBACK(+[](GstElement*, GstPad* pad, gpointer data) {
+                                        if (GST_PAD_DIRECTION(pad) != GST_PAD_SRC) return;
+                                        auto sink = Ref<GstPad>::adopt(gst_element_get_static_pad(
+                                            static_cast<GstElement*>(data), "sink"));
+                                        if (!gst_pad_is_linked(sink.get()))
+                                          gst_pad_link(pad, sink.get());
+                                      }),
+                                      head);
     signals_.emplace_back(leg_->element(), handler);
     auto in_pad = Ref<GstPad>::adopt(gst_element_get_static_pad(echo_in_.get(), "sink"));
-    gst_pad_add_probe(in_pad.get(), GST_PAD_PROBE_TYPE_BUFFER,
-                      [](GstPad*, GstPadProbeInfo*, gpointer data) -> GstPadProbeReturn {
-                        static_cast<std::atomic<std::uint64_t>*>(data)->fetch_add(1);
-                        return GST_PAD_PROBE_OK;
-                      },
-                      &packets_heard_, nullptr);
+    gst_pad_add_probe(
+        in_pad.get(), GST_PAD_PROBE_TYPE_BUFFER,
+        [](GstPad*, GstPadProbeInfo*, gpointer data) -> GstPadProbeReturn {
+          static_cast<std::atomic<std::uint64_t>*>(data)->fetch_add(1);
+          return GST_PAD_PROBE_OK;
+        },
+        &packets_heard_, nullptr);
 
     struct Ctx {
       std::weak_ptr<int> alive;
@@ -102,7 +104,8 @@ class EchoSession : public calls::WebRtcLeg::Listener {
     if (channel_) gst_webrtc_data_channel_close(channel_.get());
     // Break the webrtcbin -> echo -> webrtcbin cycle before ordering the state change.
     auto src = Ref<GstPad>::adopt(gst_element_get_static_pad(echo_out_.get(), "src"));
-    if (auto peer = Ref<GstPad>::adopt(gst_pad_get_peer(src.get()))) gst_pad_unlink(src.get(), peer.get());
+    if (auto peer = Ref<GstPad>::adopt(gst_pad_get_peer(src.get())))
+      gst_pad_unlink(src.get(), peer.get());
     gst_element_set_state(pipeline_.get(), GST_STATE_NULL);
   }
 
@@ -113,9 +116,10 @@ class EchoSession : public calls::WebRtcLeg::Listener {
       offer = sdp::parse(offer_sdp);
       pt = sdp::opus_payload_type(offer.get());
     } catch (const sdp::SdpError& e) {
-      done(UpstreamFailure{UpstreamFailure::Kind::kStatus, 400,
-                           R"({"error":{"type":"invalid_request_error","code":"invalid_sdp","message":"echo: bad offer"}})",
-                           e.what()});
+      done(UpstreamFailure{
+          UpstreamFailure::Kind::kStatus, 400,
+          R"({"error":{"type":"invalid_request_error","code":"invalid_sdp","message":"echo: bad offer"}})",
+          e.what()});
       return;
     }
     g_object_set(echo_out_.get(), "pt", static_cast<guint>(pt < 0 ? 96 : pt), nullptr);
@@ -132,18 +136,18 @@ class EchoSession : public calls::WebRtcLeg::Listener {
           auto pad = leg_->request_audio_sink(caps.get());
           auto src = Ref<GstPad>::adopt(gst_element_get_static_pad(echo_out_.get(), "src"));
           if (pad) gst_pad_link(src.get(), pad.get());
-          leg_->create_local_description(false, [this, done](const std::string& e,
-                                                             const std::string& sdp) {
-            if (!e.empty()) {
-              done(UpstreamFailure{UpstreamFailure::Kind::kProtocol, 0, {}, "echo: " + e});
-              return;
-            }
-            UpstreamAnswer answer;
-            answer.sdp = sdp;
-            answer.upstream_call_id = id_;
-            answer.answer_ms = (g_get_monotonic_time() - started_us_) / 1000.0;
-            done(std::move(answer));
-          });
+          leg_->create_local_description(
+              false, [this, done](const std::string& e, const std::string& sdp) {
+                if (!e.empty()) {
+                  done(UpstreamFailure{UpstreamFailure::Kind::kProtocol, 0, {}, "echo: " + e});
+                  return;
+                }
+                UpstreamAnswer answer;
+                answer.sdp = sdp;
+                answer.upstream_call_id = id_;
+                answer.answer_ms = (g_get_monotonic_time() - started_us_) / 1000.0;
+                done(std::move(answer));
+              });
         });
   }
 
@@ -158,10 +162,13 @@ class EchoSession : public calls::WebRtcLeg::Listener {
     channel_ = std::move(channel);
     session_id_ = random_id("sess_", 24);
     json::ObjectBuilder session;
-    session.set("id", session_id_).set("object", "realtime.session").set("type", "realtime")
+    session.set("id", session_id_)
+        .set("object", "realtime.session")
+        .set("type", "realtime")
         .set("model", "echo");
     json::ObjectBuilder created;
-    created.set("type", "session.created").set("event_id", random_id("event_", 24))
+    created.set("type", "session.created")
+        .set("event_id", random_id("event_", 24))
         .set_object("session", std::move(session));
     send(created.str());
   }
@@ -206,27 +213,33 @@ class EchoSession : public calls::WebRtcLeg::Listener {
     std::uint64_t packets = packets_heard_.load();
     double heard_ms = static_cast<double>(packets - packets_at_last_response_) * kOpusFrameMs;
     packets_at_last_response_ = packets;
-    auto audio_tokens = static_cast<gint64>(std::llround(heard_ms / 1000.0 * kAudioTokensPerSecond));
+    auto audio_tokens =
+        static_cast<gint64>(std::llround(heard_ms / 1000.0 * kAudioTokensPerSecond));
     std::string response_id = random_id("resp_", 24);
 
     json::ObjectBuilder response;
     response.set("id", response_id).set("object", "realtime.response").set("status", "in_progress");
     json::ObjectBuilder created;
-    created.set("type", "response.created").set("event_id", random_id("event_", 24))
+    created.set("type", "response.created")
+        .set("event_id", random_id("event_", 24))
         .set_object("response", std::move(response));
     send(created.str());
 
-    std::string transcript = "echo: heard " + std::to_string(static_cast<gint64>(heard_ms)) +
-                             " ms of audio";
+    std::string transcript =
+        "echo: heard " + std::to_string(static_cast<gint64>(heard_ms)) + " ms of audio";
     json::ObjectBuilder delta;
-    delta.set("type", "response.output_text.delta").set("event_id", random_id("event_", 24))
-        .set("response_id", response_id).set("delta", transcript);
+    delta.set("type", "response.output_text.delta")
+        .set("event_id", random_id("event_", 24))
+        .set("response_id", response_id)
+        .set("delta", transcript);
     send(delta.str());
 
     gint64 text_tokens = static_cast<gint64>((transcript.size() + 3) / 4);
     json::ObjectBuilder input_details;
-    input_details.set("text_tokens", gint64{0}).set("audio_tokens", audio_tokens)
-        .set("image_tokens", gint64{0}).set("cached_tokens", gint64{0});
+    input_details.set("text_tokens", gint64{0})
+        .set("audio_tokens", audio_tokens)
+        .set("image_tokens", gint64{0})
+        .set("cached_tokens", gint64{0});
     json::ObjectBuilder output_details;
     output_details.set("text_tokens", text_tokens).set("audio_tokens", audio_tokens);
     json::ObjectBuilder usage;
@@ -236,10 +249,13 @@ class EchoSession : public calls::WebRtcLeg::Listener {
         .set_object("input_token_details", std::move(input_details))
         .set_object("output_token_details", std::move(output_details));
     json::ObjectBuilder done_response;
-    done_response.set("id", response_id).set("object", "realtime.response").set("status", "completed")
+    done_response.set("id", response_id)
+        .set("object", "realtime.response")
+        .set("status", "completed")
         .set_object("usage", std::move(usage));
     json::ObjectBuilder done;
-    done.set("type", "response.done").set("event_id", random_id("event_", 24))
+    done.set("type", "response.done")
+        .set("event_id", random_id("event_", 24))
         .set_object("response", std::move(done_response));
     send(done.str());
   }
@@ -248,7 +264,8 @@ class EchoSession : public calls::WebRtcLeg::Listener {
     json::ObjectBuilder error;
     error.set("type", "invalid_request_error").set("code", code).set("message", message);
     json::ObjectBuilder event;
-    event.set("type", "error").set("event_id", random_id("event_", 24))
+    event.set("type", "error")
+        .set("event_id", random_id("event_", 24))
         .set_object("error", std::move(error));
     send(event.str());
   }

@@ -24,8 +24,8 @@ struct UpstreamAnswer {
 struct UpstreamFailure {
   enum class Kind { kConnect, kTimeout, kStatus, kProtocol };
   Kind kind = Kind::kConnect;
-  int status = 0;     // HTTP status for kStatus
-  std::string body;   // the upstream's body for kStatus (JSON passed through)
+  int status = 0;    // HTTP status for kStatus
+  std::string body;  // the upstream's body for kStatus (JSON passed through)
   std::string message;
 };
 

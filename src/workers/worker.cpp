@@ -30,10 +30,10 @@ std::string location_call_id(const char* location) {
 
 Worker::Worker(const config::WorkerConfig& config) : config_(config) {
   // Each worker gets its own pool; `timeout` bounds socket I/O, the exchange has its own bound.
-  session_ = Ref<SoupSession>::adopt(soup_session_new_with_options(
-      "max-conns", 64, "max-conns-per-host", 32, "timeout",
-      static_cast<guint>(config_.timeout_seconds + 1), "idle-timeout", 60, "user-agent",
-      "realtime-gateway/0.1", nullptr));
+  session_ = Ref<SoupSession>::adopt(
+      soup_session_new_with_options("max-conns", 64, "max-conns-per-host", 32, "timeout",
+                                    static_cast<guint>(config_.timeout_seconds + 1), "idle-timeout",
+                                    60, "user-agent", "realtime-gateway/0.1", nullptr));
 }
 
 std::string Worker::calls_url(const std::string& model) const {
@@ -47,11 +47,11 @@ void Worker::exchange(const OfferRequest& request, GCancellable* cancellable,
   ex->done = std::move(done);
   ex->cancellable = Ref<GCancellable>::adopt(g_cancellable_new());
   if (cancellable) {
-    gulong id = g_signal_connect(cancellable, "cancelled",
-                                 G_CALLBACK(+[](GCancellable*, gpointer ours) {
-                                   g_cancellable_cancel(G_CANCELLABLE(ours));
-                                 }),
-                                 ex->cancellable.get());
+    gulong id =
+        g_signal_connect(cancellable, "cancelled", G_CALLBACK(+[](GCancellable*, gpointer ours) {
+                           g_cancellable_cancel(G_CANCELLABLE(ours));
+                         }),
+                         ex->cancellable.get());
     ex->caller_cancelled = SignalConnection(cancellable, id);
     if (g_cancellable_is_cancelled(cancellable)) return;
   }
@@ -112,14 +112,16 @@ void Worker::exchange(const OfferRequest& request, GCancellable* cancellable,
         double elapsed_ms = (g_get_monotonic_time() - ex->started_us) / 1000.0;
         if (!bytes) {
           if (ex->timed_out) {
-            ex->done(UpstreamFailure{UpstreamFailure::Kind::kTimeout, 0, {},
-                                     "the worker did not answer in time"});
+            ex->done(UpstreamFailure{
+                UpstreamFailure::Kind::kTimeout, 0, {}, "the worker did not answer in time"});
           } else if (g_error_matches(err.get(), G_IO_ERROR, G_IO_ERROR_CANCELLED)) {
             return;  // the call went away; nobody to tell
           } else {
-            ex->done(UpstreamFailure{UpstreamFailure::Kind::kConnect, 0, {},
-                                     std::string("cannot reach the worker: ") +
-                                         (err ? err->message : "unknown error")});
+            ex->done(UpstreamFailure{
+                UpstreamFailure::Kind::kConnect,
+                0,
+                {},
+                std::string("cannot reach the worker: ") + (err ? err->message : "unknown error")});
           }
           return;
         }
@@ -133,7 +135,9 @@ void Worker::exchange(const OfferRequest& request, GCancellable* cancellable,
           return;
         }
         if (body.rfind("v=0", 0) != 0) {
-          ex->done(UpstreamFailure{UpstreamFailure::Kind::kProtocol, static_cast<int>(status), {},
+          ex->done(UpstreamFailure{UpstreamFailure::Kind::kProtocol,
+                                   static_cast<int>(status),
+                                   {},
                                    "the worker's answer is not an SDP"});
           return;
         }
@@ -168,8 +172,7 @@ void Worker::hangup(const std::string& upstream_call_id) {
         UniqueError err;
         auto bytes = Ref<GBytes>::adopt(
             soup_session_send_and_read_finish(SOUP_SESSION(source), result, ErrorOut(err)));
-        if (!bytes)
-          g_message("upstream hangup failed: %s", err ? err->message : "unknown");
+        if (!bytes) g_message("upstream hangup failed: %s", err ? err->message : "unknown");
       },
       raw);
 }

@@ -104,24 +104,30 @@ TEST(Config, ErrorsNameFilePathAndReason) {
   expect_error(R"({"models": [{"name": "m", "workers": []}]})", "$.models[0].workers",
                "at least one");
   expect_error(R"({"models": []})", "$.models", "no models");
-  expect_error(R"({"listen": "nowhere", "models": [{"name": "e", "workers": [{"provider": "echo"}]}]})",
-               "$.listen", "HOST:PORT");
-  expect_error(R"({"auth": {"keys": [{"name": "a"}]}, "models": [{"name": "e", "workers": [{"provider": "echo"}]}]})",
-               "$.auth.keys[0].key", "required");
-  expect_error(R"({"auth": {"token_ttl_seconds": 5}, "models": [{"name": "e", "workers": [{"provider": "echo"}]}]})",
-               "$.auth.token_ttl_seconds", "between 10 and 7200");
-  expect_error(R"({"webrtc": {"udp_port_min": 5000}, "models": [{"name": "e", "workers": [{"provider": "echo"}]}]})",
-               "$.webrtc.udp_port_min", "neither");
+  expect_error(
+      R"({"listen": "nowhere", "models": [{"name": "e", "workers": [{"provider": "echo"}]}]})",
+      "$.listen", "HOST:PORT");
+  expect_error(
+      R"({"auth": {"keys": [{"name": "a"}]}, "models": [{"name": "e", "workers": [{"provider": "echo"}]}]})",
+      "$.auth.keys[0].key", "required");
+  expect_error(
+      R"({"auth": {"token_ttl_seconds": 5}, "models": [{"name": "e", "workers": [{"provider": "echo"}]}]})",
+      "$.auth.token_ttl_seconds", "between 10 and 7200");
+  expect_error(
+      R"({"webrtc": {"udp_port_min": 5000}, "models": [{"name": "e", "workers": [{"provider": "echo"}]}]})",
+      "$.webrtc.udp_port_min", "neither");
 }
 
 TEST(Config, FlagsBeatEnvBeatFile) {
-  const char* text = R"({"listen": "127.0.0.1:1000", "models": [{"name": "e", "workers": [{"provider": "echo"}]}]})";
+  const char* text =
+      R"({"listen": "127.0.0.1:1000", "models": [{"name": "e", "workers": [{"provider": "echo"}]}]})";
   auto env = env_of({{"RTGW_LISTEN", "127.0.0.1:2000"},
                      {"RTGW_WEBRTC_NAT_1TO1_IPS", "198.51.100.1, 198.51.100.2"},
                      {"RTGW_WEBRTC_ICE_INTERFACES", "eth0"}});
   auto from_env = rtgw::config::load_from_text(text, "f", {}, env);
   EXPECT_EQ(from_env.listen, "127.0.0.1:2000");
-  EXPECT_EQ(from_env.webrtc.nat_1to1_ips, (std::vector<std::string>{"198.51.100.1", "198.51.100.2"}));
+  EXPECT_EQ(from_env.webrtc.nat_1to1_ips,
+            (std::vector<std::string>{"198.51.100.1", "198.51.100.2"}));
   EXPECT_EQ(from_env.webrtc.ice_interfaces, std::vector<std::string>{"eth0"});
   Overrides flags;
   flags.listen = "127.0.0.1:3000";
@@ -131,8 +137,9 @@ TEST(Config, FlagsBeatEnvBeatFile) {
 
 TEST(Config, BadEnvValueIsAnError) {
   const char* text = R"({"models": [{"name": "e", "workers": [{"provider": "echo"}]}]})";
-  EXPECT_THROW(rtgw::config::load_from_text(text, "f", {}, env_of({{"RTGW_WEBRTC_UDP_PORT_MIN", "abc"}})),
-               ConfigError);
+  EXPECT_THROW(
+      rtgw::config::load_from_text(text, "f", {}, env_of({{"RTGW_WEBRTC_UDP_PORT_MIN", "abc"}})),
+      ConfigError);
 }
 
 TEST(Config, BuiltInDefault) {

@@ -16,8 +16,8 @@ using rtgw::http::parse_call_request;
 
 std::string multipart(const std::string& boundary, const std::string& sdp,
                       const std::string* session) {
-  std::string body = "--" + boundary + "\r\nContent-Disposition: form-data; name=\"sdp\"\r\n\r\n" +
-                     sdp + "\r\n";
+  std::string body =
+      "--" + boundary + "\r\nContent-Disposition: form-data; name=\"sdp\"\r\n\r\n" + sdp + "\r\n";
   if (session)
     body += "--" + boundary +
             "\r\nContent-Disposition: form-data; name=\"session\"\r\nContent-Type: "
@@ -42,7 +42,8 @@ TEST(CallRequest, PlainSdp) {
 
 TEST(CallRequest, MultipartWithSession) {
   std::string session = R"({"type":"realtime","model":"gpt-realtime","instructions":"hi"})";
-  auto r = parse_call_request("multipart/form-data; boundary=XyZ", multipart("XyZ", "v=0\r\nfoo", &session));
+  auto r = parse_call_request("multipart/form-data; boundary=XyZ",
+                              multipart("XyZ", "v=0\r\nfoo", &session));
   EXPECT_EQ(r.sdp, "v=0\r\nfoo");
   ASSERT_TRUE(r.session_json);
   EXPECT_EQ(*r.session_json, session);
@@ -82,7 +83,8 @@ TEST(CallRequest, Errors) {
   } catch (const HttpError& e) {
     EXPECT_EQ(error_code(e), "invalid_multipart");
   }
-  std::string only_session = "--b\r\nContent-Disposition: form-data; name=\"session\"\r\n\r\n{}\r\n--b--\r\n";
+  std::string only_session =
+      "--b\r\nContent-Disposition: form-data; name=\"session\"\r\n\r\n{}\r\n--b--\r\n";
   try {
     parse_call_request("multipart/form-data; boundary=b", only_session);
     FAIL();
@@ -92,7 +94,8 @@ TEST(CallRequest, Errors) {
 }
 
 TEST(CallRequest, SessionForUpstreamRenamesModel) {
-  std::string out = rtgw::http::session_for_upstream(R"({"model":"alias","voice":"x"})", "real-model");
+  std::string out =
+      rtgw::http::session_for_upstream(R"({"model":"alias","voice":"x"})", "real-model");
   auto node = rtgw::json::parse(out);
   JsonObject* obj = json_node_get_object(node.get());
   EXPECT_EQ(rtgw::json::get_string(obj, "model").value_or(""), "real-model");

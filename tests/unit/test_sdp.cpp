@@ -67,7 +67,8 @@ TEST(CheckOffer, RejectsOfferWithoutAudio) {
 }
 
 TEST(CheckOffer, RejectsOfferWithoutOpus) {
-  std::string sdp = replace(read("chromium_offer.sdp"), "a=rtpmap:111 opus/48000/2", "a=rtpmap:111 ISAC/16000");
+  std::string sdp =
+      replace(read("chromium_offer.sdp"), "a=rtpmap:111 opus/48000/2", "a=rtpmap:111 ISAC/16000");
   try {
     check_offer(sdp);
     FAIL() << "accepted an offer without Opus";
@@ -93,7 +94,8 @@ TEST(CheckOffer, RejectsOfferWithoutIceCredentials) {
   size_t start = 0;
   while (start < sdp.size()) {
     size_t end = sdp.find('\n', start);
-    std::string line = sdp.substr(start, end == std::string::npos ? std::string::npos : end - start + 1);
+    std::string line =
+        sdp.substr(start, end == std::string::npos ? std::string::npos : end - start + 1);
     if (line.rfind("a=ice-pwd", 0) != 0) stripped += line;
     start = end == std::string::npos ? sdp.size() : end + 1;
   }
