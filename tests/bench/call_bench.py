@@ -196,7 +196,7 @@ def load_run(procs: bl.Processes, workdir: str, upstream: bl.Upstream, n: int, h
 
     client_pids = [c.pid for c in clients]
     window = bl.CpuWindow({"gateway": [pid], "clients": client_pids,
-                           "upstream": [upstream.proc.pid]})
+                           "upstream": [upstream.proc.pid], "bench": [os.getpid()]})
     window.start()
     rss_samples, thread_samples = [], []
     end = time.monotonic() + hold
@@ -239,6 +239,9 @@ def load_run(procs: bl.Processes, workdir: str, upstream: bl.Upstream, n: int, h
         "gateway_idle_cpu_pct": idle_cpu,
         "clients_cpu_pct": cpu["clients_pct"], "upstream_cpu_pct": cpu["upstream_pct"],
         "machine_cpu_pct": cpu["machine_pct"],
+        # machine-wide busy time (in % of one core) not spent by the processes started here
+        "rest_of_machine_cpu_pct": cpu["machine_pct"] * (os.cpu_count() or 1)
+        - cpu["gateway_pct"] - cpu["clients_pct"] - cpu["upstream_pct"] - cpu["bench_pct"],
         "rss_cold_mib": rss_cold / 1024, "rss_idle_mib": rss_idle / 1024,
         "rss_during_mib": rss_during / 1024, "rss_after_mib": rss_after / 1024,
         "rss_delta_mib": (rss_during - rss_idle) / 1024,
@@ -270,11 +273,13 @@ def report_load(results: List[Dict[str, Any]]) -> None:
           "(aiortc frames are 20 ms: 50 fr/s = all audio arrived)")
     print("\ncontext (same window):")
     bl.print_table(
-        ["N", "window s", "gw idle CPU %", "clients CPU %", "upstream CPU %", "machine CPU %",
+        ["N", "window s", "gw idle CPU %", "clients CPU %", "upstream CPU %", "rest CPU %",
+         "machine CPU %",
          "RSS cold", "RSS after hang-up", "threads idle/after", "echo RTT p50/p99 ms",
          "audio tx fr/s/call"],
         [[r["n"], r["window_s"], r["gateway_idle_cpu_pct"], r["clients_cpu_pct"],
-          r["upstream_cpu_pct"], r["machine_cpu_pct"], r["rss_cold_mib"], r["rss_after_mib"],
+          r["upstream_cpu_pct"], r["rest_of_machine_cpu_pct"], r["machine_cpu_pct"],
+          r["rss_cold_mib"], r["rss_after_mib"],
           f"{r['threads_idle']}/{r['threads_after']}",
           f"{bl.fmt(r['echo_rtt_ms']['p50'])}/{bl.fmt(r['echo_rtt_ms']['p99'])}",
           r["audio_frames_tx_per_s_per_call"]] for r in results], digits=1)
@@ -283,9 +288,13 @@ def report_load(results: List[Dict[str, Any]]) -> None:
         notes = []
         if r["failed"]:
             notes.append(f"{len(r['failed'])} call(s) failed: {r['failed'][:3]}")
+        if r["rest_of_machine_cpu_pct"] > 20:
+            notes.append(f"processes not started by this benchmark (or the kernel) used "
+                         f"{r['rest_of_machine_cpu_pct']:.0f} % of a core in the window: "
+                         "the figures are disturbed")
         if r["machine_cpu_pct"] > 85:
-            notes.append(f"machine CPU {r['machine_cpu_pct']:.0f} % of {cpus} cores: the "
-                         "Python peers saturate the machine, figures are pessimistic")
+            notes.append(f"machine CPU {r['machine_cpu_pct']:.0f} % of {cpus} cores: saturated, "
+                         "the gateway's threads wait for a core (figures are pessimistic)")
         if r["audio_frames_rx_per_s_per_call"] < 45:
             notes.append("clients received < 45 audio frames/s per call (audio lost or late)")
         if r["events_sent"] and r["events_echoed"] < 0.95 * r["events_sent"]:

@@ -10,6 +10,7 @@ import json
 
 from conftest import GATEWAY_KEY
 from peers.browser_client import run_browser_call
+from peers.werift_client import run_werift_call
 from peers.wrtc_client import run_wrtc_call
 
 ECHO = {"type": "test.echo", "payload": "interop"}
@@ -54,4 +55,17 @@ def test_libwebrtc_native_client_through_gateway(gateway, fake_upstream):
     assert [e for e in result.events_of("test.echoed") if e["payload"] == ECHO["payload"]]
     # wrtc's RTCAudioSink delivers 10 ms frames
     assert result.audio_frames_received and result.audio_frames_received >= 100, result
+    upstream_saw(fake_upstream)
+
+
+def test_werift_client_through_gateway(gateway, fake_upstream):
+    result = run_werift_call(gateway.url, GATEWAY_KEY, model="gpt-realtime", send_events=[ECHO],
+                             duration=4.0)
+    assert result.status == 201, (result.status, result.error_body, result.error,
+                                  result.offer_sdp)
+    assert result.channel_opened, (result.connection_states, result.offer_sdp, result.answer_sdp)
+    assert [e for e in result.events_of("test.echoed") if e["payload"] == ECHO["payload"]], \
+        result.raw_events
+    # werift does not decode: it counts the RTP packets received on the remote track (20 ms each)
+    assert result.audio_packets_received >= 50, result
     upstream_saw(fake_upstream)
