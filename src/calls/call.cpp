@@ -223,10 +223,15 @@ void Call::install_event_sink(const char* name, bool to_upstream) {
 void Call::start(sdp::CheckedOffer offer, std::optional<std::string> session_json) {
   build_pipeline();
   client_opus_pt_ = offer.opus_payload_type;
-  // The audio going back to the client must carry the client's own Opus payload type.
-  g_object_set(element(kClientAudioOut).get(), "pt", static_cast<guint>(client_opus_pt_), nullptr);
-  g_object_set(element(kUpstreamAudioOut).get(), "pt", static_cast<guint>(client_opus_pt_),
-               nullptr);
+  // The audio going back to the client must carry the client's own Opus payload type. Each pay
+  // sends with a fixed SSRC that the leg's answer/offer declares (a=ssrc): stacks that route RTP
+  // by declared SSRC only (werift) drop undeclared streams.
+  client_ssrc_ = g_random_int_range(1, G_MAXINT32);
+  upstream_ssrc_ = g_random_int_range(1, G_MAXINT32);
+  g_object_set(element(kClientAudioOut).get(), "pt", static_cast<guint>(client_opus_pt_), "ssrc",
+               client_ssrc_, nullptr);
+  g_object_set(element(kUpstreamAudioOut).get(), "pt", static_cast<guint>(client_opus_pt_), "ssrc",
+               upstream_ssrc_, nullptr);
   // Policy on client events: the filter scopes rules by key and model itself.
   g_object_set(element(kClientEventsFilter).get(), "policy", settings_.policy_json.c_str(),
                "key-name", identity_.key_name.c_str(), "model", identity_.model.c_str(),
@@ -248,8 +253,10 @@ void Call::start_client_leg(sdp::CheckedOffer offer) {
         }
         // Between set-remote-description and create-answer (WEBRTCBIN-NOTES): a sendrecv audio
         // transceiver without a payload type, so the offer's PT wins.
-        auto caps = Ref<GstCaps>::adopt(gst_caps_from_string(
-            "application/x-rtp,media=audio,encoding-name=OPUS,clock-rate=48000"));
+        std::string caps_text =
+            "application/x-rtp,media=audio,encoding-name=OPUS,clock-rate=48000,ssrc=(uint)" +
+            std::to_string(client_ssrc_);
+        auto caps = Ref<GstCaps>::adopt(gst_caps_from_string(caps_text.c_str()));
         auto pad = client_leg_->request_audio_sink(caps.get());
         auto src =
             Ref<GstPad>::adopt(gst_element_get_static_pad(element(kClientAudioOut).get(), "src"));
@@ -275,7 +282,8 @@ void Call::start_upstream_leg(std::optional<std::string> session_json) {
   std::string caps_text =
       "application/x-rtp,media=audio,encoding-name=OPUS,clock-rate=48000,encoding-params=(string)2,"
       "payload=" +
-      std::to_string(client_opus_pt_) + ",minptime=(string)10,useinbandfec=(string)1";
+      std::to_string(client_opus_pt_) + ",minptime=(string)10,useinbandfec=(string)1,ssrc=(uint)" +
+      std::to_string(upstream_ssrc_);
   auto caps = Ref<GstCaps>::adopt(gst_caps_from_string(caps_text.c_str()));
   auto pad = upstream_leg_->request_audio_sink(caps.get());
   auto src =
@@ -410,6 +418,7 @@ void Call::OnLegConnectionState(WebRtcLeg& leg, GstWebRTCPeerConnectionState sta
       upstream_state_ == GST_WEBRTC_PEER_CONNECTION_STATE_CONNECTED && !connected_us_) {
     connected_us_ = g_get_monotonic_time();
     connect_timeout_.cancel();
+    start_media_watchdog();
   }
   if (state == GST_WEBRTC_PEER_CONNECTION_STATE_FAILED ||
       state == GST_WEBRTC_PEER_CONNECTION_STATE_CLOSED) {
@@ -448,6 +457,31 @@ void Call::on_client_gone(const std::string& reason) {
         auto* call = static_cast<Call*>(data);
         call->drain_timeout_.forget();
         call->hang_up(call->drain_reason_ + " (no late response.done)");
+        return G_SOURCE_REMOVE;
+      },
+      this));
+}
+
+void Call::start_media_watchdog() {
+  int timeout_s = settings_.webrtc.client_media_timeout_seconds;
+  if (timeout_s <= 0) return;
+  media_seen_packets_ = audio_from_client_->packets.load();
+  media_seen_us_ = g_get_monotonic_time();
+  media_watchdog_ = SourceGuard(g_timeout_add_seconds(
+      1,
+      [](gpointer data) -> gboolean {
+        auto* call = static_cast<Call*>(data);
+        std::uint64_t packets = call->audio_from_client_->packets.load();
+        gint64 now = g_get_monotonic_time();
+        if (packets != call->media_seen_packets_) {
+          call->media_seen_packets_ = packets;
+          call->media_seen_us_ = now;
+          return G_SOURCE_CONTINUE;
+        }
+        int limit = call->settings_.webrtc.client_media_timeout_seconds;
+        if (now - call->media_seen_us_ < gint64{limit} * G_USEC_PER_SEC) return G_SOURCE_CONTINUE;
+        call->media_watchdog_.forget();
+        call->on_client_gone("no audio from the client for " + std::to_string(limit) + " s");
         return G_SOURCE_REMOVE;
       },
       this));
@@ -599,6 +633,7 @@ void Call::hang_up(const std::string& reason) {
   g_cancellable_cancel(cancellable_.get());
   connect_timeout_.cancel();
   drain_timeout_.cancel();
+  media_watchdog_.cancel();
   if (!upstream_call_id_.empty() && signaller_) signaller_->hangup(upstream_call_id_);
 
   // Close the open data channels first so both peers learn at once (a stream reset), and stop

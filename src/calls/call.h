@@ -132,6 +132,7 @@ class Call : public WebRtcLeg::Listener, public EventChannel::Listener {
   // The client left: end now, or first let an open response finish (cancelled) so it is metered.
   void on_client_gone(const std::string& reason);
   void on_element_message(GstMessage* message);
+  void start_media_watchdog();
   void send_error_event(EventChannel& to, const std::string& code, const std::string& message,
                         const std::string& client_event_id = {});
   bool on_bus_message(GstMessage* message);
@@ -171,6 +172,8 @@ class Call : public WebRtcLeg::Listener, public EventChannel::Listener {
 
   // Set-up progress.
   int client_opus_pt_ = -1;
+  guint client_ssrc_ = 0;    // what the gateway sends to the client (declared in the answer)
+  guint upstream_ssrc_ = 0;  // what it sends to the upstream (declared in the offer)
   std::string client_answer_;
   bool setup_failure_reported_ = false;
   bool upstream_ready_ = false;
@@ -191,6 +194,9 @@ class Call : public WebRtcLeg::Listener, public EventChannel::Listener {
   bool draining_ = false;  // client gone, waiting for a late response.done
   std::string drain_reason_;
   SourceGuard drain_timeout_;
+  SourceGuard media_watchdog_;
+  std::uint64_t media_seen_packets_ = 0;
+  gint64 media_seen_us_ = 0;
 };
 
 }  // namespace rtgw::calls

@@ -212,7 +212,7 @@ void read_webrtc(const Reader& r, JsonNode* node, WebRtcConfig& w) {
   r.only(obj, "$.webrtc",
          {"stun_server", "turn_servers", "nat_1to1_ips", "ice_interfaces", "udp_port_min",
           "udp_port_max", "ice_gathering_timeout_ms", "ice_connect_timeout_seconds",
-          "jitterbuffer_latency_ms"});
+          "jitterbuffer_latency_ms", "client_media_timeout_seconds"});
   if (auto* n = member(obj, "stun_server")) w.stun_server = r.string(n, "$.webrtc.stun_server");
   if (auto* n = member(obj, "turn_servers")) w.turn_servers = r.strings(n, "$.webrtc.turn_servers");
   if (auto* n = member(obj, "nat_1to1_ips")) w.nat_1to1_ips = r.strings(n, "$.webrtc.nat_1to1_ips");
@@ -228,6 +228,9 @@ void read_webrtc(const Reader& r, JsonNode* node, WebRtcConfig& w) {
   if (auto* n = member(obj, "ice_connect_timeout_seconds"))
     w.ice_connect_timeout_seconds =
         static_cast<int>(r.integer(n, "$.webrtc.ice_connect_timeout_seconds", 1, 600));
+  if (auto* n = member(obj, "client_media_timeout_seconds"))
+    w.client_media_timeout_seconds =
+        static_cast<int>(r.integer(n, "$.webrtc.client_media_timeout_seconds", 0, 3600));
   if (auto* n = member(obj, "jitterbuffer_latency_ms"))
     w.jitterbuffer_latency_ms =
         static_cast<int>(r.integer(n, "$.webrtc.jitterbuffer_latency_ms", 0, 2000));

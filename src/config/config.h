@@ -57,6 +57,9 @@ struct WebRtcConfig {
   int ice_gathering_timeout_ms = 2000;   // bound on every gathering wait
   int ice_connect_timeout_seconds = 15;  // client/upstream leg must connect within this
   int jitterbuffer_latency_ms = 20;      // webrtcbin `latency`: the delay the relay adds
+  // A connected client that sends no audio for this long is gone (a peer that vanished without
+  // closing: libnice 0.1.21 in webrtcbin has no consent freshness). 0 disables.
+  int client_media_timeout_seconds = 20;
 };
 
 struct LimitsConfig {

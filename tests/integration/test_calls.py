@@ -419,3 +419,18 @@ def test_ice_connect_timeout_ends_a_call_that_never_connects(fake_upstream, gate
     assert "ICE connect timeout" in state["end_reason"], state
     assert fake_upstream.wait_for(
         lambda s: all(c["hangup"] for c in s["calls"].values()) and s["calls"], 3)
+
+
+def test_client_that_vanishes_silently_is_noticed(fake_upstream, gateway_factory):
+    config = default_gateway_config(fake_upstream)
+    config["webrtc"] = {"client_media_timeout_seconds": 2}
+    gw = gateway_factory(config)
+    # "leave": the client's sockets close without DTLS close_notify or SCTP abort
+    result = run_call_sync(gw.url, GATEWAY_KEY, model="gpt-realtime", send_events=[ECHO],
+                           duration=1.5, close="leave")
+    assert result.status == 201
+    assert wait_until(lambda: get_call(gw, result.call_id).json()["state"] == "ended", 6)
+    state = get_call(gw, result.call_id).json()
+    assert "no audio from the client" in state["end_reason"], state
+    assert fake_upstream.wait_for(
+        lambda s: all(c["hangup"] for c in s["calls"].values()) and s["calls"], 3)
