@@ -20,4 +20,25 @@ for spec in "build-asan -Db_sanitize=address,undefined -Db_lundef=false" "build"
   ninja -C "$dir"
   meson test -C "$dir" --print-errorlogs --num-processes 2 || status=1
 done
+
+# One closing line over both builds: GoogleTest cases and pytest cases, from their reports.
+/usr/bin/python3 - <<'PY'
+import glob, json, xml.etree.ElementTree as ET
+passed = failed = 0
+for log in glob.glob("build*/meson-logs/testlog.json"):
+    for line in open(log):
+        t = json.loads(line)
+        if t.get("name") == "integration":
+            continue  # counted case by case from its JUnit report below
+        if t.get("result") in ("OK", "EXPECTEDFAIL", "SKIP"):
+            passed += 1
+        else:
+            failed += 1
+for report in glob.glob("build*/tests/integration-junit.xml"):
+    for case in ET.parse(report).iter("testcase"):
+        bad = [c for c in case if c.tag in ("failure", "error")]
+        failed += bool(bad)
+        passed += not bad and not [c for c in case if c.tag == "skipped"]
+print(f"summary: {passed} passed, {failed} failed")
+PY
 exit $status

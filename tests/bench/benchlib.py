@@ -271,12 +271,15 @@ def proc_threads(pid: int) -> int:
 
 
 def machine_cpu_ticks() -> tuple:
-    """(busy, total) jiffies of all CPUs, from the first line of /proc/stat."""
+    """(busy, total, irq) jiffies of all CPUs, from the first line of /proc/stat. ``irq`` is
+    hard + soft interrupt time: loopback packet delivery is mostly softirq time that no
+    process is charged for."""
     with open("/proc/stat") as f:
-        values = [int(v) for v in f.readline().split()[1:]]
-    idle = values[3] + (values[4] if len(values) > 4 else 0)   # idle + iowait
-    total = sum(values[:8])                                      # guest is inside user
-    return total - idle, total
+        values = [int(v) for v in f.readline().split()[1:]] + [0] * 8
+    # user nice system idle iowait irq softirq steal (guest is inside user)
+    idle = values[3] + values[4]
+    total = sum(values[:8])
+    return total - idle, total, values[5] + values[6]
 
 
 class CpuWindow:
@@ -286,7 +289,7 @@ class CpuWindow:
         self.pids = pids            # label -> pids (their CPU is summed)
         self._t0 = 0.0
         self._cpu0: Dict[str, float] = {}
-        self._machine0 = (0, 0)
+        self._machine0 = (0, 0, 0)
         self.result: Dict[str, float] = {}
 
     def _cpu(self) -> Dict[str, float]:
@@ -305,15 +308,21 @@ class CpuWindow:
         self._t0, self._cpu0, self._machine0 = time.monotonic(), self._cpu(), machine_cpu_ticks()
 
     def stop(self) -> Dict[str, float]:
-        """{"seconds": wall, "<label>_pct": % of one core, "machine_pct": % of all cores}"""
+        """{"seconds": wall, "<label>_pct": % of one core (each label), "machine_pct": % of
+        all cores, "irq_pct": interrupt time in % of one core, "rest_pct": the machine's busy
+        time not charged to the labelled processes nor to interrupts, in % of one core (other
+        processes; +-10 of accounting noise: /proc/stat is sampled per tick)}"""
         wall = time.monotonic() - self._t0
         cpu1, machine1 = self._cpu(), machine_cpu_ticks()
         self.result = {"seconds": wall}
         for label in self.pids:
             self.result[f"{label}_pct"] = 100.0 * (cpu1[label] - self._cpu0[label]) / wall
-        busy = machine1[0] - self._machine0[0]
-        total = machine1[1] - self._machine0[1]
+        busy, total, irq = (b - a for a, b in zip(self._machine0, machine1))
+        ncpu = os.cpu_count() or 1
         self.result["machine_pct"] = 100.0 * busy / total if total else float("nan")
+        self.result["irq_pct"] = 100.0 * ncpu * irq / total if total else float("nan")
+        self.result["rest_pct"] = (100.0 * ncpu * (busy - irq) / total if total else float("nan")) \
+            - sum(self.result[f"{label}_pct"] for label in self.pids)
         return self.result
 
 

@@ -239,9 +239,9 @@ def load_run(procs: bl.Processes, workdir: str, upstream: bl.Upstream, n: int, h
         "gateway_idle_cpu_pct": idle_cpu,
         "clients_cpu_pct": cpu["clients_pct"], "upstream_cpu_pct": cpu["upstream_pct"],
         "machine_cpu_pct": cpu["machine_pct"],
+        "irq_cpu_pct": cpu["irq_pct"],                 # kernel: loopback packet delivery
         # machine-wide busy time (in % of one core) not spent by the processes started here
-        "rest_of_machine_cpu_pct": cpu["machine_pct"] * (os.cpu_count() or 1)
-        - cpu["gateway_pct"] - cpu["clients_pct"] - cpu["upstream_pct"] - cpu["bench_pct"],
+        "rest_of_machine_cpu_pct": cpu["rest_pct"],
         "rss_cold_mib": rss_cold / 1024, "rss_idle_mib": rss_idle / 1024,
         "rss_during_mib": rss_during / 1024, "rss_after_mib": rss_after / 1024,
         "rss_delta_mib": (rss_during - rss_idle) / 1024,
@@ -273,12 +273,14 @@ def report_load(results: List[Dict[str, Any]]) -> None:
           "(aiortc frames are 20 ms: 50 fr/s = all audio arrived)")
     print("\ncontext (same window):")
     bl.print_table(
-        ["N", "window s", "gw idle CPU %", "clients CPU %", "upstream CPU %", "rest CPU %",
+        ["N", "window s", "gw idle CPU %", "clients CPU %", "upstream CPU %", "irq CPU %",
+         "rest CPU %",
          "machine CPU %",
          "RSS cold", "RSS after hang-up", "threads idle/after", "echo RTT p50/p99 ms",
          "audio tx fr/s/call"],
         [[r["n"], r["window_s"], r["gateway_idle_cpu_pct"], r["clients_cpu_pct"],
-          r["upstream_cpu_pct"], r["rest_of_machine_cpu_pct"], r["machine_cpu_pct"],
+          r["upstream_cpu_pct"], r["irq_cpu_pct"], r["rest_of_machine_cpu_pct"],
+          r["machine_cpu_pct"],
           r["rss_cold_mib"], r["rss_after_mib"],
           f"{r['threads_idle']}/{r['threads_after']}",
           f"{bl.fmt(r['echo_rtt_ms']['p50'])}/{bl.fmt(r['echo_rtt_ms']['p99'])}",
@@ -289,7 +291,7 @@ def report_load(results: List[Dict[str, Any]]) -> None:
         if r["failed"]:
             notes.append(f"{len(r['failed'])} call(s) failed: {r['failed'][:3]}")
         if r["rest_of_machine_cpu_pct"] > 20:
-            notes.append(f"processes not started by this benchmark (or the kernel) used "
+            notes.append(f"processes not started by this benchmark used "
                          f"{r['rest_of_machine_cpu_pct']:.0f} % of a core in the window: "
                          "the figures are disturbed")
         if r["machine_cpu_pct"] > 85:
