@@ -293,9 +293,23 @@ EchoWorker::EchoWorker(const config::WebRtcConfig& webrtc) : webrtc_(webrtc) {
 
 EchoWorker::~EchoWorker() = default;
 
-void EchoWorker::exchange(const OfferRequest& request, GCancellable*,
+void EchoWorker::exchange(const OfferRequest& request, GCancellable* cancellable,
                           std::function<void(UpstreamResult)> done) {
   std::string id = random_id("rtc_echo_", 24);
+  if (cancellable) {
+    // A call ended during set-up (or later) ends its echo session too: nobody would hang it up.
+    struct CancelCtx {
+      EchoWorker* worker;
+      std::string id;
+    };
+    g_signal_connect_data(
+        cancellable, "cancelled", G_CALLBACK(+[](GCancellable*, gpointer data) {
+          auto* ctx = static_cast<CancelCtx*>(data);
+          post_to_main([worker = ctx->worker, id = ctx->id] { worker->end_session(id); });
+        }),
+        new CancelCtx{this, id},
+        [](gpointer data, GClosure*) { delete static_cast<CancelCtx*>(data); }, GConnectFlags(0));
+  }
   std::unique_ptr<EchoSession> session;
   try {
     session = std::make_unique<EchoSession>(id, webrtc_, [this](const std::string& ended) {
