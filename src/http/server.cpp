@@ -78,7 +78,8 @@ void respond_json(SoupServerMessage* msg, int status, const std::string& body) {
   respond(msg, status, "application/json", body);
 }
 
-Server::Server(Services services) : services_(std::move(services)) {
+Server::Server(Services services)
+    : services_(std::move(services)), cors_(services_.config.cors_origins) {
   server_ = Ref<SoupServer>::adopt(
       SOUP_SERVER(g_object_new(SOUP_TYPE_SERVER, "server-header", "realtime-gateway", nullptr)));
   // Early handler: refuse oversized bodies before reading them.
@@ -88,13 +89,14 @@ Server::Server(Services services) : services_(std::move(services)) {
         auto* self = static_cast<Server*>(data);
         goffset length =
             soup_message_headers_get_content_length(soup_server_message_get_request_headers(msg));
-        if (length > self->services_.config.limits.max_body_bytes)
-          respond_json(
-              msg, 413,
-              HttpError(413, "invalid_request_error", "body_too_large",
-                        "the request body is larger than " +
-                            std::to_string(self->services_.config.limits.max_body_bytes) + " bytes")
-                  .body());
+        if (length <= self->services_.config.limits.max_body_bytes) return;
+        self->cors_.apply(msg);  // so a browser sees the 413, not a CORS failure
+        respond_json(
+            msg, 413,
+            HttpError(413, "invalid_request_error", "body_too_large",
+                      "the request body is larger than " +
+                          std::to_string(self->services_.config.limits.max_body_bytes) + " bytes")
+                .body());
       },
       this, nullptr);
   soup_server_add_handler(
@@ -103,6 +105,11 @@ Server::Server(Services services) : services_(std::move(services)) {
         auto* self = static_cast<Server*>(data);
         // The one boundary where errors become the SPEC's JSON.
         try {
+          auto verdict = self->cors_.apply(msg);
+          if (self->cors_.answer_preflight(msg, verdict)) return;
+          if (verdict == CorsPolicy::Verdict::kRefused)
+            throw errors::forbidden("origin_not_allowed",
+                                    "this origin is not in the gateway's cors_origins");
           if (g_strcmp0(soup_server_message_get_method(msg), "POST") == 0 &&
               g_strcmp0(path, "/v1/realtime/calls") == 0)
             self->handle_create_call(msg, query);

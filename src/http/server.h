@@ -17,6 +17,7 @@
 #include "calls/call_registry.h"
 #include "common/ref.h"
 #include "config/config.h"
+#include "http/cors.h"
 #include "metrics/metrics.h"
 #include "workers/worker_pool.h"
 
@@ -54,6 +55,7 @@ class Server {
   void handle_pipeline_dot(SoupServerMessage* msg, const std::string& id);
 
   Services services_;
+  CorsPolicy cors_;
   Ref<SoupServer> server_;
   bool shutting_down_ = false;
 };

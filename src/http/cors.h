@@ -1,0 +1,35 @@
+// SPDX-License-Identifier: MIT
+// Cross-origin access for browser clients.
+//
+// Owns: deciding whether a request's Origin may use the gateway (same origin, or listed in
+// `cors_origins`, `"*"` allowed), answering preflights, and the CORS headers of every answer:
+// the request headers the official SDKs send are allowed, `Location` is exposed.
+#pragma once
+
+#include <libsoup/soup.h>
+
+#include <string>
+#include <vector>
+
+namespace rtgw::http {
+
+class CorsPolicy {
+ public:
+  explicit CorsPolicy(std::vector<std::string> allowed_origins)
+      : allowed_(std::move(allowed_origins)) {}
+
+  enum class Verdict { kNoOrigin, kAllowed, kRefused };
+  // Checks the request's Origin and, when allowed, adds the CORS headers to the response.
+  Verdict apply(SoupServerMessage* msg) const;
+  // Answers an OPTIONS preflight (any verdict). Returns true when it answered.
+  bool answer_preflight(SoupServerMessage* msg, Verdict verdict) const;
+
+  // Is this request header one a browser client may send (official SDK headers)?
+  static bool header_allowed(const std::string& name);
+
+ private:
+  bool origin_allowed(const std::string& origin, const char* host) const;
+  std::vector<std::string> allowed_;
+};
+
+}  // namespace rtgw::http
