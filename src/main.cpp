@@ -7,6 +7,7 @@
 #include <iostream>
 
 #include "app/gateway.h"
+#include "app/logging.h"
 #include "common/ref.h"
 #include "config/config.h"
 #include "rtevents/rtevents.h"
@@ -70,6 +71,7 @@ int main(int argc, char** argv) {
   try {
     rtgw::config::Config config = rtgw::config::load(config_file ? config_file.get() : "",
                                                      overrides, rtgw::config::process_env());
+    rtgw::app::install_log_writer(config.json_logs);
     if (opts.check_config) {
       std::string pipeline_file =
           config.pipeline_file.empty() ? rtgw::app::default_pipeline_file() : config.pipeline_file;

@@ -1,0 +1,14 @@
+// SPDX-License-Identifier: MIT
+// Log output.
+//
+// Owns: the process's GLib log writer. Plain text by default; with `log_json` (RTGW_LOG_JSON=1)
+// one JSON object per line with time, level, domain, message and, for call lines (messages that
+// start with "[rtc_…]"), a separate `call_id`. Nothing here logs SDP bodies or keys: callers never
+// pass them.
+#pragma once
+
+namespace rtgw::app {
+
+void install_log_writer(bool json);
+
+}  // namespace rtgw::app
