@@ -398,6 +398,7 @@ void Call::maybe_finish_setup() {
         return G_SOURCE_REMOVE;
       },
       this));
+  dump_graph("answered");
   listener_->OnCallAnswered(*this, client_answer_);
 }
 
@@ -419,6 +420,7 @@ void Call::OnLegConnectionState(WebRtcLeg& leg, GstWebRTCPeerConnectionState sta
     connected_us_ = g_get_monotonic_time();
     connect_timeout_.cancel();
     start_media_watchdog();
+    dump_graph("connected");
   }
   if (state == GST_WEBRTC_PEER_CONNECTION_STATE_FAILED ||
       state == GST_WEBRTC_PEER_CONNECTION_STATE_CLOSED) {
@@ -679,6 +681,7 @@ void Call::finish_teardown() {
   bus_watch_.cancel();
   if (client_events_) client_events_->close();
   if (upstream_events_) upstream_events_->close();
+  dump_graph("ended");
   unlink_legs();
   if (pipeline_) {
     gint64 t0 = g_get_monotonic_time();
@@ -750,6 +753,13 @@ json::ObjectBuilder Call::describe() const {
       .set_object("usage", std::move(usage))
       .set_object("media", std::move(audio));
   return out;
+}
+
+void Call::dump_graph(const char* moment) const {
+  // Only when the operator asked for graphs (GStreamer reads the variable at gst_init).
+  if (!pipeline_ || !g_getenv("GST_DEBUG_DUMP_DOT_DIR")) return;
+  std::string name = identity_.call_id + "-" + moment;
+  GST_DEBUG_BIN_TO_DOT_FILE(GST_BIN(pipeline_.get()), GST_DEBUG_GRAPH_SHOW_ALL, name.c_str());
 }
 
 std::string Call::pipeline_dot() const {

@@ -108,6 +108,8 @@ class Call : public WebRtcLeg::Listener, public EventChannel::Listener {
   json::ObjectBuilder describe() const;
   // The pipeline graph in DOT (debugging).
   std::string pipeline_dot() const;
+  // With GST_DEBUG_DUMP_DOT_DIR set: writes the graph as <dir>/<call_id>-<moment>.dot.
+  void dump_graph(const char* moment) const;
 
   // WebRtcLeg::Listener
   void OnLegConnectionState(WebRtcLeg& leg, GstWebRTCPeerConnectionState state) override;

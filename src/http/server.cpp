@@ -193,6 +193,10 @@ void Server::dispatch(SoupServerMessage* msg, const char* path_cstr) {
       return;
     }
   }
+  if (path == "/debug/calls" && method == "GET") {
+    handle_debug_calls(msg);
+    return;
+  }
   const std::string debug_prefix = "/debug/calls/";
   const std::string dot_suffix = "/pipeline.dot";
   if (method == "GET" && path.rfind(debug_prefix, 0) == 0 &&
@@ -373,6 +377,20 @@ void Server::handle_models(SoupServerMessage* msg) {
         .set("owned_by", "realtime-gateway");
     json_array_add_element(array, item.node().release());
   }
+  json::ObjectBuilder out;
+  out.set("object", "list").set_node("data", list);
+  respond_json(msg, 200, out.str());
+}
+
+void Server::handle_debug_calls(SoupServerMessage* msg) {
+  auth::Principal principal = services_.auth.authenticate(request_header(msg, "Authorization"));
+  if (!principal.admin) throw errors::forbidden("admin_required", "an admin key is required");
+  auto list = Ref<JsonNode>::adopt(json_node_new(JSON_NODE_ARRAY));
+  JsonArray* array = json_array_new();
+  json_node_take_array(list.get(), array);
+  services_.calls.for_each([&](const calls::Call& call) {
+    json_array_add_element(array, call.describe().node().release());
+  });
   json::ObjectBuilder out;
   out.set("object", "list").set_node("data", list);
   respond_json(msg, 200, out.str());
