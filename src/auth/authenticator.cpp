@@ -26,19 +26,59 @@ bool constant_time_equal(const std::string& a, const std::string& b) {
 }
 
 Authenticator::Authenticator(const config::Config& config)
-    : keys_(config.auth.keys), loopback_(config.listens_on_loopback()) {}
+    : keys_(config.auth.keys),
+      loopback_(config.listens_on_loopback()),
+      tokens_(config.auth.token_secret) {}
 
-Principal Authenticator::authenticate(const char* header) const {
-  if (keys_.empty()) {
-    if (!loopback_)
-      throw http::errors::unauthorized(
-          "invalid_api_key", "no gateway keys are configured and the gateway is not on loopback");
-    Principal anon;
-    anon.key_name = "anonymous";
-    anon.models = {"*"};
-    anon.admin = true;
-    return anon;
+Principal Authenticator::anonymous() const {
+  if (!loopback_)
+    throw http::errors::unauthorized(
+        "invalid_api_key", "no gateway keys are configured and the gateway is not on loopback");
+  Principal anon;
+  anon.key_name = "anonymous";
+  anon.models = {"*"};
+  anon.admin = true;
+  return anon;
+}
+
+Principal Authenticator::principal_for(const config::KeyConfig& key) const {
+  Principal p;
+  p.key_name = key.name;
+  p.models = key.models;
+  p.admin = key.admin;
+  p.max_concurrent_calls = key.max_concurrent_calls;
+  p.budget_tokens = key.budget_tokens;
+  return p;
+}
+
+Principal Authenticator::redeem(const std::string& token) const {
+  TokenClaims claims;
+  try {
+    claims = tokens_.verify(token, g_get_real_time() / G_USEC_PER_SEC);
+  } catch (const EphemeralTokens::VerifyError& e) {
+    if (e.failure == EphemeralTokens::Failure::kExpired)
+      throw http::errors::unauthorized("token_expired", "the ephemeral token has expired");
+    throw http::errors::unauthorized("invalid_api_key", "the ephemeral token is not valid");
   }
+  Principal p;
+  if (keys_.empty()) {
+    p = anonymous();
+  } else {
+    const config::KeyConfig* key = nullptr;
+    for (const auto& k : keys_)
+      if (k.name == claims.key_name) key = &k;
+    if (!key)  // the key that minted it is gone from the config
+      throw http::errors::unauthorized("invalid_api_key", "the ephemeral token is not valid");
+    p = principal_for(*key);
+  }
+  p.admin = false;  // a token never carries admin rights
+  p.token_model = claims.model;
+  p.token_session_json = claims.session_json;
+  return p;
+}
+
+Principal Authenticator::authenticate(const char* header, bool accept_tokens) const {
+  if (keys_.empty() && (!header || !*header)) return anonymous();
   if (!header || !*header)
     throw http::errors::unauthorized("missing_api_key",
                                      "missing Authorization header (expected 'Bearer <key>')");
@@ -50,22 +90,23 @@ Principal Authenticator::authenticate(const char* header) const {
   while (!bearer.empty() && bearer.front() == ' ') bearer.erase(0, 1);
   while (!bearer.empty() && bearer.back() == ' ') bearer.pop_back();
   if (bearer.empty()) throw http::errors::unauthorized("missing_api_key", "empty bearer token");
-  return authenticate_bearer(bearer);
+  return authenticate_bearer(bearer, accept_tokens);
 }
 
-Principal Authenticator::authenticate_bearer(const std::string& bearer) const {
+Principal Authenticator::authenticate_bearer(const std::string& bearer, bool accept_tokens) const {
+  if (EphemeralTokens::looks_like_token(bearer)) {
+    if (!accept_tokens)
+      throw http::errors::unauthorized(
+          "invalid_api_key", "ephemeral tokens are accepted only by the realtime endpoints");
+    return redeem(bearer);
+  }
+  if (keys_.empty()) return anonymous();
   const config::KeyConfig* found = nullptr;
   // Check every key (no early exit) so timing does not tell which key was close.
   for (const auto& key : keys_)
     if (constant_time_equal(key.key, bearer)) found = &key;
   if (!found) throw http::errors::unauthorized("invalid_api_key", "the API key is not valid");
-  Principal p;
-  p.key_name = found->name;
-  p.models = found->models;
-  p.admin = found->admin;
-  p.max_concurrent_calls = found->max_concurrent_calls;
-  p.budget_tokens = found->budget_tokens;
-  return p;
+  return principal_for(*found);
 }
 
 }  // namespace rtgw::auth

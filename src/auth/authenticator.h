@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "auth/ephemeral_token.h"
 #include "config/config.h"
 
 namespace rtgw::auth {
@@ -35,16 +36,23 @@ class Authenticator {
  public:
   explicit Authenticator(const config::Config& config);
 
-  // Throws http::HttpError (401 missing_api_key / invalid_api_key).
-  Principal authenticate(const char* authorization_header) const;
+  // Throws http::HttpError (401 missing_api_key / invalid_api_key / token_expired). Ephemeral
+  // tokens are accepted only where `accept_tokens` (the realtime endpoints).
+  Principal authenticate(const char* authorization_header, bool accept_tokens = false) const;
   // Authenticates a bare bearer value (also used by the WebSocket subprotocol form).
-  Principal authenticate_bearer(const std::string& bearer) const;
+  Principal authenticate_bearer(const std::string& bearer, bool accept_tokens = false) const;
 
   bool keyless() const { return keys_.empty(); }
+  const EphemeralTokens& tokens() const { return tokens_; }
 
  private:
+  Principal principal_for(const config::KeyConfig& key) const;
+  Principal anonymous() const;
+  Principal redeem(const std::string& token) const;
+
   std::vector<config::KeyConfig> keys_;
   bool loopback_;
+  EphemeralTokens tokens_;
 };
 
 // Compares two secrets in time independent of where they differ.

@@ -3,6 +3,7 @@
 
 #include <gio/gio.h>
 
+#include <algorithm>
 #include <exception>
 #include <memory>
 
@@ -174,6 +175,10 @@ void Server::dispatch(SoupServerMessage* msg, const char* path_cstr) {
     respond(msg, 200, "text/plain; version=0.0.4; charset=utf-8", services_.metrics.render());
     return;
   }
+  if (path == "/v1/realtime/client_secrets" && method == "POST") {
+    handle_client_secrets(msg);
+    return;
+  }
   if (path == "/v1/models" && method == "GET") {
     handle_models(msg);
     return;
@@ -225,7 +230,8 @@ void Server::serve_tester_page(SoupServerMessage* msg) {
 void Server::handle_create_call(SoupServerMessage* msg, GHashTable* query) {
   const auto& config = services_.config;
   if (shutting_down_) throw errors::unavailable("shutting_down", "the gateway is shutting down");
-  auth::Principal principal = services_.auth.authenticate(request_header(msg, "Authorization"));
+  auth::Principal principal =
+      services_.auth.authenticate(request_header(msg, "Authorization"), /*accept_tokens=*/true);
 
   std::string body = request_body(msg);
   if (static_cast<std::int64_t>(body.size()) > config.limits.max_body_bytes)
@@ -379,6 +385,64 @@ void Server::handle_models(SoupServerMessage* msg) {
   }
   json::ObjectBuilder out;
   out.set("object", "list").set_node("data", list);
+  respond_json(msg, 200, out.str());
+}
+
+void Server::handle_client_secrets(SoupServerMessage* msg) {
+  const auto& config = services_.config;
+  auth::Principal principal = services_.auth.authenticate(request_header(msg, "Authorization"));
+  std::string error;
+  std::string text = request_body(msg);
+  auto root = text.empty() ? json::parse("{}") : json::parse(text, &error);
+  if (!root || JSON_NODE_TYPE(root.get()) != JSON_NODE_OBJECT)
+    throw errors::bad_request(
+        "invalid_json", "the body must be a JSON object" + (error.empty() ? "" : ": " + error));
+  JsonObject* body = json_node_get_object(root.get());
+  JsonObject* session = json::get_object(body, "session");
+  if (json_object_has_member(body, "session") && !session)
+    throw errors::bad_request("invalid_session", "`session` must be an object");
+  auto session_node =
+      session ? Ref<JsonNode>::adopt(json_node_copy(json_object_get_member(body, "session")))
+              : json::parse("{}");
+  JsonObject* s = json_node_get_object(session_node.get());
+  if (auto type = json::get_string(s, "type"); type && *type != "realtime")
+    throw errors::bad_request("invalid_session", "session.type must be \"realtime\"");
+  json_object_set_string_member(s, "type", "realtime");
+  std::string model = json::get_string(s, "model").value_or("");
+  if (model.empty()) throw errors::bad_request("missing_model", "name the model in session.model");
+  if (!config.find_model(model))
+    throw errors::not_found("model_not_found", "the model '" + model + "' does not exist");
+  if (!principal.may_use(model))
+    throw errors::forbidden("model_not_allowed", "this key may not use the model '" + model + "'");
+
+  std::int64_t ttl = config.auth.token_ttl_seconds;
+  if (JsonObject* expires = json::get_object(body, "expires_after")) {
+    if (auto anchor = json::get_string(expires, "anchor"); anchor && *anchor != "created_at")
+      throw errors::bad_request("invalid_expires_after", "expires_after.anchor must be created_at");
+    JsonNode* seconds = json_object_get_member(expires, "seconds");
+    if (seconds) {
+      if (JSON_NODE_TYPE(seconds) != JSON_NODE_VALUE ||
+          json_node_get_value_type(seconds) != G_TYPE_INT64)
+        throw errors::bad_request("invalid_expires_after",
+                                  "expires_after.seconds must be an integer");
+      ttl = std::clamp<std::int64_t>(json_node_get_int(seconds), 10, 7200);  // as OpenAI bounds it
+    }
+  }
+  std::int64_t now = g_get_real_time() / G_USEC_PER_SEC;
+  std::string session_json = json::to_string(session_node.get());
+  auth::TokenClaims claims{principal.key_name, model, session_json, now, now + ttl};
+  std::string token = services_.auth.tokens().mint(claims);
+
+  json_object_set_string_member(s, "object", "realtime.session");
+  if (!json_object_has_member(s, "id")) {
+    std::string id = "sess_";
+    for (int i = 0; i < 24; i++) id += "0123456789abcdef"[g_random_int_range(0, 16)];
+    json_object_set_string_member(s, "id", id.c_str());
+  }
+  json::ObjectBuilder out;
+  out.set("value", token)
+      .set("expires_at", static_cast<gint64>(now + ttl))
+      .set_node("session", session_node);
   respond_json(msg, 200, out.str());
 }
 

@@ -53,6 +53,7 @@ class Server {
   void handle_models(SoupServerMessage* msg);
   void serve_tester_page(SoupServerMessage* msg);
   void handle_debug_calls(SoupServerMessage* msg);
+  void handle_client_secrets(SoupServerMessage* msg);
   void handle_pipeline_dot(SoupServerMessage* msg, const std::string& id);
 
   Services services_;

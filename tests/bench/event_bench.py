@@ -115,7 +115,7 @@ class EchoCall:
 
 
 async def live_bench(gw_url: str, up_url: str, events: int, warmup: int, seconds: float,
-                     window: int) -> Dict[str, Any]:
+                     window: int, gw_pid: int) -> Dict[str, Any]:
     gw = EchoCall("gateway", gw_url, bl.GATEWAY_KEY)
     direct = EchoCall("direct", up_url, bl.UPSTREAM_KEY)
     out: Dict[str, Any] = {}
@@ -136,7 +136,13 @@ async def live_bench(gw_url: str, up_url: str, events: int, warmup: int, seconds
         out["timeouts"] = timeouts
         out["throughput"] = {}
         for c in (gw, direct):
-            out["throughput"][c.name] = await c.flood(seconds, window)
+            cpu = bl.CpuWindow({"gateway": [gw_pid]})
+            cpu.start()
+            t = out["throughput"][c.name] = await c.flood(seconds, window)
+            gw_cpu = cpu.stop()        # includes the drain and the gateway call's audio relay
+            t["gateway_cpu_pct"] = gw_cpu["gateway_pct"]
+            t["gateway_cpu_us_per_event"] = (gw_cpu["gateway_pct"] / 100 * gw_cpu["seconds"]
+                                             / max(1, t["echoed"]) * 1e6)
             await asyncio.sleep(1.0)
         out["audio_frames_received"] = {c.name: c.call.audio.frames for c in (gw, direct)}
     finally:
@@ -164,9 +170,13 @@ def report_live(live: Dict[str, Any], events: int) -> None:
         print(f"!! round trips that timed out (5 s): {live['timeouts']}")
     print(f"\n== 2. event throughput (window {live['window']} in flight, "
           f"{live['seconds']:g} s each)")
-    bl.print_table(["path", "sent", "echoed in time", "events/s", "not back after 10 s"],
-                   [[name, t["sent"], t["echoed"], t["events_per_s"], t["lost"]]
+    bl.print_table(["path", "sent", "echoed in time", "events/s", "not back after 10 s",
+                    "gateway CPU %core", "gateway CPU µs/event"],
+                   [[name, t["sent"], t["echoed"], t["events_per_s"], t["lost"],
+                     t["gateway_cpu_pct"],
+                     t["gateway_cpu_us_per_event"] if name == "gateway" else "-"]
                     for name, t in live["throughput"].items()], digits=0)
+    print("(gateway CPU on the direct line: the gateway only relays the other call's audio)")
     c = live["cpu"]
     print(f"CPU over runs 1+2 ({c['seconds']:.0f} s), % of one core: gateway "
           f"{c['gateway_pct']:.0f}, fake upstream {c['upstream_pct']:.0f}, this client "
@@ -409,7 +419,7 @@ def main() -> None:
                                 "bench": [os.getpid()]})
             cpu.start()
             live = asyncio.run(live_bench(gw.url, upstream.url, args.events, args.warmup,
-                                          args.seconds, args.window))
+                                          args.seconds, args.window, gw.pid))
             live["cpu"] = cpu.stop()
             live.update(window=args.window, seconds=args.seconds)
             out["live"] = live

@@ -49,3 +49,44 @@ def test_tester_page_makes_a_call_and_shows_usage(default_gateway, tmp_path):
     finally:
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
+
+
+def test_cross_origin_page_calls_with_a_minted_token(fake_upstream, gateway_factory, tmp_path):
+    """The page served from another origin: CORS lets it mint a token with the key and call
+    with the token; the call reaches the upstream."""
+    import functools
+    import http.server
+    import threading
+
+    from conftest import GATEWAY_KEY, default_gateway_config
+    from peers.common import free_port
+
+    page_port = free_port()
+    page_origin = f"http://127.0.0.1:{page_port}"
+    config = default_gateway_config(fake_upstream)
+    config["cors_origins"] = [page_origin]
+    gw = gateway_factory(config)
+    data_dir = os.path.join(os.path.dirname(__file__), "..", "..", "data")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=data_dir)
+    handler.log_message = lambda *a: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", page_port), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    driver, profile = start_chromium()
+    try:
+        driver.get(f"{page_origin}/index.html?gateway={gw.url}")
+        driver.find_element("id", "key").send_keys(GATEWAY_KEY)
+        driver.execute_script("loadModels()")
+        assert "gpt-realtime" in wait_text(driver, "model", lambda t: "gpt-realtime" in t)
+        driver.find_element("id", "start").click()
+        log = wait_text(driver, "log", lambda t: "session.created" in t or "Error" in t)
+        assert "token ek_" in log and "session.created" in log, log
+        driver.find_element("id", "respond").click()
+        assert "completed" in wait_text(driver, "usage", lambda t: "completed" in t)
+        driver.find_element("id", "hangup").click()
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+        server.shutdown()
+    (req,) = [r for r in fake_upstream.requests() if r["path"] == "/v1/realtime/calls"]
+    assert req["session"]["model"] == "gpt-realtime"
+

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "auth/authenticator.h"
+#include "auth/ephemeral_token.h"
 #include "common/json.h"
 #include "http/call_request.h"
 #include "http/http_error.h"
@@ -176,6 +177,50 @@ TEST(Auth, ConstantTimeEqual) {
   EXPECT_FALSE(rtgw::auth::constant_time_equal("abc", "abd"));
   EXPECT_FALSE(rtgw::auth::constant_time_equal("abc", "abcd"));
   EXPECT_FALSE(rtgw::auth::constant_time_equal("", "a"));
+}
+
+}  // namespace
+
+namespace {
+
+using rtgw::auth::EphemeralTokens;
+using rtgw::auth::TokenClaims;
+
+TEST(EphemeralTokens, MintVerifyRoundTrip) {
+  EphemeralTokens tokens("secret-1");
+  TokenClaims c{"team-a", "gpt-realtime", R"({"type":"realtime","instructions":"x"})", 1000, 1600};
+  std::string t = tokens.mint(c);
+  EXPECT_EQ(t.rfind("ek_", 0), 0u);
+  auto back = tokens.verify(t, 1599);
+  EXPECT_EQ(back.key_name, "team-a");
+  EXPECT_EQ(back.model, "gpt-realtime");
+  EXPECT_EQ(back.session_json, c.session_json);
+  EXPECT_EQ(back.expires_at, 1600);
+  // Any instance holding the same secret redeems it.
+  EXPECT_EQ(EphemeralTokens("secret-1").verify(t, 1599).key_name, "team-a");
+}
+
+EphemeralTokens::Failure failure_of(const EphemeralTokens& tokens, const std::string& t,
+                                    std::int64_t now) {
+  try {
+    tokens.verify(t, now);
+  } catch (const EphemeralTokens::VerifyError& e) {
+    return e.failure;
+  }
+  ADD_FAILURE() << "accepted " << t;
+  return EphemeralTokens::Failure::kMalformed;
+}
+
+TEST(EphemeralTokens, RefusesExpiredTamperedAndForeign) {
+  EphemeralTokens tokens("secret-1");
+  std::string t = tokens.mint({"team-a", "gpt-realtime", "{}", 1000, 1600});
+  EXPECT_EQ(failure_of(tokens, t, 1600), EphemeralTokens::Failure::kExpired);
+  std::string tampered = t;
+  tampered[5] = tampered[5] == 'A' ? 'B' : 'A';
+  EXPECT_EQ(failure_of(tokens, tampered, 1000), EphemeralTokens::Failure::kBadSignature);
+  EXPECT_EQ(failure_of(EphemeralTokens("other"), t, 1000), EphemeralTokens::Failure::kBadSignature);
+  EXPECT_EQ(failure_of(tokens, "ek_nodot", 1000), EphemeralTokens::Failure::kMalformed);
+  EXPECT_EQ(failure_of(tokens, "sk-not-a-token", 1000), EphemeralTokens::Failure::kMalformed);
 }
 
 }  // namespace
