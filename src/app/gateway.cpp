@@ -104,12 +104,21 @@ void Gateway::collect_gauges(metrics::Registry& m) {
     for (const auto& w : workers_.workers_of(model.name))
       m.set_gauge("rtgw_worker_live_calls", "Live calls per worker", {{"worker", w->name()}},
                   w->live_calls());
+  m.reset_gauge("rtgw_worker_healthy");
+  m.reset_gauge("rtgw_worker_breaker_open");
+  for (const auto& w : workers_.all_remote()) {
+    m.set_gauge("rtgw_worker_healthy", "1 when the worker's last health check passed",
+                {{"worker", w->name()}}, w->healthy() ? 1 : 0);
+    m.set_gauge("rtgw_worker_breaker_open", "1 while the worker's circuit breaker is open",
+                {{"worker", w->name()}}, w->breaker_open() ? 1 : 0);
+  }
   m.set_gauge("rtgw_shutting_down", "1 while draining after SIGTERM", {},
               server_ && server_->shutting_down() ? 1 : 0);
 }
 
 int Gateway::run() {
   int port = server_->listen();
+  workers_.start_health_checks();
   g_message("realtime-gateway listening on http://%s:%d/ (config: %s)",
             config_.listen_host().c_str(), port, config_.source.c_str());
   if (config_.auth.keys.empty())

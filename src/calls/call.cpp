@@ -313,18 +313,39 @@ void Call::start_upstream_leg(std::optional<std::string> session_json) {
           fail_setup({SetupFailure::Kind::kInternal, 0, {}, "upstream offer: " + err});
           return;
         }
-        workers::OfferRequest request{offer, identity_.upstream_model, session_json};
-        std::weak_ptr<int> alive = alive_;
-        signaller_->exchange(request, cancellable_.get(),
-                             [this, alive](workers::UpstreamResult result) {
-                               if (!alive.lock() || state_ == State::kEnded) return;
-                               on_upstream_result(std::move(result));
-                             });
+        offer_request_ = workers::OfferRequest{offer, identity_.upstream_model, session_json};
+        send_offer_upstream();
       });
+}
+
+void Call::send_offer_upstream() {
+  std::weak_ptr<int> alive = alive_;
+  signaller_->exchange(offer_request_, cancellable_.get(),
+                       [this, alive](workers::UpstreamResult result) {
+                         if (!alive.lock() || state_ == State::kEnded) return;
+                         on_upstream_result(std::move(result));
+                       });
 }
 
 void Call::on_upstream_result(workers::UpstreamResult result) {
   if (auto* failure = std::get_if<workers::UpstreamFailure>(&result)) {
+    // A worker's own failure (unreachable, timeout, 5xx, 429) counts against it, and the same
+    // offer goes to the next worker of the model, before the client has an answer. An upstream
+    // 4xx is the request's fault: it goes back to the client as is.
+    if (workers::is_worker_failure(*failure)) {
+      signaller_->report_setup(false);
+      tried_workers_.push_back(signaller_->name());
+      if (auto next = settings_.failover ? settings_.failover(tried_workers_) : nullptr) {
+        g_message("[%s] worker %s failed (%s): trying %s", id().c_str(), signaller_->name().c_str(),
+                  failure->message.c_str(), next->name().c_str());
+        signaller_->call_ended();
+        signaller_ = std::move(next);
+        signaller_->call_started();
+        identity_.worker_name = signaller_->name();
+        send_offer_upstream();
+        return;
+      }
+    }
     using K = workers::UpstreamFailure::Kind;
     SetupFailure f;
     f.message = failure->message;
@@ -348,6 +369,7 @@ void Call::on_upstream_result(workers::UpstreamResult result) {
     return;
   }
   auto& answer = std::get<workers::UpstreamAnswer>(result);
+  signaller_->report_setup(true);
   upstream_answer_ms_ = answer.answer_ms;
   upstream_call_id_ = answer.upstream_call_id;
   sdp::SdpMessagePtr message;

@@ -15,9 +15,11 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "calls/element_messages.h"
 #include "calls/event_channel.h"
@@ -70,6 +72,9 @@ struct CallSettings {
   std::string policy_json;           // rteventfilter `policy` for client events ("" = none)
   bool budget_exceeded = false;      // the key is over its token budget at call start
   int late_usage_wait_ms = 3000;     // client gone mid-response: wait this long for response.done
+  // The next worker to try after a worker failure during set-up (nullptr: none left).
+  std::function<std::shared_ptr<workers::UpstreamSignaller>(const std::vector<std::string>& tried)>
+      failover;
 };
 
 class Call : public WebRtcLeg::Listener, public EventChannel::Listener {
@@ -92,6 +97,8 @@ class Call : public WebRtcLeg::Listener, public EventChannel::Listener {
   void set_budget_exceeded(bool exceeded);
 
   const CallIdentity& identity() const { return identity_; }
+  // The worker serving the call (it may change during set-up, on failover).
+  const std::shared_ptr<workers::UpstreamSignaller>& signaller() const { return signaller_; }
   const std::string& id() const { return identity_.call_id; }
   State state() const { return state_; }
   bool answered() const { return answered_us_ != 0; }
@@ -128,6 +135,7 @@ class Call : public WebRtcLeg::Listener, public EventChannel::Listener {
   void start_client_leg(sdp::CheckedOffer offer);
   void start_upstream_leg(std::optional<std::string> session_json);
   void on_upstream_result(workers::UpstreamResult result);
+  void send_offer_upstream();
   void maybe_finish_setup();
   void fail_setup(SetupFailure failure);
   void deliver_event(bool to_upstream, std::string text);
@@ -180,6 +188,8 @@ class Call : public WebRtcLeg::Listener, public EventChannel::Listener {
   bool setup_failure_reported_ = false;
   bool upstream_ready_ = false;
   std::string upstream_call_id_;
+  workers::OfferRequest offer_request_;  // kept for failover to the next worker
+  std::vector<std::string> tried_workers_;
   GstWebRTCPeerConnectionState client_state_ = GST_WEBRTC_PEER_CONNECTION_STATE_NEW;
   GstWebRTCPeerConnectionState upstream_state_ = GST_WEBRTC_PEER_CONNECTION_STATE_NEW;
 

@@ -180,7 +180,9 @@ void read_models(const Reader& r, JsonNode* node, std::vector<ModelConfig>& mode
     if (!member(mo, "workers")) r.fail(path + ".workers", "required");
     r.array(member(mo, "workers"), path + ".workers", [&](JsonNode* w, const std::string& wpath) {
       JsonObject* wo = r.object(w, wpath);
-      r.only(wo, wpath, {"name", "provider", "url", "api_key", "timeout_seconds", "max_calls"});
+      r.only(wo, wpath,
+             {"name", "provider", "url", "api_key", "timeout_seconds", "max_calls", "health_path",
+              "health_interval_seconds", "breaker_failures", "breaker_open_seconds"});
       WorkerConfig worker;
       worker.provider =
           member(wo, "provider") ? r.string(member(wo, "provider"), wpath + ".provider") : "openai";
@@ -196,6 +198,17 @@ void read_models(const Reader& r, JsonNode* node, std::vector<ModelConfig>& mode
       if (auto* n = member(wo, "api_key")) worker.api_key = r.secret(n, wpath + ".api_key");
       if (auto* n = member(wo, "timeout_seconds"))
         worker.timeout_seconds = r.number(n, wpath + ".timeout_seconds", 0.1, 600);
+      if (auto* n = member(wo, "health_path"))
+        worker.health_path = r.string(n, wpath + ".health_path");
+      if (auto* n = member(wo, "health_interval_seconds"))
+        worker.health_interval_seconds =
+            static_cast<int>(r.integer(n, wpath + ".health_interval_seconds", 0, 3600));
+      if (auto* n = member(wo, "breaker_failures"))
+        worker.breaker_failures =
+            static_cast<int>(r.integer(n, wpath + ".breaker_failures", 1, 1000));
+      if (auto* n = member(wo, "breaker_open_seconds"))
+        worker.breaker_open_seconds =
+            static_cast<int>(r.integer(n, wpath + ".breaker_open_seconds", 1, 3600));
       if (auto* n = member(wo, "max_calls"))
         worker.max_calls = static_cast<int>(r.integer(n, wpath + ".max_calls", 0, 1000000));
       worker.name = member(wo, "name") ? r.string(member(wo, "name"), wpath + ".name")

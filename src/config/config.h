@@ -33,12 +33,16 @@ struct AuthConfig {
 };
 
 struct WorkerConfig {
-  std::string name;               // defaults to "<model>/<index>" or the URL's host
-  std::string provider;           // openai | azure | generic | echo
-  std::string url;                // base URL (scheme://host:port[/prefix]); empty for echo
-  std::string api_key;            // resolved secret, may be empty
-  double timeout_seconds = 10.0;  // whole SDP exchange with the worker
-  int max_calls = 0;              // 0 = unlimited
+  std::string name;                        // defaults to "<model>/<index>" or the URL's host
+  std::string provider;                    // openai | azure | generic | echo
+  std::string url;                         // base URL (scheme://host:port[/prefix]); empty for echo
+  std::string api_key;                     // resolved secret, may be empty
+  double timeout_seconds = 10.0;           // whole SDP exchange with the worker
+  int max_calls = 0;                       // 0 = unlimited
+  std::string health_path = "/v1/models";  // GET with the worker key; "" disables checks
+  int health_interval_seconds = 10;        // backs off (doubling, up to 60 s) while failing
+  int breaker_failures = 3;                // consecutive set-up failures that open the breaker
+  int breaker_open_seconds = 10;           // then one probe call is let through
 };
 
 struct ModelConfig {

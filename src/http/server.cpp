@@ -167,6 +167,8 @@ void Server::dispatch(SoupServerMessage* msg, const char* path_cstr) {
   if (path == "/readyz") {
     if (shutting_down_)
       respond_json(msg, 503, R"({"status":"shutting_down"})");
+    else if (!services_.workers.any_available())
+      respond_json(msg, 503, R"({"status":"no_healthy_worker"})");
     else
       respond_json(msg, 200, R"({"status":"ready"})");
     return;
@@ -286,6 +288,9 @@ void Server::handle_create_call(SoupServerMessage* msg, GHashTable* query) {
   settings.pipeline_description = services_.pipeline_description;
   settings.policy_json = config.policy_json;
   settings.budget_exceeded = services_.over_budget && services_.over_budget(principal.key_name);
+  settings.failover = [&workers = services_.workers, model](const std::vector<std::string>& tried) {
+    return workers.pick(model, tried);
+  };
 
   auto pending = std::make_shared<PendingResponse>();
   pending->msg = Ref<SoupServerMessage>::retain(msg);
@@ -311,7 +316,7 @@ void Server::handle_create_call(SoupServerMessage* msg, GHashTable* query) {
   try {
     services_.calls.start_call(std::move(identity), std::move(settings), signaller,
                                std::move(offer), std::move(session), std::move(on_answer),
-                               [signaller](const calls::Call&) { signaller->call_ended(); });
+                               [](const calls::Call& call) { call.signaller()->call_ended(); });
   } catch (const std::exception& e) {
     signaller->call_ended();
     soup_server_message_unpause(msg);

@@ -50,6 +50,15 @@ class UpstreamSignaller {
   // Load accounting: a call holds its worker from set-up to its end.
   virtual void call_started() {}
   virtual void call_ended() {}
+  // Set-up outcome as the circuit breaker counts it (worker failures only, never client errors).
+  virtual void report_setup(bool ok) {}
+  // Healthy and not cut off by its breaker: may take a new call now.
+  virtual bool available() const { return true; }
 };
+
+// A set-up failure that should be tried on the next worker (and counts against this one).
+inline bool is_worker_failure(const UpstreamFailure& f) {
+  return f.kind != UpstreamFailure::Kind::kStatus || f.status >= 500 || f.status == 429;
+}
 
 }  // namespace rtgw::workers

@@ -3,6 +3,7 @@
 
 #include <glib.h>
 
+#include <algorithm>
 #include <memory>
 
 namespace rtgw::workers {
@@ -149,6 +150,90 @@ void Worker::exchange(const OfferRequest& request, GCancellable* cancellable,
         ex->done(std::move(answer));
       },
       ex.release());
+}
+
+bool Worker::breaker_open() const {
+  return consecutive_failures_ >= config_.breaker_failures &&
+         (g_get_monotonic_time() < open_until_us_ || probing_);
+}
+
+bool Worker::available() const {
+  if (!healthy_) return false;
+  if (consecutive_failures_ < config_.breaker_failures) return true;
+  if (g_get_monotonic_time() < open_until_us_ || probing_) return false;
+  probing_ = true;  // half-open: this caller is the probe
+  return true;
+}
+
+void Worker::report_setup(bool ok) {
+  probing_ = false;
+  if (ok) {
+    consecutive_failures_ = 0;
+    return;
+  }
+  if (++consecutive_failures_ >= config_.breaker_failures) {
+    open_until_us_ = g_get_monotonic_time() + gint64{config_.breaker_open_seconds} * G_USEC_PER_SEC;
+    g_message("worker %s: breaker open for %d s after %d failures", config_.name.c_str(),
+              config_.breaker_open_seconds, consecutive_failures_);
+  }
+}
+
+void Worker::start_health_checks() {
+  if (config_.health_path.empty() || config_.health_interval_seconds <= 0) return;
+  schedule_health_check(0);
+}
+
+void Worker::schedule_health_check(int seconds) {
+  health_timer_ = SourceGuard(g_timeout_add_seconds(
+      static_cast<guint>(seconds),
+      [](gpointer data) -> gboolean {
+        auto* self = static_cast<Worker*>(data);
+        self->health_timer_.forget();
+        self->check_health();
+        return G_SOURCE_REMOVE;
+      },
+      this));
+}
+
+void Worker::check_health() {
+  std::string url = config_.url + config_.health_path;
+  auto msg = Ref<SoupMessage>::adopt(soup_message_new("GET", url.c_str()));
+  if (!msg) return;
+  if (!config_.api_key.empty()) {
+    std::string auth = "Bearer " + config_.api_key;
+    soup_message_headers_replace(soup_message_get_request_headers(msg.get()), "Authorization",
+                                 auth.c_str());
+  }
+  struct Ctx {
+    std::weak_ptr<int> alive;
+    Worker* worker;
+    Ref<SoupMessage> msg;
+  };
+  soup_session_send_and_read_async(
+      session_.get(), msg.get(), G_PRIORITY_DEFAULT, nullptr,
+      [](GObject* source, GAsyncResult* result, gpointer data) {
+        std::unique_ptr<Ctx> ctx(static_cast<Ctx*>(data));
+        UniqueError err;
+        auto bytes = Ref<GBytes>::adopt(
+            soup_session_send_and_read_finish(SOUP_SESSION(source), result, ErrorOut(err)));
+        if (!ctx->alive.lock()) return;
+        Worker* w = ctx->worker;
+        guint status = bytes ? soup_message_get_status(ctx->msg.get()) : 0;
+        bool ok = status >= 200 && status < 300;
+        if (ok != w->healthy_)
+          g_message("worker %s: %s (%s)", w->config_.name.c_str(), ok ? "healthy" : "unhealthy",
+                    ok ? "health check passed"
+                       : (err ? err->message : ("status " + std::to_string(status)).c_str()));
+        w->healthy_ = ok;
+        // Back off while failing: interval, 2x, 4x ... up to 60 s.
+        w->health_backoff_seconds_ =
+            ok ? 0
+               : std::min(60, w->health_backoff_seconds_ ? w->health_backoff_seconds_ * 2
+                                                         : w->config_.health_interval_seconds);
+        w->schedule_health_check(ok ? w->config_.health_interval_seconds
+                                    : w->health_backoff_seconds_);
+      },
+      new Ctx{alive_, this, msg});
 }
 
 void Worker::hangup(const std::string& upstream_call_id) {

@@ -29,13 +29,32 @@ class Worker : public UpstreamSignaller {
   int live_calls() const { return live_calls_; }
   void call_started() override { live_calls_++; }
   void call_ended() override { live_calls_--; }
+  void report_setup(bool ok) override;
+  bool available() const override;
+
+  // Health as the last check saw it (optimistic until the first check answers).
+  bool healthy() const { return healthy_; }
+  bool breaker_open() const;
+  int consecutive_failures() const { return consecutive_failures_; }
+  // Starts periodic GET <health_path> checks on the main loop.
+  void start_health_checks();
 
  private:
   std::string calls_url(const std::string& model) const;
+  void check_health();
+  void schedule_health_check(int seconds);
 
   config::WorkerConfig config_;
   Ref<SoupSession> session_;
   int live_calls_ = 0;
+  // Health and breaker (main loop only).
+  bool healthy_ = true;
+  int health_backoff_seconds_ = 0;
+  SourceGuard health_timer_;
+  int consecutive_failures_ = 0;
+  gint64 open_until_us_ = 0;      // breaker open until then
+  mutable bool probing_ = false;  // half-open: one call let through
+  std::shared_ptr<int> alive_ = std::make_shared<int>(0);
 };
 
 }  // namespace rtgw::workers

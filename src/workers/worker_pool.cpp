@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 #include "workers/worker_pool.h"
 
+#include <algorithm>
+
 namespace rtgw::workers {
 
 WorkerPool::WorkerPool(const config::Config& config) {
@@ -20,21 +22,50 @@ void WorkerPool::set_builtin(const std::string& provider,
   builtins_[provider] = std::move(signaller);
 }
 
+void WorkerPool::start_health_checks() {
+  for (auto& [name, mw] : models_)
+    for (auto& w : mw.remote) w->start_health_checks();
+}
+
+bool WorkerPool::any_available() const {
+  for (const auto& [name, mw] : models_) {
+    for (const auto& provider : mw.builtin_providers)
+      if (builtins_.count(provider)) return true;
+    for (const auto& w : mw.remote)
+      if (w->healthy() && !w->breaker_open()) return true;
+  }
+  return false;
+}
+
+std::vector<std::shared_ptr<Worker>> WorkerPool::all_remote() const {
+  std::vector<std::shared_ptr<Worker>> out;
+  for (const auto& [name, mw] : models_) out.insert(out.end(), mw.remote.begin(), mw.remote.end());
+  return out;
+}
+
 const std::vector<std::shared_ptr<Worker>>& WorkerPool::workers_of(const std::string& model) const {
   static const std::vector<std::shared_ptr<Worker>> none;
   auto it = models_.find(model);
   return it == models_.end() ? none : it->second.remote;
 }
 
-std::shared_ptr<UpstreamSignaller> WorkerPool::pick(const std::string& model) {
+std::shared_ptr<UpstreamSignaller> WorkerPool::pick(const std::string& model,
+                                                    const std::vector<std::string>& tried) {
   auto it = models_.find(model);
   if (it == models_.end()) return nullptr;
-  std::shared_ptr<Worker> best;
+  std::vector<std::shared_ptr<Worker>> candidates;
   for (const auto& w : it->second.remote) {
+    if (std::find(tried.begin(), tried.end(), w->name()) != tried.end()) continue;
     if (w->config().max_calls > 0 && w->live_calls() >= w->config().max_calls) continue;
-    if (!best || w->live_calls() < best->live_calls()) best = w;
+    if (!w->healthy()) continue;
+    candidates.push_back(w);
   }
-  if (best) return best;
+  std::stable_sort(candidates.begin(), candidates.end(),
+                   [](const auto& a, const auto& b) { return a->live_calls() < b->live_calls(); });
+  // available() may claim the half-open probe slot, so ask in order and stop at the first yes.
+  for (const auto& w : candidates)
+    if (w->available()) return w;
+  if (!tried.empty()) return nullptr;
   for (const auto& provider : it->second.builtin_providers)
     if (auto b = builtins_.find(provider); b != builtins_.end()) return b->second;
   return nullptr;

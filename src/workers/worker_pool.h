@@ -21,8 +21,15 @@ class WorkerPool {
  public:
   explicit WorkerPool(const config::Config& config);
 
-  // Picks a worker for `model`; nullptr when none has capacity (or none can be reached).
-  std::shared_ptr<UpstreamSignaller> pick(const std::string& model);
+  // Picks a worker for `model` among the available ones not in `tried` (least live calls first,
+  // under max_calls); nullptr when none is left.
+  std::shared_ptr<UpstreamSignaller> pick(const std::string& model,
+                                          const std::vector<std::string>& tried = {});
+  // Starts every remote worker's health checks (main loop running).
+  void start_health_checks();
+  // At least one worker (or a built-in) could take a call now.
+  bool any_available() const;
+  std::vector<std::shared_ptr<Worker>> all_remote() const;
   // Registers an in-process signaller (the built-in echo worker) for a provider kind.
   void set_builtin(const std::string& provider, std::shared_ptr<UpstreamSignaller> signaller);
 

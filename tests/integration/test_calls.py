@@ -204,6 +204,8 @@ def test_upstream_error_status_and_body_pass_through(status, gateway, fake_upstr
 def test_unreachable_worker_is_upstream_error(fake_upstream, gateway_factory):
     config = default_gateway_config(fake_upstream)
     config["models"][0]["workers"][0]["url"] = f"http://127.0.0.1:{free_port()}"
+    # without health checks: the set-up itself must find out (test_workers covers the checks)
+    config["models"][0]["workers"][0]["health_interval_seconds"] = 0
     gw = gateway_factory(config)
     reply = post_offer(gw.url, GATEWAY_KEY, aiortc_offer(), model="gpt-realtime")
     assert reply.status == 502, reply.body

@@ -1,0 +1,90 @@
+"""Worker pool: failover during set-up, circuit breaker, health checks, /readyz."""
+from __future__ import annotations
+
+import re
+
+from conftest import GATEWAY_KEY, default_gateway_config, start_fake_upstream
+from peers.aiortc_client import run_call_sync
+from peers.common import free_port, http_request, post_offer
+from test_calls import aiortc_offer
+
+
+def worker(upstream, name, **extra):
+    return dict({"name": name, "url": upstream.url, "api_key": upstream.api_key,
+                 "provider": "openai"}, **extra)
+
+
+def pool_gateway(gateway_factory, fake_upstream, workers):
+    config = default_gateway_config(fake_upstream)
+    config["models"][0]["workers"] = workers
+    return gateway_factory(config)
+
+
+def call_worker(gw, call_id):
+    return http_request("GET", f"{gw.url}/v1/realtime/calls/{call_id}",
+                        headers={"Authorization": f"Bearer {GATEWAY_KEY}"}).json()["worker"]
+
+
+def test_failover_past_failing_and_dead_workers(fake_upstream, gateway_factory, tmp_path):
+    bad = start_fake_upstream(str(tmp_path))
+    try:
+        dead = {"name": "dead", "url": f"http://127.0.0.1:{free_port()}", "api_key": "x",
+                "provider": "openai", "health_interval_seconds": 0}
+        gw = pool_gateway(gateway_factory, fake_upstream,
+                          [dead, worker(bad, "bad", health_interval_seconds=0),
+                           worker(fake_upstream, "good")])
+        for status in (500, 429):
+            bad.config(status=status, body={"error": {"code": "x", "message": "y", "type": "z"}})
+            result = run_call_sync(gw.url, GATEWAY_KEY, model="gpt-realtime", duration=0.5)
+            assert result.status == 201, result.error_body
+            assert call_worker(gw, result.call_id) == "good"
+        assert len([r for r in bad.requests() if r["path"] == "/v1/realtime/calls"]) == 2
+    finally:
+        bad.stop()
+
+
+def test_client_errors_never_count_against_a_worker(fake_upstream, gateway_factory):
+    gw = pool_gateway(gateway_factory, fake_upstream,
+                      [worker(fake_upstream, "only", breaker_failures=2)])
+    for _ in range(4):
+        assert post_offer(gw.url, GATEWAY_KEY, "garbage", model="gpt-realtime").status == 400
+    metrics = http_request("GET", gw.url + "/metrics").body
+    assert 'rtgw_worker_breaker_open{worker="only"} 0' in metrics
+    assert run_call_sync(gw.url, GATEWAY_KEY, model="gpt-realtime", duration=0.3).status == 201
+
+
+def test_breaker_opens_then_half_open_probe_closes_it(fake_upstream, gateway_factory):
+    import time
+    gw = pool_gateway(gateway_factory, fake_upstream,
+                      [worker(fake_upstream, "only", breaker_failures=2, breaker_open_seconds=2)])
+    fake_upstream.config(status=503, body={"error": {"code": "busy", "message": "m", "type": "t"}})
+    for _ in range(2):
+        assert post_offer(gw.url, GATEWAY_KEY, aiortc_offer(), model="gpt-realtime").status == 503
+    before = len(fake_upstream.requests())
+    reply = post_offer(gw.url, GATEWAY_KEY, aiortc_offer(), model="gpt-realtime")
+    assert reply.status == 503 and reply.json()["error"]["code"] == "no_capacity", reply.body
+    assert len(fake_upstream.requests()) == before, "an open breaker must not contact the worker"
+    assert 'rtgw_worker_breaker_open{worker="only"} 1' in http_request("GET", gw.url + "/metrics").body
+    fake_upstream.config(status=None)
+    time.sleep(2.2)
+    assert run_call_sync(gw.url, GATEWAY_KEY, model="gpt-realtime", duration=0.3).status == 201
+    assert 'rtgw_worker_breaker_open{worker="only"} 0' in http_request("GET", gw.url + "/metrics").body
+
+
+def test_health_checks_and_readyz(fake_upstream, gateway_factory):
+    import time
+    dead = {"name": "dead", "url": f"http://127.0.0.1:{free_port()}", "api_key": "x",
+            "provider": "openai", "health_interval_seconds": 1}
+    gw = pool_gateway(gateway_factory, fake_upstream, [dead])
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and http_request("GET", gw.url + "/readyz").status == 200:
+        time.sleep(0.2)
+    assert http_request("GET", gw.url + "/readyz").status == 503
+    assert re.search(r'rtgw_worker_healthy\{worker="dead"\} 0', http_request("GET", gw.url + "/metrics").body)
+    reply = post_offer(gw.url, GATEWAY_KEY, aiortc_offer(), model="gpt-realtime")
+    assert reply.status == 503 and reply.json()["error"]["code"] == "no_capacity"
+
+    healthy = pool_gateway(gateway_factory, fake_upstream,
+                           [worker(fake_upstream, "up", health_interval_seconds=1)])
+    assert http_request("GET", healthy.url + "/readyz").status == 200
+    assert fake_upstream.wait_for(lambda s: s.get("models_requests", 0) >= 1, 5)
