@@ -98,3 +98,24 @@ def test_mint_errors(fake_upstream, gateway_factory):
     assert mint(gw, session={"type": "realtime"}).json()["error"]["code"] == "missing_model"
     assert mint(gw, session={"model": "nope"}).json()["error"]["code"] == "model_not_found"
     assert mint(gw, key="sk-wrong-key").status == 401
+
+
+def test_official_openai_sdk_mints_a_token_the_gateway_redeems(fake_upstream, gateway_factory):
+    """`openai` (npm) realtime.clientSecrets.create pointed at the gateway; the token places a call."""
+    import subprocess
+
+    from peers.node_client import NODE, ensure_node_deps
+    from peers.common import PEERS_DIR
+
+    ensure_node_deps("openai")
+    gw = token_gateway(fake_upstream, gateway_factory)
+    proc = subprocess.run([NODE, "openai_sdk_client_secret.mjs", gw.url, GATEWAY_KEY, "gpt-realtime"],
+                          cwd=PEERS_DIR, capture_output=True, text=True, timeout=60)
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["ok"], (out, proc.stderr)
+    secret = out["secret"]
+    assert secret["value"].startswith("ek_") and secret["expires_at"] > time.time()
+    result = run_call_sync(gw.url, secret["value"], duration=0.5)
+    assert result.status == 201, result.error_body
+    (req,) = [r for r in fake_upstream.requests() if r["path"] == "/v1/realtime/calls"]
+    assert req["session"]["instructions"] == "minted by the openai SDK"
