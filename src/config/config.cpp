@@ -182,7 +182,9 @@ void read_models(const Reader& r, JsonNode* node, std::vector<ModelConfig>& mode
       JsonObject* wo = r.object(w, wpath);
       r.only(wo, wpath,
              {"name", "provider", "url", "api_key", "timeout_seconds", "max_calls", "health_path",
-              "health_interval_seconds", "breaker_failures", "breaker_open_seconds"});
+              "health_interval_seconds", "breaker_failures", "breaker_open_seconds", "deployment",
+              "api_version", "max_connections", "tls_ca_file", "tls_client_cert_file",
+              "tls_client_key_file", "tls_verify", "proxy"});
       WorkerConfig worker;
       worker.provider =
           member(wo, "provider") ? r.string(member(wo, "provider"), wpath + ".provider") : "openai";
@@ -209,6 +211,26 @@ void read_models(const Reader& r, JsonNode* node, std::vector<ModelConfig>& mode
       if (auto* n = member(wo, "breaker_open_seconds"))
         worker.breaker_open_seconds =
             static_cast<int>(r.integer(n, wpath + ".breaker_open_seconds", 1, 3600));
+      if (auto* n = member(wo, "deployment"))
+        worker.deployment = r.string(n, wpath + ".deployment");
+      if (auto* n = member(wo, "api_version"))
+        worker.api_version = r.string(n, wpath + ".api_version");
+      if (worker.provider == "azure" && worker.deployment.empty())
+        r.fail(wpath + ".deployment", "required for provider azure");
+      if (worker.provider == "azure" && !member(wo, "health_path"))
+        worker.health_path = "/openai/models?api-version=" + worker.api_version;
+      if (auto* n = member(wo, "max_connections"))
+        worker.max_connections =
+            static_cast<int>(r.integer(n, wpath + ".max_connections", 1, 10000));
+      if (auto* n = member(wo, "tls_ca_file"))
+        worker.tls_ca_file = r.string(n, wpath + ".tls_ca_file");
+      if (auto* n = member(wo, "tls_client_cert_file"))
+        worker.tls_client_cert_file = r.string(n, wpath + ".tls_client_cert_file");
+      if (auto* n = member(wo, "tls_client_key_file"))
+        worker.tls_client_key_file = r.string(n, wpath + ".tls_client_key_file");
+      if (auto* n = member(wo, "tls_verify"))
+        worker.tls_verify = r.boolean(n, wpath + ".tls_verify");
+      if (auto* n = member(wo, "proxy")) worker.proxy = r.string(n, wpath + ".proxy");
       if (auto* n = member(wo, "max_calls"))
         worker.max_calls = static_cast<int>(r.integer(n, wpath + ".max_calls", 0, 1000000));
       worker.name = member(wo, "name") ? r.string(member(wo, "name"), wpath + ".name")

@@ -40,9 +40,20 @@ struct WorkerConfig {
   double timeout_seconds = 10.0;           // whole SDP exchange with the worker
   int max_calls = 0;                       // 0 = unlimited
   std::string health_path = "/v1/models";  // GET with the worker key; "" disables checks
-  int health_interval_seconds = 10;        // backs off (doubling, up to 60 s) while failing
-  int breaker_failures = 3;                // consecutive set-up failures that open the breaker
-  int breaker_open_seconds = 10;           // then one probe call is let through
+  // azure: `url` is the resource URL, the deployment and api-version go in the path and query,
+  // the key goes in an `api-key` header.
+  std::string deployment;
+  std::string api_version = "2025-08-28";
+  // The worker's own HTTP session.
+  int max_connections = 32;
+  std::string tls_ca_file;           // PEM bundle to verify the worker with ("" = system CAs)
+  std::string tls_client_cert_file;  // client certificate (PEM) ...
+  std::string tls_client_key_file;   // ... and its key ("" = in the certificate file)
+  bool tls_verify = true;            // false: accept any certificate (testing only)
+  std::string proxy;  // http(s):// proxy URL; "" = the environment's; "none" = direct
+  int health_interval_seconds = 10;  // backs off (doubling, up to 60 s) while failing
+  int breaker_failures = 3;          // consecutive set-up failures that open the breaker
+  int breaker_open_seconds = 10;     // then one probe call is let through
 };
 
 struct ModelConfig {

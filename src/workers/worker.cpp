@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <memory>
+#include <stdexcept>
 
 namespace rtgw::workers {
 namespace {
@@ -31,15 +32,71 @@ std::string location_call_id(const char* location) {
 
 Worker::Worker(const config::WorkerConfig& config) : config_(config) {
   // Each worker gets its own pool; `timeout` bounds socket I/O, the exchange has its own bound.
-  session_ = Ref<SoupSession>::adopt(
-      soup_session_new_with_options("max-conns", 64, "max-conns-per-host", 32, "timeout",
-                                    static_cast<guint>(config_.timeout_seconds + 1), "idle-timeout",
-                                    60, "user-agent", "realtime-gateway/0.1", nullptr));
+  session_ = Ref<SoupSession>::adopt(soup_session_new_with_options(
+      "max-conns", config_.max_connections, "max-conns-per-host", config_.max_connections,
+      "timeout", static_cast<guint>(config_.timeout_seconds + 1), "idle-timeout", 60, "user-agent",
+      "realtime-gateway/0.1", nullptr));
+  UniqueError err;
+  if (!config_.tls_ca_file.empty()) {
+    auto db = Ref<GTlsDatabase>::adopt(
+        g_tls_file_database_new(config_.tls_ca_file.c_str(), ErrorOut(err)));
+    if (!db)
+      throw std::runtime_error("worker " + config_.name +
+                               ": tls_ca_file: " + (err ? err->message : "unreadable"));
+    soup_session_set_tls_database(session_.get(), db.get());
+  }
+  if (!config_.tls_client_cert_file.empty()) {
+    const std::string& key = config_.tls_client_key_file.empty() ? config_.tls_client_cert_file
+                                                                 : config_.tls_client_key_file;
+    client_certificate_ = Ref<GTlsCertificate>::adopt(g_tls_certificate_new_from_files(
+        config_.tls_client_cert_file.c_str(), key.c_str(), ErrorOut(err)));
+    if (!client_certificate_)
+      throw std::runtime_error("worker " + config_.name +
+                               ": tls_client_cert_file: " + (err ? err->message : "unreadable"));
+  }
+  if (!config_.proxy.empty()) {
+    const char* proxy = config_.proxy == "none" ? "direct://" : config_.proxy.c_str();
+    auto resolver = Ref<GProxyResolver>::adopt(g_simple_proxy_resolver_new(proxy, nullptr));
+    soup_session_set_proxy_resolver(session_.get(), resolver.get());
+  }
 }
 
 std::string Worker::calls_url(const std::string& model) const {
+  if (config_.provider == "azure") {
+    UniqueStr deployment(g_uri_escape_string(config_.deployment.c_str(), nullptr, FALSE));
+    return config_.url + "/openai/deployments/" + deployment.get() +
+           "/realtime/calls?api-version=" + config_.api_version;
+  }
   UniqueStr escaped(g_uri_escape_string(model.c_str(), nullptr, FALSE));
   return config_.url + "/v1/realtime/calls?model=" + escaped.get();
+}
+
+std::string Worker::call_url(const std::string& upstream_call_id, const char* suffix) const {
+  UniqueStr escaped(g_uri_escape_string(upstream_call_id.c_str(), nullptr, FALSE));
+  if (config_.provider == "azure") {
+    UniqueStr deployment(g_uri_escape_string(config_.deployment.c_str(), nullptr, FALSE));
+    return config_.url + "/openai/deployments/" + deployment.get() + "/realtime/calls/" +
+           escaped.get() + suffix + "?api-version=" + config_.api_version;
+  }
+  return config_.url + "/v1/realtime/calls/" + escaped.get() + suffix;
+}
+
+void Worker::prepare(SoupMessage* msg) const {
+  SoupMessageHeaders* headers = soup_message_get_request_headers(msg);
+  if (!config_.api_key.empty()) {
+    if (config_.provider == "azure") {
+      soup_message_headers_replace(headers, "api-key", config_.api_key.c_str());
+    } else {
+      std::string auth = "Bearer " + config_.api_key;
+      soup_message_headers_replace(headers, "Authorization", auth.c_str());
+    }
+  }
+  if (client_certificate_) soup_message_set_tls_client_certificate(msg, client_certificate_.get());
+  if (!config_.tls_verify)
+    g_signal_connect(msg, "accept-certificate",
+                     G_CALLBACK(+[](SoupMessage*, GTlsCertificate*, GTlsCertificateFlags,
+                                    gpointer) -> gboolean { return TRUE; }),  // as configured
+                     nullptr);
 }
 
 void Worker::exchange(const OfferRequest& request, GCancellable* cancellable,
@@ -68,11 +125,8 @@ void Worker::exchange(const OfferRequest& request, GCancellable* cancellable,
   // libsoup never reuses an idle pooled connection for a POST unless told it may: without this
   // every call would pay a new TCP (and TLS) handshake and leave one more idle socket behind.
   soup_message_add_flags(ex->message.get(), SOUP_MESSAGE_IDEMPOTENT);
+  prepare(ex->message.get());
   SoupMessageHeaders* headers = soup_message_get_request_headers(ex->message.get());
-  if (!config_.api_key.empty()) {
-    std::string auth = "Bearer " + config_.api_key;
-    soup_message_headers_replace(headers, "Authorization", auth.c_str());
-  }
   soup_message_headers_replace(headers, "Accept", "application/sdp, application/json");
 
   if (request.session_json) {
@@ -199,11 +253,7 @@ void Worker::check_health() {
   std::string url = config_.url + config_.health_path;
   auto msg = Ref<SoupMessage>::adopt(soup_message_new("GET", url.c_str()));
   if (!msg) return;
-  if (!config_.api_key.empty()) {
-    std::string auth = "Bearer " + config_.api_key;
-    soup_message_headers_replace(soup_message_get_request_headers(msg.get()), "Authorization",
-                                 auth.c_str());
-  }
+  prepare(msg.get());
   struct Ctx {
     std::weak_ptr<int> alive;
     Worker* worker;
@@ -238,16 +288,11 @@ void Worker::check_health() {
 
 void Worker::hangup(const std::string& upstream_call_id) {
   if (upstream_call_id.empty()) return;
-  UniqueStr escaped(g_uri_escape_string(upstream_call_id.c_str(), nullptr, FALSE));
-  std::string url = config_.url + "/v1/realtime/calls/" + escaped.get() + "/hangup";
+  std::string url = call_url(upstream_call_id, "/hangup");
   auto msg = Ref<SoupMessage>::adopt(soup_message_new("POST", url.c_str()));
   if (!msg) return;
   soup_message_add_flags(msg.get(), SOUP_MESSAGE_IDEMPOTENT);  // reuse pooled connections
-  SoupMessageHeaders* headers = soup_message_get_request_headers(msg.get());
-  if (!config_.api_key.empty()) {
-    std::string auth = "Bearer " + config_.api_key;
-    soup_message_headers_replace(headers, "Authorization", auth.c_str());
-  }
+  prepare(msg.get());
   // Fire and forget; the session's timeout bounds it. The message ref travels with the request.
   SoupMessage* raw = msg.release();
   soup_session_send_and_read_async(

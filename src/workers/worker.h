@@ -41,11 +41,15 @@ class Worker : public UpstreamSignaller {
 
  private:
   std::string calls_url(const std::string& model) const;
+  std::string call_url(const std::string& upstream_call_id, const char* suffix) const;
+  // Worker key (Bearer, or `api-key` for azure) and TLS client settings on one request.
+  void prepare(SoupMessage* msg) const;
   void check_health();
   void schedule_health_check(int seconds);
 
   config::WorkerConfig config_;
   Ref<SoupSession> session_;
+  Ref<GTlsCertificate> client_certificate_;
   int live_calls_ = 0;
   // Health and breaker (main loop only).
   bool healthy_ = true;

@@ -126,13 +126,14 @@ class FakeUpstreamProc:
         return _terminate(self.proc, 10)
 
 
-def start_fake_upstream(log_dir: str, api_key: str = UPSTREAM_KEY,
-                        timeout: float = 20.0) -> FakeUpstreamProc:
+def start_fake_upstream(log_dir: str, api_key: str = UPSTREAM_KEY, timeout: float = 20.0,
+                        tls: Optional[tuple] = None) -> FakeUpstreamProc:
     """Start fake_upstream.py on a free loopback port; returns once it printed LISTENING."""
     log_path = os.path.join(log_dir, f"fake-upstream-{time.monotonic_ns()}.log")
     log = open(log_path, "wb")
+    tls_args = ["--tls-cert", tls[0], "--tls-key", tls[1]] if tls else []
     proc = subprocess.Popen([PYTHON, FAKE_UPSTREAM, "--host", "127.0.0.1", "--port", "0",
-                             "--api-key", api_key],
+                             "--api-key", api_key, *tls_args],
                             stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL)
     log.close()
     deadline = time.monotonic() + timeout
@@ -147,7 +148,10 @@ def start_fake_upstream(log_dir: str, api_key: str = UPSTREAM_KEY,
             if not line:  # exited
                 break
             if line.startswith("LISTENING "):
-                return FakeUpstreamProc(proc, int(line.split()[1]), api_key, log_path)
+                upstream = FakeUpstreamProc(proc, int(line.split()[1]), api_key, log_path)
+                if tls:  # its public URL is HTTPS; the test controls still go over it too
+                    upstream.url = upstream.url.replace("http://", "https://")
+                return upstream
     finally:
         sel.close()
     _terminate(proc, 5)

@@ -88,3 +88,18 @@ def test_health_checks_and_readyz(fake_upstream, gateway_factory):
                            [worker(fake_upstream, "up", health_interval_seconds=1)])
     assert http_request("GET", healthy.url + "/readyz").status == 200
     assert fake_upstream.wait_for(lambda s: s.get("models_requests", 0) >= 1, 5)
+
+
+def test_slow_worker_times_out_and_the_next_one_answers(fake_upstream, gateway_factory, tmp_path):
+    slow = start_fake_upstream(str(tmp_path))
+    try:
+        slow.config(delay_ms=3000)
+        gw = pool_gateway(gateway_factory, fake_upstream,
+                          [worker(slow, "slow", timeout_seconds=1), worker(fake_upstream, "fast")])
+        # both idle: "slow" is listed first and is tried first
+        result = run_call_sync(gw.url, GATEWAY_KEY, model="gpt-realtime", duration=0.3)
+        assert result.status == 201, result.error_body
+        assert call_worker(gw, result.call_id) == "fast"
+        assert [r for r in slow.requests() if r["path"] == "/v1/realtime/calls"]
+    finally:
+        slow.stop()

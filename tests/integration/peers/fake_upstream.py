@@ -268,6 +268,10 @@ class FakeUpstream:
         app.add_routes([
             web.post("/v1/realtime/calls", self.handle_call),
             web.post("/v1/realtime/calls/{call_id}/hangup", self.handle_hangup),
+            # Azure OpenAI's shape: deployment in the path, api-version in the query.
+            web.post("/openai/deployments/{deployment}/realtime/calls", self.handle_call),
+            web.post("/openai/deployments/{deployment}/realtime/calls/{call_id}/hangup",
+                     self.handle_hangup),
             web.get("/v1/models", self.handle_models),
             web.get("/_test/state", self.handle_state),
             web.post("/_test/config", self.handle_config),
@@ -275,10 +279,10 @@ class FakeUpstream:
         ])
         return app
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
+    async def start(self, host: str = "127.0.0.1", port: int = 0, ssl_context=None) -> int:
         self._runner = web.AppRunner(self.app(), access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
+        site = web.TCPSite(self._runner, host, port, ssl_context=ssl_context)
         await site.start()
         self._reaper = asyncio.ensure_future(self._reap())
         return site._server.sockets[0].getsockname()[1]  # the real port when port == 0
@@ -309,7 +313,9 @@ class FakeUpstream:
 
     # -- helpers ------------------------------------------------------------------------------
     def _authorized(self, request: web.Request) -> bool:
-        return request.headers.get("Authorization", "") == f"Bearer {self.api_key}"
+        # OpenAI style (Bearer) or Azure style (api-key header).
+        return (request.headers.get("Authorization", "") == f"Bearer {self.api_key}"
+                or request.headers.get("api-key", "") == self.api_key)
 
     @staticmethod
     def _error(status: int, code: str, message: str, type_: str = "invalid_request_error"):
@@ -348,6 +354,7 @@ class FakeUpstream:
             "time": time.time(), "method": "POST", "path": request.path,
             "query": dict(request.query), "content_type": request.headers.get("Content-Type"),
             "authorization": request.headers.get("Authorization"),
+            "api_key_header": request.headers.get("api-key"),
             "sdp": None, "session": None, "status": None, "call_id": None,
         }
         self.requests.append(record)
@@ -460,9 +467,15 @@ class FakeUpstream:
         }
 
 
-async def serve(host: str, port: int, api_key: str, max_call_seconds: float) -> None:
+async def serve(host: str, port: int, api_key: str, max_call_seconds: float,
+                tls_cert: Optional[str] = None, tls_key: Optional[str] = None) -> None:
     upstream = FakeUpstream(api_key, max_call_seconds)
-    real_port = await upstream.start(host, port)
+    ssl_context = None
+    if tls_cert:  # HTTPS, for the gateway's per-worker TLS settings
+        import ssl
+        ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ssl_context.load_cert_chain(tls_cert, tls_key)
+    real_port = await upstream.start(host, port, ssl_context)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -478,12 +491,15 @@ def main(argv: Optional[List[str]] = None) -> None:
     ap.add_argument("--port", type=int, default=0, help="0 = pick a free port")
     ap.add_argument("--api-key", default="upstream-secret")
     ap.add_argument("--max-call-seconds", type=float, default=300.0)
+    ap.add_argument("--tls-cert", help="serve HTTPS with this certificate (PEM)")
+    ap.add_argument("--tls-key", help="its private key (PEM)")
     ap.add_argument("--log-level", default=os.environ.get("FAKE_UPSTREAM_LOG", "WARNING"))
     args = ap.parse_args(argv)
     faulthandler.enable()  # a native crash (av, srtp, ...) still leaves a trace on stderr
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    asyncio.run(serve(args.host, args.port, args.api_key, args.max_call_seconds))
+    asyncio.run(serve(args.host, args.port, args.api_key, args.max_call_seconds, args.tls_cert,
+                      args.tls_key))
 
 
 if __name__ == "__main__":
