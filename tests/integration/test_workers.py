@@ -103,3 +103,35 @@ def test_slow_worker_times_out_and_the_next_one_answers(fake_upstream, gateway_f
         assert [r for r in slow.requests() if r["path"] == "/v1/realtime/calls"]
     finally:
         slow.stop()
+
+
+def test_per_key_and_global_call_limits(fake_upstream, gateway_factory):
+    import asyncio
+    from peers.aiortc_client import AiortcCall
+
+    config = default_gateway_config(fake_upstream)
+    config["auth"]["keys"] = [
+        {"name": "team-a", "key": GATEWAY_KEY, "models": ["*"], "max_concurrent_calls": 1},
+        {"name": "team-b", "key": "sk-test-b", "models": ["*"]},
+        {"name": "team-c", "key": "sk-test-c", "models": ["*"]}]
+    config["limits"] = {"max_calls": 2}
+    gw = gateway_factory(config)
+
+    async def scenario():
+        first = AiortcCall(gw.url, GATEWAY_KEY, model="gpt-realtime")
+        await first.connect()
+        assert first.connected
+        loop = asyncio.get_running_loop()
+        offer = await loop.run_in_executor(None, aiortc_offer)
+        again = await loop.run_in_executor(
+            None, lambda: post_offer(gw.url, GATEWAY_KEY, offer, model="gpt-realtime"))
+        assert again.status == 429 and again.json()["error"]["code"] == "too_many_calls"
+        second = AiortcCall(gw.url, "sk-test-b", model="gpt-realtime")
+        await second.connect()
+        assert second.connected
+        full = await loop.run_in_executor(
+            None, lambda: post_offer(gw.url, "sk-test-c", offer, model="gpt-realtime"))
+        assert full.status == 503 and full.json()["error"]["code"] == "no_capacity"
+        await first.close()
+        await second.close()
+    asyncio.run(scenario())
