@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 #include "app/call_accounting.h"
 
+#include <algorithm>
+
 namespace rtgw::app {
 namespace {
 
@@ -66,6 +68,12 @@ void CallAccounting::OnCallEnded(const calls::Call& call) {
                        static_cast<double>(call.audio_bytes_from_client()));
   metrics_.add_counter("rtgw_rtp_bytes_total", help_bytes, {{"leg", "upstream"}},
                        static_cast<double>(call.audio_bytes_from_upstream()));
+  const char* help_lost = "RTP packets lost (webrtcbin's receive statistics), by leg";
+  metrics_.add_counter("rtgw_rtp_packets_lost_total", help_lost, {{"leg", "client"}},
+                       static_cast<double>(std::max<gint64>(0, call.packets_lost_on_client_leg())));
+  metrics_.add_counter(
+      "rtgw_rtp_packets_lost_total", help_lost, {{"leg", "upstream"}},
+      static_cast<double>(std::max<gint64>(0, call.packets_lost_on_upstream_leg())));
   const char* help_events = "Realtime events relayed, by direction";
   metrics_.add_counter("rtgw_events_total", help_events, {{"direction", "client_to_upstream"}},
                        static_cast<double>(call.events_from_client()));

@@ -442,6 +442,13 @@ void Call::OnLegConnectionState(WebRtcLeg& leg, GstWebRTCPeerConnectionState sta
     connected_us_ = g_get_monotonic_time();
     connect_timeout_.cancel();
     start_media_watchdog();
+    stats_timer_ = SourceGuard(g_timeout_add_seconds(
+        2,
+        [](gpointer data) -> gboolean {
+          static_cast<Call*>(data)->poll_rtp_stats();
+          return G_SOURCE_CONTINUE;
+        },
+        this));
     dump_graph("connected");
   }
   if (state == GST_WEBRTC_PEER_CONNECTION_STATE_FAILED ||
@@ -484,6 +491,49 @@ void Call::on_client_gone(const std::string& reason) {
         return G_SOURCE_REMOVE;
       },
       this));
+}
+
+void Call::poll_rtp_stats() {
+  // webrtcbin's own counters (loss as its jitterbuffer saw it), read every 2 s. The promise is
+  // answered on the leg's pc thread: copy the figures and post them.
+  for (WebRtcLeg* leg : {client_leg_.get(), upstream_leg_.get()}) {
+    if (!leg) continue;
+    bool is_client = leg == client_leg_.get();
+    std::weak_ptr<int> alive = alive_;
+    auto promise = make_promise([alive, this, is_client](const GstStructure* reply) {
+      if (!reply) return;
+      struct Totals {
+        guint64 received = 0;
+        gint64 lost = 0;
+      } totals;
+      gst_structure_foreach(
+          reply,
+          [](GQuark, const GValue* value, gpointer data) -> gboolean {
+            if (!GST_VALUE_HOLDS_STRUCTURE(value)) return TRUE;
+            const GstStructure* s = gst_value_get_structure(value);
+            GstWebRTCStatsType type;
+            if (!gst_structure_get(s, "type", GST_TYPE_WEBRTC_STATS_TYPE, &type, nullptr) ||
+                type != GST_WEBRTC_STATS_INBOUND_RTP)
+              return TRUE;
+            auto* t = static_cast<Totals*>(data);
+            guint64 received = 0;
+            gint64 lost = 0;
+            gst_structure_get_uint64(s, "packets-received", &received);
+            gst_structure_get_int64(s, "packets-lost", &lost);
+            t->received += received;
+            t->lost += lost;
+            return TRUE;
+          },
+          &totals);
+      post_to_main([alive, this, is_client, totals] {
+        if (!alive.lock()) return;
+        RtpStats& stats = is_client ? client_rtp_ : upstream_rtp_;
+        stats.packets_received = totals.received;
+        stats.packets_lost = totals.lost;
+      });
+    });
+    g_signal_emit_by_name(leg->element(), "get-stats", nullptr, promise.get());
+  }
 }
 
 void Call::start_media_watchdog() {
@@ -658,6 +708,7 @@ void Call::hang_up(const std::string& reason) {
   connect_timeout_.cancel();
   drain_timeout_.cancel();
   media_watchdog_.cancel();
+  stats_timer_.cancel();
   if (!upstream_call_id_.empty() && signaller_) signaller_->hangup(upstream_call_id_);
 
   // Close the open data channels first so both peers learn at once (a stream reset), and stop
@@ -747,7 +798,9 @@ json::ObjectBuilder Call::describe() const {
   audio.set("packets_from_client", static_cast<gint64>(audio_from_client_->packets.load()))
       .set("bytes_from_client", static_cast<gint64>(audio_from_client_->bytes.load()))
       .set("packets_from_upstream", static_cast<gint64>(audio_from_upstream_->packets.load()))
-      .set("bytes_from_upstream", static_cast<gint64>(audio_from_upstream_->bytes.load()));
+      .set("bytes_from_upstream", static_cast<gint64>(audio_from_upstream_->bytes.load()))
+      .set("client_leg_packets_lost", static_cast<gint64>(client_rtp_.packets_lost))
+      .set("upstream_leg_packets_lost", static_cast<gint64>(upstream_rtp_.packets_lost));
   json::ObjectBuilder events;
   events.set("from_client", static_cast<gint64>(events_from_client_))
       .set("from_upstream", static_cast<gint64>(events_from_upstream_))

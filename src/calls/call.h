@@ -109,6 +109,8 @@ class Call : public WebRtcLeg::Listener, public EventChannel::Listener {
   std::uint64_t audio_bytes_from_client() const { return audio_from_client_->bytes.load(); }
   std::uint64_t audio_bytes_from_upstream() const { return audio_from_upstream_->bytes.load(); }
   std::uint64_t events_from_client() const { return events_from_client_; }
+  gint64 packets_lost_on_client_leg() const { return client_rtp_.packets_lost; }
+  gint64 packets_lost_on_upstream_leg() const { return upstream_rtp_.packets_lost; }
   std::uint64_t events_from_upstream() const { return events_from_upstream_; }
   const std::string& end_reason() const { return end_reason_; }
   // Call state for GET /v1/realtime/calls/{id}.
@@ -143,6 +145,7 @@ class Call : public WebRtcLeg::Listener, public EventChannel::Listener {
   void on_client_gone(const std::string& reason);
   void on_element_message(GstMessage* message);
   void start_media_watchdog();
+  void poll_rtp_stats();
   void send_error_event(EventChannel& to, const std::string& code, const std::string& message,
                         const std::string& client_event_id = {});
   bool on_bus_message(GstMessage* message);
@@ -207,6 +210,13 @@ class Call : public WebRtcLeg::Listener, public EventChannel::Listener {
   std::string drain_reason_;
   SourceGuard drain_timeout_;
   SourceGuard media_watchdog_;
+  SourceGuard stats_timer_;
+  struct RtpStats {
+    guint64 packets_received = 0;
+    gint64 packets_lost = 0;
+  };
+  RtpStats client_rtp_;    // what the client leg received (webrtcbin stats)
+  RtpStats upstream_rtp_;  // what the upstream leg received
   std::uint64_t media_seen_packets_ = 0;
   gint64 media_seen_us_ = 0;
 };
