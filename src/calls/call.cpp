@@ -694,6 +694,12 @@ void Call::on_element_message(GstMessage* message) {
     usage_total_.add_tokens(*r);
     listener_->OnCallTurn(*this, *r);
     if (draining_) hang_up(drain_reason_ + " (late usage metered)");
+    return;
+  }
+  // Elements an operator added to pipelines/ (e.g. `level`): visible with G_MESSAGES_DEBUG=all.
+  if (s) {
+    UniqueStr text(gst_structure_to_string(s));
+    g_debug("[%s] %s: %s", id().c_str(), GST_OBJECT_NAME(GST_MESSAGE_SRC(message)), text.get());
   }
 }
 
