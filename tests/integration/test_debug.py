@@ -42,3 +42,26 @@ def test_debug_calls_and_pipeline_graph(fake_upstream, gateway_factory, tmp_path
     dumped = sorted(os.listdir(dot_dir))
     for moment in ("answered", "connected", "ended"):
         assert [f for f in dumped if f.endswith(f"{call_id}-{moment}.dot")], dumped
+
+
+def test_readme_level_pipeline_extension(fake_upstream, gateway_factory, tmp_path):
+    """The README's example: a tee + opusdec + level on the client's audio, by editing a copy of
+    pipelines/call.pipeline. The call still relays, and level's messages reach the call's log."""
+    from peers.aiortc_client import run_call_sync
+    src = os.path.join(os.path.dirname(__file__), "..", "..", "pipelines", "call.pipeline")
+    text = open(src).read()
+    chain = "! rtpopusdepay ! rtpopuspay name=upstream_audio_out"
+    assert chain in text
+    text = text.replace(chain, "! rtpopusdepay ! tee name=t ! queue ! rtpopuspay name=upstream_audio_out\n"
+                        "  t. ! queue leaky=downstream ! opusdec ! level post-messages=true"
+                        " ! fakesink sync=false async=false", 1)
+    pipeline = tmp_path / "level.pipeline"
+    pipeline.write_text(text)
+    gw = gateway_factory(default_gateway_config(fake_upstream), args=["--pipeline", str(pipeline)],
+                         env={"G_MESSAGES_DEBUG": "all"})
+    result = run_call_sync(gw.url, GATEWAY_KEY, model="gpt-realtime",
+                           send_events=[{"type": "test.echo", "payload": "l"}], duration=2.0)
+    assert result.status == 201 and result.events_of("test.echoed")
+    assert result.audio_frames_received > 40
+    gw.stop()
+    assert f"[{result.call_id}] level" in gw.stderr()
