@@ -64,4 +64,5 @@ def test_readme_level_pipeline_extension(fake_upstream, gateway_factory, tmp_pat
     assert result.status == 201 and result.events_of("test.echoed")
     assert result.audio_frames_received > 40
     gw.stop()
-    assert f"[{result.call_id}] level" in gw.stderr()
+    logs = gw.stderr() + open(gw.stdout_path).read()  # GLib prints debug lines on stdout
+    assert f"[{result.call_id}] level" in logs
