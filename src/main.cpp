@@ -49,7 +49,8 @@ int main(int argc, char** argv) {
       "RTGW_TOKEN_SECRET, RTGW_USAGE_LOG, RTGW_PIPELINE_FILE, RTGW_LOG_JSON, RTGW_MAX_CALLS,\n"
       "RTGW_DRAIN_TIMEOUT_SECONDS, RTGW_WEBRTC_STUN_SERVER, RTGW_WEBRTC_TURN_SERVERS,\n"
       "RTGW_WEBRTC_NAT_1TO1_IPS, RTGW_WEBRTC_ICE_INTERFACES, RTGW_WEBRTC_UDP_PORT_MIN,\n"
-      "RTGW_WEBRTC_UDP_PORT_MAX, RTGW_WEBRTC_JITTERBUFFER_LATENCY_MS.");
+      "RTGW_WEBRTC_UDP_PORT_MAX, RTGW_WEBRTC_ICE_TRANSPORT_POLICY, RTGW_WEBRTC_ICE_TCP,\n"
+      "RTGW_WEBRTC_ICE_IPV6, RTGW_WEBRTC_JITTERBUFFER_LATENCY_MS, RTGW_DATA_DIR.");
   g_option_context_add_main_entries(context.get(), entries, nullptr);
   g_option_context_add_group(context.get(), gst_init_get_option_group());
   rtgw::UniqueError err;
@@ -77,6 +78,7 @@ int main(int argc, char** argv) {
           config.pipeline_file.empty() ? rtgw::app::default_pipeline_file() : config.pipeline_file;
       rtgw::app::check_pipeline_description(rtgw::app::load_pipeline_description(pipeline_file));
       rtgw::app::check_policy(config.policy_json);
+      rtgw::app::resolve_interfaces(config.webrtc.ice_interfaces, config.webrtc.ice_ipv6);
       std::cout << rtgw::config::describe(config) << "config OK\n";
       return 0;
     }

@@ -17,6 +17,8 @@ const char* failure_outcome(calls::SetupFailure::Kind kind) {
       return "upstream_timeout";
     case calls::SetupFailure::Kind::kUpstreamUnreachable:
       return "upstream_unreachable";
+    case calls::SetupFailure::Kind::kNoCapacity:
+      return "no_capacity";
     case calls::SetupFailure::Kind::kInternal:
       return "internal_error";
   }

@@ -2,6 +2,8 @@
 #include "app/gateway.h"
 
 #include <glib-unix.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
 
 #include <csignal>
 #include <map>
@@ -22,6 +24,33 @@
 namespace rtgw::app {
 
 std::string default_pipeline_file() { return RTGW_DEFAULT_PIPELINE; }
+
+std::vector<std::string> resolve_interfaces(const std::vector<std::string>& names, bool ipv6) {
+  std::vector<std::string> addresses;
+  if (names.empty()) return addresses;
+  struct ifaddrs* list = nullptr;
+  if (getifaddrs(&list) != 0) throw std::runtime_error("webrtc.ice_interfaces: getifaddrs failed");
+  std::unique_ptr<struct ifaddrs, decltype(&freeifaddrs)> owned(list, freeifaddrs);
+  for (const auto& name : names) {
+    bool found = false;
+    for (auto* i = list; i; i = i->ifa_next) {
+      if (!i->ifa_addr || name != i->ifa_name) continue;
+      int family = i->ifa_addr->sa_family;
+      if (family != AF_INET && !(family == AF_INET6 && ipv6)) continue;
+      auto address = Ref<GSocketAddress>::adopt(g_socket_address_new_from_native(
+          i->ifa_addr, family == AF_INET ? sizeof(sockaddr_in) : sizeof(sockaddr_in6)));
+      auto* inet = g_inet_socket_address_get_address(G_INET_SOCKET_ADDRESS(address.get()));
+      if (family == AF_INET6 && g_inet_address_get_is_link_local(inet)) continue;
+      UniqueStr text(g_inet_address_to_string(inet));
+      addresses.push_back(text.get());
+      found = true;
+    }
+    if (!found)
+      throw std::runtime_error("webrtc.ice_interfaces: no interface '" + name +
+                               "' with a usable address on this host");
+  }
+  return addresses;
+}
 
 std::string load_pipeline_description(const std::string& path) {
   gchar* contents = nullptr;
@@ -69,6 +98,13 @@ Gateway::Gateway(config::Config config)
       loop_(Ref<GMainLoop>::adopt(g_main_loop_new(nullptr, FALSE))) {
   check_pipeline_description(pipeline_description_);
   check_policy(config_.policy_json);
+  config_.webrtc.ice_addresses =
+      resolve_interfaces(config_.webrtc.ice_interfaces, config_.webrtc.ice_ipv6);
+  if (!config_.webrtc.ice_addresses.empty()) {
+    std::string joined;
+    for (const auto& a : config_.webrtc.ice_addresses) joined += (joined.empty() ? "" : ", ") + a;
+    g_message("ICE gathers only on %s", joined.c_str());
+  }
   // The process-wide DTLS certificate is generated when the first dtlsdec is made (~100 ms of
   // RSA key generation): pay it at start-up, not in the first caller's set-up time.
   if (auto dtls = Ref<GstElement>::sink(gst_element_factory_make("dtlsdec", nullptr)); !dtls)

@@ -8,6 +8,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "app/call_accounting.h"
 #include "auth/authenticator.h"
@@ -25,6 +26,9 @@ std::string load_pipeline_description(const std::string& path);
 void check_pipeline_description(const std::string& description);
 // The file used when the config names none.
 std::string default_pipeline_file();
+// The addresses of the named interfaces (IPv4, and IPv6 unless disabled; not link-local).
+// Throws std::runtime_error naming an interface that does not exist or has no address.
+std::vector<std::string> resolve_interfaces(const std::vector<std::string>& names, bool ipv6);
 // Validates the policy object (rteventfilter's rules). Throws std::runtime_error.
 void check_policy(const std::string& policy_json);
 

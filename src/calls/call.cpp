@@ -268,10 +268,13 @@ void Call::start_client_leg(sdp::CheckedOffer offer) {
             false, [this](const std::string& err, const std::string& sdp) {
               if (state_ == State::kEnded) return;
               if (!err.empty()) {
-                fail_setup({SetupFailure::Kind::kInternal, 0, {}, "client answer: " + err});
+                fail_local_description("client answer", err);
                 return;
               }
-              client_answer_ = sdp;
+              // The client learns only what the operator advertises (NAT 1:1, families).
+              client_answer_ = sdp::rewrite_candidates(
+                  sdp, {settings_.webrtc.nat_1to1_ips, settings_.webrtc.ice_ipv6,
+                        settings_.webrtc.ice_tcp});
               maybe_finish_setup();
             });
       });
@@ -310,10 +313,13 @@ void Call::start_upstream_leg(std::optional<std::string> session_json) {
                                                            const std::string& offer) {
         if (state_ == State::kEnded) return;
         if (!err.empty()) {
-          fail_setup({SetupFailure::Kind::kInternal, 0, {}, "upstream offer: " + err});
+          fail_local_description("upstream offer", err);
           return;
         }
-        offer_request_ = workers::OfferRequest{offer, identity_.upstream_model, session_json};
+        // NAT addresses concern the client leg; the upstream sees the real ones.
+        std::string advertised = sdp::rewrite_candidates(
+            offer, {{}, settings_.webrtc.ice_ipv6, settings_.webrtc.ice_tcp});
+        offer_request_ = workers::OfferRequest{advertised, identity_.upstream_model, session_json};
         send_offer_upstream();
       });
 }
@@ -422,6 +428,19 @@ void Call::maybe_finish_setup() {
       this));
   dump_graph("answered");
   listener_->OnCallAnswered(*this, client_answer_);
+}
+
+void Call::fail_local_description(const char* leg, const std::string& error) {
+  bool ports =
+      settings_.webrtc.udp_port_min > 0 && error.find("produced no candidate") != std::string::npos;
+  if (ports)
+    fail_setup({SetupFailure::Kind::kNoCapacity,
+                0,
+                {},
+                "no free UDP port in " + std::to_string(settings_.webrtc.udp_port_min) + "-" +
+                    std::to_string(settings_.webrtc.udp_port_max) + " (" + leg + ")"});
+  else
+    fail_setup({SetupFailure::Kind::kInternal, 0, {}, std::string(leg) + ": " + error});
 }
 
 void Call::fail_setup(SetupFailure failure) {

@@ -36,7 +36,13 @@ namespace rtgw::calls {
 class Call;
 
 struct SetupFailure {
-  enum class Kind { kUpstreamStatus, kUpstreamTimeout, kUpstreamUnreachable, kInternal };
+  enum class Kind {
+    kUpstreamStatus,
+    kUpstreamTimeout,
+    kUpstreamUnreachable,
+    kNoCapacity,  // e.g. the UDP port range is exhausted
+    kInternal
+  };
   Kind kind = Kind::kInternal;
   int status = 0;    // upstream HTTP status (kUpstreamStatus)
   std::string body;  // upstream body (kUpstreamStatus)
@@ -140,6 +146,9 @@ class Call : public WebRtcLeg::Listener, public EventChannel::Listener {
   void send_offer_upstream();
   void maybe_finish_setup();
   void fail_setup(SetupFailure failure);
+  // A leg could not produce its description: with a port range set and no candidate, the range
+  // is exhausted (503), else an internal error.
+  void fail_local_description(const char* leg, const std::string& error);
   void deliver_event(bool to_upstream, std::string text);
   // The client left: end now, or first let an open response finish (cancelled) so it is metered.
   void on_client_gone(const std::string& reason);

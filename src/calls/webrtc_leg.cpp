@@ -2,6 +2,7 @@
 #include "calls/webrtc_leg.h"
 
 #include <gst/webrtc/nice/nice.h>
+#include <nice/agent.h>
 
 #include "common/main_thread.h"
 
@@ -70,14 +71,33 @@ WebRtcLeg::WebRtcLeg(std::string name, Ref<GstElement> webrtcbin,
     g_object_set(webrtcbin_.get(), "stun-server", stun.c_str(), nullptr);
   }
 
+  if (config_.ice_transport_policy == "relay")
+    g_object_set(webrtcbin_.get(), "ice-transport-policy", GST_WEBRTC_ICE_TRANSPORT_POLICY_RELAY,
+                 nullptr);
+  for (const auto& turn : config_.turn_servers) {
+    gboolean added = FALSE;
+    g_signal_emit_by_name(webrtcbin_.get(), "add-turn-server", turn.c_str(), &added);
+    if (!added) g_warning("[%s] TURN server refused by webrtcbin", name_.c_str());
+  }
+
   Ref<GstWebRTCICE> ice;
   g_object_get(webrtcbin_.get(), "ice-agent", ice.out(), nullptr);
   if (ice) {
-    // Debian's libnice waits 200 ms for UPnP on every gathering unless told not to.
     if (GST_IS_WEBRTC_NICE(ice.get())) {
+      if (!config_.ice_tcp) g_object_set(ice.get(), "ice-tcp", FALSE, nullptr);
       Ref<GObject> agent;
       g_object_get(ice.get(), "agent", agent.out(), nullptr);
-      if (agent) g_object_set(agent.get(), "upnp", FALSE, nullptr);
+      if (agent) {
+        // Debian's libnice waits 200 ms for UPnP on every gathering unless told not to.
+        g_object_set(agent.get(), "upnp", FALSE, nullptr);
+        // Gather only on the configured interfaces' addresses (resolved at start-up).
+        for (const auto& ip : config_.ice_addresses) {
+          NiceAddress address;
+          nice_address_init(&address);
+          if (nice_address_set_from_string(&address, ip.c_str()))
+            nice_agent_add_local_address(NICE_AGENT(agent.get()), &address);
+        }
+      }
     }
     if (config_.udp_port_min > 0)
       g_object_set(ice.get(), "min-rtp-port", static_cast<guint>(config_.udp_port_min),

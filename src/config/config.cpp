@@ -247,7 +247,8 @@ void read_webrtc(const Reader& r, JsonNode* node, WebRtcConfig& w) {
   r.only(obj, "$.webrtc",
          {"stun_server", "turn_servers", "nat_1to1_ips", "ice_interfaces", "udp_port_min",
           "udp_port_max", "ice_gathering_timeout_ms", "ice_connect_timeout_seconds",
-          "jitterbuffer_latency_ms", "client_media_timeout_seconds"});
+          "jitterbuffer_latency_ms", "client_media_timeout_seconds", "ice_transport_policy",
+          "ice_tcp", "ice_ipv6"});
   if (auto* n = member(obj, "stun_server")) w.stun_server = r.string(n, "$.webrtc.stun_server");
   if (auto* n = member(obj, "turn_servers")) w.turn_servers = r.strings(n, "$.webrtc.turn_servers");
   if (auto* n = member(obj, "nat_1to1_ips")) w.nat_1to1_ips = r.strings(n, "$.webrtc.nat_1to1_ips");
@@ -263,6 +264,10 @@ void read_webrtc(const Reader& r, JsonNode* node, WebRtcConfig& w) {
   if (auto* n = member(obj, "ice_connect_timeout_seconds"))
     w.ice_connect_timeout_seconds =
         static_cast<int>(r.integer(n, "$.webrtc.ice_connect_timeout_seconds", 1, 600));
+  if (auto* n = member(obj, "ice_transport_policy"))
+    w.ice_transport_policy = r.string(n, "$.webrtc.ice_transport_policy");
+  if (auto* n = member(obj, "ice_tcp")) w.ice_tcp = r.boolean(n, "$.webrtc.ice_tcp");
+  if (auto* n = member(obj, "ice_ipv6")) w.ice_ipv6 = r.boolean(n, "$.webrtc.ice_ipv6");
   if (auto* n = member(obj, "client_media_timeout_seconds"))
     w.client_media_timeout_seconds =
         static_cast<int>(r.integer(n, "$.webrtc.client_media_timeout_seconds", 0, 3600));
@@ -329,6 +334,9 @@ void apply_env(const Reader& r, const EnvLookup& env, Config& c) {
     c.webrtc.udp_port_min = env_int(r, "RTGW_WEBRTC_UDP_PORT_MIN", *v, 0, 65535);
   if (auto v = env("RTGW_WEBRTC_UDP_PORT_MAX"))
     c.webrtc.udp_port_max = env_int(r, "RTGW_WEBRTC_UDP_PORT_MAX", *v, 0, 65535);
+  if (auto v = env("RTGW_WEBRTC_ICE_TRANSPORT_POLICY")) c.webrtc.ice_transport_policy = *v;
+  if (auto v = env("RTGW_WEBRTC_ICE_TCP")) c.webrtc.ice_tcp = (*v == "1" || *v == "true");
+  if (auto v = env("RTGW_WEBRTC_ICE_IPV6")) c.webrtc.ice_ipv6 = (*v == "1" || *v == "true");
   if (auto v = env("RTGW_WEBRTC_JITTERBUFFER_LATENCY_MS"))
     c.webrtc.jitterbuffer_latency_ms =
         env_int(r, "RTGW_WEBRTC_JITTERBUFFER_LATENCY_MS", *v, 0, 2000);
@@ -347,6 +355,21 @@ void validate(const Reader& r, Config& c) {
   if (c.webrtc.udp_port_min > c.webrtc.udp_port_max)
     r.fail("$.webrtc.udp_port_min", "greater than udp_port_max");
   if (c.models.empty()) r.fail("$.models", "no models configured");
+  if (c.webrtc.ice_transport_policy != "all" && c.webrtc.ice_transport_policy != "relay")
+    r.fail("$.webrtc.ice_transport_policy", "must be \"all\" or \"relay\"");
+  if (c.webrtc.ice_transport_policy == "relay" && c.webrtc.turn_servers.empty())
+    r.fail("$.webrtc.ice_transport_policy", "\"relay\" needs at least one of turn_servers");
+  for (size_t i = 0; i < c.webrtc.turn_servers.size(); i++) {
+    const auto& t = c.webrtc.turn_servers[i];
+    if (t.rfind("turn://", 0) != 0 && t.rfind("turns://", 0) != 0)
+      r.fail("$.webrtc.turn_servers[" + std::to_string(i) + "]",
+             "expected turn(s)://user:password@host:port");
+  }
+  for (size_t i = 0; i < c.webrtc.nat_1to1_ips.size(); i++) {
+    auto addr =
+        Ref<GInetAddress>::adopt(g_inet_address_new_from_string(c.webrtc.nat_1to1_ips[i].c_str()));
+    if (!addr) r.fail("$.webrtc.nat_1to1_ips[" + std::to_string(i) + "]", "not an IP address");
+  }
   for (size_t i = 0; i < c.auth.keys.size(); i++)
     for (const auto& pattern : c.auth.keys[i].models) {
       bool any = false;
@@ -488,6 +511,9 @@ std::string describe(const Config& c) {
   out << " ice_interfaces=";
   for (const auto& i : c.webrtc.ice_interfaces) out << i << ",";
   out << " udp_ports=" << c.webrtc.udp_port_min << "-" << c.webrtc.udp_port_max
+      << " ice_transport_policy=" << c.webrtc.ice_transport_policy
+      << " ice_tcp=" << (c.webrtc.ice_tcp ? "on" : "off")
+      << " ice_ipv6=" << (c.webrtc.ice_ipv6 ? "on" : "off")
       << " jitterbuffer_latency_ms=" << c.webrtc.jitterbuffer_latency_ms
       << " ice_connect_timeout_s=" << c.webrtc.ice_connect_timeout_seconds << "\n";
   out << "policy: " << (c.policy_json.empty() ? "none" : c.policy_json) << "\n";

@@ -67,8 +67,13 @@ struct WebRtcConfig {
   std::vector<std::string> turn_servers;
   std::vector<std::string> nat_1to1_ips;
   std::vector<std::string> ice_interfaces;
-  int udp_port_min = 0;
+  int udp_port_min = 0;  // UDP candidates only (TCP ones use ephemeral ports: see ice_tcp)
   int udp_port_max = 0;
+  std::string ice_transport_policy = "all";  // "relay": TURN candidates only
+  bool ice_tcp = true;                       // gather and advertise ICE-TCP candidates
+  bool ice_ipv6 = true;                      // advertise IPv6 candidates
+  // Derived at start-up from ice_interfaces (not a config key): the addresses to gather on.
+  std::vector<std::string> ice_addresses;
   int ice_gathering_timeout_ms = 2000;   // bound on every gathering wait
   int ice_connect_timeout_seconds = 15;  // client/upstream leg must connect within this
   int jitterbuffer_latency_ms = 20;      // webrtcbin `latency`: the delay the relay adds

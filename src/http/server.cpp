@@ -54,6 +54,9 @@ void respond_setup_failure(SoupServerMessage* m, const calls::SetupFailure& f) {
     case K::kUpstreamUnreachable:
       respond_json(m, 502, HttpError(502, "upstream_error", "upstream_error", f.message).body());
       return;
+    case K::kNoCapacity:
+      respond_json(m, 503, HttpError(503, "server_error", "no_capacity", f.message).body());
+      return;
     case K::kInternal:
       respond_json(m, 500, HttpError(500, "server_error", "internal_error", f.message).body());
       return;

@@ -3,6 +3,7 @@
 
 #include <glib.h>
 
+#include <cstring>
 #include <set>
 #include <sstream>
 #include <vector>
@@ -121,6 +122,50 @@ CheckedOffer check_offer(const std::string& text) {
   if (out.opus_payload_type < 0) throw SdpError("the offer's audio m-line does not offer Opus");
   if (!has_data) throw SdpError("the offer has no data channel m-line (m=application)");
   out.dropped_bundle = drop_inconsistent_bundle(msg);
+  return out;
+}
+
+std::string rewrite_candidates(const std::string& sdp_text, const CandidatePolicy& policy) {
+  if (policy.nat_1to1_ips.empty() && policy.ipv6 && policy.tcp) return sdp_text;
+  std::string out;
+  std::set<std::string> seen;
+  size_t start = 0;
+  while (start < sdp_text.size()) {
+    size_t end = sdp_text.find('\n', start);
+    std::string line =
+        sdp_text.substr(start, end == std::string::npos ? std::string::npos : end - start + 1);
+    start = end == std::string::npos ? sdp_text.size() : end + 1;
+    if (line.rfind("a=candidate:", 0) != 0) {
+      out += line;
+      continue;
+    }
+    // a=candidate:<foundation> <component> <transport> <priority> <address> <port> typ <type> ...
+    std::istringstream fields(line.substr(strlen("a=candidate:")));
+    std::vector<std::string> f;
+    for (std::string w; fields >> w;) f.push_back(w);
+    if (f.size() < 8 || f[6] != "typ") {
+      out += line;
+      continue;
+    }
+    bool is_tcp = g_ascii_strcasecmp(f[2].c_str(), "tcp") == 0;
+    bool is_v6 = f[4].find(':') != std::string::npos;
+    if ((is_tcp && !policy.tcp) || (is_v6 && !policy.ipv6)) continue;
+    if (policy.nat_1to1_ips.empty() || f[7] != "host") {
+      out += line;
+      continue;
+    }
+    std::string eol = line.size() >= 2 && line[line.size() - 2] == '\r' ? "\r\n" : "\n";
+    for (const auto& nat : policy.nat_1to1_ips) {
+      if ((nat.find(':') != std::string::npos) != is_v6) continue;
+      std::vector<std::string> g = f;
+      g[4] = nat;
+      std::string key = g[1] + " " + g[2] + " " + g[4] + " " + g[5];
+      if (!seen.insert(key).second) continue;
+      std::string rebuilt = "a=candidate:" + g[0];
+      for (size_t i = 1; i < g.size(); i++) rebuilt += " " + g[i];
+      out += rebuilt + eol;
+    }
+  }
   return out;
 }
 

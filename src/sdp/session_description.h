@@ -11,6 +11,7 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace rtgw::sdp {
 
@@ -42,5 +43,18 @@ int opus_payload_type(const GstSDPMessage* message);
 
 // Serializes a description.
 std::string to_text(const GstSDPMessage* message);
+
+// What a leg tells its peer about its own candidates.
+struct CandidatePolicy {
+  // NAT 1:1: every `typ host` candidate is advertised on these addresses instead (one per
+  // address of the same IP family, same port); host candidates of a family with no NAT
+  // address are dropped. Empty: host candidates unchanged.
+  std::vector<std::string> nat_1to1_ips;
+  bool ipv6 = true;  // false: drop IPv6 candidates
+  bool tcp = true;   // false: drop TCP candidates
+};
+
+// Rewrites the `a=candidate` lines of a description's text per `policy`.
+std::string rewrite_candidates(const std::string& sdp_text, const CandidatePolicy& policy);
 
 }  // namespace rtgw::sdp

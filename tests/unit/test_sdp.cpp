@@ -108,3 +108,44 @@ TEST(OpusPayloadType, FindsTheFirstAudioOpus) {
 }
 
 }  // namespace
+
+namespace {
+
+const char* kAnswer =
+    "v=0\r\n"
+    "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"
+    "a=candidate:1 1 UDP 2015363327 10.0.0.5 48979 typ host\r\n"
+    "a=candidate:2 1 TCP 1015021823 10.0.0.5 9 typ host tcptype active\r\n"
+    "a=candidate:3 1 UDP 2015363583 fd00::2 51660 typ host\r\n"
+    "a=candidate:4 1 UDP 1677722111 198.51.100.9 40000 typ srflx raddr 10.0.0.5 rport 48979\r\n"
+    "a=mid:0\r\n";
+
+TEST(RewriteCandidates, NatAdvertisesOnlyTheNatAddressesForHostCandidates) {
+  std::string out = rtgw::sdp::rewrite_candidates(kAnswer, {{"203.0.113.7"}, true, true});
+  EXPECT_NE(out.find("a=candidate:1 1 UDP 2015363327 203.0.113.7 48979 typ host\r\n"),
+            std::string::npos)
+      << out;
+  EXPECT_NE(out.find("203.0.113.7 9 typ host tcptype active"), std::string::npos) << out;
+  EXPECT_EQ(out.find("10.0.0.5 48979 typ host"), std::string::npos) << out;
+  EXPECT_EQ(out.find("fd00::2"), std::string::npos) << "no IPv6 NAT address: IPv6 host dropped";
+  EXPECT_NE(out.find("typ srflx raddr 10.0.0.5"), std::string::npos) << "non-host untouched";
+  EXPECT_NE(out.find("a=mid:0\r\n"), std::string::npos);
+}
+
+TEST(RewriteCandidates, SeveralNatAddressesAndFamilies) {
+  std::string out = rtgw::sdp::rewrite_candidates(
+      kAnswer, {{"203.0.113.7", "203.0.113.8", "2001:db8::1"}, true, true});
+  EXPECT_NE(out.find("203.0.113.7 48979"), std::string::npos);
+  EXPECT_NE(out.find("203.0.113.8 48979"), std::string::npos);
+  EXPECT_NE(out.find("2001:db8::1 51660 typ host"), std::string::npos);
+}
+
+TEST(RewriteCandidates, Ipv6AndTcpSwitches) {
+  std::string out = rtgw::sdp::rewrite_candidates(kAnswer, {{}, false, false});
+  EXPECT_EQ(out.find("TCP"), std::string::npos);
+  EXPECT_EQ(out.find("fd00::2"), std::string::npos);
+  EXPECT_NE(out.find("10.0.0.5 48979 typ host"), std::string::npos);
+  EXPECT_EQ(rtgw::sdp::rewrite_candidates(kAnswer, {}), kAnswer);
+}
+
+}  // namespace
