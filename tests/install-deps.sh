@@ -16,7 +16,7 @@ build_packages=(
 )
 test_packages=(
   python3 python3-aiortc python3-aiohttp python3-pytest python3-selenium
-  chromium chromium-driver libasan8 libubsan1 iproute2
+  chromium chromium-driver libasan8 libubsan1 iproute2 iptables coturn
 )
 
 want=("${build_packages[@]}")

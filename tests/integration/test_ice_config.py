@@ -88,3 +88,72 @@ def test_bad_interface_fails_at_start(fake_upstream, gateway_factory):
                           capture_output=True, text=True, timeout=30)
     os.unlink(path)
     assert proc.returncode != 0 and "no-such-if0" in proc.stderr, proc.stderr
+
+
+def test_turn_relay_only(fake_upstream, gateway_factory, tmp_path):
+    """A TURN server of the test's own (coturn on loopback) and ice_transport_policy=relay: the
+    client is offered relay candidates only, and the call still carries audio and events."""
+    import os
+    import shutil
+    import subprocess
+    import time
+
+    import pytest
+
+    from peers.common import free_port
+
+    if not shutil.which("turnserver"):
+        pytest.skip("coturn is not installed")
+    port = free_port()
+    log = open(tmp_path / "turnserver.log", "wb")
+    turn = subprocess.Popen(
+        ["turnserver", "-n", "--listening-ip=127.0.0.1", f"--listening-port={port}",
+         "--relay-ip=127.0.0.1", "--min-port=49400", "--max-port=49500", "--realm=rtgw",
+         "--lt-cred-mech", "--user=rtgw:turnpass", "--no-tls", "--no-dtls", "--no-cli",
+         "--allow-loopback-peers", "--no-multicast-peers", f"--pidfile={tmp_path}/turn.pid",
+         f"--log-file={tmp_path}/turn-detail.log"],
+        stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+    try:
+        time.sleep(1.0)
+        assert turn.poll() is None, (tmp_path / "turnserver.log").read_text()
+        gw = ice_gateway(fake_upstream, gateway_factory,
+                         turn_servers=[f"turn://rtgw:turnpass@127.0.0.1:{port}"],
+                         ice_transport_policy="relay", ice_gathering_timeout_ms=3000)
+        result = run_call_sync(gw.url, GATEWAY_KEY, model="gpt-realtime",
+                               send_events=[{"type": "test.echo", "payload": "relay"}],
+                               duration=3.0)
+        assert result.status == 201, result.error_body
+        cands = candidates(result.answer_sdp)
+        assert cands and all(c[3] == "relay" for c in cands), cands
+        assert result.events_of("test.echoed"), result.event_types()
+        assert result.audio_frames_received > 40
+    finally:
+        turn.terminate()
+        turn.wait(10)
+        log.close()
+
+
+def test_unanswering_stun_server_costs_a_bounded_time(fake_upstream, gateway_factory):
+    """A STUN server that never answers (a UDP socket of the test's that swallows requests):
+    set-up takes about ice_gathering_timeout_ms longer, and the call still completes."""
+    import socket
+    import time
+
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    silent.bind(("127.0.0.1", 0))
+    try:
+        gw = ice_gateway(fake_upstream, gateway_factory,
+                         stun_server=f"stun://127.0.0.1:{silent.getsockname()[1]}",
+                         ice_gathering_timeout_ms=800)
+        started = time.monotonic()
+        result = run_call_sync(gw.url, GATEWAY_KEY, model="gpt-realtime",
+                               send_events=[{"type": "test.echo", "payload": "s"}], duration=1.5)
+        assert result.status == 201, result.error_body
+        assert result.events_of("test.echoed")
+        # the POST (inside the call's first seconds) waited for the bound, not for libnice's ~2 s+
+        post_ms = float(next(l for l in gw.stderr().splitlines() if "answered in" in l)
+                        .split("answered in ")[1].split(" ms")[0])
+        assert 700 <= post_ms <= 1600, post_ms
+        assert time.monotonic() - started < 10
+    finally:
+        silent.close()
