@@ -83,7 +83,7 @@ void CallAccounting::OnCallEnded(const calls::Call& call) {
                        static_cast<double>(call.events_from_upstream()));
 }
 
-void CallAccounting::OnCallTurn(const calls::Call& call, const usage::UsageRecord& record) {
+void CallAccounting::OnCallTurn(const calls::Call&, const usage::UsageRecord& record) {
   ledger_.record(record);
   const char* help = "Tokens metered, by key, model and kind";
   auto add = [&](const char* kind, std::int64_t n) {
@@ -110,10 +110,9 @@ void CallAccounting::OnCallTurn(const calls::Call& call, const usage::UsageRecor
     calls_.for_each([&](calls::Call& c) {
       if (c.identity().key_name == record.key_name) c.set_budget_exceeded(true);
     });
-  (void)call;
 }
 
-void CallAccounting::OnCallPolicyDecision(const calls::Call& call,
+void CallAccounting::OnCallPolicyDecision(const calls::Call&,
                                           const calls::PolicyDecision& decision) {
   if (decision.action == "block")
     metrics_.add_counter("rtgw_events_blocked_total", "Client events blocked, by rule and reason",
@@ -121,7 +120,6 @@ void CallAccounting::OnCallPolicyDecision(const calls::Call& call,
   else
     metrics_.add_counter("rtgw_events_filtered_total", "Client events changed by a filter rule",
                          {{"rule", decision.rule}});
-  (void)call;
 }
 
 }  // namespace rtgw::app

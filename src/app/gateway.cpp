@@ -136,13 +136,11 @@ void Gateway::collect_gauges(metrics::Registry& m) {
   for (const auto& [model, n] : by_model)
     m.set_gauge("rtgw_live_calls", "Live calls by model", {{"model", model}}, n);
   m.reset_gauge("rtgw_worker_live_calls");
-  for (const auto& model : config_.models)
-    for (const auto& w : workers_.workers_of(model.name))
-      m.set_gauge("rtgw_worker_live_calls", "Live calls per worker", {{"worker", w->name()}},
-                  w->live_calls());
   m.reset_gauge("rtgw_worker_healthy");
   m.reset_gauge("rtgw_worker_breaker_open");
   for (const auto& w : workers_.all_remote()) {
+    m.set_gauge("rtgw_worker_live_calls", "Live calls per worker", {{"worker", w->name()}},
+                w->live_calls());
     m.set_gauge("rtgw_worker_healthy", "1 when the worker's last health check passed",
                 {{"worker", w->name()}}, w->healthy() ? 1 : 0);
     m.set_gauge("rtgw_worker_breaker_open", "1 while the worker's circuit breaker is open",

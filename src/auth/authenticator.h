@@ -42,7 +42,6 @@ class Authenticator {
   // Authenticates a bare bearer value (also used by the WebSocket subprotocol form).
   Principal authenticate_bearer(const std::string& bearer, bool accept_tokens = false) const;
 
-  bool keyless() const { return keys_.empty(); }
   const EphemeralTokens& tokens() const { return tokens_; }
 
  private:

@@ -49,12 +49,6 @@ JsonObject* get_object(JsonObject* object, const char* member) {
   return json_node_get_object(node);
 }
 
-std::string quote(std::string_view text) {
-  auto node = Ref<JsonNode>::adopt(json_node_new(JSON_NODE_VALUE));
-  json_node_set_string(node.get(), std::string(text).c_str());
-  return to_string(node.get());
-}
-
 ObjectBuilder::ObjectBuilder()
     : node_(Ref<JsonNode>::adopt(json_node_new(JSON_NODE_OBJECT))), object_(json_object_new()) {
   json_node_take_object(node_.get(), object_);

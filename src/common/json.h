@@ -26,9 +26,6 @@ std::string to_string(JsonObject* object);
 std::optional<std::string> get_string(JsonObject* object, const char* member);
 JsonObject* get_object(JsonObject* object, const char* member);
 
-// Quotes a string as a JSON string literal.
-std::string quote(std::string_view text);
-
 // Builds `{"type": ..., "code": ..., "message": ...}` style objects without json-glib ceremony.
 class ObjectBuilder {
  public:

@@ -303,14 +303,13 @@ std::vector<std::string> split_list(const std::string& text) {
   return out;
 }
 
-int env_int(const Reader& r, const std::string& name, const std::string& value, int min, int max) {
+int env_int(const std::string& name, const std::string& value, int min, int max) {
   char* end = nullptr;
   long v = std::strtol(value.c_str(), &end, 10);
   if (value.empty() || *end || v < min || v > max)
     throw ConfigError("environment", name,
                       "expected an integer between " + std::to_string(min) + " and " +
                           std::to_string(max) + ", got '" + value + "'");
-  (void)r;
   return static_cast<int>(v);
 }
 
@@ -323,23 +322,22 @@ void apply_env(const Reader& r, const EnvLookup& env, Config& c) {
   if (auto v = env("RTGW_DATA_DIR")) c.data_dir = *v;
   if (auto v = env("RTGW_LOG_JSON")) c.json_logs = (*v == "1" || *v == "true");
   if (auto v = env("RTGW_MAX_CALLS"))
-    c.limits.max_calls = env_int(r, "RTGW_MAX_CALLS", *v, 0, 1000000);
+    c.limits.max_calls = env_int("RTGW_MAX_CALLS", *v, 0, 1000000);
   if (auto v = env("RTGW_DRAIN_TIMEOUT_SECONDS"))
-    c.limits.drain_timeout_seconds = env_int(r, "RTGW_DRAIN_TIMEOUT_SECONDS", *v, 0, 3600);
+    c.limits.drain_timeout_seconds = env_int("RTGW_DRAIN_TIMEOUT_SECONDS", *v, 0, 3600);
   if (auto v = env("RTGW_WEBRTC_STUN_SERVER")) c.webrtc.stun_server = *v;
   if (auto v = env("RTGW_WEBRTC_TURN_SERVERS")) c.webrtc.turn_servers = split_list(*v);
   if (auto v = env("RTGW_WEBRTC_NAT_1TO1_IPS")) c.webrtc.nat_1to1_ips = split_list(*v);
   if (auto v = env("RTGW_WEBRTC_ICE_INTERFACES")) c.webrtc.ice_interfaces = split_list(*v);
   if (auto v = env("RTGW_WEBRTC_UDP_PORT_MIN"))
-    c.webrtc.udp_port_min = env_int(r, "RTGW_WEBRTC_UDP_PORT_MIN", *v, 0, 65535);
+    c.webrtc.udp_port_min = env_int("RTGW_WEBRTC_UDP_PORT_MIN", *v, 0, 65535);
   if (auto v = env("RTGW_WEBRTC_UDP_PORT_MAX"))
-    c.webrtc.udp_port_max = env_int(r, "RTGW_WEBRTC_UDP_PORT_MAX", *v, 0, 65535);
+    c.webrtc.udp_port_max = env_int("RTGW_WEBRTC_UDP_PORT_MAX", *v, 0, 65535);
   if (auto v = env("RTGW_WEBRTC_ICE_TRANSPORT_POLICY")) c.webrtc.ice_transport_policy = *v;
   if (auto v = env("RTGW_WEBRTC_ICE_TCP")) c.webrtc.ice_tcp = (*v == "1" || *v == "true");
   if (auto v = env("RTGW_WEBRTC_ICE_IPV6")) c.webrtc.ice_ipv6 = (*v == "1" || *v == "true");
   if (auto v = env("RTGW_WEBRTC_JITTERBUFFER_LATENCY_MS"))
-    c.webrtc.jitterbuffer_latency_ms =
-        env_int(r, "RTGW_WEBRTC_JITTERBUFFER_LATENCY_MS", *v, 0, 2000);
+    c.webrtc.jitterbuffer_latency_ms = env_int("RTGW_WEBRTC_JITTERBUFFER_LATENCY_MS", *v, 0, 2000);
 }
 
 void validate(const Reader& r, Config& c) {

@@ -191,11 +191,9 @@ class EchoSession : public calls::WebRtcLeg::Listener {
     if (type == "session.update") {
       json::ObjectBuilder updated;
       updated.set("type", "session.updated").set("event_id", random_id("event_", 24));
-      if (JsonObject* s = json::get_object(event, "session")) {
+      if (json::get_object(event, "session")) {
         auto copy = Ref<JsonNode>::adopt(json_node_copy(json_object_get_member(event, "session")));
-        JsonObject* so = json_node_get_object(copy.get());
-        json_object_set_string_member(so, "id", session_id_.c_str());
-        (void)s;
+        json_object_set_string_member(json_node_get_object(copy.get()), "id", session_id_.c_str());
         updated.set_node("session", copy);
       }
       send(updated.str());

@@ -32,8 +32,6 @@ class EchoWorker : public UpstreamSignaller {
   void hangup(const std::string& upstream_call_id) override;
   const std::string& name() const override { return name_; }
 
-  int live_sessions() const { return static_cast<int>(sessions_.size()); }
-
  private:
   void end_session(const std::string& id);
 

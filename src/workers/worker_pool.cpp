@@ -43,12 +43,6 @@ std::vector<std::shared_ptr<Worker>> WorkerPool::all_remote() const {
   return out;
 }
 
-const std::vector<std::shared_ptr<Worker>>& WorkerPool::workers_of(const std::string& model) const {
-  static const std::vector<std::shared_ptr<Worker>> none;
-  auto it = models_.find(model);
-  return it == models_.end() ? none : it->second.remote;
-}
-
 std::shared_ptr<UpstreamSignaller> WorkerPool::pick(const std::string& model,
                                                     const std::vector<std::string>& tried) {
   auto it = models_.find(model);

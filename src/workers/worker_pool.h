@@ -33,8 +33,6 @@ class WorkerPool {
   // Registers an in-process signaller (the built-in echo worker) for a provider kind.
   void set_builtin(const std::string& provider, std::shared_ptr<UpstreamSignaller> signaller);
 
-  const std::vector<std::shared_ptr<Worker>>& workers_of(const std::string& model) const;
-
  private:
   struct ModelWorkers {
     std::vector<std::shared_ptr<Worker>> remote;

@@ -30,7 +30,7 @@ PYTHON = "/usr/bin/python3"
 if INTEGRATION_DIR not in sys.path:          # make the integration test peers importable
     sys.path.insert(0, INTEGRATION_DIR)
 
-from peers.common import free_port, http_request  # noqa: E402
+from peers.common import free_port, http_request, tail_file  # noqa: E402
 
 GATEWAY_KEY = "sk-bench-key"
 UPSTREAM_KEY = "upstream-secret"
@@ -125,16 +125,6 @@ class Processes:
         self.stop_all()
 
 
-def _tail(path: str, limit: int = 4000) -> str:
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - limit))
-            return f.read().decode("utf-8", "replace")
-    except OSError as e:
-        return f"<cannot read {path}: {e}>"
-
-
 def read_line_with_prefix(proc: subprocess.Popen, prefix: str, timeout: float) -> Optional[str]:
     """Read ``proc.stdout`` lines until one starts with ``prefix`` (returned, stripped) or
     the process exits or ``timeout`` s pass (None)."""
@@ -178,7 +168,7 @@ def start_fake_upstream(procs: Processes, workdir: str, timeout: float = 30.0) -
     line = read_line_with_prefix(proc, "LISTENING ", timeout)
     if line is None:
         procs.stop(proc)
-        raise RuntimeError(f"fake upstream did not start:\n{_tail(log_path)}")
+        raise RuntimeError(f"fake upstream did not start:\n{tail_file(log_path, 4000)}")
     return Upstream(proc, int(line.split()[1]), log_path)
 
 
@@ -225,12 +215,12 @@ def start_gateway(procs: Processes, workdir: str, config: Dict[str, Any],
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"gateway exited with {proc.returncode}:\n{_tail(stderr_path)}")
+            raise RuntimeError(f"gateway exited with {proc.returncode}:\n{tail_file(stderr_path, 4000)}")
         if http_request("GET", gw.url + "/healthz", timeout=1.0).status == 200:
             return gw
         time.sleep(0.05)
     procs.stop(proc)
-    raise RuntimeError(f"gateway not healthy after {timeout} s:\n{_tail(stderr_path)}")
+    raise RuntimeError(f"gateway not healthy after {timeout} s:\n{tail_file(stderr_path, 4000)}")
 
 
 # The gateway's per-call set-up log line (src/calls/call.cpp):

@@ -26,7 +26,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 if HERE not in sys.path:
     sys.path.insert(0, HERE)
 
-from peers.common import free_port, http_request  # noqa: E402
+from peers.common import free_port, http_request, tail_file  # noqa: E402
 
 PYTHON = "/usr/bin/python3"          # Debian's: the only one that sees python3-aiortc & co.
 FAKE_UPSTREAM = os.path.join(HERE, "peers", "fake_upstream.py")
@@ -45,23 +45,13 @@ def _attach_log(request, name: str, path: str) -> None:
     logs.append((name, path))
 
 
-def _tail(path: str, limit: int = 20000) -> str:
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - limit))
-            return f.read().decode("utf-8", "replace")
-    except OSError as e:
-        return f"<cannot read {path}: {e}>"
-
-
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
     if report.failed:
         for name, path in getattr(item, "_rtgw_logs", []):
-            report.sections.append((f"{name} ({path})", _tail(path)))
+            report.sections.append((f"{name} ({path})", tail_file(path)))
 
 
 # --------------------------------------------------------------------------- fake upstream
@@ -155,7 +145,7 @@ def start_fake_upstream(log_dir: str, api_key: str = UPSTREAM_KEY, timeout: floa
     finally:
         sel.close()
     _terminate(proc, 5)
-    raise RuntimeError(f"fake upstream did not start:\n{_tail(log_path)}")
+    raise RuntimeError(f"fake upstream did not start:\n{tail_file(log_path)}")
 
 
 @pytest.fixture
@@ -198,7 +188,7 @@ class GatewayProc:
         return self.proc.poll() is None
 
     def stderr(self) -> str:
-        return _tail(self.stderr_path, 1 << 20)
+        return tail_file(self.stderr_path, 1 << 20)
 
     def stop(self, timeout: float = 10.0) -> Optional[int]:
         """SIGTERM, wait up to ``timeout`` s, then SIGKILL. Returns the exit code."""
@@ -303,7 +293,7 @@ def default_gateway(request, tmp_path):
     while http_request("GET", url + "/healthz", timeout=1).status != 200:
         if proc.poll() is not None or time.monotonic() > deadline:
             _terminate(proc, 5)
-            raise RuntimeError(f"default gateway did not start:\n{_tail(log_path)}")
+            raise RuntimeError(f"default gateway did not start:\n{tail_file(log_path)}")
         time.sleep(0.1)
     yield url
     assert _terminate(proc, 10) == 0

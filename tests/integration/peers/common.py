@@ -34,6 +34,17 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
+def tail_file(path: str, limit: int = 20000) -> str:
+    """The last ``limit`` bytes of a log file, for failure reports (never raises)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - limit))
+            return f.read().decode("utf-8", "replace")
+    except OSError as e:
+        return f"<cannot read {path}: {e}>"
+
+
 def new_id(prefix: str, nbytes: int = 12) -> str:
     """OpenAI-looking ids: ``event_…``, ``resp_…``, ``rtc_…``."""
     return f"{prefix}_{uuid.uuid4().hex[: nbytes * 2]}"
