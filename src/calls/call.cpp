@@ -700,7 +700,20 @@ void Call::on_element_message(GstMessage* message) {
       events_filtered_++;
     }
     listener_->OnCallPolicyDecision(*this, *d);
-    if (d->end_call && state_ != State::kEnded) hang_up("policy: " + d->message);
+    if (d->end_call && state_ != State::kEnded && !policy_hangup_) {
+      // The error event was just queued on the same stream as the close that hang_up() starts:
+      // give it a moment to leave first, or a fast peer may see the close alone.
+      policy_hangup_reason_ = "policy: " + d->message;
+      policy_hangup_ = SourceGuard(g_timeout_add(
+          kFlushWaitMs,
+          [](gpointer data) -> gboolean {
+            auto* call = static_cast<Call*>(data);
+            call->policy_hangup_.forget();
+            call->hang_up(call->policy_hangup_reason_);
+            return G_SOURCE_REMOVE;
+          },
+          this));
+    }
     return;
   }
   if (auto r = parse_turn(s)) {
@@ -732,6 +745,7 @@ void Call::hang_up(const std::string& reason) {
   g_cancellable_cancel(cancellable_.get());
   connect_timeout_.cancel();
   drain_timeout_.cancel();
+  policy_hangup_.cancel();
   media_watchdog_.cancel();
   stats_timer_.cancel();
   if (!upstream_call_id_.empty() && signaller_) signaller_->hangup(upstream_call_id_);

@@ -219,6 +219,8 @@ class Call : public WebRtcLeg::Listener, public EventChannel::Listener {
   std::string drain_reason_;
   SourceGuard drain_timeout_;
   SourceGuard media_watchdog_;
+  SourceGuard policy_hangup_;  // an end_call rule fired: hang up once the error event left
+  std::string policy_hangup_reason_;
   SourceGuard stats_timer_;
   struct RtpStats {
     guint64 packets_received = 0;
