@@ -28,8 +28,9 @@ const char* failure_outcome(calls::SetupFailure::Kind kind) {
 }  // namespace
 
 CallAccounting::CallAccounting(const config::Config& config, usage::UsageLedger& ledger,
-                               metrics::Registry& metrics, calls::CallRegistry& calls)
-    : config_(config), ledger_(ledger), metrics_(metrics), calls_(calls) {}
+                               metrics::Registry& metrics, calls::CallRegistry& calls,
+                               relay::SessionRegistry& sessions)
+    : config_(config), ledger_(ledger), metrics_(metrics), calls_(calls), sessions_(sessions) {}
 
 bool CallAccounting::over_budget(const std::string& key_name) const {
   for (const auto& key : config_.auth.keys)
@@ -76,14 +77,34 @@ void CallAccounting::OnCallEnded(const calls::Call& call) {
   metrics_.add_counter(
       "rtgw_rtp_packets_lost_total", help_lost, {{"leg", "upstream"}},
       static_cast<double>(std::max<gint64>(0, call.packets_lost_on_upstream_leg())));
+  count_events(call.events_from_client(), call.events_from_upstream());
+}
+
+void CallAccounting::count_events(std::uint64_t from_client, std::uint64_t from_upstream) {
   const char* help_events = "Realtime events relayed, by direction";
   metrics_.add_counter("rtgw_events_total", help_events, {{"direction", "client_to_upstream"}},
-                       static_cast<double>(call.events_from_client()));
+                       static_cast<double>(from_client));
   metrics_.add_counter("rtgw_events_total", help_events, {{"direction", "upstream_to_client"}},
-                       static_cast<double>(call.events_from_upstream()));
+                       static_cast<double>(from_upstream));
+}
+
+void CallAccounting::OnSessionEnded(const relay::WebSocketSession& session) {
+  metrics_.add_counter("rtgw_websocket_sessions_total",
+                       "WebSocket realtime sessions by model and outcome",
+                       {{"model", session.identity().model}, {"outcome", session.outcome()}});
+  count_events(session.events_from_client(), session.events_from_upstream());
 }
 
 void CallAccounting::OnCallTurn(const calls::Call&, const usage::UsageRecord& record) {
+  meter_turn(record);
+}
+
+void CallAccounting::OnSessionTurn(const relay::WebSocketSession&,
+                                   const usage::UsageRecord& record) {
+  meter_turn(record);
+}
+
+void CallAccounting::meter_turn(const usage::UsageRecord& record) {
   ledger_.record(record);
   const char* help = "Tokens metered, by key, model and kind";
   auto add = [&](const char* kind, std::int64_t n) {
@@ -105,15 +126,27 @@ void CallAccounting::OnCallTurn(const calls::Call&, const usage::UsageRecord& re
     metrics_.observe("rtgw_first_token_seconds", "response.create to first output delta",
                      {{"model", record.model}}, record.first_token_latency_ms / 1000.0,
                      kLatencyBucketsSeconds);
-  // Budgets: every live call of the key blocks response.create from now on.
-  if (over_budget(record.key_name))
-    calls_.for_each([&](calls::Call& c) {
-      if (c.identity().key_name == record.key_name) c.set_budget_exceeded(true);
-    });
+  // Budgets: every live call and session of the key blocks response.create from now on.
+  if (!over_budget(record.key_name)) return;
+  calls_.for_each([&](calls::Call& c) {
+    if (c.identity().key_name == record.key_name) c.set_budget_exceeded(true);
+  });
+  sessions_.for_each([&](relay::WebSocketSession& s) {
+    if (s.identity().key_name == record.key_name) s.set_budget_exceeded(true);
+  });
 }
 
 void CallAccounting::OnCallPolicyDecision(const calls::Call&,
                                           const calls::PolicyDecision& decision) {
+  count_decision(decision);
+}
+
+void CallAccounting::OnSessionPolicyDecision(const relay::WebSocketSession&,
+                                             const calls::PolicyDecision& decision) {
+  count_decision(decision);
+}
+
+void CallAccounting::count_decision(const calls::PolicyDecision& decision) {
   if (decision.action == "block")
     metrics_.add_counter("rtgw_events_blocked_total", "Client events blocked, by rule and reason",
                          {{"rule", decision.rule}, {"reason", decision.reason}});

@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: MIT
-// What the gateway does with what calls report: usage records, budgets and metrics.
+// What the gateway does with what calls and WebSocket sessions report: usage records, budgets and
+// metrics.
 //
-// Owns: turning call outcomes, metered turns and policy decisions into usage-log records,
-// Prometheus counters and histograms, and budget flags on the key's live calls.
+// Owns: turning call and session outcomes, metered turns and policy decisions into usage-log
+// records, Prometheus counters and histograms, and budget flags on the key's live calls and
+// sessions.
 //
 // Threads: main loop only.
 #pragma once
@@ -10,14 +12,16 @@
 #include "calls/call_registry.h"
 #include "config/config.h"
 #include "metrics/metrics.h"
+#include "relay/session_registry.h"
 #include "usage/usage_ledger.h"
 
 namespace rtgw::app {
 
-class CallAccounting : public calls::CallObserver {
+class CallAccounting : public calls::CallObserver, public relay::SessionObserver {
  public:
   CallAccounting(const config::Config& config, usage::UsageLedger& ledger,
-                 metrics::Registry& metrics, calls::CallRegistry& calls);
+                 metrics::Registry& metrics, calls::CallRegistry& calls,
+                 relay::SessionRegistry& sessions);
 
   // Is this key over its budget_tokens (false when it has none)?
   bool over_budget(const std::string& key_name) const;
@@ -29,11 +33,22 @@ class CallAccounting : public calls::CallObserver {
   void OnCallPolicyDecision(const calls::Call& call,
                             const calls::PolicyDecision& decision) override;
 
+  void OnSessionEnded(const relay::WebSocketSession& session) override;
+  void OnSessionTurn(const relay::WebSocketSession& session,
+                     const usage::UsageRecord& record) override;
+  void OnSessionPolicyDecision(const relay::WebSocketSession& session,
+                               const calls::PolicyDecision& decision) override;
+
  private:
+  void meter_turn(const usage::UsageRecord& record);
+  void count_decision(const calls::PolicyDecision& decision);
+  void count_events(std::uint64_t from_client, std::uint64_t from_upstream);
+
   const config::Config& config_;
   usage::UsageLedger& ledger_;
   metrics::Registry& metrics_;
   calls::CallRegistry& calls_;
+  relay::SessionRegistry& sessions_;
 };
 
 }  // namespace rtgw::app

@@ -20,10 +20,17 @@
 #ifndef RTGW_DEFAULT_PIPELINE
 #define RTGW_DEFAULT_PIPELINE "pipelines/call.pipeline"
 #endif
+#ifndef RTGW_DEFAULT_SESSION_PIPELINE
+#define RTGW_DEFAULT_SESSION_PIPELINE "pipelines/session.pipeline"
+#endif
 
 namespace rtgw::app {
+namespace {
+constexpr guint kFinishFlushMs = 100;
+}  // namespace
 
 std::string default_pipeline_file() { return RTGW_DEFAULT_PIPELINE; }
+std::string default_session_pipeline_file() { return RTGW_DEFAULT_SESSION_PIPELINE; }
 
 std::vector<std::string> resolve_interfaces(const std::vector<std::string>& names, bool ipv6) {
   std::vector<std::string> addresses;
@@ -91,12 +98,16 @@ Gateway::Gateway(config::Config config)
     : config_(std::move(config)),
       pipeline_description_(load_pipeline_description(
           config_.pipeline_file.empty() ? default_pipeline_file() : config_.pipeline_file)),
+      session_pipeline_description_(load_pipeline_description(
+          config_.websocket.pipeline_file.empty() ? default_session_pipeline_file()
+                                                  : config_.websocket.pipeline_file)),
       auth_(config_),
       workers_(config_),
       usage_(config_.usage_log),
-      accounting_(config_, usage_, metrics_, calls_),
+      accounting_(config_, usage_, metrics_, calls_, sessions_),
       loop_(Ref<GMainLoop>::adopt(g_main_loop_new(nullptr, FALSE))) {
   check_pipeline_description(pipeline_description_);
+  relay::check_session_description(session_pipeline_description_);
   check_policy(config_.policy_json);
   config_.webrtc.ice_addresses =
       resolve_interfaces(config_.webrtc.ice_interfaces, config_.webrtc.ice_ipv6);
@@ -111,12 +122,14 @@ Gateway::Gateway(config::Config config)
     throw std::runtime_error("the dtlsdec element is missing (gstreamer1.0-plugins-bad)");
   workers_.set_builtin("echo", std::make_shared<workers::EchoWorker>(config_.webrtc));
   calls_.set_observer(&accounting_);
+  sessions_.set_observer(&accounting_);
   metrics_.set_collector([this](metrics::Registry& m) { collect_gauges(m); });
   if (usage_.replayed_records())
     g_message("usage log %s: %zu records replayed for budgets", config_.usage_log.c_str(),
               usage_.replayed_records());
   server_ = std::make_unique<http::Server>(
-      http::Services{config_, auth_, calls_, workers_, metrics_, pipeline_description_,
+      http::Services{config_, auth_, calls_, workers_, metrics_, sessions_, pipeline_description_,
+                     session_pipeline_description_,
                      [this](const std::string& key) { return accounting_.over_budget(key); },
                      config_.data_dir.empty() ? RTGW_DATA_DIR : config_.data_dir});
 }
@@ -135,6 +148,14 @@ void Gateway::collect_gauges(metrics::Registry& m) {
   calls_.for_each([&](const calls::Call& c) { by_model[c.identity().model]++; });
   for (const auto& [model, n] : by_model)
     m.set_gauge("rtgw_live_calls", "Live calls by model", {{"model", model}}, n);
+  m.reset_gauge("rtgw_live_websocket_sessions");
+  for (auto& [model, n] : by_model) n = 0;
+  sessions_.for_each([&](const relay::WebSocketSession& s) { by_model[s.identity().model]++; });
+  for (const auto& [model, n] : by_model)
+    m.set_gauge("rtgw_live_websocket_sessions", "Live WebSocket sessions by model",
+                {{"model", model}}, n);
+  m.set_gauge("rtgw_live_sideband_sockets", "Sideband sockets attached to live calls", {},
+              sessions_.live_sidebands());
   m.reset_gauge("rtgw_worker_live_calls");
   m.reset_gauge("rtgw_worker_healthy");
   m.reset_gauge("rtgw_worker_breaker_open");
@@ -168,6 +189,7 @@ int Gateway::run() {
   SourceGuard intr(g_unix_signal_add(SIGINT, on_signal, this));
   g_main_loop_run(loop_.get());
   calls_.set_on_empty(nullptr);
+  sessions_.set_on_empty(nullptr);
   g_message("realtime-gateway stopped");
   return 0;
 }
@@ -176,33 +198,49 @@ void Gateway::begin_drain() {
   if (draining_) {
     // A second signal: stop now.
     calls_.hang_up_all("gateway shutting down");
+    sessions_.end_all(close_code::kGoingAway, "gateway shutting down");
     return;
   }
   draining_ = true;
   server_->begin_shutdown();
-  g_message("shutting down: %d live call(s), drain timeout %d s", calls_.live_calls(),
-            config_.limits.drain_timeout_seconds);
-  if (calls_.live_calls() == 0) {
+  g_message("shutting down: %d live call(s), %d WebSocket session(s), drain timeout %d s",
+            calls_.live_calls(), sessions_.live_sessions(), config_.limits.drain_timeout_seconds);
+  if (calls_.live_calls() == 0 && sessions_.live_sessions() == 0) {
     finish();
     return;
   }
-  calls_.set_on_empty([this] { finish(); });
+  calls_.set_on_empty([this] { finish_when_empty(); });
+  sessions_.set_on_empty([this] { finish_when_empty(); });
   drain_timeout_ = SourceGuard(g_timeout_add_seconds(
       static_cast<guint>(config_.limits.drain_timeout_seconds),
       [](gpointer data) -> gboolean {
         auto* self = static_cast<Gateway*>(data);
         self->drain_timeout_.forget();
-        g_message("drain timeout: hanging up %d call(s)", self->calls_.live_calls());
+        g_message("drain timeout: hanging up %d call(s), closing %d session(s)",
+                  self->calls_.live_calls(), self->sessions_.live_sessions());
         self->calls_.hang_up_all("gateway shutting down");
+        self->sessions_.end_all(close_code::kGoingAway, "gateway shutting down");
         return G_SOURCE_REMOVE;
       },
       this));
 }
 
+void Gateway::finish_when_empty() {
+  if (calls_.live_calls() > 0 || sessions_.live_sessions() > 0) return;
+  finish();
+}
+
 void Gateway::finish() {
   drain_timeout_.cancel();
-  // Let queued main-loop work (answers, hang-up requests) go out before stopping.
-  post_to_main([loop = loop_] { g_main_loop_quit(loop.get()); });
+  // Let queued main-loop work (answers, hang-up requests, WebSocket close frames) go out before
+  // stopping.
+  g_timeout_add_full(
+      G_PRIORITY_DEFAULT, kFinishFlushMs,
+      [](gpointer data) -> gboolean {
+        g_main_loop_quit(static_cast<GMainLoop*>(data));
+        return G_SOURCE_REMOVE;
+      },
+      g_main_loop_ref(loop_.get()), reinterpret_cast<GDestroyNotify>(g_main_loop_unref));
 }
 
 }  // namespace rtgw::app

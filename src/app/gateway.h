@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: MIT
 // The composition root: builds every service from the config and runs the main loop.
 //
-// Owns: the configuration, the authenticator, the worker pool, the call registry, the HTTP
-// server, the per-call pipeline description, and the process lifecycle (start-up checks,
-// SIGTERM/SIGINT drain, exit code).
+// Owns: the configuration, the authenticator, the worker pool, the call and session registries,
+// the HTTP server, the per-call and per-session pipeline descriptions, and the process lifecycle
+// (start-up checks, SIGTERM/SIGINT drain, exit code).
 #pragma once
 
 #include <memory>
@@ -16,6 +16,7 @@
 #include "common/ref.h"
 #include "config/config.h"
 #include "http/server.h"
+#include "relay/session_registry.h"
 #include "workers/worker_pool.h"
 
 namespace rtgw::app {
@@ -24,8 +25,9 @@ namespace rtgw::app {
 std::string load_pipeline_description(const std::string& path);
 // Builds the description once (to report errors at start-up, not on the first call).
 void check_pipeline_description(const std::string& description);
-// The file used when the config names none.
+// The files used when the config names none.
 std::string default_pipeline_file();
+std::string default_session_pipeline_file();
 // The addresses of the named interfaces (IPv4, and IPv6 unless disabled; not link-local).
 // Throws std::runtime_error naming an interface that does not exist or has no address.
 std::vector<std::string> resolve_interfaces(const std::vector<std::string>& names, bool ipv6);
@@ -44,12 +46,16 @@ class Gateway {
   void begin_drain();
   void collect_gauges(metrics::Registry& m);
   void finish();
+  // Live calls and sessions both hold a drain open.
+  void finish_when_empty();
 
   config::Config config_;
   std::string pipeline_description_;
+  std::string session_pipeline_description_;
   auth::Authenticator auth_;
   workers::WorkerPool workers_;
   calls::CallRegistry calls_;
+  relay::SessionRegistry sessions_;  // after calls_: its sidebands detach from live calls
   metrics::Registry metrics_;
   usage::UsageLedger usage_;
   CallAccounting accounting_;

@@ -43,13 +43,6 @@ const char* state_name(GstWebRTCPeerConnectionState s) {
   return "unknown";
 }
 
-std::string random_event_id() {
-  std::string id = "evt_";
-  static const char* hex = "0123456789abcdef";
-  for (int i = 0; i < 32; i++) id += hex[g_random_int_range(0, 16)];
-  return id;
-}
-
 // Links a webrtcbin src pad to the head of its relay chain; extra audio streams (the relay
 // carries one each way) go to a fakesink so they never stall the leg with not-linked.
 struct PadAddedCtx {
@@ -193,31 +186,8 @@ void Call::count_audio(const char* element_name, AudioCounters* counters) {
 }
 
 void Call::install_event_sink(const char* name, bool to_upstream) {
-  struct SinkCtx {
-    std::weak_ptr<int> alive;
-    Call* call;
-    bool to_upstream;
-  };
-  GstAppSinkCallbacks callbacks = {};
-  callbacks.new_sample = [](GstAppSink* sink, gpointer data) -> GstFlowReturn {
-    auto* ctx = static_cast<SinkCtx*>(data);
-    auto sample = Ref<GstSample>::adopt(gst_app_sink_pull_sample(sink));
-    if (!sample) return GST_FLOW_OK;
-    GstBuffer* buffer = gst_sample_get_buffer(sample.get());
-    GstMapInfo map;
-    if (!buffer || !gst_buffer_map(buffer, &map, GST_MAP_READ)) return GST_FLOW_OK;
-    std::string text(reinterpret_cast<const char*>(map.data), map.size);
-    gst_buffer_unmap(buffer, &map);
-    Call* call = ctx->call;
-    bool up = ctx->to_upstream;
-    post_to_main([alive = ctx->alive, call, up, text = std::move(text)]() mutable {
-      if (alive.lock()) call->deliver_event(up, std::move(text));
-    });
-    return GST_FLOW_OK;
-  };
-  gst_app_sink_set_callbacks(GST_APP_SINK(element(name).get()), &callbacks,
-                             new SinkCtx{alive_, this, to_upstream},
-                             [](gpointer data) { delete static_cast<SinkCtx*>(data); });
+  pull_events(element(name).get(), alive_,
+              [this, to_upstream](std::string text) { deliver_event(to_upstream, std::move(text)); });
 }
 
 void Call::start(sdp::CheckedOffer offer, std::optional<std::string> session_json) {
@@ -608,6 +578,8 @@ void Call::OnEventChannelClosed(EventChannel& channel, const std::string& why) {
 
 void Call::deliver_event(bool to_upstream, std::string text) {
   if (state_ == State::kEnded) return;
+  if (!to_upstream)
+    for (CallTap* tap : std::vector<CallTap*>(taps_)) tap->OnCallServerEvent(text);
   if (draining_ && !to_upstream) return;  // the client is gone; the meter has seen the event
   (to_upstream ? events_from_client_ : events_from_upstream_)++;
   EventChannel& target = to_upstream ? *upstream_events_ : *client_events_;
@@ -619,14 +591,14 @@ void Call::deliver_event(bool to_upstream, std::string text) {
       events_refused_++;
       // The client is told either way: its own event was refused, or a server event it will not
       // receive was.
-      send_error_event(*client_events_, "event_too_large",
+      send_error_event("event_too_large",
                        std::string(to_upstream ? "client" : "server") + " event of " +
                            std::to_string(text.size()) + " bytes exceeds the limit of " +
                            std::to_string(target.max_message_bytes()) + " bytes; not relayed");
       return;
     case EventChannel::SendResult::kQueueFull:
       events_refused_++;
-      send_error_event(*client_events_, "event_queue_full",
+      send_error_event("event_queue_full",
                        std::string("the ") + (to_upstream ? "upstream" : "client") +
                            " channel is not open yet and its queue is full; event not relayed");
       return;
@@ -638,16 +610,24 @@ void Call::deliver_event(bool to_upstream, std::string text) {
   }
 }
 
-void Call::send_error_event(EventChannel& to, const std::string& code, const std::string& message,
+void Call::send_to_client(const std::string& text) {
+  if (client_events_) client_events_->send(text);
+  for (CallTap* tap : std::vector<CallTap*>(taps_)) tap->OnCallServerEvent(text);
+}
+
+bool Call::inject_client_event(const std::string& text) {
+  if (state_ == State::kEnded || !pipeline_) return false;
+  push_event(element(kClientEventsIn).get(), text.data(), text.size());
+  return true;
+}
+
+void Call::add_tap(CallTap* tap) { taps_.push_back(tap); }
+
+void Call::remove_tap(CallTap* tap) { std::erase(taps_, tap); }
+
+void Call::send_error_event(const std::string& code, const std::string& message,
                             const std::string& client_event_id) {
-  json::ObjectBuilder error;
-  error.set("type", "invalid_request_error").set("code", code).set("message", message);
-  if (!client_event_id.empty()) error.set("event_id", client_event_id);
-  json::ObjectBuilder event;
-  event.set("type", "error")
-      .set("event_id", random_event_id())
-      .set_object("error", std::move(error));
-  to.send(event.str());
+  send_to_client(make_error_event("invalid_request_error", code, message, client_event_id));
 }
 
 bool Call::on_bus_message(GstMessage* message) {
@@ -694,8 +674,7 @@ void Call::on_element_message(GstMessage* message) {
   if (auto d = parse_decision(s)) {
     if (d->action == "block") {
       events_blocked_++;
-      if (client_events_)
-        send_error_event(*client_events_, d->error_code(), d->message, d->event_id);
+      send_error_event(d->error_code(), d->message, d->event_id);
     } else {
       events_filtered_++;
     }
@@ -749,6 +728,7 @@ void Call::hang_up(const std::string& reason) {
   media_watchdog_.cancel();
   stats_timer_.cancel();
   if (!upstream_call_id_.empty() && signaller_) signaller_->hangup(upstream_call_id_);
+  for (CallTap* tap : std::exchange(taps_, {})) tap->OnCallEnded(reason);
 
   // Close the open data channels first so both peers learn at once (a stream reset), and stop
   // media when they are closed or after a short bound. Stopping the pipeline while a channel's

@@ -62,6 +62,16 @@ class CallListener {
   virtual void OnCallEnded(Call& call) = 0;
 };
 
+// A sideband socket's view of a call (relay/sideband.h): the server events as the client gets
+// them, and the call's end.
+class CallTap {
+ public:
+  virtual ~CallTap() = default;
+  virtual void OnCallServerEvent(const std::string& text) = 0;
+  // The call is over; the tap is already detached.
+  virtual void OnCallEnded(const std::string& reason) = 0;
+};
+
 struct CallIdentity {
   std::string call_id;
   std::string key_name;
@@ -101,6 +111,11 @@ class Call : public WebRtcLeg::Listener, public EventChannel::Listener {
   void hang_up(const std::string& reason);
   // The key went over (or back under) its token budget: response.create is blocked from now on.
   void set_budget_exceeded(bool exceeded);
+  // Sideband: a client event that takes the client's own path (filter, meter) to the upstream.
+  // False when the call is over.
+  bool inject_client_event(const std::string& text);
+  void add_tap(CallTap* tap);
+  void remove_tap(CallTap* tap);
 
   const CallIdentity& identity() const { return identity_; }
   // The worker serving the call (it may change during set-up, on failover).
@@ -155,7 +170,9 @@ class Call : public WebRtcLeg::Listener, public EventChannel::Listener {
   void on_element_message(GstMessage* message);
   void start_media_watchdog();
   void poll_rtp_stats();
-  void send_error_event(EventChannel& to, const std::string& code, const std::string& message,
+  // To the client and every tap.
+  void send_to_client(const std::string& text);
+  void send_error_event(const std::string& code, const std::string& message,
                         const std::string& client_event_id = {});
   bool on_bus_message(GstMessage* message);
   void install_event_sink(const char* name, bool to_upstream);
@@ -186,6 +203,7 @@ class Call : public WebRtcLeg::Listener, public EventChannel::Listener {
   std::unique_ptr<EventChannel> client_events_;    // events to the client
   std::unique_ptr<EventChannel> upstream_events_;  // events to the upstream
   std::vector<SignalConnection> signals_;
+  std::vector<CallTap*> taps_;
   SourceGuard bus_watch_;
   SourceGuard connect_timeout_;
   SourceGuard teardown_timeout_;

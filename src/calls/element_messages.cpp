@@ -1,7 +1,22 @@
 // SPDX-License-Identifier: MIT
 #include "calls/element_messages.h"
 
+#include "common/json.h"
+
 namespace rtgw::calls {
+
+std::string make_error_event(const std::string& type, const std::string& code,
+                             const std::string& message, const std::string& client_event_id) {
+  static const char* hex = "0123456789abcdef";
+  std::string event_id = "evt_";
+  for (int i = 0; i < 32; i++) event_id += hex[g_random_int_range(0, 16)];
+  json::ObjectBuilder error;
+  error.set("type", type).set("code", code).set("message", message);
+  if (!client_event_id.empty()) error.set("event_id", client_event_id);
+  json::ObjectBuilder event;
+  event.set("type", "error").set("event_id", event_id).set_object("error", std::move(error));
+  return event.str();
+}
 namespace {
 
 std::string field(const GstStructure* s, const char* name) {

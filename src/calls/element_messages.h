@@ -2,8 +2,8 @@
 // Reading what the event elements post on the bus.
 //
 // Owns: decoding rteventfilter's `rtevent-decision` and rtusagemeter's `rtusage-turn` element
-// messages into plain structs, for every transport that runs the elements (WebRTC calls now,
-// WebSocket sessions later).
+// messages into plain structs, and the error event the gateway answers with, for every transport
+// that runs the elements (WebRTC calls, WebSocket sessions).
 #pragma once
 
 #include <gst/gst.h>
@@ -32,6 +32,11 @@ struct PolicyDecision {
     return reason == "too_large" ? "event_too_large" : "policy_violation";
   }
 };
+
+// An `error` server event as OpenAI sends them: {"type":"error","event_id":"evt_<32 hex>",
+// "error":{"type","code","message"[,"event_id": the client event it is about]}}.
+std::string make_error_event(const std::string& type, const std::string& code,
+                             const std::string& message, const std::string& client_event_id = {});
 
 // nullopt when the structure is not an `rtevent-decision`.
 std::optional<PolicyDecision> parse_decision(const GstStructure* s);

@@ -16,6 +16,33 @@ void push_event(GstElement* appsrc, const char* data, gsize length) {
   gst_app_src_push_buffer(GST_APP_SRC(appsrc), buffer);
 }
 
+void pull_events(GstElement* appsink, std::weak_ptr<int> alive,
+                 std::function<void(std::string)> on_event) {
+  struct SinkCtx {
+    std::weak_ptr<int> alive;
+    std::function<void(std::string)> on_event;
+  };
+  GstAppSinkCallbacks callbacks = {};
+  callbacks.new_sample = [](GstAppSink* sink, gpointer data) -> GstFlowReturn {
+    auto* ctx = static_cast<SinkCtx*>(data);
+    auto sample = Ref<GstSample>::adopt(gst_app_sink_pull_sample(sink));
+    if (!sample) return GST_FLOW_OK;
+    GstBuffer* buffer = gst_sample_get_buffer(sample.get());
+    GstMapInfo map;
+    if (!buffer || !gst_buffer_map(buffer, &map, GST_MAP_READ)) return GST_FLOW_OK;
+    std::string text(reinterpret_cast<const char*>(map.data), map.size);
+    gst_buffer_unmap(buffer, &map);
+    // The closure lives as long as the appsink: copy what the main loop needs.
+    post_to_main([alive = ctx->alive, on_event = ctx->on_event, text = std::move(text)]() mutable {
+      if (alive.lock()) on_event(std::move(text));
+    });
+    return GST_FLOW_OK;
+  };
+  gst_app_sink_set_callbacks(GST_APP_SINK(appsink), &callbacks,
+                             new SinkCtx{std::move(alive), std::move(on_event)},
+                             [](gpointer data) { delete static_cast<SinkCtx*>(data); });
+}
+
 namespace {
 
 struct InboundCtx {

@@ -84,5 +84,9 @@ class EventChannel {
 
 // Pushes one event (a JSON text) into an appsrc as one buffer.
 void push_event(GstElement* appsrc, const char* data, gsize length);
+// Hands every event that reaches `appsink` to `on_event` on the main loop (the appsink calls
+// back on a streaming thread), as long as `alive` lives.
+void pull_events(GstElement* appsink, std::weak_ptr<int> alive,
+                 std::function<void(std::string)> on_event);
 
 }  // namespace rtgw::calls

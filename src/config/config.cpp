@@ -291,6 +291,18 @@ void read_limits(const Reader& r, JsonNode* node, LimitsConfig& l) {
         static_cast<int>(r.integer(n, "$.limits.drain_timeout_seconds", 0, 3600));
 }
 
+void read_websocket(const Reader& r, JsonNode* node, WebSocketConfig& w) {
+  JsonObject* obj = r.object(node, "$.websocket");
+  r.only(obj, "$.websocket", {"idle_timeout_seconds", "max_message_bytes", "pipeline_file"});
+  if (auto* n = member(obj, "idle_timeout_seconds"))
+    w.idle_timeout_seconds =
+        static_cast<int>(r.integer(n, "$.websocket.idle_timeout_seconds", 0, 86400));
+  if (auto* n = member(obj, "max_message_bytes"))
+    w.max_message_bytes = r.integer(n, "$.websocket.max_message_bytes", 1024, 64 << 20);
+  if (auto* n = member(obj, "pipeline_file"))
+    w.pipeline_file = r.string(n, "$.websocket.pipeline_file");
+}
+
 std::vector<std::string> split_list(const std::string& text) {
   std::vector<std::string> out;
   std::stringstream ss(text);
@@ -325,6 +337,12 @@ void apply_env(const Reader& r, const EnvLookup& env, Config& c) {
     c.limits.max_calls = env_int("RTGW_MAX_CALLS", *v, 0, 1000000);
   if (auto v = env("RTGW_DRAIN_TIMEOUT_SECONDS"))
     c.limits.drain_timeout_seconds = env_int("RTGW_DRAIN_TIMEOUT_SECONDS", *v, 0, 3600);
+  if (auto v = env("RTGW_WEBSOCKET_IDLE_TIMEOUT_SECONDS"))
+    c.websocket.idle_timeout_seconds =
+        env_int("RTGW_WEBSOCKET_IDLE_TIMEOUT_SECONDS", *v, 0, 86400);
+  if (auto v = env("RTGW_WEBSOCKET_MAX_MESSAGE_BYTES"))
+    c.websocket.max_message_bytes = env_int("RTGW_WEBSOCKET_MAX_MESSAGE_BYTES", *v, 1024, 64 << 20);
+  if (auto v = env("RTGW_WEBSOCKET_PIPELINE_FILE")) c.websocket.pipeline_file = *v;
   if (auto v = env("RTGW_WEBRTC_STUN_SERVER")) c.webrtc.stun_server = *v;
   if (auto v = env("RTGW_WEBRTC_TURN_SERVERS")) c.webrtc.turn_servers = split_list(*v);
   if (auto v = env("RTGW_WEBRTC_NAT_1TO1_IPS")) c.webrtc.nat_1to1_ips = split_list(*v);
@@ -423,7 +441,7 @@ Config load_from_text(const std::string& text, const std::string& source, const 
   JsonObject* obj = r.object(root.get(), "$");
   r.only(obj, "$",
          {"listen", "cors_origins", "auth", "models", "webrtc", "policy", "usage", "limits",
-          "pipeline_file", "data_dir", "log_json"});
+          "websocket", "pipeline_file", "data_dir", "log_json"});
   Config c;
   c.source = source;
   if (auto* n = member(obj, "listen")) c.listen = r.string(n, "$.listen");
@@ -443,6 +461,7 @@ Config load_from_text(const std::string& text, const std::string& source, const 
     if (auto* l = member(u, "log")) c.usage_log = r.string(l, "$.usage.log");
   }
   if (auto* n = member(obj, "limits")) read_limits(r, n, c.limits);
+  if (auto* n = member(obj, "websocket")) read_websocket(r, n, c.websocket);
   if (auto* n = member(obj, "pipeline_file")) c.pipeline_file = r.string(n, "$.pipeline_file");
   if (auto* n = member(obj, "log_json")) c.json_logs = r.boolean(n, "$.log_json");
   if (auto* n = member(obj, "data_dir")) c.data_dir = r.string(n, "$.data_dir");
@@ -520,7 +539,11 @@ std::string describe(const Config& c) {
       << " max_pending_event_bytes=" << c.limits.max_pending_event_bytes
       << " max_calls=" << c.limits.max_calls
       << " drain_timeout_seconds=" << c.limits.drain_timeout_seconds << "\n";
-  out << "pipeline: " << (c.pipeline_file.empty() ? "(built-in)" : c.pipeline_file) << "\n";
+  out << "websocket: idle_timeout_seconds=" << c.websocket.idle_timeout_seconds
+      << " max_message_bytes=" << c.websocket.max_message_bytes << "\n";
+  out << "pipeline: " << (c.pipeline_file.empty() ? "(built-in)" : c.pipeline_file)
+      << ", session pipeline: "
+      << (c.websocket.pipeline_file.empty() ? "(built-in)" : c.websocket.pipeline_file) << "\n";
   return out.str();
 }
 

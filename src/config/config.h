@@ -89,6 +89,13 @@ struct LimitsConfig {
   int drain_timeout_seconds = 10;                  // SIGTERM: how long live calls may run on
 };
 
+// WebSocket realtime sessions (`GET /v1/realtime`) and sideband sockets.
+struct WebSocketConfig {
+  int idle_timeout_seconds = 300;             // no message either way this long: close (0 = never)
+  std::int64_t max_message_bytes = 4 << 20;   // a client message above this: close 1009
+  std::string pipeline_file;                  // per-session event pipeline ("" = built-in path)
+};
+
 struct Config {
   std::string source;  // the file it came from, or "(built-in default)"
   std::string listen = "127.0.0.1:8080";
@@ -102,6 +109,7 @@ struct Config {
   std::int64_t max_event_bytes = 65536;
   std::string usage_log;  // path of the usage JSON-lines log ("" = none)
   LimitsConfig limits;
+  WebSocketConfig websocket;
   std::string pipeline_file;  // per-call pipeline description ("" = built-in path)
   std::string data_dir;       // the tester page's folder ("" = the source tree's data/)
   bool json_logs = false;

@@ -86,47 +86,55 @@ Server::Server(Services services)
     : services_(std::move(services)), cors_(services_.config.cors_origins) {
   server_ = Ref<SoupServer>::adopt(
       SOUP_SERVER(g_object_new(SOUP_TYPE_SERVER, "server-header", "realtime-gateway", nullptr)));
-  // Early handler: refuse oversized bodies before reading them.
-  soup_server_add_early_handler(
-      server_.get(), nullptr,
-      [](SoupServer*, SoupServerMessage* msg, const char*, GHashTable*, gpointer data) {
-        auto* self = static_cast<Server*>(data);
-        goffset length =
-            soup_message_headers_get_content_length(soup_server_message_get_request_headers(msg));
-        if (length <= self->services_.config.limits.max_body_bytes) return;
-        self->cors_.apply(msg);  // so a browser sees the 413, not a CORS failure
-        respond_json(
-            msg, 413,
-            HttpError(413, "invalid_request_error", "body_too_large",
-                      "the request body is larger than " +
-                          std::to_string(self->services_.config.limits.max_body_bytes) + " bytes")
-                .body());
-      },
-      this, nullptr);
-  soup_server_add_handler(
-      server_.get(), nullptr,
-      [](SoupServer*, SoupServerMessage* msg, const char* path, GHashTable* query, gpointer data) {
-        auto* self = static_cast<Server*>(data);
-        // The one boundary where errors become the SPEC's JSON.
-        try {
-          auto verdict = self->cors_.apply(msg);
-          if (self->cors_.answer_preflight(msg, verdict)) return;
-          if (verdict == CorsPolicy::Verdict::kRefused)
-            throw errors::forbidden("origin_not_allowed",
-                                    "this origin is not in the gateway's cors_origins");
-          if (g_strcmp0(soup_server_message_get_method(msg), "POST") == 0 &&
-              g_strcmp0(path, "/v1/realtime/calls") == 0)
-            self->handle_create_call(msg, query);
-          else
-            self->dispatch(msg, path);
-        } catch (const HttpError& e) {
-          respond_json(msg, e.status(), e.body());
-        } catch (const std::exception& e) {
-          g_warning("internal error on %s: %s", path, e.what());
-          respond_json(msg, 500, HttpError(500, "server_error", "internal_error", e.what()).body());
-        }
-      },
-      this, nullptr);
+  // The same handlers serve "/v1/realtime": libsoup routes by the longest registered prefix and
+  // that path also has the WebSocket handler (which runs once the regular one accepted).
+  for (const char* path : {static_cast<const char*>(nullptr), kRealtimePath}) {
+    soup_server_add_early_handler(server_.get(), path, &Server::on_early_request, this, nullptr);
+    soup_server_add_handler(server_.get(), path, &Server::on_request, this, nullptr);
+  }
+  soup_server_add_websocket_handler(server_.get(), kRealtimePath, nullptr, nullptr,
+                                    &Server::on_websocket, this, nullptr);
+}
+
+void Server::on_early_request(SoupServer*, SoupServerMessage* msg, const char*, GHashTable*,
+                              gpointer data) {
+  // Refuse oversized bodies before reading them.
+  auto* self = static_cast<Server*>(data);
+  goffset length =
+      soup_message_headers_get_content_length(soup_server_message_get_request_headers(msg));
+  if (length <= self->services_.config.limits.max_body_bytes) return;
+  self->cors_.apply(msg);  // so a browser sees the 413, not a CORS failure
+  respond_json(msg, 413,
+               HttpError(413, "invalid_request_error", "body_too_large",
+                         "the request body is larger than " +
+                             std::to_string(self->services_.config.limits.max_body_bytes) +
+                             " bytes")
+                   .body());
+}
+
+void Server::on_request(SoupServer*, SoupServerMessage* msg, const char* path, GHashTable* query,
+                        gpointer data) {
+  auto* self = static_cast<Server*>(data);
+  // The one boundary where errors become the SPEC's JSON.
+  try {
+    auto verdict = self->cors_.apply(msg);
+    if (self->cors_.answer_preflight(msg, verdict)) return;
+    if (verdict == CorsPolicy::Verdict::kRefused)
+      throw errors::forbidden("origin_not_allowed",
+                              "this origin is not in the gateway's cors_origins");
+    const char* method = soup_server_message_get_method(msg);
+    if (g_strcmp0(method, "POST") == 0 && g_strcmp0(path, "/v1/realtime/calls") == 0)
+      self->handle_create_call(msg, query);
+    else if (g_strcmp0(method, "GET") == 0 && g_strcmp0(path, kRealtimePath) == 0)
+      self->handle_realtime_socket(msg, query);
+    else
+      self->dispatch(msg, path);
+  } catch (const HttpError& e) {
+    respond_json(msg, e.status(), e.body());
+  } catch (const std::exception& e) {
+    g_warning("internal error on %s: %s", path, e.what());
+    respond_json(msg, 500, HttpError(500, "server_error", "internal_error", e.what()).body());
+  }
 }
 
 Server::~Server() {
@@ -247,18 +255,7 @@ void Server::handle_create_call(SoupServerMessage* msg, GHashTable* query) {
 
   std::string model = request.session_model.value_or("");
   if (model.empty()) model = query_value(query, "model");
-  if (model.empty() && principal.token_model) model = *principal.token_model;
-  if (model.empty())
-    throw errors::bad_request("missing_model",
-                              "name the model with ?model= (or session.model in a multipart body)");
-  if (principal.token_model && model != *principal.token_model)
-    throw errors::forbidden("model_not_allowed",
-                            "this token is bound to model " + *principal.token_model);
-  const config::ModelConfig* model_config = config.find_model(model);
-  if (!model_config)
-    throw errors::not_found("model_not_found", "the model '" + model + "' does not exist");
-  if (!principal.may_use(model))
-    throw errors::forbidden("model_not_allowed", "this key may not use the model '" + model + "'");
+  const config::ModelConfig& model_config = resolve_model(principal, model);
 
   sdp::CheckedOffer offer;
   try {
@@ -267,23 +264,14 @@ void Server::handle_create_call(SoupServerMessage* msg, GHashTable* query) {
     throw errors::bad_request("invalid_sdp", e.what());
   }
 
-  if (config.limits.max_calls > 0 && services_.calls.live_calls() >= config.limits.max_calls)
-    throw errors::unavailable("no_capacity", "the gateway is at its call capacity");
-  if (principal.max_concurrent_calls > 0 &&
-      services_.calls.live_calls_for_key(principal.key_name) >= principal.max_concurrent_calls)
-    throw errors::too_many(
-        "too_many_calls",
-        "this key already has " + std::to_string(principal.max_concurrent_calls) + " live calls");
-  auto signaller = services_.workers.pick(model);
-  if (!signaller)
-    throw errors::unavailable("no_capacity", "no worker of '" + model + "' has capacity");
+  auto signaller = reserve_capacity(principal, model);
 
   std::optional<std::string> session = request.session_json;
   if (!session && principal.token_session_json) session = principal.token_session_json;
-  if (session) session = session_for_upstream(*session, model_config->upstream_model);
+  if (session) session = session_for_upstream(*session, model_config.upstream_model);
 
   calls::CallIdentity identity{calls::CallRegistry::new_call_id(), principal.key_name, model,
-                               model_config->upstream_model, signaller->name()};
+                               model_config.upstream_model, signaller->name()};
   calls::CallSettings settings;
   settings.webrtc = config.webrtc;
   settings.max_pending_event_bytes = config.limits.max_pending_event_bytes;
@@ -347,6 +335,44 @@ void Server::handle_create_call(SoupServerMessage* msg, GHashTable* query) {
         GConnectFlags(0));
     pending->disconnected = SignalConnection(msg, id);
   }
+}
+
+const config::ModelConfig& Server::resolve_model(const auth::Principal& principal,
+                                                 std::string model) const {
+  if (model.empty() && principal.token_model) model = *principal.token_model;
+  if (model.empty())
+    throw errors::bad_request("missing_model",
+                              "name the model with ?model= (or session.model in a multipart body)");
+  if (principal.token_model && model != *principal.token_model)
+    throw errors::forbidden("model_not_allowed",
+                            "this token is bound to model " + *principal.token_model);
+  const config::ModelConfig* model_config = services_.config.find_model(model);
+  if (!model_config)
+    throw errors::not_found("model_not_found", "the model '" + model + "' does not exist");
+  if (!principal.may_use(model))
+    throw errors::forbidden("model_not_allowed", "this key may not use the model '" + model + "'");
+  return *model_config;
+}
+
+std::shared_ptr<workers::UpstreamSignaller> Server::reserve_capacity(
+    const auth::Principal& principal, const std::string& model) {
+  // WebRTC calls and WebSocket sessions share the gateway's and each key's capacity.
+  const auto& limits = services_.config.limits;
+  if (limits.max_calls > 0 &&
+      services_.calls.live_calls() + services_.sessions.live_sessions() >= limits.max_calls)
+    throw errors::unavailable("no_capacity", "the gateway is at its call capacity");
+  if (principal.max_concurrent_calls > 0 &&
+      services_.calls.live_calls_for_key(principal.key_name) +
+              services_.sessions.live_sessions_for_key(principal.key_name) >=
+          principal.max_concurrent_calls)
+    throw errors::too_many("too_many_calls",
+                           "this key already has " +
+                               std::to_string(principal.max_concurrent_calls) +
+                               " live calls and sessions");
+  auto signaller = services_.workers.pick(model);
+  if (!signaller)
+    throw errors::unavailable("no_capacity", "no worker of '" + model + "' has capacity");
+  return signaller;
 }
 
 void Server::handle_get_call(SoupServerMessage* msg, const std::string& id) {

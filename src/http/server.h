@@ -3,7 +3,8 @@
 //
 // Owns: the SoupServer, routing requests by method and path, early body-size refusal (413), and
 // the one boundary that turns any HttpError into the SPEC's JSON error exactly once. Handlers
-// here translate HTTP to service calls (auth, calls, workers) and back; they never touch pads.
+// here translate HTTP to service calls (auth, calls, sessions, workers) and back; they never
+// touch pads. The WebSocket route (`GET /v1/realtime`) is in realtime_socket.cpp.
 //
 // Threads: main loop only.
 #pragma once
@@ -19,9 +20,12 @@
 #include "config/config.h"
 #include "http/cors.h"
 #include "metrics/metrics.h"
+#include "relay/session_registry.h"
 #include "workers/worker_pool.h"
 
 namespace rtgw::http {
+
+inline constexpr const char* kRealtimePath = "/v1/realtime";
 
 struct Services {
   const config::Config& config;
@@ -29,7 +33,9 @@ struct Services {
   calls::CallRegistry& calls;
   workers::WorkerPool& workers;
   metrics::Registry& metrics;
-  std::string pipeline_description;
+  relay::SessionRegistry& sessions;
+  std::string pipeline_description;          // per call
+  std::string session_pipeline_description;  // per WebSocket session
   std::function<bool(const std::string& key_name)> over_budget;
   std::string data_dir;  // the tester page
 };
@@ -46,7 +52,22 @@ class Server {
   bool shutting_down() const { return shutting_down_; }
 
  private:
+  static void on_early_request(SoupServer*, SoupServerMessage* msg, const char* path,
+                               GHashTable* query, gpointer data);
+  static void on_request(SoupServer*, SoupServerMessage* msg, const char* path, GHashTable* query,
+                         gpointer data);
+  // After the upgrade of a request handle_realtime_socket() accepted.
+  static void on_websocket(SoupServer*, SoupServerMessage* msg, const char* path,
+                           SoupWebsocketConnection* connection, gpointer data);
   void dispatch(SoupServerMessage* msg, const char* path);
+  // Model checks shared by calls and sessions (the token's model when none is named).
+  const config::ModelConfig& resolve_model(const auth::Principal& principal,
+                                           std::string model) const;
+  // Capacity checks shared by calls and sessions; the chosen worker.
+  std::shared_ptr<workers::UpstreamSignaller> reserve_capacity(const auth::Principal& principal,
+                                                               const std::string& model);
+  // GET /v1/realtime (http/realtime_socket.cpp): every check before the upgrade.
+  void handle_realtime_socket(SoupServerMessage* msg, GHashTable* query);
   void handle_create_call(SoupServerMessage* msg, GHashTable* query);
   void handle_get_call(SoupServerMessage* msg, const std::string& id);
   void handle_hangup_call(SoupServerMessage* msg, const std::string& id);

@@ -9,20 +9,13 @@
 #include "common/main_thread.h"
 #include "common/ref.h"
 #include "sdp/session_description.h"
+#include "workers/echo_protocol.h"
 
 namespace rtgw::workers {
 
 namespace {
 
-std::string random_id(const char* prefix, int hex_digits) {
-  static const char* hex = "0123456789abcdef";
-  std::string id = prefix;
-  for (int i = 0; i < hex_digits; i++) id += hex[g_random_int_range(0, 16)];
-  return id;
-}
-
-constexpr double kOpusFrameMs = 20.0;           // what browsers and aiortc send
-constexpr double kAudioTokensPerSecond = 10.0;  // OpenAI's realtime audio rate: 1 token / 100 ms
+constexpr double kOpusFrameMs = 20.0;  // what browsers and aiortc send
 
 }  // namespace
 
@@ -160,17 +153,7 @@ class EchoSession : public calls::WebRtcLeg::Listener {
  private:
   void on_channel(Ref<GstWebRTCDataChannel> channel) {
     channel_ = std::move(channel);
-    session_id_ = random_id("sess_", 24);
-    json::ObjectBuilder session;
-    session.set("id", session_id_)
-        .set("object", "realtime.session")
-        .set("type", "realtime")
-        .set("model", "echo");
-    json::ObjectBuilder created;
-    created.set("type", "session.created")
-        .set("event_id", random_id("event_", 24))
-        .set_object("session", std::move(session));
-    send(created.str());
+    protocol_.start();
   }
 
   void send(const std::string& text) {
@@ -180,92 +163,14 @@ class EchoSession : public calls::WebRtcLeg::Listener {
       g_message("[echo %s] send failed: %s", id_.c_str(), err ? err->message : "?");
   }
 
-  void on_event(const std::string& text) {
-    auto node = json::parse(text);
-    if (!node || JSON_NODE_TYPE(node.get()) != JSON_NODE_OBJECT) {
-      send_error("invalid_json", "the echo worker expects JSON events");
-      return;
-    }
-    JsonObject* event = json_node_get_object(node.get());
-    std::string type = json::get_string(event, "type").value_or("");
-    if (type == "session.update") {
-      json::ObjectBuilder updated;
-      updated.set("type", "session.updated").set("event_id", random_id("event_", 24));
-      if (json::get_object(event, "session")) {
-        auto copy = Ref<JsonNode>::adopt(json_node_copy(json_object_get_member(event, "session")));
-        json_object_set_string_member(json_node_get_object(copy.get()), "id", session_id_.c_str());
-        updated.set_node("session", copy);
-      }
-      send(updated.str());
-    } else if (type == "response.create") {
-      respond();
-    } else if (type == "input_audio_buffer.clear" || type == "conversation.item.create" ||
-               type == "response.cancel" || type == "input_audio_buffer.commit") {
-      // Accepted without a reply beyond what the real API would send that matters here.
-    } else {
-      send_error("unknown_event", "the echo worker does not handle '" + type + "'");
-    }
-  }
+  void on_event(const std::string& text) { protocol_.on_event(text); }
 
-  void respond() {
+  // RTP audio heard since the previous response.
+  double take_heard_ms() {
     std::uint64_t packets = packets_heard_.load();
-    double heard_ms = static_cast<double>(packets - packets_at_last_response_) * kOpusFrameMs;
+    double heard = static_cast<double>(packets - packets_at_last_response_) * kOpusFrameMs;
     packets_at_last_response_ = packets;
-    auto audio_tokens =
-        static_cast<gint64>(std::llround(heard_ms / 1000.0 * kAudioTokensPerSecond));
-    std::string response_id = random_id("resp_", 24);
-
-    json::ObjectBuilder response;
-    response.set("id", response_id).set("object", "realtime.response").set("status", "in_progress");
-    json::ObjectBuilder created;
-    created.set("type", "response.created")
-        .set("event_id", random_id("event_", 24))
-        .set_object("response", std::move(response));
-    send(created.str());
-
-    std::string transcript =
-        "echo: heard " + std::to_string(static_cast<gint64>(heard_ms)) + " ms of audio";
-    json::ObjectBuilder delta;
-    delta.set("type", "response.output_text.delta")
-        .set("event_id", random_id("event_", 24))
-        .set("response_id", response_id)
-        .set("delta", transcript);
-    send(delta.str());
-
-    gint64 text_tokens = static_cast<gint64>((transcript.size() + 3) / 4);
-    json::ObjectBuilder input_details;
-    input_details.set("text_tokens", gint64{0})
-        .set("audio_tokens", audio_tokens)
-        .set("image_tokens", gint64{0})
-        .set("cached_tokens", gint64{0});
-    json::ObjectBuilder output_details;
-    output_details.set("text_tokens", text_tokens).set("audio_tokens", audio_tokens);
-    json::ObjectBuilder usage;
-    usage.set("total_tokens", audio_tokens * 2 + text_tokens)
-        .set("input_tokens", audio_tokens)
-        .set("output_tokens", audio_tokens + text_tokens)
-        .set_object("input_token_details", std::move(input_details))
-        .set_object("output_token_details", std::move(output_details));
-    json::ObjectBuilder done_response;
-    done_response.set("id", response_id)
-        .set("object", "realtime.response")
-        .set("status", "completed")
-        .set_object("usage", std::move(usage));
-    json::ObjectBuilder done;
-    done.set("type", "response.done")
-        .set("event_id", random_id("event_", 24))
-        .set_object("response", std::move(done_response));
-    send(done.str());
-  }
-
-  void send_error(const std::string& code, const std::string& message) {
-    json::ObjectBuilder error;
-    error.set("type", "invalid_request_error").set("code", code).set("message", message);
-    json::ObjectBuilder event;
-    event.set("type", "error")
-        .set("event_id", random_id("event_", 24))
-        .set_object("error", std::move(error));
-    send(event.str());
+    return heard;
   }
 
   std::string id_;
@@ -277,10 +182,47 @@ class EchoSession : public calls::WebRtcLeg::Listener {
   Ref<GstElement> echo_out_;
   Ref<GstWebRTCDataChannel> channel_;
   std::vector<SignalConnection> signals_;
-  std::string session_id_;
   gint64 started_us_ = 0;
   std::atomic<std::uint64_t> packets_heard_{0};
   std::uint64_t packets_at_last_response_ = 0;
+  EchoProtocol protocol_{[this](const std::string& text) { send(text); },
+                         [this] { return take_heard_ms(); }};
+};
+
+// An echo session over the WebSocket path: the protocol without media, answered in process.
+// Like a real socket, everything it says arrives later on the main loop, never inside send().
+class EchoSocket : public UpstreamSocket {
+ public:
+  explicit EchoSocket(UpstreamSocket::Listener* listener) : listener_(listener) {
+    post([this] { protocol_.start(); });
+  }
+
+  bool send_text(const std::string& text) override {
+    if (closed_) return false;
+    post([this, text] { protocol_.on_event(text); });
+    return true;
+  }
+
+  void close(int code, const std::string& reason) override {
+    if (closed_) return;
+    closed_ = true;
+    // The echo of the close handshake.
+    post([this, code, reason] { listener_->OnUpstreamClosed(code, reason); });
+  }
+
+ private:
+  void post(std::function<void()> fn) {
+    post_to_main([alive = std::weak_ptr<int>(alive_), fn = std::move(fn)] {
+      if (alive.lock()) fn();
+    });
+  }
+
+  UpstreamSocket::Listener* listener_;
+  bool closed_ = false;
+  std::shared_ptr<int> alive_ = std::make_shared<int>(0);
+  EchoProtocol protocol_{[this](const std::string& text) {
+    if (!closed_) listener_->OnUpstreamText(text);
+  }};
 };
 
 EchoWorker::EchoWorker(const config::WebRtcConfig& webrtc) : webrtc_(webrtc) {
@@ -334,5 +276,10 @@ void EchoWorker::hangup(const std::string& upstream_call_id) {
 }
 
 void EchoWorker::end_session(const std::string& id) { sessions_.erase(id); }
+
+void EchoWorker::open_socket(const SocketRequest&, UpstreamSocket::Listener* listener,
+                             GCancellable*, std::function<void(SocketResult)> done) {
+  done(std::make_unique<EchoSocket>(listener));
+}
 
 }  // namespace rtgw::workers

@@ -3,10 +3,9 @@
 // remote worker.
 //
 // Owns: one `EchoSession` per upstream call — its own pipeline with a webrtcbin that answers the
-// gateway's upstream-leg offer, loops the caller's Opus audio back, and speaks a minimal realtime
-// protocol on `oai-events`: `session.created` on open, `session.updated` for `session.update`,
-// `response.created` + a text delta + `response.done` (with `usage` computed from the audio heard
-// since the previous response) for `response.create`. It is a demo and test upstream, not a model.
+// gateway's upstream-leg offer, loops the caller's Opus audio back, and speaks the echo protocol
+// (workers/echo_protocol.h) on `oai-events`; and, for WebSocket sessions, an in-process socket
+// speaking the same protocol. It is a demo and test upstream, not a model.
 //
 // Threads: main loop only; webrtcbin callbacks post to it.
 #pragma once
@@ -30,6 +29,9 @@ class EchoWorker : public UpstreamSignaller {
   void exchange(const OfferRequest& request, GCancellable* cancellable,
                 std::function<void(UpstreamResult)> done) override;
   void hangup(const std::string& upstream_call_id) override;
+  // An in-process realtime session: the same protocol, no media.
+  void open_socket(const SocketRequest& request, UpstreamSocket::Listener* listener,
+                   GCancellable* cancellable, std::function<void(SocketResult)> done) override;
   const std::string& name() const override { return name_; }
 
  private:

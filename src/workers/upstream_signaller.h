@@ -2,13 +2,15 @@
 // The signalling interface between a call's upstream leg and whatever answers it.
 //
 // Owns: nothing but the contract. Media code (calls/) hands an offer to a signaller and gets an
-// answer or a failure back on the main loop; it never sees HTTP. `workers::Worker` implements it
+// answer or a failure back on the main loop; it never sees HTTP. The WebSocket relay (relay/)
+// asks the same signaller for an `UpstreamSocket`. `workers::Worker` implements it
 // over HTTP; the built-in echo worker implements it in process.
 #pragma once
 
 #include <gio/gio.h>
 
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <variant>
@@ -37,6 +39,28 @@ struct OfferRequest {
   std::optional<std::string> session_json;  // sent as multipart `session` when present
 };
 
+// A realtime session with a worker over WebSocket (`GET /v1/realtime`).
+class UpstreamSocket {
+ public:
+  class Listener {
+   public:
+    virtual ~Listener() = default;
+    virtual void OnUpstreamText(std::string text) = 0;
+    // The worker closed (or the connection broke: code 1006). Called once.
+    virtual void OnUpstreamClosed(int code, const std::string& reason) = 0;
+  };
+  virtual ~UpstreamSocket() = default;
+  virtual bool send_text(const std::string& text) = 0;
+  virtual void close(int code, const std::string& reason) = 0;
+};
+
+struct SocketRequest {
+  std::string upstream_model;
+  bool beta_protocol = false;  // the client speaks the beta dialect: send `OpenAI-Beta`
+};
+
+using SocketResult = std::variant<std::unique_ptr<UpstreamSocket>, UpstreamFailure>;
+
 class UpstreamSignaller {
  public:
   virtual ~UpstreamSignaller() = default;
@@ -46,6 +70,10 @@ class UpstreamSignaller {
                         std::function<void(UpstreamResult)> done) = 0;
   // Ends the upstream side of a call (best effort, bounded, fire and forget).
   virtual void hangup(const std::string& upstream_call_id) = 0;
+  // Opens a WebSocket session; `done` runs once on the main loop unless `cancellable` was
+  // cancelled first. The socket reports to `listener` from then on.
+  virtual void open_socket(const SocketRequest& request, UpstreamSocket::Listener* listener,
+                           GCancellable* cancellable, std::function<void(SocketResult)> done) = 0;
   virtual const std::string& name() const = 0;
   // Load accounting: a call holds its worker from set-up to its end.
   virtual void call_started() {}

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 #include "workers/worker.h"
 
+#include "common/websocket.h"
+
 #include <glib.h>
 
 #include <algorithm>
@@ -10,15 +12,77 @@
 namespace rtgw::workers {
 namespace {
 
-// State of one in-flight exchange, owned by the async callback chain.
-struct Exchange {
-  std::function<void(UpstreamResult)> done;
+// What every request to the worker carries while in flight: its message, our own cancellable
+// (cancelled by the caller's or by our timeout) and the timeout.
+struct PendingRequest {
   Ref<SoupMessage> message;
-  Ref<GCancellable> cancellable;  // ours: cancelled by the caller's or by our timeout
+  Ref<GCancellable> cancellable = Ref<GCancellable>::adopt(g_cancellable_new());
   SignalConnection caller_cancelled;
-  gint64 started_us = 0;
+  gint64 started_us = g_get_monotonic_time();
   bool timed_out = false;
   SourceGuard timeout;
+
+  // Follows the caller's cancellable; false when it is already cancelled.
+  bool follow(GCancellable* caller) {
+    if (!caller) return true;
+    gulong id = g_signal_connect(caller, "cancelled", G_CALLBACK(+[](GCancellable*, gpointer ours) {
+                                   g_cancellable_cancel(G_CANCELLABLE(ours));
+                                 }),
+                                 cancellable.get());
+    caller_cancelled = SignalConnection(caller, id);
+    return !g_cancellable_is_cancelled(caller);
+  }
+  // Our own bound on the whole request (connect + answer), separate from socket timeouts.
+  void arm_timeout(int seconds) {
+    timeout = SourceGuard(g_timeout_add_full(
+        G_PRIORITY_DEFAULT, static_cast<guint>(seconds * 1000),
+        [](gpointer data) -> gboolean {
+          auto* p = static_cast<PendingRequest*>(data);
+          p->timed_out = true;
+          p->timeout.forget();
+          g_cancellable_cancel(p->cancellable.get());
+          return G_SOURCE_REMOVE;
+        },
+        this, nullptr));
+  }
+};
+
+struct Exchange : PendingRequest {
+  std::function<void(UpstreamResult)> done;
+};
+
+struct SocketConnect : PendingRequest {
+  std::function<void(SocketResult)> done;
+  UpstreamSocket::Listener* listener = nullptr;
+};
+
+// The worker's realtime WebSocket.
+class WorkerSocket : public UpstreamSocket, public WebSocket::Listener {
+ public:
+  // What a worker may send in one message (audio deltas are large; this only bounds memory).
+  static constexpr std::uint64_t kMaxMessageBytes = 16 << 20;
+
+  WorkerSocket(SoupWebsocketConnection* connection, UpstreamSocket::Listener* listener)
+      : socket_(connection, kMaxMessageBytes, this), listener_(listener) {}
+
+  bool send_text(const std::string& text) override { return socket_.send_text(text); }
+  void close(int code, const std::string& reason) override { socket_.close(code, reason); }
+
+  void OnSocketText(WebSocket&, std::string text) override {
+    listener_->OnUpstreamText(std::move(text));
+  }
+  void OnSocketBinary(WebSocket&, std::size_t bytes) override {
+    g_message("worker sent a binary WebSocket message (%zu bytes): the realtime protocol has none, "
+              "not relayed",
+              bytes);
+  }
+  void OnSocketClosed(WebSocket&, int code, const std::string& reason) override {
+    listener_->OnUpstreamClosed(code, reason);
+  }
+
+ private:
+  WebSocket socket_;
+  UpstreamSocket::Listener* listener_;
 };
 
 std::string location_call_id(const char* location) {
@@ -71,6 +135,16 @@ std::string Worker::calls_url(const std::string& model) const {
   return config_.url + "/v1/realtime/calls?model=" + escaped.get();
 }
 
+std::string Worker::realtime_url(const std::string& model) const {
+  if (config_.provider == "azure") {
+    UniqueStr deployment(g_uri_escape_string(config_.deployment.c_str(), nullptr, FALSE));
+    return config_.url + "/openai/realtime?api-version=" + config_.api_version +
+           "&deployment=" + deployment.get();
+  }
+  UniqueStr escaped(g_uri_escape_string(model.c_str(), nullptr, FALSE));
+  return config_.url + "/v1/realtime?model=" + escaped.get();
+}
+
 std::string Worker::call_url(const std::string& upstream_call_id, const char* suffix) const {
   UniqueStr escaped(g_uri_escape_string(upstream_call_id.c_str(), nullptr, FALSE));
   if (config_.provider == "azure") {
@@ -103,17 +177,7 @@ void Worker::exchange(const OfferRequest& request, GCancellable* cancellable,
                       std::function<void(UpstreamResult)> done) {
   auto ex = std::make_unique<Exchange>();
   ex->done = std::move(done);
-  ex->cancellable = Ref<GCancellable>::adopt(g_cancellable_new());
-  if (cancellable) {
-    gulong id =
-        g_signal_connect(cancellable, "cancelled", G_CALLBACK(+[](GCancellable*, gpointer ours) {
-                           g_cancellable_cancel(G_CANCELLABLE(ours));
-                         }),
-                         ex->cancellable.get());
-    ex->caller_cancelled = SignalConnection(cancellable, id);
-    if (g_cancellable_is_cancelled(cancellable)) return;
-  }
-  ex->started_us = g_get_monotonic_time();
+  if (!ex->follow(cancellable)) return;
 
   std::string url = calls_url(request.upstream_model);
   ex->message = Ref<SoupMessage>::adopt(soup_message_new("POST", url.c_str()));
@@ -143,18 +207,8 @@ void Worker::exchange(const OfferRequest& request, GCancellable* cancellable,
     soup_message_set_request_body_from_bytes(ex->message.get(), "application/sdp", body.get());
   }
 
-  // Our own bound on the whole exchange (connect + answer), separate from socket timeouts.
   Exchange* raw = ex.get();
-  raw->timeout = SourceGuard(g_timeout_add_full(
-      G_PRIORITY_DEFAULT, static_cast<guint>(config_.timeout_seconds * 1000),
-      [](gpointer data) -> gboolean {
-        auto* e = static_cast<Exchange*>(data);
-        e->timed_out = true;
-        e->timeout.forget();
-        g_cancellable_cancel(e->cancellable.get());
-        return G_SOURCE_REMOVE;
-      },
-      raw, nullptr));
+  raw->arm_timeout(config_.timeout_seconds);
 
   soup_session_send_and_read_async(
       session_.get(), raw->message.get(), G_PRIORITY_DEFAULT, raw->cancellable.get(),
@@ -204,6 +258,59 @@ void Worker::exchange(const OfferRequest& request, GCancellable* cancellable,
         ex->done(std::move(answer));
       },
       ex.release());
+}
+
+void Worker::open_socket(const SocketRequest& request, UpstreamSocket::Listener* listener,
+                         GCancellable* cancellable, std::function<void(SocketResult)> done) {
+  auto op = std::make_unique<SocketConnect>();
+  op->done = std::move(done);
+  op->listener = listener;
+  if (!op->follow(cancellable)) return;
+  std::string url = realtime_url(request.upstream_model);
+  op->message = Ref<SoupMessage>::adopt(soup_message_new("GET", url.c_str()));
+  if (!op->message) {
+    op->done(UpstreamFailure{UpstreamFailure::Kind::kConnect, 0, {}, "invalid worker URL " + url});
+    return;
+  }
+  prepare(op->message.get());
+  if (request.beta_protocol)
+    soup_message_headers_replace(soup_message_get_request_headers(op->message.get()),
+                                 "OpenAI-Beta", "realtime=v1");
+  SocketConnect* raw = op.get();
+  raw->arm_timeout(config_.timeout_seconds);
+  soup_session_websocket_connect_async(
+      session_.get(), raw->message.get(), nullptr, nullptr, G_PRIORITY_DEFAULT,
+      raw->cancellable.get(),
+      [](GObject* source, GAsyncResult* result, gpointer data) {
+        std::unique_ptr<SocketConnect> op(static_cast<SocketConnect*>(data));
+        op->timeout.cancel();
+        UniqueError err;
+        auto connection = Ref<SoupWebsocketConnection>::adopt(
+            soup_session_websocket_connect_finish(SOUP_SESSION(source), result, ErrorOut(err)));
+        if (connection) {
+          op->done(std::make_unique<WorkerSocket>(connection.get(), op->listener));
+          return;
+        }
+        if (op->timed_out) {
+          op->done(UpstreamFailure{UpstreamFailure::Kind::kTimeout, 0, {},
+                                   "the worker did not accept the WebSocket in time"});
+          return;
+        }
+        if (g_error_matches(err.get(), G_IO_ERROR, G_IO_ERROR_CANCELLED)) return;
+        guint status = soup_message_get_status(op->message.get());
+        if (status >= 200 && status != SOUP_STATUS_SWITCHING_PROTOCOLS) {
+          op->done(UpstreamFailure{UpstreamFailure::Kind::kStatus, static_cast<int>(status), {},
+                                   "the worker answered the WebSocket handshake with " +
+                                       std::to_string(status)});
+          return;
+        }
+        op->done(UpstreamFailure{
+            UpstreamFailure::Kind::kConnect,
+            0,
+            {},
+            std::string("cannot open the worker's WebSocket: ") + (err ? err->message : "?")});
+      },
+      op.release());
 }
 
 bool Worker::breaker_open() const {

@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: MIT
 // One upstream worker reached over HTTP.
 //
-// Owns: the worker's own SoupSession (connection pool, timeouts), the SDP exchange with its
-// `POST /v1/realtime/calls` (application/sdp, or multipart with the session), the upstream
-// hang-up, and the worker's live-call count. A slow worker only slows its own session.
+// Owns: the worker's own SoupSession (connection pool, timeouts, TLS, proxy), the SDP exchange
+// with its `POST /v1/realtime/calls` (application/sdp, or multipart with the session), the
+// upstream hang-up, its realtime WebSocket (`GET /v1/realtime`), and the worker's live-call count.
+// A slow worker only slows its own session.
 #pragma once
 
 #include <libsoup/soup.h>
@@ -23,6 +24,8 @@ class Worker : public UpstreamSignaller {
   void exchange(const OfferRequest& request, GCancellable* cancellable,
                 std::function<void(UpstreamResult)> done) override;
   void hangup(const std::string& upstream_call_id) override;
+  void open_socket(const SocketRequest& request, UpstreamSocket::Listener* listener,
+                   GCancellable* cancellable, std::function<void(SocketResult)> done) override;
   const std::string& name() const override { return config_.name; }
 
   const config::WorkerConfig& config() const { return config_; }
@@ -41,6 +44,7 @@ class Worker : public UpstreamSignaller {
 
  private:
   std::string calls_url(const std::string& model) const;
+  std::string realtime_url(const std::string& model) const;
   std::string call_url(const std::string& upstream_call_id, const char* suffix) const;
   // Worker key (Bearer, or `api-key` for azure) and TLS client settings on one request.
   void prepare(SoupMessage* msg) const;

@@ -1,0 +1,150 @@
+// SPDX-License-Identifier: MIT
+// `GET /v1/realtime`: the WebSocket route of the HTTP layer.
+//
+// Every check that can fail (auth, model, capacity, the call of a sideband) runs before the
+// upgrade and fails as the SPEC's HTTP JSON error; what is decided is kept on the message and
+// picked up by the WebSocket callback once libsoup has completed the handshake.
+#include <memory>
+
+#include "http/call_request.h"
+#include "http/http_error.h"
+#include "http/server.h"
+
+namespace rtgw::http {
+namespace {
+
+constexpr const char* kUpgradeKey = "rtgw-realtime-upgrade";
+constexpr const char* kApiKeyProtocol = "openai-insecure-api-key.";
+constexpr const char* kBetaProtocol = "openai-beta.realtime-v1";
+constexpr const char* kRealtimeProtocol = "realtime";
+
+// What handle_realtime_socket() decided, for on_websocket().
+struct Upgrade {
+  std::string call_id;  // a sideband; else a session:
+  relay::SessionIdentity identity;
+  relay::SessionSettings settings;
+  std::shared_ptr<workers::UpstreamSignaller> signaller;
+};
+
+struct OfferedProtocols {
+  bool realtime = false;
+  bool beta = false;
+  std::string api_key;  // from openai-insecure-api-key.<key>
+};
+
+OfferedProtocols parse_protocols(const char* header) {
+  OfferedProtocols out;
+  if (!header) return out;
+  UniqueStrv items(g_strsplit(header, ",", -1));
+  for (gchar** p = items.get(); *p; p++) {
+    std::string item = g_strstrip(*p);
+    if (item == kRealtimeProtocol)
+      out.realtime = true;
+    else if (item == kBetaProtocol)
+      out.beta = true;
+    else if (item.rfind(kApiKeyProtocol, 0) == 0)
+      out.api_key = item.substr(strlen(kApiKeyProtocol));
+  }
+  return out;
+}
+
+// The parts of RFC 6455's opening handshake libsoup would refuse, checked before anything is
+// reserved for the request.
+bool is_websocket_handshake(SoupServerMessage* msg) {
+  SoupMessageHeaders* h = soup_server_message_get_request_headers(msg);
+  return soup_message_headers_header_equals(h, "Upgrade", "websocket") &&
+         soup_message_headers_header_contains(h, "Connection", "upgrade") &&
+         soup_message_headers_header_equals(h, "Sec-WebSocket-Version", "13") &&
+         soup_message_headers_get_one(h, "Sec-WebSocket-Key");
+}
+
+std::string query_value(GHashTable* query, const char* name) {
+  if (!query) return {};
+  auto* v = static_cast<const char*>(g_hash_table_lookup(query, name));
+  return v ? v : "";
+}
+
+}  // namespace
+
+void Server::handle_realtime_socket(SoupServerMessage* msg, GHashTable* query) {
+  const auto& config = services_.config;
+  if (!is_websocket_handshake(msg))
+    throw HttpError(426, "invalid_request_error", "websocket_required",
+                    "GET /v1/realtime is a WebSocket endpoint: open it with a WebSocket client "
+                    "(Upgrade: websocket, version 13)");
+  if (shutting_down_) throw errors::unavailable("shutting_down", "the gateway is shutting down");
+  SoupMessageHeaders* headers = soup_server_message_get_request_headers(msg);
+  OfferedProtocols offered =
+      parse_protocols(soup_message_headers_get_one(headers, "Sec-WebSocket-Protocol"));
+  // Browsers cannot set headers on a WebSocket: they carry the key in a subprotocol.
+  std::string authorization;
+  if (const char* h = soup_message_headers_get_one(headers, "Authorization"))
+    authorization = h;
+  else if (!offered.api_key.empty())
+    authorization = "Bearer " + offered.api_key;
+
+  auto upgrade = std::make_unique<Upgrade>();
+  std::string call_id = query_value(query, "call_id");
+  if (!call_id.empty()) {
+    // Sideband: a server-side control channel, so gateway keys only (never a browser's token).
+    auth::Principal principal = services_.auth.authenticate(authorization.c_str(), false);
+    calls::Call* call = services_.calls.find(call_id);
+    if (!call || call->state() == calls::Call::State::kEnded ||
+        !principal.may_access(call->identity().key_name))
+      throw errors::not_found("call_not_found", "no live call " + call_id + " for this key");
+    upgrade->call_id = call_id;
+  } else {
+    auth::Principal principal = services_.auth.authenticate(authorization.c_str(), true);
+    std::string model = query_value(query, "model");
+    const config::ModelConfig& model_config = resolve_model(principal, model);
+    model = model_config.name;
+    upgrade->signaller = reserve_capacity(principal, model);
+    upgrade->identity = {relay::SessionRegistry::new_session_id(), principal.key_name, model,
+                         model_config.upstream_model, upgrade->signaller->name()};
+    relay::SessionSettings& s = upgrade->settings;
+    s.pipeline_description = services_.session_pipeline_description;
+    s.policy_json = config.policy_json;
+    s.budget_exceeded = services_.over_budget && services_.over_budget(principal.key_name);
+    s.idle_timeout_seconds = config.websocket.idle_timeout_seconds;
+    s.max_pending_bytes = config.limits.max_pending_event_bytes;
+    s.beta_protocol = offered.beta || soup_message_headers_get_one(headers, "OpenAI-Beta");
+    if (principal.token_session_json)
+      s.session_json = session_for_upstream(*principal.token_session_json,
+                                            model_config.upstream_model);
+    s.failover = [&workers = services_.workers, model](const std::vector<std::string>& tried) {
+      return workers.pick(model, tried);
+    };
+  }
+  // A client that offers subprotocols must get one of them back, or browsers fail the socket.
+  if (offered.realtime)
+    soup_message_headers_replace(soup_server_message_get_response_headers(msg),
+                                 "Sec-WebSocket-Protocol", kRealtimeProtocol);
+  g_object_set_data_full(G_OBJECT(msg), kUpgradeKey, upgrade.release(),
+                         [](gpointer p) { delete static_cast<Upgrade*>(p); });
+  // Status left unset: libsoup completes the handshake and calls on_websocket().
+}
+
+void Server::on_websocket(SoupServer*, SoupServerMessage* msg, const char*,
+                          SoupWebsocketConnection* connection, gpointer data) {
+  auto* self = static_cast<Server*>(data);
+  auto* upgrade = static_cast<Upgrade*>(g_object_steal_data(G_OBJECT(msg), kUpgradeKey));
+  std::unique_ptr<Upgrade> owned(upgrade);
+  auto max_bytes = static_cast<std::uint64_t>(self->services_.config.websocket.max_message_bytes);
+  if (!owned) {
+    soup_websocket_connection_close(connection, close_code::kInternalError, "not prepared");
+    return;
+  }
+  if (!owned->call_id.empty()) {
+    calls::Call* call = self->services_.calls.find(owned->call_id);
+    if (!call || call->state() == calls::Call::State::kEnded) {
+      soup_websocket_connection_close(connection, close_code::kNormal, "call ended");
+      return;
+    }
+    self->services_.sessions.attach_sideband(*call, connection, max_bytes);
+    return;
+  }
+  self->services_.sessions.start_session(std::move(owned->identity), std::move(owned->settings),
+                                         std::move(owned->signaller), connection, max_bytes);
+}
+
+}  // namespace rtgw::http

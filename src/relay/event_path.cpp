@@ -1,0 +1,123 @@
+// SPDX-License-Identifier: MIT
+#include "relay/event_path.h"
+
+#include <stdexcept>
+
+#include "calls/event_channel.h"
+
+namespace rtgw::relay {
+namespace {
+
+// Names the session description must provide (see pipelines/session.pipeline).
+constexpr const char* kClientEventsIn = "client_events_in";        // appsrc
+constexpr const char* kUpstreamEventsOut = "upstream_events_out";  // appsink
+constexpr const char* kUpstreamEventsIn = "upstream_events_in";
+constexpr const char* kClientEventsOut = "client_events_out";
+constexpr const char* kClientEventsFilter = "client_events_filter";    // rteventfilter
+constexpr const char* kUpstreamEventsMeter = "upstream_events_meter";  // rtusagemeter
+constexpr const char* kRequired[] = {kClientEventsIn,    kUpstreamEventsOut,
+                                     kUpstreamEventsIn,  kClientEventsOut,
+                                     kClientEventsFilter, kUpstreamEventsMeter};
+
+Ref<GstElement> build(const std::string& description) {
+  UniqueError err;
+  GstElement* raw = gst_parse_launch_full(description.c_str(), nullptr, GST_PARSE_FLAG_FATAL_ERRORS,
+                                          ErrorOut(err));
+  auto pipeline = Ref<GstElement>::sink(raw);
+  if (!pipeline)
+    throw std::runtime_error(std::string("the session pipeline does not build: ") +
+                             (err ? err->message : "?"));
+  if (!GST_IS_PIPELINE(pipeline.get()))
+    throw std::runtime_error("the session pipeline description must describe several elements");
+  for (const char* name : kRequired)
+    if (!Ref<GstElement>::adopt(gst_bin_get_by_name(GST_BIN(pipeline.get()), name)))
+      throw std::runtime_error(std::string("the session pipeline has no element named '") + name +
+                               "'");
+  return pipeline;
+}
+
+}  // namespace
+
+void check_session_description(const std::string& description) { build(description); }
+
+EventPath::EventPath(const std::string& description, const std::string& name,
+                     const Policy& policy, Listener* listener)
+    : listener_(listener), pipeline_(build(description)) {
+  gst_object_set_name(GST_OBJECT(pipeline_.get()), name.c_str());
+  client_in_ = element(kClientEventsIn);
+  upstream_in_ = element(kUpstreamEventsIn);
+  g_object_set(element(kClientEventsFilter).get(), "policy", policy.policy_json.c_str(),
+               "key-name", policy.key_name.c_str(), "model", policy.model.c_str(),
+               "budget-exceeded", policy.budget_exceeded, nullptr);
+  calls::pull_events(element(kUpstreamEventsOut).get(), alive_, [this](std::string text) {
+    listener_->OnPathEvent(true, std::move(text));
+  });
+  calls::pull_events(element(kClientEventsOut).get(), alive_, [this](std::string text) {
+    to_client_++;
+    listener_->OnPathEvent(false, std::move(text));
+  });
+  auto bus = Ref<GstBus>::adopt(gst_element_get_bus(pipeline_.get()));
+  bus_watch_ = SourceGuard(gst_bus_add_watch(
+      bus.get(),
+      [](GstBus*, GstMessage* message, gpointer data) -> gboolean {
+        return static_cast<EventPath*>(data)->on_bus_message(message) ? G_SOURCE_CONTINUE
+                                                                      : G_SOURCE_REMOVE;
+      },
+      this));
+  if (gst_element_set_state(pipeline_.get(), GST_STATE_PLAYING) == GST_STATE_CHANGE_FAILURE)
+    throw std::runtime_error("the session pipeline failed to start");
+}
+
+EventPath::~EventPath() {
+  bus_watch_.cancel();
+  // appsrc/appsink only: stopping from the main loop cannot wait on anything of ours.
+  gst_element_set_state(pipeline_.get(), GST_STATE_NULL);
+}
+
+Ref<GstElement> EventPath::element(const char* name) const {
+  return Ref<GstElement>::adopt(gst_bin_get_by_name(GST_BIN(pipeline_.get()), name));
+}
+
+void EventPath::push_from_client(const std::string& text) {
+  calls::push_event(client_in_.get(), text.data(), text.size());
+}
+
+void EventPath::push_from_upstream(const std::string& text) {
+  from_upstream_++;
+  calls::push_event(upstream_in_.get(), text.data(), text.size());
+}
+
+void EventPath::set_budget_exceeded(bool exceeded) {
+  g_object_set(element(kClientEventsFilter).get(), "budget-exceeded", exceeded, nullptr);
+}
+
+guint EventPath::open_turns() const {
+  guint open = 0;
+  g_object_get(element(kUpstreamEventsMeter).get(), "open-turns", &open, nullptr);
+  return open;
+}
+
+bool EventPath::on_bus_message(GstMessage* message) {
+  switch (GST_MESSAGE_TYPE(message)) {
+    case GST_MESSAGE_ELEMENT: {
+      const GstStructure* s = gst_message_get_structure(message);
+      if (auto d = calls::parse_decision(s))
+        listener_->OnPathDecision(*d);
+      else if (auto r = calls::parse_turn(s))
+        listener_->OnPathTurn(std::move(*r));
+      return true;
+    }
+    case GST_MESSAGE_ERROR: {
+      GError* raw = nullptr;
+      gst_message_parse_error(message, &raw, nullptr);
+      UniqueError err(raw);
+      g_warning("[%s] session pipeline error: %s", GST_OBJECT_NAME(pipeline_.get()),
+                err ? err->message : "?");
+      return true;
+    }
+    default:
+      return true;
+  }
+}
+
+}  // namespace rtgw::relay

@@ -1,0 +1,80 @@
+// SPDX-License-Identifier: MIT
+#include "relay/session_registry.h"
+
+namespace rtgw::relay {
+
+SessionRegistry::~SessionRegistry() {
+  // Sessions report their end through post_to_main; at destruction nobody listens any more.
+  for (auto& [id, session] : sessions_) session->end(close_code::kGoingAway, "gateway stopped");
+  for (auto& [id, sideband] : sidebands_) sideband->end(close_code::kGoingAway, "gateway stopped");
+}
+
+std::string SessionRegistry::new_session_id() {
+  static const char* hex = "0123456789abcdef";
+  std::string id = "ws_";
+  for (int i = 0; i < 32; i++) id += hex[g_random_int_range(0, 16)];
+  return id;
+}
+
+WebSocketSession& SessionRegistry::start_session(
+    SessionIdentity identity, SessionSettings settings,
+    std::shared_ptr<workers::UpstreamSignaller> signaller, SoupWebsocketConnection* client,
+    std::uint64_t max_client_message_bytes) {
+  std::string id = identity.session_id;
+  signaller->call_started();
+  auto session = std::make_unique<WebSocketSession>(std::move(identity), std::move(settings),
+                                                    std::move(signaller), client,
+                                                    max_client_message_bytes, this);
+  WebSocketSession& ref = *session;
+  sessions_[id] = std::move(session);
+  try {
+    ref.start();
+  } catch (const std::exception& e) {
+    // The client's upgrade is done: it learns through the close code (and the log says why).
+    g_warning("[%s] cannot start: %s", id.c_str(), e.what());
+    ref.end(close_code::kInternalError, "internal error");
+  }
+  return ref;
+}
+
+void SessionRegistry::attach_sideband(calls::Call& call, SoupWebsocketConnection* connection,
+                                      std::uint64_t max_message_bytes) {
+  std::string id = "sb_" + new_session_id().substr(3);
+  sidebands_[id] = std::make_unique<Sideband>(
+      id, call, connection, max_message_bytes,
+      [this](Sideband& ended) { sidebands_.erase(ended.id()); });
+}
+
+int SessionRegistry::live_sessions_for_key(const std::string& key_name) const {
+  int n = 0;
+  for (const auto& [id, session] : sessions_) n += session->identity().key_name == key_name;
+  return n;
+}
+
+void SessionRegistry::end_all(int code, const std::string& reason) {
+  std::vector<WebSocketSession*> live;
+  for (auto& [id, session] : sessions_) live.push_back(session.get());
+  for (WebSocketSession* s : live) s->end(code, reason);
+}
+
+void SessionRegistry::OnSessionTurn(WebSocketSession& session, const usage::UsageRecord& record) {
+  if (observer_) observer_->OnSessionTurn(session, record);
+}
+
+void SessionRegistry::OnSessionPolicyDecision(WebSocketSession& session,
+                                              const calls::PolicyDecision& decision) {
+  if (observer_) observer_->OnSessionPolicyDecision(session, decision);
+}
+
+void SessionRegistry::OnSessionEnded(WebSocketSession& session) {
+  auto it = sessions_.find(session.id());
+  if (it == sessions_.end()) return;
+  std::unique_ptr<WebSocketSession> ended = std::move(it->second);
+  sessions_.erase(it);
+  ended->signaller()->call_ended();
+  if (observer_) observer_->OnSessionEnded(*ended);
+  ended.reset();
+  if (sessions_.empty() && on_empty_) on_empty_();
+}
+
+}  // namespace rtgw::relay

@@ -1,0 +1,74 @@
+// SPDX-License-Identifier: MIT
+// All WebSocket sessions and sideband sockets of this process.
+//
+// Owns: the live `WebSocketSession`s (by id) and `Sideband`s, their worker load release, capacity
+// counts per key, ending everything at shutdown, and telling the gateway when the last session
+// is gone (drain). Sidebands live and die with their calls; they never hold a drain open.
+//
+// Threads: main loop only.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "calls/call.h"
+#include "relay/sideband.h"
+#include "relay/websocket_session.h"
+
+namespace rtgw::relay {
+
+// What the rest of the gateway (usage, metrics) hears about sessions. All no-ops by default.
+class SessionObserver {
+ public:
+  virtual ~SessionObserver() = default;
+  virtual void OnSessionEnded(const WebSocketSession& session) {}
+  virtual void OnSessionTurn(const WebSocketSession& session, const usage::UsageRecord& record) {}
+  virtual void OnSessionPolicyDecision(const WebSocketSession& session,
+                                       const calls::PolicyDecision& decision) {}
+};
+
+class SessionRegistry : public SessionListener {
+ public:
+  SessionRegistry() = default;
+  ~SessionRegistry() override;
+
+  static std::string new_session_id();
+
+  // Creates and starts a session on an upgraded client socket; the worker load is held until
+  // the session is dropped. A session that cannot start is closed with 1011.
+  WebSocketSession& start_session(SessionIdentity identity, SessionSettings settings,
+                                  std::shared_ptr<workers::UpstreamSignaller> signaller,
+                                  SoupWebsocketConnection* client,
+                                  std::uint64_t max_client_message_bytes);
+  void attach_sideband(calls::Call& call, SoupWebsocketConnection* connection,
+                       std::uint64_t max_message_bytes);
+
+  int live_sessions() const { return static_cast<int>(sessions_.size()); }
+  int live_sessions_for_key(const std::string& key_name) const;
+  int live_sidebands() const { return static_cast<int>(sidebands_.size()); }
+
+  // Ends every session (the clients get `code`).
+  void end_all(int code, const std::string& reason);
+  void set_on_empty(std::function<void()> fn) { on_empty_ = std::move(fn); }
+  void set_observer(SessionObserver* observer) { observer_ = observer; }
+  template <typename Fn>
+  void for_each(Fn&& fn) const {
+    for (const auto& [id, session] : sessions_) fn(*session);
+  }
+
+  // SessionListener
+  void OnSessionTurn(WebSocketSession& session, const usage::UsageRecord& record) override;
+  void OnSessionPolicyDecision(WebSocketSession& session,
+                               const calls::PolicyDecision& decision) override;
+  void OnSessionEnded(WebSocketSession& session) override;
+
+ private:
+  std::map<std::string, std::unique_ptr<WebSocketSession>> sessions_;
+  std::map<std::string, std::unique_ptr<Sideband>> sidebands_;
+  std::function<void()> on_empty_;
+  SessionObserver* observer_ = nullptr;
+};
+
+}  // namespace rtgw::relay

@@ -1,0 +1,330 @@
+// SPDX-License-Identifier: MIT
+#include "relay/websocket_session.h"
+
+#include "common/main_thread.h"
+
+namespace rtgw::relay {
+namespace {
+
+constexpr guint kFlushWaitMs = 500;  // bound on upstream events still in the path at a close
+
+const char* state_name(WebSocketSession::State s) {
+  switch (s) {
+    case WebSocketSession::State::kConnecting:
+      return "connecting";
+    case WebSocketSession::State::kOpen:
+      return "active";
+    case WebSocketSession::State::kDraining:
+      return "draining";
+    case WebSocketSession::State::kEnded:
+      return "ended";
+  }
+  return "unknown";
+}
+
+}  // namespace
+
+WebSocketSession::WebSocketSession(SessionIdentity identity, SessionSettings settings,
+                                   std::shared_ptr<workers::UpstreamSignaller> signaller,
+                                   SoupWebsocketConnection* client,
+                                   std::uint64_t max_client_message_bytes,
+                                   SessionListener* listener)
+    : identity_(std::move(identity)),
+      settings_(std::move(settings)),
+      signaller_(std::move(signaller)),
+      listener_(listener),
+      client_(client, max_client_message_bytes, this),
+      cancellable_(Ref<GCancellable>::adopt(g_cancellable_new())) {}
+
+WebSocketSession::~WebSocketSession() {
+  g_cancellable_cancel(cancellable_.get());
+  // The sockets close themselves (and linger for the handshake) when dropped.
+}
+
+void WebSocketSession::start() {
+  EventPath::Policy policy{settings_.policy_json, identity_.key_name, identity_.model,
+                           settings_.budget_exceeded};
+  path_ = std::make_unique<EventPath>(settings_.pipeline_description, identity_.session_id, policy,
+                                      this);
+  if (settings_.session_json) {
+    // A token's session configures the worker first, under the same policy as the client's own
+    // session.update.
+    path_->push_from_client(R"({"type":"session.update","session":)" + *settings_.session_json +
+                            "}");
+  }
+  start_idle_timer();
+  connect_upstream();
+}
+
+void WebSocketSession::connect_upstream() {
+  std::weak_ptr<int> alive = alive_;
+  signaller_->open_socket({identity_.upstream_model, settings_.beta_protocol}, this,
+                          cancellable_.get(), [this, alive](workers::SocketResult result) {
+                            if (!alive.lock()) return;
+                            on_upstream_result(std::move(result));
+                          });
+}
+
+void WebSocketSession::on_upstream_result(workers::SocketResult result) {
+  if (state_ != State::kConnecting) return;  // the client left meanwhile; the socket closes
+  if (auto* failure = std::get_if<workers::UpstreamFailure>(&result)) {
+    // As for calls: a worker's own failure counts against it and the next worker is tried; a
+    // refusal of the request (401, 403, other 4xx) is not the worker's fault and ends here.
+    if (workers::is_worker_failure(*failure)) {
+      signaller_->report_setup(false);
+      tried_workers_.push_back(signaller_->name());
+      if (auto next = settings_.failover ? settings_.failover(tried_workers_) : nullptr) {
+        g_message("[%s] worker %s failed (%s): trying %s", id().c_str(), signaller_->name().c_str(),
+                  failure->message.c_str(), next->name().c_str());
+        signaller_->call_ended();
+        signaller_ = std::move(next);
+        signaller_->call_started();
+        identity_.worker_name = signaller_->name();
+        connect_upstream();
+        return;
+      }
+    }
+    fail_upstream(*failure);
+    return;
+  }
+  signaller_->report_setup(true);
+  upstream_ = std::move(std::get<std::unique_ptr<workers::UpstreamSocket>>(result));
+  state_ = State::kOpen;
+  connected_us_ = g_get_monotonic_time();
+  g_message("[%s] worker %s connected in %.1f ms", id().c_str(), identity_.worker_name.c_str(),
+            (connected_us_ - created_us_) / 1000.0);
+  for (const auto& text : pending_) upstream_->send_text(text);
+  pending_.clear();
+  pending_bytes_ = 0;
+}
+
+void WebSocketSession::fail_upstream(const workers::UpstreamFailure& f) {
+  using K = workers::UpstreamFailure::Kind;
+  int code = close_code::kInternalError;
+  if (f.kind == K::kStatus) {
+    outcome_ = "upstream_error";
+    if (f.status == 401 || f.status == 403)
+      code = close_code::kPolicyViolation;  // the worker refuses the gateway's credentials
+    else if (f.status == 429)
+      code = close_code::kTryAgainLater;
+  } else if (f.kind == K::kTimeout) {
+    outcome_ = "upstream_timeout";
+    code = close_code::kTryAgainLater;
+  } else {
+    outcome_ = "upstream_unreachable";
+  }
+  send_error_event("server_error", outcome_, f.message);
+  end(code, "upstream: " + f.message);
+}
+
+void WebSocketSession::end(int code, const std::string& reason) {
+  if (state_ == State::kEnded) return;
+  state_ = State::kEnded;
+  end_reason_ = reason;
+  close_code_ = code;
+  g_cancellable_cancel(cancellable_.get());
+  idle_timer_.cancel();
+  drain_timeout_.cancel();
+  flush_timeout_.cancel();
+  g_message("[%s] ended (%d): %s", id().c_str(), code, reason.c_str());
+  client_.close(code, reason);
+  if (upstream_ && !upstream_closed_)
+    upstream_->close(code == close_code::kGoingAway ? code : close_code::kNormal,
+                     "gateway: " + reason);
+  std::weak_ptr<int> alive = alive_;
+  post_to_main([this, alive] {
+    if (alive.lock()) listener_->OnSessionEnded(*this);
+  });
+}
+
+void WebSocketSession::set_budget_exceeded(bool exceeded) {
+  if (path_) path_->set_budget_exceeded(exceeded);
+}
+
+void WebSocketSession::OnSocketText(WebSocket&, std::string text) {
+  if (state_ == State::kEnded || state_ == State::kDraining) return;
+  touch();
+  events_from_client_++;
+  path_->push_from_client(text);
+}
+
+void WebSocketSession::OnSocketBinary(WebSocket&, std::size_t bytes) {
+  if (state_ == State::kEnded) return;
+  touch();
+  send_error_event("invalid_request_error", "binary_not_supported",
+                   "a binary message of " + std::to_string(bytes) +
+                       " bytes was not relayed: realtime events are JSON text messages");
+}
+
+void WebSocketSession::OnSocketClosed(WebSocket&, int code, const std::string& reason) {
+  if (state_ == State::kEnded) return;
+  on_client_gone("client closed (" + std::to_string(code) + (reason.empty() ? "" : ": " + reason) +
+                 ")");
+}
+
+void WebSocketSession::on_client_gone(const std::string& reason) {
+  if (state_ == State::kDraining || state_ == State::kEnded) return;
+  guint open_turns = path_ ? path_->open_turns() : 0;
+  if (state_ != State::kOpen || open_turns == 0 || !upstream_ || upstream_closed_) {
+    end(close_code::kNormal, reason);
+    return;
+  }
+  // Nobody will hear the rest: cancel it at once, and wait (bounded) for its response.done so
+  // the tokens already spent are metered.
+  state_ = State::kDraining;
+  drain_reason_ = reason;
+  g_message("[%s] client gone with %u open response(s): cancelling and waiting for usage",
+            id().c_str(), open_turns);
+  upstream_->send_text(R"({"type":"response.cancel"})");
+  drain_timeout_ = SourceGuard(g_timeout_add(
+      static_cast<guint>(settings_.late_usage_wait_ms),
+      [](gpointer data) -> gboolean {
+        auto* self = static_cast<WebSocketSession*>(data);
+        self->drain_timeout_.forget();
+        self->end(close_code::kNormal, self->drain_reason_ + " (no late response.done)");
+        return G_SOURCE_REMOVE;
+      },
+      this));
+}
+
+void WebSocketSession::OnUpstreamText(std::string text) {
+  if (state_ == State::kEnded) return;
+  touch();
+  path_->push_from_upstream(text);
+}
+
+void WebSocketSession::OnUpstreamClosed(int code, const std::string& reason) {
+  upstream_closed_ = true;
+  if (state_ == State::kEnded) return;
+  std::string why = "upstream closed (" + std::to_string(code) +
+                    (reason.empty() ? "" : ": " + reason) + ")";
+  if (state_ == State::kDraining) {
+    end(close_code::kNormal, drain_reason_ + "; " + why);
+    return;
+  }
+  // The worker's own code goes to the client; a close without a code is a normal one, a
+  // connection that broke is the gateway's internal error from the client's point of view.
+  int client_code = code == 1005                ? close_code::kNormal
+                    : sendable_close_code(code) ? code
+                                                : close_code::kInternalError;
+  close_client_after_flush(client_code, why);
+}
+
+void WebSocketSession::close_client_after_flush(int code, const std::string& reason) {
+  if (!path_ || path_->in_flight_to_client() == 0) {
+    end(code, reason);
+    return;
+  }
+  client_close_pending_ = true;
+  pending_close_code_ = code;
+  pending_close_reason_ = reason;
+  flush_timeout_ = SourceGuard(g_timeout_add(
+      kFlushWaitMs,
+      [](gpointer data) -> gboolean {
+        auto* self = static_cast<WebSocketSession*>(data);
+        self->flush_timeout_.forget();
+        self->end(self->pending_close_code_, self->pending_close_reason_);
+        return G_SOURCE_REMOVE;
+      },
+      this));
+}
+
+void WebSocketSession::OnPathEvent(bool to_upstream, std::string text) {
+  if (state_ == State::kEnded) return;
+  if (!to_upstream) {
+    events_from_upstream_++;
+    client_.send_text(text);
+    if (client_close_pending_ && path_->in_flight_to_client() == 0)
+      end(pending_close_code_, pending_close_reason_);
+    return;
+  }
+  if (state_ == State::kDraining) return;  // the client is gone
+  if (state_ == State::kOpen) {
+    upstream_->send_text(text);
+    return;
+  }
+  // Still connecting to the worker: queue, bounded.
+  if (pending_bytes_ + static_cast<std::int64_t>(text.size()) > settings_.max_pending_bytes) {
+    send_error_event("invalid_request_error", "event_queue_full",
+                     "the worker's socket is not open yet and the queue is full; event not "
+                     "relayed");
+    return;
+  }
+  pending_bytes_ += static_cast<std::int64_t>(text.size());
+  pending_.push_back(std::move(text));
+}
+
+void WebSocketSession::OnPathDecision(const calls::PolicyDecision& d) {
+  if (d.action == "block") {
+    events_blocked_++;
+    send_error_event("invalid_request_error", d.error_code(), d.message, d.event_id);
+  } else {
+    events_filtered_++;
+  }
+  listener_->OnSessionPolicyDecision(*this, d);
+  // The error event is queued on the socket before the close frame: the client sees both.
+  if (d.end_call) end(close_code::kPolicyViolation, "policy: " + d.message);
+}
+
+void WebSocketSession::OnPathTurn(usage::UsageRecord record) {
+  record.call_id = identity_.session_id;
+  record.transport = "websocket";
+  record.key_name = identity_.key_name;
+  record.model = identity_.model;
+  record.worker = identity_.worker_name;
+  turns_++;
+  usage_total_.add_tokens(record);
+  listener_->OnSessionTurn(*this, record);
+  if (state_ == State::kDraining) end(close_code::kNormal, drain_reason_ + " (late usage metered)");
+}
+
+void WebSocketSession::send_error_event(const char* type, const std::string& code,
+                                        const std::string& message,
+                                        const std::string& client_event_id) {
+  client_.send_text(calls::make_error_event(type, code, message, client_event_id));
+}
+
+void WebSocketSession::start_idle_timer() {
+  if (settings_.idle_timeout_seconds <= 0) return;
+  idle_timer_ = SourceGuard(g_timeout_add_seconds(
+      1,
+      [](gpointer data) -> gboolean {
+        auto* self = static_cast<WebSocketSession*>(data);
+        gint64 limit = gint64{self->settings_.idle_timeout_seconds} * G_USEC_PER_SEC;
+        if (g_get_monotonic_time() - self->last_activity_us_ < limit) return G_SOURCE_CONTINUE;
+        self->idle_timer_.forget();
+        self->end(close_code::kNormal,
+                  "idle timeout: no events for " +
+                      std::to_string(self->settings_.idle_timeout_seconds) + " s");
+        return G_SOURCE_REMOVE;
+      },
+      this));
+}
+
+json::ObjectBuilder WebSocketSession::describe() const {
+  json::ObjectBuilder events;
+  events.set("from_client", static_cast<gint64>(events_from_client_))
+      .set("from_upstream", static_cast<gint64>(events_from_upstream_))
+      .set("blocked", static_cast<gint64>(events_blocked_))
+      .set("filtered", static_cast<gint64>(events_filtered_));
+  json::ObjectBuilder usage = usage_total_.tokens_json();
+  usage.set("turns", static_cast<gint64>(turns_));
+  json::ObjectBuilder timings;
+  timings.set("connected_ms", connected_us_ ? (connected_us_ - created_us_) / 1000.0 : -1.0)
+      .set("duration_ms", (g_get_monotonic_time() - created_us_) / 1000.0);
+  json::ObjectBuilder out;
+  out.set("id", identity_.session_id)
+      .set("object", "realtime.websocket_session")
+      .set("model", identity_.model)
+      .set("worker", identity_.worker_name)
+      .set("key", identity_.key_name)
+      .set("state", state_name(state_));
+  if (state_ == State::kEnded)
+    out.set("end_reason", end_reason_).set("close_code", static_cast<gint64>(close_code_));
+  out.set_object("timings", std::move(timings))
+      .set_object("events", std::move(events))
+      .set_object("usage", std::move(usage));
+  return out;
+}
+
+}  // namespace rtgw::relay

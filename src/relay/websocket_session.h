@@ -1,0 +1,165 @@
+// SPDX-License-Identifier: MIT
+// One relayed WebSocket realtime session (`GET /v1/realtime?model=`).
+//
+// Owns: the client's WebSocket, the worker's `UpstreamSocket` (opened after the client's upgrade,
+// with failover to the model's next worker), the session's `EventPath` (policy on client events,
+// metering of upstream events), the queue of client events waiting for the worker, the idle
+// timer, the drain after the client leaves mid-response, and the mapping of every ending to a
+// close code (RFC 6455): policy 1008, upstream refused 1008/1013/1011, idle 1000, upstream's own
+// code passed on.
+//
+// Threads: main loop only. It reports to its owner through `SessionListener` and never deletes
+// itself.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "calls/element_messages.h"
+#include "common/json.h"
+#include "common/ref.h"
+#include "common/websocket.h"
+#include "relay/event_path.h"
+#include "usage/usage_ledger.h"
+#include "workers/upstream_signaller.h"
+
+namespace rtgw::relay {
+
+class WebSocketSession;
+
+class SessionListener {
+ public:
+  virtual ~SessionListener() = default;
+  virtual void OnSessionTurn(WebSocketSession& session, const usage::UsageRecord& record) = 0;
+  virtual void OnSessionPolicyDecision(WebSocketSession& session,
+                                       const calls::PolicyDecision& decision) = 0;
+  // The session is over (both sockets closing or closed); the owner may drop it.
+  virtual void OnSessionEnded(WebSocketSession& session) = 0;
+};
+
+struct SessionIdentity {
+  std::string session_id;  // ws_<32 hex>
+  std::string key_name;
+  std::string model;           // the gateway's model name
+  std::string upstream_model;  // the name the worker knows
+  std::string worker_name;
+};
+
+struct SessionSettings {
+  std::string pipeline_description;  // gst-launch syntax (pipelines/session.pipeline)
+  std::string policy_json;           // rteventfilter `policy` ("" = none)
+  bool budget_exceeded = false;
+  int idle_timeout_seconds = 300;          // 0 = never
+  std::int64_t max_pending_bytes = 1 << 20;  // client events queued while the worker connects
+  int late_usage_wait_ms = 3000;  // client gone mid-response: wait this long for response.done
+  bool beta_protocol = false;     // the client asked for the beta dialect
+  // A token's session: sent first, as a session.update through the policy.
+  std::optional<std::string> session_json;
+  // The next worker to try after a worker failure while connecting (nullptr: none left).
+  std::function<std::shared_ptr<workers::UpstreamSignaller>(const std::vector<std::string>& tried)>
+      failover;
+};
+
+class WebSocketSession : public WebSocket::Listener,
+                         public workers::UpstreamSocket::Listener,
+                         public EventPath::Listener {
+ public:
+  enum class State { kConnecting, kOpen, kDraining, kEnded };
+
+  WebSocketSession(SessionIdentity identity, SessionSettings settings,
+                   std::shared_ptr<workers::UpstreamSignaller> signaller,
+                   SoupWebsocketConnection* client, std::uint64_t max_client_message_bytes,
+                   SessionListener* listener);
+  ~WebSocketSession() override;
+  WebSocketSession(const WebSocketSession&) = delete;
+  WebSocketSession& operator=(const WebSocketSession&) = delete;
+
+  // Builds the event path and opens the worker's socket. Throws std::runtime_error when the
+  // pipeline cannot be built.
+  void start();
+  // Ends the session: the client is closed with `code` and `reason`, the worker with 1000.
+  void end(int code, const std::string& reason);
+  void set_budget_exceeded(bool exceeded);
+
+  const SessionIdentity& identity() const { return identity_; }
+  const std::string& id() const { return identity_.session_id; }
+  const std::shared_ptr<workers::UpstreamSignaller>& signaller() const { return signaller_; }
+  State state() const { return state_; }
+  // "completed", or how it failed: "upstream_error", "upstream_timeout", "upstream_unreachable"
+  const std::string& outcome() const { return outcome_; }
+  int close_code() const { return close_code_; }
+  std::uint64_t events_from_client() const { return events_from_client_; }
+  std::uint64_t events_from_upstream() const { return events_from_upstream_; }
+  json::ObjectBuilder describe() const;
+
+  // WebSocket::Listener (the client)
+  void OnSocketText(WebSocket& socket, std::string text) override;
+  void OnSocketBinary(WebSocket& socket, std::size_t bytes) override;
+  void OnSocketClosed(WebSocket& socket, int code, const std::string& reason) override;
+  // workers::UpstreamSocket::Listener
+  void OnUpstreamText(std::string text) override;
+  void OnUpstreamClosed(int code, const std::string& reason) override;
+  // EventPath::Listener
+  void OnPathEvent(bool to_upstream, std::string text) override;
+  void OnPathDecision(const calls::PolicyDecision& decision) override;
+  void OnPathTurn(usage::UsageRecord record) override;
+
+ private:
+  void connect_upstream();
+  void on_upstream_result(workers::SocketResult result);
+  void fail_upstream(const workers::UpstreamFailure& failure);
+  void on_client_gone(const std::string& reason);
+  // Closes the client once every upstream event already received has reached it.
+  void close_client_after_flush(int code, const std::string& reason);
+  void send_error_event(const char* type, const std::string& code, const std::string& message,
+                        const std::string& client_event_id = {});
+  void start_idle_timer();
+  void touch() { last_activity_us_ = g_get_monotonic_time(); }
+
+  SessionIdentity identity_;
+  SessionSettings settings_;
+  std::shared_ptr<workers::UpstreamSignaller> signaller_;
+  SessionListener* listener_;
+  std::shared_ptr<int> alive_ = std::make_shared<int>(0);
+
+  State state_ = State::kConnecting;
+  std::string outcome_ = "completed";
+  std::string end_reason_;
+  int close_code_ = 0;
+  gint64 created_us_ = g_get_monotonic_time();
+  gint64 connected_us_ = 0;
+  gint64 last_activity_us_ = g_get_monotonic_time();
+
+  WebSocket client_;
+  std::unique_ptr<workers::UpstreamSocket> upstream_;
+  bool upstream_closed_ = false;
+  std::unique_ptr<EventPath> path_;
+  Ref<GCancellable> cancellable_;
+  std::vector<std::string> tried_workers_;
+  std::deque<std::string> pending_;  // client events waiting for the worker's socket
+  std::int64_t pending_bytes_ = 0;
+
+  // A close of the client waiting for upstream events still in the path.
+  bool client_close_pending_ = false;
+  int pending_close_code_ = 0;
+  std::string pending_close_reason_;
+
+  SourceGuard idle_timer_;
+  SourceGuard drain_timeout_;
+  SourceGuard flush_timeout_;
+  std::string drain_reason_;
+
+  std::uint64_t events_from_client_ = 0;
+  std::uint64_t events_from_upstream_ = 0;
+  std::uint64_t events_blocked_ = 0;
+  std::uint64_t events_filtered_ = 0;
+  usage::UsageRecord usage_total_;
+  std::uint64_t turns_ = 0;
+};
+
+}  // namespace rtgw::relay
