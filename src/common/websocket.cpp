@@ -19,18 +19,29 @@ bool sendable_close_code(int code) {
 
 WebSocket::WebSocket(SoupWebsocketConnection* connection, std::uint64_t max_message_bytes,
                      Listener* listener)
-    : connection_(Ref<SoupWebsocketConnection>::retain(connection)), listener_(listener) {
-  soup_websocket_connection_set_max_incoming_payload_size(connection, max_message_bytes);
+    : connection_(Ref<SoupWebsocketConnection>::retain(connection)),
+      listener_(listener),
+      max_message_bytes_(max_message_bytes) {
+  // libsoup drops a connection whose frame exceeds its own limit without a close frame (the peer
+  // sees 1006), so the limit the peer is told about (1009) is ours, checked per message; libsoup's
+  // only bounds memory, well above it.
+  guint64 hard_limit = max_message_bytes * kHardLimitFactor;
+  soup_websocket_connection_set_max_incoming_payload_size(connection, hard_limit);
   // Newer libsoup also bounds a whole fragmented message separately.
   if (g_object_class_find_property(G_OBJECT_GET_CLASS(connection), "max-total-message-size"))
-    g_object_set(connection, "max-total-message-size", static_cast<guint64>(max_message_bytes),
-                 nullptr);
+    g_object_set(connection, "max-total-message-size", hard_limit, nullptr);
   gulong id = g_signal_connect(
       connection, "message",
       G_CALLBACK(+[](SoupWebsocketConnection*, gint type, GBytes* message, gpointer data) {
         auto* self = static_cast<WebSocket*>(data);
         gsize size = 0;
         const auto* bytes = static_cast<const char*>(g_bytes_get_data(message, &size));
+        if (size > self->max_message_bytes_) {
+          self->close(close_code::kMessageTooBig,
+                      "message of " + std::to_string(size) + " bytes exceeds the limit of " +
+                          std::to_string(self->max_message_bytes_) + " bytes");
+          return;
+        }
         if (type == SOUP_WEBSOCKET_DATA_TEXT)
           self->listener_->OnSocketText(*self, std::string(bytes ? bytes : "", size));
         else
@@ -87,11 +98,48 @@ bool WebSocket::send_text(const std::string& text) {
   return true;
 }
 
+namespace {
+
+// The codes libsoup 3.2 itself puts in a close frame; for any other it sends 1002 instead.
+bool libsoup_sends(int code) {
+  return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1011) ||
+         (code >= 3000 && code <= 4999);
+}
+
+}  // namespace
+
 void WebSocket::close(int code, const std::string& reason) {
   if (!open()) return;
   std::string clipped = clip_close_reason(reason);
-  soup_websocket_connection_close(connection_.get(), static_cast<gushort>(code),
-                                  clipped.empty() ? nullptr : clipped.c_str());
+  SoupWebsocketConnection* c = connection_.get();
+  bool server = soup_websocket_connection_get_connection_type(c) ==
+                SOUP_WEBSOCKET_CONNECTION_SERVER;
+  if (!sendable_close_code(code) || (!libsoup_sends(code) && !server)) code = close_code::kNormal;
+  if (libsoup_sends(code)) {
+    soup_websocket_connection_close(c, static_cast<gushort>(code),
+                                    clipped.empty() ? nullptr : clipped.c_str());
+    return;
+  }
+  // libsoup 3.2 refuses the codes IANA registered after RFC 6455 (1012 service restart, 1013
+  // try again later, 1014 bad gateway). Write that close frame ourselves (a server's frames are
+  // not masked), then let libsoup run the closing handshake with an empty close frame, which a
+  // peer that already has ours ignores. libsoup writes queued messages as soon as the socket
+  // takes them, so ours follows them unless the socket's send buffer is full.
+  std::string frame;
+  frame += static_cast<char>(0x88);  // FIN + close
+  frame += static_cast<char>(2 + clipped.size());
+  frame += static_cast<char>((code >> 8) & 0xFF);
+  frame += static_cast<char>(code & 0xFF);
+  frame += clipped;
+  GOutputStream* out = g_io_stream_get_output_stream(soup_websocket_connection_get_io_stream(c));
+  UniqueError err;
+  if (G_IS_POLLABLE_OUTPUT_STREAM(out))
+    g_pollable_output_stream_write_nonblocking(G_POLLABLE_OUTPUT_STREAM(out), frame.data(),
+                                               frame.size(), nullptr, ErrorOut(err));
+  else
+    g_output_stream_write(out, frame.data(), frame.size(), nullptr, ErrorOut(err));
+  if (err) g_message("websocket: close frame %d not written: %s", code, err->message);
+  soup_websocket_connection_close(c, SOUP_WEBSOCKET_CLOSE_NO_STATUS, nullptr);
 }
 
 std::string WebSocket::protocol() const {

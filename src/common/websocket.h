@@ -48,8 +48,8 @@ class WebSocket {
     virtual void OnSocketClosed(WebSocket& socket, int code, const std::string& reason) = 0;
   };
 
-  // Takes a reference to `connection`. `max_message_bytes` bounds incoming messages (libsoup
-  // closes with 1009 above it).
+  // Takes a reference to `connection`. A message above `max_message_bytes` closes the connection
+  // with 1009 and is not reported.
   WebSocket(SoupWebsocketConnection* connection, std::uint64_t max_message_bytes,
             Listener* listener);
   ~WebSocket();
@@ -64,8 +64,11 @@ class WebSocket {
   std::string protocol() const;
 
  private:
+  static constexpr std::uint64_t kHardLimitFactor = 4;
+
   Ref<SoupWebsocketConnection> connection_;
   Listener* listener_;
+  std::uint64_t max_message_bytes_;
   std::vector<SignalConnection> signals_;
   bool closed_reported_ = false;
 };

@@ -72,11 +72,19 @@ class FakeUpstreamProc:
         return reply.json()
 
     def state(self) -> Dict[str, Any]:
-        """{"requests": [...], "calls": {id: {...}}, "models_requests": n, "config": {...}}"""
+        """{"requests": [...], "calls": {id: {...}}, "ws_sessions": {id: {...}},
+        "models_requests": n, "config": {...}}"""
         return self._json("GET", "/_test/state")
 
     def calls(self) -> Dict[str, Dict[str, Any]]:
         return self.state()["calls"]
+
+    def ws_sessions(self) -> List[Dict[str, Any]]:
+        """The WebSocket sessions (``GET /v1/realtime``) the fake accepted, oldest first:
+        {"id", "model", "authorization_ok", "openai_beta", "subprotocols", "protocol",
+        "events", "sent_events", "binary_received", "closed", "close_code", "close_reason",
+        "closed_by", "created", "closed_at"}."""
+        return sorted(self.state()["ws_sessions"].values(), key=lambda w: w["created"])
 
     def requests(self) -> List[Dict[str, Any]]:
         return self.state()["requests"]
@@ -85,8 +93,10 @@ class FakeUpstreamProc:
                times: Optional[int] = None, usage: Any = _UNSET,
                turn_ms: Any = _UNSET) -> Dict[str, Any]:
         """Fault injection. ``status=503`` (with optional JSON ``body``) makes call requests
-        fail — the next ``times`` ones, or all when ``times`` is None; ``status=None`` clears.
-        ``delay_ms`` delays every call request. ``usage`` replaces response.done's usage."""
+        and WebSocket handshakes fail — the next ``times`` ones, or all when ``times`` is None;
+        ``status=None`` clears. ``delay_ms`` delays every call request and handshake. ``usage``
+        replaces response.done's usage; ``turn_ms`` lengthens each response (response.cancel
+        cuts it short)."""
         cfg: Dict[str, Any] = {}
         if status is not _UNSET:
             cfg.update(status=status, body=body, times=times)

@@ -7,8 +7,10 @@
 #include "auth/authenticator.h"
 #include "auth/ephemeral_token.h"
 #include "common/json.h"
+#include "common/websocket.h"
 #include "http/call_request.h"
 #include "http/http_error.h"
+#include "workers/echo_protocol.h"
 
 namespace {
 
@@ -224,3 +226,44 @@ TEST(EphemeralTokens, RefusesExpiredTamperedAndForeign) {
 }
 
 }  // namespace
+
+TEST(WebSocket, CloseReasonFitsTheFrame) {
+  EXPECT_EQ(rtgw::clip_close_reason("short"), "short");
+  std::string ascii(200, 'a');
+  EXPECT_EQ(rtgw::clip_close_reason(ascii).size(), 123u);
+  // 'é' is two bytes: 61 of them are 122 bytes, the 62nd would end at byte 124.
+  std::string accented;
+  for (int i = 0; i < 70; i++) accented += "\xc3\xa9";
+  std::string clipped = rtgw::clip_close_reason(accented);
+  EXPECT_EQ(clipped.size(), 122u);
+  EXPECT_TRUE(g_utf8_validate(clipped.data(), static_cast<gssize>(clipped.size()), nullptr));
+}
+
+TEST(WebSocket, SendableCloseCodes) {
+  for (int code : {1000, 1001, 1008, 1009, 1011, 1013, 3000, 4001, 4999})
+    EXPECT_TRUE(rtgw::sendable_close_code(code)) << code;
+  for (int code : {0, 999, 1004, 1005, 1006, 1015, 2000, 5000})
+    EXPECT_FALSE(rtgw::sendable_close_code(code)) << code;
+}
+
+TEST(EchoProtocol, MetersAppendedAudio) {
+  std::vector<std::string> sent;
+  rtgw::workers::EchoProtocol echo([&](const std::string& text) { sent.push_back(text); });
+  echo.start();
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_NE(sent[0].find("\"session.created\""), std::string::npos);
+  // 2 s of PCM16 at 24 kHz = 96000 bytes = 128000 base64 characters: 20 audio tokens.
+  echo.on_event(R"({"type":"input_audio_buffer.append","audio":")" + std::string(128000, 'A') +
+                R"("})");
+  echo.on_event(R"({"type":"response.create"})");
+  ASSERT_EQ(sent.size(), 4u);  // created, delta, done
+  auto done = rtgw::json::parse(sent[3]);
+  ASSERT_TRUE(done);
+  JsonObject* response = rtgw::json::get_object(json_node_get_object(done.get()), "response");
+  ASSERT_NE(response, nullptr);
+  JsonObject* usage = rtgw::json::get_object(response, "usage");
+  ASSERT_NE(usage, nullptr);
+  EXPECT_EQ(json_object_get_int_member(usage, "input_tokens"), 20);
+  echo.on_event("not json");
+  EXPECT_NE(sent.back().find("\"invalid_json\""), std::string::npos);
+}

@@ -9,16 +9,35 @@ Endpoints
   POST /v1/realtime/calls               offer (application/sdp, or multipart sdp+session) ->
                                         201 application/sdp answer, Location /v1/realtime/calls/rtc_…
   POST /v1/realtime/calls/{id}/hangup   close that call
+  GET  /v1/realtime?model=M             WebSocket (Authorization: Bearer KEY, or api-key: KEY);
+                                        the same event script as a call's data channel
+  GET  /openai/realtime?deployment=D    the same, Azure's shape
   GET  /v1/models                       model list (health checks)
-  GET  /_test/state                     recorded requests and calls (see ``state()``)
-  POST /_test/config                    {"status","body","delay_ms","times","usage"} fault injection
-  POST /_test/reset                     close all calls, forget everything, clear config
+  GET  /_test/state                     recorded requests, calls and ws_sessions (see ``state()``)
+  POST /_test/config                    {"status","body","delay_ms","times","usage","turn_ms"}
+                                        fault injection (calls and WebSocket handshakes alike)
+  POST /_test/reset                     close all calls and sockets, forget everything, clear config
 
 Per call (aiortc answers; the gateway is the offerer and creates the data channel):
   * sends its own 400 Hz tone back on the audio transceiver and counts frames it receives;
   * on the data channel: session.created on open; session.update -> session.updated;
     response.create -> response.created, 3 transcript deltas, response.done with deterministic
-    usage; test.echo -> test.echoed with the same payload; every received event is recorded.
+    usage (a turn of config "turn_ms" more, which response.cancel cuts short: status
+    "cancelled", usage still there); test.echo -> test.echoed with the same payload; every
+    received event is recorded.
+
+Per WebSocket session: the same script over text messages (session.created once upgraded);
+also ``{"type":"test.close","code":4001,"reason":"bye"}`` -> this side closes the socket with
+that code and reason. Fault injection answers the handshake with the configured status and JSON
+body instead of upgrading (``delay_ms`` delays the answer, ``times`` counts calls and handshakes
+together); a wrong key gets 401 JSON. Each session is in ``state()["ws_sessions"][id]``: ``id``,
+``model`` (from ?model=), ``authorization_ok``, ``openai_beta`` (the OpenAI-Beta header or
+null), ``subprotocols`` (offered), ``protocol`` (answered: "realtime" when offered), ``events``
+(every received message's raw text, in order; binary ones decoded too), ``binary_received``,
+``sent_events``, ``closed``, ``close_code`` (the peer's close frame code, 1006 when the
+connection dropped without one, or the code this side closed with), ``close_reason``,
+``closed_by`` ("peer" | "upstream"), ``created``, ``closed_at``. The handshake is recorded in
+``requests`` (method GET, status 101 when upgraded, ``ws_id``).
 """
 from __future__ import annotations
 
@@ -37,7 +56,7 @@ from typing import Any, Dict, List, Optional
 if __package__ in (None, ""):  # run as a script: make "peers" importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from aiohttp import web  # noqa: E402
+from aiohttp import WSMsgType, web  # noqa: E402
 from aiortc import RTCPeerConnection, RTCSessionDescription  # noqa: E402
 
 from peers.common import (AudioCounter, aiortc_configuration, decode_event,  # noqa: E402
@@ -50,6 +69,9 @@ MAX_REQUESTS_KEPT = 500
 MAX_CALLS_KEPT = 200          # call records (closed ones are dropped oldest first)
 MAX_LIVE_CALLS = 32           # live peer connections; beyond this: 503
 MAX_EVENTS_PER_CALL = 2000
+MAX_WS_SESSIONS_KEPT = 200    # WebSocket session records (closed ones dropped oldest first)
+MAX_LIVE_WS_SESSIONS = 64     # live sockets; beyond this: 503
+MAX_WS_MESSAGE_BYTES = 16 << 20
 MAX_BODY_BYTES = 1 << 20
 MAX_DELAY_MS = 60_000
 DEFAULT_MODEL = "gpt-realtime"
@@ -66,33 +88,123 @@ DEFAULT_USAGE = {
 TRANSCRIPT_DELTAS = ["Hello ", "from the ", "fake upstream."]
 
 
-class Call:
-    """One answered call: its peer connection, data channel and what was observed."""
+class RealtimeSession:
+    """The realtime event script, shared by a data-channel ``Call`` and a ``WsSession``.
 
-    def __init__(self, upstream: "FakeUpstream", call_id: str, model: str,
+    Subclasses provide ``_transmit(raw) -> bool`` (send one text message now or in order) and
+    may handle extra event types in ``_on_other_event``.
+    """
+
+    def __init__(self, upstream: "FakeUpstream", model: str,
                  session: Optional[Dict[str, Any]]) -> None:
         self.upstream = upstream
-        self.id = call_id
         self.model = model
         self.session: Dict[str, Any] = {
             "id": new_id("sess"), "object": "realtime.session", "type": "realtime",
             **(session or {}), "model": model,
         }
+        self.events: collections.deque = collections.deque(maxlen=MAX_EVENTS_PER_CALL)
+        self.sent: collections.deque = collections.deque(maxlen=MAX_EVENTS_PER_CALL)
+        self.cancelled = asyncio.Event()  # set by response.cancel
+        self.closed = False
+        self.created = time.time()
+        self._tasks: set = set()
+
+    # -- sending ------------------------------------------------------------------------------
+    def _transmit(self, raw: str) -> bool:
+        raise NotImplementedError
+
+    def send(self, event: Dict[str, Any]) -> None:
+        raw = encode_event(event)
+        if self._transmit(raw):
+            self.sent.append(raw)
+
+    def send_session_created(self) -> None:
+        self.send({"type": "session.created", "event_id": new_id("event"),
+                   "session": self.session})
+
+    # -- receiving ----------------------------------------------------------------------------
+    def handle_message(self, raw: str) -> None:
+        """Record one received event and play the script's answer."""
+        self.events.append(raw)
+        event = decode_event(raw)
+        kind = event.get("type")
+        if kind == "session.update":
+            update = event.get("session")
+            if isinstance(update, dict):
+                self.session.update(update)
+            self.send({"type": "session.updated", "event_id": new_id("event"),
+                       "session": self.session})
+        elif kind == "response.create":
+            self._spawn(self._respond(event))
+        elif kind == "response.cancel":
+            self.cancelled.set()
+        elif kind == "test.echo":
+            self.send({"type": "test.echoed", "event_id": new_id("event"),
+                       "payload": event.get("payload")})
+        else:
+            self._on_other_event(kind, event)
+
+    def _on_other_event(self, kind: Any, event: Dict[str, Any]) -> None:
+        """Hook for transport-specific test events (ignored by default)."""
+
+    async def _respond(self, request: Dict[str, Any]) -> None:
+        """A scripted turn with small gaps so first-token latency and duration are non-zero."""
+        resp_id, item_id = new_id("resp"), new_id("item")
+        self.cancelled.clear()
+        response = {"id": resp_id, "object": "realtime.response", "status": "in_progress",
+                    "output": [], "usage": None}
+        tier = (request.get("response") or {}).get("service_tier") \
+            if isinstance(request.get("response"), dict) else None
+        if tier is not None:
+            response["service_tier"] = tier
+        self.send({"type": "response.created", "event_id": new_id("event"),
+                   "response": dict(response)})
+        for delta in TRANSCRIPT_DELTAS:
+            await asyncio.sleep(0.02)
+            self.send({"type": "response.output_audio_transcript.delta",
+                       "event_id": new_id("event"), "response_id": resp_id, "item_id": item_id,
+                       "output_index": 0, "content_index": 0, "delta": delta})
+        await asyncio.sleep(0.02)
+        # A long turn (config "turn_ms") that response.cancel cuts short.
+        status = "completed"
+        if self.upstream.turn_ms:
+            try:
+                await asyncio.wait_for(self.cancelled.wait(), self.upstream.turn_ms / 1000)
+                status = "cancelled"
+            except asyncio.TimeoutError:
+                pass
+        response.update(status=status, usage=json.loads(json.dumps(self.upstream.usage)))
+        self.send({"type": "response.done", "event_id": new_id("event"), "response": response})
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def _spawn(self, coro) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _cancel_tasks(self) -> None:
+        for task in list(self._tasks):
+            if task is not asyncio.current_task():
+                task.cancel()
+
+
+class Call(RealtimeSession):
+    """One answered call: its peer connection, data channel and what was observed."""
+
+    def __init__(self, upstream: "FakeUpstream", call_id: str, model: str,
+                 session: Optional[Dict[str, Any]]) -> None:
+        super().__init__(upstream, model, session)
+        self.id = call_id
         self.pc = RTCPeerConnection(configuration=aiortc_configuration())
         self.tone = make_tone_track()
         self.audio = AudioCounter()
         self.channel = None
         self.channel_label: Optional[str] = None
-        self.events: collections.deque = collections.deque(maxlen=MAX_EVENTS_PER_CALL)
-        self.cancelled = asyncio.Event()  # set by response.cancel
-        self.sent: collections.deque = collections.deque(maxlen=MAX_EVENTS_PER_CALL)
         self.hangup = False
-        self.closed = False
         self.remote_closed = False      # DTLS/SCTP closed by the peer, or ICE failed
         self.states: List[str] = []
-        self.created = time.time()
         self.answer_sdp = ""
-        self._tasks: set = set()
 
         self.pc.on("track", self._on_track)
         self.pc.on("datachannel", self._on_datachannel)
@@ -139,82 +251,30 @@ class Call:
             channel.on("open", self._on_open)
 
     def _on_open(self) -> None:
-        self.send({"type": "session.created", "event_id": new_id("event"),
-                   "session": self.session})
+        self.send_session_created()
 
     def _on_channel_close(self) -> None:
         if not self.closed:
             self.remote_closed = True
 
-    def send(self, event: Dict[str, Any]) -> None:
+    def _transmit(self, raw: str) -> bool:
         if self.channel is not None and self.channel.readyState == "open":
-            raw = encode_event(event)
-            self.sent.append(raw)
             self.channel.send(raw)
+            return True
+        return False
 
     def _on_message(self, message) -> None:
         raw = message if isinstance(message, str) else bytes(message).decode("utf-8", "replace")
-        self.events.append(raw)
-        event = decode_event(raw)
-        kind = event.get("type")
-        if kind == "session.update":
-            update = event.get("session")
-            if isinstance(update, dict):
-                self.session.update(update)
-            self.send({"type": "session.updated", "event_id": new_id("event"),
-                       "session": self.session})
-        elif kind == "response.create":
-            self._spawn(self._respond(event))
-        elif kind == "response.cancel":
-            self.cancelled.set()
-        elif kind == "test.echo":
-            self.send({"type": "test.echoed", "event_id": new_id("event"),
-                       "payload": event.get("payload")})
-
-    async def _respond(self, request: Dict[str, Any]) -> None:
-        """A scripted turn with small gaps so first-token latency and duration are non-zero."""
-        resp_id, item_id = new_id("resp"), new_id("item")
-        self.cancelled.clear()
-        response = {"id": resp_id, "object": "realtime.response", "status": "in_progress",
-                    "output": [], "usage": None}
-        tier = (request.get("response") or {}).get("service_tier") \
-            if isinstance(request.get("response"), dict) else None
-        if tier is not None:
-            response["service_tier"] = tier
-        self.send({"type": "response.created", "event_id": new_id("event"),
-                   "response": dict(response)})
-        for delta in TRANSCRIPT_DELTAS:
-            await asyncio.sleep(0.02)
-            self.send({"type": "response.output_audio_transcript.delta",
-                       "event_id": new_id("event"), "response_id": resp_id, "item_id": item_id,
-                       "output_index": 0, "content_index": 0, "delta": delta})
-        await asyncio.sleep(0.02)
-        # A long turn (config "turn_ms") that response.cancel cuts short.
-        status = "completed"
-        if self.upstream.turn_ms:
-            try:
-                await asyncio.wait_for(self.cancelled.wait(), self.upstream.turn_ms / 1000)
-                status = "cancelled"
-            except asyncio.TimeoutError:
-                pass
-        response.update(status=status, usage=json.loads(json.dumps(self.upstream.usage)))
-        self.send({"type": "response.done", "event_id": new_id("event"), "response": response})
+        self.handle_message(raw)
 
     # -- lifecycle ----------------------------------------------------------------------------
-    def _spawn(self, coro) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
     async def close(self) -> None:
         if self.closed:
             return
         self.closed = True
         self.tone.stop()
         await self.audio.stop()
-        for task in list(self._tasks):
-            if task is not asyncio.current_task():
-                task.cancel()
+        self._cancel_tasks()
         try:
             await asyncio.wait_for(self.pc.close(), 5)
         except Exception as e:  # noqa: BLE001 - closing must not fail the server
@@ -241,6 +301,133 @@ class Call:
         }
 
 
+class WsSession(RealtimeSession):
+    """One ``GET /v1/realtime`` WebSocket session (the gateway is the client).
+
+    Text messages play the same script as a call's data channel; ``test.close`` makes this side
+    close the socket with the given code and reason (after everything queued before it).
+    Outgoing messages go through one writer task, so they leave in order.
+    """
+
+    def __init__(self, upstream: "FakeUpstream", ws: web.WebSocketResponse, model: str,
+                 request: web.Request, authorization_ok: bool) -> None:
+        super().__init__(upstream, model, None)
+        self.id = new_id("ws", 16)
+        self.ws = ws
+        self.authorization_ok = authorization_ok
+        self.openai_beta: Optional[str] = request.headers.get("OpenAI-Beta")
+        self.subprotocols = _offered_subprotocols(request)
+        self.protocol: Optional[str] = None          # the one this side answered with
+        self.binary_received = 0
+        self.close_code: Optional[int] = None
+        self.close_reason: Optional[str] = None
+        self.closed_by: Optional[str] = None         # "peer" | "upstream"
+        self.closed_at: Optional[float] = None
+        self.peer_close_code: Optional[int] = None   # from the peer's close frame, if any
+        self.peer_close_reason: Optional[str] = None
+        self._queue: "asyncio.Queue" = asyncio.Queue()
+        self._writer = asyncio.ensure_future(self._write_loop())
+
+    # -- sending ------------------------------------------------------------------------------
+    def _transmit(self, raw: str) -> bool:
+        if self.closed or self.closed_by is not None or self.ws.closed:
+            return False
+        self._queue.put_nowait(("text", raw))
+        return True
+
+    async def _write_loop(self) -> None:
+        while True:
+            kind, *args = await self._queue.get()
+            try:
+                if kind == "text":
+                    await self.ws.send_str(args[0])
+                elif kind == "close":
+                    await self._close_now(*args)
+                    return
+            except (ConnectionError, RuntimeError, asyncio.TimeoutError) as e:
+                log.info("ws %s: send failed: %r", self.id, e)  # the peer went away
+                return
+
+    # -- receiving ----------------------------------------------------------------------------
+    def handle_binary(self, data: bytes) -> None:
+        self.binary_received += 1
+        self.events.append(bytes(data).decode("utf-8", "replace"))
+
+    def _on_other_event(self, kind: Any, event: Dict[str, Any]) -> None:
+        if kind == "test.close":
+            code = event.get("code", 1000)
+            reason = str(event.get("reason", ""))
+            self.request_close(int(code) if isinstance(code, int) else 1000, reason)
+
+    # -- closing ------------------------------------------------------------------------------
+    def request_close(self, code: int, reason: str = "") -> None:
+        """Close from this side once everything queued so far has been sent."""
+        if self.closed_by is None:
+            self.closed_by = "upstream"
+            self.close_code, self.close_reason = code, reason
+            self._queue.put_nowait(("close", code, reason))
+
+    async def _close_now(self, code: int, reason: str) -> None:
+        try:
+            await asyncio.wait_for(self.ws.close(code=code, message=reason.encode()[:123]), 5)
+        except Exception as e:  # noqa: BLE001 - the peer may be gone already
+            log.info("ws %s: close failed: %r", self.id, e)
+
+    async def flush_close(self) -> None:
+        """When this side is closing, let the writer finish its close frame (bounded)."""
+        if self.closed_by == "upstream" and not self._writer.done():
+            await asyncio.wait({self._writer}, timeout=5)
+
+    async def close(self, code: int = 1001, reason: str = "going away") -> None:
+        """Close from this side now (reset, shutdown) and wait a little for it."""
+        if not self.closed:
+            self.request_close(code, reason)
+            try:
+                await asyncio.wait_for(asyncio.shield(self._writer), 5)
+            except (asyncio.TimeoutError, asyncio.CancelledError):
+                pass
+        self.finish()
+
+    def finish(self) -> None:
+        """The socket is gone: record who closed it and stop the tasks."""
+        if self.closed:
+            return
+        self.closed = True
+        self.closed_at = time.time()
+        if self.closed_by is None:  # the gateway closed (or the connection dropped: 1006)
+            self.closed_by = "peer"
+            self.close_code = self.peer_close_code if self.peer_close_code is not None else 1006
+            self.close_reason = self.peer_close_reason
+        self._cancel_tasks()
+        if not self._writer.done():
+            self._writer.cancel()
+
+    def state(self) -> Dict[str, Any]:
+        return {
+            "id": self.id,
+            "model": self.model,
+            "session": self.session,
+            "authorization_ok": self.authorization_ok,
+            "openai_beta": self.openai_beta,
+            "subprotocols": self.subprotocols,
+            "protocol": self.protocol,
+            "events": list(self.events),
+            "sent_events": list(self.sent),
+            "binary_received": self.binary_received,
+            "closed": self.closed,
+            "close_code": self.close_code,
+            "close_reason": self.close_reason,
+            "closed_by": self.closed_by,
+            "created": self.created,
+            "closed_at": self.closed_at,
+        }
+
+
+def _offered_subprotocols(request: web.Request) -> List[str]:
+    header = ",".join(request.headers.getall("Sec-WebSocket-Protocol", []))
+    return [p.strip() for p in header.split(",") if p.strip()]
+
+
 class FakeUpstream:
     """The fake worker. ``await start(host, port)`` returns the bound port."""
 
@@ -249,6 +436,7 @@ class FakeUpstream:
         self.max_call_seconds = max_call_seconds
         self.requests: collections.deque = collections.deque(maxlen=MAX_REQUESTS_KEPT)
         self.calls: "collections.OrderedDict[str, Call]" = collections.OrderedDict()
+        self.ws_sessions: "collections.OrderedDict[str, WsSession]" = collections.OrderedDict()
         self.models_requests = 0
         self._runner: Optional[web.AppRunner] = None
         self._reaper: Optional[asyncio.Task] = None
@@ -272,6 +460,8 @@ class FakeUpstream:
             web.post("/openai/deployments/{deployment}/realtime/calls", self.handle_call),
             web.post("/openai/deployments/{deployment}/realtime/calls/{call_id}/hangup",
                      self.handle_hangup),
+            web.get("/v1/realtime", self.handle_ws),
+            web.get("/openai/realtime", self.handle_ws),  # Azure's WebSocket shape
             web.get("/v1/models", self.handle_models),
             web.get("/_test/state", self.handle_state),
             web.post("/_test/config", self.handle_config),
@@ -296,6 +486,7 @@ class FakeUpstream:
 
     async def close_all(self) -> None:
         await asyncio.gather(*(c.close() for c in list(self.calls.values())),
+                             *(w.close() for w in list(self.ws_sessions.values())),
                              return_exceptions=True)
 
     async def _reap(self) -> None:
@@ -310,6 +501,16 @@ class FakeUpstream:
                 oldest = next(iter(self.calls.values()))
                 await oldest.close()
                 self.calls.pop(oldest.id, None)
+            for ws in list(self.ws_sessions.values()):
+                if not ws.closed and now - ws.created > self.max_call_seconds:
+                    await ws.close(1000, "fake upstream: session too old")
+            self._trim_ws_sessions()
+
+    def _trim_ws_sessions(self) -> None:
+        """Keep at most MAX_WS_SESSIONS_KEPT records, dropping closed ones oldest first."""
+        excess = len(self.ws_sessions) - MAX_WS_SESSIONS_KEPT
+        for sid in [sid for sid, w in self.ws_sessions.items() if w.closed][:max(0, excess)]:
+            self.ws_sessions.pop(sid, None)
 
     # -- helpers ------------------------------------------------------------------------------
     def _authorized(self, request: web.Request) -> bool:
@@ -320,6 +521,20 @@ class FakeUpstream:
     @staticmethod
     def _error(status: int, code: str, message: str, type_: str = "invalid_request_error"):
         return web.json_response(openai_error(code, message, type_), status=status)
+
+    def _injected_failure(self) -> Optional[web.Response]:
+        """The configured failure (``/_test/config`` status/body/times), consumed; or None."""
+        if self.fail_status is None:
+            return None
+        status = self.fail_status
+        body = self.fail_body or openai_error("injected_failure",
+                                              f"fake upstream configured to fail ({status})",
+                                              "server_error")
+        if self.fail_times is not None:
+            self.fail_times -= 1
+            if self.fail_times <= 0:
+                self.fail_status, self.fail_body, self.fail_times = None, None, None
+        return web.json_response(body, status=status)
 
     async def _parse_offer(self, request: web.Request, record: Dict[str, Any]):
         """Fill ``record`` with sdp/session from the body; returns an error response or None."""
@@ -368,16 +583,9 @@ class FakeUpstream:
         error = await self._parse_offer(request, record)  # read the body even when refusing
         if not self._authorized(request):
             return self._error(401, "invalid_api_key", "Incorrect API key provided.")
-        if self.fail_status is not None:
-            status = self.fail_status
-            body = self.fail_body or openai_error("injected_failure",
-                                                  f"fake upstream configured to fail ({status})",
-                                                  "server_error")
-            if self.fail_times is not None:
-                self.fail_times -= 1
-                if self.fail_times <= 0:
-                    self.fail_status, self.fail_body, self.fail_times = None, None, None
-            return web.json_response(body, status=status)
+        injected = self._injected_failure()
+        if injected is not None:
+            return injected
         if error is not None:
             return error
         if sum(not c.closed for c in self.calls.values()) >= MAX_LIVE_CALLS:
@@ -416,6 +624,74 @@ class FakeUpstream:
         record["status"] = resp.status
         return resp
 
+    async def handle_ws(self, request: web.Request) -> web.StreamResponse:
+        """``GET /v1/realtime?model=M``: the realtime protocol over a WebSocket."""
+        record: Dict[str, Any] = {
+            "time": time.time(), "method": "GET", "path": request.path,
+            "query": dict(request.query), "content_type": request.headers.get("Content-Type"),
+            "authorization": request.headers.get("Authorization"),
+            "api_key_header": request.headers.get("api-key"),
+            "openai_beta": request.headers.get("OpenAI-Beta"),
+            "upgrade": request.headers.get("Upgrade"),
+            "subprotocols": _offered_subprotocols(request),
+            "sdp": None, "session": None, "status": None, "call_id": None, "ws_id": None,
+        }
+        self.requests.append(record)
+        if self.delay_ms:
+            await asyncio.sleep(min(self.delay_ms, MAX_DELAY_MS) / 1000)
+        authorized = self._authorized(request)
+        ws = web.WebSocketResponse(heartbeat=None, max_msg_size=MAX_WS_MESSAGE_BYTES,
+                                   protocols=("realtime",), timeout=5.0)
+        refusal: Optional[web.Response] = None
+        if not authorized:
+            refusal = self._error(401, "invalid_api_key", "Incorrect API key provided.")
+        else:
+            refusal = self._injected_failure()
+        if refusal is None and not ws.can_prepare(request).ok:
+            refusal = self._error(426, "websocket_required", "this endpoint needs a WebSocket")
+        if refusal is None and sum(not w.closed for w in self.ws_sessions.values()) \
+                >= MAX_LIVE_WS_SESSIONS:
+            refusal = self._error(503, "no_capacity", "fake upstream is full", "server_error")
+        if refusal is not None:
+            record["status"] = refusal.status
+            return refusal
+
+        model = (request.query.get("model") or request.query.get("deployment")
+                 or DEFAULT_MODEL)
+        gone = web.Response(status=499)  # written nowhere: aiohttp drops it quietly
+        if request.transport is None or request.transport.is_closing():
+            record["status"] = "client_gone"  # e.g. the gateway timed out during delay_ms
+            return gone
+        session = WsSession(self, ws, model, request, authorized)
+        try:
+            await ws.prepare(request)
+        except Exception as e:  # noqa: BLE001 - the peer left during the handshake
+            record["status"] = "client_gone"
+            log.info("ws handshake failed: %r", e)
+            session.finish()
+            return gone
+        record["status"], record["ws_id"] = 101, session.id
+        session.protocol = ws.ws_protocol
+        self.ws_sessions[session.id] = session
+        self._trim_ws_sessions()
+        session.send_session_created()
+        try:
+            while True:
+                msg = await ws.receive()
+                if msg.type == WSMsgType.TEXT:
+                    session.handle_message(msg.data)
+                elif msg.type == WSMsgType.BINARY:
+                    session.handle_binary(msg.data)
+                elif msg.type == WSMsgType.CLOSE:  # (autoclose answered it already)
+                    session.peer_close_code, session.peer_close_reason = msg.data, msg.extra
+                    continue
+                else:  # CLOSING, CLOSED, ERROR
+                    break
+        finally:
+            await session.flush_close()
+            session.finish()
+        return ws
+
     async def handle_models(self, request: web.Request) -> web.StreamResponse:
         self.models_requests += 1
         if not self._authorized(request):
@@ -448,6 +724,7 @@ class FakeUpstream:
     async def handle_reset(self, request: web.Request) -> web.StreamResponse:
         await self.close_all()
         self.calls.clear()
+        self.ws_sessions.clear()
         self.requests.clear()
         self.models_requests = 0
         self._reset_config()
@@ -462,6 +739,7 @@ class FakeUpstream:
         return {
             "requests": list(self.requests),
             "calls": {cid: c.state() for cid, c in self.calls.items()},
+            "ws_sessions": {sid: w.state() for sid, w in self.ws_sessions.items()},
             "models_requests": self.models_requests,
             "config": self.config(),
         }
