@@ -186,8 +186,9 @@ void Call::count_audio(const char* element_name, AudioCounters* counters) {
 }
 
 void Call::install_event_sink(const char* name, bool to_upstream) {
-  pull_events(element(name).get(), alive_,
-              [this, to_upstream](std::string text) { deliver_event(to_upstream, std::move(text)); });
+  pull_events(element(name).get(), alive_, [this, to_upstream](std::string text) {
+    deliver_event(to_upstream, std::move(text));
+  });
 }
 
 void Call::start(sdp::CheckedOffer offer, std::optional<std::string> session_json) {
@@ -308,19 +309,12 @@ void Call::on_upstream_result(workers::UpstreamResult result) {
     // A worker's own failure (unreachable, timeout, 5xx, 429) counts against it, and the same
     // offer goes to the next worker of the model, before the client has an answer. An upstream
     // 4xx is the request's fault: it goes back to the client as is.
-    if (workers::is_worker_failure(*failure)) {
-      signaller_->report_setup(false);
-      tried_workers_.push_back(signaller_->name());
-      if (auto next = settings_.failover ? settings_.failover(tried_workers_) : nullptr) {
-        g_message("[%s] worker %s failed (%s): trying %s", id().c_str(), signaller_->name().c_str(),
-                  failure->message.c_str(), next->name().c_str());
-        signaller_->call_ended();
-        signaller_ = std::move(next);
-        signaller_->call_started();
-        identity_.worker_name = signaller_->name();
-        send_offer_upstream();
-        return;
-      }
+    if (auto next =
+            workers::fail_over(*failure, *signaller_, tried_workers_, settings_.failover, id())) {
+      signaller_ = std::move(next);
+      identity_.worker_name = signaller_->name();
+      send_offer_upstream();
+      return;
     }
     using K = workers::UpstreamFailure::Kind;
     SetupFailure f;

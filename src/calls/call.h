@@ -89,8 +89,7 @@ struct CallSettings {
   bool budget_exceeded = false;      // the key is over its token budget at call start
   int late_usage_wait_ms = 3000;     // client gone mid-response: wait this long for response.done
   // The next worker to try after a worker failure during set-up (nullptr: none left).
-  std::function<std::shared_ptr<workers::UpstreamSignaller>(const std::vector<std::string>& tried)>
-      failover;
+  workers::FailoverFn failover;
 };
 
 class Call : public WebRtcLeg::Listener, public EventChannel::Listener {

@@ -49,17 +49,16 @@ WebSocket::WebSocket(SoupWebsocketConnection* connection, std::uint64_t max_mess
       }),
       this);
   signals_.emplace_back(connection, id);
-  id = g_signal_connect(connection, "closed",
-                        G_CALLBACK(+[](SoupWebsocketConnection* c, gpointer data) {
-                          auto* self = static_cast<WebSocket*>(data);
-                          if (self->closed_reported_) return;
-                          self->closed_reported_ = true;
-                          int code = soup_websocket_connection_get_close_code(c);
-                          const char* reason = soup_websocket_connection_get_close_data(c);
-                          self->listener_->OnSocketClosed(*self, code ? code : 1006,
-                                                          reason ? reason : "");
-                        }),
-                        this);
+  id = g_signal_connect(
+      connection, "closed", G_CALLBACK(+[](SoupWebsocketConnection* c, gpointer data) {
+        auto* self = static_cast<WebSocket*>(data);
+        if (self->closed_reported_) return;
+        self->closed_reported_ = true;
+        int code = soup_websocket_connection_get_close_code(c);
+        const char* reason = soup_websocket_connection_get_close_data(c);
+        self->listener_->OnSocketClosed(*self, code ? code : 1006, reason ? reason : "");
+      }),
+      this);
   signals_.emplace_back(connection, id);
   id = g_signal_connect(connection, "error",
                         G_CALLBACK(+[](SoupWebsocketConnection*, GError* error, gpointer) {
@@ -112,8 +111,8 @@ void WebSocket::close(int code, const std::string& reason) {
   if (!open()) return;
   std::string clipped = clip_close_reason(reason);
   SoupWebsocketConnection* c = connection_.get();
-  bool server = soup_websocket_connection_get_connection_type(c) ==
-                SOUP_WEBSOCKET_CONNECTION_SERVER;
+  bool server =
+      soup_websocket_connection_get_connection_type(c) == SOUP_WEBSOCKET_CONNECTION_SERVER;
   if (!sendable_close_code(code) || (!libsoup_sends(code) && !server)) code = close_code::kNormal;
   if (libsoup_sends(code)) {
     soup_websocket_connection_close(c, static_cast<gushort>(code),

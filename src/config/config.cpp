@@ -338,8 +338,7 @@ void apply_env(const Reader& r, const EnvLookup& env, Config& c) {
   if (auto v = env("RTGW_DRAIN_TIMEOUT_SECONDS"))
     c.limits.drain_timeout_seconds = env_int("RTGW_DRAIN_TIMEOUT_SECONDS", *v, 0, 3600);
   if (auto v = env("RTGW_WEBSOCKET_IDLE_TIMEOUT_SECONDS"))
-    c.websocket.idle_timeout_seconds =
-        env_int("RTGW_WEBSOCKET_IDLE_TIMEOUT_SECONDS", *v, 0, 86400);
+    c.websocket.idle_timeout_seconds = env_int("RTGW_WEBSOCKET_IDLE_TIMEOUT_SECONDS", *v, 0, 86400);
   if (auto v = env("RTGW_WEBSOCKET_MAX_MESSAGE_BYTES"))
     c.websocket.max_message_bytes = env_int("RTGW_WEBSOCKET_MAX_MESSAGE_BYTES", *v, 1024, 64 << 20);
   if (auto v = env("RTGW_WEBSOCKET_PIPELINE_FILE")) c.websocket.pipeline_file = *v;

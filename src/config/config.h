@@ -91,9 +91,9 @@ struct LimitsConfig {
 
 // WebSocket realtime sessions (`GET /v1/realtime`) and sideband sockets.
 struct WebSocketConfig {
-  int idle_timeout_seconds = 300;             // no message either way this long: close (0 = never)
-  std::int64_t max_message_bytes = 4 << 20;   // a client message above this: close 1009
-  std::string pipeline_file;                  // per-session event pipeline ("" = built-in path)
+  int idle_timeout_seconds = 300;            // no message either way this long: close (0 = never)
+  std::int64_t max_message_bytes = 4 << 20;  // a client message above this: close 1009
+  std::string pipeline_file;                 // per-session event pipeline ("" = built-in path)
 };
 
 struct Config {

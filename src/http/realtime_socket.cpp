@@ -109,8 +109,8 @@ void Server::handle_realtime_socket(SoupServerMessage* msg, GHashTable* query) {
     s.max_pending_bytes = config.limits.max_pending_event_bytes;
     s.beta_protocol = offered.beta || soup_message_headers_get_one(headers, "OpenAI-Beta");
     if (principal.token_session_json)
-      s.session_json = session_for_upstream(*principal.token_session_json,
-                                            model_config.upstream_model);
+      s.session_json =
+          session_for_upstream(*principal.token_session_json, model_config.upstream_model);
     s.failover = [&workers = services_.workers, model](const std::vector<std::string>& tried) {
       return workers.pick(model, tried);
     };

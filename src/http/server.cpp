@@ -104,12 +104,12 @@ void Server::on_early_request(SoupServer*, SoupServerMessage* msg, const char*, 
       soup_message_headers_get_content_length(soup_server_message_get_request_headers(msg));
   if (length <= self->services_.config.limits.max_body_bytes) return;
   self->cors_.apply(msg);  // so a browser sees the 413, not a CORS failure
-  respond_json(msg, 413,
-               HttpError(413, "invalid_request_error", "body_too_large",
-                         "the request body is larger than " +
-                             std::to_string(self->services_.config.limits.max_body_bytes) +
-                             " bytes")
-                   .body());
+  respond_json(
+      msg, 413,
+      HttpError(413, "invalid_request_error", "body_too_large",
+                "the request body is larger than " +
+                    std::to_string(self->services_.config.limits.max_body_bytes) + " bytes")
+          .body());
 }
 
 void Server::on_request(SoupServer*, SoupServerMessage* msg, const char* path, GHashTable* query,
@@ -365,10 +365,9 @@ std::shared_ptr<workers::UpstreamSignaller> Server::reserve_capacity(
       services_.calls.live_calls_for_key(principal.key_name) +
               services_.sessions.live_sessions_for_key(principal.key_name) >=
           principal.max_concurrent_calls)
-    throw errors::too_many("too_many_calls",
-                           "this key already has " +
-                               std::to_string(principal.max_concurrent_calls) +
-                               " live calls and sessions");
+    throw errors::too_many("too_many_calls", "this key already has " +
+                                                 std::to_string(principal.max_concurrent_calls) +
+                                                 " live calls and sessions");
   auto signaller = services_.workers.pick(model);
   if (!signaller)
     throw errors::unavailable("no_capacity", "no worker of '" + model + "' has capacity");
@@ -488,6 +487,9 @@ void Server::handle_debug_calls(SoupServerMessage* msg) {
   json_node_take_array(list.get(), array);
   services_.calls.for_each([&](const calls::Call& call) {
     json_array_add_element(array, call.describe().node().release());
+  });
+  services_.sessions.for_each([&](const relay::WebSocketSession& session) {
+    json_array_add_element(array, session.describe().node().release());
   });
   json::ObjectBuilder out;
   out.set("object", "list").set_node("data", list);

@@ -15,9 +15,8 @@ constexpr const char* kUpstreamEventsIn = "upstream_events_in";
 constexpr const char* kClientEventsOut = "client_events_out";
 constexpr const char* kClientEventsFilter = "client_events_filter";    // rteventfilter
 constexpr const char* kUpstreamEventsMeter = "upstream_events_meter";  // rtusagemeter
-constexpr const char* kRequired[] = {kClientEventsIn,    kUpstreamEventsOut,
-                                     kUpstreamEventsIn,  kClientEventsOut,
-                                     kClientEventsFilter, kUpstreamEventsMeter};
+constexpr const char* kRequired[] = {kClientEventsIn,  kUpstreamEventsOut,  kUpstreamEventsIn,
+                                     kClientEventsOut, kClientEventsFilter, kUpstreamEventsMeter};
 
 Ref<GstElement> build(const std::string& description) {
   UniqueError err;
@@ -40,18 +39,17 @@ Ref<GstElement> build(const std::string& description) {
 
 void check_session_description(const std::string& description) { build(description); }
 
-EventPath::EventPath(const std::string& description, const std::string& name,
-                     const Policy& policy, Listener* listener)
+EventPath::EventPath(const std::string& description, const std::string& name, const Policy& policy,
+                     Listener* listener)
     : listener_(listener), pipeline_(build(description)) {
   gst_object_set_name(GST_OBJECT(pipeline_.get()), name.c_str());
   client_in_ = element(kClientEventsIn);
   upstream_in_ = element(kUpstreamEventsIn);
-  g_object_set(element(kClientEventsFilter).get(), "policy", policy.policy_json.c_str(),
-               "key-name", policy.key_name.c_str(), "model", policy.model.c_str(),
-               "budget-exceeded", policy.budget_exceeded, nullptr);
-  calls::pull_events(element(kUpstreamEventsOut).get(), alive_, [this](std::string text) {
-    listener_->OnPathEvent(true, std::move(text));
-  });
+  g_object_set(element(kClientEventsFilter).get(), "policy", policy.policy_json.c_str(), "key-name",
+               policy.key_name.c_str(), "model", policy.model.c_str(), "budget-exceeded",
+               policy.budget_exceeded, nullptr);
+  calls::pull_events(element(kUpstreamEventsOut).get(), alive_,
+                     [this](std::string text) { listener_->OnPathEvent(true, std::move(text)); });
   calls::pull_events(element(kClientEventsOut).get(), alive_, [this](std::string text) {
     to_client_++;
     listener_->OnPathEvent(false, std::move(text));

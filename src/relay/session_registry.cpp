@@ -40,9 +40,9 @@ WebSocketSession& SessionRegistry::start_session(
 void SessionRegistry::attach_sideband(calls::Call& call, SoupWebsocketConnection* connection,
                                       std::uint64_t max_message_bytes) {
   std::string id = "sb_" + new_session_id().substr(3);
-  sidebands_[id] = std::make_unique<Sideband>(
-      id, call, connection, max_message_bytes,
-      [this](Sideband& ended) { sidebands_.erase(ended.id()); });
+  sidebands_[id] =
+      std::make_unique<Sideband>(id, call, connection, max_message_bytes,
+                                 [this](Sideband& ended) { sidebands_.erase(ended.id()); });
 }
 
 int SessionRegistry::live_sessions_for_key(const std::string& key_name) const {

@@ -40,8 +40,9 @@ void Sideband::end(int code, const std::string& reason) {
 
 void Sideband::OnSocketText(WebSocket&, std::string text) {
   if (!call_ || !call_->inject_client_event(text)) {
-    socket_.send_text(calls::make_error_event(
-        "invalid_request_error", "call_ended", "the call " + call_id_ + " is over; event not relayed"));
+    socket_.send_text(
+        calls::make_error_event("invalid_request_error", "call_ended",
+                                "the call " + call_id_ + " is over; event not relayed"));
   }
 }
 

@@ -70,19 +70,12 @@ void WebSocketSession::on_upstream_result(workers::SocketResult result) {
   if (auto* failure = std::get_if<workers::UpstreamFailure>(&result)) {
     // As for calls: a worker's own failure counts against it and the next worker is tried; a
     // refusal of the request (401, 403, other 4xx) is not the worker's fault and ends here.
-    if (workers::is_worker_failure(*failure)) {
-      signaller_->report_setup(false);
-      tried_workers_.push_back(signaller_->name());
-      if (auto next = settings_.failover ? settings_.failover(tried_workers_) : nullptr) {
-        g_message("[%s] worker %s failed (%s): trying %s", id().c_str(), signaller_->name().c_str(),
-                  failure->message.c_str(), next->name().c_str());
-        signaller_->call_ended();
-        signaller_ = std::move(next);
-        signaller_->call_started();
-        identity_.worker_name = signaller_->name();
-        connect_upstream();
-        return;
-      }
+    if (auto next =
+            workers::fail_over(*failure, *signaller_, tried_workers_, settings_.failover, id())) {
+      signaller_ = std::move(next);
+      identity_.worker_name = signaller_->name();
+      connect_upstream();
+      return;
     }
     fail_upstream(*failure);
     return;
@@ -196,8 +189,8 @@ void WebSocketSession::OnUpstreamText(std::string text) {
 void WebSocketSession::OnUpstreamClosed(int code, const std::string& reason) {
   upstream_closed_ = true;
   if (state_ == State::kEnded) return;
-  std::string why = "upstream closed (" + std::to_string(code) +
-                    (reason.empty() ? "" : ": " + reason) + ")";
+  std::string why =
+      "upstream closed (" + std::to_string(code) + (reason.empty() ? "" : ": " + reason) + ")";
   if (state_ == State::kDraining) {
     end(close_code::kNormal, drain_reason_ + "; " + why);
     return;
@@ -293,9 +286,9 @@ void WebSocketSession::start_idle_timer() {
         gint64 limit = gint64{self->settings_.idle_timeout_seconds} * G_USEC_PER_SEC;
         if (g_get_monotonic_time() - self->last_activity_us_ < limit) return G_SOURCE_CONTINUE;
         self->idle_timer_.forget();
-        self->end(close_code::kNormal,
-                  "idle timeout: no events for " +
-                      std::to_string(self->settings_.idle_timeout_seconds) + " s");
+        self->end(close_code::kNormal, "idle timeout: no events for " +
+                                           std::to_string(self->settings_.idle_timeout_seconds) +
+                                           " s");
         return G_SOURCE_REMOVE;
       },
       this));

@@ -54,15 +54,14 @@ struct SessionSettings {
   std::string pipeline_description;  // gst-launch syntax (pipelines/session.pipeline)
   std::string policy_json;           // rteventfilter `policy` ("" = none)
   bool budget_exceeded = false;
-  int idle_timeout_seconds = 300;          // 0 = never
+  int idle_timeout_seconds = 300;            // 0 = never
   std::int64_t max_pending_bytes = 1 << 20;  // client events queued while the worker connects
   int late_usage_wait_ms = 3000;  // client gone mid-response: wait this long for response.done
   bool beta_protocol = false;     // the client asked for the beta dialect
   // A token's session: sent first, as a session.update through the policy.
   std::optional<std::string> session_json;
   // The next worker to try after a worker failure while connecting (nullptr: none left).
-  std::function<std::shared_ptr<workers::UpstreamSignaller>(const std::vector<std::string>& tried)>
-      failover;
+  workers::FailoverFn failover;
 };
 
 class WebSocketSession : public WebSocket::Listener,

@@ -14,6 +14,7 @@
 #include <optional>
 #include <string>
 #include <variant>
+#include <vector>
 
 namespace rtgw::workers {
 
@@ -88,5 +89,18 @@ class UpstreamSignaller {
 inline bool is_worker_failure(const UpstreamFailure& f) {
   return f.kind != UpstreamFailure::Kind::kStatus || f.status >= 500 || f.status == 429;
 }
+
+// The next worker of the model that has not been tried (nullptr: none left).
+using FailoverFn =
+    std::function<std::shared_ptr<UpstreamSignaller>(const std::vector<std::string>& tried)>;
+
+// After `failure` of `current` during set-up (a call's offer or a session's socket): when it is
+// the worker's own failure it counts against the worker, and the next worker is returned with
+// the load moved to it; nullptr when the failure stands (the request's fault, or none left).
+std::shared_ptr<UpstreamSignaller> fail_over(const UpstreamFailure& failure,
+                                             UpstreamSignaller& current,
+                                             std::vector<std::string>& tried,
+                                             const FailoverFn& next_worker,
+                                             const std::string& log_id);
 
 }  // namespace rtgw::workers

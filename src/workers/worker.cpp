@@ -72,9 +72,10 @@ class WorkerSocket : public UpstreamSocket, public WebSocket::Listener {
     listener_->OnUpstreamText(std::move(text));
   }
   void OnSocketBinary(WebSocket&, std::size_t bytes) override {
-    g_message("worker sent a binary WebSocket message (%zu bytes): the realtime protocol has none, "
-              "not relayed",
-              bytes);
+    g_message(
+        "worker sent a binary WebSocket message (%zu bytes): the realtime protocol has none, "
+        "not relayed",
+        bytes);
   }
   void OnSocketClosed(WebSocket&, int code, const std::string& reason) override {
     listener_->OnUpstreamClosed(code, reason);
@@ -274,8 +275,8 @@ void Worker::open_socket(const SocketRequest& request, UpstreamSocket::Listener*
   }
   prepare(op->message.get());
   if (request.beta_protocol)
-    soup_message_headers_replace(soup_message_get_request_headers(op->message.get()),
-                                 "OpenAI-Beta", "realtime=v1");
+    soup_message_headers_replace(soup_message_get_request_headers(op->message.get()), "OpenAI-Beta",
+                                 "realtime=v1");
   SocketConnect* raw = op.get();
   raw->arm_timeout(config_.timeout_seconds);
   soup_session_websocket_connect_async(
@@ -292,16 +293,20 @@ void Worker::open_socket(const SocketRequest& request, UpstreamSocket::Listener*
           return;
         }
         if (op->timed_out) {
-          op->done(UpstreamFailure{UpstreamFailure::Kind::kTimeout, 0, {},
+          op->done(UpstreamFailure{UpstreamFailure::Kind::kTimeout,
+                                   0,
+                                   {},
                                    "the worker did not accept the WebSocket in time"});
           return;
         }
         if (g_error_matches(err.get(), G_IO_ERROR, G_IO_ERROR_CANCELLED)) return;
         guint status = soup_message_get_status(op->message.get());
         if (status >= 200 && status != SOUP_STATUS_SWITCHING_PROTOCOLS) {
-          op->done(UpstreamFailure{UpstreamFailure::Kind::kStatus, static_cast<int>(status), {},
-                                   "the worker answered the WebSocket handshake with " +
-                                       std::to_string(status)});
+          op->done(UpstreamFailure{
+              UpstreamFailure::Kind::kStatus,
+              static_cast<int>(status),
+              {},
+              "the worker answered the WebSocket handshake with " + std::to_string(status)});
           return;
         }
         op->done(UpstreamFailure{

@@ -13,7 +13,9 @@ import asyncio
 import json
 import os
 import re
+import shutil
 import signal
+import subprocess
 import time
 
 import pytest
@@ -787,3 +789,133 @@ def test_sideband_auth(fake_upstream, gateway_factory):
         assert r.handshake_status == status, (name, r.status, r.handshake_body)
         if code:
             assert r.error_code == code, (name, r.handshake_body)
+
+
+def test_official_openai_sdk_realtime_websocket_client(gateway, fake_upstream):
+    """The `openai` npm SDK's OpenAIRealtimeWS, pointed at the gateway, runs a whole session."""
+    from peers.node_client import NODE, PEERS_DIR, ensure_node_deps
+
+    ensure_node_deps("ws")
+    proc = subprocess.run([NODE, "openai_sdk_realtime_ws.mjs", gateway.url, GATEWAY_KEY, MODEL],
+                          cwd=PEERS_DIR, capture_output=True, text=True, timeout=60)
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["ok"], (out, proc.stderr)
+    assert "/v1/realtime?model=" + MODEL in out["url"], out
+    assert out["types"][0] == "session.created", out
+    assert "session.updated" in out["types"] and "response.done" in out["types"], out
+    assert not out["errors"], out
+    assert out["usage"]["total_tokens"] == 57, out
+    assert out["close_code"] == 1000, out
+    (session,) = fake_upstream.ws_sessions()
+    sent = [json.loads(e) for e in session["events"]]
+    assert [e["type"] for e in sent] == ["session.update", "response.create"], sent
+    assert sent[0]["session"]["instructions"] == "from the SDK"
+
+
+_BROWSER_SESSION = """
+const [url, key, done] = [arguments[0], arguments[1], arguments[arguments.length - 1]];
+const out = {protocol: null, types: [], close_code: null, error: null};
+const ws = new WebSocket(url, ["realtime", "openai-insecure-api-key." + key,
+                               "openai-beta.realtime-v1"]);
+const timer = setTimeout(() => { out.error = "timeout"; done(out); }, 15000);
+ws.onopen = () => { out.protocol = ws.protocol; };
+ws.onerror = () => { out.error = out.error || "error event"; };
+ws.onmessage = (m) => {
+  const event = JSON.parse(m.data);
+  out.types.push(event.type);
+  if (event.type === "session.created") ws.send(JSON.stringify({type: "response.create"}));
+  if (event.type === "response.done") ws.close(1000, "done");
+};
+ws.onclose = (e) => { out.close_code = e.code; clearTimeout(timer); done(out); };
+"""
+
+
+def test_browser_websocket_with_subprotocol_key(gateway, fake_upstream):
+    """Chromium's own WebSocket: the key travels as a subprotocol (browsers cannot set headers),
+    and the browser fails the socket unless the gateway answers with an offered subprotocol."""
+    from peers.browser_client import start_chromium
+
+    driver, profile = start_chromium()
+    try:
+        driver.get(gateway.url + "/healthz")  # a same-origin page to run the script on
+        url = gateway.url.replace("http://", "ws://") + "/v1/realtime?model=" + MODEL
+        out = driver.execute_async_script(_BROWSER_SESSION, url, GATEWAY_KEY)
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+    assert out["error"] is None, out
+    assert out["protocol"] == "realtime", out
+    assert out["types"][0] == "session.created" and "response.done" in out["types"], out
+    assert out["close_code"] == 1000, out
+    (session,) = fake_upstream.ws_sessions()
+    assert session["openai_beta"] == "realtime=v1", session
+    assert [json.loads(e)["type"] for e in session["events"]] == ["response.create"]
+
+
+def test_official_openai_sdk_sideband_on_a_live_call(fake_upstream, gateway_factory):
+    """The SDK's sideband form (`callID`) attaches to a WebRTC call and drives a response."""
+    from peers.node_client import NODE, PEERS_DIR, ensure_node_deps
+
+    ensure_node_deps("ws")
+    gw = sideband_gateway(fake_upstream, gateway_factory)
+
+    async def scenario():
+        call = AiortcCall(gw.url, GATEWAY_KEY, model=MODEL)
+        await call.connect()
+        try:
+            assert call.connected, call.result.error_body
+            assert await call.wait_for(lambda r: r.events_of("session.created"), 10)
+            proc = await asyncio.create_subprocess_exec(
+                NODE, "openai_sdk_realtime_ws.mjs", gw.url, GATEWAY_KEY,
+                "call:" + call.result.call_id, cwd=PEERS_DIR,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            stdout, stderr = await asyncio.wait_for(proc.communicate(), 60)
+            # the WebRTC client hears the response the sideband asked for
+            assert await call.wait_for(lambda r: r.events_of("response.done"), 5)
+            return json.loads(stdout.decode().strip().splitlines()[-1]), stderr.decode()
+        finally:
+            await call.close("hangup")
+
+    out, stderr = asyncio.run(scenario())
+    assert out["ok"], (out, stderr)
+    assert "/v1/realtime?call_id=rtc_" in out["url"], out
+    assert "response.done" in out["types"] and not out["errors"], out
+    assert out["close_code"] == 1000, out
+    up = the_upstream_call(fake_upstream)
+    creates = [json.loads(e) for e in up["events"] if '"response.create"' in e]
+    assert creates and creates[0]["response"]["instructions"] == "from the sideband", up["events"]
+    assert fake_upstream.ws_sessions() == [], "a sideband must not open an upstream socket"
+
+
+def test_admin_lists_live_websocket_sessions(fake_upstream, gateway_factory):
+    gw = sideband_gateway(fake_upstream, gateway_factory)
+
+    async def scenario():
+        async with WsClient(gw.url, key=GATEWAY_KEY, model=MODEL) as ws:
+            assert await ws.wait_for(lambda r: r.events_of("session.created"), 5)
+            await ws.send({"type": "test.echo", "payload": "x"})
+            assert await ws.wait_for(lambda r: r.events_of("test.echoed"), 5)
+            return await asyncio.to_thread(
+                http_request, "GET", gw.url + "/debug/calls",
+                headers={"Authorization": "Bearer " + ADMIN_KEY})
+
+    listing = asyncio.run(scenario())
+    assert listing.status == 200, listing.body
+    (session,) = [s for s in json.loads(listing.body)["data"]
+                  if s["object"] == "realtime.websocket_session"]
+    assert session["id"].startswith("ws_") and session["key"] == "team-a", session
+    assert session["state"] == "active" and session["model"] == MODEL, session
+    assert session["events"]["from_client"] == 1 and session["events"]["from_upstream"] >= 2
+
+
+def test_check_config_builds_the_session_pipeline(tmp_path):
+    bad = tmp_path / "session.pipeline"
+    bad.write_text("appsrc name=client_events_in ! fakesink\n")
+    env = dict(os.environ, RTGW_WEBSOCKET_PIPELINE_FILE=str(bad))
+    proc = subprocess.run([os.environ["RTGW_BINARY"], "--check-config"], env=env,
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode != 0, proc.stdout
+    assert "session pipeline has no element named" in proc.stderr, proc.stderr
+    ok = subprocess.run([os.environ["RTGW_BINARY"], "--check-config"], capture_output=True,
+                        text=True, timeout=30)
+    assert ok.returncode == 0 and "websocket: idle_timeout_seconds=300" in ok.stdout, ok

@@ -170,16 +170,16 @@ TEST(Config, WebSocketSection) {
   auto c = rtgw::config::load_from_text(text, "f", {}, env_of({}));
   EXPECT_EQ(c.websocket.idle_timeout_seconds, 30);
   EXPECT_EQ(c.websocket.max_message_bytes, 2048);
-  auto from_env = rtgw::config::load_from_text(
-      text, "f", {},
-      env_of({{"RTGW_WEBSOCKET_IDLE_TIMEOUT_SECONDS", "0"},
-              {"RTGW_WEBSOCKET_MAX_MESSAGE_BYTES", "65536"}}));
+  auto from_env =
+      rtgw::config::load_from_text(text, "f", {},
+                                   env_of({{"RTGW_WEBSOCKET_IDLE_TIMEOUT_SECONDS", "0"},
+                                           {"RTGW_WEBSOCKET_MAX_MESSAGE_BYTES", "65536"}}));
   EXPECT_EQ(from_env.websocket.idle_timeout_seconds, 0);
   EXPECT_EQ(from_env.websocket.max_message_bytes, 65536);
   EXPECT_NE(rtgw::config::describe(c).find("idle_timeout_seconds=30"), std::string::npos);
   try {
-    rtgw::config::load_from_text(
-        R"({"websocket": {"max_message_bytes": 10}})", "f.json", {}, env_of({}));
+    rtgw::config::load_from_text(R"({"websocket": {"max_message_bytes": 10}})", "f.json", {},
+                                 env_of({}));
     FAIL() << "a too small max_message_bytes must be refused";
   } catch (const ConfigError& e) {
     EXPECT_NE(std::string(e.what()).find("f.json: $.websocket.max_message_bytes"),
