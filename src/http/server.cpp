@@ -86,9 +86,11 @@ Server::Server(Services services)
     : services_(std::move(services)), cors_(services_.config.cors_origins) {
   server_ = Ref<SoupServer>::adopt(
       SOUP_SERVER(g_object_new(SOUP_TYPE_SERVER, "server-header", "realtime-gateway", nullptr)));
-  // The same handlers serve "/v1/realtime": libsoup routes by the longest registered prefix and
-  // that path also has the WebSocket handler (which runs once the regular one accepted).
-  for (const char* path : {static_cast<const char*>(nullptr), kRealtimePath}) {
+  // The same handlers serve every path. libsoup routes by the longest registered prefix, and
+  // "/v1/realtime" also has the WebSocket handler, which libsoup runs whenever the regular one
+  // leaves the status unset, as a call held open for its answer does: so the calls get a prefix
+  // of their own, without one.
+  for (const char* path : {static_cast<const char*>(nullptr), kRealtimePath, kCallsPath}) {
     soup_server_add_early_handler(server_.get(), path, &Server::on_early_request, this, nullptr);
     soup_server_add_handler(server_.get(), path, &Server::on_request, this, nullptr);
   }
@@ -123,7 +125,7 @@ void Server::on_request(SoupServer*, SoupServerMessage* msg, const char* path, G
       throw errors::forbidden("origin_not_allowed",
                               "this origin is not in the gateway's cors_origins");
     const char* method = soup_server_message_get_method(msg);
-    if (g_strcmp0(method, "POST") == 0 && g_strcmp0(path, "/v1/realtime/calls") == 0)
+    if (g_strcmp0(method, "POST") == 0 && g_strcmp0(path, kCallsPath) == 0)
       self->handle_create_call(msg, query);
     else if (g_strcmp0(method, "GET") == 0 && g_strcmp0(path, kRealtimePath) == 0)
       self->handle_realtime_socket(msg, query);
@@ -224,7 +226,7 @@ void Server::dispatch(SoupServerMessage* msg, const char* path_cstr) {
                                          path.size() - debug_prefix.size() - dot_suffix.size()));
     return;
   }
-  if (path == "/v1/realtime/calls")
+  if (path == kCallsPath)
     throw HttpError(405, "invalid_request_error", "method_not_allowed", "use POST");
   throw errors::not_found("not_found", "no route for " + method + " " + path);
 }
@@ -256,6 +258,7 @@ void Server::handle_create_call(SoupServerMessage* msg, GHashTable* query) {
   std::string model = request.session_model.value_or("");
   if (model.empty()) model = query_value(query, "model");
   const config::ModelConfig& model_config = resolve_model(principal, model);
+  model = model_config.name;  // the token's, when the request named none
 
   sdp::CheckedOffer offer;
   try {

@@ -26,6 +26,7 @@
 namespace rtgw::http {
 
 inline constexpr const char* kRealtimePath = "/v1/realtime";
+inline constexpr const char* kCallsPath = "/v1/realtime/calls";
 
 struct Services {
   const config::Config& config;
