@@ -52,3 +52,38 @@ def test_azure_provider_url_and_api_key_header(fake_upstream, gateway_factory):
     assert req["path"] == "/openai/deployments/my-realtime/realtime/calls"
     assert req["query"].get("api-version") == "2025-08-28"
     assert req["api_key_header"] == fake_upstream.api_key and req["authorization"] is None
+
+
+def test_websocket_session_to_a_tls_worker_and_to_azure(tls_upstream, fake_upstream,
+                                                         gateway_factory):
+    """GET /v1/realtime opens wss:// to a TLS worker with the worker's own CA (and fails with
+    1011 without it), and the azure provider's realtime URL with its `api-key` header."""
+    from peers.ws_client import run_ws_session
+
+    upstream, cert = tls_upstream
+    events = [{"type": "test.echo", "payload": "over tls"}]
+
+    def echoed(r):
+        return r.events_of("test.echoed")
+
+    ok = gateway_factory(one_worker(upstream, tls_ca_file=cert))
+    result = run_ws_session(ok.url, key=GATEWAY_KEY, model="gpt-realtime", send_events=events,
+                            until=echoed, duration=8)
+    assert echoed(result), (result.event_types(), result.close_code, result.close_reason)
+    assert any("over tls" in e for e in upstream.ws_sessions()[0]["events"])
+    strict = gateway_factory(one_worker(upstream, health_interval_seconds=0))
+    result = run_ws_session(strict.url, key=GATEWAY_KEY, model="gpt-realtime",
+                            until=lambda r: r.closed_by_server, duration=8)
+    assert result.close_code == 1011, (result.close_code, result.close_reason)
+
+    azure = gateway_factory(one_worker(fake_upstream, provider="azure", deployment="my-realtime",
+                                       api_version="2025-08-28", health_interval_seconds=0))
+    result = run_ws_session(azure.url, key=GATEWAY_KEY, model="gpt-realtime",
+                            send_events=events, until=lambda r: r.events_of("test.echoed"),
+                            duration=8)
+    assert result.events_of("test.echoed"), (result.event_types(), result.close_reason)
+    (req,) = [r for r in fake_upstream.requests() if r.get("ws_id")]
+    assert req["path"] == "/openai/realtime", req
+    assert req["query"].get("api-version") == "2025-08-28"
+    assert req["query"].get("deployment") == "my-realtime"
+    assert req["authorization"] is None, "azure takes the key in `api-key`, not Authorization"
