@@ -4,6 +4,7 @@
 // Every check that can fail (auth, model, capacity, the call of a sideband) runs before the
 // upgrade and fails as the SPEC's HTTP JSON error; what is decided is kept on the message and
 // picked up by the WebSocket callback once libsoup has completed the handshake.
+#include <cstring>
 #include <memory>
 
 #include "http/call_request.h"
