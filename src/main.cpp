@@ -8,6 +8,8 @@
 
 #include "app/gateway.h"
 #include "app/logging.h"
+#include "calls/call.h"
+#include "common/pipeline.h"
 #include "common/ref.h"
 #include "config/config.h"
 #include "relay/event_path.h"
@@ -77,12 +79,12 @@ int main(int argc, char** argv) {
     if (opts.check_config) {
       std::string pipeline_file =
           config.pipeline_file.empty() ? rtgw::app::default_pipeline_file() : config.pipeline_file;
-      rtgw::app::check_pipeline_description(rtgw::app::load_pipeline_description(pipeline_file));
+      rtgw::calls::check_call_description(rtgw::load_pipeline_description(pipeline_file));
       std::string session_pipeline_file = config.websocket.pipeline_file.empty()
                                               ? rtgw::app::default_session_pipeline_file()
                                               : config.websocket.pipeline_file;
       rtgw::relay::check_session_description(
-          rtgw::app::load_pipeline_description(session_pipeline_file));
+          rtgw::load_pipeline_description(session_pipeline_file));
       rtgw::app::check_policy(config.policy_json);
       rtgw::app::resolve_interfaces(config.webrtc.ice_interfaces, config.webrtc.ice_ipv6);
       std::cout << rtgw::config::describe(config) << "config OK\n";

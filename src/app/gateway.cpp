@@ -7,10 +7,10 @@
 
 #include <csignal>
 #include <map>
-#include <sstream>
 #include <stdexcept>
 
 #include "common/main_thread.h"
+#include "common/pipeline.h"
 #include "rtevents/rtevents.h"
 #include "workers/echo_worker.h"
 
@@ -59,41 +59,6 @@ std::vector<std::string> resolve_interfaces(const std::vector<std::string>& name
   return addresses;
 }
 
-std::string load_pipeline_description(const std::string& path) {
-  gchar* contents = nullptr;
-  gsize length = 0;
-  UniqueError err;
-  if (!g_file_get_contents(path.c_str(), &contents, &length, ErrorOut(err)))
-    throw std::runtime_error("pipeline file " + path + ": " + (err ? err->message : "cannot read"));
-  UniqueStr owned(contents);
-  std::istringstream in(std::string(contents, length));
-  std::string line, out;
-  while (std::getline(in, line)) {
-    auto first = line.find_first_not_of(" \t");
-    if (first == std::string::npos || line[first] == '#') continue;
-    out += line + "\n";
-  }
-  return out;
-}
-
-void check_pipeline_description(const std::string& description) {
-  UniqueError err;
-  GstElement* raw = gst_parse_launch_full(description.c_str(), nullptr, GST_PARSE_FLAG_FATAL_ERRORS,
-                                          ErrorOut(err));
-  auto pipeline = Ref<GstElement>::sink(raw);
-  if (!pipeline)
-    throw std::runtime_error(std::string("the call pipeline does not build: ") +
-                             (err ? err->message : "?"));
-  for (const char* name : {"client", "upstream", "client_audio_in", "upstream_audio_out",
-                           "upstream_audio_in", "client_audio_out", "client_events_in",
-                           "upstream_events_out", "upstream_events_in", "client_events_out"}) {
-    auto e = Ref<GstElement>::adopt(gst_bin_get_by_name(GST_BIN(pipeline.get()), name));
-    if (!e)
-      throw std::runtime_error(std::string("the call pipeline has no element named '") + name +
-                               "'");
-  }
-}
-
 Gateway::Gateway(config::Config config)
     : config_(std::move(config)),
       pipeline_description_(load_pipeline_description(
@@ -106,7 +71,7 @@ Gateway::Gateway(config::Config config)
       usage_(config_.usage_log),
       accounting_(config_, usage_, metrics_, calls_, sessions_),
       loop_(Ref<GMainLoop>::adopt(g_main_loop_new(nullptr, FALSE))) {
-  check_pipeline_description(pipeline_description_);
+  calls::check_call_description(pipeline_description_);
   relay::check_session_description(session_pipeline_description_);
   check_policy(config_.policy_json);
   config_.webrtc.ice_addresses =

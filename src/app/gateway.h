@@ -21,10 +21,6 @@
 
 namespace rtgw::app {
 
-// Reads a pipeline description file, dropping '#' comment lines. Throws std::runtime_error.
-std::string load_pipeline_description(const std::string& path);
-// Builds the description once (to report errors at start-up, not on the first call).
-void check_pipeline_description(const std::string& description);
 // The files used when the config names none.
 std::string default_pipeline_file();
 std::string default_session_pipeline_file();

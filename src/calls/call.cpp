@@ -6,6 +6,7 @@
 #include <stdexcept>
 
 #include "common/main_thread.h"
+#include "common/pipeline.h"
 
 namespace rtgw::calls {
 namespace {
@@ -68,7 +69,17 @@ void on_pad_added(GstElement*, GstPad* pad, gpointer data) {
   gst_pad_link(pad, fsink.get());
 }
 
+Ref<GstElement> build_call_pipeline(const std::string& description) {
+  return build_pipeline(
+      description, "call",
+      {kClientBin, kUpstreamBin, kClientAudioIn, kUpstreamAudioOut, kUpstreamAudioIn,
+       kClientAudioOut, kClientEventsIn, kUpstreamEventsOut, kUpstreamEventsIn, kClientEventsOut,
+       kClientEventsFilter, kUpstreamEventsMeter});
+}
+
 }  // namespace
+
+void check_call_description(const std::string& description) { build_call_pipeline(description); }
 
 Call::Call(CallIdentity identity, CallSettings settings,
            std::shared_ptr<workers::UpstreamSignaller> signaller, CallListener* listener)
@@ -93,15 +104,7 @@ Ref<GstElement> Call::element(const char* name) const {
 }
 
 void Call::build_pipeline() {
-  UniqueError err;
-  GstElement* raw = gst_parse_launch_full(settings_.pipeline_description.c_str(), nullptr,
-                                          GST_PARSE_FLAG_FATAL_ERRORS, ErrorOut(err));
-  if (!raw)
-    throw std::runtime_error(std::string("cannot build the call pipeline: ") +
-                             (err ? err->message : "?"));
-  pipeline_ = Ref<GstElement>::sink(raw);
-  if (!GST_IS_PIPELINE(pipeline_.get()))
-    throw std::runtime_error("the call pipeline description must describe several elements");
+  pipeline_ = build_call_pipeline(settings_.pipeline_description);
   gst_object_set_name(GST_OBJECT(pipeline_.get()), identity_.call_id.c_str());
 
   client_leg_ = std::make_unique<WebRtcLeg>("client", element(kClientBin), settings_.webrtc, this);
@@ -161,14 +164,7 @@ void Call::build_pipeline() {
   install_event_sink(kUpstreamEventsOut, true);
   install_event_sink(kClientEventsOut, false);
 
-  auto bus = Ref<GstBus>::adopt(gst_element_get_bus(pipeline_.get()));
-  bus_watch_ = SourceGuard(gst_bus_add_watch(
-      bus.get(),
-      [](GstBus*, GstMessage* message, gpointer data) -> gboolean {
-        return static_cast<Call*>(data)->on_bus_message(message) ? G_SOURCE_CONTINUE
-                                                                 : G_SOURCE_REMOVE;
-      },
-      this));
+  bus_watch_ = watch_bus(pipeline_.get(), [this](GstMessage* m) { on_bus_message(m); });
 }
 
 void Call::count_audio(const char* element_name, AudioCounters* counters) {
@@ -624,7 +620,7 @@ void Call::send_error_event(const std::string& code, const std::string& message,
   send_to_client(make_error_event("invalid_request_error", code, message, client_event_id));
 }
 
-bool Call::on_bus_message(GstMessage* message) {
+void Call::on_bus_message(GstMessage* message) {
   switch (GST_MESSAGE_TYPE(message)) {
     case GST_MESSAGE_ERROR: {
       GError* raw = nullptr;
@@ -643,23 +639,23 @@ bool Call::on_bus_message(GstMessage* message) {
         on_client_gone(std::string("client left (") + (err ? err->message : "?") + ")");
       else
         hang_up(std::string("pipeline error: ") + (err ? err->message : "?"));
-      return true;
+      return;
     }
     case GST_MESSAGE_ELEMENT:
       on_element_message(message);
-      return true;
+      return;
     case GST_MESSAGE_WARNING: {
       GError* raw = nullptr;
       gst_message_parse_warning(message, &raw, nullptr);
       UniqueError err(raw);
       g_message("[%s] pipeline warning: %s", id().c_str(), err ? err->message : "?");
-      return true;
+      return;
     }
     case GST_MESSAGE_LATENCY:
       gst_bin_recalculate_latency(GST_BIN(pipeline_.get()));
-      return true;
+      return;
     default:
-      return true;
+      return;
   }
 }
 

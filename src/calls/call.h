@@ -49,6 +49,11 @@ struct SetupFailure {
   std::string message;
 };
 
+// Builds the call description once and checks every element a call looks up by name (at
+// start-up and by --check-config, so an operator's error is not every caller's). Throws
+// std::runtime_error.
+void check_call_description(const std::string& description);
+
 class CallListener {
  public:
   virtual ~CallListener() = default;
@@ -173,7 +178,7 @@ class Call : public WebRtcLeg::Listener, public EventChannel::Listener {
   void send_to_client(const std::string& text);
   void send_error_event(const std::string& code, const std::string& message,
                         const std::string& client_event_id = {});
-  bool on_bus_message(GstMessage* message);
+  void on_bus_message(GstMessage* message);
   void install_event_sink(const char* name, bool to_upstream);
   void unlink_legs();
   void finish_teardown();

@@ -4,6 +4,7 @@
 #include <stdexcept>
 
 #include "calls/event_channel.h"
+#include "common/pipeline.h"
 
 namespace rtgw::relay {
 namespace {
@@ -15,24 +16,11 @@ constexpr const char* kUpstreamEventsIn = "upstream_events_in";
 constexpr const char* kClientEventsOut = "client_events_out";
 constexpr const char* kClientEventsFilter = "client_events_filter";    // rteventfilter
 constexpr const char* kUpstreamEventsMeter = "upstream_events_meter";  // rtusagemeter
-constexpr const char* kRequired[] = {kClientEventsIn,  kUpstreamEventsOut,  kUpstreamEventsIn,
-                                     kClientEventsOut, kClientEventsFilter, kUpstreamEventsMeter};
 
 Ref<GstElement> build(const std::string& description) {
-  UniqueError err;
-  GstElement* raw = gst_parse_launch_full(description.c_str(), nullptr, GST_PARSE_FLAG_FATAL_ERRORS,
-                                          ErrorOut(err));
-  auto pipeline = Ref<GstElement>::sink(raw);
-  if (!pipeline)
-    throw std::runtime_error(std::string("the session pipeline does not build: ") +
-                             (err ? err->message : "?"));
-  if (!GST_IS_PIPELINE(pipeline.get()))
-    throw std::runtime_error("the session pipeline description must describe several elements");
-  for (const char* name : kRequired)
-    if (!Ref<GstElement>::adopt(gst_bin_get_by_name(GST_BIN(pipeline.get()), name)))
-      throw std::runtime_error(std::string("the session pipeline has no element named '") + name +
-                               "'");
-  return pipeline;
+  return build_pipeline(description, "session",
+                        {kClientEventsIn, kUpstreamEventsOut, kUpstreamEventsIn, kClientEventsOut,
+                         kClientEventsFilter, kUpstreamEventsMeter});
 }
 
 }  // namespace
@@ -54,14 +42,7 @@ EventPath::EventPath(const std::string& description, const std::string& name, co
     to_client_++;
     listener_->OnPathEvent(false, std::move(text));
   });
-  auto bus = Ref<GstBus>::adopt(gst_element_get_bus(pipeline_.get()));
-  bus_watch_ = SourceGuard(gst_bus_add_watch(
-      bus.get(),
-      [](GstBus*, GstMessage* message, gpointer data) -> gboolean {
-        return static_cast<EventPath*>(data)->on_bus_message(message) ? G_SOURCE_CONTINUE
-                                                                      : G_SOURCE_REMOVE;
-      },
-      this));
+  bus_watch_ = watch_bus(pipeline_.get(), [this](GstMessage* m) { on_bus_message(m); });
   if (gst_element_set_state(pipeline_.get(), GST_STATE_PLAYING) == GST_STATE_CHANGE_FAILURE)
     throw std::runtime_error("the session pipeline failed to start");
 }
@@ -95,7 +76,7 @@ guint EventPath::open_turns() const {
   return open;
 }
 
-bool EventPath::on_bus_message(GstMessage* message) {
+void EventPath::on_bus_message(GstMessage* message) {
   switch (GST_MESSAGE_TYPE(message)) {
     case GST_MESSAGE_ELEMENT: {
       const GstStructure* s = gst_message_get_structure(message);
@@ -103,7 +84,7 @@ bool EventPath::on_bus_message(GstMessage* message) {
         listener_->OnPathDecision(*d);
       else if (auto r = calls::parse_turn(s))
         listener_->OnPathTurn(std::move(*r));
-      return true;
+      return;
     }
     case GST_MESSAGE_ERROR: {
       GError* raw = nullptr;
@@ -111,10 +92,10 @@ bool EventPath::on_bus_message(GstMessage* message) {
       UniqueError err(raw);
       g_warning("[%s] session pipeline error: %s", GST_OBJECT_NAME(pipeline_.get()),
                 err ? err->message : "?");
-      return true;
+      return;
     }
     default:
-      return true;
+      return;
   }
 }
 

@@ -60,7 +60,7 @@ class EventPath {
 
  private:
   Ref<GstElement> element(const char* name) const;
-  bool on_bus_message(GstMessage* message);
+  void on_bus_message(GstMessage* message);
 
   Listener* listener_;
   Ref<GstElement> pipeline_;
