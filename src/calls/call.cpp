@@ -18,12 +18,7 @@ constexpr const char* kClientAudioIn = "client_audio_in";        // gets the cli
 constexpr const char* kUpstreamAudioOut = "upstream_audio_out";  // pays for the upstream leg
 constexpr const char* kUpstreamAudioIn = "upstream_audio_in";
 constexpr const char* kClientAudioOut = "client_audio_out";
-constexpr const char* kClientEventsIn = "client_events_in";        // appsrc
-constexpr const char* kUpstreamEventsOut = "upstream_events_out";  // appsink
-constexpr const char* kUpstreamEventsIn = "upstream_events_in";
-constexpr const char* kClientEventsOut = "client_events_out";
-constexpr const char* kClientEventsFilter = "client_events_filter";    // rteventfilter
-constexpr const char* kUpstreamEventsMeter = "upstream_events_meter";  // rtusagemeter
+using namespace event_path;  // client_events_in ... upstream_events_meter
 constexpr const char* kEventsLabel = "oai-events";
 
 const char* state_name(GstWebRTCPeerConnectionState s) {

@@ -33,6 +33,17 @@ struct PolicyDecision {
   }
 };
 
+// The event path's named elements, the same in pipelines/call.pipeline and
+// pipelines/session.pipeline.
+namespace event_path {
+constexpr const char* kClientEventsIn = "client_events_in";            // appsrc
+constexpr const char* kUpstreamEventsOut = "upstream_events_out";      // appsink
+constexpr const char* kUpstreamEventsIn = "upstream_events_in";        // appsrc
+constexpr const char* kClientEventsOut = "client_events_out";          // appsink
+constexpr const char* kClientEventsFilter = "client_events_filter";    // rteventfilter
+constexpr const char* kUpstreamEventsMeter = "upstream_events_meter";  // rtusagemeter
+}  // namespace event_path
+
 // An `error` server event as OpenAI sends them: {"type":"error","event_id":"evt_<32 hex>",
 // "error":{"type","code","message"[,"event_id": the client event it is about]}}.
 std::string make_error_event(const std::string& type, const std::string& code,

@@ -9,13 +9,7 @@
 namespace rtgw::relay {
 namespace {
 
-// Names the session description must provide (see pipelines/session.pipeline).
-constexpr const char* kClientEventsIn = "client_events_in";        // appsrc
-constexpr const char* kUpstreamEventsOut = "upstream_events_out";  // appsink
-constexpr const char* kUpstreamEventsIn = "upstream_events_in";
-constexpr const char* kClientEventsOut = "client_events_out";
-constexpr const char* kClientEventsFilter = "client_events_filter";    // rteventfilter
-constexpr const char* kUpstreamEventsMeter = "upstream_events_meter";  // rtusagemeter
+using namespace calls::event_path;  // the names pipelines/session.pipeline provides
 
 Ref<GstElement> build(const std::string& description) {
   return build_pipeline(description, "session",
