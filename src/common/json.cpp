@@ -3,7 +3,38 @@
 
 namespace rtgw::json {
 
+std::optional<std::size_t> nesting_beyond(std::string_view text, int max_depth) {
+  // One pass, no recursion: brackets inside strings do not count, escapes skip one byte.
+  int depth = 0;
+  bool in_string = false;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      if (c == '\\')
+        ++i;
+      else if (c == '"')
+        in_string = false;
+      continue;
+    }
+    if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > max_depth) return i;
+    } else if (c == ']' || c == '}') {
+      if (depth > 0) --depth;
+    }
+  }
+  return std::nullopt;
+}
+
 Ref<JsonNode> parse(std::string_view text, std::string* error) {
+  // json-glib 1.6 parses recursively with no depth limit: bound it before it recurses.
+  if (auto at = nesting_beyond(text, kMaxDepth)) {
+    if (error)
+      *error = "JSON nested deeper than " + std::to_string(kMaxDepth) + " levels (at byte " +
+               std::to_string(*at) + ")";
+    return {};
+  }
   auto parser = Ref<JsonParser>::adopt(json_parser_new());
   UniqueError err;
   if (!json_parser_load_from_data(parser.get(), text.data(), static_cast<gssize>(text.size()),

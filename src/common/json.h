@@ -15,7 +15,14 @@
 
 namespace rtgw::json {
 
-// Parses `text`; on failure returns an empty Ref and writes the parser's message to `error`.
+// Deepest nesting of arrays and objects that parse() accepts (the SPEC's bound).
+inline constexpr int kMaxDepth = 64;
+
+// Offset of the first `[` or `{` that opens level `max_depth + 1`, if any. Linear, no recursion.
+std::optional<std::size_t> nesting_beyond(std::string_view text, int max_depth);
+
+// Parses `text` (refused when nested deeper than kMaxDepth); on failure returns an empty Ref
+// and writes the parser's message to `error`.
 Ref<JsonNode> parse(std::string_view text, std::string* error = nullptr);
 
 // Serializes a node compactly (no pretty printing).

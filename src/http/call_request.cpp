@@ -69,6 +69,9 @@ CallRequest parse_call_request(const char* content_type, const std::string& body
       request.sdp = std::move(value);
       have_sdp = true;
     } else if (g_strcmp0(name, "session") == 0) {
+      if (json::nesting_beyond(value, json::kMaxDepth))
+        throw errors::bad_request("invalid_json", "the `session` field is nested deeper than " +
+                                                      std::to_string(json::kMaxDepth) + " levels");
       std::string error;
       auto node = json::parse(value, &error);
       if (!node || JSON_NODE_TYPE(node.get()) != JSON_NODE_OBJECT)

@@ -96,6 +96,31 @@ TEST(CallRequest, Errors) {
   }
 }
 
+TEST(CallRequest, DeepSessionIsInvalidJsonWithoutRecursing) {
+  // 200,000 levels would overflow json-glib's recursive parser: refused before it runs.
+  std::string deep = "{\"a\":" + std::string(200000, '[');
+  try {
+    parse_call_request("multipart/form-data; boundary=b", multipart("b", "v=0", &deep));
+    FAIL();
+  } catch (const HttpError& e) {
+    EXPECT_EQ(e.status(), 400);
+    EXPECT_EQ(error_code(e), "invalid_json");
+  }
+}
+
+TEST(Json, NestingBound) {
+  std::string error;
+  EXPECT_FALSE(rtgw::json::parse(std::string(100000, '['), &error));
+  EXPECT_NE(error.find("deeper than 64"), std::string::npos) << error;
+  std::string ok = std::string(64, '[') + std::string(64, ']');
+  EXPECT_TRUE(rtgw::json::parse(ok));
+  EXPECT_FALSE(rtgw::json::parse("[" + ok + "]"));
+  // Brackets inside strings, escaped quotes included, are not nesting.
+  std::string in_string = "{\"s\":\"\\\"" + std::string(1000, '[') + "\"}";
+  EXPECT_TRUE(rtgw::json::parse(in_string, &error)) << error;
+  EXPECT_EQ(rtgw::json::nesting_beyond("[[[", 2), std::optional<std::size_t>(2));
+}
+
 TEST(CallRequest, SessionForUpstreamRenamesModel) {
   std::string out =
       rtgw::http::session_for_upstream(R"({"model":"alias","voice":"x"})", "real-model");
