@@ -11,15 +11,32 @@ for e in rteventfilter rtusagemeter rteventparse; do
   echo "$out" | grep -q "$e" || fail "plugin does not list $e"
 done
 
+# gst-inspect-1.0 prints a property as "  NAME<spaces>: description" and an enum value as
+# "(N): NAME<spaces>- description": match those shapes, not words any description may contain.
+has_property() { echo "$2" | grep -Eq -- "^  $1 +: [^ ]"; }
+has_enum_value() { echo "$2" | grep -Eq -- "^ +\([0-9]+\): $1 +- [^ ]"; }
+# Both pads (sink and src templates) carry the event caps as their only capability.
+has_event_caps() {
+  [ "$(echo "$1" | grep -Ec '^ {6}application/x-realtime-event$')" -eq 2 ]
+}
+
 out=$("$GST_INSPECT" rteventfilter) || fail "gst-inspect-1.0 rteventfilter"
-for p in policy key-name model budget-exceeded events-in events-blocked events-filtered \
-         application/x-realtime-event; do
-  echo "$out" | grep -q -- "$p" || fail "rteventfilter: $p not documented"
+for p in policy key-name model budget-exceeded events-in events-blocked events-filtered; do
+  has_property "$p" "$out" || fail "rteventfilter: property $p missing or undocumented"
 done
+has_event_caps "$out" || fail "rteventfilter: pads without application/x-realtime-event caps"
+# The checks can fail: a property that does not exist is not found.
+if has_property no-such-property "$out"; then fail "has_property matches anything"; fi
+
 out=$("$GST_INSPECT" rtusagemeter) || fail "gst-inspect-1.0 rtusagemeter"
-for p in direction peer turns input-tokens-total output-tokens-total upstream client; do
-  echo "$out" | grep -q -- "$p" || fail "rtusagemeter: $p not documented"
+for p in direction peer turns input-tokens-total output-tokens-total; do
+  has_property "$p" "$out" || fail "rtusagemeter: property $p missing or undocumented"
 done
+for v in upstream client; do
+  has_enum_value "$v" "$out" || fail "rtusagemeter: direction value $v missing"
+done
+if has_enum_value sideways "$out"; then fail "has_enum_value matches anything"; fi
+has_event_caps "$out" || fail "rtusagemeter: pads without application/x-realtime-event caps"
 
 out=$("$GST_LAUNCH" -m filesrc location="$EXAMPLES/events.jsonl" ! rteventparse ! \
       rteventfilter key-name=team-b model=gpt-realtime-mini \
