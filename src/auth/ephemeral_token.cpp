@@ -5,6 +5,7 @@
 
 #include "auth/authenticator.h"
 #include "common/json.h"
+#include "common/random.h"
 #include "common/ref.h"
 
 namespace rtgw::auth {
@@ -29,14 +30,8 @@ std::optional<std::string> unbase64url(std::string in) {
   return std::string(raw.get(), len);
 }
 
-std::string random_secret() {
-  std::string s;
-  for (int i = 0; i < 8; i++) {
-    guint32 r = g_random_int();
-    s.append(reinterpret_cast<const char*>(&r), sizeof r);
-  }
-  return s;
-}
+// 32 bytes from the kernel: a token secret nobody configured is still unguessable.
+std::string random_secret() { return random_bytes(32); }
 
 }  // namespace
 

@@ -7,6 +7,7 @@
 
 #include "common/main_thread.h"
 #include "common/pipeline.h"
+#include "common/random.h"
 
 namespace rtgw::calls {
 namespace {
@@ -188,8 +189,8 @@ void Call::start(sdp::CheckedOffer offer, std::optional<std::string> session_jso
   // The audio going back to the client must carry the client's own Opus payload type. Each pay
   // sends with a fixed SSRC that the leg's answer/offer declares (a=ssrc): stacks that route RTP
   // by declared SSRC only (werift) drop undeclared streams.
-  client_ssrc_ = g_random_int_range(1, G_MAXINT32);
-  upstream_ssrc_ = g_random_int_range(1, G_MAXINT32);
+  client_ssrc_ = random_u32_between(1, G_MAXINT32 - 1);
+  upstream_ssrc_ = random_u32_between(1, G_MAXINT32 - 1);
   g_object_set(element(kClientAudioOut).get(), "pt", static_cast<guint>(client_opus_pt_), "ssrc",
                client_ssrc_, nullptr);
   g_object_set(element(kUpstreamAudioOut).get(), "pt", static_cast<guint>(client_opus_pt_), "ssrc",

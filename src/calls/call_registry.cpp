@@ -2,6 +2,7 @@
 #include "calls/call_registry.h"
 
 #include "common/main_thread.h"
+#include "common/random.h"
 
 namespace rtgw::calls {
 namespace {
@@ -14,12 +15,7 @@ CallRegistry::~CallRegistry() {
   calls_.clear();
 }
 
-std::string CallRegistry::new_call_id() {
-  static const char* hex = "0123456789abcdef";
-  std::string id = "rtc_";
-  for (int i = 0; i < 32; i++) id += hex[g_random_int_range(0, 16)];
-  return id;
-}
+std::string CallRegistry::new_call_id() { return random_id("rtc_", 32); }
 
 Call& CallRegistry::start_call(CallIdentity identity, CallSettings settings,
                                std::shared_ptr<workers::UpstreamSignaller> signaller,

@@ -2,14 +2,13 @@
 #include "calls/element_messages.h"
 
 #include "common/json.h"
+#include "common/random.h"
 
 namespace rtgw::calls {
 
 std::string make_error_event(const std::string& type, const std::string& code,
                              const std::string& message, const std::string& client_event_id) {
-  static const char* hex = "0123456789abcdef";
-  std::string event_id = "evt_";
-  for (int i = 0; i < 32; i++) event_id += hex[g_random_int_range(0, 16)];
+  std::string event_id = random_id("evt_", 32);
   json::ObjectBuilder error;
   error.set("type", type).set("code", code).set("message", message);
   if (!client_event_id.empty()) error.set("event_id", client_event_id);

@@ -8,6 +8,7 @@
 #include <memory>
 
 #include "common/json.h"
+#include "common/random.h"
 #include "http/call_request.h"
 #include "http/http_error.h"
 #include "sdp/session_description.h"
@@ -471,9 +472,7 @@ void Server::handle_client_secrets(SoupServerMessage* msg) {
 
   json_object_set_string_member(s, "object", "realtime.session");
   if (!json_object_has_member(s, "id")) {
-    std::string id = "sess_";
-    for (int i = 0; i < 24; i++) id += "0123456789abcdef"[g_random_int_range(0, 16)];
-    json_object_set_string_member(s, "id", id.c_str());
+    json_object_set_string_member(s, "id", random_id("sess_", 24).c_str());
   }
   json::ObjectBuilder out;
   out.set("value", token)

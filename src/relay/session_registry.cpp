@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 #include "relay/session_registry.h"
 
+#include "common/random.h"
+
 namespace rtgw::relay {
 
 SessionRegistry::~SessionRegistry() {
@@ -9,12 +11,7 @@ SessionRegistry::~SessionRegistry() {
   for (auto& [id, sideband] : sidebands_) sideband->end(close_code::kGoingAway, "gateway stopped");
 }
 
-std::string SessionRegistry::new_session_id() {
-  static const char* hex = "0123456789abcdef";
-  std::string id = "ws_";
-  for (int i = 0; i < 32; i++) id += hex[g_random_int_range(0, 16)];
-  return id;
-}
+std::string SessionRegistry::new_session_id() { return random_id("ws_", 32); }
 
 WebSocketSession& SessionRegistry::start_session(
     SessionIdentity identity, SessionSettings settings,

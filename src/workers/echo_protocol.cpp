@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "common/json.h"
+#include "common/random.h"
 #include "common/ref.h"
 
 namespace rtgw::workers {
@@ -22,13 +23,6 @@ std::size_t base64_decoded_size(const std::string& text) {
 }
 
 }  // namespace
-
-std::string random_id(const char* prefix, int hex_digits) {
-  static const char* hex = "0123456789abcdef";
-  std::string id = prefix;
-  for (int i = 0; i < hex_digits; i++) id += hex[g_random_int_range(0, 16)];
-  return id;
-}
 
 EchoProtocol::EchoProtocol(Send send, std::function<double()> heard_ms)
     : send_(std::move(send)), heard_ms_(std::move(heard_ms)) {}

@@ -34,6 +34,4 @@ class EchoProtocol {
   double appended_ms_ = 0;  // input_audio_buffer.append audio since the previous response
 };
 
-std::string random_id(const char* prefix, int hex_digits);
-
 }  // namespace rtgw::workers

@@ -7,6 +7,7 @@
 #include "calls/webrtc_leg.h"
 #include "common/json.h"
 #include "common/main_thread.h"
+#include "common/random.h"
 #include "common/ref.h"
 #include "sdp/session_description.h"
 #include "workers/echo_protocol.h"
