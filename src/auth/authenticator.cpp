@@ -37,7 +37,7 @@ Principal Authenticator::anonymous() const {
   Principal anon;
   anon.key_name = "anonymous";
   anon.models = {"*"};
-  anon.admin = true;
+  anon.admin = false;  // a keyless gateway has no admin (the HTTP layer also checks Host)
   return anon;
 }
 

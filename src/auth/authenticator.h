@@ -3,7 +3,8 @@
 //
 // Owns: turning an `Authorization: Bearer ...` header into a `Principal` (a configured gateway
 // key), constant-time key comparison, the model allow-list check, and the loopback-only
-// unauthenticated mode of a config without keys.
+// unauthenticated mode of a config without keys (an "anonymous" caller without admin rights; the
+// HTTP layer answers it only for a loopback Host, see http/host_check.h).
 #pragma once
 
 #include <optional>

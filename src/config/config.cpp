@@ -279,7 +279,8 @@ void read_webrtc(const Reader& r, JsonNode* node, WebRtcConfig& w) {
 void read_limits(const Reader& r, JsonNode* node, LimitsConfig& l) {
   JsonObject* obj = r.object(node, "$.limits");
   r.only(obj, "$.limits",
-         {"max_body_bytes", "max_pending_event_bytes", "max_calls", "drain_timeout_seconds"});
+         {"max_body_bytes", "max_pending_event_bytes", "max_calls", "drain_timeout_seconds",
+          "max_header_bytes", "header_timeout_seconds", "idle_timeout_seconds", "max_connections"});
   if (auto* n = member(obj, "max_body_bytes"))
     l.max_body_bytes = r.integer(n, "$.limits.max_body_bytes", 1024, 64 << 20);
   if (auto* n = member(obj, "max_pending_event_bytes"))
@@ -289,6 +290,16 @@ void read_limits(const Reader& r, JsonNode* node, LimitsConfig& l) {
   if (auto* n = member(obj, "drain_timeout_seconds"))
     l.drain_timeout_seconds =
         static_cast<int>(r.integer(n, "$.limits.drain_timeout_seconds", 0, 3600));
+  if (auto* n = member(obj, "max_header_bytes"))
+    l.max_header_bytes = r.integer(n, "$.limits.max_header_bytes", 1024, 65536);
+  if (auto* n = member(obj, "header_timeout_seconds"))
+    l.header_timeout_seconds =
+        static_cast<int>(r.integer(n, "$.limits.header_timeout_seconds", 1, 3600));
+  if (auto* n = member(obj, "idle_timeout_seconds"))
+    l.idle_timeout_seconds =
+        static_cast<int>(r.integer(n, "$.limits.idle_timeout_seconds", 1, 86400));
+  if (auto* n = member(obj, "max_connections"))
+    l.max_connections = static_cast<int>(r.integer(n, "$.limits.max_connections", 1, 1000000));
 }
 
 void read_websocket(const Reader& r, JsonNode* node, WebSocketConfig& w) {
@@ -337,6 +348,16 @@ void apply_env(const Reader& r, const EnvLookup& env, Config& c) {
     c.limits.max_calls = env_int("RTGW_MAX_CALLS", *v, 0, 1000000);
   if (auto v = env("RTGW_DRAIN_TIMEOUT_SECONDS"))
     c.limits.drain_timeout_seconds = env_int("RTGW_DRAIN_TIMEOUT_SECONDS", *v, 0, 3600);
+  if (auto v = env("RTGW_MAX_BODY_BYTES"))
+    c.limits.max_body_bytes = env_int("RTGW_MAX_BODY_BYTES", *v, 1024, 64 << 20);
+  if (auto v = env("RTGW_MAX_HEADER_BYTES"))
+    c.limits.max_header_bytes = env_int("RTGW_MAX_HEADER_BYTES", *v, 1024, 65536);
+  if (auto v = env("RTGW_HEADER_TIMEOUT_SECONDS"))
+    c.limits.header_timeout_seconds = env_int("RTGW_HEADER_TIMEOUT_SECONDS", *v, 1, 3600);
+  if (auto v = env("RTGW_IDLE_TIMEOUT_SECONDS"))
+    c.limits.idle_timeout_seconds = env_int("RTGW_IDLE_TIMEOUT_SECONDS", *v, 1, 86400);
+  if (auto v = env("RTGW_MAX_CONNECTIONS"))
+    c.limits.max_connections = env_int("RTGW_MAX_CONNECTIONS", *v, 1, 1000000);
   if (auto v = env("RTGW_WEBSOCKET_IDLE_TIMEOUT_SECONDS"))
     c.websocket.idle_timeout_seconds = env_int("RTGW_WEBSOCKET_IDLE_TIMEOUT_SECONDS", *v, 0, 86400);
   if (auto v = env("RTGW_WEBSOCKET_MAX_MESSAGE_BYTES"))
@@ -537,7 +558,11 @@ std::string describe(const Config& c) {
   out << "limits: max_body_bytes=" << c.limits.max_body_bytes
       << " max_pending_event_bytes=" << c.limits.max_pending_event_bytes
       << " max_calls=" << c.limits.max_calls
-      << " drain_timeout_seconds=" << c.limits.drain_timeout_seconds << "\n";
+      << " drain_timeout_seconds=" << c.limits.drain_timeout_seconds
+      << " max_header_bytes=" << c.limits.max_header_bytes
+      << " header_timeout_seconds=" << c.limits.header_timeout_seconds
+      << " idle_timeout_seconds=" << c.limits.idle_timeout_seconds
+      << " max_connections=" << c.limits.max_connections << "\n";
   out << "websocket: idle_timeout_seconds=" << c.websocket.idle_timeout_seconds
       << " max_message_bytes=" << c.websocket.max_message_bytes << "\n";
   out << "pipeline: " << (c.pipeline_file.empty() ? "(built-in)" : c.pipeline_file)

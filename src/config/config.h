@@ -87,6 +87,11 @@ struct LimitsConfig {
   std::int64_t max_pending_event_bytes = 1 << 20;  // per direction, while a channel is not open
   int max_calls = 0;                               // global capacity, 0 = unlimited
   int drain_timeout_seconds = 10;                  // SIGTERM: how long live calls may run on
+  // The HTTP server (http/connection_guard.h).
+  std::int64_t max_header_bytes = 16384;  // request line + headers (431 above)
+  int header_timeout_seconds = 10;        // a connection must deliver its headers within this
+  int idle_timeout_seconds = 60;          // a request body that stalls this long: closed
+  int max_connections = 1024;             // open HTTP and WebSocket connections
 };
 
 // WebSocket realtime sessions (`GET /v1/realtime`) and sideband sockets.

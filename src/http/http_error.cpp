@@ -1,14 +1,29 @@
 // SPDX-License-Identifier: MIT
 #include "http/http_error.h"
 
+#include <glib.h>
+
 #include "common/json.h"
+#include "common/ref.h"
 
 namespace rtgw::http {
+namespace {
+
+// Text from a URL (a path, a query value) may be any bytes: JSON strings must be UTF-8.
+std::string valid_utf8(const std::string& s) {
+  if (g_utf8_validate_len(s.data(), s.size(), nullptr)) return s;
+  UniqueStr fixed(g_utf8_make_valid(s.data(), static_cast<gssize>(s.size())));
+  return fixed.get();
+}
+
+}  // namespace
 
 std::string HttpError::body() const {
   if (raw_body_) return *raw_body_;
   json::ObjectBuilder err;
-  err.set("type", type_).set("code", code_).set("message", std::string(what()));
+  err.set("type", valid_utf8(type_))
+      .set("code", valid_utf8(code_))
+      .set("message", valid_utf8(what()));
   json::ObjectBuilder root;
   root.set_object("error", std::move(err));
   return root.str();

@@ -4,12 +4,14 @@
 #include <gio/gio.h>
 
 #include <algorithm>
+#include <cstring>
 #include <exception>
 #include <memory>
 
 #include "common/json.h"
 #include "common/random.h"
 #include "http/call_request.h"
+#include "http/host_check.h"
 #include "http/http_error.h"
 #include "sdp/session_description.h"
 
@@ -97,22 +99,96 @@ Server::Server(Services services)
   }
   soup_server_add_websocket_handler(server_.get(), kRealtimePath, nullptr, nullptr,
                                     &Server::on_websocket, this, nullptr);
+  connections_ = std::make_unique<ConnectionGuard>(server_.get(), services_.config.limits);
 }
 
 void Server::on_early_request(SoupServer*, SoupServerMessage* msg, const char*, GHashTable*,
                               gpointer data) {
-  // Refuse oversized bodies before reading them.
+  try {
+    static_cast<Server*>(data)->refuse_early(msg);
+  } catch (const std::exception& e) {
+    g_warning("early request check: %s", e.what());
+  }
+}
+
+bool Server::refuse_early(SoupServerMessage* msg) {
+  const auto& limits = services_.config.limits;
+  SoupMessageHeaders* request = soup_server_message_get_request_headers(msg);
+  // No keep-alive: every connection closes after its response (see http/connection_guard.h).
+  // A WebSocket handshake keeps its own `Connection: Upgrade`.
+  if (!soup_message_headers_get_one(request, "Upgrade"))
+    soup_message_headers_replace(soup_server_message_get_response_headers(msg), "Connection",
+                                 "close");
+  connections_->headers_received(msg);
+  auto refuse = [&](const HttpError& e) {
+    cors_.apply(msg);  // so a browser sees the error, not a CORS failure
+    connections_->refuse(msg, e.status(), "application/json", e.body());
+    return true;
+  };
+
+  // Request line and headers, as received (give or take the separators).
+  GUri* uri = soup_server_message_get_uri(msg);
+  std::int64_t header_bytes = 16;  // method, version, spaces, CRLFs
+  if (const char* method = soup_server_message_get_method(msg))
+    header_bytes += static_cast<std::int64_t>(strlen(method));
+  if (uri) {
+    header_bytes += static_cast<std::int64_t>(strlen(g_uri_get_path(uri)));
+    if (const char* q = g_uri_get_query(uri)) header_bytes += static_cast<std::int64_t>(strlen(q));
+  }
+  SoupMessageHeadersIter iter;
+  soup_message_headers_iter_init(&iter, request);
+  const char* name = nullptr;
+  const char* value = nullptr;
+  while (soup_message_headers_iter_next(&iter, &name, &value))
+    header_bytes += static_cast<std::int64_t>(strlen(name) + strlen(value) + 4);
+  if (header_bytes > limits.max_header_bytes)
+    return refuse(HttpError(431, "invalid_request_error", "headers_too_large",
+                            "the request line and headers are larger than " +
+                                std::to_string(limits.max_header_bytes) + " bytes"));
+
+  // Bodies: a Content-Length above the limit is refused before a byte of the body is read; any
+  // other body is counted as it arrives (on_got_chunk).
+  HttpError too_large(
+      413, "invalid_request_error", "body_too_large",
+      "the request body is larger than " + std::to_string(limits.max_body_bytes) + " bytes");
+  SoupEncoding encoding = soup_message_headers_get_encoding(request);
+  if (encoding == SOUP_ENCODING_CONTENT_LENGTH &&
+      soup_message_headers_get_content_length(request) > limits.max_body_bytes)
+    return refuse(too_large);
+
+  // Keyless loopback mode: only loopback names (no DNS rebinding).
+  if (services_.config.auth.keys.empty()) {
+    const char* host = soup_message_headers_get_one(request, "Host");
+    if (!is_loopback_host(host ? host : ""))
+      return refuse(HttpError(
+          403, "invalid_request_error", "invalid_host",
+          "this gateway has no keys and answers only requests to a loopback host (localhost, "
+          "127.0.0.1, [::1]), not to '" +
+              std::string(host ? host : "") + "'"));
+  }
+
+  if (encoding != SOUP_ENCODING_NONE && !(encoding == SOUP_ENCODING_CONTENT_LENGTH &&
+                                          soup_message_headers_get_content_length(request) == 0))
+    g_signal_connect(msg, "got-chunk", G_CALLBACK(&Server::on_got_chunk), this);
+  return false;
+}
+
+void Server::on_got_chunk(SoupServerMessage* msg, GBytes*, gpointer data) {
   auto* self = static_cast<Server*>(data);
-  goffset length =
-      soup_message_headers_get_content_length(soup_server_message_get_request_headers(msg));
-  if (length <= self->services_.config.limits.max_body_bytes) return;
-  self->cors_.apply(msg);  // so a browser sees the 413, not a CORS failure
-  respond_json(
-      msg, 413,
-      HttpError(413, "invalid_request_error", "body_too_large",
-                "the request body is larger than " +
-                    std::to_string(self->services_.config.limits.max_body_bytes) + " bytes")
-          .body());
+  try {
+    self->connections_->body_progress(msg);
+    SoupMessageBody* body = soup_server_message_get_request_body(msg);
+    const auto max = self->services_.config.limits.max_body_bytes;
+    if (!body || body->length <= max) return;
+    g_signal_handlers_disconnect_by_func(msg, reinterpret_cast<gpointer>(&Server::on_got_chunk),
+                                         data);
+    self->cors_.apply(msg);
+    HttpError e(413, "invalid_request_error", "body_too_large",
+                "the request body is larger than " + std::to_string(max) + " bytes");
+    self->connections_->refuse(msg, e.status(), "application/json", e.body());
+  } catch (const std::exception& e) {
+    g_warning("request body check: %s", e.what());
+  }
 }
 
 void Server::on_request(SoupServer*, SoupServerMessage* msg, const char* path, GHashTable* query,
@@ -141,7 +217,9 @@ void Server::on_request(SoupServer*, SoupServerMessage* msg, const char* path, G
 }
 
 Server::~Server() {
+  if (connections_) connections_->stop();
   if (server_) soup_server_disconnect(server_.get());
+  connections_.reset();
 }
 
 int Server::listen() {
@@ -158,13 +236,12 @@ int Server::listen() {
   }
   auto socket_address = Ref<GSocketAddress>::adopt(
       g_inet_socket_address_new(address.get(), static_cast<guint16>(c.listen_port())));
-  if (!soup_server_listen(server_.get(), socket_address.get(), SoupServerListenOptions(0),
-                          ErrorOut(err)))
-    throw std::runtime_error("cannot listen on " + c.listen + ": " + (err ? err->message : "?"));
-  GSList* uris = soup_server_get_uris(server_.get());
-  int port = uris ? g_uri_get_port(static_cast<GUri*>(uris->data)) : c.listen_port();
-  g_slist_free_full(uris, reinterpret_cast<GDestroyNotify>(g_uri_unref));
-  return port;
+  // The connections come through the guard, which bounds them (http/connection_guard.h).
+  try {
+    return connections_->listen(socket_address.get());
+  } catch (const std::runtime_error& e) {
+    throw std::runtime_error("cannot listen on " + c.listen + ": " + e.what());
+  }
 }
 
 void Server::dispatch(SoupServerMessage* msg, const char* path_cstr) {

@@ -12,12 +12,14 @@
 #include <libsoup/soup.h>
 
 #include <functional>
+#include <memory>
 #include <string>
 
 #include "auth/authenticator.h"
 #include "calls/call_registry.h"
 #include "common/ref.h"
 #include "config/config.h"
+#include "http/connection_guard.h"
 #include "http/cors.h"
 #include "metrics/metrics.h"
 #include "relay/session_registry.h"
@@ -55,6 +57,10 @@ class Server {
  private:
   static void on_early_request(SoupServer*, SoupServerMessage* msg, const char* path,
                                GHashTable* query, gpointer data);
+  // Each chunk of a request body: counted against limits.max_body_bytes as it arrives.
+  static void on_got_chunk(SoupServerMessage* msg, GBytes* chunk, gpointer data);
+  // Checks that need only the request line and headers; true when it answered.
+  bool refuse_early(SoupServerMessage* msg);
   static void on_request(SoupServer*, SoupServerMessage* msg, const char* path, GHashTable* query,
                          gpointer data);
   // After the upgrade of a request handle_realtime_socket() accepted.
@@ -81,6 +87,7 @@ class Server {
   Services services_;
   CorsPolicy cors_;
   Ref<SoupServer> server_;
+  std::unique_ptr<ConnectionGuard> connections_;
   bool shutting_down_ = false;
 };
 

@@ -164,6 +164,40 @@ TEST(Config, GlobMatch) {
 
 }  // namespace
 
+TEST(Config, HttpServerLimits) {
+  const char* text = R"({"models": [{"name": "e", "workers": [{"provider": "echo"}]}],
+    "limits": {"max_header_bytes": 8192, "header_timeout_seconds": 3, "idle_timeout_seconds": 7,
+               "max_connections": 50}})";
+  auto defaults = rtgw::config::load("", {}, env_of({}));
+  EXPECT_EQ(defaults.limits.max_header_bytes, 16384);
+  EXPECT_EQ(defaults.limits.header_timeout_seconds, 10);
+  EXPECT_EQ(defaults.limits.idle_timeout_seconds, 60);
+  EXPECT_EQ(defaults.limits.max_connections, 1024);
+  auto c = rtgw::config::load_from_text(text, "f", {}, env_of({}));
+  EXPECT_EQ(c.limits.max_header_bytes, 8192);
+  EXPECT_EQ(c.limits.header_timeout_seconds, 3);
+  EXPECT_EQ(c.limits.idle_timeout_seconds, 7);
+  EXPECT_EQ(c.limits.max_connections, 50);
+  EXPECT_NE(rtgw::config::describe(c).find("max_connections=50"), std::string::npos);
+  auto from_env = rtgw::config::load_from_text(text, "f", {},
+                                               env_of({{"RTGW_MAX_HEADER_BYTES", "4096"},
+                                                       {"RTGW_HEADER_TIMEOUT_SECONDS", "2"},
+                                                       {"RTGW_IDLE_TIMEOUT_SECONDS", "5"},
+                                                       {"RTGW_MAX_CONNECTIONS", "9"},
+                                                       {"RTGW_MAX_BODY_BYTES", "2048"}}));
+  EXPECT_EQ(from_env.limits.max_header_bytes, 4096);
+  EXPECT_EQ(from_env.limits.header_timeout_seconds, 2);
+  EXPECT_EQ(from_env.limits.idle_timeout_seconds, 5);
+  EXPECT_EQ(from_env.limits.max_connections, 9);
+  EXPECT_EQ(from_env.limits.max_body_bytes, 2048);
+  EXPECT_THROW(rtgw::config::load_from_text(R"({"limits": {"max_header_bytes": 100000}})", "f", {},
+                                            env_of({})),
+               ConfigError);
+  EXPECT_THROW(
+      rtgw::config::load_from_text(R"({"limits": {"max_connections": 0}})", "f", {}, env_of({})),
+      ConfigError);
+}
+
 TEST(Config, WebSocketSection) {
   const char* text = R"({"models": [{"name": "e", "workers": [{"provider": "echo"}]}],
     "websocket": {"idle_timeout_seconds": 30, "max_message_bytes": 2048}})";

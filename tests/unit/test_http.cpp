@@ -9,6 +9,7 @@
 #include "common/json.h"
 #include "common/websocket.h"
 #include "http/call_request.h"
+#include "http/host_check.h"
 #include "http/http_error.h"
 #include "workers/echo_protocol.h"
 
@@ -142,6 +143,30 @@ TEST(HttpError, BodyShape) {
   EXPECT_EQ(rtgw::json::get_string(err, "message").value_or(""), "no \"such\" model");
 }
 
+TEST(HttpError, InvalidUtf8FromAUrlStillMakesValidJson) {
+  HttpError e(404, "invalid_request_error", "call_not_found", "no call \xFF\xFE\xC3\x28 here");
+  std::string body = e.body();
+  EXPECT_TRUE(g_utf8_validate(body.data(), static_cast<gssize>(body.size()), nullptr)) << body;
+  auto node = rtgw::json::parse(body);
+  ASSERT_TRUE(node);
+  JsonObject* err = rtgw::json::get_object(json_node_get_object(node.get()), "error");
+  std::string message = rtgw::json::get_string(err, "message").value_or("");
+  EXPECT_EQ(message.rfind("no call ", 0), 0u);
+  EXPECT_NE(message.find(" here"), std::string::npos);
+}
+
+TEST(HostCheck, LoopbackNamesOnly) {
+  using rtgw::http::is_loopback_host;
+  for (const char* ok : {"localhost", "LOCALHOST:8080", "localhost.", "app.localhost:3000",
+                         "127.0.0.1", "127.0.0.1:8080", "127.1.2.3:80", "[::1]", "[::1]:8080"})
+    EXPECT_TRUE(is_loopback_host(ok)) << ok;
+  for (const char* bad :
+       {"", "evil.example", "evil.example:8080", "localhost.evil.example", "evillocalhost",
+        "127.0.0.1.evil.example", "10.0.0.1:8080", "0.0.0.0", "[::]:8080", "::1", "[::1", "127.1",
+        "2130706433", "localhost:80x", "[::1]x", "[::ffff:10.0.0.1]"})
+    EXPECT_FALSE(is_loopback_host(bad)) << bad;
+}
+
 rtgw::config::Config keyed_config() {
   rtgw::config::Config c;
   rtgw::config::KeyConfig a;
@@ -194,6 +219,8 @@ TEST(Auth, KeylessOnlyOnLoopback) {
   rtgw::config::Config loop;
   loop.listen = "127.0.0.1:8080";
   EXPECT_EQ(rtgw::auth::Authenticator(loop).authenticate(nullptr).key_name, "anonymous");
+  EXPECT_FALSE(rtgw::auth::Authenticator(loop).authenticate(nullptr).admin);
+  EXPECT_FALSE(rtgw::auth::Authenticator(loop).authenticate(nullptr).may_access("team-a"));
   rtgw::config::Config open;
   open.listen = "0.0.0.0:8080";
   EXPECT_THROW(rtgw::auth::Authenticator(open).authenticate(nullptr), HttpError);

@@ -1,0 +1,251 @@
+// SPDX-License-Identifier: MIT
+#include "http/connection_guard.h"
+
+#include <gio/gio.h>
+#include <gio/gnetworking.h>
+
+#include <stdexcept>
+
+#include "http/http_error.h"
+
+namespace rtgw::http {
+namespace {
+
+constexpr guint kSweepMs = 250;
+constexpr gint64 kLingerUs = 2 * G_USEC_PER_SEC;
+constexpr size_t kMaxLingering = 256;  // beyond this, refused connections close at once
+
+std::string address_key(GSocketAddress* address) {
+  if (!address || !G_IS_INET_SOCKET_ADDRESS(address)) return {};
+  auto* inet = G_INET_SOCKET_ADDRESS(address);
+  UniqueStr ip(g_inet_address_to_string(g_inet_socket_address_get_address(inet)));
+  return std::string(ip.get()) + "|" + std::to_string(g_inet_socket_address_get_port(inet));
+}
+
+std::string raw_response(int status, SoupMessageHeaders* extra, const std::string& content_type,
+                         const std::string& body) {
+  std::string out = "HTTP/1.1 " + std::to_string(status) + " " +
+                    soup_status_get_phrase(static_cast<guint>(status)) + "\r\n";
+  if (extra) {
+    SoupMessageHeadersIter iter;
+    soup_message_headers_iter_init(&iter, extra);
+    const char* name = nullptr;
+    const char* value = nullptr;
+    while (soup_message_headers_iter_next(&iter, &name, &value)) {
+      if (g_ascii_strcasecmp(name, "Content-Length") == 0 ||
+          g_ascii_strcasecmp(name, "Content-Type") == 0 ||
+          g_ascii_strcasecmp(name, "Connection") == 0 ||
+          g_ascii_strcasecmp(name, "Transfer-Encoding") == 0)
+        continue;
+      out += std::string(name) + ": " + value + "\r\n";
+    }
+  }
+  out += "Content-Type: " + content_type + "\r\nContent-Length: " + std::to_string(body.size()) +
+         "\r\nConnection: close\r\n\r\n" + body;
+  return out;
+}
+
+}  // namespace
+
+ConnectionGuard::ConnectionGuard(SoupServer* server, const config::LimitsConfig& limits)
+    : server_(server), limits_(limits) {
+  request_started_ = SignalConnection(
+      server_, g_signal_connect(server_, "request-started",
+                                G_CALLBACK(&ConnectionGuard::on_request_started), this));
+  request_read_ = SignalConnection(
+      server_, g_signal_connect(server_, "request-read",
+                                G_CALLBACK(&ConnectionGuard::on_request_read), this));
+}
+
+ConnectionGuard::~ConnectionGuard() {
+  stop();
+  for (auto& [stream, c] : connections_)
+    g_object_weak_unref(G_OBJECT(stream), &ConnectionGuard::on_stream_finalized, this);
+  connections_.clear();
+  by_remote_.clear();
+  for (auto& l : lingering_) g_io_stream_close(l.stream.get(), nullptr, nullptr);
+  lingering_.clear();
+}
+
+int ConnectionGuard::listen(GSocketAddress* address) {
+  service_ = Ref<GSocketService>::adopt(g_socket_service_new());
+  UniqueError err;
+  Ref<GSocketAddress> effective;
+  if (!g_socket_listener_add_address(G_SOCKET_LISTENER(service_.get()), address,
+                                     G_SOCKET_TYPE_STREAM, G_SOCKET_PROTOCOL_TCP, nullptr,
+                                     effective.out(), ErrorOut(err)))
+    throw std::runtime_error(err ? err->message : "cannot listen");
+  incoming_ = SignalConnection(service_.get(),
+                               g_signal_connect(service_.get(), "incoming",
+                                                G_CALLBACK(&ConnectionGuard::on_incoming), this));
+  g_socket_service_start(service_.get());
+  sweep_timer_ = SourceGuard(g_timeout_add(
+      kSweepMs,
+      [](gpointer data) -> gboolean {
+        static_cast<ConnectionGuard*>(data)->sweep();
+        return G_SOURCE_CONTINUE;
+      },
+      this));
+  return g_inet_socket_address_get_port(G_INET_SOCKET_ADDRESS(effective.get()));
+}
+
+void ConnectionGuard::stop() {
+  if (!service_) return;
+  incoming_.disconnect();
+  g_socket_service_stop(service_.get());
+  g_socket_listener_close(G_SOCKET_LISTENER(service_.get()));
+  sweep_timer_.cancel();
+  service_.reset();
+}
+
+gboolean ConnectionGuard::on_incoming(GSocketService*, GSocketConnection* stream, GObject*,
+                                      gpointer data) {
+  static_cast<ConnectionGuard*>(data)->accept(stream);
+  return TRUE;
+}
+
+void ConnectionGuard::accept(GSocketConnection* stream) {
+  GSocket* socket = g_socket_connection_get_socket(stream);
+  if (connections_.size() >= static_cast<size_t>(limits_.max_connections)) {
+    // Over the limit: a short answer, and the connection goes (libsoup never sees it).
+    std::string body = HttpError(503, "server_error", "too_many_connections",
+                                 "the gateway has " + std::to_string(limits_.max_connections) +
+                                     " open connections (limits.max_connections)")
+                           .body();
+    std::string response = raw_response(503, nullptr, "application/json", body);
+    g_socket_set_blocking(socket, FALSE);
+    g_socket_send(socket, response.data(), response.size(), nullptr, nullptr);
+    g_socket_shutdown(socket, FALSE, TRUE, nullptr);
+    auto held = Ref<GIOStream>::retain(G_IO_STREAM(stream));
+    if (lingering_.size() < kMaxLingering)
+      lingering_.push_back({std::move(held), g_get_monotonic_time() + kLingerUs / 2});
+    else
+      g_io_stream_close(held.get(), nullptr, nullptr);
+    return;
+  }
+  g_socket_set_option(socket, IPPROTO_TCP, TCP_NODELAY, TRUE, nullptr);
+  auto local = Ref<GSocketAddress>::adopt(g_socket_connection_get_local_address(stream, nullptr));
+  auto remote = Ref<GSocketAddress>::adopt(g_socket_connection_get_remote_address(stream, nullptr));
+  if (!local || !remote) {
+    g_io_stream_close(G_IO_STREAM(stream), nullptr, nullptr);
+    return;
+  }
+  Connection c{stream, address_key(remote.get())};
+  c.deadline_us = g_get_monotonic_time() + gint64{limits_.header_timeout_seconds} * G_USEC_PER_SEC;
+  by_remote_[c.remote] = stream;
+  connections_[stream] = std::move(c);
+  g_object_weak_ref(G_OBJECT(stream), &ConnectionGuard::on_stream_finalized, this);
+  UniqueError err;
+  // libsoup takes its own reference; the service drops its one when this handler returns.
+  if (!soup_server_accept_iostream(server_, G_IO_STREAM(stream), local.get(), remote.get(),
+                                   ErrorOut(err)))
+    g_io_stream_close(G_IO_STREAM(stream), nullptr, nullptr);
+}
+
+void ConnectionGuard::on_stream_finalized(gpointer data, GObject* where_the_object_was) {
+  static_cast<ConnectionGuard*>(data)->forget(
+      reinterpret_cast<GSocketConnection*>(where_the_object_was));
+}
+
+void ConnectionGuard::forget(GSocketConnection* stream) {
+  auto it = connections_.find(stream);
+  if (it == connections_.end()) return;
+  auto r = by_remote_.find(it->second.remote);
+  if (r != by_remote_.end() && r->second == stream) by_remote_.erase(r);
+  connections_.erase(it);
+}
+
+ConnectionGuard::Connection* ConnectionGuard::find(SoupServerMessage* msg) {
+  auto r = by_remote_.find(address_key(soup_server_message_get_remote_address(msg)));
+  if (r == by_remote_.end()) return nullptr;
+  auto it = connections_.find(r->second);
+  return it == connections_.end() ? nullptr : &it->second;
+}
+
+void ConnectionGuard::on_request_started(SoupServer*, SoupServerMessage* msg, gpointer data) {
+  auto* self = static_cast<ConnectionGuard*>(data);
+  if (Connection* c = self->find(msg); c && c->state != State::kClosing) {
+    c->state = State::kHeaders;
+    c->deadline_us =
+        g_get_monotonic_time() + gint64{self->limits_.header_timeout_seconds} * G_USEC_PER_SEC;
+  }
+}
+
+void ConnectionGuard::headers_received(SoupServerMessage* msg) {
+  if (Connection* c = find(msg); c && c->state != State::kClosing) {
+    c->state = State::kBody;
+    c->deadline_us = g_get_monotonic_time() + gint64{limits_.idle_timeout_seconds} * G_USEC_PER_SEC;
+  }
+}
+
+void ConnectionGuard::body_progress(SoupServerMessage* msg) {
+  if (Connection* c = find(msg); c && c->state == State::kBody)
+    c->deadline_us = g_get_monotonic_time() + gint64{limits_.idle_timeout_seconds} * G_USEC_PER_SEC;
+}
+
+void ConnectionGuard::on_request_read(SoupServer*, SoupServerMessage* msg, gpointer data) {
+  // The whole request is in: the handler may take its time (a call waits for its worker, a
+  // WebSocket lives on), so no deadline from here.
+  auto* self = static_cast<ConnectionGuard*>(data);
+  if (Connection* c = self->find(msg); c && c->state != State::kClosing) {
+    c->state = State::kBusy;
+    c->deadline_us = 0;
+  }
+}
+
+void ConnectionGuard::refuse(SoupServerMessage* msg, int status, const std::string& content_type,
+                             const std::string& body) {
+  std::string response =
+      raw_response(status, soup_server_message_get_response_headers(msg), content_type, body);
+  Connection* c = find(msg);
+  GSocketConnection* socket_stream = c ? c->stream : nullptr;
+  // libsoup lets go of the connection (as for a WebSocket): nothing more of the request is read.
+  auto stream = Ref<GIOStream>::adopt(soup_server_message_steal_connection(msg));
+  if (!stream) return;
+  GOutputStream* out = g_io_stream_get_output_stream(stream.get());
+  g_output_stream_write_all(out, response.data(), response.size(), nullptr, nullptr, nullptr);
+  g_output_stream_flush(out, nullptr, nullptr);
+  if (socket_stream)
+    g_socket_shutdown(g_socket_connection_get_socket(socket_stream), FALSE, TRUE, nullptr);
+  if (c) {
+    c->state = State::kClosing;
+    c->deadline_us = 0;
+  }
+  if (lingering_.size() < kMaxLingering)
+    lingering_.push_back({std::move(stream), g_get_monotonic_time() + kLingerUs});
+  else
+    g_io_stream_close(stream.get(), nullptr, nullptr);
+}
+
+void ConnectionGuard::sweep() {
+  gint64 now = g_get_monotonic_time();
+  for (auto it = lingering_.begin(); it != lingering_.end();) {
+    if (now < it->close_at_us) {
+      ++it;
+      continue;
+    }
+    g_io_stream_close(it->stream.get(), nullptr, nullptr);
+    it = lingering_.erase(it);
+  }
+  std::vector<GSocketConnection*> closed;
+  for (auto& [stream, c] : connections_) {
+    if (g_io_stream_is_closed(G_IO_STREAM(stream))) {
+      closed.push_back(stream);
+      continue;
+    }
+    if (c.deadline_us == 0 || now < c.deadline_us) continue;
+    // Missed its deadline: shut it down both ways. libsoup, which is reading it, sees EOF and
+    // disconnects it as for a client that went away.
+    g_debug("closing HTTP connection %s: %s deadline passed", c.remote.c_str(),
+            c.state == State::kHeaders ? "header" : "body idle");
+    g_socket_shutdown(g_socket_connection_get_socket(stream), TRUE, TRUE, nullptr);
+    c.state = State::kClosing;
+    c.deadline_us = 0;
+  }
+  for (GSocketConnection* stream : closed) {
+    g_object_weak_unref(G_OBJECT(stream), &ConnectionGuard::on_stream_finalized, this);
+    forget(stream);
+  }
+}
+
+}  // namespace rtgw::http
