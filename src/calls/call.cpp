@@ -77,11 +77,11 @@ Ref<GstElement> build_call_pipeline(const std::string& description) {
 
 void check_call_description(const std::string& description) { build_call_pipeline(description); }
 
-Call::Call(CallIdentity identity, CallSettings settings,
-           std::shared_ptr<workers::UpstreamSignaller> signaller, CallListener* listener)
+Call::Call(CallIdentity identity, CallSettings settings, workers::WorkerLease lease,
+           CallListener* listener)
     : identity_(std::move(identity)),
       settings_(std::move(settings)),
-      signaller_(std::move(signaller)),
+      lease_(std::move(lease)),
       listener_(listener),
       cancellable_(Ref<GCancellable>::adopt(g_cancellable_new())) {
   created_us_ = g_get_monotonic_time();
@@ -289,11 +289,11 @@ void Call::start_upstream_leg(std::optional<std::string> session_json) {
 
 void Call::send_offer_upstream() {
   std::weak_ptr<int> alive = alive_;
-  signaller_->exchange(offer_request_, cancellable_.get(),
-                       [this, alive](workers::UpstreamResult result) {
-                         if (!alive.lock() || state_ == State::kEnded) return;
-                         on_upstream_result(std::move(result));
-                       });
+  lease_->exchange(offer_request_, cancellable_.get(),
+                   [this, alive](workers::UpstreamResult result) {
+                     if (!alive.lock() || state_ == State::kEnded) return;
+                     on_upstream_result(std::move(result));
+                   });
 }
 
 void Call::on_upstream_result(workers::UpstreamResult result) {
@@ -301,10 +301,8 @@ void Call::on_upstream_result(workers::UpstreamResult result) {
     // A worker's own failure (unreachable, timeout, 5xx, 429) counts against it, and the same
     // offer goes to the next worker of the model, before the client has an answer. An upstream
     // 4xx is the request's fault: it goes back to the client as is.
-    if (auto next =
-            workers::fail_over(*failure, *signaller_, tried_workers_, settings_.failover, id())) {
-      signaller_ = std::move(next);
-      identity_.worker_name = signaller_->name();
+    if (workers::fail_over(*failure, lease_, tried_workers_, settings_.failover, id())) {
+      identity_.worker_name = lease_->name();
       send_offer_upstream();
       return;
     }
@@ -331,7 +329,7 @@ void Call::on_upstream_result(workers::UpstreamResult result) {
     return;
   }
   auto& answer = std::get<workers::UpstreamAnswer>(result);
-  signaller_->report_setup(true);
+  lease_.settle(workers::SetupOutcome::kSuccess);
   upstream_answer_ms_ = answer.answer_ms;
   upstream_call_id_ = answer.upstream_call_id;
   sdp::SdpMessagePtr message;
@@ -713,7 +711,8 @@ void Call::hang_up(const std::string& reason) {
   policy_hangup_.cancel();
   media_watchdog_.cancel();
   stats_timer_.cancel();
-  if (!upstream_call_id_.empty() && signaller_) signaller_->hangup(upstream_call_id_);
+  lease_.settle(workers::SetupOutcome::kNeutral);  // ended during set-up: a cancel
+  if (!upstream_call_id_.empty() && lease_) lease_->hangup(upstream_call_id_);
   for (CallTap* tap : std::exchange(taps_, {})) tap->OnCallEnded(reason);
 
   // Close the open data channels first so both peers learn at once (a stream reset), and stop

@@ -7,8 +7,8 @@
 // set-up (both legs concurrently), its timers, its statistics, and its teardown.
 //
 // Threads: all methods on the main loop. It reports to its owner through `CallListener`.
-// Media code never sees HTTP: it gets an id, an offer and a signaller, and returns an answer or a
-// SetupFailure.
+// Media code never sees HTTP: it gets an id, an offer and a worker lease (held until the call is
+// dropped; failover moves it to the next worker), and returns an answer or a SetupFailure.
 #pragma once
 
 #include <gst/gst.h>
@@ -30,6 +30,7 @@
 #include "sdp/session_description.h"
 #include "usage/usage_ledger.h"
 #include "workers/upstream_signaller.h"
+#include "workers/worker_lease.h"
 
 namespace rtgw::calls {
 
@@ -101,8 +102,8 @@ class Call : public WebRtcLeg::Listener, public EventChannel::Listener {
  public:
   enum class State { kSettingUp, kActive, kEnded };
 
-  Call(CallIdentity identity, CallSettings settings,
-       std::shared_ptr<workers::UpstreamSignaller> signaller, CallListener* listener);
+  Call(CallIdentity identity, CallSettings settings, workers::WorkerLease lease,
+       CallListener* listener);
   ~Call() override;
   Call(const Call&) = delete;
   Call& operator=(const Call&) = delete;
@@ -123,7 +124,9 @@ class Call : public WebRtcLeg::Listener, public EventChannel::Listener {
 
   const CallIdentity& identity() const { return identity_; }
   // The worker serving the call (it may change during set-up, on failover).
-  const std::shared_ptr<workers::UpstreamSignaller>& signaller() const { return signaller_; }
+  const std::shared_ptr<workers::UpstreamSignaller>& signaller() const {
+    return lease_.signaller();
+  }
   const std::string& id() const { return identity_.call_id; }
   State state() const { return state_; }
   bool answered() const { return answered_us_ != 0; }
@@ -189,7 +192,7 @@ class Call : public WebRtcLeg::Listener, public EventChannel::Listener {
 
   CallIdentity identity_;
   CallSettings settings_;
-  std::shared_ptr<workers::UpstreamSignaller> signaller_;
+  workers::WorkerLease lease_;  // held until the call is dropped
   CallListener* listener_;
   std::shared_ptr<int> alive_ = std::make_shared<int>(0);
 

@@ -18,14 +18,13 @@ CallRegistry::~CallRegistry() {
 std::string CallRegistry::new_call_id() { return random_id("rtc_", 32); }
 
 Call& CallRegistry::start_call(CallIdentity identity, CallSettings settings,
-                               std::shared_ptr<workers::UpstreamSignaller> signaller,
-                               sdp::CheckedOffer offer, std::optional<std::string> session_json,
-                               AnswerCallback on_answer, ReleaseCallback on_release) {
+                               workers::WorkerLease lease, sdp::CheckedOffer offer,
+                               std::optional<std::string> session_json, AnswerCallback on_answer) {
   std::string id = identity.call_id;
   auto call =
-      std::make_unique<Call>(std::move(identity), std::move(settings), std::move(signaller), this);
+      std::make_unique<Call>(std::move(identity), std::move(settings), std::move(lease), this);
   Call& ref = *call;
-  calls_[id] = Entry{std::move(call), std::move(on_answer), std::move(on_release)};
+  calls_[id] = Entry{std::move(call), std::move(on_answer)};
   try {
     ref.start(std::move(offer), std::move(session_json));
   } catch (...) {
@@ -102,7 +101,6 @@ void CallRegistry::drop(const std::string& id) {
     ended_.erase(ended_order_.front());
     ended_order_.pop_front();
   }
-  if (entry.on_release) entry.on_release(*entry.call);
   if (observer_ && entry.call->answered()) observer_->OnCallEnded(*entry.call);
   entry.call.reset();
   if (calls_.empty() && on_empty_) on_empty_();

@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: MIT
 // All calls of this process, by id.
 //
-// Owns: the live calls (one `Call` each), who created them, their worker's load, recently ended
-// calls' final state (bounded), capacity counts per key, hanging everything up at shutdown, and
-// telling the gateway when the last call is gone (drain).
+// Owns: the live calls (one `Call` each, holding its worker lease), who created them, recently
+// ended calls' final state (bounded), capacity counts per key, hanging everything up at shutdown,
+// and telling the gateway when the last call is gone (drain).
 //
 // Threads: main loop only.
 #pragma once
@@ -33,8 +33,6 @@ class CallObserver {
 class CallRegistry : public CallListener {
  public:
   using AnswerCallback = std::function<void(std::variant<std::string, SetupFailure>)>;
-  // Called when a call is dropped (release worker load and per-key slots, metrics).
-  using ReleaseCallback = std::function<void(const Call&)>;
 
   CallRegistry() = default;
   ~CallRegistry() override;
@@ -43,10 +41,9 @@ class CallRegistry : public CallListener {
 
   // Creates and starts a call; `on_answer` runs once on the main loop with the answer SDP or the
   // set-up failure. Throws std::runtime_error if the pipeline cannot be built.
-  Call& start_call(CallIdentity identity, CallSettings settings,
-                   std::shared_ptr<workers::UpstreamSignaller> signaller, sdp::CheckedOffer offer,
-                   std::optional<std::string> session_json, AnswerCallback on_answer,
-                   ReleaseCallback on_release);
+  Call& start_call(CallIdentity identity, CallSettings settings, workers::WorkerLease lease,
+                   sdp::CheckedOffer offer, std::optional<std::string> session_json,
+                   AnswerCallback on_answer);
 
   Call* find(const std::string& id) const;
   // Final state of a recently ended call, as JSON text, if still remembered.
@@ -74,7 +71,6 @@ class CallRegistry : public CallListener {
   struct Entry {
     std::unique_ptr<Call> call;
     AnswerCallback on_answer;
-    ReleaseCallback on_release;
   };
   void drop(const std::string& id);
 

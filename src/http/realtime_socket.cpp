@@ -24,7 +24,7 @@ struct Upgrade {
   std::string call_id;  // a sideband; else a session:
   relay::SessionIdentity identity;
   relay::SessionSettings settings;
-  std::shared_ptr<workers::UpstreamSignaller> signaller;
+  workers::WorkerLease lease;  // given back if the upgrade never completes
 };
 
 struct OfferedProtocols {
@@ -99,9 +99,9 @@ void Server::handle_realtime_socket(SoupServerMessage* msg, GHashTable* query) {
     std::string model = query_value(query, "model");
     const config::ModelConfig& model_config = resolve_model(principal, model);
     model = model_config.name;
-    upgrade->signaller = reserve_capacity(principal, model);
+    upgrade->lease = reserve_capacity(principal, model);
     upgrade->identity = {relay::SessionRegistry::new_session_id(), principal.key_name, model,
-                         model_config.upstream_model, upgrade->signaller->name()};
+                         model_config.upstream_model, upgrade->lease->name()};
     relay::SessionSettings& s = upgrade->settings;
     s.pipeline_description = services_.session_pipeline_description;
     s.policy_json = config.policy_json;
@@ -145,7 +145,7 @@ void Server::on_websocket(SoupServer*, SoupServerMessage* msg, const char*,
     return;
   }
   self->services_.sessions.start_session(std::move(owned->identity), std::move(owned->settings),
-                                         std::move(owned->signaller), connection, max_bytes);
+                                         std::move(owned->lease), connection, max_bytes);
 }
 
 }  // namespace rtgw::http

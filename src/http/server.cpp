@@ -345,14 +345,14 @@ void Server::handle_create_call(SoupServerMessage* msg, GHashTable* query) {
     throw errors::bad_request("invalid_sdp", e.what());
   }
 
-  auto signaller = reserve_capacity(principal, model);
+  auto lease = reserve_capacity(principal, model);
 
   std::optional<std::string> session = request.session_json;
   if (!session && principal.token_session_json) session = principal.token_session_json;
   if (session) session = session_for_upstream(*session, model_config.upstream_model);
 
   calls::CallIdentity identity{calls::CallRegistry::new_call_id(), principal.key_name, model,
-                               model_config.upstream_model, signaller->name()};
+                               model_config.upstream_model, lease->name()};
   calls::CallSettings settings;
   settings.webrtc = config.webrtc;
   settings.max_pending_event_bytes = config.limits.max_pending_event_bytes;
@@ -384,13 +384,10 @@ void Server::handle_create_call(SoupServerMessage* msg, GHashTable* query) {
   };
 
   soup_server_message_pause(msg);
-  signaller->call_started();
   try {
-    services_.calls.start_call(std::move(identity), std::move(settings), signaller,
-                               std::move(offer), std::move(session), std::move(on_answer),
-                               [](const calls::Call& call) { call.signaller()->call_ended(); });
+    services_.calls.start_call(std::move(identity), std::move(settings), std::move(lease),
+                               std::move(offer), std::move(session), std::move(on_answer));
   } catch (const std::exception& e) {
-    signaller->call_ended();
     soup_server_message_unpause(msg);
     throw HttpError(500, "server_error", "internal_error", e.what());
   }
@@ -435,8 +432,8 @@ const config::ModelConfig& Server::resolve_model(const auth::Principal& principa
   return *model_config;
 }
 
-std::shared_ptr<workers::UpstreamSignaller> Server::reserve_capacity(
-    const auth::Principal& principal, const std::string& model) {
+workers::WorkerLease Server::reserve_capacity(const auth::Principal& principal,
+                                              const std::string& model) {
   // WebRTC calls and WebSocket sessions share the gateway's and each key's capacity.
   const auto& limits = services_.config.limits;
   if (limits.max_calls > 0 &&
@@ -449,10 +446,9 @@ std::shared_ptr<workers::UpstreamSignaller> Server::reserve_capacity(
     throw errors::too_many("too_many_calls", "this key already has " +
                                                  std::to_string(principal.max_concurrent_calls) +
                                                  " live calls and sessions");
-  auto signaller = services_.workers.pick(model);
-  if (!signaller)
-    throw errors::unavailable("no_capacity", "no worker of '" + model + "' has capacity");
-  return signaller;
+  auto lease = services_.workers.pick(model);
+  if (!lease) throw errors::unavailable("no_capacity", "no worker of '" + model + "' has capacity");
+  return lease;
 }
 
 void Server::handle_get_call(SoupServerMessage* msg, const std::string& id) {

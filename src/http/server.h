@@ -70,9 +70,8 @@ class Server {
   // Model checks shared by calls and sessions (the token's model when none is named).
   const config::ModelConfig& resolve_model(const auth::Principal& principal,
                                            std::string model) const;
-  // Capacity checks shared by calls and sessions; the chosen worker.
-  std::shared_ptr<workers::UpstreamSignaller> reserve_capacity(const auth::Principal& principal,
-                                                               const std::string& model);
+  // Capacity checks shared by calls and sessions; a lease on the chosen worker.
+  workers::WorkerLease reserve_capacity(const auth::Principal& principal, const std::string& model);
   // GET /v1/realtime (http/realtime_socket.cpp): every check before the upgrade.
   void handle_realtime_socket(SoupServerMessage* msg, GHashTable* query);
   void handle_create_call(SoupServerMessage* msg, GHashTable* query);

@@ -13,15 +13,14 @@ SessionRegistry::~SessionRegistry() {
 
 std::string SessionRegistry::new_session_id() { return random_id("ws_", 32); }
 
-WebSocketSession& SessionRegistry::start_session(
-    SessionIdentity identity, SessionSettings settings,
-    std::shared_ptr<workers::UpstreamSignaller> signaller, SoupWebsocketConnection* client,
-    std::uint64_t max_client_message_bytes) {
+WebSocketSession& SessionRegistry::start_session(SessionIdentity identity, SessionSettings settings,
+                                                 workers::WorkerLease lease,
+                                                 SoupWebsocketConnection* client,
+                                                 std::uint64_t max_client_message_bytes) {
   std::string id = identity.session_id;
-  signaller->call_started();
-  auto session = std::make_unique<WebSocketSession>(std::move(identity), std::move(settings),
-                                                    std::move(signaller), client,
-                                                    max_client_message_bytes, this);
+  auto session =
+      std::make_unique<WebSocketSession>(std::move(identity), std::move(settings), std::move(lease),
+                                         client, max_client_message_bytes, this);
   WebSocketSession& ref = *session;
   sessions_[id] = std::move(session);
   try {
@@ -68,7 +67,6 @@ void SessionRegistry::OnSessionEnded(WebSocketSession& session) {
   if (it == sessions_.end()) return;
   std::unique_ptr<WebSocketSession> ended = std::move(it->second);
   sessions_.erase(it);
-  ended->signaller()->call_ended();
   if (observer_) observer_->OnSessionEnded(*ended);
   ended.reset();
   if (sessions_.empty() && on_empty_) on_empty_();

@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: MIT
 // All WebSocket sessions and sideband sockets of this process.
 //
-// Owns: the live `WebSocketSession`s (by id) and `Sideband`s, their worker load release, capacity
-// counts per key, ending everything at shutdown, and telling the gateway when the last session
-// is gone (drain). Sidebands live and die with their calls; they never hold a drain open.
+// Owns: the live `WebSocketSession`s (by id, each holding its worker lease) and `Sideband`s,
+// capacity counts per key, ending everything at shutdown, and telling the gateway when the last
+// session is gone (drain). Sidebands live and die with their calls; they never hold a drain open.
 //
 // Threads: main loop only.
 #pragma once
@@ -36,11 +36,10 @@ class SessionRegistry : public SessionListener {
 
   static std::string new_session_id();
 
-  // Creates and starts a session on an upgraded client socket; the worker load is held until
+  // Creates and starts a session on an upgraded client socket; the worker lease is held until
   // the session is dropped. A session that cannot start is closed with 1011.
   WebSocketSession& start_session(SessionIdentity identity, SessionSettings settings,
-                                  std::shared_ptr<workers::UpstreamSignaller> signaller,
-                                  SoupWebsocketConnection* client,
+                                  workers::WorkerLease lease, SoupWebsocketConnection* client,
                                   std::uint64_t max_client_message_bytes);
   void attach_sideband(calls::Call& call, SoupWebsocketConnection* connection,
                        std::uint64_t max_message_bytes);

@@ -25,13 +25,12 @@ const char* state_name(WebSocketSession::State s) {
 }  // namespace
 
 WebSocketSession::WebSocketSession(SessionIdentity identity, SessionSettings settings,
-                                   std::shared_ptr<workers::UpstreamSignaller> signaller,
-                                   SoupWebsocketConnection* client,
+                                   workers::WorkerLease lease, SoupWebsocketConnection* client,
                                    std::uint64_t max_client_message_bytes,
                                    SessionListener* listener)
     : identity_(std::move(identity)),
       settings_(std::move(settings)),
-      signaller_(std::move(signaller)),
+      lease_(std::move(lease)),
       listener_(listener),
       client_(client, max_client_message_bytes, this),
       cancellable_(Ref<GCancellable>::adopt(g_cancellable_new())) {}
@@ -58,11 +57,11 @@ void WebSocketSession::start() {
 
 void WebSocketSession::connect_upstream() {
   std::weak_ptr<int> alive = alive_;
-  signaller_->open_socket({identity_.upstream_model, settings_.beta_protocol}, this,
-                          cancellable_.get(), [this, alive](workers::SocketResult result) {
-                            if (!alive.lock()) return;
-                            on_upstream_result(std::move(result));
-                          });
+  lease_->open_socket({identity_.upstream_model, settings_.beta_protocol}, this, cancellable_.get(),
+                      [this, alive](workers::SocketResult result) {
+                        if (!alive.lock()) return;
+                        on_upstream_result(std::move(result));
+                      });
 }
 
 void WebSocketSession::on_upstream_result(workers::SocketResult result) {
@@ -70,17 +69,15 @@ void WebSocketSession::on_upstream_result(workers::SocketResult result) {
   if (auto* failure = std::get_if<workers::UpstreamFailure>(&result)) {
     // As for calls: a worker's own failure counts against it and the next worker is tried; a
     // refusal of the request (401, 403, other 4xx) is not the worker's fault and ends here.
-    if (auto next =
-            workers::fail_over(*failure, *signaller_, tried_workers_, settings_.failover, id())) {
-      signaller_ = std::move(next);
-      identity_.worker_name = signaller_->name();
+    if (workers::fail_over(*failure, lease_, tried_workers_, settings_.failover, id())) {
+      identity_.worker_name = lease_->name();
       connect_upstream();
       return;
     }
     fail_upstream(*failure);
     return;
   }
-  signaller_->report_setup(true);
+  lease_.settle(workers::SetupOutcome::kSuccess);
   upstream_ = std::move(std::get<std::unique_ptr<workers::UpstreamSocket>>(result));
   state_ = State::kOpen;
   connected_us_ = g_get_monotonic_time();
@@ -116,6 +113,7 @@ void WebSocketSession::end(int code, const std::string& reason) {
   end_reason_ = reason;
   close_code_ = code;
   g_cancellable_cancel(cancellable_.get());
+  lease_.settle(workers::SetupOutcome::kNeutral);  // ended while connecting: a cancel
   idle_timer_.cancel();
   drain_timeout_.cancel();
   flush_timeout_.cancel();

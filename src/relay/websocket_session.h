@@ -1,12 +1,12 @@
 // SPDX-License-Identifier: MIT
 // One relayed WebSocket realtime session (`GET /v1/realtime?model=`).
 //
-// Owns: the client's WebSocket, the worker's `UpstreamSocket` (opened after the client's upgrade,
-// with failover to the model's next worker), the session's `EventPath` (policy on client events,
-// metering of upstream events), the queue of client events waiting for the worker, the idle
-// timer, the drain after the client leaves mid-response, and the mapping of every ending to a
-// close code (RFC 6455): policy 1008, upstream refused 1008/1013/1011, idle 1000, upstream's own
-// code passed on.
+// Owns: the client's WebSocket, its worker lease (held until the session is dropped), the worker's
+// `UpstreamSocket` (opened after the client's upgrade, with failover to the model's next worker),
+// the session's `EventPath` (policy on client events, metering of upstream events), the queue of
+// client events waiting for the worker, the idle timer, the drain after the client leaves
+// mid-response, and the mapping of every ending to a close code (RFC 6455): policy 1008, upstream
+// refused 1008/1013/1011, idle 1000, upstream's own code passed on.
 //
 // Threads: main loop only. It reports to its owner through `SessionListener` and never deletes
 // itself.
@@ -27,6 +27,7 @@
 #include "relay/event_path.h"
 #include "usage/usage_ledger.h"
 #include "workers/upstream_signaller.h"
+#include "workers/worker_lease.h"
 
 namespace rtgw::relay {
 
@@ -60,7 +61,7 @@ struct SessionSettings {
   bool beta_protocol = false;     // the client asked for the beta dialect
   // A token's session: sent first, as a session.update through the policy.
   std::optional<std::string> session_json;
-  // The next worker to try after a worker failure while connecting (nullptr: none left).
+  // A lease on the next worker to try after a worker failure while connecting (empty: none).
   workers::FailoverFn failover;
 };
 
@@ -70,8 +71,7 @@ class WebSocketSession : public WebSocket::Listener,
  public:
   enum class State { kConnecting, kOpen, kDraining, kEnded };
 
-  WebSocketSession(SessionIdentity identity, SessionSettings settings,
-                   std::shared_ptr<workers::UpstreamSignaller> signaller,
+  WebSocketSession(SessionIdentity identity, SessionSettings settings, workers::WorkerLease lease,
                    SoupWebsocketConnection* client, std::uint64_t max_client_message_bytes,
                    SessionListener* listener);
   ~WebSocketSession() override;
@@ -87,7 +87,9 @@ class WebSocketSession : public WebSocket::Listener,
 
   const SessionIdentity& identity() const { return identity_; }
   const std::string& id() const { return identity_.session_id; }
-  const std::shared_ptr<workers::UpstreamSignaller>& signaller() const { return signaller_; }
+  const std::shared_ptr<workers::UpstreamSignaller>& signaller() const {
+    return lease_.signaller();
+  }
   State state() const { return state_; }
   // "completed", or how it failed: "upstream_error", "upstream_timeout", "upstream_unreachable"
   const std::string& outcome() const { return outcome_; }
@@ -122,7 +124,7 @@ class WebSocketSession : public WebSocket::Listener,
 
   SessionIdentity identity_;
   SessionSettings settings_;
-  std::shared_ptr<workers::UpstreamSignaller> signaller_;
+  workers::WorkerLease lease_;
   SessionListener* listener_;
   std::shared_ptr<int> alive_ = std::make_shared<int>(0);
 

@@ -5,7 +5,9 @@
 // Owns: one `EchoSession` per upstream call — its own pipeline with a webrtcbin that answers the
 // gateway's upstream-leg offer, loops the caller's Opus audio back, and speaks the echo protocol
 // (workers/echo_protocol.h) on `oai-events`; and, for WebSocket sessions, an in-process socket
-// speaking the same protocol. It is a demo and test upstream, not a model.
+// speaking the same protocol. It is a demo and test upstream, not a model. Calls lease it like any
+// worker (workers/worker_lease.h) with the signaller's default admission: counted, never refused,
+// no breaker.
 //
 // Threads: main loop only; webrtcbin callbacks post to it.
 #pragma once

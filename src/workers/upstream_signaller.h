@@ -5,6 +5,11 @@
 // answer or a failure back on the main loop; it never sees HTTP. The WebSocket relay (relay/)
 // asks the same signaller for an `UpstreamSocket`. `workers::Worker` implements it
 // over HTTP; the built-in echo worker implements it in process.
+//
+// Admission (load count, breaker probe slot, set-up outcome) is not called by users of a
+// signaller: a `WorkerLease` (workers/worker_lease.h) is its only caller.
+//
+// Threads: main loop only.
 #pragma once
 
 #include <gio/gio.h>
@@ -62,6 +67,15 @@ struct SocketRequest {
 
 using SocketResult = std::variant<std::unique_ptr<UpstreamSocket>, UpstreamFailure>;
 
+// How a call's set-up ended, as the worker's circuit breaker counts it.
+enum class SetupOutcome {
+  kSuccess,        // the worker answered: closes its breaker
+  kWorkerFailure,  // is_worker_failure(): counts against it (re-opens a half-open breaker)
+  kNeutral,        // the request's fault (client-side 4xx), or cancelled: no count changes
+};
+
+class WorkerLease;
+
 class UpstreamSignaller {
  public:
   virtual ~UpstreamSignaller() = default;
@@ -76,31 +90,37 @@ class UpstreamSignaller {
   virtual void open_socket(const SocketRequest& request, UpstreamSocket::Listener* listener,
                            GCancellable* cancellable, std::function<void(SocketResult)> done) = 0;
   virtual const std::string& name() const = 0;
-  // Load accounting: a call holds its worker from set-up to its end.
-  virtual void call_started() {}
-  virtual void call_ended() {}
-  // Set-up outcome as the circuit breaker counts it (worker failures only, never client errors).
-  virtual void report_setup(bool ok) {}
-  // Healthy and not cut off by its breaker: may take a new call now.
+  // Healthy and not cut off by its breaker: a lease could be taken now (max_calls aside). A pure
+  // query: it claims nothing.
   virtual bool available() const { return true; }
+  // Leases held now: calls and sessions from set-up to their end.
+  int live_calls() const { return live_calls_; }
+
+ protected:
+  friend class WorkerLease;
+  // The lease's side; WorkerLease is the only caller. The defaults count the load and admit
+  // every call (the built-in echo worker); `Worker` adds max_calls and its breaker.
+  //
+  // Admits one more call: takes a load slot and, when the breaker is half-open, the probe slot
+  // (`*probe` = true). False: nothing taken.
+  virtual bool try_admit(bool* probe) {
+    *probe = false;
+    live_calls_++;
+    return true;
+  }
+  // The set-up's outcome, once per admitted call (`probe`: it held the probe slot, which
+  // goes back now whatever the outcome).
+  virtual void settle(SetupOutcome /*outcome*/, bool /*probe*/) {}
+  // Gives the load slot back (the call or session is over).
+  virtual void release() { live_calls_--; }
+
+ private:
+  int live_calls_ = 0;
 };
 
 // A set-up failure that should be tried on the next worker (and counts against this one).
 inline bool is_worker_failure(const UpstreamFailure& f) {
   return f.kind != UpstreamFailure::Kind::kStatus || f.status >= 500 || f.status == 429;
 }
-
-// The next worker of the model that has not been tried (nullptr: none left).
-using FailoverFn =
-    std::function<std::shared_ptr<UpstreamSignaller>(const std::vector<std::string>& tried)>;
-
-// After `failure` of `current` during set-up (a call's offer or a session's socket): when it is
-// the worker's own failure it counts against the worker, and the next worker is returned with
-// the load moved to it; nullptr when the failure stands (the request's fault, or none left).
-std::shared_ptr<UpstreamSignaller> fail_over(const UpstreamFailure& failure,
-                                             UpstreamSignaller& current,
-                                             std::vector<std::string>& tried,
-                                             const FailoverFn& next_worker,
-                                             const std::string& log_id);
 
 }  // namespace rtgw::workers

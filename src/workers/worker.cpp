@@ -323,24 +323,43 @@ bool Worker::breaker_open() const {
          (g_get_monotonic_time() < open_until_us_ || probing_);
 }
 
-bool Worker::available() const {
-  if (!healthy_) return false;
-  if (consecutive_failures_ < config_.breaker_failures) return true;
-  if (g_get_monotonic_time() < open_until_us_ || probing_) return false;
-  probing_ = true;  // half-open: this caller is the probe
+bool Worker::available() const { return healthy_ && !breaker_open(); }
+
+bool Worker::has_capacity() const {
+  return config_.max_calls <= 0 || live_calls() < config_.max_calls;
+}
+
+bool Worker::try_admit(bool* probe) {
+  if (!available() || !has_capacity()) return false;
+  if (!UpstreamSignaller::try_admit(probe)) return false;
+  // Past breaker_open_seconds with no probe in flight: half-open, this call is the probe.
+  *probe = consecutive_failures_ >= config_.breaker_failures;
+  if (*probe) {
+    probing_ = true;
+    g_message("worker %s: breaker half-open, one probe call let through", config_.name.c_str());
+  }
   return true;
 }
 
-void Worker::report_setup(bool ok) {
-  probing_ = false;
-  if (ok) {
-    consecutive_failures_ = 0;
-    return;
-  }
-  if (++consecutive_failures_ >= config_.breaker_failures) {
-    open_until_us_ = g_get_monotonic_time() + gint64{config_.breaker_open_seconds} * G_USEC_PER_SEC;
-    g_message("worker %s: breaker open for %d s after %d failures", config_.name.c_str(),
-              config_.breaker_open_seconds, consecutive_failures_);
+void Worker::settle(SetupOutcome outcome, bool probe) {
+  if (probe) probing_ = false;
+  switch (outcome) {
+    case SetupOutcome::kSuccess:
+      if (consecutive_failures_ >= config_.breaker_failures)
+        g_message("worker %s: breaker closed", config_.name.c_str());
+      consecutive_failures_ = 0;
+      return;
+    case SetupOutcome::kWorkerFailure:
+      if (++consecutive_failures_ >= config_.breaker_failures) {
+        open_until_us_ =
+            g_get_monotonic_time() + gint64{config_.breaker_open_seconds} * G_USEC_PER_SEC;
+        g_message("worker %s: breaker open for %d s after %d failures", config_.name.c_str(),
+                  config_.breaker_open_seconds, consecutive_failures_);
+      }
+      return;
+    case SetupOutcome::kNeutral:
+      // Nothing learnt about the worker: a probe's slot goes back and the next call probes.
+      return;
   }
 }
 

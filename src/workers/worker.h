@@ -3,8 +3,11 @@
 //
 // Owns: the worker's own SoupSession (connection pool, timeouts, TLS, proxy), the SDP exchange
 // with its `POST /v1/realtime/calls` (application/sdp, or multipart with the session), the
-// upstream hang-up, its realtime WebSocket (`GET /v1/realtime`), and the worker's live-call count.
-// A slow worker only slows its own session.
+// upstream hang-up, its realtime WebSocket (`GET /v1/realtime`), its health checks and its
+// circuit breaker, and the admission rules a `WorkerLease` applies (max_calls, one half-open
+// probe). A slow worker only slows its own session.
+//
+// Threads: main loop only.
 #pragma once
 
 #include <libsoup/soup.h>
@@ -29,18 +32,24 @@ class Worker : public UpstreamSignaller {
   const std::string& name() const override { return config_.name; }
 
   const config::WorkerConfig& config() const { return config_; }
-  int live_calls() const { return live_calls_; }
-  void call_started() override { live_calls_++; }
-  void call_ended() override { live_calls_--; }
-  void report_setup(bool ok) override;
   bool available() const override;
+  // Under max_calls: one more lease fits.
+  bool has_capacity() const;
 
   // Health as the last check saw it (optimistic until the first check answers).
   bool healthy() const { return healthy_; }
+  // Open: failed breaker_failures set-ups in a row and either still within breaker_open_seconds
+  // or its probe call is in flight.
   bool breaker_open() const;
+  // A lease holds the half-open probe slot.
+  bool probing() const { return probing_; }
   int consecutive_failures() const { return consecutive_failures_; }
   // Starts periodic GET <health_path> checks on the main loop.
   void start_health_checks();
+
+ protected:
+  bool try_admit(bool* probe) override;
+  void settle(SetupOutcome outcome, bool probe) override;
 
  private:
   std::string calls_url(const std::string& model) const;
@@ -54,14 +63,13 @@ class Worker : public UpstreamSignaller {
   config::WorkerConfig config_;
   Ref<SoupSession> session_;
   Ref<GTlsCertificate> client_certificate_;
-  int live_calls_ = 0;
   // Health and breaker (main loop only).
   bool healthy_ = true;
   int health_backoff_seconds_ = 0;
   SourceGuard health_timer_;
   int consecutive_failures_ = 0;
-  gint64 open_until_us_ = 0;      // breaker open until then
-  mutable bool probing_ = false;  // half-open: one call let through
+  gint64 open_until_us_ = 0;  // breaker open until then
+  bool probing_ = false;      // half-open: one lease holds the probe slot
   std::shared_ptr<int> alive_ = std::make_shared<int>(0);
 };
 

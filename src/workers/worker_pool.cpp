@@ -32,7 +32,7 @@ bool WorkerPool::any_available() const {
     for (const auto& provider : mw.builtin_providers)
       if (builtins_.count(provider)) return true;
     for (const auto& w : mw.remote)
-      if (w->healthy() && !w->breaker_open()) return true;
+      if (w->available()) return true;
   }
   return false;
 }
@@ -43,26 +43,24 @@ std::vector<std::shared_ptr<Worker>> WorkerPool::all_remote() const {
   return out;
 }
 
-std::shared_ptr<UpstreamSignaller> WorkerPool::pick(const std::string& model,
-                                                    const std::vector<std::string>& tried) {
+WorkerLease WorkerPool::pick(const std::string& model, const std::vector<std::string>& tried) {
   auto it = models_.find(model);
-  if (it == models_.end()) return nullptr;
+  if (it == models_.end()) return {};
   std::vector<std::shared_ptr<Worker>> candidates;
   for (const auto& w : it->second.remote) {
     if (std::find(tried.begin(), tried.end(), w->name()) != tried.end()) continue;
-    if (w->config().max_calls > 0 && w->live_calls() >= w->config().max_calls) continue;
-    if (!w->healthy()) continue;
+    if (!w->has_capacity() || !w->available()) continue;
     candidates.push_back(w);
   }
   std::stable_sort(candidates.begin(), candidates.end(),
                    [](const auto& a, const auto& b) { return a->live_calls() < b->live_calls(); });
-  // available() may claim the half-open probe slot, so ask in order and stop at the first yes.
   for (const auto& w : candidates)
-    if (w->available()) return w;
-  if (!tried.empty()) return nullptr;
+    if (auto lease = WorkerLease::acquire(w)) return lease;
+  if (!tried.empty()) return {};
   for (const auto& provider : it->second.builtin_providers)
-    if (auto b = builtins_.find(provider); b != builtins_.end()) return b->second;
-  return nullptr;
+    if (auto b = builtins_.find(provider); b != builtins_.end())
+      if (auto lease = WorkerLease::acquire(b->second)) return lease;
+  return {};
 }
 
 }  // namespace rtgw::workers

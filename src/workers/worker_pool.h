@@ -2,7 +2,8 @@
 // The workers of every model, built once at start-up.
 //
 // Owns: one `Worker` (its own SoupSession) per configured remote worker, grouped by model, and
-// the choice of a worker for a new call (least active calls among those under their max_calls).
+// the choice of a worker for a new call (least active calls among those under their max_calls),
+// handed out as a `WorkerLease`.
 //
 // Threads: main loop only.
 #pragma once
@@ -14,6 +15,7 @@
 
 #include "config/config.h"
 #include "workers/worker.h"
+#include "workers/worker_lease.h"
 
 namespace rtgw::workers {
 
@@ -21,10 +23,10 @@ class WorkerPool {
  public:
   explicit WorkerPool(const config::Config& config);
 
-  // Picks a worker for `model` among the available ones not in `tried` (least live calls first,
-  // under max_calls); nullptr when none is left.
-  std::shared_ptr<UpstreamSignaller> pick(const std::string& model,
-                                          const std::vector<std::string>& tried = {});
+  // A lease on a worker of `model` among the available ones not in `tried` (least live calls
+  // first, under max_calls; the built-in worker when no remote one is configured and nothing
+  // was tried); empty when none is left.
+  WorkerLease pick(const std::string& model, const std::vector<std::string>& tried = {});
   // Starts every remote worker's health checks (main loop running).
   void start_health_checks();
   // At least one worker (or a built-in) could take a call now.

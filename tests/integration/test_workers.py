@@ -135,3 +135,76 @@ def test_per_key_and_global_call_limits(fake_upstream, gateway_factory):
         await first.close()
         await second.close()
     asyncio.run(scenario())
+
+
+def _open_breaker_then_wait(gw, fake_upstream, open_seconds):
+    """Two worker failures open the only worker's breaker; returns once it is half-open."""
+    import time
+    fake_upstream.config(status=503, body={"error": {"code": "busy", "message": "m", "type": "t"}})
+    for _ in range(2):
+        assert post_offer(gw.url, GATEWAY_KEY, aiortc_offer(), model="gpt-realtime").status == 503
+    fake_upstream.config(status=None)
+    assert http_request("GET", gw.url + "/readyz").status == 503
+    time.sleep(open_seconds + 0.2)
+
+
+def _wait_ready(gw, timeout=5.0):
+    import time
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and http_request("GET", gw.url + "/readyz").status != 200:
+        time.sleep(0.1)
+    return http_request("GET", gw.url + "/readyz").status
+
+
+def test_breaker_recovers_after_a_probe_refused_with_a_client_error(fake_upstream,
+                                                                     gateway_factory):
+    """The half-open probe's request is refused (400): nothing is learnt about the worker, the
+    probe slot goes back, and the worker stays in rotation."""
+    import time
+    gw = pool_gateway(gateway_factory, fake_upstream,
+                      [worker(fake_upstream, "only", breaker_failures=2, breaker_open_seconds=1)])
+    _open_breaker_then_wait(gw, fake_upstream, 1)
+    fake_upstream.config(status=400, times=1, body={"error": {
+        "code": "invalid_value", "message": "refused", "type": "invalid_request_error"}})
+    before = len(fake_upstream.requests())
+    probe = post_offer(gw.url, GATEWAY_KEY, aiortc_offer(), model="gpt-realtime")
+    assert probe.status == 400, probe.body
+    assert len(fake_upstream.requests()) == before + 1, "the probe must reach the worker"
+    time.sleep(1.2)  # past breaker_open_seconds again
+    assert _wait_ready(gw) == 200
+    result = run_call_sync(gw.url, GATEWAY_KEY, model="gpt-realtime", duration=0.3)
+    assert result.status == 201, result.error_body
+    assert call_worker(gw, result.call_id) == "only"
+    metrics = http_request("GET", gw.url + "/metrics").body
+    assert 'rtgw_worker_breaker_open{worker="only"} 0' in metrics
+
+
+def test_breaker_recovers_after_the_probes_client_leaves_during_set_up(fake_upstream,
+                                                                         gateway_factory):
+    """The half-open probe's client hangs up before the slow worker answers: the call is
+    cancelled, the probe slot goes back, and the next call reaches the worker."""
+    import time
+    gw = pool_gateway(gateway_factory, fake_upstream,
+                      [worker(fake_upstream, "only", breaker_failures=2, breaker_open_seconds=1,
+                              timeout_seconds=60)])
+    _open_breaker_then_wait(gw, fake_upstream, 1)
+    fake_upstream.config(delay_ms=40000)  # the probe's answer would come long after the test
+    before = len(fake_upstream.requests())
+    gone = post_offer(gw.url, GATEWAY_KEY, aiortc_offer(), model="gpt-realtime", timeout=1.5)
+    assert gone.status is None, "the client was to give up before the answer"
+    assert len(fake_upstream.requests()) == before + 1, "the probe must reach the worker"
+    fake_upstream.config(delay_ms=0)
+    time.sleep(1.2)  # past breaker_open_seconds again
+    # The gateway ends the call when it notices the client is gone (at the latest when the
+    # client leg's ICE fails, a few seconds on), long before the worker would have answered.
+    assert _wait_ready(gw, timeout=25) == 200
+    result = run_call_sync(gw.url, GATEWAY_KEY, model="gpt-realtime", duration=0.3)
+    assert result.status == 201, result.error_body
+    assert call_worker(gw, result.call_id) == "only"
+    metrics = http_request("GET", gw.url + "/metrics").body
+    assert 'rtgw_worker_breaker_open{worker="only"} 0' in metrics
+    deadline = time.monotonic() + 10  # every call over: the worker's load is back to 0
+    while time.monotonic() < deadline and 'rtgw_worker_live_calls{worker="only"} 0' not in metrics:
+        time.sleep(0.2)
+        metrics = http_request("GET", gw.url + "/metrics").body
+    assert 'rtgw_worker_live_calls{worker="only"} 0' in metrics
