@@ -64,6 +64,8 @@ class Server {
   // Model checks shared by calls and sessions (the token's model when none is named).
   const config::ModelConfig& resolve_model(const auth::Principal& principal,
                                            std::string model) const;
+  // 429 budget_exceeded when the key is over a token budget (calls and sessions).
+  void check_budget(const auth::Principal& principal) const;
   // Capacity checks shared by calls and sessions; the chosen worker.
   std::shared_ptr<workers::UpstreamSignaller> reserve_capacity(const auth::Principal& principal,
                                                                const std::string& model);
