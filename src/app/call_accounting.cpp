@@ -19,6 +19,10 @@ const char* failure_outcome(calls::SetupFailure::Kind kind) {
       return "upstream_unreachable";
     case calls::SetupFailure::Kind::kNoCapacity:
       return "no_capacity";
+    case calls::SetupFailure::Kind::kInvalidOffer:
+      return "invalid_sdp";
+    case calls::SetupFailure::Kind::kCancelled:
+      return "cancelled";
     case calls::SetupFailure::Kind::kInternal:
       return "internal_error";
   }

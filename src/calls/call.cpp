@@ -211,7 +211,7 @@ void Call::start_client_leg(sdp::CheckedOffer offer) {
       GST_WEBRTC_SDP_TYPE_OFFER, std::move(offer.message), [this](const std::string& error) {
         if (state_ == State::kEnded) return;
         if (!error.empty()) {
-          fail_setup({SetupFailure::Kind::kInternal, 0, {}, "client offer refused: " + error});
+          fail_setup({SetupFailure::Kind::kInvalidOffer, 0, {}, "the offer was refused: " + error});
           return;
         }
         // Between set-remote-description and create-answer (WEBRTCBIN-NOTES): a sendrecv audio
@@ -319,7 +319,11 @@ void Call::on_upstream_result(workers::UpstreamResult result) {
       case K::kStatus:
         f.kind = SetupFailure::Kind::kUpstreamStatus;
         f.status = failure->status;
-        f.body = failure->body;
+        if (workers::is_auth_failure(*failure))  // its body may quote the worker key
+          f.message = "the worker refused the gateway's credentials (HTTP " +
+                      std::to_string(failure->status) + ")";
+        else
+          f.body = failure->body;
         break;
       case K::kProtocol:
         f.kind = SetupFailure::Kind::kUpstreamUnreachable;
@@ -395,6 +399,13 @@ void Call::fail_local_description(const char* leg, const std::string& error) {
                     std::to_string(settings_.webrtc.udp_port_max) + " (" + leg + ")"});
   else
     fail_setup({SetupFailure::Kind::kInternal, 0, {}, std::string(leg) + ": " + error});
+}
+
+void Call::cancel_setup(const std::string& reason) {
+  if (state_ == State::kSettingUp)
+    fail_setup({SetupFailure::Kind::kCancelled, 0, {}, reason});
+  else
+    hang_up(reason);
 }
 
 void Call::fail_setup(SetupFailure failure) {

@@ -41,7 +41,9 @@ struct SetupFailure {
     kUpstreamStatus,
     kUpstreamTimeout,
     kUpstreamUnreachable,
-    kNoCapacity,  // e.g. the UDP port range is exhausted
+    kNoCapacity,    // e.g. the UDP port range is exhausted
+    kInvalidOffer,  // webrtcbin refused the client's offer (the client's 400 invalid_sdp)
+    kCancelled,     // the client went away before its answer
     kInternal
   };
   Kind kind = Kind::kInternal;
@@ -114,6 +116,10 @@ class Call : public WebRtcLeg::Listener, public EventChannel::Listener {
   // Ends the call (both legs, upstream hang-up). Idempotent; the call is ended on return, its
   // media stops within kChannelCloseWaitMs.
   void hang_up(const std::string& reason);
+  // The client went away before its answer: a set-up ends as a kCancelled failure (the upstream
+  // exchange cancelled, or the upstream call hung up if the worker already answered); a call
+  // past set-up is hung up.
+  void cancel_setup(const std::string& reason);
   // The key went over (or back under) its token budget: response.create is blocked from now on.
   void set_budget_exceeded(bool exceeded);
   // Sideband: a client event that takes the client's own path (filter, meter) to the upstream.

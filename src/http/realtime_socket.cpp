@@ -9,6 +9,7 @@
 
 #include "http/call_request.h"
 #include "http/http_error.h"
+#include "http/initial_session.h"
 #include "http/server.h"
 
 namespace rtgw::http {
@@ -99,6 +100,12 @@ void Server::handle_realtime_socket(SoupServerMessage* msg, GHashTable* query) {
     std::string model = query_value(query, "model");
     const config::ModelConfig& model_config = resolve_model(principal, model);
     model = model_config.name;
+    check_budget(principal);
+    // A token's session is refused here, before the upgrade, if the policy would block it.
+    std::optional<std::string> session;
+    if (principal.token_session_json)
+      session = apply_initial_session_policy(config.policy_json, principal.key_name, model,
+                                             *principal.token_session_json);
     upgrade->lease = reserve_capacity(principal, model);
     upgrade->identity = {relay::SessionRegistry::new_session_id(), principal.key_name, model,
                          model_config.upstream_model, upgrade->lease->name()};
@@ -109,9 +116,7 @@ void Server::handle_realtime_socket(SoupServerMessage* msg, GHashTable* query) {
     s.idle_timeout_seconds = config.websocket.idle_timeout_seconds;
     s.max_pending_bytes = config.limits.max_pending_event_bytes;
     s.beta_protocol = offered.beta || soup_message_headers_get_one(headers, "OpenAI-Beta");
-    if (principal.token_session_json)
-      s.session_json =
-          session_for_upstream(*principal.token_session_json, model_config.upstream_model);
+    if (session) s.session_json = session_for_upstream(*session, model_config.upstream_model);
     s.failover = [&workers = services_.workers, model](const std::vector<std::string>& tried) {
       return workers.pick(model, tried);
     };

@@ -11,8 +11,10 @@
 #include "common/json.h"
 #include "common/random.h"
 #include "http/call_request.h"
+#include "http/client_watch.h"
 #include "http/host_check.h"
 #include "http/http_error.h"
+#include "http/initial_session.h"
 #include "sdp/session_description.h"
 
 namespace rtgw::http {
@@ -44,8 +46,9 @@ void respond_setup_failure(SoupServerMessage* m, const calls::SetupFailure& f) {
   using K = calls::SetupFailure::Kind;
   switch (f.kind) {
     case K::kUpstreamStatus:
-      // An upstream's own JSON error passes through with its status.
-      if (looks_like_json_error(f.body)) {
+      // An upstream's own JSON error passes through with its status, except a 401/403: that
+      // is the gateway's own credentials refused, and its body may quote the worker key.
+      if (f.status != 401 && f.status != 403 && looks_like_json_error(f.body)) {
         respond_json(m, f.status, f.body);
         return;
       }
@@ -60,6 +63,15 @@ void respond_setup_failure(SoupServerMessage* m, const calls::SetupFailure& f) {
     case K::kNoCapacity:
       respond_json(m, 503, HttpError(503, "server_error", "no_capacity", f.message).body());
       return;
+    case K::kInvalidOffer:
+      respond_json(m, 400,
+                   HttpError(400, "invalid_request_error", "invalid_sdp", f.message).body());
+      return;
+    case K::kCancelled:  // nobody is there to read it
+      respond_json(
+          m, 499,
+          HttpError(499, "invalid_request_error", "client_closed_request", f.message).body());
+      return;
     case K::kInternal:
       respond_json(m, 500, HttpError(500, "server_error", "internal_error", f.message).body());
       return;
@@ -68,9 +80,8 @@ void respond_setup_failure(SoupServerMessage* m, const calls::SetupFailure& f) {
 
 // A response held open while a call is set up.
 struct PendingResponse {
-  Ref<SoupServerMessage> msg;
-  bool client_gone = false;
-  SignalConnection disconnected;
+  Ref<SoupServerMessage> msg;  // empty once answered (or the client is gone)
+  std::unique_ptr<ClientWatch> watch;
 };
 
 }  // namespace
@@ -337,6 +348,7 @@ void Server::handle_create_call(SoupServerMessage* msg, GHashTable* query) {
   if (model.empty()) model = query_value(query, "model");
   const config::ModelConfig& model_config = resolve_model(principal, model);
   model = model_config.name;  // the token's, when the request named none
+  check_budget(principal);
 
   sdp::CheckedOffer offer;
   try {
@@ -345,11 +357,14 @@ void Server::handle_create_call(SoupServerMessage* msg, GHashTable* query) {
     throw errors::bad_request("invalid_sdp", e.what());
   }
 
-  auto lease = reserve_capacity(principal, model);
-
   std::optional<std::string> session = request.session_json;
   if (!session && principal.token_session_json) session = principal.token_session_json;
-  if (session) session = session_for_upstream(*session, model_config.upstream_model);
+  if (session) {
+    session = apply_initial_session_policy(config.policy_json, principal.key_name, model, *session);
+    session = session_for_upstream(*session, model_config.upstream_model);
+  }
+
+  auto lease = reserve_capacity(principal, model);
 
   calls::CallIdentity identity{calls::CallRegistry::new_call_id(), principal.key_name, model,
                                model_config.upstream_model, lease->name()};
@@ -368,7 +383,7 @@ void Server::handle_create_call(SoupServerMessage* msg, GHashTable* query) {
   pending->msg = Ref<SoupServerMessage>::retain(msg);
   std::string call_id = identity.call_id;
   auto on_answer = [pending, call_id](std::variant<std::string, calls::SetupFailure> result) {
-    if (pending->client_gone || !pending->msg) return;
+    if (!pending->msg) return;
     SoupServerMessage* m = pending->msg.get();
     if (auto* answer = std::get_if<std::string>(&result)) {
       std::string location = "/v1/realtime/calls/" + call_id;
@@ -379,7 +394,7 @@ void Server::handle_create_call(SoupServerMessage* msg, GHashTable* query) {
       respond_setup_failure(m, std::get<calls::SetupFailure>(result));
     }
     soup_server_message_unpause(m);
-    pending->disconnected.disconnect();
+    pending->watch.reset();
     pending->msg.reset();
   };
 
@@ -391,28 +406,25 @@ void Server::handle_create_call(SoupServerMessage* msg, GHashTable* query) {
     soup_server_message_unpause(msg);
     throw HttpError(500, "server_error", "internal_error", e.what());
   }
+  if (!pending->msg) return;  // already answered (a failure found at once)
 
-  // A client that drops its HTTP request before the answer ends the call (nobody to answer).
-  struct DisconnectCtx {
-    std::weak_ptr<PendingResponse> pending;
-    calls::CallRegistry* calls;
-    std::string call_id;
-  };
-  if (pending->msg) {
-    gulong id = g_signal_connect_data(
-        msg, "disconnected", G_CALLBACK(+[](SoupServerMessage*, gpointer data) {
-          auto* ctx = static_cast<DisconnectCtx*>(data);
-          auto p = ctx->pending.lock();
-          if (!p || !p->msg) return;
-          p->client_gone = true;
-          if (calls::Call* call = ctx->calls->find(ctx->call_id))
-            call->hang_up("client went away during set-up");
-        }),
-        new DisconnectCtx{pending, &services_.calls, call_id},
-        [](gpointer data, GClosure*) { delete static_cast<DisconnectCtx*>(data); },
-        GConnectFlags(0));
-    pending->disconnected = SignalConnection(msg, id);
-  }
+  // A client that drops its request before the answer cancels the set-up: the upstream exchange
+  // is cancelled (or, answered already, hung up) and the call ends; nobody is left to answer.
+  std::weak_ptr<PendingResponse> weak = pending;
+  pending->watch = std::make_unique<ClientWatch>(msg, [weak, calls = &services_.calls, call_id] {
+    auto p = weak.lock();
+    if (!p || !p->msg) return;
+    Ref<SoupServerMessage> m = std::move(p->msg);
+    p->watch.reset();
+    if (calls::Call* call = calls->find(call_id))
+      call->cancel_setup("client went away during set-up");
+    // libsoup then fails to write this to the closed connection and lets it go.
+    respond_json(m.get(), 499,
+                 HttpError(499, "invalid_request_error", "client_closed_request",
+                           "the client went away before the answer")
+                     .body());
+    soup_server_message_unpause(m.get());
+  });
 }
 
 const config::ModelConfig& Server::resolve_model(const auth::Principal& principal,
@@ -430,6 +442,13 @@ const config::ModelConfig& Server::resolve_model(const auth::Principal& principa
   if (!principal.may_use(model))
     throw errors::forbidden("model_not_allowed", "this key may not use the model '" + model + "'");
   return *model_config;
+}
+
+void Server::check_budget(const auth::Principal& principal) const {
+  if (services_.over_budget && services_.over_budget(principal.key_name))
+    throw errors::too_many(
+        "budget_exceeded",
+        "the key '" + principal.key_name + "' is over its token budget: no new call or session");
 }
 
 workers::WorkerLease Server::reserve_capacity(const auth::Principal& principal,

@@ -70,6 +70,8 @@ class Server {
   // Model checks shared by calls and sessions (the token's model when none is named).
   const config::ModelConfig& resolve_model(const auth::Principal& principal,
                                            std::string model) const;
+  // 429 budget_exceeded when the key is over a token budget (calls and sessions).
+  void check_budget(const auth::Principal& principal) const;
   // Capacity checks shared by calls and sessions; a lease on the chosen worker.
   workers::WorkerLease reserve_capacity(const auth::Principal& principal, const std::string& model);
   // GET /v1/realtime (http/realtime_socket.cpp): every check before the upgrade.

@@ -118,9 +118,16 @@ class UpstreamSignaller {
   int live_calls_ = 0;
 };
 
+// The worker refused the gateway's own credentials (401/403): the gateway's misconfiguration,
+// never the client's (its body is not shown to the client: it may quote the worker key).
+inline bool is_auth_failure(const UpstreamFailure& f) {
+  return f.kind == UpstreamFailure::Kind::kStatus && (f.status == 401 || f.status == 403);
+}
+
 // A set-up failure that should be tried on the next worker (and counts against this one).
 inline bool is_worker_failure(const UpstreamFailure& f) {
-  return f.kind != UpstreamFailure::Kind::kStatus || f.status >= 500 || f.status == 429;
+  return f.kind != UpstreamFailure::Kind::kStatus || f.status >= 500 || f.status == 429 ||
+         is_auth_failure(f);
 }
 
 }  // namespace rtgw::workers

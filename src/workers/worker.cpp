@@ -49,6 +49,8 @@ struct PendingRequest {
 
 struct Exchange : PendingRequest {
   std::function<void(UpstreamResult)> done;
+  std::weak_ptr<int> worker_alive;
+  Worker* worker = nullptr;
 };
 
 struct SocketConnect : PendingRequest {
@@ -178,6 +180,8 @@ void Worker::exchange(const OfferRequest& request, GCancellable* cancellable,
                       std::function<void(UpstreamResult)> done) {
   auto ex = std::make_unique<Exchange>();
   ex->done = std::move(done);
+  ex->worker_alive = alive_;
+  ex->worker = this;
   if (!ex->follow(cancellable)) return;
 
   std::string url = calls_url(request.upstream_model);
@@ -225,7 +229,14 @@ void Worker::exchange(const OfferRequest& request, GCancellable* cancellable,
             ex->done(UpstreamFailure{
                 UpstreamFailure::Kind::kTimeout, 0, {}, "the worker did not answer in time"});
           } else if (g_error_matches(err.get(), G_IO_ERROR, G_IO_ERROR_CANCELLED)) {
-            return;  // the call went away; nobody to tell
+            // The call went away; nobody to tell. If the worker had answered already, its call
+            // would stay up with nobody on it: hang it up.
+            guint status = soup_message_get_status(ex->message.get());
+            std::string answered = location_call_id(soup_message_headers_get_one(
+                soup_message_get_response_headers(ex->message.get()), "Location"));
+            if (status >= 200 && status < 300 && !answered.empty() && ex->worker_alive.lock())
+              ex->worker->hangup(answered);
+            return;
           } else {
             ex->done(UpstreamFailure{
                 UpstreamFailure::Kind::kConnect,
