@@ -13,7 +13,9 @@
 // Scale-out: the lease talks to its worker only through `UpstreamSignaller`'s protected
 // admission interface (try_admit / settle / release). A cluster-wide implementation (e.g.
 // Redis counts per worker, per key and global, with a TTL so a dead gateway's leases expire)
-// overrides those three and keeps this type and every caller as they are.
+// overrides those three and keeps this type and every caller as they are. try_admit answers
+// synchronously today; a remote store would either answer from a locally held share of the
+// cluster's slots or turn `WorkerPool::pick` into a callback, with the lease unchanged.
 //
 // Threads: main loop only (the worker's counters and breaker are main-loop state).
 #pragma once
@@ -21,6 +23,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "workers/upstream_signaller.h"
