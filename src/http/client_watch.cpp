@@ -8,7 +8,7 @@
 
 namespace rtgw::http {
 
-ClientWatch::ClientWatch(SoupServerMessage* msg, std::function<void()> on_gone)
+ClientWatch::ClientWatch(SoupServerMessage* msg, GSocket* socket, std::function<void()> on_gone)
     : on_gone_(std::move(on_gone)) {
   gulong id =
       g_signal_connect(msg, "disconnected", G_CALLBACK(+[](SoupServerMessage*, gpointer data) {
@@ -16,7 +16,7 @@ ClientWatch::ClientWatch(SoupServerMessage* msg, std::function<void()> on_gone)
                        }),
                        this);
   disconnected_ = SignalConnection(msg, id);
-  if (GSocket* socket = soup_server_message_get_socket(msg)) {
+  if (socket) {
     source_ = Ref<GSource>::adopt(
         g_socket_create_source(socket, GIOCondition(G_IO_IN | G_IO_HUP | G_IO_ERR), nullptr));
     g_source_set_callback(source_.get(), G_SOURCE_FUNC(&ClientWatch::on_socket_ready), this,

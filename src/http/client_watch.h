@@ -21,7 +21,8 @@ namespace rtgw::http {
 
 class ClientWatch {
  public:
-  ClientWatch(SoupServerMessage* msg, std::function<void()> on_gone);
+  // `socket` is the connection's (see ConnectionGuard::socket_of); nullptr: libsoup's signal only.
+  ClientWatch(SoupServerMessage* msg, GSocket* socket, std::function<void()> on_gone);
   ~ClientWatch();
   ClientWatch(const ClientWatch&) = delete;
   ClientWatch& operator=(const ClientWatch&) = delete;

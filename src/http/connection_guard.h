@@ -54,6 +54,10 @@ class ConnectionGuard {
   void refuse(SoupServerMessage* msg, int status, const std::string& content_type,
               const std::string& body);
 
+  // The socket under `msg`'s connection; nullptr when unknown. (libsoup's own
+  // soup_server_message_get_socket() returns none for connections handed over as a stream.)
+  GSocket* socket_of(SoupServerMessage* msg);
+
   size_t open_connections() const { return connections_.size(); }
 
  private:

@@ -411,20 +411,21 @@ void Server::handle_create_call(SoupServerMessage* msg, GHashTable* query) {
   // A client that drops its request before the answer cancels the set-up: the upstream exchange
   // is cancelled (or, answered already, hung up) and the call ends; nobody is left to answer.
   std::weak_ptr<PendingResponse> weak = pending;
-  pending->watch = std::make_unique<ClientWatch>(msg, [weak, calls = &services_.calls, call_id] {
-    auto p = weak.lock();
-    if (!p || !p->msg) return;
-    Ref<SoupServerMessage> m = std::move(p->msg);
-    p->watch.reset();
-    if (calls::Call* call = calls->find(call_id))
-      call->cancel_setup("client went away during set-up");
-    // libsoup then fails to write this to the closed connection and lets it go.
-    respond_json(m.get(), 499,
-                 HttpError(499, "invalid_request_error", "client_closed_request",
-                           "the client went away before the answer")
-                     .body());
-    soup_server_message_unpause(m.get());
-  });
+  pending->watch = std::make_unique<ClientWatch>(
+      msg, connections_->socket_of(msg), [weak, calls = &services_.calls, call_id] {
+        auto p = weak.lock();
+        if (!p || !p->msg) return;
+        Ref<SoupServerMessage> m = std::move(p->msg);
+        p->watch.reset();
+        if (calls::Call* call = calls->find(call_id))
+          call->cancel_setup("client went away during set-up");
+        // libsoup then fails to write this to the closed connection and lets it go.
+        respond_json(m.get(), 499,
+                     HttpError(499, "invalid_request_error", "client_closed_request",
+                               "the client went away before the answer")
+                         .body());
+        soup_server_message_unpause(m.get());
+      });
 }
 
 const config::ModelConfig& Server::resolve_model(const auth::Principal& principal,
