@@ -288,6 +288,13 @@ void session_to_ga(JsonObject* session) {
     json_object_set_string_member(session, "type", "realtime");
 }
 
+std::string session_json_to_ga(const std::string& session_json) {
+  auto root = json::parse(session_json);
+  if (!root || !JSON_NODE_HOLDS_OBJECT(root.get())) return session_json;
+  session_to_ga(json_node_get_object(root.get()));
+  return json::to_string(root.get());
+}
+
 void session_to_beta(JsonObject* session) {
   if (!session) return;
   if (session_is_transcription(session)) {

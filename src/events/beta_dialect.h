@@ -34,6 +34,8 @@ std::optional<std::string> format_to_beta(JsonNode* ga_format);
 // In place. A GA session passes unchanged (GA fields win over beta ones).
 void session_to_ga(JsonObject* session);
 void session_to_beta(JsonObject* session);
+// The same over JSON text (an initial session); text that is not an object comes back as it is.
+std::string session_json_to_ga(const std::string& session_json);
 // A beta transcription session (the body of POST /v1/realtime/transcription_sessions, or of a
 // `transcription_session.update`) as a GA session of type "transcription".
 Ref<JsonNode> transcription_session_to_ga(JsonObject* beta_session);
