@@ -5,6 +5,7 @@
 #include <optional>
 #include <string>
 
+#include "auth/ephemeral_token.h"
 #include "common/json.h"
 #include "events/beta_dialect.h"
 
@@ -235,6 +236,27 @@ TEST(BetaDialect, ClientEventsToGa) {
   ASSERT_TRUE(out);
   EXPECT_TRUE(same_json(*out, R"({"type":"session.update","session":{"type":"transcription",
       "audio":{"input":{"transcription":{"model":"gpt-4o-transcribe"}}}}})"));
+}
+
+}  // namespace
+
+namespace {
+
+TEST(BetaToken, TheBetaFlagTravelsInTheSignedClaims) {
+  rtgw::auth::EphemeralTokens tokens("secret");
+  rtgw::auth::TokenClaims claims{"team-a", "gpt-realtime", R"({"type":"realtime"})", 100, 200};
+  EXPECT_FALSE(tokens.verify(tokens.mint(claims), 150).beta);
+  claims.beta = true;
+  std::string token = tokens.mint(claims);
+  auto back = tokens.verify(token, 150);
+  EXPECT_TRUE(back.beta);
+  EXPECT_EQ(back.session_json, R"({"type":"realtime"})");
+  // a GA token cannot be turned into a beta one without breaking the signature
+  rtgw::auth::TokenClaims ga = claims;
+  ga.beta = false;
+  std::string ga_token = tokens.mint(ga);
+  std::string forged = token.substr(0, token.find('.')) + ga_token.substr(ga_token.find('.'));
+  EXPECT_THROW(tokens.verify(forged, 150), rtgw::auth::EphemeralTokens::VerifyError);
 }
 
 }  // namespace
