@@ -362,10 +362,24 @@ def test_legacy_webrtc_flow_from_chromium(fake_upstream, gateway_factory, tmp_pa
 
 
 def test_legacy_webrtc_route_with_a_key_and_its_errors(fake_upstream, gateway_factory, tmp_path):
-    """POST /v1/realtime with a gateway key works like /v1/realtime/calls (aiortc would need the
-    route too: the errors are checked here, the call itself with Chromium above); the WebSocket
-    route on the same path still upgrades."""
+    """POST /v1/realtime with a gateway key (no token) is a beta call too; its errors are the
+    SPEC's JSON ones; the WebSocket route on the same path still upgrades."""
     gw = beta_gateway(fake_upstream, gateway_factory, tmp_path)
+    result = run_call_sync(gw.url, GATEWAY_KEY, model=MODEL, path="/v1/realtime",
+                           send_events=[{"type": "session.update", "session": BETA_SESSION},
+                                        FLOW_EMIT],
+                           until=lambda r: r.events_of("test.emitted"), duration=15)
+    assert result.status == 201, (result.status, result.error_body)
+    assert (result.location or "").startswith("/v1/realtime/calls/"), result.headers
+    types = result.event_types()
+    assert "session.updated" in types and "response.audio.delta" in types, types
+    assert "response.output_audio.delta" not in types, types
+    assert result.events_of("session.updated")[0]["session"]["voice"] == "alloy"
+    (upstream_call,) = fake_upstream.calls().values()
+    sent = sent_upstream(upstream_call)
+    assert sent[0] == {"type": "session.update", "session": GA_SESSION}, sent[0]
+    fake_upstream.reset()
+
     no_auth = http_request("POST", gw.url + "/v1/realtime?model=" + MODEL, b"v=0\r\n",
                            {"Content-Type": "application/sdp"})
     assert no_auth.status == 401 and no_auth.json()["error"]["code"] == "missing_api_key"
@@ -377,9 +391,36 @@ def test_legacy_webrtc_route_with_a_key_and_its_errors(fake_upstream, gateway_fa
                             {"Content-Type": "application/sdp",
                              "Authorization": f"Bearer {GATEWAY_KEY}"})
     assert no_model.status == 400 and no_model.json()["error"]["code"] == "missing_model"
-    assert fake_upstream.requests() == [] or all(
-        r["path"] != "/v1/realtime/calls" for r in fake_upstream.requests())
+    assert all(r["path"] != "/v1/realtime/calls" for r in fake_upstream.requests())
     ws = run_ws_session(gw.url, key=GATEWAY_KEY, model=MODEL,
                         send_events=[{"type": "test.echo", "payload": "still here"}],
                         until=lambda r: r.events_of("test.echoed"), duration=8)
     assert ws.status == 101 and ws.events_of("test.echoed"), (ws.status, ws.event_types())
+
+
+def test_policy_sees_the_ga_form(fake_upstream, gateway_factory, tmp_path):
+    """A beta transcription_session.update is a GA session.update for the policy: a rule denying
+    session.update to the key blocks it (the worker never sees it); the same event from a GA
+    client is another type, and passes."""
+    config = default_gateway_config(fake_upstream)
+    config["policy"] = {"deny_client_events": [{"type": "session.update", "keys": ["team-a"]}]}
+    gw = gateway_factory(config)
+    update = {"type": "transcription_session.update", "event_id": "evt_client_1",
+              "session": {"input_audio_transcription": {"model": "whisper-1"}}}
+    probe = {"type": "test.echo", "payload": "after"}
+    beta = run_ws_session(gw.url, key=GATEWAY_KEY, model=MODEL, beta_header=True,
+                          send_events=[update, probe],
+                          until=lambda r: r.events_of("test.echoed"), duration=10)
+    assert beta.status == 101, (beta.status, beta.handshake_body)
+    (error,) = beta.events_of("error")
+    assert error["error"]["code"] == "policy_violation", error
+    (upstream,) = fake_upstream.ws_sessions()
+    assert [json.loads(e)["type"] for e in upstream["events"]] == ["test.echo"], upstream["events"]
+
+    fake_upstream.reset()
+    ga = run_ws_session(gw.url, key=GATEWAY_KEY, model=MODEL, send_events=[update, probe],
+                        until=lambda r: r.events_of("test.echoed"), duration=10)
+    assert ga.status == 101 and not ga.events_of("error"), ga.events_of("error")
+    (upstream,) = fake_upstream.ws_sessions()
+    assert [json.loads(e)["type"] for e in upstream["events"]] == [
+        "transcription_session.update", "test.echo"], upstream["events"]
