@@ -74,6 +74,7 @@ Principal Authenticator::redeem(const std::string& token) const {
   p.admin = false;  // a token never carries admin rights
   p.token_model = claims.model;
   p.token_session_json = claims.session_json;
+  p.token_beta = claims.beta;
   return p;
 }
 

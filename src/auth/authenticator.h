@@ -25,6 +25,7 @@ struct Principal {
   // Set when the caller presented an ephemeral token: the model and session it binds.
   std::optional<std::string> token_model;
   std::optional<std::string> token_session_json;
+  bool token_beta = false;  // the token came from a legacy (beta) mint route
 
   bool may_use(const std::string& model) const;
   // May this principal see or end a call created by `owner_key_name`?

@@ -57,6 +57,7 @@ std::string EphemeralTokens::mint(const TokenClaims& claims) const {
       .set("s", claims.session_json)
       .set("iat", static_cast<gint64>(claims.issued_at))
       .set("exp", static_cast<gint64>(claims.expires_at));
+  if (claims.beta) body.set("d", "beta");
   std::string payload = base64url(body.str());
   return "ek_" + payload + "." + sign(payload);
 }
@@ -80,6 +81,7 @@ TokenClaims EphemeralTokens::verify(const std::string& token, std::int64_t now) 
   c.session_json = json::get_string(o, "s").value_or("{}");
   c.issued_at = json_object_get_int_member_with_default(o, "iat", 0);
   c.expires_at = json_object_get_int_member_with_default(o, "exp", 0);
+  c.beta = json::get_string(o, "d").value_or("") == "beta";
   if (c.key_name.empty() || c.model.empty())
     throw VerifyError(Failure::kMalformed, "malformed token");
   if (now >= c.expires_at) throw VerifyError(Failure::kExpired, "the token has expired");

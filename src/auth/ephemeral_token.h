@@ -4,7 +4,8 @@
 // Owns: the token format — `ek_` + base64url(claims JSON) + `.` + base64url(HMAC-SHA256 of the
 // claims with the token secret) — minting, and verifying (signature compared in constant time,
 // expiry). Tokens are self-contained: any instance holding the same secret redeems them. The
-// claims bind the key name, the model and the session config.
+// claims bind the key name, the model, the session config (GA form) and, for tokens of the
+// legacy mint routes, the beta dialect (`"d": "beta"`).
 #pragma once
 
 #include <cstdint>
@@ -20,6 +21,8 @@ struct TokenClaims {
   std::string session_json;  // the session object as given at mint time
   std::int64_t issued_at = 0;
   std::int64_t expires_at = 0;  // unix seconds
+  // Minted by a legacy (beta) route: calls made with it speak the beta dialect to the client.
+  bool beta = false;
 };
 
 class EphemeralTokens {

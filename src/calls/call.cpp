@@ -8,6 +8,7 @@
 #include "common/main_thread.h"
 #include "common/pipeline.h"
 #include "common/random.h"
+#include "events/beta_dialect.h"
 
 namespace rtgw::calls {
 namespace {
@@ -131,8 +132,10 @@ void Call::build_pipeline() {
     std::weak_ptr<int> alive;
     Call* call;
     Ref<GstElement> appsrc;
+    EventChannel::Transform transform;
   };
-  auto* cctx = new ChannelCtx{alive_, this, element(kClientEventsIn)};
+  auto* cctx = new ChannelCtx{alive_, this, element(kClientEventsIn),
+                              settings_.beta_client ? &events::beta::client_event_to_ga : nullptr};
   gulong id = g_signal_connect_data(
       client_leg_->element(), "on-data-channel",
       G_CALLBACK(+[](GstElement*, GstWebRTCDataChannel* channel, gpointer data) {
@@ -145,7 +148,7 @@ void Call::build_pipeline() {
                     ctx->call->identity_.call_id.c_str(), label ? label.get() : "", kEventsLabel);
           return;
         }
-        EventChannel::wire_inbound(channel, ctx->appsrc);
+        EventChannel::wire_inbound(channel, ctx->appsrc, ctx->transform);
         auto ref = Ref<GstWebRTCDataChannel>::retain(channel);
         Call* call = ctx->call;
         post_to_main([alive = ctx->alive, call, ref] {
@@ -578,6 +581,8 @@ void Call::deliver_event(bool to_upstream, std::string text) {
   if (draining_ && !to_upstream) return;  // the client is gone; the meter has seen the event
   (to_upstream ? events_from_client_ : events_from_upstream_)++;
   EventChannel& target = to_upstream ? *upstream_events_ : *client_events_;
+  if (!to_upstream && settings_.beta_client)
+    if (auto beta = events::beta::server_event_to_beta(text)) text = std::move(*beta);
   switch (target.send(text)) {
     case EventChannel::SendResult::kSent:
     case EventChannel::SendResult::kQueued:

@@ -96,6 +96,10 @@ struct CallSettings {
   std::string policy_json;           // rteventfilter `policy` for client events ("" = none)
   bool budget_exceeded = false;      // the key is over its token budget at call start
   int late_usage_wait_ms = 3000;     // client gone mid-response: wait this long for response.done
+  // The client speaks the beta dialect (legacy route or token): its events are translated to GA
+  // as they enter the event path (before the policy), the worker's to beta as they leave it for
+  // the client (after the meter). Taps (sideband sockets) and the worker always see GA.
+  bool beta_client = false;
   // The next worker to try after a worker failure during set-up (nullptr: none left).
   workers::FailoverFn failover;
 };

@@ -47,6 +47,16 @@ namespace {
 
 struct InboundCtx {
   Ref<GstElement> appsrc;
+  EventChannel::Transform transform;
+
+  void push(const char* data, gsize length) const {
+    if (transform)
+      if (auto rewritten = transform(std::string_view(data, length))) {
+        push_event(appsrc.get(), rewritten->data(), rewritten->size());
+        return;
+      }
+    push_event(appsrc.get(), data, length);
+  }
 };
 
 struct StateCtx {
@@ -67,26 +77,27 @@ EventChannel::EventChannel(std::string side, std::int64_t max_message_bytes,
 
 EventChannel::~EventChannel() = default;
 
-void EventChannel::wire_inbound(GstWebRTCDataChannel* channel, Ref<GstElement> inbound_appsrc) {
-  auto* ctx = new InboundCtx{std::move(inbound_appsrc)};
+void EventChannel::wire_inbound(GstWebRTCDataChannel* channel, Ref<GstElement> inbound_appsrc,
+                                Transform transform) {
+  auto* ctx = new InboundCtx{std::move(inbound_appsrc), transform};
   // Connected for the channel's lifetime: the closure dies with the channel object.
   g_signal_connect_data(
       channel, "on-message-string",
       G_CALLBACK(+[](GstWebRTCDataChannel*, const gchar* text, gpointer data) {
         if (!text) return;
-        push_event(static_cast<InboundCtx*>(data)->appsrc.get(), text, strlen(text));
+        static_cast<InboundCtx*>(data)->push(text, strlen(text));
       }),
       ctx, [](gpointer data, GClosure*) { delete static_cast<InboundCtx*>(data); },
       GConnectFlags(0));
   // Binary messages are not realtime events; relay them as text so nothing vanishes unseen.
-  auto* ctx2 = new InboundCtx{ctx->appsrc};
+  auto* ctx2 = new InboundCtx{ctx->appsrc, transform};
   g_signal_connect_data(
       channel, "on-message-data",
       G_CALLBACK(+[](GstWebRTCDataChannel*, GBytes* bytes, gpointer data) {
         if (!bytes) return;
         gsize len = 0;
         auto* p = static_cast<const char*>(g_bytes_get_data(bytes, &len));
-        push_event(static_cast<InboundCtx*>(data)->appsrc.get(), p, len);
+        static_cast<InboundCtx*>(data)->push(p, len);
       }),
       ctx2, [](gpointer data, GClosure*) { delete static_cast<InboundCtx*>(data); },
       GConnectFlags(0));

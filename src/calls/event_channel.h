@@ -16,7 +16,9 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/ref.h"
@@ -36,6 +38,9 @@ class EventChannel {
   };
 
   enum class SendResult { kSent, kQueued, kTooLarge, kQueueFull, kFailed };
+  // Rewrites a received event before it enters the event path (nullopt: unchanged). Pure and
+  // thread safe: it runs on webrtcbin's thread.
+  using Transform = std::optional<std::string> (*)(std::string_view text);
 
   EventChannel(std::string side, std::int64_t max_message_bytes, std::int64_t max_pending_bytes,
                Ref<GstElement> inbound_appsrc, Listener* listener);
@@ -45,7 +50,8 @@ class EventChannel {
 
   // Attaches the channel. Safe to call on the webrtcbin thread that announced it (its message
   // handler must be connected there so nothing that follows is missed); the rest is posted.
-  static void wire_inbound(GstWebRTCDataChannel* channel, Ref<GstElement> inbound_appsrc);
+  static void wire_inbound(GstWebRTCDataChannel* channel, Ref<GstElement> inbound_appsrc,
+                           Transform transform = nullptr);
   void attach(Ref<GstWebRTCDataChannel> channel, bool already_open);
 
   // Sends now if open, else queues (bounded in bytes).

@@ -115,16 +115,21 @@ void Server::handle_realtime_socket(SoupServerMessage* msg, GHashTable* query) {
     s.budget_exceeded = services_.over_budget && services_.over_budget(principal.key_name);
     s.idle_timeout_seconds = config.websocket.idle_timeout_seconds;
     s.max_pending_bytes = config.limits.max_pending_event_bytes;
-    s.beta_protocol = offered.beta || soup_message_headers_get_one(headers, "OpenAI-Beta");
+    // A beta client (header, subprotocol, or a token of a legacy mint route) gets the beta
+    // dialect; the worker never sees the header.
+    s.beta_client = offered.beta ||
+                    soup_message_headers_header_contains(headers, "OpenAI-Beta", "realtime=v1") ||
+                    principal.token_beta;
     if (session) s.session_json = session_for_upstream(*session, model_config.upstream_model);
     s.failover = [&workers = services_.workers, model](const std::vector<std::string>& tried) {
       return workers.pick(model, tried);
     };
   }
   // A client that offers subprotocols must get one of them back, or browsers fail the socket.
-  if (offered.realtime)
+  if (offered.realtime || offered.beta)
     soup_message_headers_replace(soup_server_message_get_response_headers(msg),
-                                 "Sec-WebSocket-Protocol", kRealtimeProtocol);
+                                 "Sec-WebSocket-Protocol",
+                                 offered.realtime ? kRealtimeProtocol : kBetaProtocol);
   g_object_set_data_full(G_OBJECT(msg), kUpgradeKey, upgrade.release(),
                          [](gpointer p) { delete static_cast<Upgrade*>(p); });
   // Status left unset: libsoup completes the handshake and calls on_websocket().

@@ -10,6 +10,7 @@
 
 #include "common/json.h"
 #include "common/random.h"
+#include "events/beta_dialect.h"
 #include "http/call_request.h"
 #include "http/client_watch.h"
 #include "http/host_check.h"
@@ -217,6 +218,8 @@ void Server::on_request(SoupServer*, SoupServerMessage* msg, const char* path, G
       self->handle_create_call(msg, query);
     else if (g_strcmp0(method, "GET") == 0 && g_strcmp0(path, kRealtimePath) == 0)
       self->handle_realtime_socket(msg, query);
+    else if (g_strcmp0(method, "POST") == 0 && g_strcmp0(path, kRealtimePath) == 0)
+      self->handle_legacy_call(msg, query);
     else
       self->dispatch(msg, path);
   } catch (const HttpError& e) {
@@ -283,6 +286,14 @@ void Server::dispatch(SoupServerMessage* msg, const char* path_cstr) {
     handle_client_secrets(msg);
     return;
   }
+  if (path == "/v1/realtime/sessions" && method == "POST") {
+    handle_legacy_sessions(msg);
+    return;
+  }
+  if (path == "/v1/realtime/transcription_sessions" && method == "POST") {
+    handle_legacy_transcription_sessions(msg);
+    return;
+  }
   if (path == "/v1/models" && method == "GET") {
     handle_models(msg);
     return;
@@ -331,7 +342,7 @@ void Server::serve_tester_page(SoupServerMessage* msg) {
   respond(msg, 200, "text/html; charset=utf-8", std::string(contents, length));
 }
 
-void Server::handle_create_call(SoupServerMessage* msg, GHashTable* query) {
+void Server::handle_create_call(SoupServerMessage* msg, GHashTable* query, bool beta_route) {
   const auto& config = services_.config;
   if (shutting_down_) throw errors::unavailable("shutting_down", "the gateway is shutting down");
   auth::Principal principal =
@@ -359,6 +370,9 @@ void Server::handle_create_call(SoupServerMessage* msg, GHashTable* query) {
 
   std::optional<std::string> session = request.session_json;
   if (!session && principal.token_session_json) session = principal.token_session_json;
+  const bool beta = beta_route || principal.token_beta;
+  // A beta session is translated first: the policy, like the worker, sees GA.
+  if (beta && session) session = events::beta::session_json_to_ga(*session);
   if (session) {
     session = apply_initial_session_policy(config.policy_json, principal.key_name, model, *session);
     session = session_for_upstream(*session, model_config.upstream_model);
@@ -378,6 +392,7 @@ void Server::handle_create_call(SoupServerMessage* msg, GHashTable* query) {
   settings.failover = [&workers = services_.workers, model](const std::vector<std::string>& tried) {
     return workers.pick(model, tried);
   };
+  settings.beta_client = beta;
 
   auto pending = std::make_shared<PendingResponse>();
   pending->msg = Ref<SoupServerMessage>::retain(msg);
@@ -519,7 +534,6 @@ void Server::handle_models(SoupServerMessage* msg) {
 }
 
 void Server::handle_client_secrets(SoupServerMessage* msg) {
-  const auto& config = services_.config;
   auth::Principal principal = services_.auth.authenticate(request_header(msg, "Authorization"));
   std::string error;
   std::string text = request_body(msg);
@@ -540,39 +554,57 @@ void Server::handle_client_secrets(SoupServerMessage* msg) {
   json_object_set_string_member(s, "type", "realtime");
   std::string model = json::get_string(s, "model").value_or("");
   if (model.empty()) throw errors::bad_request("missing_model", "name the model in session.model");
-  if (!config.find_model(model))
-    throw errors::not_found("model_not_found", "the model '" + model + "' does not exist");
-  if (!principal.may_use(model))
-    throw errors::forbidden("model_not_allowed", "this key may not use the model '" + model + "'");
+  mintable_model(principal, model);
 
-  std::int64_t ttl = config.auth.token_ttl_seconds;
-  if (JsonObject* expires = json::get_object(body, "expires_after")) {
-    if (auto anchor = json::get_string(expires, "anchor"); anchor && *anchor != "created_at")
-      throw errors::bad_request("invalid_expires_after", "expires_after.anchor must be created_at");
-    JsonNode* seconds = json_object_get_member(expires, "seconds");
-    if (seconds) {
-      if (JSON_NODE_TYPE(seconds) != JSON_NODE_VALUE ||
-          json_node_get_value_type(seconds) != G_TYPE_INT64)
-        throw errors::bad_request("invalid_expires_after",
-                                  "expires_after.seconds must be an integer");
-      ttl = std::clamp<std::int64_t>(json_node_get_int(seconds), 10, 7200);  // as OpenAI bounds it
-    }
-  }
-  std::int64_t now = g_get_real_time() / G_USEC_PER_SEC;
-  std::string session_json = json::to_string(session_node.get());
-  auth::TokenClaims claims{principal.key_name, model, session_json, now, now + ttl};
-  std::string token = services_.auth.tokens().mint(claims);
+  std::int64_t ttl = token_ttl(json::get_object(body, "expires_after"));
+  MintedToken token = mint_token(principal, model, session_node.get(), ttl, /*beta=*/false);
 
   json_object_set_string_member(s, "object", "realtime.session");
-  if (!json_object_has_member(s, "id")) {
-    json_object_set_string_member(s, "id", random_id("sess_", 24).c_str());
-  }
+  if (!json_object_has_member(s, "id"))
+    json_object_set_string_member(s, "id", new_session_object_id().c_str());
   json::ObjectBuilder out;
-  out.set("value", token)
-      .set("expires_at", static_cast<gint64>(now + ttl))
+  out.set("value", token.value)
+      .set("expires_at", static_cast<gint64>(token.expires_at))
       .set_node("session", session_node);
   respond_json(msg, 200, out.str());
 }
+
+const config::ModelConfig& Server::mintable_model(const auth::Principal& principal,
+                                                  const std::string& model) const {
+  const config::ModelConfig* model_config = services_.config.find_model(model);
+  if (!model_config)
+    throw errors::not_found("model_not_found", "the model '" + model + "' does not exist");
+  if (!principal.may_use(model))
+    throw errors::forbidden("model_not_allowed", "this key may not use the model '" + model + "'");
+  return *model_config;
+}
+
+std::int64_t Server::token_ttl(JsonObject* expires) const {
+  std::int64_t ttl = services_.config.auth.token_ttl_seconds;
+  if (!expires) return ttl;
+  if (auto anchor = json::get_string(expires, "anchor"); anchor && *anchor != "created_at")
+    throw errors::bad_request("invalid_expires_after", "expires_after.anchor must be created_at");
+  JsonNode* seconds = json_object_get_member(expires, "seconds");
+  if (seconds) {
+    if (JSON_NODE_TYPE(seconds) != JSON_NODE_VALUE ||
+        json_node_get_value_type(seconds) != G_TYPE_INT64)
+      throw errors::bad_request("invalid_expires_after",
+                                "expires_after.seconds must be an integer");
+    ttl = std::clamp<std::int64_t>(json_node_get_int(seconds), 10, 7200);  // as OpenAI bounds it
+  }
+  return ttl;
+}
+
+Server::MintedToken Server::mint_token(const auth::Principal& principal, const std::string& model,
+                                       JsonNode* ga_session, std::int64_t ttl_seconds,
+                                       bool beta) const {
+  std::int64_t now = g_get_real_time() / G_USEC_PER_SEC;
+  auth::TokenClaims claims{principal.key_name, model, json::to_string(ga_session), now,
+                           now + ttl_seconds,  beta};
+  return {services_.auth.tokens().mint(claims), now + ttl_seconds};
+}
+
+std::string Server::new_session_object_id() { return random_id("sess_", 24); }
 
 void Server::handle_debug_calls(SoupServerMessage* msg) {
   auth::Principal principal = services_.auth.authenticate(request_header(msg, "Authorization"));

@@ -4,7 +4,8 @@
 // Owns: the SoupServer, routing requests by method and path, early body-size refusal (413), and
 // the one boundary that turns any HttpError into the SPEC's JSON error exactly once. Handlers
 // here translate HTTP to service calls (auth, calls, sessions, workers) and back; they never
-// touch pads. The WebSocket route (`GET /v1/realtime`) is in realtime_socket.cpp.
+// touch pads. The WebSocket route (`GET /v1/realtime`) is in realtime_socket.cpp, the legacy
+// (beta) routes in legacy_routes.cpp.
 //
 // Threads: main loop only.
 #pragma once
@@ -76,7 +77,8 @@ class Server {
   workers::WorkerLease reserve_capacity(const auth::Principal& principal, const std::string& model);
   // GET /v1/realtime (http/realtime_socket.cpp): every check before the upgrade.
   void handle_realtime_socket(SoupServerMessage* msg, GHashTable* query);
-  void handle_create_call(SoupServerMessage* msg, GHashTable* query);
+  // `beta_route`: the legacy WebRTC route, whose client speaks the beta dialect.
+  void handle_create_call(SoupServerMessage* msg, GHashTable* query, bool beta_route = false);
   void handle_get_call(SoupServerMessage* msg, const std::string& id);
   void handle_hangup_call(SoupServerMessage* msg, const std::string& id);
   void handle_models(SoupServerMessage* msg);
@@ -84,6 +86,25 @@ class Server {
   void handle_debug_calls(SoupServerMessage* msg);
   void handle_client_secrets(SoupServerMessage* msg);
   void handle_pipeline_dot(SoupServerMessage* msg, const std::string& id);
+
+  // Ephemeral tokens, shared by client_secrets and the legacy mint routes.
+  struct MintedToken {
+    std::string value;
+    std::int64_t expires_at = 0;
+  };
+  // The model a token may be minted for (exists, and the key may use it). Throws HttpError.
+  const config::ModelConfig& mintable_model(const auth::Principal& principal,
+                                            const std::string& model) const;
+  // The lifetime asked by an `expires_after` object (null: the configured default).
+  std::int64_t token_ttl(JsonObject* expires_after) const;
+  // Signs a token binding the key, the model and `ga_session` (GA form).
+  MintedToken mint_token(const auth::Principal& principal, const std::string& model,
+                         JsonNode* ga_session, std::int64_t ttl_seconds, bool beta) const;
+  static std::string new_session_object_id();  // sess_<24 hex>
+  // Legacy (beta) routes, http/legacy_routes.cpp.
+  void handle_legacy_sessions(SoupServerMessage* msg);                 // POST /v1/realtime/sessions
+  void handle_legacy_transcription_sessions(SoupServerMessage* msg);   // .../transcription_sessions
+  void handle_legacy_call(SoupServerMessage* msg, GHashTable* query);  // POST /v1/realtime
 
   Services services_;
   CorsPolicy cors_;

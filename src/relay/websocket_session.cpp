@@ -2,6 +2,7 @@
 #include "relay/websocket_session.h"
 
 #include "common/main_thread.h"
+#include "events/beta_dialect.h"
 
 namespace rtgw::relay {
 namespace {
@@ -57,7 +58,7 @@ void WebSocketSession::start() {
 
 void WebSocketSession::connect_upstream() {
   std::weak_ptr<int> alive = alive_;
-  lease_->open_socket({identity_.upstream_model, settings_.beta_protocol}, this, cancellable_.get(),
+  lease_->open_socket({identity_.upstream_model}, this, cancellable_.get(),
                       [this, alive](workers::SocketResult result) {
                         if (!alive.lock()) return;
                         on_upstream_result(std::move(result));
@@ -136,6 +137,8 @@ void WebSocketSession::OnSocketText(WebSocket&, std::string text) {
   if (state_ == State::kEnded || state_ == State::kDraining) return;
   touch();
   events_from_client_++;
+  if (settings_.beta_client)  // before the policy: it sees GA
+    if (auto ga = events::beta::client_event_to_ga(text)) text = std::move(*ga);
   path_->push_from_client(text);
 }
 
@@ -224,6 +227,8 @@ void WebSocketSession::OnPathEvent(bool to_upstream, std::string text) {
   if (state_ == State::kEnded) return;
   if (!to_upstream) {
     events_from_upstream_++;
+    if (settings_.beta_client)  // after the meter: it saw GA
+      if (auto beta = events::beta::server_event_to_beta(text)) text = std::move(*beta);
     client_.send_text(text);
     if (client_close_pending_ && path_->in_flight_to_client() == 0)
       end(pending_close_code_, pending_close_reason_);

@@ -3,10 +3,11 @@
 //
 // Owns: the client's WebSocket, its worker lease (held until the session is dropped), the worker's
 // `UpstreamSocket` (opened after the client's upgrade, with failover to the model's next worker),
-// the session's `EventPath` (policy on client events, metering of upstream events), the queue of
-// client events waiting for the worker, the idle timer, the drain after the client leaves
-// mid-response, and the mapping of every ending to a close code (RFC 6455): policy 1008, upstream
-// refused 1008/1013/1011, idle 1000, upstream's own code passed on.
+// the session's `EventPath` (policy on client events, metering of upstream events; for a beta
+// client, the dialect translation on both sides of it), the queue of client events waiting for
+// the worker, the idle timer, the drain after the client leaves mid-response, and the mapping of
+// every ending to a close code (RFC 6455): policy 1008, upstream refused 1008/1013/1011, idle
+// 1000, upstream's own code passed on.
 //
 // Threads: main loop only. It reports to its owner through `SessionListener` and never deletes
 // itself.
@@ -58,7 +59,9 @@ struct SessionSettings {
   int idle_timeout_seconds = 300;            // 0 = never
   std::int64_t max_pending_bytes = 1 << 20;  // client events queued while the worker connects
   int late_usage_wait_ms = 3000;  // client gone mid-response: wait this long for response.done
-  bool beta_protocol = false;     // the client asked for the beta dialect
+  // The client speaks the beta dialect: its events are translated to GA before the policy, the
+  // worker's to beta after the meter (events/beta_dialect.h). The worker always gets GA.
+  bool beta_client = false;
   // A token's session: sent first, as a session.update through the policy.
   std::optional<std::string> session_json;
   // A lease on the next worker to try after a worker failure while connecting (empty: none).

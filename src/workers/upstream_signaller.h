@@ -61,8 +61,7 @@ class UpstreamSocket {
 };
 
 struct SocketRequest {
-  std::string upstream_model;
-  bool beta_protocol = false;  // the client speaks the beta dialect: send `OpenAI-Beta`
+  std::string upstream_model;  // the worker always speaks GA: no `OpenAI-Beta` ever goes to it
 };
 
 using SocketResult = std::variant<std::unique_ptr<UpstreamSocket>, UpstreamFailure>;

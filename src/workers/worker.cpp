@@ -285,9 +285,6 @@ void Worker::open_socket(const SocketRequest& request, UpstreamSocket::Listener*
     return;
   }
   prepare(op->message.get());
-  if (request.beta_protocol)
-    soup_message_headers_replace(soup_message_get_request_headers(op->message.get()), "OpenAI-Beta",
-                                 "realtime=v1");
   SocketConnect* raw = op.get();
   raw->arm_timeout(config_.timeout_seconds);
   soup_session_websocket_connect_async(

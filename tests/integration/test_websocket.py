@@ -163,27 +163,29 @@ def test_relay_both_ways_with_bearer_header(gateway, fake_upstream):
     assert closed and closed[0]["closed_by"] == "peer", closed
 
 
-def test_subprotocol_auth_answers_realtime_and_sets_the_beta_header(gateway, fake_upstream):
+def test_subprotocol_auth_answers_realtime_and_never_sends_the_beta_header(gateway, fake_upstream):
     result = run_ws_session(gateway.url, subprotocol_key=GATEWAY_KEY, model=MODEL,
                             send_events=[ECHO], until=echoed(ECHO["payload"]), duration=8)
     assert_upgraded(result)
     assert result.protocol == "realtime", result.response_headers
     assert echoed(ECHO["payload"])(result)
     up = upstream_ws(fake_upstream)
-    assert up["openai_beta"] == "realtime=v1", "the client offered openai-beta.realtime-v1"
+    # the client offered openai-beta.realtime-v1: it gets the beta dialect, the worker GA only
+    assert up["openai_beta"] is None, "OpenAI-Beta must never reach a worker"
     assert up["events"] == [compact(ECHO)]
     (handshake,) = ws_handshakes(fake_upstream)
     assert handshake["authorization"] == f"Bearer {UPSTREAM_KEY}"
     assert not any(GATEWAY_KEY in p for p in up["subprotocols"]), "the client key leaked upstream"
     assert upstream_ws_closed(fake_upstream, 3)
 
-    # the OpenAI-Beta header (Authorization auth, no subprotocol) asks for the beta as well
+    # the OpenAI-Beta header (Authorization auth, no subprotocol) asks for the beta as well, and
+    # is not passed on either
     fake_upstream.reset()
     result = run_ws_session(gateway.url, key=GATEWAY_KEY, model=MODEL, beta_header=True,
                             send_events=[ECHO], until=echoed(ECHO["payload"]), duration=8)
     assert_upgraded(result)
     assert result.protocol is None
-    assert upstream_ws(fake_upstream)["openai_beta"] == "realtime=v1"
+    assert upstream_ws(fake_upstream)["openai_beta"] is None
 
     # a wrong key in the subprotocol is refused before the upgrade
     fake_upstream.reset()
@@ -848,7 +850,7 @@ def test_browser_websocket_with_subprotocol_key(gateway, fake_upstream):
     assert out["types"][0] == "session.created" and "response.done" in out["types"], out
     assert out["close_code"] == 1000, out
     (session,) = fake_upstream.ws_sessions()
-    assert session["openai_beta"] == "realtime=v1", session
+    assert session["openai_beta"] is None, session
     assert [json.loads(e)["type"] for e in session["events"]] == ["response.create"]
 
 

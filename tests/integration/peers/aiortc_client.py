@@ -48,8 +48,10 @@ class AiortcCall:
                  session: Optional[Dict[str, Any]] = None,
                  send_events: Iterable[Event] = (),
                  on_event: Optional[Callable[[Dict[str, Any], "AiortcCall"], None]] = None,
-                 http_timeout: float = 15.0, label: str = "oai-events") -> None:
+                 http_timeout: float = 15.0, label: str = "oai-events",
+                 path: str = "/v1/realtime/calls") -> None:
         self.base_url, self.key, self.model, self.session = base_url, key, model, session
+        self.path = path  # "/v1/realtime": the legacy (beta) WebRTC route
         self.http_timeout = http_timeout
         self.on_event = on_event
         self.result = CallResult(client="aiortc")
@@ -111,7 +113,7 @@ class AiortcCall:
         self.result.offer_sdp = self.pc.localDescription.sdp
         reply = await asyncio.to_thread(post_offer, self.base_url, self.key,
                                         self.result.offer_sdp, self.model, self.session,
-                                        self.http_timeout)
+                                        self.http_timeout, path=self.path)
         self.result.apply_reply(reply)
         if reply.status == 201:
             try:
@@ -179,10 +181,12 @@ async def run_call(base_url: str, key: Optional[str], model: Optional[str] = Non
                    send_events: Iterable[Event] = (), duration: float = 3.0,
                    until: Optional[Callable[[CallResult], Any]] = None,
                    on_event: Optional[Callable[[Dict[str, Any], AiortcCall], None]] = None,
-                   close: str = "close", http_timeout: float = 15.0) -> CallResult:
+                   close: str = "close", http_timeout: float = 15.0,
+                   path: str = "/v1/realtime/calls") -> CallResult:
     """Place one call, keep it up for ``duration`` seconds (or until ``until(result)`` is
     truthy), then end it with ``close`` ("close" | "hangup" | "leave")."""
-    call = AiortcCall(base_url, key, model, session, send_events, on_event, http_timeout)
+    call = AiortcCall(base_url, key, model, session, send_events, on_event, http_timeout,
+                      path=path)
     try:
         await call.connect()
         if call.connected:

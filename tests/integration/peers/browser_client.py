@@ -113,8 +113,10 @@ class BrowserCall:
 
     def __init__(self, base_url: str, key: Optional[str], model: Optional[str] = None,
                  session: Optional[Dict[str, Any]] = None, send_events: Iterable[Event] = (),
-                 http_timeout: float = 15.0, label: str = "oai-events") -> None:
+                 http_timeout: float = 15.0, label: str = "oai-events",
+                 path: str = "/v1/realtime/calls") -> None:
         self.base_url, self.key, self.model, self.session = base_url, key, model, session
+        self.path = path  # "/v1/realtime": the legacy (beta) WebRTC route
         self.http_timeout, self.label = http_timeout, label
         self.result = CallResult(client="chromium")
         self._send_events = [encode_event(e) for e in send_events]
@@ -148,7 +150,7 @@ class BrowserCall:
             self.result.error = str(e)
             return self.result
         reply = post_offer(self.base_url, self.key, self.result.offer_sdp, self.model,
-                           self.session, self.http_timeout)
+                           self.session, self.http_timeout, path=self.path)
         self.result.apply_reply(reply)
         if reply.status == 201:
             try:

@@ -124,14 +124,16 @@ def http_request(method: str, url: str, body: Optional[bytes] = None,
 def post_offer(base_url: str, key: Optional[str], sdp: str, model: Optional[str] = None,
                session: Optional[Dict[str, Any]] = None, timeout: float = 15.0,
                content_type: Optional[str] = None,
-               extra_headers: Optional[Dict[str, str]] = None) -> HttpReply:
-    """POST an offer to ``{base_url}/v1/realtime/calls`` the way OpenAI clients do.
+               extra_headers: Optional[Dict[str, str]] = None,
+               path: str = "/v1/realtime/calls") -> HttpReply:
+    """POST an offer to ``{base_url}/v1/realtime/calls`` (or ``path``: the legacy beta route
+    is ``/v1/realtime``) the way OpenAI clients do.
 
     Without ``session``: ``Content-Type: application/sdp`` body. With ``session``:
     ``multipart/form-data`` with fields ``sdp`` and ``session`` (JSON). ``model`` goes in the
     query string. ``content_type`` overrides the header (for negative tests).
     """
-    url = base_url.rstrip("/") + "/v1/realtime/calls"
+    url = base_url.rstrip("/") + path
     if model:
         url += "?" + urllib.parse.urlencode({"model": model})
     if session is not None:

@@ -23,8 +23,9 @@ Per call (aiortc answers; the gateway is the offerer and creates the data channe
   * on the data channel: session.created on open; session.update -> session.updated;
     response.create -> response.created, 3 transcript deltas, response.done with deterministic
     usage (a turn of config "turn_ms" more, which response.cancel cuts short: status
-    "cancelled", usage still there); test.echo -> test.echoed with the same payload; every
-    received event is recorded.
+    "cancelled", usage still there); test.echo -> test.echoed with the same payload;
+    ``{"type":"test.emit","events":[...]}`` -> those events sent as they are (server events a
+    test needs, e.g. GA ones the script does not play); every received event is recorded.
 
 Per WebSocket session: the same script over text messages (session.created once upgraded);
 also ``{"type":"test.close","code":4001,"reason":"bye"}`` -> this side closes the socket with
@@ -142,6 +143,10 @@ class RealtimeSession:
         elif kind == "test.echo":
             self.send({"type": "test.echoed", "event_id": new_id("event"),
                        "payload": event.get("payload")})
+        elif kind == "test.emit":
+            for scripted in event.get("events") or []:
+                if isinstance(scripted, dict):
+                    self.send(scripted)
         else:
             self._on_other_event(kind, event)
 
