@@ -162,11 +162,6 @@ ConnectionGuard::Connection* ConnectionGuard::find(SoupServerMessage* msg) {
   return it == connections_.end() ? nullptr : &it->second;
 }
 
-GSocket* ConnectionGuard::socket_for(SoupServerMessage* msg) {
-  Connection* c = find(msg);
-  return c ? g_socket_connection_get_socket(c->stream) : nullptr;
-}
-
 void ConnectionGuard::on_request_started(SoupServer*, SoupServerMessage* msg, gpointer data) {
   auto* self = static_cast<ConnectionGuard*>(data);
   if (Connection* c = self->find(msg); c && c->state != State::kClosing) {

@@ -54,10 +54,6 @@ class ConnectionGuard {
   void refuse(SoupServerMessage* msg, int status, const std::string& content_type,
               const std::string& body);
 
-  // The socket under `msg` (nullptr if unknown). libsoup's soup_server_message_get_socket() is
-  // NULL for connections handed over with soup_server_accept_iostream, as all of ours are.
-  GSocket* socket_for(SoupServerMessage* msg);
-
   size_t open_connections() const { return connections_.size(); }
 
  private:
