@@ -207,11 +207,13 @@ void ConnectionGuard::refuse(SoupServerMessage* msg, int status, const std::stri
   // libsoup lets go of the connection (as for a WebSocket): nothing more of the request is read.
   auto stream = Ref<GIOStream>::adopt(soup_server_message_steal_connection(msg));
   if (!stream) return;
-  GOutputStream* out = g_io_stream_get_output_stream(stream.get());
-  g_output_stream_write_all(out, response.data(), response.size(), nullptr, nullptr, nullptr);
-  g_output_stream_flush(out, nullptr, nullptr);
-  if (socket_stream)
-    g_socket_shutdown(g_socket_connection_get_socket(socket_stream), FALSE, TRUE, nullptr);
+  // A small answer into an empty send buffer; never wait for a client that does not read.
+  if (socket_stream) {
+    GSocket* socket = g_socket_connection_get_socket(socket_stream);
+    g_socket_set_blocking(socket, FALSE);
+    g_socket_send(socket, response.data(), response.size(), nullptr, nullptr);
+    g_socket_shutdown(socket, FALSE, TRUE, nullptr);
+  }
   if (c) {
     c->state = State::kClosing;
     c->deadline_us = 0;

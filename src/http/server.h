@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: MIT
 // The HTTP route layer.
 //
-// Owns: the SoupServer, routing requests by method and path, early body-size refusal (413), and
-// the one boundary that turns any HttpError into the SPEC's JSON error exactly once. Handlers
-// here translate HTTP to service calls (auth, calls, sessions, workers) and back; they never
-// touch pads. The WebSocket route (`GET /v1/realtime`) is in realtime_socket.cpp, the legacy
+// Owns: the SoupServer, routing requests by method and path, the checks made on the headers alone
+// (431 header size, 413 body size whatever the framing, the keyless mode's loopback Host), and
+// the one boundary that turns any HttpError into the SPEC's JSON error exactly once. Connections
+// reach the SoupServer through a ConnectionGuard (accept, limits, deadlines, no keep-alive).
+// Handlers here translate HTTP to service calls (auth, calls, sessions, workers) and back; they
+// never touch pads. The WebSocket route (`GET /v1/realtime`) is in realtime_socket.cpp, the legacy
 // (beta) routes in legacy_routes.cpp.
 //
 // Threads: main loop only.
