@@ -27,6 +27,62 @@ std::optional<std::size_t> nesting_beyond(std::string_view text, int max_depth) 
   return std::nullopt;
 }
 
+namespace {
+
+int hex4(std::string_view text, std::size_t at) {
+  if (at + 4 > text.size()) return -1;
+  int v = 0;
+  for (std::size_t i = at; i < at + 4; ++i) {
+    const int d = g_ascii_xdigit_value(text[i]);
+    if (d < 0) return -1;
+    v = v * 16 + d;
+  }
+  return v;
+}
+
+// json-glib 1.6 turns a `\uDC00`-style escape that is not half of a surrogate pair into invalid
+// UTF-8 (and eats the next character), so what it serializes back is not JSON. Such escapes
+// become `\uFFFD` (same length), as the event reader (plugins/rtevents/json.h) decodes them.
+// Returns nullopt when there is nothing to replace.
+std::optional<std::string> replace_lone_surrogates(std::string_view text) {
+  std::optional<std::string> out;
+  bool in_string = false;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (!in_string) {
+      in_string = c == '"';
+      continue;
+    }
+    if (c == '"') {
+      in_string = false;
+      continue;
+    }
+    if (c != '\\') continue;
+    if (i + 1 >= text.size() || text[i + 1] != 'u') {
+      ++i;  // a one-character escape
+      continue;
+    }
+    const int unit = hex4(text, i + 2);
+    if (unit < 0xD800 || unit > 0xDFFF) {  // not a surrogate (or not hex: json-glib refuses it)
+      i += 1;
+      continue;
+    }
+    if (unit <= 0xDBFF && i + 7 < text.size() && text[i + 6] == '\\' && text[i + 7] == 'u') {
+      const int low = hex4(text, i + 8);
+      if (low >= 0xDC00 && low <= 0xDFFF) {  // a proper pair
+        i += 11;
+        continue;
+      }
+    }
+    if (!out) out.emplace(text);
+    out->replace(i, 6, "\\uFFFD");
+    i += 5;
+  }
+  return out;
+}
+
+}  // namespace
+
 Ref<JsonNode> parse(std::string_view text, std::string* error) {
   // json-glib 1.6 parses recursively with no depth limit: bound it before it recurses.
   if (auto at = nesting_beyond(text, kMaxDepth)) {
@@ -35,6 +91,8 @@ Ref<JsonNode> parse(std::string_view text, std::string* error) {
                std::to_string(*at) + ")";
     return {};
   }
+  const std::optional<std::string> replaced = replace_lone_surrogates(text);
+  if (replaced) text = *replaced;
   auto parser = Ref<JsonParser>::adopt(json_parser_new());
   UniqueError err;
   if (!json_parser_load_from_data(parser.get(), text.data(), static_cast<gssize>(text.size()),

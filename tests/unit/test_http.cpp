@@ -121,6 +121,25 @@ TEST(Json, NestingBound) {
   EXPECT_EQ(rtgw::json::nesting_beyond("[[[", 2), std::optional<std::size_t>(2));
 }
 
+TEST(Json, LoneSurrogateEscapesBecomeReplacementCharacters) {
+  // Found by tests/fuzz (token): json-glib 1.6 decodes a lone surrogate escape into invalid UTF-8,
+  // so the session it serialized again (to a worker, into a token) was not JSON.
+  for (const char* text : {R"({"a":"x\udc00y"})", R"({"\ud800":"t"})", R"({"a":"\ud800\u0041"})",
+                           R"({"a":"\uDBFF"})", R"({"a":"\\udc00"})"}) {
+    std::string error;
+    auto node = rtgw::json::parse(text, &error);
+    ASSERT_TRUE(node) << text << ": " << error;
+    std::string again = rtgw::json::to_string(node.get());
+    EXPECT_TRUE(g_utf8_validate(again.data(), static_cast<gssize>(again.size()), nullptr)) << text;
+    EXPECT_TRUE(rtgw::json::parse(again, &error)) << text << " -> " << again << ": " << error;
+  }
+  auto node = rtgw::json::parse(R"({"a":"x\udc00y","b":"\ud83d\ude00"})");
+  ASSERT_TRUE(node);
+  JsonObject* o = json_node_get_object(node.get());
+  EXPECT_EQ(rtgw::json::get_string(o, "a"), "x\uFFFDy");    // U+FFFD, nothing eaten
+  EXPECT_EQ(rtgw::json::get_string(o, "b"), "\U0001F600");  // a proper pair is untouched
+}
+
 TEST(CallRequest, SessionForUpstreamRenamesModel) {
   std::string out =
       rtgw::http::session_for_upstream(R"({"model":"alias","voice":"x"})", "real-model");
@@ -225,6 +244,15 @@ TEST(EphemeralTokens, MintVerifyRoundTrip) {
   EXPECT_EQ(back.expires_at, 1600);
   // Any instance holding the same secret redeems it.
   EXPECT_EQ(EphemeralTokens("secret-1").verify(t, 1599).key_name, "team-a");
+}
+
+TEST(EphemeralTokens, SessionWithLoneSurrogateRoundTrips) {
+  // The client_secrets route mints the session as json::to_string of the parsed body.
+  auto session = rtgw::json::parse(R"({"type":"realtime","model":"echo","\udc00t":"r36"})");
+  ASSERT_TRUE(session);
+  EphemeralTokens tokens("secret-1");
+  TokenClaims c{"team-a", "echo", rtgw::json::to_string(session.get()), 1000, 1600};
+  EXPECT_EQ(tokens.verify(tokens.mint(c), 1500).session_json, c.session_json);
 }
 
 EphemeralTokens::Failure failure_of(const EphemeralTokens& tokens, const std::string& t,
