@@ -30,7 +30,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   std::size_t nl = in.find('\n');
   if (nl == std::string_view::npos) return 0;
   std::string content_type(in.substr(0, nl));
-  if (content_type.find('\0') != std::string::npos) return 0;  // a header value is a C string
+  // A header value never holds NUL, CR or LF.
+  if (content_type.find_first_of(std::string_view("\0\r", 2)) != std::string::npos) return 0;
   const std::string body(in.substr(nl + 1));
   // "-" stands for a request without a Content-Type header.
   const char* header = content_type == "-" ? nullptr : content_type.c_str();

@@ -20,7 +20,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     std::size_t nl = in.find('\n');
     if (nl == std::string_view::npos) return 0;
     content_type = "multipart/form-data; " + std::string(in.substr(0, nl));
-    if (content_type.find('\0') != std::string::npos) return 0;  // a header value is a C string
+    // A header value never holds NUL, CR or LF.
+    if (content_type.find_first_of(std::string_view("\0\r", 2)) != std::string::npos) return 0;
     body = std::string(in.substr(nl + 1));
   }
   try {

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <vector>
 
 #include "auth/authenticator.h"
 #include "auth/ephemeral_token.h"
@@ -94,6 +95,88 @@ TEST(CallRequest, Errors) {
   } catch (const HttpError& e) {
     EXPECT_EQ(error_code(e), "invalid_multipart");
   }
+}
+
+TEST(CallRequest, MalformedMultipartIsRefusedWithinTheBody) {
+  // Found by tests/fuzz (multipart): libsoup 3.2's parser looked for a part's blank line past the
+  // next delimiter and made a part of negative length (read far outside the body), and scanned
+  // past the end of a body with an unterminated part.
+  const char* type = "multipart/form-data; boundary=b";
+  for (std::string body : {
+           std::string("--b\r\nContent-Disposition: form-data; "
+                       "name=\"sdp\"\r\n--b\r\n\r\nv=0\r\n--b--\r\n"),
+           std::string("--b\r\nContent-Disposition: form-data; name=\"sdp\""),
+           std::string("--b\r\nContent-Disposition: form-data; name=\"sdp\"\r\n\r\nv=0"),
+           std::string("--b"),
+           std::string("--bx\r\n\r\nv=0\r\n--b--"),
+       }) {
+    try {
+      parse_call_request(type, body);
+      ADD_FAILURE() << "accepted: " << body;
+    } catch (const HttpError& e) {
+      EXPECT_EQ(e.status(), 400);
+      EXPECT_EQ(error_code(e), "invalid_multipart") << body;
+    }
+  }
+  // What real clients send still parses: a preamble, LWSP after a delimiter, a part without
+  // headers, other fields, quoted and case-varied parameters, an epilogue.
+  std::string body =
+      "preamble\r\n--b  \r\n\r\nignored\r\n--b\r\ncontent-disposition:  form-data; "
+      "name=\"other\"\r\n\r\nx\r\n--b\r\nContent-Disposition: form-data; name=sdp\r\n"
+      "Content-Type: application/sdp\r\n\r\nv=0\r\n--b--\r\nepilogue";
+  auto r = parse_call_request("multipart/form-data; boundary=\"b\"", body);
+  EXPECT_EQ(r.sdp, "v=0");
+  EXPECT_FALSE(r.session_json);
+}
+
+TEST(CallRequest, RealClientsMultipartBodies) {
+  // Bodies captured from Chromium, aiortc, libwebrtc (node) and werift by
+  // tests/fuzz/capture_seeds.py: a Content-Type line, then the body.
+  const std::string dir = std::string(RTGW_TEST_DATA) + "/../../fuzz/corpus/call_request";
+  for (const char* peer : {"chromium", "aiortc", "wrtc", "werift"}) {
+    std::string path = dir + "/" + peer + "-multipart";
+    gchar* raw = nullptr;
+    gsize len = 0;
+    ASSERT_TRUE(g_file_get_contents(path.c_str(), &raw, &len, nullptr)) << path;
+    std::string input(raw, len);
+    g_free(raw);
+    std::size_t nl = input.find('\n');
+    ASSERT_NE(nl, std::string::npos) << path;
+    auto r = parse_call_request(input.substr(0, nl).c_str(), input.substr(nl + 1));
+    EXPECT_EQ(r.sdp.rfind("v=0\r\n", 0), 0u) << peer;
+    EXPECT_NE(r.sdp.find("m=audio"), std::string::npos) << peer;
+    EXPECT_EQ(r.sdp.substr(r.sdp.size() - 2), "\r\n") << peer;  // the SDP keeps its last CRLF
+    EXPECT_EQ(r.session_model.value_or(""), "gpt-realtime") << peer;
+  }
+}
+
+TEST(CallRequest, FuzzRegressionInputs) {
+  // tests/fuzz/corpus/multipart/regress-*: crashes found by the multipart fuzz target (libsoup's
+  // multipart parser read outside the body). Input format as in tests/fuzz/fuzz_multipart.cpp:
+  // byte 0 odd = a Content-Type parameters line, then the body.
+  const std::string dir = std::string(RTGW_TEST_DATA) + "/../../fuzz/corpus/multipart";
+  int seen = 0;
+  for (const char* n : {"1", "2", "3", "4", "5"}) {
+    std::string path = dir + "/regress-libsoup-multipart-" + n;
+    gchar* raw = nullptr;
+    gsize len = 0;
+    ASSERT_TRUE(g_file_get_contents(path.c_str(), &raw, &len, nullptr)) << path;
+    std::string input(raw, len);
+    g_free(raw);
+    ASSERT_TRUE(!input.empty() && (input[0] & 1)) << path;
+    std::size_t nl = input.find('\n');
+    ASSERT_NE(nl, std::string::npos) << path;
+    std::string type = "multipart/form-data; " + input.substr(1, nl - 1);
+    // The body in a buffer of exactly its size, as libsoup hands it over.
+    std::vector<char> body(input.begin() + static_cast<std::ptrdiff_t>(nl) + 1, input.end());
+    try {
+      (void)parse_call_request(type.c_str(), std::string(body.begin(), body.end()));
+    } catch (const HttpError& e) {
+      EXPECT_EQ(e.status(), 400) << path;
+    }
+    seen++;
+  }
+  EXPECT_EQ(seen, 5);
 }
 
 TEST(CallRequest, DeepSessionIsInvalidJsonWithoutRecursing) {
