@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 #include "common/json.h"
 
+#include <cstring>
+
 namespace rtgw::json {
 
 std::optional<std::size_t> nesting_beyond(std::string_view text, int max_depth) {
@@ -40,12 +42,15 @@ int hex4(std::string_view text, std::size_t at) {
   return v;
 }
 
-// json-glib 1.6 turns a `\uDC00`-style escape that is not half of a surrogate pair into invalid
-// UTF-8 (and eats the next character), so what it serializes back is not JSON. Such escapes
-// become `\uFFFD` (same length), as the event reader (plugins/rtevents/json.h) decodes them.
-// Returns nullopt when there is nothing to replace.
-std::optional<std::string> replace_lone_surrogates(std::string_view text) {
-  std::optional<std::string> out;
+// json-glib 1.6's scanner is laxer than JSON about string escapes, and what it makes of them is
+// not UTF-8: `\312` (octal) becomes the byte 0xCA, `\ud8` (short) and a `\uDC00`-style escape
+// that is not half of a surrogate pair become CESU bytes, so what it serializes back is not
+// JSON. So, before json-glib sees the text: an escape other than RFC 8259's (`\" \\ \/ \b \f \n
+// \r \t \uXXXX`) refuses it (returns false, `*bad_at` = its offset), and a lone surrogate
+// becomes `\uFFFD` (same length), as the event reader (plugins/rtevents/json.h) decodes it.
+// `*replaced` is set only when something was replaced.
+bool check_escapes(std::string_view text, std::optional<std::string>* replaced,
+                   std::size_t* bad_at) {
   bool in_string = false;
   for (std::size_t i = 0; i < text.size(); ++i) {
     const char c = text[i];
@@ -58,13 +63,22 @@ std::optional<std::string> replace_lone_surrogates(std::string_view text) {
       continue;
     }
     if (c != '\\') continue;
-    if (i + 1 >= text.size() || text[i + 1] != 'u') {
-      ++i;  // a one-character escape
+    const char kind = i + 1 < text.size() ? text[i + 1] : '\0';
+    if (kind != 'u') {
+      if (!kind || !strchr("\"\\/bfnrt", kind)) {
+        *bad_at = i;
+        return false;
+      }
+      ++i;
       continue;
     }
     const int unit = hex4(text, i + 2);
-    if (unit < 0xD800 || unit > 0xDFFF) {  // not a surrogate (or not hex: json-glib refuses it)
-      i += 1;
+    if (unit < 0) {
+      *bad_at = i;
+      return false;
+    }
+    if (unit < 0xD800 || unit > 0xDFFF) {
+      i += 5;
       continue;
     }
     if (unit <= 0xDBFF && i + 7 < text.size() && text[i + 6] == '\\' && text[i + 7] == 'u') {
@@ -74,11 +88,11 @@ std::optional<std::string> replace_lone_surrogates(std::string_view text) {
         continue;
       }
     }
-    if (!out) out.emplace(text);
-    out->replace(i, 6, "\\uFFFD");
+    if (!*replaced) replaced->emplace(text);
+    (*replaced)->replace(i, 6, "\\uFFFD");
     i += 5;
   }
-  return out;
+  return true;
 }
 
 }  // namespace
@@ -91,7 +105,12 @@ Ref<JsonNode> parse(std::string_view text, std::string* error) {
                std::to_string(*at) + ")";
     return {};
   }
-  const std::optional<std::string> replaced = replace_lone_surrogates(text);
+  std::optional<std::string> replaced;
+  std::size_t bad_at = 0;
+  if (!check_escapes(text, &replaced, &bad_at)) {
+    if (error) *error = "invalid escape in a string (at byte " + std::to_string(bad_at) + ")";
+    return {};
+  }
   if (replaced) text = *replaced;
   auto parser = Ref<JsonParser>::adopt(json_parser_new());
   UniqueError err;

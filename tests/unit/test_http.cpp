@@ -223,6 +223,22 @@ TEST(Json, LoneSurrogateEscapesBecomeReplacementCharacters) {
   EXPECT_EQ(rtgw::json::get_string(o, "b"), "\U0001F600");  // a proper pair is untouched
 }
 
+TEST(Json, EscapesOutsideJsonAreRefused) {
+  // Found by tests/fuzz (token): json-glib 1.6 reads `\312` as the byte 0xCA and `\ud8H` as CESU
+  // bytes, so what it serialized again was not UTF-8, not JSON.
+  for (const char* text :
+       {R"({"a":"b\312c"})", R"({"a":"\ud8H>>"})", R"({"a":"\ud8>>>>>>0."})", R"({"a":"\q"})",
+        R"({"a":"\u00zz"})", R"({"a":"\ud800\uzzzz"})", R"({"a":"\)"}) {
+    std::string error;
+    EXPECT_FALSE(rtgw::json::parse(text, &error)) << text;
+    EXPECT_NE(error.find("invalid escape"), std::string::npos) << text << ": " << error;
+  }
+  std::string error;
+  auto node = rtgw::json::parse(R"({"a":"\"\\\/\b\f\n\r\t\u00e9"})", &error);
+  ASSERT_TRUE(node) << error;
+  EXPECT_EQ(rtgw::json::get_string(json_node_get_object(node.get()), "a"), "\"\\/\b\f\n\r\t\u00e9");
+}
+
 TEST(CallRequest, SessionForUpstreamRenamesModel) {
   std::string out =
       rtgw::http::session_for_upstream(R"({"model":"alias","voice":"x"})", "real-model");
