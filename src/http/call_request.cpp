@@ -59,7 +59,7 @@ std::string disposition_name(std::string_view header_block) {
 // Splits a multipart/form-data body (RFC 7578, RFC 2046 section 5.1.1) into its fields, every
 // offset checked against the body. Ours because libsoup 3.2's soup_multipart_new_from_message
 // reads past the body and makes parts of negative length on malformed input (found by
-// tests/fuzz multipart; CVE-2025-32914). nullopt: not a multipart body.
+// tests/fuzz multipart). nullopt: not a multipart body.
 std::optional<std::vector<FormField>> split_form_data(std::string_view body,
                                                       const std::string& boundary) {
   const std::string delimiter = "--" + boundary;
