@@ -2,7 +2,8 @@
 # Installs everything Realtime Gateway needs on Debian 12, from Debian's packages only.
 #   tests/install-deps.sh          build and run dependencies
 #   tests/install-deps.sh --test   plus the test peers (aiortc, Chromium, node for the
-#                                  libwebrtc-based client, sanitizer runtimes)
+#                                  libwebrtc-based client, sanitizer runtimes) and clang with
+#                                  libFuzzer (tests/fuzz; llvm for its symbolizer)
 # Runs apt-get as root, or through sudo.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +18,7 @@ build_packages=(
 test_packages=(
   python3 python3-aiortc python3-aiohttp python3-pytest python3-selenium
   chromium chromium-driver libasan8 libubsan1 iproute2 iptables coturn
+  clang libclang-rt-14-dev llvm
 )
 
 want=("${build_packages[@]}")

@@ -6,6 +6,7 @@
 #   build-asan   AddressSanitizer + UndefinedBehaviorSanitizer: every test (unit + integration)
 #   build        the optimized build (-O2 -g, the default buildtype) that the README runs:
 #                every test again; the benchmarks use its binary
+# Then the libFuzzer targets, 20 s each (tests/fuzz/run.sh; clang, build-fuzz): a crash fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tests/install-deps.sh --test
@@ -21,7 +22,12 @@ for spec in "build-asan -Db_sanitize=address,undefined -Db_lundef=false" "build"
   meson test -C "$dir" --print-errorlogs --num-processes 2 || status=1
 done
 
-# One closing line over both builds: GoogleTest cases and pytest cases, from their reports.
+# One line per fuzz target: "target NAME execs N crashes M" (counted in the summary below).
+mkdir -p build-fuzz
+tests/fuzz/run.sh 20 | tee build-fuzz/fuzz-results.txt || status=1
+
+# One closing line over both builds: GoogleTest cases and pytest cases, from their reports, and
+# one case per fuzz target (passed when it did not crash).
 /usr/bin/python3 - <<'PY'
 import glob, json, xml.etree.ElementTree as ET
 passed = failed = 0
@@ -39,6 +45,14 @@ for report in glob.glob("build*/tests/integration-junit.xml"):
         bad = [c for c in case if c.tag in ("failure", "error")]
         failed += bool(bad)
         passed += not bad and not [c for c in case if c.tag == "skipped"]
+try:
+    for line in open("build-fuzz/fuzz-results.txt"):
+        f = line.split()
+        if len(f) == 6 and f[0] == "target":
+            passed += f[5] == "0"
+            failed += f[5] != "0"
+except FileNotFoundError:
+    failed += 1  # the fuzz build did not run
 print(f"summary: {passed} passed, {failed} failed")
 PY
 exit $status

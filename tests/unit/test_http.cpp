@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <vector>
 
 #include "auth/authenticator.h"
 #include "auth/ephemeral_token.h"
@@ -97,6 +98,88 @@ TEST(CallRequest, Errors) {
   }
 }
 
+TEST(CallRequest, MalformedMultipartIsRefusedWithinTheBody) {
+  // Found by tests/fuzz (multipart): libsoup 3.2's parser looked for a part's blank line past the
+  // next delimiter and made a part of negative length (read far outside the body), and scanned
+  // past the end of a body with an unterminated part.
+  const char* type = "multipart/form-data; boundary=b";
+  for (std::string body : {
+           std::string("--b\r\nContent-Disposition: form-data; "
+                       "name=\"sdp\"\r\n--b\r\n\r\nv=0\r\n--b--\r\n"),
+           std::string("--b\r\nContent-Disposition: form-data; name=\"sdp\""),
+           std::string("--b\r\nContent-Disposition: form-data; name=\"sdp\"\r\n\r\nv=0"),
+           std::string("--b"),
+           std::string("--bx\r\n\r\nv=0\r\n--b--"),
+       }) {
+    try {
+      parse_call_request(type, body);
+      ADD_FAILURE() << "accepted: " << body;
+    } catch (const HttpError& e) {
+      EXPECT_EQ(e.status(), 400);
+      EXPECT_EQ(error_code(e), "invalid_multipart") << body;
+    }
+  }
+  // What real clients send still parses: a preamble, LWSP after a delimiter, a part without
+  // headers, other fields, quoted and case-varied parameters, an epilogue.
+  std::string body =
+      "preamble\r\n--b  \r\n\r\nignored\r\n--b\r\ncontent-disposition:  form-data; "
+      "name=\"other\"\r\n\r\nx\r\n--b\r\nContent-Disposition: form-data; name=sdp\r\n"
+      "Content-Type: application/sdp\r\n\r\nv=0\r\n--b--\r\nepilogue";
+  auto r = parse_call_request("multipart/form-data; boundary=\"b\"", body);
+  EXPECT_EQ(r.sdp, "v=0");
+  EXPECT_FALSE(r.session_json);
+}
+
+TEST(CallRequest, RealClientsMultipartBodies) {
+  // Bodies captured from Chromium, aiortc, libwebrtc (node) and werift by
+  // tests/fuzz/capture_seeds.py: a Content-Type line, then the body.
+  const std::string dir = std::string(RTGW_TEST_DATA) + "/../../fuzz/corpus/call_request";
+  for (const char* peer : {"chromium", "aiortc", "wrtc", "werift"}) {
+    std::string path = dir + "/" + peer + "-multipart";
+    gchar* raw = nullptr;
+    gsize len = 0;
+    ASSERT_TRUE(g_file_get_contents(path.c_str(), &raw, &len, nullptr)) << path;
+    std::string input(raw, len);
+    g_free(raw);
+    std::size_t nl = input.find('\n');
+    ASSERT_NE(nl, std::string::npos) << path;
+    auto r = parse_call_request(input.substr(0, nl).c_str(), input.substr(nl + 1));
+    EXPECT_EQ(r.sdp.rfind("v=0\r\n", 0), 0u) << peer;
+    EXPECT_NE(r.sdp.find("m=audio"), std::string::npos) << peer;
+    EXPECT_EQ(r.sdp.substr(r.sdp.size() - 2), "\r\n") << peer;  // the SDP keeps its last CRLF
+    EXPECT_EQ(r.session_model.value_or(""), "gpt-realtime") << peer;
+  }
+}
+
+TEST(CallRequest, FuzzRegressionInputs) {
+  // tests/fuzz/corpus/multipart/regress-*: crashes found by the multipart fuzz target (libsoup's
+  // multipart parser read outside the body). Input format as in tests/fuzz/fuzz_multipart.cpp:
+  // byte 0 odd = a Content-Type parameters line, then the body.
+  const std::string dir = std::string(RTGW_TEST_DATA) + "/../../fuzz/corpus/multipart";
+  int seen = 0;
+  for (const char* n : {"1", "2", "3", "4", "5"}) {
+    std::string path = dir + "/regress-libsoup-multipart-" + n;
+    gchar* raw = nullptr;
+    gsize len = 0;
+    ASSERT_TRUE(g_file_get_contents(path.c_str(), &raw, &len, nullptr)) << path;
+    std::string input(raw, len);
+    g_free(raw);
+    ASSERT_TRUE(!input.empty() && (input[0] & 1)) << path;
+    std::size_t nl = input.find('\n');
+    ASSERT_NE(nl, std::string::npos) << path;
+    std::string type = "multipart/form-data; " + input.substr(1, nl - 1);
+    // The body in a buffer of exactly its size, as libsoup hands it over.
+    std::vector<char> body(input.begin() + static_cast<std::ptrdiff_t>(nl) + 1, input.end());
+    try {
+      (void)parse_call_request(type.c_str(), std::string(body.begin(), body.end()));
+    } catch (const HttpError& e) {
+      EXPECT_EQ(e.status(), 400) << path;
+    }
+    seen++;
+  }
+  EXPECT_EQ(seen, 5);
+}
+
 TEST(CallRequest, DeepSessionIsInvalidJsonWithoutRecursing) {
   // 200,000 levels would overflow json-glib's recursive parser: refused before it runs.
   std::string deep = "{\"a\":" + std::string(200000, '[');
@@ -120,6 +203,41 @@ TEST(Json, NestingBound) {
   std::string in_string = "{\"s\":\"\\\"" + std::string(1000, '[') + "\"}";
   EXPECT_TRUE(rtgw::json::parse(in_string, &error)) << error;
   EXPECT_EQ(rtgw::json::nesting_beyond("[[[", 2), std::optional<std::size_t>(2));
+}
+
+TEST(Json, LoneSurrogateEscapesBecomeReplacementCharacters) {
+  // Found by tests/fuzz (token): json-glib 1.6 decodes a lone surrogate escape into invalid UTF-8,
+  // so the session it serialized again (to a worker, into a token) was not JSON.
+  for (const char* text : {R"({"a":"x\udc00y"})", R"({"\ud800":"t"})", R"({"a":"\ud800\u0041"})",
+                           R"({"a":"\uDBFF"})", R"({"a":"\\udc00"})"}) {
+    std::string error;
+    auto node = rtgw::json::parse(text, &error);
+    ASSERT_TRUE(node) << text << ": " << error;
+    std::string again = rtgw::json::to_string(node.get());
+    EXPECT_TRUE(g_utf8_validate(again.data(), static_cast<gssize>(again.size()), nullptr)) << text;
+    EXPECT_TRUE(rtgw::json::parse(again, &error)) << text << " -> " << again << ": " << error;
+  }
+  auto node = rtgw::json::parse(R"({"a":"x\udc00y","b":"\ud83d\ude00"})");
+  ASSERT_TRUE(node);
+  JsonObject* o = json_node_get_object(node.get());
+  EXPECT_EQ(rtgw::json::get_string(o, "a"), "x\uFFFDy");    // U+FFFD, nothing eaten
+  EXPECT_EQ(rtgw::json::get_string(o, "b"), "\U0001F600");  // a proper pair is untouched
+}
+
+TEST(Json, EscapesOutsideJsonAreRefused) {
+  // Found by tests/fuzz (token): json-glib 1.6 reads `\312` as the byte 0xCA and `\ud8H` as CESU
+  // bytes, so what it serialized again was not UTF-8, not JSON.
+  for (const char* text :
+       {R"({"a":"b\312c"})", R"({"a":"\ud8H>>"})", R"({"a":"\ud8>>>>>>0."})", R"({"a":"\q"})",
+        R"({"a":"\u00zz"})", R"({"a":"\ud800\uzzzz"})", R"({"a":"\)"}) {
+    std::string error;
+    EXPECT_FALSE(rtgw::json::parse(text, &error)) << text;
+    EXPECT_NE(error.find("invalid escape"), std::string::npos) << text << ": " << error;
+  }
+  std::string error;
+  auto node = rtgw::json::parse(R"({"a":"\"\\\/\b\f\n\r\t\u00e9"})", &error);
+  ASSERT_TRUE(node) << error;
+  EXPECT_EQ(rtgw::json::get_string(json_node_get_object(node.get()), "a"), "\"\\/\b\f\n\r\t\u00e9");
 }
 
 TEST(CallRequest, SessionForUpstreamRenamesModel) {
@@ -252,6 +370,15 @@ TEST(EphemeralTokens, MintVerifyRoundTrip) {
   EXPECT_EQ(back.expires_at, 1600);
   // Any instance holding the same secret redeems it.
   EXPECT_EQ(EphemeralTokens("secret-1").verify(t, 1599).key_name, "team-a");
+}
+
+TEST(EphemeralTokens, SessionWithLoneSurrogateRoundTrips) {
+  // The client_secrets route mints the session as json::to_string of the parsed body.
+  auto session = rtgw::json::parse(R"({"type":"realtime","model":"echo","\udc00t":"r36"})");
+  ASSERT_TRUE(session);
+  EphemeralTokens tokens("secret-1");
+  TokenClaims c{"team-a", "echo", rtgw::json::to_string(session.get()), 1000, 1600};
+  EXPECT_EQ(tokens.verify(tokens.mint(c), 1500).session_json, c.session_json);
 }
 
 EphemeralTokens::Failure failure_of(const EphemeralTokens& tokens, const std::string& t,
