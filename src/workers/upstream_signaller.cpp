@@ -10,6 +10,10 @@ std::shared_ptr<UpstreamSignaller> fail_over(const UpstreamFailure& failure,
                                              std::vector<std::string>& tried,
                                              const FailoverFn& next_worker,
                                              const std::string& log_id) {
+  if (is_auth_failure(failure)) {
+    current.report_setup(false);
+    return nullptr;
+  }
   if (!is_worker_failure(failure)) return nullptr;
   current.report_setup(false);
   tried.push_back(current.name());

@@ -86,15 +86,16 @@ class UpstreamSignaller {
 };
 
 // The worker refused the gateway's own credentials (401/403): the gateway's misconfiguration,
-// never the client's (its body is not shown to the client: it may quote the worker key).
+// never the client's. It counts against the worker but is not tried on the next one (the
+// client gets a 502 at once; the breaker takes the worker out). Its body is not shown to the
+// client: it may quote the worker key.
 inline bool is_auth_failure(const UpstreamFailure& f) {
   return f.kind == UpstreamFailure::Kind::kStatus && (f.status == 401 || f.status == 403);
 }
 
 // A set-up failure that should be tried on the next worker (and counts against this one).
 inline bool is_worker_failure(const UpstreamFailure& f) {
-  return f.kind != UpstreamFailure::Kind::kStatus || f.status >= 500 || f.status == 429 ||
-         is_auth_failure(f);
+  return f.kind != UpstreamFailure::Kind::kStatus || f.status >= 500 || f.status == 429;
 }
 
 // The next worker of the model that has not been tried (nullptr: none left).
@@ -103,7 +104,8 @@ using FailoverFn =
 
 // After `failure` of `current` during set-up (a call's offer or a session's socket): when it is
 // the worker's own failure it counts against the worker, and the next worker is returned with
-// the load moved to it; nullptr when the failure stands (the request's fault, or none left).
+// the load moved to it; nullptr when the failure stands (the request's fault, the worker
+// refusing the gateway's credentials (counted against it), or none left).
 std::shared_ptr<UpstreamSignaller> fail_over(const UpstreamFailure& failure,
                                              UpstreamSignaller& current,
                                              std::vector<std::string>& tried,
