@@ -37,7 +37,9 @@ int status_of(const std::string& policy, const std::string& key, const std::stri
     apply_initial_session_policy(policy, key, "gpt-realtime", session);
     return 200;
   } catch (const HttpError& e) {
-    if (e.status() == 403) EXPECT_EQ(e.code(), "policy_violation");
+    if (e.status() == 403) {
+      EXPECT_EQ(e.code(), "policy_violation");
+    }
     return e.status();
   }
 }
