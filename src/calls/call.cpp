@@ -204,9 +204,10 @@ void Call::start(sdp::CheckedOffer offer, std::optional<std::string> session_jso
                "budget-exceeded", settings_.budget_exceeded, nullptr);
   if (gst_element_set_state(pipeline_.get(), GST_STATE_PLAYING) == GST_STATE_CHANGE_FAILURE)
     throw std::runtime_error("the call pipeline failed to start");
-  // Both legs at once: the client's answer and the upstream exchange overlap.
+  // The legs overlap: the upstream leg starts as soon as webrtcbin has accepted the client's
+  // offer (a refused offer never reaches a worker), while the client's answer is gathered.
+  upstream_session_ = std::move(session_json);
   start_client_leg(std::move(offer));
-  start_upstream_leg(std::move(session_json));
 }
 
 void Call::start_client_leg(sdp::CheckedOffer offer) {
@@ -243,6 +244,7 @@ void Call::start_client_leg(sdp::CheckedOffer offer) {
                         settings_.webrtc.ice_tcp});
               maybe_finish_setup();
             });
+        start_upstream_leg(std::move(upstream_session_));
       });
 }
 

@@ -235,7 +235,8 @@ class Call : public WebRtcLeg::Listener, public EventChannel::Listener {
   bool setup_failure_reported_ = false;
   bool upstream_ready_ = false;
   std::string upstream_call_id_;
-  workers::OfferRequest offer_request_;  // kept for failover to the next worker
+  std::optional<std::string> upstream_session_;  // until the upstream leg starts
+  workers::OfferRequest offer_request_;          // kept for failover to the next worker
   std::vector<std::string> tried_workers_;
   GstWebRTCPeerConnectionState client_state_ = GST_WEBRTC_PEER_CONNECTION_STATE_NEW;
   GstWebRTCPeerConnectionState upstream_state_ = GST_WEBRTC_PEER_CONNECTION_STATE_NEW;

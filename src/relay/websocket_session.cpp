@@ -69,7 +69,8 @@ void WebSocketSession::on_upstream_result(workers::SocketResult result) {
   if (state_ != State::kConnecting) return;  // the client left meanwhile; the socket closes
   if (auto* failure = std::get_if<workers::UpstreamFailure>(&result)) {
     // As for calls: a worker's own failure counts against it and the next worker is tried; a
-    // refusal of the request (401, 403, other 4xx) is not the worker's fault and ends here.
+    // 401/403 (the gateway's credentials refused) counts against it and ends here; a refusal of
+    // the request (other 4xx) is not the worker's fault and ends here.
     if (workers::fail_over(*failure, lease_, tried_workers_, settings_.failover, id())) {
       identity_.worker_name = lease_->name();
       connect_upstream();

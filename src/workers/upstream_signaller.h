@@ -118,15 +118,17 @@ class UpstreamSignaller {
 };
 
 // The worker refused the gateway's own credentials (401/403): the gateway's misconfiguration,
-// never the client's (its body is not shown to the client: it may quote the worker key).
+// never the client's. It counts against the worker but is not tried on the next one (the
+// client gets a 502 at once; the breaker takes the worker out). Its body is not shown to the
+// client: it may quote the worker key.
 inline bool is_auth_failure(const UpstreamFailure& f) {
   return f.kind == UpstreamFailure::Kind::kStatus && (f.status == 401 || f.status == 403);
 }
 
-// A set-up failure that should be tried on the next worker (and counts against this one).
+// A set-up failure that should be tried on the next worker (and counts against this one). An auth
+// failure counts against the worker too but is not tried elsewhere (see is_auth_failure).
 inline bool is_worker_failure(const UpstreamFailure& f) {
-  return f.kind != UpstreamFailure::Kind::kStatus || f.status >= 500 || f.status == 429 ||
-         is_auth_failure(f);
+  return f.kind != UpstreamFailure::Kind::kStatus || f.status >= 500 || f.status == 429;
 }
 
 }  // namespace rtgw::workers

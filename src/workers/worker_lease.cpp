@@ -39,7 +39,8 @@ void WorkerLease::settle(SetupOutcome outcome) {
 }
 
 void WorkerLease::settle(const UpstreamFailure& failure) {
-  settle(is_worker_failure(failure) ? SetupOutcome::kWorkerFailure : SetupOutcome::kNeutral);
+  settle(is_worker_failure(failure) || is_auth_failure(failure) ? SetupOutcome::kWorkerFailure
+                                                                : SetupOutcome::kNeutral);
 }
 
 void WorkerLease::reset() {

@@ -12,7 +12,8 @@ import re
 
 from conftest import GATEWAY_KEY, default_gateway_config
 from peers.aiortc_client import AiortcCall, run_call_sync
-from peers.common import http_request
+from peers.common import http_request, post_offer
+from test_calls import aiortc_offer
 
 USAGE = {"total_tokens": 57, "input_tokens": 37, "output_tokens": 20,
          "input_token_details": {"text_tokens": 12, "audio_tokens": 25, "image_tokens": 0,
@@ -165,26 +166,30 @@ def test_budget_blocks_response_create_and_survives_restart(fake_upstream, gatew
     log = str(tmp_path / "usage.jsonl")
     keys = [{"name": "team-a", "key": GATEWAY_KEY, "models": ["*"], "budget_tokens": 50}]
     gw = policy_gateway(fake_upstream, gateway_factory, {}, keys=keys, usage_log=log)
-    first = run_until(gw.url, GATEWAY_KEY, [{"type": "response.create"}],
-                      lambda r: r.events_of("response.done"))
-    assert first.events_of("response.done")  # 57 tokens: now over the 50 budget
 
-    async def second_turn(url):
+    async def two_turns(url):
         call = AiortcCall(url, GATEWAY_KEY, model="gpt-realtime")
         await call.connect()
         assert call.connected
+        call.send({"type": "response.create"})
+        await call.wait_for(lambda r: r.events_of("response.done"), 8)
+        # 57 tokens: now over the 50 budget; the live call blocks the next response.create
         call.send({"type": "response.create", "event_id": "evt_over"})
         await call.wait_for(lambda r: r.events_of("error"), 5)
         await call.close()
         return call.result
-    over = asyncio.run(second_turn(gw.url))
-    assert over.events_of("error")[0]["error"]["code"] == "policy_violation"
-    assert not over.events_of("response.done")
+    first = asyncio.run(two_turns(gw.url))
+    assert len(first.events_of("response.done")) == 1, first.event_types()
+    assert first.events_of("error")[0]["error"]["code"] == "policy_violation"
+    assert not [e for e in upstream_events(fake_upstream) if "evt_over" in e]
+    # no new call for a key over its budget
+    reply = post_offer(gw.url, GATEWAY_KEY, aiortc_offer(), model="gpt-realtime")
+    assert reply.status == 429 and reply.json()["error"]["code"] == "budget_exceeded", reply.body
     gw.stop()
     # a restart rebuilds the totals from the usage log
     gw2 = policy_gateway(fake_upstream, gateway_factory, {}, keys=keys, usage_log=log)
-    again = asyncio.run(second_turn(gw2.url))
-    assert again.events_of("error")[0]["error"]["code"] == "policy_violation"
+    reply = post_offer(gw2.url, GATEWAY_KEY, aiortc_offer(), model="gpt-realtime")
+    assert reply.status == 429 and reply.json()["error"]["code"] == "budget_exceeded", reply.body
     assert len(read_usage_log(log)) == 1
 
 

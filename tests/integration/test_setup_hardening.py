@@ -261,5 +261,7 @@ def test_offer_refused_by_webrtcbin_is_invalid_sdp(name, mangle, fake_upstream,
     offer = mangle(aiortc_offer())
     reply = post_offer(gw.url, GATEWAY_KEY, offer, model=MODEL)
     assert_error(reply, 400, "invalid_sdp")
+    assert call_requests(fake_upstream) == [], "a refused offer reached the worker"
     assert 'rtgw_worker_breaker_open{worker="only"} 0' in metrics(gw)
+    assert f'rtgw_calls_total{{model="{MODEL}",outcome="invalid_sdp"}} 1' in metrics(gw)
     assert post_offer(gw.url, GATEWAY_KEY, aiortc_offer(), model=MODEL).status == 201

@@ -357,22 +357,30 @@ def test_budget_blocks_response_create_over_websocket(fake_upstream, gateway_fac
     log = str(tmp_path / "usage.jsonl")
     keys = [{"name": "team-a", "key": GATEWAY_KEY, "models": ["*"], "budget_tokens": 50}]
     gw = ws_gateway(fake_upstream, gateway_factory, keys=keys, usage={"log": log})
-    first = run_ws_session(gw.url, key=GATEWAY_KEY, model=MODEL,
-                           send_events=[{"type": "response.create"}],
-                           until=lambda r: r.events_of("response.done"), duration=8)
-    assert first.events_of("response.done"), first.event_types()  # 57 tokens: over the budget
+
+    async def two_turns():
+        async with WsClient(gw.url, key=GATEWAY_KEY, model=MODEL) as client:
+            assert client.connected
+            await client.wait_for(lambda r: r.events_of("session.created"), 10)
+            await client.send({"type": "response.create"})
+            await client.wait_for(lambda r: r.events_of("response.done"), 8)
+            # 57 tokens: over the budget; the live session blocks the next response.create
+            await client.send({"type": "response.create", "event_id": "evt_over"})
+            await client.send({"type": "test.echo", "payload": "still here"})
+            await client.wait_for(lambda r: r.events_of("error") and echoed("still here")(r), 8)
+            return client.result
+    first = asyncio.run(two_turns())
+    assert len(first.events_of("response.done")) == 1, first.event_types()
+    assert_policy_error(first.events_of("error")[0])
+    (session,) = fake_upstream.ws_sessions()
+    assert len(of_type(session["events"], "response.create")) == 1, session["events"]
     assert len(wait_usage(log, 1)) == 1
-    over = run_ws_session(gw.url, key=GATEWAY_KEY, model=MODEL,
-                          send_events=[{"type": "response.create", "event_id": "evt_over"},
-                                       {"type": "test.echo", "payload": "still here"}],
-                          until=lambda r: r.events_of("error") and echoed("still here")(r),
-                          duration=8)
-    assert_upgraded(over)
-    assert_policy_error(over.events_of("error")[0])
-    assert not over.events_of("response.done")
-    sessions = fake_upstream.ws_sessions()
-    assert len(sessions) == 2
-    assert not of_type(sessions[1]["events"], "response.create"), sessions[1]["events"]
+    # no new session for a key over its budget, refused before the upgrade
+    over = run_ws_session(gw.url, key=GATEWAY_KEY, model=MODEL, duration=0.5)
+    assert not over.upgraded
+    assert over.handshake_status == 429, (over.handshake_status, over.handshake_text)
+    assert over.handshake_body["error"]["code"] == "budget_exceeded"
+    assert len(fake_upstream.ws_sessions()) == 1
     assert len(read_usage_log(log)) == 1
 
 
