@@ -3,8 +3,8 @@
 
 #include <glib.h>
 
-#include <string_view>
 #include <sstream>
+#include <string_view>
 
 #include "common/ref.h"
 
