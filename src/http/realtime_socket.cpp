@@ -97,6 +97,16 @@ void Server::handle_realtime_socket(SoupServerMessage* msg, GHashTable* query) {
   } else {
     auth::Principal principal = services_.auth.authenticate(authorization.c_str(), true);
     std::string model = query_value(query, "model");
+    // A transcription session: `?intent=transcription` (with ?model= or a token) or a token
+    // minted for one; its model is the transcription model (SPEC "Transcription sessions").
+    bool transcription = query_value(query, "intent") == "transcription";
+    if (principal.token_session_json) {
+      bool token_transcription = session_shape(*principal.token_session_json).transcription();
+      if (transcription && !token_transcription)
+        throw errors::bad_request(
+            "invalid_session", "?intent=transcription with a token minted for a realtime session");
+      transcription = token_transcription;
+    }
     const config::ModelConfig& model_config = resolve_model(principal, model);
     model = model_config.name;
     upgrade->signaller = reserve_capacity(principal, model);
@@ -109,9 +119,12 @@ void Server::handle_realtime_socket(SoupServerMessage* msg, GHashTable* query) {
     s.idle_timeout_seconds = config.websocket.idle_timeout_seconds;
     s.max_pending_bytes = config.limits.max_pending_event_bytes;
     s.beta_protocol = offered.beta || soup_message_headers_get_one(headers, "OpenAI-Beta");
+    s.transcription = transcription;
     if (principal.token_session_json)
       s.session_json =
           session_for_upstream(*principal.token_session_json, model_config.upstream_model);
+    else if (transcription)  // the worker learns the transcription model from the first event
+      s.session_json = transcription_session_json(model_config.upstream_model);
     s.failover = [&workers = services_.workers, model](const std::vector<std::string>& tried) {
       return workers.pick(model, tried);
     };

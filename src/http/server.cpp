@@ -10,6 +10,7 @@
 #include "common/json.h"
 #include "http/call_request.h"
 #include "http/http_error.h"
+#include "http/session_shape.h"
 #include "sdp/session_description.h"
 
 namespace rtgw::http {
@@ -255,8 +256,7 @@ void Server::handle_create_call(SoupServerMessage* msg, GHashTable* query) {
                         std::to_string(config.limits.max_body_bytes) + " bytes");
   CallRequest request = parse_call_request(request_header(msg, "Content-Type"), body);
 
-  std::string model = request.session_model.value_or("");
-  if (model.empty()) model = query_value(query, "model");
+  std::string model = choose_model(request.shape, query_value(query, "model"));
   const config::ModelConfig& model_config = resolve_model(principal, model);
   model = model_config.name;  // the token's, when the request named none
 
@@ -441,11 +441,16 @@ void Server::handle_client_secrets(SoupServerMessage* msg) {
       session ? Ref<JsonNode>::adopt(json_node_copy(json_object_get_member(body, "session")))
               : json::parse("{}");
   JsonObject* s = json_node_get_object(session_node.get());
-  if (auto type = json::get_string(s, "type"); type && *type != "realtime")
-    throw errors::bad_request("invalid_session", "session.type must be \"realtime\"");
-  json_object_set_string_member(s, "type", "realtime");
-  std::string model = json::get_string(s, "model").value_or("");
-  if (model.empty()) throw errors::bad_request("missing_model", "name the model in session.model");
+  // A realtime session names its model in session.model, a transcription session in
+  // session.audio.input.transcription.model (SPEC "Transcription sessions").
+  SessionShape shape = session_shape(s);
+  if (!json_object_has_member(s, "type")) json_object_set_string_member(s, "type", "realtime");
+  std::string model = shape.model.value_or("");
+  if (model.empty())
+    throw errors::bad_request("missing_model",
+                              shape.transcription()
+                                  ? "name the model in session.audio.input.transcription.model"
+                                  : "name the model in session.model");
   if (!config.find_model(model))
     throw errors::not_found("model_not_found", "the model '" + model + "' does not exist");
   if (!principal.may_use(model))
@@ -469,7 +474,8 @@ void Server::handle_client_secrets(SoupServerMessage* msg) {
   auth::TokenClaims claims{principal.key_name, model, session_json, now, now + ttl};
   std::string token = services_.auth.tokens().mint(claims);
 
-  json_object_set_string_member(s, "object", "realtime.session");
+  json_object_set_string_member(
+      s, "object", shape.transcription() ? "realtime.transcription_session" : "realtime.session");
   if (!json_object_has_member(s, "id")) {
     std::string id = "sess_";
     for (int i = 0; i < 24; i++) id += "0123456789abcdef"[g_random_int_range(0, 16)];

@@ -58,11 +58,12 @@ void WebSocketSession::start() {
 
 void WebSocketSession::connect_upstream() {
   std::weak_ptr<int> alive = alive_;
-  signaller_->open_socket({identity_.upstream_model, settings_.beta_protocol}, this,
-                          cancellable_.get(), [this, alive](workers::SocketResult result) {
-                            if (!alive.lock()) return;
-                            on_upstream_result(std::move(result));
-                          });
+  signaller_->open_socket(
+      {identity_.upstream_model, settings_.beta_protocol, settings_.transcription}, this,
+      cancellable_.get(), [this, alive](workers::SocketResult result) {
+        if (!alive.lock()) return;
+        on_upstream_result(std::move(result));
+      });
 }
 
 void WebSocketSession::on_upstream_result(workers::SocketResult result) {

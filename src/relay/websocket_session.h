@@ -58,6 +58,7 @@ struct SessionSettings {
   std::int64_t max_pending_bytes = 1 << 20;  // client events queued while the worker connects
   int late_usage_wait_ms = 3000;  // client gone mid-response: wait this long for response.done
   bool beta_protocol = false;     // the client asked for the beta dialect
+  bool transcription = false;     // a transcription session (upstream: ?intent=transcription)
   // A token's session: sent first, as a session.update through the policy.
   std::optional<std::string> session_json;
   // The next worker to try after a worker failure while connecting (nullptr: none left).

@@ -58,6 +58,7 @@ class UpstreamSocket {
 struct SocketRequest {
   std::string upstream_model;
   bool beta_protocol = false;  // the client speaks the beta dialect: send `OpenAI-Beta`
+  bool transcription = false;  // a transcription session: `?intent=transcription`, no model
 };
 
 using SocketResult = std::variant<std::unique_ptr<UpstreamSocket>, UpstreamFailure>;

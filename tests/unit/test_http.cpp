@@ -10,6 +10,7 @@
 #include "common/websocket.h"
 #include "http/call_request.h"
 #include "http/http_error.h"
+#include "http/session_shape.h"
 #include "workers/echo_protocol.h"
 
 namespace {
@@ -129,6 +130,52 @@ TEST(CallRequest, SessionForUpstreamRenamesModel) {
   EXPECT_EQ(rtgw::json::get_string(obj, "model").value_or(""), "real-model");
   EXPECT_EQ(rtgw::json::get_string(obj, "voice").value_or(""), "x");
   EXPECT_EQ(rtgw::json::get_string(obj, "type").value_or(""), "realtime");
+}
+
+TEST(SessionShape, ModelPerType) {
+  using rtgw::http::choose_model;
+  using rtgw::http::session_shape;
+  auto realtime = session_shape(R"({"type":"realtime","model":"gpt-realtime"})");
+  EXPECT_FALSE(realtime.transcription());
+  EXPECT_EQ(realtime.model, "gpt-realtime");
+  EXPECT_EQ(session_shape(R"({"model":"m"})").model, "m");  // no type: realtime
+  auto t = session_shape(
+      R"({"type":"transcription","model":"ignored","audio":{"input":{"transcription":)"
+      R"({"model":"gpt-4o-transcribe","language":"en"}}}})");
+  EXPECT_TRUE(t.transcription());
+  EXPECT_EQ(t.model, "gpt-4o-transcribe");
+  EXPECT_FALSE(session_shape(R"({"type":"transcription"})").model);
+  EXPECT_FALSE(session_shape(R"({"type":"transcription","audio":{"input":7}})").model);
+  try {
+    session_shape(R"({"type":"translation"})");
+    FAIL() << "an unknown type must be refused";
+  } catch (const rtgw::http::HttpError& e) {
+    EXPECT_EQ(e.status(), 400);
+    EXPECT_NE(e.body().find("invalid_session"), std::string::npos);
+  }
+  // ?model= must agree with a transcription session's model; a realtime session's model wins.
+  EXPECT_EQ(choose_model(t, ""), "gpt-4o-transcribe");
+  EXPECT_EQ(choose_model(t, "gpt-4o-transcribe"), "gpt-4o-transcribe");
+  try {
+    choose_model(t, "whisper-1");
+    FAIL() << "a disagreeing ?model= must be refused";
+  } catch (const rtgw::http::HttpError& e) {
+    EXPECT_EQ(e.status(), 400);
+    EXPECT_NE(e.body().find("model_mismatch"), std::string::npos);
+  }
+  EXPECT_EQ(choose_model(realtime, "other"), "gpt-realtime");
+  EXPECT_EQ(choose_model(session_shape("{}"), "q"), "q");
+}
+
+TEST(SessionShape, UpstreamModelGoesWhereTheTypeKeepsIt) {
+  const std::string t = rtgw::http::session_for_upstream(
+      R"({"type":"transcription","audio":{"input":{"transcription":{"model":"stt"}}}})",
+      "gpt-4o-transcribe");
+  EXPECT_EQ(rtgw::http::session_shape(t).model, "gpt-4o-transcribe");
+  EXPECT_EQ(t.find("\"model\":\"gpt-4o-transcribe\"}"), t.find("\"model\""));  // only there
+  EXPECT_EQ(
+      rtgw::http::transcription_session_json("whisper-1"),
+      R"({"type":"transcription","audio":{"input":{"transcription":{"model":"whisper-1"}}}})");
 }
 
 TEST(HttpError, BodyShape) {
