@@ -49,6 +49,8 @@
  *   `input-cached-text-tokens`, `input-cached-audio-tokens`, `input-cached-image-tokens` (from
  *   `input_token_details.cached_tokens_details`) (gint64): 0 when missing, not a JSON integer,
  *   or negative
+ * - `input-cached-details-present` (boolean): `input_token_details.cached_tokens_details` is an
+ *   object
  * - `transcription-seconds` (gdouble): a duration-billed transcription's `usage.seconds`, else 0
  * - `service-tier` (string): normalized tier sent for the turn, "" if none
  * - `first-token-latency-ms` (gdouble): request → first output delta, -1 if none was seen
@@ -236,6 +238,7 @@ void post_turn(RtUsageMeter* self, const TurnRecord& r) {
       "input-audio-tokens", G_TYPE_INT64, static_cast<gint64>(u.input_audio_tokens),
       "input-image-tokens", G_TYPE_INT64, static_cast<gint64>(u.input_image_tokens),
       "input-cached-tokens", G_TYPE_INT64, static_cast<gint64>(u.input_cached_tokens),
+      "input-cached-details-present", G_TYPE_BOOLEAN, u.cached_details_present ? TRUE : FALSE,
       "input-cached-text-tokens", G_TYPE_INT64, static_cast<gint64>(u.input_cached_text_tokens),
       "input-cached-audio-tokens", G_TYPE_INT64, static_cast<gint64>(u.input_cached_audio_tokens),
       "input-cached-image-tokens", G_TYPE_INT64, static_cast<gint64>(u.input_cached_image_tokens),

@@ -69,6 +69,7 @@ Usage extract_usage(const Value* holder) {
   u.input_image_tokens = count(in, "image_tokens");
   u.input_cached_tokens = count(in, "cached_tokens");
   const Value* cached = object_member(in, "cached_tokens_details");
+  u.cached_details_present = cached != nullptr;
   u.input_cached_text_tokens = count(cached, "text_tokens");
   u.input_cached_audio_tokens = count(cached, "audio_tokens");
   u.input_cached_image_tokens = count(cached, "image_tokens");

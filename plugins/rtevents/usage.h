@@ -46,7 +46,8 @@ struct Usage {
   std::int64_t input_audio_tokens = 0;
   std::int64_t input_image_tokens = 0;
   std::int64_t input_cached_tokens = 0;
-  // input_token_details.cached_tokens_details
+  // input_token_details.cached_tokens_details (present: the upstream sent that object)
+  bool cached_details_present = false;
   std::int64_t input_cached_text_tokens = 0;
   std::int64_t input_cached_audio_tokens = 0;
   std::int64_t input_cached_image_tokens = 0;

@@ -67,6 +67,9 @@ std::optional<usage::UsageRecord> parse_turn(const GstStructure* s) {
   r.input_audio_tokens = int64_field(s, "input-audio-tokens");
   r.input_image_tokens = int64_field(s, "input-image-tokens");
   r.input_cached_tokens = int64_field(s, "input-cached-tokens");
+  gboolean cached_present = FALSE;
+  gst_structure_get_boolean(s, "input-cached-details-present", &cached_present);
+  r.cached_details_present = cached_present;
   r.input_cached_text_tokens = int64_field(s, "input-cached-text-tokens");
   r.input_cached_audio_tokens = int64_field(s, "input-cached-audio-tokens");
   r.input_cached_image_tokens = int64_field(s, "input-cached-image-tokens");

@@ -22,6 +22,7 @@ void UsageRecord::add_tokens(const UsageRecord& o) {
   input_audio_tokens += o.input_audio_tokens;
   input_image_tokens += o.input_image_tokens;
   input_cached_tokens += o.input_cached_tokens;
+  cached_details_present = cached_details_present || o.cached_details_present;
   input_cached_text_tokens += o.input_cached_text_tokens;
   input_cached_audio_tokens += o.input_cached_audio_tokens;
   input_cached_image_tokens += o.input_cached_image_tokens;
@@ -39,8 +40,10 @@ json::ObjectBuilder UsageRecord::tokens_json() const {
   input_details.set("text_tokens", input_text_tokens)
       .set("audio_tokens", input_audio_tokens)
       .set("image_tokens", input_image_tokens)
-      .set("cached_tokens", input_cached_tokens)
-      .set_object("cached_tokens_details", std::move(cached_details));
+      .set("cached_tokens", input_cached_tokens);
+  // Only when the upstream sent it, so a record's details are the upstream's.
+  if (cached_details_present)
+    input_details.set_object("cached_tokens_details", std::move(cached_details));
   json::ObjectBuilder output_details;
   output_details.set("text_tokens", output_text_tokens).set("audio_tokens", output_audio_tokens);
   json::ObjectBuilder out;

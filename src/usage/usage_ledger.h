@@ -36,6 +36,8 @@ struct UsageRecord {
   std::int64_t input_audio_tokens = 0;
   std::int64_t input_image_tokens = 0;
   std::int64_t input_cached_tokens = 0;
+  bool cached_details_present =
+      false;  // the upstream sent input_token_details.cached_tokens_details
   std::int64_t input_cached_text_tokens = 0;  // input_token_details.cached_tokens_details
   std::int64_t input_cached_audio_tokens = 0;
   std::int64_t input_cached_image_tokens = 0;

@@ -59,6 +59,7 @@ TEST_F(RtUsageMeterTest, FullUsage) {
   EXPECT_EQ(int64_field(s, "input-audio-tokens"), 90);
   EXPECT_EQ(int64_field(s, "input-image-tokens"), 4);
   EXPECT_EQ(int64_field(s, "input-cached-tokens"), 64);
+  EXPECT_TRUE(bool_field(s, "input-cached-details-present"));
   EXPECT_EQ(int64_field(s, "input-cached-text-tokens"), 40);
   EXPECT_EQ(int64_field(s, "input-cached-audio-tokens"), 24);
   EXPECT_EQ(int64_field(s, "input-cached-image-tokens"), 0);
@@ -107,6 +108,7 @@ TEST_F(RtUsageMeterTest, TranscriptionTurns) {
   EXPECT_EQ(int64_field(tokens, "input-audio-tokens"), 12);
   EXPECT_EQ(int64_field(tokens, "input-text-tokens"), 2);
   EXPECT_EQ(double_field(tokens, "transcription-seconds"), 0.0);
+  EXPECT_FALSE(bool_field(tokens, "input-cached-details-present"));
   const GstStructure* duration = structure(msgs[1]);
   EXPECT_EQ(str_field(duration, "kind"), "transcription");
   EXPECT_EQ(str_field(duration, "item-id"), "item_2");
