@@ -226,9 +226,7 @@ void post_turn(RtUsageMeter* self, const TurnRecord& r) {
   // clang-format off
   GstStructure* s = gst_structure_new(
       "rtusage-turn",
-      "kind", G_TYPE_STRING, r.kind == TurnRecord::Kind::kTranscription ? "transcription" : "response",
       "response-id", G_TYPE_STRING, valid_utf8(r.response_id).c_str(),
-      "item-id", G_TYPE_STRING, valid_utf8(r.item_id).c_str(),
       "status", G_TYPE_STRING, valid_utf8(r.status).c_str(),
       "usage-present", G_TYPE_BOOLEAN, u.present ? TRUE : FALSE,
       "input-tokens", G_TYPE_INT64, static_cast<gint64>(u.input_tokens),
@@ -238,15 +236,17 @@ void post_turn(RtUsageMeter* self, const TurnRecord& r) {
       "input-audio-tokens", G_TYPE_INT64, static_cast<gint64>(u.input_audio_tokens),
       "input-image-tokens", G_TYPE_INT64, static_cast<gint64>(u.input_image_tokens),
       "input-cached-tokens", G_TYPE_INT64, static_cast<gint64>(u.input_cached_tokens),
-      "input-cached-details-present", G_TYPE_BOOLEAN, u.cached_details_present ? TRUE : FALSE,
-      "input-cached-text-tokens", G_TYPE_INT64, static_cast<gint64>(u.input_cached_text_tokens),
-      "input-cached-audio-tokens", G_TYPE_INT64, static_cast<gint64>(u.input_cached_audio_tokens),
-      "input-cached-image-tokens", G_TYPE_INT64, static_cast<gint64>(u.input_cached_image_tokens),
       "output-text-tokens", G_TYPE_INT64, static_cast<gint64>(u.output_text_tokens),
       "output-audio-tokens", G_TYPE_INT64, static_cast<gint64>(u.output_audio_tokens),
       "service-tier", G_TYPE_STRING, valid_utf8(r.service_tier).c_str(),
       "first-token-latency-ms", G_TYPE_DOUBLE, r.first_token_latency_ms,
       "turn-duration-ms", G_TYPE_DOUBLE, r.turn_duration_ms,
+      "kind", G_TYPE_STRING, r.kind == TurnRecord::Kind::kTranscription ? "transcription" : "response",
+      "item-id", G_TYPE_STRING, valid_utf8(r.item_id).c_str(),
+      "input-cached-details-present", G_TYPE_BOOLEAN, u.cached_details_present ? TRUE : FALSE,
+      "input-cached-text-tokens", G_TYPE_INT64, static_cast<gint64>(u.input_cached_text_tokens),
+      "input-cached-audio-tokens", G_TYPE_INT64, static_cast<gint64>(u.input_cached_audio_tokens),
+      "input-cached-image-tokens", G_TYPE_INT64, static_cast<gint64>(u.input_cached_image_tokens),
       "transcription-seconds", G_TYPE_DOUBLE, u.seconds,
       nullptr);
   // clang-format on
