@@ -111,7 +111,7 @@ def test_webrtc_with_a_token_is_routed_and_metered(fake_upstream, gateway_factor
     assert req["session"]["type"] == "transcription", req
     assert req["session"]["audio"]["input"]["transcription"]["model"] == STT_UPSTREAM, req
     assert req["session"]["audio"]["input"]["transcription"]["language"] == "en", req
-    records = wait_usage(usage_path(gw), 2)
+    records = wait_usage(usage_path(gw), 2, timeout=15)
     assert_transcription_records(records, result.events_of(COMPLETED))
     text = metrics(gw)
     assert f'rtgw_turns_total{{key="team-a",model="{STT}",kind="transcription"}} 2' in text, text
@@ -130,7 +130,7 @@ def test_webrtc_multipart_and_model_mismatch(fake_upstream, gateway_factory):
                                                 session=transcription_session()))
     (req,) = [r for r in fake_upstream.requests() if r["path"] == "/v1/realtime/calls"]
     assert req["session"]["audio"]["input"]["transcription"]["model"] == STT_UPSTREAM, req
-    assert_transcription_records(wait_usage(usage_path(gw), 2), result.events_of(COMPLETED))
+    assert_transcription_records(wait_usage(usage_path(gw), 2, timeout=15), result.events_of(COMPLETED))
 
 
 def test_websocket_intent_transcription_with_a_key(fake_upstream, gateway_factory):
@@ -140,7 +140,7 @@ def test_websocket_intent_transcription_with_a_key(fake_upstream, gateway_factor
                             query={"intent": "transcription"},
                             send_events=[{"type": "input_audio_buffer.commit"},
                                          {"type": "test.transcribe", "usage": DURATION}],
-                            until=done, duration=8)
+                            until=done, duration=15)
     assert_upgraded(result)
     assert done(result), result.event_types()
     up = upstream_ws(fake_upstream)
@@ -150,7 +150,7 @@ def test_websocket_intent_transcription_with_a_key(fake_upstream, gateway_factor
     assert first["type"] == "session.update", up["events"]
     assert first["session"]["type"] == "transcription", first
     assert first["session"]["audio"]["input"]["transcription"]["model"] == STT_UPSTREAM, first
-    assert_transcription_records(wait_usage(usage_path(gw), 2), result.events_of(COMPLETED),
+    assert_transcription_records(wait_usage(usage_path(gw), 2, timeout=15), result.events_of(COMPLETED),
                                  transport="websocket")
 
 
@@ -161,13 +161,13 @@ def test_websocket_with_a_transcription_token(fake_upstream, gateway_factory):
     result = run_ws_session(gw.url, subprotocol_key=token, query={"intent": "transcription"},
                             send_events=[{"type": "input_audio_buffer.commit"},
                                          {"type": "test.transcribe", "usage": DURATION}],
-                            until=done, duration=8)
+                            until=done, duration=15)
     assert_upgraded(result)
     assert done(result), result.event_types()
     up = upstream_ws(fake_upstream)
     first = json.loads(up["events"][0])
     assert first["session"]["audio"]["input"]["transcription"]["model"] == STT_UPSTREAM, first
-    assert_transcription_records(wait_usage(usage_path(gw), 2), result.events_of(COMPLETED),
+    assert_transcription_records(wait_usage(usage_path(gw), 2, timeout=15), result.events_of(COMPLETED),
                                  transport="websocket")
     # A model other than the token's is refused before the upgrade.
     other = run_ws_session(gw.url, subprotocol_key=token, model="gpt-realtime", duration=2)
@@ -190,9 +190,9 @@ def test_realtime_session_transcriptions_are_metered_beside_responses(fake_upstr
     result = run_ws_session(gw.url, key=GATEWAY_KEY, model="gpt-realtime",
                             send_events=[{"type": "input_audio_buffer.commit"},
                                          {"type": "response.create"}],
-                            until=done, duration=8)
+                            until=done, duration=15)
     assert done(result), result.event_types()
-    records = wait_usage(usage_path(gw), 2)
+    records = wait_usage(usage_path(gw), 2, timeout=15)
     kinds = sorted(r["kind"] for r in records)
     assert kinds == ["response", "transcription"], records
     (response,) = [r for r in records if r["kind"] == "response"]
@@ -211,7 +211,7 @@ def test_budget_counts_transcription_tokens(fake_upstream, gateway_factory):
     result = run_ws_session(gw.url, key=GATEWAY_KEY, model="gpt-realtime",
                             send_events=[{"type": "input_audio_buffer.commit"}, 0.5,
                                          {"type": "response.create", "event_id": "evt_over"}],
-                            until=done, duration=8)
+                            until=done, duration=15)
     assert result.events_of(COMPLETED), result.event_types()
     (error,) = result.events_of("error")
     assert error["error"]["code"] == "policy_violation", error  # 20 transcription tokens > 15
@@ -243,7 +243,7 @@ def test_echo_worker_transcribes_offline(gateway_factory):
     result = asyncio.run(webrtc())
     (completed,) = result.events_of(COMPLETED)
     assert completed["usage"]["type"] == "tokens" and completed["usage"]["input_tokens"] > 0
-    (record,) = wait_usage(usage_path(gw), 1)
+    (record,) = wait_usage(usage_path(gw), 1, timeout=15)
     assert record["kind"] == "transcription" and record["item_id"] == completed["item_id"]
     assert record["input_tokens"] == completed["usage"]["input_tokens"], record
 
@@ -251,8 +251,9 @@ def test_echo_worker_transcribes_offline(gateway_factory):
     ws = run_ws_session(gw.url, key=GATEWAY_KEY, model="whisper-1",
                         query={"intent": "transcription"},
                         send_events=[one_second, one_second, {"type": "input_audio_buffer.commit"}],
-                        until=lambda r: r.events_of(COMPLETED), duration=8)
+                        until=lambda r: r.events_of(COMPLETED), duration=15)
+    assert len(ws.events_of(COMPLETED)) == 1, ws.event_types()
     (completed,) = ws.events_of(COMPLETED)
     assert completed["usage"] == {"type": "duration", "seconds": 2.0}, completed
-    records = wait_usage(usage_path(gw), 2)
+    records = wait_usage(usage_path(gw), 2, timeout=15)
     assert records[1]["model"] == "whisper-1" and records[1]["transcription_seconds"] == 2.0
