@@ -218,6 +218,51 @@ std::string tier_message(const TierSite& s) {
   return msg;
 }
 
+// A replacement of the bytes [from, to) of an event.
+struct Splice {
+  std::size_t from = 0;
+  std::size_t to = 0;
+  std::string with;
+};
+
+// `text` with the given (non-overlapping) ranges replaced.
+std::string splice(std::string_view text, std::vector<Splice> edits) {
+  std::sort(edits.begin(), edits.end(),
+            [](const Splice& a, const Splice& b) { return a.from < b.from; });
+  std::string out;
+  out.reserve(text.size());
+  std::size_t pos = 0;
+  for (const auto& e : edits) {
+    if (e.from < pos) continue;  // overlapping: never produced (cuts end before kept values)
+    out.append(text.substr(pos, e.from - pos));
+    out.append(e.with);
+    pos = e.to;
+  }
+  out.append(text.substr(std::min(pos, text.size())));
+  return out;
+}
+
+// A JSON string literal of `s` (quotes, backslashes and control characters escaped).
+std::string json_string(std::string_view s) {
+  static const char* hex = "0123456789abcdef";
+  std::string out = "\"";
+  for (char c : s) {
+    const auto u = static_cast<unsigned char>(c);
+    if (c == '"' || c == '\\') {
+      out.push_back('\\');
+      out.push_back(c);
+    } else if (u < 0x20) {
+      out += "\\u00";
+      out.push_back(hex[u >> 4]);
+      out.push_back(hex[u & 0xf]);
+    } else {
+      out.push_back(c);
+    }
+  }
+  out.push_back('"');
+  return out;
+}
+
 }  // namespace
 
 const char* action_name(Action a) {
@@ -441,6 +486,10 @@ FilterOutcome apply_policy(const Policy& policy, const EventContext& ctx, std::s
     if (!decisive || severity(s.verdict.action) > severity(decisive->verdict.action)) decisive = &s;
   }
 
+  // Every tier that goes through (a `pass` rule or no rule) goes in its normalized form: OpenAI
+  // accepts only auto/default/flex/priority, so " FAST " must reach the worker as "priority".
+  // Filtered tiers are cut out; everything else keeps its bytes.
+  std::vector<Splice> edits;
   if (decisive) {
     Decision d = base;
     d.action = decisive->verdict.action;
@@ -454,7 +503,6 @@ FilterOutcome apply_policy(const Policy& policy, const EventContext& ctx, std::s
       return drop(std::move(d));
     }
     // Filter: cut every filtered tier member out of the original text.
-    std::vector<std::pair<std::size_t, std::size_t>> cuts;
     std::vector<const Value*> containers;
     for (const auto& s : sites) {
       if (std::find(containers.begin(), containers.end(), s.container) == containers.end()) {
@@ -466,12 +514,22 @@ FilterOutcome apply_policy(const Policy& policy, const EventContext& ctx, std::s
       for (const auto& s : sites) {
         if (s.container == c && s.verdict.action == Action::kFilter) remove[s.member] = true;
       }
-      const auto c_cuts = json::member_cuts(*c, [&](std::size_t i) { return remove[i]; });
-      cuts.insert(cuts.end(), c_cuts.begin(), c_cuts.end());
+      for (const auto& [from, to] : json::member_cuts(*c, [&](std::size_t i) { return remove[i]; }))
+        edits.push_back({from, to, {}});
     }
-    out.kind = FilterOutcome::Kind::kModified;
-    out.modified = json::cut(event, std::move(cuts));
     out.decision = std::move(d);
+  }
+  for (const auto& s : sites) {
+    if (s.verdict.action != Action::kPass) continue;
+    const Value& value = s.container->members[s.member].value;
+    std::string normalized = json_string(s.tier);
+    if (value.raw == normalized) continue;
+    const std::size_t at = json::offset_of(event, value);
+    edits.push_back({at, at + value.raw.size(), std::move(normalized)});
+  }
+  if (!edits.empty()) {
+    out.kind = FilterOutcome::Kind::kModified;
+    out.modified = splice(event, std::move(edits));
   }
 
   // 6. The session model follows a session.update that goes through.

@@ -20,8 +20,11 @@
 //   rule wins; no rule = pass. `models`/`keys` default to ["*"]; "*" in a pattern matches any run
 //   of characters. The model is the event's own (`response.model` / `session.model`), else the
 //   session model. Non-string tiers are left alone.
-// - `filter` removes the tier member(s) and keeps every other byte of the event; `pass` and
-//   events no rule touches are returned untouched (the caller forwards its original buffer).
+// - `filter` removes the tier member(s) and keeps every other byte of the event. A tier that goes
+//   through (a `pass` rule, or no rule at all) is rewritten in its normalized form (" FAST " ->
+//   "priority"): kModified without a decision when nothing else changed. Events with no tier, or
+//   whose tiers are already normalized, are returned untouched (the caller forwards its original
+//   buffer).
 // - `end_call` is reported only with a `block` outcome (from a rule's `end_call`).
 // - Duplicate members (e.g. two `service_tier` keys) are each evaluated; the strictest outcome wins
 //   and `filter` removes every filtered copy, so first-wins and last-wins upstream parsers both see
@@ -101,8 +104,9 @@ struct EventContext {
 struct FilterOutcome {
   enum class Kind { kUntouched, kModified, kDropped };
   Kind kind = Kind::kUntouched;
-  std::string modified;                          // kModified: the event without filtered fields
-  std::optional<Decision> decision;              // always set for kModified and kDropped
+  std::string modified;              // kModified: filtered fields cut, passed tiers normalized
+  std::optional<Decision> decision;  // set for kDropped and for a filter; unset when a kModified
+                                     // event only had its tier normalized
   std::optional<std::string> new_session_model;  // a non-blocked session.update's session.model
 };
 

@@ -213,7 +213,7 @@ GstFlowReturn filter_buffer(RtEventFilter* self, GstBuffer* buffer) {
   GST_OBJECT_LOCK(self);
   ++impl.events_in;
   if (outcome.kind == FilterOutcome::Kind::kDropped) ++impl.events_blocked;
-  if (outcome.kind == FilterOutcome::Kind::kModified) ++impl.events_filtered;
+  if (outcome.kind == FilterOutcome::Kind::kModified && outcome.decision) ++impl.events_filtered;
   if (outcome.new_session_model && *outcome.new_session_model != impl.model) {
     impl.model = *outcome.new_session_model;
     model_changed = true;

@@ -37,12 +37,21 @@
  *
  * ## Messages
  * Element message `rtusage-turn`, posted by the `upstream` instance from its streaming thread on
- * each `response.done`:
- * - `response-id`, `status` (string; "" when missing)
+ * each `response.done` (kind `response`) and on each
+ * `conversation.item.input_audio_transcription.completed` that carries `usage` (kind
+ * `transcription`, in any session):
+ * - `kind` (string): `response` or `transcription`
+ * - `response-id` (kind response), `item-id` (kind transcription), `status` (string; "" when
+ *   missing; "completed" for a transcription)
  * - `usage-present` (boolean): `response.usage` is an object
  * - `input-tokens`, `output-tokens`, `total-tokens`, `input-text-tokens`, `input-audio-tokens`,
- *   `input-image-tokens`, `input-cached-tokens`, `output-text-tokens`, `output-audio-tokens`
- *   (gint64): 0 when missing, not a JSON integer, or negative
+ *   `input-image-tokens`, `input-cached-tokens`, `output-text-tokens`, `output-audio-tokens`,
+ *   `input-cached-text-tokens`, `input-cached-audio-tokens`, `input-cached-image-tokens` (from
+ *   `input_token_details.cached_tokens_details`) (gint64): 0 when missing, not a JSON integer,
+ *   or negative
+ * - `input-cached-details-present` (boolean): `input_token_details.cached_tokens_details` is an
+ *   object
+ * - `transcription-seconds` (gdouble): a duration-billed transcription's `usage.seconds`, else 0
  * - `service-tier` (string): normalized tier sent for the turn, "" if none
  * - `first-token-latency-ms` (gdouble): request → first output delta, -1 if none was seen
  * - `turn-duration-ms` (gdouble): request → `response.done`
@@ -232,6 +241,13 @@ void post_turn(RtUsageMeter* self, const TurnRecord& r) {
       "service-tier", G_TYPE_STRING, valid_utf8(r.service_tier).c_str(),
       "first-token-latency-ms", G_TYPE_DOUBLE, r.first_token_latency_ms,
       "turn-duration-ms", G_TYPE_DOUBLE, r.turn_duration_ms,
+      "kind", G_TYPE_STRING, r.kind == TurnRecord::Kind::kTranscription ? "transcription" : "response",
+      "item-id", G_TYPE_STRING, valid_utf8(r.item_id).c_str(),
+      "input-cached-details-present", G_TYPE_BOOLEAN, u.cached_details_present ? TRUE : FALSE,
+      "input-cached-text-tokens", G_TYPE_INT64, static_cast<gint64>(u.input_cached_text_tokens),
+      "input-cached-audio-tokens", G_TYPE_INT64, static_cast<gint64>(u.input_cached_audio_tokens),
+      "input-cached-image-tokens", G_TYPE_INT64, static_cast<gint64>(u.input_cached_image_tokens),
+      "transcription-seconds", G_TYPE_DOUBLE, u.seconds,
       nullptr);
   // clang-format on
   GST_INFO_OBJECT(self,
@@ -397,7 +413,8 @@ static void rt_usage_meter_class_init(RtUsageMeterClass* klass) {
       "READY→PAUSED; the pair shares the queue of pending response.create requests",
       kDefaultPeer, rw_ready);
   properties[PROP_TURNS] = g_param_spec_uint64(
-      "turns", "Turns", "Turns metered (response.done events) since the element was created", 0,
+      "turns", "Turns",
+      "Turns metered (response.done and metered transcriptions) since the element was created", 0,
       G_MAXUINT64, 0, ro);
   properties[PROP_INPUT_TOKENS_TOTAL] = g_param_spec_uint64(
       "input-tokens-total", "Input tokens total",

@@ -3,6 +3,8 @@
 #include "usage.h"
 
 #include <algorithm>
+#include <cmath>
+#include <cstdlib>
 
 #include "policy.h"
 
@@ -43,11 +45,21 @@ bool is_output_delta(std::string_view type) {
          type.substr(type.size() - kSuffix.size()) == kSuffix;
 }
 
-Usage extract_usage(const Value* response) {
+Usage extract_usage(const Value* holder) {
   Usage u;
-  const Value* usage = object_member(response, "usage");
+  const Value* usage = object_member(holder, "usage");
   if (!usage) return u;
   u.present = true;
+  if (usage->last_string("type").value_or("") == "duration") {
+    const Value* seconds = usage->last("seconds");
+    if (seconds && seconds->type == json::Type::kNumber) {
+      const std::string text(seconds->raw);
+      char* end = nullptr;
+      const double v = std::strtod(text.c_str(), &end);
+      if (end && *end == '\0' && std::isfinite(v) && v > 0) u.seconds = v;
+    }
+    return u;
+  }
   u.input_tokens = count(usage, "input_tokens");
   u.output_tokens = count(usage, "output_tokens");
   u.total_tokens = count(usage, "total_tokens");
@@ -56,6 +68,11 @@ Usage extract_usage(const Value* response) {
   u.input_audio_tokens = count(in, "audio_tokens");
   u.input_image_tokens = count(in, "image_tokens");
   u.input_cached_tokens = count(in, "cached_tokens");
+  const Value* cached = object_member(in, "cached_tokens_details");
+  u.cached_details_present = cached != nullptr;
+  u.input_cached_text_tokens = count(cached, "text_tokens");
+  u.input_cached_audio_tokens = count(cached, "audio_tokens");
+  u.input_cached_image_tokens = count(cached, "image_tokens");
   const Value* out = object_member(usage, "output_token_details");
   u.output_text_tokens = count(out, "text_tokens");
   u.output_audio_tokens = count(out, "audio_tokens");
@@ -176,6 +193,15 @@ std::optional<TurnRecord> TurnTracker::on_upstream_event(const Value& root, std:
   if (type == "error") {
     if (link) link->forget_request(string_member(object_member(&root, "error"), "event_id"));
     return std::nullopt;
+  }
+  if (type == "conversation.item.input_audio_transcription.completed") {
+    TurnRecord rec;
+    rec.kind = TurnRecord::Kind::kTranscription;
+    rec.usage = extract_usage(&root);
+    if (!rec.usage.present) return std::nullopt;  // nothing to meter
+    rec.item_id = root.last_string("item_id").value_or("");
+    rec.status = "completed";
+    return rec;
   }
   if (type != "response.done") return std::nullopt;
 

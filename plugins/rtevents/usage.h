@@ -19,6 +19,9 @@
 // - Tiers are reported normalized (see normalize_tier); "" when none was sent.
 // - Token counts are JSON integers; anything else (strings, fractions, null) reads as 0, and
 //   negative counts read as 0. `usage_present` is true whenever `response.usage` is an object.
+// - `conversation.item.input_audio_transcription.completed` with a `usage` object is a turn of
+//   kind transcription (item_id, token- or duration-billed usage; duration 0, no tier, no
+//   first-token latency); it has nothing to do with pending response.create requests.
 #pragma once
 
 #include <cstdint>
@@ -43,12 +46,22 @@ struct Usage {
   std::int64_t input_audio_tokens = 0;
   std::int64_t input_image_tokens = 0;
   std::int64_t input_cached_tokens = 0;
+  // input_token_details.cached_tokens_details (present: the upstream sent that object)
+  bool cached_details_present = false;
+  std::int64_t input_cached_text_tokens = 0;
+  std::int64_t input_cached_audio_tokens = 0;
+  std::int64_t input_cached_image_tokens = 0;
   std::int64_t output_text_tokens = 0;
   std::int64_t output_audio_tokens = 0;
+  // Duration-billed transcription (`usage.type == "duration"`): `usage.seconds`, else 0.
+  double seconds = 0;
 };
 
-// Reads `usage` from a response object (`response.done`'s `response`). `response` may be null.
-Usage extract_usage(const json::Value* response);
+// Reads `usage` from a response object (`response.done`'s `response`) or from any object holding
+// a `usage` member (a transcription event). `holder` may be null. Token-billed usage
+// (`{"type":"tokens",...}` or no type) fills the token counts; duration-billed usage
+// (`{"type":"duration","seconds":N}`) fills `seconds` (a non-negative JSON number).
+Usage extract_usage(const json::Value* holder);
 
 struct PendingRequest {
   std::int64_t time_us = 0;  // g_get_monotonic_time() when the response.create went out
@@ -84,7 +97,10 @@ class UsageLink {
 void note_client_event(const json::Value& root, std::int64_t now_us, UsageLink& link);
 
 struct TurnRecord {
-  std::string response_id;
+  enum class Kind { kResponse, kTranscription };
+  Kind kind = Kind::kResponse;
+  std::string response_id;  // kResponse
+  std::string item_id;      // kTranscription: the transcribed item
   std::string status;
   Usage usage;
   std::string service_tier;
@@ -97,7 +113,9 @@ class TurnTracker {
  public:
   static constexpr std::size_t kMaxOpenTurns = 32;
 
-  // Feeds one upstream event; returns the finished turn on `response.done`.
+  // Feeds one upstream event; returns the finished turn on `response.done`, and a transcription
+  // turn on every `conversation.item.input_audio_transcription.completed` that carries `usage`
+  // (any session: realtime sessions with input transcription as well as transcription sessions).
   std::optional<TurnRecord> on_upstream_event(const json::Value& root, std::int64_t now_us,
                                               UsageLink* link);
   std::size_t open_turns() const { return turns_.size(); }

@@ -124,8 +124,19 @@ void CallAccounting::meter_turn(const usage::UsageRecord& record) {
   add("input_cached", record.input_cached_tokens);
   add("output_text", record.output_text_tokens);
   add("output_audio", record.output_audio_tokens);
-  metrics_.add_counter("rtgw_turns_total", "Metered turns (response.done), by key and model",
-                       {{"key", record.key_name}, {"model", record.model}});
+  add("input_cached_text", record.input_cached_text_tokens);
+  add("input_cached_audio", record.input_cached_audio_tokens);
+  add("input_cached_image", record.input_cached_image_tokens);
+  metrics_.add_counter(
+      "rtgw_turns_total",
+      "Metered turns, by key, model and kind (response: a response.done; transcription: an input "
+      "audio transcription)",
+      {{"key", record.key_name}, {"model", record.model}, {"kind", record.kind}});
+  if (record.kind == "transcription")
+    metrics_.add_counter("rtgw_transcription_seconds_total",
+                         "Seconds of duration-billed input audio transcription, by key and model",
+                         {{"key", record.key_name}, {"model", record.model}},
+                         record.transcription_seconds);
   if (record.first_token_latency_ms >= 0)
     metrics_.observe("rtgw_first_token_seconds", "response.create to first output delta",
                      {{"model", record.model}}, record.first_token_latency_ms / 1000.0,

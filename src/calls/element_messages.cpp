@@ -51,7 +51,9 @@ std::optional<PolicyDecision> parse_decision(const GstStructure* s) {
 std::optional<usage::UsageRecord> parse_turn(const GstStructure* s) {
   if (!s || !gst_structure_has_name(s, "rtusage-turn")) return std::nullopt;
   usage::UsageRecord r;
+  if (field(s, "kind") == "transcription") r.kind = "transcription";
   r.response_id = field(s, "response-id");
+  r.item_id = field(s, "item-id");
   r.status = field(s, "status");
   r.service_tier = field(s, "service-tier");
   gboolean present = FALSE;
@@ -64,10 +66,17 @@ std::optional<usage::UsageRecord> parse_turn(const GstStructure* s) {
   r.input_audio_tokens = int64_field(s, "input-audio-tokens");
   r.input_image_tokens = int64_field(s, "input-image-tokens");
   r.input_cached_tokens = int64_field(s, "input-cached-tokens");
+  gboolean cached_present = FALSE;
+  gst_structure_get_boolean(s, "input-cached-details-present", &cached_present);
+  r.cached_details_present = cached_present;
+  r.input_cached_text_tokens = int64_field(s, "input-cached-text-tokens");
+  r.input_cached_audio_tokens = int64_field(s, "input-cached-audio-tokens");
+  r.input_cached_image_tokens = int64_field(s, "input-cached-image-tokens");
   r.output_text_tokens = int64_field(s, "output-text-tokens");
   r.output_audio_tokens = int64_field(s, "output-audio-tokens");
   gst_structure_get_double(s, "first-token-latency-ms", &r.first_token_latency_ms);
   gst_structure_get_double(s, "turn-duration-ms", &r.turn_duration_ms);
+  gst_structure_get_double(s, "transcription-seconds", &r.transcription_seconds);
   return r;
 }
 

@@ -138,7 +138,8 @@ CallRequest parse_call_request(const char* content_type, const std::string& body
         throw errors::bad_request("invalid_multipart",
                                   "the `session` field must be a JSON object" +
                                       (error.empty() ? std::string() : ": " + error));
-      request.session_model = json::get_string(json_node_get_object(node.get()), "model");
+      request.shape = session_shape(json_node_get_object(node.get()));
+      request.session_model = request.shape.model;
       request.session_json = std::move(value);
     }
   }
@@ -151,9 +152,11 @@ std::string session_for_upstream(const std::string& session_json,
                                  const std::string& upstream_model) {
   auto node = json::parse(session_json);
   if (!node || JSON_NODE_TYPE(node.get()) != JSON_NODE_OBJECT) return session_json;
-  JsonObject* obj = json_node_get_object(node.get());
-  json_object_set_string_member(obj, "model", upstream_model.c_str());
-  if (!json_object_has_member(obj, "type")) json_object_set_string_member(obj, "type", "realtime");
+  try {
+    set_session_model(json_node_get_object(node.get()), upstream_model);
+  } catch (const HttpError&) {
+    return session_json;  // an unknown type was refused when the session came in
+  }
   return json::to_string(node.get());
 }
 

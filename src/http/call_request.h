@@ -2,25 +2,29 @@
 // The body of `POST /v1/realtime/calls`.
 //
 // Owns: decoding the two body forms the SPEC allows — `application/sdp` (the offer) and
-// `multipart/form-data` with `sdp` and `session` (JSON, `session.model` names the model) — into
+// `multipart/form-data` with `sdp` and `session` (JSON; its model per session_shape.h) — into
 // one `CallRequest`, with the SPEC's 400 codes on bad input.
 #pragma once
 
 #include <optional>
 #include <string>
 
+#include "http/session_shape.h"
+
 namespace rtgw::http {
 
 struct CallRequest {
   std::string sdp;
   std::optional<std::string> session_json;   // the client's `session` object, verbatim JSON
-  std::optional<std::string> session_model;  // session.model, when present
+  std::optional<std::string> session_model;  // the session's model (see session_shape.h)
+  SessionShape shape;                        // realtime or transcription, and its model
 };
 
 // `content_type` is the raw header (may be null). Throws HttpError.
 CallRequest parse_call_request(const char* content_type, const std::string& body);
 
-// Returns `session_json` with `model` replaced by `upstream_model` (the worker's name for it).
+// Returns `session_json` with its model (`model`, or `audio.input.transcription.model` for a
+// transcription session) replaced by `upstream_model` (the worker's name for it).
 std::string session_for_upstream(const std::string& session_json,
                                  const std::string& upstream_model);
 

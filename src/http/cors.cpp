@@ -3,8 +3,8 @@
 
 #include <glib.h>
 
-#include <set>
 #include <sstream>
+#include <string_view>
 
 #include "common/ref.h"
 
@@ -28,13 +28,26 @@ std::string trim(const std::string& s) {
 
 }  // namespace
 
-bool CorsPolicy::header_allowed(const std::string& name) {
-  static const std::set<std::string> exact = {"authorization",    "content-type",     "accept",
-                                              "accept-language",  "content-language", "user-agent",
-                                              "x-requested-with", "idempotency-key",  "api-key"};
-  std::string n = lower(name);
-  // openai-beta / openai-organization / openai-project, and the SDKs' x-stainless-* family.
-  return exact.count(n) || n.rfind("openai-", 0) == 0 || n.rfind("x-stainless-", 0) == 0;
+bool CorsPolicy::is_token(const std::string& name) {
+  // RFC 9110 section 5.6.2: tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" / "." /
+  // "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA
+  static constexpr std::string_view kSymbols = "!#$%&'*+-.^_`|~";
+  if (name.empty()) return false;
+  for (char c : name)
+    if (!g_ascii_isalnum(c) && kSymbols.find(c) == std::string_view::npos) return false;
+  return true;
+}
+
+std::optional<std::string> CorsPolicy::allowed_headers(const std::string& requested) {
+  std::stringstream in(requested);
+  std::string item, allowed;
+  while (std::getline(in, item, ',')) {
+    item = trim(item);
+    if (item.empty()) continue;  // "a,,b" and a trailing comma are tolerated, as browsers send
+    if (!is_token(item)) return std::nullopt;
+    allowed += (allowed.empty() ? "" : ", ") + lower(item);
+  }
+  return allowed;
 }
 
 bool CorsPolicy::origin_allowed(const std::string& origin, const char* host) const {
@@ -65,18 +78,12 @@ bool CorsPolicy::answer_preflight(SoupServerMessage* msg, Verdict verdict) const
   if (verdict == Verdict::kAllowed) {
     soup_message_headers_replace(res, "Access-Control-Allow-Methods", kAllowedMethods);
     soup_message_headers_replace(res, "Access-Control-Max-Age", kMaxAgeSeconds);
-    // Echo the requested headers that a browser client may send; leave the others out (the
-    // browser then refuses the request, naming the header).
+    // Every header the allowed origin asks for (SPEC: SDKs add their own, new ones with new
+    // versions), echoed back as long as the list is a valid token list; a malformed list is not
+    // echoed at all (the browser then refuses the request).
     if (const char* wanted = soup_message_headers_get_one(req, "Access-Control-Request-Headers")) {
-      std::stringstream in(wanted);
-      std::string item, allowed;
-      while (std::getline(in, item, ',')) {
-        item = trim(item);
-        if (item.empty() || !header_allowed(item)) continue;
-        allowed += (allowed.empty() ? "" : ", ") + item;
-      }
-      if (!allowed.empty())
-        soup_message_headers_replace(res, "Access-Control-Allow-Headers", allowed.c_str());
+      if (auto allowed = allowed_headers(wanted); allowed && !allowed->empty())
+        soup_message_headers_replace(res, "Access-Control-Allow-Headers", allowed->c_str());
     }
   }
   soup_server_message_set_status(msg, 204, nullptr);

@@ -3,11 +3,12 @@
 //
 // Owns: deciding whether a request's Origin may use the gateway (same origin, or listed in
 // `cors_origins`, `"*"` allowed), answering preflights, and the CORS headers of every answer:
-// the request headers the official SDKs send are allowed, `Location` is exposed.
+// an allowed origin may send every request header it asks for, `Location` is exposed.
 #pragma once
 
 #include <libsoup/soup.h>
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -24,8 +25,11 @@ class CorsPolicy {
   // Answers an OPTIONS preflight (any verdict). Returns true when it answered.
   bool answer_preflight(SoupServerMessage* msg, Verdict verdict) const;
 
-  // Is this request header one a browser client may send (official SDK headers)?
-  static bool header_allowed(const std::string& name);
+  // The `Access-Control-Allow-Headers` value for a preflight's `Access-Control-Request-Headers`:
+  // every requested header (lower-cased, ", "-separated), or nullopt when the list is not a
+  // comma-separated list of RFC 9110 tokens.
+  static std::optional<std::string> allowed_headers(const std::string& requested);
+  static bool is_token(const std::string& name);
 
  private:
   bool origin_allowed(const std::string& origin, const char* host) const;

@@ -98,6 +98,16 @@ void Server::handle_realtime_socket(SoupServerMessage* msg, GHashTable* query) {
   } else {
     auth::Principal principal = services_.auth.authenticate(authorization.c_str(), true);
     std::string model = query_value(query, "model");
+    // A transcription session: `?intent=transcription` (with ?model= or a token) or a token
+    // minted for one; its model is the transcription model (SPEC "Transcription sessions").
+    bool transcription = query_value(query, "intent") == "transcription";
+    if (principal.token_session_json) {
+      bool token_transcription = session_shape(*principal.token_session_json).transcription();
+      if (transcription && !token_transcription)
+        throw errors::bad_request(
+            "invalid_session", "?intent=transcription with a token minted for a realtime session");
+      transcription = token_transcription;
+    }
     const config::ModelConfig& model_config = resolve_model(principal, model);
     model = model_config.name;
     check_budget(principal);
@@ -120,7 +130,11 @@ void Server::handle_realtime_socket(SoupServerMessage* msg, GHashTable* query) {
     s.beta_client = offered.beta ||
                     soup_message_headers_header_contains(headers, "OpenAI-Beta", "realtime=v1") ||
                     principal.token_beta;
-    if (session) s.session_json = session_for_upstream(*session, model_config.upstream_model);
+    s.transcription = transcription;
+    if (session)
+      s.session_json = session_for_upstream(*session, model_config.upstream_model);
+    else if (transcription)  // the worker learns the transcription model from the first event
+      s.session_json = transcription_session_json(model_config.upstream_model);
     s.failover = [&workers = services_.workers, model](const std::vector<std::string>& tried) {
       return workers.pick(model, tried);
     };

@@ -16,6 +16,7 @@
 #include "http/host_check.h"
 #include "http/http_error.h"
 #include "http/initial_session.h"
+#include "http/session_shape.h"
 #include "sdp/session_description.h"
 
 namespace rtgw::http {
@@ -355,8 +356,7 @@ void Server::handle_create_call(SoupServerMessage* msg, GHashTable* query, bool 
                         std::to_string(config.limits.max_body_bytes) + " bytes");
   CallRequest request = parse_call_request(request_header(msg, "Content-Type"), body);
 
-  std::string model = request.session_model.value_or("");
-  if (model.empty()) model = query_value(query, "model");
+  std::string model = choose_model(request.shape, query_value(query, "model"));
   const config::ModelConfig& model_config = resolve_model(principal, model);
   model = model_config.name;  // the token's, when the request named none
   check_budget(principal);
@@ -549,17 +549,23 @@ void Server::handle_client_secrets(SoupServerMessage* msg) {
       session ? Ref<JsonNode>::adopt(json_node_copy(json_object_get_member(body, "session")))
               : json::parse("{}");
   JsonObject* s = json_node_get_object(session_node.get());
-  if (auto type = json::get_string(s, "type"); type && *type != "realtime")
-    throw errors::bad_request("invalid_session", "session.type must be \"realtime\"");
-  json_object_set_string_member(s, "type", "realtime");
-  std::string model = json::get_string(s, "model").value_or("");
-  if (model.empty()) throw errors::bad_request("missing_model", "name the model in session.model");
+  // A realtime session names its model in session.model, a transcription session in
+  // session.audio.input.transcription.model (SPEC "Transcription sessions").
+  SessionShape shape = session_shape(s);
+  if (!json_object_has_member(s, "type")) json_object_set_string_member(s, "type", "realtime");
+  std::string model = shape.model.value_or("");
+  if (model.empty())
+    throw errors::bad_request("missing_model",
+                              shape.transcription()
+                                  ? "name the model in session.audio.input.transcription.model"
+                                  : "name the model in session.model");
   mintable_model(principal, model);
 
   std::int64_t ttl = token_ttl(json::get_object(body, "expires_after"));
   MintedToken token = mint_token(principal, model, session_node.get(), ttl, /*beta=*/false);
 
-  json_object_set_string_member(s, "object", "realtime.session");
+  json_object_set_string_member(
+      s, "object", shape.transcription() ? "realtime.transcription_session" : "realtime.session");
   if (!json_object_has_member(s, "id"))
     json_object_set_string_member(s, "id", new_session_object_id().c_str());
   json::ObjectBuilder out;

@@ -58,7 +58,7 @@ void WebSocketSession::start() {
 
 void WebSocketSession::connect_upstream() {
   std::weak_ptr<int> alive = alive_;
-  lease_->open_socket({identity_.upstream_model}, this, cancellable_.get(),
+  lease_->open_socket({identity_.upstream_model, settings_.transcription}, this, cancellable_.get(),
                       [this, alive](workers::SocketResult result) {
                         if (!alive.lock()) return;
                         on_upstream_result(std::move(result));

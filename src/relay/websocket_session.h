@@ -62,6 +62,7 @@ struct SessionSettings {
   // The client speaks the beta dialect: its events are translated to GA before the policy, the
   // worker's to beta after the meter (events/beta_dialect.h). The worker always gets GA.
   bool beta_client = false;
+  bool transcription = false;  // a transcription session (upstream: ?intent=transcription)
   // A token's session: sent first, as a session.update through the policy.
   std::optional<std::string> session_json;
   // A lease on the next worker to try after a worker failure while connecting (empty: none).

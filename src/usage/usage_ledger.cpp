@@ -22,16 +22,28 @@ void UsageRecord::add_tokens(const UsageRecord& o) {
   input_audio_tokens += o.input_audio_tokens;
   input_image_tokens += o.input_image_tokens;
   input_cached_tokens += o.input_cached_tokens;
+  cached_details_present = cached_details_present || o.cached_details_present;
+  input_cached_text_tokens += o.input_cached_text_tokens;
+  input_cached_audio_tokens += o.input_cached_audio_tokens;
+  input_cached_image_tokens += o.input_cached_image_tokens;
+  transcription_seconds += o.transcription_seconds;
   output_text_tokens += o.output_text_tokens;
   output_audio_tokens += o.output_audio_tokens;
 }
 
 json::ObjectBuilder UsageRecord::tokens_json() const {
   json::ObjectBuilder input_details;
+  json::ObjectBuilder cached_details;
+  cached_details.set("text_tokens", input_cached_text_tokens)
+      .set("audio_tokens", input_cached_audio_tokens)
+      .set("image_tokens", input_cached_image_tokens);
   input_details.set("text_tokens", input_text_tokens)
       .set("audio_tokens", input_audio_tokens)
       .set("image_tokens", input_image_tokens)
       .set("cached_tokens", input_cached_tokens);
+  // Only when the upstream sent it, so a record's details are the upstream's.
+  if (cached_details_present)
+    input_details.set_object("cached_tokens_details", std::move(cached_details));
   json::ObjectBuilder output_details;
   output_details.set("text_tokens", output_text_tokens).set("audio_tokens", output_audio_tokens);
   json::ObjectBuilder out;
@@ -39,21 +51,31 @@ json::ObjectBuilder UsageRecord::tokens_json() const {
       .set("output_tokens", output_tokens)
       .set("total_tokens", total_tokens)
       .set_object("input_token_details", std::move(input_details))
-      .set_object("output_token_details", std::move(output_details));
+      .set_object("output_token_details", std::move(output_details))
+      .set("transcription_seconds", transcription_seconds);
   return out;
 }
 
 std::string UsageRecord::to_json_line(double unix_time) const {
   json::ObjectBuilder out = tokens_json();
   out.set("time", unix_time)
+      .set("kind", kind)
       .set("call_id", call_id)
       .set("transport", transport)
       .set("key", key_name)
       .set("model", model)
       .set("worker", worker)
-      .set("response_id", response_id)
       .set("status", status)
       .set("usage_present", usage_present);
+  // A response turn names its response, a transcription its item; the other id is null.
+  if (response_id.empty())
+    out.set_null("response_id");
+  else
+    out.set("response_id", response_id);
+  if (item_id.empty())
+    out.set_null("item_id");
+  else
+    out.set("item_id", item_id);
   if (service_tier.empty())
     out.set_null("service_tier");
   else

@@ -19,12 +19,14 @@
 namespace rtgw::usage {
 
 struct UsageRecord {
+  std::string kind = "response";  // "response" (a response.done) | "transcription"
   std::string call_id;
   std::string transport;  // "webrtc" | "websocket"
   std::string key_name;
   std::string model;
   std::string worker;
-  std::string response_id;
+  std::string response_id;  // kind response
+  std::string item_id;      // kind transcription: the transcribed conversation item
   std::string status;
   bool usage_present = false;
   std::int64_t input_tokens = 0;
@@ -34,17 +36,24 @@ struct UsageRecord {
   std::int64_t input_audio_tokens = 0;
   std::int64_t input_image_tokens = 0;
   std::int64_t input_cached_tokens = 0;
+  bool cached_details_present =
+      false;  // the upstream sent input_token_details.cached_tokens_details
+  std::int64_t input_cached_text_tokens = 0;  // input_token_details.cached_tokens_details
+  std::int64_t input_cached_audio_tokens = 0;
+  std::int64_t input_cached_image_tokens = 0;
   std::int64_t output_text_tokens = 0;
   std::int64_t output_audio_tokens = 0;
   std::string service_tier;
   double first_token_latency_ms = -1;
   double turn_duration_ms = 0;
+  double transcription_seconds = 0;  // a duration-billed transcription's seconds
 
   // The tokens a budget counts: total_tokens, or input + output when the upstream sent no total.
   std::int64_t billable_tokens() const;
   // Adds `other`'s token counts to this record's (for per-call totals).
   void add_tokens(const UsageRecord& other);
-  // {input_tokens, output_tokens, total_tokens, input_token_details, output_token_details}
+  // {input_tokens, output_tokens, total_tokens, input_token_details (with
+  // cached_tokens_details), output_token_details, transcription_seconds}
   json::ObjectBuilder tokens_json() const;
   std::string to_json_line(double unix_time) const;
 };

@@ -27,13 +27,29 @@ std::size_t base64_decoded_size(const std::string& text) {
 EchoProtocol::EchoProtocol(Send send, std::function<double()> heard_ms)
     : send_(std::move(send)), heard_ms_(std::move(heard_ms)) {}
 
+void EchoProtocol::configure(const std::string& session_json) {
+  auto node = json::parse(session_json);
+  if (node && JSON_NODE_TYPE(node.get()) == JSON_NODE_OBJECT)
+    apply_session(json_node_get_object(node.get()));
+}
+
+void EchoProtocol::apply_session(JsonObject* session) {
+  if (auto type = json::get_string(session, "type"))
+    transcription_session_ = *type == "transcription";
+  JsonObject* audio = json::get_object(session, "audio");
+  JsonObject* input = audio ? json::get_object(audio, "input") : nullptr;
+  JsonObject* transcription = input ? json::get_object(input, "transcription") : nullptr;
+  if (transcription) transcription_model_ = json::get_string(transcription, "model").value_or("");
+  if (transcription_session_ && transcription_model_.empty()) transcription_model_ = "echo";
+}
+
 void EchoProtocol::start() {
   session_id_ = random_id("sess_", 24);
   json::ObjectBuilder session;
   session.set("id", session_id_)
-      .set("object", "realtime.session")
-      .set("type", "realtime")
-      .set("model", "echo");
+      .set("object", transcription_session_ ? "realtime.transcription_session" : "realtime.session")
+      .set("type", transcription_session_ ? "transcription" : "realtime");
+  if (!transcription_session_) session.set("model", "echo");
   json::ObjectBuilder created;
   created.set("type", "session.created")
       .set("event_id", random_id("event_", 24))
@@ -52,7 +68,8 @@ void EchoProtocol::on_event(const std::string& text) {
   if (type == "session.update") {
     json::ObjectBuilder updated;
     updated.set("type", "session.updated").set("event_id", random_id("event_", 24));
-    if (json::get_object(event, "session")) {
+    if (JsonObject* s = json::get_object(event, "session")) {
+      apply_session(s);
       auto copy = Ref<JsonNode>::adopt(json_node_copy(json_object_get_member(event, "session")));
       json_object_set_string_member(json_node_get_object(copy.get()), "id", session_id_.c_str());
       updated.set_node("session", copy);
@@ -64,6 +81,8 @@ void EchoProtocol::on_event(const std::string& text) {
     appended_ms_ +=
         static_cast<double>(base64_decoded_size(json::get_string(event, "audio").value_or(""))) /
         kPcmBytesPerMs;
+  } else if (type == "input_audio_buffer.commit" && !transcription_model_.empty()) {
+    commit();
   } else if (type == "input_audio_buffer.clear" || type == "conversation.item.create" ||
              type == "response.cancel" || type == "input_audio_buffer.commit") {
     // Accepted without a reply beyond what the real API would send that matters here.
@@ -72,9 +91,58 @@ void EchoProtocol::on_event(const std::string& text) {
   }
 }
 
+double EchoProtocol::pending_ms() {
+  if (heard_ms_) appended_ms_ += heard_ms_();
+  return appended_ms_;
+}
+
+void EchoProtocol::commit() {
+  double heard_ms = pending_ms() - committed_ms_;
+  if (transcription_session_) {
+    appended_ms_ = 0;  // a transcription session bills its audio here, and only here
+    committed_ms_ = 0;
+  } else {
+    committed_ms_ = appended_ms_;  // the response that follows still bills it
+  }
+  std::string item_id = random_id("item_", 24);
+  json::ObjectBuilder committed;
+  committed.set("type", "input_audio_buffer.committed")
+      .set("event_id", random_id("event_", 24))
+      .set_null("previous_item_id")
+      .set("item_id", item_id);
+  send_(committed.str());
+
+  std::string transcript =
+      "echo: transcribed " + std::to_string(static_cast<gint64>(heard_ms)) + " ms of audio";
+  json::ObjectBuilder usage;
+  if (transcription_model_.find("whisper") != std::string::npos) {
+    usage.set("type", "duration").set("seconds", std::round(heard_ms) / 1000.0);
+  } else {
+    auto audio_tokens =
+        static_cast<gint64>(std::llround(heard_ms / 1000.0 * kAudioTokensPerSecond));
+    auto text_tokens = static_cast<gint64>((transcript.size() + 3) / 4);
+    json::ObjectBuilder input_details;
+    input_details.set("audio_tokens", audio_tokens).set("text_tokens", gint64{0});
+    usage.set("type", "tokens")
+        .set("input_tokens", audio_tokens)
+        .set("output_tokens", text_tokens)
+        .set("total_tokens", audio_tokens + text_tokens)
+        .set_object("input_token_details", std::move(input_details));
+  }
+  json::ObjectBuilder completed;
+  completed.set("type", "conversation.item.input_audio_transcription.completed")
+      .set("event_id", random_id("event_", 24))
+      .set("item_id", item_id)
+      .set("content_index", gint64{0})
+      .set("transcript", transcript)
+      .set_object("usage", std::move(usage));
+  send_(completed.str());
+}
+
 void EchoProtocol::respond() {
-  double heard_ms = appended_ms_ + (heard_ms_ ? heard_ms_() : 0.0);
+  double heard_ms = pending_ms();
   appended_ms_ = 0;
+  committed_ms_ = 0;
   auto audio_tokens = static_cast<gint64>(std::llround(heard_ms / 1000.0 * kAudioTokensPerSecond));
   std::string response_id = random_id("resp_", 24);
 

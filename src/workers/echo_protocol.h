@@ -7,8 +7,19 @@
 // events it does not know. Audio is heard as RTP (the WebRTC path counts it and reports it
 // through `heard_ms`) or as `input_audio_buffer.append` (PCM16 24 kHz, counted here).
 //
+// Input transcription: in a transcription session (`type: "transcription"`), or a realtime
+// session with `audio.input.transcription` configured, `input_audio_buffer.commit` is answered
+// with `input_audio_buffer.committed` and `conversation.item.input_audio_transcription.completed`
+// whose `usage` is computed from the audio committed: token-billed (`{"type":"tokens",...}`, 10
+// audio tokens per second in, the transcript's text tokens out) unless the transcription model's
+// name contains "whisper" (OpenAI bills whisper-1 by duration): then `{"type":"duration",
+// "seconds":S}`. A transcription session's committed audio is consumed by its transcription; a
+// realtime session's stays for the next response's usage.
+//
 // Threads: main loop only.
 #pragma once
+
+#include <json-glib/json-glib.h>
 
 #include <functional>
 #include <string>
@@ -21,17 +32,25 @@ class EchoProtocol {
   // `heard_ms`: audio heard over RTP since the previous call (nullptr: none).
   EchoProtocol(Send send, std::function<double()> heard_ms = nullptr);
 
+  // The session the worker was given at set-up (a call's multipart `session`), before start().
+  void configure(const std::string& session_json);
   void start();
   void on_event(const std::string& text);
 
  private:
+  void apply_session(JsonObject* session);
+  double pending_ms();  // audio heard since the previous response (or transcription session commit)
+  void commit();
   void respond();
   void send_error(const std::string& code, const std::string& message);
 
   Send send_;
   std::function<double()> heard_ms_;
   std::string session_id_;
-  double appended_ms_ = 0;  // input_audio_buffer.append audio since the previous response
+  double appended_ms_ = 0;   // audio heard (appended, or RTP taken from heard_ms_) not yet billed
+  double committed_ms_ = 0;  // of appended_ms_, already transcribed (realtime sessions)
+  bool transcription_session_ = false;
+  std::string transcription_model_;  // non-empty: input transcription is on
 };
 
 }  // namespace rtgw::workers

@@ -151,6 +151,9 @@ class EchoSession : public calls::WebRtcLeg::Listener {
       on_end_(id_);
   }
 
+  // The call's initial session (multipart `session`, or a token's), before the channel opens.
+  void configure(const std::string& session_json) { protocol_.configure(session_json); }
+
  private:
   void on_channel(Ref<GstWebRTCDataChannel> channel) {
     channel_ = std::move(channel);
@@ -261,6 +264,7 @@ void EchoWorker::exchange(const OfferRequest& request, GCancellable* cancellable
     return;
   }
   EchoSession* raw = session.get();
+  if (request.session_json) raw->configure(*request.session_json);
   sessions_[id] = std::move(session);
   raw->answer(request.offer_sdp, [this, id, done = std::move(done)](UpstreamResult result) {
     if (std::holds_alternative<UpstreamFailure>(result)) {

@@ -62,6 +62,7 @@ class UpstreamSocket {
 
 struct SocketRequest {
   std::string upstream_model;  // the worker always speaks GA: no `OpenAI-Beta` ever goes to it
+  bool transcription = false;  // a transcription session: `?intent=transcription`, no model
 };
 
 using SocketResult = std::variant<std::unique_ptr<UpstreamSocket>, UpstreamFailure>;

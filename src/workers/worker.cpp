@@ -138,12 +138,14 @@ std::string Worker::calls_url(const std::string& model) const {
   return config_.url + "/v1/realtime/calls?model=" + escaped.get();
 }
 
-std::string Worker::realtime_url(const std::string& model) const {
+std::string Worker::realtime_url(const std::string& model, bool transcription) const {
   if (config_.provider == "azure") {
     UniqueStr deployment(g_uri_escape_string(config_.deployment.c_str(), nullptr, FALSE));
     return config_.url + "/openai/realtime?api-version=" + config_.api_version +
-           "&deployment=" + deployment.get();
+           (transcription ? "&intent=transcription" : "") + "&deployment=" + deployment.get();
   }
+  // As OpenAI's GA transcription sessions connect: the model goes in the first session.update.
+  if (transcription) return config_.url + "/v1/realtime?intent=transcription";
   UniqueStr escaped(g_uri_escape_string(model.c_str(), nullptr, FALSE));
   return config_.url + "/v1/realtime?model=" + escaped.get();
 }
@@ -278,7 +280,7 @@ void Worker::open_socket(const SocketRequest& request, UpstreamSocket::Listener*
   op->done = std::move(done);
   op->listener = listener;
   if (!op->follow(cancellable)) return;
-  std::string url = realtime_url(request.upstream_model);
+  std::string url = realtime_url(request.upstream_model, request.transcription);
   op->message = Ref<SoupMessage>::adopt(soup_message_new("GET", url.c_str()));
   if (!op->message) {
     op->done(UpstreamFailure{UpstreamFailure::Kind::kConnect, 0, {}, "invalid worker URL " + url});

@@ -53,7 +53,7 @@ class Worker : public UpstreamSignaller {
 
  private:
   std::string calls_url(const std::string& model) const;
-  std::string realtime_url(const std::string& model) const;
+  std::string realtime_url(const std::string& model, bool transcription) const;
   std::string call_url(const std::string& upstream_call_id, const char* suffix) const;
   // Worker key (Bearer, or `api-key` for azure) and TLS client settings on one request.
   void prepare(SoupMessage* msg) const;

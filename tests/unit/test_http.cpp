@@ -12,6 +12,7 @@
 #include "http/call_request.h"
 #include "http/host_check.h"
 #include "http/http_error.h"
+#include "http/session_shape.h"
 #include "workers/echo_protocol.h"
 
 namespace {
@@ -250,6 +251,52 @@ TEST(CallRequest, SessionForUpstreamRenamesModel) {
   EXPECT_EQ(rtgw::json::get_string(obj, "type").value_or(""), "realtime");
 }
 
+TEST(SessionShape, ModelPerType) {
+  using rtgw::http::choose_model;
+  using rtgw::http::session_shape;
+  auto realtime = session_shape(R"({"type":"realtime","model":"gpt-realtime"})");
+  EXPECT_FALSE(realtime.transcription());
+  EXPECT_EQ(realtime.model, "gpt-realtime");
+  EXPECT_EQ(session_shape(R"({"model":"m"})").model, "m");  // no type: realtime
+  auto t = session_shape(
+      R"({"type":"transcription","model":"ignored","audio":{"input":{"transcription":)"
+      R"({"model":"gpt-4o-transcribe","language":"en"}}}})");
+  EXPECT_TRUE(t.transcription());
+  EXPECT_EQ(t.model, "gpt-4o-transcribe");
+  EXPECT_FALSE(session_shape(R"({"type":"transcription"})").model);
+  EXPECT_FALSE(session_shape(R"({"type":"transcription","audio":{"input":7}})").model);
+  try {
+    session_shape(R"({"type":"translation"})");
+    FAIL() << "an unknown type must be refused";
+  } catch (const rtgw::http::HttpError& e) {
+    EXPECT_EQ(e.status(), 400);
+    EXPECT_NE(e.body().find("invalid_session"), std::string::npos);
+  }
+  // ?model= must agree with a transcription session's model; a realtime session's model wins.
+  EXPECT_EQ(choose_model(t, ""), "gpt-4o-transcribe");
+  EXPECT_EQ(choose_model(t, "gpt-4o-transcribe"), "gpt-4o-transcribe");
+  try {
+    choose_model(t, "whisper-1");
+    FAIL() << "a disagreeing ?model= must be refused";
+  } catch (const rtgw::http::HttpError& e) {
+    EXPECT_EQ(e.status(), 400);
+    EXPECT_NE(e.body().find("model_mismatch"), std::string::npos);
+  }
+  EXPECT_EQ(choose_model(realtime, "other"), "gpt-realtime");
+  EXPECT_EQ(choose_model(session_shape("{}"), "q"), "q");
+}
+
+TEST(SessionShape, UpstreamModelGoesWhereTheTypeKeepsIt) {
+  const std::string t = rtgw::http::session_for_upstream(
+      R"({"type":"transcription","audio":{"input":{"transcription":{"model":"stt"}}}})",
+      "gpt-4o-transcribe");
+  EXPECT_EQ(rtgw::http::session_shape(t).model, "gpt-4o-transcribe");
+  EXPECT_EQ(t.find("\"model\":\"gpt-4o-transcribe\"}"), t.find("\"model\""));  // only there
+  EXPECT_EQ(
+      rtgw::http::transcription_session_json("whisper-1"),
+      R"({"type":"transcription","audio":{"input":{"transcription":{"model":"whisper-1"}}}})");
+}
+
 TEST(HttpError, BodyShape) {
   HttpError e(404, "invalid_request_error", "model_not_found", "no \"such\" model");
   auto node = rtgw::json::parse(e.body());
@@ -445,4 +492,63 @@ TEST(EchoProtocol, MetersAppendedAudio) {
   EXPECT_EQ(json_object_get_int_member(usage, "input_tokens"), 20);
   echo.on_event("not json");
   EXPECT_NE(sent.back().find("\"invalid_json\""), std::string::npos);
+}
+
+TEST(EchoProtocol, TranscriptionSessionsTranscribeOnCommit) {
+  std::vector<std::string> sent;
+  const std::string one_second =
+      R"({"type":"input_audio_buffer.append","audio":")" + std::string(64000, 'A') + R"("})";
+  rtgw::Ref<JsonNode> node;  // keeps the last parsed event alive for the returned usage
+  auto last_usage = [&](const char* type) -> JsonObject* {
+    for (auto it = sent.rbegin(); it != sent.rend(); ++it) {
+      node = rtgw::json::parse(*it);
+      JsonObject* event = json_node_get_object(node.get());
+      if (rtgw::json::get_string(event, "type") == type)
+        return rtgw::json::get_object(event, "usage");
+    }
+    return nullptr;
+  };
+  {
+    rtgw::workers::EchoProtocol echo([&](const std::string& text) { sent.push_back(text); });
+    echo.configure(
+        R"({"type":"transcription","audio":{"input":{"transcription":{"model":"stt"}}}})");
+    echo.start();
+    EXPECT_NE(sent[0].find("\"type\":\"transcription\""), std::string::npos) << sent[0];
+    echo.on_event(one_second);
+    echo.on_event(R"({"type":"input_audio_buffer.commit"})");
+    ASSERT_EQ(sent.size(), 3u);
+    EXPECT_NE(sent[1].find("input_audio_buffer.committed"), std::string::npos);
+    JsonObject* usage = last_usage("conversation.item.input_audio_transcription.completed");
+    ASSERT_NE(usage, nullptr);
+    EXPECT_EQ(rtgw::json::get_string(usage, "type"), "tokens");
+    EXPECT_EQ(json_object_get_int_member(usage, "input_tokens"), 10);  // 1 s of audio
+    // The audio is consumed: a second commit bills nothing more.
+    echo.on_event(R"({"type":"input_audio_buffer.commit"})");
+    EXPECT_EQ(
+        json_object_get_int_member(
+            last_usage("conversation.item.input_audio_transcription.completed"), "input_tokens"),
+        0);
+  }
+  sent.clear();
+  {
+    // whisper models are duration-billed; a realtime session's response still bills the audio.
+    rtgw::workers::EchoProtocol echo([&](const std::string& text) { sent.push_back(text); });
+    echo.start();
+    echo.on_event(R"({"type":"input_audio_buffer.commit"})");
+    EXPECT_EQ(sent.size(), 1u) << "no transcription configured: no transcription";
+    echo.on_event(R"({"type":"session.update","session":{"type":"realtime","audio":{"input":)"
+                  R"({"transcription":{"model":"whisper-1"}}}}})");
+    echo.on_event(one_second);
+    echo.on_event(one_second);
+    echo.on_event(R"({"type":"input_audio_buffer.commit"})");
+    JsonObject* usage = last_usage("conversation.item.input_audio_transcription.completed");
+    ASSERT_NE(usage, nullptr);
+    EXPECT_EQ(rtgw::json::get_string(usage, "type"), "duration");
+    EXPECT_DOUBLE_EQ(json_object_get_double_member(usage, "seconds"), 2.0);
+    echo.on_event(R"({"type":"response.create"})");
+    auto done = rtgw::json::parse(sent.back());
+    JsonObject* response = rtgw::json::get_object(json_node_get_object(done.get()), "response");
+    EXPECT_EQ(json_object_get_int_member(rtgw::json::get_object(response, "usage"), "input_tokens"),
+              20);
+  }
 }

@@ -21,6 +21,9 @@ Endpoints
 Per call (aiortc answers; the gateway is the offerer and creates the data channel):
   * sends its own 400 Hz tone back on the audio transceiver and counts frames it receives;
   * on the data channel: session.created on open; session.update -> session.updated;
+    input_audio_buffer.commit -> input_audio_buffer.committed + conversation.item.input_audio_
+    transcription.completed (token-billed usage); test.transcribe {"usage": U} -> the same with
+    usage U (e.g. {"type": "duration", "seconds": 2.5}; null: no usage);
     response.create -> response.created, 3 transcript deltas, response.done with deterministic
     usage (a turn of config "turn_ms" more, which response.cancel cuts short: status
     "cancelled", usage still there); test.echo -> test.echoed with the same payload;
@@ -87,6 +90,11 @@ DEFAULT_USAGE = {
     "output_token_details": {"text_tokens": 5, "audio_tokens": 15},
 }
 TRANSCRIPT_DELTAS = ["Hello ", "from the ", "fake upstream."]
+# The usage of the transcription an input_audio_buffer.commit gets (token-billed).
+DEFAULT_TRANSCRIPTION_USAGE = {
+    "type": "tokens", "input_tokens": 14, "output_tokens": 6, "total_tokens": 20,
+    "input_token_details": {"audio_tokens": 12, "text_tokens": 2},
+}
 
 
 class RealtimeSession:
@@ -147,8 +155,25 @@ class RealtimeSession:
             for scripted in event.get("events") or []:
                 if isinstance(scripted, dict):
                     self.send(scripted)
+        elif kind == "input_audio_buffer.commit":
+            self._transcribe(json.loads(json.dumps(DEFAULT_TRANSCRIPTION_USAGE)))
+        elif kind == "test.transcribe":  # a transcription with the given usage (or none)
+            self._transcribe(event.get("usage"))
         else:
             self._on_other_event(kind, event)
+
+    def _transcribe(self, usage: Any) -> None:
+        """input_audio_buffer.committed, then the item's transcription.completed (with
+        ``usage`` when it is not None: token-billed or duration-billed)."""
+        item_id = new_id("item")
+        self.send({"type": "input_audio_buffer.committed", "event_id": new_id("event"),
+                   "previous_item_id": None, "item_id": item_id})
+        completed = {"type": "conversation.item.input_audio_transcription.completed",
+                     "event_id": new_id("event"), "item_id": item_id, "content_index": 0,
+                     "transcript": "Hello from the fake upstream."}
+        if usage is not None:
+            completed["usage"] = usage
+        self.send(completed)
 
     def _on_other_event(self, kind: Any, event: Dict[str, Any]) -> None:
         """Hook for transport-specific test events (ignored by default)."""

@@ -149,6 +149,52 @@ TEST(RtPolicy, DuplicateTierKeysAreAllFiltered) {
   EXPECT_EQ(blocked.kind, FilterOutcome::Kind::kDropped);
 }
 
+// SPEC: what the worker receives is the normalized tier, with or without a matching rule.
+TEST(RtPolicy, PassedTiersAreForwardedNormalized) {
+  const char* pass_rule = R"({"service_tier":[{"tier":"priority","action":"pass"}]})";
+  for (const char* policy : {pass_rule, "{}", ""}) {
+    SCOPED_TRACE(policy);
+    auto out = run(policy, R"({"type":"response.create","response":{"service_tier":" FAST "}})");
+    ASSERT_EQ(out.kind, FilterOutcome::Kind::kModified);
+    EXPECT_EQ(out.modified, R"({"type":"response.create","response":{"service_tier":"priority"}})");
+    EXPECT_FALSE(out.decision);  // a normalization is not a policy decision
+    out = run(policy, R"({"type":"session.update","session":{"service_tier":"Fast","x":1}})");
+    ASSERT_EQ(out.kind, FilterOutcome::Kind::kModified);
+    EXPECT_EQ(out.modified,
+              R"({"type":"session.update","session":{"service_tier":"priority","x":1}})");
+    out = run(policy, R"({"type":"response.create","service_tier":"\tAUTO", "event_id":"e1"})");
+    ASSERT_EQ(out.kind, FilterOutcome::Kind::kModified);
+    EXPECT_EQ(out.modified, R"({"type":"response.create","service_tier":"auto", "event_id":"e1"})");
+    // Escapes are decoded before normalizing; the value is written back plainly.
+    out = run(policy, R"({"type":"response.create","response":{"service_tier":"F\u0041ST"}})");
+    EXPECT_EQ(out.modified, R"({"type":"response.create","response":{"service_tier":"priority"}})");
+    // Already normalized, unknown event types and non-string tiers keep their bytes.
+    EXPECT_EQ(run(policy, R"({"type":"response.create","response":{"service_tier":"flex"}})").kind,
+              FilterOutcome::Kind::kUntouched);
+    EXPECT_EQ(run(policy, R"({"type":"conversation.item.create","service_tier":"FAST"})").kind,
+              FilterOutcome::Kind::kUntouched);
+    EXPECT_EQ(run(policy, R"({"type":"response.create","response":{"service_tier":7}})").kind,
+              FilterOutcome::Kind::kUntouched);
+  }
+}
+
+TEST(RtPolicy, FilterAndNormalizationInOneEvent) {
+  // Two tiers in one response.create: the filtered one ("fast" is priority) goes, the passed one
+  // is normalized, every other byte stays.
+  const char* policy =
+      R"({"service_tier":[{"tier":"priority","action":"filter"},{"tier":"flex","action":"pass"}]})";
+  const auto out = run(policy, R"({"type":"response.create","service_tier":" FLEX",)"
+                               R"("response":{"service_tier":"fast","modalities":["text"]}})");
+  ASSERT_EQ(out.kind, FilterOutcome::Kind::kModified);
+  ASSERT_TRUE(out.decision);
+  EXPECT_EQ(out.decision->action, Action::kFilter);
+  EXPECT_EQ(out.modified, R"({"type":"response.create","service_tier":"flex",)"
+                          R"("response":{"modalities":["text"]}})");
+  // A normalized tier that needs escaping is escaped when written back.
+  const auto odd = run("", "{\"type\":\"response.create\",\"service_tier\":\" A\\\"B \"}");
+  EXPECT_EQ(odd.modified, "{\"type\":\"response.create\",\"service_tier\":\"a\\\"b\"}");
+}
+
 TEST(RtPolicy, DuplicateTypeKeysAreAllConsidered) {
   const auto out =
       run(kBlockPriority,

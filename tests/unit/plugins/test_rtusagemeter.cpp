@@ -19,7 +19,8 @@ constexpr const char* kFullDone = R"({"type":"response.done","event_id":"evt_9",
   "id":"resp_1","status":"completed","output":[],
   "usage":{"total_tokens":330,"input_tokens":120,"output_tokens":210,
            "input_token_details":{"text_tokens":20,"audio_tokens":90,"image_tokens":4,
-                                  "cached_tokens":64,"cached_tokens_details":{"text_tokens":0}},
+                                  "cached_tokens":64,"cached_tokens_details":{"text_tokens":40,
+                                  "audio_tokens":24,"image_tokens":0}},
            "output_token_details":{"text_tokens":50,"audio_tokens":160}}}})";
 
 const char* const kTokenFields[] = {
@@ -58,6 +59,13 @@ TEST_F(RtUsageMeterTest, FullUsage) {
   EXPECT_EQ(int64_field(s, "input-audio-tokens"), 90);
   EXPECT_EQ(int64_field(s, "input-image-tokens"), 4);
   EXPECT_EQ(int64_field(s, "input-cached-tokens"), 64);
+  EXPECT_TRUE(bool_field(s, "input-cached-details-present"));
+  EXPECT_EQ(int64_field(s, "input-cached-text-tokens"), 40);
+  EXPECT_EQ(int64_field(s, "input-cached-audio-tokens"), 24);
+  EXPECT_EQ(int64_field(s, "input-cached-image-tokens"), 0);
+  EXPECT_EQ(str_field(s, "kind"), "response");
+  EXPECT_EQ(str_field(s, "item-id"), "");
+  EXPECT_EQ(double_field(s, "transcription-seconds"), 0.0);
   EXPECT_EQ(int64_field(s, "output-text-tokens"), 50);
   EXPECT_EQ(int64_field(s, "output-audio-tokens"), 160);
   EXPECT_EQ(str_field(s, "service-tier"), "");
@@ -67,6 +75,51 @@ TEST_F(RtUsageMeterTest, FullUsage) {
   EXPECT_EQ(get_uint64_property(h_.element(), "turns"), 1u);
   EXPECT_EQ(get_uint64_property(h_.element(), "input-tokens-total"), 120u);
   EXPECT_EQ(get_uint64_property(h_.element(), "output-tokens-total"), 210u);
+}
+
+// SPEC "Transcription sessions": every transcription completed with usage is a turn, in any
+// session, token-billed or duration-billed; without usage it is not metered.
+TEST_F(RtUsageMeterTest, TranscriptionTurns) {
+  pass(R"({"type":"conversation.item.input_audio_transcription.completed","item_id":"item_1",)"
+       R"("content_index":0,"transcript":"hello","usage":{"type":"tokens","input_tokens":14,)"
+       R"("output_tokens":3,"total_tokens":17,"input_token_details":{"audio_tokens":12,)"
+       R"("text_tokens":2}}})");
+  pass(R"({"type":"conversation.item.input_audio_transcription.completed","item_id":"item_2",)"
+       R"("transcript":"hi","usage":{"type":"duration","seconds":2.5}})");
+  pass(R"({"type":"conversation.item.input_audio_transcription.completed","item_id":"item_3",)"
+       R"("transcript":"no usage"})");
+  pass(R"({"type":"conversation.item.input_audio_transcription.delta","item_id":"item_4",)"
+       R"("delta":"x"})");
+  // A transcription in the middle of a response does not disturb the response's turn.
+  pass(kCreated);
+  pass(R"({"type":"conversation.item.input_audio_transcription.completed","item_id":"item_5",)"
+       R"("usage":{"type":"duration","seconds":1}})");
+  pass(kFullDone);
+  const auto msgs = turns();
+  ASSERT_EQ(msgs.size(), 4u);
+  const GstStructure* tokens = structure(msgs[0]);
+  EXPECT_EQ(str_field(tokens, "kind"), "transcription");
+  EXPECT_EQ(str_field(tokens, "item-id"), "item_1");
+  EXPECT_EQ(str_field(tokens, "response-id"), "");
+  EXPECT_TRUE(bool_field(tokens, "usage-present"));
+  EXPECT_EQ(int64_field(tokens, "input-tokens"), 14);
+  EXPECT_EQ(int64_field(tokens, "output-tokens"), 3);
+  EXPECT_EQ(int64_field(tokens, "total-tokens"), 17);
+  EXPECT_EQ(int64_field(tokens, "input-audio-tokens"), 12);
+  EXPECT_EQ(int64_field(tokens, "input-text-tokens"), 2);
+  EXPECT_EQ(double_field(tokens, "transcription-seconds"), 0.0);
+  EXPECT_FALSE(bool_field(tokens, "input-cached-details-present"));
+  const GstStructure* duration = structure(msgs[1]);
+  EXPECT_EQ(str_field(duration, "kind"), "transcription");
+  EXPECT_EQ(str_field(duration, "item-id"), "item_2");
+  EXPECT_EQ(double_field(duration, "transcription-seconds"), 2.5);
+  EXPECT_EQ(int64_field(duration, "total-tokens"), 0);
+  EXPECT_EQ(str_field(structure(msgs[2]), "item-id"), "item_5");
+  EXPECT_EQ(double_field(structure(msgs[2]), "transcription-seconds"), 1.0);
+  EXPECT_EQ(str_field(structure(msgs[3]), "kind"), "response");
+  EXPECT_EQ(str_field(structure(msgs[3]), "response-id"), "resp_1");
+  EXPECT_EQ(get_uint64_property(h_.element(), "turns"), 4u);
+  EXPECT_EQ(get_uint64_property(h_.element(), "input-tokens-total"), 134u);
 }
 
 TEST_F(RtUsageMeterTest, BuffersPassUntouchedInPlace) {
