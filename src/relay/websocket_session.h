@@ -56,6 +56,8 @@ struct SessionSettings {
   bool budget_exceeded = false;
   int idle_timeout_seconds = 300;            // 0 = never
   std::int64_t max_pending_bytes = 1 << 20;  // client events queued while the worker connects
+  // What may wait towards a client (or worker) that does not read: past it, close 1008 (1013).
+  std::uint64_t max_outgoing_bytes = WebSocket::kDefaultMaxOutgoingBytes;
   int late_usage_wait_ms = 3000;  // client gone mid-response: wait this long for response.done
   bool beta_protocol = false;     // the client asked for the beta dialect
   // A token's session: sent first, as a session.update through the policy.
@@ -100,6 +102,7 @@ class WebSocketSession : public WebSocket::Listener,
   void OnSocketText(WebSocket& socket, std::string text) override;
   void OnSocketBinary(WebSocket& socket, std::size_t bytes) override;
   void OnSocketClosed(WebSocket& socket, int code, const std::string& reason) override;
+  void OnSocketOverflow(WebSocket& socket, std::uint64_t backlog, std::uint64_t limit) override;
   // workers::UpstreamSocket::Listener
   void OnUpstreamText(std::string text) override;
   void OnUpstreamClosed(int code, const std::string& reason) override;
