@@ -107,12 +107,12 @@ void Call::build_pipeline() {
   client_leg_ = std::make_unique<WebRtcLeg>("client", element(kClientBin), settings_.webrtc, this);
   upstream_leg_ =
       std::make_unique<WebRtcLeg>("upstream", element(kUpstreamBin), settings_.webrtc, this);
-  client_events_ = std::make_unique<EventChannel>("client", settings_.max_event_bytes,
-                                                  settings_.max_pending_event_bytes,
-                                                  element(kClientEventsIn), this);
-  upstream_events_ = std::make_unique<EventChannel>("upstream", settings_.max_event_bytes,
-                                                    settings_.max_pending_event_bytes,
-                                                    element(kUpstreamEventsIn), this);
+  client_events_ = std::make_unique<EventChannel>(
+      "client", settings_.max_event_bytes, settings_.max_pending_event_bytes,
+      settings_.max_outgoing_event_bytes, element(kClientEventsIn), this);
+  upstream_events_ = std::make_unique<EventChannel>(
+      "upstream", settings_.max_event_bytes, settings_.max_pending_event_bytes,
+      settings_.max_outgoing_event_bytes, element(kUpstreamEventsIn), this);
 
   // Received audio → the head of the other direction's chain.
   auto connect_pad_added = [&](GstElement* bin, const char* head) {
@@ -604,6 +604,22 @@ void Call::deliver_event(bool to_upstream, std::string text) {
                        std::string("the ") + (to_upstream ? "upstream" : "client") +
                            " channel is not open yet and its queue is full; event not relayed");
       return;
+    case EventChannel::SendResult::kBackpressure: {
+      events_refused_++;
+      std::string what =
+          std::string("the ") + (to_upstream ? "worker" : "client") +
+          " does not read its data channel: " + std::to_string(target.buffered_amount()) +
+          " bytes wait (limit " + std::to_string(target.max_outgoing_bytes()) + ")";
+      g_warning("[%s] %s", id().c_str(), what.c_str());
+      if (to_upstream) {
+        // The worker is stuck: the client is told its event was not relayed, and may retry.
+        send_error_event("upstream_backpressure", what + "; event not relayed");
+        return;
+      }
+      // The client cannot be told on the channel it does not read: the call ends.
+      hang_up("slow consumer: " + what);
+      return;
+    }
     case EventChannel::SendResult::kFailed:
       events_refused_++;
       g_warning("[%s] event to %s not delivered: channel closed", id().c_str(),

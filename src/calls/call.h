@@ -91,6 +91,9 @@ struct CallIdentity {
 struct CallSettings {
   config::WebRtcConfig webrtc;
   std::int64_t max_pending_event_bytes = 1 << 20;
+  // Per data channel: what may wait for a peer that does not read
+  // (limits.max_outgoing_buffer_bytes).
+  std::int64_t max_outgoing_event_bytes = 4 << 20;
   std::int64_t max_event_bytes = EventChannel::kMaxMessageBytes;
   std::string pipeline_description;  // gst-launch syntax
   std::string policy_json;           // rteventfilter `policy` for client events ("" = none)

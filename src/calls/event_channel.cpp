@@ -67,11 +67,12 @@ struct StateCtx {
 }  // namespace
 
 EventChannel::EventChannel(std::string side, std::int64_t max_message_bytes,
-                           std::int64_t max_pending_bytes, Ref<GstElement> inbound_appsrc,
-                           Listener* listener)
+                           std::int64_t max_pending_bytes, std::int64_t max_outgoing_bytes,
+                           Ref<GstElement> inbound_appsrc, Listener* listener)
     : side_(std::move(side)),
       max_message_bytes_(std::min<std::int64_t>(max_message_bytes, kMaxMessageBytes)),
       max_pending_bytes_(max_pending_bytes),
+      max_outgoing_bytes_(max_outgoing_bytes),
       inbound_appsrc_(std::move(inbound_appsrc)),
       listener_(listener) {}
 
@@ -163,6 +164,9 @@ EventChannel::SendResult EventChannel::send(const std::string& text) {
     pending_bytes_ += static_cast<std::int64_t>(text.size());
     return SendResult::kQueued;
   }
+  // webrtcbin buffers without limit what SCTP cannot send yet (a peer that does not read).
+  if (buffered_amount() + text.size() > static_cast<std::uint64_t>(max_outgoing_bytes_))
+    return SendResult::kBackpressure;
   UniqueError err;
   if (!gst_webrtc_data_channel_send_string_full(channel_.get(), text.c_str(), ErrorOut(err))) {
     g_warning("[%s] data channel send failed: %s", side_.c_str(), err ? err->message : "?");
@@ -170,6 +174,13 @@ EventChannel::SendResult EventChannel::send(const std::string& text) {
   }
   sent_++;
   return SendResult::kSent;
+}
+
+std::uint64_t EventChannel::buffered_amount() const {
+  if (!channel_ || !open_) return 0;
+  guint64 amount = 0;
+  g_object_get(channel_.get(), "buffered-amount", &amount, nullptr);
+  return amount;
 }
 
 void EventChannel::flush() {

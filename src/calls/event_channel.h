@@ -37,13 +37,15 @@ class EventChannel {
     virtual void OnEventChannelClosed(EventChannel& channel, const std::string& why) = 0;
   };
 
-  enum class SendResult { kSent, kQueued, kTooLarge, kQueueFull, kFailed };
+  // kBackpressure: the channel is open but its peer does not read: its buffered amount would
+  // pass the outgoing bound (the message is not sent).
+  enum class SendResult { kSent, kQueued, kTooLarge, kQueueFull, kBackpressure, kFailed };
   // Rewrites a received event before it enters the event path (nullopt: unchanged). Pure and
   // thread safe: it runs on webrtcbin's thread.
   using Transform = std::optional<std::string> (*)(std::string_view text);
 
   EventChannel(std::string side, std::int64_t max_message_bytes, std::int64_t max_pending_bytes,
-               Ref<GstElement> inbound_appsrc, Listener* listener);
+               std::int64_t max_outgoing_bytes, Ref<GstElement> inbound_appsrc, Listener* listener);
   ~EventChannel();
   EventChannel(const EventChannel&) = delete;
   EventChannel& operator=(const EventChannel&) = delete;
@@ -68,6 +70,9 @@ class EventChannel {
   std::int64_t max_message_bytes() const { return max_message_bytes_; }
   std::uint64_t sent() const { return sent_; }
   std::int64_t pending_bytes() const { return pending_bytes_; }
+  std::int64_t max_outgoing_bytes() const { return max_outgoing_bytes_; }
+  // Bytes sent but not yet taken by SCTP (the channel's `buffered-amount`); 0 when not open.
+  std::uint64_t buffered_amount() const;
 
  private:
   void flush();
@@ -75,6 +80,7 @@ class EventChannel {
   std::string side_;
   std::int64_t max_message_bytes_;
   std::int64_t max_pending_bytes_;
+  std::int64_t max_outgoing_bytes_;
   Ref<GstElement> inbound_appsrc_;
   Listener* listener_;
   Ref<GstWebRTCDataChannel> channel_;

@@ -1,7 +1,86 @@
 // SPDX-License-Identifier: MIT
 #include "common/websocket.h"
 
+#include <linux/sockios.h>
+#include <linux/tcp.h>
+#include <netinet/in.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+
+#include <cstddef>
+
 namespace rtgw {
+
+void OutgoingBacklog::sync(bool writable, std::optional<std::uint64_t> written_total) {
+  if (!written_total) {
+    // No byte count: a writable socket means libsoup's queue is being emptied right now.
+    if (writable) queued_ = taken_ = 0;
+    return;
+  }
+  if (!base_written_ || *written_total < *base_written_) {
+    base_written_ = written_total;
+    taken_ = 0;
+    return;
+  }
+  taken_ = *written_total - *base_written_;
+  if (taken_ >= queued_) {
+    // Everything queued is in the kernel: start over, which also drops what the count cannot
+    // tell apart (TLS records, pings and pongs libsoup sent itself).
+    queued_ = taken_ = 0;
+    base_written_ = written_total;
+  }
+}
+
+bool OutgoingBacklog::admit(std::uint64_t bytes) {
+  if (backlog() + bytes > limit_) return false;
+  queued_ += bytes;
+  return true;
+}
+
+std::uint64_t websocket_frame_bytes(std::uint64_t payload, bool masked) {
+  std::uint64_t header = 2;
+  if (payload >= 65536)
+    header += 8;
+  else if (payload >= 126)
+    header += 2;
+  return header + (masked ? 4 : 0) + payload;
+}
+
+namespace {
+
+// The TCP socket under a connection's stream (through TLS and libsoup's wrappers), or -1.
+int find_socket_fd(GIOStream* stream) {
+  auto current = Ref<GIOStream>::retain(stream);
+  for (int level = 0; level < 4 && current; level++) {
+    if (G_IS_SOCKET_CONNECTION(current.get()))
+      return g_socket_get_fd(g_socket_connection_get_socket(G_SOCKET_CONNECTION(current.get())));
+    GIOStream* base = nullptr;
+    for (const char* property : {"base-io-stream", "base-iostream"}) {
+      if (g_object_class_find_property(G_OBJECT_GET_CLASS(current.get()), property)) {
+        g_object_get(current.get(), property, &base, nullptr);
+        break;
+      }
+    }
+    current = Ref<GIOStream>::adopt(base);
+  }
+  return -1;
+}
+
+// Bytes the kernel has taken from the application on `fd` since it connected: acknowledged by
+// the peer plus still in the send queue.
+std::optional<std::uint64_t> kernel_written(int fd) {
+  if (fd < 0) return std::nullopt;
+  struct tcp_info info = {};
+  socklen_t length = sizeof info;
+  if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &length) != 0 ||
+      length < offsetof(struct tcp_info, tcpi_bytes_acked) + sizeof info.tcpi_bytes_acked)
+    return std::nullopt;
+  int unsent = 0;
+  if (ioctl(fd, SIOCOUTQ, &unsent) != 0 || unsent < 0) return std::nullopt;
+  return info.tcpi_bytes_acked + static_cast<std::uint64_t>(unsent);
+}
+
+}  // namespace
 
 std::string clip_close_reason(const std::string& reason) {
   constexpr std::size_t kMaxReasonBytes = 123;
@@ -68,6 +147,11 @@ WebSocket::WebSocket(SoupWebsocketConnection* connection, std::uint64_t max_mess
                         }),
                         nullptr);
   signals_.emplace_back(connection, id);
+  socket_fd_ = find_socket_fd(soup_websocket_connection_get_io_stream(connection));
+  // Extensions (permessage-deflate) change the bytes on the wire: count by writability then.
+  bool exact = socket_fd_ >= 0 && !soup_websocket_connection_get_extensions(connection);
+  if (!exact) socket_fd_ = -1;
+  backlog_.sync(false, kernel_written(socket_fd_));
 }
 
 WebSocket::~WebSocket() {
@@ -92,6 +176,29 @@ bool WebSocket::open() const {
 
 bool WebSocket::send_text(const std::string& text) {
   if (!open()) return false;
+  if (!overflowing_) {
+    GOutputStream* out =
+        g_io_stream_get_output_stream(soup_websocket_connection_get_io_stream(connection_.get()));
+    bool writable = G_IS_POLLABLE_OUTPUT_STREAM(out) &&
+                    g_pollable_output_stream_is_writable(G_POLLABLE_OUTPUT_STREAM(out));
+    backlog_.sync(writable, kernel_written(socket_fd_));
+    bool masked = soup_websocket_connection_get_connection_type(connection_.get()) ==
+                  SOUP_WEBSOCKET_CONNECTION_CLIENT;
+    if (!backlog_.admit(websocket_frame_bytes(text.size(), masked))) {
+      if (overflowed_) return false;
+      overflowed_ = true;
+      std::uint64_t backlog = backlog_.backlog();
+      g_warning("websocket: the peer does not read: %" G_GUINT64_FORMAT
+                " bytes wait for it (bound %" G_GUINT64_FORMAT "); closing with 1008",
+                static_cast<guint64>(backlog), static_cast<guint64>(backlog_.limit()));
+      overflowing_ = true;
+      listener_->OnSocketOverflow(*this, backlog, backlog_.limit());
+      overflowing_ = false;
+      close(close_code::kPolicyViolation,
+            "peer not reading: over " + std::to_string(backlog_.limit()) + " bytes queued");
+      return false;
+    }
+  }
   auto bytes = Ref<GBytes>::adopt(g_bytes_new(text.data(), text.size()));
   soup_websocket_connection_send_message(connection_.get(), SOUP_WEBSOCKET_DATA_TEXT, bytes.get());
   return true;

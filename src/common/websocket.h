@@ -12,7 +12,9 @@
 
 #include <libsoup/soup.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -36,8 +38,42 @@ std::string clip_close_reason(const std::string& reason);
 // reporting, never sent).
 bool sendable_close_code(int code);
 
+// What is queued towards a peer but not yet taken by the kernel, against a bound (pure logic).
+//
+// libsoup 3.2 queues every message without limit and exposes no buffered amount. It writes as
+// soon as the socket takes bytes, so its own queue can only hold data while the socket is not
+// writable. The accounting: bytes queued since the socket was last seen writable, less what the
+// kernel took since then (TCP_INFO bytes_acked + SIOCOUTQ, a running total of bytes written).
+// Without that total (not TCP) the estimate only errs high, and a writable socket resets it.
+class OutgoingBacklog {
+ public:
+  explicit OutgoingBacklog(std::uint64_t limit) : limit_(limit) {}
+  // Call before admit(): `writable` = the socket takes bytes now; `written_total` = bytes the
+  // kernel has taken from the application over the connection's life (nullopt: unknown).
+  void sync(bool writable, std::optional<std::uint64_t> written_total);
+  // Counts `bytes` as queued and returns true, or returns false (nothing counted) when they
+  // would take the backlog past the limit.
+  bool admit(std::uint64_t bytes);
+  std::uint64_t backlog() const { return queued_ - std::min(queued_, taken_); }
+  std::uint64_t limit() const { return limit_; }
+  void set_limit(std::uint64_t limit) { limit_ = limit; }
+
+ private:
+  std::uint64_t limit_;
+  std::uint64_t queued_ = 0;  // since the last writable sync
+  std::uint64_t taken_ = 0;   // by the kernel since then
+  std::optional<std::uint64_t> base_written_;
+};
+
+// Bytes a WebSocket frame carrying `payload` bytes takes on the wire (no extension).
+std::uint64_t websocket_frame_bytes(std::uint64_t payload, bool masked);
+
 class WebSocket {
  public:
+  // Default bound on what may wait towards a peer that does not read
+  // (limits.max_outgoing_buffer_bytes).
+  static constexpr std::uint64_t kDefaultMaxOutgoingBytes = 4 << 20;
+
   class Listener {
    public:
     virtual ~Listener() = default;
@@ -46,6 +82,11 @@ class WebSocket {
     // The connection is closed: `code` is the peer's close code (1006 when it vanished without a
     // close frame), `reason` its reason.
     virtual void OnSocketClosed(WebSocket& socket, int code, const std::string& reason) = 0;
+    // A message would take what waits towards the peer past the outgoing bound: the peer does
+    // not read. Called once; sends made inside it (an error event) pass the bound. After it
+    // the socket closes with 1008 unless the listener closed it already.
+    virtual void OnSocketOverflow(WebSocket& socket, std::uint64_t backlog,
+                                  std::uint64_t limit) = 0;
   };
 
   // Takes a reference to `connection`. A message above `max_message_bytes` closes the connection
@@ -57,8 +98,12 @@ class WebSocket {
   WebSocket& operator=(const WebSocket&) = delete;
 
   bool open() const;
-  // False when the connection is not open (the message is not sent).
+  // False when the connection is not open or over its outgoing bound (the message is not
+  // sent; an overflow is reported to the listener, then the connection closes with 1008).
   bool send_text(const std::string& text);
+  // Bound on what may wait towards the peer (kDefaultMaxOutgoingBytes unless set).
+  void limit_outgoing(std::uint64_t bytes) { backlog_.set_limit(bytes); }
+  std::uint64_t outgoing_backlog() const { return backlog_.backlog(); }
   // Starts the close handshake (no-op when already closing or closed).
   void close(int code, const std::string& reason);
   std::string protocol() const;
@@ -71,6 +116,10 @@ class WebSocket {
   std::uint64_t max_message_bytes_;
   std::vector<SignalConnection> signals_;
   bool closed_reported_ = false;
+  OutgoingBacklog backlog_{kDefaultMaxOutgoingBytes};
+  bool overflowing_ = false;  // inside OnSocketOverflow: its sends pass the bound
+  bool overflowed_ = false;
+  int socket_fd_ = -1;  // the TCP socket under the connection (-1: not found)
 };
 
 }  // namespace rtgw

@@ -279,12 +279,16 @@ void read_webrtc(const Reader& r, JsonNode* node, WebRtcConfig& w) {
 void read_limits(const Reader& r, JsonNode* node, LimitsConfig& l) {
   JsonObject* obj = r.object(node, "$.limits");
   r.only(obj, "$.limits",
-         {"max_body_bytes", "max_pending_event_bytes", "max_calls", "drain_timeout_seconds",
-          "max_header_bytes", "header_timeout_seconds", "idle_timeout_seconds", "max_connections"});
+         {"max_body_bytes", "max_pending_event_bytes", "max_outgoing_buffer_bytes", "max_calls",
+          "drain_timeout_seconds", "max_header_bytes", "header_timeout_seconds",
+          "idle_timeout_seconds", "max_connections"});
   if (auto* n = member(obj, "max_body_bytes"))
     l.max_body_bytes = r.integer(n, "$.limits.max_body_bytes", 1024, 64 << 20);
   if (auto* n = member(obj, "max_pending_event_bytes"))
     l.max_pending_event_bytes = r.integer(n, "$.limits.max_pending_event_bytes", 1024, 1 << 30);
+  if (auto* n = member(obj, "max_outgoing_buffer_bytes"))
+    l.max_outgoing_buffer_bytes =
+        r.integer(n, "$.limits.max_outgoing_buffer_bytes", 16 << 10, 1 << 30);
   if (auto* n = member(obj, "max_calls"))
     l.max_calls = static_cast<int>(r.integer(n, "$.limits.max_calls", 0, 1000000));
   if (auto* n = member(obj, "drain_timeout_seconds"))
@@ -346,6 +350,9 @@ void apply_env(const Reader& r, const EnvLookup& env, Config& c) {
   if (auto v = env("RTGW_LOG_JSON")) c.json_logs = (*v == "1" || *v == "true");
   if (auto v = env("RTGW_MAX_CALLS"))
     c.limits.max_calls = env_int("RTGW_MAX_CALLS", *v, 0, 1000000);
+  if (auto v = env("RTGW_MAX_OUTGOING_BUFFER_BYTES"))
+    c.limits.max_outgoing_buffer_bytes =
+        env_int("RTGW_MAX_OUTGOING_BUFFER_BYTES", *v, 16 << 10, 1 << 30);
   if (auto v = env("RTGW_DRAIN_TIMEOUT_SECONDS"))
     c.limits.drain_timeout_seconds = env_int("RTGW_DRAIN_TIMEOUT_SECONDS", *v, 0, 3600);
   if (auto v = env("RTGW_MAX_BODY_BYTES"))
@@ -557,6 +564,7 @@ std::string describe(const Config& c) {
   out << "usage log: " << (c.usage_log.empty() ? "none" : c.usage_log) << "\n";
   out << "limits: max_body_bytes=" << c.limits.max_body_bytes
       << " max_pending_event_bytes=" << c.limits.max_pending_event_bytes
+      << " max_outgoing_buffer_bytes=" << c.limits.max_outgoing_buffer_bytes
       << " max_calls=" << c.limits.max_calls
       << " drain_timeout_seconds=" << c.limits.drain_timeout_seconds
       << " max_header_bytes=" << c.limits.max_header_bytes

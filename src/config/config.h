@@ -85,8 +85,11 @@ struct WebRtcConfig {
 struct LimitsConfig {
   std::int64_t max_body_bytes = 256 * 1024;        // POST bodies (413 above)
   std::int64_t max_pending_event_bytes = 1 << 20;  // per direction, while a channel is not open
-  int max_calls = 0;                               // global capacity, 0 = unlimited
-  int drain_timeout_seconds = 10;                  // SIGTERM: how long live calls may run on
+  // Per direction per connection: what may wait towards a peer that does not read (WebSocket
+  // send queue, data channel buffered amount). Past it: WebSocket close 1008, call ended.
+  std::int64_t max_outgoing_buffer_bytes = 4 << 20;
+  int max_calls = 0;               // global capacity, 0 = unlimited
+  int drain_timeout_seconds = 10;  // SIGTERM: how long live calls may run on
   // The HTTP server (http/connection_guard.h).
   std::int64_t max_header_bytes = 16384;  // request line + headers (431 above)
   int header_timeout_seconds = 10;        // a connection must deliver its headers within this

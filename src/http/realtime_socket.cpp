@@ -125,6 +125,7 @@ void Server::handle_realtime_socket(SoupServerMessage* msg, GHashTable* query) {
     s.budget_exceeded = services_.over_budget && services_.over_budget(principal.key_name);
     s.idle_timeout_seconds = config.websocket.idle_timeout_seconds;
     s.max_pending_bytes = config.limits.max_pending_event_bytes;
+    s.max_outgoing_bytes = static_cast<std::uint64_t>(config.limits.max_outgoing_buffer_bytes);
     // A beta client (header, subprotocol, or a token of a legacy mint route) gets the beta
     // dialect; the worker never sees the header.
     s.beta_client = offered.beta ||

@@ -385,6 +385,7 @@ void Server::handle_create_call(SoupServerMessage* msg, GHashTable* query, bool 
   calls::CallSettings settings;
   settings.webrtc = config.webrtc;
   settings.max_pending_event_bytes = config.limits.max_pending_event_bytes;
+  settings.max_outgoing_event_bytes = config.limits.max_outgoing_buffer_bytes;
   settings.max_event_bytes = config.max_event_bytes;
   settings.pipeline_description = services_.pipeline_description;
   settings.policy_json = config.policy_json;

@@ -57,6 +57,14 @@ void Sideband::OnSocketClosed(WebSocket&, int code, const std::string&) {
   end(close_code::kNormal, "sideband closed by its client (" + std::to_string(code) + ")");
 }
 
+void Sideband::OnSocketOverflow(WebSocket&, std::uint64_t backlog, std::uint64_t limit) {
+  std::string what = "the sideband client does not read: " + std::to_string(backlog) +
+                     " bytes wait for it (limit " + std::to_string(limit) + ")";
+  socket_.send_text(
+      calls::make_error_event("invalid_request_error", "slow_consumer", what + "; closing"));
+  end(close_code::kPolicyViolation, what);
+}
+
 void Sideband::OnCallServerEvent(const std::string& text) { socket_.send_text(text); }
 
 void Sideband::OnCallEnded(const std::string& reason) {

@@ -34,6 +34,7 @@ class Sideband : public WebSocket::Listener, public calls::CallTap {
   void OnSocketText(WebSocket& socket, std::string text) override;
   void OnSocketBinary(WebSocket& socket, std::size_t bytes) override;
   void OnSocketClosed(WebSocket& socket, int code, const std::string& reason) override;
+  void OnSocketOverflow(WebSocket& socket, std::uint64_t backlog, std::uint64_t limit) override;
   // calls::CallTap
   void OnCallServerEvent(const std::string& text) override;
   void OnCallEnded(const std::string& reason) override;

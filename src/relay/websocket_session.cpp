@@ -34,7 +34,9 @@ WebSocketSession::WebSocketSession(SessionIdentity identity, SessionSettings set
       lease_(std::move(lease)),
       listener_(listener),
       client_(client, max_client_message_bytes, this),
-      cancellable_(Ref<GCancellable>::adopt(g_cancellable_new())) {}
+      cancellable_(Ref<GCancellable>::adopt(g_cancellable_new())) {
+  client_.limit_outgoing(settings_.max_outgoing_bytes);
+}
 
 WebSocketSession::~WebSocketSession() {
   g_cancellable_cancel(cancellable_.get());
@@ -81,6 +83,7 @@ void WebSocketSession::on_upstream_result(workers::SocketResult result) {
   }
   lease_.settle(workers::SetupOutcome::kSuccess);
   upstream_ = std::move(std::get<std::unique_ptr<workers::UpstreamSocket>>(result));
+  upstream_->limit_outgoing(settings_.max_outgoing_bytes);
   state_ = State::kOpen;
   connected_us_ = g_get_monotonic_time();
   g_message("[%s] worker %s connected in %.1f ms", id().c_str(), identity_.worker_name.c_str(),
@@ -155,6 +158,16 @@ void WebSocketSession::OnSocketClosed(WebSocket&, int code, const std::string& r
   if (state_ == State::kEnded) return;
   on_client_gone("client closed (" + std::to_string(code) + (reason.empty() ? "" : ": " + reason) +
                  ")");
+}
+
+void WebSocketSession::OnSocketOverflow(WebSocket&, std::uint64_t backlog, std::uint64_t limit) {
+  if (state_ == State::kEnded) return;
+  std::string what = "the client does not read: " + std::to_string(backlog) +
+                     " bytes wait for it (limit " + std::to_string(limit) + ")";
+  // Queued behind what it has not read: a client that resumes reading gets it before the close.
+  send_error_event("invalid_request_error", "slow_consumer", what + "; closing the session");
+  outcome_ = "slow_consumer";
+  end(close_code::kPolicyViolation, what);
 }
 
 void WebSocketSession::on_client_gone(const std::string& reason) {

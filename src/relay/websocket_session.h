@@ -58,6 +58,8 @@ struct SessionSettings {
   bool budget_exceeded = false;
   int idle_timeout_seconds = 300;            // 0 = never
   std::int64_t max_pending_bytes = 1 << 20;  // client events queued while the worker connects
+  // What may wait towards a client (or worker) that does not read: past it, close 1008 (1013).
+  std::uint64_t max_outgoing_bytes = WebSocket::kDefaultMaxOutgoingBytes;
   int late_usage_wait_ms = 3000;  // client gone mid-response: wait this long for response.done
   // The client speaks the beta dialect: its events are translated to GA before the policy, the
   // worker's to beta after the meter (events/beta_dialect.h). The worker always gets GA.
@@ -106,6 +108,7 @@ class WebSocketSession : public WebSocket::Listener,
   void OnSocketText(WebSocket& socket, std::string text) override;
   void OnSocketBinary(WebSocket& socket, std::size_t bytes) override;
   void OnSocketClosed(WebSocket& socket, int code, const std::string& reason) override;
+  void OnSocketOverflow(WebSocket& socket, std::uint64_t backlog, std::uint64_t limit) override;
   // workers::UpstreamSocket::Listener
   void OnUpstreamText(std::string text) override;
   void OnUpstreamClosed(int code, const std::string& reason) override;

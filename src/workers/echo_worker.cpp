@@ -96,6 +96,10 @@ class EchoSession : public calls::WebRtcLeg::Listener {
   ~EchoSession() override {
     signals_.clear();
     if (channel_) gst_webrtc_data_channel_close(channel_.get());
+    // webrtcbin first: a looped-back buffer in flight may be waiting for preroll in its sink
+    // (PLAYING -> PAUSED) while holding the stream locks of the echo chain; the whole pipeline at
+    // once deactivated echo_out's pads before that sink left PAUSED, and the main loop hung.
+    gst_element_set_state(leg_->element(), GST_STATE_NULL);
     // Break the webrtcbin -> echo -> webrtcbin cycle before ordering the state change.
     auto src = Ref<GstPad>::adopt(gst_element_get_static_pad(echo_out_.get(), "src"));
     if (auto peer = Ref<GstPad>::adopt(gst_pad_get_peer(src.get())))

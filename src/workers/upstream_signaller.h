@@ -58,6 +58,9 @@ class UpstreamSocket {
   virtual ~UpstreamSocket() = default;
   virtual bool send_text(const std::string& text) = 0;
   virtual void close(int code, const std::string& reason) = 0;
+  // Bound on what may wait towards a worker that does not read (no-op without a socket). Past
+  // it the socket closes and the listener hears OnUpstreamClosed(1013, ...).
+  virtual void limit_outgoing(std::uint64_t /*bytes*/) {}
 };
 
 struct SocketRequest {

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include "workers/worker.h"
 
+#include "common/main_thread.h"
 #include "common/websocket.h"
 
 #include <glib.h>
@@ -69,6 +70,7 @@ class WorkerSocket : public UpstreamSocket, public WebSocket::Listener {
 
   bool send_text(const std::string& text) override { return socket_.send_text(text); }
   void close(int code, const std::string& reason) override { socket_.close(code, reason); }
+  void limit_outgoing(std::uint64_t bytes) override { socket_.limit_outgoing(bytes); }
 
   void OnSocketText(WebSocket&, std::string text) override {
     listener_->OnUpstreamText(std::move(text));
@@ -80,12 +82,27 @@ class WorkerSocket : public UpstreamSocket, public WebSocket::Listener {
         bytes);
   }
   void OnSocketClosed(WebSocket&, int code, const std::string& reason) override {
+    if (closed_reported_) return;
+    closed_reported_ = true;
     listener_->OnUpstreamClosed(code, reason);
+  }
+  void OnSocketOverflow(WebSocket&, std::uint64_t backlog, std::uint64_t limit) override {
+    // The worker does not read what the client sends: the session ends as if the worker had
+    // closed with 1013 (try again later). Posted: this runs inside the listener's own send.
+    std::string reason = "worker not reading: " + std::to_string(backlog) +
+                         " bytes waiting (limit " + std::to_string(limit) + ")";
+    post_to_main([this, alive = std::weak_ptr<int>(alive_), reason] {
+      if (!alive.lock() || closed_reported_) return;
+      closed_reported_ = true;
+      listener_->OnUpstreamClosed(close_code::kTryAgainLater, reason);
+    });
   }
 
  private:
   WebSocket socket_;
   UpstreamSocket::Listener* listener_;
+  bool closed_reported_ = false;
+  std::shared_ptr<int> alive_ = std::make_shared<int>(0);
 };
 
 std::string location_call_id(const char* location) {

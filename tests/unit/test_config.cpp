@@ -223,3 +223,28 @@ TEST(Config, WebSocketSection) {
   EXPECT_THROW(rtgw::config::load_from_text(R"({"websocket": {"idle": 1}})", "f", {}, env_of({})),
                ConfigError);
 }
+
+TEST(Config, MaxOutgoingBufferBytesFromFileAndEnv) {
+  const char* models = R"("models": [{"name": "e", "workers": [{"provider": "echo"}]}])";
+  auto defaults =
+      rtgw::config::load_from_text(std::string("{") + models + "}", "f", {}, env_of({}));
+  EXPECT_EQ(defaults.limits.max_outgoing_buffer_bytes, 4 << 20);
+  std::string text =
+      std::string("{") + models + R"(, "limits": {"max_outgoing_buffer_bytes": 65536}})";
+  EXPECT_EQ(
+      rtgw::config::load_from_text(text, "f", {}, env_of({})).limits.max_outgoing_buffer_bytes,
+      65536);
+  auto env = env_of({{"RTGW_MAX_OUTGOING_BUFFER_BYTES", "131072"}});
+  EXPECT_EQ(rtgw::config::load_from_text(text, "f", {}, env).limits.max_outgoing_buffer_bytes,
+            131072);
+  // Below 16 KiB a single large event could not be sent at all.
+  std::string tiny =
+      std::string("{") + models + R"(, "limits": {"max_outgoing_buffer_bytes": 100}})";
+  try {
+    rtgw::config::load_from_text(tiny, "f", {}, env_of({}));
+    FAIL();
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("$.limits.max_outgoing_buffer_bytes"), std::string::npos)
+        << e.what();
+  }
+}
