@@ -40,5 +40,5 @@ fi
 
 if [[ "${1:-}" == "--test" ]]; then
   # The libwebrtc-based native test client (node + @roamhq/wrtc), from the lock file.
-  (cd tests/integration/peers && { for d in @roamhq/wrtc werift openai ws; do [[ -d node_modules/$d ]] || { npm ci --no-audit --no-fund; break; }; done; })
+  (cd tests/integration/peers && { for d in @roamhq/wrtc werift openai ws @openai/agents-realtime; do [[ -d node_modules/$d ]] || { npm ci --no-audit --no-fund; break; }; done; })
 fi
