@@ -285,6 +285,16 @@ TEST(HostCheck, LoopbackNamesOnly) {
     EXPECT_FALSE(is_loopback_host(bad)) << bad;
 }
 
+// Found by the http_headers fuzz target: brackets hold an IPv6 literal only.
+TEST(HostCheck, BracketsHoldOnlyAnIpv6Literal) {
+  using rtgw::http::is_loopback_host;
+  for (const char* ok : {"[::1]", "[0:0:0:0:0:0:0:1]:80", "[::1]:"})
+    EXPECT_TRUE(is_loopback_host(ok)) << ok;
+  for (const char* bad : {"[[.localhost]", "[a.localhost]", "[localhost]:8080", "[::1.]:8080",
+                          "[127.0.0.1]", "[::ffff:127.0.0.1.localhost]"})
+    EXPECT_FALSE(is_loopback_host(bad)) << bad;
+}
+
 rtgw::config::Config keyed_config() {
   rtgw::config::Config c;
   rtgw::config::KeyConfig a;
