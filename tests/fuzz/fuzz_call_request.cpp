@@ -51,14 +51,17 @@ void check_policy(const std::string& session_json, const std::string& key,
   auto node = json::parse(out);
   if (!node || JSON_NODE_TYPE(node.get()) != JSON_NODE_OBJECT)
     fuzz::fail("apply_initial_session_policy: not a JSON object", out);
+  // What goes upstream is what json-glib reads of it (session_for_upstream): the policy, run on
+  // that, has nothing left to filter or block.
+  const std::string read = json::to_string(node.get());
   std::string again;
   try {
-    again = http::apply_initial_session_policy(kPolicy, key, model, out);
+    again = http::apply_initial_session_policy(kPolicy, key, model, read);
   } catch (const http::HttpError& e) {
-    fuzz::fail("apply_initial_session_policy: refuses the session it let through", e.what());
+    fuzz::fail("apply_initial_session_policy: let through a session it refuses", read);
   }
-  if (again != out)
-    fuzz::fail("apply_initial_session_policy: filtered session filtered again", out);
+  if (again != read)
+    fuzz::fail("apply_initial_session_policy: let through a session it filters", read);
   check_session(out);
 }
 

@@ -12,6 +12,7 @@
 #include "http/call_request.h"
 #include "http/host_check.h"
 #include "http/http_error.h"
+#include "http/initial_session.h"
 #include "workers/echo_protocol.h"
 
 namespace {
@@ -455,4 +456,26 @@ TEST(EchoProtocol, MetersAppendedAudio) {
   EXPECT_EQ(json_object_get_int_member(usage, "input_tokens"), 20);
   echo.on_event("not json");
   EXPECT_NE(sent.back().find("\"invalid_json\""), std::string::npos);
+}
+
+// Found by the call_request fuzz target: json-glib reads the first of several top-level values
+// (`{...}{}`), the policy's reader saw the wrapped session.update as malformed and passed it, so
+// a filtered tier reached the worker.
+TEST(InitialSession, PolicySeesTheSessionThatGoesUpstream) {
+  const std::string policy =
+      R"({"service_tier":[{"tier":"flex","action":"filter","keys":["team-*"]}]})";
+  for (const char* session : {R"({"type":"realtime","service_tier":"flex"})",
+                              R"({"type":"realtime","service_tier":"flex"}{})",
+                              R"({"type":"realtime","service_tier":"flex"} {"x":1})"}) {
+    const std::string out =
+        rtgw::http::apply_initial_session_policy(policy, "team-a", "gpt-realtime", session);
+    auto node = rtgw::json::parse(out);
+    ASSERT_TRUE(node && JSON_NODE_HOLDS_OBJECT(node.get())) << out;
+    JsonObject* object = json_node_get_object(node.get());
+    EXPECT_FALSE(json_object_has_member(object, "service_tier")) << session << " -> " << out;
+    EXPECT_EQ(rtgw::json::get_string(object, "type").value_or(""), "realtime") << out;
+  }
+  EXPECT_EQ(rtgw::http::apply_initial_session_policy(policy, "ops", "gpt-realtime",
+                                                     R"({"service_tier":"flex"}{})"),
+            R"({"service_tier":"flex"})");
 }
