@@ -18,6 +18,11 @@ bool is_loopback_host(const std::string& raw) {
     if (!rest.empty() &&
         (rest.front() != ':' || rest.find_first_not_of("0123456789", 1) != std::string::npos))
       return false;
+    // Brackets hold an IPv6 literal, nothing else: no names ("[a.localhost]"), no IPv4
+    // ("[127.0.0.1]"), no trailing dot ("[::1.]").
+    auto address = Ref<GInetAddress>::adopt(g_inet_address_new_from_string(name.c_str()));
+    return address && g_inet_address_get_family(address.get()) == G_SOCKET_FAMILY_IPV6 &&
+           g_inet_address_get_is_loopback(address.get());
   } else {
     auto colon = host.rfind(':');
     name = colon == std::string::npos ? host : host.substr(0, colon);

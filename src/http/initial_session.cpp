@@ -17,12 +17,20 @@ std::string apply_initial_session_policy(const std::string& policy_json,
   rtevents::Policy policy = *parsed;
   policy.max_event_bytes = 0;  // HTTP bodies have their own limit
 
-  const std::string event = R"({"type":"session.update","session":)" + session_json + "}";
+  // The policy judges the session as json-glib reads it, which is what goes upstream
+  // (session_for_upstream): json-glib takes the first of several top-level values (`{...}{}`),
+  // and that text wrapped as is would be a malformed event, which the policy passes.
+  auto session_node = json::parse(session_json);
+  if (!session_node || JSON_NODE_TYPE(session_node.get()) != JSON_NODE_OBJECT)
+    throw errors::bad_request("invalid_json", "the session must be a JSON object");
+  const std::string session = json::to_string(session_node.get());
+
+  const std::string event = R"({"type":"session.update","session":)" + session + "}";
   rtevents::EventContext context{key_name, model, false};
   rtevents::FilterOutcome outcome = rtevents::apply_policy(policy, context, event);
   switch (outcome.kind) {
     case rtevents::FilterOutcome::Kind::kUntouched:
-      return session_json;
+      return session;
     case rtevents::FilterOutcome::Kind::kDropped:
       throw errors::forbidden("policy_violation", "the initial session is not allowed: " +
                                                       (outcome.decision ? outcome.decision->message
@@ -31,13 +39,13 @@ std::string apply_initial_session_policy(const std::string& policy_json,
       break;
   }
   auto node = json::parse(outcome.modified);
-  JsonObject* session = node && JSON_NODE_TYPE(node.get()) == JSON_NODE_OBJECT
-                            ? json::get_object(json_node_get_object(node.get()), "session")
-                            : nullptr;
-  if (!session)
+  JsonObject* rewritten = node && JSON_NODE_TYPE(node.get()) == JSON_NODE_OBJECT
+                              ? json::get_object(json_node_get_object(node.get()), "session")
+                              : nullptr;
+  if (!rewritten)
     throw HttpError(500, "server_error", "internal_error",
                     "the policy's rewritten session could not be read");
-  return json::to_string(session);
+  return json::to_string(rewritten);
 }
 
 }  // namespace rtgw::http

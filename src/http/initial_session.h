@@ -16,7 +16,9 @@ namespace rtgw::http {
 
 // Returns the session to forward for key `key_name` and gateway model `model`, under the
 // `policy` object of the config (`policy_json`, "" = none). Throws HttpError 403
-// policy_violation when the policy blocks or denies it; 500 when the policy cannot be read.
+// policy_violation when the policy blocks or denies it; 500 when the policy cannot be read; 400
+// invalid_json when `session_json` is no JSON object (callers pass checked sessions). What it
+// returns is the session as json::parse reads it, serialized again.
 // The per-event size limit does not apply (the session does not travel as an event here).
 std::string apply_initial_session_policy(const std::string& policy_json,
                                          const std::string& key_name, const std::string& model,

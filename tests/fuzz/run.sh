@@ -16,7 +16,7 @@ root=$PWD
 seconds=${1:?usage: tests/fuzz/run.sh SECONDS [TARGET...]}
 shift
 targets=("$@")
-((${#targets[@]})) || targets=(sdp multipart call_request event token config websocket)
+((${#targets[@]})) || targets=(sdp multipart call_request event token config websocket beta http_headers)
 build=${FUZZ_BUILD_DIR:-build-fuzz}
 max_crashes=${FUZZ_MAX_CRASHES:-5}
 
@@ -48,6 +48,7 @@ dict_of() {
   case "$1" in
     sdp) echo sdp ;;
     multipart | call_request) echo multipart ;;
+    http_headers) echo host ;;
     *) echo json ;;
   esac
 }

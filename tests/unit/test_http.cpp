@@ -13,6 +13,7 @@
 #include "http/host_check.h"
 #include "http/http_error.h"
 #include "http/session_shape.h"
+#include "http/initial_session.h"
 #include "workers/echo_protocol.h"
 
 namespace {
@@ -332,6 +333,16 @@ TEST(HostCheck, LoopbackNamesOnly) {
     EXPECT_FALSE(is_loopback_host(bad)) << bad;
 }
 
+// Found by the http_headers fuzz target: brackets hold an IPv6 literal only.
+TEST(HostCheck, BracketsHoldOnlyAnIpv6Literal) {
+  using rtgw::http::is_loopback_host;
+  for (const char* ok : {"[::1]", "[0:0:0:0:0:0:0:1]:80", "[::1]:"})
+    EXPECT_TRUE(is_loopback_host(ok)) << ok;
+  for (const char* bad : {"[[.localhost]", "[a.localhost]", "[localhost]:8080", "[::1.]:8080",
+                          "[127.0.0.1]", "[::ffff:127.0.0.1.localhost]"})
+    EXPECT_FALSE(is_loopback_host(bad)) << bad;
+}
+
 rtgw::config::Config keyed_config() {
   rtgw::config::Config c;
   rtgw::config::KeyConfig a;
@@ -551,4 +562,24 @@ TEST(EchoProtocol, TranscriptionSessionsTranscribeOnCommit) {
     EXPECT_EQ(json_object_get_int_member(rtgw::json::get_object(response, "usage"), "input_tokens"),
               20);
   }
+// Found by the call_request fuzz target: json-glib reads the first of several top-level values
+// (`{...}{}`), the policy's reader saw the wrapped session.update as malformed and passed it, so
+// a filtered tier reached the worker.
+TEST(InitialSession, PolicySeesTheSessionThatGoesUpstream) {
+  const std::string policy =
+      R"({"service_tier":[{"tier":"flex","action":"filter","keys":["team-*"]}]})";
+  for (const char* session : {R"({"type":"realtime","service_tier":"flex"})",
+                              R"({"type":"realtime","service_tier":"flex"}{})",
+                              R"({"type":"realtime","service_tier":"flex"} {"x":1})"}) {
+    const std::string out =
+        rtgw::http::apply_initial_session_policy(policy, "team-a", "gpt-realtime", session);
+    auto node = rtgw::json::parse(out);
+    ASSERT_TRUE(node && JSON_NODE_HOLDS_OBJECT(node.get())) << out;
+    JsonObject* object = json_node_get_object(node.get());
+    EXPECT_FALSE(json_object_has_member(object, "service_tier")) << session << " -> " << out;
+    EXPECT_EQ(rtgw::json::get_string(object, "type").value_or(""), "realtime") << out;
+  }
+  EXPECT_EQ(rtgw::http::apply_initial_session_policy(policy, "ops", "gpt-realtime",
+                                                     R"({"service_tier":"flex"}{})"),
+            R"({"service_tier":"flex"})");
 }
