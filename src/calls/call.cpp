@@ -788,12 +788,12 @@ void Call::finish_teardown() {
   upstream_leg_.reset();
   if (pipeline_) {
     gint64 t0 = g_get_monotonic_time();
-    stop_pipeline_async(std::move(pipeline_), [id = identity_.call_id, t0,
-                                               counters = std::pair(audio_from_client_,
-                                                                    audio_from_upstream_)] {
-      g_message("[%s] pipeline stopped %.1f ms after hang-up (off the main loop)", id.c_str(),
-                (g_get_monotonic_time() - t0) / 1000.0);
-    });
+    stop_pipeline_async(std::move(pipeline_),
+                        [id = identity_.call_id, t0,
+                         counters = std::pair(audio_from_client_, audio_from_upstream_)] {
+                          g_message("[%s] pipeline stopped in %.1f ms (off the main loop)",
+                                    id.c_str(), (g_get_monotonic_time() - t0) / 1000.0);
+                        });
   }
   if (answered_us_ == 0) return;  // set-up never finished: reported as a set-up failure
   std::weak_ptr<int> alive = alive_;

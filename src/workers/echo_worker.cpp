@@ -18,7 +18,7 @@ namespace rtgw::workers {
 
 namespace {
 
-constexpr double kOpusFrameMs = 20.0;  // what browsers and aiortc send
+constexpr double kOpusFrameMs = 20.0;     // what browsers and aiortc send
 constexpr int kChannelCloseWaitMs = 400;  // bound on the data channel's close before stopping
 
 }  // namespace

@@ -58,10 +58,8 @@ class PipelineReaperTest : public ::testing::Test {
   // A playing pipeline holding one slow element; `finalized_on` records where it is freed.
   rtgw::Ref<GstElement> make_pipeline(GThread** finalized_on) {
     auto pipeline = rtgw::Ref<GstElement>::sink(gst_pipeline_new("reaped"));
-    gst_bin_add(GST_BIN(pipeline.get()),
-                GST_ELEMENT(g_object_new(slow_stop_get_type(), nullptr)));
-    EXPECT_NE(gst_element_set_state(pipeline.get(), GST_STATE_PLAYING),
-              GST_STATE_CHANGE_FAILURE);
+    gst_bin_add(GST_BIN(pipeline.get()), GST_ELEMENT(g_object_new(slow_stop_get_type(), nullptr)));
+    EXPECT_NE(gst_element_set_state(pipeline.get(), GST_STATE_PLAYING), GST_STATE_CHANGE_FAILURE);
     g_object_weak_ref(
         G_OBJECT(pipeline.get()),
         [](gpointer data, GObject*) { *static_cast<GThread**>(data) = g_thread_self(); },
