@@ -29,11 +29,12 @@ namespace rtgw::app {
 namespace {
 constexpr guint kFinishFlushMs = 100;
 
-// RTGW_LOOP_STALL_PROBE=1 (measurement aid): a 10 ms timer records how late the main loop ran it
-// at worst; logged when the gateway stops.
+// RTGW_LOOP_STALL_PROBE=1 (measurement aid): a 10 ms timer logs each time the main loop ran it
+// over 20 ms late, and the worst lateness when the gateway stops.
 class StallProbe {
  public:
   static constexpr guint kPeriodMs = 10;
+  static constexpr gint64 kReportLateUs = 20 * 1000;  // each stall over this is logged
   StallProbe() {
     if (!g_getenv("RTGW_LOOP_STALL_PROBE")) return;
     last_us_ = g_get_monotonic_time();
@@ -42,8 +43,10 @@ class StallProbe {
         [](gpointer data) -> gboolean {
           auto* self = static_cast<StallProbe*>(data);
           gint64 now = g_get_monotonic_time();
-          self->max_late_us_ =
-              std::max(self->max_late_us_, now - self->last_us_ - kPeriodMs * 1000);
+          gint64 late_us = now - self->last_us_ - kPeriodMs * 1000;
+          if (late_us > kReportLateUs)
+            g_message("main loop stall probe: timer ran %.1f ms late", late_us / 1000.0);
+          self->max_late_us_ = std::max(self->max_late_us_, late_us);
           self->last_us_ = now;
           return G_SOURCE_CONTINUE;
         },
