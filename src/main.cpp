@@ -2,6 +2,7 @@
 // realtime-gateway: command line, GStreamer start-up, and the gateway's main loop.
 #include <gst/gst.h>
 
+#include <chrono>
 #include <cstdio>
 #include <exception>
 #include <iostream>
@@ -10,12 +11,15 @@
 #include "app/logging.h"
 #include "calls/call.h"
 #include "common/pipeline.h"
+#include "common/pipeline_reaper.h"
 #include "common/ref.h"
 #include "config/config.h"
 #include "relay/event_path.h"
 #include "rtevents/rtevents.h"
 
 namespace {
+
+constexpr int kReaperExitWaitMs = 3000;  // bound on stopping the last pipelines at exit
 
 struct Options {
   gchar* config = nullptr;
@@ -96,7 +100,13 @@ int main(int argc, char** argv) {
       rtgw::app::Gateway gateway(std::move(config));
       code = gateway.run();
     }
-    gst_deinit();  // lets GST_TRACERS=leaks report what outlived the gateway
+    // Pipelines of calls and sessions that just ended are being stopped on the reaper's threads:
+    // deinitialise GStreamer only once they are done (bounded; a hung state change skips it).
+    if (rtgw::wait_for_pipeline_reaps(std::chrono::milliseconds(kReaperExitWaitMs)))
+      gst_deinit();  // lets GST_TRACERS=leaks report what outlived the gateway
+    else
+      g_warning("%d pipeline(s) still stopping after %d ms; exiting without gst_deinit",
+                rtgw::pending_pipeline_reaps(), kReaperExitWaitMs);
     return code;
   } catch (const rtgw::config::ConfigError& e) {
     std::fprintf(stderr, "realtime-gateway: config error: %s\n", e.what());

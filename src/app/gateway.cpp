@@ -5,6 +5,7 @@
 #include <ifaddrs.h>
 #include <netinet/in.h>
 
+#include <algorithm>
 #include <csignal>
 #include <map>
 #include <stdexcept>
@@ -27,6 +28,40 @@
 namespace rtgw::app {
 namespace {
 constexpr guint kFinishFlushMs = 100;
+
+// RTGW_LOOP_STALL_PROBE=1 (measurement aid): a 10 ms timer logs each time the main loop ran it
+// over 20 ms late, and the worst lateness when the gateway stops.
+class StallProbe {
+ public:
+  static constexpr guint kPeriodMs = 10;
+  static constexpr gint64 kReportLateUs = 20 * 1000;  // each stall over this is logged
+  StallProbe() {
+    if (!g_getenv("RTGW_LOOP_STALL_PROBE")) return;
+    last_us_ = g_get_monotonic_time();
+    source_ = SourceGuard(g_timeout_add(
+        kPeriodMs,
+        [](gpointer data) -> gboolean {
+          auto* self = static_cast<StallProbe*>(data);
+          gint64 now = g_get_monotonic_time();
+          gint64 late_us = now - self->last_us_ - kPeriodMs * 1000;
+          if (late_us > kReportLateUs)
+            g_message("main loop stall probe: timer ran %.1f ms late", late_us / 1000.0);
+          self->max_late_us_ = std::max(self->max_late_us_, late_us);
+          self->last_us_ = now;
+          return G_SOURCE_CONTINUE;
+        },
+        this));
+  }
+  ~StallProbe() {
+    if (source_)
+      g_message("main loop stall probe: longest lateness %.1f ms", max_late_us_ / 1000.0);
+  }
+
+ private:
+  gint64 last_us_ = 0;
+  gint64 max_late_us_ = 0;
+  SourceGuard source_;
+};
 }  // namespace
 
 std::string default_pipeline_file() { return RTGW_DEFAULT_PIPELINE; }
@@ -152,6 +187,7 @@ int Gateway::run() {
   };
   SourceGuard term(g_unix_signal_add(SIGTERM, on_signal, this));
   SourceGuard intr(g_unix_signal_add(SIGINT, on_signal, this));
+  StallProbe stall_probe;
   g_main_loop_run(loop_.get());
   calls_.set_on_empty(nullptr);
   sessions_.set_on_empty(nullptr);

@@ -7,6 +7,7 @@
 
 #include "common/main_thread.h"
 #include "common/pipeline.h"
+#include "common/pipeline_reaper.h"
 #include "common/random.h"
 #include "events/beta_dialect.h"
 
@@ -569,11 +570,12 @@ void Call::OnEventChannelClosed(EventChannel& channel, const std::string& why) {
       hang_up("upstream " + why);
     return;
   }
-  // Ending: once no channel is still closing, give the last SCTP packets (the error event, the
-  // stream reset) a moment to leave before stopping media.
+  // Ending: a channel reports closed once both of its streams are reset, so everything sent on it
+  // before (the error event) has left. When none is still closing, stop media at once (on the
+  // next main-loop iteration: the channel reporting this is destroyed by the teardown).
   bool waiting = (client_events_ && client_events_->closing()) ||
                  (upstream_events_ && upstream_events_->closing());
-  if (!waiting) schedule_teardown(kFlushWaitMs);
+  if (!waiting) schedule_teardown(0);
 }
 
 void Call::deliver_event(bool to_upstream, std::string text) {
@@ -750,8 +752,9 @@ void Call::hang_up(const std::string& reason) {
   for (CallTap* tap : std::exchange(taps_, {})) tap->OnCallEnded(reason);
 
   // Close the open data channels first so both peers learn at once (a stream reset), and stop
-  // media when they are closed or after a short bound. Stopping the pipeline while a channel's
-  // close procedure is still running on webrtcbin's pc thread deadlocks 1.22, so we wait.
+  // media when both report closed (OnEventChannelClosed) or after a bound. Stopping the pipeline
+  // while a channel's close procedure is still running on webrtcbin's pc thread deadlocks 1.22,
+  // so we wait: on a timer source, never blocking the main loop.
   bool client_closing = client_events_ && client_events_->begin_close();
   bool upstream_closing = upstream_events_ && upstream_events_->begin_close();
   if (client_closing || upstream_closing)
@@ -787,24 +790,29 @@ void Call::finish_teardown() {
   if (torn_down_) return;
   torn_down_ = true;
   teardown_timeout_.cancel();
-  // Fixed order: stop callbacks, break the cycle between the legs, then stop media.
+  // Fixed order: stop callbacks (bus, signals, channel and leg handlers), break the cycle between
+  // the legs, then hand the pipeline to the reaper, which stops it off the main loop. Nothing
+  // left connected reaches this Call: the appsink callbacks check `alive_` on the main loop, and
+  // the audio probes count into counters the reaper keeps alive until the pipeline is stopped.
   signals_.clear();
   bus_watch_.cancel();
   if (client_events_) client_events_->close();
   if (upstream_events_) upstream_events_->close();
   dump_graph("ended");
   unlink_legs();
-  if (pipeline_) {
-    gint64 t0 = g_get_monotonic_time();
-    gst_element_set_state(pipeline_.get(), GST_STATE_NULL);
-    g_message("[%s] pipeline stopped in %.1f ms", id().c_str(),
-              (g_get_monotonic_time() - t0) / 1000.0);
-  }
   client_events_.reset();
   upstream_events_.reset();
   client_leg_.reset();
   upstream_leg_.reset();
-  pipeline_.reset();
+  if (pipeline_) {
+    gint64 t0 = g_get_monotonic_time();
+    stop_pipeline_async(std::move(pipeline_),
+                        [id = identity_.call_id, t0,
+                         counters = std::pair(audio_from_client_, audio_from_upstream_)] {
+                          g_message("[%s] pipeline stopped in %.1f ms (off the main loop)",
+                                    id.c_str(), (g_get_monotonic_time() - t0) / 1000.0);
+                        });
+  }
   if (answered_us_ == 0) return;  // set-up never finished: reported as a set-up failure
   std::weak_ptr<int> alive = alive_;
   post_to_main([this, alive] {

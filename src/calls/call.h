@@ -120,8 +120,9 @@ class Call : public WebRtcLeg::Listener, public EventChannel::Listener {
   // Builds the pipeline and starts both legs. Throws std::runtime_error when the pipeline
   // description cannot be built (an operator error).
   void start(sdp::CheckedOffer offer, std::optional<std::string> session_json);
-  // Ends the call (both legs, upstream hang-up). Idempotent; the call is ended on return, its
-  // media stops within kChannelCloseWaitMs.
+  // Ends the call (both legs, upstream hang-up). Idempotent; the call is ended on return. Its
+  // pipeline goes to the reaper (off the main loop) once both data channels report closed, or
+  // after kChannelCloseWaitMs at most.
   void hang_up(const std::string& reason);
   // The client went away before its answer: a set-up ends as a kCancelled failure (the upstream
   // exchange cancelled, or the upstream call hung up if the worker already answered); a call
@@ -200,7 +201,7 @@ class Call : public WebRtcLeg::Listener, public EventChannel::Listener {
   void finish_teardown();
   void schedule_teardown(guint delay_ms);
   static constexpr guint kChannelCloseWaitMs = 400;  // bound on the data channels' close
-  static constexpr guint kFlushWaitMs = 100;         // then let the last packets leave
+  static constexpr guint kFlushWaitMs = 100;         // a policy error event leaves before hang-up
   void count_audio(const char* element_name, AudioCounters* counters);
 
   CallIdentity identity_;
@@ -244,9 +245,10 @@ class Call : public WebRtcLeg::Listener, public EventChannel::Listener {
   GstWebRTCPeerConnectionState client_state_ = GST_WEBRTC_PEER_CONNECTION_STATE_NEW;
   GstWebRTCPeerConnectionState upstream_state_ = GST_WEBRTC_PEER_CONNECTION_STATE_NEW;
 
-  // Statistics (audio counters are bumped on streaming threads).
-  std::unique_ptr<AudioCounters> audio_from_client_ = std::make_unique<AudioCounters>();
-  std::unique_ptr<AudioCounters> audio_from_upstream_ = std::make_unique<AudioCounters>();
+  // Statistics (audio counters are bumped on streaming threads; shared so that the reaper keeps
+  // them alive until the pipeline is stopped).
+  std::shared_ptr<AudioCounters> audio_from_client_ = std::make_shared<AudioCounters>();
+  std::shared_ptr<AudioCounters> audio_from_upstream_ = std::make_shared<AudioCounters>();
   std::uint64_t events_from_client_ = 0;
   std::uint64_t events_from_upstream_ = 0;
   std::uint64_t events_refused_ = 0;

@@ -5,6 +5,7 @@
 
 #include "calls/event_channel.h"
 #include "common/pipeline.h"
+#include "common/pipeline_reaper.h"
 
 namespace rtgw::relay {
 namespace {
@@ -42,9 +43,10 @@ EventPath::EventPath(const std::string& description, const std::string& name, co
 }
 
 EventPath::~EventPath() {
+  // The bus watch first; the appsink callbacks check `alive_` on the main loop. Then the reaper
+  // stops the pipeline off the main loop.
   bus_watch_.cancel();
-  // appsrc/appsink only: stopping from the main loop cannot wait on anything of ours.
-  gst_element_set_state(pipeline_.get(), GST_STATE_NULL);
+  stop_pipeline_async(std::move(pipeline_));
 }
 
 Ref<GstElement> EventPath::element(const char* name) const {

@@ -2,11 +2,13 @@
 #include "workers/echo_worker.h"
 
 #include <atomic>
+#include <chrono>
 #include <cmath>
 
 #include "calls/webrtc_leg.h"
 #include "common/json.h"
 #include "common/main_thread.h"
+#include "common/pipeline_reaper.h"
 #include "common/random.h"
 #include "common/ref.h"
 #include "sdp/session_description.h"
@@ -16,7 +18,8 @@ namespace rtgw::workers {
 
 namespace {
 
-constexpr double kOpusFrameMs = 20.0;  // what browsers and aiortc send
+constexpr double kOpusFrameMs = 20.0;     // what browsers and aiortc send
+constexpr int kChannelCloseWaitMs = 400;  // bound on the data channel's close before stopping
 
 }  // namespace
 
@@ -59,7 +62,7 @@ class EchoSession : public calls::WebRtcLeg::Listener {
           static_cast<std::atomic<std::uint64_t>*>(data)->fetch_add(1);
           return GST_PAD_PROBE_OK;
         },
-        &packets_heard_, nullptr);
+        packets_heard_.get(), nullptr);
 
     struct Ctx {
       std::weak_ptr<int> alive;
@@ -94,17 +97,32 @@ class EchoSession : public calls::WebRtcLeg::Listener {
   }
 
   ~EchoSession() override {
+    // Fixed order: stop callbacks (the leg's and ours; the channel's message handler checks
+    // `alive_` on the main loop), start the channel's close, break the webrtcbin -> echo ->
+    // webrtcbin cycle, then let the reaper stop the pipeline off the main loop once the close
+    // procedure is over: stopping while it runs on the pc thread deadlocks 1.22
+    // (WEBRTCBIN-NOTES). The packet probe counts into a counter the reaper keeps alive.
     signals_.clear();
-    if (channel_) gst_webrtc_data_channel_close(channel_.get());
+    StopOptions options;
     // webrtcbin first: a looped-back buffer in flight may be waiting for preroll in its sink
     // (PLAYING -> PAUSED) while holding the stream locks of the echo chain; the whole pipeline at
-    // once deactivated echo_out's pads before that sink left PAUSED, and the main loop hung.
-    gst_element_set_state(leg_->element(), GST_STATE_NULL);
-    // Break the webrtcbin -> echo -> webrtcbin cycle before ordering the state change.
+    // once deactivated echo_out's pads before that sink left PAUSED, and the state change hung.
+    options.stop_first = Ref<GstElement>::retain(leg_->element());
+    leg_.reset();
+    if (channel_) {
+      gst_webrtc_data_channel_close(channel_.get());
+      options.ready = [channel = channel_] {
+        GstWebRTCDataChannelState state;
+        g_object_get(channel.get(), "ready-state", &state, nullptr);
+        return state == GST_WEBRTC_DATA_CHANNEL_STATE_CLOSED;
+      };
+      options.max_wait = std::chrono::milliseconds(kChannelCloseWaitMs);
+    }
     auto src = Ref<GstPad>::adopt(gst_element_get_static_pad(echo_out_.get(), "src"));
     if (auto peer = Ref<GstPad>::adopt(gst_pad_get_peer(src.get())))
       gst_pad_unlink(src.get(), peer.get());
-    gst_element_set_state(pipeline_.get(), GST_STATE_NULL);
+    stop_pipeline_async(
+        std::move(pipeline_), [heard = packets_heard_] {}, std::move(options));
   }
 
   void answer(const std::string& offer_sdp, std::function<void(UpstreamResult)> done) {
@@ -175,7 +193,7 @@ class EchoSession : public calls::WebRtcLeg::Listener {
 
   // RTP audio heard since the previous response.
   double take_heard_ms() {
-    std::uint64_t packets = packets_heard_.load();
+    std::uint64_t packets = packets_heard_->load();
     double heard = static_cast<double>(packets - packets_at_last_response_) * kOpusFrameMs;
     packets_at_last_response_ = packets;
     return heard;
@@ -191,7 +209,9 @@ class EchoSession : public calls::WebRtcLeg::Listener {
   Ref<GstWebRTCDataChannel> channel_;
   std::vector<SignalConnection> signals_;
   gint64 started_us_ = 0;
-  std::atomic<std::uint64_t> packets_heard_{0};
+  // Bumped on a streaming thread; shared with the reaper, which outlives the probe.
+  std::shared_ptr<std::atomic<std::uint64_t>> packets_heard_ =
+      std::make_shared<std::atomic<std::uint64_t>>(0);
   std::uint64_t packets_at_last_response_ = 0;
   EchoProtocol protocol_{[this](const std::string& text) { send(text); },
                          [this] { return take_heard_ms(); }};

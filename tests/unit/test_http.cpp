@@ -562,6 +562,8 @@ TEST(EchoProtocol, TranscriptionSessionsTranscribeOnCommit) {
     EXPECT_EQ(json_object_get_int_member(rtgw::json::get_object(response, "usage"), "input_tokens"),
               20);
   }
+}
+
 // Found by the call_request fuzz target: json-glib reads the first of several top-level values
 // (`{...}{}`), the policy's reader saw the wrapped session.update as malformed and passed it, so
 // a filtered tier reached the worker.

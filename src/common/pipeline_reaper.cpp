@@ -1,0 +1,108 @@
+// SPDX-License-Identifier: MIT
+#include "common/pipeline_reaper.h"
+
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <thread>
+
+#include "common/main_thread.h"
+
+namespace rtgw {
+namespace {
+
+constexpr int kReaperThreads = 2;
+constexpr auto kReadyPoll = std::chrono::milliseconds(5);
+
+struct Job {
+  Ref<GstElement> pipeline;
+  std::function<void()> done;
+  StopOptions options;
+};
+
+class Reaper {
+ public:
+  void push(Job job) {
+    std::lock_guard lock(mutex_);
+    if (!started_) {
+      started_ = true;
+      // Detached: they live as long as the process; wait_for_pipeline_reaps() bounds the exit.
+      for (int i = 0; i < kReaperThreads; ++i) std::thread([this] { run(); }).detach();
+    }
+    queue_.push_back(std::move(job));
+    pending_++;
+    wake_.notify_one();
+  }
+
+  int pending() {
+    std::lock_guard lock(mutex_);
+    return pending_;
+  }
+
+  bool wait(std::chrono::milliseconds bound) {
+    std::unique_lock lock(mutex_);
+    return idle_.wait_for(lock, bound, [this] { return pending_ == 0; });
+  }
+
+ private:
+  void run() {
+    for (;;) {
+      Job job;
+      {
+        std::unique_lock lock(mutex_);
+        wake_.wait(lock, [this] { return !queue_.empty(); });
+        job = std::move(queue_.front());
+        queue_.pop_front();
+      }
+      stop(job);
+      {
+        std::lock_guard lock(mutex_);
+        if (--pending_ == 0) idle_.notify_all();
+      }
+      if (job.done) post_to_main(std::move(job.done));
+    }
+  }
+
+  static void stop(Job& job) {
+    if (!job.pipeline) return;
+    if (job.options.ready) {
+      auto deadline = std::chrono::steady_clock::now() + job.options.max_wait;
+      while (!job.options.ready() && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(kReadyPoll);
+    }
+    gint64 t0 = g_get_monotonic_time();
+    if (job.options.stop_first) gst_element_set_state(job.options.stop_first.get(), GST_STATE_NULL);
+    gst_element_set_state(job.pipeline.get(), GST_STATE_NULL);
+    g_debug("pipeline %s stopped in %.1f ms off the main loop", GST_OBJECT_NAME(job.pipeline.get()),
+            (g_get_monotonic_time() - t0) / 1000.0);
+    job.options.stop_first.reset();
+    job.pipeline.reset();  // usually the last reference: the pipeline is freed here
+    job.options.ready = nullptr;
+  }
+
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::condition_variable idle_;
+  std::deque<Job> queue_;
+  int pending_ = 0;
+  bool started_ = false;
+};
+
+Reaper& reaper() {
+  // Never destroyed: detached threads may still use it while static destructors run.
+  static auto* instance = new Reaper;
+  return *instance;
+}
+
+}  // namespace
+
+void stop_pipeline_async(Ref<GstElement> pipeline, std::function<void()> done_on_main,
+                         StopOptions options) {
+  reaper().push({std::move(pipeline), std::move(done_on_main), std::move(options)});
+}
+
+int pending_pipeline_reaps() { return reaper().pending(); }
+
+bool wait_for_pipeline_reaps(std::chrono::milliseconds bound) { return reaper().wait(bound); }
+
+}  // namespace rtgw

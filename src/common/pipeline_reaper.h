@@ -1,0 +1,47 @@
+// SPDX-License-Identifier: MIT
+// Stopping pipelines away from the main loop.
+//
+// Owns: the reaper, two long-lived worker threads (started on first use) and their queue. A
+// pipeline handed to `stop_pipeline_async()` is set to NULL on a reaper thread, never on the main
+// loop or a streaming thread (as gst-plugins-rs webrtcsink does), and its reference is dropped
+// there; `done_on_main` then runs on the main loop (default GMainContext).
+//
+// Threads: callers hand over on the main loop. Before the hand-over the caller has disconnected
+// its bus watch, signal handlers and probes (or guards them with a liveness token), and keeps
+// alive whatever data a remaining probe points at until `done_on_main` runs. At exit, the main
+// thread calls `wait_for_pipeline_reaps()` before gst_deinit().
+#pragma once
+
+#include <gst/gst.h>
+
+#include <chrono>
+#include <functional>
+
+#include "common/ref.h"
+
+namespace rtgw {
+
+struct StopOptions {
+  // Polled on the reaper thread before the state change, until it returns true or `max_wait`
+  // passes: for a close procedure that must finish first (a data channel's, WEBRTCBIN-NOTES).
+  std::function<bool()> ready;
+  std::chrono::milliseconds max_wait{400};
+  // Set to NULL on the reaper thread before the pipeline is: an element whose state change must
+  // come first (the echo worker's webrtcbin, see echo_worker.cpp).
+  Ref<GstElement> stop_first;
+};
+
+// Sets `pipeline` to NULL on a reaper thread, drops this reference there, then posts
+// `done_on_main` (if any) to the main loop. An empty `pipeline` only posts `done_on_main`.
+// Stopping the same pipeline twice is harmless.
+void stop_pipeline_async(Ref<GstElement> pipeline, std::function<void()> done_on_main = {},
+                         StopOptions options = {});
+
+// Pipelines handed over and not yet stopped.
+int pending_pipeline_reaps();
+
+// Waits (at most `bound`) until every pipeline handed over so far is stopped. Returns false on
+// timeout: a state change hangs, and the caller must not deinitialise GStreamer.
+bool wait_for_pipeline_reaps(std::chrono::milliseconds bound);
+
+}  // namespace rtgw
