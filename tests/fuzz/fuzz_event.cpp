@@ -9,8 +9,9 @@
 // bit 7 also parses the rest as a policy object.
 //
 // Invariants checked: a filtered event is still a JSON object of the same type and filtering it
-// again changes nothing (no tier the policy filters can reach the worker); a blocked event carries
-// a decision; metered token counts are never negative and turn durations never negative.
+// again changes nothing (no tier the policy filters can reach the worker); an event modified
+// without a decision only had its passed tiers normalized; a blocked event carries a decision;
+// metered token counts are never negative and turn durations never negative.
 #include <string>
 
 #include "fuzz_util.h"
@@ -94,12 +95,19 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
           fuzz::fail("dropped without a block decision", event);
         break;
       case rte::FilterOutcome::Kind::kModified: {
-        if (!out.decision) fuzz::fail("modified without a decision", event);
         forwarded = out.modified;
         auto before = rte::json::parse(event);
         auto after = rte::json::parse(out.modified);
         if (!after.root || !after.root->is_object())
           fuzz::fail("a filtered event is no longer a JSON object", out.modified);
+        // Without a decision the only change allowed is a passed tier written in its normalized
+        // form: every tier that goes on is normalized already.
+        if (!out.decision)
+          for (const char* holder : {"response", "session"})
+            if (const rte::json::Value* object = after.root->last(holder))
+              for (const std::string& tier : object->all_strings("service_tier"))
+                if (tier != rte::normalize_tier(tier))
+                  fuzz::fail("modified without a decision, tier not normalized", out.modified);
         if (before.root && before.root->last_string("type") != after.root->last_string("type"))
           fuzz::fail("filtering changed the event type", out.modified);
         rte::FilterOutcome again = rte::apply_policy(p, ctx, out.modified);
