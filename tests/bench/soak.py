@@ -59,7 +59,7 @@ def main() -> None:
     print(f"workdir: {workdir}")
     config = {"auth": {"keys": [{"name": "bench", "key": bl.GATEWAY_KEY, "models": ["*"]}]},
               "models": [{"name": "echo", "workers": [{"provider": "echo"}]}],
-              "usage_log": os.path.join(workdir, "usage.jsonl")}
+              "usage": {"log": os.path.join(workdir, "usage.jsonl")}}
     rows, results = [], {}
     with bl.Processes() as procs:
         gw = bl.start_gateway(procs, workdir, config)

@@ -22,7 +22,8 @@ async def one_turn_call(base_url: str, key: Optional[str], model: str,
     try:
         await call.connect()
         if not call.connected:
-            return {"ok": False, "error": f"status {call.result.status}: {call.result.error_body}"}
+            return {"ok": False, "error": f"status {call.result.status}: {call.result.error_body} "
+                                        f"{call.result.error}"}
         setup_ms = (time.monotonic() - started) * 1000
         done = await call.wait_for(lambda r: r.events_of("response.done"), timeout)
         return {"ok": done, "setup_ms": setup_ms,
