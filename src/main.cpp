@@ -57,8 +57,9 @@ int main(int argc, char** argv) {
       "RTGW_DRAIN_TIMEOUT_SECONDS, RTGW_WEBRTC_STUN_SERVER, RTGW_WEBRTC_TURN_SERVERS,\n"
       "RTGW_WEBRTC_NAT_1TO1_IPS, RTGW_WEBRTC_ICE_INTERFACES, RTGW_WEBRTC_UDP_PORT_MIN,\n"
       "RTGW_WEBRTC_UDP_PORT_MAX, RTGW_WEBRTC_ICE_TRANSPORT_POLICY, RTGW_WEBRTC_ICE_TCP,\n"
-      "RTGW_WEBRTC_ICE_IPV6, RTGW_WEBRTC_JITTERBUFFER_LATENCY_MS, RTGW_DATA_DIR,\n"
-      "RTGW_MAX_OUTGOING_BUFFER_BYTES.");
+      "RTGW_WEBRTC_ICE_IPV6, RTGW_WEBRTC_JITTERBUFFER_LATENCY_MS, "
+      "RTGW_WEBRTC_PEER_TIMEOUT_SECONDS,\n"
+      "RTGW_DATA_DIR, RTGW_MAX_OUTGOING_BUFFER_BYTES.");
   g_option_context_add_main_entries(context.get(), entries, nullptr);
   g_option_context_add_group(context.get(), gst_init_get_option_group());
   rtgw::UniqueError err;

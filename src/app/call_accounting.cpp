@@ -64,7 +64,12 @@ void CallAccounting::OnCallSetupFailed(const calls::Call& call,
 void CallAccounting::OnCallEnded(const calls::Call& call) {
   const auto& id = call.identity();
   metrics_.add_counter("rtgw_calls_total", "Calls by model and outcome",
-                       {{"model", id.model}, {"outcome", "completed"}});
+                       {{"model", id.model}, {"outcome", call.outcome()}});
+  if (!call.timed_out_leg().empty())
+    metrics_.add_counter("rtgw_peer_timeouts_total",
+                         "Calls ended because a leg's peer sent nothing for "
+                         "webrtc.peer_timeout_seconds, by leg",
+                         {{"leg", call.timed_out_leg()}});
   const char* help_packets = "RTP packets relayed, by the leg they came from";
   const char* help_bytes = "RTP bytes relayed, by the leg they came from";
   metrics_.add_counter("rtgw_rtp_packets_total", help_packets, {{"leg", "client"}},
@@ -109,7 +114,11 @@ void CallAccounting::OnSessionTurn(const relay::WebSocketSession&,
 }
 
 void CallAccounting::meter_turn(const usage::UsageRecord& record) {
-  ledger_.record(record);
+  if (!ledger_.record(record))
+    metrics_.add_counter("rtgw_usage_log_errors_total",
+                         "Usage records that could not be written to the usage log (they still "
+                         "count towards budgets in memory)",
+                         {}, 1);
   const char* help = "Tokens metered, by key, model and kind";
   auto add = [&](const char* kind, std::int64_t n) {
     metrics_.add_counter("rtgw_tokens_total", help,

@@ -10,6 +10,7 @@
 #include "common/pipeline_reaper.h"
 #include "common/random.h"
 #include "events/beta_dialect.h"
+#include "rtevents/json.h"
 
 namespace rtgw::calls {
 namespace {
@@ -87,6 +88,7 @@ Call::Call(CallIdentity identity, CallSettings settings, workers::WorkerLease le
       listener_(listener),
       cancellable_(Ref<GCancellable>::adopt(g_cancellable_new())) {
   created_us_ = g_get_monotonic_time();
+  liveness_ = std::make_unique<PeerLiveness>(settings_.webrtc.peer_timeout_seconds, this);
 }
 
 Call::~Call() {
@@ -386,6 +388,7 @@ void Call::maybe_finish_setup() {
       [](gpointer data) -> gboolean {
         auto* call = static_cast<Call*>(data);
         call->connect_timeout_.forget();
+        call->outcome_ = "ice_timeout";
         call->hang_up("ICE connect timeout");
         return G_SOURCE_REMOVE;
       },
@@ -427,6 +430,12 @@ void Call::OnLegConnectionState(WebRtcLeg& leg, GstWebRTCPeerConnectionState sta
   bool is_client = &leg == client_leg_.get();
   (is_client ? client_state_ : upstream_state_) = state;
   g_message("[%s] %s leg %s", id().c_str(), leg.name().c_str(), state_name(state));
+  if (state == GST_WEBRTC_PEER_CONNECTION_STATE_CONNECTED &&
+      liveness_->watch(is_client ? PeerLiveness::Leg::kClient : PeerLiveness::Leg::kUpstream,
+                       leg.element()) == 0 &&
+      settings_.webrtc.peer_timeout_seconds > 0)
+    g_warning("[%s] %s leg: no nicesrc found, its peer's liveness is not watched", id().c_str(),
+              leg.name().c_str());
   if (client_state_ == GST_WEBRTC_PEER_CONNECTION_STATE_CONNECTED &&
       upstream_state_ == GST_WEBRTC_PEER_CONNECTION_STATE_CONNECTED && !connected_us_) {
     connected_us_ = g_get_monotonic_time();
@@ -551,6 +560,22 @@ void Call::start_media_watchdog() {
       this));
 }
 
+void Call::OnPeerSilent(PeerLiveness::Leg leg, gint64 silent_ms) {
+  if (state_ == State::kEnded) return;
+  outcome_ = "peer_timeout";
+  timed_out_leg_ = PeerLiveness::name(leg);
+  char seconds[32];
+  g_snprintf(seconds, sizeof seconds, "%.1f", silent_ms / 1000.0);
+  std::string reason = timed_out_leg_ + " peer sent nothing for " + seconds + " s (peer timeout " +
+                       std::to_string(settings_.webrtc.peer_timeout_seconds) + " s)";
+  // As if that peer hung up: the other side is told at once (hang_up closes its data channel and
+  // hangs the upstream call up).
+  if (leg == PeerLiveness::Leg::kClient)
+    on_client_gone(reason);
+  else
+    hang_up(reason);
+}
+
 void Call::set_budget_exceeded(bool exceeded) {
   if (!pipeline_) return;
   if (auto filter = Ref<GstElement>::adopt(
@@ -584,6 +609,21 @@ void Call::deliver_event(bool to_upstream, std::string text) {
     for (CallTap* tap : std::vector<CallTap*>(taps_)) tap->OnCallServerEvent(text);
   if (draining_ && !to_upstream) return;  // the client is gone; the meter has seen the event
   (to_upstream ? events_from_client_ : events_from_upstream_)++;
+  if (!to_upstream) {
+    // A worker's event that is not a JSON object would break the client's parser: the client
+    // gets an error event in its place (a client's own malformed event goes upstream as is, and
+    // the upstream answers it).
+    auto parsed = rtevents::json::parse(text);
+    if (!parsed.root || !parsed.root->is_object() || parsed.trailing) {
+      events_refused_++;
+      g_message("[%s] upstream event of %zu bytes is not a JSON object: not relayed", id().c_str(),
+                text.size());
+      send_to_client(make_error_event("server_error", "invalid_upstream_event",
+                                      "the worker sent an event that is not a JSON object (" +
+                                          std::to_string(text.size()) + " bytes); not relayed"));
+      return;
+    }
+  }
   EventChannel& target = to_upstream ? *upstream_events_ : *client_events_;
   if (!to_upstream && settings_.beta_client)
     if (auto beta = events::beta::server_event_to_beta(text)) text = std::move(*beta);
@@ -747,6 +787,7 @@ void Call::hang_up(const std::string& reason) {
   policy_hangup_.cancel();
   media_watchdog_.cancel();
   stats_timer_.cancel();
+  liveness_->stop();
   lease_.settle(workers::SetupOutcome::kNeutral);  // ended during set-up: a cancel
   if (!upstream_call_id_.empty() && lease_) lease_->hangup(upstream_call_id_);
   for (CallTap* tap : std::exchange(taps_, {})) tap->OnCallEnded(reason);
@@ -857,6 +898,11 @@ json::ObjectBuilder Call::describe() const {
   usage.set("turns", static_cast<gint64>(turns_));
   json::ObjectBuilder legs;
   legs.set("client", state_name(client_state_)).set("upstream", state_name(upstream_state_));
+  // Milliseconds since each leg's peer last sent a packet (-1: not watched yet or any more).
+  json::ObjectBuilder liveness;
+  liveness.set("peer_timeout_seconds", settings_.webrtc.peer_timeout_seconds)
+      .set("client_idle_ms", liveness_->idle_ms(PeerLiveness::Leg::kClient))
+      .set("upstream_idle_ms", liveness_->idle_ms(PeerLiveness::Leg::kUpstream));
   const char* state = state_ == State::kSettingUp ? "setting_up"
                       : state_ == State::kActive  ? "active"
                                                   : "ended";
@@ -867,8 +913,9 @@ json::ObjectBuilder Call::describe() const {
       .set("worker", identity_.worker_name)
       .set("key", identity_.key_name)
       .set("state", state);
-  if (state_ == State::kEnded) out.set("end_reason", end_reason_);
+  if (state_ == State::kEnded) out.set("end_reason", end_reason_).set("outcome", outcome_);
   out.set_object("legs", std::move(legs))
+      .set_object("liveness", std::move(liveness))
       .set_object("timings", std::move(timings))
       .set_object("events", std::move(events))
       .set_object("usage", std::move(usage))

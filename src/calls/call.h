@@ -23,6 +23,7 @@
 
 #include "calls/element_messages.h"
 #include "calls/event_channel.h"
+#include "calls/peer_liveness.h"
 #include "calls/webrtc_leg.h"
 #include "common/json.h"
 #include "common/ref.h"
@@ -107,7 +108,9 @@ struct CallSettings {
   workers::FailoverFn failover;
 };
 
-class Call : public WebRtcLeg::Listener, public EventChannel::Listener {
+class Call : public WebRtcLeg::Listener,
+             public EventChannel::Listener,
+             public PeerLiveness::Listener {
  public:
   enum class State { kSettingUp, kActive, kEnded };
 
@@ -155,6 +158,11 @@ class Call : public WebRtcLeg::Listener, public EventChannel::Listener {
   gint64 packets_lost_on_upstream_leg() const { return upstream_rtp_.packets_lost; }
   std::uint64_t events_from_upstream() const { return events_from_upstream_; }
   const std::string& end_reason() const { return end_reason_; }
+  // How an answered call ended, for rtgw_calls_total: "completed", "peer_timeout" (a leg's peer
+  // went silent: see timed_out_leg()) or "ice_timeout" (a leg never connected).
+  const std::string& outcome() const { return outcome_; }
+  // "client" or "upstream" when the outcome is "peer_timeout", else "".
+  const std::string& timed_out_leg() const { return timed_out_leg_; }
   // Call state for GET /v1/realtime/calls/{id}.
   json::ObjectBuilder describe() const;
   // The pipeline graph in DOT (debugging).
@@ -167,6 +175,8 @@ class Call : public WebRtcLeg::Listener, public EventChannel::Listener {
   // EventChannel::Listener
   void OnEventChannelOpen(EventChannel& channel) override;
   void OnEventChannelClosed(EventChannel& channel, const std::string& why) override;
+  // PeerLiveness::Listener
+  void OnPeerSilent(PeerLiveness::Leg leg, gint64 silent_ms) override;
 
  private:
   struct AudioCounters {
@@ -212,6 +222,9 @@ class Call : public WebRtcLeg::Listener, public EventChannel::Listener {
 
   State state_ = State::kSettingUp;
   std::string end_reason_;
+  std::string outcome_ = "completed";
+  std::string timed_out_leg_;
+  std::unique_ptr<PeerLiveness> liveness_;  // its probes count packets on the legs' nicesrc
   gint64 created_us_ = 0;
   gint64 answered_us_ = 0;
   gint64 connected_us_ = 0;

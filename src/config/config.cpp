@@ -247,8 +247,8 @@ void read_webrtc(const Reader& r, JsonNode* node, WebRtcConfig& w) {
   r.only(obj, "$.webrtc",
          {"stun_server", "turn_servers", "nat_1to1_ips", "ice_interfaces", "udp_port_min",
           "udp_port_max", "ice_gathering_timeout_ms", "ice_connect_timeout_seconds",
-          "jitterbuffer_latency_ms", "client_media_timeout_seconds", "ice_transport_policy",
-          "ice_tcp", "ice_ipv6"});
+          "jitterbuffer_latency_ms", "client_media_timeout_seconds", "peer_timeout_seconds",
+          "ice_transport_policy", "ice_tcp", "ice_ipv6"});
   if (auto* n = member(obj, "stun_server")) w.stun_server = r.string(n, "$.webrtc.stun_server");
   if (auto* n = member(obj, "turn_servers")) w.turn_servers = r.strings(n, "$.webrtc.turn_servers");
   if (auto* n = member(obj, "nat_1to1_ips")) w.nat_1to1_ips = r.strings(n, "$.webrtc.nat_1to1_ips");
@@ -271,6 +271,9 @@ void read_webrtc(const Reader& r, JsonNode* node, WebRtcConfig& w) {
   if (auto* n = member(obj, "client_media_timeout_seconds"))
     w.client_media_timeout_seconds =
         static_cast<int>(r.integer(n, "$.webrtc.client_media_timeout_seconds", 0, 3600));
+  if (auto* n = member(obj, "peer_timeout_seconds"))
+    w.peer_timeout_seconds =
+        static_cast<int>(r.integer(n, "$.webrtc.peer_timeout_seconds", 0, 3600));
   if (auto* n = member(obj, "jitterbuffer_latency_ms"))
     w.jitterbuffer_latency_ms =
         static_cast<int>(r.integer(n, "$.webrtc.jitterbuffer_latency_ms", 0, 2000));
@@ -381,6 +384,8 @@ void apply_env(const Reader& r, const EnvLookup& env, Config& c) {
   if (auto v = env("RTGW_WEBRTC_ICE_TRANSPORT_POLICY")) c.webrtc.ice_transport_policy = *v;
   if (auto v = env("RTGW_WEBRTC_ICE_TCP")) c.webrtc.ice_tcp = (*v == "1" || *v == "true");
   if (auto v = env("RTGW_WEBRTC_ICE_IPV6")) c.webrtc.ice_ipv6 = (*v == "1" || *v == "true");
+  if (auto v = env("RTGW_WEBRTC_PEER_TIMEOUT_SECONDS"))
+    c.webrtc.peer_timeout_seconds = env_int("RTGW_WEBRTC_PEER_TIMEOUT_SECONDS", *v, 0, 3600);
   if (auto v = env("RTGW_WEBRTC_JITTERBUFFER_LATENCY_MS"))
     c.webrtc.jitterbuffer_latency_ms = env_int("RTGW_WEBRTC_JITTERBUFFER_LATENCY_MS", *v, 0, 2000);
 }
@@ -559,7 +564,11 @@ std::string describe(const Config& c) {
       << " ice_tcp=" << (c.webrtc.ice_tcp ? "on" : "off")
       << " ice_ipv6=" << (c.webrtc.ice_ipv6 ? "on" : "off")
       << " jitterbuffer_latency_ms=" << c.webrtc.jitterbuffer_latency_ms
-      << " ice_connect_timeout_s=" << c.webrtc.ice_connect_timeout_seconds << "\n";
+      << " ice_connect_timeout_s=" << c.webrtc.ice_connect_timeout_seconds
+      << " peer_timeout_s=" << c.webrtc.peer_timeout_seconds;
+  if (c.webrtc.client_media_timeout_seconds > 0)
+    out << " client_media_timeout_s=" << c.webrtc.client_media_timeout_seconds << " (deprecated)";
+  out << "\n";
   out << "policy: " << (c.policy_json.empty() ? "none" : c.policy_json) << "\n";
   out << "usage log: " << (c.usage_log.empty() ? "none" : c.usage_log) << "\n";
   out << "limits: max_body_bytes=" << c.limits.max_body_bytes

@@ -77,9 +77,13 @@ struct WebRtcConfig {
   int ice_gathering_timeout_ms = 2000;   // bound on every gathering wait
   int ice_connect_timeout_seconds = 15;  // client/upstream leg must connect within this
   int jitterbuffer_latency_ms = 20;      // webrtcbin `latency`: the delay the relay adds
-  // A connected client that sends no audio for this long is gone (a peer that vanished without
-  // closing: libnice 0.1.21 in webrtcbin has no consent freshness). 0 disables.
-  int client_media_timeout_seconds = 20;
+  // A leg whose peer sends nothing (RTP, RTCP, DTLS/SCTP) for this long is dead: the call ends as
+  // if that peer hung up (calls/peer_liveness.h). 0 disables.
+  int peer_timeout_seconds = 10;
+  // Deprecated (kept for existing configs): a connected client that sends no *audio* for this
+  // long is treated as gone, even if it still sends RTCP or events. 0 (default) = off; peer
+  // liveness above covers a client that vanished.
+  int client_media_timeout_seconds = 0;
 };
 
 struct LimitsConfig {

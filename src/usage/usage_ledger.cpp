@@ -3,6 +3,7 @@
 
 #include <glib.h>
 
+#include <cerrno>
 #include <fstream>
 #include <stdexcept>
 
@@ -90,8 +91,13 @@ std::string UsageRecord::to_json_line(double unix_time) const {
 
 UsageLedger::UsageLedger(const std::string& log_path) {
   if (log_path.empty()) return;
-  // Replay: each line's key and billable tokens.
-  std::ifstream in(log_path);
+  // Replay: each line's key and billable tokens. Only a regular file: a device (a log pointed at
+  // /dev/null or /dev/full) reads forever or nothing.
+  bool regular = g_file_test(log_path.c_str(), G_FILE_TEST_IS_REGULAR);
+  if (!regular && g_file_test(log_path.c_str(), G_FILE_TEST_EXISTS))
+    g_warning("the usage log %s is not a regular file: nothing replayed", log_path.c_str());
+  std::ifstream in;
+  if (regular) in.open(log_path);
   std::string line;
   while (std::getline(in, line)) {
     auto node = json::parse(line);
@@ -116,14 +122,20 @@ UsageLedger::UsageLedger(const std::string& log_path) {
   if (!log_) throw std::runtime_error("cannot open the usage log " + log_path);
 }
 
-void UsageLedger::record(const UsageRecord& record) {
+bool UsageLedger::record(const UsageRecord& record) {
   used_[record.key_name] += record.billable_tokens();
-  if (!log_) return;
+  if (!log_) return true;
   std::string line = record.to_json_line(static_cast<double>(g_get_real_time()) / 1e6) + "\n";
-  if (std::fwrite(line.data(), 1, line.size(), log_.get()) != line.size() ||
-      std::fflush(log_.get()))
-    g_warning("usage log write failed: the record of %s is only in memory",
-              record.response_id.c_str());
+  if (std::fwrite(line.data(), 1, line.size(), log_.get()) == line.size() &&
+      std::fflush(log_.get()) == 0)
+    return true;
+  int error = errno;
+  // Whatever stdio kept of the line is dropped with the error flag, so the next record starts
+  // clean (a partial line on disk is skipped at replay: it is not valid JSON).
+  std::clearerr(log_.get());
+  g_warning("usage log write failed (%s): the record of %s (%s) counts in memory only",
+            g_strerror(error), record.response_id.c_str(), record.key_name.c_str());
+  return false;
 }
 
 std::int64_t UsageLedger::tokens_used(const std::string& key_name) const {

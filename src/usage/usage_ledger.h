@@ -64,7 +64,9 @@ class UsageLedger {
   // Throws std::runtime_error when the log cannot be opened.
   explicit UsageLedger(const std::string& log_path);
 
-  void record(const UsageRecord& record);
+  // Counts the record and appends it to the log. False when the log write failed (disk full,
+  // I/O error): the record then counts in memory only, and the error is logged.
+  bool record(const UsageRecord& record);
   std::int64_t tokens_used(const std::string& key_name) const;
   bool over_budget(const std::string& key_name, std::int64_t budget) const {
     return tokens_used(key_name) >= budget;

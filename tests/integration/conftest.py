@@ -91,7 +91,7 @@ class FakeUpstreamProc:
 
     def config(self, status: Any = _UNSET, body: Any = None, delay_ms: Any = _UNSET,
                times: Optional[int] = None, usage: Any = _UNSET,
-               turn_ms: Any = _UNSET) -> Dict[str, Any]:
+               turn_ms: Any = _UNSET, no_ice: Any = _UNSET) -> Dict[str, Any]:
         """Fault injection. ``status=503`` (with optional JSON ``body``) makes call requests
         and WebSocket handshakes fail — the next ``times`` ones, or all when ``times`` is None;
         ``status=None`` clears. ``delay_ms`` delays every call request and handshake. ``usage``
@@ -106,6 +106,8 @@ class FakeUpstreamProc:
             cfg["usage"] = usage
         if turn_ms is not _UNSET:
             cfg["turn_ms"] = turn_ms
+        if no_ice is not _UNSET:
+            cfg["no_ice"] = no_ice
         return self._json("POST", "/_test/config", cfg)
 
     def reset(self) -> None:

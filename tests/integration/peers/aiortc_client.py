@@ -35,8 +35,8 @@ if __package__ in (None, ""):  # run as a script: make "peers" importable
 from aiortc import RTCPeerConnection, RTCSessionDescription  # noqa: E402
 
 from peers.common import (AudioCounter, CallResult, Event, abandon_aiortc_pc,  # noqa: E402
-                          aiortc_configuration, decode_event, encode_event, make_tone_track,
-                          post_hangup, post_offer)
+                          aiortc_configuration, decode_event, encode_event, make_mute_track,
+                          make_tone_track, post_hangup, post_offer)
 
 CLOSE_MODES = ("close", "hangup", "leave")
 
@@ -49,7 +49,7 @@ class AiortcCall:
                  send_events: Iterable[Event] = (),
                  on_event: Optional[Callable[[Dict[str, Any], "AiortcCall"], None]] = None,
                  http_timeout: float = 15.0, label: str = "oai-events",
-                 path: str = "/v1/realtime/calls") -> None:
+                 path: str = "/v1/realtime/calls", send_audio: bool = True) -> None:
         self.base_url, self.key, self.model, self.session = base_url, key, model, session
         self.path = path  # "/v1/realtime": the legacy (beta) WebRTC route
         self.http_timeout = http_timeout
@@ -58,9 +58,10 @@ class AiortcCall:
         self._pending = [encode_event(e) for e in send_events]  # sent once the channel opens
         self._started = time.monotonic()
         self.pc = RTCPeerConnection(configuration=aiortc_configuration())
-        self.tone = make_tone_track()
+        # sendrecv audio transceiver; send_audio=False: its track never yields a frame (no RTP)
+        self.tone = make_tone_track() if send_audio else make_mute_track()
         self.audio = AudioCounter()
-        self.pc.addTrack(self.tone)                   # sendrecv audio transceiver
+        self.pc.addTrack(self.tone)
         self.channel = self.pc.createDataChannel(label)
         self.channel.on("open", self._on_open)
         self.channel.on("message", self._on_message)
@@ -201,6 +202,24 @@ def run_call_sync(*args, **kwargs) -> CallResult:
     return asyncio.run(run_call(*args, **kwargs))
 
 
+async def _announced_call(args) -> None:
+    call = AiortcCall(args.base_url, args.key, args.model,
+                      json.loads(args.session) if args.session else None,
+                      [json.loads(e) for e in args.event], send_audio=not args.no_audio)
+    try:
+        await call.connect()
+        if not call.connected:
+            print(f"FAILED {call.result.status} {call.result.error}", flush=True)
+            sys.exit(1)
+        if not await call.wait_for(lambda r: r.channel_opened, 15):
+            print("FAILED channel not open", flush=True)
+            sys.exit(1)
+        print(f"CALL {call.result.location}", flush=True)
+        await call.wait_for(lambda r: False, args.duration)
+    finally:
+        await call.close(args.close)
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description="aiortc OpenAI-style WebRTC caller")
     ap.add_argument("--base-url", required=True)
@@ -211,7 +230,15 @@ def main(argv=None) -> None:
                     help="event JSON to send once the channel is open (repeatable)")
     ap.add_argument("--duration", type=float, default=3.0)
     ap.add_argument("--close", choices=CLOSE_MODES, default="close")
+    ap.add_argument("--no-audio", action="store_true",
+                    help="send no RTP (the audio track never yields a frame)")
+    ap.add_argument("--announce", action="store_true",
+                    help='print "CALL <location>" once the data channel is open (then keep '
+                         'the call up for --duration); for tests that kill this process')
     args = ap.parse_args(argv)
+    if args.announce:
+        asyncio.run(_announced_call(args))
+        return
     session = json.loads(args.session) if args.session else None
     result = run_call_sync(args.base_url, args.key, args.model, session,
                            [json.loads(e) for e in args.event], args.duration,

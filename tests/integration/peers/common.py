@@ -289,6 +289,26 @@ def make_tone_track(freq: float = 400.0, sample_rate: int = 48000, frame_ms: int
     return ToneTrack()
 
 
+def make_mute_track():
+    """An aiortc audio track that never yields a frame: its sender sends no RTP at all (only
+    RTCP), like a client that is connected but silent. ``frames_sent`` stays 0."""
+    from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+    class MuteTrack(MediaStreamTrack):
+        kind = "audio"
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.frames_sent = 0
+
+        async def recv(self):
+            while self.readyState == "live":
+                await asyncio.sleep(0.5)
+            raise MediaStreamError
+
+    return MuteTrack()
+
+
 class AudioCounter:
     """Consumes a received aiortc track in a task and counts the decoded frames."""
 

@@ -14,8 +14,10 @@ Endpoints
   GET  /openai/realtime?deployment=D    the same, Azure's shape
   GET  /v1/models                       model list (health checks)
   GET  /_test/state                     recorded requests, calls and ws_sessions (see ``state()``)
-  POST /_test/config                    {"status","body","delay_ms","times","usage","turn_ms"}
-                                        fault injection (calls and WebSocket handshakes alike)
+  POST /_test/config                    {"status","body","delay_ms","times","usage","turn_ms",
+                                        "no_ice"} fault injection (calls and WebSocket handshakes
+                                        alike; "no_ice": answer calls with no candidates and
+                                        drop the peer connection, so ICE never connects)
   POST /_test/reset                     close all calls and sockets, forget everything, clear config
 
 Per call (aiortc answers; the gateway is the offerer and creates the data channel):
@@ -28,7 +30,11 @@ Per call (aiortc answers; the gateway is the offerer and creates the data channe
     usage (a turn of config "turn_ms" more, which response.cancel cuts short: status
     "cancelled", usage still there); test.echo -> test.echoed with the same payload;
     ``{"type":"test.emit","events":[...]}`` -> those events sent as they are (server events a
-    test needs, e.g. GA ones the script does not play); every received event is recorded.
+    test needs, e.g. GA ones the script does not play); every received event is recorded. Fault
+    events (data channel and WebSocket alike):
+    test.close_channel -> closes the data channel only (the peer connection stays up);
+    test.send_raw {"raw": TEXT} -> sends TEXT verbatim (e.g. malformed JSON);
+    test.send_large {"bytes": N} -> sends a valid test.large event of about N bytes.
 
 Per WebSocket session: the same script over text messages (session.created once upgraded);
 also ``{"type":"test.close","code":4001,"reason":"bye"}`` -> this side closes the socket with
@@ -159,6 +165,13 @@ class RealtimeSession:
             self._transcribe(json.loads(json.dumps(DEFAULT_TRANSCRIPTION_USAGE)))
         elif kind == "test.transcribe":  # a transcription with the given usage (or none)
             self._transcribe(event.get("usage"))
+        elif kind == "test.send_raw":
+            raw_out = str(event.get("raw", ""))
+            if self._transmit(raw_out):
+                self.sent.append(raw_out)
+        elif kind == "test.send_large":
+            size = max(0, min(int(event.get("bytes") or 0), 1 << 20))
+            self.send({"type": "test.large", "event_id": new_id("event"), "pad": "x" * size})
         else:
             self._on_other_event(kind, event)
 
@@ -235,6 +248,7 @@ class Call(RealtimeSession):
         self.remote_closed = False      # DTLS/SCTP closed by the peer, or ICE failed
         self.states: List[str] = []
         self.answer_sdp = ""
+        self.channel_closed_by_us = False
 
         self.pc.on("track", self._on_track)
         self.pc.on("datachannel", self._on_datachannel)
@@ -284,8 +298,13 @@ class Call(RealtimeSession):
         self.send_session_created()
 
     def _on_channel_close(self) -> None:
-        if not self.closed:
+        if not self.closed and not self.channel_closed_by_us:
             self.remote_closed = True
+
+    def _on_other_event(self, kind: Any, event: Dict[str, Any]) -> None:
+        if kind == "test.close_channel" and self.channel is not None:
+            self.channel_closed_by_us = True
+            self.channel.close()
 
     def _transmit(self, raw: str) -> bool:
         if self.channel is not None and self.channel.readyState == "open":
@@ -478,6 +497,7 @@ class FakeUpstream:
         self.fail_times: Optional[int] = None   # None: every request until changed
         self.delay_ms = 0
         self.turn_ms = 0  # extra time between the last delta and response.done
+        self.no_ice = False  # answer without candidates and drop the peer connection
         self.usage = json.loads(json.dumps(DEFAULT_USAGE))
 
     # -- app ----------------------------------------------------------------------------------
@@ -631,6 +651,11 @@ class FakeUpstream:
             return self._error(400, "invalid_sdp", f"could not answer the offer: {e!r}")
         self.calls[call.id] = call
         record["call_id"] = call.id
+        if self.no_ice:  # an answer whose ICE never connects: no candidates, nobody behind it
+            answer = "".join(line for line in answer.splitlines(keepends=True)
+                             if not line.startswith("a=candidate:")
+                             and not line.startswith("a=end-of-candidates"))
+            await call.close()
         return web.Response(status=201, body=answer.encode(), content_type="application/sdp",
                             headers={"Location": f"/v1/realtime/calls/{call.id}"})
 
@@ -749,6 +774,8 @@ class FakeUpstream:
             self.usage = cfg["usage"] or json.loads(json.dumps(DEFAULT_USAGE))
         if "turn_ms" in cfg:
             self.turn_ms = int(cfg["turn_ms"] or 0)
+        if "no_ice" in cfg:
+            self.no_ice = bool(cfg["no_ice"])
         return web.json_response(self.config())
 
     async def handle_reset(self, request: web.Request) -> web.StreamResponse:
@@ -763,7 +790,8 @@ class FakeUpstream:
     # -- state --------------------------------------------------------------------------------
     def config(self) -> Dict[str, Any]:
         return {"status": self.fail_status, "body": self.fail_body, "times": self.fail_times,
-                "delay_ms": self.delay_ms, "usage": self.usage, "turn_ms": self.turn_ms}
+                "delay_ms": self.delay_ms, "usage": self.usage, "turn_ms": self.turn_ms,
+                "no_ice": self.no_ice}
 
     def state(self) -> Dict[str, Any]:
         return {
