@@ -30,15 +30,38 @@ def with_admin(config: Dict) -> Dict:
     return config
 
 
-def snapshot(gw) -> Dict[str, int]:
+def _tcp_inodes_to_port(port: int) -> set:
+    """Inodes of the TCP sockets whose remote end is 127.0.0.1:``port`` (IPv4 loopback)."""
+    inodes = set()
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for line in f:
+            cols = line.split()
+            if int(cols[2].split(":")[1], 16) == port:
+                inodes.add(cols[9])
+    return inodes
+
+
+def snapshot(gw, pool_port: Optional[int] = None) -> Dict[str, int]:
+    """``pool_port``: leave out the gateway's connections to that port (its keep-alive pool
+    towards a worker, bounded by the peak concurrency: not a leak)."""
     pid = gw.proc.pid
     rss = 0
     with open(f"/proc/{pid}/status") as f:
         for line in f:
             if line.startswith("VmRSS:"):
                 rss = int(line.split()[1])
-    return {"fds": len(os.listdir(f"/proc/{pid}/fd")),
-            "threads": len(os.listdir(f"/proc/{pid}/task")), "rss_kb": rss}
+    pooled = _tcp_inodes_to_port(pool_port) if pool_port else set()
+    fds = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:[") and target[8:-1] in pooled:
+            continue
+        fds += 1
+    return {"fds": fds, "threads": len(os.listdir(f"/proc/{pid}/task")), "rss_kb": rss}
 
 
 def metric(text: str, name: str, labels: str = "") -> Optional[float]:

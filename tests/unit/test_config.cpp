@@ -135,6 +135,25 @@ TEST(Config, FlagsBeatEnvBeatFile) {
   EXPECT_EQ(rtgw::config::load_from_text(text, "f", {}, env_of({})).listen, "127.0.0.1:1000");
 }
 
+TEST(Config, PeerTimeoutFileEnvAndDefault) {
+  const char* plain = R"({"models": [{"name": "e", "workers": [{"provider": "echo"}]}]})";
+  auto d = rtgw::config::load_from_text(plain, "f", {}, env_of({}));
+  EXPECT_EQ(d.webrtc.peer_timeout_seconds, 10);
+  EXPECT_EQ(d.webrtc.client_media_timeout_seconds, 0);  // deprecated: off unless set
+  const char* text =
+      R"({"models": [{"name": "e", "workers": [{"provider": "echo"}]}],
+          "webrtc": {"peer_timeout_seconds": 4, "client_media_timeout_seconds": 2}})";
+  auto f = rtgw::config::load_from_text(text, "f", {}, env_of({}));
+  EXPECT_EQ(f.webrtc.peer_timeout_seconds, 4);
+  EXPECT_EQ(f.webrtc.client_media_timeout_seconds, 2);
+  auto e = rtgw::config::load_from_text(text, "f", {},
+                                        env_of({{"RTGW_WEBRTC_PEER_TIMEOUT_SECONDS", "0"}}));
+  EXPECT_EQ(e.webrtc.peer_timeout_seconds, 0);
+  expect_error(R"({"models": [{"name": "e", "workers": [{"provider": "echo"}]}],
+                   "webrtc": {"peer_timeout_seconds": -1}})",
+               "$.webrtc.peer_timeout_seconds", "");
+}
+
 TEST(Config, BadEnvValueIsAnError) {
   const char* text = R"({"models": [{"name": "e", "workers": [{"provider": "echo"}]}]})";
   EXPECT_THROW(
