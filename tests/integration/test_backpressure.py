@@ -147,8 +147,11 @@ def test_a_websocket_client_that_stops_reading_is_closed_with_1008(gateway_facto
     # kernel buffers hold; what remains is the requests still in the event path (more of them
     # when the machine is busy).
     assert MESSAGES * REPLY_BYTES > 35 << 20
-    assert grown_mib < 60, (f"RSS grew {grown_mib:.1f} MiB while the client did not read "
-                            f"({sent['messages']} requests sent)")
+    # ASan keeps freed memory in quarantine (256 MiB by default): RSS means nothing there; the
+    # overflow itself (above) and the close (below) are still checked.
+    if os.environ.get("RTGW_SANITIZE", "none") in ("", "none"):
+        assert grown_mib < 60, (f"RSS grew {grown_mib:.1f} MiB while the client did not read "
+                                f"({sent['messages']} requests sent)")
 
     # Reading again: what was queued, then the error event, then the close frame.
     ws.sock.settimeout(20)
