@@ -29,6 +29,12 @@ std::int64_t int64_field(const GstStructure* s, const char* name) {
   return v;
 }
 
+bool bool_field(const GstStructure* s, const char* name) {
+  gboolean v = FALSE;
+  gst_structure_get_boolean(s, name, &v);
+  return v;
+}
+
 }  // namespace
 
 std::optional<PolicyDecision> parse_decision(const GstStructure* s) {
@@ -42,9 +48,7 @@ std::optional<PolicyDecision> parse_decision(const GstStructure* s) {
   d.tier = field(s, "tier");
   d.model = field(s, "model");
   d.message = field(s, "message");
-  gboolean end_call = FALSE;
-  gst_structure_get_boolean(s, "end-call", &end_call);
-  d.end_call = end_call;
+  d.end_call = bool_field(s, "end-call");
   return d;
 }
 
@@ -56,9 +60,7 @@ std::optional<usage::UsageRecord> parse_turn(const GstStructure* s) {
   r.item_id = field(s, "item-id");
   r.status = field(s, "status");
   r.service_tier = field(s, "service-tier");
-  gboolean present = FALSE;
-  gst_structure_get_boolean(s, "usage-present", &present);
-  r.usage_present = present;
+  r.usage_present = bool_field(s, "usage-present");
   r.input_tokens = int64_field(s, "input-tokens");
   r.output_tokens = int64_field(s, "output-tokens");
   r.total_tokens = int64_field(s, "total-tokens");
@@ -66,9 +68,7 @@ std::optional<usage::UsageRecord> parse_turn(const GstStructure* s) {
   r.input_audio_tokens = int64_field(s, "input-audio-tokens");
   r.input_image_tokens = int64_field(s, "input-image-tokens");
   r.input_cached_tokens = int64_field(s, "input-cached-tokens");
-  gboolean cached_present = FALSE;
-  gst_structure_get_boolean(s, "input-cached-details-present", &cached_present);
-  r.cached_details_present = cached_present;
+  r.cached_details_present = bool_field(s, "input-cached-details-present");
   r.input_cached_text_tokens = int64_field(s, "input-cached-text-tokens");
   r.input_cached_audio_tokens = int64_field(s, "input-cached-audio-tokens");
   r.input_cached_image_tokens = int64_field(s, "input-cached-image-tokens");
