@@ -166,6 +166,10 @@ class BrowserCall:
     def send(self, event: Event) -> None:
         self.driver.execute_script("window.rtgw.send(arguments[0])", encode_event(event))
 
+    def mute(self) -> None:
+        """Stop sending audio (replaceTrack(null) on the audio sender)."""
+        self._js("mute")
+
     def refresh(self) -> CallResult:
         """Pull events, channel and connection state from the page into ``result``."""
         snap = self.driver.execute_script("return window.rtgw.snapshot(arguments[0])",
