@@ -14,6 +14,7 @@
 #include "http/call_request.h"
 #include "http/http_error.h"
 #include "http/initial_session.h"
+#include "http/session_shape.h"
 
 using namespace rtgw;
 
@@ -23,10 +24,18 @@ void check_session(const std::string& session_json) {
   const std::string upstream = http::session_for_upstream(session_json, "gpt-realtime-upstream");
   auto in = json::parse(session_json);
   if (!in || JSON_NODE_TYPE(in.get()) != JSON_NODE_OBJECT) return;  // returned as it came
+  try {
+    http::session_shape(json_node_get_object(in.get()));
+  } catch (const http::HttpError&) {  // an unknown session.type: refused on the way in
+    if (upstream != session_json)
+      fuzz::fail("session_for_upstream changed a session of unknown type", upstream);
+    return;
+  }
   auto out = json::parse(upstream);
   if (!out || JSON_NODE_TYPE(out.get()) != JSON_NODE_OBJECT)
     fuzz::fail("session_for_upstream: not a JSON object", upstream);
-  if (json::get_string(json_node_get_object(out.get()), "model") != "gpt-realtime-upstream")
+  // The model sits where the session's type keeps it (transcription: audio.input.transcription).
+  if (http::session_shape(json_node_get_object(out.get())).model != "gpt-realtime-upstream")
     fuzz::fail("session_for_upstream: model not replaced", upstream);
 }
 
