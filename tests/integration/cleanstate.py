@@ -119,3 +119,10 @@ def assert_clean(gw, base: Dict[str, int], admin_key: str = ADMIN_KEY,
                 and last["threads"] <= base["threads"] + THREAD_NOISE)
     assert wait_for(settled, timeout, 0.5), f"not back to baseline: {base} -> {last}"
     return last
+
+
+def ended_for_client(result) -> bool:
+    """The gateway ended the call as the client sees it: its data channel was closed by the
+    gateway, or its peer connection closed/failed."""
+    return (result.remote_closed or "closed" in result.connection_states
+            or "failed" in result.connection_states)

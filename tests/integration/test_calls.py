@@ -16,6 +16,7 @@ import time
 
 import pytest
 
+from cleanstate import ended_for_client
 from conftest import GATEWAY_KEY, UPSTREAM_KEY, default_gateway_config
 from peers.aiortc_client import AiortcCall, run_call_sync
 from peers.common import free_port, header, http_request, post_hangup, post_offer, wait_until
@@ -228,11 +229,6 @@ def test_slow_worker_is_upstream_timeout(fake_upstream, gateway_factory):
 
 # --------------------------------------------------------------------------- lifecycle
 
-def ended_for_client(result):
-    """The gateway ended the call as the client sees it: its data channel was closed by the
-    gateway, or its peer connection closed/failed."""
-    return (result.remote_closed or "closed" in result.connection_states
-            or "failed" in result.connection_states)
 
 
 def get_call(gw, call_id, key=GATEWAY_KEY):

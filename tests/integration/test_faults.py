@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from cleanstate import (ADMIN_KEY, assert_clean, live_calls, metric, metrics, snapshot, wait_for,
-                        warm_up, with_admin)
+from cleanstate import (ADMIN_KEY, assert_clean, ended_for_client, live_calls, metric, metrics,
+                        snapshot, wait_for, warm_up, with_admin)
 from conftest import GATEWAY_KEY, default_gateway_config
 from peers.aiortc_client import AiortcCall, run_call_sync
 from peers.common import http_request, post_offer
@@ -22,9 +22,6 @@ MODEL = "gpt-realtime"
 ECHO = {"type": "test.echo", "payload": "still here"}
 
 
-def ended_for_client(result):
-    return (result.remote_closed or "closed" in result.connection_states
-            or "failed" in result.connection_states)
 
 
 def get_call(gw, call_id):

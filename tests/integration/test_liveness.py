@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from cleanstate import (assert_clean, metric, metrics, snapshot, wait_for, warm_up,
+from cleanstate import (assert_clean, ended_for_client, metric, metrics, snapshot, wait_for, warm_up,
                         with_admin)
 from conftest import GATEWAY_KEY, HERE, PYTHON, default_gateway_config, start_fake_upstream
 from peers.aiortc_client import AiortcCall
@@ -36,9 +36,6 @@ def get_call(gw, call_id):
     return reply.json()
 
 
-def ended_for_client(result):
-    return (result.remote_closed or "closed" in result.connection_states
-            or "failed" in result.connection_states)
 
 
 def test_killed_upstream_ends_the_call(request, tmp_path, gateway_factory):
