@@ -11,14 +11,14 @@ cd "$(dirname "$0")/.."
 build_packages=(
   meson ninja-build pkg-config g++
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev
-  libnice-dev libsoup-3.0-dev libjson-glib-dev libgtest-dev
+  libnice-dev libsoup-3.0-dev libjson-glib-dev libgtest-dev libhiredis-dev libpq-dev
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
   gstreamer1.0-nice gstreamer1.0-tools
 )
 test_packages=(
   python3 python3-aiortc python3-aiohttp python3-pytest python3-selenium
   chromium chromium-driver libasan8 libubsan1 iproute2 iptables coturn
-  clang libclang-rt-14-dev llvm
+  clang libclang-rt-14-dev llvm redis-server postgresql python3-pytest-xdist
 )
 
 want=("${build_packages[@]}")

@@ -86,6 +86,10 @@ std::string UsageRecord::to_json_line(double unix_time) const {
   else
     out.set("first_token_latency_ms", first_token_latency_ms);
   out.set("turn_duration_ms", turn_duration_ms);
+  if (cost_usd)
+    out.set("cost_usd", *cost_usd);
+  else
+    out.set_null("cost_usd");
   return out.str();
 }
 

@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "common/json.h"
@@ -47,6 +48,9 @@ struct UsageRecord {
   double first_token_latency_ms = -1;
   double turn_duration_ms = 0;
   double transcription_seconds = 0;  // a duration-billed transcription's seconds
+  // The turn's price in US dollars from the model's price table; none when the model has no
+  // table (written as null, never 0).
+  std::optional<double> cost_usd;
 
   // The tokens a budget counts: total_tokens, or input + output when the upstream sent no total.
   std::int64_t billable_tokens() const;
