@@ -40,7 +40,7 @@ for log in glob.glob("build*/meson-logs/testlog.json"):
             passed += 1
         else:
             failed += 1
-for report in glob.glob("build*/tests/integration-junit.xml"):
+for report in glob.glob("build*/tests/integration*-junit.xml"):
     for case in ET.parse(report).iter("testcase"):
         bad = [c for c in case if c.tag in ("failure", "error")]
         failed += bool(bad)

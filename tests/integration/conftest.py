@@ -35,6 +35,38 @@ UPSTREAM_KEY = "upstream-secret"     # the fake upstream's key, known only to th
 _UNSET = object()
 
 
+# --------------------------------------------------------------------------- serial tests
+
+# Tests that run alone in the suite's second pass (run.py), never beside another test: they assert
+# the gateway's RSS, fds or threads, flood it, measure timeouts in seconds, or change the host's
+# network (a decoy interface, fixed UDP port ranges). A file name marks the whole file.
+SERIAL_TESTS = (
+    "test_soak.py",
+    "test_netns.py",
+    "test_liveness.py",
+    "test_faults.py::test_client_flooding_events",
+    "test_faults.py::test_sigterm_with_many_live_calls",
+    "test_calls.py::test_no_fd_or_thread_growth_across_many_calls",
+    "test_calls.py::test_concurrent_calls",
+    "test_ice_config.py::test_udp_port_range_holds_and_exhaustion_is_503",
+    "test_http_hardening.py::test_chunked_body_is_counted_as_it_arrives_even_on_healthz",
+    "test_http_hardening.py::test_content_length_above_the_limit_is_refused_before_the_body",
+    "test_http_hardening.py::test_connections_beyond_max_connections_are_refused",
+)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "serial: runs alone, in the suite's second pass (run.py)")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        file = os.path.basename(str(item.fspath))
+        name = item.originalname if hasattr(item, "originalname") else item.name
+        if file in SERIAL_TESTS or f"{file}::{name}" in SERIAL_TESTS:
+            item.add_marker(pytest.mark.serial)
+
+
 # --------------------------------------------------------------------------- failure logs
 
 def _attach_log(request, name: str, path: str) -> None:

@@ -15,6 +15,8 @@ import pytest
 from cleanstate import (ADMIN_KEY, assert_clean, ended_for_client, live_calls, metric, metrics,
                         snapshot, wait_for, warm_up, with_admin)
 from conftest import GATEWAY_KEY, default_gateway_config
+
+SANITIZED = os.environ.get("RTGW_SANITIZE", "none") not in ("", "none")
 from peers.aiortc_client import AiortcCall, run_call_sync
 from peers.common import http_request, post_offer
 
@@ -163,8 +165,12 @@ def test_client_flooding_events(fake_upstream, gateway_factory):
                       if e["error"]["code"] in ("event_queue_full", "event_too_large",
                                                 "rate_limited", "events_rate_limited")]
     assert len(refused_errors) >= state["events"]["refused"] - 1, (state, len(refused_errors))
-    # bounded memory: the burst (~300 kB of events) cannot cost more than a few tens of MB
-    assert peak_rss - base["rss_kb"] < 100_000, (base, peak_rss)
+    # bounded memory: the burst (~300 kB of events) cannot cost more than a few tens of MB. Under
+    # ASan every freed block waits in its quarantine (256 MB by default) before it is reused, so
+    # RSS there grows with what was freed, not with what is held (CI saw +109 MB): only the
+    # unsanitized build checks the tight bound.
+    limit_kb = 100_000 if not SANITIZED else 400_000
+    assert peak_rss - base["rss_kb"] < limit_kb, (base, peak_rss)
     assert_clean(gw, base)
 
 

