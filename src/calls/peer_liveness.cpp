@@ -10,9 +10,9 @@
 #include <time.h>
 
 #include <algorithm>
+#include <map>
 #include <memory>
 #include <string>
-#include <tuple>
 
 namespace rtgw::calls {
 namespace {
@@ -43,31 +43,38 @@ struct DescriptionDeleter {
 };
 using UniqueDescription = std::unique_ptr<GstWebRTCSessionDescription, DescriptionDeleter>;
 
-// The peer's ICE ufrag and password from the leg's remote description, when the whole session
-// uses one pair (every stack we meet does; per-section credentials are left alone: {}).
-std::pair<std::string, std::string> remote_credentials(GstElement* webrtcbin) {
+UniqueDescription description_of(GstElement* webrtcbin, const char* which) {
   GstWebRTCSessionDescription* raw = nullptr;
-  g_object_get(webrtcbin, "remote-description", &raw, nullptr);
-  UniqueDescription description(raw);
-  if (!description || !description->sdp) return {};
-  const GstSDPMessage* sdp = description->sdp;
-  const char* session_ufrag = gst_sdp_message_get_attribute_val(sdp, "ice-ufrag");
-  const char* session_pwd = gst_sdp_message_get_attribute_val(sdp, "ice-pwd");
-  std::pair<std::string, std::string> found;
-  for (guint i = 0; i < gst_sdp_message_medias_len(sdp); ++i) {
-    const GstSDPMedia* media = gst_sdp_message_get_media(sdp, i);
-    const char* ufrag = gst_sdp_media_get_attribute_val(media, "ice-ufrag");
-    const char* pwd = gst_sdp_media_get_attribute_val(media, "ice-pwd");
-    if (!ufrag) ufrag = session_ufrag;
-    if (!pwd) pwd = session_pwd;
-    if (!ufrag || !pwd) continue;
-    if (found.first.empty())
-      found = {ufrag, pwd};
-    else if (found.first != ufrag || found.second != pwd)
-      return {};
+  g_object_get(webrtcbin, which, &raw, nullptr);
+  return UniqueDescription(raw);
+}
+
+// A media section's ICE credentials, or the session's.
+std::pair<const char*, const char*> credentials_of(const GstSDPMessage* sdp, guint media) {
+  const GstSDPMedia* m = gst_sdp_message_get_media(sdp, media);
+  const char* ufrag = m ? gst_sdp_media_get_attribute_val(m, "ice-ufrag") : nullptr;
+  const char* pwd = m ? gst_sdp_media_get_attribute_val(m, "ice-pwd") : nullptr;
+  if (!ufrag) ufrag = gst_sdp_message_get_attribute_val(sdp, "ice-ufrag");
+  if (!pwd) pwd = gst_sdp_message_get_attribute_val(sdp, "ice-pwd");
+  return {ufrag, pwd};
+}
+
+// Our ufrag → the peer's ufrag and password, media section by media section (an offer and its
+// answer list them in the same order). An unbundled peer (aiortc) has one pair per section.
+std::map<std::string, std::pair<std::string, std::string>> ice_credentials(GstElement* webrtcbin) {
+  std::map<std::string, std::pair<std::string, std::string>> out;
+  UniqueDescription local = description_of(webrtcbin, "local-description");
+  UniqueDescription remote = description_of(webrtcbin, "remote-description");
+  if (!local || !local->sdp || !remote || !remote->sdp) return out;
+  guint medias =
+      std::min(gst_sdp_message_medias_len(local->sdp), gst_sdp_message_medias_len(remote->sdp));
+  for (guint i = 0; i < medias; ++i) {
+    auto [local_ufrag, local_pwd] = credentials_of(local->sdp, i);
+    auto [remote_ufrag, remote_pwd] = credentials_of(remote->sdp, i);
+    if (local_ufrag && remote_ufrag && remote_pwd)
+      out.emplace(local_ufrag, std::make_pair(std::string(remote_ufrag), remote_pwd));
   }
-  if (found.first.empty() && session_ufrag && session_pwd) found = {session_ufrag, session_pwd};
-  return found;
+  return out;
 }
 
 const uint16_t kStunAttributes[] = {STUN_ATTRIBUTE_USERNAME,
@@ -145,7 +152,7 @@ std::size_t PeerLiveness::watch(Leg which, GstElement* webrtcbin) {
   }
   g_value_unset(&item);
   // Taken again on each call: a renegotiation (ICE restart) may have changed them.
-  std::tie(leg.remote_ufrag, leg.remote_pwd) = remote_credentials(webrtcbin);
+  leg.credentials = ice_credentials(webrtcbin);
   if (leg.seen_us == 0 && !leg.sources.empty()) {
     leg.seen_packets = leg.packets.load(std::memory_order_relaxed);
     socket_received(leg);  // takes the sockets' current stamps
@@ -181,7 +188,6 @@ bool PeerLiveness::socket_received(LegState& leg) {
 }
 
 void PeerLiveness::request_sign_of_life(LegState& leg) {
-  if (leg.remote_ufrag.empty()) return;
   for (Source& source : leg.sources) {
     if (!source.agent || source.stream == 0 || source.component == 0) continue;
     auto socket = Ref<GSocket>::adopt(
@@ -203,16 +209,19 @@ void PeerLiveness::request_sign_of_life(LegState& leg) {
     if (!nice_agent_get_local_credentials(source.agent.get(), source.stream, &ufrag_raw, &pwd_raw))
       continue;
     UniqueStr local_ufrag(ufrag_raw), local_pwd(pwd_raw);
+    auto peer = leg.credentials.find(local_ufrag.get());
+    if (peer == leg.credentials.end()) continue;  // not in the descriptions: not ours to ask
+    const auto& [remote_ufrag, remote_pwd] = peer->second;
     gboolean controlling = FALSE;
     g_object_get(source.agent.get(), "controlling-mode", &controlling, nullptr);
     // USERNAME is "<peer's ufrag>:<ours>", the integrity key the peer's password (RFC 8445 7.2.2).
-    std::string username = leg.remote_ufrag + ":" + local_ufrag.get();
+    std::string username = remote_ufrag + ":" + local_ufrag.get();
     uint8_t buffer[STUN_MAX_MESSAGE_SIZE_IPV6];
     StunMessage message;
     size_t length = stun_usage_ice_conncheck_create(
         &stun_agent_, &message, buffer, sizeof buffer,
         reinterpret_cast<const uint8_t*>(username.data()), username.size(),
-        reinterpret_cast<const uint8_t*>(leg.remote_pwd.data()), leg.remote_pwd.size(),
+        reinterpret_cast<const uint8_t*>(remote_pwd.data()), remote_pwd.size(),
         /*cand_use=*/false, controlling, priority, tie_breaker_, nullptr,
         STUN_USAGE_ICE_COMPATIBILITY_RFC5245);
     if (length == 0) continue;

@@ -31,6 +31,7 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -87,7 +88,8 @@ class PeerLiveness {
     gint64 seen_us = 0;                     // last time the leg showed life (0: not watched)
     bool reported = false;
     std::vector<Source> sources;
-    std::string remote_ufrag, remote_pwd;  // empty: unknown or not one pair for the session
+    // our ICE ufrag → the peer's ufrag and password (from the leg's descriptions)
+    std::map<std::string, std::pair<std::string, std::string>> credentials;
     std::uint64_t requests = 0;
   };
   LegState& state(Leg leg) { return legs_[static_cast<std::size_t>(leg)]; }

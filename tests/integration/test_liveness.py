@@ -137,6 +137,8 @@ def test_killed_silent_client_ends_the_call(tmp_path, fake_upstream, gateway_fac
     state = get_call(gw, call_id)
     assert state["state"] == "ended"
     assert "client" in state["end_reason"] and "peer timeout" in state["end_reason"], state
+    # It was asked (ICE binding requests) before it was given up; nothing answered.
+    assert state["liveness"]["client_checks_sent"] >= 1, state["liveness"]
     assert wait_for(lambda: metric(metrics(gw), "rtgw_calls_total",
                                    '{model="gpt-realtime",outcome="peer_timeout"}') == 1, 5)
     assert metric(metrics(gw), "rtgw_peer_timeouts_total", '{leg="client"}') == 1
