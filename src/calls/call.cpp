@@ -898,11 +898,16 @@ json::ObjectBuilder Call::describe() const {
   usage.set("turns", static_cast<gint64>(turns_));
   json::ObjectBuilder legs;
   legs.set("client", state_name(client_state_)).set("upstream", state_name(upstream_state_));
-  // Milliseconds since each leg's peer last sent a packet (-1: not watched yet or any more).
+  // Milliseconds since each leg's peer last sent a packet (-1: not watched yet or any more), and
+  // the ICE binding requests sent to a quiet peer to ask for a sign of life.
   json::ObjectBuilder liveness;
   liveness.set("peer_timeout_seconds", settings_.webrtc.peer_timeout_seconds)
       .set("client_idle_ms", liveness_->idle_ms(PeerLiveness::Leg::kClient))
-      .set("upstream_idle_ms", liveness_->idle_ms(PeerLiveness::Leg::kUpstream));
+      .set("upstream_idle_ms", liveness_->idle_ms(PeerLiveness::Leg::kUpstream))
+      .set("client_checks_sent",
+           static_cast<gint64>(liveness_->requests(PeerLiveness::Leg::kClient)))
+      .set("upstream_checks_sent",
+           static_cast<gint64>(liveness_->requests(PeerLiveness::Leg::kUpstream)));
   const char* state = state_ == State::kSettingUp ? "setting_up"
                       : state_ == State::kActive  ? "active"
                                                   : "ended";

@@ -2,22 +2,36 @@
 // Peer liveness for a call's two legs (SPEC "Peer liveness").
 //
 // webrtcbin 1.22 runs libnice without consent freshness (WEBRTCBIN-NOTES), so a peer that dies
-// without a DTLS close (kill -9, a cable pulled) is never noticed by webrtcbin. This watches the
-// receive path instead: a buffer probe on each `nicesrc` inside a leg's webrtcbin counts every
-// packet the peer sends after ICE (DTLS, hence SCTP and its heartbeats; SRTP; SRTCP). STUN is
-// consumed inside libnice and never reaches nicesrc, so it does not count. A leg that received
-// nothing for `timeout_seconds` is reported once to the listener.
+// without a DTLS close (kill -9, a cable pulled) is never noticed by webrtcbin. This watches what
+// each leg receives, and asks a quiet peer for a sign of life:
+//   - a buffer probe on each `nicesrc` inside the leg's webrtcbin counts every packet the peer
+//     sends after ICE that libnice hands on (DTLS, hence SCTP and its heartbeats; SRTP; SRTCP);
+//   - STUN is consumed inside libnice and never reaches nicesrc, so the kernel's receive stamp of
+//     the selected pair's socket (SIOCGSTAMPNS: the last datagram libnice read) is compared on
+//     every tick: a peer's ICE consent checks (Chromium pings every ~2.5 s) count too;
+//   - a leg quiet for a quarter of the timeout is sent an ICE binding request on its selected pair
+//     (an RFC 7675 consent check, built with the peer's ICE credentials from its description),
+//     once a tick while it stays quiet. Any live ICE peer answers it within a round trip, whatever
+//     its media does; the answer lands on the socket (libnice drops it as an unmatched response).
+//     Two webrtcbin peers with no RTP either way send each other nothing else for 25 s.
+// A leg that received nothing for `timeout_seconds` is reported once to the listener. A relayed
+// (TURN) or ICE-TCP selected pair has no socket of its own to read or send on: there only what
+// reaches nicesrc counts.
 //
-// Owns: the probes (removed on stop/destruction), the per-leg packet counters and one main-loop
-// timer (1 s). Threads: every method on the main loop; the probes run on nicesrc's streaming
-// thread and only bump an atomic counter (no lock, no allocation).
+// Owns: the probes (removed on stop/destruction), the per-leg packet counters, the legs' ICE
+// credentials, a STUN agent for the requests and one main-loop timer (1 s). Threads: every method
+// on the main loop; the probes run on nicesrc's streaming thread and only bump an atomic counter
+// (no lock, no allocation). libnice's socket is only read by ioctl and written by sendto from here.
 #pragma once
 
 #include <gst/gst.h>
+#include <nice/agent.h>
+#include <stun/stunagent.h>
 
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -37,7 +51,7 @@ class PeerLiveness {
     virtual void OnPeerSilent(Leg leg, gint64 silent_ms) = 0;
   };
 
-  // timeout_seconds <= 0: disabled (watch() does nothing).
+  // timeout_seconds <= 0: disabled (watch() does nothing, no request is ever sent).
   PeerLiveness(int timeout_seconds, Listener* listener);
   ~PeerLiveness();
   PeerLiveness(const PeerLiveness&) = delete;
@@ -53,25 +67,45 @@ class PeerLiveness {
   // Milliseconds since the leg last received a packet; -1 when the leg is not watched.
   gint64 idle_ms(Leg leg) const;
   std::uint64_t packets(Leg leg) const;
+  // Binding requests sent to the leg's peer so far.
+  std::uint64_t requests(Leg leg) const { return state(leg).requests; }
 
   static const char* name(Leg leg) { return leg == Leg::kClient ? "client" : "upstream"; }
 
  private:
+  // One nicesrc of a leg: its probe, and the ICE component it reads.
+  struct Source {
+    Ref<GstPad> pad;
+    gulong probe = 0;
+    Ref<NiceAgent> agent;
+    guint stream = 0;
+    guint component = 0;
+    gint64 socket_stamp_ns = -1;  // last receive stamp seen on the selected socket (-1: none)
+  };
   struct LegState {
     std::atomic<std::uint64_t> packets{0};  // bumped by the probes
     std::uint64_t seen_packets = 0;         // as of seen_us
-    gint64 seen_us = 0;                     // last time the count moved (0: not watched)
+    gint64 seen_us = 0;                     // last time the leg showed life (0: not watched)
     bool reported = false;
-    std::vector<std::pair<Ref<GstPad>, gulong>> probes;
+    std::vector<Source> sources;
+    // our ICE ufrag → the peer's ufrag and password (from the leg's descriptions)
+    std::map<std::string, std::pair<std::string, std::string>> credentials;
+    std::uint64_t requests = 0;
   };
   LegState& state(Leg leg) { return legs_[static_cast<std::size_t>(leg)]; }
   const LegState& state(Leg leg) const { return legs_[static_cast<std::size_t>(leg)]; }
   void tick();
   void remove_probes(LegState& leg);
+  // Whether a selected socket of the leg read a datagram since the last call (takes the stamps).
+  static bool socket_received(LegState& leg);
+  // Sends one binding request on each of the leg's selected UDP pairs it has credentials for.
+  void request_sign_of_life(LegState& leg);
 
   gint64 timeout_us_;
   Listener* listener_;
   std::array<LegState, 2> legs_;
+  StunAgent stun_agent_{};
+  guint64 tie_breaker_ = 0;
   SourceGuard timer_;
 };
 
