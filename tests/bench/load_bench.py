@@ -108,7 +108,8 @@ def answered_overhead(gw: bl.Gateway, after_ids: set) -> List[float]:
 
 
 def run_phase(args, procs: bl.Processes, workdir: str, label: str, n: int, base_url: str,
-              key: str, upstream: bl.Upstream, gw: Optional[bl.Gateway]) -> Dict[str, Any]:
+              key: str, upstream: bl.Upstream, gw: Optional[bl.Gateway],
+              perf_out: Optional[str] = None) -> Dict[str, Any]:
     res: Dict[str, Any] = {"label": label, "n": n}
     if gw:
         time.sleep(1.0)
@@ -131,8 +132,21 @@ def run_phase(args, procs: bl.Processes, workdir: str, label: str, n: int, base_
         callers.send("start")
         callers.expect("STARTED", 30)
         cpu.start()
+        perf = None
+        if perf_out and gw:  # perf record inside the steady window only
+            perf = procs.add(subprocess.Popen(
+                ["perf", "record", "-g", "-F", "499", "-p", str(gw.pid), "-o", perf_out, "--",
+                 "sleep", str(min(args.perf, args.hold))],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         peak = sample_peak(gw.pid if gw else upstream.proc.pid, args.hold)
         cpu.stop()
+        if perf:
+            try:
+                perf.wait(30)
+            except subprocess.TimeoutExpired:
+                pass
+            procs.stop(perf)
+            res["perf_data"] = perf_out
         callers.send("stop")
         win = callers.expect("WINDOW", 60)
         res["cpu"] = cpu.result
@@ -172,7 +186,7 @@ def main() -> int:
                     help="LABEL[:ENV=VALUE,...] gateway variant (repeatable; default: 'gateway')")
     ap.add_argument("--no-direct", action="store_true", help="skip the direct phase")
     ap.add_argument("--perf", metavar="SECONDS", type=float, default=0.0,
-                    help="perf record -g the (first) gateway for SECONDS inside the window")
+                    help="perf record -g each gateway for SECONDS inside the window")
     ap.add_argument("--json")
     ap.add_argument("--keep", action="store_true")
     args = ap.parse_args()
@@ -201,7 +215,7 @@ def main() -> int:
                                       env=v["env"], binary=v["binary"],
                                       name=f"{v['label']}-{n}")
                 warm_up(procs, workdir, v["label"], gw.url, bl.GATEWAY_KEY)
-                if args.perf > 0 and v is variants[0]:
+                if args.perf > 0:
                     res = run_phase_with_perf(args, procs, workdir, v["label"], n, gw, upstream)
                 else:
                     res = run_phase(args, procs, workdir, v["label"], n, gw.url, bl.GATEWAY_KEY,
@@ -231,19 +245,9 @@ def warm_up(procs, workdir, label, base_url, key) -> None:
 def run_phase_with_perf(args, procs, workdir, label, n, gw, upstream):
     """run_phase with `perf record -g` attached to the gateway during the window."""
     out = os.path.join(workdir, f"perf-{label}-{n}.data")
-    perf = procs.add(subprocess.Popen(
-        ["perf", "record", "-g", "-F", "499", "-p", str(gw.pid), "-o", out, "--",
-         "sleep", str(args.perf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-    try:
-        res = run_phase(args, procs, workdir, label, n, gw.url, bl.GATEWAY_KEY, upstream, gw)
-    finally:
-        try:
-            perf.wait(args.perf + 60)
-        except subprocess.TimeoutExpired:
-            pass
-        procs.stop(perf)
-    res["perf_data"] = out
-    print(f"perf data: {out} (perf report -i {out} --no-children --sort dso,sym)")
+    res = run_phase(args, procs, workdir, label, n, gw.url, bl.GATEWAY_KEY, upstream, gw,
+                    perf_out=out)
+    print(f"perf data: {out} (perf report -i {out} --no-children --sort comm,dso -g none)")
     return res
 
 
@@ -253,7 +257,7 @@ def report(results: List[Dict[str, Any]], ns: List[int]) -> None:
         rows = [r for r in results if r["n"] == n]
         direct = next((r for r in rows if r["label"] == "direct"), None)
         print(f"\n=== N = {n} concurrent calls (figures over the steady window) ===")
-        head = ["phase", "up", "CPU %core/call", "dRSS MiB/call", "dthreads/call",
+        head = ["phase", "up", "CPU %core/call", "us CPU/pkt", "dRSS MiB/call", "dthreads/call",
                 "rx pkt/s/call", "tx pkt/s/call", "loss %", "jitter ms p50/max",
                 "echo p50 ms", "echo p95 ms", "POST p50 ms", "machine %"]
         table = []
@@ -263,7 +267,11 @@ def report(results: List[Dict[str, Any]], ns: List[int]) -> None:
             drss = (r["peak"]["rss_kib"] - r["idle"]["rss_kib"]) / 1024 / n if gw else float("nan")
             dthr = (r["peak"]["threads"] - r["idle"]["threads"]) / n if gw else float("nan")
             rtt, jit = S(r["rtt_ms"], (50, 95)), S(r["jitter_ms"], (50,))
-            table.append([r["label"], f"{r['up']}/{n}", cpu, drss, dthr, r["rx_pps_per_call"],
+            # gateway CPU per relayed RTP packet (both directions; events and timers included)
+            pps = (r["rx_pps_per_call"] + r["tx_pps_per_call"]) * n
+            us_pkt = r["cpu"].get("gateway_pct", float("nan")) / 100.0 / pps * 1e6 if gw and pps \
+                else float("nan")
+            table.append([r["label"], f"{r['up']}/{n}", cpu, us_pkt, drss, dthr, r["rx_pps_per_call"],
                           r["tx_pps_per_call"], r["loss_pct"],
                           f"{bl.fmt(jit['p50'])}/{bl.fmt(jit['max'])}", rtt["p50"], rtt["p95"],
                           S(r["post_ms"], (50,))["p50"], r["cpu"]["machine_pct"]])
