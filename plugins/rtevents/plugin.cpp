@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-// The rtevents plugin: registers rteventfilter, rtusagemeter and rteventparse.
+// The rtevents plugin: registers rteventfilter, rtusagemeter, rteventparse and rtpptrewrite.
 //
 // Compiled twice by meson: once as the loadable module (libgstrtevents.so) and once with
 // -DGST_PLUGIN_BUILD_STATIC for the static library the server links, where it also defines
@@ -14,6 +14,7 @@
 #include "rteventfilter.h"
 #include "rteventparse.h"
 #include "rtevents.h"
+#include "rtpptrewrite.h"
 #include "rtusagemeter.h"
 
 #ifndef PACKAGE
@@ -27,13 +28,15 @@ gboolean plugin_init(GstPlugin* plugin) {
   ok &= GST_ELEMENT_REGISTER(rteventfilter, plugin);
   ok &= GST_ELEMENT_REGISTER(rtusagemeter, plugin);
   ok &= GST_ELEMENT_REGISTER(rteventparse, plugin);
+  ok &= GST_ELEMENT_REGISTER(rtpptrewrite, plugin);
   return ok;
 }
 
 }  // namespace
 
 GST_PLUGIN_DEFINE(GST_VERSION_MAJOR, GST_VERSION_MINOR, rtevents,
-                  "Realtime Gateway event elements: policy filter, usage meter, JSON-lines parser",
+                  "Realtime Gateway elements: event policy filter, usage meter, JSON-lines parser, "
+                  "RTP PT rewrite",
                   plugin_init, RTEVENTS_VERSION, "MIT/X11", RTEVENTS_PACKAGE_NAME, RTEVENTS_ORIGIN)
 
 #ifdef GST_PLUGIN_BUILD_STATIC

@@ -362,6 +362,7 @@ void Call::on_upstream_result(workers::UpstreamResult result) {
   }
   // Map payload types: what goes to the upstream carries the upstream's Opus PT.
   g_object_set(element(kUpstreamAudioOut).get(), "pt", static_cast<guint>(pt), nullptr);
+  if (pt != client_opus_pt_) upstream_leg_->set_audio_payload_type(pt);
   upstream_leg_->set_remote_description(
       GST_WEBRTC_SDP_TYPE_ANSWER, std::move(message), [this](const std::string& error) {
         if (state_ == State::kEnded) return;
@@ -493,45 +494,15 @@ void Call::on_client_gone(const std::string& reason) {
 }
 
 void Call::poll_rtp_stats() {
-  // webrtcbin's own counters (loss as its jitterbuffer saw it), read every 2 s. The promise is
-  // answered on the leg's pc thread: copy the figures and post them.
+  // webrtcbin's own counters (loss as its RTP session saw it), read synchronously from each
+  // leg's RTP session every 2 s and once more at the end: no get-stats promise (it cost a hop to
+  // each leg's pc thread and a full stats report per leg).
   for (WebRtcLeg* leg : {client_leg_.get(), upstream_leg_.get()}) {
     if (!leg) continue;
-    bool is_client = leg == client_leg_.get();
-    std::weak_ptr<int> alive = alive_;
-    auto promise = make_promise([alive, this, is_client](const GstStructure* reply) {
-      if (!reply) return;
-      struct Totals {
-        guint64 received = 0;
-        gint64 lost = 0;
-      } totals;
-      gst_structure_foreach(
-          reply,
-          [](GQuark, const GValue* value, gpointer data) -> gboolean {
-            if (!GST_VALUE_HOLDS_STRUCTURE(value)) return TRUE;
-            const GstStructure* s = gst_value_get_structure(value);
-            GstWebRTCStatsType type;
-            if (!gst_structure_get(s, "type", GST_TYPE_WEBRTC_STATS_TYPE, &type, nullptr) ||
-                type != GST_WEBRTC_STATS_INBOUND_RTP)
-              return TRUE;
-            auto* t = static_cast<Totals*>(data);
-            guint64 received = 0;
-            gint64 lost = 0;
-            gst_structure_get_uint64(s, "packets-received", &received);
-            gst_structure_get_int64(s, "packets-lost", &lost);
-            t->received += received;
-            t->lost += lost;
-            return TRUE;
-          },
-          &totals);
-      post_to_main([alive, this, is_client, totals] {
-        if (!alive.lock()) return;
-        RtpStats& stats = is_client ? client_rtp_ : upstream_rtp_;
-        stats.packets_received = totals.received;
-        stats.packets_lost = totals.lost;
-      });
-    });
-    g_signal_emit_by_name(leg->element(), "get-stats", nullptr, promise.get());
+    const WebRtcLeg::RtpTotals totals = leg->rtp_totals();
+    RtpStats& stats = leg == client_leg_.get() ? client_rtp_ : upstream_rtp_;
+    stats.packets_received = totals.received;
+    stats.packets_lost = totals.lost;
   }
 }
 
@@ -786,6 +757,7 @@ void Call::hang_up(const std::string& reason) {
   drain_timeout_.cancel();
   policy_hangup_.cancel();
   media_watchdog_.cancel();
+  if (stats_timer_) poll_rtp_stats();  // the final figures (the legs are still up here)
   stats_timer_.cancel();
   liveness_->stop();
   lease_.settle(workers::SetupOutcome::kNeutral);  // ended during set-up: a cancel

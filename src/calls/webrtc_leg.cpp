@@ -232,6 +232,40 @@ void WebRtcLeg::finish_gathering(bool timed_out) {
   pending->done({}, text);
 }
 
+WebRtcLeg::RtpTotals WebRtcLeg::rtp_totals() const {
+  RtpTotals totals;
+  // webrtcbin 1.22 names its rtpbin "rtpbin"; with max-bundle everything is RTP session 0.
+  auto rtpbin = Ref<GstElement>::adopt(gst_bin_get_by_name(GST_BIN(webrtcbin_.get()), "rtpbin"));
+  if (!rtpbin) return totals;
+  Ref<GObject> session;
+  g_signal_emit_by_name(rtpbin.get(), "get-internal-session", 0u, session.out());
+  if (!session) return totals;
+  GstStructure* raw = nullptr;
+  g_object_get(session.get(), "stats", &raw, nullptr);
+  UniqueStructure stats(raw);
+  if (!stats) return totals;
+  // "source-stats" is a GValueArray (deprecated in GLib, but what rtpsession 1.22 hands out).
+  const GValue* sources = gst_structure_get_value(stats.get(), "source-stats");
+  if (!sources || G_VALUE_TYPE(sources) != g_type_from_name("GValueArray")) return totals;
+  G_GNUC_BEGIN_IGNORE_DEPRECATIONS
+  auto* array = static_cast<GValueArray*>(g_value_get_boxed(sources));
+  for (guint i = 0; array && i < array->n_values; ++i) {
+    const GValue* v = &array->values[i];
+    if (!GST_VALUE_HOLDS_STRUCTURE(v)) continue;
+    const GstStructure* s = gst_value_get_structure(v);
+    gboolean internal = TRUE;
+    if (!gst_structure_get_boolean(s, "internal", &internal) || internal) continue;
+    guint64 received = 0;
+    gint lost = 0;
+    gst_structure_get_uint64(s, "packets-received", &received);
+    gst_structure_get_int(s, "packets-lost", &lost);
+    totals.received += received;
+    totals.lost += lost;
+  }
+  G_GNUC_END_IGNORE_DEPRECATIONS
+  return totals;
+}
+
 Ref<GstPad> WebRtcLeg::request_audio_sink(GstCaps* codec_preferences) {
   auto pad = Ref<GstPad>::adopt(gst_element_request_pad_simple(webrtcbin_.get(), "sink_%u"));
   if (!pad) return {};
@@ -240,7 +274,19 @@ Ref<GstPad> WebRtcLeg::request_audio_sink(GstCaps* codec_preferences) {
   if (transceiver)
     g_object_set(transceiver.get(), "direction", GST_WEBRTC_RTP_TRANSCEIVER_DIRECTION_SENDRECV,
                  "codec-preferences", codec_preferences, nullptr);
+  audio_transceiver_ = std::move(transceiver);
   return pad;
+}
+
+void WebRtcLeg::set_audio_payload_type(int pt) {
+  if (!audio_transceiver_) return;
+  Ref<GstCaps> prefs;
+  g_object_get(audio_transceiver_.get(), "codec-preferences", prefs.out(), nullptr);
+  if (!prefs) return;
+  auto caps = Ref<GstCaps>::adopt(gst_caps_copy(prefs.get()));
+  for (guint i = 0; i < gst_caps_get_size(caps.get()); ++i)
+    gst_structure_set(gst_caps_get_structure(caps.get(), i), "payload", G_TYPE_INT, pt, nullptr);
+  g_object_set(audio_transceiver_.get(), "codec-preferences", caps.get(), nullptr);
 }
 
 }  // namespace rtgw::calls

@@ -55,11 +55,24 @@ class WebRtcLeg {
 
   // Requests a sink pad whose transceiver sends and receives audio with `codec_preferences`.
   Ref<GstPad> request_audio_sink(GstCaps* codec_preferences);
+  // The remote answered with payload type `pt` for the audio we offered: the audio transceiver's
+  // codec preferences follow, so webrtcbin's sink pad accepts the packets we send with it.
+  void set_audio_payload_type(int pt);
 
   GstWebRTCPeerConnectionState connection_state() const;
 
+  // What this leg received so far, summed over the remote RTP sources of its RTP session (the
+  // figures webrtcbin's get-stats reports as inbound-rtp packets-received / packets-lost), read
+  // synchronously from rtpbin's session: no get-stats promise, no hop to the pc thread.
+  struct RtpTotals {
+    guint64 received = 0;
+    gint64 lost = 0;
+  };
+  RtpTotals rtp_totals() const;
+
  private:
-  struct Pending;  // a description waiting for ICE gathering
+  Ref<GstWebRTCRTPTransceiver> audio_transceiver_;  // from request_audio_sink()
+  struct Pending;                                   // a description waiting for ICE gathering
   void on_gathering_state_changed();
   void finish_gathering(bool timed_out);
 

@@ -157,13 +157,14 @@ class Upstream:
         return f"http://127.0.0.1:{self.port}"
 
 
-def start_fake_upstream(procs: Processes, workdir: str, timeout: float = 30.0) -> Upstream:
+def start_fake_upstream(procs: Processes, workdir: str, timeout: float = 30.0,
+                        extra_args: Sequence[str] = ()) -> Upstream:
     """tests/integration/peers/fake_upstream.py --port 0 in its own process."""
     log_path = os.path.join(workdir, "fake-upstream.log")
     with open(log_path, "wb") as log:
         proc = procs.add(subprocess.Popen(
             [PYTHON, FAKE_UPSTREAM, "--host", "127.0.0.1", "--port", "0",
-             "--api-key", UPSTREAM_KEY],
+             "--api-key", UPSTREAM_KEY, *extra_args],
             stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL))
     line = read_line_with_prefix(proc, "LISTENING ", timeout)
     if line is None:
@@ -193,20 +194,21 @@ class Gateway:
 
 
 def start_gateway(procs: Processes, workdir: str, config: Dict[str, Any],
-                  timeout: float = 15.0) -> Gateway:
+                  timeout: float = 15.0, env: Optional[Dict[str, str]] = None,
+                  binary: Optional[str] = None, name: str = "gateway") -> Gateway:
     """The gateway binary with ``config`` on a free loopback port; returns once /healthz is 200.
     Its logs (stderr, plain text) go to ``workdir/gateway.stderr.log``."""
-    binary = gateway_binary()
+    binary = binary or gateway_binary()
     if not os.access(binary, os.X_OK):
         raise RuntimeError(f"gateway binary {binary} not found: ninja -C build, or set RTGW_BINARY")
     port = free_port()
     config = dict(config, listen=f"127.0.0.1:{port}")
-    config_path = os.path.join(workdir, "gateway.json")
+    config_path = os.path.join(workdir, f"{name}.json")
     with open(config_path, "w") as f:
         json.dump(config, f, indent=2)
-    stderr_path = os.path.join(workdir, "gateway.stderr.log")
-    env = dict(os.environ, RTGW_LOG_JSON="0")       # the log parser expects plain text
-    with open(os.path.join(workdir, "gateway.stdout.log"), "wb") as out, \
+    stderr_path = os.path.join(workdir, f"{name}.stderr.log")
+    env = dict(os.environ, **(env or {}), RTGW_LOG_JSON="0")  # the log parser expects plain text
+    with open(os.path.join(workdir, f"{name}.stdout.log"), "wb") as out, \
             open(stderr_path, "wb") as err:
         proc = procs.add(subprocess.Popen(
             [binary, "--config", config_path, "--listen", f"127.0.0.1:{port}"],

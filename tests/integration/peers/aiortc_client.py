@@ -34,9 +34,9 @@ if __package__ in (None, ""):  # run as a script: make "peers" importable
 
 from aiortc import RTCPeerConnection, RTCSessionDescription  # noqa: E402
 
-from peers.common import (AudioCounter, CallResult, Event, abandon_aiortc_pc,  # noqa: E402
-                          aiortc_configuration, decode_event, encode_event, make_mute_track,
-                          make_tone_track, post_hangup, post_offer)
+from peers.common import (AudioCounter, CallResult, Event, RtpRecorder,  # noqa: E402
+                          abandon_aiortc_pc, aiortc_configuration, decode_event, encode_event,
+                          make_mute_track, make_tone_track, post_hangup, post_offer)
 
 CLOSE_MODES = ("close", "hangup", "leave")
 
@@ -61,6 +61,7 @@ class AiortcCall:
         # sendrecv audio transceiver; send_audio=False: its track never yields a frame (no RTP)
         self.tone = make_tone_track() if send_audio else make_mute_track()
         self.audio = AudioCounter()
+        self.rtp = RtpRecorder()      # payload types and order of the RTP we receive
         self.pc.addTrack(self.tone)
         self.channel = self.pc.createDataChannel(label)
         self.channel.on("open", self._on_open)
@@ -120,6 +121,7 @@ class AiortcCall:
             try:
                 await self.pc.setRemoteDescription(
                     RTCSessionDescription(self.result.answer_sdp, "answer"))
+                self.rtp.attach(self.pc)
                 if self.pc.sctp is not None:
                     self.pc.sctp.transport.on("statechange", self._on_dtls_state)
             except Exception as e:  # noqa: BLE001 - reported, not raised
@@ -144,6 +146,7 @@ class AiortcCall:
     def _update_counters(self) -> None:
         self.result.audio_frames_received = self.audio.frames
         self.result.audio_frames_sent = self.tone.frames_sent
+        self.result.rtp_received = self.rtp.summary()
         self.result.elapsed = time.monotonic() - self._started
 
     async def hangup(self) -> int:

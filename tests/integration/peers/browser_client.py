@@ -114,10 +114,13 @@ class BrowserCall:
     def __init__(self, base_url: str, key: Optional[str], model: Optional[str] = None,
                  session: Optional[Dict[str, Any]] = None, send_events: Iterable[Event] = (),
                  http_timeout: float = 15.0, label: str = "oai-events",
-                 path: str = "/v1/realtime/calls") -> None:
+                 path: str = "/v1/realtime/calls", record_rtp: bool = False) -> None:
         self.base_url, self.key, self.model, self.session = base_url, key, model, session
         self.path = path  # "/v1/realtime": the legacy (beta) WebRTC route
         self.http_timeout, self.label = http_timeout, label
+        # record_rtp: the page records each received packet's payload type and sequence number
+        # (encoded insertable streams) into result.rtp_received
+        self.record_rtp = record_rtp
         self.result = CallResult(client="chromium")
         self._send_events = [encode_event(e) for e in send_events]
         self._server: Optional[_PageServer] = None
@@ -145,7 +148,8 @@ class BrowserCall:
         self.driver.get(self._server.url)
         try:
             self.result.offer_sdp = self._js("offer", {"label": self.label,
-                                                      "sendEvents": self._send_events})
+                                                      "sendEvents": self._send_events,
+                                                      "recordRtp": self.record_rtp})
         except RuntimeError as e:
             self.result.error = str(e)
             return self.result
@@ -190,6 +194,9 @@ class BrowserCall:
         stats = self._js("stats")
         self.result.audio_packets_received = stats["audio_packets_received"]
         self.result.audio_packets_sent = stats["audio_packets_sent"]
+        if self.record_rtp:
+            self.result.rtp_received = dict(stats.get("rtp") or {},
+                                            stats_payload_types=stats["inbound_payload_types"])
         return self.result
 
     def wait_for(self, predicate: Callable[[CallResult], Any], timeout: float,

@@ -178,6 +178,9 @@ class CallResult:
     audio_frames_sent: Optional[int] = None
     audio_packets_received: Optional[int] = None  # inbound-rtp packetsReceived (getStats)
     audio_packets_sent: Optional[int] = None      # outbound-rtp packetsSent (getStats)
+    # RtpRecorder.summary() of the received audio (aiortc), or for Chromium the inbound-rtp
+    # figures of getStats: {"packets", "payload_types": {pt: packets}, ...}
+    rtp_received: Optional[Dict[str, Any]] = None
     connection_states: List[str] = field(default_factory=list)
     hangup_status: Optional[int] = None           # status of POST …/hangup when close="hangup"
     elapsed: float = 0.0
@@ -307,6 +310,61 @@ def make_mute_track():
             raise MediaStreamError
 
     return MuteTrack()
+
+
+class RtpRecorder:
+    """Records the RTP packets an aiortc receiver gets, before aiortc looks at the payload type
+    (aiortc silently drops a packet whose payload type it did not negotiate): per payload type
+    and SSRC how many arrived, and how many arrived out of order (a sequence number not after the
+    previous one of its SSRC, modulo 2^16). ``attach(pc)`` wraps every receiver of ``pc``; call
+    it after the remote description is set."""
+
+    def __init__(self) -> None:
+        self.packets = 0
+        self.payload_types: Dict[int, int] = {}
+        self.ssrcs: Dict[int, int] = {}
+        self.out_of_order = 0
+        self.gaps = 0                      # packets missing between consecutive ones (loss)
+        self._last_seq: Dict[int, int] = {}
+
+    def attach(self, pc) -> None:
+        for transceiver in pc.getTransceivers():
+            receiver = transceiver.receiver
+            if getattr(receiver, "_rtp_recorder", None) is self:
+                continue
+            original = receiver._handle_rtp_packet
+
+            async def handle(packet, arrival_time_ms, _original=original):
+                self.record(packet.payload_type, packet.ssrc, packet.sequence_number)
+                await _original(packet, arrival_time_ms)
+            receiver._handle_rtp_packet = handle
+            receiver._rtp_recorder = self
+
+    def record(self, pt: int, ssrc: int, seq: int) -> None:
+        self.packets += 1
+        self.payload_types[pt] = self.payload_types.get(pt, 0) + 1
+        self.ssrcs[ssrc] = self.ssrcs.get(ssrc, 0) + 1
+        last = self._last_seq.get(ssrc)
+        if last is not None:
+            step = (seq - last) & 0xFFFF
+            if step == 0 or step >= 0x8000:   # a repeat or a step backwards
+                self.out_of_order += 1
+                return
+            self.gaps += step - 1
+        self._last_seq[ssrc] = seq
+
+    def summary(self) -> Dict[str, Any]:
+        return {"packets": self.packets,
+                "payload_types": {str(k): v for k, v in self.payload_types.items()},
+                "ssrcs": sorted(self.ssrcs), "out_of_order": self.out_of_order, "gaps": self.gaps}
+
+
+def opus_payload_type(sdp: str) -> Optional[int]:
+    """The payload type of the first ``a=rtpmap:<pt> opus/48000`` line of ``sdp``."""
+    for line in sdp.splitlines():
+        if line.startswith("a=rtpmap:") and "opus/48000" in line.lower():
+            return int(line[len("a=rtpmap:"):].split()[0])
+    return None
 
 
 class AudioCounter:

@@ -15,9 +15,12 @@ Endpoints
   GET  /v1/models                       model list (health checks)
   GET  /_test/state                     recorded requests, calls and ws_sessions (see ``state()``)
   POST /_test/config                    {"status","body","delay_ms","times","usage","turn_ms",
-                                        "no_ice"} fault injection (calls and WebSocket handshakes
-                                        alike; "no_ice": answer calls with no candidates and
-                                        drop the peer connection, so ICE never connects)
+                                        "no_ice","opus_pt"} fault injection (calls and WebSocket
+                                        handshakes alike; "no_ice": answer calls with no
+                                        candidates and drop the peer connection, so ICE never
+                                        connects; "opus_pt": N: this worker uses Opus as payload
+                                        type N whatever the offer says, as a worker with its own
+                                        payload type numbering would; null: the offer's)
   POST /_test/reset                     close all calls and sockets, forget everything, clear config
 
 Per call (aiortc answers; the gateway is the offerer and creates the data channel):
@@ -69,8 +72,8 @@ if __package__ in (None, ""):  # run as a script: make "peers" importable
 from aiohttp import WSMsgType, web  # noqa: E402
 from aiortc import RTCPeerConnection, RTCSessionDescription  # noqa: E402
 
-from peers.common import (AudioCounter, aiortc_configuration, decode_event,  # noqa: E402
-                          encode_event, make_tone_track, new_id, openai_error)
+from peers.common import (AudioCounter, RtpRecorder, aiortc_configuration,  # noqa: E402
+                          decode_event, encode_event, make_tone_track, new_id, openai_error)
 
 log = logging.getLogger("fake_upstream")
 
@@ -242,6 +245,7 @@ class Call(RealtimeSession):
         self.pc = RTCPeerConnection(configuration=aiortc_configuration())
         self.tone = make_tone_track()
         self.audio = AudioCounter()
+        self.rtp = RtpRecorder()  # payload types and order of the RTP the gateway sends us
         self.channel = None
         self.channel_label: Optional[str] = None
         self.hangup = False
@@ -260,6 +264,7 @@ class Call(RealtimeSession):
         self.pc.addTrack(self.tone)  # attaches to the offered audio transceiver -> sendrecv
         await self.pc.setLocalDescription(await self.pc.createAnswer())  # gathers candidates
         self.answer_sdp = self.pc.localDescription.sdp
+        self.rtp.attach(self.pc)
         for t in self.pc.getTransceivers():  # notice the peer closing DTLS
             if t.receiver.transport is not None:
                 t.receiver.transport.on("statechange", self._on_dtls_state)
@@ -338,6 +343,7 @@ class Call(RealtimeSession):
             "audio_frames_received": self.audio.frames,
             "audio_last_received_at": self.audio.last_frame_at,
             "audio_frames_sent": self.tone.frames_sent,
+            "rtp_received": self.rtp.summary(),
             "connection_state": self.pc.connectionState,
             "connection_states": list(self.states),
             "channel_label": self.channel_label,
@@ -477,11 +483,36 @@ def _offered_subprotocols(request: web.Request) -> List[str]:
     return [p.strip() for p in header.split(",") if p.strip()]
 
 
+def renumber_opus(sdp: str, new_pt: int) -> str:
+    """``sdp`` with its Opus payload type replaced by ``new_pt`` (m-line, rtpmap, fmtp, rtcp-fb).
+    aiortc then answers, sends and expects Opus as ``new_pt``: a worker whose payload type
+    differs from the client's, so the gateway must rewrite every packet's payload type."""
+    old = None
+    for line in sdp.splitlines():
+        if line.startswith("a=rtpmap:") and "opus/48000" in line.lower():
+            old = line[len("a=rtpmap:"):].split()[0]
+            break
+    if old is None:
+        return sdp
+    out = []
+    for line in sdp.splitlines():
+        if line.startswith("m=audio "):
+            parts = line.split(" ")
+            line = " ".join(parts[:3] + [str(new_pt) if p == old else p for p in parts[3:]])
+        for attr in ("a=rtpmap:", "a=fmtp:", "a=rtcp-fb:"):
+            if line.startswith(f"{attr}{old} "):
+                line = f"{attr}{new_pt} " + line[len(f"{attr}{old} "):]
+        out.append(line)
+    return "\r\n".join(out) + "\r\n"
+
+
 class FakeUpstream:
     """The fake worker. ``await start(host, port)`` returns the bound port."""
 
-    def __init__(self, api_key: str, max_call_seconds: float = 300.0) -> None:
+    def __init__(self, api_key: str, max_call_seconds: float = 300.0,
+                 max_live_calls: int = MAX_LIVE_CALLS) -> None:
         self.api_key = api_key
+        self.max_live_calls = max_live_calls
         self.max_call_seconds = max_call_seconds
         self.requests: collections.deque = collections.deque(maxlen=MAX_REQUESTS_KEPT)
         self.calls: "collections.OrderedDict[str, Call]" = collections.OrderedDict()
@@ -498,6 +529,7 @@ class FakeUpstream:
         self.delay_ms = 0
         self.turn_ms = 0  # extra time between the last delta and response.done
         self.no_ice = False  # answer without candidates and drop the peer connection
+        self.opus_pt: Optional[int] = None  # our own Opus payload type (None: the offer's)
         self.usage = json.loads(json.dumps(DEFAULT_USAGE))
 
     # -- app ----------------------------------------------------------------------------------
@@ -638,14 +670,17 @@ class FakeUpstream:
             return injected
         if error is not None:
             return error
-        if sum(not c.closed for c in self.calls.values()) >= MAX_LIVE_CALLS:
+        if sum(not c.closed for c in self.calls.values()) >= self.max_live_calls:
             return self._error(503, "no_capacity", "fake upstream is full", "server_error")
 
         session = record["session"] if isinstance(record["session"], dict) else None
         model = (session or {}).get("model") or request.query.get("model") or DEFAULT_MODEL
         call = Call(self, new_id("rtc", 16), model, session)
         try:
-            answer = await asyncio.wait_for(call.answer(record["sdp"]), 15)
+            offer = record["sdp"]
+            if self.opus_pt is not None:
+                offer = renumber_opus(offer, int(self.opus_pt))
+            answer = await asyncio.wait_for(call.answer(offer), 15)
         except Exception as e:  # noqa: BLE001 - a bad offer is the caller's problem
             await call.close()
             return self._error(400, "invalid_sdp", f"could not answer the offer: {e!r}")
@@ -776,6 +811,8 @@ class FakeUpstream:
             self.turn_ms = int(cfg["turn_ms"] or 0)
         if "no_ice" in cfg:
             self.no_ice = bool(cfg["no_ice"])
+        if "opus_pt" in cfg:
+            self.opus_pt = cfg["opus_pt"]
         return web.json_response(self.config())
 
     async def handle_reset(self, request: web.Request) -> web.StreamResponse:
@@ -791,7 +828,7 @@ class FakeUpstream:
     def config(self) -> Dict[str, Any]:
         return {"status": self.fail_status, "body": self.fail_body, "times": self.fail_times,
                 "delay_ms": self.delay_ms, "usage": self.usage, "turn_ms": self.turn_ms,
-                "no_ice": self.no_ice}
+                "no_ice": self.no_ice, "opus_pt": self.opus_pt}
 
     def state(self) -> Dict[str, Any]:
         return {
@@ -804,8 +841,9 @@ class FakeUpstream:
 
 
 async def serve(host: str, port: int, api_key: str, max_call_seconds: float,
-                tls_cert: Optional[str] = None, tls_key: Optional[str] = None) -> None:
-    upstream = FakeUpstream(api_key, max_call_seconds)
+                tls_cert: Optional[str] = None, tls_key: Optional[str] = None,
+                max_live_calls: int = MAX_LIVE_CALLS) -> None:
+    upstream = FakeUpstream(api_key, max_call_seconds, max_live_calls)
     ssl_context = None
     if tls_cert:  # HTTPS, for the gateway's per-worker TLS settings
         import ssl
@@ -827,6 +865,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     ap.add_argument("--port", type=int, default=0, help="0 = pick a free port")
     ap.add_argument("--api-key", default="upstream-secret")
     ap.add_argument("--max-call-seconds", type=float, default=300.0)
+    ap.add_argument("--max-live-calls", type=int, default=MAX_LIVE_CALLS,
+                    help="live peer connections before 503 (the load benchmark raises it)")
     ap.add_argument("--tls-cert", help="serve HTTPS with this certificate (PEM)")
     ap.add_argument("--tls-key", help="its private key (PEM)")
     ap.add_argument("--log-level", default=os.environ.get("FAKE_UPSTREAM_LOG", "WARNING"))
@@ -835,7 +875,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     asyncio.run(serve(args.host, args.port, args.api_key, args.max_call_seconds, args.tls_cert,
-                      args.tls_key))
+                      args.tls_key, args.max_live_calls))
 
 
 if __name__ == "__main__":
