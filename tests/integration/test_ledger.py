@@ -334,3 +334,30 @@ def test_check_config_validates_and_masks_the_url(tmp_path):
     bad = check({"postgres_url": "postgresql://gw:hunter22@db.example.com/usage?colour=blue"})
     assert bad.returncode != 0 and "$.usage.postgres_url" in bad.stdout, bad.stdout
     assert "hunter22" not in bad.stdout, bad.stdout
+
+
+def test_database_down_at_start_serves_from_jsonl_then_merges(pg, fake_upstream,
+                                                              gateway_factory):
+    server, db = pg
+    keys = [{"name": "team-a", "key": GATEWAY_KEY, "models": ["*"], "budget_tokens": 50}]
+    first = ledger_gateway(gateway_factory, fake_upstream, server, db, keys=keys)
+    ws_turns(first, 1)  # 57 tokens: over the budget
+    assert first.stop() == 0
+    assert len(rows(server, db)) == 1
+
+    server.stop("fast")
+    try:
+        # Start-up waits postgres_timeout_seconds for the replay, then serves from the (fresh,
+        # empty) JSONL log's totals: the key is not blocked yet.
+        second = ledger_gateway(gateway_factory, fake_upstream, server, db, keys=keys,
+                                postgres_timeout_seconds=1)
+        assert "did not answer within 1 s" in second.stderr(), second.stderr()
+        reply = post_offer(second.url, GATEWAY_KEY, aiortc_offer(), model=MODEL)
+        assert reply.status == 201, reply.body
+    finally:
+        server.start()
+    # The replay comes in when the writer connects: the key is blocked from then on.
+    wait_until(lambda: "budgets merged with the totals of 1 key(s) from PostgreSQL"
+               in second.stderr(), 30, "the late replay")
+    reply = post_offer(second.url, GATEWAY_KEY, aiortc_offer(), model=MODEL)
+    assert reply.status == 429 and reply.json()["error"]["code"] == "budget_exceeded", reply.body
