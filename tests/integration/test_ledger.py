@@ -9,6 +9,7 @@ initdb/pg_ctl run through ``runuser -u postgres --``. The tests query with ``psq
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -105,7 +106,8 @@ def postgres_server():
 @pytest.fixture
 def pg(postgres_server):
     """The module's server, running, and a fresh database for this test: (server, db name)."""
-    postgres_server.start() if not _running(postgres_server) else None
+    if not _running(postgres_server):
+        postgres_server.start()
     return postgres_server, postgres_server.new_database()
 
 
@@ -212,7 +214,6 @@ def test_a_calls_turns_land_once_each_with_every_column(pg, fake_upstream, gatew
         finally:
             await call.close("hangup")
         return call.result
-    import asyncio
     result = asyncio.run(two_turns())
 
     records = wait_until(lambda: len(jsonl(gw)) == 2 and jsonl(gw), 10, "two usage log lines")
@@ -259,7 +260,7 @@ def test_an_outage_buffers_then_flushes(pg, fake_upstream, gateway_factory):
     server.stop("fast")
     try:
         ws_turns(gw, 3)
-        assert len(jsonl(gw)) == 4
+        wait_until(lambda: len(jsonl(gw)) == 4, 10, "four usage log lines")
         wait_until(lambda: metric(gw, "rtgw_usage_ledger_up") == 0, 15, "rtgw_usage_ledger_up 0")
         assert metric(gw, "rtgw_usage_ledger_buffered_records") == 3
         assert "usage ledger: PostgreSQL" in gw.stderr() and "is unavailable" in gw.stderr()
@@ -286,7 +287,8 @@ def test_overflow_past_the_bound_is_counted_and_logged(pg, fake_upstream, gatewa
         ws_turns(gw, 1)  # noticed down at this first write
         wait_until(lambda: metric(gw, "rtgw_usage_ledger_up") == 0, 15, "rtgw_usage_ledger_up 0")
         ws_turns(gw, 4)  # 5 records, room for 2
-        assert len(jsonl(gw)) == 5  # the JSONL log keeps every record
+        # The JSONL log keeps every record.
+        wait_until(lambda: len(jsonl(gw)) == 5, 10, "five usage log lines")
         assert metric(gw, "rtgw_usage_ledger_buffered_records") == 2
         assert metric(gw, "rtgw_usage_ledger_dropped_total", '{reason="buffer_full"}') == 3
         assert gw.stderr().count("buffer full (2 records)") == 1, gw.stderr()
@@ -304,6 +306,7 @@ def test_budgets_are_replayed_from_the_table(pg, fake_upstream, gateway_factory)
     keys = [{"name": "team-a", "key": GATEWAY_KEY, "models": ["*"], "budget_tokens": 50}]
     first = ledger_gateway(gateway_factory, fake_upstream, server, db, keys=keys)
     ws_turns(first, 1)  # 57 tokens: over the budget
+    wait_until(lambda: len(jsonl(first)) == 1, 10, "the usage log line")
     assert first.stop() == 0  # SIGTERM: the ledger flushes before exit
     assert "every record is in PostgreSQL" in first.stderr(), first.stderr()
     assert len(rows(server, db)) == 1
@@ -342,6 +345,7 @@ def test_database_down_at_start_serves_from_jsonl_then_merges(pg, fake_upstream,
     keys = [{"name": "team-a", "key": GATEWAY_KEY, "models": ["*"], "budget_tokens": 50}]
     first = ledger_gateway(gateway_factory, fake_upstream, server, db, keys=keys)
     ws_turns(first, 1)  # 57 tokens: over the budget
+    wait_until(lambda: len(rows(server, db)) == 1, 15, "the row")
     assert first.stop() == 0
     assert len(rows(server, db)) == 1
 
