@@ -128,6 +128,7 @@ Gateway::Gateway(config::Config config)
   if (usage_.replayed_records())
     g_message("usage log %s: %zu records replayed for budgets", config_.usage_log.c_str(),
               usage_.replayed_records());
+  if (!config_.usage_postgres_url.empty()) start_postgres_ledger();
   server_ = std::make_unique<http::Server>(
       http::Services{config_, auth_, calls_, workers_, metrics_, sessions_, pipeline_description_,
                      session_pipeline_description_,
@@ -136,6 +137,64 @@ Gateway::Gateway(config::Config config)
 }
 
 Gateway::~Gateway() = default;
+
+namespace {
+const char* kLedgerDroppedHelp =
+    "Usage records the PostgreSQL ledger could not write, by reason (buffer_full: the bounded "
+    "buffer was full while the database was unavailable; rejected: the database refused the "
+    "record's data)";
+}
+
+void Gateway::start_postgres_ledger() {
+  usage::PostgresLedger::Options options;
+  options.conninfo = config_.usage_postgres_url;
+  options.buffer_records = static_cast<std::size_t>(config_.usage_postgres_buffer_records);
+  options.instance = g_get_host_name();
+  postgres_ = std::make_unique<usage::PostgresLedger>(options);
+  metrics_.add_counter("rtgw_usage_ledger_dropped_total", kLedgerDroppedHelp,
+                       {{"reason", "buffer_full"}}, 0);
+  metrics_.add_counter("rtgw_usage_ledger_dropped_total", kLedgerDroppedHelp,
+                       {{"reason", "rejected"}}, 0);
+  usage_.set_sink([this](const usage::UsageRecord& record, double unix_time) {
+    if (!postgres_->offer(record, unix_time))
+      metrics_.add_counter("rtgw_usage_ledger_dropped_total", kLedgerDroppedHelp,
+                           {{"reason", "buffer_full"}}, 1);
+  });
+  // Budgets: the table holds every instance's records; each key starts from the larger of its
+  // JSONL total and its table total.
+  int wait = config_.usage_postgres_timeout_seconds;
+  if (auto totals = postgres_->wait_for_replay(std::chrono::seconds(wait))) {
+    usage_.merge_replayed(*totals);
+    return;
+  }
+  g_warning(
+      "usage ledger: PostgreSQL did not answer within %d s: budgets start from the usage log's "
+      "totals until it does",
+      wait);
+  postgres_->set_on_late_replay([this](const usage::TotalsByKey& totals) {
+    usage_.merge_replayed(totals);
+    g_message("usage ledger: budgets merged with the totals of %zu key(s) from PostgreSQL",
+              totals.size());
+  });
+}
+
+void Gateway::collect_ledger_metrics(metrics::Registry& m) {
+  if (!postgres_) return;
+  m.set_gauge("rtgw_usage_ledger_up", "1 while the PostgreSQL usage ledger is connected", {},
+              postgres_->up() ? 1 : 0);
+  m.set_gauge("rtgw_usage_ledger_buffered_records",
+              "Usage records waiting for the PostgreSQL ledger", {},
+              static_cast<double>(postgres_->buffered()));
+  std::uint64_t written = postgres_->written();
+  m.add_counter("rtgw_usage_ledger_written_total",
+                "Usage records inserted into PostgreSQL (a record offered again is not counted)",
+                {}, static_cast<double>(written - postgres_written_seen_));
+  postgres_written_seen_ = written;
+  std::uint64_t rejected = postgres_->rejected();
+  m.add_counter("rtgw_usage_ledger_dropped_total", kLedgerDroppedHelp, {{"reason", "rejected"}},
+                static_cast<double>(rejected - postgres_rejected_seen_));
+  postgres_rejected_seen_ = rejected;
+}
 
 void check_policy(const std::string& policy_json) {
   std::string error;
@@ -168,6 +227,7 @@ void Gateway::collect_gauges(metrics::Registry& m) {
     m.set_gauge("rtgw_worker_breaker_open", "1 while the worker's circuit breaker is open",
                 {{"worker", w->name()}}, w->breaker_open() ? 1 : 0);
   }
+  collect_ledger_metrics(m);
   m.set_gauge("rtgw_shutting_down", "1 while draining after SIGTERM", {},
               server_ && server_->shutting_down() ? 1 : 0);
   // The allocator's view of the heap (glibc mallinfo2: it walks the arenas' free lists, cheap
@@ -205,6 +265,11 @@ int Gateway::run() {
   g_main_loop_run(loop_.get());
   calls_.set_on_empty(nullptr);
   sessions_.set_on_empty(nullptr);
+  if (postgres_) {
+    std::size_t left =
+        postgres_->close(std::chrono::seconds(config_.usage_postgres_timeout_seconds));
+    if (left == 0) g_message("usage ledger: every record is in PostgreSQL");
+  }
   g_message("realtime-gateway stopped");
   return 0;
 }

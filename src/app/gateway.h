@@ -17,6 +17,7 @@
 #include "config/config.h"
 #include "http/server.h"
 #include "relay/session_registry.h"
+#include "usage/postgres_ledger.h"
 #include "workers/worker_pool.h"
 
 namespace rtgw::app {
@@ -44,6 +45,10 @@ class Gateway {
   void finish();
   // Live calls and sessions both hold a drain open.
   void finish_when_empty();
+  // usage.postgres_url: starts the writer and replays budgets from the table (waits up to
+  // usage.postgres_timeout_seconds; a later answer is merged when it comes).
+  void start_postgres_ledger();
+  void collect_ledger_metrics(metrics::Registry& m);
 
   config::Config config_;
   std::string pipeline_description_;
@@ -54,6 +59,9 @@ class Gateway {
   relay::SessionRegistry sessions_;  // after calls_: its sidebands detach from live calls
   metrics::Registry metrics_;
   usage::UsageLedger usage_;
+  std::unique_ptr<usage::PostgresLedger> postgres_;  // null without usage.postgres_url
+  std::uint64_t postgres_written_seen_ = 0;          // counters already added to /metrics
+  std::uint64_t postgres_rejected_seen_ = 0;
   CallAccounting accounting_;
   std::unique_ptr<http::Server> server_;
   Ref<GMainLoop> loop_;

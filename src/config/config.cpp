@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "common/json.h"
+#include "usage/postgres_url.h"
 
 namespace rtgw::config {
 namespace {
@@ -348,6 +349,12 @@ void apply_env(const Reader& r, const EnvLookup& env, Config& c) {
   if (auto v = env("RTGW_CORS_ORIGINS")) c.cors_origins = split_list(*v);
   if (auto v = env("RTGW_TOKEN_SECRET")) c.auth.token_secret = *v;
   if (auto v = env("RTGW_USAGE_LOG")) c.usage_log = *v;
+  if (auto v = env("RTGW_USAGE_POSTGRES_URL")) c.usage_postgres_url = *v;
+  if (auto v = env("RTGW_USAGE_POSTGRES_BUFFER_RECORDS"))
+    c.usage_postgres_buffer_records =
+        env_int("RTGW_USAGE_POSTGRES_BUFFER_RECORDS", *v, 1, 10000000);
+  if (auto v = env("RTGW_USAGE_POSTGRES_TIMEOUT_SECONDS"))
+    c.usage_postgres_timeout_seconds = env_int("RTGW_USAGE_POSTGRES_TIMEOUT_SECONDS", *v, 0, 600);
   if (auto v = env("RTGW_PIPELINE_FILE")) c.pipeline_file = *v;
   if (auto v = env("RTGW_DATA_DIR")) c.data_dir = *v;
   if (auto v = env("RTGW_LOG_JSON")) c.json_logs = (*v == "1" || *v == "true");
@@ -403,6 +410,9 @@ void validate(const Reader& r, Config& c) {
   if (c.webrtc.udp_port_min > c.webrtc.udp_port_max)
     r.fail("$.webrtc.udp_port_min", "greater than udp_port_max");
   if (c.models.empty()) r.fail("$.models", "no models configured");
+  if (!c.usage_postgres_url.empty())
+    if (auto error = usage::conninfo_error(c.usage_postgres_url))
+      r.fail("$.usage.postgres_url", "not a PostgreSQL connection string: " + *error);
   if (c.webrtc.ice_transport_policy != "all" && c.webrtc.ice_transport_policy != "relay")
     r.fail("$.webrtc.ice_transport_policy", "must be \"all\" or \"relay\"");
   if (c.webrtc.ice_transport_policy == "relay" && c.webrtc.turn_servers.empty())
@@ -489,8 +499,17 @@ Config load_from_text(const std::string& text, const std::string& source, const 
   }
   if (auto* n = member(obj, "usage")) {
     JsonObject* u = r.object(n, "$.usage");
-    r.only(u, "$.usage", {"log"});
+    r.only(u, "$.usage",
+           {"log", "postgres_url", "postgres_buffer_records", "postgres_timeout_seconds"});
     if (auto* l = member(u, "log")) c.usage_log = r.string(l, "$.usage.log");
+    if (auto* n = member(u, "postgres_url"))
+      c.usage_postgres_url = r.secret(n, "$.usage.postgres_url");
+    if (auto* n = member(u, "postgres_buffer_records"))
+      c.usage_postgres_buffer_records =
+          static_cast<int>(r.integer(n, "$.usage.postgres_buffer_records", 1, 10000000));
+    if (auto* n = member(u, "postgres_timeout_seconds"))
+      c.usage_postgres_timeout_seconds =
+          static_cast<int>(r.integer(n, "$.usage.postgres_timeout_seconds", 0, 600));
   }
   if (auto* n = member(obj, "limits")) read_limits(r, n, c.limits);
   if (auto* n = member(obj, "websocket")) read_websocket(r, n, c.websocket);
@@ -571,6 +590,12 @@ std::string describe(const Config& c) {
   out << "\n";
   out << "policy: " << (c.policy_json.empty() ? "none" : c.policy_json) << "\n";
   out << "usage log: " << (c.usage_log.empty() ? "none" : c.usage_log) << "\n";
+  out << "usage ledger (PostgreSQL): "
+      << (c.usage_postgres_url.empty() ? "none" : usage::mask_conninfo(c.usage_postgres_url));
+  if (!c.usage_postgres_url.empty())
+    out << " buffer_records=" << c.usage_postgres_buffer_records
+        << " timeout_seconds=" << c.usage_postgres_timeout_seconds;
+  out << "\n";
   out << "limits: max_body_bytes=" << c.limits.max_body_bytes
       << " max_pending_event_bytes=" << c.limits.max_pending_event_bytes
       << " max_outgoing_buffer_bytes=" << c.limits.max_outgoing_buffer_bytes

@@ -120,6 +120,12 @@ struct Config {
   // 65536 whatever this says).
   std::int64_t max_event_bytes = 65536;
   std::string usage_log;  // path of the usage JSON-lines log ("" = none)
+  // The PostgreSQL usage ledger (usage/postgres_ledger.h): a libpq connection string ("" = none),
+  // how many records it holds while the database is unreachable, and how long start-up waits
+  // for its budget replay and shutdown for its flush.
+  std::string usage_postgres_url;
+  int usage_postgres_buffer_records = 10000;
+  int usage_postgres_timeout_seconds = 5;
   LimitsConfig limits;
   WebSocketConfig websocket;
   std::string pipeline_file;  // per-call pipeline description ("" = built-in path)

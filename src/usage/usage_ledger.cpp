@@ -3,6 +3,7 @@
 
 #include <glib.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <fstream>
 #include <stdexcept>
@@ -128,8 +129,10 @@ UsageLedger::UsageLedger(const std::string& log_path) {
 
 bool UsageLedger::record(const UsageRecord& record) {
   used_[record.key_name] += record.billable_tokens();
+  double now = static_cast<double>(g_get_real_time()) / 1e6;
+  if (sink_) sink_(record, now);
   if (!log_) return true;
-  std::string line = record.to_json_line(static_cast<double>(g_get_real_time()) / 1e6) + "\n";
+  std::string line = record.to_json_line(now) + "\n";
   if (std::fwrite(line.data(), 1, line.size(), log_.get()) == line.size() &&
       std::fflush(log_.get()) == 0)
     return true;
@@ -140,6 +143,10 @@ bool UsageLedger::record(const UsageRecord& record) {
   g_warning("usage log write failed (%s): the record of %s (%s) counts in memory only",
             g_strerror(error), record.response_id.c_str(), record.key_name.c_str());
   return false;
+}
+
+void UsageLedger::merge_replayed(const TotalsByKey& totals) {
+  for (const auto& [key, t] : totals) used_[key] = std::max(used_[key], t.tokens);
 }
 
 std::int64_t UsageLedger::tokens_used(const std::string& key_name) const {

@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -62,6 +63,13 @@ struct UsageRecord {
   std::string to_json_line(double unix_time) const;
 };
 
+// A key's totals from a replay: billable tokens, and the priced records' cost_usd.
+struct KeyTotals {
+  std::int64_t tokens = 0;
+  double cost_usd = 0;
+};
+using TotalsByKey = std::map<std::string, KeyTotals>;
+
 class UsageLedger {
  public:
   // Opens (creating) the log and replays it. An empty path keeps totals in memory only.
@@ -71,6 +79,14 @@ class UsageLedger {
   // Counts the record and appends it to the log. False when the log write failed (disk full,
   // I/O error): the record then counts in memory only, and the error is logged.
   bool record(const UsageRecord& record);
+  // Every record counted is also handed to `sink` (the PostgreSQL ledger) with the time its log
+  // line carries.
+  using Sink = std::function<void(const UsageRecord&, double unix_time)>;
+  void set_sink(Sink sink) { sink_ = std::move(sink); }
+  // Totals replayed from elsewhere (the PostgreSQL ledger, which holds every instance's records):
+  // each key's token total becomes the larger of its own (the JSONL replay plus this process's
+  // records) and the replayed one, so neither source is undercounted and none counted twice.
+  void merge_replayed(const TotalsByKey& totals);
   std::int64_t tokens_used(const std::string& key_name) const;
   bool over_budget(const std::string& key_name, std::int64_t budget) const {
     return tokens_used(key_name) >= budget;
@@ -83,6 +99,7 @@ class UsageLedger {
   };
   std::unique_ptr<std::FILE, FileCloser> log_;
   std::map<std::string, std::int64_t> used_;
+  Sink sink_;
   std::size_t replayed_ = 0;
 };
 

@@ -1,0 +1,132 @@
+// SPDX-License-Identifier: MIT
+// The durable usage ledger in PostgreSQL (`usage.postgres_url`).
+//
+// Owns: one writer thread and its libpq connection; a bounded queue of usage records
+// (`usage.postgres_buffer_records`) between the main loop and that thread; the table
+// `realtime_usage` (created if missing, see schema_sql()); the budget replay (per-key totals
+// summed from the table on the first connection).
+//
+// Every record is written once: the table has a unique index on
+// (call_id, COALESCE(response_id, ''), COALESCE(item_id, '')) and each batch is one
+// `INSERT ... ON CONFLICT DO NOTHING` (one statement, so one transaction): a batch retried after a
+// lost connection, or a record offered twice, lands once. A response record has a NULL item_id
+// and a transcription record a NULL response_id, as in the JSONL log.
+//
+// While the database is unreachable the records wait in the queue and the thread reconnects with
+// backoff (0.5 s doubling to 5 s); records past the bound are dropped, counted (dropped()) and
+// logged once per overflow episode with the count when it ends. A batch that the server rejects
+// for its data (SQLSTATE class 22/23) is retried row by row and only the offending rows are
+// dropped (rejected()), so one bad record cannot wedge the ledger.
+//
+// Threads: the public methods are called on the main thread (offer, wait_for_replay, close, the
+// late-replay callback runs there too); the counters may be read from any thread. All database
+// I/O happens on the writer thread; the main thread only takes the queue lock for a push.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "usage/usage_ledger.h"
+
+namespace rtgw::usage {
+
+class PostgresLedger {
+ public:
+  struct Options {
+    std::string conninfo;                // libpq connection string (URI or key=value)
+    std::size_t buffer_records = 10000;  // the queue's bound
+    std::string instance;                // written in the `instance` column
+    std::size_t batch_records = 500;     // rows per INSERT
+  };
+
+  // Starts the writer thread, which connects at once.
+  explicit PostgresLedger(Options options);
+  // close() with a zero wait if it was not called.
+  ~PostgresLedger();
+  PostgresLedger(const PostgresLedger&) = delete;
+  PostgresLedger& operator=(const PostgresLedger&) = delete;
+
+  // Queues `record` (stamped `unix_time`) for the writer. False when the queue is full or the
+  // ledger is closed: the record is dropped and counted, and the first drop of an episode logged.
+  bool offer(const UsageRecord& record, double unix_time);
+
+  // Waits up to `timeout` for the first connection's budget replay (each key's billable tokens
+  // and cost_usd summed over the table). nullopt when the database did not answer in time: the
+  // replay then still happens when it connects, and its totals go to `on_late_replay` on the
+  // main loop (see set_on_late_replay).
+  std::optional<TotalsByKey> wait_for_replay(std::chrono::milliseconds timeout);
+  // Called on the main loop with a replay that arrived after wait_for_replay gave up.
+  void set_on_late_replay(std::function<void(const TotalsByKey&)> fn);
+
+  // Stops taking records and lets the writer flush what is queued for up to `timeout` (a
+  // statement still running then is cancelled), then joins it. Returns how many records were
+  // left unwritten (also logged). Safe to call twice.
+  std::size_t close(std::chrono::milliseconds timeout);
+
+  bool up() const { return up_.load(); }
+  std::size_t buffered() const;
+  std::uint64_t dropped() const { return dropped_.load(); }        // buffer full or closed
+  std::uint64_t rejected() const { return rejected_.load(); }      // refused by the server's checks
+  std::uint64_t written() const { return written_.load(); }        // rows inserted (not duplicates)
+  std::uint64_t duplicates() const { return duplicates_.load(); }  // offered rows already there
+
+  // CREATE TABLE IF NOT EXISTS realtime_usage ... and its unique index.
+  static const char* schema_sql();
+
+ private:
+  struct Pending {
+    UsageRecord record;
+    double unix_time;
+  };
+  struct Connection;
+  enum class WriteResult { kOk, kOutage, kBadData };
+
+  void run();
+  bool connect(std::unique_lock<std::mutex>& lock);
+  bool replay(Connection& conn, TotalsByKey& out);
+  WriteResult insert(Connection& conn, const std::vector<Pending>& batch, std::uint64_t& inserted);
+  std::chrono::steady_clock::time_point backoff();
+  void note_outage(const std::string& why);
+
+  const Options options_;
+  const std::string masked_;  // conninfo with its password masked, for logs
+
+  // Guarded by mu_.
+  mutable std::mutex mu_;
+  std::condition_variable cv_;  // writer: records, stop; main: replay done, writer finished
+  std::deque<Pending> queue_;
+  bool closing_ = false;
+  bool finished_ = false;
+  std::chrono::steady_clock::time_point flush_deadline_;
+  std::optional<TotalsByKey> replay_;  // set once, by the writer
+  bool replay_waited_out_ = false;     // the main thread stopped waiting: post a late replay
+  bool overflowing_ = false;           // an overflow episode is on (logged once)
+  std::uint64_t dropped_in_episode_ = 0;
+  std::unique_ptr<Connection> conn_;  // created and used by the writer; its cancel handle by close
+  // The late-replay callback: the posted closure holds a weak pointer (main thread only).
+  std::shared_ptr<std::function<void(const TotalsByKey&)>> on_late_replay_;
+
+  // Writer thread only.
+  bool outage_logged_ = false;
+  int backoff_ms_ = 0;
+
+  std::atomic<bool> up_{false};
+  std::atomic<std::uint64_t> dropped_{0};
+  std::atomic<std::uint64_t> rejected_{0};
+  std::atomic<std::uint64_t> written_{0};
+  std::atomic<std::uint64_t> duplicates_{0};
+
+  std::thread thread_;  // last: started once every member above exists
+};
+
+}  // namespace rtgw::usage

@@ -1,0 +1,367 @@
+"""The usage ledger in PostgreSQL (``usage.postgres_url``): every usage record lands in the table
+``realtime_usage`` exactly once, a database outage buffers (bounded) and then flushes, overflow is
+counted and logged, and budgets are replayed from the table at start-up.
+
+A real server: Debian's PostgreSQL 15 (``/usr/lib/postgresql/15/bin``) in a temporary directory,
+on a free loopback TCP port, trust authentication, started and stopped with ``pg_ctl``. PostgreSQL
+refuses to run as root: as root (CI), the directory belongs to the ``postgres`` user and
+initdb/pg_ctl run through ``runuser -u postgres --``. The tests query with ``psql``.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+from conftest import GATEWAY_KEY, default_gateway_config
+from peers.aiortc_client import AiortcCall
+from peers.common import free_port, http_request, post_offer
+from peers.ws_client import run_ws_session
+from test_calls import aiortc_offer
+
+PG_BIN = "/usr/lib/postgresql/15/bin"
+PSQL = "/usr/bin/psql"
+MODEL = "gpt-realtime"
+
+
+class PostgresServer:
+    """One PostgreSQL cluster in a temporary directory, on 127.0.0.1:port."""
+
+    def __init__(self):
+        self.root = tempfile.mkdtemp(prefix="rtgw-pg-")
+        os.chmod(self.root, 0o755)  # the postgres user must reach its data directory
+        self.data = os.path.join(self.root, "data")
+        self.log = os.path.join(self.root, "server.log")
+        self.port = free_port()
+        self.as_root = os.geteuid() == 0
+        if self.as_root:
+            shutil.chown(self.root, "postgres", "postgres")
+        self._run([f"{PG_BIN}/initdb", "-D", self.data, "-A", "trust", "-U", "postgres",
+                   "-E", "UTF8", "--locale=C", "--no-sync"])
+        self.databases = 0
+
+    def _run(self, args, check=True, timeout=60):
+        if self.as_root:
+            args = ["runuser", "-u", "postgres", "--", *args]
+        return subprocess.run(args, check=check, timeout=timeout, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+
+    def start(self):
+        options = (f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
+                   "-c synchronous_commit=off -c full_page_writes=off")
+        out = self._run([f"{PG_BIN}/pg_ctl", "-D", self.data, "-l", self.log, "-o", options,
+                         "-w", "-t", "60", "start"], check=False, timeout=90)
+        assert out.returncode == 0, out.stdout + self.server_log()
+
+    def stop(self, mode="fast"):
+        self._run([f"{PG_BIN}/pg_ctl", "-D", self.data, "-m", mode, "-w", "-t", "60", "stop"],
+                  check=False, timeout=90)
+
+    def server_log(self):
+        try:
+            with open(self.log) as f:
+                return f.read()[-5000:]
+        except OSError:
+            return ""
+
+    def url(self, db):
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{db}"
+
+    def psql(self, db, sql):
+        out = subprocess.run([PSQL, "-X", "-q", "-At", "-h", "127.0.0.1", "-p", str(self.port),
+                              "-U", "postgres", "-d", db, "-c", sql],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=30)
+        assert out.returncode == 0, out.stderr
+        return out.stdout.strip()
+
+    def new_database(self):
+        self.databases += 1
+        name = f"usage_{self.databases}"
+        self.psql("postgres", f"CREATE DATABASE {name}")
+        return name
+
+    def destroy(self):
+        self.stop("immediate")
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def postgres_server():
+    for tool in (f"{PG_BIN}/initdb", f"{PG_BIN}/pg_ctl", PSQL):
+        if not os.access(tool, os.X_OK):
+            pytest.skip(f"{tool} is missing (apt-get install postgresql postgresql-client)")
+    server = PostgresServer()
+    server.start()
+    yield server
+    server.destroy()
+
+
+@pytest.fixture
+def pg(postgres_server):
+    """The module's server, running, and a fresh database for this test: (server, db name)."""
+    if not _running(postgres_server):
+        postgres_server.start()
+    return postgres_server, postgres_server.new_database()
+
+
+def _running(server):
+    out = subprocess.run([f"{PG_BIN}/pg_isready", "-h", "127.0.0.1", "-p", str(server.port)],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return out.returncode == 0
+
+
+def ledger_gateway(gateway_factory, fake_upstream, server, db, keys=None, env=None, **usage):
+    config = default_gateway_config(fake_upstream)
+    if keys:
+        config["auth"]["keys"] = keys
+    config["usage"] = {"log": "usage.jsonl", "postgres_url": server.url(db), **usage}
+    return gateway_factory(config, env=env)
+
+
+def rows(server, db, where="true"):
+    text = server.psql(db, "SELECT coalesce(json_agg(r ORDER BY r.id), '[]') FROM "
+                           f"(SELECT *, extract(epoch FROM time) AS epoch FROM realtime_usage "
+                           f"WHERE {where}) r")
+    return json.loads(text)
+
+
+def jsonl(gw):
+    path = os.path.join(gw.workdir, "usage.jsonl")
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def wait_until(predicate, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def metric(gw, name, labels=""):
+    body = http_request("GET", gw.url + "/metrics").body
+    match = re.search(rf"^{re.escape(name + labels)} (\S+)$", body, re.M)
+    return float(match.group(1)) if match else None
+
+
+def ws_turns(gw, n):
+    """A WebSocket session with n response.create turns; returns its response.done events."""
+    result = run_ws_session(gw.url, key=GATEWAY_KEY, model=MODEL,
+                            send_events=[{"type": "response.create"}] * n,
+                            until=lambda r: len(r.events_of("response.done")) >= n, duration=20)
+    done = result.events_of("response.done")
+    assert len(done) == n, result.event_types()
+    return done
+
+
+def assert_row_matches_record(row, rec):
+    """Every column against the JSONL line of the same record."""
+    for field in ("kind", "call_id", "transport", "key", "model", "worker", "status",
+                  "usage_present", "response_id", "item_id", "service_tier", "input_tokens",
+                  "output_tokens", "total_tokens", "transcription_seconds", "cost_usd"):
+        assert row[field] == rec[field], (field, row, rec)
+    details = rec["input_token_details"]
+    for name in ("text", "audio", "image"):
+        assert row[f"input_{name}_tokens"] == details[f"{name}_tokens"], (name, row, rec)
+        assert row[f"input_cached_{name}_tokens"] == (
+            details["cached_tokens_details"][f"{name}_tokens"]
+            if "cached_tokens_details" in details else None), (name, row, rec)
+    assert row["input_cached_tokens"] == details["cached_tokens"], (row, rec)
+    for name in ("text", "audio"):
+        assert row[f"output_{name}_tokens"] == rec["output_token_details"][f"{name}_tokens"]
+    if rec["first_token_latency_ms"] is None:
+        assert row["first_token_latency_ms"] is None, row
+    else:
+        assert abs(row["first_token_latency_ms"] - rec["first_token_latency_ms"]) < 1e-6
+    assert abs(row["turn_duration_ms"] - rec["turn_duration_ms"]) < 1e-6, (row, rec)
+    assert abs(float(row["epoch"]) - rec["time"]) < 0.001, (row, rec)
+    assert row["instance"], row
+
+
+# --------------------------------------------------------------------------- tests
+
+def test_a_calls_turns_land_once_each_with_every_column(pg, fake_upstream, gateway_factory):
+    server, db = pg
+    # The URL from the environment (RTGW_USAGE_POSTGRES_URL) this time.
+    config = default_gateway_config(fake_upstream)
+    config["usage"] = {"log": "usage.jsonl"}
+    gw = gateway_factory(config, env={"RTGW_USAGE_POSTGRES_URL": server.url(db)})
+    assert "writing usage records to PostgreSQL" in gw.stderr()
+
+    async def two_turns():
+        call = AiortcCall(gw.url, GATEWAY_KEY, model=MODEL)
+        result = await call.connect()
+        assert result.status == 201, result.error or result.body
+        try:
+            assert await call.wait_for(lambda r: r.events_of("session.created"), 10)
+            call.send({"type": "response.create", "response": {"service_tier": "priority"}})
+            assert await call.wait_for(lambda r: r.events_of("response.done"), 10)
+            call.send({"type": "input_audio_buffer.commit"})  # a token-billed transcription
+            assert await call.wait_for(lambda r: r.events_of(
+                "conversation.item.input_audio_transcription.completed"), 10)
+        finally:
+            await call.close("hangup")
+        return call.result
+    result = asyncio.run(two_turns())
+
+    records = wait_until(lambda: len(jsonl(gw)) == 2 and jsonl(gw), 10, "two usage log lines")
+    landed = wait_until(lambda: len(rows(server, db)) >= 2 and rows(server, db), 15,
+                        "two rows in realtime_usage")
+    assert len(landed) == 2, landed
+    by_kind = {r["kind"]: r for r in landed}
+    assert set(by_kind) == {"response", "transcription"}, landed
+    assert by_kind["response"]["call_id"] == result.call_id
+    assert by_kind["response"]["item_id"] is None and by_kind["transcription"]["response_id"] is None
+    assert by_kind["response"]["response_id"] == result.events_of("response.done")[0]["response"]["id"]
+    for rec in records:
+        assert_row_matches_record(by_kind[rec["kind"]], rec)
+    assert metric(gw, "rtgw_usage_ledger_up") == 1
+    assert metric(gw, "rtgw_usage_ledger_written_total") == 2
+    assert metric(gw, "rtgw_usage_ledger_buffered_records") == 0
+    # The schema: a unique index on (call_id, response_id, item_id) with NULLs as ''.
+    index = server.psql(db, "SELECT indexdef FROM pg_indexes WHERE indexname = 'realtime_usage_turn'")
+    assert "UNIQUE" in index and "COALESCE(response_id" in index and "COALESCE(item_id" in index
+
+
+def test_the_same_record_offered_twice_lands_once(pg):
+    """The writer itself (unit-tests' PostgresLedgerLive.*) against this server: a record offered
+    twice in one batch, again in a later batch and again by a second writer lands once."""
+    server, db = pg
+    binary = os.environ.get("RTGW_UNIT_TESTS") or os.path.join(
+        os.path.dirname(os.path.dirname(os.environ.get("RTGW_BINARY", ""))), "tests", "unit-tests")
+    if not os.access(binary, os.X_OK):
+        pytest.skip("the unit-tests binary was not found (RTGW_UNIT_TESTS)")
+    out = subprocess.run([binary, "--gtest_filter=PostgresLedgerLive.*"],
+                         env={**os.environ, "RTGW_TEST_POSTGRES_URL": server.url(db)},
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout
+    assert "[  PASSED  ] 1 test" in out.stdout and "SKIPPED" not in out.stdout, out.stdout
+    assert int(server.psql(db, "SELECT count(*) FROM realtime_usage")) == 3
+
+
+def test_an_outage_buffers_then_flushes(pg, fake_upstream, gateway_factory):
+    server, db = pg
+    gw = ledger_gateway(gateway_factory, fake_upstream, server, db)
+    ws_turns(gw, 1)
+    wait_until(lambda: len(rows(server, db)) == 1, 15, "the first row")
+
+    server.stop("fast")
+    try:
+        ws_turns(gw, 3)
+        wait_until(lambda: len(jsonl(gw)) == 4, 10, "four usage log lines")
+        wait_until(lambda: metric(gw, "rtgw_usage_ledger_up") == 0, 15, "rtgw_usage_ledger_up 0")
+        assert metric(gw, "rtgw_usage_ledger_buffered_records") == 3
+        assert "usage ledger: PostgreSQL" in gw.stderr() and "is unavailable" in gw.stderr()
+        time.sleep(1.5)  # reconnect attempts fail meanwhile: logged once per outage
+        assert gw.stderr().count("is unavailable") == 1, gw.stderr()
+    finally:
+        server.start()
+    wait_until(lambda: metric(gw, "rtgw_usage_ledger_buffered_records") == 0, 30,
+               "the buffer to flush")
+    assert metric(gw, "rtgw_usage_ledger_up") == 1
+    landed = rows(server, db)
+    assert sorted(r["response_id"] for r in landed) == sorted(r["response_id"] for r in jsonl(gw))
+    assert len(landed) == 4  # all there, none twice
+    assert metric(gw, "rtgw_usage_ledger_dropped_total", '{reason="buffer_full"}') == 0
+    assert "is back: writing 3 buffered record(s)" in gw.stderr(), gw.stderr()
+
+
+def test_overflow_past_the_bound_is_counted_and_logged(pg, fake_upstream, gateway_factory):
+    server, db = pg
+    gw = ledger_gateway(gateway_factory, fake_upstream, server, db, postgres_buffer_records=2)
+    wait_until(lambda: metric(gw, "rtgw_usage_ledger_up") == 1, 15, "the ledger up")
+    server.stop("fast")
+    try:
+        ws_turns(gw, 1)  # noticed down at this first write
+        wait_until(lambda: metric(gw, "rtgw_usage_ledger_up") == 0, 15, "rtgw_usage_ledger_up 0")
+        ws_turns(gw, 4)  # 5 records, room for 2
+        # The JSONL log keeps every record.
+        wait_until(lambda: len(jsonl(gw)) == 5, 10, "five usage log lines")
+        assert metric(gw, "rtgw_usage_ledger_buffered_records") == 2
+        assert metric(gw, "rtgw_usage_ledger_dropped_total", '{reason="buffer_full"}') == 3
+        assert gw.stderr().count("buffer full (2 records)") == 1, gw.stderr()
+    finally:
+        server.start()
+    wait_until(lambda: metric(gw, "rtgw_usage_ledger_buffered_records") == 0, 30,
+               "the buffer to flush")
+    assert len(rows(server, db)) == 2
+    wait_until(lambda: "3 record(s) were dropped while the buffer was full" in gw.stderr(), 5,
+               "the overflow's count in the log")
+
+
+def test_budgets_are_replayed_from_the_table(pg, fake_upstream, gateway_factory):
+    server, db = pg
+    keys = [{"name": "team-a", "key": GATEWAY_KEY, "models": ["*"], "budget_tokens": 50}]
+    first = ledger_gateway(gateway_factory, fake_upstream, server, db, keys=keys)
+    ws_turns(first, 1)  # 57 tokens: over the budget
+    wait_until(lambda: len(jsonl(first)) == 1, 10, "the usage log line")
+    assert first.stop() == 0  # SIGTERM: the ledger flushes before exit
+    assert "every record is in PostgreSQL" in first.stderr(), first.stderr()
+    assert len(rows(server, db)) == 1
+
+    # A new gateway, a fresh usage log (nothing to replay there), the same database.
+    second = ledger_gateway(gateway_factory, fake_upstream, server, db, keys=keys)
+    assert jsonl(second) == []
+    assert "1 record(s) of 1 key(s) replayed from PostgreSQL" in second.stderr(), second.stderr()
+    reply = post_offer(second.url, GATEWAY_KEY, aiortc_offer(), model=MODEL)
+    assert reply.status == 429 and reply.json()["error"]["code"] == "budget_exceeded", reply.body
+
+
+def test_check_config_validates_and_masks_the_url(tmp_path):
+    binary = os.environ.get("RTGW_BINARY")
+    if not binary:
+        pytest.skip("RTGW_BINARY is not set")
+    base = {"models": [{"name": "echo", "workers": [{"provider": "echo"}]}]}
+
+    def check(usage):
+        path = tmp_path / "config.json"
+        path.write_text(json.dumps({**base, "usage": usage}))
+        return subprocess.run([binary, "--config", str(path), "--check-config"],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              timeout=30)
+    ok = check({"postgres_url": "postgresql://gw:hunter22@db.example.com/usage"})
+    assert ok.returncode == 0, ok.stdout
+    assert "postgresql://gw:***@db.example.com/usage" in ok.stdout and "hunter22" not in ok.stdout
+    bad = check({"postgres_url": "postgresql://gw:hunter22@db.example.com/usage?colour=blue"})
+    assert bad.returncode != 0 and "$.usage.postgres_url" in bad.stdout, bad.stdout
+    assert "hunter22" not in bad.stdout, bad.stdout
+
+
+def test_database_down_at_start_serves_from_jsonl_then_merges(pg, fake_upstream,
+                                                              gateway_factory):
+    server, db = pg
+    keys = [{"name": "team-a", "key": GATEWAY_KEY, "models": ["*"], "budget_tokens": 50}]
+    first = ledger_gateway(gateway_factory, fake_upstream, server, db, keys=keys)
+    ws_turns(first, 1)  # 57 tokens: over the budget
+    wait_until(lambda: len(rows(server, db)) == 1, 15, "the row")
+    assert first.stop() == 0
+    assert len(rows(server, db)) == 1
+
+    server.stop("fast")
+    try:
+        # Start-up waits postgres_timeout_seconds for the replay, then serves from the (fresh,
+        # empty) JSONL log's totals: the key is not blocked yet.
+        second = ledger_gateway(gateway_factory, fake_upstream, server, db, keys=keys,
+                                postgres_timeout_seconds=1)
+        assert "did not answer within 1 s" in second.stderr(), second.stderr()
+        reply = post_offer(second.url, GATEWAY_KEY, aiortc_offer(), model=MODEL)
+        assert reply.status == 201, reply.body
+    finally:
+        server.start()
+    # The replay comes in when the writer connects: the key is blocked from then on.
+    wait_until(lambda: "budgets merged with the totals of 1 key(s) from PostgreSQL"
+               in second.stderr(), 30, "the late replay")
+    reply = post_offer(second.url, GATEWAY_KEY, aiortc_offer(), model=MODEL)
+    assert reply.status == 429 and reply.json()["error"]["code"] == "budget_exceeded", reply.body
