@@ -222,6 +222,28 @@ def test_end_calls_over_budget_hangs_up_after_the_error_event(fake_upstream, gat
     assert close(record["cost_usd"], TURN_USD)
 
 
+def test_a_turn_cut_short_by_a_hang_up_is_priced(fake_upstream, gateway_factory, tmp_path):
+    """The client leaves mid-response: the gateway cancels it upstream, waits for its late
+    response.done and prices the usage it reports."""
+    log = str(tmp_path / "usage.jsonl")
+    gw = spend_gateway(fake_upstream, gateway_factory, log)
+    fake_upstream.config(turn_ms=10000)  # a long response, cut short only by response.cancel
+
+    async def scenario():
+        call = AiortcCall(gw.url, GATEWAY_KEY, model=MODEL)
+        await call.connect()
+        assert call.connected
+        call.send({"type": "response.create"})
+        assert await call.wait_for(
+            lambda r: r.events_of("response.output_audio_transcript.delta"), 10)
+        await call.close("close")  # leave mid-response
+    asyncio.run(scenario())
+    (record,) = wait_usage(log, 1, timeout=10)
+    assert record["status"] == "cancelled", record
+    assert close(record["cost_usd"], TURN_USD), record
+    assert close(spend_metric(gw, "team-a", MODEL), TURN_USD)
+
+
 def log_line(time_, key, model, cost, tokens=10):
     return json.dumps({"time": time_, "kind": "response", "key": key, "model": model,
                        "input_tokens": tokens, "output_tokens": tokens,
