@@ -17,6 +17,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 
 #include "auth/authenticator.h"
 #include "calls/call_registry.h"
@@ -61,6 +62,10 @@ class Server {
   // New calls get 503 shutting_down from now on.
   void begin_shutdown() { shutting_down_ = true; }
   bool shutting_down() const { return shutting_down_; }
+  // Replaces GET /v1/usage's source (Services::usage_report).
+  void set_usage_report(decltype(Services::usage_report) source) {
+    services_.usage_report = std::move(source);
+  }
 
  private:
   static void on_early_request(SoupServer*, SoupServerMessage* msg, const char* path,

@@ -95,7 +95,8 @@ std::string UsageRecord::to_json_line(double unix_time) const {
 }
 
 UsageLedger::UsageLedger(const std::string& log_path) {
-  if (log_path.empty()) return;
+  memory_only_ = log_path.empty();
+  if (memory_only_) return;
   // Replay: each line's key, billable tokens and cost. Only a regular file: a device (a log pointed
   // at /dev/null or /dev/full) reads forever or nothing.
   bool regular = g_file_test(log_path.c_str(), G_FILE_TEST_IS_REGULAR);
@@ -138,6 +139,12 @@ UsageLedger::UsageLedger(const std::string& log_path) {
 bool UsageLedger::record(const UsageRecord& record) {
   used_[record.key_name] += record.billable_tokens();
   if (record.cost_usd) usd_[record.key_name] += *record.cost_usd;
+  if (memory_only_) {
+    recent_.push_back({static_cast<double>(g_get_real_time()) / 1e6, record.key_name, record.model,
+                       record.input_tokens, record.output_tokens, record.total_tokens,
+                       record.transcription_seconds, record.cost_usd});
+    if (recent_.size() > kMemoryEntries) recent_.pop_front();
+  }
   if (!log_) return true;
   std::string line = record.to_json_line(static_cast<double>(g_get_real_time()) / 1e6) + "\n";
   if (std::fwrite(line.data(), 1, line.size(), log_.get()) == line.size() &&
@@ -155,6 +162,12 @@ bool UsageLedger::record(const UsageRecord& record) {
 std::int64_t UsageLedger::tokens_used(const std::string& key_name) const {
   auto it = used_.find(key_name);
   return it == used_.end() ? 0 : it->second;
+}
+
+std::vector<UsageGroup> UsageLedger::memory_report(const UsageQuery& query) const {
+  UsageReport report;
+  for (const UsageEntry& e : recent_) report.add(e, query);
+  return report.groups();
 }
 
 double UsageLedger::usd_used(const std::string& key_name) const {

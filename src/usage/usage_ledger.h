@@ -10,12 +10,15 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <deque>
 #include <map>
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "common/json.h"
+#include "usage/usage_report.h"
 
 namespace rtgw::usage {
 
@@ -85,6 +88,10 @@ class UsageLedger {
   // Adds spend recorded elsewhere (e.g. replayed from another store) to the key's total.
   void add_usd(const std::string& key_name, double usd) { usd_[key_name] += usd; }
   std::size_t replayed_records() const { return replayed_; }
+  // Without a log: the report of the last kMemoryEntries turns of this process (GET /v1/usage's
+  // source then). With a log: empty (the log is the source).
+  std::vector<UsageGroup> memory_report(const UsageQuery& query) const;
+  static constexpr std::size_t kMemoryEntries = 50000;
 
  private:
   struct FileCloser {
@@ -94,6 +101,8 @@ class UsageLedger {
   std::map<std::string, std::int64_t> used_;
   std::map<std::string, double> usd_;
   std::size_t replayed_ = 0;
+  bool memory_only_ = false;
+  std::deque<UsageEntry> recent_;  // memory_only_: the last kMemoryEntries turns
 };
 
 }  // namespace rtgw::usage

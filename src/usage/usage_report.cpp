@@ -41,21 +41,32 @@ bool UsageReport::add_line(const std::string& line, const UsageQuery& query) {
   auto model = json::get_string(obj, "model");
   auto time = number(obj, "time");
   if (!key || !model || !time) return false;
-  if (query.key && *query.key != *key) return false;
-  if (query.since && *time < *query.since) return false;
-  if (query.until && *time >= *query.until) return false;
-  UsageGroup& g = groups_[{*key, *model}];
-  g.key = *key;
-  g.model = *model;
+  UsageEntry e;
+  e.time = *time;
+  e.key = std::move(*key);
+  e.model = std::move(*model);
+  e.input_tokens = integer(obj, "input_tokens");
+  e.output_tokens = integer(obj, "output_tokens");
+  e.total_tokens = integer(obj, "total_tokens");
+  e.transcription_seconds = number(obj, "transcription_seconds").value_or(0);
+  e.cost_usd = number(obj, "cost_usd");
+  return add(e, query);
+}
+
+bool UsageReport::add(const UsageEntry& e, const UsageQuery& query) {
+  if (query.key && *query.key != e.key) return false;
+  if (query.since && e.time < *query.since) return false;
+  if (query.until && e.time >= *query.until) return false;
+  UsageGroup& g = groups_[{e.key, e.model}];
+  g.key = e.key;
+  g.model = e.model;
   g.turns++;
-  std::int64_t in = integer(obj, "input_tokens"), out = integer(obj, "output_tokens");
-  std::int64_t total = integer(obj, "total_tokens");
-  g.input_tokens += in;
-  g.output_tokens += out;
-  g.total_tokens += total > 0 ? total : in + out;
-  g.transcription_seconds += number(obj, "transcription_seconds").value_or(0);
-  if (auto cost = number(obj, "cost_usd")) {
-    g.cost_usd += *cost;
+  g.input_tokens += e.input_tokens;
+  g.output_tokens += e.output_tokens;
+  g.total_tokens += e.total_tokens > 0 ? e.total_tokens : e.input_tokens + e.output_tokens;
+  g.transcription_seconds += e.transcription_seconds;
+  if (e.cost_usd) {
+    g.cost_usd += *e.cost_usd;
     g.priced_turns++;
   }
   return true;

@@ -38,11 +38,24 @@ struct UsageGroup {
   std::int64_t priced_turns = 0;  // turns that carried a cost_usd
 };
 
+// One turn as the report counts it.
+struct UsageEntry {
+  double time = 0;  // unix seconds
+  std::string key;
+  std::string model;
+  std::int64_t input_tokens = 0;
+  std::int64_t output_tokens = 0;
+  std::int64_t total_tokens = 0;
+  double transcription_seconds = 0;
+  std::optional<double> cost_usd;
+};
+
 class UsageReport {
  public:
   // Adds one usage-log line (ignored when it is not a record, or outside the query's window or
   // key). False when it was not counted.
   bool add_line(const std::string& line, const UsageQuery& query);
+  bool add(const UsageEntry& entry, const UsageQuery& query);
   std::vector<UsageGroup> groups() const;
 
  private:

@@ -39,7 +39,8 @@ def spend_gateway(fake_upstream, gateway_factory, log, keys=None):
                              "workers": priced["workers"]})
     if keys is not None:
         config["auth"]["keys"] = keys
-    config["usage"] = {"log": log}
+    if log:
+        config["usage"] = {"log": log}
     return gateway_factory(config)
 
 
@@ -336,3 +337,20 @@ def test_tester_page_shows_each_turns_cost_and_the_running_cost(fake_upstream, g
     finally:
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
+
+
+def test_usage_report_without_a_usage_log_counts_this_process(fake_upstream, gateway_factory):
+    keys = [{"name": "team-a", "key": GATEWAY_KEY, "models": ["*"]},
+            {"name": "ops", "key": ADMIN_KEY, "models": ["*"], "admin": True}]
+    gw = spend_gateway(fake_upstream, gateway_factory, None, keys=keys)
+    assert usage_report(gw, GATEWAY_KEY).json()["data"] == []
+    asyncio.run(ws_turns(gw.url, GATEWAY_KEY, MODEL, 2))
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        rows = usage_report(gw, ADMIN_KEY).json()["data"]
+        if rows and rows[0]["turns"] == 2:
+            break
+        time.sleep(0.1)
+    assert [(r["key"], r["model"], r["turns"]) for r in rows] == [("team-a", MODEL, 2)], rows
+    assert close(rows[0]["cost_usd"], 2 * TURN_USD) and rows[0]["total_tokens"] == 114
+    assert usage_report(gw, ADMIN_KEY, f"?since={int(time.time()) + 60}").json()["data"] == []

@@ -325,3 +325,34 @@ TEST(UsageReport, GroupsByKeyAndModelWithinTheWindow) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(UsageLedgerSpend, WithoutALogTheReportComesFromMemory) {
+  rtgw::usage::UsageLedger ledger("");
+  UsageRecord r;
+  r.key_name = "team-a";
+  r.model = "m";
+  r.input_tokens = 3;
+  r.output_tokens = 2;
+  r.cost_usd = 0.5;
+  ledger.record(r);
+  r.key_name = "team-b";
+  r.cost_usd.reset();
+  ledger.record(r);
+  rtgw::usage::UsageQuery all;
+  auto groups = ledger.memory_report(all);
+  ASSERT_EQ(groups.size(), 2u);
+  EXPECT_EQ(groups[0].key, "team-a");
+  EXPECT_EQ(groups[0].total_tokens, 5);
+  EXPECT_DOUBLE_EQ(groups[0].cost_usd, 0.5);
+  EXPECT_EQ(groups[1].priced_turns, 0);
+  rtgw::usage::UsageQuery future;
+  future.since = static_cast<double>(g_get_real_time()) / 1e6 + 60;
+  EXPECT_TRUE(ledger.memory_report(future).empty());
+  rtgw::usage::UsageQuery own;
+  own.key = "team-b";
+  EXPECT_EQ(ledger.memory_report(own).size(), 1u);
+}
+
+}  // namespace
