@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
 #include <iostream>
 
@@ -111,9 +112,16 @@ int main(int argc, char** argv) {
     // deinitialise GStreamer only once they are done (bounded; a hung state change skips it).
     if (rtgw::wait_for_pipeline_reaps(std::chrono::milliseconds(kReaperExitWaitMs)))
       gst_deinit();  // lets GST_TRACERS=leaks report what outlived the gateway
-    else
+    else {
       g_warning("%d pipeline(s) still stopping after %d ms; exiting without gst_deinit",
                 rtgw::pending_pipeline_reaps(), kReaperExitWaitMs);
+      // The reaper's threads still run GStreamer code: the process's exit-time destructors
+      // (static objects, atexit handlers) must not run under them (seen under load: glibc
+      // aborted with "corrupted size vs. prev_size"). The gateway is already gone (usage log
+      // and ledger flushed): flush stdio and leave at once.
+      std::fflush(nullptr);
+      std::_Exit(code);
+    }
     return code;
   } catch (const rtgw::config::ConfigError& e) {
     std::fprintf(stderr, "realtime-gateway: config error: %s\n", e.what());

@@ -456,7 +456,7 @@ FilterOutcome apply_policy(const Policy& policy, const EventContext& ctx, std::s
     d.reason = Reason::kBudget;
     d.rule = "budget";
     d.event_type = "response.create";
-    d.message = "token budget exceeded: response.create is not allowed";
+    d.message = "budget exceeded (budget_tokens or budget_usd): response.create is not allowed";
     return drop(std::move(d));
   }
 

@@ -3,6 +3,8 @@
 
 #include <algorithm>
 
+#include "usage/pricing.h"
+
 namespace rtgw::app {
 namespace {
 
@@ -36,11 +38,23 @@ CallAccounting::CallAccounting(const config::Config& config, usage::UsageLedger&
                                relay::SessionRegistry& sessions)
     : config_(config), ledger_(ledger), metrics_(metrics), calls_(calls), sessions_(sessions) {}
 
-bool CallAccounting::over_budget(const std::string& key_name) const {
+const config::KeyConfig* CallAccounting::find_key(const std::string& key_name) const {
   for (const auto& key : config_.auth.keys)
-    if (key.name == key_name && key.budget_tokens)
-      return ledger_.over_budget(key_name, *key.budget_tokens);
+    if (key.name == key_name) return &key;
+  return nullptr;
+}
+
+bool CallAccounting::over_budget(const std::string& key_name) const {
+  const config::KeyConfig* key = find_key(key_name);
+  if (!key) return false;
+  if (key->budget_tokens && ledger_.over_budget(key_name, *key->budget_tokens)) return true;
+  if (key->budget_usd && ledger_.over_budget_usd(key_name, *key->budget_usd)) return true;
   return false;
+}
+
+std::optional<double> CallAccounting::price(const usage::UsageRecord& record) const {
+  const config::ModelConfig* model = config_.find_model(record.model);
+  return usage::price_turn(record, model && model->pricing ? &*model->pricing : nullptr);
 }
 
 void CallAccounting::OnCallAnswered(const calls::Call& call) {
@@ -113,7 +127,10 @@ void CallAccounting::OnSessionTurn(const relay::WebSocketSession&,
   meter_turn(record);
 }
 
-void CallAccounting::meter_turn(const usage::UsageRecord& record) {
+void CallAccounting::meter_turn(usage::UsageRecord record) {
+  // Priced before anything records it (log, ledger, metrics): every turn, cut short or not, is
+  // priced from the usage it reported.
+  record.cost_usd = price(record);
   if (!ledger_.record(record))
     metrics_.add_counter("rtgw_usage_log_errors_total",
                          "Usage records that could not be written to the usage log (they still "
@@ -146,18 +163,37 @@ void CallAccounting::meter_turn(const usage::UsageRecord& record) {
                          "Seconds of duration-billed input audio transcription, by key and model",
                          {{"key", record.key_name}, {"model", record.model}},
                          record.transcription_seconds);
+  if (record.cost_usd)
+    metrics_.add_counter("rtgw_spend_usd_total",
+                         "US dollars spent, by key and model (turns of models with a price table)",
+                         {{"key", record.key_name}, {"model", record.model}}, *record.cost_usd);
   if (record.first_token_latency_ms >= 0)
     metrics_.observe("rtgw_first_token_seconds", "response.create to first output delta",
                      {{"model", record.model}}, record.first_token_latency_ms / 1000.0,
                      kLatencyBucketsSeconds);
-  // Budgets: every live call and session of the key blocks response.create from now on.
+  // Budgets: every live call and session of the key blocks response.create from now on; with
+  // end_calls_over_budget they are also told (the policy error event) and ended.
   if (!over_budget(record.key_name)) return;
+  const config::KeyConfig* key = find_key(record.key_name);
+  const bool end_them = key && key->end_calls_over_budget;
+  const std::string message = "the key '" + record.key_name +
+                              "' is over its budget (budget_tokens or budget_usd): the call is "
+                              "ended (end_calls_over_budget)";
+  std::vector<calls::Call*> calls_to_end;
   calls_.for_each([&](calls::Call& c) {
-    if (c.identity().key_name == record.key_name) c.set_budget_exceeded(true);
+    if (c.identity().key_name != record.key_name) return;
+    c.set_budget_exceeded(true);
+    if (end_them) calls_to_end.push_back(&c);
   });
+  std::vector<relay::WebSocketSession*> sessions_to_end;
   sessions_.for_each([&](relay::WebSocketSession& s) {
-    if (s.identity().key_name == record.key_name) s.set_budget_exceeded(true);
+    if (s.identity().key_name != record.key_name) return;
+    s.set_budget_exceeded(true);
+    if (end_them) sessions_to_end.push_back(&s);
   });
+  // Outside the walks: ending may change the registries.
+  for (calls::Call* c : calls_to_end) c->end_for_policy(message);
+  for (relay::WebSocketSession* s : sessions_to_end) s->end_for_policy(message);
 }
 
 void CallAccounting::OnCallPolicyDecision(const calls::Call&,

@@ -9,6 +9,8 @@
 // Threads: main loop only.
 #pragma once
 
+#include <optional>
+
 #include "calls/call_registry.h"
 #include "config/config.h"
 #include "metrics/metrics.h"
@@ -23,8 +25,11 @@ class CallAccounting : public calls::CallObserver, public relay::SessionObserver
                  metrics::Registry& metrics, calls::CallRegistry& calls,
                  relay::SessionRegistry& sessions);
 
-  // Is this key over its budget_tokens (false when it has none)?
+  // Is this key over its budget_tokens or its budget_usd (false when it has neither)?
   bool over_budget(const std::string& key_name) const;
+  // The turn's cost from the price table of its model (record.model, the gateway's model name
+  // the client asked for); nullopt when that model has no table (usage/pricing.h).
+  std::optional<double> price(const usage::UsageRecord& record) const;
 
   void OnCallAnswered(const calls::Call& call) override;
   void OnCallSetupFailed(const calls::Call& call, const calls::SetupFailure& failure) override;
@@ -40,7 +45,8 @@ class CallAccounting : public calls::CallObserver, public relay::SessionObserver
                                const calls::PolicyDecision& decision) override;
 
  private:
-  void meter_turn(const usage::UsageRecord& record);
+  void meter_turn(usage::UsageRecord record);
+  const config::KeyConfig* find_key(const std::string& key_name) const;
   void count_decision(const calls::PolicyDecision& decision);
   void count_events(std::uint64_t from_client, std::uint64_t from_upstream);
 

@@ -134,6 +134,15 @@ Gateway::Gateway(config::Config config)
                      session_pipeline_description_,
                      [this](const std::string& key) { return accounting_.over_budget(key); },
                      config_.data_dir.empty() ? RTGW_DATA_DIR : config_.data_dir});
+  // GET /v1/usage: the usage log when there is one (scanned off the main loop), else the
+  // ledger's in-memory window of this process's last turns (answered on the next main-loop turn).
+  if (config_.usage_log.empty())
+    server_->set_usage_report(
+        [this](usage::UsageQuery query, std::function<void(std::vector<usage::UsageGroup>)> done) {
+          post_to_main(
+              [groups = usage_.memory_report(query), done = std::move(done)] { done(groups); });
+          return true;
+        });
 }
 
 Gateway::~Gateway() = default;

@@ -661,6 +661,28 @@ void Call::send_error_event(const std::string& code, const std::string& message,
   send_to_client(make_error_event("invalid_request_error", code, message, client_event_id));
 }
 
+void Call::end_for_policy(const std::string& message) {
+  if (state_ == State::kEnded) return;
+  send_error_event("policy_violation", message);
+  schedule_policy_hangup("policy: " + message);
+}
+
+void Call::schedule_policy_hangup(const std::string& reason) {
+  if (state_ == State::kEnded || policy_hangup_) return;
+  // The error event was just queued on the same stream as the close that hang_up() starts:
+  // give it a moment to leave first, or a fast peer may see the close alone.
+  policy_hangup_reason_ = reason;
+  policy_hangup_ = SourceGuard(g_timeout_add(
+      kFlushWaitMs,
+      [](gpointer data) -> gboolean {
+        auto* call = static_cast<Call*>(data);
+        call->policy_hangup_.forget();
+        call->hang_up(call->policy_hangup_reason_);
+        return G_SOURCE_REMOVE;
+      },
+      this));
+}
+
 void Call::on_bus_message(GstMessage* message) {
   switch (GST_MESSAGE_TYPE(message)) {
     case GST_MESSAGE_ERROR: {
@@ -710,20 +732,7 @@ void Call::on_element_message(GstMessage* message) {
       events_filtered_++;
     }
     listener_->OnCallPolicyDecision(*this, *d);
-    if (d->end_call && state_ != State::kEnded && !policy_hangup_) {
-      // The error event was just queued on the same stream as the close that hang_up() starts:
-      // give it a moment to leave first, or a fast peer may see the close alone.
-      policy_hangup_reason_ = "policy: " + d->message;
-      policy_hangup_ = SourceGuard(g_timeout_add(
-          kFlushWaitMs,
-          [](gpointer data) -> gboolean {
-            auto* call = static_cast<Call*>(data);
-            call->policy_hangup_.forget();
-            call->hang_up(call->policy_hangup_reason_);
-            return G_SOURCE_REMOVE;
-          },
-          this));
-    }
+    if (d->end_call) schedule_policy_hangup("policy: " + d->message);
     return;
   }
   if (auto r = parse_turn(s)) {
@@ -732,8 +741,13 @@ void Call::on_element_message(GstMessage* message) {
     r->key_name = identity_.key_name;
     r->model = identity_.model;
     r->worker = identity_.worker_name;
+    if (settings_.pricing) r->cost_usd = usage::price_turn(*r, &*settings_.pricing);
     turns_++;
     usage_total_.add_tokens(*r);
+    recent_turn_costs_.emplace_back(r->kind == "transcription" ? r->item_id : r->response_id,
+                                    r->cost_usd);
+    if (recent_turn_costs_.size() > kRecentTurnCosts)
+      recent_turn_costs_.erase(recent_turn_costs_.begin());
     listener_->OnCallTurn(*this, *r);
     if (draining_) hang_up(drain_reason_ + " (late usage metered)");
     return;
@@ -868,6 +882,23 @@ json::ObjectBuilder Call::describe() const {
       .set("filtered", static_cast<gint64>(events_filtered_));
   json::ObjectBuilder usage = usage_total_.tokens_json();
   usage.set("turns", static_cast<gint64>(turns_));
+  // The running cost (null: the model has no price table) and the last turns' costs.
+  if (usage_total_.cost_usd)
+    usage.set("cost_usd", *usage_total_.cost_usd);
+  else
+    usage.set_null("cost_usd");
+  auto turn_costs = Ref<JsonNode>::adopt(json_node_new(JSON_NODE_ARRAY));
+  json_node_take_array(turn_costs.get(), json_array_new());
+  for (const auto& [turn_id, cost] : recent_turn_costs_) {
+    json::ObjectBuilder turn;
+    turn.set("id", turn_id);
+    if (cost)
+      turn.set("cost_usd", *cost);
+    else
+      turn.set_null("cost_usd");
+    json_array_add_element(json_node_get_array(turn_costs.get()), turn.node().release());
+  }
+  usage.set_node("turn_costs", turn_costs);
   json::ObjectBuilder legs;
   legs.set("client", state_name(client_state_)).set("upstream", state_name(upstream_state_));
   // Milliseconds since each leg's peer last sent a packet (-1: not watched yet or any more), and

@@ -29,6 +29,7 @@
 #include "common/ref.h"
 #include "config/config.h"
 #include "sdp/session_description.h"
+#include "usage/pricing.h"
 #include "usage/usage_ledger.h"
 #include "workers/upstream_signaller.h"
 #include "workers/worker_lease.h"
@@ -98,8 +99,11 @@ struct CallSettings {
   std::int64_t max_event_bytes = EventChannel::kMaxMessageBytes;
   std::string pipeline_description;  // gst-launch syntax
   std::string policy_json;           // rteventfilter `policy` for client events ("" = none)
-  bool budget_exceeded = false;      // the key is over its token budget at call start
-  int late_usage_wait_ms = 3000;     // client gone mid-response: wait this long for response.done
+  bool budget_exceeded = false;      // the key is over a budget at call start
+  // The model's price table: each turn's cost for the call's running total (describe()); the
+  // usage record itself is priced by the accounting (app/call_accounting.h).
+  std::optional<config::Pricing> pricing;
+  int late_usage_wait_ms = 3000;  // client gone mid-response: wait this long for response.done
   // The client speaks the beta dialect (legacy route or token): its events are translated to GA
   // as they enter the event path (before the policy), the worker's to beta as they leave it for
   // the client (after the meter). Taps (sideband sockets) and the worker always see GA.
@@ -131,8 +135,11 @@ class Call : public WebRtcLeg::Listener,
   // exchange cancelled, or the upstream call hung up if the worker already answered); a call
   // past set-up is hung up.
   void cancel_setup(const std::string& reason);
-  // The key went over (or back under) its token budget: response.create is blocked from now on.
+  // The key went over (or back under) a budget: response.create is blocked from now on.
   void set_budget_exceeded(bool exceeded);
+  // A policy ends the call (e.g. end_calls_over_budget): the client gets the policy error event
+  // (code policy_violation) with `message`, then the call is hung up once it has left.
+  void end_for_policy(const std::string& message);
   // Sideband: a client event that takes the client's own path (filter, meter) to the upstream.
   // False when the call is over.
   bool inject_client_event(const std::string& text);
@@ -205,6 +212,8 @@ class Call : public WebRtcLeg::Listener,
   void send_to_client(const std::string& text);
   void send_error_event(const std::string& code, const std::string& message,
                         const std::string& client_event_id = {});
+  // Hangs up after kFlushWaitMs (the policy error event leaves first); once.
+  void schedule_policy_hangup(const std::string& reason);
   void on_bus_message(GstMessage* message);
   void install_event_sink(const char* name, bool to_upstream);
   void unlink_legs();
@@ -268,6 +277,9 @@ class Call : public WebRtcLeg::Listener,
   std::uint64_t events_blocked_ = 0;
   std::uint64_t events_filtered_ = 0;
   usage::UsageRecord usage_total_;  // sums over the call's turns
+  // The last turns' costs (response or item id, cost), newest last, bounded: the tester page.
+  std::vector<std::pair<std::string, std::optional<double>>> recent_turn_costs_;
+  static constexpr std::size_t kRecentTurnCosts = 32;
   std::uint64_t turns_ = 0;
   bool draining_ = false;  // client gone, waiting for a late response.done
   std::string drain_reason_;

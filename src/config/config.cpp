@@ -14,6 +14,13 @@
 namespace rtgw::config {
 namespace {
 
+// A number as a person writes it (0.1, 600, 1e+12), for messages.
+std::string shortest(double v) {
+  std::ostringstream out;
+  out << v;
+  return out.str();
+}
+
 // Walks a JSON document keeping the JSON path for error messages.
 class Reader {
  public:
@@ -81,7 +88,9 @@ class Reader {
       v = json_node_get_double(node);
     else
       fail(path, "expected a number");
-    if (v < min || v > max) fail(path, "out of range");
+    // NaN fails too (the comparisons below are false for it).
+    if (!(v >= min && v <= max))
+      fail(path, "must be a number between " + shortest(min) + " and " + shortest(max));
     return v;
   }
 
@@ -128,7 +137,9 @@ void read_auth(const Reader& r, JsonNode* node, AuthConfig& auth) {
     std::set<std::string> names, secrets;
     r.array(keys, "$.auth.keys", [&](JsonNode* k, const std::string& path) {
       JsonObject* ko = r.object(k, path);
-      r.only(ko, path, {"name", "key", "models", "max_concurrent_calls", "admin", "budget_tokens"});
+      r.only(ko, path,
+             {"name", "key", "models", "max_concurrent_calls", "admin", "budget_tokens",
+              "budget_usd", "end_calls_over_budget"});
       KeyConfig key;
       if (!member(ko, "name")) r.fail(path + ".name", "required");
       key.name = r.string(member(ko, "name"), path + ".name");
@@ -146,6 +157,10 @@ void read_auth(const Reader& r, JsonNode* node, AuthConfig& auth) {
       if (auto* n = member(ko, "admin")) key.admin = r.boolean(n, path + ".admin");
       if (auto* n = member(ko, "budget_tokens"))
         key.budget_tokens = r.integer(n, path + ".budget_tokens", 0, INT64_MAX);
+      if (auto* n = member(ko, "budget_usd"))
+        key.budget_usd = r.number(n, path + ".budget_usd", 0, 1e12);
+      if (auto* n = member(ko, "end_calls_over_budget"))
+        key.end_calls_over_budget = r.boolean(n, path + ".end_calls_over_budget");
       auth.keys.push_back(std::move(key));
     });
   }
@@ -165,11 +180,45 @@ void check_url(const Reader& r, const std::string& url, const std::string& path)
   if (!g_uri_get_host(uri.get()) || !*g_uri_get_host(uri.get())) r.fail(path, "URL has no host");
 }
 
+Pricing read_pricing(const Reader& r, JsonNode* node, const std::string& path) {
+  JsonObject* po = r.object(node, path);
+  r.only(po, path, {"per_million_tokens", "per_minute"});
+  Pricing p;
+  auto price = [&](JsonObject* obj, const std::string& at, const char* name,
+                   std::optional<double>& out) {
+    if (auto* n = member(obj, name)) {
+      double v = r.number(n, at + "." + name, 0, 1e9);
+      out = v;
+    }
+  };
+  if (auto* n = member(po, "per_million_tokens")) {
+    std::string at = path + ".per_million_tokens";
+    JsonObject* o = r.object(n, at);
+    r.only(o, at,
+           {"text_input", "text_cached_input", "audio_input", "audio_cached_input", "image_input",
+            "text_output", "audio_output"});
+    price(o, at, "text_input", p.text_input);
+    price(o, at, "text_cached_input", p.text_cached_input);
+    price(o, at, "audio_input", p.audio_input);
+    price(o, at, "audio_cached_input", p.audio_cached_input);
+    price(o, at, "image_input", p.image_input);
+    price(o, at, "text_output", p.text_output);
+    price(o, at, "audio_output", p.audio_output);
+  }
+  if (auto* n = member(po, "per_minute")) {
+    std::string at = path + ".per_minute";
+    JsonObject* o = r.object(n, at);
+    r.only(o, at, {"transcription"});
+    price(o, at, "transcription", p.transcription);
+  }
+  return p;
+}
+
 void read_models(const Reader& r, JsonNode* node, std::vector<ModelConfig>& models) {
   std::set<std::string> names;
   r.array(node, "$.models", [&](JsonNode* m, const std::string& path) {
     JsonObject* mo = r.object(m, path);
-    r.only(mo, path, {"name", "upstream_model", "workers"});
+    r.only(mo, path, {"name", "upstream_model", "workers", "pricing"});
     ModelConfig model;
     if (!member(mo, "name")) r.fail(path + ".name", "required");
     model.name = r.string(member(mo, "name"), path + ".name");
@@ -178,6 +227,7 @@ void read_models(const Reader& r, JsonNode* node, std::vector<ModelConfig>& mode
     model.upstream_model = member(mo, "upstream_model")
                                ? r.string(member(mo, "upstream_model"), path + ".upstream_model")
                                : model.name;
+    if (auto* n = member(mo, "pricing")) model.pricing = read_pricing(r, n, path + ".pricing");
     if (!member(mo, "workers")) r.fail(path + ".workers", "required");
     r.array(member(mo, "workers"), path + ".workers", [&](JsonNode* w, const std::string& wpath) {
       JsonObject* wo = r.object(w, wpath);
@@ -561,12 +611,35 @@ std::string describe(const Config& c) {
     for (const auto& m : k.models) out << m << ",";
     out << " max_concurrent_calls=" << k.max_concurrent_calls << (k.admin ? " admin" : "");
     if (k.budget_tokens) out << " budget_tokens=" << *k.budget_tokens;
+    if (k.budget_usd) out << " budget_usd=" << shortest(*k.budget_usd);
+    if (k.end_calls_over_budget) out << " end_calls_over_budget";
     out << "\n";
   }
   out << "token_secret: " << (c.auth.token_secret.empty() ? "random per process" : "set")
       << ", token_ttl_seconds=" << c.auth.token_ttl_seconds << "\n";
   for (const auto& m : c.models) {
     out << "model: " << m.name << " -> " << m.upstream_model << "\n";
+    out << "  pricing: ";
+    if (!m.pricing) {
+      out << "none (cost_usd null)\n";
+    } else {
+      // USD per million tokens, and per minute of duration-billed transcription.
+      const Pricing& p = *m.pricing;
+      auto show = [&](const char* name, const std::optional<double>& v) {
+        out << name << "=" << (v ? shortest(*v) : std::string("-")) << " ";
+      };
+      out << "per_million_tokens: ";
+      show("text_input", p.text_input);
+      show("text_cached_input", p.text_cached_input);
+      show("audio_input", p.audio_input);
+      show("audio_cached_input", p.audio_cached_input);
+      show("image_input", p.image_input);
+      show("text_output", p.text_output);
+      show("audio_output", p.audio_output);
+      out << "per_minute: ";
+      show("transcription", p.transcription);
+      out << "\n";
+    }
     for (const auto& w : m.workers)
       out << "  worker: " << w.name << " provider=" << w.provider
           << (w.url.empty() ? "" : " url=" + w.url)

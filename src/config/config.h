@@ -24,6 +24,10 @@ struct KeyConfig {
   int max_concurrent_calls = 0;     // 0 = unlimited
   bool admin = false;
   std::optional<std::int64_t> budget_tokens;
+  std::optional<double> budget_usd;  // US dollars over the usage log's lifetime
+  // A turn that takes the key over a budget (tokens or USD) also ends its live calls and
+  // WebSocket sessions, after the policy error event.
+  bool end_calls_over_budget = false;
 };
 
 struct AuthConfig {
@@ -56,10 +60,26 @@ struct WorkerConfig {
   int breaker_open_seconds = 10;     // then one probe call is let through
 };
 
+// A model's price table (`models[].pricing`), US dollars. A price left out is unknown: a turn
+// that needs it has no cost (usage/pricing.h says which fall back).
+struct Pricing {
+  // per_million_tokens
+  std::optional<double> text_input;
+  std::optional<double> text_cached_input;
+  std::optional<double> audio_input;
+  std::optional<double> audio_cached_input;
+  std::optional<double> image_input;
+  std::optional<double> text_output;
+  std::optional<double> audio_output;
+  // per_minute
+  std::optional<double> transcription;
+};
+
 struct ModelConfig {
   std::string name;
   std::string upstream_model;  // defaults to name
   std::vector<WorkerConfig> workers;
+  std::optional<Pricing> pricing;  // none: its usage records carry cost_usd null
 };
 
 struct WebRtcConfig {

@@ -4,6 +4,7 @@
 #include <gio/gio.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <exception>
 #include <memory>
@@ -221,6 +222,8 @@ void Server::on_request(SoupServer*, SoupServerMessage* msg, const char* path, G
       self->handle_realtime_socket(msg, query);
     else if (g_strcmp0(method, "POST") == 0 && g_strcmp0(path, kRealtimePath) == 0)
       self->handle_legacy_call(msg, query);
+    else if (g_strcmp0(method, "GET") == 0 && g_strcmp0(path, "/v1/usage") == 0)
+      self->handle_usage(msg, query);
     else
       self->dispatch(msg, path);
   } catch (const HttpError& e) {
@@ -299,6 +302,7 @@ void Server::dispatch(SoupServerMessage* msg, const char* path_cstr) {
     handle_models(msg);
     return;
   }
+
   const std::string calls_prefix = "/v1/realtime/calls/";
   if (path.rfind(calls_prefix, 0) == 0) {
     std::string rest = path.substr(calls_prefix.size());
@@ -390,6 +394,7 @@ void Server::handle_create_call(SoupServerMessage* msg, GHashTable* query, bool 
   settings.pipeline_description = services_.pipeline_description;
   settings.policy_json = config.policy_json;
   settings.budget_exceeded = services_.over_budget && services_.over_budget(principal.key_name);
+  settings.pricing = model_config.pricing;
   settings.failover = [&workers = services_.workers, model](const std::vector<std::string>& tried) {
     return workers.pick(model, tried);
   };
@@ -465,7 +470,8 @@ void Server::check_budget(const auth::Principal& principal) const {
   if (services_.over_budget && services_.over_budget(principal.key_name))
     throw errors::too_many(
         "budget_exceeded",
-        "the key '" + principal.key_name + "' is over its token budget: no new call or session");
+        "the key '" + principal.key_name +
+            "' is over its budget (budget_tokens or budget_usd): no new call or session");
 }
 
 workers::WorkerLease Server::reserve_capacity(const auth::Principal& principal,
@@ -532,6 +538,54 @@ void Server::handle_models(SoupServerMessage* msg) {
   json::ObjectBuilder out;
   out.set("object", "list").set_node("data", list);
   respond_json(msg, 200, out.str());
+}
+
+namespace {
+
+// A `since`/`until` value: unix seconds, a non-negative finite number.
+std::optional<double> unix_seconds(GHashTable* query, const char* name) {
+  if (!query || !g_hash_table_contains(query, name)) return std::nullopt;
+  std::string text = query_value(query, name);
+  const char* start = text.c_str();
+  char* end = nullptr;
+  double v = text.empty() ? -1 : g_ascii_strtod(start, &end);
+  if (text.empty() || end != start + text.size() || !std::isfinite(v) || v < 0 ||
+      !g_ascii_isdigit(text[0]))
+    throw errors::bad_request("invalid_request_error",
+                              std::string("'") + name + "' must be unix seconds (a number >= 0)");
+  return v;
+}
+
+}  // namespace
+
+void Server::handle_usage(SoupServerMessage* msg, GHashTable* query) {
+  auth::Principal principal = services_.auth.authenticate(request_header(msg, "Authorization"));
+  usage::UsageQuery q;
+  q.since = unix_seconds(query, "since");
+  q.until = unix_seconds(query, "until");
+  if (q.since && q.until && *q.since > *q.until)
+    throw errors::bad_request("invalid_request_error", "'since' is after 'until'");
+  // A key sees its own records; an admin every key's, or one key's with ?key=.
+  if (!principal.admin)
+    q.key = principal.key_name;
+  else if (query && g_hash_table_contains(query, "key"))
+    q.key = query_value(query, "key");
+
+  auto pending = Ref<SoupServerMessage>::retain(msg);
+  auto done = [pending](std::vector<usage::UsageGroup> groups) {
+    respond_json(pending.get(), 200, usage::usage_report_json(groups));
+    soup_server_message_unpause(pending.get());
+  };
+  soup_server_message_pause(msg);
+  bool started =
+      services_.usage_report
+          ? services_.usage_report(std::move(q), std::move(done))
+          : usage::query_usage_log_async(services_.config.usage_log, std::move(q), std::move(done));
+  if (!started) {
+    soup_server_message_unpause(msg);
+    throw errors::too_many("rate_limit_exceeded",
+                           "too many usage reports are running: retry in a moment");
+  }
 }
 
 void Server::handle_client_secrets(SoupServerMessage* msg) {

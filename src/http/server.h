@@ -17,6 +17,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 
 #include "auth/authenticator.h"
 #include "calls/call_registry.h"
@@ -26,6 +27,7 @@
 #include "http/cors.h"
 #include "metrics/metrics.h"
 #include "relay/session_registry.h"
+#include "usage/usage_report.h"
 #include "workers/worker_pool.h"
 
 namespace rtgw::http {
@@ -44,6 +46,10 @@ struct Services {
   std::string session_pipeline_description;  // per WebSocket session
   std::function<bool(const std::string& key_name)> over_budget;
   std::string data_dir;  // the tester page
+  // GET /v1/usage's source: answers the query off the main loop and calls back on it; false when
+  // it is too busy. Unset: the JSONL usage log (usage/usage_report.h).
+  std::function<bool(usage::UsageQuery, std::function<void(std::vector<usage::UsageGroup>)>)>
+      usage_report;
 };
 
 class Server {
@@ -56,6 +62,10 @@ class Server {
   // New calls get 503 shutting_down from now on.
   void begin_shutdown() { shutting_down_ = true; }
   bool shutting_down() const { return shutting_down_; }
+  // Replaces GET /v1/usage's source (Services::usage_report).
+  void set_usage_report(decltype(Services::usage_report) source) {
+    services_.usage_report = std::move(source);
+  }
 
  private:
   static void on_early_request(SoupServer*, SoupServerMessage* msg, const char* path,
@@ -73,7 +83,7 @@ class Server {
   // Model checks shared by calls and sessions (the token's model when none is named).
   const config::ModelConfig& resolve_model(const auth::Principal& principal,
                                            std::string model) const;
-  // 429 budget_exceeded when the key is over a token budget (calls and sessions).
+  // 429 budget_exceeded when the key is over a budget, tokens or USD (calls and sessions).
   void check_budget(const auth::Principal& principal) const;
   // Capacity checks shared by calls and sessions; a lease on the chosen worker.
   workers::WorkerLease reserve_capacity(const auth::Principal& principal, const std::string& model);
@@ -84,6 +94,8 @@ class Server {
   void handle_get_call(SoupServerMessage* msg, const std::string& id);
   void handle_hangup_call(SoupServerMessage* msg, const std::string& id);
   void handle_models(SoupServerMessage* msg);
+  // GET /v1/usage: a key's own totals (an admin's: every key's) by key and model.
+  void handle_usage(SoupServerMessage* msg, GHashTable* query);
   void serve_tester_page(SoupServerMessage* msg);
   void handle_debug_calls(SoupServerMessage* msg);
   void handle_client_secrets(SoupServerMessage* msg);

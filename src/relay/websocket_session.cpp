@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 #include "relay/websocket_session.h"
 
+#include <utility>
+
 #include "common/main_thread.h"
 #include "events/beta_dialect.h"
 
@@ -123,6 +125,9 @@ void WebSocketSession::end(int code, const std::string& reason) {
   drain_timeout_.cancel();
   flush_timeout_.cancel();
   g_message("[%s] ended (%d): %s", id().c_str(), code, reason.c_str());
+  if (!policy_end_message_.empty())
+    send_error_event("invalid_request_error", "policy_violation",
+                     std::exchange(policy_end_message_, {}));
   client_.close(code, reason);
   if (upstream_ && !upstream_closed_)
     upstream_->close(code == close_code::kGoingAway ? code : close_code::kNormal,
@@ -135,6 +140,12 @@ void WebSocketSession::end(int code, const std::string& reason) {
 
 void WebSocketSession::set_budget_exceeded(bool exceeded) {
   if (path_) path_->set_budget_exceeded(exceeded);
+}
+
+void WebSocketSession::end_for_policy(const std::string& message) {
+  if (state_ == State::kEnded || !policy_end_message_.empty()) return;
+  policy_end_message_ = message;
+  close_client_after_flush(close_code::kPolicyViolation, "policy: over budget");
 }
 
 void WebSocketSession::OnSocketText(WebSocket&, std::string text) {

@@ -31,6 +31,7 @@ void UsageRecord::add_tokens(const UsageRecord& o) {
   transcription_seconds += o.transcription_seconds;
   output_text_tokens += o.output_text_tokens;
   output_audio_tokens += o.output_audio_tokens;
+  if (o.cost_usd) cost_usd = cost_usd.value_or(0) + *o.cost_usd;
 }
 
 json::ObjectBuilder UsageRecord::tokens_json() const {
@@ -95,9 +96,10 @@ std::string UsageRecord::to_json_line(double unix_time) const {
 }
 
 UsageLedger::UsageLedger(const std::string& log_path) {
-  if (log_path.empty()) return;
-  // Replay: each line's key and billable tokens. Only a regular file: a device (a log pointed at
-  // /dev/null or /dev/full) reads forever or nothing.
+  memory_only_ = log_path.empty();
+  if (memory_only_) return;
+  // Replay: each line's key, billable tokens and cost. Only a regular file: a device (a log pointed
+  // at /dev/null or /dev/full) reads forever or nothing.
   bool regular = g_file_test(log_path.c_str(), G_FILE_TEST_IS_REGULAR);
   if (!regular && g_file_test(log_path.c_str(), G_FILE_TEST_EXISTS))
     g_warning("the usage log %s is not a regular file: nothing replayed", log_path.c_str());
@@ -121,6 +123,14 @@ UsageLedger::UsageLedger(const std::string& log_path) {
     r.input_tokens = number("input_tokens");
     r.output_tokens = number("output_tokens");
     used_[*key] += r.billable_tokens();
+    if (JsonNode* cost = json_object_get_member(obj, "cost_usd");
+        cost && JSON_NODE_HOLDS_VALUE(cost)) {
+      GType t = json_node_get_value_type(cost);
+      if (t == G_TYPE_DOUBLE)
+        usd_[*key] += json_node_get_double(cost);
+      else if (t == G_TYPE_INT64)
+        usd_[*key] += static_cast<double>(json_node_get_int(cost));
+    }
     replayed_++;
   }
   log_.reset(std::fopen(log_path.c_str(), "a"));
@@ -129,8 +139,15 @@ UsageLedger::UsageLedger(const std::string& log_path) {
 
 bool UsageLedger::record(const UsageRecord& record) {
   used_[record.key_name] += record.billable_tokens();
+  if (record.cost_usd) usd_[record.key_name] += *record.cost_usd;
   double now = static_cast<double>(g_get_real_time()) / 1e6;
   if (sink_) sink_(record, now);
+  if (memory_only_) {
+    recent_.push_back({now, record.key_name, record.model, record.input_tokens,
+                       record.output_tokens, record.total_tokens, record.transcription_seconds,
+                       record.cost_usd});
+    if (recent_.size() > kMemoryEntries) recent_.pop_front();
+  }
   if (!log_) return true;
   std::string line = record.to_json_line(now) + "\n";
   if (std::fwrite(line.data(), 1, line.size(), log_.get()) == line.size() &&
@@ -146,12 +163,26 @@ bool UsageLedger::record(const UsageRecord& record) {
 }
 
 void UsageLedger::merge_replayed(const TotalsByKey& totals) {
-  for (const auto& [key, t] : totals) used_[key] = std::max(used_[key], t.tokens);
+  for (const auto& [key, t] : totals) {
+    used_[key] = std::max(used_[key], t.tokens);
+    usd_[key] = std::max(usd_[key], t.cost_usd);
+  }
 }
 
 std::int64_t UsageLedger::tokens_used(const std::string& key_name) const {
   auto it = used_.find(key_name);
   return it == used_.end() ? 0 : it->second;
+}
+
+std::vector<UsageGroup> UsageLedger::memory_report(const UsageQuery& query) const {
+  UsageReport report;
+  for (const UsageEntry& e : recent_) report.add(e, query);
+  return report.groups();
+}
+
+double UsageLedger::usd_used(const std::string& key_name) const {
+  auto it = usd_.find(key_name);
+  return it == usd_.end() ? 0 : it->second;
 }
 
 }  // namespace rtgw::usage

@@ -1,22 +1,25 @@
 // SPDX-License-Identifier: MIT
-// Usage records and token budgets.
+// Usage records and budgets.
 //
 // Owns: the usage log (one JSON line per metered turn, appended and flushed), each key's token
-// total over the log's lifetime (rebuilt from the log at start-up, so budgets survive restarts),
-// and the budget check.
+// and US-dollar totals over the log's lifetime (rebuilt from the log at start-up, so budgets
+// survive restarts), and the budget checks.
 //
 // Threads: main loop only.
 #pragma once
 
 #include <cstdint>
 #include <cstdio>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "common/json.h"
+#include "usage/usage_report.h"
 
 namespace rtgw::usage {
 
@@ -55,7 +58,8 @@ struct UsageRecord {
 
   // The tokens a budget counts: total_tokens, or input + output when the upstream sent no total.
   std::int64_t billable_tokens() const;
-  // Adds `other`'s token counts to this record's (for per-call totals).
+  // Adds `other`'s token counts to this record's (for per-call totals), and its cost: the sum of
+  // the known costs, null while no turn had one.
   void add_tokens(const UsageRecord& other);
   // {input_tokens, output_tokens, total_tokens, input_token_details (with
   // cached_tokens_details), output_token_details, transcription_seconds}
@@ -84,14 +88,26 @@ class UsageLedger {
   using Sink = std::function<void(const UsageRecord&, double unix_time)>;
   void set_sink(Sink sink) { sink_ = std::move(sink); }
   // Totals replayed from elsewhere (the PostgreSQL ledger, which holds every instance's records):
-  // each key's token total becomes the larger of its own (the JSONL replay plus this process's
-  // records) and the replayed one, so neither source is undercounted and none counted twice.
+  // each key's token and USD totals become the larger of its own (the JSONL replay plus this
+  // process's records) and the replayed one, so neither source is undercounted and none counted twice.
   void merge_replayed(const TotalsByKey& totals);
   std::int64_t tokens_used(const std::string& key_name) const;
   bool over_budget(const std::string& key_name, std::int64_t budget) const {
     return tokens_used(key_name) >= budget;
   }
+  // The key's spend in US dollars: the sum of its records' cost_usd (unpriced turns add nothing).
+  // The seam for other sources of the same total (a PostgreSQL replay, a cluster-wide counter).
+  double usd_used(const std::string& key_name) const;
+  bool over_budget_usd(const std::string& key_name, double budget_usd) const {
+    return usd_used(key_name) >= budget_usd;
+  }
+  // Adds spend recorded elsewhere (e.g. replayed from another store) to the key's total.
+  void add_usd(const std::string& key_name, double usd) { usd_[key_name] += usd; }
   std::size_t replayed_records() const { return replayed_; }
+  // Without a log: the report of the last kMemoryEntries turns of this process (GET /v1/usage's
+  // source then). With a log: empty (the log is the source).
+  std::vector<UsageGroup> memory_report(const UsageQuery& query) const;
+  static constexpr std::size_t kMemoryEntries = 50000;
 
  private:
   struct FileCloser {
@@ -99,8 +115,11 @@ class UsageLedger {
   };
   std::unique_ptr<std::FILE, FileCloser> log_;
   std::map<std::string, std::int64_t> used_;
+  std::map<std::string, double> usd_;
   Sink sink_;
   std::size_t replayed_ = 0;
+  bool memory_only_ = false;
+  std::deque<UsageEntry> recent_;  // memory_only_: the last kMemoryEntries turns
 };
 
 }  // namespace rtgw::usage
