@@ -8,9 +8,10 @@
 //     sends after ICE that libnice hands on (DTLS, hence SCTP and its heartbeats; SRTP; SRTCP);
 //   - STUN is consumed inside libnice and never reaches nicesrc, so the kernel's receive stamp of
 //     the selected pair's socket (SIOCGSTAMPNS: the last datagram libnice read) is compared on
-//     every tick: a peer's ICE consent checks (Chromium pings every ~2.5 s) count too;
+//     every tick: a peer's ICE consent checks and keepalives count too;
 //   - a leg quiet for a quarter of the timeout is sent an ICE binding request on its selected pair
-//     (an RFC 7675 consent check, built with the peer's ICE credentials from its description),
+//     (an RFC 7675 consent check, built with the peer's ICE credentials from its description,
+//     matched to ours media section by media section),
 //     once a tick while it stays quiet. Any live ICE peer answers it within a round trip, whatever
 //     its media does; the answer lands on the socket (libnice drops it as an unmatched response).
 //     Two webrtcbin peers with no RTP either way send each other nothing else for 25 s.
