@@ -10,6 +10,7 @@ initdb/pg_ctl run through ``runuser -u postgres --``. The tests query with ``psq
 from __future__ import annotations
 
 import asyncio
+import atexit
 import json
 import os
 import re
@@ -99,9 +100,11 @@ def postgres_server():
         if not os.access(tool, os.X_OK):
             pytest.skip(f"{tool} is missing (apt-get install postgresql postgresql-client)")
     server = PostgresServer()
+    atexit.register(server.destroy)  # also when the run is interrupted before the teardown
     server.start()
     yield server
     server.destroy()
+    atexit.unregister(server.destroy)
 
 
 @pytest.fixture
