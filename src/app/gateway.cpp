@@ -277,7 +277,11 @@ int Gateway::run() {
   if (postgres_) {
     std::size_t left =
         postgres_->close(std::chrono::seconds(config_.usage_postgres_timeout_seconds));
-    if (left == 0) g_message("usage ledger: every record is in PostgreSQL");
+    std::uint64_t lost = postgres_->dropped() + postgres_->rejected();
+    if (left == 0 && lost == 0) g_message("usage ledger: every record is in PostgreSQL");
+    if (left == 0 && lost > 0)
+      g_message("usage ledger: buffer flushed to PostgreSQL (%llu record(s) were dropped earlier)",
+                static_cast<unsigned long long>(lost));
   }
   g_message("realtime-gateway stopped");
   return 0;

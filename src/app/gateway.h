@@ -2,7 +2,8 @@
 // The composition root: builds every service from the config and runs the main loop.
 //
 // Owns: the configuration, the authenticator, the worker pool, the call and session registries,
-// the HTTP server, the per-call and per-session pipeline descriptions, and the process lifecycle
+// the HTTP server, the per-call and per-session pipeline descriptions, the PostgreSQL usage ledger
+// when configured (its start-up budget replay and its flush at exit), and the process lifecycle
 // (start-up checks, SIGTERM/SIGINT drain, exit code).
 #pragma once
 

@@ -3,7 +3,8 @@
 //
 // Owns: the usage log (one JSON line per metered turn, appended and flushed), each key's token
 // and US-dollar totals over the log's lifetime (rebuilt from the log at start-up, so budgets
-// survive restarts), and the budget checks.
+// survive restarts), the budget checks, and handing each record to a sink (the PostgreSQL
+// ledger, usage/postgres_ledger.h).
 //
 // Threads: main loop only.
 #pragma once

@@ -10,10 +10,12 @@ initdb/pg_ctl run through ``runuser -u postgres --``. The tests query with ``psq
 from __future__ import annotations
 
 import asyncio
+import atexit
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -98,9 +100,11 @@ def postgres_server():
         if not os.access(tool, os.X_OK):
             pytest.skip(f"{tool} is missing (apt-get install postgresql postgresql-client)")
     server = PostgresServer()
+    atexit.register(server.destroy)  # also when the run is interrupted before the teardown
     server.start()
     yield server
     server.destroy()
+    atexit.unregister(server.destroy)
 
 
 @pytest.fixture
@@ -122,7 +126,8 @@ def ledger_gateway(gateway_factory, fake_upstream, server, db, keys=None, env=No
     if keys:
         config["auth"]["keys"] = keys
     config["usage"] = {"log": "usage.jsonl", "postgres_url": server.url(db), **usage}
-    return gateway_factory(config, env=env)
+    # Generous: start-up is slow on a loaded 2-core CI machine.
+    return gateway_factory(config, env=env, health_timeout=30)
 
 
 def rows(server, db, where="true"):
@@ -197,7 +202,8 @@ def test_a_calls_turns_land_once_each_with_every_column(pg, fake_upstream, gatew
     # The URL from the environment (RTGW_USAGE_POSTGRES_URL) this time.
     config = default_gateway_config(fake_upstream)
     config["usage"] = {"log": "usage.jsonl"}
-    gw = gateway_factory(config, env={"RTGW_USAGE_POSTGRES_URL": server.url(db)})
+    gw = gateway_factory(config, env={"RTGW_USAGE_POSTGRES_URL": server.url(db)},
+                         health_timeout=30)
     assert "writing usage records to PostgreSQL" in gw.stderr()
 
     async def two_turns():
@@ -365,3 +371,39 @@ def test_database_down_at_start_serves_from_jsonl_then_merges(pg, fake_upstream,
                in second.stderr(), 30, "the late replay")
     reply = post_offer(second.url, GATEWAY_KEY, aiortc_offer(), model=MODEL)
     assert reply.status == 429 and reply.json()["error"]["code"] == "budget_exceeded", reply.body
+
+
+def test_shutdown_flushes_the_buffer_with_a_bounded_wait(pg, fake_upstream, gateway_factory):
+    server, db = pg
+    server.stop("fast")
+    try:
+        # The database stays down: SIGTERM waits postgres_timeout_seconds, then says what it
+        # could not write, and exits 0.
+        bounded = ledger_gateway(gateway_factory, fake_upstream, server, db,
+                                 postgres_timeout_seconds=2)
+        ws_turns(bounded, 1)
+        wait_until(lambda: len(jsonl(bounded)) == 1, 10, "the usage log line")
+        started = time.monotonic()
+        assert bounded.stop(timeout=30) == 0
+        assert time.monotonic() - started < 20
+        assert "1 record(s) not written to PostgreSQL" in bounded.stderr(), bounded.stderr()
+    finally:
+        server.start()
+
+    # The database comes back during the shutdown wait: the buffer is written, then exit.
+    flushing = ledger_gateway(gateway_factory, fake_upstream, server, db,
+                              postgres_timeout_seconds=60)
+    server.stop("fast")
+    try:
+        ws_turns(flushing, 1)
+        wait_until(lambda: len(jsonl(flushing)) == 1, 10, "the usage log line")
+        wait_until(lambda: metric(flushing, "rtgw_usage_ledger_up") == 0, 15, "the outage seen")
+        flushing.proc.send_signal(signal.SIGTERM)
+        time.sleep(1)
+        assert flushing.running()  # waiting for the database
+    finally:
+        server.start()
+    assert flushing.proc.wait(60) == 0
+    assert "every record is in PostgreSQL" in flushing.stderr(), flushing.stderr()
+    landed = rows(server, db)
+    assert [r["response_id"] for r in landed] == [jsonl(flushing)[0]["response_id"]], landed
