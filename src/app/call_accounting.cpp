@@ -38,8 +38,12 @@ CallAccounting::CallAccounting(const config::Config& config, usage::UsageLedger&
 
 bool CallAccounting::over_budget(const std::string& key_name) const {
   for (const auto& key : config_.auth.keys)
-    if (key.name == key_name && key.budget_tokens)
-      return ledger_.over_budget(key_name, *key.budget_tokens);
+    if (key.name == key_name && key.budget_tokens) {
+      std::int64_t used = ledger_.tokens_used(key_name);
+      if (cluster_)
+        if (auto shared = cluster_->shared_totals(key_name)) used = std::max(used, shared->tokens);
+      return used >= *key.budget_tokens;
+    }
   return false;
 }
 
@@ -119,6 +123,7 @@ void CallAccounting::meter_turn(const usage::UsageRecord& record) {
                          "Usage records that could not be written to the usage log (they still "
                          "count towards budgets in memory)",
                          {}, 1);
+  if (cluster_) cluster_->add_usage(record.key_name, record.billable_tokens(), record.cost_usd);
   const char* help = "Tokens metered, by key, model and kind";
   auto add = [&](const char* kind, std::int64_t n) {
     metrics_.add_counter("rtgw_tokens_total", help,
@@ -150,13 +155,17 @@ void CallAccounting::meter_turn(const usage::UsageRecord& record) {
     metrics_.observe("rtgw_first_token_seconds", "response.create to first output delta",
                      {{"model", record.model}}, record.first_token_latency_ms / 1000.0,
                      kLatencyBucketsSeconds);
+  enforce_budget(record.key_name);
+}
+
+void CallAccounting::enforce_budget(const std::string& key_name) {
   // Budgets: every live call and session of the key blocks response.create from now on.
-  if (!over_budget(record.key_name)) return;
+  if (!over_budget(key_name)) return;
   calls_.for_each([&](calls::Call& c) {
-    if (c.identity().key_name == record.key_name) c.set_budget_exceeded(true);
+    if (c.identity().key_name == key_name) c.set_budget_exceeded(true);
   });
   sessions_.for_each([&](relay::WebSocketSession& s) {
-    if (s.identity().key_name == record.key_name) s.set_budget_exceeded(true);
+    if (s.identity().key_name == key_name) s.set_budget_exceeded(true);
   });
 }
 

@@ -128,11 +128,16 @@ Gateway::Gateway(config::Config config)
   if (usage_.replayed_records())
     g_message("usage log %s: %zu records replayed for budgets", config_.usage_log.c_str(),
               usage_.replayed_records());
+  if (config_.cluster.enabled) {
+    cluster_ = std::make_shared<cluster::Cluster>(config_);
+    accounting_.set_cluster(cluster_.get());
+    cluster_->set_on_totals([this](const std::string& key) { accounting_.enforce_budget(key); });
+  }
   server_ = std::make_unique<http::Server>(
       http::Services{config_, auth_, calls_, workers_, metrics_, sessions_, pipeline_description_,
                      session_pipeline_description_,
                      [this](const std::string& key) { return accounting_.over_budget(key); },
-                     config_.data_dir.empty() ? RTGW_DATA_DIR : config_.data_dir});
+                     config_.data_dir.empty() ? RTGW_DATA_DIR : config_.data_dir, cluster_.get()});
 }
 
 Gateway::~Gateway() = default;
@@ -168,6 +173,12 @@ void Gateway::collect_gauges(metrics::Registry& m) {
     m.set_gauge("rtgw_worker_breaker_open", "1 while the worker's circuit breaker is open",
                 {{"worker", w->name()}}, w->breaker_open() ? 1 : 0);
   }
+  if (cluster_) {
+    m.set_gauge("rtgw_cluster_redis_up", "1 while this instance reaches the cluster's Redis", {},
+                cluster_->redis_up() ? 1 : 0);
+    m.set_gauge("rtgw_cluster_leases", "Live calls and sessions this instance holds a lease for",
+                {}, static_cast<double>(cluster_->live_leases()));
+  }
   m.set_gauge("rtgw_shutting_down", "1 while draining after SIGTERM", {},
               server_ && server_->shutting_down() ? 1 : 0);
   // The allocator's view of the heap (glibc mallinfo2: it walks the arenas' free lists, cheap
@@ -188,6 +199,7 @@ void Gateway::collect_gauges(metrics::Registry& m) {
 int Gateway::run() {
   int port = server_->listen();
   workers_.start_health_checks();
+  if (cluster_) cluster_->start();
   g_message("realtime-gateway listening on http://%s:%d/ (config: %s)",
             config_.listen_host().c_str(), port, config_.source.c_str());
   if (config_.auth.keys.empty())

@@ -55,6 +55,7 @@ class Gateway {
   metrics::Registry metrics_;
   usage::UsageLedger usage_;
   CallAccounting accounting_;
+  std::shared_ptr<cluster::Cluster> cluster_;  // cluster mode only
   std::unique_ptr<http::Server> server_;
   Ref<GMainLoop> loop_;
   SourceGuard drain_timeout_;
