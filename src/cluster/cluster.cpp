@@ -164,7 +164,7 @@ void Cluster::eval(const Script& script, std::vector<std::string> keys,
 }
 
 void Cluster::admit(const AdmissionRequest& request, AdmitFn done) {
-  leases_[request.id] = {request.key_name, request.call};
+  leases_[request.id] = {request.key_name, request.call, true};
   auto lease = std::make_unique<Lease>(weak_from_this(), request.id);
   std::weak_ptr<Cluster> weak = weak_from_this();
   auto shared_lease = std::make_shared<std::unique_ptr<Lease>>(std::move(lease));
@@ -176,6 +176,8 @@ void Cluster::admit(const AdmissionRequest& request, AdmitFn done) {
          auto self = weak.lock();
          std::unique_ptr<Lease> lease = std::move(*shared_lease);
          if (!self) return;
+         if (auto it = self->leases_.find(lease->id()); it != self->leases_.end())
+           it->second.admitting = false;  // held from now on (in Redis, or locally)
          if (!reply || reply->type != Reply::Type::kArray || reply->elements.size() != 3) {
            if (reply) g_warning("cluster: lease script: %s", reply->str.c_str());
            done(Verdict::kLocal, std::move(lease));
@@ -225,6 +227,7 @@ void Cluster::renew_all() {
     args.assign({std::to_string(lease_ms())});
   };
   for (const auto& [id, info] : leases_) {
+    if (info.admitting) continue;
     keys.push_back(key_set(info.key_name));
     keys.push_back(owner_key(id));
     args.push_back(member(id));

@@ -120,6 +120,9 @@ class Cluster : public std::enable_shared_from_this<Cluster> {
   struct LeaseInfo {
     std::string key_name;
     bool call = false;
+    // Its admission script has not answered yet: not renewed (a renewal must not add it before
+    // the script counted it).
+    bool admitting = true;
   };
   struct Script {
     std::string text;

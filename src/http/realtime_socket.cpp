@@ -87,11 +87,14 @@ void Server::handle_realtime_socket(SoupServerMessage* msg, GHashTable* query) {
   else if (!offered.api_key.empty())
     authorization = "Bearer " + offered.api_key;
 
-  // A client that offers subprotocols must get one of them back, or browsers fail the socket.
-  if (offered.realtime || offered.beta)
-    soup_message_headers_replace(soup_server_message_get_response_headers(msg),
-                                 "Sec-WebSocket-Protocol",
-                                 offered.realtime ? kRealtimeProtocol : kBetaProtocol);
+  // A client that offers subprotocols must get one of them back, or browsers fail the socket
+  // (set once every check before the upgrade passed).
+  auto answer_protocol = [&] {
+    if (offered.realtime || offered.beta)
+      soup_message_headers_replace(soup_server_message_get_response_headers(msg),
+                                   "Sec-WebSocket-Protocol",
+                                   offered.realtime ? kRealtimeProtocol : kBetaProtocol);
+  };
   auto keep = [msg](std::unique_ptr<Upgrade> upgrade) {
     g_object_set_data_full(G_OBJECT(msg), kUpgradeKey, upgrade.release(),
                            [](gpointer p) { delete static_cast<Upgrade*>(p); });
@@ -103,6 +106,7 @@ void Server::handle_realtime_socket(SoupServerMessage* msg, GHashTable* query) {
     const bool from_peer = internal_request(msg);
     calls::Call* call = services_.calls.find(call_id);
     if (!call && services_.cluster && !from_peer) {
+      answer_protocol();
       relay_sideband(msg, call_id, authorization);  // held by another instance, perhaps
       return;
     }
@@ -111,6 +115,7 @@ void Server::handle_realtime_socket(SoupServerMessage* msg, GHashTable* query) {
       throw errors::not_found("call_not_found", "no live call " + call_id + " for this key");
     auto upgrade = std::make_unique<Upgrade>();
     upgrade->call_id = call_id;
+    answer_protocol();
     keep(std::move(upgrade));
     return;  // status left unset: libsoup completes the handshake and calls on_websocket()
   }
@@ -140,6 +145,7 @@ void Server::handle_realtime_socket(SoupServerMessage* msg, GHashTable* query) {
       offered.beta || soup_message_headers_header_contains(headers, "OpenAI-Beta", "realtime=v1") ||
       principal.token_beta;
   std::string session_id = relay::SessionRegistry::new_session_id();
+  answer_protocol();
   // Capacity: the cluster's counts (cluster mode: msg waits, the handshake prepared), then this
   // instance's and a worker. Without cluster this runs before the handler returns.
   admit(

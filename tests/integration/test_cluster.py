@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -255,12 +254,10 @@ def test_get_and_hangup_through_the_other_instance(fake_upstream, gateway_factor
             unknown = http_request("GET", f"{b.url}/v1/realtime/calls/rtc_nosuchcall",
                                    headers={"Authorization": f"Bearer {GATEWAY_KEY}"})
             hung = post_hangup(b.url, GATEWAY_KEY, call.result.location)
-            ended = await call.wait_for(lambda r: r.closed or r.ended, 5) if hasattr(
-                call.result, "ended") else True
-            return call_id, state, other_key, wrong_secret, unknown, hung, ended
+            return call_id, state, other_key, wrong_secret, unknown, hung
         finally:
             await call.close("leave")
-    call_id, state, other_key, wrong_secret, unknown, hung, _ = asyncio.run(scenario())
+    call_id, state, other_key, wrong_secret, unknown, hung = asyncio.run(scenario())
     assert state.status == 200, state.body
     assert state.json()["id"] == call_id and state.json()["state"] == "active"
     assert other_key.status == 404, other_key.body  # a key sees only its own calls
@@ -375,8 +372,34 @@ def test_redis_down_calls_go_on_and_come_back(fake_upstream, gateway_factory, re
     assert registered, "the live call's lease was not re-registered"
     assert refused.status == 429 and error_code(refused) == "too_many_calls", refused.body
     assert still, "the call did not survive the outage"
-    log = open(a.stderr_path).read() + open(a.stdout_path).read()
+    with open(a.stderr_path) as err, open(a.stdout_path) as out:
+        log = err.read() + out.read()
     assert log.count("unreachable") == 1, "the outage must be logged once"
+
+
+def test_client_leaving_during_admission_releases_its_lease(fake_upstream, gateway_factory,
+                                                            redis):
+    a, b = two_instances(fake_upstream, gateway_factory, redis, max_concurrent_calls=1)
+    offer = aiortc_offer()
+    # A Redis that does not answer holds the admission (up to its deadline): the client gives
+    # up meanwhile.
+    redis.proc.send_signal(signal.SIGSTOP)
+    try:
+        gone = post_offer(a.url, GATEWAY_KEY, offer, MODEL, timeout=0.3)
+        assert gone.status is None, gone  # the client timed out
+        assert metric(a, "rtgw_cluster_leases") == 1, "the admission holds its lease meanwhile"
+        released = wait_until(lambda: metric(a, "rtgw_cluster_leases") == 0, 5)
+    finally:
+        redis.proc.send_signal(signal.SIGCONT)
+    assert released, "the lease of a client that left during admission was never released"
+    assert fake_upstream.calls() == {}, "no call may start for a client that left"
+    assert wait_until(lambda: redis_up(a), 10)
+    # nothing of it holds the key's one slot: a call goes through on the other instance
+    assert wait_until(lambda: redis.command("ZCOUNT", "rtgw:leases:key:team-a",
+                                            str(int(time.time() * 1000)), "+inf") == 0,
+                      LEASE_SECONDS + 2)
+    result = run_call_sync(b.url, GATEWAY_KEY, model=MODEL, duration=0.5)
+    assert result.status == 201, result.error_body
 
 
 def test_check_config_shows_cluster(gateway_factory, tmp_path):
