@@ -99,6 +99,7 @@ RedisClient::Options redis_options(const config::ClusterConfig& c) {
   o.host = c.redis_host;
   o.port = c.redis_port;
   o.db = c.redis_db;
+  o.user = c.redis_user;
   o.password = c.redis_password;
   // A Redis that does not answer within this is taken for down: admissions fall back to the
   // local view rather than hold calls.

@@ -216,7 +216,12 @@ void RedisClient::connect_to(const std::string& address) {
                 options_.port, reply ? reply->str.c_str() : "no reply");
     }
   };
-  if (!options_.password.empty()) send_raw({"AUTH", options_.password}, handshake_failed);
+  if (!options_.password.empty()) {
+    if (options_.user.empty())
+      send_raw({"AUTH", options_.password}, handshake_failed);
+    else
+      send_raw({"AUTH", options_.user, options_.password}, handshake_failed);
+  }
   if (options_.db != 0) send_raw({"SELECT", std::to_string(options_.db)}, handshake_failed);
   send_raw({"PING"}, [this](const Reply* reply) {
     if (reply && !reply->error()) {

@@ -50,6 +50,7 @@ class RedisClient {
     std::string host;
     int port = 6379;
     int db = 0;
+    std::string user;  // with a password: AUTH user password (Redis 6 ACLs)
     std::string password;
     int connect_timeout_ms = 2000;
     int command_timeout_ms = 2000;

@@ -416,11 +416,10 @@ void read_cluster(const Reader& r, JsonNode* node, ClusterConfig& k) {
     k.lease_seconds = static_cast<int>(r.integer(n, "$.cluster.lease_seconds", 2, 3600));
 }
 
-// redis://[:password@]host[:port][/db] (also user:password@, the user being ignored by Redis
-// before ACLs); false when it does not parse.
+// redis://[[user]:password@]host[:port][/db]; false when it does not parse.
 bool parse_redis_url(ClusterConfig& k) {
   UniqueError err;
-  GUri* uri = g_uri_parse(k.redis_url.c_str(), G_URI_FLAGS_NONE, ErrorOut(err));
+  GUri* uri = g_uri_parse(k.redis_url.c_str(), G_URI_FLAGS_HAS_PASSWORD, ErrorOut(err));
   if (!uri) return false;
   std::unique_ptr<GUri, decltype(&g_uri_unref)> owned(uri, g_uri_unref);
   if (g_strcmp0(g_uri_get_scheme(uri), "redis") != 0) return false;
@@ -428,6 +427,7 @@ bool parse_redis_url(ClusterConfig& k) {
   if (!host || !*host) return false;
   k.redis_host = host;
   k.redis_port = g_uri_get_port(uri) > 0 ? g_uri_get_port(uri) : 6379;
+  if (const char* user = g_uri_get_user(uri)) k.redis_user = user;
   if (const char* password = g_uri_get_password(uri)) k.redis_password = password;
   std::string path = g_uri_get_path(uri);
   if (!path.empty() && path != "/") {

@@ -117,6 +117,7 @@ struct ClusterConfig {
   std::string redis_host;
   int redis_port = 6379;
   int redis_db = 0;
+  std::string redis_user;  // Redis 6 ACL user ("" = AUTH with the password alone)
   std::string redis_password;
   std::string instance_id;      // default: hostname:port
   std::string advertise_url;    // how peers reach this instance (default: http://<listen>)

@@ -89,11 +89,12 @@ void Server::handle_realtime_socket(SoupServerMessage* msg, GHashTable* query) {
 
   // A client that offers subprotocols must get one of them back, or browsers fail the socket
   // (set once every check before the upgrade passed).
-  auto answer_protocol = [&] {
-    if (offered.realtime || offered.beta)
+  const char* protocol =
+      offered.realtime ? kRealtimeProtocol : (offered.beta ? kBetaProtocol : nullptr);
+  auto answer_protocol = [msg, protocol] {
+    if (protocol)
       soup_message_headers_replace(soup_server_message_get_response_headers(msg),
-                                   "Sec-WebSocket-Protocol",
-                                   offered.realtime ? kRealtimeProtocol : kBetaProtocol);
+                                   "Sec-WebSocket-Protocol", protocol);
   };
   auto keep = [msg](std::unique_ptr<Upgrade> upgrade) {
     g_object_set_data_full(G_OBJECT(msg), kUpgradeKey, upgrade.release(),
@@ -145,13 +146,12 @@ void Server::handle_realtime_socket(SoupServerMessage* msg, GHashTable* query) {
       offered.beta || soup_message_headers_header_contains(headers, "OpenAI-Beta", "realtime=v1") ||
       principal.token_beta;
   std::string session_id = relay::SessionRegistry::new_session_id();
-  answer_protocol();
   // Capacity: the cluster's counts (cluster mode: msg waits, the handshake prepared), then this
   // instance's and a worker. Without cluster this runs before the handler returns.
   admit(
       msg, principal, session_id, /*call=*/false,
-      [this, principal, model, &model_config, session, beta_client, transcription, session_id,
-       keep](std::unique_ptr<workers::LeaseAttachment> cluster_lease) {
+      [this, principal, model, &model_config, session, beta_client, transcription, session_id, keep,
+       answer_protocol](std::unique_ptr<workers::LeaseAttachment> cluster_lease) {
         const auto& config = services_.config;
         check_budget(principal);
         auto upgrade = std::make_unique<Upgrade>();
@@ -175,6 +175,7 @@ void Server::handle_realtime_socket(SoupServerMessage* msg, GHashTable* query) {
         s.failover = [&workers = services_.workers, model](const std::vector<std::string>& tried) {
           return workers.pick(model, tried);
         };
+        answer_protocol();
         keep(std::move(upgrade));
       },
       /*upgrade=*/true);

@@ -57,6 +57,7 @@ TEST(ClusterConfig, TheSpecExample) {
   EXPECT_EQ(c.cluster.redis_port, 6380);
   EXPECT_EQ(c.cluster.redis_db, 3);
   EXPECT_EQ(c.cluster.redis_password, "pw");
+  EXPECT_EQ(c.cluster.redis_user, "");
   EXPECT_EQ(c.cluster.instance_id, "gw-1");
   EXPECT_EQ(c.cluster.advertise_url, "http://10.0.0.5:8080");  // trailing slash dropped
   EXPECT_EQ(c.cluster.internal_secret, "0123456789abcdef-secret");
@@ -86,6 +87,11 @@ TEST(ClusterConfig, EnvAloneTurnsItOnWithDefaults) {
   EXPECT_EQ(e.cluster.instance_id, "env");
   EXPECT_EQ(e.cluster.redis_host, "b");
   EXPECT_EQ(e.cluster.redis_port, 1);
+  auto acl = load(R"("listen": "127.0.0.1:9000")",
+                  {{"RTGW_CLUSTER_REDIS_URL", "redis://gw:p%40ss@h:7/1"},
+                   {"RTGW_CLUSTER_SECRET", "a-long-enough-secret"}});
+  EXPECT_EQ(acl.cluster.redis_user, "gw");
+  EXPECT_EQ(acl.cluster.redis_password, "p@ss");
 }
 
 TEST(ClusterConfig, ErrorsNameThePath) {
