@@ -87,9 +87,9 @@ TEST(ClusterConfig, EnvAloneTurnsItOnWithDefaults) {
   EXPECT_EQ(e.cluster.instance_id, "env");
   EXPECT_EQ(e.cluster.redis_host, "b");
   EXPECT_EQ(e.cluster.redis_port, 1);
-  auto acl = load(R"("listen": "127.0.0.1:9000")",
-                  {{"RTGW_CLUSTER_REDIS_URL", "redis://gw:p%40ss@h:7/1"},
-                   {"RTGW_CLUSTER_SECRET", "a-long-enough-secret"}});
+  auto acl =
+      load(R"("listen": "127.0.0.1:9000")", {{"RTGW_CLUSTER_REDIS_URL", "redis://gw:p%40ss@h:7/1"},
+                                             {"RTGW_CLUSTER_SECRET", "a-long-enough-secret"}});
   EXPECT_EQ(acl.cluster.redis_user, "gw");
   EXPECT_EQ(acl.cluster.redis_password, "p@ss");
 }
