@@ -46,9 +46,16 @@ const config::KeyConfig* CallAccounting::find_key(const std::string& key_name) c
 
 bool CallAccounting::over_budget(const std::string& key_name) const {
   const config::KeyConfig* key = find_key(key_name);
-  if (!key) return false;
-  if (key->budget_tokens && ledger_.over_budget(key_name, *key->budget_tokens)) return true;
-  if (key->budget_usd && ledger_.over_budget_usd(key_name, *key->budget_usd)) return true;
+  if (!key || (!key->budget_tokens && !key->budget_usd)) return false;
+  std::int64_t tokens = ledger_.tokens_used(key_name);
+  double usd = ledger_.usd_used(key_name);
+  if (cluster_)
+    if (auto shared = cluster_->shared_totals(key_name)) {
+      tokens = std::max(tokens, shared->tokens);
+      usd = std::max(usd, shared->usd);
+    }
+  if (key->budget_tokens && tokens >= *key->budget_tokens) return true;
+  if (key->budget_usd && usd >= *key->budget_usd) return true;
   return false;
 }
 
@@ -136,6 +143,7 @@ void CallAccounting::meter_turn(usage::UsageRecord record) {
                          "Usage records that could not be written to the usage log (they still "
                          "count towards budgets in memory)",
                          {}, 1);
+  if (cluster_) cluster_->add_usage(record.key_name, record.billable_tokens(), record.cost_usd);
   const char* help = "Tokens metered, by key, model and kind";
   auto add = [&](const char* kind, std::int64_t n) {
     metrics_.add_counter("rtgw_tokens_total", help,
@@ -171,23 +179,27 @@ void CallAccounting::meter_turn(usage::UsageRecord record) {
     metrics_.observe("rtgw_first_token_seconds", "response.create to first output delta",
                      {{"model", record.model}}, record.first_token_latency_ms / 1000.0,
                      kLatencyBucketsSeconds);
+  enforce_budget(record.key_name);
+}
+
+void CallAccounting::enforce_budget(const std::string& key_name) {
   // Budgets: every live call and session of the key blocks response.create from now on; with
   // end_calls_over_budget they are also told (the policy error event) and ended.
-  if (!over_budget(record.key_name)) return;
-  const config::KeyConfig* key = find_key(record.key_name);
+  if (!over_budget(key_name)) return;
+  const config::KeyConfig* key = find_key(key_name);
   const bool end_them = key && key->end_calls_over_budget;
-  const std::string message = "the key '" + record.key_name +
+  const std::string message = "the key '" + key_name +
                               "' is over its budget (budget_tokens or budget_usd): the call is "
                               "ended (end_calls_over_budget)";
   std::vector<calls::Call*> calls_to_end;
   calls_.for_each([&](calls::Call& c) {
-    if (c.identity().key_name != record.key_name) return;
+    if (c.identity().key_name != key_name) return;
     c.set_budget_exceeded(true);
     if (end_them) calls_to_end.push_back(&c);
   });
   std::vector<relay::WebSocketSession*> sessions_to_end;
   sessions_.for_each([&](relay::WebSocketSession& s) {
-    if (s.identity().key_name != record.key_name) return;
+    if (s.identity().key_name != key_name) return;
     s.set_budget_exceeded(true);
     if (end_them) sessions_to_end.push_back(&s);
   });

@@ -12,6 +12,7 @@
 #include <optional>
 
 #include "calls/call_registry.h"
+#include "cluster/cluster.h"
 #include "config/config.h"
 #include "metrics/metrics.h"
 #include "relay/session_registry.h"
@@ -25,11 +26,18 @@ class CallAccounting : public calls::CallObserver, public relay::SessionObserver
                  metrics::Registry& metrics, calls::CallRegistry& calls,
                  relay::SessionRegistry& sessions);
 
-  // Is this key over its budget_tokens or its budget_usd (false when it has neither)?
+  // Is this key over its budget_tokens or its budget_usd (false when it has neither)? In cluster
+  // mode each count is the larger of the cluster's shared total (while Redis is reachable) and
+  // this instance's ledger.
   bool over_budget(const std::string& key_name) const;
   // The turn's cost from the price table of its model (record.model, the gateway's model name
   // the client asked for); nullopt when that model has no table (usage/pricing.h).
   std::optional<double> price(const usage::UsageRecord& record) const;
+  // Cluster mode: metered turns also go to the shared counters.
+  void set_cluster(cluster::Cluster* cluster) { cluster_ = cluster; }
+  // Flags the key's live calls and sessions if it is over budget now (after each turn, and when
+  // the cluster's totals change).
+  void enforce_budget(const std::string& key_name);
 
   void OnCallAnswered(const calls::Call& call) override;
   void OnCallSetupFailed(const calls::Call& call, const calls::SetupFailure& failure) override;
@@ -55,6 +63,7 @@ class CallAccounting : public calls::CallObserver, public relay::SessionObserver
   metrics::Registry& metrics_;
   calls::CallRegistry& calls_;
   relay::SessionRegistry& sessions_;
+  cluster::Cluster* cluster_ = nullptr;
 };
 
 }  // namespace rtgw::app

@@ -129,11 +129,17 @@ Gateway::Gateway(config::Config config)
     g_message("usage log %s: %zu records replayed for budgets", config_.usage_log.c_str(),
               usage_.replayed_records());
   if (!config_.usage_postgres_url.empty()) start_postgres_ledger();
+  if (config_.cluster.enabled) {
+    cluster_ = std::make_shared<cluster::Cluster>(config_);
+    accounting_.set_cluster(cluster_.get());
+    cluster_->set_on_totals([this](const std::string& key) { accounting_.enforce_budget(key); });
+  }
   server_ = std::make_unique<http::Server>(
       http::Services{config_, auth_, calls_, workers_, metrics_, sessions_, pipeline_description_,
                      session_pipeline_description_,
                      [this](const std::string& key) { return accounting_.over_budget(key); },
-                     config_.data_dir.empty() ? RTGW_DATA_DIR : config_.data_dir});
+                     config_.data_dir.empty() ? RTGW_DATA_DIR : config_.data_dir,
+                     /*usage_report=*/{}, cluster_.get()});
   // GET /v1/usage: the usage log when there is one (scanned off the main loop), else the
   // ledger's in-memory window of this process's last turns (answered on the next main-loop turn).
   if (config_.usage_log.empty())
@@ -158,7 +164,8 @@ void Gateway::start_postgres_ledger() {
   usage::PostgresLedger::Options options;
   options.conninfo = config_.usage_postgres_url;
   options.buffer_records = static_cast<std::size_t>(config_.usage_postgres_buffer_records);
-  options.instance = g_get_host_name();
+  // The `instance` column: the cluster's instance id when clustered, else the host name.
+  options.instance = config_.cluster.enabled ? config_.cluster.instance_id : g_get_host_name();
   postgres_ = std::make_unique<usage::PostgresLedger>(options);
   metrics_.add_counter("rtgw_usage_ledger_dropped_total", kLedgerDroppedHelp,
                        {{"reason", "buffer_full"}}, 0);
@@ -237,6 +244,12 @@ void Gateway::collect_gauges(metrics::Registry& m) {
                 {{"worker", w->name()}}, w->breaker_open() ? 1 : 0);
   }
   collect_ledger_metrics(m);
+  if (cluster_) {
+    m.set_gauge("rtgw_cluster_redis_up", "1 while this instance reaches the cluster's Redis", {},
+                cluster_->redis_up() ? 1 : 0);
+    m.set_gauge("rtgw_cluster_leases", "Live calls and sessions this instance holds a lease for",
+                {}, static_cast<double>(cluster_->live_leases()));
+  }
   m.set_gauge("rtgw_shutting_down", "1 while draining after SIGTERM", {},
               server_ && server_->shutting_down() ? 1 : 0);
   // The allocator's view of the heap (glibc mallinfo2: it walks the arenas' free lists, cheap
@@ -257,6 +270,7 @@ void Gateway::collect_gauges(metrics::Registry& m) {
 int Gateway::run() {
   int port = server_->listen();
   workers_.start_health_checks();
+  if (cluster_) cluster_->start();
   g_message("realtime-gateway listening on http://%s:%d/ (config: %s)",
             config_.listen_host().c_str(), port, config_.source.c_str());
   if (config_.auth.keys.empty())

@@ -64,6 +64,7 @@ class Gateway {
   std::uint64_t postgres_written_seen_ = 0;          // counters already added to /metrics
   std::uint64_t postgres_rejected_seen_ = 0;
   CallAccounting accounting_;
+  std::shared_ptr<cluster::Cluster> cluster_;  // cluster mode only
   std::unique_ptr<http::Server> server_;
   Ref<GMainLoop> loop_;
   SourceGuard drain_timeout_;

@@ -396,6 +396,17 @@ int env_int(const std::string& name, const std::string& value, int min, int max)
 
 void apply_env(const Reader& r, const EnvLookup& env, Config& c) {
   if (auto v = env("RTGW_LISTEN")) c.listen = *v;
+  // Cluster mode: RTGW_CLUSTER_REDIS_URL alone turns it on (the secret then from
+  // RTGW_CLUSTER_SECRET).
+  if (auto v = env("RTGW_CLUSTER_REDIS_URL")) {
+    c.cluster.enabled = true;
+    c.cluster.redis_url = *v;
+  }
+  if (auto v = env("RTGW_CLUSTER_INSTANCE_ID")) c.cluster.instance_id = *v;
+  if (auto v = env("RTGW_CLUSTER_ADVERTISE_URL")) c.cluster.advertise_url = *v;
+  if (auto v = env("RTGW_CLUSTER_SECRET")) c.cluster.internal_secret = *v;
+  if (auto v = env("RTGW_CLUSTER_LEASE_SECONDS"))
+    c.cluster.lease_seconds = env_int("RTGW_CLUSTER_LEASE_SECONDS", *v, 2, 3600);
   if (auto v = env("RTGW_CORS_ORIGINS")) c.cors_origins = split_list(*v);
   if (auto v = env("RTGW_TOKEN_SECRET")) c.auth.token_secret = *v;
   if (auto v = env("RTGW_USAGE_LOG")) c.usage_log = *v;
@@ -445,6 +456,72 @@ void apply_env(const Reader& r, const EnvLookup& env, Config& c) {
     c.webrtc.peer_timeout_seconds = env_int("RTGW_WEBRTC_PEER_TIMEOUT_SECONDS", *v, 0, 3600);
   if (auto v = env("RTGW_WEBRTC_JITTERBUFFER_LATENCY_MS"))
     c.webrtc.jitterbuffer_latency_ms = env_int("RTGW_WEBRTC_JITTERBUFFER_LATENCY_MS", *v, 0, 2000);
+}
+
+void read_cluster(const Reader& r, JsonNode* node, ClusterConfig& k) {
+  JsonObject* o = r.object(node, "$.cluster");
+  r.only(o, "$.cluster",
+         {"redis_url", "instance_id", "advertise_url", "internal_secret", "lease_seconds"});
+  k.enabled = true;
+  if (auto* n = member(o, "redis_url")) k.redis_url = r.secret(n, "$.cluster.redis_url");
+  if (auto* n = member(o, "instance_id")) k.instance_id = r.string(n, "$.cluster.instance_id");
+  if (auto* n = member(o, "advertise_url"))
+    k.advertise_url = r.string(n, "$.cluster.advertise_url");
+  if (auto* n = member(o, "internal_secret"))
+    k.internal_secret = r.secret(n, "$.cluster.internal_secret");
+  if (auto* n = member(o, "lease_seconds"))
+    k.lease_seconds = static_cast<int>(r.integer(n, "$.cluster.lease_seconds", 2, 3600));
+}
+
+// redis://[[user]:password@]host[:port][/db]; false when it does not parse.
+bool parse_redis_url(ClusterConfig& k) {
+  UniqueError err;
+  GUri* uri = g_uri_parse(k.redis_url.c_str(), G_URI_FLAGS_HAS_PASSWORD, ErrorOut(err));
+  if (!uri) return false;
+  std::unique_ptr<GUri, decltype(&g_uri_unref)> owned(uri, g_uri_unref);
+  if (g_strcmp0(g_uri_get_scheme(uri), "redis") != 0) return false;
+  const char* host = g_uri_get_host(uri);
+  if (!host || !*host) return false;
+  k.redis_host = host;
+  k.redis_port = g_uri_get_port(uri) > 0 ? g_uri_get_port(uri) : 6379;
+  if (const char* user = g_uri_get_user(uri)) k.redis_user = user;
+  if (const char* password = g_uri_get_password(uri)) k.redis_password = password;
+  std::string path = g_uri_get_path(uri);
+  if (!path.empty() && path != "/") {
+    char* end = nullptr;
+    long db = std::strtol(path.c_str() + 1, &end, 10);
+    if (*end || db < 0 || db > 1000) return false;
+    k.redis_db = static_cast<int>(db);
+  }
+  return true;
+}
+
+void validate_cluster(const Reader& r, Config& c) {
+  ClusterConfig& k = c.cluster;
+  if (!k.enabled) return;
+  if (k.redis_url.empty()) r.fail("$.cluster.redis_url", "required in cluster mode");
+  if (!parse_redis_url(k))
+    r.fail("$.cluster.redis_url",
+           "expected redis://[:password@]host[:port][/db], got '" + k.redis_url + "'");
+  if (k.internal_secret.size() < 16)
+    r.fail("$.cluster.internal_secret",
+           "required in cluster mode, at least 16 characters (instances authenticate each other "
+           "with it)");
+  if (k.instance_id.empty()) {
+    k.instance_id = std::string(g_get_host_name()) + ":" + std::to_string(c.listen_port());
+  }
+  if (k.advertise_url.empty()) {
+    std::string host = c.listen_host();
+    if (host.empty() || host == "0.0.0.0" || host == "::")
+      r.fail("$.cluster.advertise_url",
+             "required when listening on every interface (how do the other instances reach this "
+             "one?)");
+    k.advertise_url = "http://" + c.listen;
+  }
+  while (!k.advertise_url.empty() && k.advertise_url.back() == '/') k.advertise_url.pop_back();
+  if (k.advertise_url.rfind("http://", 0) != 0 && k.advertise_url.rfind("https://", 0) != 0)
+    r.fail("$.cluster.advertise_url",
+           "expected http(s)://host:port, got '" + k.advertise_url + "'");
 }
 
 void validate(const Reader& r, Config& c) {
@@ -533,7 +610,7 @@ Config load_from_text(const std::string& text, const std::string& source, const 
   JsonObject* obj = r.object(root.get(), "$");
   r.only(obj, "$",
          {"listen", "cors_origins", "auth", "models", "webrtc", "policy", "usage", "limits",
-          "websocket", "pipeline_file", "data_dir", "log_json"});
+          "websocket", "cluster", "pipeline_file", "data_dir", "log_json"});
   Config c;
   c.source = source;
   if (auto* n = member(obj, "listen")) c.listen = r.string(n, "$.listen");
@@ -563,6 +640,7 @@ Config load_from_text(const std::string& text, const std::string& source, const 
   }
   if (auto* n = member(obj, "limits")) read_limits(r, n, c.limits);
   if (auto* n = member(obj, "websocket")) read_websocket(r, n, c.websocket);
+  if (auto* n = member(obj, "cluster")) read_cluster(r, n, c.cluster);
   if (auto* n = member(obj, "pipeline_file")) c.pipeline_file = r.string(n, "$.pipeline_file");
   if (auto* n = member(obj, "log_json")) c.json_logs = r.boolean(n, "$.log_json");
   if (auto* n = member(obj, "data_dir")) c.data_dir = r.string(n, "$.data_dir");
@@ -571,6 +649,7 @@ Config load_from_text(const std::string& text, const std::string& source, const 
   if (flags.listen) c.listen = *flags.listen;
   if (flags.pipeline_file) c.pipeline_file = *flags.pipeline_file;
   validate(r, c);
+  validate_cluster(r, c);
   return c;
 }
 
@@ -680,6 +759,16 @@ std::string describe(const Config& c) {
       << " max_connections=" << c.limits.max_connections << "\n";
   out << "websocket: idle_timeout_seconds=" << c.websocket.idle_timeout_seconds
       << " max_message_bytes=" << c.websocket.max_message_bytes << "\n";
+  if (c.cluster.enabled) {
+    // The URL's password, if any, is not shown.
+    out << "cluster: redis=" << c.cluster.redis_host << ":" << c.cluster.redis_port << "/"
+        << c.cluster.redis_db << (c.cluster.redis_password.empty() ? "" : " (password set)")
+        << " instance_id=" << c.cluster.instance_id << " advertise_url=" << c.cluster.advertise_url
+        << " internal_secret=set"
+        << " lease_seconds=" << c.cluster.lease_seconds << "\n";
+  } else {
+    out << "cluster: off (one instance)\n";
+  }
   out << "pipeline: " << (c.pipeline_file.empty() ? "(built-in)" : c.pipeline_file)
       << ", session pipeline: "
       << (c.websocket.pipeline_file.empty() ? "(built-in)" : c.websocket.pipeline_file) << "\n";

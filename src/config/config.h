@@ -128,6 +128,23 @@ struct WebSocketConfig {
   std::string pipeline_file;                 // per-session event pipeline ("" = built-in path)
 };
 
+// Scale-out (SPEC "Scale-out (cluster mode)"): instances sharing one Redis act as one gateway.
+// Absent (`enabled` false): one process, no Redis.
+struct ClusterConfig {
+  bool enabled = false;
+  std::string redis_url;  // redis://[:password@]host[:port][/db]
+  // Parsed from redis_url.
+  std::string redis_host;
+  int redis_port = 6379;
+  int redis_db = 0;
+  std::string redis_user;  // Redis 6 ACL user ("" = AUTH with the password alone)
+  std::string redis_password;
+  std::string instance_id;      // default: hostname:port
+  std::string advertise_url;    // how peers reach this instance (default: http://<listen>)
+  std::string internal_secret;  // authenticates instance-to-instance requests
+  int lease_seconds = 10;       // a dead instance's leases lapse within this
+};
+
 struct Config {
   std::string source;  // the file it came from, or "(built-in default)"
   std::string listen = "127.0.0.1:8080";
@@ -148,6 +165,7 @@ struct Config {
   int usage_postgres_timeout_seconds = 5;
   LimitsConfig limits;
   WebSocketConfig websocket;
+  ClusterConfig cluster;
   std::string pipeline_file;  // per-call pipeline description ("" = built-in path)
   std::string data_dir;       // the tester page's folder ("" = the source tree's data/)
   bool json_logs = false;

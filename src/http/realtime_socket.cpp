@@ -26,6 +26,8 @@ struct Upgrade {
   relay::SessionIdentity identity;
   relay::SessionSettings settings;
   workers::WorkerLease lease;  // given back if the upgrade never completes
+  // Cluster mode: the sideband of a call held by another instance, relayed to this socket.
+  Ref<SoupWebsocketConnection> relay_to;
 };
 
 struct OfferedProtocols {
@@ -85,69 +87,154 @@ void Server::handle_realtime_socket(SoupServerMessage* msg, GHashTable* query) {
   else if (!offered.api_key.empty())
     authorization = "Bearer " + offered.api_key;
 
-  auto upgrade = std::make_unique<Upgrade>();
+  // A client that offers subprotocols must get one of them back, or browsers fail the socket
+  // (set once every check before the upgrade passed).
+  const char* protocol =
+      offered.realtime ? kRealtimeProtocol : (offered.beta ? kBetaProtocol : nullptr);
+  auto answer_protocol = [msg, protocol] {
+    if (protocol)
+      soup_message_headers_replace(soup_server_message_get_response_headers(msg),
+                                   "Sec-WebSocket-Protocol", protocol);
+  };
+  auto keep = [msg](std::unique_ptr<Upgrade> upgrade) {
+    g_object_set_data_full(G_OBJECT(msg), kUpgradeKey, upgrade.release(),
+                           [](gpointer p) { delete static_cast<Upgrade*>(p); });
+  };
   std::string call_id = query_value(query, "call_id");
   if (!call_id.empty()) {
     // Sideband: a server-side control channel, so gateway keys only (never a browser's token).
     auth::Principal principal = services_.auth.authenticate(authorization.c_str(), false);
+    const bool from_peer = internal_request(msg);
     calls::Call* call = services_.calls.find(call_id);
+    if (!call && services_.cluster && !from_peer) {
+      answer_protocol();
+      relay_sideband(msg, call_id, authorization);  // held by another instance, perhaps
+      return;
+    }
     if (!call || call->state() == calls::Call::State::kEnded ||
         !principal.may_access(call->identity().key_name))
       throw errors::not_found("call_not_found", "no live call " + call_id + " for this key");
+    auto upgrade = std::make_unique<Upgrade>();
     upgrade->call_id = call_id;
-  } else {
-    auth::Principal principal = services_.auth.authenticate(authorization.c_str(), true);
-    std::string model = query_value(query, "model");
-    // A transcription session: `?intent=transcription` (with ?model= or a token) or a token
-    // minted for one; its model is the transcription model (SPEC "Transcription sessions").
-    bool transcription = query_value(query, "intent") == "transcription";
-    if (principal.token_session_json) {
-      bool token_transcription = session_shape(*principal.token_session_json).transcription();
-      if (transcription && !token_transcription)
-        throw errors::bad_request(
-            "invalid_session", "?intent=transcription with a token minted for a realtime session");
-      transcription = token_transcription;
-    }
-    const config::ModelConfig& model_config = resolve_model(principal, model);
-    model = model_config.name;
-    check_budget(principal);
-    // A token's session is refused here, before the upgrade, if the policy would block it.
-    std::optional<std::string> session;
-    if (principal.token_session_json)
-      session = apply_initial_session_policy(config.policy_json, principal.key_name, model,
-                                             *principal.token_session_json);
-    upgrade->lease = reserve_capacity(principal, model);
-    upgrade->identity = {relay::SessionRegistry::new_session_id(), principal.key_name, model,
-                         model_config.upstream_model, upgrade->lease->name()};
-    relay::SessionSettings& s = upgrade->settings;
-    s.pipeline_description = services_.session_pipeline_description;
-    s.policy_json = config.policy_json;
-    s.budget_exceeded = services_.over_budget && services_.over_budget(principal.key_name);
-    s.idle_timeout_seconds = config.websocket.idle_timeout_seconds;
-    s.max_pending_bytes = config.limits.max_pending_event_bytes;
-    s.max_outgoing_bytes = static_cast<std::uint64_t>(config.limits.max_outgoing_buffer_bytes);
-    // A beta client (header, subprotocol, or a token of a legacy mint route) gets the beta
-    // dialect; the worker never sees the header.
-    s.beta_client = offered.beta ||
-                    soup_message_headers_header_contains(headers, "OpenAI-Beta", "realtime=v1") ||
-                    principal.token_beta;
-    s.transcription = transcription;
-    if (session)
-      s.session_json = session_for_upstream(*session, model_config.upstream_model);
-    else if (transcription)  // the worker learns the transcription model from the first event
-      s.session_json = transcription_session_json(model_config.upstream_model);
-    s.failover = [&workers = services_.workers, model](const std::vector<std::string>& tried) {
-      return workers.pick(model, tried);
-    };
+    answer_protocol();
+    keep(std::move(upgrade));
+    return;  // status left unset: libsoup completes the handshake and calls on_websocket()
   }
-  // A client that offers subprotocols must get one of them back, or browsers fail the socket.
-  if (offered.realtime || offered.beta)
-    soup_message_headers_replace(soup_server_message_get_response_headers(msg),
-                                 "Sec-WebSocket-Protocol",
-                                 offered.realtime ? kRealtimeProtocol : kBetaProtocol);
-  g_object_set_data_full(G_OBJECT(msg), kUpgradeKey, upgrade.release(),
-                         [](gpointer p) { delete static_cast<Upgrade*>(p); });
-  // Status left unset: libsoup completes the handshake and calls on_websocket().
+  auth::Principal principal = services_.auth.authenticate(authorization.c_str(), true);
+  std::string model = query_value(query, "model");
+  // A transcription session: `?intent=transcription` (with ?model= or a token) or a token
+  // minted for one; its model is the transcription model (SPEC "Transcription sessions").
+  bool transcription = query_value(query, "intent") == "transcription";
+  if (principal.token_session_json) {
+    bool token_transcription = session_shape(*principal.token_session_json).transcription();
+    if (transcription && !token_transcription)
+      throw errors::bad_request("invalid_session",
+                                "?intent=transcription with a token minted for a realtime session");
+    transcription = token_transcription;
+  }
+  const config::ModelConfig& model_config = resolve_model(principal, model);
+  model = model_config.name;
+  check_budget(principal);
+  // A token's session is refused here, before the upgrade, if the policy would block it.
+  std::optional<std::string> session;
+  if (principal.token_session_json)
+    session = apply_initial_session_policy(config.policy_json, principal.key_name, model,
+                                           *principal.token_session_json);
+  // A beta client (header, subprotocol, or a token of a legacy mint route) gets the beta
+  // dialect; the worker never sees the header.
+  const bool beta_client =
+      offered.beta || soup_message_headers_header_contains(headers, "OpenAI-Beta", "realtime=v1") ||
+      principal.token_beta;
+  std::string session_id = relay::SessionRegistry::new_session_id();
+  // Capacity: the cluster's counts (cluster mode: msg waits, the handshake prepared), then this
+  // instance's and a worker. Without cluster this runs before the handler returns.
+  admit(
+      msg, principal, session_id, /*call=*/false,
+      [this, principal, model, &model_config, session, beta_client, transcription, session_id, keep,
+       answer_protocol](std::unique_ptr<workers::LeaseAttachment> cluster_lease) {
+        const auto& config = services_.config;
+        check_budget(principal);
+        auto upgrade = std::make_unique<Upgrade>();
+        upgrade->lease = reserve_capacity(principal, model);
+        upgrade->lease.attach(std::move(cluster_lease));
+        upgrade->identity = {session_id, principal.key_name, model, model_config.upstream_model,
+                             upgrade->lease->name()};
+        relay::SessionSettings& s = upgrade->settings;
+        s.pipeline_description = services_.session_pipeline_description;
+        s.policy_json = config.policy_json;
+        s.budget_exceeded = services_.over_budget && services_.over_budget(principal.key_name);
+        s.idle_timeout_seconds = config.websocket.idle_timeout_seconds;
+        s.max_pending_bytes = config.limits.max_pending_event_bytes;
+        s.max_outgoing_bytes = static_cast<std::uint64_t>(config.limits.max_outgoing_buffer_bytes);
+        s.beta_client = beta_client;
+        s.transcription = transcription;
+        if (session)
+          s.session_json = session_for_upstream(*session, model_config.upstream_model);
+        else if (transcription)  // the worker learns the transcription model from the first event
+          s.session_json = transcription_session_json(model_config.upstream_model);
+        s.failover = [&workers = services_.workers, model](const std::vector<std::string>& tried) {
+          return workers.pick(model, tried);
+        };
+        answer_protocol();
+        keep(std::move(upgrade));
+      },
+      /*upgrade=*/true);
+  // Status left unset: libsoup completes the handshake (once admitted) and calls on_websocket().
+}
+
+void Server::relay_sideband(SoupServerMessage* msg, const std::string& call_id,
+                            const std::string& authorization) {
+  auto held = Ref<SoupServerMessage>::retain(msg);
+  soup_server_message_pause(msg);
+  auto* peers = peers_.get();
+  auto* metrics = &services_.metrics;
+  services_.cluster->find_owner(call_id, [held, peers, metrics, call_id,
+                                          authorization](std::optional<cluster::Owner> owner) {
+    auto not_found =
+        errors::not_found("call_not_found", "no live call " + call_id + " for this key");
+    if (!owner || owner->self) {
+      refuse_upgrade(held.get(), not_found);
+      soup_server_message_unpause(held.get());
+      return;
+    }
+    UniqueStr escaped(g_uri_escape_string(call_id.c_str(), nullptr, FALSE));
+    std::string url = owner->url + "/v1/realtime?call_id=" + escaped.get();
+    if (url.rfind("https://", 0) == 0)
+      url.replace(0, 5, "wss");
+    else if (url.rfind("http://", 0) == 0)
+      url.replace(0, 4, "ws");
+    metrics->add_counter("rtgw_cluster_forwarded_total",
+                         "Requests forwarded to the instance holding the call, by kind",
+                         {{"kind", "sideband"}});
+    peers->open_socket(
+        url, authorization,
+        [held, not_found, owner = *owner](Ref<SoupWebsocketConnection> connection,
+                                          const cluster::PeerResponse& r) {
+          if (!connection) {
+            if (r.status == 404 || r.status == 401 || r.status == 403) {
+              refuse_upgrade(held.get(),
+                             r.status == 404
+                                 ? not_found
+                                 : HttpError(r.status, "invalid_request_error", "invalid_api_key",
+                                             "refused by the owner"));
+            } else {
+              g_warning("cluster: sideband to instance %s (%s) failed: %s",
+                        owner.instance_id.c_str(), owner.url.c_str(), r.error.c_str());
+              refuse_upgrade(held.get(), HttpError(502, "server_error", "cluster_peer_unreachable",
+                                                   "the instance holding this call (" +
+                                                       owner.instance_id + ") cannot be reached"));
+            }
+            soup_server_message_unpause(held.get());
+            return;
+          }
+          auto upgrade = std::make_unique<Upgrade>();
+          upgrade->call_id = "";
+          upgrade->relay_to = std::move(connection);
+          g_object_set_data_full(G_OBJECT(held.get()), kUpgradeKey, upgrade.release(),
+                                 [](gpointer p) { delete static_cast<Upgrade*>(p); });
+          soup_server_message_unpause(held.get());  // libsoup completes the handshake
+        });
+  });
 }
 
 void Server::on_websocket(SoupServer*, SoupServerMessage* msg, const char*,
@@ -158,6 +245,14 @@ void Server::on_websocket(SoupServer*, SoupServerMessage* msg, const char*,
   auto max_bytes = static_cast<std::uint64_t>(self->services_.config.websocket.max_message_bytes);
   if (!owned) {
     soup_websocket_connection_close(connection, close_code::kInternalError, "not prepared");
+    return;
+  }
+  if (owned->relay_to) {
+    if (soup_websocket_connection_get_state(owned->relay_to.get()) != SOUP_WEBSOCKET_STATE_OPEN) {
+      soup_websocket_connection_close(connection, close_code::kNormal, "call ended");
+      return;
+    }
+    self->peers_->relay(connection, owned->relay_to.get());
     return;
   }
   if (!owned->call_id.empty()) {

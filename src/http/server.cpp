@@ -114,6 +114,8 @@ Server::Server(Services services)
   soup_server_add_websocket_handler(server_.get(), kRealtimePath, nullptr, nullptr,
                                     &Server::on_websocket, this, nullptr);
   connections_ = std::make_unique<ConnectionGuard>(server_.get(), services_.config.limits);
+  if (services_.cluster)
+    peers_ = std::make_unique<cluster::PeerClient>(services_.config.cluster.internal_secret);
 }
 
 void Server::on_early_request(SoupServer*, SoupServerMessage* msg, const char*, GHashTable*,
@@ -382,10 +384,36 @@ void Server::handle_create_call(SoupServerMessage* msg, GHashTable* query, bool 
     session = session_for_upstream(*session, model_config.upstream_model);
   }
 
-  auto lease = reserve_capacity(principal, model);
+  // Capacity: the cluster's counts first (one Redis round trip in cluster mode), then this
+  // instance's (reserve_capacity) and a worker.
+  auto prepared = std::make_shared<PreparedCall>();
+  prepared->principal = principal;
+  prepared->model = model;
+  prepared->upstream_model = model_config.upstream_model;
+  prepared->offer = std::move(offer);
+  prepared->session = std::move(session);
+  prepared->beta = beta;
+  prepared->call_id = calls::CallRegistry::new_call_id();
+  admit(msg, principal, prepared->call_id, /*call=*/true,
+        [this, msg, prepared](std::unique_ptr<workers::LeaseAttachment> cluster_lease) {
+          start_admitted_call(msg, std::move(*prepared), std::move(cluster_lease));
+        });
+}
 
-  calls::CallIdentity identity{calls::CallRegistry::new_call_id(), principal.key_name, model,
-                               model_config.upstream_model, lease->name()};
+void Server::start_admitted_call(SoupServerMessage* msg, PreparedCall prepared,
+                                 std::unique_ptr<workers::LeaseAttachment> cluster_lease) {
+  const auto& config = services_.config;
+  const auth::Principal& principal = prepared.principal;
+  const std::string& model = prepared.model;
+  check_budget(principal);  // the admission brought the cluster's totals up to date
+  auto lease = reserve_capacity(principal, model);
+  lease.attach(std::move(cluster_lease));
+  std::optional<std::string> session = std::move(prepared.session);
+  sdp::CheckedOffer offer = std::move(prepared.offer);
+  const bool beta = prepared.beta;
+
+  calls::CallIdentity identity{prepared.call_id, principal.key_name, model, prepared.upstream_model,
+                               lease->name()};
   calls::CallSettings settings;
   settings.webrtc = config.webrtc;
   settings.max_pending_event_bytes = config.limits.max_pending_event_bytes;
@@ -394,7 +422,8 @@ void Server::handle_create_call(SoupServerMessage* msg, GHashTable* query, bool 
   settings.pipeline_description = services_.pipeline_description;
   settings.policy_json = config.policy_json;
   settings.budget_exceeded = services_.over_budget && services_.over_budget(principal.key_name);
-  settings.pricing = model_config.pricing;
+  if (const config::ModelConfig* model_config = config.find_model(model))
+    settings.pricing = model_config->pricing;
   settings.failover = [&workers = services_.workers, model](const std::vector<std::string>& tried) {
     return workers.pick(model, tried);
   };
@@ -495,6 +524,7 @@ workers::WorkerLease Server::reserve_capacity(const auth::Principal& principal,
 
 void Server::handle_get_call(SoupServerMessage* msg, const std::string& id) {
   auth::Principal principal = services_.auth.authenticate(request_header(msg, "Authorization"));
+  const bool from_peer = internal_request(msg);
   if (calls::Call* call = services_.calls.find(id);
       call && principal.may_access(call->identity().key_name)) {
     respond_json(msg, 200, call->describe().str());
@@ -504,12 +534,23 @@ void Server::handle_get_call(SoupServerMessage* msg, const std::string& id) {
     respond_json(msg, 200, ended->second);
     return;
   }
+  // Cluster mode: perhaps another instance holds it (the owner checks the key again).
+  if (services_.cluster && !from_peer && !services_.calls.find(id) &&
+      !services_.calls.find_ended(id)) {
+    forward_to_owner(msg, id, "GET", "/v1/realtime/calls/" + id);
+    return;
+  }
   throw errors::not_found("call_not_found", "no call " + id + " for this key");
 }
 
 void Server::handle_hangup_call(SoupServerMessage* msg, const std::string& id) {
   auth::Principal principal = services_.auth.authenticate(request_header(msg, "Authorization"));
+  const bool from_peer = internal_request(msg);
   calls::Call* call = services_.calls.find(id);
+  if (!call && services_.cluster && !from_peer && !services_.calls.find_ended(id)) {
+    forward_to_owner(msg, id, "POST", "/v1/realtime/calls/" + id + "/hangup");
+    return;
+  }
   if (!call || !principal.may_access(call->identity().key_name)) {
     if (auto* ended = services_.calls.find_ended(id); ended && principal.may_access(ended->first)) {
       respond_json(msg, 200, ended->second);

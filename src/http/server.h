@@ -21,13 +21,17 @@
 
 #include "auth/authenticator.h"
 #include "calls/call_registry.h"
+#include "cluster/cluster.h"
+#include "cluster/peer_client.h"
 #include "common/ref.h"
 #include "config/config.h"
 #include "http/connection_guard.h"
 #include "http/cors.h"
+#include "http/http_error.h"
 #include "metrics/metrics.h"
 #include "relay/session_registry.h"
 #include "usage/usage_report.h"
+#include "sdp/session_description.h"
 #include "workers/worker_pool.h"
 
 namespace rtgw::http {
@@ -50,6 +54,8 @@ struct Services {
   // it is too busy. Unset: the JSONL usage log (usage/usage_report.h).
   std::function<bool(usage::UsageQuery, std::function<void(std::vector<usage::UsageGroup>)>)>
       usage_report;
+  // Cluster mode (cluster/cluster.h); null: one instance, nothing shared.
+  cluster::Cluster* cluster = nullptr;
 };
 
 class Server {
@@ -87,6 +93,39 @@ class Server {
   void check_budget(const auth::Principal& principal) const;
   // Capacity checks shared by calls and sessions; a lease on the chosen worker.
   workers::WorkerLease reserve_capacity(const auth::Principal& principal, const std::string& model);
+  // Cluster mode (http/cluster_routes.cpp).
+  // Takes the call's or session's lease in the cluster's counts, then runs `then` with it
+  // (null without cluster: `then` runs at once, as before cluster mode existed). In cluster mode
+  // `msg` is paused meanwhile; a refusal or an HttpError from `then` is answered here (for an
+  // upgrade, `upgrade` true, the handshake libsoup prepared is turned into that error). A client
+  // that leaves meanwhile gets nothing and its lease is released.
+  using AdmittedFn = std::function<void(std::unique_ptr<workers::LeaseAttachment>)>;
+  void admit(SoupServerMessage* msg, const auth::Principal& principal, const std::string& id,
+             bool call, AdmittedFn then, bool upgrade = false);
+  // A request from another instance: true when X-RTGW-Internal carries the internal secret;
+  // 403 when it carries anything else; false without the header or without cluster mode.
+  bool internal_request(SoupServerMessage* msg) const;
+  // A call this instance does not hold: asks Redis for its owner and forwards `method` `path`
+  // there (404 when no instance holds it). Only for requests not from another instance.
+  void forward_to_owner(SoupServerMessage* msg, const std::string& call_id,
+                        const std::string& method, const std::string& path);
+  // The sideband of a call held by another instance: relayed (cluster_routes.cpp).
+  void relay_sideband(SoupServerMessage* msg, const std::string& call_id,
+                      const std::string& authorization);
+
+  // What a call's request decided before its admission (handle_create_call).
+  struct PreparedCall {
+    auth::Principal principal;
+    std::string model;
+    std::string upstream_model;
+    sdp::CheckedOffer offer;
+    std::optional<std::string> session;
+    bool beta = false;
+    std::string call_id;
+  };
+  void start_admitted_call(SoupServerMessage* msg, PreparedCall prepared,
+                           std::unique_ptr<workers::LeaseAttachment> cluster_lease);
+
   // GET /v1/realtime (http/realtime_socket.cpp): every check before the upgrade.
   void handle_realtime_socket(SoupServerMessage* msg, GHashTable* query);
   // `beta_route`: the legacy WebRTC route, whose client speaks the beta dialect.
@@ -124,11 +163,14 @@ class Server {
   CorsPolicy cors_;
   Ref<SoupServer> server_;
   std::unique_ptr<ConnectionGuard> connections_;
+  std::unique_ptr<cluster::PeerClient> peers_;  // cluster mode only
   bool shutting_down_ = false;
 };
 
 // Response helpers shared by handlers.
 void respond(SoupServerMessage* msg, int status, const char* content_type, const std::string& body);
 void respond_json(SoupServerMessage* msg, int status, const std::string& body);
+// Answers a paused WebSocket handshake (libsoup prepared its 101) with `error` instead.
+void refuse_upgrade(SoupServerMessage* msg, const HttpError& error);
 
 }  // namespace rtgw::http

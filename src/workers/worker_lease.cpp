@@ -17,7 +17,8 @@ WorkerLease WorkerLease::acquire(std::shared_ptr<UpstreamSignaller> signaller) {
 WorkerLease::WorkerLease(WorkerLease&& other) noexcept
     : signaller_(std::move(other.signaller_)),
       probe_(std::exchange(other.probe_, false)),
-      settled_(std::exchange(other.settled_, false)) {}
+      settled_(std::exchange(other.settled_, false)),
+      attachment_(std::move(other.attachment_)) {}
 
 WorkerLease& WorkerLease::operator=(WorkerLease&& other) noexcept {
   if (this != &other) {
@@ -25,6 +26,7 @@ WorkerLease& WorkerLease::operator=(WorkerLease&& other) noexcept {
     signaller_ = std::move(other.signaller_);
     probe_ = std::exchange(other.probe_, false);
     settled_ = std::exchange(other.settled_, false);
+    attachment_ = std::move(other.attachment_);
   }
   return *this;
 }
@@ -44,6 +46,7 @@ void WorkerLease::settle(const UpstreamFailure& failure) {
 }
 
 void WorkerLease::reset() {
+  attachment_.reset();
   if (!signaller_) return;
   settle(SetupOutcome::kNeutral);
   signaller_->release();
@@ -60,6 +63,7 @@ bool fail_over(const UpstreamFailure& failure, WorkerLease& lease, std::vector<s
   if (!next) return false;
   g_message("[%s] worker %s failed (%s): trying %s", log_id.c_str(), lease->name().c_str(),
             failure.message.c_str(), next->name().c_str());
+  next.attach(lease.detach());
   lease = std::move(next);
   return true;
 }

@@ -30,6 +30,13 @@
 
 namespace rtgw::workers {
 
+// Something a call or session holds for exactly as long as its worker lease, e.g. its lease in
+// the cluster's counts (cluster/cluster.h). It follows the lease through a fail-over.
+class LeaseAttachment {
+ public:
+  virtual ~LeaseAttachment() = default;
+};
+
 class WorkerLease {
  public:
   // An empty lease: no worker.
@@ -57,8 +64,12 @@ class WorkerLease {
   void settle(SetupOutcome outcome);
   // Settles with what `failure` means for the worker: a worker failure, or neutral.
   void settle(const UpstreamFailure& failure);
-  // Gives everything back now (neutral if unsettled); the lease is empty afterwards.
+  // Gives everything back now (neutral if unsettled), the attachment included; the lease is
+  // empty afterwards.
   void reset();
+  // Attaches `attachment`, destroyed with the lease (or moved to the next by fail_over).
+  void attach(std::unique_ptr<LeaseAttachment> attachment) { attachment_ = std::move(attachment); }
+  std::unique_ptr<LeaseAttachment> detach() { return std::move(attachment_); }
 
  private:
   explicit WorkerLease(std::shared_ptr<UpstreamSignaller> signaller, bool probe)
@@ -67,6 +78,7 @@ class WorkerLease {
   std::shared_ptr<UpstreamSignaller> signaller_;
   bool probe_ = false;
   bool settled_ = false;
+  std::unique_ptr<LeaseAttachment> attachment_;
 };
 
 // A lease on the next worker of the model that has not been tried (empty: none left).
