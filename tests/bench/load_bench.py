@@ -117,9 +117,9 @@ def run_phase(args, procs: bl.Processes, workdir: str, label: str, n: int, base_
         res["idle_census"] = thread_census(gw.pid)
         warm_ids = set(bl.parse_answered(gw.stderr()))
     callers = Callers(procs, workdir, label, base_url, key, n, args.gap_ms, args.pings,
-                      int(args.hold + args.warm + n * 2 + 120))
+                      int(args.hold + args.warm + n * 12 + 180))
     try:
-        up = callers.expect("UP", 30 + n * 3)
+        up = callers.expect("UP", 60 + n * 10)  # each set-up may take seconds under load
         res["up"], res["failed"] = up["up"], up["failed"]
         res["post_ms"] = [c["post_ms"] for c in up["calls"] if c["post_ms"] is not None]
         res["setup_ms"] = [c["setup_ms"] for c in up["calls"] if c["setup_ms"] is not None]
