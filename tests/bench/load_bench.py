@@ -117,9 +117,9 @@ def run_phase(args, procs: bl.Processes, workdir: str, label: str, n: int, base_
         res["idle_census"] = thread_census(gw.pid)
         warm_ids = set(bl.parse_answered(gw.stderr()))
     callers = Callers(procs, workdir, label, base_url, key, n, args.gap_ms, args.pings,
-                      int(args.hold + args.warm + n * 2 + 120))
+                      int(args.hold + args.warm + n * 12 + 180))
     try:
-        up = callers.expect("UP", 30 + n * 3)
+        up = callers.expect("UP", 60 + n * 10)  # each set-up may take seconds under load
         res["up"], res["failed"] = up["up"], up["failed"]
         res["post_ms"] = [c["post_ms"] for c in up["calls"] if c["post_ms"] is not None]
         res["setup_ms"] = [c["setup_ms"] for c in up["calls"] if c["setup_ms"] is not None]
@@ -179,7 +179,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--calls", default="10", help="N, or a list: 10,30,60")
     ap.add_argument("--hold", type=float, default=20.0, help="measured window, s")
-    ap.add_argument("--warm", type=float, default=3.0, help="s between the last call up and the window")
+    ap.add_argument("--warm", type=float, default=3.0,
+                    help="s between the last call up and the window")
     ap.add_argument("--gap-ms", type=int, default=50, help="between two call set-ups")
     ap.add_argument("--pings", type=int, default=10, help="test.echo per second per call")
     ap.add_argument("--variant", action="append", default=[],
@@ -271,7 +272,8 @@ def report(results: List[Dict[str, Any]], ns: List[int]) -> None:
             pps = (r["rx_pps_per_call"] + r["tx_pps_per_call"]) * n
             us_pkt = r["cpu"].get("gateway_pct", float("nan")) / 100.0 / pps * 1e6 if gw and pps \
                 else float("nan")
-            table.append([r["label"], f"{r['up']}/{n}", cpu, us_pkt, drss, dthr, r["rx_pps_per_call"],
+            table.append([r["label"], f"{r['up']}/{n}", cpu, us_pkt, drss, dthr,
+                          r["rx_pps_per_call"],
                           r["tx_pps_per_call"], r["loss_pct"],
                           f"{bl.fmt(jit['p50'])}/{bl.fmt(jit['max'])}", rtt["p50"], rtt["p95"],
                           S(r["post_ms"], (50,))["p50"], r["cpu"]["machine_pct"]])
