@@ -7,7 +7,7 @@ its test time on a 2-core machine without making timing- or resource-sensitive t
   pass 2  the `serial` tests (conftest.SERIAL_TESTS: RSS, fd and thread figures, floods, timeouts
           measured in seconds, host-wide network set-up), one at a time, nothing beside them
 
-Usage: run.py JUNIT_DIR [pytest args...]. Writes JUNIT_DIR/integration-junit.xml and
+Usage: run.py JUNIT_DIR [pytest args...] [test files...]. Writes JUNIT_DIR/integration-junit.xml and
 JUNIT_DIR/integration-serial-junit.xml; exits non-zero when either pass failed. Without
 pytest-xdist (or with RTGW_TEST_WORKERS=1) pass 1 runs in this process's pytest, one at a time."""
 from __future__ import annotations
@@ -40,8 +40,10 @@ def main() -> int:
     serial = base + ["-m", "serial",
                      "--junitxml=" + os.path.join(junit_dir, "integration-serial-junit.xml")]
     status = 0
+    # Test files or node ids among the arguments replace the default (every file here).
+    paths = [] if any(a.endswith(".py") or "::" in a for a in extra) else [HERE]
     for cmd in (parallel, serial):
-        rc = subprocess.call(cmd + extra + [HERE], cwd=HERE)
+        rc = subprocess.call(cmd + extra + paths, cwd=HERE)
         # 5: nothing collected (e.g. a -k filter that selects only the other pass's tests)
         if rc not in (0, 5):
             status = 1
