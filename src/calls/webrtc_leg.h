@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "common/main_thread.h"
 #include "common/ref.h"
 #include "config/config.h"
 #include "sdp/session_description.h"
@@ -60,6 +61,7 @@ class WebRtcLeg {
 
  private:
   struct Pending;  // a description waiting for ICE gathering
+  void set_local_description(GstWebRTCSessionDescription* desc, DescriptionDone done);
   void on_gathering_state_changed();
   void finish_gathering(bool timed_out);
 
@@ -67,14 +69,10 @@ class WebRtcLeg {
   Ref<GstElement> webrtcbin_;
   config::WebRtcConfig config_;
   Listener* listener_;
-  std::shared_ptr<int> alive_ = std::make_shared<int>(0);
   std::vector<SignalConnection> signals_;
   std::unique_ptr<Pending> gathering_;
   SourceGuard gathering_timeout_;
+  Lifetime lifetime_;  // checked by every callback posted from webrtcbin's threads
 };
-
-// Runs `on_reply` with the promise's reply structure (nullptr when none) on the thread that
-// answers the promise. Keep it short: copy and post to the main loop.
-Ref<GstPromise> make_promise(std::function<void(const GstStructure* reply)> on_reply);
 
 }  // namespace rtgw::calls

@@ -146,7 +146,7 @@ void Server::handle_realtime_socket(SoupServerMessage* msg, GHashTable* query) {
                                  "Sec-WebSocket-Protocol",
                                  offered.realtime ? kRealtimeProtocol : kBetaProtocol);
   g_object_set_data_full(G_OBJECT(msg), kUpgradeKey, upgrade.release(),
-                         [](gpointer p) { delete static_cast<Upgrade*>(p); });
+                         &UserData<Upgrade>::destroy);
   // Status left unset: libsoup completes the handshake and calls on_websocket().
 }
 
