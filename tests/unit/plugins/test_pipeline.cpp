@@ -44,6 +44,10 @@ class EventPathFixture : public ::testing::Test {
     ASSERT_TRUE(pipeline_) << (error ? error->message : "no pipeline");
     ASSERT_FALSE(error) << error->message;
     ASSERT_TRUE(GST_IS_PIPELINE(pipeline_.get()));
+    // The ends and elements the gateway looks up by name (events/event_path.h).
+    for (const char* name : {"client_events_in", "client_events_filter", "upstream_events_out",
+                             "upstream_events_in", "upstream_events_meter", "client_events_out"})
+      ASSERT_TRUE(element(name)) << "no element named " << name;
     g_object_set(element("client_events_filter"), "policy",
                  R"({"service_tier":[{"tier":"priority","action":"pass",
                      "models":["gpt-realtime-mini"],"fallback":"block","end_call":true}]})",
