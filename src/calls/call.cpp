@@ -403,7 +403,6 @@ void Call::fail_setup(SetupFailure failure) {
 void Call::OnLegConnectionState(WebRtcLeg& leg, GstWebRTCPeerConnectionState state) {
   if (state_ == State::kEnded) return;
   bool is_client = &leg == client_leg_.get();
-  (is_client ? client_state_ : upstream_state_) = state;
   g_message("[%s] %s leg %s", id().c_str(), leg.name().c_str(), state_name(state));
   if (state == GST_WEBRTC_PEER_CONNECTION_STATE_CONNECTED &&
       liveness_->watch(is_client ? PeerLiveness::Leg::kClient : PeerLiveness::Leg::kUpstream,
@@ -411,8 +410,9 @@ void Call::OnLegConnectionState(WebRtcLeg& leg, GstWebRTCPeerConnectionState sta
       settings_.webrtc.peer_timeout_seconds > 0)
     g_warning("[%s] %s leg: no nicesrc found, its peer's liveness is not watched", id().c_str(),
               leg.name().c_str());
-  if (client_state_ == GST_WEBRTC_PEER_CONNECTION_STATE_CONNECTED &&
-      upstream_state_ == GST_WEBRTC_PEER_CONNECTION_STATE_CONNECTED && !connected_us_) {
+  if (client_leg_->reported_state() == GST_WEBRTC_PEER_CONNECTION_STATE_CONNECTED &&
+      upstream_leg_->reported_state() == GST_WEBRTC_PEER_CONNECTION_STATE_CONNECTED &&
+      !connected_us_) {
     connected_us_ = g_get_monotonic_time();
     connect_timeout_.cancel();
     start_media_watchdog();
@@ -454,46 +454,9 @@ bool Call::send_cancel_upstream(const std::string& event) {
 }
 
 void Call::poll_rtp_stats() {
-  // webrtcbin's own counters (loss as its jitterbuffer saw it), read every 2 s. The promise is
-  // answered on the leg's pc thread: copy the figures and post them.
-  for (WebRtcLeg* leg : {client_leg_.get(), upstream_leg_.get()}) {
-    if (!leg) continue;
-    bool is_client = leg == client_leg_.get();
-    auto promise =
-        make_promise([alive = lifetime_.watch(), this, is_client](const GstStructure* reply) {
-          // On the pc thread: sum the figures from the reply only.
-          if (!reply) return;
-          struct Totals {
-            guint64 received = 0;
-            gint64 lost = 0;
-          } totals;
-          gst_structure_foreach(
-              reply,
-              [](GQuark, const GValue* value, gpointer data) -> gboolean {
-                if (!GST_VALUE_HOLDS_STRUCTURE(value)) return TRUE;
-                const GstStructure* s = gst_value_get_structure(value);
-                GstWebRTCStatsType type;
-                if (!gst_structure_get(s, "type", GST_TYPE_WEBRTC_STATS_TYPE, &type, nullptr) ||
-                    type != GST_WEBRTC_STATS_INBOUND_RTP)
-                  return TRUE;
-                auto* t = static_cast<Totals*>(data);
-                guint64 received = 0;
-                gint64 lost = 0;
-                gst_structure_get_uint64(s, "packets-received", &received);
-                gst_structure_get_int64(s, "packets-lost", &lost);
-                t->received += received;
-                t->lost += lost;
-                return TRUE;
-              },
-              &totals);
-          post_if_alive(alive, [this, is_client, totals] {
-            RtpStats& stats = is_client ? client_rtp_ : upstream_rtp_;
-            stats.packets_received = totals.received;
-            stats.packets_lost = totals.lost;
-          });
-        });
-    g_signal_emit_by_name(leg->element(), "get-stats", nullptr, promise.get());
-  }
+  // webrtcbin's own counters (loss as its jitterbuffer saw it), read every 2 s by each leg.
+  for (WebRtcLeg* leg : {client_leg_.get(), upstream_leg_.get()})
+    if (leg) leg->poll_rtp_stats();
 }
 
 void Call::start_media_watchdog() {
@@ -658,8 +621,8 @@ void Call::on_bus_message(GstMessage* message) {
       UniqueError err(raw);
       UniqueStr dbg(debug);
       GstObject* src = GST_MESSAGE_SRC(message);
-      bool from_client =
-          client_leg_ && (src == GST_OBJECT(client_leg_->element()) ||
+      bool from_client = client_leg_ && client_leg_->element() &&
+                         (src == GST_OBJECT(client_leg_->element()) ||
                           gst_object_has_as_ancestor(src, GST_OBJECT(client_leg_->element())));
       g_message("[%s] %s leg error from %s: %s", id().c_str(), from_client ? "client" : "pipeline",
                 GST_OBJECT_NAME(src), err ? err->message : "?");
@@ -779,8 +742,9 @@ void Call::finish_teardown() {
   client_events_.reset();
   upstream_events_.reset();
   path_.reset();
-  client_leg_.reset();
-  upstream_leg_.reset();
+  // The legs forget their webrtcbin but keep what they reported (describe() reads it).
+  if (client_leg_) client_leg_->detach();
+  if (upstream_leg_) upstream_leg_->detach();
   if (pipeline_) {
     gint64 t0 = g_get_monotonic_time();
     stop_pipeline_async(std::move(pipeline_),
@@ -819,12 +783,15 @@ json::ObjectBuilder Call::describe() const {
       .set("bytes_from_client", static_cast<gint64>(audio_from_client_->bytes.load()))
       .set("packets_from_upstream", static_cast<gint64>(audio_from_upstream_->packets.load()))
       .set("bytes_from_upstream", static_cast<gint64>(audio_from_upstream_->bytes.load()))
-      .set("client_leg_packets_lost", static_cast<gint64>(client_rtp_.packets_lost))
-      .set("upstream_leg_packets_lost", static_cast<gint64>(upstream_rtp_.packets_lost));
+      .set("client_leg_packets_lost", packets_lost_on_client_leg())
+      .set("upstream_leg_packets_lost", packets_lost_on_upstream_leg());
   json::ObjectBuilder events = relay_.events_json(true);
   json::ObjectBuilder usage = relay_.usage_json();
   json::ObjectBuilder legs;
-  legs.set("client", state_name(client_state_)).set("upstream", state_name(upstream_state_));
+  auto leg_state = [](const std::unique_ptr<WebRtcLeg>& leg) {
+    return state_name(leg ? leg->reported_state() : GST_WEBRTC_PEER_CONNECTION_STATE_NEW);
+  };
+  legs.set("client", leg_state(client_leg_)).set("upstream", leg_state(upstream_leg_));
   // Milliseconds since each leg's peer last sent a packet (-1: not watched yet or any more).
   json::ObjectBuilder liveness;
   liveness.set("peer_timeout_seconds", settings_.webrtc.peer_timeout_seconds)

@@ -163,8 +163,12 @@ class Call : public WebRtcLeg::Listener,
   std::uint64_t audio_bytes_from_client() const { return audio_from_client_->bytes.load(); }
   std::uint64_t audio_bytes_from_upstream() const { return audio_from_upstream_->bytes.load(); }
   std::uint64_t events_from_client() const { return relay_.from_client(); }
-  gint64 packets_lost_on_client_leg() const { return client_rtp_.packets_lost; }
-  gint64 packets_lost_on_upstream_leg() const { return upstream_rtp_.packets_lost; }
+  gint64 packets_lost_on_client_leg() const {
+    return client_leg_ ? client_leg_->rtp_stats().packets_lost : 0;
+  }
+  gint64 packets_lost_on_upstream_leg() const {
+    return upstream_leg_ ? upstream_leg_->rtp_stats().packets_lost : 0;
+  }
   std::uint64_t events_from_upstream() const { return relay_.from_upstream(); }
   const std::string& end_reason() const { return end_reason_; }
   // How an answered call ended, for rtgw_calls_total: "completed", "peer_timeout" (a leg's peer
@@ -251,6 +255,7 @@ class Call : public WebRtcLeg::Listener,
   double upstream_answer_ms_ = -1;
 
   Ref<GstElement> pipeline_;
+  // Each leg keeps its own state and statistics; after teardown they are detached, not gone.
   std::unique_ptr<WebRtcLeg> client_leg_;
   std::unique_ptr<WebRtcLeg> upstream_leg_;
   std::unique_ptr<EventChannel> client_events_;    // events to the client
@@ -275,8 +280,6 @@ class Call : public WebRtcLeg::Listener,
   std::optional<std::string> upstream_session_;  // until the upstream leg starts
   workers::OfferRequest offer_request_;          // kept for failover to the next worker
   std::vector<std::string> tried_workers_;
-  GstWebRTCPeerConnectionState client_state_ = GST_WEBRTC_PEER_CONNECTION_STATE_NEW;
-  GstWebRTCPeerConnectionState upstream_state_ = GST_WEBRTC_PEER_CONNECTION_STATE_NEW;
 
   // Statistics (audio counters are bumped on streaming threads; shared so that the reaper keeps
   // them alive until the pipeline is stopped).
@@ -285,12 +288,6 @@ class Call : public WebRtcLeg::Listener,
   SourceGuard media_watchdog_;
   SourceGuard policy_hangup_;  // an end_call rule fired: hang up once the error event left
   SourceGuard stats_timer_;
-  struct RtpStats {
-    guint64 packets_received = 0;
-    gint64 packets_lost = 0;
-  };
-  RtpStats client_rtp_;    // what the client leg received (webrtcbin stats)
-  RtpStats upstream_rtp_;  // what the upstream leg received
   std::uint64_t media_seen_packets_ = 0;
   gint64 media_seen_us_ = 0;
   // Checked by every callback posted from a GStreamer thread (last: it expires first).

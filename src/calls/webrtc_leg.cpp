@@ -87,12 +87,53 @@ WebRtcLeg::WebRtcLeg(std::string name, Ref<GstElement> webrtcbin,
         GstWebRTCPeerConnectionState state;
         g_object_get(bin, "connection-state", &state, nullptr);
         post_if_alive(alive, [this, state] {
+          reported_state_ = state;
           if (listener_) listener_->OnLegConnectionState(*this, state);
         });
       }));
 }
 
 WebRtcLeg::~WebRtcLeg() = default;
+
+void WebRtcLeg::detach() {
+  lifetime_.end();
+  signals_.clear();
+  gathering_timeout_.cancel();
+  gathering_.reset();
+  listener_ = nullptr;
+  webrtcbin_.reset();
+}
+
+void WebRtcLeg::poll_rtp_stats() {
+  if (!webrtcbin_) return;
+  // The promise is answered on the leg's pc thread: sum the figures from the reply only, and
+  // post them.
+  auto promise = make_promise([alive = lifetime_.watch(), this](const GstStructure* reply) {
+    if (!reply) return;
+    RtpStats totals;
+    gst_structure_foreach(
+        reply,
+        [](GQuark, const GValue* value, gpointer data) -> gboolean {
+          if (!GST_VALUE_HOLDS_STRUCTURE(value)) return TRUE;
+          const GstStructure* s = gst_value_get_structure(value);
+          GstWebRTCStatsType type;
+          if (!gst_structure_get(s, "type", GST_TYPE_WEBRTC_STATS_TYPE, &type, nullptr) ||
+              type != GST_WEBRTC_STATS_INBOUND_RTP)
+            return TRUE;
+          auto* t = static_cast<RtpStats*>(data);
+          guint64 received = 0;
+          gint64 lost = 0;
+          gst_structure_get_uint64(s, "packets-received", &received);
+          gst_structure_get_int64(s, "packets-lost", &lost);
+          t->packets_received += received;
+          t->packets_lost += lost;
+          return TRUE;
+        },
+        &totals);
+    post_if_alive(alive, [this, totals] { rtp_stats_ = totals; });
+  });
+  g_signal_emit_by_name(webrtcbin_.get(), "get-stats", nullptr, promise.get());
+}
 
 GstWebRTCPeerConnectionState WebRtcLeg::connection_state() const {
   GstWebRTCPeerConnectionState state;

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 // One webrtcbin of a call: the client leg (answerer) or the upstream leg (offerer).
 //
-// Owns: the webrtcbin's configuration (latency, STUN, libnice UPnP off, port range), the
+// Owns: the leg's own state (its connection state as reported, its RTP statistics), the
+// webrtcbin's configuration (latency, STUN, libnice UPnP off, port range), the
 // promise-based SDP steps (set remote, create offer/answer, set local, wait for ICE gathering
 // with a bound, read the local description with its candidates), audio transceiver set-up, and
 // turning webrtcbin's thread callbacks into main-loop calls.
@@ -59,6 +60,20 @@ class WebRtcLeg {
 
   GstWebRTCPeerConnectionState connection_state() const;
 
+  // What webrtcbin's own counters say this leg received (its jitterbuffer's view).
+  struct RtpStats {
+    guint64 packets_received = 0;
+    gint64 packets_lost = 0;
+  };
+  // The leg's state as last reported to the listener (main loop), kept after detach().
+  GstWebRTCPeerConnectionState reported_state() const { return reported_state_; }
+  const RtpStats& rtp_stats() const { return rtp_stats_; }
+  // Asks webrtcbin for its statistics; rtp_stats() has them a moment later.
+  void poll_rtp_stats();
+  // Final: forgets the webrtcbin (signals, pending descriptions, queued callbacks); what the leg
+  // reported stays readable. The pipeline is stopped after it.
+  void detach();
+
  private:
   struct Pending;  // a description waiting for ICE gathering
   void set_local_description(GstWebRTCSessionDescription* desc, DescriptionDone done);
@@ -72,6 +87,8 @@ class WebRtcLeg {
   std::vector<SignalConnection> signals_;
   std::unique_ptr<Pending> gathering_;
   SourceGuard gathering_timeout_;
+  GstWebRTCPeerConnectionState reported_state_ = GST_WEBRTC_PEER_CONNECTION_STATE_NEW;
+  RtpStats rtp_stats_;
   Lifetime lifetime_;  // checked by every callback posted from webrtcbin's threads
 };
 
