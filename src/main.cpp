@@ -16,7 +16,7 @@
 #include "common/pipeline_reaper.h"
 #include "common/ref.h"
 #include "config/config.h"
-#include "relay/event_path.h"
+#include "events/event_path.h"
 #include "rtevents/rtevents.h"
 
 namespace {
@@ -96,7 +96,7 @@ int main(int argc, char** argv) {
       std::string session_pipeline_file = config.websocket.pipeline_file.empty()
                                               ? rtgw::app::default_session_pipeline_file()
                                               : config.websocket.pipeline_file;
-      rtgw::relay::check_session_description(
+      rtgw::events::check_session_description(
           rtgw::load_pipeline_description(session_pipeline_file));
       rtgw::app::check_policy(config.policy_json);
       rtgw::app::resolve_interfaces(config.webrtc.ice_interfaces, config.webrtc.ice_ipv6);

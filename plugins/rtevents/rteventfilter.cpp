@@ -184,9 +184,8 @@ void replace_content(GstBuffer* buffer, std::string text) {
   auto owned = std::make_unique<std::string>(std::move(text));
   const gsize size = owned->size();
   gpointer data = owned->data();
-  GstMemory* mem =
-      gst_memory_new_wrapped(GST_MEMORY_FLAG_READONLY, data, size, 0, size, owned.release(),
-                             [](gpointer p) { delete static_cast<std::string*>(p); });
+  GstMemory* mem = gst_memory_new_wrapped(GST_MEMORY_FLAG_READONLY, data, size, 0, size,
+                                          owned.release(), &rtgw::UserData<std::string>::destroy);
   gst_buffer_replace_all_memory(buffer, mem);  // takes `mem`, which owns the string
 }
 

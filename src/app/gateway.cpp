@@ -108,7 +108,7 @@ Gateway::Gateway(config::Config config)
       accounting_(config_, usage_, metrics_, calls_, sessions_),
       loop_(Ref<GMainLoop>::adopt(g_main_loop_new(nullptr, FALSE))) {
   calls::check_call_description(pipeline_description_);
-  relay::check_session_description(session_pipeline_description_);
+  events::check_session_description(session_pipeline_description_);
   check_policy(config_.policy_json);
   config_.webrtc.ice_addresses =
       resolve_interfaces(config_.webrtc.ice_interfaces, config_.webrtc.ice_ipv6);

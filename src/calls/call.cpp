@@ -10,6 +10,7 @@
 #include "common/pipeline_reaper.h"
 #include "common/random.h"
 #include "events/beta_dialect.h"
+#include "events/event_path.h"
 #include "rtevents/json.h"
 
 namespace rtgw::calls {
@@ -22,7 +23,7 @@ constexpr const char* kClientAudioIn = "client_audio_in";        // gets the cli
 constexpr const char* kUpstreamAudioOut = "upstream_audio_out";  // pays for the upstream leg
 constexpr const char* kUpstreamAudioIn = "upstream_audio_in";
 constexpr const char* kClientAudioOut = "client_audio_out";
-using namespace event_path;  // client_events_in ... upstream_events_meter
+using namespace events;  // client_events_in ... upstream_events_meter (events/event_path.h)
 constexpr const char* kEventsLabel = "oai-events";
 
 const char* state_name(GstWebRTCPeerConnectionState s) {
@@ -44,25 +45,20 @@ const char* state_name(GstWebRTCPeerConnectionState s) {
 }
 
 // Links a webrtcbin src pad to the head of its relay chain; extra audio streams (the relay
-// carries one each way) go to a fakesink so they never stall the leg with not-linked.
-struct PadAddedCtx {
-  Ref<GstElement> pipeline;
-  Ref<GstElement> chain_head;
-  std::string call_id;
-};
-
-void on_pad_added(GstElement*, GstPad* pad, gpointer data) {
-  auto* ctx = static_cast<PadAddedCtx*>(data);
+// carries one each way) go to a fakesink so they never stall the leg with not-linked. Runs on a
+// streaming thread: it touches only what it was given.
+void link_received_pad(GstPad* pad, GstElement* pipeline, GstElement* chain_head,
+                       const std::string& call_id) {
   if (GST_PAD_DIRECTION(pad) != GST_PAD_SRC) return;
-  auto sink = Ref<GstPad>::adopt(gst_element_get_static_pad(ctx->chain_head.get(), "sink"));
+  auto sink = Ref<GstPad>::adopt(gst_element_get_static_pad(chain_head, "sink"));
   if (sink && !gst_pad_is_linked(sink.get())) {
     if (gst_pad_link(pad, sink.get()) != GST_PAD_LINK_OK)
-      g_warning("[%s] could not link %s", ctx->call_id.c_str(), GST_PAD_NAME(pad));
+      g_warning("[%s] could not link %s", call_id.c_str(), GST_PAD_NAME(pad));
     return;
   }
   GstElement* fakesink = gst_element_factory_make("fakesink", nullptr);
   g_object_set(fakesink, "sync", FALSE, "async", FALSE, nullptr);
-  gst_bin_add(GST_BIN(ctx->pipeline.get()), fakesink);
+  gst_bin_add(GST_BIN(pipeline), fakesink);
   gst_element_sync_state_with_parent(fakesink);
   auto fsink = Ref<GstPad>::adopt(gst_element_get_static_pad(fakesink, "sink"));
   gst_pad_link(pad, fsink.get());
@@ -110,61 +106,52 @@ void Call::build_pipeline() {
   client_leg_ = std::make_unique<WebRtcLeg>("client", element(kClientBin), settings_.webrtc, this);
   upstream_leg_ =
       std::make_unique<WebRtcLeg>("upstream", element(kUpstreamBin), settings_.webrtc, this);
+  path_ = std::make_unique<EventPath>(pipeline_.get(),
+                                      EventPath::Policy{settings_.policy_json, identity_.key_name,
+                                                        identity_.model, settings_.budget_exceeded},
+                                      this);
   client_events_ = std::make_unique<EventChannel>(
       "client", settings_.max_event_bytes, settings_.max_pending_event_bytes,
-      settings_.max_outgoing_event_bytes, element(kClientEventsIn), this);
+      settings_.max_outgoing_event_bytes, path_->client_in(), this);
   upstream_events_ = std::make_unique<EventChannel>(
       "upstream", settings_.max_event_bytes, settings_.max_pending_event_bytes,
       settings_.max_outgoing_event_bytes, element(kUpstreamEventsIn), this);
 
-  // Received audio → the head of the other direction's chain.
+  // Received audio → the head of the other direction's chain. The handlers run on streaming
+  // threads and read no Call state: what they need is copied into them here.
   auto connect_pad_added = [&](GstElement* bin, const char* head) {
-    auto* ctx = new PadAddedCtx{pipeline_, element(head), identity_.call_id};
-    gulong id = g_signal_connect_data(
-        bin, "pad-added", G_CALLBACK(on_pad_added), ctx,
-        [](gpointer data, GClosure*) { delete static_cast<PadAddedCtx*>(data); }, GConnectFlags(0));
-    signals_.emplace_back(bin, id);
+    signals_.push_back(connect_signal<void(GstElement*, GstPad*)>(
+        bin, "pad-added",
+        [pipeline = pipeline_, head = element(head), call_id = identity_.call_id](GstElement*,
+                                                                                  GstPad* pad) {
+          link_received_pad(pad, pipeline.get(), head.get(), call_id);
+        }));
   };
   connect_pad_added(client_leg_->element(), kClientAudioIn);
   connect_pad_added(upstream_leg_->element(), kUpstreamAudioIn);
   count_audio(kClientAudioIn, audio_from_client_.get());
   count_audio(kUpstreamAudioIn, audio_from_upstream_.get());
 
-  // The client's data channel: wire its messages on the pc thread, the rest on the main loop.
-  struct ChannelCtx {
-    std::weak_ptr<int> alive;
-    Call* call;
-    Ref<GstElement> appsrc;
-    EventChannel::Transform transform;
-  };
-  auto* cctx = new ChannelCtx{alive_, this, element(kClientEventsIn),
-                              settings_.beta_client ? &events::beta::client_event_to_ga : nullptr};
-  gulong id = g_signal_connect_data(
+  // The client's data channel: wire its messages on the pc thread (with values copied here), the
+  // rest on the main loop behind the liveness check.
+  signals_.push_back(connect_signal<void(GstElement*, GstWebRTCDataChannel*)>(
       client_leg_->element(), "on-data-channel",
-      G_CALLBACK(+[](GstElement*, GstWebRTCDataChannel* channel, gpointer data) {
-        auto* ctx = static_cast<ChannelCtx*>(data);
+      [alive = lifetime_.watch(), this, call_id = identity_.call_id, appsrc = path_->client_in(),
+       transform = settings_.beta_client ? &events::beta::client_event_to_ga : nullptr](
+          GstElement*, GstWebRTCDataChannel* channel) {
         gchar* label_raw = nullptr;
         g_object_get(channel, "label", &label_raw, nullptr);
         UniqueStr label(label_raw);
         if (g_strcmp0(label.get(), kEventsLabel) != 0) {
-          g_message("[%s] ignoring data channel '%s' (only '%s' is relayed)",
-                    ctx->call->identity_.call_id.c_str(), label ? label.get() : "", kEventsLabel);
+          g_message("[%s] ignoring data channel '%s' (only '%s' is relayed)", call_id.c_str(),
+                    label ? label.get() : "", kEventsLabel);
           return;
         }
-        EventChannel::wire_inbound(channel, ctx->appsrc, ctx->transform);
-        auto ref = Ref<GstWebRTCDataChannel>::retain(channel);
-        Call* call = ctx->call;
-        post_to_main([alive = ctx->alive, call, ref] {
-          if (alive.lock() && call->state_ != State::kEnded)
-            call->client_events_->attach(ref, true);
+        EventChannel::wire_inbound(channel, appsrc, transform);
+        post_if_alive(alive, [this, ref = Ref<GstWebRTCDataChannel>::retain(channel)] {
+          if (state_ != State::kEnded) client_events_->attach(ref, true);
         });
-      }),
-      cctx, [](gpointer data, GClosure*) { delete static_cast<ChannelCtx*>(data); },
-      GConnectFlags(0));
-  signals_.emplace_back(client_leg_->element(), id);
-
-  install_event_sink(kUpstreamEventsOut, true);
-  install_event_sink(kClientEventsOut, false);
+      }));
 
   bus_watch_ = watch_bus(pipeline_.get(), [this](GstMessage* m) { on_bus_message(m); });
 }
@@ -183,12 +170,6 @@ void Call::count_audio(const char* element_name, AudioCounters* counters) {
       counters, nullptr);
 }
 
-void Call::install_event_sink(const char* name, bool to_upstream) {
-  pull_events(element(name).get(), alive_, [this, to_upstream](std::string text) {
-    deliver_event(to_upstream, std::move(text));
-  });
-}
-
 void Call::start(sdp::CheckedOffer offer, std::optional<std::string> session_json) {
   build_pipeline();
   client_opus_pt_ = offer.opus_payload_type;
@@ -201,10 +182,6 @@ void Call::start(sdp::CheckedOffer offer, std::optional<std::string> session_jso
                client_ssrc_, nullptr);
   g_object_set(element(kUpstreamAudioOut).get(), "pt", static_cast<guint>(client_opus_pt_), "ssrc",
                upstream_ssrc_, nullptr);
-  // Policy on client events: the filter scopes rules by key and model itself.
-  g_object_set(element(kClientEventsFilter).get(), "policy", settings_.policy_json.c_str(),
-               "key-name", identity_.key_name.c_str(), "model", identity_.model.c_str(),
-               "budget-exceeded", settings_.budget_exceeded, nullptr);
   if (gst_element_set_state(pipeline_.get(), GST_STATE_PLAYING) == GST_STATE_CHANGE_FAILURE)
     throw std::runtime_error("the call pipeline failed to start");
   // The legs overlap: the upstream leg starts as soon as webrtcbin has accepted the client's
@@ -296,10 +273,9 @@ void Call::start_upstream_leg(std::optional<std::string> session_json) {
 }
 
 void Call::send_offer_upstream() {
-  std::weak_ptr<int> alive = alive_;
   lease_->exchange(offer_request_, cancellable_.get(),
-                   [this, alive](workers::UpstreamResult result) {
-                     if (!alive.lock() || state_ == State::kEnded) return;
+                   [this, alive = lifetime_.watch()](workers::UpstreamResult result) {
+                     if (!alive.alive() || state_ == State::kEnded) return;
                      on_upstream_result(std::move(result));
                    });
 }
@@ -384,16 +360,11 @@ void Call::maybe_finish_setup() {
   answered_us_ = g_get_monotonic_time();
   g_message("[%s] answered in %.1f ms (upstream answer %.1f ms)", id().c_str(),
             (answered_us_ - created_us_) / 1000.0, upstream_answer_ms_);
-  connect_timeout_ = SourceGuard(g_timeout_add_seconds(
-      static_cast<guint>(settings_.webrtc.ice_connect_timeout_seconds),
-      [](gpointer data) -> gboolean {
-        auto* call = static_cast<Call*>(data);
-        call->connect_timeout_.forget();
-        call->outcome_ = "ice_timeout";
-        call->hang_up("ICE connect timeout");
-        return G_SOURCE_REMOVE;
-      },
-      this));
+  connect_timeout_ =
+      run_after_seconds(static_cast<guint>(settings_.webrtc.ice_connect_timeout_seconds), [this] {
+        outcome_ = "ice_timeout";
+        hang_up("ICE connect timeout");
+      });
   dump_graph("answered");
   listener_->OnCallAnswered(*this, client_answer_);
 }
@@ -423,13 +394,16 @@ void Call::fail_setup(SetupFailure failure) {
   g_message("[%s] set-up failed: %s", id().c_str(), failure.message.c_str());
   setup_failure_reported_ = true;
   hang_up("set-up failed: " + failure.message);
-  listener_->OnCallSetupFailed(*this, failure);
+  // Always reported from the main loop, never from inside the caller's own call (cancel_setup()
+  // from the HTTP layer, a promise, an upstream answer): the listener may drop the call.
+  post_if_alive(lifetime_.watch(), [this, failure = std::move(failure)] {
+    listener_->OnCallSetupFailed(*this, failure);
+  });
 }
 
 void Call::OnLegConnectionState(WebRtcLeg& leg, GstWebRTCPeerConnectionState state) {
   if (state_ == State::kEnded) return;
   bool is_client = &leg == client_leg_.get();
-  (is_client ? client_state_ : upstream_state_) = state;
   g_message("[%s] %s leg %s", id().c_str(), leg.name().c_str(), state_name(state));
   if (state == GST_WEBRTC_PEER_CONNECTION_STATE_CONNECTED &&
       liveness_->watch(is_client ? PeerLiveness::Leg::kClient : PeerLiveness::Leg::kUpstream,
@@ -437,18 +411,16 @@ void Call::OnLegConnectionState(WebRtcLeg& leg, GstWebRTCPeerConnectionState sta
       settings_.webrtc.peer_timeout_seconds > 0)
     g_warning("[%s] %s leg: no nicesrc found, its peer's liveness is not watched", id().c_str(),
               leg.name().c_str());
-  if (client_state_ == GST_WEBRTC_PEER_CONNECTION_STATE_CONNECTED &&
-      upstream_state_ == GST_WEBRTC_PEER_CONNECTION_STATE_CONNECTED && !connected_us_) {
+  if (client_leg_->reported_state() == GST_WEBRTC_PEER_CONNECTION_STATE_CONNECTED &&
+      upstream_leg_->reported_state() == GST_WEBRTC_PEER_CONNECTION_STATE_CONNECTED &&
+      !connected_us_) {
     connected_us_ = g_get_monotonic_time();
     connect_timeout_.cancel();
     start_media_watchdog();
-    stats_timer_ = SourceGuard(g_timeout_add_seconds(
-        2,
-        [](gpointer data) -> gboolean {
-          static_cast<Call*>(data)->poll_rtp_stats();
-          return G_SOURCE_CONTINUE;
-        },
-        this));
+    stats_timer_ = run_every_seconds(2, [this] {
+      poll_rtp_stats();
+      return true;
+    });
     dump_graph("connected");
   }
   if (state == GST_WEBRTC_PEER_CONNECTION_STATE_FAILED ||
@@ -466,44 +438,27 @@ void Call::on_client_gone(const std::string& reason) {
     hang_up(reason);
     return;
   }
-  if (draining_) return;
-  guint open_turns = 0;
-  if (auto meter = Ref<GstElement>::adopt(
-          gst_bin_get_by_name(GST_BIN(pipeline_.get()), kUpstreamEventsMeter)))
-    g_object_get(meter.get(), "open-turns", &open_turns, nullptr);
-  if (open_turns == 0 || !upstream_events_ || !upstream_events_->open()) {
+  if (relay_.waiting_for_usage()) return;
+  guint open_turns = path_ ? path_->open_turns() : 0;
+  if (!relay_.begin_late_usage_wait(reason, open_turns)) {
     hang_up(reason);
     return;
   }
-  // Nobody will hear the rest: cancel it at once, and wait (bounded) for its response.done so
-  // the tokens already spent are metered.
-  draining_ = true;
-  drain_reason_ = reason;
   g_message("[%s] client gone with %u open response(s): cancelling and waiting for usage",
             id().c_str(), open_turns);
-  upstream_events_->send(R"({"type":"response.cancel"})");
-  drain_timeout_ = SourceGuard(g_timeout_add(
-      static_cast<guint>(settings_.late_usage_wait_ms),
-      [](gpointer data) -> gboolean {
-        auto* call = static_cast<Call*>(data);
-        call->drain_timeout_.forget();
-        call->hang_up(call->drain_reason_ + " (no late response.done)");
-        return G_SOURCE_REMOVE;
-      },
-      this));
+}
+
+bool Call::send_cancel_upstream(const std::string& event) {
+  if (!upstream_events_ || !upstream_events_->open()) return false;
+  upstream_events_->send(event);
+  return true;
 }
 
 void Call::poll_rtp_stats() {
-  // webrtcbin's own counters (loss as its RTP session saw it), read synchronously from each
-  // leg's RTP session every 2 s and once more at the end: no get-stats promise (it cost a hop to
-  // each leg's pc thread and a full stats report per leg).
-  for (WebRtcLeg* leg : {client_leg_.get(), upstream_leg_.get()}) {
-    if (!leg) continue;
-    const WebRtcLeg::RtpTotals totals = leg->rtp_totals();
-    RtpStats& stats = leg == client_leg_.get() ? client_rtp_ : upstream_rtp_;
-    stats.packets_received = totals.received;
-    stats.packets_lost = totals.lost;
-  }
+  // webrtcbin's own counters (loss as its RTP session saw it), read synchronously by each leg
+  // every 2 s and once more at the end: no get-stats promise.
+  for (WebRtcLeg* leg : {client_leg_.get(), upstream_leg_.get()})
+    if (leg) leg->poll_rtp_stats();
 }
 
 void Call::start_media_watchdog() {
@@ -511,24 +466,19 @@ void Call::start_media_watchdog() {
   if (timeout_s <= 0) return;
   media_seen_packets_ = audio_from_client_->packets.load();
   media_seen_us_ = g_get_monotonic_time();
-  media_watchdog_ = SourceGuard(g_timeout_add_seconds(
-      1,
-      [](gpointer data) -> gboolean {
-        auto* call = static_cast<Call*>(data);
-        std::uint64_t packets = call->audio_from_client_->packets.load();
-        gint64 now = g_get_monotonic_time();
-        if (packets != call->media_seen_packets_) {
-          call->media_seen_packets_ = packets;
-          call->media_seen_us_ = now;
-          return G_SOURCE_CONTINUE;
-        }
-        int limit = call->settings_.webrtc.client_media_timeout_seconds;
-        if (now - call->media_seen_us_ < gint64{limit} * G_USEC_PER_SEC) return G_SOURCE_CONTINUE;
-        call->media_watchdog_.forget();
-        call->on_client_gone("no audio from the client for " + std::to_string(limit) + " s");
-        return G_SOURCE_REMOVE;
-      },
-      this));
+  media_watchdog_ = run_every_seconds(1, [this] {
+    std::uint64_t packets = audio_from_client_->packets.load();
+    gint64 now = g_get_monotonic_time();
+    if (packets != media_seen_packets_) {
+      media_seen_packets_ = packets;
+      media_seen_us_ = now;
+      return true;
+    }
+    int limit = settings_.webrtc.client_media_timeout_seconds;
+    if (now - media_seen_us_ < gint64{limit} * G_USEC_PER_SEC) return true;
+    on_client_gone("no audio from the client for " + std::to_string(limit) + " s");
+    return false;
+  });
 }
 
 void Call::OnPeerSilent(PeerLiveness::Leg leg, gint64 silent_ms) {
@@ -548,10 +498,7 @@ void Call::OnPeerSilent(PeerLiveness::Leg leg, gint64 silent_ms) {
 }
 
 void Call::set_budget_exceeded(bool exceeded) {
-  if (!pipeline_) return;
-  if (auto filter = Ref<GstElement>::adopt(
-          gst_bin_get_by_name(GST_BIN(pipeline_.get()), kClientEventsFilter)))
-    g_object_set(filter.get(), "budget-exceeded", exceeded, nullptr);
+  if (path_) path_->set_budget_exceeded(exceeded);
 }
 
 void Call::OnEventChannelOpen(EventChannel& channel) {
@@ -574,19 +521,23 @@ void Call::OnEventChannelClosed(EventChannel& channel, const std::string& why) {
   if (!waiting) schedule_teardown(kFlushWaitMs);
 }
 
-void Call::deliver_event(bool to_upstream, std::string text) {
+void Call::OnPathEvent(bool to_upstream, std::string text) {
   if (state_ == State::kEnded) return;
   if (!to_upstream)
     for (CallTap* tap : std::vector<CallTap*>(taps_)) tap->OnCallServerEvent(text);
-  if (draining_ && !to_upstream) return;  // the client is gone; the meter has seen the event
-  (to_upstream ? events_from_client_ : events_from_upstream_)++;
+  // The client is gone; the meter has seen the event.
+  if (relay_.waiting_for_usage() && !to_upstream) return;
+  if (to_upstream)
+    relay_.count_from_client();
+  else
+    relay_.count_from_upstream();
   if (!to_upstream) {
     // A worker's event that is not a JSON object would break the client's parser: the client
     // gets an error event in its place (a client's own malformed event goes upstream as is, and
     // the upstream answers it).
     auto parsed = rtevents::json::parse(text);
     if (!parsed.root || !parsed.root->is_object() || parsed.trailing) {
-      events_refused_++;
+      relay_.count_refused();
       g_message("[%s] upstream event of %zu bytes is not a JSON object: not relayed", id().c_str(),
                 text.size());
       send_to_client(make_error_event("server_error", "invalid_upstream_event",
@@ -603,7 +554,7 @@ void Call::deliver_event(bool to_upstream, std::string text) {
     case EventChannel::SendResult::kQueued:
       return;
     case EventChannel::SendResult::kTooLarge:
-      events_refused_++;
+      relay_.count_refused();
       // The client is told either way: its own event was refused, or a server event it will not
       // receive was.
       send_error_event("event_too_large",
@@ -612,13 +563,13 @@ void Call::deliver_event(bool to_upstream, std::string text) {
                            std::to_string(target.max_message_bytes()) + " bytes; not relayed");
       return;
     case EventChannel::SendResult::kQueueFull:
-      events_refused_++;
+      relay_.count_refused();
       send_error_event("event_queue_full",
                        std::string("the ") + (to_upstream ? "upstream" : "client") +
                            " channel is not open yet and its queue is full; event not relayed");
       return;
     case EventChannel::SendResult::kBackpressure: {
-      events_refused_++;
+      relay_.count_refused();
       std::string what =
           std::string("the ") + (to_upstream ? "worker" : "client") +
           " does not read its data channel: " + std::to_string(target.buffered_amount()) +
@@ -634,7 +585,7 @@ void Call::deliver_event(bool to_upstream, std::string text) {
       return;
     }
     case EventChannel::SendResult::kFailed:
-      events_refused_++;
+      relay_.count_refused();
       g_warning("[%s] event to %s not delivered: channel closed", id().c_str(),
                 target.side().c_str());
       return;
@@ -647,14 +598,16 @@ void Call::send_to_client(const std::string& text) {
 }
 
 bool Call::inject_client_event(const std::string& text) {
-  if (state_ == State::kEnded || !pipeline_) return false;
-  push_event(element(kClientEventsIn).get(), text.data(), text.size());
+  if (state_ == State::kEnded || !path_) return false;
+  path_->push_from_client(text);
   return true;
 }
 
 void Call::add_tap(CallTap* tap) { taps_.push_back(tap); }
 
 void Call::remove_tap(CallTap* tap) { std::erase(taps_, tap); }
+
+void Call::send_error_to_client(const std::string& event) { send_to_client(event); }
 
 void Call::send_error_event(const std::string& code, const std::string& message,
                             const std::string& client_event_id) {
@@ -664,23 +617,7 @@ void Call::send_error_event(const std::string& code, const std::string& message,
 void Call::end_for_policy(const std::string& message) {
   if (state_ == State::kEnded) return;
   send_error_event("policy_violation", message);
-  schedule_policy_hangup("policy: " + message);
-}
-
-void Call::schedule_policy_hangup(const std::string& reason) {
-  if (state_ == State::kEnded || policy_hangup_) return;
-  // The error event was just queued on the same stream as the close that hang_up() starts:
-  // give it a moment to leave first, or a fast peer may see the close alone.
-  policy_hangup_reason_ = reason;
-  policy_hangup_ = SourceGuard(g_timeout_add(
-      kFlushWaitMs,
-      [](gpointer data) -> gboolean {
-        auto* call = static_cast<Call*>(data);
-        call->policy_hangup_.forget();
-        call->hang_up(call->policy_hangup_reason_);
-        return G_SOURCE_REMOVE;
-      },
-      this));
+  OnRelayPolicyEnd("policy: " + message);
 }
 
 void Call::on_bus_message(GstMessage* message) {
@@ -692,8 +629,8 @@ void Call::on_bus_message(GstMessage* message) {
       UniqueError err(raw);
       UniqueStr dbg(debug);
       GstObject* src = GST_MESSAGE_SRC(message);
-      bool from_client =
-          client_leg_ && (src == GST_OBJECT(client_leg_->element()) ||
+      bool from_client = client_leg_ && client_leg_->element() &&
+                         (src == GST_OBJECT(client_leg_->element()) ||
                           gst_object_has_as_ancestor(src, GST_OBJECT(client_leg_->element())));
       g_message("[%s] %s leg error from %s: %s", id().c_str(), from_client ? "client" : "pipeline",
                 GST_OBJECT_NAME(src), err ? err->message : "?");
@@ -723,41 +660,35 @@ void Call::on_bus_message(GstMessage* message) {
 }
 
 void Call::on_element_message(GstMessage* message) {
-  const GstStructure* s = gst_message_get_structure(message);
-  if (auto d = parse_decision(s)) {
-    if (d->action == "block") {
-      events_blocked_++;
-      send_error_event(d->error_code(), d->message, d->event_id);
-    } else {
-      events_filtered_++;
-    }
-    listener_->OnCallPolicyDecision(*this, *d);
-    if (d->end_call) schedule_policy_hangup("policy: " + d->message);
-    return;
-  }
-  if (auto r = parse_turn(s)) {
-    r->call_id = identity_.call_id;
-    r->transport = "webrtc";
-    r->key_name = identity_.key_name;
-    r->model = identity_.model;
-    r->worker = identity_.worker_name;
-    if (settings_.pricing) r->cost_usd = usage::price_turn(*r, &*settings_.pricing);
-    turns_++;
-    usage_total_.add_tokens(*r);
-    recent_turn_costs_.emplace_back(r->kind == "transcription" ? r->item_id : r->response_id,
-                                    r->cost_usd);
-    if (recent_turn_costs_.size() > kRecentTurnCosts)
-      recent_turn_costs_.erase(recent_turn_costs_.begin());
-    listener_->OnCallTurn(*this, *r);
-    if (draining_) hang_up(drain_reason_ + " (late usage metered)");
-    return;
-  }
+  if (path_ && path_->handle_message(message)) return;
   // Elements an operator added to pipelines/ (e.g. `level`): visible with G_MESSAGES_DEBUG=all.
-  if (s) {
+  if (const GstStructure* s = gst_message_get_structure(message)) {
     UniqueStr text(gst_structure_to_string(s));
     g_debug("[%s] %s: %s", id().c_str(), GST_OBJECT_NAME(GST_MESSAGE_SRC(message)), text.get());
   }
 }
+
+void Call::OnPathDecision(const events::PolicyDecision& decision) { relay_.on_decision(decision); }
+
+void Call::OnRelayDecision(const events::PolicyDecision& decision) {
+  listener_->OnCallPolicyDecision(*this, decision);
+}
+
+void Call::OnRelayPolicyEnd(const std::string& reason) {
+  if (state_ == State::kEnded || policy_hangup_) return;
+  // The error event was just queued on the same stream as the close that hang_up() starts: give
+  // it a moment to leave first, or a fast peer may see the close alone.
+  policy_hangup_ = run_after_ms(kFlushWaitMs, [this, reason] { hang_up(reason); });
+}
+
+void Call::OnPathTurn(usage::UsageRecord record) {
+  relay_.on_turn(std::move(record), {identity_.call_id, "webrtc", identity_.key_name,
+                                     identity_.model, identity_.worker_name});
+}
+
+void Call::OnRelayTurn(const usage::UsageRecord& record) { listener_->OnCallTurn(*this, record); }
+
+void Call::OnRelayWaitOver(const std::string& reason) { hang_up(reason); }
 
 void Call::hang_up(const std::string& reason) {
   if (state_ == State::kEnded) return;
@@ -768,7 +699,7 @@ void Call::hang_up(const std::string& reason) {
   if (pipeline_) g_message("[%s] ended: %s", id().c_str(), reason.c_str());
   g_cancellable_cancel(cancellable_.get());
   connect_timeout_.cancel();
-  drain_timeout_.cancel();
+  relay_.stop();
   policy_hangup_.cancel();
   media_watchdog_.cancel();
   if (stats_timer_) poll_rtp_stats();  // the final figures (the legs are still up here)
@@ -789,28 +720,18 @@ void Call::hang_up(const std::string& reason) {
   else
     finish_teardown();
 
-  std::weak_ptr<int> alive = alive_;
   if (was_setting_up) {
     // fail_setup() reports its own failure; any other end during set-up is reported here.
     if (!setup_failure_reported_)
-      post_to_main([this, alive, reason] {
-        if (alive.lock())
-          listener_->OnCallSetupFailed(*this, {SetupFailure::Kind::kInternal, 0, {}, reason});
+      post_if_alive(lifetime_.watch(), [this, reason] {
+        listener_->OnCallSetupFailed(*this, {SetupFailure::Kind::kInternal, 0, {}, reason});
       });
     return;
   }
 }
 
 void Call::schedule_teardown(guint delay_ms) {
-  teardown_timeout_ = SourceGuard(g_timeout_add(
-      delay_ms,
-      [](gpointer data) -> gboolean {
-        auto* call = static_cast<Call*>(data);
-        call->teardown_timeout_.forget();
-        call->finish_teardown();
-        return G_SOURCE_REMOVE;
-      },
-      this));
+  teardown_timeout_ = run_after_ms(delay_ms, [this] { finish_teardown(); });
 }
 
 void Call::finish_teardown() {
@@ -819,7 +740,7 @@ void Call::finish_teardown() {
   teardown_timeout_.cancel();
   // Fixed order: stop callbacks (bus, signals, channel and leg handlers), break the cycle between
   // the legs, then hand the pipeline to the reaper, which stops it off the main loop. Nothing
-  // left connected reaches this Call: the appsink callbacks check `alive_` on the main loop, and
+  // left connected reaches this Call: the appsink callbacks check `lifetime_` on the main loop, and
   // the audio probes count into counters the reaper keeps alive until the pipeline is stopped.
   signals_.clear();
   bus_watch_.cancel();
@@ -829,8 +750,10 @@ void Call::finish_teardown() {
   unlink_legs();
   client_events_.reset();
   upstream_events_.reset();
-  client_leg_.reset();
-  upstream_leg_.reset();
+  path_.reset();
+  // The legs forget their webrtcbin but keep what they reported (describe() reads it).
+  if (client_leg_) client_leg_->detach();
+  if (upstream_leg_) upstream_leg_->detach();
   if (pipeline_) {
     gint64 t0 = g_get_monotonic_time();
     stop_pipeline_async(std::move(pipeline_),
@@ -841,10 +764,7 @@ void Call::finish_teardown() {
                         });
   }
   if (answered_us_ == 0) return;  // set-up never finished: reported as a set-up failure
-  std::weak_ptr<int> alive = alive_;
-  post_to_main([this, alive] {
-    if (alive.lock()) listener_->OnCallEnded(*this);
-  });
+  post_if_alive(lifetime_.watch(), [this] { listener_->OnCallEnded(*this); });
 }
 
 void Call::unlink_legs() {
@@ -872,35 +792,15 @@ json::ObjectBuilder Call::describe() const {
       .set("bytes_from_client", static_cast<gint64>(audio_from_client_->bytes.load()))
       .set("packets_from_upstream", static_cast<gint64>(audio_from_upstream_->packets.load()))
       .set("bytes_from_upstream", static_cast<gint64>(audio_from_upstream_->bytes.load()))
-      .set("client_leg_packets_lost", static_cast<gint64>(client_rtp_.packets_lost))
-      .set("upstream_leg_packets_lost", static_cast<gint64>(upstream_rtp_.packets_lost));
-  json::ObjectBuilder events;
-  events.set("from_client", static_cast<gint64>(events_from_client_))
-      .set("from_upstream", static_cast<gint64>(events_from_upstream_))
-      .set("refused", static_cast<gint64>(events_refused_))
-      .set("blocked", static_cast<gint64>(events_blocked_))
-      .set("filtered", static_cast<gint64>(events_filtered_));
-  json::ObjectBuilder usage = usage_total_.tokens_json();
-  usage.set("turns", static_cast<gint64>(turns_));
-  // The running cost (null: the model has no price table) and the last turns' costs.
-  if (usage_total_.cost_usd)
-    usage.set("cost_usd", *usage_total_.cost_usd);
-  else
-    usage.set_null("cost_usd");
-  auto turn_costs = Ref<JsonNode>::adopt(json_node_new(JSON_NODE_ARRAY));
-  json_node_take_array(turn_costs.get(), json_array_new());
-  for (const auto& [turn_id, cost] : recent_turn_costs_) {
-    json::ObjectBuilder turn;
-    turn.set("id", turn_id);
-    if (cost)
-      turn.set("cost_usd", *cost);
-    else
-      turn.set_null("cost_usd");
-    json_array_add_element(json_node_get_array(turn_costs.get()), turn.node().release());
-  }
-  usage.set_node("turn_costs", turn_costs);
+      .set("client_leg_packets_lost", packets_lost_on_client_leg())
+      .set("upstream_leg_packets_lost", packets_lost_on_upstream_leg());
+  json::ObjectBuilder events = relay_.events_json(true);
+  json::ObjectBuilder usage = relay_.usage_json();
   json::ObjectBuilder legs;
-  legs.set("client", state_name(client_state_)).set("upstream", state_name(upstream_state_));
+  auto leg_state = [](const std::unique_ptr<WebRtcLeg>& leg) {
+    return state_name(leg ? leg->reported_state() : GST_WEBRTC_PEER_CONNECTION_STATE_NEW);
+  };
+  legs.set("client", leg_state(client_leg_)).set("upstream", leg_state(upstream_leg_));
   // Milliseconds since each leg's peer last sent a packet (-1: not watched yet or any more), and
   // the ICE binding requests sent to a quiet peer to ask for a sign of life.
   json::ObjectBuilder liveness;

@@ -2,9 +2,11 @@
 // One relayed call: a GstPipeline holding the client leg and the upstream leg.
 //
 // Owns: the call's pipeline (built from the description in pipelines/), its two WebRtcLegs, its
-// two EventChannels, the audio links between the legs (payload types mapped by the pay elements
-// named in the description), the event path (appsrc -> filter -> meter -> appsink per direction),
-// set-up (both legs concurrently), its timers, its statistics, and its teardown.
+// two EventChannels (the WebRTC transport of events), the audio links between the legs (payload
+// types mapped by the pay elements named in the description), set-up (both legs concurrently),
+// its timers, its media statistics, and its teardown. The event path in its pipeline and what is
+// done with events (decisions, turns, late usage) are events::EventPath and events::EventRelay,
+// shared with WebSocket sessions; the call adapts them to data channels.
 //
 // Threads: all methods on the main loop. It reports to its owner through `CallListener`.
 // Media code never sees HTTP: it gets an id, an offer and a worker lease (held until the call is
@@ -21,13 +23,15 @@
 #include <string>
 #include <vector>
 
-#include "calls/element_messages.h"
 #include "calls/event_channel.h"
 #include "calls/peer_liveness.h"
 #include "calls/webrtc_leg.h"
 #include "common/json.h"
+#include "common/main_thread.h"
 #include "common/ref.h"
 #include "config/config.h"
+#include "events/event_path.h"
+#include "events/event_relay.h"
 #include "sdp/session_description.h"
 #include "usage/pricing.h"
 #include "usage/usage_ledger.h"
@@ -37,6 +41,8 @@
 namespace rtgw::calls {
 
 class Call;
+// The event types moved to events/; the names stay usable here (call_accounting, metrics).
+using events::PolicyDecision;
 
 struct SetupFailure {
   enum class Kind {
@@ -114,7 +120,9 @@ struct CallSettings {
 
 class Call : public WebRtcLeg::Listener,
              public EventChannel::Listener,
-             public PeerLiveness::Listener {
+             public PeerLiveness::Listener,
+             public events::EventPath::Listener,
+             public events::EventRelay::Transport {
  public:
   enum class State { kSettingUp, kActive, kEnded };
 
@@ -133,7 +141,8 @@ class Call : public WebRtcLeg::Listener,
   void hang_up(const std::string& reason);
   // The client went away before its answer: a set-up ends as a kCancelled failure (the upstream
   // exchange cancelled, or the upstream call hung up if the worker already answered); a call
-  // past set-up is hung up.
+  // past set-up is hung up. Like every set-up failure, it reaches the listener later, from the
+  // main loop, never inside this call.
   void cancel_setup(const std::string& reason);
   // The key went over (or back under) a budget: response.create is blocked from now on.
   void set_budget_exceeded(bool exceeded);
@@ -160,10 +169,14 @@ class Call : public WebRtcLeg::Listener,
   std::uint64_t audio_packets_from_upstream() const { return audio_from_upstream_->packets.load(); }
   std::uint64_t audio_bytes_from_client() const { return audio_from_client_->bytes.load(); }
   std::uint64_t audio_bytes_from_upstream() const { return audio_from_upstream_->bytes.load(); }
-  std::uint64_t events_from_client() const { return events_from_client_; }
-  gint64 packets_lost_on_client_leg() const { return client_rtp_.packets_lost; }
-  gint64 packets_lost_on_upstream_leg() const { return upstream_rtp_.packets_lost; }
-  std::uint64_t events_from_upstream() const { return events_from_upstream_; }
+  std::uint64_t events_from_client() const { return relay_.from_client(); }
+  gint64 packets_lost_on_client_leg() const {
+    return client_leg_ ? client_leg_->rtp_stats().packets_lost : 0;
+  }
+  gint64 packets_lost_on_upstream_leg() const {
+    return upstream_leg_ ? upstream_leg_->rtp_stats().packets_lost : 0;
+  }
+  std::uint64_t events_from_upstream() const { return relay_.from_upstream(); }
   const std::string& end_reason() const { return end_reason_; }
   // How an answered call ended, for rtgw_calls_total: "completed", "peer_timeout" (a leg's peer
   // went silent: see timed_out_leg()) or "ice_timeout" (a leg never connected).
@@ -184,6 +197,17 @@ class Call : public WebRtcLeg::Listener,
   void OnEventChannelClosed(EventChannel& channel, const std::string& why) override;
   // PeerLiveness::Listener
   void OnPeerSilent(PeerLiveness::Leg leg, gint64 silent_ms) override;
+  // events::EventPath::Listener
+  void OnPathEvent(bool to_upstream, std::string text) override;
+  void OnPathDecision(const events::PolicyDecision& decision) override;
+  void OnPathTurn(usage::UsageRecord record) override;
+  // events::EventRelay::Transport
+  void send_error_to_client(const std::string& event) override;
+  bool send_cancel_upstream(const std::string& event) override;
+  void OnRelayDecision(const events::PolicyDecision& decision) override;
+  void OnRelayTurn(const usage::UsageRecord& record) override;
+  void OnRelayPolicyEnd(const std::string& reason) override;
+  void OnRelayWaitOver(const std::string& reason) override;
 
  private:
   struct AudioCounters {
@@ -202,7 +226,6 @@ class Call : public WebRtcLeg::Listener,
   // A leg could not produce its description: with a port range set and no candidate, the range
   // is exhausted (503), else an internal error.
   void fail_local_description(const char* leg, const std::string& error);
-  void deliver_event(bool to_upstream, std::string text);
   // The client left: end now, or first let an open response finish (cancelled) so it is metered.
   void on_client_gone(const std::string& reason);
   void on_element_message(GstMessage* message);
@@ -212,10 +235,7 @@ class Call : public WebRtcLeg::Listener,
   void send_to_client(const std::string& text);
   void send_error_event(const std::string& code, const std::string& message,
                         const std::string& client_event_id = {});
-  // Hangs up after kFlushWaitMs (the policy error event leaves first); once.
-  void schedule_policy_hangup(const std::string& reason);
   void on_bus_message(GstMessage* message);
-  void install_event_sink(const char* name, bool to_upstream);
   void unlink_legs();
   void finish_teardown();
   void schedule_teardown(guint delay_ms);
@@ -227,7 +247,8 @@ class Call : public WebRtcLeg::Listener,
   CallSettings settings_;
   workers::WorkerLease lease_;  // held until the call is dropped
   CallListener* listener_;
-  std::shared_ptr<int> alive_ = std::make_shared<int>(0);
+  // What both transports do alike with events: statistics, decisions, turns, late usage.
+  events::EventRelay relay_{settings_.late_usage_wait_ms, this, settings_.pricing};
 
   State state_ = State::kSettingUp;
   std::string end_reason_;
@@ -241,10 +262,12 @@ class Call : public WebRtcLeg::Listener,
   double upstream_answer_ms_ = -1;
 
   Ref<GstElement> pipeline_;
+  // Each leg keeps its own state and statistics; after teardown they are detached, not gone.
   std::unique_ptr<WebRtcLeg> client_leg_;
   std::unique_ptr<WebRtcLeg> upstream_leg_;
   std::unique_ptr<EventChannel> client_events_;    // events to the client
   std::unique_ptr<EventChannel> upstream_events_;  // events to the upstream
+  std::unique_ptr<events::EventPath> path_;        // in pipeline_
   std::vector<SignalConnection> signals_;
   std::vector<CallTap*> taps_;
   SourceGuard bus_watch_;
@@ -264,38 +287,18 @@ class Call : public WebRtcLeg::Listener,
   std::optional<std::string> upstream_session_;  // until the upstream leg starts
   workers::OfferRequest offer_request_;          // kept for failover to the next worker
   std::vector<std::string> tried_workers_;
-  GstWebRTCPeerConnectionState client_state_ = GST_WEBRTC_PEER_CONNECTION_STATE_NEW;
-  GstWebRTCPeerConnectionState upstream_state_ = GST_WEBRTC_PEER_CONNECTION_STATE_NEW;
 
   // Statistics (audio counters are bumped on streaming threads; shared so that the reaper keeps
   // them alive until the pipeline is stopped).
   std::shared_ptr<AudioCounters> audio_from_client_ = std::make_shared<AudioCounters>();
   std::shared_ptr<AudioCounters> audio_from_upstream_ = std::make_shared<AudioCounters>();
-  std::uint64_t events_from_client_ = 0;
-  std::uint64_t events_from_upstream_ = 0;
-  std::uint64_t events_refused_ = 0;
-  std::uint64_t events_blocked_ = 0;
-  std::uint64_t events_filtered_ = 0;
-  usage::UsageRecord usage_total_;  // sums over the call's turns
-  // The last turns' costs (response or item id, cost), newest last, bounded: the tester page.
-  std::vector<std::pair<std::string, std::optional<double>>> recent_turn_costs_;
-  static constexpr std::size_t kRecentTurnCosts = 32;
-  std::uint64_t turns_ = 0;
-  bool draining_ = false;  // client gone, waiting for a late response.done
-  std::string drain_reason_;
-  SourceGuard drain_timeout_;
   SourceGuard media_watchdog_;
   SourceGuard policy_hangup_;  // an end_call rule fired: hang up once the error event left
-  std::string policy_hangup_reason_;
   SourceGuard stats_timer_;
-  struct RtpStats {
-    guint64 packets_received = 0;
-    gint64 packets_lost = 0;
-  };
-  RtpStats client_rtp_;    // what the client leg received (webrtcbin stats)
-  RtpStats upstream_rtp_;  // what the upstream leg received
   std::uint64_t media_seen_packets_ = 0;
   gint64 media_seen_us_ = 0;
+  // Checked by every callback posted from a GStreamer thread (last: it expires first).
+  Lifetime lifetime_;
 };
 
 }  // namespace rtgw::calls

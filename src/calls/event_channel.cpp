@@ -7,61 +7,25 @@
 #include <cstring>
 
 #include "common/main_thread.h"
+#include "events/event_path.h"
 
 namespace rtgw::calls {
 
-void push_event(GstElement* appsrc, const char* data, gsize length) {
-  GstBuffer* buffer = gst_buffer_new_memdup(data, length);
-  // appsrc takes the buffer; a flushing or EOS appsrc just refuses it (the call is ending).
-  gst_app_src_push_buffer(GST_APP_SRC(appsrc), buffer);
-}
-
-void pull_events(GstElement* appsink, std::weak_ptr<int> alive,
-                 std::function<void(std::string)> on_event) {
-  struct SinkCtx {
-    std::weak_ptr<int> alive;
-    std::function<void(std::string)> on_event;
-  };
-  GstAppSinkCallbacks callbacks = {};
-  callbacks.new_sample = [](GstAppSink* sink, gpointer data) -> GstFlowReturn {
-    auto* ctx = static_cast<SinkCtx*>(data);
-    auto sample = Ref<GstSample>::adopt(gst_app_sink_pull_sample(sink));
-    if (!sample) return GST_FLOW_OK;
-    GstBuffer* buffer = gst_sample_get_buffer(sample.get());
-    GstMapInfo map;
-    if (!buffer || !gst_buffer_map(buffer, &map, GST_MAP_READ)) return GST_FLOW_OK;
-    std::string text(reinterpret_cast<const char*>(map.data), map.size);
-    gst_buffer_unmap(buffer, &map);
-    // The closure lives as long as the appsink: copy what the main loop needs.
-    post_to_main([alive = ctx->alive, on_event = ctx->on_event, text = std::move(text)]() mutable {
-      if (alive.lock()) on_event(std::move(text));
-    });
-    return GST_FLOW_OK;
-  };
-  gst_app_sink_set_callbacks(GST_APP_SINK(appsink), &callbacks,
-                             new SinkCtx{std::move(alive), std::move(on_event)},
-                             [](gpointer data) { delete static_cast<SinkCtx*>(data); });
-}
-
 namespace {
 
-struct InboundCtx {
+// Pushes a received message into the event path (on webrtcbin's thread).
+struct Inbound {
   Ref<GstElement> appsrc;
   EventChannel::Transform transform;
 
   void push(const char* data, gsize length) const {
     if (transform)
       if (auto rewritten = transform(std::string_view(data, length))) {
-        push_event(appsrc.get(), rewritten->data(), rewritten->size());
+        events::push_event(appsrc.get(), rewritten->data(), rewritten->size());
         return;
       }
-    push_event(appsrc.get(), data, length);
+    events::push_event(appsrc.get(), data, length);
   }
-};
-
-struct StateCtx {
-  std::weak_ptr<int> alive;
-  EventChannel* channel;
 };
 
 }  // namespace
@@ -71,80 +35,53 @@ EventChannel::EventChannel(std::string side, std::int64_t max_message_bytes,
                            Ref<GstElement> inbound_appsrc, Listener* listener)
     : side_(std::move(side)),
       max_message_bytes_(std::min<std::int64_t>(max_message_bytes, kMaxMessageBytes)),
-      max_pending_bytes_(max_pending_bytes),
       max_outgoing_bytes_(max_outgoing_bytes),
       inbound_appsrc_(std::move(inbound_appsrc)),
-      listener_(listener) {}
+      listener_(listener),
+      pending_(max_pending_bytes) {}
 
 EventChannel::~EventChannel() = default;
 
 void EventChannel::wire_inbound(GstWebRTCDataChannel* channel, Ref<GstElement> inbound_appsrc,
                                 Transform transform) {
-  auto* ctx = new InboundCtx{std::move(inbound_appsrc), transform};
-  // Connected for the channel's lifetime: the closure dies with the channel object.
-  g_signal_connect_data(
-      channel, "on-message-string",
-      G_CALLBACK(+[](GstWebRTCDataChannel*, const gchar* text, gpointer data) {
-        if (!text) return;
-        static_cast<InboundCtx*>(data)->push(text, strlen(text));
-      }),
-      ctx, [](gpointer data, GClosure*) { delete static_cast<InboundCtx*>(data); },
-      GConnectFlags(0));
+  // Connected for the channel's lifetime: the closures (values only) die with the channel object.
+  Inbound inbound{std::move(inbound_appsrc), transform};
+  connect_signal_for_lifetime<void(GstWebRTCDataChannel*, const gchar*)>(
+      channel, "on-message-string", [inbound](GstWebRTCDataChannel*, const gchar* text) {
+        if (text) inbound.push(text, strlen(text));
+      });
   // Binary messages are not realtime events; relay them as text so nothing vanishes unseen.
-  auto* ctx2 = new InboundCtx{ctx->appsrc, transform};
-  g_signal_connect_data(
-      channel, "on-message-data",
-      G_CALLBACK(+[](GstWebRTCDataChannel*, GBytes* bytes, gpointer data) {
+  connect_signal_for_lifetime<void(GstWebRTCDataChannel*, GBytes*)>(
+      channel, "on-message-data", [inbound](GstWebRTCDataChannel*, GBytes* bytes) {
         if (!bytes) return;
         gsize len = 0;
         auto* p = static_cast<const char*>(g_bytes_get_data(bytes, &len));
-        static_cast<InboundCtx*>(data)->push(p, len);
-      }),
-      ctx2, [](gpointer data, GClosure*) { delete static_cast<InboundCtx*>(data); },
-      GConnectFlags(0));
+        inbound.push(p, len);
+      });
 }
 
 void EventChannel::attach(Ref<GstWebRTCDataChannel> channel, bool already_open) {
   channel_ = std::move(channel);
-  auto connect = [&](const char* signal, GCallback cb) {
-    auto* ctx = new StateCtx{alive_, this};
-    gulong id = g_signal_connect_data(
-        channel_.get(), signal, cb, ctx,
-        [](gpointer data, GClosure*) { delete static_cast<StateCtx*>(data); }, GConnectFlags(0));
-    signals_.emplace_back(channel_.get(), id);
-  };
-  connect("on-open", G_CALLBACK(+[](GstWebRTCDataChannel*, gpointer data) {
-            auto* ctx = static_cast<StateCtx*>(data);
-            EventChannel* self = ctx->channel;
-            post_to_main([alive = ctx->alive, self] {
-              if (!alive.lock() || self->open_ || self->closed_ || !self->listener_) return;
-              self->open_ = true;
-              self->flush();
-              if (self->listener_) self->listener_->OnEventChannelOpen(*self);
-            });
-          }));
-  connect("on-close", G_CALLBACK(+[](GstWebRTCDataChannel*, gpointer data) {
-            auto* ctx = static_cast<StateCtx*>(data);
-            EventChannel* self = ctx->channel;
-            post_to_main([alive = ctx->alive, self] {
-              if (!alive.lock() || self->closed_) return;
-              self->closed_ = true;
-              self->open_ = false;
-              if (self->listener_)
-                self->listener_->OnEventChannelClosed(*self, "data channel closed");
-            });
-          }));
-  connect("on-error", G_CALLBACK(+[](GstWebRTCDataChannel*, GError* error, gpointer data) {
-            auto* ctx = static_cast<StateCtx*>(data);
-            EventChannel* self = ctx->channel;
-            std::string why = std::string("data channel error: ") + (error ? error->message : "?");
-            post_to_main([alive = ctx->alive, self, why] {
-              if (!alive.lock() || self->closed_) return;
-              self->closed_ = true;
-              self->open_ = false;
-              if (self->listener_) self->listener_->OnEventChannelClosed(*self, why);
-            });
-          }));
+  // On webrtcbin's threads: post, and check the liveness token on the main loop.
+  Liveness alive = lifetime_.watch();
+  signals_.push_back(connect_signal<void(GstWebRTCDataChannel*)>(
+      channel_.get(), "on-open", [alive, this](GstWebRTCDataChannel*) {
+        post_if_alive(alive, [this] {
+          if (open_ || closed_ || !listener_) return;
+          open_ = true;
+          flush();
+          if (listener_) listener_->OnEventChannelOpen(*this);
+        });
+      }));
+  signals_.push_back(connect_signal<void(GstWebRTCDataChannel*)>(
+      channel_.get(), "on-close", [alive, this](GstWebRTCDataChannel*) {
+        post_if_alive(alive, [this] { on_closed("data channel closed"); });
+      }));
+  signals_.push_back(connect_signal<void(GstWebRTCDataChannel*, GError*)>(
+      channel_.get(), "on-error", [alive, this](GstWebRTCDataChannel*, GError* error) {
+        std::string why = std::string("data channel error: ") + (error ? error->message : "?");
+        post_if_alive(alive, [this, why] { on_closed(why); });
+      }));
   GstWebRTCDataChannelState state;
   g_object_get(channel_.get(), "ready-state", &state, nullptr);
   if (already_open || state == GST_WEBRTC_DATA_CHANNEL_STATE_OPEN) {
@@ -157,13 +94,7 @@ void EventChannel::attach(Ref<GstWebRTCDataChannel> channel, bool already_open) 
 EventChannel::SendResult EventChannel::send(const std::string& text) {
   if (static_cast<std::int64_t>(text.size()) > max_message_bytes_) return SendResult::kTooLarge;
   if (closed_) return SendResult::kFailed;
-  if (!open_) {
-    if (pending_bytes_ + static_cast<std::int64_t>(text.size()) > max_pending_bytes_)
-      return SendResult::kQueueFull;
-    pending_.push_back(text);
-    pending_bytes_ += static_cast<std::int64_t>(text.size());
-    return SendResult::kQueued;
-  }
+  if (!open_) return pending_.push(text) ? SendResult::kQueued : SendResult::kQueueFull;
   // webrtcbin buffers without limit what SCTP cannot send yet (a peer that does not read).
   if (buffered_amount() + text.size() > static_cast<std::uint64_t>(max_outgoing_bytes_))
     return SendResult::kBackpressure;
@@ -184,10 +115,8 @@ std::uint64_t EventChannel::buffered_amount() const {
 }
 
 void EventChannel::flush() {
-  while (open_ && !pending_.empty()) {
-    std::string text = std::move(pending_.front());
-    pending_.pop_front();
-    pending_bytes_ -= static_cast<std::int64_t>(text.size());
+  if (!open_) return;
+  for (std::string& text : pending_.take()) {
     UniqueError err;
     if (!gst_webrtc_data_channel_send_string_full(channel_.get(), text.c_str(), ErrorOut(err))) {
       g_warning("[%s] data channel send failed: %s", side_.c_str(), err ? err->message : "?");
@@ -206,12 +135,18 @@ bool EventChannel::begin_close() {
   return true;
 }
 
+void EventChannel::on_closed(const std::string& why) {
+  if (closed_) return;
+  closed_ = true;
+  open_ = false;
+  if (listener_) listener_->OnEventChannelClosed(*this, why);
+}
+
 void EventChannel::close() {
   signals_.clear();
   closed_ = true;
   open_ = false;
   pending_.clear();
-  pending_bytes_ = 0;
 }
 
 }  // namespace rtgw::calls

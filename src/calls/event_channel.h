@@ -1,10 +1,10 @@
 // SPDX-License-Identifier: MIT
 // One side's `oai-events` data channel.
 //
-// Owns: the GstWebRTCDataChannel of one leg, the bounded queue of events waiting for it to open,
-// and the wiring of its signals: received messages are pushed straight into the call's appsrc
-// for that direction (on webrtcbin's thread, which is allowed: appsrc is thread safe), open,
-// close and error are posted to the main loop.
+// Owns: the GstWebRTCDataChannel of one leg, the bounded queue of events waiting for it to open
+// (events::PendingQueue), and the wiring of its signals: received messages are pushed straight into
+// the call's appsrc for that direction (on webrtcbin's thread, which is allowed: appsrc is thread
+// safe), open, close and error are posted to the main loop.
 //
 // Threads: public methods on the main loop only.
 #pragma once
@@ -21,7 +21,9 @@
 #include <string_view>
 #include <vector>
 
+#include "common/main_thread.h"
 #include "common/ref.h"
+#include "events/event_relay.h"
 
 namespace rtgw::calls {
 
@@ -69,36 +71,28 @@ class EventChannel {
   bool open() const { return open_; }
   std::int64_t max_message_bytes() const { return max_message_bytes_; }
   std::uint64_t sent() const { return sent_; }
-  std::int64_t pending_bytes() const { return pending_bytes_; }
+  std::int64_t pending_bytes() const { return pending_.bytes(); }
   std::int64_t max_outgoing_bytes() const { return max_outgoing_bytes_; }
   // Bytes sent but not yet taken by SCTP (the channel's `buffered-amount`); 0 when not open.
   std::uint64_t buffered_amount() const;
 
  private:
   void flush();
+  void on_closed(const std::string& why);
 
   std::string side_;
   std::int64_t max_message_bytes_;
-  std::int64_t max_pending_bytes_;
   std::int64_t max_outgoing_bytes_;
   Ref<GstElement> inbound_appsrc_;
   Listener* listener_;
   Ref<GstWebRTCDataChannel> channel_;
   std::vector<SignalConnection> signals_;
-  std::shared_ptr<int> alive_ = std::make_shared<int>(0);
   bool open_ = false;
   bool closed_ = false;
   bool closing_ = false;
-  std::deque<std::string> pending_;
-  std::int64_t pending_bytes_ = 0;
+  events::PendingQueue pending_;  // until the channel opens
   std::uint64_t sent_ = 0;
+  Lifetime lifetime_;  // checked by every callback posted from webrtcbin's threads
 };
-
-// Pushes one event (a JSON text) into an appsrc as one buffer.
-void push_event(GstElement* appsrc, const char* data, gsize length);
-// Hands every event that reaches `appsink` to `on_event` on the main loop (the appsink calls
-// back on a streaming thread), as long as `alive` lives.
-void pull_events(GstElement* appsink, std::weak_ptr<int> alive,
-                 std::function<void(std::string)> on_event);
 
 }  // namespace rtgw::calls

@@ -5,6 +5,7 @@
 #include <nice/agent.h>
 
 #include "common/main_thread.h"
+#include "common/pipeline.h"
 
 namespace rtgw::calls {
 
@@ -13,10 +14,6 @@ struct WebRtcLeg::Pending {
 };
 
 namespace {
-
-struct PromiseHandler {
-  std::function<void(const GstStructure*)> on_reply;
-};
 
 std::string promise_error(const GstStructure* reply) {
   if (!reply) return {};
@@ -29,32 +26,7 @@ std::string promise_error(const GstStructure* reply) {
   return {};
 }
 
-// Runs `fn` on the main loop if `alive` still exists then.
-template <typename Fn>
-void post_if_alive(const std::weak_ptr<int>& alive, Fn&& fn) {
-  post_to_main([alive, fn = std::forward<Fn>(fn)]() mutable {
-    if (alive.lock()) fn();
-  });
-}
-
 }  // namespace
-
-Ref<GstPromise> make_promise(std::function<void(const GstStructure*)> on_reply) {
-  auto* handler = new PromiseHandler{std::move(on_reply)};
-  return Ref<GstPromise>::adopt(gst_promise_new_with_change_func(
-      [](GstPromise* promise, gpointer data) {
-        auto* h = static_cast<PromiseHandler*>(data);
-        const GstStructure* reply = nullptr;
-        if (gst_promise_wait(promise) == GST_PROMISE_RESULT_REPLIED)
-          reply = gst_promise_get_reply(promise);
-        try {
-          h->on_reply(reply);
-        } catch (...) {
-          g_warning("promise handler threw");
-        }
-      },
-      handler, [](gpointer data) { delete static_cast<PromiseHandler*>(data); }));
-}
 
 WebRtcLeg::WebRtcLeg(std::string name, Ref<GstElement> webrtcbin,
                      const config::WebRtcConfig& config, Listener* listener)
@@ -105,34 +77,32 @@ WebRtcLeg::WebRtcLeg(std::string name, Ref<GstElement> webrtcbin,
   }
 
   // Signals run on webrtcbin's threads: post to the main loop guarded by the liveness token.
-  struct Ctx {
-    std::weak_ptr<int> alive;
-    WebRtcLeg* leg;
-  };
-  auto connect = [&](const char* signal, GCallback cb) {
-    auto* ctx = new Ctx{alive_, this};
-    gulong sid = g_signal_connect_data(
-        webrtcbin_.get(), signal, cb, ctx,
-        [](gpointer data, GClosure*) { delete static_cast<Ctx*>(data); }, GConnectFlags(0));
-    signals_.emplace_back(webrtcbin_.get(), sid);
-  };
-  connect("notify::ice-gathering-state", G_CALLBACK(+[](GstElement*, GParamSpec*, gpointer data) {
-            auto* ctx = static_cast<Ctx*>(data);
-            WebRtcLeg* leg = ctx->leg;
-            post_if_alive(ctx->alive, [leg] { leg->on_gathering_state_changed(); });
-          }));
-  connect("notify::connection-state", G_CALLBACK(+[](GstElement* bin, GParamSpec*, gpointer data) {
-            auto* ctx = static_cast<Ctx*>(data);
-            GstWebRTCPeerConnectionState state;
-            g_object_get(bin, "connection-state", &state, nullptr);
-            WebRtcLeg* leg = ctx->leg;
-            post_if_alive(ctx->alive, [leg, state] {
-              if (leg->listener_) leg->listener_->OnLegConnectionState(*leg, state);
-            });
-          }));
+  Liveness alive = lifetime_.watch();
+  signals_.push_back(connect_signal<void(GstElement*, GParamSpec*)>(
+      webrtcbin_.get(), "notify::ice-gathering-state", [alive, this](GstElement*, GParamSpec*) {
+        post_if_alive(alive, [this] { on_gathering_state_changed(); });
+      }));
+  signals_.push_back(connect_signal<void(GstElement*, GParamSpec*)>(
+      webrtcbin_.get(), "notify::connection-state", [alive, this](GstElement* bin, GParamSpec*) {
+        GstWebRTCPeerConnectionState state;
+        g_object_get(bin, "connection-state", &state, nullptr);
+        post_if_alive(alive, [this, state] {
+          reported_state_ = state;
+          if (listener_) listener_->OnLegConnectionState(*this, state);
+        });
+      }));
 }
 
 WebRtcLeg::~WebRtcLeg() = default;
+
+void WebRtcLeg::detach() {
+  lifetime_.end();
+  signals_.clear();
+  gathering_timeout_.cancel();
+  gathering_.reset();
+  listener_ = nullptr;
+  webrtcbin_.reset();
+}
 
 GstWebRTCPeerConnectionState WebRtcLeg::connection_state() const {
   GstWebRTCPeerConnectionState state;
@@ -143,65 +113,56 @@ GstWebRTCPeerConnectionState WebRtcLeg::connection_state() const {
 void WebRtcLeg::set_remote_description(GstWebRTCSDPType type, sdp::SdpMessagePtr message,
                                        Done done) {
   // webrtcbin takes ownership of the GstSDPMessage inside the description.
-  GstWebRTCSessionDescription* desc = gst_webrtc_session_description_new(type, message.release());
-  std::weak_ptr<int> alive = alive_;
-  auto promise = make_promise([alive, done = std::move(done)](const GstStructure* reply) {
-    std::string error = promise_error(reply);
-    post_if_alive(alive, [done, error] { done(error); });
-  });
-  g_signal_emit_by_name(webrtcbin_.get(), "set-remote-description", desc, promise.get());
-  gst_webrtc_session_description_free(desc);
+  sdp::SessionDescriptionPtr desc(gst_webrtc_session_description_new(type, message.release()));
+  auto promise =
+      make_promise([alive = lifetime_.watch(), done = std::move(done)](const GstStructure* reply) {
+        std::string error = promise_error(reply);
+        post_if_alive(alive, [done, error] { done(error); });
+      });
+  g_signal_emit_by_name(webrtcbin_.get(), "set-remote-description", desc.get(), promise.get());
 }
 
 void WebRtcLeg::create_local_description(bool offer, DescriptionDone done) {
-  std::weak_ptr<int> alive = alive_;
-  WebRtcLeg* self = this;
+  Liveness alive = lifetime_.watch();
   const char* field = offer ? "offer" : "answer";
-  auto promise = make_promise([alive, self, field,
-                               done = std::move(done)](const GstStructure* reply) mutable {
-    std::string error = promise_error(reply);
-    GstWebRTCSessionDescription* desc = nullptr;
-    if (error.empty() && reply)
-      gst_structure_get(reply, field, GST_TYPE_WEBRTC_SESSION_DESCRIPTION, &desc, nullptr);
-    if (error.empty() && !desc) error = std::string("webrtcbin created no ") + field;
-    // Hand the description to the main loop (owned by the closure until then).
-    std::shared_ptr<GstWebRTCSessionDescription> owned(desc, [](GstWebRTCSessionDescription* d) {
-      if (d) gst_webrtc_session_description_free(d);
-    });
-    post_if_alive(alive, [self, owned, error, done = std::move(done)]() mutable {
-      if (!error.empty()) {
-        done(error, {});
-        return;
-      }
-      self->gathering_ = std::make_unique<Pending>(Pending{std::move(done)});
-      self->gathering_timeout_ = SourceGuard(g_timeout_add(
-          static_cast<guint>(self->config_.ice_gathering_timeout_ms),
-          [](gpointer data) -> gboolean {
-            auto* leg = static_cast<WebRtcLeg*>(data);
-            leg->gathering_timeout_.forget();
-            leg->finish_gathering(true);
-            return G_SOURCE_REMOVE;
-          },
-          self));
-      std::weak_ptr<int> alive2 = self->alive_;
-      auto set_promise = make_promise([alive2, self](const GstStructure* r) {
-        std::string err = promise_error(r);
-        post_if_alive(alive2, [self, err] {
-          if (!err.empty() && self->gathering_) {
-            auto pending = std::move(self->gathering_);
-            self->gathering_timeout_.cancel();
-            pending->done("set-local-description failed: " + err, {});
+  auto promise =
+      make_promise([alive, this, field, done = std::move(done)](const GstStructure* reply) mutable {
+        // On the pc thread: read the reply only, and hand the description to the main loop.
+        std::string error = promise_error(reply);
+        GstWebRTCSessionDescription* desc = nullptr;
+        if (error.empty() && reply)
+          gst_structure_get(reply, field, GST_TYPE_WEBRTC_SESSION_DESCRIPTION, &desc, nullptr);
+        if (error.empty() && !desc) error = std::string("webrtcbin created no ") + field;
+        std::shared_ptr<GstWebRTCSessionDescription> owned(desc, sdp::SessionDescriptionDeleter());
+        post_if_alive(alive, [this, owned, error, done = std::move(done)]() mutable {
+          if (!error.empty()) {
+            done(error, {});
             return;
           }
-          self->on_gathering_state_changed();
+          set_local_description(owned.get(), std::move(done));
         });
       });
-      g_signal_emit_by_name(self->webrtcbin_.get(), "set-local-description", owned.get(),
-                            set_promise.get());
-    });
-  });
   g_signal_emit_by_name(webrtcbin_.get(), offer ? "create-offer" : "create-answer", nullptr,
                         promise.get());
+}
+
+void WebRtcLeg::set_local_description(GstWebRTCSessionDescription* desc, DescriptionDone done) {
+  gathering_ = std::make_unique<Pending>(Pending{std::move(done)});
+  gathering_timeout_ = run_after_ms(static_cast<guint>(config_.ice_gathering_timeout_ms),
+                                    [this] { finish_gathering(true); });
+  auto promise = make_promise([alive = lifetime_.watch(), this](const GstStructure* reply) {
+    std::string error = promise_error(reply);
+    post_if_alive(alive, [this, error] {
+      if (!error.empty() && gathering_) {
+        auto pending = std::move(gathering_);
+        gathering_timeout_.cancel();
+        pending->done("set-local-description failed: " + error, {});
+        return;
+      }
+      on_gathering_state_changed();
+    });
+  });
+  g_signal_emit_by_name(webrtcbin_.get(), "set-local-description", desc, promise.get());
 }
 
 void WebRtcLeg::on_gathering_state_changed() {
@@ -215,14 +176,14 @@ void WebRtcLeg::finish_gathering(bool timed_out) {
   if (!gathering_) return;
   auto pending = std::move(gathering_);
   gathering_timeout_.cancel();
-  GstWebRTCSessionDescription* local = nullptr;
-  g_object_get(webrtcbin_.get(), "local-description", &local, nullptr);
+  GstWebRTCSessionDescription* raw = nullptr;
+  g_object_get(webrtcbin_.get(), "local-description", &raw, nullptr);
+  sdp::SessionDescriptionPtr local(raw);
   if (!local) {
     pending->done("no local description after ICE gathering", {});
     return;
   }
   std::string text = sdp::to_text(local->sdp);
-  gst_webrtc_session_description_free(local);
   if (timed_out && text.find("a=candidate:") == std::string::npos) {
     pending->done("ICE gathering produced no candidate within " +
                       std::to_string(config_.ice_gathering_timeout_ms) + " ms",
@@ -232,21 +193,22 @@ void WebRtcLeg::finish_gathering(bool timed_out) {
   pending->done({}, text);
 }
 
-WebRtcLeg::RtpTotals WebRtcLeg::rtp_totals() const {
-  RtpTotals totals;
+void WebRtcLeg::poll_rtp_stats() {
+  if (!webrtcbin_) return;
+  RtpStats totals;
   // webrtcbin 1.22 names its rtpbin "rtpbin"; with max-bundle everything is RTP session 0.
   auto rtpbin = Ref<GstElement>::adopt(gst_bin_get_by_name(GST_BIN(webrtcbin_.get()), "rtpbin"));
-  if (!rtpbin) return totals;
+  if (!rtpbin) return;
   Ref<GObject> session;
   g_signal_emit_by_name(rtpbin.get(), "get-internal-session", 0u, session.out());
-  if (!session) return totals;
+  if (!session) return;
   GstStructure* raw = nullptr;
   g_object_get(session.get(), "stats", &raw, nullptr);
   UniqueStructure stats(raw);
-  if (!stats) return totals;
+  if (!stats) return;
   // "source-stats" is a GValueArray (deprecated in GLib, but what rtpsession 1.22 hands out).
   const GValue* sources = gst_structure_get_value(stats.get(), "source-stats");
-  if (!sources || G_VALUE_TYPE(sources) != g_type_from_name("GValueArray")) return totals;
+  if (!sources || G_VALUE_TYPE(sources) != g_type_from_name("GValueArray")) return;
   G_GNUC_BEGIN_IGNORE_DEPRECATIONS
   auto* array = static_cast<GValueArray*>(g_value_get_boxed(sources));
   for (guint i = 0; array && i < array->n_values; ++i) {
@@ -259,11 +221,11 @@ WebRtcLeg::RtpTotals WebRtcLeg::rtp_totals() const {
     gint lost = 0;
     gst_structure_get_uint64(s, "packets-received", &received);
     gst_structure_get_int(s, "packets-lost", &lost);
-    totals.received += received;
-    totals.lost += lost;
+    totals.packets_received += received;
+    totals.packets_lost += lost;
   }
   G_GNUC_END_IGNORE_DEPRECATIONS
-  return totals;
+  rtp_stats_ = totals;
 }
 
 Ref<GstPad> WebRtcLeg::request_audio_sink(GstCaps* codec_preferences) {

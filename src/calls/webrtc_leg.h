@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 // One webrtcbin of a call: the client leg (answerer) or the upstream leg (offerer).
 //
-// Owns: the webrtcbin's configuration (latency, STUN, libnice UPnP off, port range), the
+// Owns: the leg's own state (its connection state as reported, its RTP statistics), the
+// webrtcbin's configuration (latency, STUN, libnice UPnP off, port range), the
 // promise-based SDP steps (set remote, create offer/answer, set local, wait for ICE gathering
 // with a bound, read the local description with its candidates), audio transceiver set-up, and
 // turning webrtcbin's thread callbacks into main-loop calls.
@@ -20,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "common/main_thread.h"
 #include "common/ref.h"
 #include "config/config.h"
 #include "sdp/session_description.h"
@@ -61,18 +63,26 @@ class WebRtcLeg {
 
   GstWebRTCPeerConnectionState connection_state() const;
 
-  // What this leg received so far, summed over the remote RTP sources of its RTP session (the
-  // figures webrtcbin's get-stats reports as inbound-rtp packets-received / packets-lost), read
-  // synchronously from rtpbin's session: no get-stats promise, no hop to the pc thread.
-  struct RtpTotals {
-    guint64 received = 0;
-    gint64 lost = 0;
+  // What webrtcbin's own counters say this leg received (its RTP session's view).
+  struct RtpStats {
+    guint64 packets_received = 0;
+    gint64 packets_lost = 0;
   };
-  RtpTotals rtp_totals() const;
+  // The leg's state as last reported to the listener (main loop), kept after detach().
+  GstWebRTCPeerConnectionState reported_state() const { return reported_state_; }
+  const RtpStats& rtp_stats() const { return rtp_stats_; }
+  // Reads the figures into rtp_stats(): summed over the remote RTP sources of the leg's RTP
+  // session (what get-stats reports as inbound-rtp packets-received / packets-lost), read
+  // synchronously from rtpbin's session: no get-stats promise, no hop to the pc thread.
+  void poll_rtp_stats();
+  // Final: forgets the webrtcbin (signals, pending descriptions, queued callbacks); what the leg
+  // reported stays readable. The pipeline is stopped after it.
+  void detach();
 
  private:
   Ref<GstWebRTCRTPTransceiver> audio_transceiver_;  // from request_audio_sink()
   struct Pending;                                   // a description waiting for ICE gathering
+  void set_local_description(GstWebRTCSessionDescription* desc, DescriptionDone done);
   void on_gathering_state_changed();
   void finish_gathering(bool timed_out);
 
@@ -80,14 +90,12 @@ class WebRtcLeg {
   Ref<GstElement> webrtcbin_;
   config::WebRtcConfig config_;
   Listener* listener_;
-  std::shared_ptr<int> alive_ = std::make_shared<int>(0);
   std::vector<SignalConnection> signals_;
   std::unique_ptr<Pending> gathering_;
   SourceGuard gathering_timeout_;
+  GstWebRTCPeerConnectionState reported_state_ = GST_WEBRTC_PEER_CONNECTION_STATE_NEW;
+  RtpStats rtp_stats_;
+  Lifetime lifetime_;  // checked by every callback posted from webrtcbin's threads
 };
-
-// Runs `on_reply` with the promise's reply structure (nullptr when none) on the thread that
-// answers the promise. Keep it short: copy and post to the main loop.
-Ref<GstPromise> make_promise(std::function<void(const GstStructure* reply)> on_reply);
 
 }  // namespace rtgw::calls

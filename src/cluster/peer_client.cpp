@@ -73,35 +73,29 @@ void PeerClient::forward(const std::string& method, const std::string& url,
   soup_message_headers_replace(h, kInternalHeader, secret_.c_str());
   if (!authorization.empty())
     soup_message_headers_replace(h, "Authorization", authorization.c_str());
-  struct Op {
-    Ref<SoupMessage> message;
-    std::function<void(const PeerResponse&)> done;
-    std::weak_ptr<bool> alive;
-  };
-  auto op = std::make_unique<Op>(Op{message, std::move(done), alive_});
-  soup_session_send_and_read_async(
-      session_.get(), message.get(), G_PRIORITY_DEFAULT, nullptr,
-      [](GObject* source, GAsyncResult* result, gpointer data) {
-        std::unique_ptr<Op> op(static_cast<Op*>(data));
+  std::weak_ptr<bool> alive = alive_;
+  auto ready =
+      async_ready([message, done = std::move(done), alive](GObject* source, GAsyncResult* result) {
         UniqueError err;
         auto bytes = Ref<GBytes>::adopt(
             soup_session_send_and_read_finish(SOUP_SESSION(source), result, ErrorOut(err)));
-        if (!op->alive.lock()) return;
+        if (!alive.lock()) return;
         PeerResponse r;
         if (!bytes) {
           r.error = error_text(err.get());
         } else {
-          r.status = static_cast<int>(soup_message_get_status(op->message.get()));
+          r.status = static_cast<int>(soup_message_get_status(message.get()));
           const char* type = soup_message_headers_get_content_type(
-              soup_message_get_response_headers(op->message.get()), nullptr);
+              soup_message_get_response_headers(message.get()), nullptr);
           r.content_type = type ? type : "application/json";
           gsize size = 0;
           auto* data = static_cast<const char*>(g_bytes_get_data(bytes.get(), &size));
           if (data) r.body.assign(data, size);
         }
-        op->done(r);
-      },
-      op.release());
+        done(r);
+      });
+  soup_session_send_and_read_async(session_.get(), message.get(), G_PRIORITY_DEFAULT, nullptr,
+                                   ready.callback, ready.user_data);
 }
 
 void PeerClient::open_socket(
@@ -116,29 +110,24 @@ void PeerClient::open_socket(
   soup_message_headers_replace(h, kInternalHeader, secret_.c_str());
   if (!authorization.empty())
     soup_message_headers_replace(h, "Authorization", authorization.c_str());
-  struct Op {
-    Ref<SoupMessage> message;
-    std::function<void(Ref<SoupWebsocketConnection>, const PeerResponse&)> done;
-    std::weak_ptr<bool> alive;
-  };
-  auto op = std::make_unique<Op>(Op{message, std::move(done), alive_});
-  soup_session_websocket_connect_async(
-      session_.get(), message.get(), nullptr, nullptr, G_PRIORITY_DEFAULT, nullptr,
-      [](GObject* source, GAsyncResult* result, gpointer data) {
-        std::unique_ptr<Op> op(static_cast<Op*>(data));
+  std::weak_ptr<bool> alive = alive_;
+  auto ready =
+      async_ready([message, done = std::move(done), alive](GObject* source, GAsyncResult* result) {
         UniqueError err;
         auto connection = Ref<SoupWebsocketConnection>::adopt(
             soup_session_websocket_connect_finish(SOUP_SESSION(source), result, ErrorOut(err)));
-        if (!op->alive.lock()) return;
+        if (!alive.lock()) return;
         PeerResponse r;
         if (!connection) {
-          r.status = static_cast<int>(soup_message_get_status(op->message.get()));
+          r.status = static_cast<int>(soup_message_get_status(message.get()));
           r.error = error_text(err.get());
           // libsoup keeps no body for a refused upgrade: the status says enough.
         }
-        op->done(std::move(connection), r);
-      },
-      op.release());
+        done(std::move(connection), r);
+      });
+  soup_session_websocket_connect_async(session_.get(), message.get(), nullptr, nullptr,
+                                       G_PRIORITY_DEFAULT, nullptr, ready.callback,
+                                       ready.user_data);
 }
 
 void PeerClient::relay(SoupWebsocketConnection* client, SoupWebsocketConnection* owner) {

@@ -161,30 +161,26 @@ void RedisClient::resolve() {
   resolving_ = Ref<GCancellable>::adopt(g_cancellable_new());
   std::weak_ptr<bool> alive = alive_;
   // The closure holds a weak token: a client destroyed meanwhile is not touched.
-  auto holder = std::make_unique<std::function<void(GList*, GError*)>>(
-      [this, alive](GList* addresses, GError* error) {
-        if (!alive.lock()) return;
-        resolving_.reset();
-        if (!addresses) {
-          lost(std::string("cannot resolve ") + options_.host + ": " +
-               (error ? error->message : "no address"));
-          return;
-        }
-        UniqueStr text(g_inet_address_to_string(G_INET_ADDRESS(addresses->data)));
-        connect_to(text.get());
-      });
-  g_resolver_lookup_by_name_async(
-      Ref<GResolver>::adopt(g_resolver_get_default()).get(), options_.host.c_str(),
-      resolving_.get(),
-      [](GObject* source, GAsyncResult* result, gpointer data) {
-        std::unique_ptr<std::function<void(GList*, GError*)>> fn(
-            static_cast<std::function<void(GList*, GError*)>*>(data));
-        UniqueError err;
-        GList* list = g_resolver_lookup_by_name_finish(G_RESOLVER(source), result, ErrorOut(err));
-        (*fn)(list, err.get());
-        if (list) g_resolver_free_addresses(list);
-      },
-      holder.release());
+  auto on_resolved = [this, alive](GList* addresses, GError* error) {
+    if (!alive.lock()) return;
+    resolving_.reset();
+    if (!addresses) {
+      lost(std::string("cannot resolve ") + options_.host + ": " +
+           (error ? error->message : "no address"));
+      return;
+    }
+    UniqueStr text(g_inet_address_to_string(G_INET_ADDRESS(addresses->data)));
+    connect_to(text.get());
+  };
+  auto ready = async_ready([on_resolved](GObject* source, GAsyncResult* result) {
+    UniqueError err;
+    GList* list = g_resolver_lookup_by_name_finish(G_RESOLVER(source), result, ErrorOut(err));
+    on_resolved(list, err.get());
+    if (list) g_resolver_free_addresses(list);
+  });
+  g_resolver_lookup_by_name_async(Ref<GResolver>::adopt(g_resolver_get_default()).get(),
+                                  options_.host.c_str(), resolving_.get(), ready.callback,
+                                  ready.user_data);
 }
 
 void RedisClient::connect_to(const std::string& address) {

@@ -46,11 +46,26 @@ SourceGuard watch_bus(GstElement* pipeline, std::function<void(GstMessage*)> on_
   return SourceGuard(gst_bus_add_watch_full(
       bus.get(), G_PRIORITY_DEFAULT,
       [](GstBus*, GstMessage* message, gpointer data) -> gboolean {
-        (*static_cast<Handler*>(data))(message);
+        UserData<Handler>::from(data)(message);
         return G_SOURCE_CONTINUE;
       },
-      new Handler(std::move(on_message)),
-      [](gpointer data) { delete static_cast<Handler*>(data); }));
+      UserData<Handler>::make(std::move(on_message)), &UserData<Handler>::destroy));
+}
+
+Ref<GstPromise> make_promise(std::function<void(const GstStructure* reply)> on_reply) {
+  using Handler = std::function<void(const GstStructure*)>;
+  return Ref<GstPromise>::adopt(gst_promise_new_with_change_func(
+      [](GstPromise* promise, gpointer data) {
+        const GstStructure* reply = nullptr;
+        if (gst_promise_wait(promise) == GST_PROMISE_RESULT_REPLIED)
+          reply = gst_promise_get_reply(promise);
+        try {
+          UserData<Handler>::from(data)(reply);
+        } catch (...) {
+          g_warning("promise handler threw");
+        }
+      },
+      UserData<Handler>::make(std::move(on_reply)), &UserData<Handler>::destroy));
 }
 
 }  // namespace rtgw

@@ -12,6 +12,7 @@
 #include <gst/gst.h>
 #include <json-glib/json-glib.h>
 
+#include <functional>
 #include <memory>
 #include <type_traits>
 #include <utility>
@@ -131,7 +132,22 @@ class ErrorOut {
   GError* raw_ = nullptr;
 };
 
-// Disconnects a signal handler when it goes out of scope.
+// A heap value handed to a C API as `user_data` with its destroy notify, so that business code
+// never pairs `new` with `delete static_cast<…>` by hand:
+// `api(…, callback, UserData<T>::make(…), &UserData<T>::destroy)`, and in the callback
+// `UserData<T>::from(data)`.
+template <typename T>
+struct UserData {
+  template <typename... Args>
+  static gpointer make(Args&&... args) {
+    return new T(std::forward<Args>(args)...);
+  }
+  static T& from(gpointer data) { return *static_cast<T*>(data); }
+  static void destroy(gpointer data) { delete static_cast<T*>(data); }
+  static void destroy_closure(gpointer data, GClosure*) { destroy(data); }
+};
+
+// Disconnects a signal handler when it goes out of scope (it keeps the instance alive until).
 class SignalConnection {
  public:
   SignalConnection() = default;
@@ -162,16 +178,54 @@ class SignalConnection {
   gulong id_ = 0;
 };
 
-// Removes a GSource (timeout, idle, watch) from its context when it goes out of scope.
+namespace detail {
+template <typename Signature>
+struct SignalTrampoline;
+template <typename R, typename... Args>
+struct SignalTrampoline<R(Args...)> {
+  using Fn = std::function<R(Args...)>;
+  static R invoke(Args... args, gpointer data) { return UserData<Fn>::from(data)(args...); }
+};
+}  // namespace detail
+
+// Connects a C++ callable to a GObject signal. `Signature` is the handler's C signature without
+// the trailing user_data, e.g. `void(GstElement*, GstPad*)` for "pad-added". The callable runs on
+// whatever thread emits the signal: on a GStreamer thread it copies what it needs and posts
+// (main_thread.h), checking a liveness token before touching its owner.
+//
+// connect_signal: disconnected when the returned SignalConnection goes.
+// connect_signal_for_lifetime: stays connected as long as the instance lives (the callable dies
+// with it); for handlers that must capture nothing but values.
+template <typename Signature, typename F>
+gulong connect_signal_for_lifetime(gpointer instance, const char* signal, F&& fn) {
+  using T = detail::SignalTrampoline<Signature>;
+  using Fn = typename T::Fn;
+  return g_signal_connect_data(instance, signal, G_CALLBACK(&T::invoke),
+                               UserData<Fn>::make(Fn(std::forward<F>(fn))),
+                               &UserData<Fn>::destroy_closure, GConnectFlags(0));
+}
+template <typename Signature, typename F>
+[[nodiscard]] SignalConnection connect_signal(gpointer instance, const char* signal, F&& fn) {
+  gulong id = connect_signal_for_lifetime<Signature>(instance, signal, std::forward<F>(fn));
+  return SignalConnection(instance, id);
+}
+
+// Owns a GSource (timeout, idle, watch) attached to a context, and destroys it when it goes out
+// of scope. Safe whichever comes first: the guard's end, cancel(), or the source removing itself
+// (its callback returned G_SOURCE_REMOVE).
 class SourceGuard {
  public:
   SourceGuard() = default;
-  explicit SourceGuard(guint id) : id_(id) {}
-  SourceGuard(SourceGuard&& o) noexcept : id_(std::exchange(o.id_, 0)) {}
+  // A source attached to the default main context by id (g_timeout_add and friends).
+  explicit SourceGuard(guint id)
+      : source_(id ? Ref<GSource>::retain(g_main_context_find_source_by_id(nullptr, id))
+                   : Ref<GSource>()) {}
+  explicit SourceGuard(Ref<GSource> source) : source_(std::move(source)) {}
+  SourceGuard(SourceGuard&& o) noexcept : source_(std::move(o.source_)) {}
   SourceGuard& operator=(SourceGuard&& o) noexcept {
     if (this != &o) {
       cancel();
-      id_ = std::exchange(o.id_, 0);
+      source_ = std::move(o.source_);
     }
     return *this;
   }
@@ -180,15 +234,16 @@ class SourceGuard {
   ~SourceGuard() { cancel(); }
 
   void cancel() {
-    if (id_) g_source_remove(id_);
-    id_ = 0;
+    if (source_ && !g_source_is_destroyed(source_.get())) g_source_destroy(source_.get());
+    source_.reset();
   }
-  // The source removed itself (its callback returned G_SOURCE_REMOVE): forget the id.
-  void forget() { id_ = 0; }
-  explicit operator bool() const { return id_ != 0; }
+  // Lets the source run on without this guard (it removes itself).
+  void forget() { source_.reset(); }
+  // True while the source is pending (not fired for good, not cancelled).
+  explicit operator bool() const { return source_ && !g_source_is_destroyed(source_.get()); }
 
  private:
-  guint id_ = 0;
+  Ref<GSource> source_;
 };
 
 }  // namespace rtgw

@@ -98,7 +98,7 @@ void Server::handle_realtime_socket(SoupServerMessage* msg, GHashTable* query) {
   };
   auto keep = [msg](std::unique_ptr<Upgrade> upgrade) {
     g_object_set_data_full(G_OBJECT(msg), kUpgradeKey, upgrade.release(),
-                           [](gpointer p) { delete static_cast<Upgrade*>(p); });
+                           &UserData<Upgrade>::destroy);
   };
   std::string call_id = query_value(query, "call_id");
   if (!call_id.empty()) {
@@ -231,7 +231,7 @@ void Server::relay_sideband(SoupServerMessage* msg, const std::string& call_id,
           upgrade->call_id = "";
           upgrade->relay_to = std::move(connection);
           g_object_set_data_full(G_OBJECT(held.get()), kUpgradeKey, upgrade.release(),
-                                 [](gpointer p) { delete static_cast<Upgrade*>(p); });
+                                 &UserData<Upgrade>::destroy);
           soup_server_message_unpause(held.get());  // libsoup completes the handshake
         });
   });

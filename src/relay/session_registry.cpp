@@ -58,7 +58,7 @@ void SessionRegistry::OnSessionTurn(WebSocketSession& session, const usage::Usag
 }
 
 void SessionRegistry::OnSessionPolicyDecision(WebSocketSession& session,
-                                              const calls::PolicyDecision& decision) {
+                                              const events::PolicyDecision& decision) {
   if (observer_) observer_->OnSessionPolicyDecision(session, decision);
 }
 

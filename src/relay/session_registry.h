@@ -26,7 +26,7 @@ class SessionObserver {
   virtual void OnSessionEnded(const WebSocketSession& session) {}
   virtual void OnSessionTurn(const WebSocketSession& session, const usage::UsageRecord& record) {}
   virtual void OnSessionPolicyDecision(const WebSocketSession& session,
-                                       const calls::PolicyDecision& decision) {}
+                                       const events::PolicyDecision& decision) {}
 };
 
 class SessionRegistry : public SessionListener {
@@ -60,7 +60,7 @@ class SessionRegistry : public SessionListener {
   // SessionListener
   void OnSessionTurn(WebSocketSession& session, const usage::UsageRecord& record) override;
   void OnSessionPolicyDecision(WebSocketSession& session,
-                               const calls::PolicyDecision& decision) override;
+                               const events::PolicyDecision& decision) override;
   void OnSessionEnded(WebSocketSession& session) override;
 
  private:

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT
 #include "relay/sideband.h"
 
-#include "calls/element_messages.h"
 #include "common/main_thread.h"
+#include "events/element_messages.h"
 
 namespace rtgw::relay {
 
@@ -30,9 +30,7 @@ void Sideband::end(int code, const std::string& reason) {
   detach();
   socket_.close(code, reason);
   g_message("[%s] sideband %s closed: %s", call_id_.c_str(), id_.c_str(), reason.c_str());
-  std::weak_ptr<int> alive = alive_;
-  post_to_main([this, alive] {
-    if (!alive.lock()) return;
+  post_if_alive(lifetime_.watch(), [this] {
     auto on_end = on_end_;  // the owner may destroy this object (and on_end_) in the call
     on_end(*this);
   });
@@ -41,13 +39,13 @@ void Sideband::end(int code, const std::string& reason) {
 void Sideband::OnSocketText(WebSocket&, std::string text) {
   if (!call_ || !call_->inject_client_event(text)) {
     socket_.send_text(
-        calls::make_error_event("invalid_request_error", "call_ended",
-                                "the call " + call_id_ + " is over; event not relayed"));
+        events::make_error_event("invalid_request_error", "call_ended",
+                                 "the call " + call_id_ + " is over; event not relayed"));
   }
 }
 
 void Sideband::OnSocketBinary(WebSocket&, std::size_t bytes) {
-  socket_.send_text(calls::make_error_event(
+  socket_.send_text(events::make_error_event(
       "invalid_request_error", "binary_not_supported",
       "a binary message of " + std::to_string(bytes) +
           " bytes was not relayed: realtime events are JSON text messages"));
@@ -61,7 +59,7 @@ void Sideband::OnSocketOverflow(WebSocket&, std::uint64_t backlog, std::uint64_t
   std::string what = "the sideband client does not read: " + std::to_string(backlog) +
                      " bytes wait for it (limit " + std::to_string(limit) + ")";
   socket_.send_text(
-      calls::make_error_event("invalid_request_error", "slow_consumer", what + "; closing"));
+      events::make_error_event("invalid_request_error", "slow_consumer", what + "; closing"));
   end(close_code::kPolicyViolation, what);
 }
 

@@ -14,6 +14,7 @@
 #include <string>
 
 #include "calls/call.h"
+#include "common/main_thread.h"
 #include "common/websocket.h"
 
 namespace rtgw::relay {
@@ -48,7 +49,7 @@ class Sideband : public WebSocket::Listener, public calls::CallTap {
   WebSocket socket_;
   std::function<void(Sideband&)> on_end_;
   bool ended_ = false;
-  std::shared_ptr<int> alive_ = std::make_shared<int>(0);
+  Lifetime lifetime_;
 };
 
 }  // namespace rtgw::relay

@@ -46,10 +46,10 @@ WebSocketSession::~WebSocketSession() {
 }
 
 void WebSocketSession::start() {
-  EventPath::Policy policy{settings_.policy_json, identity_.key_name, identity_.model,
-                           settings_.budget_exceeded};
-  path_ = std::make_unique<EventPath>(settings_.pipeline_description, identity_.session_id, policy,
-                                      this);
+  events::EventPath::Policy policy{settings_.policy_json, identity_.key_name, identity_.model,
+                                   settings_.budget_exceeded};
+  path_ = events::EventPath::start_own(settings_.pipeline_description, identity_.session_id, policy,
+                                       this);
   if (settings_.session_json) {
     // A token's session configures the worker first, under the same policy as the client's own
     // session.update.
@@ -61,10 +61,9 @@ void WebSocketSession::start() {
 }
 
 void WebSocketSession::connect_upstream() {
-  std::weak_ptr<int> alive = alive_;
   lease_->open_socket({identity_.upstream_model, settings_.transcription}, this, cancellable_.get(),
-                      [this, alive](workers::SocketResult result) {
-                        if (!alive.lock()) return;
+                      [this, alive = lifetime_.watch()](workers::SocketResult result) {
+                        if (!alive.alive()) return;
                         on_upstream_result(std::move(result));
                       });
 }
@@ -90,9 +89,7 @@ void WebSocketSession::on_upstream_result(workers::SocketResult result) {
   connected_us_ = g_get_monotonic_time();
   g_message("[%s] worker %s connected in %.1f ms", id().c_str(), identity_.worker_name.c_str(),
             (connected_us_ - created_us_) / 1000.0);
-  for (const auto& text : pending_) upstream_->send_text(text);
-  pending_.clear();
-  pending_bytes_ = 0;
+  for (const auto& text : pending_.take()) upstream_->send_text(text);
 }
 
 void WebSocketSession::fail_upstream(const workers::UpstreamFailure& f) {
@@ -122,7 +119,7 @@ void WebSocketSession::end(int code, const std::string& reason) {
   g_cancellable_cancel(cancellable_.get());
   lease_.settle(workers::SetupOutcome::kNeutral);  // ended while connecting: a cancel
   idle_timer_.cancel();
-  drain_timeout_.cancel();
+  relay_.stop();
   flush_timeout_.cancel();
   g_message("[%s] ended (%d): %s", id().c_str(), code, reason.c_str());
   if (!policy_end_message_.empty())
@@ -132,10 +129,7 @@ void WebSocketSession::end(int code, const std::string& reason) {
   if (upstream_ && !upstream_closed_)
     upstream_->close(code == close_code::kGoingAway ? code : close_code::kNormal,
                      "gateway: " + reason);
-  std::weak_ptr<int> alive = alive_;
-  post_to_main([this, alive] {
-    if (alive.lock()) listener_->OnSessionEnded(*this);
-  });
+  post_if_alive(lifetime_.watch(), [this] { listener_->OnSessionEnded(*this); });
 }
 
 void WebSocketSession::set_budget_exceeded(bool exceeded) {
@@ -151,7 +145,7 @@ void WebSocketSession::end_for_policy(const std::string& message) {
 void WebSocketSession::OnSocketText(WebSocket&, std::string text) {
   if (state_ == State::kEnded || state_ == State::kDraining) return;
   touch();
-  events_from_client_++;
+  relay_.count_from_client();
   if (settings_.beta_client)  // before the policy: it sees GA
     if (auto ga = events::beta::client_event_to_ga(text)) text = std::move(*ga);
   path_->push_from_client(text);
@@ -184,26 +178,19 @@ void WebSocketSession::OnSocketOverflow(WebSocket&, std::uint64_t backlog, std::
 void WebSocketSession::on_client_gone(const std::string& reason) {
   if (state_ == State::kDraining || state_ == State::kEnded) return;
   guint open_turns = path_ ? path_->open_turns() : 0;
-  if (state_ != State::kOpen || open_turns == 0 || !upstream_ || upstream_closed_) {
+  if (state_ != State::kOpen || !relay_.begin_late_usage_wait(reason, open_turns)) {
     end(close_code::kNormal, reason);
     return;
   }
-  // Nobody will hear the rest: cancel it at once, and wait (bounded) for its response.done so
-  // the tokens already spent are metered.
   state_ = State::kDraining;
-  drain_reason_ = reason;
   g_message("[%s] client gone with %u open response(s): cancelling and waiting for usage",
             id().c_str(), open_turns);
-  upstream_->send_text(R"({"type":"response.cancel"})");
-  drain_timeout_ = SourceGuard(g_timeout_add(
-      static_cast<guint>(settings_.late_usage_wait_ms),
-      [](gpointer data) -> gboolean {
-        auto* self = static_cast<WebSocketSession*>(data);
-        self->drain_timeout_.forget();
-        self->end(close_code::kNormal, self->drain_reason_ + " (no late response.done)");
-        return G_SOURCE_REMOVE;
-      },
-      this));
+}
+
+bool WebSocketSession::send_cancel_upstream(const std::string& event) {
+  if (!upstream_ || upstream_closed_) return false;
+  upstream_->send_text(event);
+  return true;
 }
 
 void WebSocketSession::OnUpstreamText(std::string text) {
@@ -218,7 +205,7 @@ void WebSocketSession::OnUpstreamClosed(int code, const std::string& reason) {
   std::string why =
       "upstream closed (" + std::to_string(code) + (reason.empty() ? "" : ": " + reason) + ")";
   if (state_ == State::kDraining) {
-    end(close_code::kNormal, drain_reason_ + "; " + why);
+    end(close_code::kNormal, relay_.wait_reason() + "; " + why);
     return;
   }
   // The worker's own code goes to the client; a close without a code is a normal one, a
@@ -237,21 +224,14 @@ void WebSocketSession::close_client_after_flush(int code, const std::string& rea
   client_close_pending_ = true;
   pending_close_code_ = code;
   pending_close_reason_ = reason;
-  flush_timeout_ = SourceGuard(g_timeout_add(
-      kFlushWaitMs,
-      [](gpointer data) -> gboolean {
-        auto* self = static_cast<WebSocketSession*>(data);
-        self->flush_timeout_.forget();
-        self->end(self->pending_close_code_, self->pending_close_reason_);
-        return G_SOURCE_REMOVE;
-      },
-      this));
+  flush_timeout_ =
+      run_after_ms(kFlushWaitMs, [this] { end(pending_close_code_, pending_close_reason_); });
 }
 
 void WebSocketSession::OnPathEvent(bool to_upstream, std::string text) {
   if (state_ == State::kEnded) return;
   if (!to_upstream) {
-    events_from_upstream_++;
+    relay_.count_from_upstream();
     if (settings_.beta_client)  // after the meter: it saw GA
       if (auto beta = events::beta::server_event_to_beta(text)) text = std::move(*beta);
     client_.send_text(text);
@@ -265,71 +245,58 @@ void WebSocketSession::OnPathEvent(bool to_upstream, std::string text) {
     return;
   }
   // Still connecting to the worker: queue, bounded.
-  if (pending_bytes_ + static_cast<std::int64_t>(text.size()) > settings_.max_pending_bytes) {
+  if (!pending_.push(std::move(text)))
     send_error_event("invalid_request_error", "event_queue_full",
                      "the worker's socket is not open yet and the queue is full; event not "
                      "relayed");
-    return;
-  }
-  pending_bytes_ += static_cast<std::int64_t>(text.size());
-  pending_.push_back(std::move(text));
 }
 
-void WebSocketSession::OnPathDecision(const calls::PolicyDecision& d) {
-  if (d.action == "block") {
-    events_blocked_++;
-    send_error_event("invalid_request_error", d.error_code(), d.message, d.event_id);
-  } else {
-    events_filtered_++;
-  }
+void WebSocketSession::OnPathDecision(const events::PolicyDecision& d) { relay_.on_decision(d); }
+
+void WebSocketSession::send_error_to_client(const std::string& event) { client_.send_text(event); }
+
+void WebSocketSession::OnRelayDecision(const events::PolicyDecision& d) {
   listener_->OnSessionPolicyDecision(*this, d);
+}
+
+void WebSocketSession::OnRelayPolicyEnd(const std::string& reason) {
   // The error event is queued on the socket before the close frame: the client sees both.
-  if (d.end_call) end(close_code::kPolicyViolation, "policy: " + d.message);
+  end(close_code::kPolicyViolation, reason);
 }
 
 void WebSocketSession::OnPathTurn(usage::UsageRecord record) {
-  record.call_id = identity_.session_id;
-  record.transport = "websocket";
-  record.key_name = identity_.key_name;
-  record.model = identity_.model;
-  record.worker = identity_.worker_name;
-  turns_++;
-  usage_total_.add_tokens(record);
+  relay_.on_turn(std::move(record), {identity_.session_id, "websocket", identity_.key_name,
+                                     identity_.model, identity_.worker_name});
+}
+
+void WebSocketSession::OnRelayTurn(const usage::UsageRecord& record) {
   listener_->OnSessionTurn(*this, record);
-  if (state_ == State::kDraining) end(close_code::kNormal, drain_reason_ + " (late usage metered)");
+}
+
+void WebSocketSession::OnRelayWaitOver(const std::string& reason) {
+  end(close_code::kNormal, reason);
 }
 
 void WebSocketSession::send_error_event(const char* type, const std::string& code,
                                         const std::string& message,
                                         const std::string& client_event_id) {
-  client_.send_text(calls::make_error_event(type, code, message, client_event_id));
+  client_.send_text(events::make_error_event(type, code, message, client_event_id));
 }
 
 void WebSocketSession::start_idle_timer() {
   if (settings_.idle_timeout_seconds <= 0) return;
-  idle_timer_ = SourceGuard(g_timeout_add_seconds(
-      1,
-      [](gpointer data) -> gboolean {
-        auto* self = static_cast<WebSocketSession*>(data);
-        gint64 limit = gint64{self->settings_.idle_timeout_seconds} * G_USEC_PER_SEC;
-        if (g_get_monotonic_time() - self->last_activity_us_ < limit) return G_SOURCE_CONTINUE;
-        self->idle_timer_.forget();
-        self->end(close_code::kNormal, "idle timeout: no events for " +
-                                           std::to_string(self->settings_.idle_timeout_seconds) +
-                                           " s");
-        return G_SOURCE_REMOVE;
-      },
-      this));
+  idle_timer_ = run_every_seconds(1, [this] {
+    gint64 limit = gint64{settings_.idle_timeout_seconds} * G_USEC_PER_SEC;
+    if (g_get_monotonic_time() - last_activity_us_ < limit) return true;
+    end(close_code::kNormal,
+        "idle timeout: no events for " + std::to_string(settings_.idle_timeout_seconds) + " s");
+    return false;
+  });
 }
 
 json::ObjectBuilder WebSocketSession::describe() const {
-  json::ObjectBuilder events;
-  events.set("from_client", static_cast<gint64>(events_from_client_))
-      .set("from_upstream", static_cast<gint64>(events_from_upstream_))
-      .set("blocked", static_cast<gint64>(events_blocked_))
-      .set("filtered", static_cast<gint64>(events_filtered_));
-  json::ObjectBuilder usage = usage_total_.tokens_json();
-  usage.set("turns", static_cast<gint64>(turns_));
+  json::ObjectBuilder events = relay_.events_json(false);
+  json::ObjectBuilder usage = relay_.usage_json();
   json::ObjectBuilder timings;
   timings.set("connected_ms", connected_us_ ? (connected_us_ - created_us_) / 1000.0 : -1.0)
       .set("duration_ms", (g_get_monotonic_time() - created_us_) / 1000.0);

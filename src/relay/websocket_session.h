@@ -3,11 +3,12 @@
 //
 // Owns: the client's WebSocket, its worker lease (held until the session is dropped), the worker's
 // `UpstreamSocket` (opened after the client's upgrade, with failover to the model's next worker),
-// the session's `EventPath` (policy on client events, metering of upstream events; for a beta
-// client, the dialect translation on both sides of it), the queue of client events waiting for
-// the worker, the idle timer, the drain after the client leaves mid-response, and the mapping of
-// every ending to a close code (RFC 6455): policy 1008, upstream refused 1008/1013/1011, idle
-// 1000, upstream's own code passed on.
+// the idle timer, and the mapping of every ending to a close code (RFC 6455): policy 1008,
+// upstream refused 1008/1013/1011, idle 1000, upstream's own code passed on. It is the WebSocket
+// adapter over events/: its `EventPath` (own pipeline: policy on client events, metering of
+// upstream events; for a beta client, the dialect translation on both sides of it) and its
+// `EventRelay` (statistics, decisions, turns, the late-usage wait after the client leaves
+// mid-response), with a `PendingQueue` of client events waiting for the worker.
 //
 // Threads: main loop only. It reports to its owner through `SessionListener` and never deletes
 // itself.
@@ -21,11 +22,12 @@
 #include <string>
 #include <vector>
 
-#include "calls/element_messages.h"
 #include "common/json.h"
+#include "common/main_thread.h"
 #include "common/ref.h"
 #include "common/websocket.h"
-#include "relay/event_path.h"
+#include "events/event_path.h"
+#include "events/event_relay.h"
 #include "usage/usage_ledger.h"
 #include "workers/upstream_signaller.h"
 #include "workers/worker_lease.h"
@@ -39,7 +41,7 @@ class SessionListener {
   virtual ~SessionListener() = default;
   virtual void OnSessionTurn(WebSocketSession& session, const usage::UsageRecord& record) = 0;
   virtual void OnSessionPolicyDecision(WebSocketSession& session,
-                                       const calls::PolicyDecision& decision) = 0;
+                                       const events::PolicyDecision& decision) = 0;
   // The session is over (both sockets closing or closed); the owner may drop it.
   virtual void OnSessionEnded(WebSocketSession& session) = 0;
 };
@@ -73,7 +75,8 @@ struct SessionSettings {
 
 class WebSocketSession : public WebSocket::Listener,
                          public workers::UpstreamSocket::Listener,
-                         public EventPath::Listener {
+                         public events::EventPath::Listener,
+                         public events::EventRelay::Transport {
  public:
   enum class State { kConnecting, kOpen, kDraining, kEnded };
 
@@ -104,8 +107,8 @@ class WebSocketSession : public WebSocket::Listener,
   // "completed", or how it failed: "upstream_error", "upstream_timeout", "upstream_unreachable"
   const std::string& outcome() const { return outcome_; }
   int close_code() const { return close_code_; }
-  std::uint64_t events_from_client() const { return events_from_client_; }
-  std::uint64_t events_from_upstream() const { return events_from_upstream_; }
+  std::uint64_t events_from_client() const { return relay_.from_client(); }
+  std::uint64_t events_from_upstream() const { return relay_.from_upstream(); }
   json::ObjectBuilder describe() const;
 
   // WebSocket::Listener (the client)
@@ -116,10 +119,17 @@ class WebSocketSession : public WebSocket::Listener,
   // workers::UpstreamSocket::Listener
   void OnUpstreamText(std::string text) override;
   void OnUpstreamClosed(int code, const std::string& reason) override;
-  // EventPath::Listener
+  // events::EventPath::Listener
   void OnPathEvent(bool to_upstream, std::string text) override;
-  void OnPathDecision(const calls::PolicyDecision& decision) override;
+  void OnPathDecision(const events::PolicyDecision& decision) override;
   void OnPathTurn(usage::UsageRecord record) override;
+  // events::EventRelay::Transport
+  void send_error_to_client(const std::string& event) override;
+  bool send_cancel_upstream(const std::string& event) override;
+  void OnRelayDecision(const events::PolicyDecision& decision) override;
+  void OnRelayTurn(const usage::UsageRecord& record) override;
+  void OnRelayPolicyEnd(const std::string& reason) override;
+  void OnRelayWaitOver(const std::string& reason) override;
 
  private:
   void connect_upstream();
@@ -137,7 +147,8 @@ class WebSocketSession : public WebSocket::Listener,
   SessionSettings settings_;
   workers::WorkerLease lease_;
   SessionListener* listener_;
-  std::shared_ptr<int> alive_ = std::make_shared<int>(0);
+  // What both transports do alike with events: statistics, decisions, turns, late usage.
+  events::EventRelay relay_{settings_.late_usage_wait_ms, this};
 
   State state_ = State::kConnecting;
   std::string outcome_ = "completed";
@@ -151,11 +162,10 @@ class WebSocketSession : public WebSocket::Listener,
   WebSocket client_;
   std::unique_ptr<workers::UpstreamSocket> upstream_;
   bool upstream_closed_ = false;
-  std::unique_ptr<EventPath> path_;
+  std::unique_ptr<events::EventPath> path_;
   Ref<GCancellable> cancellable_;
   std::vector<std::string> tried_workers_;
-  std::deque<std::string> pending_;  // client events waiting for the worker's socket
-  std::int64_t pending_bytes_ = 0;
+  events::PendingQueue pending_{settings_.max_pending_bytes};  // until the worker's socket opens
 
   // A close of the client waiting for upstream events still in the path.
   bool client_close_pending_ = false;
@@ -163,16 +173,8 @@ class WebSocketSession : public WebSocket::Listener,
   std::string pending_close_reason_;
 
   SourceGuard idle_timer_;
-  SourceGuard drain_timeout_;
   SourceGuard flush_timeout_;
-  std::string drain_reason_;
-
-  std::uint64_t events_from_client_ = 0;
-  std::uint64_t events_from_upstream_ = 0;
-  std::uint64_t events_blocked_ = 0;
-  std::uint64_t events_filtered_ = 0;
-  usage::UsageRecord usage_total_;
-  std::uint64_t turns_ = 0;
+  Lifetime lifetime_;
 };
 
 }  // namespace rtgw::relay

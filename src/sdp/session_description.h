@@ -7,6 +7,7 @@
 #pragma once
 
 #include <gst/sdp/sdp.h>
+#include <gst/webrtc/webrtc.h>
 
 #include <memory>
 #include <stdexcept>
@@ -19,6 +20,13 @@ struct SdpMessageDeleter {
   void operator()(GstSDPMessage* m) const { gst_sdp_message_free(m); }
 };
 using SdpMessagePtr = std::unique_ptr<GstSDPMessage, SdpMessageDeleter>;
+
+// webrtcbin's description (an SDP type and a GstSDPMessage it owns).
+struct SessionDescriptionDeleter {
+  void operator()(GstWebRTCSessionDescription* d) const { gst_webrtc_session_description_free(d); }
+};
+using SessionDescriptionPtr =
+    std::unique_ptr<GstWebRTCSessionDescription, SessionDescriptionDeleter>;
 
 // Why an offer was refused (maps to 400 invalid_sdp).
 class SdpError : public std::runtime_error {

@@ -44,17 +44,12 @@ class EchoSession : public calls::WebRtcLeg::Listener {
     echo_out_ = Ref<GstElement>::adopt(gst_bin_get_by_name(GST_BIN(pipeline_.get()), "echo_out"));
 
     // Received audio loops back (pad-added runs on a streaming thread: link and return).
-    auto* head = echo_in_.get();
-    gulong handler = g_signal_connect(leg_->element(), "pad-added",
-                                      G_CALLBACK(+[](GstElement*, GstPad* pad, gpointer data) {
-                                        if (GST_PAD_DIRECTION(pad) != GST_PAD_SRC) return;
-                                        auto sink = Ref<GstPad>::adopt(gst_element_get_static_pad(
-                                            static_cast<GstElement*>(data), "sink"));
-                                        if (!gst_pad_is_linked(sink.get()))
-                                          gst_pad_link(pad, sink.get());
-                                      }),
-                                      head);
-    signals_.emplace_back(leg_->element(), handler);
+    signals_.push_back(connect_signal<void(GstElement*, GstPad*)>(
+        leg_->element(), "pad-added", [head = echo_in_](GstElement*, GstPad* pad) {
+          if (GST_PAD_DIRECTION(pad) != GST_PAD_SRC) return;
+          auto sink = Ref<GstPad>::adopt(gst_element_get_static_pad(head.get(), "sink"));
+          if (!gst_pad_is_linked(sink.get())) gst_pad_link(pad, sink.get());
+        }));
     auto in_pad = Ref<GstPad>::adopt(gst_element_get_static_pad(echo_in_.get(), "sink"));
     gst_pad_add_probe(
         in_pad.get(), GST_PAD_PROBE_TYPE_BUFFER,
@@ -64,41 +59,25 @@ class EchoSession : public calls::WebRtcLeg::Listener {
         },
         packets_heard_.get(), nullptr);
 
-    struct Ctx {
-      std::weak_ptr<int> alive;
-      EchoSession* session;
-    };
-    handler = g_signal_connect_data(
+    // On the pc thread: connect the message handler there, so no message that follows is missed;
+    // everything else is posted behind the liveness check.
+    signals_.push_back(connect_signal<void(GstElement*, GstWebRTCDataChannel*)>(
         leg_->element(), "on-data-channel",
-        G_CALLBACK(+[](GstElement*, GstWebRTCDataChannel* channel, gpointer data) {
-          auto* ctx = static_cast<Ctx*>(data);
-          // Connected here, on the pc thread, so no message that follows is missed.
-          g_signal_connect_data(
+        [alive = lifetime_.watch(), this](GstElement*, GstWebRTCDataChannel* channel) {
+          connect_signal_for_lifetime<void(GstWebRTCDataChannel*, const gchar*)>(
               channel, "on-message-string",
-              G_CALLBACK(+[](GstWebRTCDataChannel*, const gchar* text, gpointer d) {
-                auto* c = static_cast<Ctx*>(d);
-                std::string copy = text ? text : "";
-                EchoSession* s = c->session;
-                post_to_main([alive = c->alive, s, copy] {
-                  if (alive.lock()) s->on_event(copy);
-                });
-              }),
-              new Ctx{ctx->alive, ctx->session},
-              [](gpointer d, GClosure*) { delete static_cast<Ctx*>(d); }, GConnectFlags(0));
-          auto ref = Ref<GstWebRTCDataChannel>::retain(channel);
-          EchoSession* s = ctx->session;
-          post_to_main([alive = ctx->alive, s, ref] {
-            if (alive.lock()) s->on_channel(ref);
-          });
-        }),
-        new Ctx{alive_, this}, [](gpointer d, GClosure*) { delete static_cast<Ctx*>(d); },
-        GConnectFlags(0));
-    signals_.emplace_back(leg_->element(), handler);
+              [alive, this](GstWebRTCDataChannel*, const gchar* text) {
+                post_if_alive(alive,
+                              [this, copy = std::string(text ? text : "")] { on_event(copy); });
+              });
+          post_if_alive(
+              alive, [this, ref = Ref<GstWebRTCDataChannel>::retain(channel)] { on_channel(ref); });
+        }));
   }
 
   ~EchoSession() override {
     // Fixed order: stop callbacks (the leg's and ours; the channel's message handler checks
-    // `alive_` on the main loop), start the channel's close, break the webrtcbin -> echo ->
+    // `lifetime_` on the main loop), start the channel's close, break the webrtcbin -> echo ->
     // webrtcbin cycle, then let the reaper stop the pipeline off the main loop once the close
     // procedure is over: stopping while it runs on the pc thread deadlocks 1.22
     // (WEBRTCBIN-NOTES). The packet probe counts into a counter the reaper keeps alive.
@@ -201,7 +180,6 @@ class EchoSession : public calls::WebRtcLeg::Listener {
 
   std::string id_;
   std::function<void(const std::string&)> on_end_;
-  std::shared_ptr<int> alive_ = std::make_shared<int>(0);
   Ref<GstElement> pipeline_;
   std::unique_ptr<calls::WebRtcLeg> leg_;
   Ref<GstElement> echo_in_;
@@ -215,6 +193,7 @@ class EchoSession : public calls::WebRtcLeg::Listener {
   std::uint64_t packets_at_last_response_ = 0;
   EchoProtocol protocol_{[this](const std::string& text) { send(text); },
                          [this] { return take_heard_ms(); }};
+  Lifetime lifetime_;  // checked by every callback posted from webrtcbin's threads
 };
 
 // An echo session over the WebSocket path: the protocol without media, answered in process.
@@ -239,15 +218,11 @@ class EchoSocket : public UpstreamSocket {
   }
 
  private:
-  void post(std::function<void()> fn) {
-    post_to_main([alive = std::weak_ptr<int>(alive_), fn = std::move(fn)] {
-      if (alive.lock()) fn();
-    });
-  }
+  void post(std::function<void()> fn) { post_if_alive(lifetime_.watch(), std::move(fn)); }
 
   UpstreamSocket::Listener* listener_;
   bool closed_ = false;
-  std::shared_ptr<int> alive_ = std::make_shared<int>(0);
+  Lifetime lifetime_;
   EchoProtocol protocol_{[this](const std::string& text) {
     if (!closed_) listener_->OnUpstreamText(text);
   }};
@@ -266,23 +241,16 @@ void EchoWorker::exchange(const OfferRequest& request, GCancellable* cancellable
   std::string id = random_id("rtc_echo_", 24);
   if (cancellable) {
     // A call ended during set-up (or later) ends its echo session too: nobody would hang it up.
-    struct CancelCtx {
-      EchoWorker* worker;
-      std::string id;
-    };
-    g_signal_connect_data(
-        cancellable, "cancelled", G_CALLBACK(+[](GCancellable*, gpointer data) {
-          auto* ctx = static_cast<CancelCtx*>(data);
-          post_to_main([worker = ctx->worker, id = ctx->id] { worker->end_session(id); });
-        }),
-        new CancelCtx{this, id},
-        [](gpointer data, GClosure*) { delete static_cast<CancelCtx*>(data); }, GConnectFlags(0));
+    // The cancellable is the call's: it may outlive this worker.
+    connect_signal_for_lifetime<void(GCancellable*)>(
+        cancellable, "cancelled", [alive = lifetime_.watch(), this, id](GCancellable*) {
+          post_if_alive(alive, [this, id] { end_session(id); });
+        });
   }
   std::unique_ptr<EchoSession> session;
   try {
-    session = std::make_unique<EchoSession>(id, webrtc_, [this](const std::string& ended) {
-      post_to_main([this, ended] { end_session(ended); });
-    });
+    session = std::make_unique<EchoSession>(id, webrtc_,
+                                            [this](const std::string& ended) { end_later(ended); });
   } catch (const std::exception& e) {
     done(UpstreamFailure{UpstreamFailure::Kind::kConnect, 0, {}, e.what()});
     return;
@@ -291,17 +259,17 @@ void EchoWorker::exchange(const OfferRequest& request, GCancellable* cancellable
   if (request.session_json) raw->configure(*request.session_json);
   sessions_[id] = std::move(session);
   raw->answer(request.offer_sdp, [this, id, done = std::move(done)](UpstreamResult result) {
-    if (std::holds_alternative<UpstreamFailure>(result)) {
-      std::string ended = id;
-      post_to_main([this, ended] { end_session(ended); });
-    }
+    if (std::holds_alternative<UpstreamFailure>(result)) end_later(id);
     done(std::move(result));
   });
 }
 
-void EchoWorker::hangup(const std::string& upstream_call_id) {
-  // Deferred: the caller may be inside one of this session's callbacks.
-  post_to_main([this, upstream_call_id] { end_session(upstream_call_id); });
+void EchoWorker::hangup(const std::string& upstream_call_id) { end_later(upstream_call_id); }
+
+void EchoWorker::end_later(const std::string& id) {
+  // Deferred: the caller may be inside one of this session's callbacks (or the worker's, which
+  // may be gone by then: the cancellable belongs to a call).
+  post_if_alive(lifetime_.watch(), [this, id] { end_session(id); });
 }
 
 void EchoWorker::end_session(const std::string& id) { sessions_.erase(id); }

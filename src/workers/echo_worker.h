@@ -16,6 +16,7 @@
 #include <memory>
 #include <string>
 
+#include "common/main_thread.h"
 #include "config/config.h"
 #include "workers/upstream_signaller.h"
 
@@ -37,11 +38,13 @@ class EchoWorker : public UpstreamSignaller {
   const std::string& name() const override { return name_; }
 
  private:
+  void end_later(const std::string& id);
   void end_session(const std::string& id);
 
   std::string name_ = "echo";
   config::WebRtcConfig webrtc_;
   std::map<std::string, std::unique_ptr<EchoSession>> sessions_;
+  Lifetime lifetime_;
 };
 
 }  // namespace rtgw::workers

@@ -35,22 +35,16 @@ struct PendingRequest {
   }
   // Our own bound on the whole request (connect + answer), separate from socket timeouts.
   void arm_timeout(int seconds) {
-    timeout = SourceGuard(g_timeout_add_full(
-        G_PRIORITY_DEFAULT, static_cast<guint>(seconds * 1000),
-        [](gpointer data) -> gboolean {
-          auto* p = static_cast<PendingRequest*>(data);
-          p->timed_out = true;
-          p->timeout.forget();
-          g_cancellable_cancel(p->cancellable.get());
-          return G_SOURCE_REMOVE;
-        },
-        this, nullptr));
+    timeout = run_after_ms(static_cast<guint>(seconds * 1000), [this] {
+      timed_out = true;
+      g_cancellable_cancel(cancellable.get());
+    });
   }
 };
 
 struct Exchange : PendingRequest {
   std::function<void(UpstreamResult)> done;
-  std::weak_ptr<int> worker_alive;
+  Liveness worker_alive;
   Worker* worker = nullptr;
 };
 
@@ -91,8 +85,8 @@ class WorkerSocket : public UpstreamSocket, public WebSocket::Listener {
     // closed with 1013 (try again later). Posted: this runs inside the listener's own send.
     std::string reason = "worker not reading: " + std::to_string(backlog) +
                          " bytes waiting (limit " + std::to_string(limit) + ")";
-    post_to_main([this, alive = std::weak_ptr<int>(alive_), reason] {
-      if (!alive.lock() || closed_reported_) return;
+    post_if_alive(lifetime_.watch(), [this, reason] {
+      if (closed_reported_) return;
       closed_reported_ = true;
       listener_->OnUpstreamClosed(close_code::kTryAgainLater, reason);
     });
@@ -102,7 +96,7 @@ class WorkerSocket : public UpstreamSocket, public WebSocket::Listener {
   WebSocket socket_;
   UpstreamSocket::Listener* listener_;
   bool closed_reported_ = false;
-  std::shared_ptr<int> alive_ = std::make_shared<int>(0);
+  Lifetime lifetime_;
 };
 
 std::string location_call_id(const char* location) {
@@ -199,7 +193,7 @@ void Worker::exchange(const OfferRequest& request, GCancellable* cancellable,
                       std::function<void(UpstreamResult)> done) {
   auto ex = std::make_unique<Exchange>();
   ex->done = std::move(done);
-  ex->worker_alive = alive_;
+  ex->worker_alive = lifetime_.watch();
   ex->worker = this;
   if (!ex->follow(cancellable)) return;
 
@@ -234,10 +228,9 @@ void Worker::exchange(const OfferRequest& request, GCancellable* cancellable,
   Exchange* raw = ex.get();
   raw->arm_timeout(config_.timeout_seconds);
 
-  soup_session_send_and_read_async(
-      session_.get(), raw->message.get(), G_PRIORITY_DEFAULT, raw->cancellable.get(),
-      [](GObject* source, GAsyncResult* result, gpointer data) {
-        std::unique_ptr<Exchange> ex(static_cast<Exchange*>(data));
+  // The exchange lives in the completion closure until the request completes.
+  auto ready = async_ready(
+      [ex = std::shared_ptr<Exchange>(std::move(ex))](GObject* source, GAsyncResult* result) {
         ex->timeout.cancel();
         UniqueError err;
         auto bytes = Ref<GBytes>::adopt(
@@ -253,7 +246,7 @@ void Worker::exchange(const OfferRequest& request, GCancellable* cancellable,
             guint status = soup_message_get_status(ex->message.get());
             std::string answered = location_call_id(soup_message_headers_get_one(
                 soup_message_get_response_headers(ex->message.get()), "Location"));
-            if (status >= 200 && status < 300 && !answered.empty() && ex->worker_alive.lock())
+            if (status >= 200 && status < 300 && !answered.empty() && ex->worker_alive.alive())
               ex->worker->hangup(answered);
             return;
           } else {
@@ -287,8 +280,9 @@ void Worker::exchange(const OfferRequest& request, GCancellable* cancellable,
         answer.upstream_call_id = location_call_id(soup_message_headers_get_one(rh, "Location"));
         answer.answer_ms = elapsed_ms;
         ex->done(std::move(answer));
-      },
-      ex.release());
+      });
+  soup_session_send_and_read_async(session_.get(), raw->message.get(), G_PRIORITY_DEFAULT,
+                                   raw->cancellable.get(), ready.callback, ready.user_data);
 }
 
 void Worker::open_socket(const SocketRequest& request, UpstreamSocket::Listener* listener,
@@ -306,11 +300,8 @@ void Worker::open_socket(const SocketRequest& request, UpstreamSocket::Listener*
   prepare(op->message.get());
   SocketConnect* raw = op.get();
   raw->arm_timeout(config_.timeout_seconds);
-  soup_session_websocket_connect_async(
-      session_.get(), raw->message.get(), nullptr, nullptr, G_PRIORITY_DEFAULT,
-      raw->cancellable.get(),
-      [](GObject* source, GAsyncResult* result, gpointer data) {
-        std::unique_ptr<SocketConnect> op(static_cast<SocketConnect*>(data));
+  auto ready = async_ready(
+      [op = std::shared_ptr<SocketConnect>(std::move(op))](GObject* source, GAsyncResult* result) {
         op->timeout.cancel();
         UniqueError err;
         auto connection = Ref<SoupWebsocketConnection>::adopt(
@@ -341,8 +332,10 @@ void Worker::open_socket(const SocketRequest& request, UpstreamSocket::Listener*
             0,
             {},
             std::string("cannot open the worker's WebSocket: ") + (err ? err->message : "?")});
-      },
-      op.release());
+      });
+  soup_session_websocket_connect_async(session_.get(), raw->message.get(), nullptr, nullptr,
+                                       G_PRIORITY_DEFAULT, raw->cancellable.get(), ready.callback,
+                                       ready.user_data);
 }
 
 bool Worker::breaker_open() const {
@@ -396,15 +389,7 @@ void Worker::start_health_checks() {
 }
 
 void Worker::schedule_health_check(int seconds) {
-  health_timer_ = SourceGuard(g_timeout_add_seconds(
-      static_cast<guint>(seconds),
-      [](gpointer data) -> gboolean {
-        auto* self = static_cast<Worker*>(data);
-        self->health_timer_.forget();
-        self->check_health();
-        return G_SOURCE_REMOVE;
-      },
-      this));
+  health_timer_ = run_after_seconds(static_cast<guint>(seconds), [this] { check_health(); });
 }
 
 void Worker::check_health() {
@@ -412,36 +397,28 @@ void Worker::check_health() {
   auto msg = Ref<SoupMessage>::adopt(soup_message_new("GET", url.c_str()));
   if (!msg) return;
   prepare(msg.get());
-  struct Ctx {
-    std::weak_ptr<int> alive;
-    Worker* worker;
-    Ref<SoupMessage> msg;
-  };
-  soup_session_send_and_read_async(
-      session_.get(), msg.get(), G_PRIORITY_DEFAULT, nullptr,
-      [](GObject* source, GAsyncResult* result, gpointer data) {
-        std::unique_ptr<Ctx> ctx(static_cast<Ctx*>(data));
+  auto ready =
+      async_ready([alive = lifetime_.watch(), this, msg](GObject* source, GAsyncResult* result) {
         UniqueError err;
         auto bytes = Ref<GBytes>::adopt(
             soup_session_send_and_read_finish(SOUP_SESSION(source), result, ErrorOut(err)));
-        if (!ctx->alive.lock()) return;
-        Worker* w = ctx->worker;
-        guint status = bytes ? soup_message_get_status(ctx->msg.get()) : 0;
+        if (!alive.alive()) return;
+        guint status = bytes ? soup_message_get_status(msg.get()) : 0;
         bool ok = status >= 200 && status < 300;
-        if (ok != w->healthy_)
-          g_message("worker %s: %s (%s)", w->config_.name.c_str(), ok ? "healthy" : "unhealthy",
+        if (ok != healthy_)
+          g_message("worker %s: %s (%s)", config_.name.c_str(), ok ? "healthy" : "unhealthy",
                     ok ? "health check passed"
                        : (err ? err->message : ("status " + std::to_string(status)).c_str()));
-        w->healthy_ = ok;
+        healthy_ = ok;
         // Back off while failing: interval, 2x, 4x ... up to 60 s.
-        w->health_backoff_seconds_ =
+        health_backoff_seconds_ =
             ok ? 0
-               : std::min(60, w->health_backoff_seconds_ ? w->health_backoff_seconds_ * 2
-                                                         : w->config_.health_interval_seconds);
-        w->schedule_health_check(ok ? w->config_.health_interval_seconds
-                                    : w->health_backoff_seconds_);
-      },
-      new Ctx{alive_, this, msg});
+               : std::min(60, health_backoff_seconds_ ? health_backoff_seconds_ * 2
+                                                      : config_.health_interval_seconds);
+        schedule_health_check(ok ? config_.health_interval_seconds : health_backoff_seconds_);
+      });
+  soup_session_send_and_read_async(session_.get(), msg.get(), G_PRIORITY_DEFAULT, nullptr,
+                                   ready.callback, ready.user_data);
 }
 
 void Worker::hangup(const std::string& upstream_call_id) {
@@ -452,17 +429,14 @@ void Worker::hangup(const std::string& upstream_call_id) {
   soup_message_add_flags(msg.get(), SOUP_MESSAGE_IDEMPOTENT);  // reuse pooled connections
   prepare(msg.get());
   // Fire and forget; the session's timeout bounds it. The message ref travels with the request.
-  SoupMessage* raw = msg.release();
-  soup_session_send_and_read_async(
-      session_.get(), raw, G_PRIORITY_DEFAULT, nullptr,
-      [](GObject* source, GAsyncResult* result, gpointer data) {
-        auto m = Ref<SoupMessage>::adopt(static_cast<SoupMessage*>(data));
-        UniqueError err;
-        auto bytes = Ref<GBytes>::adopt(
-            soup_session_send_and_read_finish(SOUP_SESSION(source), result, ErrorOut(err)));
-        if (!bytes) g_message("upstream hangup failed: %s", err ? err->message : "unknown");
-      },
-      raw);
+  auto ready = async_ready([msg](GObject* source, GAsyncResult* result) {
+    UniqueError err;
+    auto bytes = Ref<GBytes>::adopt(
+        soup_session_send_and_read_finish(SOUP_SESSION(source), result, ErrorOut(err)));
+    if (!bytes) g_message("upstream hangup failed: %s", err ? err->message : "unknown");
+  });
+  soup_session_send_and_read_async(session_.get(), msg.get(), G_PRIORITY_DEFAULT, nullptr,
+                                   ready.callback, ready.user_data);
 }
 
 }  // namespace rtgw::workers

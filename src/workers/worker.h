@@ -14,6 +14,7 @@
 
 #include <string>
 
+#include "common/main_thread.h"
 #include "common/ref.h"
 #include "config/config.h"
 #include "workers/upstream_signaller.h"
@@ -70,7 +71,7 @@ class Worker : public UpstreamSignaller {
   int consecutive_failures_ = 0;
   gint64 open_until_us_ = 0;  // breaker open until then
   bool probing_ = false;      // half-open: one lease holds the probe slot
-  std::shared_ptr<int> alive_ = std::make_shared<int>(0);
+  Lifetime lifetime_;
 };
 
 }  // namespace rtgw::workers

@@ -32,7 +32,7 @@ def test_debug_calls_and_pipeline_graph(fake_upstream, gateway_factory, tmp_path
         assert get("/debug/calls", GATEWAY_KEY).status == 403
         dot = get(f"/debug/calls/{call.result.call_id}/pipeline.dot", ADMIN)
         assert dot.status == 200 and dot.body.startswith("digraph")
-        for name in ("client", "upstream", "rteventfilter", "rtusagemeter", "rtpopuspay"):
+        for name in ("client", "upstream", "rteventfilter", "rtusagemeter", "rtpptrewrite"):
             assert name.lower() in dot.body.lower(), name
         assert get(f"/debug/calls/{call.result.call_id}/pipeline.dot", GATEWAY_KEY).status == 403
         await call.close()
@@ -50,11 +50,12 @@ def test_readme_level_pipeline_extension(fake_upstream, gateway_factory, tmp_pat
     from peers.aiortc_client import run_call_sync
     src = os.path.join(os.path.dirname(__file__), "..", "..", "pipelines", "call.pipeline")
     text = open(src).read()
-    chain = "! rtpopusdepay ! rtpopuspay name=upstream_audio_out"
+    chain = "identity name=client_audio_in silent=true ! rtpptrewrite name=upstream_audio_out"
     assert chain in text
-    text = text.replace(chain, "! rtpopusdepay ! tee name=t ! queue ! rtpopuspay name=upstream_audio_out\n"
-                        "  t. ! queue leaky=downstream ! opusdec ! level post-messages=true"
-                        " ! fakesink sync=false async=false", 1)
+    text = text.replace(chain, "identity name=client_audio_in silent=true ! tee name=t"
+                        " ! rtpptrewrite name=upstream_audio_out\n"
+                        "  t. ! queue leaky=downstream ! rtpopusdepay ! opusdec"
+                        " ! level post-messages=true ! fakesink sync=false async=false", 1)
     pipeline = tmp_path / "level.pipeline"
     pipeline.write_text(text)
     gw = gateway_factory(default_gateway_config(fake_upstream), args=["--pipeline", str(pipeline)],

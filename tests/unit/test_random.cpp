@@ -11,9 +11,9 @@
 
 #include "auth/ephemeral_token.h"
 #include "calls/call_registry.h"
-#include "calls/element_messages.h"
 #include "common/json.h"
 #include "common/random.h"
+#include "events/element_messages.h"
 #include "relay/session_registry.h"
 
 namespace {
@@ -86,7 +86,8 @@ TEST(Random, IdsKeepTheirFormatsAndNeverRepeat) {
     EXPECT_TRUE(std::regex_match(rtgw::relay::SessionRegistry::new_session_id(), session_id));
   }
   auto error_event_id = [] {
-    auto node = rtgw::json::parse(rtgw::calls::make_error_event("invalid_request_error", "x", "m"));
+    auto node =
+        rtgw::json::parse(rtgw::events::make_error_event("invalid_request_error", "x", "m"));
     return rtgw::json::get_string(json_node_get_object(node.get()), "event_id").value_or("");
   };
   EXPECT_TRUE(std::regex_match(error_event_id(), event_id));

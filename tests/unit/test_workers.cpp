@@ -14,7 +14,9 @@
 #include <variant>
 #include <vector>
 
+#include "common/json.h"
 #include "config/config.h"
+#include "workers/echo_protocol.h"
 #include "workers/upstream_signaller.h"
 #include "workers/worker.h"
 #include "workers/worker_lease.h"
@@ -472,3 +474,84 @@ TEST(WorkerLease, TheBuiltInWorkerIsLeasedTheSameWay) {
 }
 
 }  // namespace
+
+TEST(EchoProtocol, MetersAppendedAudio) {
+  std::vector<std::string> sent;
+  rtgw::workers::EchoProtocol echo([&](const std::string& text) { sent.push_back(text); });
+  echo.start();
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_NE(sent[0].find("\"session.created\""), std::string::npos);
+  // 2 s of PCM16 at 24 kHz = 96000 bytes = 128000 base64 characters: 20 audio tokens.
+  echo.on_event(R"({"type":"input_audio_buffer.append","audio":")" + std::string(128000, 'A') +
+                R"("})");
+  echo.on_event(R"({"type":"response.create"})");
+  ASSERT_EQ(sent.size(), 4u);  // created, delta, done
+  auto done = rtgw::json::parse(sent[3]);
+  ASSERT_TRUE(done);
+  JsonObject* response = rtgw::json::get_object(json_node_get_object(done.get()), "response");
+  ASSERT_NE(response, nullptr);
+  JsonObject* usage = rtgw::json::get_object(response, "usage");
+  ASSERT_NE(usage, nullptr);
+  EXPECT_EQ(json_object_get_int_member(usage, "input_tokens"), 20);
+  echo.on_event("not json");
+  EXPECT_NE(sent.back().find("\"invalid_json\""), std::string::npos);
+}
+
+TEST(EchoProtocol, TranscriptionSessionsTranscribeOnCommit) {
+  std::vector<std::string> sent;
+  const std::string one_second =
+      R"({"type":"input_audio_buffer.append","audio":")" + std::string(64000, 'A') + R"("})";
+  rtgw::Ref<JsonNode> node;  // keeps the last parsed event alive for the returned usage
+  auto last_usage = [&](const char* type) -> JsonObject* {
+    for (auto it = sent.rbegin(); it != sent.rend(); ++it) {
+      node = rtgw::json::parse(*it);
+      JsonObject* event = json_node_get_object(node.get());
+      if (rtgw::json::get_string(event, "type") == type)
+        return rtgw::json::get_object(event, "usage");
+    }
+    return nullptr;
+  };
+  {
+    rtgw::workers::EchoProtocol echo([&](const std::string& text) { sent.push_back(text); });
+    echo.configure(
+        R"({"type":"transcription","audio":{"input":{"transcription":{"model":"stt"}}}})");
+    echo.start();
+    EXPECT_NE(sent[0].find("\"type\":\"transcription\""), std::string::npos) << sent[0];
+    echo.on_event(one_second);
+    echo.on_event(R"({"type":"input_audio_buffer.commit"})");
+    ASSERT_EQ(sent.size(), 3u);
+    EXPECT_NE(sent[1].find("input_audio_buffer.committed"), std::string::npos);
+    JsonObject* usage = last_usage("conversation.item.input_audio_transcription.completed");
+    ASSERT_NE(usage, nullptr);
+    EXPECT_EQ(rtgw::json::get_string(usage, "type"), "tokens");
+    EXPECT_EQ(json_object_get_int_member(usage, "input_tokens"), 10);  // 1 s of audio
+    // The audio is consumed: a second commit bills nothing more.
+    echo.on_event(R"({"type":"input_audio_buffer.commit"})");
+    EXPECT_EQ(
+        json_object_get_int_member(
+            last_usage("conversation.item.input_audio_transcription.completed"), "input_tokens"),
+        0);
+  }
+  sent.clear();
+  {
+    // whisper models are duration-billed; a realtime session's response still bills the audio.
+    rtgw::workers::EchoProtocol echo([&](const std::string& text) { sent.push_back(text); });
+    echo.start();
+    echo.on_event(R"({"type":"input_audio_buffer.commit"})");
+    EXPECT_EQ(sent.size(), 1u) << "no transcription configured: no transcription";
+    echo.on_event(R"({"type":"session.update","session":{"type":"realtime","audio":{"input":)"
+                  R"({"transcription":{"model":"whisper-1"}}}}})");
+    echo.on_event(one_second);
+    echo.on_event(one_second);
+    echo.on_event(R"({"type":"input_audio_buffer.commit"})");
+    JsonObject* usage = last_usage("conversation.item.input_audio_transcription.completed");
+    ASSERT_NE(usage, nullptr);
+    EXPECT_EQ(rtgw::json::get_string(usage, "type"), "duration");
+    EXPECT_DOUBLE_EQ(json_object_get_double_member(usage, "seconds"), 2.0);
+    echo.on_event(R"({"type":"response.create"})");
+    auto done = rtgw::json::parse(sent.back());
+    JsonObject* response = rtgw::json::get_object(json_node_get_object(done.get()), "response");
+    EXPECT_EQ(json_object_get_int_member(rtgw::json::get_object(response, "usage"), "input_tokens"),
+              20);
+  }
+}

@@ -1,11 +1,13 @@
 // SPDX-License-Identifier: MIT
 // The elements in the shape the server uses (SPEC "Custom GStreamer elements"): both event paths
-// of one call, appsrc → rteventfilter → rtusagemeter(client) → appsink and
-// appsrc → rtusagemeter(upstream) → appsink, built from a pipeline description.
+// of a call and of a WebSocket session, appsrc → rteventfilter → rtusagemeter(client) → appsink
+// and appsrc → rtusagemeter(upstream) → appsink, built from the real descriptions in pipelines/
+// (the ones the gateway loads), plus the meter's peer found across bins.
 #include <gst/app/gstappsink.h>
 #include <gst/app/gstappsrc.h>
 #include <gtest/gtest.h>
 
+#include <sstream>
 #include <string>
 
 #include "test_util.h"
@@ -13,35 +15,43 @@
 namespace rtgw::rtevents::test {
 namespace {
 
-class RtEventsPipelineTest : public ::testing::Test {
+// A description file as the gateway reads it (common/pipeline.cpp): '#' lines dropped.
+std::string load_description(const std::string& file) {
+  std::string path = std::string(RTGW_PIPELINES_DIR) + "/" + file;
+  gchar* contents = nullptr;
+  gsize length = 0;
+  if (!g_file_get_contents(path.c_str(), &contents, &length, nullptr)) return {};
+  std::istringstream in(std::string(contents, length));
+  g_free(contents);
+  std::string line, out;
+  while (std::getline(in, line)) {
+    auto first = line.find_first_not_of(" \t");
+    if (first == std::string::npos || line[first] == '#') continue;
+    out += line + "\n";
+  }
+  return out;
+}
+
+class EventPathFixture : public ::testing::Test {
  protected:
-  void SetUp() override {
+  // Builds `description`, sets the policy as the gateway does, and plays it.
+  void start(const std::string& description) {
+    ASSERT_FALSE(description.empty()) << "cannot read the description";
     UniqueError error;
     GError* raw = nullptr;
-    // The client path sits in its own bin: the peer is found by searching up the bin tree.
-    // appsinks are async=false: each path only carries data when there is an event, so neither
-    // may hold the pipeline's state change waiting for a first buffer.
-    pipeline_ = Ref<GstElement>::sink(gst_parse_launch(
-        "( name=client_path "
-        "  appsrc name=from_client is-live=true format=time caps=application/x-realtime-event ! "
-        "  rteventfilter name=filter key-name=team-a model=gpt-realtime-mini ! "
-        "  rtusagemeter name=meter_client direction=client peer=meter_upstream ! "
-        "  appsink name=to_upstream sync=false async=false ) "
-        "appsrc name=from_upstream is-live=true format=time caps=application/x-realtime-event ! "
-        "rtusagemeter name=meter_upstream ! appsink name=to_client sync=false async=false",
-        &raw));
+    pipeline_ = Ref<GstElement>::sink(gst_parse_launch(description.c_str(), &raw));
     error.reset(raw);
     ASSERT_TRUE(pipeline_) << (error ? error->message : "no pipeline");
     ASSERT_FALSE(error) << error->message;
     ASSERT_TRUE(GST_IS_PIPELINE(pipeline_.get()));
-    const auto parent =
-        Ref<GstObject>::adopt(gst_object_get_parent(GST_OBJECT(element("meter_client"))));
-    ASSERT_TRUE(parent);
-    ASSERT_STREQ(GST_OBJECT_NAME(parent.get()), "client_path");
-    g_object_set(element("filter"), "policy",
+    // The ends and elements the gateway looks up by name (events/event_path.h).
+    for (const char* name : {"client_events_in", "client_events_filter", "upstream_events_out",
+                             "upstream_events_in", "upstream_events_meter", "client_events_out"})
+      ASSERT_TRUE(element(name)) << "no element named " << name;
+    g_object_set(element("client_events_filter"), "policy",
                  R"({"service_tier":[{"tier":"priority","action":"pass",
                      "models":["gpt-realtime-mini"],"fallback":"block","end_call":true}]})",
-                 nullptr);
+                 "key-name", "team-a", "model", "gpt-realtime-mini", nullptr);
     bus_ = Ref<GstBus>::adopt(gst_element_get_bus(pipeline_.get()));
     ASSERT_NE(gst_element_set_state(pipeline_.get(), GST_STATE_PLAYING), GST_STATE_CHANGE_FAILURE);
     GstState state = GST_STATE_NULL;
@@ -87,19 +97,27 @@ class RtEventsPipelineTest : public ::testing::Test {
   std::vector<Ref<GstElement>> elements_;
 };
 
-TEST_F(RtEventsPipelineTest, BothPathsOfACall) {
+class RtEventsPipelineTest : public EventPathFixture,
+                             public ::testing::WithParamInterface<const char*> {
+ protected:
+  void SetUp() override { start(load_description(GetParam())); }
+};
+
+TEST_P(RtEventsPipelineTest, BothEventPaths) {
   const char* create = R"({"type":"response.create","response":{"service_tier":"Priority"}})";
-  push("from_client", create);
+  push("client_events_in", create);
   // No rule: the tier passes, normalized (SPEC "Policy").
-  EXPECT_EQ(pull("to_upstream"),
+  EXPECT_EQ(pull("upstream_events_out"),
             R"({"type":"response.create","response":{"service_tier":"priority"}})");
 
   g_usleep(20 * G_USEC_PER_SEC / 1000);
-  push("from_upstream", R"({"type":"response.created","response":{"id":"r1"}})");
-  push("from_upstream", R"({"type":"response.output_text.delta","response_id":"r1","delta":"x"})");
-  push("from_upstream", R"({"type":"response.done","response":{"id":"r1","status":"completed",)"
-                        R"("usage":{"input_tokens":3,"output_tokens":5,"total_tokens":8}}})");
-  for (int i = 0; i < 3; ++i) EXPECT_FALSE(pull("to_client").empty());
+  push("upstream_events_in", R"({"type":"response.created","response":{"id":"r1"}})");
+  push("upstream_events_in",
+       R"({"type":"response.output_text.delta","response_id":"r1","delta":"x"})");
+  push("upstream_events_in",
+       R"({"type":"response.done","response":{"id":"r1","status":"completed",)"
+       R"("usage":{"input_tokens":3,"output_tokens":5,"total_tokens":8}}})");
+  for (int i = 0; i < 3; ++i) EXPECT_FALSE(pull("client_events_out").empty());
   const Ref<GstMessage> turn = wait_message("rtusage-turn");
   ASSERT_TRUE(turn);
   const GstStructure* t = structure(turn);
@@ -111,9 +129,9 @@ TEST_F(RtEventsPipelineTest, BothPathsOfACall) {
 
   // The model switch makes the next priority request hit the fallback: blocked, call ends.
   const char* update = R"({"type":"session.update","session":{"model":"gpt-realtime"}})";
-  push("from_client", update);
-  EXPECT_EQ(pull("to_upstream"), update);
-  push("from_client",
+  push("client_events_in", update);
+  EXPECT_EQ(pull("upstream_events_out"), update);
+  push("client_events_in",
        R"({"type":"response.create","event_id":"c9","response":{"service_tier":"fast"}})");
   const Ref<GstMessage> decision = wait_message("rtevent-decision");
   ASSERT_TRUE(decision);
@@ -123,11 +141,57 @@ TEST_F(RtEventsPipelineTest, BothPathsOfACall) {
   EXPECT_EQ(str_field(d, "model"), "gpt-realtime");
   EXPECT_TRUE(bool_field(d, "end-call"));
   const char* next = R"({"type":"input_audio_buffer.clear"})";
-  push("from_client", next);
-  EXPECT_EQ(pull("to_upstream"), next);  // the blocked event never came out
+  push("client_events_in", next);
+  EXPECT_EQ(pull("upstream_events_out"), next);  // the blocked event never came out
 
-  EXPECT_EQ(get_uint64_property(element("meter_upstream"), "turns"), 1u);
-  EXPECT_EQ(get_uint64_property(element("filter"), "events-blocked"), 1u);
+  EXPECT_EQ(get_uint64_property(element("upstream_events_meter"), "turns"), 1u);
+  EXPECT_EQ(get_uint64_property(element("client_events_filter"), "events-blocked"), 1u);
+}
+
+// Both transports load their event path from these files: each must carry it whole.
+INSTANTIATE_TEST_SUITE_P(RealDescriptions, RtEventsPipelineTest,
+                         ::testing::Values("call.pipeline", "session.pipeline"),
+                         [](const ::testing::TestParamInfo<const char*>& info) {
+                           std::string name = info.param;
+                           return name.substr(0, name.find('.'));
+                         });
+
+// The client path in a bin of its own: the meter finds its peer by searching up the bin tree.
+class RtEventsNestedBinTest : public EventPathFixture {
+ protected:
+  void SetUp() override {
+    // appsinks are async=false: each path only carries data when there is an event, so neither
+    // may hold the pipeline's state change waiting for a first buffer.
+    start(
+        "( name=client_path "
+        "  appsrc name=client_events_in is-live=true format=time "
+        "    caps=application/x-realtime-event ! "
+        "  rteventfilter name=client_events_filter ! "
+        "  rtusagemeter name=meter_client direction=client peer=upstream_events_meter ! "
+        "  appsink name=upstream_events_out sync=false async=false ) "
+        "appsrc name=upstream_events_in is-live=true format=time "
+        "  caps=application/x-realtime-event ! "
+        "rtusagemeter name=upstream_events_meter ! "
+        "appsink name=client_events_out sync=false async=false");
+  }
+};
+
+TEST_F(RtEventsNestedBinTest, MeterFindsItsPeerAcrossBins) {
+  const auto parent =
+      Ref<GstObject>::adopt(gst_object_get_parent(GST_OBJECT(element("meter_client"))));
+  ASSERT_TRUE(parent);
+  ASSERT_STREQ(GST_OBJECT_NAME(parent.get()), "client_path");
+  push("client_events_in", R"({"type":"response.create","response":{"service_tier":"Priority"}})");
+  EXPECT_FALSE(pull("upstream_events_out").empty());
+  push("upstream_events_in", R"({"type":"response.created","response":{"id":"r1"}})");
+  push("upstream_events_in",
+       R"({"type":"response.done","response":{"id":"r1","status":"completed",)"
+       R"("usage":{"input_tokens":3,"output_tokens":5,"total_tokens":8}}})");
+  for (int i = 0; i < 2; ++i) EXPECT_FALSE(pull("client_events_out").empty());
+  const Ref<GstMessage> turn = wait_message("rtusage-turn");
+  ASSERT_TRUE(turn);
+  // The tier came from the client's request, through the peer found across the bin.
+  EXPECT_EQ(str_field(structure(turn), "service-tier"), "priority");
 }
 
 }  // namespace

@@ -1,10 +1,10 @@
 // SPDX-License-Identifier: MIT
-#include "calls/element_messages.h"
+#include "events/element_messages.h"
 
 #include "common/json.h"
 #include "common/random.h"
 
-namespace rtgw::calls {
+namespace rtgw::events {
 
 std::string make_error_event(const std::string& type, const std::string& code,
                              const std::string& message, const std::string& client_event_id) {
@@ -80,4 +80,4 @@ std::optional<usage::UsageRecord> parse_turn(const GstStructure* s) {
   return r;
 }
 
-}  // namespace rtgw::calls
+}  // namespace rtgw::events

@@ -4,6 +4,8 @@
 // Owns: decoding rteventfilter's `rtevent-decision` and rtusagemeter's `rtusage-turn` element
 // messages into plain structs, and the error event the gateway answers with, for every transport
 // that runs the elements (WebRTC calls, WebSocket sessions).
+//
+// Threads: any (pure functions).
 #pragma once
 
 #include <gst/gst.h>
@@ -13,7 +15,7 @@
 
 #include "usage/usage_ledger.h"
 
-namespace rtgw::calls {
+namespace rtgw::events {
 
 // What rteventfilter decided about one client event.
 struct PolicyDecision {
@@ -33,17 +35,6 @@ struct PolicyDecision {
   }
 };
 
-// The event path's named elements, the same in pipelines/call.pipeline and
-// pipelines/session.pipeline.
-namespace event_path {
-constexpr const char* kClientEventsIn = "client_events_in";            // appsrc
-constexpr const char* kUpstreamEventsOut = "upstream_events_out";      // appsink
-constexpr const char* kUpstreamEventsIn = "upstream_events_in";        // appsrc
-constexpr const char* kClientEventsOut = "client_events_out";          // appsink
-constexpr const char* kClientEventsFilter = "client_events_filter";    // rteventfilter
-constexpr const char* kUpstreamEventsMeter = "upstream_events_meter";  // rtusagemeter
-}  // namespace event_path
-
 // An `error` server event as OpenAI sends them: {"type":"error","event_id":"evt_<32 hex>",
 // "error":{"type","code","message"[,"event_id": the client event it is about]}}.
 std::string make_error_event(const std::string& type, const std::string& code,
@@ -55,4 +46,4 @@ std::optional<PolicyDecision> parse_decision(const GstStructure* s);
 // worker, transport) are left for the caller.
 std::optional<usage::UsageRecord> parse_turn(const GstStructure* s);
 
-}  // namespace rtgw::calls
+}  // namespace rtgw::events

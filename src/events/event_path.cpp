@@ -1,0 +1,156 @@
+// SPDX-License-Identifier: MIT
+#include "events/event_path.h"
+
+#include <gst/app/app.h>
+
+#include <stdexcept>
+
+#include "common/pipeline.h"
+#include "common/pipeline_reaper.h"
+
+namespace rtgw::events {
+namespace {
+
+Ref<GstElement> build_session_pipeline(const std::string& description) {
+  return build_pipeline(description, "session",
+                        {kClientEventsIn, kUpstreamEventsOut, kUpstreamEventsIn, kClientEventsOut,
+                         kClientEventsFilter, kUpstreamEventsMeter});
+}
+
+Ref<GstElement> find(GstElement* pipeline, const char* name) {
+  auto e = Ref<GstElement>::adopt(gst_bin_get_by_name(GST_BIN(pipeline), name));
+  if (!e)
+    throw std::runtime_error(std::string("the event path has no element named '") + name + "'");
+  return e;
+}
+
+}  // namespace
+
+void check_session_description(const std::string& description) {
+  build_session_pipeline(description);
+}
+
+void push_event(GstElement* appsrc, const char* data, gsize length) {
+  GstBuffer* buffer = gst_buffer_new_memdup(data, length);
+  // appsrc takes the buffer; a flushing or EOS appsrc just refuses it (the call is ending).
+  gst_app_src_push_buffer(GST_APP_SRC(appsrc), buffer);
+}
+
+void pull_events(GstElement* appsink, Liveness alive, std::function<void(std::string)> on_event) {
+  struct Sink {
+    Liveness alive;
+    std::function<void(std::string)> on_event;
+  };
+  GstAppSinkCallbacks callbacks = {};
+  callbacks.new_sample = [](GstAppSink* sink, gpointer data) -> GstFlowReturn {
+    // On a streaming thread: copy the event and post it; the owner is checked on the main loop.
+    const Sink& ctx = UserData<Sink>::from(data);
+    auto sample = Ref<GstSample>::adopt(gst_app_sink_pull_sample(sink));
+    if (!sample) return GST_FLOW_OK;
+    GstBuffer* buffer = gst_sample_get_buffer(sample.get());
+    GstMapInfo map;
+    if (!buffer || !gst_buffer_map(buffer, &map, GST_MAP_READ)) return GST_FLOW_OK;
+    std::string text(reinterpret_cast<const char*>(map.data), map.size);
+    gst_buffer_unmap(buffer, &map);
+    post_if_alive(ctx.alive, [on_event = ctx.on_event, text = std::move(text)]() mutable {
+      on_event(std::move(text));
+    });
+    return GST_FLOW_OK;
+  };
+  gst_app_sink_set_callbacks(GST_APP_SINK(appsink), &callbacks,
+                             UserData<Sink>::make(Sink{std::move(alive), std::move(on_event)}),
+                             &UserData<Sink>::destroy);
+}
+
+EventPath::EventPath(GstElement* pipeline, const Policy& policy, Listener* listener)
+    : listener_(listener),
+      pipeline_(Ref<GstElement>::retain(pipeline)),
+      client_in_(find(pipeline, kClientEventsIn)),
+      upstream_in_(find(pipeline, kUpstreamEventsIn)),
+      filter_(find(pipeline, kClientEventsFilter)),
+      meter_(find(pipeline, kUpstreamEventsMeter)) {
+  // The filter scopes its rules by key and model itself.
+  g_object_set(filter_.get(), "policy", policy.policy_json.c_str(), "key-name",
+               policy.key_name.c_str(), "model", policy.model.c_str(), "budget-exceeded",
+               policy.budget_exceeded, nullptr);
+  pull_events(find(pipeline, kUpstreamEventsOut).get(), lifetime_.watch(),
+              [this](std::string text) { listener_->OnPathEvent(true, std::move(text)); });
+  pull_events(find(pipeline, kClientEventsOut).get(), lifetime_.watch(), [this](std::string text) {
+    to_client_++;
+    listener_->OnPathEvent(false, std::move(text));
+  });
+}
+
+std::unique_ptr<EventPath> EventPath::start_own(const std::string& description,
+                                                const std::string& name, const Policy& policy,
+                                                Listener* listener) {
+  auto pipeline = build_session_pipeline(description);
+  gst_object_set_name(GST_OBJECT(pipeline.get()), name.c_str());
+  auto path = std::make_unique<EventPath>(pipeline.get(), policy, listener);
+  path->owns_pipeline_ = true;
+  EventPath* raw = path.get();
+  path->bus_watch_ =
+      watch_bus(pipeline.get(), [raw](GstMessage* m) { raw->on_own_bus_message(m); });
+  if (gst_element_set_state(pipeline.get(), GST_STATE_PLAYING) == GST_STATE_CHANGE_FAILURE)
+    throw std::runtime_error("the session pipeline failed to start");
+  return path;
+}
+
+EventPath::~EventPath() {
+  // The bus watch first; the appsink callbacks check `lifetime_` on the main loop. Then the
+  // reaper stops an own pipeline off the main loop (a call stops its own).
+  bus_watch_.cancel();
+  client_in_.reset();
+  upstream_in_.reset();
+  filter_.reset();
+  meter_.reset();
+  if (owns_pipeline_) stop_pipeline_async(std::move(pipeline_));
+}
+
+Ref<GstElement> EventPath::element(const char* name) const { return find(pipeline_.get(), name); }
+
+void EventPath::push_from_client(const std::string& text) {
+  push_event(client_in_.get(), text.data(), text.size());
+}
+
+void EventPath::push_from_upstream(const std::string& text) {
+  from_upstream_++;
+  push_event(upstream_in_.get(), text.data(), text.size());
+}
+
+void EventPath::set_budget_exceeded(bool exceeded) {
+  g_object_set(filter_.get(), "budget-exceeded", exceeded, nullptr);
+}
+
+guint EventPath::open_turns() const {
+  guint open = 0;
+  g_object_get(meter_.get(), "open-turns", &open, nullptr);
+  return open;
+}
+
+bool EventPath::handle_message(GstMessage* message) {
+  if (GST_MESSAGE_TYPE(message) != GST_MESSAGE_ELEMENT) return false;
+  const GstStructure* s = gst_message_get_structure(message);
+  if (auto d = parse_decision(s)) {
+    listener_->OnPathDecision(*d);
+    return true;
+  }
+  if (auto r = parse_turn(s)) {
+    listener_->OnPathTurn(std::move(*r));
+    return true;
+  }
+  return false;
+}
+
+void EventPath::on_own_bus_message(GstMessage* message) {
+  if (handle_message(message)) return;
+  if (GST_MESSAGE_TYPE(message) == GST_MESSAGE_ERROR) {
+    GError* raw = nullptr;
+    gst_message_parse_error(message, &raw, nullptr);
+    UniqueError err(raw);
+    g_warning("[%s] session pipeline error: %s", GST_OBJECT_NAME(pipeline_.get()),
+              err ? err->message : "?");
+  }
+}
+
+}  // namespace rtgw::events

@@ -1,0 +1,111 @@
+// SPDX-License-Identifier: MIT
+// The event path: the GStreamer elements every realtime event crosses, for both transports.
+//
+// Owns: the path's named elements (the same in pipelines/call.pipeline and
+// pipelines/session.pipeline): appsrc -> rteventfilter -> rtusagemeter -> appsink for client
+// events, appsrc -> rtusagemeter -> appsink for upstream events; pushing events in, pulling them
+// out (the appsinks call back on streaming threads; events come out on the main loop, in order
+// per direction), the filter's settings, and decoding what the elements post on the bus (policy
+// decisions, metered turns) for its listener. A WebRTC call's path lives in the call's pipeline
+// (the call runs and stops it); a WebSocket session's path has a pipeline of its own, built,
+// started and stopped (off the main loop) here.
+//
+// Threads: main loop only, except `push_event`, which any thread may call.
+#pragma once
+
+#include <gst/gst.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "common/main_thread.h"
+#include "common/ref.h"
+#include "events/element_messages.h"
+#include "usage/usage_ledger.h"
+
+namespace rtgw::events {
+
+// The path's named elements.
+constexpr const char* kClientEventsIn = "client_events_in";            // appsrc
+constexpr const char* kUpstreamEventsOut = "upstream_events_out";      // appsink
+constexpr const char* kUpstreamEventsIn = "upstream_events_in";        // appsrc
+constexpr const char* kClientEventsOut = "client_events_out";          // appsink
+constexpr const char* kClientEventsFilter = "client_events_filter";    // rteventfilter
+constexpr const char* kUpstreamEventsMeter = "upstream_events_meter";  // rtusagemeter
+
+// Pushes one event (a JSON text) into an appsrc as one buffer. Thread safe.
+void push_event(GstElement* appsrc, const char* data, gsize length);
+// Hands every event that reaches `appsink` to `on_event` on the main loop (the appsink calls
+// back on a streaming thread), as long as `alive` holds.
+void pull_events(GstElement* appsink, Liveness alive, std::function<void(std::string)> on_event);
+
+class EventPath {
+ public:
+  class Listener {
+   public:
+    virtual ~Listener() = default;
+    // An event left the path: to the upstream (a client event that passed the filter) or to the
+    // client (an upstream event, metered).
+    virtual void OnPathEvent(bool to_upstream, std::string text) = 0;
+    virtual void OnPathDecision(const PolicyDecision& decision) = 0;
+    // A metered turn; the record's ids are left to the listener.
+    virtual void OnPathTurn(usage::UsageRecord record) = 0;
+  };
+
+  struct Policy {
+    std::string policy_json;  // rteventfilter `policy` ("" = none)
+    std::string key_name;
+    std::string model;
+    bool budget_exceeded = false;
+  };
+
+  // The path inside `pipeline` (a call's), which its owner runs, watches (it hands element
+  // messages to handle_message()) and stops. Throws std::runtime_error when an element is missing.
+  EventPath(GstElement* pipeline, const Policy& policy, Listener* listener);
+  // A path with a pipeline of its own built from `description`, watched and started here.
+  // Throws std::runtime_error when the description does not build or lacks a named element (an
+  // operator error).
+  static std::unique_ptr<EventPath> start_own(const std::string& description,
+                                              const std::string& name, const Policy& policy,
+                                              Listener* listener);
+  ~EventPath();
+  EventPath(const EventPath&) = delete;
+  EventPath& operator=(const EventPath&) = delete;
+
+  // Decodes a decision or a turn for the listener; false when the message is neither.
+  bool handle_message(GstMessage* message);
+
+  void push_from_client(const std::string& text);
+  void push_from_upstream(const std::string& text);
+  // Where a transport may push client events itself (a data channel, on webrtcbin's thread).
+  const Ref<GstElement>& client_in() const { return client_in_; }
+  void set_budget_exceeded(bool exceeded);
+  // Responses the meter saw created and not yet done.
+  guint open_turns() const;
+  // Upstream events pushed that have not come out towards the client yet.
+  std::uint64_t in_flight_to_client() const { return from_upstream_ - to_client_; }
+
+ private:
+  Ref<GstElement> element(const char* name) const;
+  void on_own_bus_message(GstMessage* message);
+
+  Listener* listener_;
+  Ref<GstElement> pipeline_;
+  bool owns_pipeline_ = false;
+  Ref<GstElement> client_in_;
+  Ref<GstElement> upstream_in_;
+  Ref<GstElement> filter_;
+  Ref<GstElement> meter_;
+  SourceGuard bus_watch_;  // own pipeline only
+  std::uint64_t from_upstream_ = 0;
+  std::uint64_t to_client_ = 0;
+  Lifetime lifetime_;  // checked by the appsinks' posts
+};
+
+// Builds the session description once and checks its named elements. Throws
+// std::runtime_error.
+void check_session_description(const std::string& description);
+
+}  // namespace rtgw::events

@@ -1,0 +1,133 @@
+// SPDX-License-Identifier: MIT
+// What the two transports (WebRTC calls, WebSocket sessions) do alike with realtime events.
+//
+// Owns, for one call or session: the bounded queue of events waiting for a side to open, the
+// event statistics (relayed, refused, blocked, filtered), the filter's decisions (a block becomes
+// an error event for the client; an `end_call` rule ends the call), the metered turns (the
+// record's ids filled in, summed into the call's usage), and the late-usage wait at hang-up (the
+// client left mid-response: the response is cancelled upstream and the relay waits, bounded, for
+// its response.done so the tokens already spent are metered).
+//
+// The transport adapter (calls::Call, relay::WebSocketSession) moves bytes and decides how its
+// call ends; it implements `Transport` and feeds the relay what its EventPath reports.
+//
+// Threads: main loop only.
+#pragma once
+
+#include <glib.h>
+
+#include <cstdint>
+#include <deque>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/json.h"
+#include "common/ref.h"
+#include "events/element_messages.h"
+#include "usage/pricing.h"
+#include "usage/usage_ledger.h"
+
+namespace rtgw::events {
+
+// Events waiting for a side to open, bounded in bytes.
+class PendingQueue {
+ public:
+  explicit PendingQueue(std::int64_t max_bytes) : max_bytes_(max_bytes) {}
+  // False (nothing queued) when `text` would pass the bound.
+  bool push(std::string text);
+  // Takes every queued event, oldest first.
+  std::deque<std::string> take();
+  void clear();
+  std::int64_t bytes() const { return bytes_; }
+  bool empty() const { return queue_.empty(); }
+
+ private:
+  std::int64_t max_bytes_;
+  std::int64_t bytes_ = 0;
+  std::deque<std::string> queue_;
+};
+
+// The ids a metered turn's record carries.
+struct TurnIds {
+  std::string call_id;
+  std::string transport;  // "webrtc" | "websocket"
+  std::string key_name;
+  std::string model;
+  std::string worker_name;
+};
+
+class EventRelay {
+ public:
+  class Transport {
+   public:
+    virtual ~Transport() = default;
+    // An error event for the client (a block, a refused event).
+    virtual void send_error_to_client(const std::string& event) = 0;
+    // The cancel of an open response when the client left; false when the upstream is not open.
+    virtual bool send_cancel_upstream(const std::string& event) = 0;
+    // Reports to the owner (metrics, policy log, usage ledger).
+    virtual void OnRelayDecision(const PolicyDecision& decision) = 0;
+    virtual void OnRelayTurn(const usage::UsageRecord& record) = 0;
+    // An `end_call` rule fired: the error event is already queued for the client.
+    virtual void OnRelayPolicyEnd(const std::string& reason) = 0;
+    // The late-usage wait is over (the usage came, or the bound passed): end now.
+    virtual void OnRelayWaitOver(const std::string& reason) = 0;
+  };
+
+  // `pricing`: the model's price table (each turn's cost_usd, the running cost); none: turns
+  // carry cost_usd null.
+  EventRelay(int late_usage_wait_ms, Transport* transport,
+             std::optional<config::Pricing> pricing = std::nullopt)
+      : late_usage_wait_ms_(late_usage_wait_ms),
+        transport_(transport),
+        pricing_(std::move(pricing)) {}
+  EventRelay(const EventRelay&) = delete;
+  EventRelay& operator=(const EventRelay&) = delete;
+
+  // What the event path reported.
+  void on_decision(const PolicyDecision& decision);
+  void on_turn(usage::UsageRecord record, const TurnIds& ids);
+
+  // The client left with `open_turns` responses open. True: the response is cancelled upstream and
+  // the relay waits (bounded) for its usage, then calls OnRelayWaitOver; false: end now.
+  bool begin_late_usage_wait(const std::string& reason, guint open_turns);
+  bool waiting_for_usage() const { return waiting_; }
+  // Why the client left (what begin_late_usage_wait() was given).
+  const std::string& wait_reason() const { return wait_reason_; }
+  // The call ends: no wait any more.
+  void stop();
+
+  void count_from_client() { from_client_++; }
+  void count_from_upstream() { from_upstream_++; }
+  void count_refused() { refused_++; }
+  std::uint64_t from_client() const { return from_client_; }
+  std::uint64_t from_upstream() const { return from_upstream_; }
+
+  // {"from_client","from_upstream"[,"refused"],"blocked","filtered"} for describe().
+  json::ObjectBuilder events_json(bool with_refused) const;
+  // The summed tokens, "turns", the running "cost_usd" (null without a price table) and
+  // "turn_costs" (the last kRecentTurnCosts turns: {"id", "cost_usd"}, newest last).
+  json::ObjectBuilder usage_json() const;
+  static constexpr std::size_t kRecentTurnCosts = 32;
+
+ private:
+  int late_usage_wait_ms_;
+  Transport* transport_;
+  std::uint64_t from_client_ = 0;
+  std::uint64_t from_upstream_ = 0;
+  std::uint64_t refused_ = 0;
+  std::uint64_t blocked_ = 0;
+  std::uint64_t filtered_ = 0;
+  std::uint64_t turns_ = 0;
+  usage::UsageRecord usage_total_;
+  std::optional<config::Pricing> pricing_;
+  // The last turns' costs (response or item id, cost), newest last, bounded.
+  std::deque<std::pair<std::string, std::optional<double>>> recent_turn_costs_;
+  bool waiting_ = false;
+  std::string wait_reason_;
+  SourceGuard wait_timeout_;
+};
+
+}  // namespace rtgw::events
