@@ -37,6 +37,7 @@
 #include <vector>
 
 #include "usage/usage_ledger.h"
+#include "usage/usage_report.h"
 
 namespace rtgw::usage {
 
@@ -68,6 +69,17 @@ class PostgresLedger {
   // Called on the main loop with a replay that arrived after wait_for_replay gave up.
   void set_on_late_replay(std::function<void(const TotalsByKey&)> fn);
 
+  // GET /v1/usage from the table (every instance's turns): `query` is answered on the writer thread
+  // with one parameterized SELECT ... GROUP BY key, model, after every record this process offered
+  // before the call is written (a turn just metered is in its own report), and `done` runs on the
+  // main loop. While the database is unreachable `done` gets `unavailable` at once. False (`done`
+  // is not called) when kMaxConcurrentScans reports are already pending, or the ledger is closing.
+  bool report(UsageQuery query, std::function<void(UsageReply)> done);
+
+  // The SELECT that report() runs: $1 key (NULL: every key), $2 since, $3 until (unix seconds,
+  // NULL: open).
+  static const char* report_sql();
+
   // Stops taking records and lets the writer flush what is queued for up to `timeout` (a
   // statement still running then is cancelled), then joins it. Returns how many records were
   // left unwritten (also logged). Safe to call twice.
@@ -89,11 +101,20 @@ class PostgresLedger {
     double unix_time;
   };
   struct Connection;
+  struct ReportJob {
+    UsageQuery query;
+    std::uint64_t after;  // offered_ when it was asked: runs once settled_ reaches it
+    std::function<void(UsageReply)> done;
+  };
   enum class WriteResult { kOk, kOutage, kBadData };
 
   void run();
   bool connect(std::unique_lock<std::mutex>& lock);
   bool replay(Connection& conn, TotalsByKey& out);
+  // Runs one report on `conn` (lock not held); false when the connection failed.
+  bool run_report(Connection& conn, const UsageQuery& query, UsageReply& reply);
+  // Answers every pending report `unavailable` (lock held).
+  void fail_reports(const std::string& why);
   WriteResult insert(Connection& conn, const std::vector<Pending>& batch, std::uint64_t& inserted);
   std::chrono::steady_clock::time_point backoff();
   void note_outage(const std::string& why);
@@ -105,6 +126,10 @@ class PostgresLedger {
   mutable std::mutex mu_;
   std::condition_variable cv_;  // writer: records, stop; main: replay done, writer finished
   std::deque<Pending> queue_;
+  std::uint64_t offered_ = 0;  // records ever queued
+  std::uint64_t settled_ = 0;  // records ever taken off the queue (written, duplicate or refused)
+  std::deque<ReportJob> reports_;
+  int reports_pending_ = 0;  // queued or running
   bool closing_ = false;
   bool finished_ = false;
   std::chrono::steady_clock::time_point flush_deadline_;
@@ -112,6 +137,7 @@ class PostgresLedger {
   bool replay_waited_out_ = false;     // the main thread stopped waiting: post a late replay
   bool overflowing_ = false;           // an overflow episode is on (logged once)
   std::uint64_t dropped_in_episode_ = 0;
+  std::string outage_reason_;         // the last outage's cause, for reports
   std::unique_ptr<Connection> conn_;  // created and used by the writer; its cancel handle by close
   // The late-replay callback: the posted closure holds a weak pointer (main thread only).
   std::shared_ptr<std::function<void(const TotalsByKey&)>> on_late_replay_;
