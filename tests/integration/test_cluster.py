@@ -247,6 +247,7 @@ TURN_USD = (12 * 4 + 25 * 32 + 5 * 16 + 15 * 64) / 1e6  # 0.001888
 def test_budget_usd_spent_on_one_instance_blocks_the_other(fake_upstream, gateway_factory, redis):
     a, b = two_instances(fake_upstream, gateway_factory, redis, pricing=PRICING,
                          budget_usd=0.0015)
+    offer = aiortc_offer()
 
     async def scenario():
         # A session on B, live before the key spends its budget on A.
@@ -265,7 +266,7 @@ def test_budget_usd_spent_on_one_instance_blocks_the_other(fake_upstream, gatewa
             assert spent, redis.command("HGETALL", "rtgw:budget:team-a")
             assert abs(float(redis.command("HGET", "rtgw:budget:team-a", "usd")) - TURN_USD) < 1e-9
             # ... so B refuses a new call and a new session of the key...
-            refused = await asyncio.to_thread(post_offer, b.url, GATEWAY_KEY, aiortc_offer(), MODEL)
+            refused = await asyncio.to_thread(post_offer, b.url, GATEWAY_KEY, offer, MODEL)
             async with WsClient(b.url, key=GATEWAY_KEY, model=MODEL) as late:
                 refused_ws = late.result
             # ... and blocks the live session's next response.create.
