@@ -4,7 +4,9 @@
 // Owns: one writer thread and its libpq connection; a bounded queue of usage records
 // (`usage.postgres_buffer_records`) between the main loop and that thread; the table
 // `realtime_usage` (created if missing, see schema_sql()); the budget replay (per-key totals
-// summed from the table on the first connection).
+// summed from the table on the first connection); GET /v1/usage's queries against the table
+// (report(): queued beside the records, run by the writer on its connection, at most
+// kMaxConcurrentScans pending).
 //
 // Every record is written once: the table has a unique index on
 // (call_id, COALESCE(response_id, ''), COALESCE(item_id, '')) and each batch is one
@@ -18,9 +20,10 @@
 // for its data (SQLSTATE class 22/23) is retried row by row and only the offending rows are
 // dropped (rejected()), so one bad record cannot wedge the ledger.
 //
-// Threads: the public methods are called on the main thread (offer, wait_for_replay, close, the
-// late-replay callback runs there too); the counters may be read from any thread. All database
-// I/O happens on the writer thread; the main thread only takes the queue lock for a push.
+// Threads: the public methods are called on the main thread (offer, report, wait_for_replay,
+// close; the late-replay and report callbacks run there too); the counters may be read from any
+// thread. All database I/O happens on the writer thread; the main thread only takes the queue lock
+// for a push.
 #pragma once
 
 #include <atomic>
