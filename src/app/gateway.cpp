@@ -140,13 +140,21 @@ Gateway::Gateway(config::Config config)
                      [this](const std::string& key) { return accounting_.over_budget(key); },
                      config_.data_dir.empty() ? RTGW_DATA_DIR : config_.data_dir,
                      /*usage_report=*/{}, cluster_.get()});
-  // GET /v1/usage: the usage log when there is one (scanned off the main loop), else the
-  // ledger's in-memory window of this process's last turns (answered on the next main-loop turn).
-  if (config_.usage_log.empty())
+  // GET /v1/usage: the PostgreSQL table when the ledger is configured (every instance's turns,
+  // queried on the ledger's writer thread; 503 while the database is down), else the usage log
+  // when there is one (scanned off the main loop), else the ledger's in-memory window of this
+  // process's last turns (answered on the next main-loop turn).
+  if (postgres_)
     server_->set_usage_report(
-        [this](usage::UsageQuery query, std::function<void(std::vector<usage::UsageGroup>)> done) {
-          post_to_main(
-              [groups = usage_.memory_report(query), done = std::move(done)] { done(groups); });
+        [this](usage::UsageQuery query, std::function<void(usage::UsageReply)> done) {
+          return postgres_->report(std::move(query), std::move(done));
+        });
+  else if (config_.usage_log.empty())
+    server_->set_usage_report(
+        [this](usage::UsageQuery query, std::function<void(usage::UsageReply)> done) {
+          post_to_main([groups = usage_.memory_report(query), done = std::move(done)] {
+            done({groups, std::nullopt});
+          });
           return true;
         });
 }

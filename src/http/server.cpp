@@ -613,15 +613,25 @@ void Server::handle_usage(SoupServerMessage* msg, GHashTable* query) {
     q.key = query_value(query, "key");
 
   auto pending = Ref<SoupServerMessage>::retain(msg);
-  auto done = [pending](std::vector<usage::UsageGroup> groups) {
-    respond_json(pending.get(), 200, usage::usage_report_json(groups));
+  auto done = [pending](usage::UsageReply reply) {
+    if (reply.unavailable) {
+      g_warning("GET /v1/usage: the usage store is unavailable: %s", reply.unavailable->c_str());
+      HttpError e =
+          errors::unavailable("usage_store_unavailable",
+                              "the usage store (PostgreSQL) is unavailable: retry in a moment");
+      respond_json(pending.get(), e.status(), e.body());
+    } else {
+      respond_json(pending.get(), 200, usage::usage_report_json(reply.groups));
+    }
     soup_server_message_unpause(pending.get());
   };
   soup_server_message_pause(msg);
-  bool started =
-      services_.usage_report
-          ? services_.usage_report(std::move(q), std::move(done))
-          : usage::query_usage_log_async(services_.config.usage_log, std::move(q), std::move(done));
+  bool started = services_.usage_report
+                     ? services_.usage_report(std::move(q), std::move(done))
+                     : usage::query_usage_log_async(services_.config.usage_log, std::move(q),
+                                                    [done](std::vector<usage::UsageGroup> groups) {
+                                                      done({std::move(groups), std::nullopt});
+                                                    });
   if (!started) {
     soup_server_message_unpause(msg);
     throw errors::too_many("rate_limit_exceeded",

@@ -30,8 +30,8 @@
 #include "http/http_error.h"
 #include "metrics/metrics.h"
 #include "relay/session_registry.h"
-#include "usage/usage_report.h"
 #include "sdp/session_description.h"
+#include "usage/usage_report.h"
 #include "workers/worker_pool.h"
 
 namespace rtgw::http {
@@ -51,9 +51,9 @@ struct Services {
   std::function<bool(const std::string& key_name)> over_budget;
   std::string data_dir;  // the tester page
   // GET /v1/usage's source: answers the query off the main loop and calls back on it; false when
-  // it is too busy. Unset: the JSONL usage log (usage/usage_report.h).
-  std::function<bool(usage::UsageQuery, std::function<void(std::vector<usage::UsageGroup>)>)>
-      usage_report;
+  // it is too busy. Its reply's `unavailable` answers 503 usage_store_unavailable. Unset: the JSONL
+  // usage log (usage/usage_report.h).
+  std::function<bool(usage::UsageQuery, std::function<void(usage::UsageReply)>)> usage_report;
   // Cluster mode (cluster/cluster.h); null: one instance, nothing shared.
   cluster::Cluster* cluster = nullptr;
 };

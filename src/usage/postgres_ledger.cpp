@@ -60,6 +60,21 @@ CREATE UNIQUE INDEX IF NOT EXISTS realtime_usage_turn
 CREATE INDEX IF NOT EXISTS realtime_usage_key_time ON realtime_usage (key, time);
 )SQL";
 
+// GET /v1/usage's groups, as scan_usage_log() makes them from the JSONL log: a turn's total is
+// total_tokens, or input + output when none was sent; cost_usd sums the priced turns and
+// COUNT(cost_usd) says how many there were. Ordered by (key, model) bytewise, like the log's
+// report. $1 key, $2 since, $3 until: each NULL when not asked.
+constexpr const char* kReportSql =
+    "SELECT key, model, COUNT(*)::text, SUM(input_tokens)::text, SUM(output_tokens)::text,"
+    "  SUM(CASE WHEN total_tokens > 0 THEN total_tokens"
+    "      ELSE input_tokens + output_tokens END)::text,"
+    "  SUM(transcription_seconds)::text, COALESCE(SUM(cost_usd), 0)::text, COUNT(cost_usd)::text"
+    " FROM realtime_usage"
+    " WHERE ($1::text IS NULL OR key = $1::text)"
+    "  AND ($2::float8 IS NULL OR time >= to_timestamp($2::float8))"
+    "  AND ($3::float8 IS NULL OR time < to_timestamp($3::float8))"
+    " GROUP BY key, model ORDER BY key COLLATE \"C\", model COLLATE \"C\"";
+
 // The columns after `time` (written as to_timestamp($n::float8)), in insert order.
 constexpr const char* kColumns[] = {"instance",
                                     "kind",
@@ -195,6 +210,7 @@ struct PostgresLedger::Connection {
 };
 
 const char* PostgresLedger::schema_sql() { return kSchema; }
+const char* PostgresLedger::report_sql() { return kReportSql; }
 
 PostgresLedger::PostgresLedger(Options options)
     : options_(std::move(options)),
@@ -209,6 +225,7 @@ bool PostgresLedger::offer(const UsageRecord& record, double unix_time) {
   std::lock_guard lock(mu_);
   if (!closing_ && queue_.size() < options_.buffer_records) {
     queue_.push_back({record, unix_time});
+    offered_++;
     cv_.notify_all();
     return true;
   }
@@ -226,6 +243,69 @@ bool PostgresLedger::offer(const UsageRecord& record, double unix_time) {
           options_.buffer_records, masked_.c_str());
   }
   return false;
+}
+
+bool PostgresLedger::report(UsageQuery query, std::function<void(UsageReply)> done) {
+  std::lock_guard lock(mu_);
+  if (closing_ || reports_pending_ >= kMaxConcurrentScans) return false;
+  reports_pending_++;
+  if (!conn_) {
+    // Down (or not yet connected): say so now rather than after the reconnection.
+    reports_.push_back({std::move(query), offered_, std::move(done)});
+    fail_reports(outage_reason_.empty() ? "not connected yet" : outage_reason_);
+    return true;
+  }
+  reports_.push_back({std::move(query), offered_, std::move(done)});
+  cv_.notify_all();
+  return true;
+}
+
+void PostgresLedger::fail_reports(const std::string& why) {
+  while (!reports_.empty()) {
+    ReportJob job = std::move(reports_.front());
+    reports_.pop_front();
+    reports_pending_--;
+    post_to_main([done = std::move(job.done), why] { done({{}, "PostgreSQL: " + why}); });
+  }
+}
+
+bool PostgresLedger::run_report(Connection& conn, const UsageQuery& query, UsageReply& reply) {
+  std::optional<std::string> params[3];
+  if (query.key) params[0] = *query.key;
+  if (query.since) params[1] = number(*query.since);
+  if (query.until) params[2] = number(*query.until);
+  const char* values[3];
+  for (int i = 0; i < 3; i++) values[i] = params[i] ? params[i]->c_str() : nullptr;
+  Result r(PQexecParams(conn.conn.get(), kReportSql, 3, nullptr, values, nullptr, nullptr, 0));
+  if (PQresultStatus(r.get()) != PGRES_TUPLES_OK) {
+    std::string why = one_line(PQresultErrorMessage(r.get()));
+    reply.unavailable = "the usage report failed: " + why;
+    if (PQstatus(conn.conn.get()) != CONNECTION_OK) {
+      std::lock_guard lock(mu_);
+      note_outage("reporting: " + why);
+      return false;
+    }
+    g_warning("usage ledger: the usage report failed: %s", why.c_str());
+    return true;
+  }
+  auto integer = [&](int row, int col) {
+    return static_cast<std::int64_t>(std::strtoll(PQgetvalue(r.get(), row, col), nullptr, 10));
+  };
+  auto real = [&](int row, int col) { return std::strtod(PQgetvalue(r.get(), row, col), nullptr); };
+  for (int i = 0; i < PQntuples(r.get()); i++) {
+    UsageGroup g;
+    g.key = PQgetvalue(r.get(), i, 0);
+    g.model = PQgetvalue(r.get(), i, 1);
+    g.turns = integer(i, 2);
+    g.input_tokens = integer(i, 3);
+    g.output_tokens = integer(i, 4);
+    g.total_tokens = integer(i, 5);
+    g.transcription_seconds = real(i, 6);
+    g.cost_usd = real(i, 7);
+    g.priced_turns = integer(i, 8);
+    reply.groups.push_back(std::move(g));
+  }
+  return true;
 }
 
 std::size_t PostgresLedger::buffered() const {
@@ -272,6 +352,7 @@ std::chrono::steady_clock::time_point PostgresLedger::backoff() {
 
 void PostgresLedger::note_outage(const std::string& why) {
   up_ = false;
+  outage_reason_ = why;
   if (outage_logged_) return;
   outage_logged_ = true;
   g_warning(
@@ -382,12 +463,19 @@ void PostgresLedger::run() {
     conn_.reset();
     up_ = false;
   };
-  // Waits for the next attempt; close() wakes it to recompute against its deadline.
+  // Waits for the next attempt; close() wakes it to recompute against its deadline. A report
+  // asked meanwhile is answered `unavailable` at once.
   auto wait_to_retry = [&] {
     auto next = backoff();
     if (closing_) next = std::min(next, flush_deadline_);
     bool was_closing = closing_;
-    cv_.wait_until(lock, next, [&] { return closing_ != was_closing; });
+    while (true) {
+      fail_reports(outage_reason_);
+      if (!cv_.wait_until(lock, next,
+                          [&] { return closing_ != was_closing || !reports_.empty(); }) ||
+          closing_ != was_closing)
+        break;
+    }
   };
   while (true) {
     if (closing_ && (queue_.empty() || Clock::now() >= flush_deadline_)) break;
@@ -415,8 +503,25 @@ void PostgresLedger::run() {
         });
       }
     }
+    if (!reports_.empty() && settled_ >= reports_.front().after) {
+      ReportJob job = std::move(reports_.front());
+      reports_.pop_front();
+      lock.unlock();
+      UsageReply reply;
+      bool connected = run_report(conn, job.query, reply);
+      post_to_main([done = std::move(job.done), reply = std::move(reply)]() mutable {
+        done(std::move(reply));
+      });
+      lock.lock();
+      reports_pending_--;
+      if (!connected) {
+        drop_connection();
+        wait_to_retry();
+      }
+      continue;
+    }
     if (queue_.empty()) {
-      cv_.wait(lock, [&] { return !queue_.empty() || closing_; });
+      cv_.wait(lock, [&] { return !queue_.empty() || closing_ || !reports_.empty(); });
       continue;
     }
     std::size_t n = std::min(queue_.size(), options_.batch_records);
@@ -446,6 +551,7 @@ void PostgresLedger::run() {
     }
     lock.lock();
     queue_.erase(queue_.begin(), queue_.begin() + static_cast<long>(done));
+    settled_ += done;
     written_ += inserted;
     rejected_ += refused;
     duplicates_ += done - inserted - refused;
@@ -467,6 +573,7 @@ void PostgresLedger::run() {
         "usage ledger: %zu record(s) not written to PostgreSQL %s before shutdown (the JSONL "
         "usage log, if configured, has them)",
         left, masked_.c_str());
+  fail_reports("the gateway is shutting down");
   conn_.reset();
   up_ = false;
   finished_ = true;

@@ -4,7 +4,9 @@
 // Owns: one writer thread and its libpq connection; a bounded queue of usage records
 // (`usage.postgres_buffer_records`) between the main loop and that thread; the table
 // `realtime_usage` (created if missing, see schema_sql()); the budget replay (per-key totals
-// summed from the table on the first connection).
+// summed from the table on the first connection); GET /v1/usage's queries against the table
+// (report(): queued beside the records, run by the writer on its connection, at most
+// kMaxConcurrentScans pending).
 //
 // Every record is written once: the table has a unique index on
 // (call_id, COALESCE(response_id, ''), COALESCE(item_id, '')) and each batch is one
@@ -18,9 +20,10 @@
 // for its data (SQLSTATE class 22/23) is retried row by row and only the offending rows are
 // dropped (rejected()), so one bad record cannot wedge the ledger.
 //
-// Threads: the public methods are called on the main thread (offer, wait_for_replay, close, the
-// late-replay callback runs there too); the counters may be read from any thread. All database
-// I/O happens on the writer thread; the main thread only takes the queue lock for a push.
+// Threads: the public methods are called on the main thread (offer, report, wait_for_replay,
+// close; the late-replay and report callbacks run there too); the counters may be read from any
+// thread. All database I/O happens on the writer thread; the main thread only takes the queue lock
+// for a push.
 #pragma once
 
 #include <atomic>
@@ -37,6 +40,7 @@
 #include <vector>
 
 #include "usage/usage_ledger.h"
+#include "usage/usage_report.h"
 
 namespace rtgw::usage {
 
@@ -68,6 +72,17 @@ class PostgresLedger {
   // Called on the main loop with a replay that arrived after wait_for_replay gave up.
   void set_on_late_replay(std::function<void(const TotalsByKey&)> fn);
 
+  // GET /v1/usage from the table (every instance's turns): `query` is answered on the writer thread
+  // with one parameterized SELECT ... GROUP BY key, model, after every record this process offered
+  // before the call is written (a turn just metered is in its own report), and `done` runs on the
+  // main loop. While the database is unreachable `done` gets `unavailable` at once. False (`done`
+  // is not called) when kMaxConcurrentScans reports are already pending, or the ledger is closing.
+  bool report(UsageQuery query, std::function<void(UsageReply)> done);
+
+  // The SELECT that report() runs: $1 key (NULL: every key), $2 since, $3 until (unix seconds,
+  // NULL: open).
+  static const char* report_sql();
+
   // Stops taking records and lets the writer flush what is queued for up to `timeout` (a
   // statement still running then is cancelled), then joins it. Returns how many records were
   // left unwritten (also logged). Safe to call twice.
@@ -89,11 +104,20 @@ class PostgresLedger {
     double unix_time;
   };
   struct Connection;
+  struct ReportJob {
+    UsageQuery query;
+    std::uint64_t after;  // offered_ when it was asked: runs once settled_ reaches it
+    std::function<void(UsageReply)> done;
+  };
   enum class WriteResult { kOk, kOutage, kBadData };
 
   void run();
   bool connect(std::unique_lock<std::mutex>& lock);
   bool replay(Connection& conn, TotalsByKey& out);
+  // Runs one report on `conn` (lock not held); false when the connection failed.
+  bool run_report(Connection& conn, const UsageQuery& query, UsageReply& reply);
+  // Answers every pending report `unavailable` (lock held).
+  void fail_reports(const std::string& why);
   WriteResult insert(Connection& conn, const std::vector<Pending>& batch, std::uint64_t& inserted);
   std::chrono::steady_clock::time_point backoff();
   void note_outage(const std::string& why);
@@ -105,6 +129,10 @@ class PostgresLedger {
   mutable std::mutex mu_;
   std::condition_variable cv_;  // writer: records, stop; main: replay done, writer finished
   std::deque<Pending> queue_;
+  std::uint64_t offered_ = 0;  // records ever queued
+  std::uint64_t settled_ = 0;  // records ever taken off the queue (written, duplicate or refused)
+  std::deque<ReportJob> reports_;
+  int reports_pending_ = 0;  // queued or running
   bool closing_ = false;
   bool finished_ = false;
   std::chrono::steady_clock::time_point flush_deadline_;
@@ -112,6 +140,7 @@ class PostgresLedger {
   bool replay_waited_out_ = false;     // the main thread stopped waiting: post a late replay
   bool overflowing_ = false;           // an overflow episode is on (logged once)
   std::uint64_t dropped_in_episode_ = 0;
+  std::string outage_reason_;         // the last outage's cause, for reports
   std::unique_ptr<Connection> conn_;  // created and used by the writer; its cancel handle by close
   // The late-replay callback: the posted closure holds a weak pointer (main thread only).
   std::shared_ptr<std::function<void(const TotalsByKey&)>> on_late_replay_;

@@ -38,6 +38,12 @@ struct UsageGroup {
   std::int64_t priced_turns = 0;  // turns that carried a cost_usd
 };
 
+// A source's answer: the groups, or why the source could not answer (the route then says 503).
+struct UsageReply {
+  std::vector<UsageGroup> groups;
+  std::optional<std::string> unavailable;  // set: the store is unreachable (the message)
+};
+
 // One turn as the report counts it.
 struct UsageEntry {
   double time = 0;  // unix seconds

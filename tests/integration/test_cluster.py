@@ -129,8 +129,10 @@ def redis_up(gw) -> bool:
     return metric(gw, "rtgw_cluster_redis_up") == 1
 
 
-def two_instances(fake_upstream, gateway_factory, redis, **key_fields):
+def two_instances(fake_upstream, gateway_factory, redis, pricing=None, **key_fields):
     config = default_gateway_config(fake_upstream)
+    if pricing:
+        config["models"][0]["pricing"] = pricing
     config["auth"]["keys"][0].update(key_fields)
     config["auth"]["keys"].append({"name": "team-b", "key": "sk-test-b", "models": ["*"]})
     a = gateway_factory(config, env=cluster_env(redis, "gw-a"))
@@ -231,6 +233,56 @@ def test_budget_spent_on_one_instance_blocks_the_other(fake_upstream, gateway_fa
     refused = post_offer(b.url, GATEWAY_KEY, aiortc_offer(), MODEL)
     assert refused.status == 429, refused.body
     assert error_code(refused) == "budget_exceeded"
+    # another key is not affected
+    other = run_call_sync(b.url, "sk-test-b", model=MODEL, duration=0.5)
+    assert other.status == 201, other.error_body
+
+
+# The fake upstream's turn: 37 input tokens (12 text, 25 audio), 20 output (5 text, 15 audio).
+PRICING = {"per_million_tokens": {"text_input": 4.0, "audio_input": 32.0, "text_output": 16.0,
+                                  "audio_output": 64.0}}
+TURN_USD = (12 * 4 + 25 * 32 + 5 * 16 + 15 * 64) / 1e6  # 0.001888
+
+
+def test_budget_usd_spent_on_one_instance_blocks_the_other(fake_upstream, gateway_factory, redis):
+    a, b = two_instances(fake_upstream, gateway_factory, redis, pricing=PRICING,
+                         budget_usd=0.0015)
+    offer = aiortc_offer()
+
+    async def scenario():
+        # A session on B, live before the key spends its budget on A.
+        async with WsClient(b.url, key=GATEWAY_KEY, model=MODEL) as live:
+            assert live.connected, live.result
+            assert await live.wait_for(lambda r: r.events_of("session.created"), 10)
+            async with WsClient(a.url, key=GATEWAY_KEY, model=MODEL) as spender:
+                assert spender.connected, spender.result
+                await spender.wait_for(lambda r: r.events_of("session.created"), 10)
+                await spender.send({"type": "response.create"})
+                assert await spender.wait_for(lambda r: r.events_of("response.done"), 10)
+                assert not spender.result.events_of("error"), spender.result.event_types()
+            # $0.001888 spent on A is in Redis...
+            spent = await asyncio.to_thread(wait_until, lambda: float(
+                redis.command("HGET", "rtgw:budget:team-a", "usd") or 0) > 0.0015, 5)
+            assert spent, redis.command("HGETALL", "rtgw:budget:team-a")
+            assert abs(float(redis.command("HGET", "rtgw:budget:team-a", "usd")) - TURN_USD) < 1e-9
+            # ... so B refuses a new call and a new session of the key...
+            refused = await asyncio.to_thread(post_offer, b.url, GATEWAY_KEY, offer, MODEL)
+            async with WsClient(b.url, key=GATEWAY_KEY, model=MODEL) as late:
+                refused_ws = late.result
+            # ... and blocks the live session's next response.create.
+            await live.send({"type": "response.create", "event_id": "evt_over_usd_b"})
+            assert await live.wait_for(lambda r: r.events_of("error"), 10), live.result.event_types()
+            return refused, refused_ws, live.result
+    refused, refused_ws, live = asyncio.run(scenario())
+    assert refused.status == 429 and error_code(refused) == "budget_exceeded", refused.body
+    assert refused_ws.status == 429, (refused_ws.status, refused_ws.handshake_body)
+    assert "budget_exceeded" in str(refused_ws.handshake_body)
+    (error,) = live.events_of("error")  # the policy error event, as for budget_tokens
+    assert error["error"]["type"] == "invalid_request_error", error
+    assert error["error"]["code"] == "policy_violation" and error["error"]["message"], error
+    assert not live.events_of("response.done")
+    sent = [e for s in fake_upstream.ws_sessions() for e in s["events"] if "evt_over_usd_b" in e]
+    assert not sent, sent
     # another key is not affected
     other = run_call_sync(b.url, "sk-test-b", model=MODEL, duration=0.5)
     assert other.status == 201, other.error_body

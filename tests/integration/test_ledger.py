@@ -407,3 +407,168 @@ def test_shutdown_flushes_the_buffer_with_a_bounded_wait(pg, fake_upstream, gate
     assert "every record is in PostgreSQL" in flushing.stderr(), flushing.stderr()
     landed = rows(server, db)
     assert [r["response_id"] for r in landed] == [jsonl(flushing)[0]["response_id"]], landed
+
+
+# --------------------------------------------------------------------------- GET /v1/usage
+
+UNPRICED = "unpriced-realtime"
+PRICING = {"per_million_tokens": {"text_input": 4.0, "audio_input": 32.0, "text_output": 16.0,
+                                  "audio_output": 64.0}}
+# The fake upstream's turn: 37 input tokens (12 text, 25 audio) and 20 output (5 text, 15 audio).
+TURN_USD = (12 * 4 + 25 * 32 + 5 * 16 + 15 * 64) / 1e6  # 0.001888
+TEAM_B_KEY = "sk-team-b-0000002"
+ADMIN_KEY = "sk-ops-admin-0001"
+REPORT_KEYS = [{"name": "team-a", "key": GATEWAY_KEY, "models": ["*"]},
+               {"name": "team-b", "key": TEAM_B_KEY, "models": ["*"]},
+               {"name": "ops", "key": ADMIN_KEY, "models": ["*"], "admin": True}]
+
+
+def report_gateway(gateway_factory, fake_upstream, server, db, log, **usage):
+    """A gateway with a priced model and an unpriced one, the report keys, the shared database
+    and its own usage log (log None: none)."""
+    config = default_gateway_config(fake_upstream)
+    priced = config["models"][0]
+    priced["pricing"] = PRICING
+    config["models"].append({"name": UNPRICED, "upstream_model": "gpt-realtime",
+                             "workers": priced["workers"]})
+    config["auth"]["keys"] = REPORT_KEYS
+    config["usage"] = {"postgres_url": server.url(db), **usage}
+    if log:
+        config["usage"]["log"] = log
+    return gateway_factory(config, health_timeout=30)
+
+
+def turns_on(gw, key, model, n):
+    result = run_ws_session(gw.url, key=key, model=model,
+                            send_events=[{"type": "response.create"}] * n,
+                            until=lambda r: len(r.events_of("response.done")) >= n, duration=20)
+    assert len(result.events_of("response.done")) == n, result.event_types()
+
+
+def insert_history(server, db, time_, key, model, cost, tokens=10):
+    """A row as another instance (or an earlier run) wrote it, at a fixed time."""
+    cost_sql = "NULL" if cost is None else repr(cost)
+    server.psql(db, (
+        "INSERT INTO realtime_usage (time, instance, kind, call_id, transport, key, model, worker, "
+        "response_id, status, usage_present, input_tokens, output_tokens, total_tokens, "
+        "input_text_tokens, input_audio_tokens, input_image_tokens, input_cached_tokens, "
+        "output_text_tokens, output_audio_tokens, turn_duration_ms, transcription_seconds, "
+        f"cost_usd) VALUES (to_timestamp({time_}), 'gw-old', 'response', 'rtc_old_{time_}_{model}', "
+        f"'webrtc', '{key}', '{model}', 'w', 'resp_old', 'completed', true, {tokens}, {tokens}, "
+        f"{2 * tokens}, {tokens}, 0, 0, 0, {tokens}, 0, 100, 0, {cost_sql})"))
+
+
+def report(gw, key, query=""):
+    reply = http_request("GET", gw.url + "/v1/usage" + query,
+                         headers={"Authorization": f"Bearer {key}"})
+    assert reply.status == 200, reply.body
+    body = reply.json()
+    assert body["object"] == "list", body
+    return {(r["key"], r["model"]): r for r in body["data"]}
+
+
+def close_to(a, b):
+    return a is not None and abs(a - b) < 1e-12
+
+
+def test_usage_report_sums_every_instances_turns_from_the_table(pg, fake_upstream,
+                                                                gateway_factory, tmp_path):
+    server, db = pg
+    # Two instances sharing the database: A with its own usage log, B with none.
+    a = report_gateway(gateway_factory, fake_upstream, server, db, str(tmp_path / "a.jsonl"))
+    b = report_gateway(gateway_factory, fake_upstream, server, db, None)
+    # History: team-a at 1000 (priced) and 2000 (unpriced), team-b at 1500.
+    insert_history(server, db, 1000, "team-a", MODEL, 0.5)
+    insert_history(server, db, 1500, "team-b", MODEL, 0.25)
+    insert_history(server, db, 2000, "team-a", MODEL, None)
+
+    turns_on(a, GATEWAY_KEY, MODEL, 1)
+    turns_on(a, GATEWAY_KEY, UNPRICED, 1)
+    wait_until(lambda: len(rows(server, db)) == 5, 15, "A's two rows")
+    mid = time.time()
+    time.sleep(0.05)
+    turns_on(b, GATEWAY_KEY, MODEL, 2)
+    turns_on(b, TEAM_B_KEY, MODEL, 1)
+    wait_until(lambda: len(rows(server, db)) == 8, 15, "B's three rows")
+
+    # Either instance answers with everyone's turns (B has no usage log at all).
+    for gw in (a, b):
+        every = report(gw, ADMIN_KEY)
+        assert set(every) == {("team-a", MODEL), ("team-a", UNPRICED), ("team-b", MODEL)}, every
+        mixed = every[("team-a", MODEL)]  # 3 live priced turns, 1 priced and 1 unpriced old one
+        assert mixed["turns"] == 5 and mixed["unpriced_turns"] == 1, mixed
+        assert mixed["input_tokens"] == 3 * 37 + 20 and mixed["output_tokens"] == 3 * 20 + 20
+        assert mixed["total_tokens"] == 3 * 57 + 40 and mixed["transcription_seconds"] == 0
+        assert close_to(mixed["cost_usd"], 0.5 + 3 * TURN_USD), mixed
+        unpriced = every[("team-a", UNPRICED)]
+        assert unpriced["turns"] == 1 and unpriced["cost_usd"] is None, unpriced
+        assert unpriced["unpriced_turns"] == 1 and unpriced["total_tokens"] == 57
+        team_b = every[("team-b", MODEL)]
+        assert team_b["turns"] == 2 and close_to(team_b["cost_usd"], 0.25 + TURN_USD), team_b
+        assert team_b["unpriced_turns"] == 0 and team_b["total_tokens"] == 20 + 57
+        # The same JSON shape as the JSONL report, ordered by key and model.
+        body = http_request("GET", gw.url + "/v1/usage",
+                            headers={"Authorization": f"Bearer {ADMIN_KEY}"}).json()
+        assert [(r["key"], r["model"]) for r in body["data"]] == sorted(every)
+        assert set(body["data"][0]) == {"key", "model", "turns", "input_tokens", "output_tokens",
+                                        "total_tokens", "transcription_seconds", "cost_usd",
+                                        "unpriced_turns"}
+
+    # A key sees only its own turns (whatever it asks); an admin one key's with ?key=.
+    assert set(report(b, TEAM_B_KEY)) == {("team-b", MODEL)}
+    assert set(report(a, TEAM_B_KEY, "?key=team-a")) == {("team-b", MODEL)}
+    assert set(report(a, GATEWAY_KEY)) == {("team-a", MODEL), ("team-a", UNPRICED)}
+    assert set(report(b, ADMIN_KEY, "?key=team-b")) == {("team-b", MODEL)}
+    assert http_request("GET", b.url + "/v1/usage").status == 401
+
+    # since (inclusive) and until (exclusive) on the row's time.
+    window = report(a, ADMIN_KEY, "?since=1000&until=2000")
+    assert {k: (r["turns"], r["cost_usd"]) for k, r in window.items()} == {
+        ("team-a", MODEL): (1, 0.5), ("team-b", MODEL): (1, 0.25)}, window
+    old_unpriced = report(b, GATEWAY_KEY, "?since=2000&until=2001")[("team-a", MODEL)]
+    assert old_unpriced["turns"] == 1 and old_unpriced["cost_usd"] is None, old_unpriced
+    assert report(a, ADMIN_KEY, "?until=1000") == {}
+    # B's live turns only: after `mid`.
+    later = report(a, ADMIN_KEY, f"?since={mid}")
+    assert {k: r["turns"] for k, r in later.items()} == {("team-a", MODEL): 2,
+                                                          ("team-b", MODEL): 1}, later
+    assert close_to(later[("team-a", MODEL)]["cost_usd"], 2 * TURN_USD)
+    # A's usage log still has only A's turns (the report did not come from it).
+    assert len(jsonl_at(str(tmp_path / "a.jsonl"))) == 2
+
+
+def jsonl_at(path):
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def test_usage_report_says_503_while_the_database_is_down(pg, fake_upstream, gateway_factory,
+                                                          tmp_path):
+    server, db = pg
+    gw = report_gateway(gateway_factory, fake_upstream, server, db, str(tmp_path / "a.jsonl"))
+    turns_on(gw, GATEWAY_KEY, MODEL, 1)
+    # A turn just metered is in this instance's own report (its record is written first).
+    assert wait_until(lambda: report(gw, GATEWAY_KEY).get(("team-a", MODEL)), 10,
+                      "the turn in the report")["turns"] == 1
+
+    server.stop("fast")
+    try:
+        # The first report finds the connection gone; the next one finds the ledger down.
+        for _ in range(2):
+            started = time.monotonic()
+            reply = http_request("GET", gw.url + "/v1/usage",
+                                 headers={"Authorization": f"Bearer {GATEWAY_KEY}"})
+            assert time.monotonic() - started < 5  # at once, not after a reconnection
+            assert reply.status == 503, reply.body
+            error = reply.json()["error"]
+            assert error["type"] == "server_error" and error["code"] == "usage_store_unavailable"
+            assert error["message"], error
+        assert metric(gw, "rtgw_usage_ledger_up") == 0
+        # Calls go on meanwhile; their records wait in the buffer.
+        turns_on(gw, GATEWAY_KEY, MODEL, 1)
+    finally:
+        server.start()
+    wait_until(lambda: metric(gw, "rtgw_usage_ledger_buffered_records") == 0
+               and metric(gw, "rtgw_usage_ledger_up") == 1, 30, "the buffer to flush")
+    back = report(gw, GATEWAY_KEY)[("team-a", MODEL)]
+    assert back["turns"] == 2 and close_to(back["cost_usd"], 2 * TURN_USD), back
