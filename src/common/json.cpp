@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include "common/json.h"
 
+#include <cmath>
 #include <cstring>
 
 namespace rtgw::json {
@@ -95,6 +96,33 @@ bool check_escapes(std::string_view text, std::optional<std::string>* replaced,
   return true;
 }
 
+// Every double in the tree is finite (the tree is at most kMaxDepth deep: parse() checked it
+// before json-glib built it, so the recursion is bounded).
+bool numbers_finite(JsonNode* node) {
+  switch (JSON_NODE_TYPE(node)) {
+    case JSON_NODE_VALUE:
+      return json_node_get_value_type(node) != G_TYPE_DOUBLE ||
+             std::isfinite(json_node_get_double(node));
+    case JSON_NODE_ARRAY: {
+      JsonArray* array = json_node_get_array(node);
+      for (guint i = 0, n = json_array_get_length(array); i < n; ++i)
+        if (!numbers_finite(json_array_get_element(array, i))) return false;
+      return true;
+    }
+    case JSON_NODE_OBJECT: {
+      JsonObjectIter iter;
+      json_object_iter_init(&iter, json_node_get_object(node));
+      const char* name = nullptr;
+      JsonNode* member = nullptr;
+      while (json_object_iter_next(&iter, &name, &member))
+        if (!numbers_finite(member)) return false;
+      return true;
+    }
+    default:
+      return true;
+  }
+}
+
 }  // namespace
 
 Ref<JsonNode> parse(std::string_view text, std::string* error) {
@@ -122,6 +150,13 @@ Ref<JsonNode> parse(std::string_view text, std::string* error) {
   JsonNode* root = json_parser_get_root(parser.get());
   if (!root) {
     if (error) *error = "empty document";
+    return {};
+  }
+  // json-glib reads a number beyond a double's range (`1e999`) as infinity, and writes it back as
+  // `inf.0`, which is not JSON: such a document is refused here, so nothing we forward or answer
+  // can carry one.
+  if (!numbers_finite(root)) {
+    if (error) *error = "a number is out of range (beyond a double's magnitude)";
     return {};
   }
   return Ref<JsonNode>::retain(root);

@@ -207,6 +207,19 @@ TEST(Json, EscapesOutsideJsonAreRefused) {
   EXPECT_EQ(rtgw::json::get_string(json_node_get_object(node.get()), "a"), "\"\\/\b\f\n\r\t\u00e9");
 }
 
+TEST(Json, NumbersBeyondADoubleAreRefused) {
+  // Found by tests/fuzz (beta): json-glib reads `3e8944` as infinity and writes it back as
+  // `inf.0`, so a translated upstream event was no longer JSON.
+  for (const char* text : {R"({"rate":3e8944})", R"([1,[-1e999]])", R"(1e400)"}) {
+    std::string error;
+    EXPECT_FALSE(rtgw::json::parse(text, &error)) << text;
+    EXPECT_NE(error.find("out of range"), std::string::npos) << text << ": " << error;
+  }
+  std::string error;
+  auto node = rtgw::json::parse(R"({"a":1.7976931348623157e308,"b":-5e-324,"c":[0.5]})", &error);
+  ASSERT_TRUE(node) << error;
+}
+
 TEST(WebSocket, CloseReasonFitsTheFrame) {
   EXPECT_EQ(rtgw::clip_close_reason("short"), "short");
   std::string ascii(200, 'a');
