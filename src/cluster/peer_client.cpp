@@ -61,18 +61,25 @@ void PeerClient::finished(Relay* relay) {
   relays_.remove_if([relay](const std::unique_ptr<Relay>& r) { return r.get() == relay; });
 }
 
-void PeerClient::forward(const std::string& method, const std::string& url,
-                         const std::string& authorization,
-                         std::function<void(const PeerResponse&)> done) {
-  auto message = Ref<SoupMessage>::adopt(soup_message_new(method.c_str(), url.c_str()));
-  if (!message) {
-    post_to_main([done, url] { done({0, {}, {}, "invalid peer URL " + url}); });
-    return;
-  }
+Ref<SoupMessage> PeerClient::new_message(const char* method, const std::string& url,
+                                         const std::string& authorization) const {
+  auto message = Ref<SoupMessage>::adopt(soup_message_new(method, url.c_str()));
+  if (!message) return message;
   SoupMessageHeaders* h = soup_message_get_request_headers(message.get());
   soup_message_headers_replace(h, kInternalHeader, secret_.c_str());
   if (!authorization.empty())
     soup_message_headers_replace(h, "Authorization", authorization.c_str());
+  return message;
+}
+
+void PeerClient::forward(const std::string& method, const std::string& url,
+                         const std::string& authorization,
+                         std::function<void(const PeerResponse&)> done) {
+  Ref<SoupMessage> message = new_message(method.c_str(), url, authorization);
+  if (!message) {
+    post_to_main([done, url] { done({0, {}, {}, "invalid peer URL " + url}); });
+    return;
+  }
   std::weak_ptr<bool> alive = alive_;
   auto ready =
       async_ready([message, done = std::move(done), alive](GObject* source, GAsyncResult* result) {
@@ -101,15 +108,11 @@ void PeerClient::forward(const std::string& method, const std::string& url,
 void PeerClient::open_socket(
     const std::string& url, const std::string& authorization,
     std::function<void(Ref<SoupWebsocketConnection>, const PeerResponse&)> done) {
-  auto message = Ref<SoupMessage>::adopt(soup_message_new("GET", url.c_str()));
+  Ref<SoupMessage> message = new_message("GET", url, authorization);
   if (!message) {
     post_to_main([done, url] { done({}, {0, {}, {}, "invalid peer URL " + url}); });
     return;
   }
-  SoupMessageHeaders* h = soup_message_get_request_headers(message.get());
-  soup_message_headers_replace(h, kInternalHeader, secret_.c_str());
-  if (!authorization.empty())
-    soup_message_headers_replace(h, "Authorization", authorization.c_str());
   std::weak_ptr<bool> alive = alive_;
   auto ready =
       async_ready([message, done = std::move(done), alive](GObject* source, GAsyncResult* result) {

@@ -47,6 +47,10 @@ class PeerClient {
   std::size_t live_relays() const { return relays_.size(); }
 
  private:
+  // A request to another instance: the internal secret and the caller's own Authorization set;
+  // null when `url` is not a URL.
+  Ref<SoupMessage> new_message(const char* method, const std::string& url,
+                               const std::string& authorization) const;
   struct Relay;
   void finished(Relay* relay);
 
