@@ -4,8 +4,10 @@
 #
 # Two builds, both with -Werror:
 #   build-asan   AddressSanitizer + UndefinedBehaviorSanitizer: every test (unit + integration)
-#   build        the optimized build (-O2 -g, the default buildtype) that the README runs:
-#                every test again; the benchmarks use its binary
+#   build        the optimized build (-O2 -g, the default buildtype) that the README runs and the
+#                benchmarks use: unit tests, every serial integration test (RSS, fd and thread
+#                figures mean most here) and the real-client files (RTGW_PARALLEL_FILES below).
+#                `meson test -C build` by hand still runs everything.
 # Then the libFuzzer targets, 20 s each (tests/fuzz/run.sh; clang, build-fuzz): a crash fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +21,9 @@ for spec in "build-asan -Db_sanitize=address,undefined -Db_lundef=false" "build"
   read -r dir opts <<<"$spec"
   [[ -d "$dir" ]] || meson setup "$dir" -Dwerror=true $opts
   ninja -C "$dir"
+  if [[ "$dir" == build ]]; then
+    export RTGW_PARALLEL_FILES="test_interop.py test_audio_relay.py test_calls.py test_peers_selfcheck.py"
+  fi
   meson test -C "$dir" --print-errorlogs --num-processes 2 || status=1
 done
 

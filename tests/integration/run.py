@@ -7,6 +7,10 @@ its test time on a 2-core machine without making timing- or resource-sensitive t
   pass 2  the `serial` tests (conftest.SERIAL_TESTS: RSS, fd and thread figures, floods, timeouts
           measured in seconds, host-wide network set-up), one at a time, nothing beside them
 
+RTGW_PARALLEL_FILES (space-separated test files) narrows pass 1 to those files; pass 2 still runs
+every serial test. CI's second build uses it (tests/run-all.sh): the sanitized build has already
+run every test, and what the optimized build adds is its resource figures and real clients.
+
 Usage: run.py JUNIT_DIR [pytest args...] [test files...]. Writes JUNIT_DIR/integration-junit.xml and
 JUNIT_DIR/integration-serial-junit.xml; exits non-zero when either pass failed. Without
 pytest-xdist (or with RTGW_TEST_WORKERS=1) pass 1 runs in this process's pytest, one at a time."""
@@ -42,8 +46,9 @@ def main() -> int:
     status = 0
     # Test files or node ids among the arguments replace the default (every file here).
     paths = [] if any(a.endswith(".py") or "::" in a for a in extra) else [HERE]
-    for cmd in (parallel, serial):
-        rc = subprocess.call(cmd + extra + paths, cwd=HERE)
+    narrowed = os.environ.get("RTGW_PARALLEL_FILES", "").split()
+    for cmd, where in ((parallel, paths and narrowed or paths), (serial, paths)):
+        rc = subprocess.call(cmd + extra + where, cwd=HERE)
         # 5: nothing collected (e.g. a -k filter that selects only the other pass's tests)
         if rc not in (0, 5):
             status = 1
