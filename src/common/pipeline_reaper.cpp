@@ -71,11 +71,14 @@ class Reaper {
         std::this_thread::sleep_for(kReadyPoll);
     }
     gint64 t0 = g_get_monotonic_time();
-    if (job.options.stop_first) gst_element_set_state(job.options.stop_first.get(), GST_STATE_NULL);
+    for (const Ref<GstElement>& element : job.options.stop_first) {
+      gst_element_set_locked_state(element.get(), TRUE);
+      gst_element_set_state(element.get(), GST_STATE_NULL);
+    }
     gst_element_set_state(job.pipeline.get(), GST_STATE_NULL);
     g_debug("pipeline %s stopped in %.1f ms off the main loop", GST_OBJECT_NAME(job.pipeline.get()),
             (g_get_monotonic_time() - t0) / 1000.0);
-    job.options.stop_first.reset();
+    job.options.stop_first.clear();
     job.pipeline.reset();  // usually the last reference: the pipeline is freed here
     job.options.ready = nullptr;
   }
