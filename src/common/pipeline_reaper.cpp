@@ -4,6 +4,7 @@
 #include <condition_variable>
 #include <deque>
 #include <mutex>
+#include <string>
 #include <thread>
 
 #include "common/main_thread.h"
@@ -13,6 +14,7 @@ namespace {
 
 constexpr int kReaperThreads = 2;
 constexpr auto kReadyPoll = std::chrono::milliseconds(5);
+constexpr double kSlowStopMs = 1000;
 
 struct Job {
   Ref<GstElement> pipeline;
@@ -70,16 +72,33 @@ class Reaper {
       while (!job.options.ready() && std::chrono::steady_clock::now() < deadline)
         std::this_thread::sleep_for(kReadyPoll);
     }
+    // Each step timed: a slow stop says which element took the time (a hang shows as none).
+    std::string steps;
     gint64 t0 = g_get_monotonic_time();
+    gint64 step = t0;
+    auto lap = [&](const char* name) {
+      gint64 now = g_get_monotonic_time();
+      steps += std::string(steps.empty() ? "" : ", ") + name + " " +
+               std::to_string((now - step) / 1000) + " ms";
+      step = now;
+    };
     for (const Ref<GstElement>& element : job.options.stop_first) {
       gst_element_set_locked_state(element.get(), TRUE);
       gst_element_set_state(element.get(), GST_STATE_NULL);
+      lap(GST_OBJECT_NAME(element.get()));
     }
     gst_element_set_state(job.pipeline.get(), GST_STATE_NULL);
-    g_debug("pipeline %s stopped in %.1f ms off the main loop", GST_OBJECT_NAME(job.pipeline.get()),
-            (g_get_monotonic_time() - t0) / 1000.0);
+    lap("the rest");
+    std::string name = GST_OBJECT_NAME(job.pipeline.get());
     job.options.stop_first.clear();
     job.pipeline.reset();  // usually the last reference: the pipeline is freed here
+    lap("freeing");
+    double total_ms = (g_get_monotonic_time() - t0) / 1000.0;
+    if (total_ms >= kSlowStopMs)
+      g_message("pipeline %s: slow stop off the main loop, %.1f ms (%s)", name.c_str(), total_ms,
+                steps.c_str());
+    else
+      g_debug("pipeline %s stopped in %.1f ms off the main loop", name.c_str(), total_ms);
     job.options.ready = nullptr;
   }
 
