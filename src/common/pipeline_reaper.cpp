@@ -6,6 +6,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "common/main_thread.h"
 
@@ -21,6 +22,35 @@ struct Job {
   std::function<void()> done;
   StopOptions options;
 };
+
+// Stops pad tasks still running in `element` (recursively) after it reached NULL; see the header.
+void stop_pad_tasks_below(GstElement* element, int& stopped) {
+  gst_element_foreach_pad(
+      element,
+      [](GstElement* owner, GstPad* pad, gpointer data) -> gboolean {
+        Ref<GstTask> task;
+        GST_OBJECT_LOCK(pad);
+        if (GST_PAD_TASK(pad)) task = Ref<GstTask>::retain(GST_PAD_TASK(pad));
+        GST_OBJECT_UNLOCK(pad);
+        if (!task || gst_task_get_state(task.get()) == GST_TASK_STOPPED) return TRUE;
+        g_message("pad %s:%s still runs a task after its element stopped: flushing and stopping it",
+                  GST_OBJECT_NAME(owner), GST_OBJECT_NAME(pad));
+        // What the element's own stop does (sctpdec: flush the pad's queue, then stop the task).
+        gst_pad_send_event(pad, gst_event_new_flush_start());
+        gst_pad_stop_task(pad);
+        gst_pad_set_active(pad, FALSE);
+        ++*static_cast<int*>(data);
+        return TRUE;
+      },
+      &stopped);
+  if (!GST_IS_BIN(element)) return;
+  std::vector<Ref<GstElement>> children;
+  GST_OBJECT_LOCK(element);
+  for (GList* l = GST_BIN_CHILDREN(GST_BIN(element)); l; l = l->next)
+    children.push_back(Ref<GstElement>::retain(GST_ELEMENT(l->data)));
+  GST_OBJECT_UNLOCK(element);
+  for (const Ref<GstElement>& child : children) stop_pad_tasks_below(child.get(), stopped);
+}
 
 class Reaper {
  public:
@@ -89,6 +119,9 @@ class Reaper {
     }
     gst_element_set_state(job.pipeline.get(), GST_STATE_NULL);
     lap("the rest");
+    if (int late = stop_leftover_pad_tasks(job.pipeline.get()); late > 0)
+      g_message("pipeline %s: stopped %d pad task(s) left running after NULL",
+                GST_OBJECT_NAME(job.pipeline.get()), late);
     std::string name = GST_OBJECT_NAME(job.pipeline.get());
     job.options.stop_first.clear();
     job.pipeline.reset();  // usually the last reference: the pipeline is freed here
@@ -117,6 +150,12 @@ Reaper& reaper() {
 }
 
 }  // namespace
+
+int stop_leftover_pad_tasks(GstElement* element) {
+  int stopped = 0;
+  stop_pad_tasks_below(element, stopped);
+  return stopped;
+}
 
 void stop_pipeline_async(Ref<GstElement> pipeline, std::function<void()> done_on_main,
                          StopOptions options) {

@@ -43,6 +43,14 @@ struct StopOptions {
 void stop_pipeline_async(Ref<GstElement> pipeline, std::function<void()> done_on_main = {},
                          StopOptions options = {});
 
+// Flushes and stops every pad task still running in `element` or below it once it is NULL, and
+// returns how many it found. GStreamer 1.22's sctpdec (inside each webrtcbin) can create a stream
+// pad and start its task from the SCTP receive callback after its own PAUSED -> READY removed its
+// pads ("FIXME: make this threadsafe" in sctpdec_cleanup): that task then waits in its queue for
+// ever and freeing the pipeline hangs in gst_task_join(). The reaper calls this after the NULL
+// state change, before dropping the pipeline; it logs each such pad.
+int stop_leftover_pad_tasks(GstElement* element);
+
 // Pipelines handed over and not yet stopped.
 int pending_pipeline_reaps();
 

@@ -249,4 +249,47 @@ TEST_F(PipelineReaperTest, StopsTheGivenBinsFirstSoABufferWaitingForPrerollCanno
   EXPECT_EQ(g_stops.load(), 1) << "the stopped bin was brought back up by the pipeline";
 }
 
+// GStreamer 1.22's sctpdec can add a stream pad and start its task from the SCTP receive
+// callback after its own stop removed its pads; that task waits for ever and freeing the
+// pipeline hangs in gst_task_join(). Emulated here: after NULL, a pad is activated again and
+// given a task that blocks until the pad is flushed. The reaper's sweep flushes and stops it.
+TEST_F(PipelineReaperTest, ALeftoverPadTaskIsFlushedAndStoppedAfterNull) {
+  auto pipeline = rtgw::Ref<GstElement>::sink(gst_pipeline_new("late"));
+  GstElement* w = gst_bin_new("w");
+  GstElement* e = gst_element_factory_make("identity", "e");
+  ASSERT_TRUE(w && e);
+  gst_bin_add(GST_BIN(w), e);
+  gst_bin_add(GST_BIN(pipeline.get()), w);
+  ASSERT_NE(gst_element_set_state(pipeline.get(), GST_STATE_PLAYING), GST_STATE_CHANGE_FAILURE);
+  ASSERT_EQ(gst_element_set_state(pipeline.get(), GST_STATE_NULL), GST_STATE_CHANGE_SUCCESS);
+  EXPECT_EQ(rtgw::stop_leftover_pad_tasks(pipeline.get()), 0);
+
+  // sctpdec's stream pad: its task waits in a data queue that only a FLUSH_START event on the pad
+  // (or the element's own stop) flushes; deactivating the pad does not wake it.
+  static std::atomic<bool> queue_flushed;
+  queue_flushed = false;
+  auto pad = rtgw::Ref<GstPad>::adopt(gst_element_get_static_pad(e, "src"));
+  gst_pad_set_event_function(pad.get(), [](GstPad* p, GstObject* parent, GstEvent* event) {
+    if (GST_EVENT_TYPE(event) == GST_EVENT_FLUSH_START) queue_flushed = true;
+    return gst_pad_event_default(p, parent, event);
+  });
+  ASSERT_TRUE(gst_pad_set_active(pad.get(), TRUE));
+  ASSERT_TRUE(gst_pad_start_task(
+      pad.get(),
+      [](gpointer data) {
+        while (!queue_flushed) g_usleep(1000);
+        gst_pad_pause_task(static_cast<GstPad*>(data));
+      },
+      pad.get(), nullptr));
+  g_usleep(20 * 1000);
+
+  EXPECT_EQ(rtgw::stop_leftover_pad_tasks(pipeline.get()), 1);
+  GST_OBJECT_LOCK(pad.get());
+  EXPECT_EQ(GST_PAD_TASK(pad.get()), nullptr);
+  GST_OBJECT_UNLOCK(pad.get());
+  EXPECT_EQ(rtgw::stop_leftover_pad_tasks(pipeline.get()), 0);
+  pad.reset();
+  pipeline.reset();  // would join the task for ever without the sweep
+}
+
 }  // namespace
