@@ -739,9 +739,23 @@ void Call::finish_teardown() {
   torn_down_ = true;
   teardown_timeout_.cancel();
   // Fixed order: stop callbacks (bus, signals, channel and leg handlers), break the cycle between
-  // the legs, then hand the pipeline to the reaper, which stops it off the main loop. Nothing
-  // left connected reaches this Call: the appsink callbacks check `lifetime_` on the main loop, and
-  // the audio probes count into counters the reaper keeps alive until the pipeline is stopped.
+  // the legs, then hand the pipeline to the reaper, which stops it off the main loop: the two
+  // webrtcbins first, one at a time, then the rest. Nothing left connected reaches this Call: the
+  // appsink callbacks check `lifetime_` on the main loop, and the audio probes count into counters
+  // the reaper keeps alive until the pipeline is stopped.
+  //
+  // Why the webrtcbins first (issue 14): each leg's jitterbuffer thread pushes through
+  // identity -> rtpptrewrite into the *other* webrtcbin's send path, holding rtpptrewrite's stream
+  // lock. Once the pipeline is PAUSED, such a buffer waits for preroll in that webrtcbin's
+  // nicesink; the pipeline's sorted PAUSED -> READY then deactivated rtpptrewrite (no downstream
+  // once unlinked, or anywhere in the cycle) before that webrtcbin, and waited for ever on the
+  // stream lock the blocked thread held. A webrtcbin stopped on its own goes PAUSED -> READY sinks
+  // first, which releases the other leg's buffer; the other leg (still PLAYING) never blocks.
+  StopOptions stop;
+  if (pipeline_)
+    for (const char* name : {kClientBin, kUpstreamBin})
+      if (auto bin = Ref<GstElement>::adopt(gst_bin_get_by_name(GST_BIN(pipeline_.get()), name)))
+        stop.stop_first.push_back(std::move(bin));
   signals_.clear();
   bus_watch_.cancel();
   if (client_events_) client_events_->close();
@@ -756,12 +770,14 @@ void Call::finish_teardown() {
   if (upstream_leg_) upstream_leg_->detach();
   if (pipeline_) {
     gint64 t0 = g_get_monotonic_time();
-    stop_pipeline_async(std::move(pipeline_),
-                        [id = identity_.call_id, t0,
-                         counters = std::pair(audio_from_client_, audio_from_upstream_)] {
-                          g_message("[%s] pipeline stopped in %.1f ms (off the main loop)",
-                                    id.c_str(), (g_get_monotonic_time() - t0) / 1000.0);
-                        });
+    stop_pipeline_async(
+        std::move(pipeline_),
+        [id = identity_.call_id, t0,
+         counters = std::pair(audio_from_client_, audio_from_upstream_)] {
+          g_message("[%s] pipeline stopped in %.1f ms (off the main loop)", id.c_str(),
+                    (g_get_monotonic_time() - t0) / 1000.0);
+        },
+        std::move(stop));
   }
   if (answered_us_ == 0) return;  // set-up never finished: reported as a set-up failure
   post_if_alive(lifetime_.watch(), [this] { listener_->OnCallEnded(*this); });

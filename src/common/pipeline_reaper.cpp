@@ -4,7 +4,9 @@
 #include <condition_variable>
 #include <deque>
 #include <mutex>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "common/main_thread.h"
 
@@ -13,12 +15,42 @@ namespace {
 
 constexpr int kReaperThreads = 2;
 constexpr auto kReadyPoll = std::chrono::milliseconds(5);
+constexpr double kSlowStopMs = 1000;
 
 struct Job {
   Ref<GstElement> pipeline;
   std::function<void()> done;
   StopOptions options;
 };
+
+// Stops pad tasks still running in `element` (recursively) after it reached NULL; see the header.
+void stop_pad_tasks_below(GstElement* element, int& stopped) {
+  gst_element_foreach_pad(
+      element,
+      [](GstElement* owner, GstPad* pad, gpointer data) -> gboolean {
+        Ref<GstTask> task;
+        GST_OBJECT_LOCK(pad);
+        if (GST_PAD_TASK(pad)) task = Ref<GstTask>::retain(GST_PAD_TASK(pad));
+        GST_OBJECT_UNLOCK(pad);
+        if (!task || gst_task_get_state(task.get()) == GST_TASK_STOPPED) return TRUE;
+        g_message("pad %s:%s still runs a task after its element stopped: flushing and stopping it",
+                  GST_OBJECT_NAME(owner), GST_OBJECT_NAME(pad));
+        // What the element's own stop does (sctpdec: flush the pad's queue, then stop the task).
+        gst_pad_send_event(pad, gst_event_new_flush_start());
+        gst_pad_stop_task(pad);
+        gst_pad_set_active(pad, FALSE);
+        ++*static_cast<int*>(data);
+        return TRUE;
+      },
+      &stopped);
+  if (!GST_IS_BIN(element)) return;
+  std::vector<Ref<GstElement>> children;
+  GST_OBJECT_LOCK(element);
+  for (GList* l = GST_BIN_CHILDREN(GST_BIN(element)); l; l = l->next)
+    children.push_back(Ref<GstElement>::retain(GST_ELEMENT(l->data)));
+  GST_OBJECT_UNLOCK(element);
+  for (const Ref<GstElement>& child : children) stop_pad_tasks_below(child.get(), stopped);
+}
 
 class Reaper {
  public:
@@ -70,13 +102,36 @@ class Reaper {
       while (!job.options.ready() && std::chrono::steady_clock::now() < deadline)
         std::this_thread::sleep_for(kReadyPoll);
     }
+    // Each step timed: a slow stop says which element took the time (a hang shows as none).
+    std::string steps;
     gint64 t0 = g_get_monotonic_time();
-    if (job.options.stop_first) gst_element_set_state(job.options.stop_first.get(), GST_STATE_NULL);
+    gint64 step = t0;
+    auto lap = [&](const char* name) {
+      gint64 now = g_get_monotonic_time();
+      steps += std::string(steps.empty() ? "" : ", ") + name + " " +
+               std::to_string((now - step) / 1000) + " ms";
+      step = now;
+    };
+    for (const Ref<GstElement>& element : job.options.stop_first) {
+      gst_element_set_locked_state(element.get(), TRUE);
+      gst_element_set_state(element.get(), GST_STATE_NULL);
+      lap(GST_OBJECT_NAME(element.get()));
+    }
     gst_element_set_state(job.pipeline.get(), GST_STATE_NULL);
-    g_debug("pipeline %s stopped in %.1f ms off the main loop", GST_OBJECT_NAME(job.pipeline.get()),
-            (g_get_monotonic_time() - t0) / 1000.0);
-    job.options.stop_first.reset();
+    lap("the rest");
+    if (int late = stop_leftover_pad_tasks(job.pipeline.get()); late > 0)
+      g_message("pipeline %s: stopped %d pad task(s) left running after NULL",
+                GST_OBJECT_NAME(job.pipeline.get()), late);
+    std::string name = GST_OBJECT_NAME(job.pipeline.get());
+    job.options.stop_first.clear();
     job.pipeline.reset();  // usually the last reference: the pipeline is freed here
+    lap("freeing");
+    double total_ms = (g_get_monotonic_time() - t0) / 1000.0;
+    if (total_ms >= kSlowStopMs)
+      g_message("pipeline %s: slow stop off the main loop, %.1f ms (%s)", name.c_str(), total_ms,
+                steps.c_str());
+    else
+      g_debug("pipeline %s stopped in %.1f ms off the main loop", name.c_str(), total_ms);
     job.options.ready = nullptr;
   }
 
@@ -95,6 +150,12 @@ Reaper& reaper() {
 }
 
 }  // namespace
+
+int stop_leftover_pad_tasks(GstElement* element) {
+  int stopped = 0;
+  stop_pad_tasks_below(element, stopped);
+  return stopped;
+}
 
 void stop_pipeline_async(Ref<GstElement> pipeline, std::function<void()> done_on_main,
                          StopOptions options) {

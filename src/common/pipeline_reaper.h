@@ -16,6 +16,7 @@
 
 #include <chrono>
 #include <functional>
+#include <vector>
 
 #include "common/ref.h"
 
@@ -26,9 +27,14 @@ struct StopOptions {
   // passes: for a close procedure that must finish first (a data channel's, WEBRTCBIN-NOTES).
   std::function<bool()> ready;
   std::chrono::milliseconds max_wait{400};
-  // Set to NULL on the reaper thread before the pipeline is: an element whose state change must
-  // come first (the echo worker's webrtcbin, see echo_worker.cpp).
-  Ref<GstElement> stop_first;
+  // Elements of the pipeline set to NULL on the reaper thread, in this order, before the pipeline
+  // is; each is locked in its state first (gst_element_set_locked_state) so that the pipeline's own
+  // state change neither brings it back up (a bin child is always recursed into) nor reorders it.
+  // For the webrtcbins of a relay: the pipeline's sorted state change deactivates an element
+  // before the webrtcbin it feeds once their link is cut (or they form a cycle), while a buffer
+  // from the other leg is waiting for preroll in that webrtcbin's sink and holds the element's
+  // stream lock: the NULL state change then hangs for good (issue 14, call.cpp, echo_worker.cpp).
+  std::vector<Ref<GstElement>> stop_first;
 };
 
 // Sets `pipeline` to NULL on a reaper thread, drops this reference there, then posts
@@ -36,6 +42,14 @@ struct StopOptions {
 // Stopping the same pipeline twice is harmless.
 void stop_pipeline_async(Ref<GstElement> pipeline, std::function<void()> done_on_main = {},
                          StopOptions options = {});
+
+// Flushes and stops every pad task still running in `element` or below it once it is NULL, and
+// returns how many it found. GStreamer 1.22's sctpdec (inside each webrtcbin) can create a stream
+// pad and start its task from the SCTP receive callback after its own PAUSED -> READY removed its
+// pads ("FIXME: make this threadsafe" in sctpdec_cleanup): that task then waits in its queue for
+// ever and freeing the pipeline hangs in gst_task_join(). The reaper calls this after the NULL
+// state change, before dropping the pipeline; it logs each such pad.
+int stop_leftover_pad_tasks(GstElement* element);
 
 // Pipelines handed over and not yet stopped.
 int pending_pipeline_reaps();

@@ -86,7 +86,7 @@ class EchoSession : public calls::WebRtcLeg::Listener {
     // webrtcbin first: a looped-back buffer in flight may be waiting for preroll in its sink
     // (PLAYING -> PAUSED) while holding the stream locks of the echo chain; the whole pipeline at
     // once deactivated echo_out's pads before that sink left PAUSED, and the state change hung.
-    options.stop_first = Ref<GstElement>::retain(leg_->element());
+    options.stop_first.push_back(Ref<GstElement>::retain(leg_->element()));
     leg_.reset();
     if (channel_) {
       gst_webrtc_data_channel_close(channel_.get());

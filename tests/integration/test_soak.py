@@ -7,8 +7,6 @@ from __future__ import annotations
 import asyncio
 import os
 
-import pytest
-
 from cleanstate import live_calls, snapshot, wait_for, with_admin
 from conftest import GATEWAY_KEY, default_gateway_config
 from peers.turn_calls import run_calls
@@ -39,12 +37,6 @@ def settled_snapshot(gw, pool_port, timeout=30.0):
     return prev
 
 
-# Known defect (issue 14, open): about one run in three, one call's pipeline never reaches NULL on
-# the reaper's thread (349 of 350 "pipeline stopped", "1 pipeline(s) still stopping" at exit), so
-# its ~22 webrtcbin threads and ~30 fds stay: a teardown hang inside webrtcbin not yet found. The
-# test still runs and reports every time (XFAIL / XPASS); it does not block CI meanwhile.
-@pytest.mark.xfail(strict=False, reason="intermittent: one call's pipeline hangs in its NULL "
-                   "state change on the reaper thread (issue 14)")
 def test_calls_leave_nothing_behind(fake_upstream, gateway_factory, tmp_path):
     config = with_admin(default_gateway_config(fake_upstream))
     config["usage"] = {"log": str(tmp_path / "usage.jsonl")}

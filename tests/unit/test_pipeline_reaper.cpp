@@ -3,6 +3,7 @@
 // keeps dispatching meanwhile, `done` comes back on the main loop, and stopping twice is harmless.
 //
 // A tiny element whose READY→NULL change sleeps stands in for a webrtcbin that takes its time.
+#include <gst/app/app.h>
 #include <gst/gst.h>
 #include <gtest/gtest.h>
 
@@ -183,6 +184,112 @@ TEST_F(PipelineReaperTest, WaitsForReadinessWithinItsBound) {
   rtgw::stop_pipeline_async(make_pipeline(&finalized_on), {}, std::move(never));
   EXPECT_TRUE(rtgw::wait_for_pipeline_reaps(std::chrono::seconds(5)));
   EXPECT_EQ(g_stops.load(), 2);
+}
+
+// Issue 14, reduced: a relayed call's leg-to-leg chain. A thread (here appsrc's; in a call the
+// other leg's jitterbuffer) holds the stream lock of `x` (rtpptrewrite in a call) while its buffer
+// waits for preroll in a sink inside bin `w` (the other webrtcbin's nicesink), because the
+// pipeline is PAUSED. `x` is no longer linked to `w` (Call::unlink_legs) and `w` feeds `y` (the
+// identity heading the other direction, itself unlinked), so neither `x` nor `y` is a sink and
+// GstBin's sort picks among them by degree and then by list order: `x` (added last, so listed
+// first) goes PAUSED -> READY before `w`, and stopping the pipeline as a whole waits for ever on
+// x's stream lock (what gdb showed in the gateway). Stopping `w` first releases the buffer; `w` is
+// locked in its state so the pipeline does not bring it back up (its READY -> NULL runs once).
+TEST_F(PipelineReaperTest, StopsTheGivenBinsFirstSoABufferWaitingForPrerollCannotHangTheStop) {
+  auto pipeline = rtgw::Ref<GstElement>::sink(gst_pipeline_new("legs"));
+  GstBin* bin = GST_BIN(pipeline.get());
+  GstElement* src = gst_element_factory_make("appsrc", "src");
+  GstElement* x = gst_element_factory_make("identity", "x");
+  GstElement* w = gst_bin_new("w");
+  GstElement* sink = gst_element_factory_make("fakesink", "sink");
+  GstElement* wout = gst_element_factory_make("identity", "wout");
+  GstElement* y = gst_element_factory_make("identity", "y");
+  ASSERT_TRUE(src && x && w && sink && wout && y);
+  g_object_set(src, "format", GST_FORMAT_TIME, nullptr);
+  g_object_set(sink, "async", FALSE, "sync", FALSE, "signal-handoffs", TRUE, nullptr);
+  gst_bin_add_many(GST_BIN(w), sink, wout, GST_ELEMENT(g_object_new(slow_stop_get_type(), nullptr)),
+                   nullptr);
+  {
+    auto target = rtgw::Ref<GstPad>::adopt(gst_element_get_static_pad(sink, "sink"));
+    gst_element_add_pad(w, gst_ghost_pad_new("sink", target.get()));
+    auto out = rtgw::Ref<GstPad>::adopt(gst_element_get_static_pad(wout, "src"));
+    gst_element_add_pad(w, gst_ghost_pad_new("src", out.get()));
+  }
+  gst_bin_add_many(bin, y, w, src, x, nullptr);  // GstBin lists the last added first
+  ASSERT_TRUE(gst_element_link_many(src, x, w, nullptr));
+  ASSERT_TRUE(gst_element_link(w, y));
+  auto w_ref = rtgw::Ref<GstElement>::retain(w);
+
+  std::atomic<bool> prerolling{false};
+  g_signal_connect(sink, "preroll-handoff",
+                   G_CALLBACK(+[](GstElement*, GstBuffer*, GstPad*, gpointer flag) {
+                     static_cast<std::atomic<bool>*>(flag)->store(true);
+                   }),
+                   &prerolling);
+  ASSERT_NE(gst_element_set_state(pipeline.get(), GST_STATE_PLAYING), GST_STATE_CHANGE_FAILURE);
+  ASSERT_NE(gst_element_set_state(pipeline.get(), GST_STATE_PAUSED), GST_STATE_CHANGE_FAILURE);
+  GstBuffer* buffer = gst_buffer_new_allocate(nullptr, 16, nullptr);
+  GST_BUFFER_PTS(buffer) = 0;
+  ASSERT_EQ(gst_app_src_push_buffer(GST_APP_SRC(src), buffer), GST_FLOW_OK);
+  for (int i = 0; i < 500 && !prerolling; ++i) g_usleep(10 * 1000);
+  ASSERT_TRUE(prerolling.load()) << "the buffer never reached the sink";
+  g_usleep(50 * 1000);  // now waiting for preroll, holding x's stream lock
+  {
+    auto x_src = rtgw::Ref<GstPad>::adopt(gst_element_get_static_pad(x, "src"));
+    auto peer = rtgw::Ref<GstPad>::adopt(gst_pad_get_peer(x_src.get()));
+    ASSERT_TRUE(gst_pad_unlink(x_src.get(), peer.get()));
+  }
+
+  rtgw::StopOptions options;
+  options.stop_first.push_back(w_ref);
+  rtgw::stop_pipeline_async(std::move(pipeline), {}, std::move(options));
+  EXPECT_TRUE(rtgw::wait_for_pipeline_reaps(std::chrono::seconds(10)))
+      << "the NULL state change hung";
+  EXPECT_EQ(GST_STATE(w_ref.get()), GST_STATE_NULL);
+  EXPECT_EQ(g_stops.load(), 1) << "the stopped bin was brought back up by the pipeline";
+}
+
+// GStreamer 1.22's sctpdec can add a stream pad and start its task from the SCTP receive
+// callback after its own stop removed its pads; that task waits for ever and freeing the
+// pipeline hangs in gst_task_join(). Emulated here: after NULL, a pad is activated again and
+// given a task that blocks until the pad is flushed. The reaper's sweep flushes and stops it.
+TEST_F(PipelineReaperTest, ALeftoverPadTaskIsFlushedAndStoppedAfterNull) {
+  auto pipeline = rtgw::Ref<GstElement>::sink(gst_pipeline_new("late"));
+  GstElement* w = gst_bin_new("w");
+  GstElement* e = gst_element_factory_make("identity", "e");
+  ASSERT_TRUE(w && e);
+  gst_bin_add(GST_BIN(w), e);
+  gst_bin_add(GST_BIN(pipeline.get()), w);
+  ASSERT_NE(gst_element_set_state(pipeline.get(), GST_STATE_PLAYING), GST_STATE_CHANGE_FAILURE);
+  ASSERT_EQ(gst_element_set_state(pipeline.get(), GST_STATE_NULL), GST_STATE_CHANGE_SUCCESS);
+  EXPECT_EQ(rtgw::stop_leftover_pad_tasks(pipeline.get()), 0);
+
+  // sctpdec's stream pad: its task waits in a data queue that only a FLUSH_START event on the pad
+  // (or the element's own stop) flushes; deactivating the pad does not wake it.
+  static std::atomic<bool> queue_flushed;
+  queue_flushed = false;
+  auto pad = rtgw::Ref<GstPad>::adopt(gst_element_get_static_pad(e, "src"));
+  gst_pad_set_event_function(pad.get(), [](GstPad* p, GstObject* parent, GstEvent* event) {
+    if (GST_EVENT_TYPE(event) == GST_EVENT_FLUSH_START) queue_flushed = true;
+    return gst_pad_event_default(p, parent, event);
+  });
+  ASSERT_TRUE(gst_pad_set_active(pad.get(), TRUE));
+  ASSERT_TRUE(gst_pad_start_task(
+      pad.get(),
+      [](gpointer data) {
+        while (!queue_flushed) g_usleep(1000);
+        gst_pad_pause_task(static_cast<GstPad*>(data));
+      },
+      pad.get(), nullptr));
+  g_usleep(20 * 1000);
+
+  EXPECT_EQ(rtgw::stop_leftover_pad_tasks(pipeline.get()), 1);
+  GST_OBJECT_LOCK(pad.get());
+  EXPECT_EQ(GST_PAD_TASK(pad.get()), nullptr);
+  GST_OBJECT_UNLOCK(pad.get());
+  EXPECT_EQ(rtgw::stop_leftover_pad_tasks(pipeline.get()), 0);
+  pad.reset();
+  pipeline.reset();  // would join the task for ever without the sweep
 }
 
 }  // namespace
