@@ -102,6 +102,16 @@ Ref<GstElement> Call::element(const char* name) const {
 void Call::build_pipeline() {
   pipeline_ = build_call_pipeline(settings_.pipeline_description);
   gst_object_set_name(GST_OBJECT(pipeline_.get()), identity_.call_id.c_str());
+  // webrtcbin puts a clocksync (sync=true) in front of each send path, so every packet waits on
+  // the clock for its running time plus the pipeline's latency: one more sleep and wake-up per
+  // packet in the thread that sends it. A relay's packets leave the receiving leg's jitterbuffer
+  // already paced, so they go on at once (measured: tests/bench/README.md, "The cuts").
+  connect_signal_for_lifetime<void(GstBin*, GstBin*, GstElement*)>(
+      pipeline_.get(), "deep-element-added", [](GstBin*, GstBin*, GstElement* added) {
+        GstElementFactory* factory = gst_element_get_factory(added);
+        if (factory && g_strcmp0(GST_OBJECT_NAME(factory), "clocksync") == 0)
+          g_object_set(added, "sync", FALSE, nullptr);
+      });
 
   client_leg_ = std::make_unique<WebRtcLeg>("client", element(kClientBin), settings_.webrtc, this);
   upstream_leg_ =

@@ -56,13 +56,15 @@ def gateway_binary() -> str:
     return os.environ.get("RTGW_BINARY") or os.path.join(ROOT, "build", "src", "realtime-gateway")
 
 
-def gateway_config(upstream_port: int, policy: bool = True) -> Dict[str, Any]:
-    """The benchmark gateway config: one key, one model served by the fake upstream."""
+def gateway_config(upstream_port, policy: bool = True) -> Dict[str, Any]:
+    """The benchmark gateway config: one key, one model served by the fake upstream (a port, or a
+    list of ports: one worker each; the gateway gives a new call to the least busy one)."""
+    ports = upstream_port if isinstance(upstream_port, (list, tuple)) else [upstream_port]
     config: Dict[str, Any] = {
         "auth": {"keys": [{"name": "bench", "key": GATEWAY_KEY, "models": ["*"]}]},
         "models": [{"name": MODEL, "workers": [{
-            "url": f"http://127.0.0.1:{upstream_port}", "api_key": UPSTREAM_KEY,
-            "provider": "openai"}]}],
+            "url": f"http://127.0.0.1:{port}", "api_key": UPSTREAM_KEY,
+            "provider": "openai"} for port in ports]}],
     }
     if policy:
         config["policy"] = BENCH_POLICY
@@ -158,9 +160,9 @@ class Upstream:
 
 
 def start_fake_upstream(procs: Processes, workdir: str, timeout: float = 30.0,
-                        extra_args: Sequence[str] = ()) -> Upstream:
+                        extra_args: Sequence[str] = (), name: str = "fake-upstream") -> Upstream:
     """tests/integration/peers/fake_upstream.py --port 0 in its own process."""
-    log_path = os.path.join(workdir, "fake-upstream.log")
+    log_path = os.path.join(workdir, f"{name}.log")
     with open(log_path, "wb") as log:
         proc = procs.add(subprocess.Popen(
             [PYTHON, FAKE_UPSTREAM, "--host", "127.0.0.1", "--port", "0",

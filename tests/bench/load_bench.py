@@ -31,6 +31,7 @@ import benchlib as bl  # noqa: E402
 from peers.common import http_request  # noqa: E402
 
 LOAD_WRTC = os.path.join(bl.BENCH_DIR, "load_wrtc.mjs")
+FLOOR_RELAY = os.path.join(bl.BENCH_DIR, "floor_relay.py")
 NODE = os.environ.get("RTGW_NODE") or shutil.which("node") or "/usr/bin/node"
 PEERS_DIR = os.path.join(bl.INTEGRATION_DIR, "peers")
 
@@ -108,7 +109,7 @@ def answered_overhead(gw: bl.Gateway, after_ids: set) -> List[float]:
 
 
 def run_phase(args, procs: bl.Processes, workdir: str, label: str, n: int, base_url: str,
-              key: str, upstream: bl.Upstream, gw: Optional[bl.Gateway],
+              key: str, upstreams: List[bl.Upstream], gw: Optional[bl.Gateway],
               perf_out: Optional[str] = None) -> Dict[str, Any]:
     res: Dict[str, Any] = {"label": label, "n": n}
     if gw:
@@ -125,7 +126,7 @@ def run_phase(args, procs: bl.Processes, workdir: str, label: str, n: int, base_
         res["setup_ms"] = [c["setup_ms"] for c in up["calls"] if c["setup_ms"] is not None]
         res["errors"] = [c["error"] for c in up["calls"] if c["error"]][:5]
         time.sleep(args.warm)
-        pids = {"callers": [callers.proc.pid], "upstream": [upstream.proc.pid]}
+        pids = {"callers": [callers.proc.pid], "upstream": [u.proc.pid for u in upstreams]}
         if gw:
             pids["gateway"] = [gw.pid]
         cpu = bl.CpuWindow(pids)
@@ -138,7 +139,7 @@ def run_phase(args, procs: bl.Processes, workdir: str, label: str, n: int, base_
                 ["perf", "record", "-g", "-F", "499", "-p", str(gw.pid), "-o", perf_out, "--",
                  "sleep", str(min(args.perf, args.hold))],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        peak = sample_peak(gw.pid if gw else upstream.proc.pid, args.hold)
+        peak = sample_peak(gw.pid if gw else upstreams[0].proc.pid, args.hold)
         cpu.stop()
         if perf:
             try:
@@ -186,6 +187,17 @@ def main() -> int:
     ap.add_argument("--variant", action="append", default=[],
                     help="LABEL[:ENV=VALUE,...] gateway variant (repeatable; default: 'gateway')")
     ap.add_argument("--no-direct", action="store_true", help="skip the direct phase")
+    ap.add_argument("--no-floor", action="store_true",
+                    help="skip the floor phase (floor_relay.py: a bare webrtcbin pair per call)")
+    ap.add_argument("--floor-latency", type=int, default=20,
+                    help="webrtcbin latency of the floor relay (the gateway's default: 20)")
+    ap.add_argument("--floor-variant", action="append", default=[],
+                    help="LABEL:ARG,ARG extra floor phase with floor_relay.py options, e.g. "
+                    "floor-nosync:--no-clocksync or floor-lat0:--latency=0 (repeatable)")
+    ap.add_argument("--calls-per-upstream", type=int, default=10,
+                    help="fake upstream processes: ceil(largest N / this) (one aiortc process "
+                    "cannot carry more than ~10-15 calls on this machine)")
+    ap.add_argument("--upstreams", type=int, default=0, help="fake upstream processes (overrides)")
     ap.add_argument("--perf", metavar="SECONDS", type=float, default=0.0,
                     help="perf record -g each gateway for SECONDS inside the window")
     ap.add_argument("--json")
@@ -201,55 +213,135 @@ def main() -> int:
     print(f"work dir: {workdir}")
     results: List[Dict[str, Any]] = []
     with bl.Processes() as procs:
-        upstream = bl.start_fake_upstream(procs, workdir,
-                                          extra_args=["--max-live-calls", str(max(ns) + 8)])
+        k = args.upstreams or max(1, -(-max(ns) // args.calls_per_upstream))
+        per = -(-max(ns) // k)
+        upstreams = [bl.start_fake_upstream(procs, workdir, name=f"fake-upstream-{i}",
+                                            extra_args=["--max-live-calls", str(per + 8)])
+                     for i in range(k)]
+        urls = ",".join(u.url for u in upstreams)
+        print(f"{k} fake upstream process(es): {urls}", flush=True)
+        # aiortc's first imports and first call, in every upstream process, before any phase
+        warm_up(procs, workdir, "upstreams", urls, bl.UPSTREAM_KEY, calls=k)
+
+        def reset():
+            for u in upstreams:
+                http_request("POST", u.url + "/_test/reset", timeout=10)
+
         for n in ns:
             if not args.no_direct:
                 print(f"[N={n}] direct ...", flush=True)
-                warm_up(procs, workdir, "direct", upstream.url, bl.UPSTREAM_KEY)
-                results.append(run_phase(args, procs, workdir, "direct", n, upstream.url,
-                                         bl.UPSTREAM_KEY, upstream, None))
-                http_request("POST", upstream.url + "/_test/reset", timeout=10)
-            for v in variants:
-                print(f"[N={n}] {v['label']} ...", flush=True)
-                gw = bl.start_gateway(procs, workdir, bl.gateway_config(upstream.port),
-                                      env=v["env"], binary=v["binary"],
-                                      name=f"{v['label']}-{n}")
-                warm_up(procs, workdir, v["label"], gw.url, bl.GATEWAY_KEY)
-                if args.perf > 0:
-                    res = run_phase_with_perf(args, procs, workdir, v["label"], n, gw, upstream)
+                warm_up(procs, workdir, "direct", urls, bl.UPSTREAM_KEY)
+                results.append(run_phase(args, procs, workdir, "direct", n, urls,
+                                         bl.UPSTREAM_KEY, upstreams, None))
+                reset()
+            relays = [] if args.no_floor else [("floor", None)]
+            for fv in args.floor_variant:
+                flabel, _, fargs = fv.partition(":")
+                relays.append((flabel, {"floor_args": [a for a in fargs.split(",") if a]}))
+            relays += [(v["label"], v) for v in variants]
+            for label, v in relays:
+                print(f"[N={n}] {label} ...", flush=True)
+                if v is None or "floor_args" in v:
+                    gw = start_floor(procs, workdir, upstreams, f"{label}-{n}", args.floor_latency,
+                                     v["floor_args"] if v else [])
                 else:
-                    res = run_phase(args, procs, workdir, v["label"], n, gw.url, bl.GATEWAY_KEY,
-                                    upstream, gw)
-                results.append(res)
+                    gw = bl.start_gateway(procs, workdir,
+                                          bl.gateway_config([u.port for u in upstreams]),
+                                          env=v["env"], binary=v["binary"], name=f"{label}-{n}")
+                try:
+                    warm_up(procs, workdir, label, gw.url, bl.GATEWAY_KEY)
+                    if args.perf > 0:
+                        res = run_phase_with_perf(args, procs, workdir, label, n, gw, upstreams)
+                    else:
+                        res = run_phase(args, procs, workdir, label, n, gw.url, bl.GATEWAY_KEY,
+                                        upstreams, gw)
+                    results.append(res)
+                except RuntimeError as e:  # a phase that cannot be measured: say so, go on
+                    print(f"[N={n}] {label}: not measured: {str(e)[:300]}", flush=True)
                 procs.stop(gw.proc)
-                http_request("POST", upstream.url + "/_test/reset", timeout=10)
-    report(results, ns)
-    if args.json:
-        bl.write_json(args.json, {"host": bl.host_info(), "args": vars(args), "results": results})
+                reset()
+            report(results, [n])  # each N as soon as it is measured
+            if args.json:
+                bl.write_json(args.json, {"host": bl.host_info(), "args": vars(args),
+                                          "results": results})
+            sys.stdout.flush()
     if not args.keep:
         shutil.rmtree(workdir, ignore_errors=True)
     return 0
 
 
-def warm_up(procs, workdir, label, base_url, key) -> None:
+def start_floor(procs: bl.Processes, workdir: str, upstreams: List[bl.Upstream], name: str,
+                latency: int, extra: List[str]) -> bl.Gateway:
+    """floor_relay.py (a bare webrtcbin pair per call) in front of the same upstreams."""
+    stderr_path = os.path.join(workdir, f"{name}.stderr.log")
+    with open(stderr_path, "wb") as err:
+        proc = procs.add(subprocess.Popen(
+            [bl.PYTHON, FLOOR_RELAY, "--port", "0", "--upstream",
+             ",".join(u.url for u in upstreams), "--upstream-key", bl.UPSTREAM_KEY,
+             "--model", bl.MODEL, "--latency", str(latency), *extra],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err))
+    line = bl.read_line_with_prefix(proc, "LISTENING ", 30)
+    if line is None:
+        procs.stop(proc)
+        raise RuntimeError(f"floor relay did not start:\n{bl.tail_file(stderr_path, 4000)}")
+    return bl.Gateway(proc, int(line.split()[1]), stderr_path, "")
+
+
+def warm_up(procs, workdir, label, base_url, key, calls: int = 1) -> None:
     """One short call first, so one-time costs (plugin loading, the first pipeline, aiortc's
     first imports) are charged to no measured call, on either side."""
-    warm = Callers(procs, workdir, label + "-warm", base_url, key, 1, 0, 1, 60)
+    warm = Callers(procs, workdir, label + "-warm", base_url, key, calls, 0, 1, 60 + 10 * calls)
     try:
-        warm.expect("UP", 30)
+        warm.expect("UP", 30 + 10 * calls)
         time.sleep(1.0)
     finally:
         warm.quit()
 
 
-def run_phase_with_perf(args, procs, workdir, label, n, gw, upstream):
-    """run_phase with `perf record -g` attached to the gateway during the window."""
+def run_phase_with_perf(args, procs, workdir, label, n, gw, upstreams):
+    """run_phase with `perf record -g` attached to the relay during the window."""
     out = os.path.join(workdir, f"perf-{label}-{n}.data")
-    res = run_phase(args, procs, workdir, label, n, gw.url, bl.GATEWAY_KEY, upstream, gw,
+    res = run_phase(args, procs, workdir, label, n, gw.url, bl.GATEWAY_KEY, upstreams, gw,
                     perf_out=out)
     print(f"perf data: {out} (perf report -i {out} --no-children --sort comm,dso -g none)")
+    res["perf_summary"] = perf_summary(out)
     return res
+
+
+def perf_summary(data: str, top: int = 12) -> Dict[str, List[str]]:
+    """The top lines of `perf report` by thread (digits folded by hand later), DSO and symbol."""
+    out: Dict[str, List[str]] = {}
+    for key in ("comm", "dso", "sym"):
+        try:
+            text = subprocess.run(
+                ["perf", "report", "-i", data, "--no-children", "--sort", key, "-g", "none",
+                 "--stdio", "--percent-limit", "0.5"],
+                capture_output=True, text=True, timeout=120).stdout
+        except (OSError, subprocess.TimeoutExpired) as e:
+            out[key] = [f"perf report failed: {e}"]
+            continue
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
+        if key == "comm":  # fold digits: nicesrc12:src -> nicesrc:src
+            folded: Dict[str, float] = {}
+            for ln in lines:
+                m = re.match(r"([0-9.]+)%\s+(.*)", ln)
+                if m:
+                    name = re.sub(r"\d+", "", m.group(2).strip())
+                    folded[name] = folded.get(name, 0.0) + float(m.group(1))
+            lines = [f"{v:5.1f}%  {k}" for k, v in sorted(folded.items(), key=lambda kv: -kv[1])]
+        out[key] = lines[:top]
+    return out
+
+
+def per_call(r: Dict[str, Any], n: int) -> Dict[str, float]:
+    """A relay phase's per-call figures: CPU %core, us CPU per packet, dRSS MiB, dthreads, and
+    the relay's own set-up addition (X - Y p50 of its log)."""
+    pct = r["cpu"].get("gateway_pct", float("nan"))
+    pps = (r["rx_pps_per_call"] + r["tx_pps_per_call"]) * n
+    return {"cpu": pct / n, "us_pkt": pct / 100.0 / pps * 1e6 if pps else float("nan"),
+            "rss": (r["peak"]["rss_kib"] - r["idle"]["rss_kib"]) / 1024 / n,
+            "threads": (r["peak"]["threads"] - r["idle"]["threads"]) / n,
+            "xy": bl.summary(r.get("gw_overhead_ms", []), (50,))["p50"]}
 
 
 def report(results: List[Dict[str, Any]], ns: List[int]) -> None:
@@ -294,8 +386,8 @@ def report(results: List[Dict[str, Any]], ns: List[int]) -> None:
             bl.print_table(["phase", "echo +p50 ms", "echo +p95 ms", "POST +p50 ms",
                             "POST +p90 ms", "gw log X-Y p50", "gw log X-Y p90",
                             "offer->1st event +p50"], add, 2)
-        print("\ncontext (% of one core over the window):")
-        bl.print_table(["phase", "gateway", "callers (node)", "upstream (aiortc)", "rest",
+        print("\ncontext (% of one core over the window; 'relay' = the gateway or the floor):")
+        bl.print_table(["phase", "relay", "callers (node)", "upstream (aiortc)", "rest",
                         "irq", "pings sent", "echoes"],
                        [[r["label"], r["cpu"].get("gateway_pct", float("nan")),
                          r["cpu"]["callers_pct"], r["cpu"]["upstream_pct"], r["cpu"]["rest_pct"],
@@ -311,6 +403,26 @@ def report(results: List[Dict[str, Any]], ns: List[int]) -> None:
                       ", ".join(f"{k} {v / n:.2f}" for k, v in top))
             if r.get("errors"):
                 print(f"{r['label']} errors: {r['errors']}")
+        floor = next((r for r in rows if r["label"] == "floor"), None)
+        if floor:
+            print("\nrelay / floor (same run; 1.00 = the relay costs what a bare webrtcbin pair "
+                  "costs):")
+            ratios = []
+            f = per_call(floor, n)
+            for r in rows:
+                if r["label"] in ("direct", "floor"):
+                    continue
+                g = per_call(r, n)
+                ratios.append([r["label"]] + [g[k] / f[k] if f[k] else float("nan")
+                                              for k in ("cpu", "us_pkt", "rss", "threads",
+                                                        "xy")] + [g["xy"] - f["xy"]])
+            bl.print_table(["phase", "CPU/call", "us CPU/pkt", "dRSS/call", "dthreads/call",
+                            "set-up added (X-Y p50)", "X-Y: relay - floor ms"], ratios, 2)
+        for r in rows:
+            for key, lines in (r.get("perf_summary") or {}).items():
+                print(f"\nperf {r['label']} by {key} (top, % of the relay's samples):")
+                for ln in lines:
+                    print("   " + ln[:150])
         busy = max(r["cpu"]["machine_pct"] for r in rows)
         if busy > 85:
             print(f"\nnote: the machine was {busy:.0f} % busy: the figures are pessimistic "

@@ -2,7 +2,10 @@
 // N concurrent native libwebrtc callers (@roamhq/wrtc, the package the integration peers use) in
 // one node process, driven by load_bench.py over stdin/stdout.
 //
-// Usage: node load_wrtc.mjs BASE_URL KEY MODEL N [--gap-ms 50] [--pings 10] [--max-s 600]
+// Usage: node load_wrtc.mjs BASE_URL[,BASE_URL...] KEY MODEL N [--gap-ms 50] [--pings 10]
+//        [--max-s 600]
+// Several base URLs (e.g. several upstream processes for the direct phase): call i goes to the
+// (i mod K)-th.
 //
 // Each call sends a 400 Hz tone (libwebrtc's Opus encoder, 20 ms packets: 50 packets/s) and
 // `--pings` {"type":"test.echo","payload":"<call>:<seq>"} per second on the oai-events channel;
@@ -36,6 +39,7 @@ for (let i = 0; i < rest.length; i += 2) {
   else { console.error(`unknown option ${rest[i]}`); process.exit(64); }
 }
 const N = Number(nArg);
+const baseUrls = (baseUrl || "").split(",").filter((u) => u); // call i goes to baseUrls[i % K]
 if (!baseUrl || !(N > 0)) {
   console.error("usage: load_wrtc.mjs BASE_URL KEY MODEL N [--gap-ms MS] [--pings P] [--max-s S]");
   process.exit(64);
@@ -115,7 +119,8 @@ async function placeCall(index) {
   await c.pc.setLocalDescription(await c.pc.createOffer());
   const deadline = Date.now() + 5000;
   while (c.pc.iceGatheringState !== "complete" && Date.now() < deadline) await sleep(5);
-  const url = new URL(baseUrl.replace(/\/$/, "") + "/v1/realtime/calls");
+  const base = baseUrls[index % baseUrls.length];
+  const url = new URL(base.replace(/\/$/, "") + "/v1/realtime/calls");
   if (model) url.searchParams.set("model", model);
   const tPost = performance.now();
   try {
@@ -125,7 +130,7 @@ async function placeCall(index) {
     const text = await resp.text();
     c.post_ms = performance.now() - tPost;
     if (resp.status !== 201) throw new Error(`POST ${resp.status}: ${text.slice(0, 200)}`);
-    c.location = new URL(resp.headers.get("location"), baseUrl).toString();
+    c.location = new URL(resp.headers.get("location"), base).toString();
     await c.pc.setRemoteDescription({ type: "answer", sdp: text });
     const ok = await Promise.race([gotFirst.then(() => true), sleep(20000).then(() => false)]);
     if (!ok) throw new Error("no first event within 20 s");
