@@ -106,8 +106,9 @@ struct CallSettings {
   std::string pipeline_description;  // gst-launch syntax
   std::string policy_json;           // rteventfilter `policy` for client events ("" = none)
   bool budget_exceeded = false;      // the key is over a budget at call start
-  // The model's price table: each turn's cost for the call's running total (describe()); the
-  // usage record itself is priced by the accounting (app/call_accounting.h).
+  // The model's price table: the relay prices each turn once (its record's cost_usd, which the
+  // usage log, ledger, spend metric and budgets take as is, and the running cost in describe()).
+  // None: turns carry cost_usd null.
   std::optional<config::Pricing> pricing;
   int late_usage_wait_ms = 3000;  // client gone mid-response: wait this long for response.done
   // The client speaks the beta dialect (legacy route or token): its events are translated to GA
