@@ -154,7 +154,7 @@ class CallSetup {
   Done done_;
 
   std::optional<std::string> session_json_;  // until the upstream offer is made
-  workers::OfferRequest offer_request_;       // kept for failover to the next worker
+  workers::OfferRequest offer_request_;      // kept for failover to the next worker
   std::vector<std::string> tried_workers_;
   Ref<GCancellable> cancellable_;
   std::string client_answer_;

@@ -5,9 +5,9 @@
 // event statistics (relayed, refused, blocked, filtered), the filter's decisions (a block becomes
 // an error event for the client; an `end_call` rule ends the call), the metered turns (the
 // record's ids filled in, the turn priced from the model's table: the only place a turn is
-// priced, for both transports; summed into the call's usage), and the late-usage wait at hang-up (the
-// client left mid-response: the response is cancelled upstream and the relay waits, bounded, for
-// its response.done so the tokens already spent are metered).
+// priced, for both transports; summed into the call's usage), and the late-usage wait at hang-up
+// (the client left mid-response: the response is cancelled upstream and the relay waits, bounded,
+// for its response.done so the tokens already spent are metered).
 //
 // The transport adapter (calls::Call, relay::WebSocketSession) moves bytes and decides how its
 // call ends; it implements `Transport` and feeds the relay what its EventPath reports.

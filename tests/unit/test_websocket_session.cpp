@@ -38,12 +38,13 @@ class SocketPair {
     GSocket* raw = g_socket_new_from_fd(fds[0], nullptr);
     EXPECT_NE(raw, nullptr);
     auto socket = Ref<GSocket>::adopt(raw);
-    auto stream = Ref<GSocketConnection>::adopt(
-        g_socket_connection_factory_create_connection(socket.get()));
-    auto uri = Ref<GUri>::adopt(g_uri_parse("ws://127.0.0.1/v1/realtime", G_URI_FLAGS_NONE, nullptr));
-    connection_ = Ref<SoupWebsocketConnection>::adopt(soup_websocket_connection_new(
-        G_IO_STREAM(stream.get()), uri.get(), SOUP_WEBSOCKET_CONNECTION_SERVER, nullptr, nullptr,
-        nullptr));
+    auto stream =
+        Ref<GSocketConnection>::adopt(g_socket_connection_factory_create_connection(socket.get()));
+    auto uri =
+        Ref<GUri>::adopt(g_uri_parse("ws://127.0.0.1/v1/realtime", G_URI_FLAGS_NONE, nullptr));
+    connection_ = Ref<SoupWebsocketConnection>::adopt(
+        soup_websocket_connection_new(G_IO_STREAM(stream.get()), uri.get(),
+                                      SOUP_WEBSOCKET_CONNECTION_SERVER, nullptr, nullptr, nullptr));
   }
   ~SocketPair() { close(peer_fd_); }
   SoupWebsocketConnection* connection() const { return connection_.get(); }
