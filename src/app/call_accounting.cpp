@@ -3,8 +3,6 @@
 
 #include <algorithm>
 
-#include "usage/pricing.h"
-
 namespace rtgw::app {
 namespace {
 
@@ -57,11 +55,6 @@ bool CallAccounting::over_budget(const std::string& key_name) const {
   if (key->budget_tokens && tokens >= *key->budget_tokens) return true;
   if (key->budget_usd && usd >= *key->budget_usd) return true;
   return false;
-}
-
-std::optional<double> CallAccounting::price(const usage::UsageRecord& record) const {
-  const config::ModelConfig* model = config_.find_model(record.model);
-  return usage::price_turn(record, model && model->pricing ? &*model->pricing : nullptr);
 }
 
 void CallAccounting::OnCallAnswered(const calls::Call& call) {
@@ -134,10 +127,9 @@ void CallAccounting::OnSessionTurn(const relay::WebSocketSession&,
   meter_turn(record);
 }
 
-void CallAccounting::meter_turn(usage::UsageRecord record) {
-  // Priced before anything records it (log, ledger, metrics): every turn, cut short or not, is
-  // priced from the usage it reported.
-  record.cost_usd = price(record);
+void CallAccounting::meter_turn(const usage::UsageRecord& record) {
+  // Already priced, once, by the relay (every turn, cut short or not, from the usage it
+  // reported): the log, ledger, cluster counters, metrics and budgets all take that cost.
   if (!ledger_.record(record))
     metrics_.add_counter("rtgw_usage_log_errors_total",
                          "Usage records that could not be written to the usage log (they still "

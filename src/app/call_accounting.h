@@ -4,12 +4,12 @@
 //
 // Owns: turning call and session outcomes, metered turns and policy decisions into usage-log
 // records, Prometheus counters and histograms, and budget flags on the key's live calls and
-// sessions.
+// sessions. It prices nothing: a turn arrives priced by the call's or session's EventRelay
+// (events/event_relay.h), and its cost_usd goes to the log, ledger, spend metric and budgets as
+// is.
 //
 // Threads: main loop only.
 #pragma once
-
-#include <optional>
 
 #include "calls/call_registry.h"
 #include "cluster/cluster.h"
@@ -30,9 +30,6 @@ class CallAccounting : public calls::CallObserver, public relay::SessionObserver
   // mode each count is the larger of the cluster's shared total (while Redis is reachable) and
   // this instance's ledger.
   bool over_budget(const std::string& key_name) const;
-  // The turn's cost from the price table of its model (record.model, the gateway's model name
-  // the client asked for); nullopt when that model has no table (usage/pricing.h).
-  std::optional<double> price(const usage::UsageRecord& record) const;
   // Cluster mode: metered turns also go to the shared counters.
   void set_cluster(cluster::Cluster* cluster) { cluster_ = cluster; }
   // Flags the key's live calls and sessions if it is over budget now (after each turn, and when
@@ -53,7 +50,7 @@ class CallAccounting : public calls::CallObserver, public relay::SessionObserver
                                const calls::PolicyDecision& decision) override;
 
  private:
-  void meter_turn(usage::UsageRecord record);
+  void meter_turn(const usage::UsageRecord& record);
   const config::KeyConfig* find_key(const std::string& key_name) const;
   void count_decision(const calls::PolicyDecision& decision);
   void count_events(std::uint64_t from_client, std::uint64_t from_upstream);

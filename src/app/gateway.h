@@ -5,6 +5,9 @@
 // the HTTP server, the per-call and per-session pipeline descriptions, the PostgreSQL usage ledger
 // when configured (its start-up budget replay and its flush at exit), and the process lifecycle
 // (start-up checks, SIGTERM/SIGINT drain, exit code).
+//
+// Threads: the process's main thread, which runs the one GLib main loop that owns server, call
+// and session state (SIGTERM/SIGINT arrive there as GLib unix signal sources).
 #pragma once
 
 #include <memory>

@@ -5,6 +5,9 @@
 // one JSON object per line with time, level, domain, message and, for call lines (messages that
 // start with "[rtc_…]"), a separate `call_id`. Nothing here logs SDP bodies or keys: callers never
 // pass them.
+//
+// Threads: any. GLib calls the writer from whichever thread logs (GStreamer's included); each
+// line is written whole, in one stdio call.
 #pragma once
 
 namespace rtgw::app {

@@ -5,6 +5,8 @@
 // key), constant-time key comparison, the model allow-list check, and the loopback-only
 // unauthenticated mode of a config without keys (an "anonymous" caller without admin rights; the
 // HTTP layer answers it only for a loopback Host, see http/host_check.h).
+//
+// Threads: main loop (the HTTP handlers); its keys are read-only after construction.
 #pragma once
 
 #include <optional>

@@ -6,6 +6,9 @@
 // expiry). Tokens are self-contained: any instance holding the same secret redeems them. The
 // claims bind the key name, the model, the session config (GA form) and, for tokens of the
 // legacy mint routes, the beta dialect (`"d": "beta"`).
+//
+// Threads: any (mint and verify are const: the secret is set once at construction); called from
+// the HTTP handlers on the main loop.
 #pragma once
 
 #include <cstdint>

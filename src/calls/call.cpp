@@ -8,7 +8,6 @@
 #include "common/main_thread.h"
 #include "common/pipeline.h"
 #include "common/pipeline_reaper.h"
-#include "common/random.h"
 #include "events/beta_dialect.h"
 #include "events/event_path.h"
 #include "rtevents/json.h"
@@ -24,7 +23,7 @@ constexpr const char* kUpstreamAudioOut = "upstream_audio_out";  // pays for the
 constexpr const char* kUpstreamAudioIn = "upstream_audio_in";
 constexpr const char* kClientAudioOut = "client_audio_out";
 using namespace events;  // client_events_in ... upstream_events_meter (events/event_path.h)
-constexpr const char* kEventsLabel = "oai-events";
+constexpr const char* kEventsLabel = "oai-events";  // the only data channel relayed
 
 const char* state_name(GstWebRTCPeerConnectionState s) {
   switch (s) {
@@ -81,8 +80,7 @@ Call::Call(CallIdentity identity, CallSettings settings, workers::WorkerLease le
     : identity_(std::move(identity)),
       settings_(std::move(settings)),
       lease_(std::move(lease)),
-      listener_(listener),
-      cancellable_(Ref<GCancellable>::adopt(g_cancellable_new())) {
+      listener_(listener) {
   created_us_ = g_get_monotonic_time();
   liveness_ = std::make_unique<PeerLiveness>(settings_.webrtc.peer_timeout_seconds, this);
 }
@@ -182,190 +180,36 @@ void Call::count_audio(const char* element_name, AudioCounters* counters) {
 
 void Call::start(sdp::CheckedOffer offer, std::optional<std::string> session_json) {
   build_pipeline();
-  client_opus_pt_ = offer.opus_payload_type;
-  // The audio going back to the client must carry the client's own Opus payload type. Each pay
-  // sends with a fixed SSRC that the leg's answer/offer declares (a=ssrc): stacks that route RTP
-  // by declared SSRC only (werift) drop undeclared streams.
-  client_ssrc_ = random_u32_between(1, G_MAXINT32 - 1);
-  upstream_ssrc_ = random_u32_between(1, G_MAXINT32 - 1);
-  g_object_set(element(kClientAudioOut).get(), "pt", static_cast<guint>(client_opus_pt_), "ssrc",
-               client_ssrc_, nullptr);
-  g_object_set(element(kUpstreamAudioOut).get(), "pt", static_cast<guint>(client_opus_pt_), "ssrc",
-               upstream_ssrc_, nullptr);
+  WebRtcSetupMedia::Parts parts{
+      client_leg_.get(), upstream_leg_.get(), element(kClientAudioOut), element(kUpstreamAudioOut),
+      [this](Ref<GstWebRTCDataChannel> channel) {
+        EventChannel::wire_inbound(channel.get(), element(kUpstreamEventsIn));
+        upstream_events_->attach(std::move(channel), false);
+      }};
+  auto media = std::make_unique<WebRtcSetupMedia>(std::move(parts), settings_.webrtc,
+                                                  offer.opus_payload_type);
+  setup_ = std::make_unique<CallSetup>(
+      identity_.call_id, std::move(media), lease_, settings_.failover, identity_.upstream_model,
+      [this](SetupResult result) { on_setup_done(std::move(result)); });
   if (gst_element_set_state(pipeline_.get(), GST_STATE_PLAYING) == GST_STATE_CHANGE_FAILURE)
     throw std::runtime_error("the call pipeline failed to start");
-  // The legs overlap: the upstream leg starts as soon as webrtcbin has accepted the client's
-  // offer (a refused offer never reaches a worker), while the client's answer is gathered.
-  upstream_session_ = std::move(session_json);
-  start_client_leg(std::move(offer));
+  setup_->start(std::move(offer), std::move(session_json));
 }
 
-void Call::start_client_leg(sdp::CheckedOffer offer) {
-  client_leg_->set_remote_description(
-      GST_WEBRTC_SDP_TYPE_OFFER, std::move(offer.message), [this](const std::string& error) {
-        if (state_ == State::kEnded) return;
-        if (!error.empty()) {
-          fail_setup({SetupFailure::Kind::kInvalidOffer, 0, {}, "the offer was refused: " + error});
-          return;
-        }
-        // Between set-remote-description and create-answer (WEBRTCBIN-NOTES): a sendrecv audio
-        // transceiver without a payload type, so the offer's PT wins.
-        std::string caps_text =
-            "application/x-rtp,media=audio,encoding-name=OPUS,clock-rate=48000,ssrc=(uint)" +
-            std::to_string(client_ssrc_);
-        auto caps = Ref<GstCaps>::adopt(gst_caps_from_string(caps_text.c_str()));
-        auto pad = client_leg_->request_audio_sink(caps.get());
-        auto src =
-            Ref<GstPad>::adopt(gst_element_get_static_pad(element(kClientAudioOut).get(), "src"));
-        if (!pad || gst_pad_link(src.get(), pad.get()) != GST_PAD_LINK_OK) {
-          fail_setup({SetupFailure::Kind::kInternal, 0, {}, "cannot link audio to the client leg"});
-          return;
-        }
-        client_leg_->create_local_description(
-            false, [this](const std::string& err, const std::string& sdp) {
-              if (state_ == State::kEnded) return;
-              if (!err.empty()) {
-                fail_local_description("client answer", err);
-                return;
-              }
-              // The client learns only what the operator advertises (NAT 1:1, families).
-              client_answer_ = sdp::rewrite_candidates(
-                  sdp, {settings_.webrtc.nat_1to1_ips, settings_.webrtc.ice_ipv6,
-                        settings_.webrtc.ice_tcp});
-              maybe_finish_setup();
-            });
-        start_upstream_leg(std::move(upstream_session_));
-      });
-}
-
-void Call::start_upstream_leg(std::optional<std::string> session_json) {
-  // Offer Opus with the client's payload type so both legs usually agree and no mapping is needed.
-  std::string caps_text =
-      "application/x-rtp,media=audio,encoding-name=OPUS,clock-rate=48000,encoding-params=(string)2,"
-      "payload=" +
-      std::to_string(client_opus_pt_) + ",minptime=(string)10,useinbandfec=(string)1,ssrc=(uint)" +
-      std::to_string(upstream_ssrc_);
-  auto caps = Ref<GstCaps>::adopt(gst_caps_from_string(caps_text.c_str()));
-  auto pad = upstream_leg_->request_audio_sink(caps.get());
-  auto src =
-      Ref<GstPad>::adopt(gst_element_get_static_pad(element(kUpstreamAudioOut).get(), "src"));
-  if (!pad || gst_pad_link(src.get(), pad.get()) != GST_PAD_LINK_OK) {
-    fail_setup({SetupFailure::Kind::kInternal, 0, {}, "cannot link audio to the upstream leg"});
-    return;
-  }
-
-  GstWebRTCDataChannel* channel = nullptr;
-  UniqueStructure options(gst_structure_new("options", "ordered", G_TYPE_BOOLEAN, TRUE, nullptr));
-  g_signal_emit_by_name(upstream_leg_->element(), "create-data-channel", kEventsLabel,
-                        options.get(), &channel);
-  if (!channel) {
-    fail_setup({SetupFailure::Kind::kInternal, 0, {}, "cannot create the upstream data channel"});
-    return;
-  }
-  auto channel_ref = Ref<GstWebRTCDataChannel>::adopt(channel);
-  EventChannel::wire_inbound(channel, element(kUpstreamEventsIn));
-  upstream_events_->attach(channel_ref, false);
-
-  upstream_leg_->create_local_description(
-      true, [this, session_json = std::move(session_json)](const std::string& err,
-                                                           const std::string& offer) {
-        if (state_ == State::kEnded) return;
-        if (!err.empty()) {
-          fail_local_description("upstream offer", err);
-          return;
-        }
-        // NAT addresses concern the client leg; the upstream sees the real ones.
-        std::string advertised = sdp::rewrite_candidates(
-            offer, {{}, settings_.webrtc.ice_ipv6, settings_.webrtc.ice_tcp});
-        offer_request_ = workers::OfferRequest{advertised, identity_.upstream_model, session_json};
-        send_offer_upstream();
-      });
-}
-
-void Call::send_offer_upstream() {
-  lease_->exchange(offer_request_, cancellable_.get(),
-                   [this, alive = lifetime_.watch()](workers::UpstreamResult result) {
-                     if (!alive.alive() || state_ == State::kEnded) return;
-                     on_upstream_result(std::move(result));
-                   });
-}
-
-void Call::on_upstream_result(workers::UpstreamResult result) {
-  if (auto* failure = std::get_if<workers::UpstreamFailure>(&result)) {
-    // A worker's own failure (unreachable, timeout, 5xx, 429) counts against it, and the same
-    // offer goes to the next worker of the model, before the client has an answer. An upstream
-    // 4xx is the request's fault: it goes back to the client as is.
-    if (workers::fail_over(*failure, lease_, tried_workers_, settings_.failover, id())) {
-      identity_.worker_name = lease_->name();
-      send_offer_upstream();
-      return;
+void Call::on_setup_done(SetupResult result) {
+  if (lease_) identity_.worker_name = lease_->name();  // failover may have moved it
+  if (auto* failure = std::get_if<SetupFailure>(&result)) {
+    if (state_ == State::kSettingUp) {
+      g_message("[%s] set-up failed: %s", id().c_str(), failure->message.c_str());
+      hang_up("set-up failed: " + failure->message);
     }
-    using K = workers::UpstreamFailure::Kind;
-    SetupFailure f;
-    f.message = failure->message;
-    switch (failure->kind) {
-      case K::kTimeout:
-        f.kind = SetupFailure::Kind::kUpstreamTimeout;
-        break;
-      case K::kConnect:
-        f.kind = SetupFailure::Kind::kUpstreamUnreachable;
-        break;
-      case K::kStatus:
-        f.kind = SetupFailure::Kind::kUpstreamStatus;
-        f.status = failure->status;
-        if (workers::is_auth_failure(*failure))  // its body may quote the worker key
-          f.message = "the worker refused the gateway's credentials (HTTP " +
-                      std::to_string(failure->status) + ")";
-        else
-          f.body = failure->body;
-        break;
-      case K::kProtocol:
-        f.kind = SetupFailure::Kind::kUpstreamUnreachable;
-        break;
-    }
-    fail_setup(std::move(f));
+    listener_->OnCallSetupFailed(*this, *failure);
     return;
   }
-  auto& answer = std::get<workers::UpstreamAnswer>(result);
-  lease_.settle(workers::SetupOutcome::kSuccess);
-  upstream_answer_ms_ = answer.answer_ms;
+  auto& answer = std::get<CallAnswer>(result);
+  if (state_ != State::kSettingUp) return;  // an ended call's set-up fails instead
+  upstream_answer_ms_ = answer.upstream_answer_ms;
   upstream_call_id_ = answer.upstream_call_id;
-  sdp::SdpMessagePtr message;
-  try {
-    message = sdp::parse(answer.sdp);
-  } catch (const sdp::SdpError& e) {
-    fail_setup({SetupFailure::Kind::kUpstreamUnreachable,
-                0,
-                {},
-                std::string("the worker's answer is not valid SDP: ") + e.what()});
-    return;
-  }
-  int pt = sdp::opus_payload_type(message.get());
-  if (pt < 0) {
-    fail_setup(
-        {SetupFailure::Kind::kUpstreamUnreachable, 0, {}, "the worker's answer has no Opus"});
-    return;
-  }
-  // Map payload types: what goes to the upstream carries the upstream's Opus PT.
-  g_object_set(element(kUpstreamAudioOut).get(), "pt", static_cast<guint>(pt), nullptr);
-  if (pt != client_opus_pt_) upstream_leg_->set_audio_payload_type(pt);
-  upstream_leg_->set_remote_description(
-      GST_WEBRTC_SDP_TYPE_ANSWER, std::move(message), [this](const std::string& error) {
-        if (state_ == State::kEnded) return;
-        if (!error.empty()) {
-          fail_setup({SetupFailure::Kind::kUpstreamUnreachable,
-                      0,
-                      {},
-                      "the worker's answer was refused: " + error});
-          return;
-        }
-        upstream_ready_ = true;
-        maybe_finish_setup();
-      });
-}
-
-void Call::maybe_finish_setup() {
-  if (state_ != State::kSettingUp || client_answer_.empty() || !upstream_ready_) return;
   state_ = State::kActive;
   answered_us_ = g_get_monotonic_time();
   g_message("[%s] answered in %.1f ms (upstream answer %.1f ms)", id().c_str(),
@@ -376,39 +220,14 @@ void Call::maybe_finish_setup() {
         hang_up("ICE connect timeout");
       });
   dump_graph("answered");
-  listener_->OnCallAnswered(*this, client_answer_);
-}
-
-void Call::fail_local_description(const char* leg, const std::string& error) {
-  bool ports =
-      settings_.webrtc.udp_port_min > 0 && error.find("produced no candidate") != std::string::npos;
-  if (ports)
-    fail_setup({SetupFailure::Kind::kNoCapacity,
-                0,
-                {},
-                "no free UDP port in " + std::to_string(settings_.webrtc.udp_port_min) + "-" +
-                    std::to_string(settings_.webrtc.udp_port_max) + " (" + leg + ")"});
-  else
-    fail_setup({SetupFailure::Kind::kInternal, 0, {}, std::string(leg) + ": " + error});
+  listener_->OnCallAnswered(*this, answer.answer_sdp);
 }
 
 void Call::cancel_setup(const std::string& reason) {
-  if (state_ == State::kSettingUp)
-    fail_setup({SetupFailure::Kind::kCancelled, 0, {}, reason});
+  if (state_ == State::kSettingUp && setup_)
+    setup_->fail({SetupFailure::Kind::kCancelled, 0, {}, reason});
   else
     hang_up(reason);
-}
-
-void Call::fail_setup(SetupFailure failure) {
-  if (state_ != State::kSettingUp) return;
-  g_message("[%s] set-up failed: %s", id().c_str(), failure.message.c_str());
-  setup_failure_reported_ = true;
-  hang_up("set-up failed: " + failure.message);
-  // Always reported from the main loop, never from inside the caller's own call (cancel_setup()
-  // from the HTTP layer, a promise, an upstream answer): the listener may drop the call.
-  post_if_alive(lifetime_.watch(), [this, failure = std::move(failure)] {
-    listener_->OnCallSetupFailed(*this, failure);
-  });
 }
 
 void Call::OnLegConnectionState(WebRtcLeg& leg, GstWebRTCPeerConnectionState state) {
@@ -707,7 +526,9 @@ void Call::hang_up(const std::string& reason) {
   end_reason_ = reason;
   ended_us_ = g_get_monotonic_time();
   if (pipeline_) g_message("[%s] ended: %s", id().c_str(), reason.c_str());
-  g_cancellable_cancel(cancellable_.get());
+  // Ended during set-up: the set-up fails with the reason (its exchange cancelled, the lease
+  // settled, the failure reported later); no-op when it already finished.
+  if (was_setting_up && setup_) setup_->fail({SetupFailure::Kind::kInternal, 0, {}, reason});
   connect_timeout_.cancel();
   relay_.stop();
   policy_hangup_.cancel();
@@ -715,7 +536,6 @@ void Call::hang_up(const std::string& reason) {
   if (stats_timer_) poll_rtp_stats();  // the final figures (the legs are still up here)
   stats_timer_.cancel();
   liveness_->stop();
-  lease_.settle(workers::SetupOutcome::kNeutral);  // ended during set-up: a cancel
   if (!upstream_call_id_.empty() && lease_) lease_->hangup(upstream_call_id_);
   for (CallTap* tap : std::exchange(taps_, {})) tap->OnCallEnded(reason);
 
@@ -729,15 +549,6 @@ void Call::hang_up(const std::string& reason) {
     schedule_teardown(kChannelCloseWaitMs);
   else
     finish_teardown();
-
-  if (was_setting_up) {
-    // fail_setup() reports its own failure; any other end during set-up is reported here.
-    if (!setup_failure_reported_)
-      post_if_alive(lifetime_.watch(), [this, reason] {
-        listener_->OnCallSetupFailed(*this, {SetupFailure::Kind::kInternal, 0, {}, reason});
-      });
-    return;
-  }
 }
 
 void Call::schedule_teardown(guint delay_ms) {

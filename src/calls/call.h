@@ -1,16 +1,20 @@
 // SPDX-License-Identifier: MIT
-// One relayed call: a GstPipeline holding the client leg and the upstream leg.
+// One relayed call, from its offer to its end: its lifetime.
 //
 // Owns: the call's pipeline (built from the description in pipelines/), its two WebRtcLegs, its
-// two EventChannels (the WebRTC transport of events), the audio links between the legs (payload
-// types mapped by the pay elements named in the description), set-up (both legs concurrently),
-// its timers, its media statistics, and its teardown. The event path in its pipeline and what is
-// done with events (decisions, turns, late usage) are events::EventPath and events::EventRelay,
-// shared with WebSocket sessions; the call adapts them to data channels.
+// two EventChannels (the WebRTC transport of events), the audio links between the legs, its
+// `CallSetup` (calls/call_setup.h: the offer/answer of both legs, the worker's exchange, failover,
+// the lease's settlement during set-up; it reports once, to `on_setup_done`), the live state
+// (answered, connected, ended, how), its timers (ICE connect, media watchdog, RTP statistics,
+// policy hang-up, teardown), peer liveness, its media statistics and its teardown (the pipeline
+// handed to the reaper, off the main loop). The event path in its pipeline and what is done with
+// events (decisions, turns, late usage) are events::EventPath and events::EventRelay, shared with
+// WebSocket sessions; the call adapts them to data channels.
 //
-// Threads: all methods on the main loop. It reports to its owner through `CallListener`.
-// Media code never sees HTTP: it gets an id, an offer and a worker lease (held until the call is
-// dropped; failover moves it to the next worker), and returns an answer or a SetupFailure.
+// Threads: all methods on the main loop. It reports to its owner through `CallListener` (one
+// listener). Media code never sees HTTP: it gets an id, an offer and a worker lease (held until
+// the call is dropped; failover during set-up moves it to the next worker), and returns an answer
+// or a SetupFailure, the failure always later from the main loop.
 #pragma once
 
 #include <gst/gst.h>
@@ -23,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "calls/call_setup.h"
 #include "calls/event_channel.h"
 #include "calls/peer_liveness.h"
 #include "calls/webrtc_leg.h"
@@ -33,7 +38,6 @@
 #include "events/event_path.h"
 #include "events/event_relay.h"
 #include "sdp/session_description.h"
-#include "usage/pricing.h"
 #include "usage/usage_ledger.h"
 #include "workers/upstream_signaller.h"
 #include "workers/worker_lease.h"
@@ -43,22 +47,6 @@ namespace rtgw::calls {
 class Call;
 // The event types moved to events/; the names stay usable here (call_accounting, metrics).
 using events::PolicyDecision;
-
-struct SetupFailure {
-  enum class Kind {
-    kUpstreamStatus,
-    kUpstreamTimeout,
-    kUpstreamUnreachable,
-    kNoCapacity,    // e.g. the UDP port range is exhausted
-    kInvalidOffer,  // webrtcbin refused the client's offer (the client's 400 invalid_sdp)
-    kCancelled,     // the client went away before its answer
-    kInternal
-  };
-  Kind kind = Kind::kInternal;
-  int status = 0;    // upstream HTTP status (kUpstreamStatus)
-  std::string body;  // upstream body (kUpstreamStatus)
-  std::string message;
-};
 
 // Builds the call description once and checks every element a call looks up by name (at
 // start-up and by --check-config, so an operator's error is not every caller's). Throws
@@ -106,15 +94,16 @@ struct CallSettings {
   std::string pipeline_description;  // gst-launch syntax
   std::string policy_json;           // rteventfilter `policy` for client events ("" = none)
   bool budget_exceeded = false;      // the key is over a budget at call start
-  // The model's price table: each turn's cost for the call's running total (describe()); the
-  // usage record itself is priced by the accounting (app/call_accounting.h).
+  // The model's price table: the relay prices each turn once (its record's cost_usd, which the
+  // usage log, ledger, spend metric and budgets take as is, and the running cost in describe()).
+  // None: turns carry cost_usd null.
   std::optional<config::Pricing> pricing;
   int late_usage_wait_ms = 3000;  // client gone mid-response: wait this long for response.done
   // The client speaks the beta dialect (legacy route or token): its events are translated to GA
   // as they enter the event path (before the policy), the worker's to beta as they leave it for
   // the client (after the meter). Taps (sideband sockets) and the worker always see GA.
   bool beta_client = false;
-  // The next worker to try after a worker failure during set-up (nullptr: none left).
+  // The next worker to try after a worker failure during set-up (CallSetup; nullptr: none left).
   workers::FailoverFn failover;
 };
 
@@ -137,7 +126,8 @@ class Call : public WebRtcLeg::Listener,
   void start(sdp::CheckedOffer offer, std::optional<std::string> session_json);
   // Ends the call (both legs, upstream hang-up). Idempotent; the call is ended on return. Its
   // pipeline goes to the reaper (off the main loop) once both data channels report closed, or
-  // after kChannelCloseWaitMs at most.
+  // after kChannelCloseWaitMs at most. During set-up, the set-up fails with `reason` (reported
+  // later, as every set-up failure).
   void hang_up(const std::string& reason);
   // The client went away before its answer: a set-up ends as a kCancelled failure (the upstream
   // exchange cancelled, or the upstream call hung up if the worker already answered); a call
@@ -217,15 +207,9 @@ class Call : public WebRtcLeg::Listener,
 
   Ref<GstElement> element(const char* name) const;
   void build_pipeline();
-  void start_client_leg(sdp::CheckedOffer offer);
-  void start_upstream_leg(std::optional<std::string> session_json);
-  void on_upstream_result(workers::UpstreamResult result);
-  void send_offer_upstream();
-  void maybe_finish_setup();
-  void fail_setup(SetupFailure failure);
-  // A leg could not produce its description: with a port range set and no candidate, the range
-  // is exhausted (503), else an internal error.
-  void fail_local_description(const char* leg, const std::string& error);
+  // CallSetup's one report: the call goes live with the answer, or its set-up failure (always
+  // from the main loop) ends it and reaches the listener.
+  void on_setup_done(SetupResult result);
   // The client left: end now, or first let an open response finish (cancelled) so it is metered.
   void on_client_gone(const std::string& reason);
   void on_element_message(GstMessage* message);
@@ -274,19 +258,10 @@ class Call : public WebRtcLeg::Listener,
   SourceGuard connect_timeout_;
   SourceGuard teardown_timeout_;
   bool torn_down_ = false;
-  Ref<GCancellable> cancellable_;
 
-  // Set-up progress.
-  int client_opus_pt_ = -1;
-  guint client_ssrc_ = 0;    // what the gateway sends to the client (declared in the answer)
-  guint upstream_ssrc_ = 0;  // what it sends to the upstream (declared in the offer)
-  std::string client_answer_;
-  bool setup_failure_reported_ = false;
-  bool upstream_ready_ = false;
+  // Set-up (after the legs: it drives them); then the worker's call, hung up at the end.
+  std::unique_ptr<CallSetup> setup_;
   std::string upstream_call_id_;
-  std::optional<std::string> upstream_session_;  // until the upstream leg starts
-  workers::OfferRequest offer_request_;          // kept for failover to the next worker
-  std::vector<std::string> tried_workers_;
 
   // Statistics (audio counters are bumped on streaming threads; shared so that the reaper keeps
   // them alive until the pipeline is stopped).

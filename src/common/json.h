@@ -3,6 +3,8 @@
 //
 // Owns: parsing text into a JsonNode, serializing a node, and typed member access used by the
 // config loader, the HTTP routes and the event bridge.
+//
+// Threads: any (pure helpers, no shared state).
 #pragma once
 
 #include <json-glib/json-glib.h>

@@ -5,6 +5,10 @@
 // GLib/GStreamer type (GObject, GstObject, GstMiniObject, boxed ref-counted types), and
 // `std::unique_ptr` aliases for single-owner allocations (gchar*, GError, GstStructure, ...).
 // Business code uses these and never calls unref/g_free by hand.
+//
+// Threads: any for `Ref<T>` and the unique_ptr aliases (as thread-safe as the type's own ref
+// counting; one holder is used by one thread at a time). `SignalConnection` and `SourceGuard`
+// are created and dropped on the main loop.
 #pragma once
 
 #include <gio/gio.h>

@@ -5,6 +5,9 @@
 // environment overrides and command-line flags (flags beat env beat file), resolving `env:NAME`
 // secrets, the built-in default (no file: `echo` model, plus `openai` when OPENAI_API_KEY is set),
 // and validation errors that name the file, the JSON path and the reason.
+//
+// Threads: loaded on the main thread at start-up, before the main loop runs (and by
+// --check-config); read-only afterwards.
 #pragma once
 
 #include <cstdint>

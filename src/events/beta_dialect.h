@@ -14,6 +14,9 @@
 // `type: "realtime"` added; `temperature` (no GA field) is dropped. Audio formats: "pcm16" <->
 // {"type":"audio/pcm","rate":24000}, "g711_ulaw" <-> {"type":"audio/pcmu"}, "g711_alaw" <->
 // {"type":"audio/pcma"}.
+//
+// Threads: any (pure functions): the client's events are translated on webrtcbin's data channel
+// thread or the main loop, the worker's on the main loop.
 #pragma once
 
 #include <json-glib/json-glib.h>

@@ -41,7 +41,9 @@ void EventRelay::on_turn(usage::UsageRecord record, const TurnIds& ids) {
   record.key_name = ids.key_name;
   record.model = ids.model;
   record.worker = ids.worker_name;
-  if (pricing_) record.cost_usd = usage::price_turn(record, &*pricing_);
+  // The one place a turn is priced: the record leaves with its cost (null without a price table
+  // or when the table lacks a price the turn needs), and the owner records it as is.
+  record.cost_usd = usage::price_turn(record, pricing_ ? &*pricing_ : nullptr);
   turns_++;
   usage_total_.add_tokens(record);
   recent_turn_costs_.emplace_back(

@@ -4,9 +4,10 @@
 // Owns, for one call or session: the bounded queue of events waiting for a side to open, the
 // event statistics (relayed, refused, blocked, filtered), the filter's decisions (a block becomes
 // an error event for the client; an `end_call` rule ends the call), the metered turns (the
-// record's ids filled in, summed into the call's usage), and the late-usage wait at hang-up (the
-// client left mid-response: the response is cancelled upstream and the relay waits, bounded, for
-// its response.done so the tokens already spent are metered).
+// record's ids filled in, the turn priced from the model's table: the only place a turn is
+// priced, for both transports; summed into the call's usage), and the late-usage wait at hang-up
+// (the client left mid-response: the response is cancelled upstream and the relay waits, bounded,
+// for its response.done so the tokens already spent are metered).
 //
 // The transport adapter (calls::Call, relay::WebSocketSession) moves bytes and decides how its
 // call ends; it implements `Transport` and feeds the relay what its EventPath reports.
@@ -76,8 +77,8 @@ class EventRelay {
     virtual void OnRelayWaitOver(const std::string& reason) = 0;
   };
 
-  // `pricing`: the model's price table (each turn's cost_usd, the running cost); none: turns
-  // carry cost_usd null.
+  // `pricing`: the model's price table (each turn's cost_usd, which the owner's usage record,
+  // ledger, spend and budgets take as is; the running cost); none: turns carry cost_usd null.
   EventRelay(int late_usage_wait_ms, Transport* transport,
              std::optional<config::Pricing> pricing = std::nullopt)
       : late_usage_wait_ms_(late_usage_wait_ms),

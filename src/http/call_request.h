@@ -4,6 +4,8 @@
 // Owns: decoding the two body forms the SPEC allows — `application/sdp` (the offer) and
 // `multipart/form-data` with `sdp` and `session` (JSON; its model per session_shape.h) — into
 // one `CallRequest`, with the SPEC's 400 codes on bad input.
+//
+// Threads: any (pure); called by the calls route on the main loop.
 #pragma once
 
 #include <optional>

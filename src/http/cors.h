@@ -4,6 +4,8 @@
 // Owns: deciding whether a request's Origin may use the gateway (same origin, or listed in
 // `cors_origins`, `"*"` allowed), answering preflights, and the CORS headers of every answer:
 // an allowed origin may send every request header it asks for, `Location` is exposed.
+//
+// Threads: main loop (the route layer); the origin checks are pure.
 #pragma once
 
 #include <libsoup/soup.h>

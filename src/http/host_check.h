@@ -6,6 +6,8 @@
 // browser still sends that name in `Host`, so a keyless gateway answers only requests whose Host
 // is `localhost`, a `*.localhost` name (RFC 6761: browsers resolve them to loopback themselves),
 // an IPv4 address in 127.0.0.0/8 or `[::1]`, each with or without a port.
+//
+// Threads: any (pure); called by the route layer on the main loop.
 #pragma once
 
 #include <string>

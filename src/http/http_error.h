@@ -3,6 +3,8 @@
 //
 // Owns: the SPEC's error vocabulary (status, type, code, message). Handlers throw HttpError;
 // the route layer (http/server.cpp) turns it into `{"error": {...}}` exactly once.
+//
+// Threads: main loop (thrown and caught inside the HTTP handlers).
 #pragma once
 
 #include <optional>

@@ -166,6 +166,7 @@ void Server::handle_realtime_socket(SoupServerMessage* msg, GHashTable* query) {
         s.idle_timeout_seconds = config.websocket.idle_timeout_seconds;
         s.max_pending_bytes = config.limits.max_pending_event_bytes;
         s.max_outgoing_bytes = static_cast<std::uint64_t>(config.limits.max_outgoing_buffer_bytes);
+        s.pricing = model_config.pricing;
         s.beta_client = beta_client;
         s.transcription = transcription;
         if (session)

@@ -6,6 +6,8 @@
 // "transcription") and where its model lives: `session.model` for a realtime session,
 // `session.audio.input.transcription.model` for a transcription session (SPEC "Transcription
 // sessions"). Every route that reads or rewrites a session's model goes through here.
+//
+// Threads: any (pure); called by the routes on the main loop.
 #pragma once
 
 #include <json-glib/json-glib.h>

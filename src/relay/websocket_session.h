@@ -26,6 +26,7 @@
 #include "common/main_thread.h"
 #include "common/ref.h"
 #include "common/websocket.h"
+#include "config/config.h"
 #include "events/event_path.h"
 #include "events/event_relay.h"
 #include "usage/usage_ledger.h"
@@ -63,6 +64,10 @@ struct SessionSettings {
   // What may wait towards a client (or worker) that does not read: past it, close 1008 (1013).
   std::uint64_t max_outgoing_bytes = WebSocket::kDefaultMaxOutgoingBytes;
   int late_usage_wait_ms = 3000;  // client gone mid-response: wait this long for response.done
+  // The model's price table: the relay prices each turn once (its record's cost_usd, which the
+  // usage log, ledger, spend metric and budgets take as is, and the running cost in describe()).
+  // None: turns carry cost_usd null.
+  std::optional<config::Pricing> pricing;
   // The client speaks the beta dialect: its events are translated to GA before the policy, the
   // worker's to beta after the meter (events/beta_dialect.h). The worker always gets GA.
   bool beta_client = false;
@@ -148,7 +153,7 @@ class WebSocketSession : public WebSocket::Listener,
   workers::WorkerLease lease_;
   SessionListener* listener_;
   // What both transports do alike with events: statistics, decisions, turns, late usage.
-  events::EventRelay relay_{settings_.late_usage_wait_ms, this};
+  events::EventRelay relay_{settings_.late_usage_wait_ms, this, settings_.pricing};
 
   State state_ = State::kConnecting;
   std::string outcome_ = "completed";

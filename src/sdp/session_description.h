@@ -4,6 +4,9 @@
 // Owns: parsing an offer with GstSdp and checking it before any worker is contacted (an audio
 // m-line carrying Opus, a data-channel m-line), the Opus payload type of a description, and the
 // interop fix for aiortc's BUNDLE dialect (different ice-ufrag per bundled m-line).
+//
+// Threads: any (pure functions over GstSdp, no shared state); called during set-up on the main
+// loop.
 #pragma once
 
 #include <gst/sdp/sdp.h>
