@@ -253,14 +253,18 @@ def test_over_budget_key_gets_429_for_new_calls_and_sessions(fake_upstream, gate
                           until=lambda r: r.events_of("response.done"))
     assert first.events_of("response.done"), first.event_types()  # 57 tokens > 50
     assert wait_until(lambda: os.path.exists(log) and open(log).read().strip(), 5)
-    before = len(fake_upstream.requests())
+    # New calls and sessions only: the first call's own hang-up may reach the worker meanwhile.
+    calls_before = len(call_requests(fake_upstream))
+    sessions_before = len(fake_upstream.ws_sessions())
     assert_error(post_offer(gw.url, GATEWAY_KEY, aiortc_offer(), model=MODEL), 429,
                  "budget_exceeded")
     status, body = asyncio.run(ws_handshake(gw, GATEWAY_KEY))
     assert status == 429 and body["error"]["code"] == "budget_exceeded", (status, body)
     token = mint(gw, session={"type": "realtime", "model": MODEL}).json()["value"]
     assert_error(post_offer(gw.url, token, aiortc_offer()), 429, "budget_exceeded")
-    assert len(fake_upstream.requests()) == before, "an over-budget key reached the worker"
+    reached = "an over-budget key reached the worker"
+    assert len(call_requests(fake_upstream)) == calls_before, reached
+    assert len(fake_upstream.ws_sessions()) == sessions_before, reached
 
 
 # --------------------------------------------------------------------------- webrtcbin refusals
