@@ -30,7 +30,6 @@
 #include "calls/call_setup.h"
 #include "calls/event_channel.h"
 #include "calls/peer_liveness.h"
-#include "calls/webrtc_leg.h"
 #include "common/json.h"
 #include "common/main_thread.h"
 #include "common/ref.h"
@@ -39,6 +38,7 @@
 #include "events/event_relay.h"
 #include "sdp/session_description.h"
 #include "usage/usage_ledger.h"
+#include "webrtc/webrtc_leg.h"
 #include "workers/upstream_signaller.h"
 #include "workers/worker_lease.h"
 

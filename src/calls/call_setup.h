@@ -32,15 +32,18 @@
 #include <variant>
 #include <vector>
 
-#include "calls/webrtc_leg.h"
 #include "common/main_thread.h"
 #include "common/ref.h"
 #include "config/config.h"
 #include "sdp/session_description.h"
+#include "webrtc/webrtc_leg.h"
 #include "workers/upstream_signaller.h"
 #include "workers/worker_lease.h"
 
 namespace rtgw::calls {
+
+// A call's legs are the webrtc module's (echo worker legs are too).
+using webrtc::WebRtcLeg;
 
 struct SetupFailure {
   enum class Kind {

@@ -5,13 +5,13 @@
 #include <chrono>
 #include <cmath>
 
-#include "calls/webrtc_leg.h"
 #include "common/json.h"
 #include "common/main_thread.h"
 #include "common/pipeline_reaper.h"
 #include "common/random.h"
 #include "common/ref.h"
 #include "sdp/session_description.h"
+#include "webrtc/webrtc_leg.h"
 #include "workers/echo_protocol.h"
 
 namespace rtgw::workers {
@@ -23,7 +23,7 @@ constexpr int kChannelCloseWaitMs = 400;  // bound on the data channel's close b
 
 }  // namespace
 
-class EchoSession : public calls::WebRtcLeg::Listener {
+class EchoSession : public webrtc::WebRtcLeg::Listener {
  public:
   EchoSession(std::string id, const config::WebRtcConfig& webrtc,
               std::function<void(const std::string&)> on_end)
@@ -37,7 +37,7 @@ class EchoSession : public calls::WebRtcLeg::Listener {
     if (!raw) throw std::runtime_error(std::string("echo pipeline: ") + (err ? err->message : "?"));
     pipeline_ = Ref<GstElement>::sink(raw);
     gst_object_set_name(GST_OBJECT(pipeline_.get()), id_.c_str());
-    leg_ = std::make_unique<calls::WebRtcLeg>(
+    leg_ = std::make_unique<webrtc::WebRtcLeg>(
         "echo", Ref<GstElement>::adopt(gst_bin_get_by_name(GST_BIN(pipeline_.get()), "echo")),
         webrtc, this);
     echo_in_ = Ref<GstElement>::adopt(gst_bin_get_by_name(GST_BIN(pipeline_.get()), "echo_in"));
@@ -146,7 +146,7 @@ class EchoSession : public calls::WebRtcLeg::Listener {
         });
   }
 
-  void OnLegConnectionState(calls::WebRtcLeg&, GstWebRTCPeerConnectionState state) override {
+  void OnLegConnectionState(webrtc::WebRtcLeg&, GstWebRTCPeerConnectionState state) override {
     if (state == GST_WEBRTC_PEER_CONNECTION_STATE_FAILED ||
         state == GST_WEBRTC_PEER_CONNECTION_STATE_CLOSED)
       on_end_(id_);
@@ -181,7 +181,7 @@ class EchoSession : public calls::WebRtcLeg::Listener {
   std::string id_;
   std::function<void(const std::string&)> on_end_;
   Ref<GstElement> pipeline_;
-  std::unique_ptr<calls::WebRtcLeg> leg_;
+  std::unique_ptr<webrtc::WebRtcLeg> leg_;
   Ref<GstElement> echo_in_;
   Ref<GstElement> echo_out_;
   Ref<GstWebRTCDataChannel> channel_;

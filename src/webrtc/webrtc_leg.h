@@ -26,7 +26,7 @@
 #include "config/config.h"
 #include "sdp/session_description.h"
 
-namespace rtgw::calls {
+namespace rtgw::webrtc {
 
 class WebRtcLeg {
  public:
@@ -98,4 +98,4 @@ class WebRtcLeg {
   Lifetime lifetime_;  // checked by every callback posted from webrtcbin's threads
 };
 
-}  // namespace rtgw::calls
+}  // namespace rtgw::webrtc

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-#include "calls/webrtc_leg.h"
+#include "webrtc/webrtc_leg.h"
 
 #include <gst/webrtc/nice/nice.h>
 #include <nice/agent.h>
@@ -7,7 +7,7 @@
 #include "common/main_thread.h"
 #include "common/pipeline.h"
 
-namespace rtgw::calls {
+namespace rtgw::webrtc {
 
 struct WebRtcLeg::Pending {
   DescriptionDone done;
@@ -251,4 +251,4 @@ void WebRtcLeg::set_audio_payload_type(int pt) {
   g_object_set(audio_transceiver_.get(), "codec-preferences", caps.get(), nullptr);
 }
 
-}  // namespace rtgw::calls
+}  // namespace rtgw::webrtc
