@@ -23,7 +23,6 @@ constexpr const char* kUpstreamAudioOut = "upstream_audio_out";  // pays for the
 constexpr const char* kUpstreamAudioIn = "upstream_audio_in";
 constexpr const char* kClientAudioOut = "client_audio_out";
 using namespace events;  // client_events_in ... upstream_events_meter (events/event_path.h)
-constexpr const char* kEventsLabel = "oai-events";  // the only data channel relayed
 
 const char* state_name(GstWebRTCPeerConnectionState s) {
   switch (s) {
@@ -150,9 +149,9 @@ void Call::build_pipeline() {
         gchar* label_raw = nullptr;
         g_object_get(channel, "label", &label_raw, nullptr);
         UniqueStr label(label_raw);
-        if (g_strcmp0(label.get(), kEventsLabel) != 0) {
+        if (g_strcmp0(label.get(), EventChannel::kLabel) != 0) {
           g_message("[%s] ignoring data channel '%s' (only '%s' is relayed)", call_id.c_str(),
-                    label ? label.get() : "", kEventsLabel);
+                    label ? label.get() : "", EventChannel::kLabel);
           return;
         }
         EventChannel::wire_inbound(channel, appsrc, transform);

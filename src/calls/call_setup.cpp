@@ -1,14 +1,10 @@
 // SPDX-License-Identifier: MIT
 #include "calls/call_setup.h"
 
+#include "calls/event_channel.h"
 #include "common/random.h"
 
 namespace rtgw::calls {
-namespace {
-
-constexpr const char* kEventsLabel = "oai-events";
-
-}  // namespace
 
 // --- WebRtcSetupMedia ----------------------------------------------------------------------------
 
@@ -101,7 +97,7 @@ void WebRtcSetupMedia::create_upstream_offer(Described done) {
 
   GstWebRTCDataChannel* channel = nullptr;
   UniqueStructure options(gst_structure_new("options", "ordered", G_TYPE_BOOLEAN, TRUE, nullptr));
-  g_signal_emit_by_name(parts_.upstream_leg->element(), "create-data-channel", kEventsLabel,
+  g_signal_emit_by_name(parts_.upstream_leg->element(), "create-data-channel", EventChannel::kLabel,
                         options.get(), &channel);
   if (!channel) {
     done(

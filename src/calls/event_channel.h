@@ -29,6 +29,9 @@ namespace rtgw::calls {
 
 class EventChannel {
  public:
+  // The label of the one data channel a call relays: the gateway opens it towards the worker and
+  // accepts only it from the client.
+  static constexpr const char* kLabel = "oai-events";
   // Largest message webrtcbin 1.22 can carry (it advertises no a=max-message-size).
   static constexpr std::size_t kMaxMessageBytes = 65536;
 
