@@ -46,8 +46,10 @@ def main() -> int:
     status = 0
     # Test files or node ids among the arguments replace the default (every file here).
     paths = [] if any(a.endswith(".py") or "::" in a for a in extra) else [HERE]
+    # RTGW_PARALLEL_FILES narrows pass 1 unless test files were named on the command line.
     narrowed = os.environ.get("RTGW_PARALLEL_FILES", "").split()
-    for cmd, where in ((parallel, paths and narrowed or paths), (serial, paths)):
+    parallel_paths = narrowed if paths and narrowed else paths
+    for cmd, where in ((parallel, parallel_paths), (serial, paths)):
         rc = subprocess.call(cmd + extra + where, cwd=HERE)
         # 5: nothing collected (e.g. a -k filter that selects only the other pass's tests)
         if rc not in (0, 5):
