@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
-// The rtevents plugin: registers rteventfilter, rtusagemeter, rteventparse and rtpptrewrite.
+// The rtevents plugin: registers rteventsrc, rteventfilter, rtusagemeter, rteventparse and
+// rtpptrewrite.
 //
 // Compiled twice by meson: once as the loadable module (libgstrtevents.so) and once with
 // -DGST_PLUGIN_BUILD_STATIC for the static library the server links, where it also defines
@@ -14,6 +15,7 @@
 #include "rteventfilter.h"
 #include "rteventparse.h"
 #include "rtevents.h"
+#include "rteventsrc.h"
 #include "rtpptrewrite.h"
 #include "rtusagemeter.h"
 
@@ -25,6 +27,7 @@ namespace {
 
 gboolean plugin_init(GstPlugin* plugin) {
   gboolean ok = TRUE;
+  ok &= GST_ELEMENT_REGISTER(rteventsrc, plugin);
   ok &= GST_ELEMENT_REGISTER(rteventfilter, plugin);
   ok &= GST_ELEMENT_REGISTER(rtusagemeter, plugin);
   ok &= GST_ELEMENT_REGISTER(rteventparse, plugin);
@@ -35,8 +38,8 @@ gboolean plugin_init(GstPlugin* plugin) {
 }  // namespace
 
 GST_PLUGIN_DEFINE(GST_VERSION_MAJOR, GST_VERSION_MINOR, rtevents,
-                  "Realtime Gateway elements: event policy filter, usage meter, JSON-lines parser, "
-                  "RTP PT rewrite",
+                  "Realtime Gateway elements: event source, event policy filter, usage meter, "
+                  "JSON-lines parser, RTP PT rewrite",
                   plugin_init, RTEVENTS_VERSION, "MIT/X11", RTEVENTS_PACKAGE_NAME, RTEVENTS_ORIGIN)
 
 #ifdef GST_PLUGIN_BUILD_STATIC

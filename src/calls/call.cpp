@@ -72,7 +72,9 @@ Ref<GstElement> build_call_pipeline(const std::string& description) {
 
 }  // namespace
 
-void check_call_description(const std::string& description) { build_call_pipeline(description); }
+void check_call_description(const std::string& description) {
+  events::check_sources(build_call_pipeline(description).get());
+}
 
 Call::Call(CallIdentity identity, CallSettings settings, workers::WorkerLease lease,
            CallListener* listener)
@@ -117,12 +119,12 @@ void Call::build_pipeline() {
                                       EventPath::Policy{settings_.policy_json, identity_.key_name,
                                                         identity_.model, settings_.budget_exceeded},
                                       this);
-  client_events_ = std::make_unique<EventChannel>(
-      "client", settings_.max_event_bytes, settings_.max_pending_event_bytes,
-      settings_.max_outgoing_event_bytes, path_->client_in(), this);
-  upstream_events_ = std::make_unique<EventChannel>(
-      "upstream", settings_.max_event_bytes, settings_.max_pending_event_bytes,
-      settings_.max_outgoing_event_bytes, element(kUpstreamEventsIn), this);
+  client_events_ = std::make_unique<EventChannel>("client", settings_.max_event_bytes,
+                                                  settings_.max_pending_event_bytes,
+                                                  settings_.max_outgoing_event_bytes, this);
+  upstream_events_ = std::make_unique<EventChannel>("upstream", settings_.max_event_bytes,
+                                                    settings_.max_pending_event_bytes,
+                                                    settings_.max_outgoing_event_bytes, this);
 
   // Received audio → the head of the other direction's chain. The handlers run on streaming
   // threads and read no Call state: what they need is copied into them here.
@@ -143,7 +145,7 @@ void Call::build_pipeline() {
   // rest on the main loop behind the liveness check.
   signals_.push_back(connect_signal<void(GstElement*, GstWebRTCDataChannel*)>(
       client_leg_->element(), "on-data-channel",
-      [alive = lifetime_.watch(), this, call_id = identity_.call_id, appsrc = path_->client_in(),
+      [alive = lifetime_.watch(), this, call_id = identity_.call_id, source = path_->client_in(),
        transform = settings_.beta_client ? &events::beta::client_event_to_ga : nullptr](
           GstElement*, GstWebRTCDataChannel* channel) {
         gchar* label_raw = nullptr;
@@ -154,7 +156,7 @@ void Call::build_pipeline() {
                     label ? label.get() : "", EventChannel::kLabel);
           return;
         }
-        EventChannel::wire_inbound(channel, appsrc, transform);
+        EventChannel::wire_inbound(channel, source, transform);
         post_if_alive(alive, [this, ref = Ref<GstWebRTCDataChannel>::retain(channel)] {
           if (state_ != State::kEnded) client_events_->attach(ref, true);
         });

@@ -15,16 +15,16 @@ namespace {
 
 // Pushes a received message into the event path (on webrtcbin's thread).
 struct Inbound {
-  Ref<GstElement> appsrc;
+  Ref<GstElement> source;
   EventChannel::Transform transform;
 
   void push(const char* data, gsize length) const {
     if (transform)
       if (auto rewritten = transform(std::string_view(data, length))) {
-        events::push_event(appsrc.get(), rewritten->data(), rewritten->size());
+        events::push_event(source.get(), rewritten->data(), rewritten->size());
         return;
       }
-    events::push_event(appsrc.get(), data, length);
+    events::push_event(source.get(), data, length);
   }
 };
 
@@ -32,20 +32,19 @@ struct Inbound {
 
 EventChannel::EventChannel(std::string side, std::int64_t max_message_bytes,
                            std::int64_t max_pending_bytes, std::int64_t max_outgoing_bytes,
-                           Ref<GstElement> inbound_appsrc, Listener* listener)
+                           Listener* listener)
     : side_(std::move(side)),
       max_message_bytes_(std::min<std::int64_t>(max_message_bytes, kMaxMessageBytes)),
       max_outgoing_bytes_(max_outgoing_bytes),
-      inbound_appsrc_(std::move(inbound_appsrc)),
       listener_(listener),
       pending_(max_pending_bytes) {}
 
 EventChannel::~EventChannel() = default;
 
-void EventChannel::wire_inbound(GstWebRTCDataChannel* channel, Ref<GstElement> inbound_appsrc,
+void EventChannel::wire_inbound(GstWebRTCDataChannel* channel, Ref<GstElement> inbound_source,
                                 Transform transform) {
   // Connected for the channel's lifetime: the closures (values only) die with the channel object.
-  Inbound inbound{std::move(inbound_appsrc), transform};
+  Inbound inbound{std::move(inbound_source), transform};
   connect_signal_for_lifetime<void(GstWebRTCDataChannel*, const gchar*)>(
       channel, "on-message-string", [inbound](GstWebRTCDataChannel*, const gchar* text) {
         if (text) inbound.push(text, strlen(text));

@@ -3,8 +3,9 @@
 //
 // Owns: the GstWebRTCDataChannel of one leg, the bounded queue of events waiting for it to open
 // (events::PendingQueue), and the wiring of its signals: received messages are pushed straight into
-// the call's appsrc for that direction (on webrtcbin's thread, which is allowed: appsrc is thread
-// safe), open, close and error are posted to the main loop.
+// the call's event source for that direction (on webrtcbin's thread, which is allowed: the source
+// is thread safe and never blocks; with rteventsrc the filter and meter run right there), open,
+// close and error are posted to the main loop.
 //
 // Threads: public methods on the main loop only.
 #pragma once
@@ -50,14 +51,14 @@ class EventChannel {
   using Transform = std::optional<std::string> (*)(std::string_view text);
 
   EventChannel(std::string side, std::int64_t max_message_bytes, std::int64_t max_pending_bytes,
-               std::int64_t max_outgoing_bytes, Ref<GstElement> inbound_appsrc, Listener* listener);
+               std::int64_t max_outgoing_bytes, Listener* listener);
   ~EventChannel();
   EventChannel(const EventChannel&) = delete;
   EventChannel& operator=(const EventChannel&) = delete;
 
   // Attaches the channel. Safe to call on the webrtcbin thread that announced it (its message
   // handler must be connected there so nothing that follows is missed); the rest is posted.
-  static void wire_inbound(GstWebRTCDataChannel* channel, Ref<GstElement> inbound_appsrc,
+  static void wire_inbound(GstWebRTCDataChannel* channel, Ref<GstElement> inbound_source,
                            Transform transform = nullptr);
   void attach(Ref<GstWebRTCDataChannel> channel, bool already_open);
 
@@ -86,7 +87,6 @@ class EventChannel {
   std::string side_;
   std::int64_t max_message_bytes_;
   std::int64_t max_outgoing_bytes_;
-  Ref<GstElement> inbound_appsrc_;
   Listener* listener_;
   Ref<GstWebRTCDataChannel> channel_;
   std::vector<SignalConnection> signals_;

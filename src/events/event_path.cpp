@@ -11,12 +11,6 @@
 namespace rtgw::events {
 namespace {
 
-Ref<GstElement> build_session_pipeline(const std::string& description) {
-  return build_pipeline(description, "session",
-                        {kClientEventsIn, kUpstreamEventsOut, kUpstreamEventsIn, kClientEventsOut,
-                         kClientEventsFilter, kUpstreamEventsMeter});
-}
-
 Ref<GstElement> find(GstElement* pipeline, const char* name) {
   auto e = Ref<GstElement>::adopt(gst_bin_get_by_name(GST_BIN(pipeline), name));
   if (!e)
@@ -24,16 +18,37 @@ Ref<GstElement> find(GstElement* pipeline, const char* name) {
   return e;
 }
 
+Ref<GstElement> build_session_pipeline(const std::string& description) {
+  auto pipeline = build_pipeline(description, "session",
+                                 {kClientEventsIn, kUpstreamEventsOut, kUpstreamEventsIn,
+                                  kClientEventsOut, kClientEventsFilter, kUpstreamEventsMeter});
+  check_sources(pipeline.get());
+  return pipeline;
+}
+
 }  // namespace
+
+void check_sources(GstElement* pipeline) {
+  for (const char* name : {kClientEventsIn, kUpstreamEventsIn}) {
+    auto source = find(pipeline, name);
+    if (g_signal_lookup("push-buffer", G_OBJECT_TYPE(source.get())) == 0)
+      throw std::runtime_error(std::string("the event path's '") + name + "' (" +
+                               G_OBJECT_TYPE_NAME(source.get()) +
+                               ") cannot take events: it has no push-buffer action signal (use "
+                               "rteventsrc or appsrc)");
+  }
+}
 
 void check_session_description(const std::string& description) {
   build_session_pipeline(description);
 }
 
-void push_event(GstElement* appsrc, const char* data, gsize length) {
-  GstBuffer* buffer = gst_buffer_new_memdup(data, length);
-  // appsrc takes the buffer; a flushing or EOS appsrc just refuses it (the call is ending).
-  gst_app_src_push_buffer(GST_APP_SRC(appsrc), buffer);
+void push_event(GstElement* source, const char* data, gsize length) {
+  auto buffer = Ref<GstBuffer>::adopt(gst_buffer_new_memdup(data, length));
+  // rteventsrc (or appsrc) takes its own reference. A flushing or EOS source just refuses the
+  // event (the path is stopping); anything worse was posted on the bus by the source.
+  GstFlowReturn ret = GST_FLOW_OK;
+  g_signal_emit_by_name(source, "push-buffer", buffer.get(), &ret);
 }
 
 void pull_events(GstElement* appsink, Liveness alive, std::function<void(std::string)> on_event) {

@@ -2,8 +2,9 @@
 // The event path: the GStreamer elements every realtime event crosses, for both transports.
 //
 // Owns: the path's named elements (the same in pipelines/call.pipeline and
-// pipelines/session.pipeline): appsrc -> rteventfilter -> rtusagemeter -> appsink for client
-// events, appsrc -> rtusagemeter -> appsink for upstream events; pushing events in, pulling them
+// pipelines/session.pipeline): source -> rteventfilter -> rtusagemeter -> appsink for client
+// events, source -> rtusagemeter -> appsink for upstream events, where a source is rteventsrc
+// (or any element with appsrc's push-buffer action signal); pushing events in, pulling them
 // out (the appsinks call back on streaming threads; events come out on the main loop, in order
 // per direction), the filter's settings, and decoding what the elements post on the bus (policy
 // decisions, metered turns) for its listener. A WebRTC call's path lives in the call's pipeline
@@ -28,15 +29,19 @@
 namespace rtgw::events {
 
 // The path's named elements.
-constexpr const char* kClientEventsIn = "client_events_in";            // appsrc
+constexpr const char* kClientEventsIn = "client_events_in";            // rteventsrc
 constexpr const char* kUpstreamEventsOut = "upstream_events_out";      // appsink
-constexpr const char* kUpstreamEventsIn = "upstream_events_in";        // appsrc
+constexpr const char* kUpstreamEventsIn = "upstream_events_in";        // rteventsrc
 constexpr const char* kClientEventsOut = "client_events_out";          // appsink
 constexpr const char* kClientEventsFilter = "client_events_filter";    // rteventfilter
 constexpr const char* kUpstreamEventsMeter = "upstream_events_meter";  // rtusagemeter
 
-// Pushes one event (a JSON text) into an appsrc as one buffer. Thread safe.
-void push_event(GstElement* appsrc, const char* data, gsize length);
+// Pushes one event (a JSON text) into a source (rteventsrc: downstream in the calling thread;
+// appsrc: into its queue) as one buffer. Thread safe.
+void push_event(GstElement* source, const char* data, gsize length);
+// Throws std::runtime_error when either named source cannot be pushed to (no push-buffer action
+// signal): an operator's pipeline file error, caught at start-up.
+void check_sources(GstElement* pipeline);
 // Hands every event that reaches `appsink` to `on_event` on the main loop (the appsink calls
 // back on a streaming thread), as long as `alive` holds.
 void pull_events(GstElement* appsink, Liveness alive, std::function<void(std::string)> on_event);

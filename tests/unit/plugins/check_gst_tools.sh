@@ -7,7 +7,7 @@ set -eu
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
 out=$("$GST_INSPECT" rtevents) || fail "gst-inspect-1.0 rtevents"
-for e in rteventfilter rtusagemeter rteventparse rtpptrewrite; do
+for e in rteventsrc rteventfilter rtusagemeter rteventparse rtpptrewrite; do
   echo "$out" | grep -q "$e" || fail "plugin does not list $e"
 done
 

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT
 // The elements in the shape the server uses (SPEC "Custom GStreamer elements"): both event paths
-// of a call and of a WebSocket session, appsrc → rteventfilter → rtusagemeter(client) → appsink
-// and appsrc → rtusagemeter(upstream) → appsink, built from the real descriptions in pipelines/
-// (the ones the gateway loads), plus the meter's peer found across bins.
+// of a call and of a WebSocket session, rteventsrc → rteventfilter → rtusagemeter(client) →
+// appsink and rteventsrc → rtusagemeter(upstream) → appsink, built from the real descriptions in
+// pipelines/ (the ones the gateway loads), plus the meter's peer found across bins.
 #include <gst/app/gstappsink.h>
 #include <gst/app/gstappsrc.h>
 #include <gtest/gtest.h>
@@ -67,9 +67,11 @@ class EventPathFixture : public ::testing::Test {
         Ref<GstElement>::adopt(gst_bin_get_by_name(GST_BIN(pipeline_.get()), name)));
     return elements_.back().get();
   }
-  void push(const char* appsrc, std::string_view event) {
-    ASSERT_EQ(gst_app_src_push_buffer(GST_APP_SRC(element(appsrc)), make_buffer(event).release()),
-              GST_FLOW_OK);
+  // As the gateway pushes (events/event_path.cpp): the source's push-buffer action signal.
+  void push(const char* source, std::string_view event) {
+    GstFlowReturn ret = GST_FLOW_ERROR;
+    g_signal_emit_by_name(element(source), "push-buffer", make_buffer(event).get(), &ret);
+    ASSERT_EQ(ret, GST_FLOW_OK);
   }
   // The next event out of `appsink`, "" after a second without one.
   std::string pull(const char* appsink) {
