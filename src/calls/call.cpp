@@ -351,8 +351,9 @@ void Call::OnEventChannelClosed(EventChannel& channel, const std::string& why) {
   if (!waiting) schedule_teardown(kFlushWaitMs);
 }
 
-void Call::OnPathEvent(bool to_upstream, std::string text) {
+void Call::OnPathEvent(bool to_upstream, std::string text, std::int64_t relay_ns) {
   if (state_ == State::kEnded) return;
+  if (relay_ns >= 0) relay_.record_relay_time(to_upstream, relay_ns);
   if (!to_upstream)
     for (CallTap* tap : std::vector<CallTap*>(taps_)) tap->OnCallServerEvent(text);
   // The client is gone; the meter has seen the event.
@@ -623,8 +624,8 @@ json::ObjectBuilder Call::describe() const {
   timings.set("setup_ms", ms_since(answered_us_))
       .set("upstream_answer_ms", upstream_answer_ms_)
       .set("connected_ms", ms_since(connected_us_))
-      .set("duration_ms",
-           ((ended_us_ ? ended_us_ : g_get_monotonic_time()) - created_us_) / 1000.0);
+      .set("duration_ms", ((ended_us_ ? ended_us_ : g_get_monotonic_time()) - created_us_) / 1000.0)
+      .set_object("event_relay_us", relay_.relay_times_json());
   json::ObjectBuilder audio;
   audio.set("packets_from_client", static_cast<gint64>(audio_from_client_->packets.load()))
       .set("bytes_from_client", static_cast<gint64>(audio_from_client_->bytes.load()))

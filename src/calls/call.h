@@ -188,7 +188,7 @@ class Call : public WebRtcLeg::Listener,
   // PeerLiveness::Listener
   void OnPeerSilent(PeerLiveness::Leg leg, gint64 silent_ms) override;
   // events::EventPath::Listener
-  void OnPathEvent(bool to_upstream, std::string text) override;
+  void OnPathEvent(bool to_upstream, std::string text, std::int64_t relay_ns) override;
   void OnPathDecision(const events::PolicyDecision& decision) override;
   void OnPathTurn(usage::UsageRecord record) override;
   // events::EventRelay::Transport

@@ -51,10 +51,11 @@ void push_event(GstElement* source, const char* data, gsize length) {
   g_signal_emit_by_name(source, "push-buffer", buffer.get(), &ret);
 }
 
-void pull_events(GstElement* appsink, Liveness alive, std::function<void(std::string)> on_event) {
+void pull_events(GstElement* appsink, Liveness alive,
+                 std::function<void(std::string, GstClockTime)> on_event) {
   struct Sink {
     Liveness alive;
-    std::function<void(std::string)> on_event;
+    std::function<void(std::string, GstClockTime)> on_event;
   };
   GstAppSinkCallbacks callbacks = {};
   callbacks.new_sample = [](GstAppSink* sink, gpointer data) -> GstFlowReturn {
@@ -67,9 +68,9 @@ void pull_events(GstElement* appsink, Liveness alive, std::function<void(std::st
     if (!buffer || !gst_buffer_map(buffer, &map, GST_MAP_READ)) return GST_FLOW_OK;
     std::string text(reinterpret_cast<const char*>(map.data), map.size);
     gst_buffer_unmap(buffer, &map);
-    post_if_alive(ctx.alive, [on_event = ctx.on_event, text = std::move(text)]() mutable {
-      on_event(std::move(text));
-    });
+    post_if_alive(ctx.alive,
+                  [on_event = ctx.on_event, text = std::move(text),
+                   pts = GST_BUFFER_PTS(buffer)]() mutable { on_event(std::move(text), pts); });
     return GST_FLOW_OK;
   };
   gst_app_sink_set_callbacks(GST_APP_SINK(appsink), &callbacks,
@@ -89,11 +90,14 @@ EventPath::EventPath(GstElement* pipeline, const Policy& policy, Listener* liste
                policy.key_name.c_str(), "model", policy.model.c_str(), "budget-exceeded",
                policy.budget_exceeded, nullptr);
   pull_events(find(pipeline, kUpstreamEventsOut).get(), lifetime_.watch(),
-              [this](std::string text) { listener_->OnPathEvent(true, std::move(text)); });
-  pull_events(find(pipeline, kClientEventsOut).get(), lifetime_.watch(), [this](std::string text) {
-    to_client_++;
-    listener_->OnPathEvent(false, std::move(text));
-  });
+              [this](std::string text, GstClockTime pts) {
+                listener_->OnPathEvent(true, std::move(text), since(pts));
+              });
+  pull_events(find(pipeline, kClientEventsOut).get(), lifetime_.watch(),
+              [this](std::string text, GstClockTime pts) {
+                to_client_++;
+                listener_->OnPathEvent(false, std::move(text), since(pts));
+              });
 }
 
 std::unique_ptr<EventPath> EventPath::start_own(const std::string& description,
@@ -119,10 +123,21 @@ EventPath::~EventPath() {
   upstream_in_.reset();
   filter_.reset();
   meter_.reset();
+  clock_.reset();
   if (owns_pipeline_) stop_pipeline_async(std::move(pipeline_));
 }
 
 Ref<GstElement> EventPath::element(const char* name) const { return find(pipeline_.get(), name); }
+
+std::int64_t EventPath::since(GstClockTime pts) {
+  if (!GST_CLOCK_TIME_IS_VALID(pts)) return -1;
+  if (!clock_) clock_ = Ref<GstClock>::adopt(gst_element_get_clock(pipeline_.get()));
+  if (!clock_) return -1;
+  const GstClockTime now = gst_clock_get_time(clock_.get());
+  const GstClockTime base = gst_element_get_base_time(pipeline_.get());
+  if (now < base || now - base < pts) return 0;
+  return static_cast<std::int64_t>(now - base - pts);
+}
 
 void EventPath::push_from_client(const std::string& text) {
   push_event(client_in_.get(), text.data(), text.size());

@@ -43,8 +43,10 @@ void push_event(GstElement* source, const char* data, gsize length);
 // signal): an operator's pipeline file error, caught at start-up.
 void check_sources(GstElement* pipeline);
 // Hands every event that reaches `appsink` to `on_event` on the main loop (the appsink calls
-// back on a streaming thread), as long as `alive` holds.
-void pull_events(GstElement* appsink, Liveness alive, std::function<void(std::string)> on_event);
+// back on a streaming thread), with its PTS (the running time its source stamped), as long as
+// `alive` holds.
+void pull_events(GstElement* appsink, Liveness alive,
+                 std::function<void(std::string, GstClockTime)> on_event);
 
 class EventPath {
  public:
@@ -52,8 +54,8 @@ class EventPath {
    public:
     virtual ~Listener() = default;
     // An event left the path: to the upstream (a client event that passed the filter) or to the
-    // client (an upstream event, metered).
-    virtual void OnPathEvent(bool to_upstream, std::string text) = 0;
+    // client (an upstream event, metered), `relay_ns` after its source took it (-1: unknown).
+    virtual void OnPathEvent(bool to_upstream, std::string text, std::int64_t relay_ns) = 0;
     virtual void OnPathDecision(const PolicyDecision& decision) = 0;
     // A metered turn; the record's ids are left to the listener.
     virtual void OnPathTurn(usage::UsageRecord record) = 0;
@@ -95,6 +97,8 @@ class EventPath {
  private:
   Ref<GstElement> element(const char* name) const;
   void on_own_bus_message(GstMessage* message);
+  // Nanoseconds since the running time `pts` (-1 without a clock or a PTS).
+  std::int64_t since(GstClockTime pts);
 
   Listener* listener_;
   Ref<GstElement> pipeline_;
@@ -103,6 +107,7 @@ class EventPath {
   Ref<GstElement> upstream_in_;
   Ref<GstElement> filter_;
   Ref<GstElement> meter_;
+  Ref<GstClock> clock_;    // the pipeline's, once it runs
   SourceGuard bus_watch_;  // own pipeline only
   std::uint64_t from_upstream_ = 0;
   std::uint64_t to_client_ = 0;

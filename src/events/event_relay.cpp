@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 #include "events/event_relay.h"
 
+#include <algorithm>
+
 #include "common/main_thread.h"
 
 namespace rtgw::events {
@@ -21,6 +23,33 @@ std::deque<std::string> PendingQueue::take() {
 void PendingQueue::clear() {
   queue_.clear();
   bytes_ = 0;
+}
+
+void RelayTimes::record(std::int64_t ns) {
+  count_++;
+  if (samples_.size() < kSamples) {
+    samples_.push_back(ns);
+    return;
+  }
+  samples_[next_] = ns;
+  next_ = (next_ + 1) % kSamples;
+}
+
+json::ObjectBuilder RelayTimes::json() const {
+  json::ObjectBuilder out;
+  out.set("count", static_cast<gint64>(count_));
+  if (samples_.empty()) {
+    out.set_null("p50").set_null("p90").set_null("max");
+    return out;
+  }
+  std::vector<std::int64_t> sorted = samples_;
+  std::sort(sorted.begin(), sorted.end());
+  auto us = [](std::int64_t ns) { return static_cast<double>(ns / 100) / 10.0; };
+  auto at = [&sorted](double q) {
+    return sorted[std::min(sorted.size() - 1, static_cast<std::size_t>(q * sorted.size()))];
+  };
+  out.set("p50", us(at(0.5))).set("p90", us(at(0.9))).set("max", us(sorted.back()));
+  return out;
 }
 
 void EventRelay::on_decision(const PolicyDecision& d) {
@@ -84,6 +113,13 @@ json::ObjectBuilder EventRelay::events_json(bool with_refused) const {
   events.set("blocked", static_cast<gint64>(blocked_))
       .set("filtered", static_cast<gint64>(filtered_));
   return events;
+}
+
+json::ObjectBuilder EventRelay::relay_times_json() const {
+  json::ObjectBuilder times;
+  times.set_object("to_upstream", to_upstream_times_.json())
+      .set_object("to_client", to_client_times_.json());
+  return times;
 }
 
 json::ObjectBuilder EventRelay::usage_json() const {

@@ -50,6 +50,23 @@ class PendingQueue {
   std::deque<std::string> queue_;
 };
 
+// How long events spend inside the gateway in one direction: from the moment the event source
+// took an event (the data channel's or the socket's callback) to its hand-off to the other side
+// on the main loop (filter, meter, the appsink's post and the main loop's wake-up included). The
+// last kSamples events are kept; percentiles are over those.
+class RelayTimes {
+ public:
+  void record(std::int64_t ns);
+  // {"count", "p50", "p90", "max"} in microseconds over the kept samples (count: all events).
+  json::ObjectBuilder json() const;
+  static constexpr std::size_t kSamples = 256;
+
+ private:
+  std::vector<std::int64_t> samples_;  // a ring once full
+  std::size_t next_ = 0;
+  std::uint64_t count_ = 0;
+};
+
 // The ids a metered turn's record carries.
 struct TurnIds {
   std::string call_id;
@@ -103,11 +120,17 @@ class EventRelay {
   void count_from_client() { from_client_++; }
   void count_from_upstream() { from_upstream_++; }
   void count_refused() { refused_++; }
+  // An event left the event path after `ns` inside the gateway (RelayTimes).
+  void record_relay_time(bool to_upstream, std::int64_t ns) {
+    (to_upstream ? to_upstream_times_ : to_client_times_).record(ns);
+  }
   std::uint64_t from_client() const { return from_client_; }
   std::uint64_t from_upstream() const { return from_upstream_; }
 
   // {"from_client","from_upstream"[,"refused"],"blocked","filtered"} for describe().
   json::ObjectBuilder events_json(bool with_refused) const;
+  // {"to_upstream": RelayTimes, "to_client": RelayTimes} for describe()'s timings.
+  json::ObjectBuilder relay_times_json() const;
   // The summed tokens, "turns", the running "cost_usd" (null without a price table) and
   // "turn_costs" (the last kRecentTurnCosts turns: {"id", "cost_usd"}, newest last).
   json::ObjectBuilder usage_json() const;
@@ -122,6 +145,8 @@ class EventRelay {
   std::uint64_t blocked_ = 0;
   std::uint64_t filtered_ = 0;
   std::uint64_t turns_ = 0;
+  RelayTimes to_upstream_times_;
+  RelayTimes to_client_times_;
   usage::UsageRecord usage_total_;
   std::optional<config::Pricing> pricing_;
   // The last turns' costs (response or item id, cost), newest last, bounded.

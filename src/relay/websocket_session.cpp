@@ -228,8 +228,9 @@ void WebSocketSession::close_client_after_flush(int code, const std::string& rea
       run_after_ms(kFlushWaitMs, [this] { end(pending_close_code_, pending_close_reason_); });
 }
 
-void WebSocketSession::OnPathEvent(bool to_upstream, std::string text) {
+void WebSocketSession::OnPathEvent(bool to_upstream, std::string text, std::int64_t relay_ns) {
   if (state_ == State::kEnded) return;
+  if (relay_ns >= 0) relay_.record_relay_time(to_upstream, relay_ns);
   if (!to_upstream) {
     relay_.count_from_upstream();
     if (settings_.beta_client)  // after the meter: it saw GA
@@ -299,7 +300,8 @@ json::ObjectBuilder WebSocketSession::describe() const {
   json::ObjectBuilder usage = relay_.usage_json();
   json::ObjectBuilder timings;
   timings.set("connected_ms", connected_us_ ? (connected_us_ - created_us_) / 1000.0 : -1.0)
-      .set("duration_ms", (g_get_monotonic_time() - created_us_) / 1000.0);
+      .set("duration_ms", (g_get_monotonic_time() - created_us_) / 1000.0)
+      .set_object("event_relay_us", relay_.relay_times_json());
   json::ObjectBuilder out;
   out.set("id", identity_.session_id)
       .set("object", "realtime.websocket_session")

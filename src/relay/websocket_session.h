@@ -125,7 +125,7 @@ class WebSocketSession : public WebSocket::Listener,
   void OnUpstreamText(std::string text) override;
   void OnUpstreamClosed(int code, const std::string& reason) override;
   // events::EventPath::Listener
-  void OnPathEvent(bool to_upstream, std::string text) override;
+  void OnPathEvent(bool to_upstream, std::string text, std::int64_t relay_ns) override;
   void OnPathDecision(const events::PolicyDecision& decision) override;
   void OnPathTurn(usage::UsageRecord record) override;
   // events::EventRelay::Transport

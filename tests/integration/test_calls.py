@@ -256,6 +256,12 @@ def test_call_state_and_hangup_by_api(fake_upstream, gateway_factory):
         assert info["media"]["packets_from_client"] > 10
         assert info["media"]["packets_from_upstream"] > 10
         assert info["events"]["from_client"] >= 1 and info["events"]["from_upstream"] >= 2
+        # Time inside the gateway per event, each way: counted, and well under a second.
+        relay = info["timings"]["event_relay_us"]
+        assert relay["to_upstream"]["count"] == info["events"]["from_client"], relay
+        assert relay["to_client"]["count"] == info["events"]["from_upstream"], relay
+        for way in relay.values():
+            assert 0 < way["p50"] <= way["p90"] <= way["max"] < 1e6, relay
         # another key does not see it; an admin does
         assert get_call(gw, call.result.call_id, "sk-test-b").status == 404
         assert get_call(gw, call.result.call_id, "sk-admin-1").status == 200

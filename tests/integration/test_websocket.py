@@ -17,6 +17,7 @@ import shutil
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -26,6 +27,8 @@ from peers.common import free_port, header, http_request, post_offer
 from peers.ws_client import WsClient, run_ws_session
 from test_calls import aiortc_offer
 from test_tokens import mint
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 MODEL = "gpt-realtime"
 ECHO = {"type": "test.echo", "payload": "ping-over-websocket"}
@@ -916,6 +919,10 @@ def test_admin_lists_live_websocket_sessions(fake_upstream, gateway_factory):
     assert session["id"].startswith("ws_") and session["key"] == "team-a", session
     assert session["state"] == "active" and session["model"] == MODEL, session
     assert session["events"]["from_client"] == 1 and session["events"]["from_upstream"] >= 2
+    relay = session["timings"]["event_relay_us"]
+    assert relay["to_upstream"]["count"] == 1, relay
+    assert relay["to_client"]["count"] == session["events"]["from_upstream"], relay
+    assert 0 < relay["to_upstream"]["p50"] < 1e6, relay
 
 
 def test_check_config_builds_the_session_pipeline(tmp_path):
@@ -929,3 +936,34 @@ def test_check_config_builds_the_session_pipeline(tmp_path):
     ok = subprocess.run([os.environ["RTGW_BINARY"], "--check-config"], capture_output=True,
                         text=True, timeout=30)
     assert ok.returncode == 0 and "websocket: idle_timeout_seconds=300" in ok.stdout, ok
+
+
+def test_check_config_wants_event_sources_it_can_push_to(tmp_path):
+    # The default sources are rteventsrc; an appsrc (an older pipeline file) still takes events,
+    # a source without the push-buffer action signal is refused before anything starts.
+    stock = (REPO_ROOT / "pipelines" / "session.pipeline").read_text()
+    assert "rteventsrc name=client_events_in" in stock
+    cases = {
+        "appsrc": (stock.replace("rteventsrc name=client_events_in",
+                                 "appsrc name=client_events_in is-live=true format=time "
+                                 "caps=application/x-realtime-event"), True),
+        "fakesrc": (stock.replace("rteventsrc name=upstream_events_in",
+                                  "fakesrc name=upstream_events_in"), False),
+    }
+    for name, (text, accepted) in cases.items():
+        path = tmp_path / f"{name}.pipeline"
+        path.write_text(text)
+        for variable in ("RTGW_WEBSOCKET_PIPELINE_FILE", "RTGW_PIPELINE_FILE"):
+            env = dict(os.environ, **{variable: str(path)})
+            if variable == "RTGW_PIPELINE_FILE":
+                # The call pipeline also needs the webrtcbins and audio ends.
+                call = (REPO_ROOT / "pipelines" / "call.pipeline").read_text()
+                path_call = tmp_path / f"{name}-call.pipeline"
+                path_call.write_text(call.split("rteventsrc name=client_events_in")[0] + text)
+                env[variable] = str(path_call)
+            proc = subprocess.run([os.environ["RTGW_BINARY"], "--check-config"], env=env,
+                                  capture_output=True, text=True, timeout=30)
+            assert (proc.returncode == 0) == accepted, (name, variable, proc.stderr)
+            if not accepted:
+                assert "'upstream_events_in' (GstFakeSrc) cannot take events" in proc.stderr, \
+                    proc.stderr

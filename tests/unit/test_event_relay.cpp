@@ -62,6 +62,19 @@ TEST(PendingQueue, BoundedInBytesAndTakenInOrder) {
   EXPECT_EQ(q.bytes(), 0);
 }
 
+TEST(RelayTimes, PercentilesInMicrosecondsOverTheLastSamples) {
+  RelayTimes times;
+  EXPECT_EQ(json::to_string(times.json().node().get()),
+            R"({"count":0,"p50":null,"p90":null,"max":null})");
+  for (int i = 1; i <= 100; ++i) times.record(i * 1000);  // 1..100 µs
+  EXPECT_EQ(json::to_string(times.json().node().get()),
+            R"({"count":100,"p50":51.0,"p90":91.0,"max":100.0})");
+  // Once full, the oldest samples make room: only the last kSamples count for percentiles.
+  for (std::size_t i = 0; i < RelayTimes::kSamples; ++i) times.record(7000);
+  EXPECT_EQ(json::to_string(times.json().node().get()),
+            R"({"count":356,"p50":7.0,"p90":7.0,"max":7.0})");
+}
+
 TEST(EventRelay, BlockBecomesAnErrorEventAndEndCallEnds) {
   FakeTransport t;
   EventRelay relay(3000, &t);
