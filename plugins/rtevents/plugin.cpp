@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
-// The rtevents plugin: registers rteventfilter, rtusagemeter, rteventparse and rtpptrewrite.
+// The rtevents plugin: registers rteventfilter, rtusagemeter, rteventparse, rtpptrewrite and
+// rtpforward.
 //
 // Compiled twice by meson: once as the loadable module (libgstrtevents.so) and once with
 // -DGST_PLUGIN_BUILD_STATIC for the static library the server links, where it also defines
@@ -14,6 +15,7 @@
 #include "rteventfilter.h"
 #include "rteventparse.h"
 #include "rtevents.h"
+#include "rtpforward.h"
 #include "rtpptrewrite.h"
 #include "rtusagemeter.h"
 
@@ -29,6 +31,7 @@ gboolean plugin_init(GstPlugin* plugin) {
   ok &= GST_ELEMENT_REGISTER(rtusagemeter, plugin);
   ok &= GST_ELEMENT_REGISTER(rteventparse, plugin);
   ok &= GST_ELEMENT_REGISTER(rtpptrewrite, plugin);
+  ok &= GST_ELEMENT_REGISTER(rtpforward, plugin);
   return ok;
 }
 
@@ -36,7 +39,7 @@ gboolean plugin_init(GstPlugin* plugin) {
 
 GST_PLUGIN_DEFINE(GST_VERSION_MAJOR, GST_VERSION_MINOR, rtevents,
                   "Realtime Gateway elements: event policy filter, usage meter, JSON-lines parser, "
-                  "RTP PT rewrite",
+                  "RTP PT rewrite, RTP forward",
                   plugin_init, RTEVENTS_VERSION, "MIT/X11", RTEVENTS_PACKAGE_NAME, RTEVENTS_ORIGIN)
 
 #ifdef GST_PLUGIN_BUILD_STATIC

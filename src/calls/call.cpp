@@ -110,6 +110,23 @@ void Call::build_pipeline() {
           g_object_set(added, "sync", FALSE, nullptr);
       });
 
+  // A relay forwards packets as they arrive, like an SFU: the browser or worker behind each leg
+  // has its own jitterbuffer. rtpbin's request-jitterbuffer (asked once per received SSRC) gets
+  // rtpforward (plugins/rtevents) instead of rtpjitterbuffer, which would cost two threads per
+  // leg and a sleep/wake-up per packet (tests/bench/README.md, "The cuts"). RTCP, rtpbin's
+  // session statistics and get-stats are unchanged. webrtc.jitterbuffer=true keeps webrtcbin's.
+  if (!settings_.webrtc.jitterbuffer) {
+    for (const char* name : {kClientBin, kUpstreamBin}) {
+      auto rtpbin =
+          Ref<GstElement>::adopt(gst_bin_get_by_name(GST_BIN(element(name).get()), "rtpbin"));
+      if (!rtpbin) throw std::runtime_error(std::string("webrtcbin '") + name + "' has no rtpbin");
+      // Returning null lets rtpbin's default handler make an rtpjitterbuffer.
+      connect_signal_for_lifetime<GstElement*(GstElement*, guint)>(
+          rtpbin.get(), "request-jitterbuffer",
+          [](GstElement*, guint) { return gst_element_factory_make("rtpforward", nullptr); });
+    }
+  }
+
   client_leg_ = std::make_unique<WebRtcLeg>("client", element(kClientBin), settings_.webrtc, this);
   upstream_leg_ =
       std::make_unique<WebRtcLeg>("upstream", element(kUpstreamBin), settings_.webrtc, this);
