@@ -125,7 +125,15 @@ TEST(RtpForward, TakesWhatRtpbinAndWebrtcbinSet) {
   gst_pad_unlink(rtcp_src, rtcp.get());
   gst_pad_set_active(rtcp_src, FALSE);
   EXPECT_EQ(h.try_pull().get(), nullptr);  // nothing of it reaches the RTP side
-  // The RTP side's caps are still the RTP caps (the RTCP caps event did not leak through).
+  // The RTP side keeps its own caps and stream (no RTCP event leaked through to it).
+  const auto src = Ref<GstPad>::adopt(gst_element_get_static_pad(h.element(), "src"));
+  const auto src_caps = Ref<GstCaps>::adopt(gst_pad_get_current_caps(src.get()));
+  ASSERT_TRUE(src_caps);
+  EXPECT_TRUE(
+      gst_caps_is_equal(src_caps.get(), Ref<GstCaps>::adopt(gst_caps_from_string(kOpusCaps)).get()))
+      << gst_caps_to_string(src_caps.get());
+  const UniqueStr stream_id(gst_pad_get_stream_id(src.get()));  // the RTP stream's, not "rtcp"
+  EXPECT_STRNE(stream_id.get(), "rtcp");
   ASSERT_EQ(h.push(rtp_packet(7)), GST_FLOW_OK);
   EXPECT_EQ(seq_of(h.try_pull().get()), 7);
   const auto caps = Ref<GstCaps>::adopt(gst_pad_get_current_caps(h.get()->sinkpad));
