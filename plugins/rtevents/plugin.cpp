@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
-// The rtevents plugin: registers rteventsrc, rteventfilter, rtusagemeter, rteventparse and
-// rtpptrewrite.
+// The rtevents plugin: registers rteventsrc, rteventfilter, rtusagemeter, rteventparse,
+// rtpptrewrite and rtpforward.
 //
 // Compiled twice by meson: once as the loadable module (libgstrtevents.so) and once with
 // -DGST_PLUGIN_BUILD_STATIC for the static library the server links, where it also defines
@@ -16,6 +16,7 @@
 #include "rteventparse.h"
 #include "rtevents.h"
 #include "rteventsrc.h"
+#include "rtpforward.h"
 #include "rtpptrewrite.h"
 #include "rtusagemeter.h"
 
@@ -32,6 +33,7 @@ gboolean plugin_init(GstPlugin* plugin) {
   ok &= GST_ELEMENT_REGISTER(rtusagemeter, plugin);
   ok &= GST_ELEMENT_REGISTER(rteventparse, plugin);
   ok &= GST_ELEMENT_REGISTER(rtpptrewrite, plugin);
+  ok &= GST_ELEMENT_REGISTER(rtpforward, plugin);
   return ok;
 }
 
@@ -39,7 +41,7 @@ gboolean plugin_init(GstPlugin* plugin) {
 
 GST_PLUGIN_DEFINE(GST_VERSION_MAJOR, GST_VERSION_MINOR, rtevents,
                   "Realtime Gateway elements: event source, event policy filter, usage meter, "
-                  "JSON-lines parser, RTP PT rewrite",
+                  "JSON-lines parser, RTP PT rewrite, RTP forward",
                   plugin_init, RTEVENTS_VERSION, "MIT/X11", RTEVENTS_PACKAGE_NAME, RTEVENTS_ORIGIN)
 
 #ifdef GST_PLUGIN_BUILD_STATIC

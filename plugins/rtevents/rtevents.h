@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
-// The rtevents GStreamer plugin (rteventfilter, rtusagemeter, rteventparse, rtpptrewrite),
-// linked statically into the server.
+// The rtevents GStreamer plugin (rteventfilter, rtusagemeter, rteventparse, rtpptrewrite,
+// rtpforward), linked statically into the server.
 //
 // Include as "rtevents/rtevents.h" (meson: dependency `rtevents_static_dep`). Call
 // rtevents_register_static() once after gst_init() and before creating any of the elements with

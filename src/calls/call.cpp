@@ -103,14 +103,32 @@ void Call::build_pipeline() {
   gst_object_set_name(GST_OBJECT(pipeline_.get()), identity_.call_id.c_str());
   // webrtcbin puts a clocksync (sync=true) in front of each send path, so every packet waits on
   // the clock for its running time plus the pipeline's latency: one more sleep and wake-up per
-  // packet in the thread that sends it. A relay's packets leave the receiving leg's jitterbuffer
-  // already paced, so they go on at once (measured: tests/bench/README.md, "The cuts").
+  // packet in the thread that sends it. A relay's packets arrive paced by their sender (or leave
+  // the receiving jitterbuffer paced, with webrtc.jitterbuffer), so they go on at once (measured:
+  // tests/bench/README.md, "The cuts").
   connect_signal_for_lifetime<void(GstBin*, GstBin*, GstElement*)>(
       pipeline_.get(), "deep-element-added", [](GstBin*, GstBin*, GstElement* added) {
         GstElementFactory* factory = gst_element_get_factory(added);
         if (factory && g_strcmp0(GST_OBJECT_NAME(factory), "clocksync") == 0)
           g_object_set(added, "sync", FALSE, nullptr);
       });
+
+  // A relay forwards packets as they arrive, like an SFU: the browser or worker behind each leg
+  // has its own jitterbuffer. rtpbin's request-jitterbuffer (asked once per received SSRC) gets
+  // rtpforward (plugins/rtevents) instead of rtpjitterbuffer, which would cost two threads per
+  // leg and a sleep/wake-up per packet (tests/bench/README.md, "The cuts"). RTCP, rtpbin's
+  // session statistics and get-stats are unchanged. webrtc.jitterbuffer=true keeps webrtcbin's.
+  if (!settings_.webrtc.jitterbuffer) {
+    for (const char* name : {kClientBin, kUpstreamBin}) {
+      auto rtpbin =
+          Ref<GstElement>::adopt(gst_bin_get_by_name(GST_BIN(element(name).get()), "rtpbin"));
+      if (!rtpbin) throw std::runtime_error(std::string("webrtcbin '") + name + "' has no rtpbin");
+      // Returning null lets rtpbin's default handler make an rtpjitterbuffer.
+      connect_signal_for_lifetime<GstElement*(GstElement*, guint)>(
+          rtpbin.get(), "request-jitterbuffer",
+          [](GstElement*, guint) { return gst_element_factory_make("rtpforward", nullptr); });
+    }
+  }
 
   client_leg_ = std::make_unique<WebRtcLeg>("client", element(kClientBin), settings_.webrtc, this);
   upstream_leg_ =
@@ -567,7 +585,8 @@ void Call::finish_teardown() {
   // appsink callbacks check `lifetime_` on the main loop, and the audio probes count into counters
   // the reaper keeps alive until the pipeline is stopped.
   //
-  // Why the webrtcbins first (issue 14): each leg's jitterbuffer thread pushes through
+  // Why the webrtcbins first (issue 14): each leg's receiving thread (its receive queue's with
+  // rtpforward, its jitterbuffer's with webrtc.jitterbuffer) pushes through
   // identity -> rtpptrewrite into the *other* webrtcbin's send path, holding rtpptrewrite's stream
   // lock. Once the pipeline is PAUSED, such a buffer waits for preroll in that webrtcbin's
   // nicesink; the pipeline's sorted PAUSED -> READY then deactivated rtpptrewrite (no downstream

@@ -297,7 +297,7 @@ void read_webrtc(const Reader& r, JsonNode* node, WebRtcConfig& w) {
   JsonObject* obj = r.object(node, "$.webrtc");
   r.only(obj, "$.webrtc",
          {"stun_server", "turn_servers", "nat_1to1_ips", "ice_interfaces", "udp_port_min",
-          "udp_port_max", "ice_gathering_timeout_ms", "ice_connect_timeout_seconds",
+          "udp_port_max", "ice_gathering_timeout_ms", "ice_connect_timeout_seconds", "jitterbuffer",
           "jitterbuffer_latency_ms", "client_media_timeout_seconds", "peer_timeout_seconds",
           "ice_transport_policy", "ice_tcp", "ice_ipv6"});
   if (auto* n = member(obj, "stun_server")) w.stun_server = r.string(n, "$.webrtc.stun_server");
@@ -325,6 +325,7 @@ void read_webrtc(const Reader& r, JsonNode* node, WebRtcConfig& w) {
   if (auto* n = member(obj, "peer_timeout_seconds"))
     w.peer_timeout_seconds =
         static_cast<int>(r.integer(n, "$.webrtc.peer_timeout_seconds", 0, 3600));
+  if (auto* n = member(obj, "jitterbuffer")) w.jitterbuffer = r.boolean(n, "$.webrtc.jitterbuffer");
   if (auto* n = member(obj, "jitterbuffer_latency_ms"))
     w.jitterbuffer_latency_ms =
         static_cast<int>(r.integer(n, "$.webrtc.jitterbuffer_latency_ms", 0, 2000));
@@ -382,6 +383,12 @@ std::vector<std::string> split_list(const std::string& text) {
     if (b != std::string::npos) out.push_back(item.substr(b, e - b + 1));
   }
   return out;
+}
+
+bool env_bool(const std::string& name, const std::string& value) {
+  if (value == "1" || value == "true") return true;
+  if (value == "0" || value == "false") return false;
+  throw ConfigError("environment", name, "expected true, false, 1 or 0, got '" + value + "'");
 }
 
 int env_int(const std::string& name, const std::string& value, int min, int max) {
@@ -454,6 +461,8 @@ void apply_env(const Reader& r, const EnvLookup& env, Config& c) {
   if (auto v = env("RTGW_WEBRTC_ICE_IPV6")) c.webrtc.ice_ipv6 = (*v == "1" || *v == "true");
   if (auto v = env("RTGW_WEBRTC_PEER_TIMEOUT_SECONDS"))
     c.webrtc.peer_timeout_seconds = env_int("RTGW_WEBRTC_PEER_TIMEOUT_SECONDS", *v, 0, 3600);
+  if (auto v = env("RTGW_WEBRTC_JITTERBUFFER"))
+    c.webrtc.jitterbuffer = env_bool("RTGW_WEBRTC_JITTERBUFFER", *v);
   if (auto v = env("RTGW_WEBRTC_JITTERBUFFER_LATENCY_MS"))
     c.webrtc.jitterbuffer_latency_ms = env_int("RTGW_WEBRTC_JITTERBUFFER_LATENCY_MS", *v, 0, 2000);
 }
@@ -734,6 +743,7 @@ std::string describe(const Config& c) {
       << " ice_transport_policy=" << c.webrtc.ice_transport_policy
       << " ice_tcp=" << (c.webrtc.ice_tcp ? "on" : "off")
       << " ice_ipv6=" << (c.webrtc.ice_ipv6 ? "on" : "off")
+      << " jitterbuffer=" << (c.webrtc.jitterbuffer ? "on" : "off (forward as received)")
       << " jitterbuffer_latency_ms=" << c.webrtc.jitterbuffer_latency_ms
       << " ice_connect_timeout_s=" << c.webrtc.ice_connect_timeout_seconds
       << " peer_timeout_s=" << c.webrtc.peer_timeout_seconds;

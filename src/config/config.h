@@ -100,6 +100,10 @@ struct WebRtcConfig {
   int ice_gathering_timeout_ms = 2000;   // bound on every gathering wait
   int ice_connect_timeout_seconds = 15;  // client/upstream leg must connect within this
   int jitterbuffer_latency_ms = 20;      // webrtcbin `latency`: the delay the relay adds
+  // false (default): a call's webrtcbins forward received RTP as it arrives (rtpforward in
+  // rtpbin's jitterbuffer slot: no jitterbuffer threads, no delay; the receivers buffer).
+  // true: webrtcbin's own rtpjitterbuffer (jitterbuffer_latency_ms), e.g. for a decoding pipeline.
+  bool jitterbuffer = false;
   // A leg whose peer sends nothing (RTP, RTCP, DTLS/SCTP) for this long is dead: the call ends as
   // if that peer hung up (calls/peer_liveness.h). 0 disables.
   int peer_timeout_seconds = 10;

@@ -154,6 +154,33 @@ TEST(Config, PeerTimeoutFileEnvAndDefault) {
                "$.webrtc.peer_timeout_seconds", "");
 }
 
+TEST(Config, JitterbufferSwitchFileEnvAndDefault) {
+  const char* plain = R"({"models": [{"name": "e", "workers": [{"provider": "echo"}]}]})";
+  EXPECT_FALSE(rtgw::config::load_from_text(plain, "f", {}, env_of({})).webrtc.jitterbuffer);
+  const char* on = R"({"models": [{"name": "e", "workers": [{"provider": "echo"}]}],
+                       "webrtc": {"jitterbuffer": true}})";
+  EXPECT_TRUE(rtgw::config::load_from_text(on, "f", {}, env_of({})).webrtc.jitterbuffer);
+  for (const char* v : {"true", "1"})
+    EXPECT_TRUE(
+        rtgw::config::load_from_text(plain, "f", {}, env_of({{"RTGW_WEBRTC_JITTERBUFFER", v}}))
+            .webrtc.jitterbuffer);
+  for (const char* v : {"false", "0"})
+    EXPECT_FALSE(
+        rtgw::config::load_from_text(on, "f", {}, env_of({{"RTGW_WEBRTC_JITTERBUFFER", v}}))
+            .webrtc.jitterbuffer);
+  expect_error(R"({"models": [{"name": "e", "workers": [{"provider": "echo"}]}],
+                   "webrtc": {"jitterbuffer": "yes"}})",
+               "$.webrtc.jitterbuffer", "expected true or false");
+  try {
+    rtgw::config::load_from_text(plain, "f", {}, env_of({{"RTGW_WEBRTC_JITTERBUFFER", "yes"}}));
+    ADD_FAILURE() << "RTGW_WEBRTC_JITTERBUFFER=yes accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("RTGW_WEBRTC_JITTERBUFFER"), std::string::npos)
+        << e.what();
+    EXPECT_NE(std::string(e.what()).find("'yes'"), std::string::npos) << e.what();
+  }
+}
+
 TEST(Config, BadEnvValueIsAnError) {
   const char* text = R"({"models": [{"name": "e", "workers": [{"provider": "echo"}]}]})";
   EXPECT_THROW(

@@ -7,7 +7,7 @@ set -eu
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
 out=$("$GST_INSPECT" rtevents) || fail "gst-inspect-1.0 rtevents"
-for e in rteventsrc rteventfilter rtusagemeter rteventparse rtpptrewrite; do
+for e in rteventsrc rteventfilter rtusagemeter rteventparse rtpptrewrite rtpforward; do
   echo "$out" | grep -q "$e" || fail "plugin does not list $e"
 done
 
@@ -37,6 +37,13 @@ for v in upstream client; do
 done
 if has_enum_value sideways "$out"; then fail "has_enum_value matches anything"; fi
 has_event_caps "$out" || fail "rtusagemeter: pads without application/x-realtime-event caps"
+
+# rtpforward: what rtpbin and webrtcbin set or read on a jitterbuffer, and the RTCP request pad.
+out=$("$GST_INSPECT" rtpforward) || fail "gst-inspect-1.0 rtpforward"
+for p in latency do-retransmission stats; do
+  has_property "$p" "$out" || fail "rtpforward: property $p missing or undocumented"
+done
+echo "$out" | grep -q "sink_rtcp" || fail "rtpforward: no sink_rtcp pad template"
 
 out=$("$GST_LAUNCH" -m filesrc location="$EXAMPLES/events.jsonl" ! rteventparse ! \
       rteventfilter key-name=team-b model=gpt-realtime-mini \
