@@ -231,8 +231,18 @@ void Call::on_setup_done(SetupResult result) {
   upstream_call_id_ = answer.upstream_call_id;
   state_ = State::kActive;
   answered_us_ = g_get_monotonic_time();
-  g_message("[%s] answered in %.1f ms (upstream answer %.1f ms)", id().c_str(),
-            (answered_us_ - created_us_) / 1000.0, upstream_answer_ms_);
+  setup_steps_ = answer.steps;
+  // Each step's end, in ms since the call was created (the request's arrival): where set-up
+  // time goes (tests/bench/README.md).
+  auto at = [this](gint64 t) { return t ? (t - created_us_) / 1000.0 : -1.0; };
+  const SetupSteps& s = setup_steps_;
+  g_message(
+      "[%s] answered in %.1f ms (upstream answer %.1f ms; steps at: pipeline %.1f, client offer "
+      "accepted %.1f, upstream offer sent %.1f, worker answered %.1f, upstream ready %.1f, client "
+      "answer %.1f)",
+      id().c_str(), at(answered_us_), upstream_answer_ms_, at(s.started_us),
+      at(s.client_offer_accepted_us), at(s.upstream_offer_us), at(s.worker_answered_us),
+      at(s.upstream_ready_us), at(s.client_answer_us));
   connect_timeout_ =
       run_after_seconds(static_cast<guint>(settings_.webrtc.ice_connect_timeout_seconds), [this] {
         outcome_ = "ice_timeout";
@@ -640,8 +650,16 @@ void Call::unlink_legs() {
 json::ObjectBuilder Call::describe() const {
   auto ms_since = [this](gint64 t) { return t ? (t - created_us_) / 1000.0 : -1.0; };
   json::ObjectBuilder timings;
+  json::ObjectBuilder steps;
+  steps.set("pipeline_built", ms_since(setup_steps_.started_us))
+      .set("client_offer_accepted", ms_since(setup_steps_.client_offer_accepted_us))
+      .set("upstream_offer_sent", ms_since(setup_steps_.upstream_offer_us))
+      .set("worker_answered", ms_since(setup_steps_.worker_answered_us))
+      .set("upstream_ready", ms_since(setup_steps_.upstream_ready_us))
+      .set("client_answer_ready", ms_since(setup_steps_.client_answer_us));
   timings.set("setup_ms", ms_since(answered_us_))
       .set("upstream_answer_ms", upstream_answer_ms_)
+      .set_object("setup_steps_ms", std::move(steps))
       .set("connected_ms", ms_since(connected_us_))
       .set("duration_ms", ((ended_us_ ? ended_us_ : g_get_monotonic_time()) - created_us_) / 1000.0)
       .set_object("event_relay_us", relay_.relay_times_json());

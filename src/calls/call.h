@@ -244,6 +244,7 @@ class Call : public WebRtcLeg::Listener,
   gint64 connected_us_ = 0;
   gint64 ended_us_ = 0;
   double upstream_answer_ms_ = -1;
+  SetupSteps setup_steps_;
 
   Ref<GstElement> pipeline_;
   // Each leg keeps its own state and statistics; after teardown they are detached, not gone.

@@ -157,6 +157,7 @@ CallSetup::~CallSetup() { g_cancellable_cancel(cancellable_.get()); }
 
 void CallSetup::start(sdp::CheckedOffer offer, std::optional<std::string> session_json) {
   session_json_ = std::move(session_json);
+  answer_.steps.started_us = g_get_monotonic_time();
   media_->accept_client_offer(
       std::move(offer), [this, alive = lifetime_.watch()](std::optional<SetupFailure> failure) {
         if (!alive.alive() || finished_) return;
@@ -164,6 +165,7 @@ void CallSetup::start(sdp::CheckedOffer offer, std::optional<std::string> sessio
           fail(std::move(*failure));
           return;
         }
+        answer_.steps.client_offer_accepted_us = g_get_monotonic_time();
         media_->create_client_answer([this, alive = lifetime_.watch()](
                                          std::optional<SetupFailure> failure, std::string sdp) {
           if (!alive.alive() || finished_) return;
@@ -172,6 +174,7 @@ void CallSetup::start(sdp::CheckedOffer offer, std::optional<std::string> sessio
             return;
           }
           client_answer_ = std::move(sdp);
+          answer_.steps.client_answer_us = g_get_monotonic_time();
           maybe_finish();
         });
         // The legs overlap: the upstream leg starts once webrtcbin has accepted the client's
@@ -190,6 +193,7 @@ void CallSetup::start_upstream() {
         }
         offer_request_ =
             workers::OfferRequest{std::move(offer), upstream_model_, std::move(session_json_)};
+        answer_.steps.upstream_offer_us = g_get_monotonic_time();
         send_offer_upstream();
       });
 }
@@ -236,6 +240,7 @@ void CallSetup::on_upstream_result(workers::UpstreamResult result) {
     return;
   }
   auto& answer = std::get<workers::UpstreamAnswer>(result);
+  answer_.steps.worker_answered_us = g_get_monotonic_time();
   lease_.settle(workers::SetupOutcome::kSuccess);
   answer_.upstream_answer_ms = answer.answer_ms;
   answer_.upstream_call_id = answer.upstream_call_id;
@@ -262,6 +267,7 @@ void CallSetup::on_upstream_result(workers::UpstreamResult result) {
                                      return;
                                    }
                                    upstream_ready_ = true;
+                                   answer_.steps.upstream_ready_us = g_get_monotonic_time();
                                    maybe_finish();
                                  });
 }

@@ -62,10 +62,22 @@ struct SetupFailure {
 };
 
 // What a finished set-up hands the call.
+// When each set-up step finished (g_get_monotonic_time(), 0: not reached): where the set-up's
+// time goes, for the log and describe().
+struct SetupSteps {
+  gint64 started_us = 0;
+  gint64 client_offer_accepted_us = 0;  // webrtcbin took the client's offer
+  gint64 upstream_offer_us = 0;         // the upstream offer was gathered and went to the worker
+  gint64 worker_answered_us = 0;        // the worker's answer arrived
+  gint64 upstream_ready_us = 0;         // the worker's answer was applied to the upstream leg
+  gint64 client_answer_us = 0;          // the client's answer was gathered
+};
+
 struct CallAnswer {
   std::string answer_sdp;        // for the client
   std::string upstream_call_id;  // the worker's call (hung up when the call ends), may be empty
   double upstream_answer_ms = -1;
+  SetupSteps steps;
 };
 
 using SetupResult = std::variant<CallAnswer, SetupFailure>;
