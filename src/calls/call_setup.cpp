@@ -177,10 +177,13 @@ void CallSetup::start(sdp::CheckedOffer offer, std::optional<std::string> sessio
           answer_.steps.client_answer_us = g_get_monotonic_time();
           maybe_finish();
         });
-        // The legs overlap: the upstream leg starts once webrtcbin has accepted the client's
-        // offer, while the client's answer is gathered.
-        start_upstream();
+        client_offer_accepted_ = true;
+        maybe_send_offer();
       });
+  // The legs overlap from the start: each webrtcbin works on its own thread, so the upstream
+  // offer is gathered while the client's offer is taken (measured: ~4 ms of set-up saved,
+  // tests/bench/README.md).
+  if (!finished_) start_upstream();
 }
 
 void CallSetup::start_upstream() {
@@ -193,9 +196,16 @@ void CallSetup::start_upstream() {
         }
         offer_request_ =
             workers::OfferRequest{std::move(offer), upstream_model_, std::move(session_json_)};
-        answer_.steps.upstream_offer_us = g_get_monotonic_time();
-        send_offer_upstream();
+        upstream_offer_ready_ = true;
+        maybe_send_offer();
       });
+}
+
+void CallSetup::maybe_send_offer() {
+  if (finished_ || offer_sent_ || !client_offer_accepted_ || !upstream_offer_ready_) return;
+  offer_sent_ = true;
+  answer_.steps.upstream_offer_us = g_get_monotonic_time();
+  send_offer_upstream();
 }
 
 void CallSetup::send_offer_upstream() {

@@ -7,8 +7,9 @@
 // (success; a worker failure; neutral for a client-side 4xx, a cancel or an end during set-up),
 // the worker's answer applied to the upstream leg (payload types mapped), and hanging the
 // upstream call up when set-up fails after the worker answered. The legs run concurrently: the
-// upstream leg starts as soon as the client's offer is accepted (a refused offer never reaches
-// a worker), while the client's answer is gathered.
+// upstream leg's offer is made and gathered while webrtcbin takes the client's offer and gathers
+// the client's answer; it goes to a worker once both are ready (a refused offer never reaches a
+// worker).
 //
 // It reports its outcome once, through one callback: `CallAnswer` (the client's answer, the
 // upstream call's id and answer time; from the step that completed it), or a `SetupFailure`,
@@ -157,6 +158,8 @@ class CallSetup {
 
  private:
   void start_upstream();
+  // Sends the upstream offer once it is gathered and the client's offer was accepted.
+  void maybe_send_offer();
   void send_offer_upstream();
   void on_upstream_result(workers::UpstreamResult result);
   void maybe_finish();
@@ -173,6 +176,9 @@ class CallSetup {
   std::vector<std::string> tried_workers_;
   Ref<GCancellable> cancellable_;
   std::string client_answer_;
+  bool client_offer_accepted_ = false;
+  bool upstream_offer_ready_ = false;
+  bool offer_sent_ = false;
   bool upstream_ready_ = false;
   CallAnswer answer_;
   bool finished_ = false;

@@ -227,16 +227,29 @@ def start_gateway(procs: Processes, workdir: str, config: Dict[str, Any],
     raise RuntimeError(f"gateway not healthy after {timeout} s:\n{tail_file(stderr_path, 4000)}")
 
 
-# The gateway's per-call set-up log line (src/calls/call.cpp):
-#   [rtc_…] answered in 298.2 ms (upstream answer 15.4 ms)
+# The gateway's per-call set-up log line (src/calls/call.cpp), with the steps since the set-up
+# steps were logged (older builds and floor_relay.py stop after the upstream answer):
+#   [rtc_…] answered in 20.3 ms (upstream answer 8.0 ms; steps at: pipeline 2.1, client offer
+#   accepted 6.0, upstream offer sent 11.1, worker answered 19.0, upstream ready 20.3, client
+#   answer 11.7)
 ANSWERED_RE = re.compile(r"\[(?P<id>[^\]]+)\] answered in (?P<total>[0-9.]+) ms "
-                         r"\(upstream answer (?P<upstream>[0-9.]+) ms\)")
+                         r"\(upstream answer (?P<upstream>[0-9.]+) ms(?P<steps>; steps at: [^)]*)?\)")
+STEP_RE = re.compile(r"(?P<name>[a-z ]+) (?P<ms>-?[0-9.]+)")
 
 
 def parse_answered(log_text: str) -> Dict[str, Dict[str, float]]:
-    """{call_id: {"total_ms", "upstream_ms"}} from the gateway's stderr."""
-    return {m["id"]: {"total_ms": float(m["total"]), "upstream_ms": float(m["upstream"])}
-            for m in ANSWERED_RE.finditer(log_text)}
+    """{call_id: {"total_ms", "upstream_ms"[, "step: <name>" ms since the request]}} from the
+    gateway's stderr."""
+    out = {}
+    for m in ANSWERED_RE.finditer(log_text):
+        entry = {"total_ms": float(m["total"]), "upstream_ms": float(m["upstream"])}
+        if m["steps"]:
+            for step in m["steps"][len("; steps at: "):].split(", "):
+                s = STEP_RE.fullmatch(step.strip())
+                if s:
+                    entry["step: " + s["name"]] = float(s["ms"])
+        out[m["id"]] = entry
+    return out
 
 
 # --------------------------------------------------------------------------- /proc sampling

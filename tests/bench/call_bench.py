@@ -99,12 +99,19 @@ def report_setup(runs: Dict[str, List[Dict[str, Any]]], gateway_log: str) -> Dic
             totals.append(entry["total_ms"])
             upstreams.append(entry["upstream_ms"])
             overheads.append(entry["total_ms"] - entry["upstream_ms"])
+    # Where the gateway's own time goes (the steps each call logs, ms since the request).
+    steps: Dict[str, List[float]] = {}
+    for r in gw_ok:
+        for name, ms in logged.get(r["call_id"] or "", {}).items():
+            if name.startswith("step: ") and ms >= 0:
+                steps.setdefault("gateway log: " + name[len("step: "):] + " at", []).append(ms)
     series = {
         "client POST round trip, via gateway": [r["post_ms"] for r in gw_ok],
         "client POST round trip, direct to upstream": [r["post_ms"] for r in direct_ok],
         "gateway log: answered in (total)": totals,
         "gateway log: upstream answer": upstreams,
         "overhead = gateway total - upstream": overheads,
+        **steps,
         "client: offer -> session.created, via gateway":
             [r["offer_to_session_created_ms"] for r in gw_ok if r["ready"]],
         "client: offer -> session.created, direct":

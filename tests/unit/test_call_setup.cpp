@@ -89,9 +89,21 @@ struct FakeMedia : SetupMedia {
   std::optional<SetupFailure> refuse_offer;
   std::vector<int>* accepted_answer_pts = nullptr;
 
-  void accept_client_offer(sdp::CheckedOffer, Step done) override { done(refuse_offer); }
+  bool hold_accept = false;  // keep accept_client_offer's `done` in held_accept instead
+  Step held_accept;
+  int upstream_offers_made = 0;
+
+  void accept_client_offer(sdp::CheckedOffer, Step done) override {
+    if (hold_accept)
+      held_accept = std::move(done);
+    else
+      done(refuse_offer);
+  }
   void create_client_answer(Described done) override { done(std::nullopt, "client-answer"); }
-  void create_upstream_offer(Described done) override { done(std::nullopt, "upstream-offer"); }
+  void create_upstream_offer(Described done) override {
+    upstream_offers_made++;
+    done(std::nullopt, "upstream-offer");
+  }
   void accept_upstream_answer(sdp::SdpMessagePtr, int opus_pt, Step done) override {
     if (accepted_answer_pts) accepted_answer_pts->push_back(opus_pt);
     done(std::nullopt);
@@ -269,6 +281,40 @@ TEST(CallSetup, ARefusedOfferNeverReachesAWorker) {
   EXPECT_TRUE(a->offers.empty());
   EXPECT_EQ(a->outcomes, std::vector<SetupOutcome>{SetupOutcome::kNeutral});
   EXPECT_TRUE(reports.results.empty());
+  drain_main_loop();
+  ASSERT_NE(reports.failure(), nullptr);
+  EXPECT_EQ(reports.failure()->kind, SetupFailure::Kind::kInvalidOffer);
+}
+
+TEST(CallSetup, TheUpstreamOfferIsMadeWhileTheClientsOfferIsTakenAndSentOnceAccepted) {
+  auto a = std::make_shared<FakeWorker>("a");
+  WorkerLease lease = WorkerLease::acquire(a);
+  Reports reports;
+  auto media = std::make_unique<FakeMedia>();
+  media->hold_accept = true;
+  FakeMedia* fake = media.get();
+  auto setup = make_setup(lease, nullptr, reports, std::move(media));
+  setup->start({}, std::nullopt);
+  EXPECT_EQ(fake->upstream_offers_made, 1);  // not waiting for the client leg
+  EXPECT_TRUE(a->offers.empty());            // but no worker sees it yet
+  ASSERT_TRUE(fake->held_accept);
+  fake->held_accept(std::nullopt);
+  ASSERT_EQ(a->offers.size(), 1u);
+  EXPECT_EQ(a->offers[0].offer_sdp, "upstream-offer");
+}
+
+TEST(CallSetup, AnOfferRefusedAfterTheUpstreamOfferWasMadeNeverReachesAWorker) {
+  auto a = std::make_shared<FakeWorker>("a");
+  WorkerLease lease = WorkerLease::acquire(a);
+  Reports reports;
+  auto media = std::make_unique<FakeMedia>();
+  media->hold_accept = true;
+  FakeMedia* fake = media.get();
+  auto setup = make_setup(lease, nullptr, reports, std::move(media));
+  setup->start({}, std::nullopt);
+  EXPECT_EQ(fake->upstream_offers_made, 1);
+  fake->held_accept(SetupFailure{SetupFailure::Kind::kInvalidOffer, 0, {}, "refused"});
+  EXPECT_TRUE(a->offers.empty());
   drain_main_loop();
   ASSERT_NE(reports.failure(), nullptr);
   EXPECT_EQ(reports.failure()->kind, SetupFailure::Kind::kInvalidOffer);
