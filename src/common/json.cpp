@@ -162,12 +162,51 @@ Ref<JsonNode> parse(std::string_view text, std::string* error) {
   return Ref<JsonNode>::retain(root);
 }
 
+namespace {
+
+// json-glib writes a double with g_ascii_dtostr and appends ".0" when that text has no '.', so
+// 1e20 comes out as `1e+20.0`, which is not JSON (the fuzz target `beta` found it). Outside
+// strings an 'e' after a digit can only be an exponent: the ".0" after its digits is dropped.
+std::string repair_exponents(const std::string& text) {
+  if (text.find_first_of("eE") == std::string::npos) return text;
+  auto digit = [](char c) { return c >= '0' && c <= '9'; };
+  std::string out;
+  out.reserve(text.size());
+  bool in_string = false;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    out += c;
+    if (in_string) {
+      if (c == '\\' && i + 1 < text.size())
+        out += text[++i];
+      else if (c == '"')
+        in_string = false;
+      continue;
+    }
+    if (c == '"') {
+      in_string = true;
+      continue;
+    }
+    if ((c != 'e' && c != 'E') || out.size() < 2 || !digit(out[out.size() - 2])) continue;
+    std::size_t j = i + 1;
+    if (j < text.size() && (text[j] == '+' || text[j] == '-')) out += text[j++];
+    while (j < text.size() && digit(text[j])) out += text[j++];
+    if (j + 1 < text.size() && text[j] == '.' && text[j + 1] == '0' &&
+        (j + 2 == text.size() || !digit(text[j + 2])))
+      j += 2;
+    i = j - 1;
+  }
+  return out;
+}
+
+}  // namespace
+
 std::string to_string(JsonNode* node) {
   auto gen = Ref<JsonGenerator>::adopt(json_generator_new());
   json_generator_set_root(gen.get(), node);
   gsize len = 0;
   UniqueStr data(json_generator_to_data(gen.get(), &len));
-  return std::string(data.get(), len);
+  return repair_exponents(std::string(data.get(), len));
 }
 
 std::string to_string(JsonObject* object) {

@@ -159,6 +159,23 @@ TEST(MainThread, AsyncReadyRunsOnceAndFreesItsClosure) {
   EXPECT_TRUE(watch.expired());
 }
 
+TEST(Json, LargeAndSmallDoublesComeOutAsJson) {
+  // json-glib alone writes 1e20 as `1e+20.0` (found by the beta fuzz target).
+  auto root =
+      rtgw::json::parse(R"({"a":1e20,"b":"1e+20.0 stays","c":[1.5e-7,-2E+300,7],"d":true})");
+  ASSERT_TRUE(root);
+  const std::string text = rtgw::json::to_string(root.get());
+  EXPECT_NE(text.find(R"("a":1e+20,)"), std::string::npos) << text;
+  EXPECT_NE(text.find(R"("1e+20.0 stays")"), std::string::npos) << text;
+  auto again = rtgw::json::parse(text);
+  ASSERT_TRUE(again) << text;
+  JsonObject* o = json_node_get_object(again.get());
+  EXPECT_DOUBLE_EQ(json_object_get_double_member(o, "a"), 1e20);
+  JsonArray* c = json_object_get_array_member(o, "c");
+  EXPECT_DOUBLE_EQ(json_array_get_double_element(c, 0), 1.5e-7);
+  EXPECT_DOUBLE_EQ(json_array_get_double_element(c, 1), -2e300);
+  EXPECT_EQ(json_array_get_int_element(c, 2), 7);
+}
 TEST(Json, NestingBound) {
   std::string error;
   EXPECT_FALSE(rtgw::json::parse(std::string(100000, '['), &error));
