@@ -290,8 +290,10 @@ int Gateway::run() {
     static_cast<Gateway*>(data)->begin_drain();
     return G_SOURCE_CONTINUE;
   };
-  SourceGuard term(g_unix_signal_add(SIGTERM, on_signal, this));
-  SourceGuard intr(g_unix_signal_add(SIGINT, on_signal, this));
+  // Above the HTTP sources: a request ready in the same loop iteration as the signal's dispatch
+  // is refused (503) rather than started.
+  SourceGuard term(g_unix_signal_add_full(G_PRIORITY_HIGH, SIGTERM, on_signal, this, nullptr));
+  SourceGuard intr(g_unix_signal_add_full(G_PRIORITY_HIGH, SIGINT, on_signal, this, nullptr));
   StallProbe stall_probe;
   g_main_loop_run(loop_.get());
   calls_.set_on_empty(nullptr);

@@ -18,7 +18,7 @@ from conftest import GATEWAY_KEY, default_gateway_config
 
 SANITIZED = os.environ.get("RTGW_SANITIZE", "none") not in ("", "none")
 from peers.aiortc_client import AiortcCall, run_call_sync
-from peers.common import http_request, post_offer
+from peers.common import http_request, post_offer, wait_until
 
 MODEL = "gpt-realtime"
 ECHO = {"type": "test.echo", "payload": "still here"}
@@ -212,7 +212,10 @@ def test_sigterm_with_many_live_calls(gateway_factory):
         assert metric(text, "rtgw_live_calls", '{model="echo"}') == n, text
         gw.proc.send_signal(signal.SIGTERM)
         sent = time.monotonic()
-        # new calls are refused while draining
+        # new calls are refused while draining (once the signal reached the main loop: GLib
+        # hands it over from its own thread, which a loaded machine may run after a request)
+        assert await asyncio.to_thread(
+            wait_until, lambda: "shutting down:" in gw.stderr(), 10), gw.stderr()[-2000:]
         refused = await asyncio.to_thread(post_offer, gw.url, GATEWAY_KEY,
                                           calls[0].result.offer_sdp, "echo")
         try:
