@@ -1,8 +1,6 @@
 // SPDX-License-Identifier: MIT
 #include "calls/call.h"
 
-#include <gst/app/app.h>
-
 #include <stdexcept>
 
 #include "common/main_thread.h"

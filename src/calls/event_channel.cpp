@@ -1,8 +1,6 @@
 // SPDX-License-Identifier: MIT
 #include "calls/event_channel.h"
 
-#include <gst/app/app.h>
-
 #include <algorithm>
 #include <cstring>
 
