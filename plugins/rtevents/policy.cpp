@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "json.h"
+#include "json_strict.h"
 
 namespace rtgw::rtevents {
 namespace {
@@ -15,7 +16,7 @@ using json::Type;
 using json::Value;
 
 // Refused events larger than this are not parsed just to report their type and event_id.
-constexpr std::size_t kMaxParseForReport = 1 << 20;
+constexpr std::size_t kMaxParseForReport = 256 << 10;
 
 bool is_space(char c) {
   return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
@@ -287,6 +288,8 @@ const char* reason_name(Reason r) {
       return "too_large";
     case Reason::kBudget:
       return "budget";
+    case Reason::kInvalidJson:
+      return "invalid_json";
   }
   return "service_tier";
 }
@@ -398,7 +401,7 @@ FilterOutcome apply_policy(const Policy& policy, const EventContext& ctx, std::s
     d.reason = Reason::kTooLarge;
     d.rule = "max_event_bytes";
     d.model = std::string(ctx.session_model);
-    if (event.size() <= kMaxParseForReport) {
+    if (event.size() <= kMaxParseForReport && strict_json::check(event).ok) {
       const json::ParseResult pr = json::parse(event);
       if (pr.root && pr.root->is_object()) {
         d.event_type = pr.root->last_string("type").value_or("");
@@ -412,7 +415,22 @@ FilterOutcome apply_policy(const Policy& policy, const EventContext& ctx, std::s
     return out;
   }
 
-  // 2. Anything that is not a JSON object passes untouched (the upstream answers it).
+  // 2. Strict JSON only: what json-glib or a lenient upstream parser would read differently
+  // (comments, single quotes, ...) never goes on, and the lenient reader below sees only JSON.
+  if (const auto strict = strict_json::check(event); !strict.ok) {
+    Decision d;
+    d.action = Action::kBlock;
+    d.reason = Reason::kInvalidJson;
+    d.rule = "strict_json";
+    d.model = std::string(ctx.session_model);
+    d.message = "event of " + std::to_string(event.size()) +
+                " bytes is not valid JSON: " + strict.message();
+    out.kind = FilterOutcome::Kind::kDropped;
+    out.decision = std::move(d);
+    return out;
+  }
+
+  // 3. Anything that is not a JSON object passes untouched (the upstream answers it).
   const json::ParseResult pr = json::parse(event);
   if (!pr.root || !pr.root->is_object()) return out;
   const Value& root = *pr.root;
@@ -434,7 +452,7 @@ FilterOutcome apply_policy(const Policy& policy, const EventContext& ctx, std::s
     return out;
   };
 
-  // 3. Denied event types.
+  // 4. Denied event types.
   for (std::size_t i = 0; i < policy.deny_rules.size(); ++i) {
     const DenyRule& r = policy.deny_rules[i];
     if (!any_glob(r.keys, ctx.key_name)) continue;
@@ -450,7 +468,7 @@ FilterOutcome apply_policy(const Policy& policy, const EventContext& ctx, std::s
     }
   }
 
-  // 4. Budget.
+  // 5. Budget.
   if (ctx.budget_exceeded && has_type("response.create")) {
     Decision d = base;
     d.reason = Reason::kBudget;
@@ -460,7 +478,7 @@ FilterOutcome apply_policy(const Policy& policy, const EventContext& ctx, std::s
     return drop(std::move(d));
   }
 
-  // 5. service_tier.
+  // 6. service_tier.
   std::vector<TierSite> sites;
   if (has_type("response.create")) {
     std::vector<std::string> response_models;
@@ -532,7 +550,7 @@ FilterOutcome apply_policy(const Policy& policy, const EventContext& ctx, std::s
     out.modified = splice(event, std::move(edits));
   }
 
-  // 6. The session model follows a session.update that goes through.
+  // 7. The session model follows a session.update that goes through.
   if (has_type("session.update")) {
     for (auto it = sessions.rbegin(); it != sessions.rend(); ++it) {
       if (!(*it)->is_object()) continue;

@@ -7,7 +7,12 @@
 // Semantics (SPEC "Policy"):
 // - Events larger than `max_event_bytes` (default 65536 when the policy object omits it; 0 = no
 //   limit; an empty policy string has no limit) are refused: rule "max_event_bytes".
-// - Events that are not a JSON object pass untouched.
+// - Events that are not strict JSON (RFC 8259, json_strict.h: no comments, single quotes, NaN,
+//   trailing commas, invalid UTF-8, nesting deeper than 64, ...) are refused: reason
+//   "invalid_json", rule "strict_json", checked right after the size and before anything else
+//   reads the event, so the lenient reader (json.h) only ever sees strict JSON here. This holds
+//   for the pass-everything policy too.
+// - Strict JSON events that are not an object pass untouched (the upstream answers them).
 // - `deny_client_events[i]` = {type, keys, end_call}: blocks events whose `type` matches `type`
 //   (glob) when the caller's key matches `keys` (glob list, default ["*"]).
 // - budget exceeded (a context flag): every `response.create` is blocked, rule "budget".
@@ -45,10 +50,11 @@
 namespace rtgw::rtevents {
 
 enum class Action { kPass, kFilter, kBlock };
-enum class Reason { kServiceTier, kDeniedEvent, kTooLarge, kBudget };
+enum class Reason { kServiceTier, kDeniedEvent, kTooLarge, kBudget, kInvalidJson };
 
 const char* action_name(Action a);  // "pass", "filter", "block"
-const char* reason_name(Reason r);  // "service_tier", "denied_event", "too_large", "budget"
+// "service_tier", "denied_event", "too_large", "budget", "invalid_json"
+const char* reason_name(Reason r);
 
 // Trim ASCII whitespace, ASCII lower-case, "fast" -> "priority".
 std::string normalize_tier(std::string_view tier);
@@ -86,7 +92,8 @@ class Policy {
 struct Decision {
   Action action = Action::kPass;
   Reason reason = Reason::kServiceTier;
-  std::string rule;  // "service_tier[0]", "deny_client_events[1]", "max_event_bytes", "budget"
+  // "service_tier[0]", "deny_client_events[1]", "max_event_bytes", "budget", "strict_json"
+  std::string rule;
   std::string event_type;  // the event's `type` ("" when unknown)
   std::string event_id;    // the client's `event_id` ("" when absent)
   std::string tier;        // normalized tier the decision is about ("" when none)

@@ -4,97 +4,13 @@
 #include <cmath>
 #include <cstring>
 
+#include "rtevents/json_strict.h"
+
 namespace rtgw::json {
 
-std::optional<std::size_t> nesting_beyond(std::string_view text, int max_depth) {
-  // One pass, no recursion: brackets inside strings do not count, escapes skip one byte.
-  int depth = 0;
-  bool in_string = false;
-  for (std::size_t i = 0; i < text.size(); ++i) {
-    const char c = text[i];
-    if (in_string) {
-      if (c == '\\')
-        ++i;
-      else if (c == '"')
-        in_string = false;
-      continue;
-    }
-    if (c == '"') {
-      in_string = true;
-    } else if (c == '[' || c == '{') {
-      if (++depth > max_depth) return i;
-    } else if (c == ']' || c == '}') {
-      if (depth > 0) --depth;
-    }
-  }
-  return std::nullopt;
-}
+static_assert(kMaxDepth == rtevents::strict_json::kMaxDepth, "one depth bound");
 
 namespace {
-
-int hex4(std::string_view text, std::size_t at) {
-  if (at + 4 > text.size()) return -1;
-  int v = 0;
-  for (std::size_t i = at; i < at + 4; ++i) {
-    const int d = g_ascii_xdigit_value(text[i]);
-    if (d < 0) return -1;
-    v = v * 16 + d;
-  }
-  return v;
-}
-
-// json-glib 1.6's scanner is laxer than JSON about string escapes, and what it makes of them is
-// not UTF-8: `\312` (octal) becomes the byte 0xCA, `\ud8` (short) and a `\uDC00`-style escape
-// that is not half of a surrogate pair become CESU bytes, so what it serializes back is not
-// JSON. So, before json-glib sees the text: an escape other than RFC 8259's (`\" \\ \/ \b \f \n
-// \r \t \uXXXX`) refuses it (returns false, `*bad_at` = its offset), and a lone surrogate
-// becomes `\uFFFD` (same length), as the event reader (plugins/rtevents/json.h) decodes it.
-// `*replaced` is set only when something was replaced.
-bool check_escapes(std::string_view text, std::optional<std::string>* replaced,
-                   std::size_t* bad_at) {
-  bool in_string = false;
-  for (std::size_t i = 0; i < text.size(); ++i) {
-    const char c = text[i];
-    if (!in_string) {
-      in_string = c == '"';
-      continue;
-    }
-    if (c == '"') {
-      in_string = false;
-      continue;
-    }
-    if (c != '\\') continue;
-    const char kind = i + 1 < text.size() ? text[i + 1] : '\0';
-    if (kind != 'u') {
-      if (!kind || !strchr("\"\\/bfnrt", kind)) {
-        *bad_at = i;
-        return false;
-      }
-      ++i;
-      continue;
-    }
-    const int unit = hex4(text, i + 2);
-    if (unit < 0) {
-      *bad_at = i;
-      return false;
-    }
-    if (unit < 0xD800 || unit > 0xDFFF) {
-      i += 5;
-      continue;
-    }
-    if (unit <= 0xDBFF && i + 7 < text.size() && text[i + 6] == '\\' && text[i + 7] == 'u') {
-      const int low = hex4(text, i + 8);
-      if (low >= 0xDC00 && low <= 0xDFFF) {  // a proper pair
-        i += 11;
-        continue;
-      }
-    }
-    if (!*replaced) replaced->emplace(text);
-    (*replaced)->replace(i, 6, "\\uFFFD");
-    i += 5;
-  }
-  return true;
-}
 
 // Every double in the tree is finite (the tree is at most kMaxDepth deep: parse() checked it
 // before json-glib built it, so the recursion is bounded).
@@ -126,20 +42,15 @@ bool numbers_finite(JsonNode* node) {
 }  // namespace
 
 Ref<JsonNode> parse(std::string_view text, std::string* error) {
-  // json-glib 1.6 parses recursively with no depth limit: bound it before it recurses.
-  if (auto at = nesting_beyond(text, kMaxDepth)) {
-    if (error)
-      *error = "JSON nested deeper than " + std::to_string(kMaxDepth) + " levels (at byte " +
-               std::to_string(*at) + ")";
+  // json-glib 1.6 is laxer than JSON (comments, single quotes, octal escapes) and recurses with
+  // no depth bound: it only ever sees text the strict validator passed, nested at most kMaxDepth
+  // deep, with lone surrogate escapes replaced.
+  auto checked = rtevents::strict_json::check(text, kMaxDepth);
+  if (!checked.ok) {
+    if (error) *error = checked.message();
     return {};
   }
-  std::optional<std::string> replaced;
-  std::size_t bad_at = 0;
-  if (!check_escapes(text, &replaced, &bad_at)) {
-    if (error) *error = "invalid escape in a string (at byte " + std::to_string(bad_at) + ")";
-    return {};
-  }
-  if (replaced) text = *replaced;
+  if (checked.repaired) text = *checked.repaired;
   auto parser = Ref<JsonParser>::adopt(json_parser_new());
   UniqueError err;
   if (!json_parser_load_from_data(parser.get(), text.data(), static_cast<gssize>(text.size()),

@@ -20,11 +20,12 @@ namespace rtgw::json {
 // Deepest nesting of arrays and objects that parse() accepts (the SPEC's bound).
 inline constexpr int kMaxDepth = 64;
 
-// Offset of the first `[` or `{` that opens level `max_depth + 1`, if any. Linear, no recursion.
-std::optional<std::size_t> nesting_beyond(std::string_view text, int max_depth);
-
-// Parses `text` (refused when nested deeper than kMaxDepth); on failure returns an empty Ref
-// and writes the parser's message to `error`.
+// Parses `text`, which must be strict JSON (RFC 8259, checked first by the one validator,
+// plugins/rtevents/json_strict.h: no comments, single quotes, trailing commas, NaN, leading
+// zeros, raw control characters, invalid UTF-8 or trailing bytes) nested at most kMaxDepth deep,
+// with numbers within a double's range. Every route, session, token, the config and the beta
+// translation read JSON through here. On failure returns an empty Ref and writes why (with the
+// byte offset) to `error`.
 Ref<JsonNode> parse(std::string_view text, std::string* error = nullptr);
 
 // Serializes a node compactly (no pretty printing).

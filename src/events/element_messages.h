@@ -20,7 +20,8 @@ namespace rtgw::events {
 // What rteventfilter decided about one client event.
 struct PolicyDecision {
   std::string action;  // "filter" | "block"
-  std::string reason;  // "service_tier" | "denied_event" | "too_large" | "budget"
+  // "service_tier" | "denied_event" | "too_large" | "budget" | "invalid_json"
+  std::string reason;
   std::string rule;
   std::string event_type;
   std::string event_id;
@@ -31,7 +32,9 @@ struct PolicyDecision {
 
   // The `error.code` of the error event the client gets for a block.
   const char* error_code() const {
-    return reason == "too_large" ? "event_too_large" : "policy_violation";
+    if (reason == "too_large") return "event_too_large";
+    if (reason == "invalid_json") return "invalid_json";
+    return "policy_violation";
   }
 };
 

@@ -129,15 +129,15 @@ CallRequest parse_call_request(const char* content_type, const std::string& body
       request.sdp = std::move(value);
       have_sdp = true;
     } else if (name == "session") {
-      if (json::nesting_beyond(value, json::kMaxDepth))
-        throw errors::bad_request("invalid_json", "the `session` field is nested deeper than " +
-                                                      std::to_string(json::kMaxDepth) + " levels");
+      // Not strict JSON (comments, single quotes, nested deeper than 64, ...): invalid_json;
+      // JSON but no object: the form is wrong.
       std::string error;
       auto node = json::parse(value, &error);
-      if (!node || JSON_NODE_TYPE(node.get()) != JSON_NODE_OBJECT)
-        throw errors::bad_request("invalid_multipart",
-                                  "the `session` field must be a JSON object" +
-                                      (error.empty() ? std::string() : ": " + error));
+      if (!node)
+        throw errors::bad_request("invalid_json",
+                                  "the `session` field is not valid JSON: " + error);
+      if (JSON_NODE_TYPE(node.get()) != JSON_NODE_OBJECT)
+        throw errors::bad_request("invalid_multipart", "the `session` field must be a JSON object");
       request.shape = session_shape(json_node_get_object(node.get()));
       request.session_model = request.shape.model;
       request.session_json = std::move(value);

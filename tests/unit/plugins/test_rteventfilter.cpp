@@ -153,14 +153,35 @@ TEST_F(RtEventFilterTest, UntouchedEventsAreTheSameBytesAndMemory) {
   EXPECT_TRUE(decisions().empty());
 }
 
-TEST_F(RtEventFilterTest, MalformedJsonPassesUntouched) {
+TEST_F(RtEventFilterTest, StrictJsonThatIsNoObjectPassesUntouched) {
   set_policy(kBlockPriority);
-  for (const char* in : {R"({"type":"response.create","response":{"service_tier":"priority")",
-                         R"(not json)", R"(["response.create"])", R"("priority")", "",
-                         R"({'type':'response.create','response':{'service_tier':'priority'}})"}) {
+  for (const char* in : {R"(["response.create"])", R"("priority")", "null", " 5 "}) {
     EXPECT_EQ(process(in), in) << in;
   }
   EXPECT_TRUE(decisions().empty());
+}
+
+TEST_F(RtEventFilterTest, EventsThatAreNotStrictJsonAreRefused) {
+  // Issue 21: what a lenient parser reads differently (comments, single quotes, ...) never goes
+  // on, whatever the policy (the pass-everything one too); the client hears invalid_json.
+  for (const char* policy : {kBlockPriority, ""}) {
+    set_policy(policy);
+    for (const char* in :
+         {R"({"type":"response.create","response":{"service_tier":"priority")", R"(not json)", "",
+          R"({'type':'response.create','response':{'service_tier':'priority'}})",
+          R"({"type":"response.create",/* " */"response":{"service_tier":"priority"}})",
+          R"({"type":"response.create","response":{"service_tier":"priority"}} {})",
+          R"({"type":"x","n":NaN})", R"({"type":"x","n":01})", R"({"type":"x",})",
+          "{\"type\":\"x\xff\"}"}) {
+      EXPECT_EQ(process(in), std::nullopt) << in;
+      const GstStructure* d = one_decision();
+      ASSERT_TRUE(d) << in;
+      EXPECT_EQ(str_field(d, "action"), "block");
+      EXPECT_EQ(str_field(d, "reason"), "invalid_json");
+      EXPECT_EQ(str_field(d, "rule"), "strict_json");
+      EXPECT_NE(str_field(d, "message").find("not valid JSON"), std::string::npos);
+    }
+  }
 }
 
 TEST_F(RtEventFilterTest, NonStringTiersPassUntouched) {
@@ -326,9 +347,9 @@ TEST_F(RtEventFilterTest, TooLargeEventsAreRefused) {
   big.resize(65536 - 2);
   big += "\"}";
   EXPECT_EQ(process(big), big);
-  // An empty policy passes everything.
+  // An empty policy has no size limit (it still takes only JSON).
   set_policy("");
-  const std::string huge(200000, ' ');
+  const std::string huge = "\"" + std::string(200000, ' ') + "\"";
   EXPECT_EQ(process(huge), huge);
   EXPECT_TRUE(decisions().empty());
 }
@@ -364,7 +385,7 @@ TEST_F(RtEventFilterTest, InvalidPolicyKeepsThePreviousOne) {
 
 TEST_F(RtEventFilterTest, DecisionStringsAreValidUtf8) {
   set_policy(R"({"deny_client_events":[{"type":"*"}]})");
-  EXPECT_EQ(process("{\"type\":\"bad\xff\",\"event_id\":\"id\\u0000x\"}"), std::nullopt);
+  EXPECT_EQ(process("{\"type\":\"bad\\udc00\",\"event_id\":\"id\\u0000x\"}"), std::nullopt);
   const GstStructure* d = one_decision();
   const std::string type = str_field(d, "event-type");
   EXPECT_TRUE(g_utf8_validate(type.data(), static_cast<gssize>(type.size()), nullptr));
