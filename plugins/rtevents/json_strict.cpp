@@ -58,7 +58,9 @@ class Checker {
       skip_ws();
       if (want == Want::kAfterValue) {
         if (stack_.empty()) {
-          if (i_ != t_.size()) return fail("unexpected characters after the JSON value");
+          if (i_ != t_.size())
+            return fail(t_[i_] == '/' ? "comments are not JSON"
+                                      : "unexpected characters after the JSON value");
           Result r;
           r.ok = true;
           r.max_depth = max_depth_;
@@ -74,6 +76,8 @@ class Checker {
         } else if ((c == '}' && top == '{') || (c == ']' && top == '[')) {
           ++i_;
           stack_.pop_back();
+        } else if (c == '/') {
+          return fail("comments are not JSON");
         } else {
           return fail(top == '{' ? "expected ',' or '}' after an object member"
                                  : "expected ',' or ']' after an array element");

@@ -8,7 +8,6 @@
 #include "common/pipeline_reaper.h"
 #include "events/beta_dialect.h"
 #include "events/event_path.h"
-#include "rtevents/json.h"
 
 namespace rtgw::calls {
 namespace {
@@ -162,7 +161,8 @@ void Call::build_pipeline() {
   signals_.push_back(connect_signal<void(GstElement*, GstWebRTCDataChannel*)>(
       client_leg_->element(), "on-data-channel",
       [alive = lifetime_.watch(), this, call_id = identity_.call_id, source = path_->client_in(),
-       transform = settings_.beta_client ? &events::beta::client_event_to_ga : nullptr](
+       transform = settings_.beta_client ? &events::beta::client_event_to_ga : nullptr,
+       max_event_bytes = static_cast<std::size_t>(settings_.max_event_bytes)](
           GstElement*, GstWebRTCDataChannel* channel) {
         gchar* label_raw = nullptr;
         g_object_get(channel, "label", &label_raw, nullptr);
@@ -172,7 +172,7 @@ void Call::build_pipeline() {
                     label ? label.get() : "", EventChannel::kLabel);
           return;
         }
-        EventChannel::wire_inbound(channel, source, transform);
+        EventChannel::wire_inbound(channel, source, transform, max_event_bytes);
         post_if_alive(alive, [this, ref = Ref<GstWebRTCDataChannel>::retain(channel)] {
           if (state_ != State::kEnded) client_events_->attach(ref, true);
         });
@@ -392,8 +392,7 @@ void Call::OnPathEvent(bool to_upstream, std::string text, std::int64_t relay_ns
     // A worker's event that is not a JSON object would break the client's parser: the client
     // gets an error event in its place (a client's own malformed event goes upstream as is, and
     // the upstream answers it).
-    auto parsed = rtevents::json::parse(text);
-    if (!parsed.root || !parsed.root->is_object() || parsed.trailing) {
+    if (!events::is_json_object(text)) {
       relay_.count_refused();
       g_message("[%s] upstream event of %zu bytes is not a JSON object: not relayed", id().c_str(),
                 text.size());

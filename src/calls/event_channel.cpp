@@ -15,9 +15,12 @@ namespace {
 struct Inbound {
   Ref<GstElement> source;
   EventChannel::Transform transform;
+  std::size_t max_transform_bytes;
 
   void push(const char* data, gsize length) const {
-    if (transform)
+    // An event over the size limit is not translated (nor parsed): it goes to the filter as
+    // it came, which refuses it by its size first (issue 21: a large beta event held the loop).
+    if (transform && length <= max_transform_bytes)
       if (auto rewritten = transform(std::string_view(data, length))) {
         events::push_event(source.get(), rewritten->data(), rewritten->size());
         return;
@@ -40,9 +43,9 @@ EventChannel::EventChannel(std::string side, std::int64_t max_message_bytes,
 EventChannel::~EventChannel() = default;
 
 void EventChannel::wire_inbound(GstWebRTCDataChannel* channel, Ref<GstElement> inbound_source,
-                                Transform transform) {
+                                Transform transform, std::size_t max_transform_bytes) {
   // Connected for the channel's lifetime: the closures (values only) die with the channel object.
-  Inbound inbound{std::move(inbound_source), transform};
+  Inbound inbound{std::move(inbound_source), transform, max_transform_bytes};
   connect_signal_for_lifetime<void(GstWebRTCDataChannel*, const gchar*)>(
       channel, "on-message-string", [inbound](GstWebRTCDataChannel*, const gchar* text) {
         if (text) inbound.push(text, strlen(text));

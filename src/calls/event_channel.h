@@ -58,8 +58,11 @@ class EventChannel {
 
   // Attaches the channel. Safe to call on the webrtcbin thread that announced it (its message
   // handler must be connected there so nothing that follows is missed); the rest is posted.
+  // A message longer than `max_transform_bytes` enters the path untransformed (the filter refuses
+  // it by size before anything parses it).
   static void wire_inbound(GstWebRTCDataChannel* channel, Ref<GstElement> inbound_source,
-                           Transform transform = nullptr);
+                           Transform transform = nullptr,
+                           std::size_t max_transform_bytes = kMaxMessageBytes);
   void attach(Ref<GstWebRTCDataChannel> channel, bool already_open);
 
   // Sends now if open, else queues (bounded in bytes).

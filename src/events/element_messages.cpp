@@ -1,10 +1,19 @@
 // SPDX-License-Identifier: MIT
 #include "events/element_messages.h"
 
+#include <limits>
+
 #include "common/json.h"
 #include "common/random.h"
+#include "rtevents/json_strict.h"
 
 namespace rtgw::events {
+
+bool is_json_object(std::string_view text) {
+  if (!rtevents::strict_json::check(text, std::numeric_limits<int>::max()).ok) return false;
+  const auto first = text.find_first_not_of(" \t\r\n");
+  return first != std::string_view::npos && text[first] == '{';
+}
 
 std::string make_error_event(const std::string& type, const std::string& code,
                              const std::string& message, const std::string& client_event_id) {

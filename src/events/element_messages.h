@@ -12,6 +12,7 @@
 
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "usage/usage_ledger.h"
 
@@ -37,6 +38,11 @@ struct PolicyDecision {
     return "policy_violation";
   }
 };
+
+// A worker's event is strict JSON (RFC 8259, rtevents/json_strict.h; any depth: the event path
+// builds no tree of it) and an object. What is not would break the client's parser, or be read
+// differently by it: the transports send an error event in its place.
+bool is_json_object(std::string_view text);
 
 // An `error` server event as OpenAI sends them: {"type":"error","event_id":"evt_<32 hex>",
 // "error":{"type","code","message"[,"event_id": the client event it is about]}}.

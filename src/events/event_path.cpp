@@ -85,10 +85,11 @@ EventPath::EventPath(GstElement* pipeline, const Policy& policy, Listener* liste
       upstream_in_(find(pipeline, kUpstreamEventsIn)),
       filter_(find(pipeline, kClientEventsFilter)),
       meter_(find(pipeline, kUpstreamEventsMeter)) {
-  // The filter scopes its rules by key and model itself.
-  g_object_set(filter_.get(), "policy", policy.policy_json.c_str(), "key-name",
-               policy.key_name.c_str(), "model", policy.model.c_str(), "budget-exceeded",
-               policy.budget_exceeded, nullptr);
+  // The filter scopes its rules by key and model itself. No policy configured still means the
+  // default size limit (`{}`: max_event_bytes 65536), never "pass everything" (issue 21).
+  const char* policy_json = policy.policy_json.empty() ? "{}" : policy.policy_json.c_str();
+  g_object_set(filter_.get(), "policy", policy_json, "key-name", policy.key_name.c_str(), "model",
+               policy.model.c_str(), "budget-exceeded", policy.budget_exceeded, nullptr);
   pull_events(find(pipeline, kUpstreamEventsOut).get(), lifetime_.watch(),
               [this](std::string text, GstClockTime pts) {
                 listener_->OnPathEvent(true, std::move(text), since(pts));

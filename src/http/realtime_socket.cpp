@@ -162,6 +162,7 @@ void Server::handle_realtime_socket(SoupServerMessage* msg, GHashTable* query) {
         relay::SessionSettings& s = upgrade->settings;
         s.pipeline_description = services_.session_pipeline_description;
         s.policy_json = config.policy_json;
+        s.max_event_bytes = static_cast<std::size_t>(config.max_event_bytes);
         s.budget_exceeded = services_.over_budget && services_.over_budget(principal.key_name);
         s.idle_timeout_seconds = config.websocket.idle_timeout_seconds;
         s.max_pending_bytes = config.limits.max_pending_event_bytes;

@@ -146,7 +146,9 @@ void WebSocketSession::OnSocketText(WebSocket&, std::string text) {
   if (state_ == State::kEnded || state_ == State::kDraining) return;
   touch();
   relay_.count_from_client();
-  if (settings_.beta_client)  // before the policy: it sees GA
+  // Before the policy, which sees GA; an event over the size limit is not translated (nor parsed)
+  // but goes as it came to the filter, which refuses it by its size first (issue 21).
+  if (settings_.beta_client && text.size() <= settings_.max_event_bytes)
     if (auto ga = events::beta::client_event_to_ga(text)) text = std::move(*ga);
   path_->push_from_client(text);
 }
@@ -233,6 +235,18 @@ void WebSocketSession::OnPathEvent(bool to_upstream, std::string text, std::int6
   if (relay_ns >= 0) relay_.record_relay_time(to_upstream, relay_ns);
   if (!to_upstream) {
     relay_.count_from_upstream();
+    // As for calls: a worker's event that is not strict JSON and an object would break the
+    // client's parser (or be read differently by it): an error event goes in its place.
+    if (!events::is_json_object(text)) {
+      g_message("[%s] upstream event of %zu bytes is not a JSON object: not relayed", id().c_str(),
+                text.size());
+      send_error_event("server_error", "invalid_upstream_event",
+                       "the worker sent an event that is not a JSON object (" +
+                           std::to_string(text.size()) + " bytes); not relayed");
+      if (client_close_pending_ && path_->in_flight_to_client() == 0)
+        end(pending_close_code_, pending_close_reason_);
+      return;
+    }
     if (settings_.beta_client)  // after the meter: it saw GA
       if (auto beta = events::beta::server_event_to_beta(text)) text = std::move(*beta);
     client_.send_text(text);

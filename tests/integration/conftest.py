@@ -52,6 +52,7 @@ SERIAL_TESTS = (
     "test_http_hardening.py::test_chunked_body_is_counted_as_it_arrives_even_on_healthz",
     "test_http_hardening.py::test_content_length_above_the_limit_is_refused_before_the_body",
     "test_http_hardening.py::test_connections_beyond_max_connections_are_refused",
+    "test_strict_json.py::test_large_beta_event_is_refused_before_translation_and_the_loop_stays_free",
 )
 
 

@@ -147,13 +147,15 @@ def test_deep_data_channel_event_gets_an_error_event_and_the_call_goes_on(gatewa
 
 def test_deep_server_event_from_the_upstream_is_relayed_untouched(fake_upstream,
                                                                   gateway_factory):
-    # The upstream side: a server event nested 500 levels deep (as deep as the Python fake
-    # upstream can encode) crosses the gateway's event path (filter, meter) intact.
+    # The upstream side: a server event nested 500 levels deep crosses the gateway's event path
+    # (meter) intact: the 64-level bound is for client input and what json-glib builds (a client
+    # event that deep is refused since issue 21, so the worker sends this one on its own).
     from conftest import default_gateway_config
     gw = gateway_factory(default_gateway_config(fake_upstream))
     payload = "[" * 500 + "]" * 500
+    raw = '{"type":"test.echoed","payload":' + payload + "}"
     result = run_call_sync(gw.url, GATEWAY_KEY, model="gpt-realtime",
-                           send_events=['{"type":"test.echo","payload":' + payload + "}"],
+                           send_events=[{"type": "test.send_raw", "raw": raw}],
                            duration=8.0, until=lambda r: r.events_of("test.echoed"))
     assert result.status == 201, result.error_body
     (echoed,) = result.events_of("test.echoed")
