@@ -4,9 +4,12 @@
 #include <glib.h>
 
 #include <cstdio>
+#include <cstring>
 #include <string>
+#include <vector>
 
 #include "common/json.h"
+#include "common/log_text.h"
 
 namespace rtgw::app {
 namespace {
@@ -44,17 +47,38 @@ GLogWriterOutput write_json(GLogLevelFlags level, const GLogField* fields, gsize
       message = message.substr(end + 2);
     }
   }
-  line.set("message", message);
+  // json-glib escapes control characters, but writes bytes that are not UTF-8 as they are.
+  line.set("message", escape_log_text(message));
   std::string text = line.str() + "\n";
   std::fputs(text.c_str(), stderr);
   std::fflush(stderr);
   return G_LOG_WRITER_HANDLED;
 }
 
+// GLib's own writer, with the message escaped: a peer's string with a newline in it cannot start
+// a line of its own (nor garble the terminal).
+GLogWriterOutput write_plain(GLogLevelFlags level, const GLogField* fields, gsize n_fields,
+                             gpointer data) {
+  std::vector<GLogField> copy(fields, fields + n_fields);
+  std::string escaped;
+  for (GLogField& field : copy) {
+    if (g_strcmp0(field.key, "MESSAGE") != 0 || !field.value) continue;
+    std::string_view message(static_cast<const char*>(field.value),
+                             field.length < 0 ? strlen(static_cast<const char*>(field.value))
+                                              : static_cast<std::size_t>(field.length));
+    if (!log_text_needs_escape(message)) break;
+    escaped = escape_log_text(message);
+    field.value = escaped.c_str();
+    field.length = -1;
+    break;
+  }
+  return g_log_writer_default(level, copy.data(), copy.size(), data);
+}
+
 }  // namespace
 
 void install_log_writer(bool json) {
-  if (json) g_log_set_writer_func(write_json, nullptr, nullptr);
+  g_log_set_writer_func(json ? write_json : write_plain, nullptr, nullptr);
 }
 
 }  // namespace rtgw::app

@@ -3,6 +3,7 @@
 
 #include <stdexcept>
 
+#include "common/log_text.h"
 #include "common/main_thread.h"
 #include "common/pipeline.h"
 #include "common/pipeline_reaper.h"
@@ -168,8 +169,8 @@ void Call::build_pipeline() {
         g_object_get(channel, "label", &label_raw, nullptr);
         UniqueStr label(label_raw);
         if (g_strcmp0(label.get(), EventChannel::kLabel) != 0) {
-          g_message("[%s] ignoring data channel '%s' (only '%s' is relayed)", call_id.c_str(),
-                    label ? label.get() : "", EventChannel::kLabel);
+          g_message("[%s] ignoring data channel %s (only '%s' is relayed)", call_id.c_str(),
+                    log_quote(label ? label.get() : "").c_str(), EventChannel::kLabel);
           return;
         }
         EventChannel::wire_inbound(channel, source, transform, max_event_bytes);

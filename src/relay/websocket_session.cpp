@@ -3,6 +3,7 @@
 
 #include <utility>
 
+#include "common/log_text.h"
 #include "common/main_thread.h"
 #include "events/beta_dialect.h"
 
@@ -163,8 +164,8 @@ void WebSocketSession::OnSocketBinary(WebSocket&, std::size_t bytes) {
 
 void WebSocketSession::OnSocketClosed(WebSocket&, int code, const std::string& reason) {
   if (state_ == State::kEnded) return;
-  on_client_gone("client closed (" + std::to_string(code) + (reason.empty() ? "" : ": " + reason) +
-                 ")");
+  on_client_gone("client closed (" + std::to_string(code) +
+                 (reason.empty() ? "" : ": " + log_quote(reason)) + ")");
 }
 
 void WebSocketSession::OnSocketOverflow(WebSocket&, std::uint64_t backlog, std::uint64_t limit) {
@@ -204,8 +205,8 @@ void WebSocketSession::OnUpstreamText(std::string text) {
 void WebSocketSession::OnUpstreamClosed(int code, const std::string& reason) {
   upstream_closed_ = true;
   if (state_ == State::kEnded) return;
-  std::string why =
-      "upstream closed (" + std::to_string(code) + (reason.empty() ? "" : ": " + reason) + ")";
+  std::string why = "upstream closed (" + std::to_string(code) +
+                    (reason.empty() ? "" : ": " + log_quote(reason)) + ")";
   if (state_ == State::kDraining) {
     end(close_code::kNormal, relay_.wait_reason() + "; " + why);
     return;
