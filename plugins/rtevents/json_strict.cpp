@@ -48,7 +48,8 @@ std::size_t utf8_length(std::string_view t, std::size_t i) {
 
 class Checker {
  public:
-  Checker(std::string_view text, int max_depth) : t_(text), max_depth_(max_depth) {}
+  Checker(std::string_view text, int max_depth, bool json_glib)
+      : t_(text), max_depth_(max_depth), json_glib_(json_glib) {}
 
   Result run() {
     // Expectations between tokens. The stack holds '{' or '[' per open container.
@@ -192,7 +193,9 @@ class Checker {
 
   // -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
   bool number() {
+    const std::size_t start = i_;
     if (t_[i_] == '-') ++i_;
+    const std::size_t digits = i_;
     if (i_ == t_.size() || !is_digit(t_[i_]))
       return fail_at(i_, i_ < t_.size() && t_[i_] == 'I' ? "NaN and Infinity are not JSON"
                                                          : "a digit must follow '-'");
@@ -202,6 +205,16 @@ class Checker {
         return fail_at(i_ - 1, "numbers with leading zeros are not JSON");
     } else {
       while (i_ < t_.size() && is_digit(t_[i_])) ++i_;
+    }
+    const bool integer = i_ == t_.size() || (t_[i_] != '.' && t_[i_] != 'e' && t_[i_] != 'E');
+    if (json_glib_ && integer) {
+      // Beyond int64 (no leading zeros here, so longer is larger).
+      const std::string_view magnitude = t_.substr(digits, i_ - digits);
+      const std::string_view bound =
+          t_[start] == '-' ? "9223372036854775808" : "9223372036854775807";
+      if (magnitude.size() > bound.size() ||
+          (magnitude.size() == bound.size() && magnitude > bound))
+        return fail_at(start, "an integer is out of range (beyond 64 bits)");
     }
     if (i_ < t_.size() && t_[i_] == '.') {
       ++i_;
@@ -265,6 +278,7 @@ class Checker {
     }
     const int unit = hex4(t_, i_ + 2);
     if (unit < 0) return fail_at(i_, "invalid escape in a string");
+    if (unit == 0 && json_glib_) return fail_at(i_, "\\u0000 in a string is not accepted here");
     if (unit < 0xD800 || unit > 0xDFFF) {
       i_ += 6;
       return true;
@@ -286,6 +300,7 @@ class Checker {
 
   std::string_view t_;
   int max_depth_;
+  bool json_glib_;
   std::size_t i_ = 0;
   std::string stack_;
   const char* reason_ = "";
@@ -303,6 +318,8 @@ std::string Result::message() const {
   return what + " (at byte " + std::to_string(offset) + ")";
 }
 
-Result check(std::string_view text, int max_depth) { return Checker(text, max_depth).run(); }
+Result check(std::string_view text, int max_depth, bool json_glib) {
+  return Checker(text, max_depth, json_glib).run();
+}
 
 }  // namespace rtgw::rtevents::strict_json

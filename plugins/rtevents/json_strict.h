@@ -49,6 +49,10 @@ struct Result {
   std::string message() const;
 };
 
-Result check(std::string_view text, int max_depth = kMaxDepth);
+// `json_glib`: also refuse what json-glib 1.6 would read as a different value, for text a json-glib
+// tree is built from (rtgw::json::parse): an integer literal beyond 64 bits (json-glib wraps it,
+// 99999999999999999999 became -1) and a `\u0000` escape (json-glib cuts the string there).
+// Events (read by the span-preserving reader, which keeps both) do not need it.
+Result check(std::string_view text, int max_depth = kMaxDepth, bool json_glib = false);
 
 }  // namespace rtgw::rtevents::strict_json

@@ -45,7 +45,7 @@ Ref<JsonNode> parse(std::string_view text, std::string* error) {
   // json-glib 1.6 is laxer than JSON (comments, single quotes, octal escapes) and recurses with
   // no depth bound: it only ever sees text the strict validator passed, nested at most kMaxDepth
   // deep, with lone surrogate escapes replaced.
-  auto checked = rtevents::strict_json::check(text, kMaxDepth);
+  auto checked = rtevents::strict_json::check(text, kMaxDepth, /*json_glib=*/true);
   if (!checked.ok) {
     if (error) *error = checked.message();
     return {};

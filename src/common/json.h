@@ -23,7 +23,8 @@ inline constexpr int kMaxDepth = 64;
 // Parses `text`, which must be strict JSON (RFC 8259, checked first by the one validator,
 // plugins/rtevents/json_strict.h: no comments, single quotes, trailing commas, NaN, leading
 // zeros, raw control characters, invalid UTF-8 or trailing bytes) nested at most kMaxDepth deep,
-// with numbers within a double's range. Every route, session, token, the config and the beta
+// with numbers within a double's range, integers within 64 bits and no `\u0000` (json-glib would
+// read those as other values). Every route, session, token, the config and the beta
 // translation read JSON through here. On failure returns an empty Ref and writes why (with the
 // byte offset) to `error`.
 Ref<JsonNode> parse(std::string_view text, std::string* error = nullptr);

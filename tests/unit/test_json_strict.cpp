@@ -156,6 +156,22 @@ TEST(JsonStrict, LoneSurrogateEscapesAreRepairedInPlace) {
   EXPECT_EQ(r.repaired->size(), text.size());
 }
 
+TEST(JsonStrict, JsonGlibProfileRefusesWhatJsonGlibMisreads) {
+  // json-glib 1.6 wraps integers beyond 64 bits (99999999999999999999 became -1) and cuts a
+  // string at \u0000: refused where a json-glib tree is built (json::parse), not in events.
+  for (const char* text : {"[9223372036854775808]", "[-9223372036854775809]",
+                           "[99999999999999999999]", R"(["a\u0000b"])", R"({"\u0000":1})"}) {
+    EXPECT_TRUE(strict::check(text).ok) << text;
+    EXPECT_FALSE(strict::check(text, strict::kMaxDepth, true).ok) << text;
+    std::string error;
+    EXPECT_FALSE(json::parse(text, &error)) << text;
+    EXPECT_NE(error.find("(at byte "), std::string::npos) << error;
+  }
+  for (const char* text : {"[9223372036854775807]", "[-9223372036854775808]", "[1e30]",
+                           "[99999999999999999999.0]", R"(["\u0001"])"})
+    EXPECT_TRUE(json::parse(text)) << text;
+}
+
 TEST(JsonStrict, LinearTime) {
   // 4 MiB of strings, numbers and shallow containers: well under the per-event budget.
   std::string big = "[";
