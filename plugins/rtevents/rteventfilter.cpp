@@ -22,8 +22,9 @@
  *
  * ## Properties
  * - `policy` (string, default ""): the SPEC's `policy` object as JSON text: `service_tier` rules,
- *   `deny_client_events`, `max_event_bytes` (65536 when omitted). "" = pass everything (no size
- *   limit either). Parsed once when set; invalid text is refused with a GST_ELEMENT_WARNING and the
+ *   `deny_client_events`, `max_event_bytes` (65536 when omitted). "" = no rules and no size limit.
+ *   Whatever the policy, an event that is not strict JSON (json_strict.h) is dropped (reason
+ *   "invalid_json", rule "strict_json"). Parsed once when set; invalid text is refused with a GST_ELEMENT_WARNING and the
  *   previous policy stays in force (reading the property returns the policy in force).
  * - `key-name` (string, default ""): the caller's gateway key name, matched against rule `keys`.
  * - `model` (string, default ""): the session model used when an event names none. The element
@@ -38,8 +39,9 @@
  * Element message `rtevent-decision`, posted from the streaming thread, once per filtered or
  * dropped event, before the buffer goes on (or is dropped):
  * - `action` (string): "filter" or "block"
- * - `reason` (string): "service_tier", "denied_event", "too_large" or "budget"
- * - `rule` (string): "service_tier[N]", "deny_client_events[N]", "max_event_bytes" or "budget"
+ * - `reason` (string): "service_tier", "denied_event", "too_large", "budget" or "invalid_json"
+ * - `rule` (string): "service_tier[N]", "deny_client_events[N]", "max_event_bytes", "budget" or
+ *   "strict_json"
  * - `event-type` (string): the event's `type`, "" if unknown
  * - `event-id` (string): the client's `event_id`, "" if none
  * - `tier` (string): the normalized service tier concerned, "" if none
@@ -346,8 +348,9 @@ static void rt_event_filter_class_init(RtEventFilterClass* klass) {
       "policy", "Policy",
       "The SPEC's policy object as JSON: {\"service_tier\": [{tier, action, models, keys, "
       "fallback, end_call}], \"deny_client_events\": [{type, keys, end_call}], "
-      "\"max_event_bytes\": N (default 65536)}. Empty = pass everything. Invalid JSON is refused "
-      "with a warning and the previous policy stays in force",
+      "\"max_event_bytes\": N (default 65536)}. Empty = no rules, no size limit (events that are "
+      "not strict JSON are still dropped). Invalid JSON is refused with a warning and the "
+      "previous policy stays in force",
       kDefaultPolicy, rw);
   properties[PROP_KEY_NAME] = g_param_spec_string(
       "key-name", "Key name", "The caller's gateway key name, matched against the rules' keys",

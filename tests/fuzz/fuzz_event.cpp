@@ -16,6 +16,7 @@
 
 #include "fuzz_util.h"
 #include "rtevents/json.h"
+#include "rtevents/json_strict.h"
 #include "rtevents/policy.h"
 #include "rtevents/usage.h"
 
@@ -119,6 +120,16 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         break;
     }
     if (out.new_session_model) session_model = *out.new_session_model;
+    // The filter fronts the lenient reader with the strict validator: nothing that is not strict
+    // JSON goes on, and what it refuses as such is refused for that reason (issue 21).
+    const bool strict_ok = rte::strict_json::check(event).ok;
+    if (out.kind != rte::FilterOutcome::Kind::kDropped && !strict_ok)
+      fuzz::fail("an event that is not strict JSON went on", event);
+    if (out.kind != rte::FilterOutcome::Kind::kDropped && !rte::strict_json::check(forwarded).ok)
+      fuzz::fail("the filter made an event that is not strict JSON", forwarded);
+    if (!strict_ok && out.decision && out.decision->reason != rte::Reason::kInvalidJson &&
+        out.decision->reason != rte::Reason::kTooLarge)
+      fuzz::fail("non-strict event decided on for another reason", event);
     if (out.kind != rte::FilterOutcome::Kind::kDropped) {
       auto parsed = rte::json::parse(forwarded);
       if (parsed.root) rte::note_client_event(*parsed.root, now_us, link);

@@ -16,7 +16,8 @@ root=$PWD
 seconds=${1:?usage: tests/fuzz/run.sh SECONDS [TARGET...]}
 shift
 targets=("$@")
-((${#targets[@]})) || targets=(sdp multipart call_request event token config websocket beta http_headers)
+((${#targets[@]})) || targets=(sdp multipart call_request event token config websocket beta http_headers json_strict
+  json_differential)
 build=${FUZZ_BUILD_DIR:-build-fuzz}
 max_crashes=${FUZZ_MAX_CRASHES:-5}
 
