@@ -89,20 +89,18 @@ def test_multipart_session_is_filtered_before_the_worker(fake_upstream, gateway_
     assert req["session"]["model"] == MODEL
 
 
-def test_multipart_session_of_several_json_values_is_filtered_too(fake_upstream,
-                                                                  gateway_factory):
-    # json-glib reads the first of several top-level values; the policy must judge that one
-    # (it used to see the raw text as a malformed event and let the tier through).
+def test_multipart_session_of_several_json_values_is_refused(fake_upstream, gateway_factory):
+    # json-glib reads the first of several top-level values, and the policy once saw the raw text
+    # as a malformed event and let the tier through. Several values are not JSON: 400
+    # invalid_json before any worker is contacted (issue 21: strict JSON only).
     gw = setup_gateway(fake_upstream, gateway_factory, FILTER_PRIORITY)
     session = json.dumps({"type": "realtime", "model": MODEL, "service_tier": "priority",
                           "instructions": "keep me"}) + "{}"
     body, ctype = build_multipart({"sdp": aiortc_offer(), "session": session})
     reply = http_request("POST", gw.url + "/v1/realtime/calls", body,
                          {"Content-Type": ctype, "Authorization": f"Bearer {GATEWAY_KEY}"}, 15.0)
-    assert reply.status == 201, reply.body
-    (req,) = call_requests(fake_upstream)
-    assert "service_tier" not in req["session"], req["session"]
-    assert req["session"]["instructions"] == "keep me"
+    assert_error(reply, 400, "invalid_json")
+    assert call_requests(fake_upstream) == []
 
 
 def test_multipart_session_blocked_is_403_and_no_worker_is_contacted(fake_upstream,
