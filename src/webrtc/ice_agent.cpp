@@ -1,5 +1,4 @@
 // SPDX-License-Identifier: MIT
-#define GST_USE_UNSTABLE_API 1
 #include "webrtc/ice_agent.h"
 
 #include <gst/webrtc/nice/nice.h>
@@ -234,7 +233,7 @@ std::string check_nice_layout() {
   NicePrivate122* priv = nice_private(probe);
   GObject* agent = nullptr;
   g_object_get(probe, "agent", &agent, nullptr);
-  GMainContext* agent_context = nullptr;
+  GMainContext* agent_context = nullptr;  // a pointer property: no reference taken
   if (agent) g_object_get(agent, "main-context", &agent_context, nullptr);
   gst_webrtc_ice_set_stun_server(GST_WEBRTC_ICE(probe), "stun://192.0.2.7:3478");
   gst_webrtc_ice_set_on_ice_candidate(GST_WEBRTC_ICE(probe), dummy_on_candidate, probe, nullptr);
@@ -257,7 +256,6 @@ std::string check_nice_layout() {
   else if (!priv->turn_servers || priv->http_proxy)
     error = "turn_servers/http_proxy";
   gst_webrtc_ice_set_on_ice_candidate(GST_WEBRTC_ICE(probe), nullptr, nullptr, nullptr);
-  if (agent_context) g_main_context_unref(agent_context);
   if (agent) g_object_unref(agent);
   gst_object_unref(probe);
   if (!error.empty())

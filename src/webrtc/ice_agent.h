@@ -31,6 +31,12 @@
 
 namespace rtgw::webrtc {
 
+// How long libnice 0.1.21 waits for an answer to its consent checks (sent every 4-6 s) before it
+// declares consent lost and fails the component: NICE_AGENT_TIMER_CONSENT_TIMEOUT, 10 s, fixed at
+// build time (RFC 7675 says 30 s). A call with the shared agent ends this long after its peer
+// went silent, whatever webrtc.peer_timeout_seconds says above it.
+inline constexpr int kConsentTimeoutSeconds = 10;
+
 // Registers `rtgwicesrc` and the `webrtcbin` subclass. Returns "" when installed, else why the
 // stock agent stays (the layout check failed, or webrtcbin is missing). Idempotent: later calls
 // return the first answer.
