@@ -27,7 +27,10 @@ from peers.common import free_port
 from test_liveness import get_call, start_client_process
 
 CONSENT_TIMEOUT = 10  # libnice 0.1.21's NICE_AGENT_TIMER_CONSENT_TIMEOUT (webrtc/ice_agent.h)
-MARGIN = 4.0  # a consent tick, the main loop's hop and a loaded machine
+MARGIN = 4.0  # the main loop's hop and a loaded machine
+# Consent is lost 10 s after the last *answer*; checks go out every 4-6 s, so a peer stopped
+# right after answering one ends its call 4-6 s earlier than 10 s after the stop.
+EARLIEST = CONSENT_TIMEOUT - 6.5
 
 
 def consent_config(upstream, **webrtc):
@@ -71,7 +74,7 @@ def test_stopped_worker_loses_consent_and_ends_the_call(request, tmp_path, gatew
     print(f"stopped worker: call ended {took:.1f} s after SIGSTOP")
     assert ended, "the client was not told (its data channel is still open)"
     assert took < CONSENT_TIMEOUT + MARGIN, took
-    assert took > CONSENT_TIMEOUT - 3, f"ended too early ({took:.1f} s)"
+    assert took > EARLIEST, f"ended too early ({took:.1f} s)"
     state = get_call(gw, call_id)
     assert state["state"] == "ended", state
     assert "upstream" in state["end_reason"] and "consent" in state["end_reason"], state
@@ -122,7 +125,7 @@ def test_caller_silent_behind_turn_loses_consent(tmp_path, fake_upstream, gatewa
         took = time.monotonic() - stopped
         print(f"silent caller behind TURN: call ended {took:.1f} s after SIGSTOP")
         assert hung_up, "the upstream call was not hung up"
-        assert CONSENT_TIMEOUT - 3 < took < CONSENT_TIMEOUT + MARGIN, took
+        assert EARLIEST < took < CONSENT_TIMEOUT + MARGIN, took
         state = get_call(gw, call_id)
         assert state["state"] == "ended", state
         assert "client" in state["end_reason"] and "consent" in state["end_reason"], state
