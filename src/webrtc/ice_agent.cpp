@@ -107,11 +107,6 @@ void shared_ice_constructed(GObject* object) {
   if (ice_base_class->constructed) ice_base_class->constructed(object);
 }
 
-gboolean unref_on_context(gpointer agent) {
-  g_object_unref(agent);
-  return G_SOURCE_REMOVE;
-}
-
 // GstWebRTCNice's finalize stops the thread this agent never started; this one releases the
 // same private fields and chains to GstWebRTCICE's.
 void shared_ice_finalize(GObject* object) {
@@ -129,9 +124,10 @@ void shared_ice_finalize(GObject* object) {
   g_cond_clear(&priv->cond);
   g_array_free(priv->nice_stream_map, TRUE);
   g_hash_table_unref(priv->turn_servers);
-  // The agent's last reference is dropped on its own context's thread, so none of its timers or
-  // sockets is being dispatched while it goes.
-  g_main_context_invoke(priv->main_context, unref_on_context, priv->nice_agent);
+  // Its timers and sockets may be dispatched on `rtgw-ice` meanwhile: libnice 0.1.21's callbacks
+  // take a strong reference from a weak one while they run, so the agent may go from any thread
+  // (nicesink and rtgwicesrc hold references too and drop them where they are finalized).
+  g_object_unref(priv->nice_agent);
   priv->nice_agent = nullptr;
   g_main_loop_unref(priv->loop);
   g_main_context_unref(priv->main_context);
