@@ -66,6 +66,15 @@ void on_receive(NiceAgent*, guint, guint, guint len, gchar* data, gpointer user_
   GST_PAD_STREAM_UNLOCK(pad);
 }
 
+// A live source, as nicesrc: packets come when the peer sends them, with no latency of ours.
+gboolean src_query(GstPad* pad, GstObject* parent, GstQuery* query) {
+  if (GST_QUERY_TYPE(query) == GST_QUERY_LATENCY) {
+    gst_query_set_latency(query, TRUE, 0, GST_CLOCK_TIME_NONE);
+    return TRUE;
+  }
+  return gst_pad_query_default(pad, parent, query);
+}
+
 void detach(IceSource* self) {
   if (!self->attached) return;
   nice_agent_attach_recv(self->agent, self->stream, self->component, shared_ice_context(), nullptr,
@@ -176,6 +185,7 @@ void class_init(gpointer klass, gpointer) {
 void instance_init(GTypeInstance* instance, gpointer) {
   IceSource* self = cast(instance);
   self->srcpad = gst_pad_new_from_static_template(&src_template, "src");
+  gst_pad_set_query_function(self->srcpad, src_query);
   gst_element_add_pad(GST_ELEMENT(self), self->srcpad);
   GST_OBJECT_FLAG_SET(self, GST_ELEMENT_FLAG_SOURCE);
 }
