@@ -156,7 +156,7 @@ def threads_per_call(gw, calls=2):
     """Threads the gateway adds per live call (census with `calls` calls up - after warm-up)."""
     warm_up(gw, GATEWAY_KEY)
     # The warm-up call's pipeline is stopped on the reaper's thread: wait until its threads went.
-    wait_for(lambda: not any(k.endswith(":pc") for k in thread_census(gw.proc.pid)), 10)
+    wait_for(lambda: not any(k.endswith((":pc", ":ice")) for k in thread_census(gw.proc.pid)), 10)
     before = thread_census(gw.proc.pid)
 
     async def scenario():
@@ -198,8 +198,9 @@ def test_thread_census_shared_agent_against_stock(fake_upstream, gateway_factory
     assert sum(stock_all[k] for k in ice) >= 4 and stock_all["nicesrc:src"] >= 4, stock_all
     assert not any(k == "nicesrc:src" or k.endswith(":ice") for k in shared_all), shared_all
     assert shared_all.get("rtgw-ice") == 1, shared_all
-    # 2 fewer threads per webrtcbin; the totals also move with GLib's pool threads (noise).
-    assert shared_per_call <= stock_per_call - 3, (stock_added, shared_added)
+    # 2 fewer threads per webrtcbin (4 per call); the totals also move with pooled task threads
+    # that outlive the warm-up call under their old names (noise of about 1 per census).
+    assert shared_per_call <= stock_per_call - 2, (stock_added, shared_added)
 
 
 def test_check_config_shows_the_agent(tmp_path):
