@@ -18,6 +18,7 @@
 #include "config/config.h"
 #include "events/event_path.h"
 #include "rtevents/rtevents.h"
+#include "webrtc/ice_agent.h"
 
 namespace {
 
@@ -64,7 +65,7 @@ int main(int argc, char** argv) {
       "RTGW_DRAIN_TIMEOUT_SECONDS, RTGW_WEBRTC_STUN_SERVER, RTGW_WEBRTC_TURN_SERVERS,\n"
       "RTGW_WEBRTC_NAT_1TO1_IPS, RTGW_WEBRTC_ICE_INTERFACES, RTGW_WEBRTC_UDP_PORT_MIN,\n"
       "RTGW_WEBRTC_UDP_PORT_MAX, RTGW_WEBRTC_ICE_TRANSPORT_POLICY, RTGW_WEBRTC_ICE_TCP,\n"
-      "RTGW_WEBRTC_ICE_IPV6, RTGW_WEBRTC_JITTERBUFFER_LATENCY_MS, "
+      "RTGW_WEBRTC_ICE_IPV6, RTGW_WEBRTC_ICE_AGENT, RTGW_WEBRTC_JITTERBUFFER_LATENCY_MS, "
       "RTGW_WEBRTC_PEER_TIMEOUT_SECONDS,\n"
       "RTGW_DATA_DIR, RTGW_MAX_OUTGOING_BUFFER_BYTES.");
   g_option_context_add_main_entries(context.get(), entries, nullptr);
@@ -100,8 +101,22 @@ int main(int argc, char** argv) {
           rtgw::load_pipeline_description(session_pipeline_file));
       rtgw::app::check_policy(config.policy_json);
       rtgw::app::resolve_interfaces(config.webrtc.ice_interfaces, config.webrtc.ice_ipv6);
+      if (config.webrtc.ice_agent == "shared") {
+        std::string why = rtgw::webrtc::check_nice_layout();
+        if (!why.empty())
+          std::cout << "warning: webrtc.ice_agent \"shared\" unavailable, webrtcbin's own agent "
+                       "will run: "
+                    << why << "\n";
+      }
       std::cout << rtgw::config::describe(config) << "config OK\n";
       return 0;
+    }
+    if (config.webrtc.ice_agent == "shared") {
+      std::string why = rtgw::webrtc::install_shared_ice_agent();
+      if (why.empty())
+        g_message("ICE agent: shared (one libnice thread for every call, consent freshness on)");
+      else
+        g_warning("ICE agent: webrtcbin's own, one thread per webrtcbin (%s)", why.c_str());
     }
     int code;
     {

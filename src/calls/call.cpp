@@ -9,6 +9,7 @@
 #include "common/pipeline_reaper.h"
 #include "events/beta_dialect.h"
 #include "events/event_path.h"
+#include "webrtc/ice_agent.h"
 
 namespace rtgw::calls {
 namespace {
@@ -81,7 +82,13 @@ Call::Call(CallIdentity identity, CallSettings settings, workers::WorkerLease le
       lease_(std::move(lease)),
       listener_(listener) {
   created_us_ = g_get_monotonic_time();
-  liveness_ = std::make_unique<PeerLiveness>(settings_.webrtc.peer_timeout_seconds, this);
+  // With the shared ICE agent, RFC 7675 consent freshness ends a call whose peer stops answering
+  // within libnice's consent timeout, on every pair type (OnLegConnectionState). The packet clock
+  // only stays for what consent cannot do: a shorter peer timeout.
+  liveness_seconds_ = settings_.webrtc.peer_timeout_seconds;
+  if (webrtc::shared_ice_agent_installed() && liveness_seconds_ >= webrtc::kConsentTimeoutSeconds)
+    liveness_seconds_ = 0;
+  liveness_ = std::make_unique<PeerLiveness>(liveness_seconds_, this);
 }
 
 Call::~Call() {
@@ -262,10 +269,25 @@ void Call::OnLegConnectionState(WebRtcLeg& leg, GstWebRTCPeerConnectionState sta
   if (state_ == State::kEnded) return;
   bool is_client = &leg == client_leg_.get();
   g_message("[%s] %s leg %s", id().c_str(), leg.name().c_str(), state_name(state));
+  auto which = is_client ? PeerLiveness::Leg::kClient : PeerLiveness::Leg::kUpstream;
+  if (state == GST_WEBRTC_PEER_CONNECTION_STATE_CONNECTED)
+    leg_connected_[static_cast<int>(which)] = true;
+  if (state == GST_WEBRTC_PEER_CONNECTION_STATE_FAILED && leg_connected_[static_cast<int>(which)] &&
+      webrtc::shared_ice_agent_installed()) {
+    // A connected leg fails when libnice's consent for its selected pair expired: the peer
+    // stopped answering consent checks (or DTLS failed: then ICE is still connected).
+    GstWebRTCICEConnectionState ice = GST_WEBRTC_ICE_CONNECTION_STATE_NEW;
+    g_object_get(leg.element(), "ice-connection-state", &ice, nullptr);
+    if (ice == GST_WEBRTC_ICE_CONNECTION_STATE_FAILED) {
+      end_for_dead_peer(which, std::string(PeerLiveness::name(which)) +
+                                   " peer stopped answering ICE consent checks (consent lost, "
+                                   "RFC 7675; timeout " +
+                                   std::to_string(webrtc::kConsentTimeoutSeconds) + " s)");
+      return;
+    }
+  }
   if (state == GST_WEBRTC_PEER_CONNECTION_STATE_CONNECTED &&
-      liveness_->watch(is_client ? PeerLiveness::Leg::kClient : PeerLiveness::Leg::kUpstream,
-                       leg.element()) == 0 &&
-      settings_.webrtc.peer_timeout_seconds > 0)
+      liveness_->watch(which, leg.element()) == 0 && liveness_seconds_ > 0)
     g_warning("[%s] %s leg: no nicesrc found, its peer's liveness is not watched", id().c_str(),
               leg.name().c_str());
   if (client_leg_->reported_state() == GST_WEBRTC_PEER_CONNECTION_STATE_CONNECTED &&
@@ -340,12 +362,17 @@ void Call::start_media_watchdog() {
 
 void Call::OnPeerSilent(PeerLiveness::Leg leg, gint64 silent_ms) {
   if (state_ == State::kEnded) return;
-  outcome_ = "peer_timeout";
-  timed_out_leg_ = PeerLiveness::name(leg);
   char seconds[32];
   g_snprintf(seconds, sizeof seconds, "%.1f", silent_ms / 1000.0);
-  std::string reason = timed_out_leg_ + " peer sent nothing for " + seconds + " s (peer timeout " +
-                       std::to_string(settings_.webrtc.peer_timeout_seconds) + " s)";
+  end_for_dead_peer(leg, std::string(PeerLiveness::name(leg)) + " peer sent nothing for " +
+                             seconds + " s (peer timeout " +
+                             std::to_string(settings_.webrtc.peer_timeout_seconds) + " s)");
+}
+
+void Call::end_for_dead_peer(PeerLiveness::Leg leg, const std::string& reason) {
+  if (state_ == State::kEnded) return;
+  outcome_ = "peer_timeout";
+  timed_out_leg_ = PeerLiveness::name(leg);
   // As if that peer hung up: the other side is told at once (hang_up closes its data channel and
   // hangs the upstream call up).
   if (leg == PeerLiveness::Leg::kClient)
@@ -679,6 +706,7 @@ json::ObjectBuilder Call::describe() const {
   // the ICE binding requests sent to a quiet peer to ask for a sign of life.
   json::ObjectBuilder liveness;
   liveness.set("peer_timeout_seconds", settings_.webrtc.peer_timeout_seconds)
+      .set("consent_freshness", webrtc::shared_ice_agent_installed())
       .set("client_idle_ms", liveness_->idle_ms(PeerLiveness::Leg::kClient))
       .set("upstream_idle_ms", liveness_->idle_ms(PeerLiveness::Leg::kUpstream))
       .set("client_checks_sent",

@@ -19,6 +19,7 @@
 
 #include <gst/gst.h>
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -187,6 +188,8 @@ class Call : public WebRtcLeg::Listener,
   void OnEventChannelClosed(EventChannel& channel, const std::string& why) override;
   // PeerLiveness::Listener
   void OnPeerSilent(PeerLiveness::Leg leg, gint64 silent_ms) override;
+  // A leg's peer is dead (silent, or ICE consent lost): ends the call as if it hung up.
+  void end_for_dead_peer(PeerLiveness::Leg leg, const std::string& reason);
   // events::EventPath::Listener
   void OnPathEvent(bool to_upstream, std::string text, std::int64_t relay_ns) override;
   void OnPathDecision(const events::PolicyDecision& decision) override;
@@ -238,6 +241,8 @@ class Call : public WebRtcLeg::Listener,
   std::string end_reason_;
   std::string outcome_ = "completed";
   std::string timed_out_leg_;
+  int liveness_seconds_ = 0;                // the packet clock's timeout (0: consent covers it)
+  std::array<bool, 2> leg_connected_{};     // by PeerLiveness::Leg: was ever CONNECTED
   std::unique_ptr<PeerLiveness> liveness_;  // its probes count packets on the legs' nicesrc
   gint64 created_us_ = 0;
   gint64 answered_us_ = 0;

@@ -35,7 +35,9 @@ using UniqueIterator = std::unique_ptr<GstIterator, IteratorDeleter>;
 
 bool is_nicesrc(GstElement* element) {
   GstElementFactory* factory = gst_element_get_factory(element);
-  return factory && g_strcmp0(GST_OBJECT_NAME(factory), "nicesrc") == 0;
+  // nicesrc, or the shared ICE agent's rtgwicesrc (webrtc/ice_source.h): same properties.
+  return factory && (g_strcmp0(GST_OBJECT_NAME(factory), "nicesrc") == 0 ||
+                     g_strcmp0(GST_OBJECT_NAME(factory), "rtgwicesrc") == 0);
 }
 
 struct DescriptionDeleter {

@@ -299,7 +299,7 @@ void read_webrtc(const Reader& r, JsonNode* node, WebRtcConfig& w) {
          {"stun_server", "turn_servers", "nat_1to1_ips", "ice_interfaces", "udp_port_min",
           "udp_port_max", "ice_gathering_timeout_ms", "ice_connect_timeout_seconds", "jitterbuffer",
           "jitterbuffer_latency_ms", "client_media_timeout_seconds", "peer_timeout_seconds",
-          "ice_transport_policy", "ice_tcp", "ice_ipv6"});
+          "ice_transport_policy", "ice_tcp", "ice_ipv6", "ice_agent"});
   if (auto* n = member(obj, "stun_server")) w.stun_server = r.string(n, "$.webrtc.stun_server");
   if (auto* n = member(obj, "turn_servers")) w.turn_servers = r.strings(n, "$.webrtc.turn_servers");
   if (auto* n = member(obj, "nat_1to1_ips")) w.nat_1to1_ips = r.strings(n, "$.webrtc.nat_1to1_ips");
@@ -317,6 +317,7 @@ void read_webrtc(const Reader& r, JsonNode* node, WebRtcConfig& w) {
         static_cast<int>(r.integer(n, "$.webrtc.ice_connect_timeout_seconds", 1, 600));
   if (auto* n = member(obj, "ice_transport_policy"))
     w.ice_transport_policy = r.string(n, "$.webrtc.ice_transport_policy");
+  if (auto* n = member(obj, "ice_agent")) w.ice_agent = r.string(n, "$.webrtc.ice_agent");
   if (auto* n = member(obj, "ice_tcp")) w.ice_tcp = r.boolean(n, "$.webrtc.ice_tcp");
   if (auto* n = member(obj, "ice_ipv6")) w.ice_ipv6 = r.boolean(n, "$.webrtc.ice_ipv6");
   if (auto* n = member(obj, "client_media_timeout_seconds"))
@@ -457,6 +458,7 @@ void apply_env(const Reader& r, const EnvLookup& env, Config& c) {
   if (auto v = env("RTGW_WEBRTC_UDP_PORT_MAX"))
     c.webrtc.udp_port_max = env_int("RTGW_WEBRTC_UDP_PORT_MAX", *v, 0, 65535);
   if (auto v = env("RTGW_WEBRTC_ICE_TRANSPORT_POLICY")) c.webrtc.ice_transport_policy = *v;
+  if (auto v = env("RTGW_WEBRTC_ICE_AGENT")) c.webrtc.ice_agent = *v;
   if (auto v = env("RTGW_WEBRTC_ICE_TCP")) c.webrtc.ice_tcp = (*v == "1" || *v == "true");
   if (auto v = env("RTGW_WEBRTC_ICE_IPV6")) c.webrtc.ice_ipv6 = (*v == "1" || *v == "true");
   if (auto v = env("RTGW_WEBRTC_PEER_TIMEOUT_SECONDS"))
@@ -549,6 +551,8 @@ void validate(const Reader& r, Config& c) {
   if (!c.usage_postgres_url.empty())
     if (auto error = usage::conninfo_error(c.usage_postgres_url))
       r.fail("$.usage.postgres_url", "not a PostgreSQL connection string: " + *error);
+  if (c.webrtc.ice_agent != "shared" && c.webrtc.ice_agent != "stock")
+    r.fail("$.webrtc.ice_agent", "must be \"shared\" or \"stock\"");
   if (c.webrtc.ice_transport_policy != "all" && c.webrtc.ice_transport_policy != "relay")
     r.fail("$.webrtc.ice_transport_policy", "must be \"all\" or \"relay\"");
   if (c.webrtc.ice_transport_policy == "relay" && c.webrtc.turn_servers.empty())
@@ -741,7 +745,7 @@ std::string describe(const Config& c) {
   for (const auto& i : c.webrtc.ice_interfaces) out << i << ",";
   out << " udp_ports=" << c.webrtc.udp_port_min << "-" << c.webrtc.udp_port_max
       << " ice_transport_policy=" << c.webrtc.ice_transport_policy
-      << " ice_tcp=" << (c.webrtc.ice_tcp ? "on" : "off")
+      << " ice_agent=" << c.webrtc.ice_agent << " ice_tcp=" << (c.webrtc.ice_tcp ? "on" : "off")
       << " ice_ipv6=" << (c.webrtc.ice_ipv6 ? "on" : "off")
       << " jitterbuffer=" << (c.webrtc.jitterbuffer ? "on" : "off (forward as received)")
       << " jitterbuffer_latency_ms=" << c.webrtc.jitterbuffer_latency_ms

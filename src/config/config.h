@@ -95,6 +95,9 @@ struct WebRtcConfig {
   std::string ice_transport_policy = "all";  // "relay": TURN candidates only
   bool ice_tcp = true;                       // gather and advertise ICE-TCP candidates
   bool ice_ipv6 = true;                      // advertise IPv6 candidates
+  // "shared" (default): every webrtcbin gets the gateway's ICE agent (webrtc/ice_agent.h): all
+  // libnice agents on one thread, consent freshness on. "stock": webrtcbin's own agent.
+  std::string ice_agent = "shared";
   // Derived at start-up from ice_interfaces (not a config key): the addresses to gather on.
   std::vector<std::string> ice_addresses;
   int ice_gathering_timeout_ms = 2000;   // bound on every gathering wait

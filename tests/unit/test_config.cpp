@@ -154,6 +154,21 @@ TEST(Config, PeerTimeoutFileEnvAndDefault) {
                "$.webrtc.peer_timeout_seconds", "");
 }
 
+TEST(Config, IceAgentFileEnvAndDefault) {
+  const char* plain = R"({"models": [{"name": "e", "workers": [{"provider": "echo"}]}]})";
+  EXPECT_EQ(rtgw::config::load_from_text(plain, "f", {}, env_of({})).webrtc.ice_agent, "shared");
+  const char* stock = R"({"models": [{"name": "e", "workers": [{"provider": "echo"}]}],
+                          "webrtc": {"ice_agent": "stock"}})";
+  EXPECT_EQ(rtgw::config::load_from_text(stock, "f", {}, env_of({})).webrtc.ice_agent, "stock");
+  EXPECT_EQ(
+      rtgw::config::load_from_text(plain, "f", {}, env_of({{"RTGW_WEBRTC_ICE_AGENT", "stock"}}))
+          .webrtc.ice_agent,
+      "stock");
+  expect_error(R"({"models": [{"name": "e", "workers": [{"provider": "echo"}]}],
+                   "webrtc": {"ice_agent": "libnice"}})",
+               "$.webrtc.ice_agent", "must be \"shared\" or \"stock\"");
+}
+
 TEST(Config, JitterbufferSwitchFileEnvAndDefault) {
   const char* plain = R"({"models": [{"name": "e", "workers": [{"provider": "echo"}]}]})";
   EXPECT_FALSE(rtgw::config::load_from_text(plain, "f", {}, env_of({})).webrtc.jitterbuffer);
