@@ -52,6 +52,10 @@ SERIAL_TESTS = (
     "test_http_hardening.py::test_chunked_body_is_counted_as_it_arrives_even_on_healthz",
     "test_http_hardening.py::test_content_length_above_the_limit_is_refused_before_the_body",
     "test_http_hardening.py::test_connections_beyond_max_connections_are_refused",
+    "test_http_hardening.py::test_a_trickled_body_is_cut_at_the_body_deadline",
+    "test_http_hardening.py::test_a_body_below_the_minimum_rate_is_cut",
+    "test_http_hardening.py::test_unauthenticated_slow_bodies_leave_the_reserved_connections",
+    "test_http_hardening.py::test_a_burst_of_connects_does_not_wait_for_syn_retransmits",
 )
 
 
