@@ -56,6 +56,8 @@ SERIAL_TESTS = (
     "test_http_hardening.py::test_a_body_below_the_minimum_rate_is_cut",
     "test_http_hardening.py::test_unauthenticated_slow_bodies_leave_the_reserved_connections",
     "test_http_hardening.py::test_a_burst_of_connects_does_not_wait_for_syn_retransmits",
+    "test_websocket_limits.py::test_fragments_past_the_message_limit_are_closed_with_1009",
+    "test_websocket_limits.py::test_relayed_sideband_bounds_fragments_and_idles",
 )
 
 
