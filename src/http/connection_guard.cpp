@@ -207,8 +207,9 @@ size_t ConnectionGuard::unprivileged_limit() const {
   return static_cast<size_t>(std::max(limits_.max_connections - reserved, 0));
 }
 
-bool ConnectionGuard::headers_received(SoupServerMessage* msg, bool privileged) {
+bool ConnectionGuard::headers_received(SoupServerMessage* msg, bool privileged, bool websocket) {
   Connection* c = find(msg);
+  if (c && c->frames) c->frames->expect_frames(websocket);
   if (!c || c->state == State::kClosing) return true;
   if (!c->classified) {
     c->classified = true;

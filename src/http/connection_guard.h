@@ -58,9 +58,11 @@ class ConnectionGuard {
   void stop();
 
   // The request's headers are in (called from the early handler): its body, if any, must keep
-  // arriving (idle, total and rate deadlines). `privileged`: see "Reserved connections". False
-  // when an unprivileged request finds its share full: the caller refuses it (503).
-  bool headers_received(SoupServerMessage* msg, bool privileged);
+  // arriving (idle, total and rate deadlines). `privileged`: see "Reserved connections".
+  // `websocket`: a WebSocket handshake, whose frames the filter bounds from now on (any other
+  // request's bytes pass it untouched). False when an unprivileged request finds its share
+  // full: the caller refuses it (503).
+  bool headers_received(SoupServerMessage* msg, bool privileged, bool websocket);
   // A body chunk of `bytes` arrived.
   void body_progress(SoupServerMessage* msg, std::size_t bytes);
   // `msg` became `socket`: a message that crosses the frame bound closes it with 1009.

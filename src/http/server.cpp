@@ -152,7 +152,8 @@ bool Server::refuse_early(SoupServerMessage* msg) {
     connections_->refuse(msg, e.status(), "application/json", e.body());
     return true;
   };
-  if (!connections_->headers_received(msg, privileged_request(msg)))
+  const bool websocket = soup_message_headers_header_contains(request, "Upgrade", "websocket");
+  if (!connections_->headers_received(msg, privileged_request(msg), websocket))
     return refuse(HttpError(503, "server_error", "too_many_connections",
                             "the connections left are reserved for requests with a valid key "
                             "and for health probes (limits.reserved_connections)"));
@@ -185,7 +186,7 @@ bool Server::refuse_early(SoupServerMessage* msg) {
   SoupEncoding encoding = soup_message_headers_get_encoding(request);
   // A WebSocket handshake is a GET without a body; the frame filter counts on the frames
   // starting right after the headers (http/websocket_frame_limit.h).
-  if (soup_message_headers_get_one(request, "Upgrade") && encoding != SOUP_ENCODING_NONE &&
+  if (websocket && encoding != SOUP_ENCODING_NONE &&
       !(encoding == SOUP_ENCODING_CONTENT_LENGTH &&
         soup_message_headers_get_content_length(request) == 0))
     return refuse(HttpError(400, "invalid_request_error", "invalid_request",

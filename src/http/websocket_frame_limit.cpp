@@ -11,27 +11,43 @@ namespace rtgw::http {
 
 // ----------------------------------------------------------------------------- the limiter
 
+void WebSocketFrameLimiter::http_byte(char c) {
+  std::uint64_t at = http_bytes_++;
+  if (at == line_start_) line_first_ = c;
+  if (c != '\n') return;
+  std::uint64_t line_length = at - line_start_ + 1;
+  std::uint64_t before = line_start_;
+  if (previous_line_feed_ && ((line_length == 1 && before >= 2) ||
+                              (line_length == 2 && line_first_ == '\r' && before >= 3))) {
+    phase_ = Phase::kHeader;
+    return;
+  }
+  previous_line_feed_ = true;
+  line_start_ = at + 1;
+}
+
 void WebSocketFrameLimiter::feed(const char* data, std::size_t size, std::string& out) {
-  static constexpr char kBlankLine[] = "\r\n\r\n";
+  if (mode_ == Mode::kOff) {
+    out.append(data, size);
+    return;
+  }
   std::size_t i = 0;
   while (i < size) {
     switch (phase_) {
       case Phase::kHttp: {
         // The request (line, headers): passed as it is; frames start after its blank line.
         std::size_t start = i;
-        while (i < size && phase_ == Phase::kHttp) {
-          char c = data[i++];
-          if (c == kBlankLine[blank_line_]) {
-            if (++blank_line_ == 4) phase_ = Phase::kHeader;
-          } else {
-            blank_line_ = c == '\r' ? 1 : 0;
-          }
-        }
+        while (i < size && phase_ == Phase::kHttp) http_byte(data[i++]);
         out.append(data + start, i - start);
         break;
       }
       case Phase::kHeader: {
-        header_.push_back(data[i++]);
+        header_.push_back(data[i]);
+        if (mode_ == Mode::kFollow) {
+          out.push_back(data[i]);
+          header_passed_++;
+        }
+        i++;
         std::size_t need = 2;
         if (header_.size() >= 2) {
           auto b1 = static_cast<unsigned char>(header_[1]);
@@ -53,6 +69,17 @@ void WebSocketFrameLimiter::feed(const char* data, std::size_t size, std::string
   }
 }
 
+void WebSocketFrameLimiter::expect_frames(bool websocket) {
+  if (mode_ != Mode::kFollow) return;
+  mode_ = websocket ? Mode::kEnforce : Mode::kOff;
+  if (websocket && over_while_following_) trip(message_bytes_);
+}
+
+void WebSocketFrameLimiter::trip(std::uint64_t reached) {
+  if (!tripped_) tripped_at_ = reached;
+  tripped_ = true;
+}
+
 void WebSocketFrameLimiter::header_complete(std::string& out) {
   auto byte = [this](std::size_t k) { return static_cast<unsigned char>(header_[k]); };
   const bool fin = byte(0) & 0x80;
@@ -65,28 +92,34 @@ void WebSocketFrameLimiter::header_complete(std::string& out) {
     length = 0;
     for (std::size_t k = 2; k < 10; k++) length = (length << 8) | byte(k);
   }
-  auto trip = [this](std::uint64_t reached) {
-    if (!tripped_) tripped_at_ = reached;
-    tripped_ = true;
-  };
+  const bool following = mode_ == Mode::kFollow;
   bool pass = false;
   if (opcode & 0x08) {
     // Control frames (close, ping, pong) carry at most 125 bytes (RFC 6455 5.5); they pass
     // even after a trip, so the close handshake completes.
     pass = length <= 125;
-    if (!pass) trip(length);
+    if (!pass && following) over_while_following_ = true;
+    if (!pass && !following) trip(length);
   } else if (!tripped_) {
     if (opcode != 0) message_bytes_ = 0;  // a new message (libsoup refuses reserved opcodes)
     if (length > max_message_bytes_ - message_bytes_) {
       std::uint64_t reached = message_bytes_ + std::min(length, UINT64_MAX - message_bytes_);
-      trip(reached);
+      if (following) {
+        over_while_following_ = true;
+        message_bytes_ = max_message_bytes_;  // stays over: the next fragment trips at once
+      } else {
+        trip(reached);
+      }
     } else {
       message_bytes_ = fin ? 0 : message_bytes_ + length;
       pass = true;
     }
   }
-  if (pass) out += header_;
+  if (following) pass = true;  // nothing is held or dropped before the route layer decides
+  // A header begun while following went on already; a dropped frame's rest never does.
+  if (pass && header_passed_ < header_.size()) out.append(header_, header_passed_);
   header_.clear();
+  header_passed_ = 0;
   payload_left_ = length;
   pass_payload_ = pass;
   phase_ = length > 0 ? Phase::kPayload : Phase::kHeader;
@@ -96,7 +129,26 @@ void WebSocketFrameLimiter::header_complete(std::string& out) {
 
 void FrameLimitState::arm(std::function<void(std::uint64_t, std::uint64_t)> fn) {
   on_trip = std::move(fn);
-  if (trip_pending && !trip_reported) report();
+  if (trip_pending && !trip_reported) {
+    std::weak_ptr<FrameLimitState> weak = shared_from_this();
+    post_to_main([weak] {  // never from inside the caller (the upgrade is being completed)
+      if (auto s = weak.lock()) s->report();
+    });
+  }
+}
+
+void FrameLimitState::expect_frames(bool websocket) {
+  limiter.expect_frames(websocket);
+  check_trip();
+}
+
+void FrameLimitState::check_trip() {
+  if (!limiter.tripped() || trip_pending) return;
+  trip_pending = true;
+  std::weak_ptr<FrameLimitState> weak = shared_from_this();
+  post_to_main([weak] {
+    if (auto s = weak.lock()) s->report();
+  });
 }
 
 void FrameLimitState::report() {
@@ -172,13 +224,7 @@ gssize take_ready(RtgwFrameLimitInput* self, void* buffer, gsize count) {
 void filter(RtgwFrameLimitInput* self, gsize n) {
   auto& state = self->impl->state;
   state->limiter.feed(self->impl->scratch.data(), n, self->impl->ready);
-  if (state->limiter.tripped() && !state->trip_pending) {
-    state->trip_pending = true;
-    std::weak_ptr<FrameLimitState> weak = state;
-    rtgw::post_to_main([weak] {
-      if (auto s = weak.lock()) s->report();
-    });
-  }
+  state->check_trip();
 }
 
 // `blocking`: a blocking read of the base (GInputStream::read_fn); else non-blocking.
