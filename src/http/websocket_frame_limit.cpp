@@ -231,6 +231,8 @@ void filter(RtgwFrameLimitInput* self, gsize n) {
 gssize filtered_read(RtgwFrameLimitInput* self, void* buffer, gsize count, bool blocking,
                      GCancellable* cancellable, GError** error) {
   if (!self->impl->ready.empty() || count == 0) return take_ready(self, buffer, count);
+  if (self->impl->state->limiter.passthrough())  // not a WebSocket: no copy
+    return g_pollable_stream_read(self->base, buffer, count, blocking, cancellable, error);
   self->impl->scratch.resize(count);
   for (int attempt = 0; blocking || attempt < kMaxDroppedReads; attempt++) {
     gssize n = g_pollable_stream_read(self->base, self->impl->scratch.data(), count, blocking,

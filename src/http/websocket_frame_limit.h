@@ -58,6 +58,8 @@ class WebSocketFrameLimiter {
   // The size the message reached with the frame that tripped the bound (saturates).
   std::uint64_t tripped_at() const { return tripped_at_; }
   std::uint64_t max_message_bytes() const { return max_message_bytes_; }
+  // Not a WebSocket: every byte passes untouched from now on.
+  bool passthrough() const { return mode_ == Mode::kOff; }
   // Whether the request's end (the blank line) was seen and frames are being followed.
   bool in_frames() const { return phase_ != Phase::kHttp; }
 

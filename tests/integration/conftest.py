@@ -58,6 +58,7 @@ SERIAL_TESTS = (
     "test_http_hardening.py::test_a_burst_of_connects_does_not_wait_for_syn_retransmits",
     "test_websocket_limits.py::test_fragments_past_the_message_limit_are_closed_with_1009",
     "test_websocket_limits.py::test_relayed_sideband_bounds_fragments_and_idles",
+    "test_websocket_limits.py::test_relayed_sideband_bounds_what_waits_for_a_client_that_does_not_read",
 )
 
 

@@ -41,8 +41,12 @@ def vm_rss_kb(pid: int, field: str = "VmRSS") -> int:
 class RawWebSocket:
     """A client WebSocket written by hand: its frames are whatever the test says."""
 
-    def __init__(self, port: int, path: str, key: str = GATEWAY_KEY):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    def __init__(self, port: int, path: str, key: str = GATEWAY_KEY, rcvbuf: int = 0):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if rcvbuf:  # before connect: the window it advertises stays small
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.sock.settimeout(10)
+        self.sock.connect(("127.0.0.1", port))
         nonce = base64.b64encode(os.urandom(16)).decode()
         self.sock.sendall((f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
                            f"Authorization: Bearer {key}\r\nUpgrade: websocket\r\n"
@@ -243,3 +247,65 @@ def test_relayed_sideband_bounds_fragments_and_idles(fake_upstream, gateway_fact
     assert side.close_code == 1000 and "idle" in (side.close_reason or ""), \
         (side.close_code, side.close_reason)
     assert b.running() and a.running()
+
+
+def test_relayed_sideband_bounds_what_waits_for_a_client_that_does_not_read(
+        fake_upstream, gateway_factory, redis):
+    """B relays A's call events to a sideband client that never reads: what waits for it is
+    bounded (limits.max_outgoing_buffer_bytes); past it the client gets slow_consumer and 1008,
+    and the call goes on. (The relay used to queue everything in libsoup.)"""
+    from peers.aiortc_client import AiortcCall
+
+    config = default_gateway_config(fake_upstream)
+    a = gateway_factory(config, env=cluster_env(redis, "gw-a"))
+    # only B's bound is small (A's data channels keep theirs)
+    b = gateway_factory(dict(config, limits={"max_outgoing_buffer_bytes": 65536}),
+                        env=cluster_env(redis, "gw-b"))
+    assert wait_until(lambda: redis_up(a) and redis_up(b), 10), "the instances never reached Redis"
+
+    async def scenario():
+        call = AiortcCall(a.url, GATEWAY_KEY, model=MODEL)
+        await call.connect()
+        try:
+            assert call.connected, call.result.error_body
+            assert await call.wait_for(lambda r: r.events_of("session.created"), 10)
+            loop = asyncio.get_running_loop()
+            ws = await loop.run_in_executor(
+                None, lambda: RawWebSocket(b.port, f"/v1/realtime?call_id={call.result.call_id}",
+                                           rcvbuf=4096))
+            assert ws.status == 101, ws.status
+            payload = "p" * 8000
+            # 4.8 MB of events towards a client that reads nothing (its window: 4 KB)
+            for i in range(600):
+                call.send({"type": "test.echo", "payload": f"{i}:{payload}"})
+                if i % 10 == 9:
+                    await asyncio.sleep(0.1)
+            await call.wait_for(lambda r: [e for e in r.events_of("test.echoed")
+                                           if e.get("payload", "").startswith("599:")], 60)
+            echoed = len(call.result.events_of("test.echoed"))
+            # now read what B kept for it: it must end in slow_consumer and a close 1008
+            def drain():
+                errors, close = [], None
+                deadline = time.monotonic() + 30
+                while time.monotonic() < deadline:
+                    f = ws.read_frame(deadline - time.monotonic())
+                    if f is None:
+                        break
+                    if f[0] == 1 and b'"slow_consumer"' in f[1]:
+                        errors.append(json.loads(f[1]))
+                    if f[0] == 8:
+                        close = struct.unpack(">H", f[1][:2])[0] if len(f[1]) >= 2 else 1005
+                        break
+                ws.close()
+                return errors, close
+            errors, close = await loop.run_in_executor(None, drain)
+            return echoed, errors, close, call.connected
+        finally:
+            await call.close("leave")
+
+    echoed, errors, close, call_alive = asyncio.run(scenario())
+    assert echoed == 600, f"the call itself got {echoed} of its 600 echoes"
+    assert close == 1008, (close, errors)
+    assert errors, "no slow_consumer error event before the close"
+    assert call_alive, "the call ended with its sideband"
+    assert b.running()
