@@ -67,7 +67,9 @@ int main(int argc, char** argv) {
       "RTGW_WEBRTC_UDP_PORT_MAX, RTGW_WEBRTC_ICE_TRANSPORT_POLICY, RTGW_WEBRTC_ICE_TCP,\n"
       "RTGW_WEBRTC_ICE_IPV6, RTGW_WEBRTC_ICE_AGENT, RTGW_WEBRTC_JITTERBUFFER_LATENCY_MS, "
       "RTGW_WEBRTC_PEER_TIMEOUT_SECONDS,\n"
-      "RTGW_DATA_DIR, RTGW_MAX_OUTGOING_BUFFER_BYTES.");
+      "RTGW_DATA_DIR, RTGW_MAX_OUTGOING_BUFFER_BYTES.\n"
+      "HTTP connections: RTGW_MAX_CONNECTIONS, RTGW_RESERVED_CONNECTIONS,\n"
+      "RTGW_BODY_TIMEOUT_SECONDS, RTGW_MIN_BODY_BYTES_PER_SECOND.");
   g_option_context_add_main_entries(context.get(), entries, nullptr);
   g_option_context_add_group(context.get(), gst_init_get_option_group());
   rtgw::UniqueError err;

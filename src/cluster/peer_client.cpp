@@ -4,6 +4,8 @@
 #include <utility>
 
 #include "common/main_thread.h"
+#include "common/websocket.h"
+#include "events/element_messages.h"
 
 namespace rtgw::cluster {
 namespace {
@@ -14,39 +16,91 @@ std::string error_text(GError* e) { return e ? e->message : "unknown error"; }
 
 }  // namespace
 
-struct PeerClient::Relay {
-  PeerClient* owner_client = nullptr;
-  Ref<SoupWebsocketConnection> client;
-  Ref<SoupWebsocketConnection> owner;
-  SignalConnection client_message, owner_message, client_closed, owner_closed;
-  bool done = false;
-
-  static void on_message(SoupWebsocketConnection* from, gint type, GBytes* message, gpointer data) {
-    auto* r = static_cast<Relay*>(data);
-    SoupWebsocketConnection* to = from == r->client.get() ? r->owner.get() : r->client.get();
-    if (soup_websocket_connection_get_state(to) == SOUP_WEBSOCKET_STATE_OPEN)
-      soup_websocket_connection_send_message(to, static_cast<SoupWebsocketDataType>(type), message);
+// Client socket <-> owner's socket. Both are rtgw::WebSocket, for their bounds: message size
+// (1009) and what waits towards a peer that does not read (OnSocketOverflow).
+struct PeerClient::Relay : public WebSocket::Listener {
+  Relay(PeerClient* pc, SoupWebsocketConnection* client_connection,
+        SoupWebsocketConnection* owner_connection, const RelayLimits& limits)
+      : owner_client(pc),
+        client(client_connection, limits.max_message_bytes, this),
+        owner(owner_connection, limits.max_message_bytes, this),
+        idle_timeout_seconds(limits.idle_timeout_seconds),
+        last_message_us(g_get_monotonic_time()) {
+    client.limit_outgoing(limits.max_outgoing_bytes);
+    owner.limit_outgoing(limits.max_outgoing_bytes);
+    if (idle_timeout_seconds > 0)
+      idle_timer = run_every_seconds(1, [this] {
+        gint64 idle_us = g_get_monotonic_time() - last_message_us;
+        if (idle_us < gint64{idle_timeout_seconds} * G_USEC_PER_SEC) return true;
+        end(nullptr, close_code::kNormal,
+            "idle timeout: no message for " + std::to_string(idle_timeout_seconds) + " s");
+        return false;
+      });
   }
-  static void on_closed(SoupWebsocketConnection* from, gpointer data) {
-    auto* r = static_cast<Relay*>(data);
-    if (r->done) return;
-    r->done = true;
-    SoupWebsocketConnection* to = from == r->client.get() ? r->owner.get() : r->client.get();
-    gushort code = soup_websocket_connection_get_close_code(from);
-    const char* reason = soup_websocket_connection_get_close_data(from);
-    if (soup_websocket_connection_get_state(to) == SOUP_WEBSOCKET_STATE_OPEN)
-      soup_websocket_connection_close(
-          to, code ? code : static_cast<gushort>(SOUP_WEBSOCKET_CLOSE_NORMAL), reason);
-    // Dropped from the loop, not from inside the signal.
-    PeerClient* pc = r->owner_client;
+
+  WebSocket& other(WebSocket& from) { return &from == &client ? owner : client; }
+
+  void OnSocketText(WebSocket& from, std::string text) override {
+    last_message_us = g_get_monotonic_time();
+    other(from).send_text(text);
+  }
+  void OnSocketBinary(WebSocket& from, std::size_t bytes) override {
+    last_message_us = g_get_monotonic_time();
+    // As the owner's sideband answers it: events are JSON text.
+    if (&from == &client)
+      client.send_text(events::make_error_event(
+          "invalid_request_error", "binary_not_supported",
+          "a binary message of " + std::to_string(bytes) +
+              " bytes was not relayed: realtime events are JSON text messages"));
+    else
+      g_message("cluster: sideband relay: dropped a binary message of %zu bytes from the owner",
+                bytes);
+  }
+  void OnSocketClosed(WebSocket& from, int code, const std::string& reason) override {
+    end(&from, sendable_close_code(code) ? code : close_code::kNormal, reason);
+  }
+  void OnSocketOverflow(WebSocket& slow, std::uint64_t backlog, std::uint64_t limit) override {
+    std::string what = std::string(&slow == &client ? "the sideband client" : "the owner") +
+                       " does not read: " + std::to_string(backlog) + " bytes wait for it (limit " +
+                       std::to_string(limit) + ")";
+    g_warning("cluster: sideband relay: %s; closing", what.c_str());
+    if (&slow == &client)
+      client.send_text(
+          events::make_error_event("invalid_request_error", "slow_consumer", what + "; closing"));
+    slow.close(close_code::kPolicyViolation, what);
+    end(&slow, close_code::kNormal, what);
+  }
+
+  // Closes both sides (`from`, already closing, passes its code on to the other); the relay is
+  // dropped from the loop, not from inside a signal.
+  void end(WebSocket* from, int code, const std::string& reason) {
+    if (done) return;
+    done = true;
+    idle_timer.cancel();
+    if (from)
+      other(*from).close(code, reason);
+    else {
+      client.close(code, reason);
+      owner.close(code, reason);
+    }
+    PeerClient* pc = owner_client;
     std::weak_ptr<bool> alive = pc->alive_;
-    post_to_main([pc, alive, r] {
-      if (alive.lock()) pc->finished(r);
+    post_to_main([pc, alive, self = this] {
+      if (alive.lock()) pc->finished(self);
     });
   }
+
+  PeerClient* owner_client;
+  WebSocket client;
+  WebSocket owner;
+  int idle_timeout_seconds;
+  gint64 last_message_us;
+  SourceGuard idle_timer;
+  bool done = false;
 };
 
-PeerClient::PeerClient(std::string internal_secret) : secret_(std::move(internal_secret)) {
+PeerClient::PeerClient(std::string internal_secret, RelayLimits relay_limits)
+    : secret_(std::move(internal_secret)), relay_limits_(relay_limits) {
   session_ = Ref<SoupSession>::adopt(
       soup_session_new_with_options("timeout", kPeerTimeoutSeconds, "idle-timeout", 30,
                                     "user-agent", "realtime-gateway-peer", nullptr));
@@ -134,23 +188,7 @@ void PeerClient::open_socket(
 }
 
 void PeerClient::relay(SoupWebsocketConnection* client, SoupWebsocketConnection* owner) {
-  auto r = std::make_unique<Relay>();
-  r->owner_client = this;
-  r->client = Ref<SoupWebsocketConnection>::retain(client);
-  r->owner = Ref<SoupWebsocketConnection>::retain(owner);
-  // Relayed messages may be as large as the owner accepts.
-  soup_websocket_connection_set_max_incoming_payload_size(client, 0);
-  soup_websocket_connection_set_max_incoming_payload_size(owner, 0);
-  Relay* raw = r.get();
-  r->client_message = SignalConnection(
-      client, g_signal_connect(client, "message", G_CALLBACK(&Relay::on_message), raw));
-  r->owner_message = SignalConnection(
-      owner, g_signal_connect(owner, "message", G_CALLBACK(&Relay::on_message), raw));
-  r->client_closed = SignalConnection(
-      client, g_signal_connect(client, "closed", G_CALLBACK(&Relay::on_closed), raw));
-  r->owner_closed = SignalConnection(
-      owner, g_signal_connect(owner, "closed", G_CALLBACK(&Relay::on_closed), raw));
-  relays_.push_back(std::move(r));
+  relays_.push_back(std::make_unique<Relay>(this, client, owner, relay_limits_));
 }
 
 }  // namespace rtgw::cluster

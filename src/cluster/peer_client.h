@@ -5,18 +5,25 @@
 // Owns: the libsoup session used towards other instances (every request carries the internal
 // secret in `X-RTGW-Internal` and the caller's own Authorization, which the owner checks as
 // usual), and the live socket relays (client socket <-> owner's socket, messages copied both
-// ways, a close on either side closes the other).
+// ways, a close on either side closes the other). A relay bounds what it holds (RelayLimits):
+// a message above `max_message_bytes` closes its sender with 1009 (the client's fragments are
+// bounded before libsoup assembles them, http/websocket_frame_limit.h); what waits towards a
+// side that does not read is bounded by `max_outgoing_bytes` (past it: an error event and 1008
+// to that side, 1000 to the other); no message either way for `idle_timeout_seconds` closes both
+// with 1000.
 //
 // Threads: main loop only; every callback runs on the main loop.
 #pragma once
 
 #include <libsoup/soup.h>
 
+#include <cstdint>
 #include <functional>
 #include <list>
 #include <memory>
 #include <string>
 
+#include "common/main_thread.h"
 #include "common/ref.h"
 
 namespace rtgw::cluster {
@@ -30,9 +37,15 @@ struct PeerResponse {
   std::string error;  // when status is 0
 };
 
+struct RelayLimits {
+  std::uint64_t max_message_bytes = 4 << 20;   // websocket.max_message_bytes
+  std::uint64_t max_outgoing_bytes = 4 << 20;  // limits.max_outgoing_buffer_bytes
+  int idle_timeout_seconds = 300;              // websocket.idle_timeout_seconds (0 = never)
+};
+
 class PeerClient {
  public:
-  explicit PeerClient(std::string internal_secret);
+  explicit PeerClient(std::string internal_secret, RelayLimits relay_limits = {});
   ~PeerClient();
 
   // `method` `url` (the owner's advertise_url + path) with the caller's Authorization.
@@ -55,6 +68,7 @@ class PeerClient {
   void finished(Relay* relay);
 
   std::string secret_;
+  RelayLimits relay_limits_;
   Ref<SoupSession> session_;
   std::list<std::unique_ptr<Relay>> relays_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);

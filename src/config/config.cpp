@@ -337,7 +337,8 @@ void read_limits(const Reader& r, JsonNode* node, LimitsConfig& l) {
   r.only(obj, "$.limits",
          {"max_body_bytes", "max_pending_event_bytes", "max_outgoing_buffer_bytes", "max_calls",
           "drain_timeout_seconds", "max_header_bytes", "header_timeout_seconds",
-          "idle_timeout_seconds", "max_connections"});
+          "idle_timeout_seconds", "max_connections", "body_timeout_seconds",
+          "min_body_bytes_per_second", "reserved_connections"});
   if (auto* n = member(obj, "max_body_bytes"))
     l.max_body_bytes = r.integer(n, "$.limits.max_body_bytes", 1024, 64 << 20);
   if (auto* n = member(obj, "max_pending_event_bytes"))
@@ -360,6 +361,14 @@ void read_limits(const Reader& r, JsonNode* node, LimitsConfig& l) {
         static_cast<int>(r.integer(n, "$.limits.idle_timeout_seconds", 1, 86400));
   if (auto* n = member(obj, "max_connections"))
     l.max_connections = static_cast<int>(r.integer(n, "$.limits.max_connections", 1, 1000000));
+  if (auto* n = member(obj, "body_timeout_seconds"))
+    l.body_timeout_seconds =
+        static_cast<int>(r.integer(n, "$.limits.body_timeout_seconds", 1, 3600));
+  if (auto* n = member(obj, "min_body_bytes_per_second"))
+    l.min_body_bytes_per_second = r.integer(n, "$.limits.min_body_bytes_per_second", 0, 1 << 30);
+  if (auto* n = member(obj, "reserved_connections"))
+    l.reserved_connections =
+        static_cast<int>(r.integer(n, "$.limits.reserved_connections", 0, 1000000));
 }
 
 void read_websocket(const Reader& r, JsonNode* node, WebSocketConfig& w) {
@@ -444,6 +453,12 @@ void apply_env(const Reader& r, const EnvLookup& env, Config& c) {
     c.limits.idle_timeout_seconds = env_int("RTGW_IDLE_TIMEOUT_SECONDS", *v, 1, 86400);
   if (auto v = env("RTGW_MAX_CONNECTIONS"))
     c.limits.max_connections = env_int("RTGW_MAX_CONNECTIONS", *v, 1, 1000000);
+  if (auto v = env("RTGW_BODY_TIMEOUT_SECONDS"))
+    c.limits.body_timeout_seconds = env_int("RTGW_BODY_TIMEOUT_SECONDS", *v, 1, 3600);
+  if (auto v = env("RTGW_MIN_BODY_BYTES_PER_SECOND"))
+    c.limits.min_body_bytes_per_second = env_int("RTGW_MIN_BODY_BYTES_PER_SECOND", *v, 0, 1 << 30);
+  if (auto v = env("RTGW_RESERVED_CONNECTIONS"))
+    c.limits.reserved_connections = env_int("RTGW_RESERVED_CONNECTIONS", *v, 0, 1000000);
   if (auto v = env("RTGW_WEBSOCKET_IDLE_TIMEOUT_SECONDS"))
     c.websocket.idle_timeout_seconds = env_int("RTGW_WEBSOCKET_IDLE_TIMEOUT_SECONDS", *v, 0, 86400);
   if (auto v = env("RTGW_WEBSOCKET_MAX_MESSAGE_BYTES"))
@@ -548,6 +563,13 @@ void validate(const Reader& r, Config& c) {
   if (c.webrtc.udp_port_min > c.webrtc.udp_port_max)
     r.fail("$.webrtc.udp_port_min", "greater than udp_port_max");
   if (c.models.empty()) r.fail("$.models", "no models configured");
+  if (c.limits.reserved_connections < 0)
+    c.limits.reserved_connections = c.limits.max_connections / 10;
+  else if (c.limits.reserved_connections >= c.limits.max_connections)
+    r.fail("$.limits.reserved_connections",
+           std::to_string(c.limits.reserved_connections) + " leaves no connection for requests " +
+               "without a key: it must be below limits.max_connections (" +
+               std::to_string(c.limits.max_connections) + ")");
   if (!c.usage_postgres_url.empty())
     if (auto error = usage::conninfo_error(c.usage_postgres_url))
       r.fail("$.usage.postgres_url", "not a PostgreSQL connection string: " + *error);
@@ -770,7 +792,10 @@ std::string describe(const Config& c) {
       << " max_header_bytes=" << c.limits.max_header_bytes
       << " header_timeout_seconds=" << c.limits.header_timeout_seconds
       << " idle_timeout_seconds=" << c.limits.idle_timeout_seconds
-      << " max_connections=" << c.limits.max_connections << "\n";
+      << " max_connections=" << c.limits.max_connections
+      << " reserved_connections=" << c.limits.reserved_connections
+      << " body_timeout_seconds=" << c.limits.body_timeout_seconds
+      << " min_body_bytes_per_second=" << c.limits.min_body_bytes_per_second << "\n";
   out << "websocket: idle_timeout_seconds=" << c.websocket.idle_timeout_seconds
       << " max_message_bytes=" << c.websocket.max_message_bytes << "\n";
   if (c.cluster.enabled) {

@@ -129,6 +129,14 @@ struct LimitsConfig {
   int header_timeout_seconds = 10;        // a connection must deliver its headers within this
   int idle_timeout_seconds = 60;          // a request body that stalls this long: closed
   int max_connections = 1024;             // open HTTP and WebSocket connections
+  // Slow bodies (http/connection_guard.h): a request body must be in within body_timeout_seconds
+  // of its headers, and arrive at min_body_bytes_per_second or more after a 2 s grace (0 = no
+  // minimum rate).
+  int body_timeout_seconds = 30;
+  std::int64_t min_body_bytes_per_second = 500;
+  // Connections kept for requests with a valid key or token and for /healthz and /readyz: other
+  // requests may hold at most max_connections - reserved_connections. -1: max_connections / 10.
+  int reserved_connections = -1;
 };
 
 // WebSocket realtime sessions (`GET /v1/realtime`) and sideband sockets.

@@ -1,9 +1,8 @@
 // SPDX-License-Identifier: MIT
 #include "http/client_watch.h"
 
-#include <sys/socket.h>
+#include <poll.h>
 
-#include <cerrno>
 #include <utility>
 
 namespace rtgw::http {
@@ -17,8 +16,11 @@ ClientWatch::ClientWatch(SoupServerMessage* msg, GSocket* socket, std::function<
                        this);
   disconnected_ = SignalConnection(msg, id);
   if (socket) {
+    // Not G_IO_IN: bytes the client pipelines after its request would keep it readable (a busy
+    // loop), and they say nothing about the client leaving. POLLRDHUP (Linux) is its FIN, even
+    // behind unread bytes; GLib passes the bit through to poll().
     source_ = Ref<GSource>::adopt(
-        g_socket_create_source(socket, GIOCondition(G_IO_IN | G_IO_HUP | G_IO_ERR), nullptr));
+        g_socket_create_source(socket, GIOCondition(G_IO_HUP | G_IO_ERR | POLLRDHUP), nullptr));
     g_source_set_callback(source_.get(), G_SOURCE_FUNC(&ClientWatch::on_socket_ready), this,
                           nullptr);
     g_source_attach(source_.get(), nullptr);
@@ -29,15 +31,11 @@ ClientWatch::~ClientWatch() {
   if (source_) g_source_destroy(source_.get());
 }
 
-gboolean ClientWatch::on_socket_ready(GSocket* socket, GIOCondition, gpointer data) {
+gboolean ClientWatch::on_socket_ready(GSocket*, GIOCondition condition, gpointer data) {
   auto* self = static_cast<ClientWatch*>(data);
-  char byte = 0;
-  ssize_t n = recv(g_socket_get_fd(socket), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
-  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
-    return G_SOURCE_CONTINUE;
-  if (n > 0) return G_SOURCE_REMOVE;  // more bytes (a pipelined request): still there
-  self->gone();                       // end of file, or the connection broke
-  return G_SOURCE_REMOVE;             // `self` may be gone now
+  if (!(condition & (G_IO_HUP | G_IO_ERR | POLLRDHUP))) return G_SOURCE_CONTINUE;
+  self->gone();            // the client closed (or half-closed), or the connection broke
+  return G_SOURCE_REMOVE;  // `self` may be gone now
 }
 
 void ClientWatch::gone() {

@@ -4,8 +4,9 @@
 // Owns: watching the connection of a request whose response is pending (a paused
 // SoupServerMessage, e.g. a call waiting for its worker). libsoup 3.2 reads nothing from such a
 // connection, so it would only notice a closed one when writing the answer; this watch polls the
-// socket for end-of-file or an error (peeking, never consuming) and also follows libsoup's own
-// "disconnected" signal.
+// socket for the peer's close (POLLRDHUP: its FIN, even behind bytes it pipelined after its
+// request, which nobody reads while the response is pending) or an error, never consuming, and
+// also follows libsoup's own "disconnected" signal.
 //
 // Threads: main loop only. `on_gone` runs at most once, on the main loop, never from inside the
 // constructor; destroying the watch stops it.

@@ -4,6 +4,7 @@
 #include <gio/gio.h>
 #include <gio/gnetworking.h>
 
+#include <algorithm>
 #include <stdexcept>
 
 #include "http/http_error.h"
@@ -13,7 +14,9 @@ namespace {
 
 constexpr guint kSweepMs = 250;
 constexpr gint64 kLingerUs = 2 * G_USEC_PER_SEC;
-constexpr size_t kMaxLingering = 256;  // beyond this, refused connections close at once
+constexpr size_t kMaxLingering = 256;      // beyond this, refused connections close at once
+constexpr int kReservedHeaderSeconds = 2;  // headers deadline of a connection in the reserve
+constexpr gint64 kBodyRateGraceUs = 2 * G_USEC_PER_SEC;  // before the minimum body rate applies
 
 std::string address_key(GSocketAddress* address) {
   if (!address || !G_IS_INET_SOCKET_ADDRESS(address)) return {};
@@ -21,6 +24,14 @@ std::string address_key(GSocketAddress* address) {
   UniqueStr ip(g_inet_address_to_string(g_inet_socket_address_get_address(inet)));
   return std::string(ip.get()) + "|" + std::to_string(g_inet_socket_address_get_port(inet));
 }
+
+struct WeakSocket {
+  explicit WeakSocket(SoupWebsocketConnection* socket) { g_weak_ref_init(&ref, socket); }
+  ~WeakSocket() { g_weak_ref_clear(&ref); }
+  WeakSocket(const WeakSocket&) = delete;
+  WeakSocket& operator=(const WeakSocket&) = delete;
+  GWeakRef ref;
+};
 
 std::string raw_response(int status, SoupMessageHeaders* extra, const std::string& content_type,
                          const std::string& body) {
@@ -47,8 +58,9 @@ std::string raw_response(int status, SoupMessageHeaders* extra, const std::strin
 
 }  // namespace
 
-ConnectionGuard::ConnectionGuard(SoupServer* server, const config::LimitsConfig& limits)
-    : server_(server), limits_(limits) {
+ConnectionGuard::ConnectionGuard(SoupServer* server, const config::LimitsConfig& limits,
+                                 std::uint64_t max_websocket_message_bytes)
+    : server_(server), limits_(limits), max_websocket_message_bytes_(max_websocket_message_bytes) {
   request_started_ = SignalConnection(
       server_, g_signal_connect(server_, "request-started",
                                 G_CALLBACK(&ConnectionGuard::on_request_started), this));
@@ -69,6 +81,9 @@ ConnectionGuard::~ConnectionGuard() {
 
 int ConnectionGuard::listen(GSocketAddress* address) {
   service_ = Ref<GSocketService>::adopt(g_socket_service_new());
+  // GSocketListener's default backlog is 10: a burst of connects overflows it and waits 1 s for
+  // the SYN retransmit. The system default (SOMAXCONN, capped by net.core.somaxconn) instead.
+  g_socket_listener_set_backlog(G_SOCKET_LISTENER(service_.get()), SOMAXCONN);
   UniqueError err;
   Ref<GSocketAddress> effective;
   if (!g_socket_listener_add_address(G_SOCKET_LISTENER(service_.get()), address,
@@ -106,7 +121,9 @@ gboolean ConnectionGuard::on_incoming(GSocketService*, GSocketConnection* stream
 
 void ConnectionGuard::accept(GSocketConnection* stream) {
   GSocket* socket = g_socket_connection_get_socket(stream);
-  if (connections_.size() >= static_cast<size_t>(limits_.max_connections)) {
+  // Connections being closed (refused, or past a deadline) do not count: they go within 2 s.
+  const size_t active = connections_.size() - closing_;
+  if (active >= static_cast<size_t>(limits_.max_connections)) {
     // Over the limit: a short answer, and the connection goes (libsoup never sees it).
     std::string body = HttpError(503, "server_error", "too_many_connections",
                                  "the gateway has " + std::to_string(limits_.max_connections) +
@@ -131,15 +148,22 @@ void ConnectionGuard::accept(GSocketConnection* stream) {
     return;
   }
   Connection c{stream, address_key(remote.get())};
-  c.deadline_us = g_get_monotonic_time() + gint64{limits_.header_timeout_seconds} * G_USEC_PER_SEC;
+  int header_seconds = limits_.header_timeout_seconds;
+  if (active >= unprivileged_limit())  // in the reserve: a probe sends at once
+    header_seconds = std::min(header_seconds, kReservedHeaderSeconds);
+  c.deadline_us = g_get_monotonic_time() + gint64{header_seconds} * G_USEC_PER_SEC;
+  c.frames = std::make_shared<FrameLimitState>(max_websocket_message_bytes_);
+  // libsoup reads the connection through the frame filter (http/websocket_frame_limit.h).
+  Ref<GIOStream> filtered = wrap_with_frame_limit(G_IO_STREAM(stream), c.frames);
   by_remote_[c.remote] = stream;
   connections_[stream] = std::move(c);
   g_object_weak_ref(G_OBJECT(stream), &ConnectionGuard::on_stream_finalized, this);
   UniqueError err;
-  // libsoup takes its own reference; the service drops its one when this handler returns.
-  if (!soup_server_accept_iostream(server_, G_IO_STREAM(stream), local.get(), remote.get(),
+  // libsoup takes its own reference (the filter holds the connection); the service drops its
+  // one when this handler returns.
+  if (!soup_server_accept_iostream(server_, filtered.get(), local.get(), remote.get(),
                                    ErrorOut(err)))
-    g_io_stream_close(G_IO_STREAM(stream), nullptr, nullptr);
+    g_io_stream_close(filtered.get(), nullptr, nullptr);
 }
 
 void ConnectionGuard::on_stream_finalized(gpointer data, GObject* where_the_object_was) {
@@ -150,6 +174,8 @@ void ConnectionGuard::on_stream_finalized(gpointer data, GObject* where_the_obje
 void ConnectionGuard::forget(GSocketConnection* stream) {
   auto it = connections_.find(stream);
   if (it == connections_.end()) return;
+  if (it->second.unprivileged) unprivileged_--;
+  if (it->second.state == State::kClosing) closing_--;
   auto r = by_remote_.find(it->second.remote);
   if (r != by_remote_.end() && r->second == stream) by_remote_.erase(r);
   connections_.erase(it);
@@ -176,16 +202,56 @@ void ConnectionGuard::on_request_started(SoupServer*, SoupServerMessage* msg, gp
   }
 }
 
-void ConnectionGuard::headers_received(SoupServerMessage* msg) {
-  if (Connection* c = find(msg); c && c->state != State::kClosing) {
-    c->state = State::kBody;
+size_t ConnectionGuard::unprivileged_limit() const {
+  int reserved = std::max(limits_.reserved_connections, 0);
+  return static_cast<size_t>(std::max(limits_.max_connections - reserved, 0));
+}
+
+bool ConnectionGuard::headers_received(SoupServerMessage* msg, bool privileged, bool websocket) {
+  Connection* c = find(msg);
+  if (c && c->frames) c->frames->expect_frames(websocket);
+  if (!c || c->state == State::kClosing) return true;
+  if (!c->classified) {
+    c->classified = true;
+    if (!privileged) {
+      if (unprivileged_ >= unprivileged_limit()) return false;
+      c->unprivileged = true;
+      unprivileged_++;
+    }
+  }
+  gint64 now = g_get_monotonic_time();
+  c->state = State::kBody;
+  c->deadline_us = now + gint64{limits_.idle_timeout_seconds} * G_USEC_PER_SEC;
+  c->body_start_us = now;
+  c->body_deadline_us = now + gint64{limits_.body_timeout_seconds} * G_USEC_PER_SEC;
+  c->body_bytes = 0;
+  return true;
+}
+
+void ConnectionGuard::body_progress(SoupServerMessage* msg, std::size_t bytes) {
+  if (Connection* c = find(msg); c && c->state == State::kBody) {
     c->deadline_us = g_get_monotonic_time() + gint64{limits_.idle_timeout_seconds} * G_USEC_PER_SEC;
+    c->body_bytes += bytes;
   }
 }
 
-void ConnectionGuard::body_progress(SoupServerMessage* msg) {
-  if (Connection* c = find(msg); c && c->state == State::kBody)
-    c->deadline_us = g_get_monotonic_time() + gint64{limits_.idle_timeout_seconds} * G_USEC_PER_SEC;
+void ConnectionGuard::websocket_upgraded(SoupServerMessage* msg, SoupWebsocketConnection* socket) {
+  Connection* c = find(msg);
+  if (!c || !c->frames) return;
+  // A weak reference: the socket owns (through its stream) the state that holds this.
+  auto weak = std::make_shared<WeakSocket>(socket);
+  std::string remote = c->remote;
+  c->frames->arm([weak, remote](std::uint64_t size, std::uint64_t limit) {
+    auto socket = Ref<SoupWebsocketConnection>::adopt(
+        static_cast<SoupWebsocketConnection*>(g_weak_ref_get(&weak->ref)));
+    if (!socket || soup_websocket_connection_get_state(socket.get()) != SOUP_WEBSOCKET_STATE_OPEN)
+      return;
+    g_message("websocket %s: a message reached %" G_GUINT64_FORMAT
+              " bytes in its fragments, over the bound of %" G_GUINT64_FORMAT "; closing with 1009",
+              remote.c_str(), static_cast<guint64>(size), static_cast<guint64>(limit));
+    std::string reason = "message exceeds the limit of " + std::to_string(limit) + " bytes";
+    soup_websocket_connection_close(socket.get(), 1009, reason.c_str());
+  });
 }
 
 void ConnectionGuard::on_request_read(SoupServer*, SoupServerMessage* msg, gpointer data) {
@@ -215,6 +281,7 @@ void ConnectionGuard::refuse(SoupServerMessage* msg, int status, const std::stri
     g_socket_shutdown(socket, FALSE, TRUE, nullptr);
   }
   if (c) {
+    if (c->state != State::kClosing) closing_++;
     c->state = State::kClosing;
     c->deadline_us = 0;
   }
@@ -240,12 +307,13 @@ void ConnectionGuard::sweep() {
       closed.push_back(stream);
       continue;
     }
-    if (c.deadline_us == 0 || now < c.deadline_us) continue;
+    const char* missed = missed_deadline(c, now);
+    if (!missed) continue;
     // Missed its deadline: shut it down both ways. libsoup, which is reading it, sees EOF and
     // disconnects it as for a client that went away.
-    g_debug("closing HTTP connection %s: %s deadline passed", c.remote.c_str(),
-            c.state == State::kHeaders ? "header" : "body idle");
+    g_debug("closing HTTP connection %s: %s", c.remote.c_str(), missed);
     g_socket_shutdown(g_socket_connection_get_socket(stream), TRUE, TRUE, nullptr);
+    closing_++;
     c.state = State::kClosing;
     c.deadline_us = 0;
   }
@@ -253,6 +321,21 @@ void ConnectionGuard::sweep() {
     g_object_weak_unref(G_OBJECT(stream), &ConnectionGuard::on_stream_finalized, this);
     forget(stream);
   }
+}
+
+const char* ConnectionGuard::missed_deadline(const Connection& c, gint64 now) const {
+  if (c.deadline_us != 0 && now >= c.deadline_us)
+    return c.state == State::kHeaders ? "header deadline passed" : "body idle deadline passed";
+  if (c.state != State::kBody) return nullptr;
+  if (now >= c.body_deadline_us) return "body total deadline passed";
+  // The body must keep min_body_bytes_per_second on average once the grace is over: 1 byte
+  // every 20 s no longer holds a connection.
+  gint64 late = now - c.body_start_us - kBodyRateGraceUs;
+  if (limits_.min_body_bytes_per_second > 0 && late > 0 &&
+      static_cast<double>(c.body_bytes) < static_cast<double>(limits_.min_body_bytes_per_second) *
+                                              static_cast<double>(late) / G_USEC_PER_SEC)
+    return "body below the minimum rate";
+  return nullptr;
 }
 
 }  // namespace rtgw::http

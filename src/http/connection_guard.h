@@ -1,13 +1,23 @@
 // SPDX-License-Identifier: MIT
 // The HTTP server's connections: accepted here, bounded here, handed to libsoup.
 //
-// Owns: the listening socket (a GSocketService; libsoup gets each connection through
-// soup_server_accept_iostream), the count of open connections (`limits.max_connections`: one more
-// is answered 503 and closed), the header deadline (`limits.header_timeout_seconds`, from the
-// accept or the start of a request until its headers are in), the body idle deadline
-// (`limits.idle_timeout_seconds` without a body byte) and refusing a request without reading the
-// rest of it (`refuse()`: the response is written on the stolen connection, which is closed
-// shortly after).
+// Owns: the listening socket (a GSocketService with the system's listen backlog, SOMAXCONN;
+// libsoup gets each connection through soup_server_accept_iostream), the count of open
+// connections (`limits.max_connections`: one more is answered 503 and closed), the share of them
+// kept for privileged requests (below), the header deadline (`limits.header_timeout_seconds`,
+// from the accept or the start of a request until its headers are in), the body deadlines (idle:
+// `limits.idle_timeout_seconds` without a body byte; total: `limits.body_timeout_seconds` from
+// the headers; rate: `limits.min_body_bytes_per_second` after a 2 s grace), the WebSocket frame
+// filter under each connection (http/websocket_frame_limit.h) and refusing a request without
+// reading the rest of it (`refuse()`: the response is written on the stolen connection, which is
+// closed shortly after).
+//
+// Reserved connections: a request is privileged when it carries a valid key or token or asks for
+// /healthz or /readyz (the route layer decides, from the headers). Other requests may hold at
+// most max_connections - `limits.reserved_connections` connections; past that they are answered
+// 503 `too_many_connections` as soon as their headers are in, so slow unauthenticated clients
+// never take the last slots. A connection accepted into the reserved share gets at most 2 s for
+// its headers (a probe or an SDK sends them at once).
 //
 // Why libsoup does not listen itself: libsoup 3.2.3 (Debian 12) leaks the socket of every
 // keep-alive connection the client closes (CLOSE-WAIT for good; fixed upstream by d20c6601 in
@@ -22,18 +32,23 @@
 
 #include <libsoup/soup.h>
 
+#include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "common/ref.h"
 #include "config/config.h"
+#include "http/websocket_frame_limit.h"
 
 namespace rtgw::http {
 
 class ConnectionGuard {
  public:
-  ConnectionGuard(SoupServer* server, const config::LimitsConfig& limits);
+  // `max_websocket_message_bytes`: the bound on a whole WebSocket message, fragments included.
+  ConnectionGuard(SoupServer* server, const config::LimitsConfig& limits,
+                  std::uint64_t max_websocket_message_bytes);
   ~ConnectionGuard();
   ConnectionGuard(const ConnectionGuard&) = delete;
   ConnectionGuard& operator=(const ConnectionGuard&) = delete;
@@ -43,10 +58,15 @@ class ConnectionGuard {
   void stop();
 
   // The request's headers are in (called from the early handler): its body, if any, must keep
-  // arriving (a stall of idle_timeout_seconds closes the connection).
-  void headers_received(SoupServerMessage* msg);
-  // A body chunk arrived.
-  void body_progress(SoupServerMessage* msg);
+  // arriving (idle, total and rate deadlines). `privileged`: see "Reserved connections".
+  // `websocket`: a WebSocket handshake, whose frames the filter bounds from now on (any other
+  // request's bytes pass it untouched). False when an unprivileged request finds its share
+  // full: the caller refuses it (503).
+  bool headers_received(SoupServerMessage* msg, bool privileged, bool websocket);
+  // A body chunk of `bytes` arrived.
+  void body_progress(SoupServerMessage* msg, std::size_t bytes);
+  // `msg` became `socket`: a message that crosses the frame bound closes it with 1009.
+  void websocket_upgraded(SoupServerMessage* msg, SoupWebsocketConnection* socket);
 
   // Answers `msg` with `status` and `body` (plus the response headers already set on `msg`),
   // `Connection: close`, without reading the rest of the request, and closes the connection.
@@ -59,6 +79,8 @@ class ConnectionGuard {
   GSocket* socket_of(SoupServerMessage* msg);
 
   size_t open_connections() const { return connections_.size(); }
+  // Connections held by unprivileged requests.
+  size_t unprivileged_connections() const { return unprivileged_; }
 
  private:
   enum class State { kHeaders, kBody, kBusy, kClosing };
@@ -66,7 +88,14 @@ class ConnectionGuard {
     GSocketConnection* stream;  // weak: libsoup owns it
     std::string remote;
     State state = State::kHeaders;
-    gint64 deadline_us = 0;  // 0 = none
+    gint64 deadline_us = 0;  // header or body idle deadline; 0 = none
+    // The body (state kBody): when its headers came in, its total deadline, bytes so far.
+    gint64 body_start_us = 0;
+    gint64 body_deadline_us = 0;
+    std::uint64_t body_bytes = 0;
+    bool classified = false;    // headers_received() ran
+    bool unprivileged = false;  // counted in unprivileged_
+    std::shared_ptr<FrameLimitState> frames;
   };
 
   static gboolean on_incoming(GSocketService*, GSocketConnection* stream, GObject*, gpointer data);
@@ -77,9 +106,15 @@ class ConnectionGuard {
   void forget(GSocketConnection* stream);
   Connection* find(SoupServerMessage* msg);
   void sweep();
+  // Why `c` must be closed now ("" = it may go on).
+  const char* missed_deadline(const Connection& c, gint64 now) const;
+  size_t unprivileged_limit() const;
 
   SoupServer* server_;  // owns this guard's owner
   config::LimitsConfig limits_;
+  std::uint64_t max_websocket_message_bytes_;
+  size_t unprivileged_ = 0;
+  size_t closing_ = 0;  // connections in state kClosing
   Ref<GSocketService> service_;
   SignalConnection incoming_;
   SignalConnection request_started_;

@@ -244,6 +244,7 @@ void Server::on_websocket(SoupServer*, SoupServerMessage* msg, const char*,
   auto* self = static_cast<Server*>(data);
   auto* upgrade = static_cast<Upgrade*>(g_object_steal_data(G_OBJECT(msg), kUpgradeKey));
   std::unique_ptr<Upgrade> owned(upgrade);
+  self->connections_->websocket_upgraded(msg, connection);
   auto max_bytes = static_cast<std::uint64_t>(self->services_.config.websocket.max_message_bytes);
   if (!owned) {
     soup_websocket_connection_close(connection, close_code::kInternalError, "not prepared");

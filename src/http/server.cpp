@@ -8,6 +8,7 @@
 #include <cstring>
 #include <exception>
 #include <memory>
+#include <string_view>
 
 #include "common/json.h"
 #include "common/random.h"
@@ -113,9 +114,20 @@ Server::Server(Services services)
   }
   soup_server_add_websocket_handler(server_.get(), kRealtimePath, nullptr, nullptr,
                                     &Server::on_websocket, this, nullptr);
-  connections_ = std::make_unique<ConnectionGuard>(server_.get(), services_.config.limits);
+  // permessage-deflate off: libsoup 3.2 inflates each frame without bound (a small compressed
+  // frame can cost gigabytes), and the frame filter bounds messages by their bytes on the wire
+  // (http/websocket_frame_limit.h). Realtime events are small JSON; clients go on uncompressed.
+  soup_server_remove_websocket_extension(server_.get(), SOUP_TYPE_WEBSOCKET_EXTENSION_DEFLATE);
+  connections_ = std::make_unique<ConnectionGuard>(
+      server_.get(), services_.config.limits,
+      static_cast<std::uint64_t>(services_.config.websocket.max_message_bytes));
   if (services_.cluster)
-    peers_ = std::make_unique<cluster::PeerClient>(services_.config.cluster.internal_secret);
+    peers_ = std::make_unique<cluster::PeerClient>(
+        services_.config.cluster.internal_secret,
+        cluster::RelayLimits{
+            static_cast<std::uint64_t>(services_.config.websocket.max_message_bytes),
+            static_cast<std::uint64_t>(services_.config.limits.max_outgoing_buffer_bytes),
+            services_.config.websocket.idle_timeout_seconds});
 }
 
 void Server::on_early_request(SoupServer*, SoupServerMessage* msg, const char*, GHashTable*,
@@ -135,12 +147,16 @@ bool Server::refuse_early(SoupServerMessage* msg) {
   if (!soup_message_headers_get_one(request, "Upgrade"))
     soup_message_headers_replace(soup_server_message_get_response_headers(msg), "Connection",
                                  "close");
-  connections_->headers_received(msg);
   auto refuse = [&](const HttpError& e) {
     cors_.apply(msg);  // so a browser sees the error, not a CORS failure
     connections_->refuse(msg, e.status(), "application/json", e.body());
     return true;
   };
+  const bool websocket = soup_message_headers_header_contains(request, "Upgrade", "websocket");
+  if (!connections_->headers_received(msg, privileged_request(msg), websocket))
+    return refuse(HttpError(503, "server_error", "too_many_connections",
+                            "the connections left are reserved for requests with a valid key "
+                            "and for health probes (limits.reserved_connections)"));
 
   // Request line and headers, as received (give or take the separators).
   GUri* uri = soup_server_message_get_uri(msg);
@@ -168,6 +184,13 @@ bool Server::refuse_early(SoupServerMessage* msg) {
       413, "invalid_request_error", "body_too_large",
       "the request body is larger than " + std::to_string(limits.max_body_bytes) + " bytes");
   SoupEncoding encoding = soup_message_headers_get_encoding(request);
+  // A WebSocket handshake is a GET without a body; the frame filter counts on the frames
+  // starting right after the headers (http/websocket_frame_limit.h).
+  if (websocket && encoding != SOUP_ENCODING_NONE &&
+      !(encoding == SOUP_ENCODING_CONTENT_LENGTH &&
+        soup_message_headers_get_content_length(request) == 0))
+    return refuse(HttpError(400, "invalid_request_error", "invalid_request",
+                            "an upgrade request carries no body"));
   if (encoding == SOUP_ENCODING_CONTENT_LENGTH &&
       soup_message_headers_get_content_length(request) > limits.max_body_bytes)
     return refuse(too_large);
@@ -189,10 +212,49 @@ bool Server::refuse_early(SoupServerMessage* msg) {
   return false;
 }
 
-void Server::on_got_chunk(SoupServerMessage* msg, GBytes*, gpointer data) {
+bool Server::privileged_request(SoupServerMessage* msg) const {
+  GUri* uri = soup_server_message_get_uri(msg);
+  const char* path = uri ? g_uri_get_path(uri) : nullptr;
+  SoupMessageHeaders* h = soup_server_message_get_request_headers(msg);
+  // A probe is a GET (or HEAD) without a body: a slow POST /healthz is no probe.
+  const char* method = soup_server_message_get_method(msg);
+  SoupEncoding encoding = soup_message_headers_get_encoding(h);
+  bool bodiless =
+      encoding == SOUP_ENCODING_NONE ||
+      (encoding == SOUP_ENCODING_CONTENT_LENGTH && soup_message_headers_get_content_length(h) == 0);
+  if ((g_strcmp0(path, "/healthz") == 0 || g_strcmp0(path, "/readyz") == 0) && bodiless &&
+      (g_strcmp0(method, "GET") == 0 || g_strcmp0(method, "HEAD") == 0))
+    return true;
+  if (services_.cluster) {
+    const char* internal = soup_message_headers_get_one(h, cluster::kInternalHeader);
+    if (internal && services_.cluster->internal_secret_matches(internal)) return true;
+  }
+  std::string authorization;
+  if (const char* a = soup_message_headers_get_one(h, "Authorization")) authorization = a;
+  if (authorization.empty()) {
+    // Browsers carry the key of a WebSocket in a subprotocol (realtime_socket.cpp).
+    static constexpr std::string_view kKeyProtocol = "openai-insecure-api-key.";
+    const char* p = soup_message_headers_get_one(h, "Sec-WebSocket-Protocol");
+    std::string_view protocols = p ? p : "";
+    if (auto at = protocols.find(kKeyProtocol); at != std::string_view::npos) {
+      std::string_view key = protocols.substr(at + kKeyProtocol.size());
+      key = key.substr(0, key.find_first_of(", "));
+      authorization = "Bearer " + std::string(key);
+    }
+  }
+  if (authorization.empty()) return false;
+  try {
+    services_.auth.authenticate(authorization.c_str(), /*accept_tokens=*/true);
+    return true;
+  } catch (const std::exception&) {
+    return false;
+  }
+}
+
+void Server::on_got_chunk(SoupServerMessage* msg, GBytes* chunk, gpointer data) {
   auto* self = static_cast<Server*>(data);
   try {
-    self->connections_->body_progress(msg);
+    self->connections_->body_progress(msg, chunk ? g_bytes_get_size(chunk) : 0);
     SoupMessageBody* body = soup_server_message_get_request_body(msg);
     const auto max = self->services_.config.limits.max_body_bytes;
     if (!body || body->length <= max) return;

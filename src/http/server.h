@@ -80,6 +80,10 @@ class Server {
   static void on_got_chunk(SoupServerMessage* msg, GBytes* chunk, gpointer data);
   // Checks that need only the request line and headers; true when it answered.
   bool refuse_early(SoupServerMessage* msg);
+  // A request that may use the reserved connections (http/connection_guard.h): GET /healthz or
+  // /readyz without a body, a valid key or token (header or WebSocket subprotocol), the cluster's
+  // secret.
+  bool privileged_request(SoupServerMessage* msg) const;
   static void on_request(SoupServer*, SoupServerMessage* msg, const char* path, GHashTable* query,
                          gpointer data);
   // After the upgrade of a request handle_realtime_socket() accepted.

@@ -54,6 +54,13 @@ SERIAL_TESTS = (
     "test_http_hardening.py::test_content_length_above_the_limit_is_refused_before_the_body",
     "test_http_hardening.py::test_connections_beyond_max_connections_are_refused",
     "test_strict_json.py::test_large_beta_event_is_refused_before_translation_and_the_loop_stays_free",
+    "test_http_hardening.py::test_a_trickled_body_is_cut_at_the_body_deadline",
+    "test_http_hardening.py::test_a_body_below_the_minimum_rate_is_cut",
+    "test_http_hardening.py::test_unauthenticated_slow_bodies_leave_the_reserved_connections",
+    "test_http_hardening.py::test_a_burst_of_connects_does_not_wait_for_syn_retransmits",
+    "test_websocket_limits.py::test_fragments_past_the_message_limit_are_closed_with_1009",
+    "test_websocket_limits.py::test_relayed_sideband_bounds_fragments_and_idles",
+    "test_websocket_limits.py::test_relayed_sideband_bounds_what_waits_for_a_client_that_does_not_read",
 )
 
 

@@ -367,3 +367,145 @@ def test_invalid_utf8_in_a_url_still_makes_valid_json(gateway_factory, method, p
     assert reply.status >= 400
     text = raw.decode("utf-8")  # strict: raises on invalid UTF-8
     assert "error" in json.loads(text), text
+
+
+# --------------------------------------------------------------------------- slow bodies, slots
+
+def trickle_until_closed(sock: socket.socket, interval: float, timeout: float) -> Optional[float]:
+    """Sends one body byte every ``interval`` s; seconds until the server closed the connection
+    (EOF, reset or a refused write), None if it did not within ``timeout``."""
+    start = time.monotonic()
+    sock.settimeout(interval)
+    while time.monotonic() - start < timeout:
+        try:
+            sock.sendall(b"a")
+            if not sock.recv(65536):
+                return time.monotonic() - start
+        except socket.timeout:
+            continue
+        except OSError:
+            return time.monotonic() - start
+    return None
+
+
+def slow_post(gw, path: str = "/healthz", key: Optional[str] = None) -> socket.socket:
+    """A POST whose headers are in and whose 100-byte body has only begun."""
+    sock = connect(gw)
+    auth = f"Authorization: Bearer {key}\r\n" if key else ""
+    sock.sendall(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}"
+                 "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{".encode())
+    return sock
+
+
+def test_a_trickled_body_is_cut_at_the_body_deadline(gateway_factory):
+    """Issue 21 item 3: a byte every half second reset the idle deadline for ever."""
+    gw = gateway_factory(echo_config(body_timeout_seconds=3, min_body_bytes_per_second=0,
+                                     idle_timeout_seconds=60, header_timeout_seconds=60))
+    sock = slow_post(gw, "/v1/realtime/client_secrets", key=GATEWAY_KEY)
+    after = trickle_until_closed(sock, 0.5, 15)
+    sock.close()
+    assert after is not None, "a trickled body held its connection for 15 s"
+    assert 2.0 <= after <= 8, after
+    assert http_request("GET", gw.url + "/healthz", timeout=5).status == 200
+
+
+def test_a_body_below_the_minimum_rate_is_cut(gateway_factory):
+    gw = gateway_factory(echo_config(body_timeout_seconds=60, min_body_bytes_per_second=100,
+                                     idle_timeout_seconds=60, header_timeout_seconds=60))
+    sock = slow_post(gw)
+    after = trickle_until_closed(sock, 0.5, 15)  # 2 bytes/s, against 100 after a 2 s grace
+    sock.close()
+    assert after is not None, "a body at 2 bytes/s held its connection for 15 s"
+    assert 1.5 <= after <= 8, after
+    # a body at the rate goes through
+    sock = connect(gw)
+    body = b'{"session": {"type": "realtime", "model": "echo"}}' + b" " * 350
+    sock.sendall(b"POST /v1/realtime/client_secrets HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                 b"Authorization: Bearer " + GATEWAY_KEY.encode() + b"\r\n"
+                 b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body))
+    for i in range(0, len(body), 50):  # 50 bytes every 0.2 s: 250 bytes/s, 1.6 s in all
+        sock.sendall(body[i:i + 50])
+        time.sleep(0.2)
+    status, _, reply = read_response(sock)
+    sock.close()
+    assert status == 200, reply
+
+
+def test_unauthenticated_slow_bodies_leave_the_reserved_connections(gateway_factory):
+    """Issue 21 item 3: slow unauthenticated POSTs held every slot and /healthz got 503. They now
+    get at most max_connections - reserved_connections; a keyed request and a probe still pass."""
+    gw = gateway_factory(echo_config(max_connections=12, reserved_connections=4,
+                                     body_timeout_seconds=60, min_body_bytes_per_second=0,
+                                     idle_timeout_seconds=60, header_timeout_seconds=60))
+    time.sleep(0.6)  # the health checks' connections are gone
+    held, refused = [], 0
+    for _ in range(12):
+        sock = slow_post(gw)  # POST /healthz with a body: no probe
+        sock.settimeout(0.5)
+        try:
+            data = sock.recv(65536)
+            assert not data or b" 503 " in data.split(b"\r\n")[0], data
+            if data:
+                assert b"too_many_connections" in data, data
+            refused += 1
+            sock.close()
+        except socket.timeout:
+            held.append(sock)  # no answer: the body is awaited
+    try:
+        assert len(held) == 8 and refused == 4, (len(held), refused)
+        assert http_request("GET", gw.url + "/healthz", timeout=5).status == 200
+        assert http_request("GET", gw.url + "/readyz", timeout=5).status == 200
+        reply = http_request("GET", gw.url + "/v1/models", timeout=5,
+                             headers={"Authorization": f"Bearer {GATEWAY_KEY}"})
+        assert reply.status == 200, reply.body
+        # an unauthenticated request is refused at once, a wrong key too
+        reply = http_request("GET", gw.url + "/v1/models", timeout=5,
+                             headers={"Authorization": "Bearer sk-wrong"})
+        assert reply.status == 503 and reply.json()["error"]["code"] == "too_many_connections"
+    finally:
+        for sock in held:
+            sock.close()
+    deadline = time.monotonic() + 5
+    while http_request("GET", gw.url + "/v1/models", timeout=2).status != 401:
+        assert time.monotonic() < deadline, "the unauthenticated share was not given back"
+        time.sleep(0.2)
+
+
+def test_a_burst_of_connects_does_not_wait_for_syn_retransmits(gateway_factory):
+    """Issue 21 item 3: a listen backlog of 10 dropped the SYNs of a burst, which then waited 1 s
+    for their retransmit. The listener uses the system's backlog."""
+    import threading
+    gw = gateway_factory(echo_config())
+    count = 150
+    barrier = threading.Barrier(count)
+    connect_times, statuses, lock = [], [], threading.Lock()
+
+    def one():
+        barrier.wait()
+        start = time.monotonic()
+        try:
+            sock = socket.create_connection(("127.0.0.1", gw.port), timeout=10)
+        except OSError:
+            with lock:
+                connect_times.append(99.0)
+            return
+        took = time.monotonic() - start
+        try:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            status = read_response(sock, timeout=20)[0]
+        except OSError:
+            status = None
+        sock.close()
+        with lock:
+            connect_times.append(took)
+            statuses.append(status)
+
+    threads = [threading.Thread(target=one) for _ in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(connect_times) == count
+    slowest = max(connect_times)
+    assert slowest < 0.9, f"a connect took {slowest:.2f} s (SYN dropped by a full backlog)"
+    assert statuses.count(200) == count, statuses

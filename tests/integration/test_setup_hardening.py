@@ -208,6 +208,40 @@ def test_client_leaving_during_setup_cancels_the_upstream_exchange(fake_upstream
     assert post_offer(gw.url, GATEWAY_KEY, aiortc_offer(), model=MODEL).status == 201
 
 
+def test_client_pipelining_a_byte_then_leaving_still_cancels_the_setup(fake_upstream,
+                                                                        gateway_factory):
+    """Issue 21 item 10: the abandoned-set-up watch stopped at the first byte a client pipelined
+    after its request (the socket stayed readable with it); the close that followed went unseen
+    and the set-up ran on at the worker. It keeps watching for the close."""
+    gw = setup_gateway(fake_upstream, gateway_factory)
+    fake_upstream.config(delay_ms=3000)
+    sock = raw_post(gw, aiortc_offer().encode(), "application/sdp")
+    try:
+        assert fake_upstream.wait_for(lambda s: call_requests(fake_upstream), 10), \
+            "the worker never got the offer"
+        (setting_up,) = debug_calls(gw)
+        assert setting_up["state"] == "setting_up"
+        call_id = setting_up["id"]
+        sock.sendall(b"G")  # the start of a pipelined request, after the POST's body
+        time.sleep(0.5)     # the watch sees the byte first
+        assert [c["id"] for c in debug_calls(gw)] == [call_id], "the byte ended the set-up"
+    finally:
+        sock.close()
+    left = time.monotonic()
+    assert wait_until(lambda: not debug_calls(gw), 1.5), debug_calls(gw)
+    assert time.monotonic() - left < 1.5
+    state = http_request("GET", f"{gw.url}/v1/realtime/calls/{call_id}",
+                         headers={"Authorization": f"Bearer {ADMIN}"}).json()
+    assert state["state"] == "ended", state
+    # nothing stays live at the worker
+    time.sleep(3.5)
+    (req,) = call_requests(fake_upstream)
+    assert req["call_id"] is None or any(
+        r["path"].endswith(f"/{req['call_id']}/hangup") for r in fake_upstream.requests()), req
+    assert all(c["closed"] for c in fake_upstream.calls().values()), fake_upstream.calls()
+    assert f'rtgw_calls_total{{model="{MODEL}",outcome="cancelled"}} 1' in metrics(gw)
+
+
 # --------------------------------------------------------------------------- upstream 401/403
 
 @pytest.mark.parametrize("status", [401, 403])
