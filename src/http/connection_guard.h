@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: MIT
 // The HTTP server's connections: accepted here, bounded here, handed to libsoup.
 //
-// Owns: the listening socket (a GSocketService; libsoup gets each connection through
-// soup_server_accept_iostream), the count of open connections (`limits.max_connections`: one more
-// is answered 503 and closed), the header deadline (`limits.header_timeout_seconds`, from the
-// accept or the start of a request until its headers are in), the body idle deadline
+// Owns: the listening socket (an Acceptor, http/acceptor.h, which backs off when the process is
+// out of descriptors; libsoup gets each connection through soup_server_accept_iostream), the count
+// of open connections (`limits.max_connections`: one more is answered 503 and closed), the header
+// deadline (`limits.header_timeout_seconds`, from the accept or the start of a request until its
+// headers are in), the body idle deadline
 // (`limits.idle_timeout_seconds` without a body byte) and refusing a request without reading the
 // rest of it (`refuse()`: the response is written on the stolen connection, which is closed
 // shortly after).
@@ -23,11 +24,13 @@
 #include <libsoup/soup.h>
 
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "common/ref.h"
 #include "config/config.h"
+#include "http/acceptor.h"
 
 namespace rtgw::http {
 
@@ -69,7 +72,6 @@ class ConnectionGuard {
     gint64 deadline_us = 0;  // 0 = none
   };
 
-  static gboolean on_incoming(GSocketService*, GSocketConnection* stream, GObject*, gpointer data);
   static void on_request_started(SoupServer*, SoupServerMessage* msg, gpointer data);
   static void on_request_read(SoupServer*, SoupServerMessage* msg, gpointer data);
   static void on_stream_finalized(gpointer data, GObject* where_the_object_was);
@@ -80,8 +82,7 @@ class ConnectionGuard {
 
   SoupServer* server_;  // owns this guard's owner
   config::LimitsConfig limits_;
-  Ref<GSocketService> service_;
-  SignalConnection incoming_;
+  std::unique_ptr<Acceptor> acceptor_;
   SignalConnection request_started_;
   SignalConnection request_read_;
   SourceGuard sweep_timer_;
