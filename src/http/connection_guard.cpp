@@ -19,7 +19,7 @@ constexpr size_t kMaxLingering = 256;  // beyond this, refused connections close
 // Lingering connections hold a descriptor each: never more than a quarter of the connection cap
 // (sized from the open-file limit, config/capacity.h), so refusals cannot fill the fd table.
 size_t max_lingering(int max_connections) {
-  return std::clamp<size_t>(static_cast<size_t>(std::max(max_connections, 0)) / 4, 4,
+  return std::clamp<size_t>(static_cast<size_t>(std::max(max_connections, 0)) / 4, 16,
                             kMaxLingering);
 }
 
