@@ -1,11 +1,10 @@
 // SPDX-License-Identifier: MIT
 // The HTTP server's connections: accepted here, bounded here, handed to libsoup.
 //
-// Owns: the listening socket (an Acceptor, http/acceptor.h, which backs off when the process is
-// out of descriptors; libsoup gets each connection through soup_server_accept_iostream), the count
-// of open connections (`limits.max_connections`: one more is answered 503 and closed), the header
-// deadline (`limits.header_timeout_seconds`, from the accept or the start of a request until its
-// headers are in), the body idle deadline
+// Owns: the listening socket (an Acceptor that backs off; libsoup gets each connection through
+// soup_server_accept_iostream), the count of open connections (`limits.max_connections`: one more
+// is answered 503 and closed), the header deadline (`limits.header_timeout_seconds`, from the
+// accept or the start of a request until its headers are in), the body idle deadline
 // (`limits.idle_timeout_seconds` without a body byte) and refusing a request without reading the
 // rest of it (`refuse()`: the response is written on the stolen connection, which is closed
 // shortly after).
