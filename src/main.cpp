@@ -9,12 +9,14 @@
 #include <exception>
 #include <iostream>
 
+#include "app/fd_limit.h"
 #include "app/gateway.h"
 #include "app/logging.h"
 #include "calls/call.h"
 #include "common/pipeline.h"
 #include "common/pipeline_reaper.h"
 #include "common/ref.h"
+#include "config/capacity.h"
 #include "config/config.h"
 #include "events/event_path.h"
 #include "rtevents/rtevents.h"
@@ -40,6 +42,10 @@ int main(int argc, char** argv) {
   // core), each holding freed memory. Two arenas serve a relay's small, short-lived buffers as
   // well and keep RSS per call lower (tests/bench/README.md). MALLOC_ARENA_MAX still wins.
   if (!g_getenv("MALLOC_ARENA_MAX")) mallopt(M_ARENA_MAX, kMallocArenas);
+  // Before GStreamer or GLib open anything: a soft limit of 1024 runs out at a few dozen calls,
+  // and GLib aborts when it cannot make a descriptor (app/fd_limit.h). Logged once the log
+  // writer is installed; the default caps are sized from the result.
+  const rtgw::app::FdLimit fd_limit = rtgw::app::raise_fd_limit();
   Options opts;
   GOptionEntry entries[] = {
       {"config", 'c', 0, G_OPTION_ARG_FILENAME, &opts.config,
@@ -67,7 +73,9 @@ int main(int argc, char** argv) {
       "RTGW_WEBRTC_UDP_PORT_MAX, RTGW_WEBRTC_ICE_TRANSPORT_POLICY, RTGW_WEBRTC_ICE_TCP,\n"
       "RTGW_WEBRTC_ICE_IPV6, RTGW_WEBRTC_ICE_AGENT, RTGW_WEBRTC_JITTERBUFFER_LATENCY_MS, "
       "RTGW_WEBRTC_PEER_TIMEOUT_SECONDS,\n"
-      "RTGW_DATA_DIR, RTGW_MAX_OUTGOING_BUFFER_BYTES.\n"
+      "RTGW_DATA_DIR, RTGW_MAX_OUTGOING_BUFFER_BYTES, RTGW_MAX_CALLS_PER_KEY, RTGW_MAX_SETUPS,\n"
+      "RTGW_MAX_SETUPS_PER_KEY, RTGW_MAX_SIDEBANDS_PER_CALL. Caps left out of the config are\n"
+      "sized from the open-file limit, whose soft value is raised to the hard one at start-up.\n"
       "HTTP connections: RTGW_MAX_CONNECTIONS, RTGW_RESERVED_CONNECTIONS,\n"
       "RTGW_BODY_TIMEOUT_SECONDS, RTGW_MIN_BODY_BYTES_PER_SECOND.");
   g_option_context_add_main_entries(context.get(), entries, nullptr);
@@ -91,8 +99,10 @@ int main(int argc, char** argv) {
   try {
     rtgw::config::Config config = rtgw::config::load(config_file ? config_file.get() : "",
                                                      overrides, rtgw::config::process_env());
+    rtgw::config::apply_sized_caps(config, fd_limit.soft);
     rtgw::app::install_log_writer(config.json_logs);
     if (opts.check_config) {
+      std::cout << fd_limit.describe() << "\n";
       std::string pipeline_file =
           config.pipeline_file.empty() ? rtgw::app::default_pipeline_file() : config.pipeline_file;
       rtgw::calls::check_call_description(rtgw::load_pipeline_description(pipeline_file));
@@ -119,6 +129,20 @@ int main(int argc, char** argv) {
         g_message("ICE agent: shared (one libnice thread for every call, consent freshness on)");
       else
         g_warning("ICE agent: webrtcbin's own, one thread per webrtcbin (%s)", why.c_str());
+    }
+    if (fd_limit.error.empty())
+      g_message("%s", fd_limit.describe().c_str());
+    else
+      g_warning("%s", fd_limit.describe().c_str());
+    {
+      const auto& l = config.limits;
+      g_message(
+          "caps: max_calls=%d max_calls_per_key=%d max_setups=%d max_setups_per_key=%d "
+          "max_sidebands_per_call=%d max_connections=%d (0 = unlimited; %zu sized from the "
+          "open-file limit %llu)",
+          l.max_calls, l.max_calls_per_key, l.max_setups, l.max_setups_per_key,
+          l.max_sidebands_per_call, l.max_connections, l.sized.size(),
+          static_cast<unsigned long long>(l.fd_limit));
     }
     int code;
     {

@@ -3,6 +3,8 @@
 
 #include <glib.h>
 
+#include <algorithm>
+
 #include "http/http_error.h"
 
 namespace rtgw::auth {
@@ -28,6 +30,7 @@ bool constant_time_equal(const std::string& a, const std::string& b) {
 Authenticator::Authenticator(const config::Config& config)
     : keys_(config.auth.keys),
       loopback_(config.listens_on_loopback()),
+      anonymous_max_calls_(std::max(config.limits.max_calls_per_key, 0)),
       tokens_(config.auth.token_secret) {}
 
 Principal Authenticator::anonymous() const {
@@ -38,6 +41,7 @@ Principal Authenticator::anonymous() const {
   anon.key_name = "anonymous";
   anon.models = {"*"};
   anon.admin = false;  // a keyless gateway has no admin (the HTTP layer also checks Host)
+  anon.max_concurrent_calls = anonymous_max_calls_;  // like any key without its own
   return anon;
 }
 

@@ -55,6 +55,7 @@ class Authenticator {
 
   std::vector<config::KeyConfig> keys_;
   bool loopback_;
+  int anonymous_max_calls_;  // keyless mode: limits.max_calls_per_key (0: none)
   EphemeralTokens tokens_;
 };
 

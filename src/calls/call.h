@@ -154,6 +154,9 @@ class Call : public WebRtcLeg::Listener,
   const std::string& id() const { return identity_.call_id; }
   State state() const { return state_; }
   bool answered() const { return answered_us_ != 0; }
+  // Set up but not connected yet (both legs' ICE): it holds a call's resources without a peer
+  // having proven it is there. Counted by limits.max_setups (http/server.cpp).
+  bool setting_up() const { return state_ != State::kEnded && connected_us_ == 0; }
   double setup_ms() const { return answered_us_ ? (answered_us_ - created_us_) / 1000.0 : -1; }
   double upstream_answer_ms() const { return upstream_answer_ms_; }
   std::uint64_t audio_packets_from_client() const { return audio_from_client_->packets.load(); }

@@ -52,6 +52,19 @@ int CallRegistry::live_calls_for_key(const std::string& key_name) const {
   return n;
 }
 
+int CallRegistry::setups() const {
+  int n = 0;
+  for (const auto& [id, entry] : calls_) n += entry.call->setting_up();
+  return n;
+}
+
+int CallRegistry::setups_for_key(const std::string& key_name) const {
+  int n = 0;
+  for (const auto& [id, entry] : calls_)
+    n += entry.call->setting_up() && entry.call->identity().key_name == key_name;
+  return n;
+}
+
 void CallRegistry::hang_up_all(const std::string& reason) {
   std::vector<Call*> live;
   for (auto& [id, entry] : calls_) live.push_back(entry.call.get());

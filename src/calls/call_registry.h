@@ -51,6 +51,9 @@ class CallRegistry : public CallListener {
 
   int live_calls() const { return static_cast<int>(calls_.size()); }
   int live_calls_for_key(const std::string& key_name) const;
+  // Calls not connected yet (Call::setting_up()), all of them or one key's.
+  int setups() const;
+  int setups_for_key(const std::string& key_name) const;
 
   void hang_up_all(const std::string& reason);
   void set_on_empty(std::function<void()> fn) { on_empty_ = std::move(fn); }

@@ -4,6 +4,7 @@
 #include <gio/gio.h>
 #include <glib.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <set>
 #include <sstream>
@@ -338,7 +339,8 @@ void read_limits(const Reader& r, JsonNode* node, LimitsConfig& l) {
          {"max_body_bytes", "max_pending_event_bytes", "max_outgoing_buffer_bytes", "max_calls",
           "drain_timeout_seconds", "max_header_bytes", "header_timeout_seconds",
           "idle_timeout_seconds", "max_connections", "body_timeout_seconds",
-          "min_body_bytes_per_second", "reserved_connections"});
+          "min_body_bytes_per_second", "reserved_connections", "max_calls_per_key", "max_setups",
+          "max_setups_per_key", "max_sidebands_per_call"});
   if (auto* n = member(obj, "max_body_bytes"))
     l.max_body_bytes = r.integer(n, "$.limits.max_body_bytes", 1024, 64 << 20);
   if (auto* n = member(obj, "max_pending_event_bytes"))
@@ -348,6 +350,16 @@ void read_limits(const Reader& r, JsonNode* node, LimitsConfig& l) {
         r.integer(n, "$.limits.max_outgoing_buffer_bytes", 16 << 10, 1 << 30);
   if (auto* n = member(obj, "max_calls"))
     l.max_calls = static_cast<int>(r.integer(n, "$.limits.max_calls", 0, 1000000));
+  if (auto* n = member(obj, "max_calls_per_key"))
+    l.max_calls_per_key = static_cast<int>(r.integer(n, "$.limits.max_calls_per_key", 0, 1000000));
+  if (auto* n = member(obj, "max_setups"))
+    l.max_setups = static_cast<int>(r.integer(n, "$.limits.max_setups", 0, 1000000));
+  if (auto* n = member(obj, "max_setups_per_key"))
+    l.max_setups_per_key =
+        static_cast<int>(r.integer(n, "$.limits.max_setups_per_key", 0, 1000000));
+  if (auto* n = member(obj, "max_sidebands_per_call"))
+    l.max_sidebands_per_call =
+        static_cast<int>(r.integer(n, "$.limits.max_sidebands_per_call", 0, 1000));
   if (auto* n = member(obj, "drain_timeout_seconds"))
     l.drain_timeout_seconds =
         static_cast<int>(r.integer(n, "$.limits.drain_timeout_seconds", 0, 3600));
@@ -438,6 +450,14 @@ void apply_env(const Reader& r, const EnvLookup& env, Config& c) {
   if (auto v = env("RTGW_LOG_JSON")) c.json_logs = (*v == "1" || *v == "true");
   if (auto v = env("RTGW_MAX_CALLS"))
     c.limits.max_calls = env_int("RTGW_MAX_CALLS", *v, 0, 1000000);
+  if (auto v = env("RTGW_MAX_CALLS_PER_KEY"))
+    c.limits.max_calls_per_key = env_int("RTGW_MAX_CALLS_PER_KEY", *v, 0, 1000000);
+  if (auto v = env("RTGW_MAX_SETUPS"))
+    c.limits.max_setups = env_int("RTGW_MAX_SETUPS", *v, 0, 1000000);
+  if (auto v = env("RTGW_MAX_SETUPS_PER_KEY"))
+    c.limits.max_setups_per_key = env_int("RTGW_MAX_SETUPS_PER_KEY", *v, 0, 1000000);
+  if (auto v = env("RTGW_MAX_SIDEBANDS_PER_CALL"))
+    c.limits.max_sidebands_per_call = env_int("RTGW_MAX_SIDEBANDS_PER_CALL", *v, 0, 1000);
   if (auto v = env("RTGW_MAX_OUTGOING_BUFFER_BYTES"))
     c.limits.max_outgoing_buffer_bytes =
         env_int("RTGW_MAX_OUTGOING_BUFFER_BYTES", *v, 16 << 10, 1 << 30);
@@ -563,9 +583,9 @@ void validate(const Reader& r, Config& c) {
   if (c.webrtc.udp_port_min > c.webrtc.udp_port_max)
     r.fail("$.webrtc.udp_port_min", "greater than udp_port_max");
   if (c.models.empty()) r.fail("$.models", "no models configured");
-  if (c.limits.reserved_connections < 0)
-    c.limits.reserved_connections = c.limits.max_connections / 10;
-  else if (c.limits.reserved_connections >= c.limits.max_connections)
+  // A sized max_connections (kAuto) is known only in apply_sized_caps(), which checks it there.
+  if (c.limits.max_connections != LimitsConfig::kAuto &&
+      c.limits.reserved_connections >= c.limits.max_connections)
     r.fail("$.limits.reserved_connections",
            std::to_string(c.limits.reserved_connections) + " leaves no connection for requests " +
                "without a key: it must be below limits.max_connections (" +
@@ -712,6 +732,11 @@ Config load(const std::string& file, const Overrides& flags, const EnvLookup& en
 
 std::string describe(const Config& c) {
   std::ostringstream out;
+  // A cap: "auto" until sized (config/capacity.h), "unlimited" for 0.
+  auto cap = [](int v) -> std::string {
+    if (v == LimitsConfig::kAuto) return "auto";
+    return v == 0 ? "unlimited" : std::to_string(v);
+  };
   out << "config: " << c.source << "\n";
   out << "listen: " << c.listen << "\n";
   out << "cors_origins: ";
@@ -723,7 +748,7 @@ std::string describe(const Config& c) {
   for (const auto& k : c.auth.keys) {
     out << "key: " << k.name << " models=";
     for (const auto& m : k.models) out << m << ",";
-    out << " max_concurrent_calls=" << k.max_concurrent_calls << (k.admin ? " admin" : "");
+    out << " max_concurrent_calls=" << cap(k.max_concurrent_calls) << (k.admin ? " admin" : "");
     if (k.budget_tokens) out << " budget_tokens=" << *k.budget_tokens;
     if (k.budget_usd) out << " budget_usd=" << shortest(*k.budget_usd);
     if (k.end_calls_over_budget) out << " end_calls_over_budget";
@@ -787,15 +812,28 @@ std::string describe(const Config& c) {
   out << "limits: max_body_bytes=" << c.limits.max_body_bytes
       << " max_pending_event_bytes=" << c.limits.max_pending_event_bytes
       << " max_outgoing_buffer_bytes=" << c.limits.max_outgoing_buffer_bytes
-      << " max_calls=" << c.limits.max_calls
       << " drain_timeout_seconds=" << c.limits.drain_timeout_seconds
       << " max_header_bytes=" << c.limits.max_header_bytes
       << " header_timeout_seconds=" << c.limits.header_timeout_seconds
       << " idle_timeout_seconds=" << c.limits.idle_timeout_seconds
-      << " max_connections=" << c.limits.max_connections
+      << " max_connections=" << cap(c.limits.max_connections)
       << " reserved_connections=" << c.limits.reserved_connections
       << " body_timeout_seconds=" << c.limits.body_timeout_seconds
       << " min_body_bytes_per_second=" << c.limits.min_body_bytes_per_second << "\n";
+  // The caps (config/capacity.h): "(sized)" = not configured, sized from the open-file limit.
+  auto sized = [&](const char* name) {
+    return std::find(c.limits.sized.begin(), c.limits.sized.end(), name) != c.limits.sized.end()
+               ? " (sized)"
+               : "";
+  };
+  out << "caps: max_calls=" << cap(c.limits.max_calls) << sized("max_calls")
+      << " max_calls_per_key=" << cap(c.limits.max_calls_per_key) << sized("max_calls_per_key")
+      << " max_setups=" << cap(c.limits.max_setups) << sized("max_setups")
+      << " max_setups_per_key=" << cap(c.limits.max_setups_per_key) << sized("max_setups_per_key")
+      << " max_sidebands_per_call=" << cap(c.limits.max_sidebands_per_call)
+      << " max_connections=" << cap(c.limits.max_connections) << sized("max_connections");
+  if (c.limits.fd_limit) out << " (open-file limit " << c.limits.fd_limit << ")";
+  out << "\n";
   out << "websocket: idle_timeout_seconds=" << c.websocket.idle_timeout_seconds
       << " max_message_bytes=" << c.websocket.max_message_bytes << "\n";
   if (c.cluster.enabled) {

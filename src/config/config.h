@@ -24,7 +24,8 @@ struct KeyConfig {
   std::string name;
   std::string key;                  // the secret, resolved from env: if needed
   std::vector<std::string> models;  // glob patterns ("*", "gpt-realtime*")
-  int max_concurrent_calls = 0;     // 0 = unlimited
+  // 0 = unlimited; unset (LimitsConfig::kAuto) = limits.max_calls_per_key (config/capacity.h)
+  int max_concurrent_calls = -1;
   bool admin = false;
   std::optional<std::int64_t> budget_tokens;
   std::optional<double> budget_usd;  // US dollars over the usage log's lifetime
@@ -117,18 +118,27 @@ struct WebRtcConfig {
 };
 
 struct LimitsConfig {
+  // A cap not configured: sized from the open-file limit at start-up (config/capacity.h).
+  static constexpr int kAuto = -1;
   std::int64_t max_body_bytes = 256 * 1024;        // POST bodies (413 above)
   std::int64_t max_pending_event_bytes = 1 << 20;  // per direction, while a channel is not open
   // Per direction per connection: what may wait towards a peer that does not read (WebSocket
   // send queue, data channel buffered amount). Past it: WebSocket close 1008, call ended.
   std::int64_t max_outgoing_buffer_bytes = 4 << 20;
-  int max_calls = 0;               // global capacity, 0 = unlimited
+  int max_calls = kAuto;  // live calls + sessions (503 no_capacity), 0 = unlimited
+  // Calls + sessions of a key without its own max_concurrent_calls (429 too_many_calls); 0 = none.
+  int max_calls_per_key = kAuto;
+  // Calls set up but not yet connected (both legs' ICE), globally (503 no_capacity) and per key
+  // (429 too_many_calls); 0 = unlimited.
+  int max_setups = kAuto;
+  int max_setups_per_key = kAuto;
+  int max_sidebands_per_call = 4;  // sideband sockets on one call (429 too_many_sidebands)
   int drain_timeout_seconds = 10;  // SIGTERM: how long live calls may run on
   // The HTTP server (http/connection_guard.h).
   std::int64_t max_header_bytes = 16384;  // request line + headers (431 above)
   int header_timeout_seconds = 10;        // a connection must deliver its headers within this
   int idle_timeout_seconds = 60;          // a request body that stalls this long: closed
-  int max_connections = 1024;             // open HTTP and WebSocket connections
+  int max_connections = kAuto;            // open HTTP and WebSocket connections
   // Slow bodies (http/connection_guard.h): a request body must be in within body_timeout_seconds
   // of its headers, and arrive at min_body_bytes_per_second or more after a 2 s grace (0 = no
   // minimum rate).
@@ -137,6 +147,9 @@ struct LimitsConfig {
   // Connections kept for requests with a valid key or token and for /healthz and /readyz: other
   // requests may hold at most max_connections - reserved_connections. -1: max_connections / 10.
   int reserved_connections = -1;
+  // Set by apply_sized_caps(): the open-file limit the kAuto caps were sized from, and their names.
+  std::uint64_t fd_limit = 0;
+  std::vector<std::string> sized;
 };
 
 // WebSocket realtime sessions (`GET /v1/realtime`) and sideband sockets.

@@ -2,6 +2,7 @@
 // Cluster mode in the route layer: admission through the cluster's counts, requests for calls
 // held by another instance (forwarded to it, or their sideband relayed), and refusing
 // instance-to-instance requests without the internal secret (SPEC "Scale-out").
+#include <algorithm>
 #include <memory>
 
 #include "http/client_watch.h"
@@ -69,8 +70,13 @@ void Server::admit(SoupServerMessage* msg, const auth::Principal& principal, con
                      .body());
     soup_server_message_unpause(m.get());
   });
+  // A max_calls sized from this instance's open-file limit is this instance's own (checked
+  // locally after the admission), not the cluster's: only a configured one counts cluster-wide.
+  const auto& limits = services_.config.limits;
+  const bool sized =
+      std::find(limits.sized.begin(), limits.sized.end(), "max_calls") != limits.sized.end();
   cluster::AdmissionRequest request{id, principal.key_name, principal.max_concurrent_calls,
-                                    services_.config.limits.max_calls, call};
+                                    sized ? 0 : limits.max_calls, call};
   int key_limit = principal.max_concurrent_calls;
   services_.cluster->admit(request, [held, then = std::move(then), upgrade, key_limit](
                                         cluster::Verdict verdict,

@@ -18,6 +18,13 @@ constexpr size_t kMaxLingering = 256;      // beyond this, refused connections c
 constexpr int kReservedHeaderSeconds = 2;  // headers deadline of a connection in the reserve
 constexpr gint64 kBodyRateGraceUs = 2 * G_USEC_PER_SEC;  // before the minimum body rate applies
 
+// Lingering connections hold a descriptor each: never more than a quarter of the connection cap
+// (sized from the open-file limit, config/capacity.h), so refusals cannot fill the fd table.
+size_t max_lingering(int max_connections) {
+  return std::clamp<size_t>(static_cast<size_t>(std::max(max_connections, 0)) / 4, 16,
+                            kMaxLingering);
+}
+
 std::string address_key(GSocketAddress* address) {
   if (!address || !G_IS_INET_SOCKET_ADDRESS(address)) return {};
   auto* inet = G_INET_SOCKET_ADDRESS(address);
@@ -80,20 +87,8 @@ ConnectionGuard::~ConnectionGuard() {
 }
 
 int ConnectionGuard::listen(GSocketAddress* address) {
-  service_ = Ref<GSocketService>::adopt(g_socket_service_new());
-  // GSocketListener's default backlog is 10: a burst of connects overflows it and waits 1 s for
-  // the SYN retransmit. The system default (SOMAXCONN, capped by net.core.somaxconn) instead.
-  g_socket_listener_set_backlog(G_SOCKET_LISTENER(service_.get()), SOMAXCONN);
-  UniqueError err;
-  Ref<GSocketAddress> effective;
-  if (!g_socket_listener_add_address(G_SOCKET_LISTENER(service_.get()), address,
-                                     G_SOCKET_TYPE_STREAM, G_SOCKET_PROTOCOL_TCP, nullptr,
-                                     effective.out(), ErrorOut(err)))
-    throw std::runtime_error(err ? err->message : "cannot listen");
-  incoming_ = SignalConnection(service_.get(),
-                               g_signal_connect(service_.get(), "incoming",
-                                                G_CALLBACK(&ConnectionGuard::on_incoming), this));
-  g_socket_service_start(service_.get());
+  acceptor_ = std::make_unique<Acceptor>([this](GSocketConnection* stream) { accept(stream); });
+  int port = acceptor_->listen(address);
   sweep_timer_ = SourceGuard(g_timeout_add(
       kSweepMs,
       [](gpointer data) -> gboolean {
@@ -101,22 +96,14 @@ int ConnectionGuard::listen(GSocketAddress* address) {
         return G_SOURCE_CONTINUE;
       },
       this));
-  return g_inet_socket_address_get_port(G_INET_SOCKET_ADDRESS(effective.get()));
+  return port;
 }
 
 void ConnectionGuard::stop() {
-  if (!service_) return;
-  incoming_.disconnect();
-  g_socket_service_stop(service_.get());
-  g_socket_listener_close(G_SOCKET_LISTENER(service_.get()));
+  if (!acceptor_) return;
+  acceptor_->stop();
   sweep_timer_.cancel();
-  service_.reset();
-}
-
-gboolean ConnectionGuard::on_incoming(GSocketService*, GSocketConnection* stream, GObject*,
-                                      gpointer data) {
-  static_cast<ConnectionGuard*>(data)->accept(stream);
-  return TRUE;
+  acceptor_.reset();
 }
 
 void ConnectionGuard::accept(GSocketConnection* stream) {
@@ -134,7 +121,7 @@ void ConnectionGuard::accept(GSocketConnection* stream) {
     g_socket_send(socket, response.data(), response.size(), nullptr, nullptr);
     g_socket_shutdown(socket, FALSE, TRUE, nullptr);
     auto held = Ref<GIOStream>::retain(G_IO_STREAM(stream));
-    if (lingering_.size() < kMaxLingering)
+    if (lingering_.size() < max_lingering(limits_.max_connections))
       lingering_.push_back({std::move(held), g_get_monotonic_time() + kLingerUs / 2});
     else
       g_io_stream_close(held.get(), nullptr, nullptr);
@@ -285,7 +272,7 @@ void ConnectionGuard::refuse(SoupServerMessage* msg, int status, const std::stri
     c->state = State::kClosing;
     c->deadline_us = 0;
   }
-  if (lingering_.size() < kMaxLingering)
+  if (lingering_.size() < max_lingering(limits_.max_connections))
     lingering_.push_back({std::move(stream), g_get_monotonic_time() + kLingerUs});
   else
     g_io_stream_close(stream.get(), nullptr, nullptr);

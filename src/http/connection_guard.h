@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT
 // The HTTP server's connections: accepted here, bounded here, handed to libsoup.
 //
-// Owns: the listening socket (a GSocketService with the system's listen backlog, SOMAXCONN;
-// libsoup gets each connection through soup_server_accept_iostream), the count of open
+// Owns: the listening socket (an Acceptor with the system's listen backlog, SOMAXCONN, that backs
+// off when the process is out of descriptors, http/acceptor.h; libsoup gets each connection through soup_server_accept_iostream), the count of open
 // connections (`limits.max_connections`: one more is answered 503 and closed), the share of them
 // kept for privileged requests (below), the header deadline (`limits.header_timeout_seconds`,
 // from the accept or the start of a request until its headers are in), the body deadlines (idle:
@@ -41,6 +41,7 @@
 #include "common/ref.h"
 #include "config/config.h"
 #include "http/websocket_frame_limit.h"
+#include "http/acceptor.h"
 
 namespace rtgw::http {
 
@@ -98,7 +99,6 @@ class ConnectionGuard {
     std::shared_ptr<FrameLimitState> frames;
   };
 
-  static gboolean on_incoming(GSocketService*, GSocketConnection* stream, GObject*, gpointer data);
   static void on_request_started(SoupServer*, SoupServerMessage* msg, gpointer data);
   static void on_request_read(SoupServer*, SoupServerMessage* msg, gpointer data);
   static void on_stream_finalized(gpointer data, GObject* where_the_object_was);
@@ -115,8 +115,7 @@ class ConnectionGuard {
   std::uint64_t max_websocket_message_bytes_;
   size_t unprivileged_ = 0;
   size_t closing_ = 0;  // connections in state kClosing
-  Ref<GSocketService> service_;
-  SignalConnection incoming_;
+  std::unique_ptr<Acceptor> acceptor_;
   SignalConnection request_started_;
   SignalConnection request_read_;
   SourceGuard sweep_timer_;

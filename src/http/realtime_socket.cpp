@@ -114,6 +114,11 @@ void Server::handle_realtime_socket(SoupServerMessage* msg, GHashTable* query) {
     if (!call || call->state() == calls::Call::State::kEnded ||
         !principal.may_access(call->identity().key_name))
       throw errors::not_found("call_not_found", "no live call " + call_id + " for this key");
+    if (int cap = config.limits.max_sidebands_per_call;
+        cap > 0 && services_.sessions.sidebands_for_call(call_id) >= cap)
+      throw errors::too_many("too_many_sidebands",
+                             "the call already has " + std::to_string(cap) +
+                                 " sideband sockets (limits.max_sidebands_per_call)");
     auto upgrade = std::make_unique<Upgrade>();
     upgrade->call_id = call_id;
     answer_protocol();
@@ -213,7 +218,12 @@ void Server::relay_sideband(SoupServerMessage* msg, const std::string& call_id,
         [held, not_found, owner = *owner](Ref<SoupWebsocketConnection> connection,
                                           const cluster::PeerResponse& r) {
           if (!connection) {
-            if (r.status == 404 || r.status == 401 || r.status == 403) {
+            if (r.status == 429) {  // the owner's cap (too_many_sidebands)
+              refuse_upgrade(held.get(),
+                             errors::too_many("too_many_sidebands",
+                                              "the call has all the sideband sockets it may "
+                                              "have (limits.max_sidebands_per_call)"));
+            } else if (r.status == 404 || r.status == 401 || r.status == 403) {
               refuse_upgrade(held.get(),
                              r.status == 404
                                  ? not_found
@@ -262,6 +272,13 @@ void Server::on_websocket(SoupServer*, SoupServerMessage* msg, const char*,
     calls::Call* call = self->services_.calls.find(owned->call_id);
     if (!call || call->state() == calls::Call::State::kEnded) {
       soup_websocket_connection_close(connection, close_code::kNormal, "call ended");
+      return;
+    }
+    // Handshakes that passed the check together: the ones past the cap go at once.
+    if (int cap = self->services_.config.limits.max_sidebands_per_call;
+        cap > 0 && self->services_.sessions.sidebands_for_call(owned->call_id) >= cap) {
+      soup_websocket_connection_close(connection, close_code::kPolicyViolation,
+                                      "too many sideband sockets on this call");
       return;
     }
     self->services_.sessions.attach_sideband(*call, connection, max_bytes);

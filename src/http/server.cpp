@@ -468,6 +468,7 @@ void Server::start_admitted_call(SoupServerMessage* msg, PreparedCall prepared,
   const auth::Principal& principal = prepared.principal;
   const std::string& model = prepared.model;
   check_budget(principal);  // the admission brought the cluster's totals up to date
+  check_setup_capacity(principal);
   auto lease = reserve_capacity(principal, model);
   lease.attach(std::move(cluster_lease));
   std::optional<std::string> session = std::move(prepared.session);
@@ -582,6 +583,22 @@ workers::WorkerLease Server::reserve_capacity(const auth::Principal& principal,
   auto lease = services_.workers.pick(model);
   if (!lease) throw errors::unavailable("no_capacity", "no worker of '" + model + "' has capacity");
   return lease;
+}
+
+void Server::check_setup_capacity(const auth::Principal& principal) const {
+  // A call set up but not connected holds everything a live one does (two webrtcbins, ~30-45
+  // descriptors, ~20-35 threads) without its client ever doing ICE: bounded per key, then
+  // overall (config/capacity.h sizes both from the open-file limit).
+  const auto& limits = services_.config.limits;
+  if (limits.max_setups_per_key > 0 &&
+      services_.calls.setups_for_key(principal.key_name) >= limits.max_setups_per_key)
+    throw errors::too_many("too_many_calls",
+                           "this key already has " + std::to_string(limits.max_setups_per_key) +
+                               " calls setting up (limits.max_setups_per_key): connect them first");
+  if (limits.max_setups > 0 && services_.calls.setups() >= limits.max_setups)
+    throw errors::unavailable("no_capacity", "the gateway has " +
+                                                 std::to_string(limits.max_setups) +
+                                                 " calls setting up (limits.max_setups)");
 }
 
 void Server::handle_get_call(SoupServerMessage* msg, const std::string& id) {

@@ -95,6 +95,8 @@ class Server {
                                            std::string model) const;
   // 429 budget_exceeded when the key is over a budget, tokens or USD (calls and sessions).
   void check_budget(const auth::Principal& principal) const;
+  // Calls setting up (not connected yet): limits.max_setups_per_key (429), limits.max_setups (503).
+  void check_setup_capacity(const auth::Principal& principal) const;
   // Capacity checks shared by calls and sessions; a lease on the chosen worker.
   workers::WorkerLease reserve_capacity(const auth::Principal& principal, const std::string& model);
   // Cluster mode (http/cluster_routes.cpp).

@@ -41,6 +41,12 @@ void SessionRegistry::attach_sideband(calls::Call& call, SoupWebsocketConnection
                                  [this](Sideband& ended) { sidebands_.erase(ended.id()); });
 }
 
+int SessionRegistry::sidebands_for_call(const std::string& call_id) const {
+  int n = 0;
+  for (const auto& [id, sideband] : sidebands_) n += sideband->call_id() == call_id;
+  return n;
+}
+
 int SessionRegistry::live_sessions_for_key(const std::string& key_name) const {
   int n = 0;
   for (const auto& [id, session] : sessions_) n += session->identity().key_name == key_name;

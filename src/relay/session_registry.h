@@ -47,6 +47,8 @@ class SessionRegistry : public SessionListener {
   int live_sessions() const { return static_cast<int>(sessions_.size()); }
   int live_sessions_for_key(const std::string& key_name) const;
   int live_sidebands() const { return static_cast<int>(sidebands_.size()); }
+  // Sideband sockets attached to one call (limits.max_sidebands_per_call bounds them).
+  int sidebands_for_call(const std::string& call_id) const;
 
   // Ends every session (the clients get `code`).
   void end_all(int code, const std::string& reason);

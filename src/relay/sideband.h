@@ -28,6 +28,7 @@ class Sideband : public WebSocket::Listener, public calls::CallTap {
   Sideband& operator=(const Sideband&) = delete;
 
   const std::string& id() const { return id_; }
+  const std::string& call_id() const { return call_id_; }
   // Closes the socket (the call goes on).
   void end(int code, const std::string& reason);
 

@@ -61,6 +61,9 @@ SERIAL_TESTS = (
     "test_websocket_limits.py::test_fragments_past_the_message_limit_are_closed_with_1009",
     "test_websocket_limits.py::test_relayed_sideband_bounds_fragments_and_idles",
     "test_websocket_limits.py::test_relayed_sideband_bounds_what_waits_for_a_client_that_does_not_read",
+    "test_default_caps.py::test_low_hard_limit_unfinished_setups_are_refused_cleanly",
+    "test_default_caps.py::test_accept_backs_off_when_out_of_descriptors",
+    "test_default_caps.py::test_half_open_setups_end_at_the_ice_timeout_and_release_everything",
 )
 
 
@@ -277,7 +280,8 @@ def _wait_healthy(gw: GatewayProc, timeout: float) -> None:
 
 @pytest.fixture
 def gateway_factory(request, tmp_path):
-    """``gateway_factory(config, env=None, args=(), wait_healthy=True, health_timeout=10)``
+    """``gateway_factory(config, env=None, args=(), wait_healthy=True, health_timeout=10,
+    preexec_fn=None)`` (``preexec_fn``: run in the child before exec, e.g. to set rlimits)
     writes ``config`` (its ``listen`` replaced by a free loopback port) to a JSON file and
     runs ``$RTGW_BINARY --config FILE --listen 127.0.0.1:PORT *args`` in a fresh directory.
     Every gateway it started is stopped at teardown."""
@@ -291,7 +295,7 @@ def gateway_factory(request, tmp_path):
 
     def factory(config: Dict[str, Any], env: Optional[Dict[str, str]] = None,
                 args: Sequence[str] = (), wait_healthy: bool = True,
-                health_timeout: float = 10.0) -> GatewayProc:
+                health_timeout: float = 10.0, preexec_fn=None) -> GatewayProc:
         index = len(started)
         workdir = tmp_path / f"gateway-{index}"
         workdir.mkdir()
@@ -305,7 +309,7 @@ def gateway_factory(request, tmp_path):
             proc = subprocess.Popen(
                 [binary, "--config", config_path, "--listen", f"127.0.0.1:{port}", *args],
                 cwd=str(workdir), stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                env={**os.environ, **(env or {})})
+                env={**os.environ, **(env or {})}, preexec_fn=preexec_fn)
         gw = GatewayProc(proc, port, config, config_path, str(workdir), stdout_path,
                          stderr_path)
         started.append(gw)

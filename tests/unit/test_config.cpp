@@ -233,7 +233,8 @@ TEST(Config, HttpServerLimits) {
   EXPECT_EQ(defaults.limits.max_header_bytes, 16384);
   EXPECT_EQ(defaults.limits.header_timeout_seconds, 10);
   EXPECT_EQ(defaults.limits.idle_timeout_seconds, 60);
-  EXPECT_EQ(defaults.limits.max_connections, 1024);
+  // Not configured: sized from the open-file limit at start-up (test_capacity.cpp).
+  EXPECT_EQ(defaults.limits.max_connections, rtgw::config::LimitsConfig::kAuto);
   auto c = rtgw::config::load_from_text(text, "f", {}, env_of({}));
   EXPECT_EQ(c.limits.max_header_bytes, 8192);
   EXPECT_EQ(c.limits.header_timeout_seconds, 3);

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <string>
 
+#include "config/capacity.h"
 #include "config/config.h"
 #include "http/websocket_frame_limit.h"
 
@@ -174,6 +175,9 @@ TEST(WebSocketFrameLimit, SlowBodyAndReservedConnectionKeys) {
   auto defaults = rtgw::config::load_from_text("{" + models + "}", "f", {}, no_env);
   EXPECT_EQ(defaults.limits.body_timeout_seconds, 30);
   EXPECT_EQ(defaults.limits.min_body_bytes_per_second, 500);
+  // The default reserve is a tenth of max_connections, known once the caps are sized.
+  rtgw::config::apply_sized_caps(defaults, 1 << 16);
+  EXPECT_EQ(defaults.limits.max_connections, 1024);
   EXPECT_EQ(defaults.limits.reserved_connections, 102);  // 1024 / 10
   auto c = rtgw::config::load_from_text(
       "{" + models +
