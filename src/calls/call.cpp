@@ -417,9 +417,9 @@ void Call::OnPathEvent(bool to_upstream, std::string text, std::int64_t relay_ns
   else
     relay_.count_from_upstream();
   if (!to_upstream) {
-    // A worker's event that is not a JSON object would break the client's parser: the client
-    // gets an error event in its place (a client's own malformed event goes upstream as is, and
-    // the upstream answers it).
+    // A worker's event that is not a strict JSON object would break the client's parser (or be
+    // read differently by it): the client gets an error event in its place (a client's own event
+    // that is not strict JSON never got this far: the filter refused it, invalid_json).
     if (!events::is_json_object(text)) {
       relay_.count_refused();
       g_message("[%s] upstream event of %zu bytes is not a JSON object: not relayed", id().c_str(),

@@ -199,6 +199,19 @@ bool WebSocketSession::send_cancel_upstream(const std::string& event) {
 void WebSocketSession::OnUpstreamText(std::string text) {
   if (state_ == State::kEnded) return;
   touch();
+  // As for calls (whose data channel cannot carry more): a worker's event over the size limit is
+  // not metered, translated or relayed, and the client is told (issue 21: nothing that size is
+  // parsed on the main loop).
+  if (text.size() > settings_.max_event_bytes) {
+    relay_.count_from_upstream();
+    g_message("[%s] upstream event of %zu bytes exceeds the limit of %zu bytes: not relayed",
+              id().c_str(), text.size(), settings_.max_event_bytes);
+    send_error_event("invalid_request_error", "event_too_large",
+                     "server event of " + std::to_string(text.size()) +
+                         " bytes exceeds the limit of " +
+                         std::to_string(settings_.max_event_bytes) + " bytes; not relayed");
+    return;
+  }
   path_->push_from_upstream(text);
 }
 

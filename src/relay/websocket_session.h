@@ -71,7 +71,8 @@ struct SessionSettings {
   // The client speaks the beta dialect: its events are translated to GA before the policy, the
   // worker's to beta after the meter (events/beta_dialect.h). The worker always gets GA.
   bool beta_client = false;
-  // policy.max_event_bytes: a client event above it is refused by the filter, untranslated.
+  // policy.max_event_bytes: a client event above it is refused by the filter, untranslated; a
+  // worker's event above it is not relayed (the client gets event_too_large).
   std::size_t max_event_bytes = 65536;
   bool transcription = false;  // a transcription session (upstream: ?intent=transcription)
   // A token's session: sent first, as a session.update through the policy.

@@ -211,3 +211,33 @@ def test_large_beta_event_is_refused_before_translation_and_the_loop_stays_free(
     # leaves room for a loaded CI machine (libsoup's own reading of the frames included).
     assert worst < 0.5, worst
     assert_alive(gw)
+
+
+def test_worker_events_over_the_limit_or_not_strict_json_are_not_relayed_on_websocket(
+        fake_upstream, gateway_factory):
+    # Both directions on the WebSocket transport, default limit (no policy object): a worker's
+    # event over 64 KiB is not parsed or relayed (event_too_large), one that is not strict JSON is
+    # replaced by invalid_upstream_event (as calls do); the session goes on.
+    from conftest import default_gateway_config
+    gw = gateway_factory(default_gateway_config(fake_upstream))
+    events = [{"type": "test.send_large", "bytes": 70000},
+              {"type": "test.send_raw", "raw": '{"type":"x",/* c */"a":1}'},
+              {"type": "test.send_large", "bytes": 100},
+              {"type": "test.echo", "payload": "after"}]
+
+    async def scenario():
+        ws = WsClient(gw.url, key=GATEWAY_KEY, model="gpt-realtime")
+        await ws.connect()
+        assert ws.connected, (ws.result.status, ws.result.handshake_body, ws.result.error)
+        assert await ws.wait_for(lambda r: r.events_of("session.created"), 8)
+        for event in events:
+            await ws.send(event)
+        done = await ws.wait_for(lambda r: r.events_of("test.echoed"), 10)
+        await ws.close()
+        return done, ws.result
+    done, result = asyncio.run(scenario())
+    assert done, result.event_types()
+    codes = [e["error"]["code"] for e in result.events_of("error")]
+    assert codes == ["event_too_large", "invalid_upstream_event"], result.events_of("error")
+    assert len(result.events_of("test.large")) == 1, result.event_types()  # the small one
+    assert_alive(gw)
