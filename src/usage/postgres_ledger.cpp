@@ -566,6 +566,14 @@ bool PostgresLedger::connect(std::unique_lock<std::mutex>& lock) {
   } else if (PQstatus(c) == CONNECTION_BAD) {
     error = one_line(PQerrorMessage(c));
   } else {
+    // The server's NOTICEs ("relation ... already exists, skipping") go to the debug log, not
+    // to stderr as libpq's default would.
+    PQsetNoticeProcessor(
+        c,
+        [](void*, const char* message) {
+          g_debug("usage ledger: PostgreSQL says: %s", one_line(message).c_str());
+        },
+        nullptr);
     // The connection's steps, each waited for with poll() until the deadline.
     PostgresPollingStatusType st = PGRES_POLLING_WRITING;
     while (st != PGRES_POLLING_OK) {

@@ -52,6 +52,8 @@ SERIAL_TESTS = (
     "test_http_hardening.py::test_chunked_body_is_counted_as_it_arrives_even_on_healthz",
     "test_http_hardening.py::test_content_length_above_the_limit_is_refused_before_the_body",
     "test_http_hardening.py::test_connections_beyond_max_connections_are_refused",
+    "test_ledger.py::test_a_hung_database_answers_503_reads_down_and_recovers",
+    "test_ledger.py::test_shutdown_is_bounded_while_the_database_hangs",
 )
 
 
