@@ -24,9 +24,9 @@ using Clock = std::chrono::steady_clock;
 
 constexpr int kFirstBackoffMs = 500;
 constexpr int kMaxBackoffMs = 5000;
-// The schema statements (once per connection) may build an index over an existing table: they
-// get at least this long.
-constexpr auto kSchemaTimeout = std::chrono::seconds(60);
+// The schema statements (once per connection) may build an index over an existing table, and the
+// budget replay (once) scans the whole table: they get at least this long, client and server side.
+constexpr auto kLongTimeout = std::chrono::seconds(60);
 // TCP keepalives (seconds): a peer that vanished is noticed on an idle connection too.
 constexpr const char* kKeepalivesIdle = "10";
 constexpr const char* kKeepalivesInterval = "5";
@@ -430,9 +430,13 @@ PostgresLedger::Outcome PostgresLedger::exec(Connection& conn, const char* sql,
     }
     Result r(PQgetResult(c));
     if (!r) break;
+    // Several statements (the schema, a scan between two SETs): the first error, else the last
+    // result with rows, else the last result.
+    auto failed = [](ExecStatusType st) { return st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK; };
     ExecStatusType st = PQresultStatus(r.get());
-    bool failed = st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK;
-    if (!out.result || (failed && out.status() != PGRES_FATAL_ERROR)) out.result = std::move(r);
+    if (out.result && failed(out.status())) continue;
+    if (!out.result || failed(st) || st == PGRES_TUPLES_OK || out.status() != PGRES_TUPLES_OK)
+      out.result = std::move(r);
   }
   if (!out.result || PQstatus(c) != CONNECTION_OK)
     out.lost =
@@ -592,7 +596,7 @@ bool PostgresLedger::connect(std::unique_lock<std::mutex>& lock) {
   if (error.empty() && PQsetnonblocking(c, 1) != 0) error = one_line(PQerrorMessage(c));
   if (error.empty()) {
     Outcome r = exec(*conn, kSchema, {},
-                     Clock::now() + std::max<Clock::duration>(kSchemaTimeout, options_.timeout));
+                     Clock::now() + std::max<Clock::duration>(kLongTimeout, options_.timeout));
     if (r.status() != PGRES_COMMAND_OK) error = "creating the table realtime_usage: " + r.error();
   }
   if (error.empty()) {
@@ -706,12 +710,17 @@ bool PostgresLedger::replay_log(Connection& conn) {
 }
 
 bool PostgresLedger::replay(Connection& conn, TotalsByKey& out) {
-  Outcome r = exec(conn,
-                   "SELECT key, SUM(CASE WHEN total_tokens > 0 THEN total_tokens "
-                   "ELSE input_tokens + output_tokens END)::text, "
-                   "COALESCE(SUM(cost_usd), 0)::text, COUNT(*)::text "
-                   "FROM realtime_usage GROUP BY key",
-                   {});
+  // A scan of the whole table, once: the long deadline, and the server's statement_timeout
+  // raised to match around it.
+  auto long_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+      std::max<Clock::duration>(kLongTimeout, options_.timeout));
+  std::string sql = "SET statement_timeout = " + std::to_string(millis(long_ms)) +
+                    "; SELECT key, SUM(CASE WHEN total_tokens > 0 THEN total_tokens "
+                    "ELSE input_tokens + output_tokens END)::text, "
+                    "COALESCE(SUM(cost_usd), 0)::text, COUNT(*)::text "
+                    "FROM realtime_usage GROUP BY key; SET statement_timeout = " +
+                    std::to_string(std::max<long long>(1, millis(options_.timeout)));
+  Outcome r = exec(conn, sql.c_str(), {}, Clock::now() + long_ms);
   if (r.status() != PGRES_TUPLES_OK) {
     std::lock_guard lock(mu_);
     note_outage("replaying budgets: " + r.error());

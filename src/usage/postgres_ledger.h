@@ -22,13 +22,13 @@
 //
 // A database that hangs (stopped, wedged, a dead peer) is told from one that refuses by deadlines:
 // the writer uses libpq's asynchronous API and waits for every answer with poll() until
-// `Options::timeout` (the schema, once per connection, gets at least kSchemaTimeout); past it the
-// connection is dropped (an outage: up() false, backoff, reconnect), and a batch that may have
-// landed is sent again, which the unique indexes make harmless. Connections also ask for TCP
-// keepalives, `tcp_user_timeout` and a server-side `statement_timeout` of the same length. While
-// idle the writer probes the connection every `probe_interval` (`SELECT 1`), so up() also falls
-// when nothing is being written. A report is answered `unavailable` on the main loop once
-// `timeout` passes, whatever the writer is doing.
+// `Options::timeout` (the schema, once per connection, and the budget replay's scan, once, get at
+// least 60 s); past it the connection is dropped (an outage: up() false, backoff, reconnect), and
+// a batch that may have landed is sent again, which the unique indexes make harmless. Connections
+// also ask for TCP keepalives, `tcp_user_timeout` and a server-side `statement_timeout` of the same
+// length. While idle the writer probes the connection every `probe_interval` (`SELECT 1`), so up()
+// also falls when nothing is being written. A report is answered `unavailable` on the main loop
+// once `timeout` passes, whatever the writer is doing.
 //
 // The usage log's tail: records buffered here at a crash or a shutdown are in the JSONL log only.
 // On its first connection, before the budget replay, the writer reads the log's lines from before
