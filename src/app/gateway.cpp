@@ -197,11 +197,12 @@ void Gateway::start_postgres_ledger() {
                        {{"reason", "buffer_full"}}, 0);
   metrics_.add_counter("rtgw_usage_ledger_dropped_total", kLedgerDroppedHelp,
                        {{"reason", "rejected"}}, 0);
-  usage_.set_sink([this](const usage::UsageRecord& record, double unix_time) {
-    if (!postgres_->offer(record, unix_time))
-      metrics_.add_counter("rtgw_usage_ledger_dropped_total", kLedgerDroppedHelp,
-                           {{"reason", "buffer_full"}}, 1);
-  });
+  usage_.set_sink(
+      [this](const usage::UsageRecord& record, double unix_time, std::uint64_t log_end) {
+        if (!postgres_->offer(record, unix_time, log_end))
+          metrics_.add_counter("rtgw_usage_ledger_dropped_total", kLedgerDroppedHelp,
+                               {{"reason", "buffer_full"}}, 1);
+      });
   // Budgets: the table holds every instance's records and, once the log's tail is in, this log's
   // too; each key starts from the table's total (plus the log lines it refused).
   int wait = config_.usage_postgres_timeout_seconds;

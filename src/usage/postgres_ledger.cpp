@@ -2,6 +2,7 @@
 #include "usage/postgres_ledger.h"
 
 #include <glib.h>
+#include <glib/gstdio.h>
 #include <libpq-fe.h>
 #include <poll.h>
 #include <sys/eventfd.h>
@@ -286,14 +287,16 @@ PostgresLedger::PostgresLedger(Options options)
 
 PostgresLedger::~PostgresLedger() { close(std::chrono::milliseconds(0)); }
 
-bool PostgresLedger::offer(const UsageRecord& record, double unix_time) {
+bool PostgresLedger::offer(const UsageRecord& record, double unix_time, std::uint64_t log_end) {
   std::lock_guard lock(mu_);
   if (!closing_ && queue_.size() < options_.buffer_records) {
-    queue_.push_back({record, unix_time});
+    queue_.push_back({record, unix_time, log_end});
     offered_++;
     cv_.notify_all();
     return true;
   }
+  // Its line is in the log but will not be in the table: the next start-up replays from before it.
+  if (log_end) watermark_limit_ = std::min(watermark_limit_, log_end - 1);
   dropped_++;
   dropped_in_episode_++;
   if (!overflowing_) {
@@ -633,6 +636,10 @@ bool PostgresLedger::probe(Connection& conn) {
 }
 
 bool PostgresLedger::replay_log(Connection& conn) {
+  if (!options_.log_path.empty() && !mark_read_) {
+    read_watermark();
+    mark_read_ = true;
+  }
   if (options_.log_path.empty() || options_.log_bytes == 0) {
     log_done_ = true;
     return true;
@@ -648,6 +655,8 @@ bool PostgresLedger::replay_log(Connection& conn) {
   }
   in.seekg(static_cast<std::streamoff>(log_offset_));
   std::uint64_t offset = log_offset_;
+  const std::uint64_t first_offset = offset;
+  std::uint64_t batch_end = offset;  // where the batch being gathered starts
   std::vector<Pending> batch;
   std::uint64_t lines = 0;
   // One batch: inserted, or row by row when the server refuses its data; the refused rows count
@@ -675,6 +684,11 @@ bool PostgresLedger::replay_log(Connection& conn) {
       log_only_[key].tokens += t.tokens;
       log_only_[key].cost_usd += t.cost_usd;
     }
+    if (refused_rows) {
+      // Refused lines are counted from the log at every start-up: the watermark stays before them.
+      std::lock_guard lock(mu_);
+      watermark_limit_ = std::min(watermark_limit_, batch_end);
+    }
     lines += batch.size();
     written_ += inserted;
     log_replayed_ += inserted;
@@ -688,7 +702,6 @@ bool PostgresLedger::replay_log(Connection& conn) {
     return true;
   };
   std::string line;
-  std::uint64_t batch_end = offset;
   while (offset < options_.log_bytes && std::getline(in, line)) {
     offset += line.size() + (in.eof() ? 0 : 1);
     if (auto logged = parse_usage_line(line))
@@ -696,17 +709,67 @@ bool PostgresLedger::replay_log(Connection& conn) {
     if (batch.size() >= options_.batch_records) {
       if (!flush()) return false;
       log_offset_ = batch_end = offset;
+      std::unique_lock lock(mu_);
+      advance_watermark(offset, false, lock);
     }
   }
   if (!flush()) return false;
   log_offset_ = batch_end = offset;
   log_done_ = true;
+  {
+    std::unique_lock lock(mu_);
+    advance_watermark(offset, true, lock);
+  }
   g_message(
-      "usage ledger: the usage log's %llu record(s) from before start-up replayed into "
-      "PostgreSQL: %llu were missing there and written",
-      static_cast<unsigned long long>(lines),
+      "usage ledger: the usage log's %llu record(s) from before start-up (from byte %llu) "
+      "replayed into PostgreSQL: %llu were missing there and written",
+      static_cast<unsigned long long>(lines), static_cast<unsigned long long>(first_offset),
       static_cast<unsigned long long>(log_replayed_.load()));
   return true;
+}
+
+namespace {
+std::string watermark_path(const std::string& log_path) { return log_path + ".ledger-mark"; }
+}  // namespace
+
+void PostgresLedger::read_watermark() {
+  GStatBuf st;
+  if (g_stat(options_.log_path.c_str(), &st) != 0) return;
+  log_inode_ = static_cast<std::uint64_t>(st.st_ino);
+  gchar* raw = nullptr;
+  if (!g_file_get_contents(watermark_path(options_.log_path).c_str(), &raw, nullptr, nullptr))
+    return;
+  UniqueStr text(raw);
+  unsigned long long inode = 0, offset = 0;
+  // Another file under the log's name (rotated, replaced), or a shorter one: from the start.
+  if (std::sscanf(text.get(), "%llu %llu", &inode, &offset) != 2 || inode != log_inode_ ||
+      offset > options_.log_bytes)
+    return;
+  log_offset_ = watermark_ = watermark_saved_ = offset;
+}
+
+void PostgresLedger::advance_watermark(std::uint64_t end, bool force,
+                                       std::unique_lock<std::mutex>& lock) {
+  if (options_.log_path.empty() || log_inode_ == 0) return;
+  // Past a dropped or refused line it stays where it was, for the rest of this process.
+  if (end > watermark_ && end <= watermark_limit_) watermark_ = end;
+  if (watermark_ == watermark_saved_) return;
+  auto now = Clock::now();
+  if (!force && now - watermark_saved_at_ < std::chrono::seconds(1)) return;
+  std::uint64_t mark = watermark_;
+  watermark_saved_ = mark;
+  watermark_saved_at_ = now;
+  lock.unlock();
+  std::string text = std::to_string(log_inode_) + " " + std::to_string(mark) + "\n";
+  UniqueError error;
+  if (!g_file_set_contents_full(watermark_path(options_.log_path).c_str(), text.c_str(),
+                                static_cast<gssize>(text.size()), G_FILE_SET_CONTENTS_CONSISTENT,
+                                0644, ErrorOut(error)))
+    g_warning(
+        "usage ledger: cannot save the replay watermark (%s): the next start-up reads the whole "
+        "usage log",
+        error->message);
+  lock.lock();
 }
 
 bool PostgresLedger::replay(Connection& conn, TotalsByKey& out) {
@@ -867,6 +930,7 @@ void PostgresLedger::run() {
     WriteResult result = insert(conn, batch, inserted);
     std::size_t done = 0;
     std::uint64_t refused = 0;
+    std::uint64_t refused_floor = UINT64_MAX;  // the watermark stays before a refused line
     if (result == WriteResult::kOk) {
       done = n;
     } else if (result == WriteResult::kBadData) {
@@ -877,6 +941,7 @@ void PostgresLedger::run() {
         if (result == WriteResult::kOutage) break;
         if (result == WriteResult::kBadData) {
           refused++;
+          if (p.log_end) refused_floor = std::min(refused_floor, p.log_end - 1);
           g_warning("usage ledger: PostgreSQL refused the record of call %s (%s %s): dropped",
                     p.record.call_id.c_str(), p.record.response_id.c_str(),
                     p.record.item_id.c_str());
@@ -891,6 +956,10 @@ void PostgresLedger::run() {
     written_ += inserted;
     rejected_ += refused;
     duplicates_ += done - inserted - refused;
+    watermark_limit_ = std::min(watermark_limit_, refused_floor);
+    std::uint64_t settled_end = 0;
+    for (std::size_t i = 0; i < done; i++) settled_end = std::max(settled_end, batch[i].log_end);
+    if (log_done_ && settled_end) advance_watermark(settled_end, false, lock);
     if (result == WriteResult::kOutage) {
       drop_connection();
       wait_to_retry();
@@ -903,6 +972,7 @@ void PostgresLedger::run() {
       dropped_in_episode_ = 0;
     }
   }
+  if (log_done_) advance_watermark(watermark_, true, lock);
   std::size_t left = queue_.size();
   if (left)
     g_warning(

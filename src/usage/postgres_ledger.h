@@ -33,7 +33,10 @@
 // The usage log's tail: records buffered here at a crash or a shutdown are in the JSONL log only.
 // On its first connection, before the budget replay, the writer reads the log's lines from before
 // this process (`log_path`, its first `log_bytes` bytes) and inserts them (ON CONFLICT DO
-// NOTHING: each carries its record_id, unique in the table), so each lands exactly once. The
+// NOTHING: each carries its record_id, unique in the table), so each lands exactly once. A
+// watermark file beside the log (`<log>.ledger-mark`: the log's inode and an offset before which
+// every line is known to be in the table, written by the writer as records land) lets the next
+// start-up begin there instead of at the first line. The
 // budget replay then counts the table's rows plus the log's lines the table refused, i.e. every
 // record once.
 //
@@ -89,7 +92,9 @@ class PostgresLedger {
 
   // Queues `record` (stamped `unix_time`) for the writer. False when the queue is full or the
   // ledger is closed: the record is dropped and counted, and the first drop of an episode logged.
-  bool offer(const UsageRecord& record, double unix_time);
+  // `log_end`: the usage log's length once the record's line is in (0: not in the log). A dropped
+  // record stops the replay watermark before its line.
+  bool offer(const UsageRecord& record, double unix_time, std::uint64_t log_end = 0);
 
   // Waits up to `timeout` for the first connection's budget replay (each key's billable tokens
   // and cost_usd summed over the table after the log's tail went in, plus the log lines the table
@@ -136,6 +141,7 @@ class PostgresLedger {
   struct Pending {
     UsageRecord record;
     double unix_time;
+    std::uint64_t log_end = 0;  // see offer()
   };
   struct Connection;
   struct Outcome;
@@ -161,6 +167,11 @@ class PostgresLedger {
   bool probe(Connection& conn);
   // Inserts the log's lines from before this process (from log_offset_ on); false on an outage.
   bool replay_log(Connection& conn);
+  // The replay watermark (writer thread): `end` (a line end in the log) when every line before it
+  // is in the table, saved at most once a second (`force`: now) beside the log. Called with mu_
+  // held (released while the file is written).
+  void advance_watermark(std::uint64_t end, bool force, std::unique_lock<std::mutex>& lock);
+  void read_watermark();
   bool replay(Connection& conn, TotalsByKey& out);
   // Runs one report on `conn` (lock not held); false when the connection failed.
   bool run_report(Connection& conn, const UsageQuery& query, UsageReply& reply);
@@ -194,8 +205,10 @@ class PostgresLedger {
   bool finished_ = false;
   std::chrono::steady_clock::time_point flush_deadline_;
   std::optional<TotalsByKey> replay_;  // set once, by the writer
-  bool replay_waited_out_ = false;     // the main thread stopped waiting: post a late replay
-  bool overflowing_ = false;           // an overflow episode is on (logged once)
+  // The watermark may not pass this offset: a record dropped or refused has its line just after.
+  std::uint64_t watermark_limit_ = UINT64_MAX;
+  bool replay_waited_out_ = false;  // the main thread stopped waiting: post a late replay
+  bool overflowing_ = false;        // an overflow episode is on (logged once)
   std::uint64_t dropped_in_episode_ = 0;
   std::string outage_reason_;         // the last outage's cause, for reports
   std::unique_ptr<Connection> conn_;  // created and used by the writer
@@ -208,6 +221,11 @@ class PostgresLedger {
   bool log_done_ = false;         // the log's tail is in the table
   std::uint64_t log_offset_ = 0;  // how far the log's replay got (a batch boundary)
   TotalsByKey log_only_;          // the log's lines the table refused: counted from the log alone
+  bool mark_read_ = false;
+  std::uint64_t log_inode_ = 0;  // the log's, when the watermark was read
+  std::uint64_t watermark_ = 0;  // every log line before it is in the table
+  std::uint64_t watermark_saved_ = 0;
+  std::chrono::steady_clock::time_point watermark_saved_at_;
   std::chrono::steady_clock::time_point last_io_;  // the last answer on the connection
 
   // Main thread: reports' deadline timers check it before touching the ledger.

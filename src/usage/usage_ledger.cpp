@@ -210,25 +210,34 @@ bool UsageLedger::record(const UsageRecord& offered) {
     live_usd_[record.key_name] += *record.cost_usd;
   }
   double now = static_cast<double>(g_get_real_time()) / 1e6;
-  if (sink_) sink_(record, now);
   if (memory_only_) {
     recent_.push_back({now, record.key_name, record.model, record.input_tokens,
                        record.output_tokens, record.total_tokens, record.transcription_seconds,
                        record.cost_usd});
     if (recent_.size() > kMemoryEntries) recent_.pop_front();
   }
-  if (!log_) return true;
-  std::string line = record.to_json_line(now) + "\n";
-  if (std::fwrite(line.data(), 1, line.size(), log_.get()) == line.size() &&
-      std::fflush(log_.get()) == 0)
-    return true;
-  int error = errno;
-  // Whatever stdio kept of the line is dropped with the error flag, so the next record starts
-  // clean (a partial line on disk is skipped at replay: it is not valid JSON).
-  std::clearerr(log_.get());
-  g_warning("usage log write failed (%s): the record of %s (%s) counts in memory only",
-            g_strerror(error), record.response_id.c_str(), record.key_name.c_str());
-  return false;
+  // The log first, so the sink learns where the record's line ends (the PostgreSQL ledger's
+  // replay watermark).
+  bool logged = true;
+  std::uint64_t log_end = 0;
+  if (log_) {
+    std::string line = record.to_json_line(now) + "\n";
+    if (std::fwrite(line.data(), 1, line.size(), log_.get()) == line.size() &&
+        std::fflush(log_.get()) == 0) {
+      off_t end = ftello(log_.get());
+      if (end > 0) log_end = static_cast<std::uint64_t>(end);
+    } else {
+      int error = errno;
+      // Whatever stdio kept of the line is dropped with the error flag, so the next record starts
+      // clean (a partial line on disk is skipped at replay: it is not valid JSON).
+      std::clearerr(log_.get());
+      g_warning("usage log write failed (%s): the record of %s (%s) counts in memory only",
+                g_strerror(error), record.response_id.c_str(), record.key_name.c_str());
+      logged = false;
+    }
+  }
+  if (sink_) sink_(record, now, log_end);
+  return logged;
 }
 
 void UsageLedger::merge_replayed(const TotalsByKey& totals) {

@@ -98,8 +98,8 @@ class UsageLedger {
   // I/O error): the record then counts in memory only, and the error is logged.
   bool record(const UsageRecord& record);
   // Every record counted is also handed to `sink` (the PostgreSQL ledger) with the time its log
-  // line carries.
-  using Sink = std::function<void(const UsageRecord&, double unix_time)>;
+  // line carries and the log's length once that line is in (0: no log, or the write failed).
+  using Sink = std::function<void(const UsageRecord&, double unix_time, std::uint64_t log_end)>;
   void set_sink(Sink sink) { sink_ = std::move(sink); }
   // Totals replayed from the PostgreSQL ledger, which then counts every record made before this
   // process started exactly once: every instance's rows, this log's lines it had not yet (replayed

@@ -284,9 +284,12 @@ def test_an_outage_buffers_then_flushes(pg, fake_upstream, gateway_factory):
     assert "is back: writing 3 buffered record(s)" in gw.stderr(), gw.stderr()
 
 
-def test_overflow_past_the_bound_is_counted_and_logged(pg, fake_upstream, gateway_factory):
+def test_overflow_past_the_bound_is_counted_and_logged(pg, fake_upstream, gateway_factory,
+                                                       tmp_path):
     server, db = pg
-    gw = ledger_gateway(gateway_factory, fake_upstream, server, db, postgres_buffer_records=2)
+    log = str(tmp_path / "overflow.jsonl")
+    gw = ledger_gateway(gateway_factory, fake_upstream, server, db, postgres_buffer_records=2,
+                        log=log)
     wait_until(lambda: metric(gw, "rtgw_usage_ledger_up") == 1, 15, "the ledger up")
     server.stop("fast")
     try:
@@ -294,7 +297,7 @@ def test_overflow_past_the_bound_is_counted_and_logged(pg, fake_upstream, gatewa
         wait_until(lambda: metric(gw, "rtgw_usage_ledger_up") == 0, 15, "rtgw_usage_ledger_up 0")
         ws_turns(gw, 4)  # 5 records, room for 2
         # The JSONL log keeps every record.
-        wait_until(lambda: len(jsonl(gw)) == 5, 10, "five usage log lines")
+        wait_until(lambda: len(jsonl_at(log)) == 5, 10, "five usage log lines")
         assert metric(gw, "rtgw_usage_ledger_buffered_records") == 2
         assert metric(gw, "rtgw_usage_ledger_dropped_total", '{reason="buffer_full"}') == 3
         assert gw.stderr().count("buffer full (2 records)") == 1, gw.stderr()
@@ -305,6 +308,16 @@ def test_overflow_past_the_bound_is_counted_and_logged(pg, fake_upstream, gatewa
     assert len(rows(server, db)) == 2
     wait_until(lambda: "3 record(s) were dropped while the buffer was full" in gw.stderr(), 5,
                "the overflow's count in the log")
+    # A later record lands; the replay watermark still stays before the dropped ones...
+    ws_turns(gw, 1)
+    wait_until(lambda: len(rows(server, db)) == 3, 15, "the later record")
+    assert gw.stop() == 0
+    # ... so the next start-up finds them in the log and writes them: every line once.
+    again = ledger_gateway(gateway_factory, fake_upstream, server, db, log=log,
+                           postgres_timeout_seconds=20)
+    assert "3 were missing there and written" in again.stderr(), again.stderr()
+    assert sorted(r["record_id"] for r in rows(server, db)) == sorted(
+        line["record_id"] for line in jsonl_at(log))
 
 
 def test_budgets_are_replayed_from_the_table(pg, fake_upstream, gateway_factory):
@@ -777,12 +790,18 @@ def test_records_buffered_at_a_shutdown_with_the_database_down_reach_the_table(
     finally:
         server.start()
     again = start(postgres_timeout_seconds=20)
+    assert "2 record(s) from before start-up (from byte 0)" in again.stderr(), again.stderr()
     assert "2 were missing there and written" in again.stderr(), again.stderr()
     landed = rows(server, db)
     assert sorted(r["record_id"] for r in landed) == sorted(
         line["record_id"] for line in jsonl_at(log))
     assert again.stop() == 0
-    # A restart with nothing new adds nothing.
+    # A restart with nothing new adds nothing, and starts reading where the table is complete
+    # (the watermark beside the log): no line is read again.
+    size = os.path.getsize(log)
+    with open(log + ".ledger-mark") as f:
+        assert f.read().split()[1] == str(size)
     third = start(postgres_timeout_seconds=20)
-    assert "0 were missing there and written" in third.stderr(), third.stderr()
+    assert f"0 record(s) from before start-up (from byte {size})" in third.stderr(), \
+        third.stderr()
     assert len(rows(server, db)) == 2

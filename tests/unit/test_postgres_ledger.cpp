@@ -471,7 +471,11 @@ TEST(UsageLedgerReplay, EveryRecordHasAnIdThatRoundTripsThroughItsLogLine) {
   {
     rtgw::usage::UsageLedger ledger(log.path);
     std::vector<UsageRecord> seen;
-    ledger.set_sink([&](const UsageRecord& r, double) { seen.push_back(r); });
+    std::vector<std::uint64_t> ends;
+    ledger.set_sink([&](const UsageRecord& r, double, std::uint64_t log_end) {
+      seen.push_back(r);
+      ends.push_back(log_end);
+    });
     UsageRecord r = response_record("rtc_a", "resp_1", "team-a");
     r.cached_details_present = true;
     r.input_cached_audio_tokens = 3;
@@ -483,6 +487,10 @@ TEST(UsageLedgerReplay, EveryRecordHasAnIdThatRoundTripsThroughItsLogLine) {
     EXPECT_EQ(seen[0].record_id.rfind("ur_", 0), 0u) << seen[0].record_id;
     EXPECT_EQ(seen[0].record_id.size(), 3u + 32u);
     EXPECT_NE(seen[0].record_id, seen[1].record_id);
+    // Where each line ends in the log (the sink hears of a record once its line is in).
+    EXPECT_EQ(ends[1], log.text().size());
+    EXPECT_EQ(log.text()[ends[0] - 1], '\n');
+    EXPECT_LT(ends[0], ends[1]);
   }
   std::ifstream in(log.path);
   std::string line;
