@@ -392,11 +392,12 @@ PostgresLedger::Outcome PostgresLedger::exec(Connection& conn, const char* sql,
                                              Clock::time_point deadline) {
   PGconn* c = conn.conn.get();
   Outcome out;
+  const auto began = Clock::now();
   int sent = params.empty() ? PQsendQuery(c, sql)
                             : PQsendQueryParams(c, sql, static_cast<int>(params.size()), nullptr,
                                                 params.data(), nullptr, nullptr, 0);
   auto timed_out = [&] {
-    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(options_.timeout);
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - began);
     out.lost = Clock::now() >= from_ns(abort_at_ns_.load())
                    ? "abandoned at shutdown's deadline"
                    : "no answer within " + std::to_string(millis(ms)) + " ms";
@@ -422,7 +423,7 @@ PostgresLedger::Outcome PostgresLedger::exec(Connection& conn, const char* sql,
       return out;
     }
   }
-  // Read every result; keep the first error, else the last result.
+  // Read every result.
   while (true) {
     while (PQisBusy(c)) {
       if (wait_socket(PQsocket(c), POLLIN, deadline) == Ready::kTimedOut) return timed_out();
