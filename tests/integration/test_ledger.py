@@ -805,3 +805,43 @@ def test_records_buffered_at_a_shutdown_with_the_database_down_reach_the_table(
     assert f"0 record(s) from before start-up (from byte {size})" in third.stderr(), \
         third.stderr()
     assert len(rows(server, db)) == 2
+
+
+def test_a_log_line_the_table_refuses_counts_once_from_the_log(pg, fake_upstream,
+                                                                gateway_factory, tmp_path):
+    server, db = pg
+    log = tmp_path / "refused.jsonl"
+    base = {"input_tokens": 37, "output_tokens": 20, "total_tokens": 57, "kind": "response",
+            "transport": "websocket", "key": "team-a", "model": MODEL, "worker": "w",
+            "status": "completed", "usage_present": True, "item_id": None, "cost_usd": None,
+            "turn_duration_ms": 100.0, "transcription_seconds": 0.0}
+    good = {**base, "record_id": "ur_" + "1" * 32, "time": 1700000000.5, "call_id": "ws_good",
+            "response_id": "resp_good"}
+    # A time PostgreSQL cannot store (to_timestamp overflows: SQLSTATE 22008): refused for its
+    # data, so it is in the log only.
+    bad = {**base, "record_id": "ur_" + "2" * 32, "time": 1e300, "call_id": "ws_bad",
+           "response_id": "resp_bad", "total_tokens": 100}
+    log.write_text(json.dumps(good) + "\n" + json.dumps(bad) + "\n")
+
+    def start(budget):
+        config = default_gateway_config(fake_upstream)
+        config["auth"]["keys"] = [{"name": "team-a", "key": GATEWAY_KEY, "models": ["*"],
+                                   "budget_tokens": budget}]
+        config["usage"] = {"log": str(log), "postgres_url": server.url(db),
+                           "postgres_timeout_seconds": 20}
+        return gateway_factory(config, health_timeout=30)
+
+    # 157 tokens in all: 57 in the table, 100 in the log only. Budget 158: not blocked (the
+    # good line is not counted twice, once from the log and once from the table)...
+    first = start(158)
+    assert "PostgreSQL refused 1 record(s) of the usage log" in first.stderr(), first.stderr()
+    assert [r["record_id"] for r in rows(server, db)] == [good["record_id"]]
+    reply = post_offer(first.url, GATEWAY_KEY, aiortc_offer(), model=MODEL)
+    assert reply.status == 201, reply.body
+    assert first.stop() == 0
+    # ... budget 157: blocked (the refused line counts). The watermark stayed before it, so this
+    # start reads it again and counts it again, once.
+    second = start(157)
+    assert "PostgreSQL refused 1 record(s) of the usage log" in second.stderr(), second.stderr()
+    reply = post_offer(second.url, GATEWAY_KEY, aiortc_offer(), model=MODEL)
+    assert reply.status == 429 and reply.json()["error"]["code"] == "budget_exceeded", reply.body
