@@ -733,6 +733,13 @@ namespace {
 std::string watermark_path(const std::string& log_path) { return log_path + ".ledger-mark"; }
 }  // namespace
 
+std::string PostgresLedger::database_tag() const {
+  // Which database the mark speaks for: lines "in the table" of another database (the URL
+  // changed) are not in this one. A digest of the masked URL, so the file holds no password.
+  UniqueStr digest(g_compute_checksum_for_string(G_CHECKSUM_SHA256, masked_.c_str(), -1));
+  return std::string(digest.get()).substr(0, 16);
+}
+
 void PostgresLedger::read_watermark() {
   GStatBuf st;
   if (g_stat(options_.log_path.c_str(), &st) != 0) return;
@@ -742,9 +749,11 @@ void PostgresLedger::read_watermark() {
     return;
   UniqueStr text(raw);
   unsigned long long inode = 0, offset = 0;
-  // Another file under the log's name (rotated, replaced), or a shorter one: from the start.
-  if (std::sscanf(text.get(), "%llu %llu", &inode, &offset) != 2 || inode != log_inode_ ||
-      offset > options_.log_bytes)
+  char tag[17] = "";
+  // Another file under the log's name (rotated, replaced), or a shorter one, or a mark written
+  // for another database (or without the database's tag): from the start.
+  if (std::sscanf(text.get(), "%llu %llu %16s", &inode, &offset, tag) != 3 || inode != log_inode_ ||
+      offset > options_.log_bytes || database_tag() != tag)
     return;
   log_offset_ = watermark_ = watermark_saved_ = offset;
 }
@@ -761,7 +770,8 @@ void PostgresLedger::advance_watermark(std::uint64_t end, bool force,
   watermark_saved_ = mark;
   watermark_saved_at_ = now;
   lock.unlock();
-  std::string text = std::to_string(log_inode_) + " " + std::to_string(mark) + "\n";
+  std::string text =
+      std::to_string(log_inode_) + " " + std::to_string(mark) + " " + database_tag() + "\n";
   UniqueError error;
   if (!g_file_set_contents_full(watermark_path(options_.log_path).c_str(), text.c_str(),
                                 static_cast<gssize>(text.size()), G_FILE_SET_CONTENTS_CONSISTENT,

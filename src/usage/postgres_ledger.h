@@ -34,8 +34,9 @@
 // On its first connection, before the budget replay, the writer reads the log's lines from before
 // this process (`log_path`, its first `log_bytes` bytes) and inserts them (ON CONFLICT DO
 // NOTHING: each carries its record_id, unique in the table), so each lands exactly once. A
-// watermark file beside the log (`<log>.ledger-mark`: the log's inode and an offset before which
-// every line is known to be in the table, written by the writer as records land) lets the next
+// watermark file beside the log (`<log>.ledger-mark`: the log's inode, an offset before which
+// every line is known to be in the table, and a digest of the masked URL of that table's database,
+// written by the writer as records land) lets the next
 // start-up begin there instead of at the first line. The
 // budget replay then counts the table's rows plus the log's lines the table refused, i.e. every
 // record once.
@@ -172,6 +173,8 @@ class PostgresLedger {
   // held (released while the file is written).
   void advance_watermark(std::uint64_t end, bool force, std::unique_lock<std::mutex>& lock);
   void read_watermark();
+  // The watermark's third field: which database (the URL, password masked) it is for.
+  std::string database_tag() const;
   bool replay(Connection& conn, TotalsByKey& out);
   // Runs one report on `conn` (lock not held); false when the connection failed.
   bool run_report(Connection& conn, const UsageQuery& query, UsageReply& reply);

@@ -807,6 +807,42 @@ def test_records_buffered_at_a_shutdown_with_the_database_down_reach_the_table(
     assert len(rows(server, db)) == 2
 
 
+def test_the_watermark_speaks_for_its_database_only(pg, fake_upstream, gateway_factory,
+                                                    tmp_path):
+    """A mark says "these lines are in the table" of one database: pointed at another (a new or
+    moved database), the gateway replays the whole log into it instead of skipping the lines that
+    only the old one has, and its budgets count them."""
+    server, first_db = pg
+    log = str(tmp_path / "moved.jsonl")
+
+    def start(db, budget=100000):
+        config = default_gateway_config(fake_upstream)
+        config["auth"]["keys"] = [{"name": "team-a", "key": GATEWAY_KEY, "models": ["*"],
+                                   "budget_tokens": budget}]
+        config["usage"] = {"log": log, "postgres_url": server.url(db),
+                           "postgres_timeout_seconds": 20}
+        return gateway_factory(config, health_timeout=30)
+
+    gw = start(first_db)
+    ws_turns(gw, 2)
+    wait_until(lambda: len(rows(server, first_db)) == 2, 15, "the first rows")
+    assert gw.stop() == 0
+    size = os.path.getsize(log)
+    with open(log + ".ledger-mark") as f:
+        assert f.read().split()[1] == str(size)
+
+    second_db = server.new_database()
+    tokens = sum(line["total_tokens"] for line in jsonl_at(log))
+    again = start(second_db, budget=tokens)
+    assert "2 record(s) from before start-up (from byte 0)" in again.stderr(), again.stderr()
+    assert sorted(r["record_id"] for r in rows(server, second_db)) == sorted(
+        line["record_id"] for line in jsonl_at(log))
+    # The budget counts the log's records (the new table has them now): at its total, blocked.
+    reply = post_offer(again.url, GATEWAY_KEY, aiortc_offer(), model=MODEL)
+    assert reply.status == 429 and reply.json()["error"]["code"] == "budget_exceeded", reply.body
+    assert again.stop() == 0
+
+
 def test_a_log_line_the_table_refuses_counts_once_from_the_log(pg, fake_upstream,
                                                                 gateway_factory, tmp_path):
     server, db = pg
