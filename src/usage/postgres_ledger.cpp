@@ -731,6 +731,8 @@ bool PostgresLedger::replay_log(Connection& conn) {
 
 namespace {
 std::string watermark_path(const std::string& log_path) { return log_path + ".ledger-mark"; }
+// The longest first-line record id the mark keeps (ours are 35 characters), with its NUL.
+constexpr std::size_t kMaxHeadId = 64;
 }  // namespace
 
 std::string PostgresLedger::database_tag() const {
@@ -740,20 +742,37 @@ std::string PostgresLedger::database_tag() const {
   return std::string(digest.get()).substr(0, 16);
 }
 
+std::string PostgresLedger::log_head_id() const {
+  std::ifstream in(options_.log_path, std::ios::binary);
+  std::string line;
+  if (!in || !std::getline(in, line)) return "-";
+  auto logged = parse_usage_line(line);
+  return logged && !logged->record.record_id.empty() &&
+                 logged->record.record_id.size() < kMaxHeadId &&
+                 logged->record.record_id.find_first_of(" \t\n") == std::string::npos
+             ? logged->record.record_id
+             : "-";
+}
+
 void PostgresLedger::read_watermark() {
   GStatBuf st;
   if (g_stat(options_.log_path.c_str(), &st) != 0) return;
   log_inode_ = static_cast<std::uint64_t>(st.st_ino);
+  log_head_ = log_head_id();
   gchar* raw = nullptr;
   if (!g_file_get_contents(watermark_path(options_.log_path).c_str(), &raw, nullptr, nullptr))
     return;
   UniqueStr text(raw);
   unsigned long long inode = 0, offset = 0;
   char tag[17] = "";
-  // Another file under the log's name (rotated, replaced), or a shorter one, or a mark written
-  // for another database (or without the database's tag): from the start.
-  if (std::sscanf(text.get(), "%llu %llu %16s", &inode, &offset, tag) != 3 || inode != log_inode_ ||
-      offset > options_.log_bytes || database_tag() != tag)
+  char head[kMaxHeadId] = "";
+  // Another file under the log's name (rotated, replaced), or a shorter one, or one that starts
+  // with another record (truncated in place, e.g. logrotate's copytruncate, and written again:
+  // same inode, and maybe as long), or a mark written for another database (or in an older
+  // format): from the start.
+  if (std::sscanf(text.get(), "%llu %llu %16s %63s", &inode, &offset, tag, head) != 4 ||
+      inode != log_inode_ || offset > options_.log_bytes || database_tag() != tag ||
+      log_head_ != head)
     return;
   log_offset_ = watermark_ = watermark_saved_ = offset;
 }
@@ -770,8 +789,10 @@ void PostgresLedger::advance_watermark(std::uint64_t end, bool force,
   watermark_saved_ = mark;
   watermark_saved_at_ = now;
   lock.unlock();
-  std::string text =
-      std::to_string(log_inode_) + " " + std::to_string(mark) + " " + database_tag() + "\n";
+  // A log empty at start-up has its first line by now.
+  if (log_head_ == "-") log_head_ = log_head_id();
+  std::string text = std::to_string(log_inode_) + " " + std::to_string(mark) + " " +
+                     database_tag() + " " + log_head_ + "\n";
   UniqueError error;
   if (!g_file_set_contents_full(watermark_path(options_.log_path).c_str(), text.c_str(),
                                 static_cast<gssize>(text.size()), G_FILE_SET_CONTENTS_CONSISTENT,

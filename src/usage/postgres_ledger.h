@@ -35,8 +35,8 @@
 // this process (`log_path`, its first `log_bytes` bytes) and inserts them (ON CONFLICT DO
 // NOTHING: each carries its record_id, unique in the table), so each lands exactly once. A
 // watermark file beside the log (`<log>.ledger-mark`: the log's inode, an offset before which
-// every line is known to be in the table, and a digest of the masked URL of that table's database,
-// written by the writer as records land) lets the next
+// every line is known to be in the table, a digest of the masked URL of that table's database and
+// the record id of the log's first line, written by the writer as records land) lets the next
 // start-up begin there instead of at the first line. The
 // budget replay then counts the table's rows plus the log's lines the table refused, i.e. every
 // record once.
@@ -175,6 +175,9 @@ class PostgresLedger {
   void read_watermark();
   // The watermark's third field: which database (the URL, password masked) it is for.
   std::string database_tag() const;
+  // The watermark's fourth field: the record id of the log's first line ("-": none), so a log
+  // truncated in place and written again is not taken for the one the mark was made for.
+  std::string log_head_id() const;
   bool replay(Connection& conn, TotalsByKey& out);
   // Runs one report on `conn` (lock not held); false when the connection failed.
   bool run_report(Connection& conn, const UsageQuery& query, UsageReply& reply);
@@ -226,6 +229,7 @@ class PostgresLedger {
   TotalsByKey log_only_;          // the log's lines the table refused: counted from the log alone
   bool mark_read_ = false;
   std::uint64_t log_inode_ = 0;  // the log's, when the watermark was read
+  std::string log_head_ = "-";   // log_head_id() when the watermark was read (or first saved)
   std::uint64_t watermark_ = 0;  // every log line before it is in the table
   std::uint64_t watermark_saved_ = 0;
   std::chrono::steady_clock::time_point watermark_saved_at_;

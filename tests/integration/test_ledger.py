@@ -843,6 +843,47 @@ def test_the_watermark_speaks_for_its_database_only(pg, fake_upstream, gateway_f
     assert again.stop() == 0
 
 
+def test_a_log_truncated_in_place_is_replayed_from_its_start(pg, fake_upstream, gateway_factory,
+                                                             tmp_path):
+    """logrotate's copytruncate empties the log under the running gateway (same inode), which
+    writes on from byte 0: a mark made for the old content must not make the next start skip the
+    new lines it covers, or records buffered at the shutdown never reach the table."""
+    server, db = pg
+    log = str(tmp_path / "truncated.jsonl")
+    mark = log + ".ledger-mark"
+
+    def start():
+        config = default_gateway_config(fake_upstream)
+        config["usage"] = {"log": log, "postgres_url": server.url(db),
+                           "postgres_timeout_seconds": 2}
+        return gateway_factory(config, health_timeout=30)
+
+    gw = start()
+    ws_turns(gw, 3)
+    wait_until(lambda: len(rows(server, db)) == 3, 15, "the first rows")
+    wait_until(lambda: os.path.exists(mark) and int(open(mark).read().split()[1]) > 0, 15,
+               "the watermark")
+    os.truncate(log, 0)
+    server.stop("fast")
+    try:
+        ws_turns(gw, 5)
+        wait_until(lambda: len(jsonl_at(log)) == 5, 10, "the new log lines")
+        assert gw.stop(timeout=30) == 0
+    finally:
+        server.start()
+    with open(mark) as f:
+        covered = int(f.read().split()[1])
+    assert os.path.getsize(log) >= covered  # the old mark covers some of the new lines
+    again = start()
+    wait_until(lambda: "replayed from PostgreSQL for budgets" in again.stderr(), 30,
+               "the replay")
+    assert "5 record(s) from before start-up (from byte 0)" in again.stderr(), again.stderr()
+    landed = {r["record_id"] for r in rows(server, db)}
+    assert {line["record_id"] for line in jsonl_at(log)} <= landed
+    assert len(landed) == 3 + 5
+    assert again.stop() == 0
+
+
 def test_a_log_line_the_table_refuses_counts_once_from_the_log(pg, fake_upstream,
                                                                 gateway_factory, tmp_path):
     server, db = pg
