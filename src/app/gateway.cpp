@@ -5,6 +5,7 @@
 #include <ifaddrs.h>
 #include <malloc.h>
 #include <netinet/in.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <csignal>
@@ -29,6 +30,17 @@
 namespace rtgw::app {
 namespace {
 constexpr guint kFinishFlushMs = 100;
+
+// Once the main loop has stopped, GLib no longer dispatches signals: a SIGTERM or SIGINT during
+// the last bounded waits (the usage ledger's flush) ends the process at once.
+void exit_at_once(int) {
+  static const char kMessage[] =
+      "realtime-gateway: another signal during shutdown: exiting now (usage records not yet in "
+      "PostgreSQL stay in the JSONL log, replayed into the table at the next start)\n";
+  ssize_t ignored = write(STDERR_FILENO, kMessage, sizeof kMessage - 1);
+  (void)ignored;
+  _exit(1);
+}
 
 // RTGW_LOOP_STALL_PROBE=1 (measurement aid): a 10 ms timer logs each time the main loop ran it
 // over 20 ms late, and the worst lateness when the gateway stops.
@@ -174,18 +186,25 @@ void Gateway::start_postgres_ledger() {
   options.buffer_records = static_cast<std::size_t>(config_.usage_postgres_buffer_records);
   // The `instance` column: the cluster's instance id when clustered, else the host name.
   options.instance = config_.cluster.enabled ? config_.cluster.instance_id : g_get_host_name();
+  // One deadline for a connection, a statement and a report (at least 1 s).
+  options.timeout = std::chrono::seconds(std::max(1, config_.usage_postgres_timeout_seconds));
+  // The log's lines from before this process go into the table first (records buffered at a
+  // crash or a shutdown), so the budget replay counts each record once.
+  options.log_path = config_.usage_log;
+  options.log_bytes = usage_.replayed_bytes();
   postgres_ = std::make_unique<usage::PostgresLedger>(options);
   metrics_.add_counter("rtgw_usage_ledger_dropped_total", kLedgerDroppedHelp,
                        {{"reason", "buffer_full"}}, 0);
   metrics_.add_counter("rtgw_usage_ledger_dropped_total", kLedgerDroppedHelp,
                        {{"reason", "rejected"}}, 0);
-  usage_.set_sink([this](const usage::UsageRecord& record, double unix_time) {
-    if (!postgres_->offer(record, unix_time))
-      metrics_.add_counter("rtgw_usage_ledger_dropped_total", kLedgerDroppedHelp,
-                           {{"reason", "buffer_full"}}, 1);
-  });
-  // Budgets: the table holds every instance's records; each key starts from the larger of its
-  // JSONL total and its table total.
+  usage_.set_sink(
+      [this](const usage::UsageRecord& record, double unix_time, std::uint64_t log_end) {
+        if (!postgres_->offer(record, unix_time, log_end))
+          metrics_.add_counter("rtgw_usage_ledger_dropped_total", kLedgerDroppedHelp,
+                               {{"reason", "buffer_full"}}, 1);
+      });
+  // Budgets: the table holds every instance's records and, once the log's tail is in, this log's
+  // too; each key starts from the table's total (plus the log lines it refused).
   int wait = config_.usage_postgres_timeout_seconds;
   if (auto totals = postgres_->wait_for_replay(std::chrono::seconds(wait))) {
     usage_.merge_replayed(*totals);
@@ -298,9 +317,13 @@ int Gateway::run() {
   g_main_loop_run(loop_.get());
   calls_.set_on_empty(nullptr);
   sessions_.set_on_empty(nullptr);
+  struct sigaction now = {};
+  now.sa_handler = exit_at_once;
+  sigaction(SIGTERM, &now, nullptr);
+  sigaction(SIGINT, &now, nullptr);
   if (postgres_) {
-    std::size_t left =
-        postgres_->close(std::chrono::seconds(config_.usage_postgres_timeout_seconds));
+    std::size_t left = postgres_->close(
+        std::chrono::seconds(stop_now_ ? 0 : config_.usage_postgres_timeout_seconds));
     std::uint64_t lost = postgres_->dropped() + postgres_->rejected();
     if (left == 0 && lost == 0) g_message("usage ledger: every record is in PostgreSQL");
     if (left == 0 && lost > 0)
@@ -314,6 +337,7 @@ int Gateway::run() {
 void Gateway::begin_drain() {
   if (draining_) {
     // A second signal: stop now.
+    stop_now_ = true;
     calls_.hang_up_all("gateway shutting down");
     sessions_.end_all(close_code::kGoingAway, "gateway shutting down");
     return;

@@ -72,6 +72,7 @@ class Gateway {
   Ref<GMainLoop> loop_;
   SourceGuard drain_timeout_;
   bool draining_ = false;
+  bool stop_now_ = false;  // a second SIGTERM/SIGINT: the ledger's flush gets no wait
 };
 
 }  // namespace rtgw::app

@@ -2,11 +2,18 @@
 #include "usage/postgres_ledger.h"
 
 #include <glib.h>
+#include <glib/gstdio.h>
 #include <libpq-fe.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
+#include <limits>
 
 #include "common/main_thread.h"
 #include "usage/postgres_url.h"
@@ -18,9 +25,13 @@ using Clock = std::chrono::steady_clock;
 
 constexpr int kFirstBackoffMs = 500;
 constexpr int kMaxBackoffMs = 5000;
-constexpr int kConnectTimeoutSeconds = 5;
-// After close()'s deadline, how long a running statement gets before it is cancelled.
-constexpr auto kCancelGrace = std::chrono::seconds(1);
+// The schema statements (once per connection) may build an index over an existing table, and the
+// budget replay (once) scans the whole table: they get at least this long, client and server side.
+constexpr auto kLongTimeout = std::chrono::seconds(60);
+// TCP keepalives (seconds): a peer that vanished is noticed on an idle connection too.
+constexpr const char* kKeepalivesIdle = "10";
+constexpr const char* kKeepalivesInterval = "5";
+constexpr const char* kKeepalivesCount = "3";
 
 constexpr const char* kSchema = R"SQL(
 CREATE TABLE IF NOT EXISTS realtime_usage (
@@ -58,6 +69,8 @@ CREATE TABLE IF NOT EXISTS realtime_usage (
 CREATE UNIQUE INDEX IF NOT EXISTS realtime_usage_turn
   ON realtime_usage (call_id, (COALESCE(response_id, '')), (COALESCE(item_id, '')));
 CREATE INDEX IF NOT EXISTS realtime_usage_key_time ON realtime_usage (key, time);
+ALTER TABLE realtime_usage ADD COLUMN IF NOT EXISTS record_id text;
+CREATE UNIQUE INDEX IF NOT EXISTS realtime_usage_record ON realtime_usage (record_id);
 )SQL";
 
 // GET /v1/usage's groups, as scan_usage_log() makes them from the JSONL log: a turn's total is
@@ -103,14 +116,12 @@ constexpr const char* kColumns[] = {"instance",
                                     "first_token_latency_ms",
                                     "turn_duration_ms",
                                     "transcription_seconds",
-                                    "cost_usd"};
+                                    "cost_usd",
+                                    "record_id"};
 constexpr std::size_t kParamsPerRow = 1 + std::size(kColumns);
 
 struct PgConnFinish {
   void operator()(PGconn* c) const { PQfinish(c); }
-};
-struct PgCancelFree {
-  void operator()(PGcancel* c) const { PQfreeCancel(c); }
 };
 struct PgResultClear {
   void operator()(PGresult* r) const { PQclear(r); }
@@ -185,6 +196,7 @@ void append_params(const UsageRecord& r, double unix_time, const std::string& in
     out.emplace_back(number(*r.cost_usd));
   else
     out.emplace_back(std::nullopt);
+  text_or_null(r.record_id);  // none in a log line from before record ids: the turn index holds
 }
 
 std::string insert_sql(std::size_t rows) {
@@ -202,12 +214,61 @@ std::string insert_sql(std::size_t rows) {
   return sql;
 }
 
+std::int64_t to_ns(Clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+}
+
+Clock::time_point from_ns(std::int64_t ns) {
+  return Clock::time_point(
+      std::chrono::duration_cast<Clock::duration>(std::chrono::nanoseconds(ns)));
+}
+
+long long millis(std::chrono::milliseconds d) { return static_cast<long long>(d.count()); }
+
+void add_totals(TotalsByKey& to, const UsageRecord& r) {
+  KeyTotals& t = to[r.key_name];
+  t.tokens += r.billable_tokens();  // plain sums: a saturating add can replace them
+  if (r.cost_usd) t.cost_usd += *r.cost_usd;
+}
+
 }  // namespace
 
 struct PostgresLedger::Connection {
   std::unique_ptr<PGconn, PgConnFinish> conn;
-  std::unique_ptr<PGcancel, PgCancelFree> cancel;  // used by close() from the main thread
 };
+
+// What a statement came to: its last result, or why there is none (the connection failed or the
+// deadline passed: the connection is then unusable).
+struct PostgresLedger::Outcome {
+  Result result;
+  std::string lost;  // non-empty: the connection is lost
+
+  ExecStatusType status() const {
+    return result ? PQresultStatus(result.get()) : PGRES_FATAL_ERROR;
+  }
+  std::string error() const {
+    return !lost.empty() ? lost : one_line(PQresultErrorMessage(result.get()));
+  }
+};
+
+// One report's answer on the main loop: whichever comes first of the writer's reply and the
+// deadline answers; the other finds `done` empty.
+struct PostgresLedger::ReportAnswer {
+  std::function<void(UsageReply)> done;
+  SourceGuard deadline;
+
+  void give(UsageReply reply) {
+    if (!done) return;
+    auto fn = std::move(done);
+    done = nullptr;
+    deadline.cancel();
+    fn(std::move(reply));
+  }
+};
+
+PostgresLedger::Fd::~Fd() {
+  if (fd >= 0) ::close(fd);
+}
 
 const char* PostgresLedger::schema_sql() { return kSchema; }
 const char* PostgresLedger::report_sql() { return kReportSql; }
@@ -215,20 +276,27 @@ const char* PostgresLedger::report_sql() { return kReportSql; }
 PostgresLedger::PostgresLedger(Options options)
     : options_(std::move(options)),
       masked_(mask_conninfo(options_.conninfo)),
+      abort_at_ns_(std::numeric_limits<std::int64_t>::max()),
       on_late_replay_(std::make_shared<std::function<void(const TotalsByKey&)>>()) {
+  wake_.fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (wake_.fd < 0)
+    g_warning("usage ledger: eventfd failed (%s): close() waits for the writer's deadlines",
+              g_strerror(errno));
   thread_ = std::thread([this] { run(); });
 }
 
 PostgresLedger::~PostgresLedger() { close(std::chrono::milliseconds(0)); }
 
-bool PostgresLedger::offer(const UsageRecord& record, double unix_time) {
+bool PostgresLedger::offer(const UsageRecord& record, double unix_time, std::uint64_t log_end) {
   std::lock_guard lock(mu_);
   if (!closing_ && queue_.size() < options_.buffer_records) {
-    queue_.push_back({record, unix_time});
+    queue_.push_back({record, unix_time, log_end});
     offered_++;
     cv_.notify_all();
     return true;
   }
+  // Its line is in the log but will not be in the table: the next start-up replays from before it.
+  if (log_end) watermark_limit_ = std::min(watermark_limit_, log_end - 1);
   dropped_++;
   dropped_in_episode_++;
   if (!overflowing_) {
@@ -246,17 +314,43 @@ bool PostgresLedger::offer(const UsageRecord& record, double unix_time) {
 }
 
 bool PostgresLedger::report(UsageQuery query, std::function<void(UsageReply)> done) {
-  std::lock_guard lock(mu_);
-  if (closing_ || reports_pending_ >= kMaxConcurrentScans) return false;
-  reports_pending_++;
-  if (!conn_) {
-    // Down (or not yet connected): say so now rather than after the reconnection.
-    reports_.push_back({std::move(query), offered_, std::move(done)});
-    fail_reports(outage_reason_.empty() ? "not connected yet" : outage_reason_);
-    return true;
+  auto answer = std::make_shared<ReportAnswer>();
+  answer->done = std::move(done);
+  std::uint64_t id;
+  {
+    std::lock_guard lock(mu_);
+    if (closing_ || reports_pending_ >= kMaxConcurrentScans) return false;
+    reports_pending_++;
+    id = ++report_ids_;
+    reports_.push_back({std::move(query), offered_, id,
+                        [answer](UsageReply reply) { answer->give(std::move(reply)); }});
+    if (!conn_)
+      // Down (or not yet connected): say so now rather than after the reconnection.
+      fail_reports(outage_reason_.empty() ? "not connected yet" : outage_reason_);
+    else
+      cv_.notify_all();
   }
-  reports_.push_back({std::move(query), offered_, std::move(done)});
-  cv_.notify_all();
+  // The deadline, on the main loop: a report still queued is withdrawn (its slot freed); one the
+  // writer runs ends with the writer's own deadline.
+  std::weak_ptr<ReportAnswer> weak = answer;
+  auto ms = options_.timeout;
+  answer->deadline = run_after_ms(
+      static_cast<guint>(std::max<long long>(millis(ms), 1)),
+      [this, id, weak, ms, alive = lifetime_.watch()] {
+        auto a = weak.lock();
+        if (!a) return;
+        a->deadline.forget();
+        if (alive) {
+          std::lock_guard lock(mu_);
+          auto it = std::find_if(reports_.begin(), reports_.end(),
+                                 [&](const ReportJob& j) { return j.id == id; });
+          if (it != reports_.end()) {
+            reports_.erase(it);
+            reports_pending_--;
+          }
+        }
+        a->give({{}, "PostgreSQL did not answer within " + std::to_string(millis(ms)) + " ms"});
+      });
   return true;
 }
 
@@ -269,18 +363,104 @@ void PostgresLedger::fail_reports(const std::string& why) {
   }
 }
 
+PostgresLedger::Ready PostgresLedger::wait_socket(int sock, short events,
+                                                  Clock::time_point deadline) {
+  while (true) {
+    Clock::time_point until = std::min(deadline, from_ns(abort_at_ns_.load()));
+    auto now = Clock::now();
+    if (now >= until) return Ready::kTimedOut;
+    auto left = std::chrono::ceil<std::chrono::milliseconds>(until - now).count();
+    pollfd fds[2] = {{sock, events, 0}, {wake_.fd, POLLIN, 0}};
+    int n =
+        poll(fds, wake_.fd >= 0 ? 2 : 1, static_cast<int>(std::min<long long>(left, 60 * 1000)));
+    if (n < 0 && errno != EINTR) return Ready::kReady;  // let libpq report the socket's error
+    if (n > 0 && wake_.fd >= 0 && (fds[1].revents & POLLIN)) {
+      eventfd_t drained;
+      eventfd_read(wake_.fd, &drained);  // close() moved abort_at_ns_: look again
+    }
+    if (n > 0 && fds[0].revents) return Ready::kReady;
+  }
+}
+
+PostgresLedger::Outcome PostgresLedger::exec(Connection& conn, const char* sql,
+                                             const std::vector<const char*>& params) {
+  return exec(conn, sql, params, Clock::now() + options_.timeout);
+}
+
+PostgresLedger::Outcome PostgresLedger::exec(Connection& conn, const char* sql,
+                                             const std::vector<const char*>& params,
+                                             Clock::time_point deadline) {
+  PGconn* c = conn.conn.get();
+  Outcome out;
+  const auto began = Clock::now();
+  int sent = params.empty() ? PQsendQuery(c, sql)
+                            : PQsendQueryParams(c, sql, static_cast<int>(params.size()), nullptr,
+                                                params.data(), nullptr, nullptr, 0);
+  auto timed_out = [&] {
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - began);
+    out.lost = Clock::now() >= from_ns(abort_at_ns_.load())
+                   ? "abandoned at shutdown's deadline"
+                   : "no answer within " + std::to_string(millis(ms)) + " ms";
+    out.result.reset();
+    return std::move(out);
+  };
+  if (!sent) {
+    out.lost = one_line(PQerrorMessage(c));
+    return out;
+  }
+  // Send everything (non-blocking: the query may not fit the socket's buffer at once).
+  while (true) {
+    int f = PQflush(c);
+    if (f == 0) break;
+    if (f < 0) {
+      out.lost = one_line(PQerrorMessage(c));
+      return out;
+    }
+    if (wait_socket(PQsocket(c), POLLIN | POLLOUT, deadline) == Ready::kTimedOut)
+      return timed_out();
+    if (!PQconsumeInput(c)) {
+      out.lost = one_line(PQerrorMessage(c));
+      return out;
+    }
+  }
+  // Read every result.
+  while (true) {
+    while (PQisBusy(c)) {
+      if (wait_socket(PQsocket(c), POLLIN, deadline) == Ready::kTimedOut) return timed_out();
+      if (!PQconsumeInput(c)) {
+        out.lost = one_line(PQerrorMessage(c));
+        return out;
+      }
+    }
+    Result r(PQgetResult(c));
+    if (!r) break;
+    // Several statements (the schema, a scan between two SETs): the first error, else the last
+    // result with rows, else the last result.
+    auto failed = [](ExecStatusType st) { return st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK; };
+    ExecStatusType st = PQresultStatus(r.get());
+    if (out.result && failed(out.status())) continue;
+    if (!out.result || failed(st) || st == PGRES_TUPLES_OK || out.status() != PGRES_TUPLES_OK)
+      out.result = std::move(r);
+  }
+  if (!out.result || PQstatus(c) != CONNECTION_OK)
+    out.lost =
+        out.result ? one_line(PQresultErrorMessage(out.result.get())) : one_line(PQerrorMessage(c));
+  if (out.lost.empty()) last_io_ = Clock::now();
+  return out;
+}
+
 bool PostgresLedger::run_report(Connection& conn, const UsageQuery& query, UsageReply& reply) {
   std::optional<std::string> params[3];
   if (query.key) params[0] = *query.key;
   if (query.since) params[1] = number(*query.since);
   if (query.until) params[2] = number(*query.until);
-  const char* values[3];
-  for (int i = 0; i < 3; i++) values[i] = params[i] ? params[i]->c_str() : nullptr;
-  Result r(PQexecParams(conn.conn.get(), kReportSql, 3, nullptr, values, nullptr, nullptr, 0));
-  if (PQresultStatus(r.get()) != PGRES_TUPLES_OK) {
-    std::string why = one_line(PQresultErrorMessage(r.get()));
+  std::vector<const char*> values;
+  for (auto& p : params) values.push_back(p ? p->c_str() : nullptr);
+  Outcome r = exec(conn, kReportSql, values);
+  if (r.status() != PGRES_TUPLES_OK) {
+    std::string why = r.error();
     reply.unavailable = "the usage report failed: " + why;
-    if (PQstatus(conn.conn.get()) != CONNECTION_OK) {
+    if (!r.lost.empty()) {
       std::lock_guard lock(mu_);
       note_outage("reporting: " + why);
       return false;
@@ -288,14 +468,15 @@ bool PostgresLedger::run_report(Connection& conn, const UsageQuery& query, Usage
     g_warning("usage ledger: the usage report failed: %s", why.c_str());
     return true;
   }
+  PGresult* res = r.result.get();
   auto integer = [&](int row, int col) {
-    return static_cast<std::int64_t>(std::strtoll(PQgetvalue(r.get(), row, col), nullptr, 10));
+    return static_cast<std::int64_t>(std::strtoll(PQgetvalue(res, row, col), nullptr, 10));
   };
-  auto real = [&](int row, int col) { return std::strtod(PQgetvalue(r.get(), row, col), nullptr); };
-  for (int i = 0; i < PQntuples(r.get()); i++) {
+  auto real = [&](int row, int col) { return std::strtod(PQgetvalue(res, row, col), nullptr); };
+  for (int i = 0; i < PQntuples(res); i++) {
     UsageGroup g;
-    g.key = PQgetvalue(r.get(), i, 0);
-    g.model = PQgetvalue(r.get(), i, 1);
+    g.key = PQgetvalue(res, i, 0);
+    g.model = PQgetvalue(res, i, 1);
     g.turns = integer(i, 2);
     g.input_tokens = integer(i, 3);
     g.output_tokens = integer(i, 4);
@@ -326,22 +507,25 @@ void PostgresLedger::set_on_late_replay(std::function<void(const TotalsByKey&)> 
   *on_late_replay_ = std::move(fn);
 }
 
+void PostgresLedger::wake_writer() {
+  if (wake_.fd >= 0) eventfd_write(wake_.fd, 1);
+}
+
 std::size_t PostgresLedger::close(std::chrono::milliseconds timeout) {
   if (!thread_.joinable()) return buffered();
   {
-    std::unique_lock lock(mu_);
+    std::lock_guard lock(mu_);
     closing_ = true;
     flush_deadline_ = Clock::now() + timeout;
+    abort_at_ns_ = to_ns(flush_deadline_);
     cv_.notify_all();
-    if (!cv_.wait_until(lock, flush_deadline_ + kCancelGrace, [&] { return finished_; }) && conn_ &&
-        conn_->cancel) {
-      char error[256];
-      PQcancel(conn_->cancel.get(), error, sizeof error);
-    }
   }
+  wake_writer();
+  // Bounded: every wait of the writer ends by flush_deadline_ (a host name's lookup aside).
   thread_.join();
   // The late-replay closure, if still queued, finds nothing to call.
   on_late_replay_.reset();
+  lifetime_.end();
   return buffered();
 }
 
@@ -362,29 +546,69 @@ void PostgresLedger::note_outage(const std::string& why) {
 }
 
 bool PostgresLedger::connect(std::unique_lock<std::mutex>& lock) {
-  int timeout = kConnectTimeoutSeconds;
-  if (closing_) {
-    auto left =
-        std::chrono::duration_cast<std::chrono::seconds>(flush_deadline_ - Clock::now()).count();
-    timeout = static_cast<int>(std::clamp<long long>(left, 2, kConnectTimeoutSeconds));
-  }
   lock.unlock();
-  std::string timeout_text = std::to_string(timeout);
+  auto seconds =
+      std::max<long long>(1, std::chrono::ceil<std::chrono::seconds>(options_.timeout).count());
+  std::string timeout_text = std::to_string(seconds);
+  std::string user_timeout_text = std::to_string(std::max<long long>(1, millis(options_.timeout)));
   // Ours first: a parameter in the connection string (expanded from dbname) overrides them.
-  const char* keywords[] = {"application_name", "connect_timeout", "dbname", nullptr};
-  const char* values[] = {"realtime-gateway", timeout_text.c_str(), options_.conninfo.c_str(),
-                          nullptr};
+  const char* keywords[] = {"application_name",
+                            "connect_timeout",
+                            "keepalives",
+                            "keepalives_idle",
+                            "keepalives_interval",
+                            "keepalives_count",
+                            "tcp_user_timeout",
+                            "dbname",
+                            nullptr};
+  const char* values[] = {"realtime-gateway",        timeout_text.c_str(),      "1",
+                          kKeepalivesIdle,           kKeepalivesInterval,       kKeepalivesCount,
+                          user_timeout_text.c_str(), options_.conninfo.c_str(), nullptr};
   auto conn = std::make_unique<Connection>();
-  conn->conn.reset(PQconnectdbParams(keywords, values, 1));
   std::string error;
-  if (!conn->conn || PQstatus(conn->conn.get()) != CONNECTION_OK) {
-    error = one_line(conn->conn ? PQerrorMessage(conn->conn.get()) : "out of memory");
+  auto deadline = Clock::now() + options_.timeout;
+  conn->conn.reset(PQconnectStartParams(keywords, values, 1));
+  PGconn* c = conn->conn.get();
+  if (!c) {
+    error = "out of memory";
+  } else if (PQstatus(c) == CONNECTION_BAD) {
+    error = one_line(PQerrorMessage(c));
   } else {
-    Result r(PQexec(conn->conn.get(), kSchema));
-    if (PQresultStatus(r.get()) != PGRES_COMMAND_OK)
-      error = "creating the table realtime_usage: " + one_line(PQresultErrorMessage(r.get()));
-    else
-      conn->cancel.reset(PQgetCancel(conn->conn.get()));
+    // The server's NOTICEs ("relation ... already exists, skipping") go to the debug log, not
+    // to stderr as libpq's default would.
+    PQsetNoticeProcessor(
+        c,
+        [](void*, const char* message) {
+          g_debug("usage ledger: PostgreSQL says: %s", one_line(message).c_str());
+        },
+        nullptr);
+    // The connection's steps, each waited for with poll() until the deadline.
+    PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+    while (st != PGRES_POLLING_OK) {
+      if (st == PGRES_POLLING_FAILED) {
+        error = one_line(PQerrorMessage(c));
+        break;
+      }
+      if (wait_socket(PQsocket(c), st == PGRES_POLLING_READING ? POLLIN : POLLOUT, deadline) ==
+          Ready::kTimedOut) {
+        error = "no answer to the connection within " + timeout_text + " s";
+        break;
+      }
+      st = PQconnectPoll(c);
+    }
+  }
+  if (error.empty() && PQsetnonblocking(c, 1) != 0) error = one_line(PQerrorMessage(c));
+  if (error.empty()) {
+    Outcome r = exec(*conn, kSchema, {},
+                     Clock::now() + std::max<Clock::duration>(kLongTimeout, options_.timeout));
+    if (r.status() != PGRES_COMMAND_OK) error = "creating the table realtime_usage: " + r.error();
+  }
+  if (error.empty()) {
+    // The server's own bound on a statement (one that runs, e.g. waiting on a lock, rather than
+    // a server that hangs: the client-side deadline covers that).
+    std::string set = "SET statement_timeout = " + user_timeout_text;
+    Outcome r = exec(*conn, set.c_str(), {});
+    if (r.status() != PGRES_COMMAND_OK) error = "setting statement_timeout: " + r.error();
   }
   lock.lock();
   if (!error.empty()) {
@@ -404,23 +628,211 @@ bool PostgresLedger::connect(std::unique_lock<std::mutex>& lock) {
   return true;
 }
 
+bool PostgresLedger::probe(Connection& conn) {
+  Outcome r = exec(conn, "SELECT 1", {});
+  if (r.status() == PGRES_TUPLES_OK) return true;
+  std::lock_guard lock(mu_);
+  note_outage("checking the connection: " + r.error());
+  return false;
+}
+
+bool PostgresLedger::replay_log(Connection& conn) {
+  if (!options_.log_path.empty() && !mark_read_) {
+    read_watermark();
+    mark_read_ = true;
+  }
+  if (options_.log_path.empty() || options_.log_bytes == 0) {
+    log_done_ = true;
+    return true;
+  }
+  std::ifstream in(options_.log_path, std::ios::binary);
+  if (!in) {
+    g_warning(
+        "usage ledger: cannot read the usage log %s to replay it into PostgreSQL: its records "
+        "missing from the table stay missing",
+        options_.log_path.c_str());
+    log_done_ = true;
+    return true;
+  }
+  in.seekg(static_cast<std::streamoff>(log_offset_));
+  std::uint64_t offset = log_offset_;
+  const std::uint64_t first_offset = offset;
+  std::uint64_t batch_end = offset;  // where the batch being gathered starts
+  std::vector<Pending> batch;
+  std::uint64_t lines = 0;
+  // One batch: inserted, or row by row when the server refuses its data; the refused rows count
+  // from the log alone. False on an outage (the batch is sent again after the reconnection).
+  auto flush = [&]() -> bool {
+    if (batch.empty()) return true;
+    std::uint64_t inserted = 0;
+    TotalsByKey refused;
+    std::uint64_t refused_rows = 0;
+    WriteResult result = insert(conn, batch, inserted);
+    if (result == WriteResult::kOutage) return false;
+    if (result == WriteResult::kBadData) {
+      for (const auto& p : batch) {
+        std::uint64_t one = 0;
+        result = insert(conn, {p}, one);
+        if (result == WriteResult::kOutage) return false;
+        if (result == WriteResult::kBadData) {
+          add_totals(refused, p.record);
+          refused_rows++;
+        }
+        inserted += one;
+      }
+    }
+    for (const auto& [key, t] : refused) {
+      log_only_[key].tokens += t.tokens;
+      log_only_[key].cost_usd += t.cost_usd;
+    }
+    if (refused_rows) {
+      // Refused lines are counted from the log at every start-up: the watermark stays before them.
+      std::lock_guard lock(mu_);
+      watermark_limit_ = std::min(watermark_limit_, batch_end);
+    }
+    lines += batch.size();
+    written_ += inserted;
+    log_replayed_ += inserted;
+    rejected_ += refused_rows;
+    if (refused_rows)
+      g_warning(
+          "usage ledger: PostgreSQL refused %llu record(s) of the usage log: budgets count them "
+          "from the log",
+          static_cast<unsigned long long>(refused_rows));
+    batch.clear();
+    return true;
+  };
+  std::string line;
+  while (offset < options_.log_bytes && std::getline(in, line)) {
+    offset += line.size() + (in.eof() ? 0 : 1);
+    if (auto logged = parse_usage_line(line))
+      batch.push_back({std::move(logged->record), logged->unix_time});
+    if (batch.size() >= options_.batch_records) {
+      if (!flush()) return false;
+      log_offset_ = batch_end = offset;
+      std::unique_lock lock(mu_);
+      advance_watermark(offset, false, lock);
+    }
+  }
+  if (!flush()) return false;
+  log_offset_ = batch_end = offset;
+  log_done_ = true;
+  {
+    std::unique_lock lock(mu_);
+    advance_watermark(offset, true, lock);
+  }
+  g_message(
+      "usage ledger: the usage log's %llu record(s) from before start-up (from byte %llu) "
+      "replayed into PostgreSQL: %llu were missing there and written",
+      static_cast<unsigned long long>(lines), static_cast<unsigned long long>(first_offset),
+      static_cast<unsigned long long>(log_replayed_.load()));
+  return true;
+}
+
+namespace {
+std::string watermark_path(const std::string& log_path) { return log_path + ".ledger-mark"; }
+// The longest first-line record id the mark keeps (ours are 35 characters), with its NUL.
+constexpr std::size_t kMaxHeadId = 64;
+}  // namespace
+
+std::string PostgresLedger::database_tag() const {
+  // Which database the mark speaks for: lines "in the table" of another database (the URL
+  // changed) are not in this one. A digest of the masked URL, so the file holds no password.
+  UniqueStr digest(g_compute_checksum_for_string(G_CHECKSUM_SHA256, masked_.c_str(), -1));
+  return std::string(digest.get()).substr(0, 16);
+}
+
+std::string PostgresLedger::log_head_id() const {
+  std::ifstream in(options_.log_path, std::ios::binary);
+  std::string line;
+  if (!in || !std::getline(in, line)) return "-";
+  auto logged = parse_usage_line(line);
+  return logged && !logged->record.record_id.empty() &&
+                 logged->record.record_id.size() < kMaxHeadId &&
+                 logged->record.record_id.find_first_of(" \t\n") == std::string::npos
+             ? logged->record.record_id
+             : "-";
+}
+
+void PostgresLedger::read_watermark() {
+  GStatBuf st;
+  if (g_stat(options_.log_path.c_str(), &st) != 0) return;
+  log_inode_ = static_cast<std::uint64_t>(st.st_ino);
+  log_head_ = log_head_id();
+  gchar* raw = nullptr;
+  if (!g_file_get_contents(watermark_path(options_.log_path).c_str(), &raw, nullptr, nullptr))
+    return;
+  UniqueStr text(raw);
+  unsigned long long inode = 0, offset = 0;
+  char tag[17] = "";
+  char head[kMaxHeadId] = "";
+  // Another file under the log's name (rotated, replaced), or a shorter one, or one that starts
+  // with another record (truncated in place, e.g. logrotate's copytruncate, and written again:
+  // same inode, and maybe as long), or a mark written for another database (or in an older
+  // format): from the start.
+  if (std::sscanf(text.get(), "%llu %llu %16s %63s", &inode, &offset, tag, head) != 4 ||
+      inode != log_inode_ || offset > options_.log_bytes || database_tag() != tag ||
+      log_head_ != head)
+    return;
+  log_offset_ = watermark_ = watermark_saved_ = offset;
+}
+
+void PostgresLedger::advance_watermark(std::uint64_t end, bool force,
+                                       std::unique_lock<std::mutex>& lock) {
+  if (options_.log_path.empty() || log_inode_ == 0) return;
+  // Past a dropped or refused line it stays where it was, for the rest of this process.
+  if (end > watermark_ && end <= watermark_limit_) watermark_ = end;
+  if (watermark_ == watermark_saved_) return;
+  auto now = Clock::now();
+  if (!force && now - watermark_saved_at_ < std::chrono::seconds(1)) return;
+  std::uint64_t mark = watermark_;
+  watermark_saved_ = mark;
+  watermark_saved_at_ = now;
+  lock.unlock();
+  // A log empty at start-up has its first line by now.
+  if (log_head_ == "-") log_head_ = log_head_id();
+  std::string text = std::to_string(log_inode_) + " " + std::to_string(mark) + " " +
+                     database_tag() + " " + log_head_ + "\n";
+  UniqueError error;
+  if (!g_file_set_contents_full(watermark_path(options_.log_path).c_str(), text.c_str(),
+                                static_cast<gssize>(text.size()), G_FILE_SET_CONTENTS_CONSISTENT,
+                                0644, ErrorOut(error)))
+    g_warning(
+        "usage ledger: cannot save the replay watermark (%s): the next start-up reads the whole "
+        "usage log",
+        error->message);
+  lock.lock();
+}
+
 bool PostgresLedger::replay(Connection& conn, TotalsByKey& out) {
-  Result r(PQexec(conn.conn.get(),
-                  "SELECT key, SUM(CASE WHEN total_tokens > 0 THEN total_tokens "
-                  "ELSE input_tokens + output_tokens END)::text, "
-                  "COALESCE(SUM(cost_usd), 0)::text, COUNT(*)::text "
-                  "FROM realtime_usage GROUP BY key"));
-  if (PQresultStatus(r.get()) != PGRES_TUPLES_OK) {
+  // A scan of the whole table, once: the long deadline, and the server's statement_timeout
+  // raised to match around it.
+  auto long_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+      std::max<Clock::duration>(kLongTimeout, options_.timeout));
+  std::string sql = "SET statement_timeout = " + std::to_string(millis(long_ms)) +
+                    "; SELECT key, SUM(CASE WHEN total_tokens > 0 THEN total_tokens "
+                    "ELSE input_tokens + output_tokens END)::text, "
+                    "COALESCE(SUM(cost_usd), 0)::text, COUNT(*)::text "
+                    "FROM realtime_usage GROUP BY key; SET statement_timeout = " +
+                    std::to_string(std::max<long long>(1, millis(options_.timeout)));
+  Outcome r = exec(conn, sql.c_str(), {}, Clock::now() + long_ms);
+  if (r.status() != PGRES_TUPLES_OK) {
     std::lock_guard lock(mu_);
-    note_outage("replaying budgets: " + one_line(PQresultErrorMessage(r.get())));
+    note_outage("replaying budgets: " + r.error());
     return false;
   }
+  PGresult* res = r.result.get();
   long long records = 0;
-  for (int i = 0; i < PQntuples(r.get()); i++) {
-    KeyTotals& t = out[PQgetvalue(r.get(), i, 0)];
-    t.tokens = std::strtoll(PQgetvalue(r.get(), i, 1), nullptr, 10);
-    t.cost_usd = std::strtod(PQgetvalue(r.get(), i, 2), nullptr);
-    records += std::strtoll(PQgetvalue(r.get(), i, 3), nullptr, 10);
+  for (int i = 0; i < PQntuples(res); i++) {
+    KeyTotals& t = out[PQgetvalue(res, i, 0)];
+    t.tokens = std::strtoll(PQgetvalue(res, i, 1), nullptr, 10);
+    t.cost_usd = std::strtod(PQgetvalue(res, i, 2), nullptr);
+    records += std::strtoll(PQgetvalue(res, i, 3), nullptr, 10);
+  }
+  // The log's lines the table refused are in no row: each counts once, from the log.
+  for (const auto& [key, t] : log_only_) {
+    out[key].tokens += t.tokens;
+    out[key].cost_usd += t.cost_usd;
   }
   g_message("usage ledger: %lld record(s) of %zu key(s) replayed from PostgreSQL for budgets",
             records, out.size());
@@ -437,16 +849,15 @@ PostgresLedger::WriteResult PostgresLedger::insert(Connection& conn,
   values.reserve(params.size());
   for (const auto& p : params) values.push_back(p ? p->c_str() : nullptr);
   std::string sql = insert_sql(batch.size());
-  Result r(PQexecParams(conn.conn.get(), sql.c_str(), static_cast<int>(values.size()), nullptr,
-                        values.data(), nullptr, nullptr, 0));
-  if (PQresultStatus(r.get()) == PGRES_COMMAND_OK) {
-    inserted = std::strtoull(PQcmdTuples(r.get()), nullptr, 10);
+  Outcome r = exec(conn, sql.c_str(), values);
+  if (r.status() == PGRES_COMMAND_OK) {
+    inserted = std::strtoull(PQcmdTuples(r.result.get()), nullptr, 10);
     return WriteResult::kOk;
   }
-  std::string why = one_line(PQresultErrorMessage(r.get()));
-  const char* state = PQresultErrorField(r.get(), PG_DIAG_SQLSTATE);
-  bool bad_data = PQstatus(conn.conn.get()) == CONNECTION_OK && state &&
-                  (std::string(state, 2) == "22" || std::string(state, 2) == "23");
+  std::string why = r.error();
+  const char* state = r.result ? PQresultErrorField(r.result.get(), PG_DIAG_SQLSTATE) : nullptr;
+  bool bad_data =
+      r.lost.empty() && state && (std::string(state, 2) == "22" || std::string(state, 2) == "23");
   if (bad_data) {
     g_message("usage ledger: PostgreSQL refused a batch of %zu record(s) (%s)", batch.size(),
               why.c_str());
@@ -484,6 +895,16 @@ void PostgresLedger::run() {
       continue;
     }
     Connection& conn = *conn_;
+    if (!log_done_) {
+      lock.unlock();
+      bool ok = replay_log(conn);
+      lock.lock();
+      if (!ok) {
+        drop_connection();
+        wait_to_retry();
+      }
+      continue;
+    }
     if (!replay_) {
       TotalsByKey totals;
       lock.unlock();
@@ -521,7 +942,17 @@ void PostgresLedger::run() {
       continue;
     }
     if (queue_.empty()) {
-      cv_.wait(lock, [&] { return !queue_.empty() || closing_ || !reports_.empty(); });
+      // Idle: a database that stopped answering is noticed by the probe, not by the next write.
+      auto wake = [&] { return !queue_.empty() || closing_ || !reports_.empty(); };
+      if (!cv_.wait_until(lock, last_io_ + options_.probe_interval, wake)) {
+        lock.unlock();
+        bool ok = probe(conn);
+        lock.lock();
+        if (!ok) {
+          drop_connection();
+          wait_to_retry();
+        }
+      }
       continue;
     }
     std::size_t n = std::min(queue_.size(), options_.batch_records);
@@ -531,6 +962,7 @@ void PostgresLedger::run() {
     WriteResult result = insert(conn, batch, inserted);
     std::size_t done = 0;
     std::uint64_t refused = 0;
+    std::uint64_t refused_floor = UINT64_MAX;  // the watermark stays before a refused line
     if (result == WriteResult::kOk) {
       done = n;
     } else if (result == WriteResult::kBadData) {
@@ -541,6 +973,7 @@ void PostgresLedger::run() {
         if (result == WriteResult::kOutage) break;
         if (result == WriteResult::kBadData) {
           refused++;
+          if (p.log_end) refused_floor = std::min(refused_floor, p.log_end - 1);
           g_warning("usage ledger: PostgreSQL refused the record of call %s (%s %s): dropped",
                     p.record.call_id.c_str(), p.record.response_id.c_str(),
                     p.record.item_id.c_str());
@@ -555,6 +988,10 @@ void PostgresLedger::run() {
     written_ += inserted;
     rejected_ += refused;
     duplicates_ += done - inserted - refused;
+    watermark_limit_ = std::min(watermark_limit_, refused_floor);
+    std::uint64_t settled_end = 0;
+    for (std::size_t i = 0; i < done; i++) settled_end = std::max(settled_end, batch[i].log_end);
+    if (log_done_ && settled_end) advance_watermark(settled_end, false, lock);
     if (result == WriteResult::kOutage) {
       drop_connection();
       wait_to_retry();
@@ -567,11 +1004,12 @@ void PostgresLedger::run() {
       dropped_in_episode_ = 0;
     }
   }
+  if (log_done_) advance_watermark(watermark_, true, lock);
   std::size_t left = queue_.size();
   if (left)
     g_warning(
         "usage ledger: %zu record(s) not written to PostgreSQL %s before shutdown (the JSONL "
-        "usage log, if configured, has them)",
+        "usage log, if configured, has them: the next start-up replays them into the table)",
         left, masked_.c_str());
   fail_reports("the gateway is shutting down");
   conn_.reset();

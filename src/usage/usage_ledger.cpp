@@ -9,6 +9,7 @@
 #include <stdexcept>
 
 #include "common/json.h"
+#include "common/random.h"
 
 namespace rtgw::usage {
 
@@ -61,6 +62,7 @@ json::ObjectBuilder UsageRecord::tokens_json() const {
 
 std::string UsageRecord::to_json_line(double unix_time) const {
   json::ObjectBuilder out = tokens_json();
+  if (!record_id.empty()) out.set("record_id", record_id);
   out.set("time", unix_time)
       .set("kind", kind)
       .set("call_id", call_id)
@@ -95,6 +97,78 @@ std::string UsageRecord::to_json_line(double unix_time) const {
   return out.str();
 }
 
+namespace {
+
+std::int64_t int_member(JsonObject* obj, const char* name) {
+  JsonNode* n = json_object_get_member(obj, name);
+  return n && JSON_NODE_HOLDS_VALUE(n) && json_node_get_value_type(n) == G_TYPE_INT64
+             ? json_node_get_int(n)
+             : 0;
+}
+
+std::optional<double> number_member(JsonObject* obj, const char* name) {
+  JsonNode* n = obj ? json_object_get_member(obj, name) : nullptr;
+  if (!n || !JSON_NODE_HOLDS_VALUE(n)) return std::nullopt;
+  GType t = json_node_get_value_type(n);
+  if (t == G_TYPE_DOUBLE) return json_node_get_double(n);
+  if (t == G_TYPE_INT64) return static_cast<double>(json_node_get_int(n));
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::optional<LoggedRecord> parse_usage_line(const std::string& line) {
+  auto node = json::parse(line);
+  if (!node || JSON_NODE_TYPE(node.get()) != JSON_NODE_OBJECT) return std::nullopt;
+  JsonObject* obj = json_node_get_object(node.get());
+  auto key = json::get_string(obj, "key");
+  if (!key) return std::nullopt;
+  LoggedRecord out;
+  UsageRecord& r = out.record;
+  r.key_name = *key;
+  auto text = [&](const char* name, std::string& field) {
+    if (auto v = json::get_string(obj, name)) field = *v;
+  };
+  text("record_id", r.record_id);
+  text("kind", r.kind);
+  text("call_id", r.call_id);
+  text("transport", r.transport);
+  text("model", r.model);
+  text("worker", r.worker);
+  text("response_id", r.response_id);
+  text("item_id", r.item_id);
+  text("status", r.status);
+  text("service_tier", r.service_tier);
+  if (JsonNode* n = json_object_get_member(obj, "usage_present");
+      n && JSON_NODE_HOLDS_VALUE(n) && json_node_get_value_type(n) == G_TYPE_BOOLEAN)
+    r.usage_present = json_node_get_boolean(n);
+  r.input_tokens = int_member(obj, "input_tokens");
+  r.output_tokens = int_member(obj, "output_tokens");
+  r.total_tokens = int_member(obj, "total_tokens");
+  if (JsonObject* in = json::get_object(obj, "input_token_details")) {
+    r.input_text_tokens = int_member(in, "text_tokens");
+    r.input_audio_tokens = int_member(in, "audio_tokens");
+    r.input_image_tokens = int_member(in, "image_tokens");
+    r.input_cached_tokens = int_member(in, "cached_tokens");
+    if (JsonObject* cached = json::get_object(in, "cached_tokens_details")) {
+      r.cached_details_present = true;
+      r.input_cached_text_tokens = int_member(cached, "text_tokens");
+      r.input_cached_audio_tokens = int_member(cached, "audio_tokens");
+      r.input_cached_image_tokens = int_member(cached, "image_tokens");
+    }
+  }
+  if (JsonObject* o = json::get_object(obj, "output_token_details")) {
+    r.output_text_tokens = int_member(o, "text_tokens");
+    r.output_audio_tokens = int_member(o, "audio_tokens");
+  }
+  r.first_token_latency_ms = number_member(obj, "first_token_latency_ms").value_or(-1);
+  r.turn_duration_ms = number_member(obj, "turn_duration_ms").value_or(0);
+  r.transcription_seconds = number_member(obj, "transcription_seconds").value_or(0);
+  r.cost_usd = number_member(obj, "cost_usd");
+  out.unix_time = number_member(obj, "time").value_or(0);
+  return out;
+}
+
 UsageLedger::UsageLedger(const std::string& log_path) {
   memory_only_ = log_path.empty();
   if (memory_only_) return;
@@ -104,68 +178,77 @@ UsageLedger::UsageLedger(const std::string& log_path) {
   if (!regular && g_file_test(log_path.c_str(), G_FILE_TEST_EXISTS))
     g_warning("the usage log %s is not a regular file: nothing replayed", log_path.c_str());
   std::ifstream in;
-  if (regular) in.open(log_path);
+  if (regular) in.open(log_path, std::ios::binary);
   std::string line;
+  bool ends_in_newline = true;
   while (std::getline(in, line)) {
-    auto node = json::parse(line);
-    if (!node || JSON_NODE_TYPE(node.get()) != JSON_NODE_OBJECT) continue;
-    JsonObject* obj = json_node_get_object(node.get());
-    auto key = json::get_string(obj, "key");
-    if (!key) continue;
-    auto number = [&](const char* name) -> std::int64_t {
-      JsonNode* n = json_object_get_member(obj, name);
-      return n && JSON_NODE_HOLDS_VALUE(n) && json_node_get_value_type(n) == G_TYPE_INT64
-                 ? json_node_get_int(n)
-                 : 0;
-    };
-    UsageRecord r;
-    r.total_tokens = number("total_tokens");
-    r.input_tokens = number("input_tokens");
-    r.output_tokens = number("output_tokens");
-    used_[*key] += r.billable_tokens();
-    if (JsonNode* cost = json_object_get_member(obj, "cost_usd");
-        cost && JSON_NODE_HOLDS_VALUE(cost)) {
-      GType t = json_node_get_value_type(cost);
-      if (t == G_TYPE_DOUBLE)
-        usd_[*key] += json_node_get_double(cost);
-      else if (t == G_TYPE_INT64)
-        usd_[*key] += static_cast<double>(json_node_get_int(cost));
-    }
+    replayed_bytes_ += line.size();
+    ends_in_newline = !in.eof();
+    if (ends_in_newline) replayed_bytes_++;
+    auto logged = parse_usage_line(line);
+    if (!logged) continue;
+    const UsageRecord& r = logged->record;
+    used_[r.key_name] += r.billable_tokens();
+    if (r.cost_usd) usd_[r.key_name] += *r.cost_usd;
     replayed_++;
   }
   log_.reset(std::fopen(log_path.c_str(), "a"));
   if (!log_) throw std::runtime_error("cannot open the usage log " + log_path);
+  // A line cut short by a crash: end it, so the next record starts a line of its own (the cut
+  // line is skipped by every replay: it is not valid JSON).
+  if (!ends_in_newline && std::fputc('\n', log_.get()) != EOF && std::fflush(log_.get()) == 0)
+    replayed_bytes_++;
 }
 
-bool UsageLedger::record(const UsageRecord& record) {
+bool UsageLedger::record(const UsageRecord& offered) {
+  UsageRecord record = offered;
+  if (record.record_id.empty()) record.record_id = random_id("ur_", 32);
   used_[record.key_name] += record.billable_tokens();
-  if (record.cost_usd) usd_[record.key_name] += *record.cost_usd;
+  live_used_[record.key_name] += record.billable_tokens();
+  if (record.cost_usd) {
+    usd_[record.key_name] += *record.cost_usd;
+    live_usd_[record.key_name] += *record.cost_usd;
+  }
   double now = static_cast<double>(g_get_real_time()) / 1e6;
-  if (sink_) sink_(record, now);
   if (memory_only_) {
     recent_.push_back({now, record.key_name, record.model, record.input_tokens,
                        record.output_tokens, record.total_tokens, record.transcription_seconds,
                        record.cost_usd});
     if (recent_.size() > kMemoryEntries) recent_.pop_front();
   }
-  if (!log_) return true;
-  std::string line = record.to_json_line(now) + "\n";
-  if (std::fwrite(line.data(), 1, line.size(), log_.get()) == line.size() &&
-      std::fflush(log_.get()) == 0)
-    return true;
-  int error = errno;
-  // Whatever stdio kept of the line is dropped with the error flag, so the next record starts
-  // clean (a partial line on disk is skipped at replay: it is not valid JSON).
-  std::clearerr(log_.get());
-  g_warning("usage log write failed (%s): the record of %s (%s) counts in memory only",
-            g_strerror(error), record.response_id.c_str(), record.key_name.c_str());
-  return false;
+  // The log first, so the sink learns where the record's line ends (the PostgreSQL ledger's
+  // replay watermark).
+  bool logged = true;
+  std::uint64_t log_end = 0;
+  if (log_) {
+    std::string line = record.to_json_line(now) + "\n";
+    if (std::fwrite(line.data(), 1, line.size(), log_.get()) == line.size() &&
+        std::fflush(log_.get()) == 0) {
+      off_t end = ftello(log_.get());
+      if (end > 0) log_end = static_cast<std::uint64_t>(end);
+    } else {
+      int error = errno;
+      // Whatever stdio kept of the line is dropped with the error flag, so the next record starts
+      // clean (a partial line on disk is skipped at replay: it is not valid JSON).
+      std::clearerr(log_.get());
+      g_warning("usage log write failed (%s): the record of %s (%s) counts in memory only",
+                g_strerror(error), record.response_id.c_str(), record.key_name.c_str());
+      logged = false;
+    }
+  }
+  if (sink_) sink_(record, now, log_end);
+  return logged;
 }
 
 void UsageLedger::merge_replayed(const TotalsByKey& totals) {
+  // Each record once: the replay has every record from before this process (the log's included),
+  // live_* what this process recorded since (not in the table when the replay was read: the writer
+  // replays before it writes any of them). A plain sum: a saturating add can replace it.
+  used_ = live_used_;
+  usd_ = live_usd_;
   for (const auto& [key, t] : totals) {
-    used_[key] = std::max(used_[key], t.tokens);
-    usd_[key] = std::max(usd_[key], t.cost_usd);
+    used_[key] += t.tokens;
+    usd_[key] += t.cost_usd;
   }
 }
 

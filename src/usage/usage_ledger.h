@@ -26,6 +26,10 @@ namespace rtgw::usage {
 
 struct UsageRecord {
   std::string kind = "response";  // "response" (a response.done) | "transcription"
+  // Unique per record ("ur_" + 32 random hex digits), given by UsageLedger::record(): written to
+  // the JSONL line and the table's `record_id`, so the log's tail replayed into the table at
+  // start-up lands exactly once. Empty in a log line written before record ids existed.
+  std::string record_id;
   std::string call_id;
   std::string transport;  // "webrtc" | "websocket"
   std::string key_name;
@@ -68,6 +72,15 @@ struct UsageRecord {
   std::string to_json_line(double unix_time) const;
 };
 
+// A usage-log line read back: the record and the time the line carries. nullopt when the line is
+// not a JSON object with a string `key` (such a line counts nowhere). Missing fields keep their
+// defaults. Any thread.
+struct LoggedRecord {
+  UsageRecord record;
+  double unix_time = 0;
+};
+std::optional<LoggedRecord> parse_usage_line(const std::string& line);
+
 // A key's totals from a replay: billable tokens, and the priced records' cost_usd.
 struct KeyTotals {
   std::int64_t tokens = 0;
@@ -85,12 +98,13 @@ class UsageLedger {
   // I/O error): the record then counts in memory only, and the error is logged.
   bool record(const UsageRecord& record);
   // Every record counted is also handed to `sink` (the PostgreSQL ledger) with the time its log
-  // line carries.
-  using Sink = std::function<void(const UsageRecord&, double unix_time)>;
+  // line carries and the log's length once that line is in (0: no log, or the write failed).
+  using Sink = std::function<void(const UsageRecord&, double unix_time, std::uint64_t log_end)>;
   void set_sink(Sink sink) { sink_ = std::move(sink); }
-  // Totals replayed from elsewhere (the PostgreSQL ledger, which holds every instance's records):
-  // each key's token and USD totals become the larger of its own (the JSONL replay plus this
-  // process's records) and the replayed one, so neither source is undercounted and none counted twice.
+  // Totals replayed from the PostgreSQL ledger, which then counts every record made before this
+  // process started exactly once: every instance's rows, this log's lines it had not yet (replayed
+  // into the table first) and the lines it refused. Each key's total becomes that plus the records
+  // of this process (record() since start-up), replacing the log's own replay.
   void merge_replayed(const TotalsByKey& totals);
   std::int64_t tokens_used(const std::string& key_name) const;
   bool over_budget(const std::string& key_name, std::int64_t budget) const {
@@ -103,8 +117,14 @@ class UsageLedger {
     return usd_used(key_name) >= budget_usd;
   }
   // Adds spend recorded elsewhere (e.g. replayed from another store) to the key's total.
-  void add_usd(const std::string& key_name, double usd) { usd_[key_name] += usd; }
+  void add_usd(const std::string& key_name, double usd) {
+    usd_[key_name] += usd;
+    live_usd_[key_name] += usd;
+  }
   std::size_t replayed_records() const { return replayed_; }
+  // The log's length in bytes when it was replayed (its lines from before this process), for the
+  // PostgreSQL ledger's replay of the log into the table. 0 without a log.
+  std::uint64_t replayed_bytes() const { return replayed_bytes_; }
   // Without a log: the report of the last kMemoryEntries turns of this process (GET /v1/usage's
   // source then). With a log: empty (the log is the source).
   std::vector<UsageGroup> memory_report(const UsageQuery& query) const;
@@ -117,8 +137,12 @@ class UsageLedger {
   std::unique_ptr<std::FILE, FileCloser> log_;
   std::map<std::string, std::int64_t> used_;
   std::map<std::string, double> usd_;
+  // This process's own records (record()), kept apart for merge_replayed().
+  std::map<std::string, std::int64_t> live_used_;
+  std::map<std::string, double> live_usd_;
   Sink sink_;
   std::size_t replayed_ = 0;
+  std::uint64_t replayed_bytes_ = 0;
   bool memory_only_ = false;
   std::deque<UsageEntry> recent_;  // memory_only_: the last kMemoryEntries turns
 };

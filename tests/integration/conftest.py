@@ -64,6 +64,8 @@ SERIAL_TESTS = (
     "test_default_caps.py::test_low_hard_limit_unfinished_setups_are_refused_cleanly",
     "test_default_caps.py::test_accept_backs_off_when_out_of_descriptors",
     "test_default_caps.py::test_half_open_setups_end_at_the_ice_timeout_and_release_everything",
+    "test_ledger.py::test_a_hung_database_answers_503_reads_down_and_recovers",
+    "test_ledger.py::test_shutdown_is_bounded_while_the_database_hangs",
 )
 
 

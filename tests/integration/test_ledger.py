@@ -284,9 +284,12 @@ def test_an_outage_buffers_then_flushes(pg, fake_upstream, gateway_factory):
     assert "is back: writing 3 buffered record(s)" in gw.stderr(), gw.stderr()
 
 
-def test_overflow_past_the_bound_is_counted_and_logged(pg, fake_upstream, gateway_factory):
+def test_overflow_past_the_bound_is_counted_and_logged(pg, fake_upstream, gateway_factory,
+                                                       tmp_path):
     server, db = pg
-    gw = ledger_gateway(gateway_factory, fake_upstream, server, db, postgres_buffer_records=2)
+    log = str(tmp_path / "overflow.jsonl")
+    gw = ledger_gateway(gateway_factory, fake_upstream, server, db, postgres_buffer_records=2,
+                        log=log)
     wait_until(lambda: metric(gw, "rtgw_usage_ledger_up") == 1, 15, "the ledger up")
     server.stop("fast")
     try:
@@ -294,7 +297,7 @@ def test_overflow_past_the_bound_is_counted_and_logged(pg, fake_upstream, gatewa
         wait_until(lambda: metric(gw, "rtgw_usage_ledger_up") == 0, 15, "rtgw_usage_ledger_up 0")
         ws_turns(gw, 4)  # 5 records, room for 2
         # The JSONL log keeps every record.
-        wait_until(lambda: len(jsonl(gw)) == 5, 10, "five usage log lines")
+        wait_until(lambda: len(jsonl_at(log)) == 5, 10, "five usage log lines")
         assert metric(gw, "rtgw_usage_ledger_buffered_records") == 2
         assert metric(gw, "rtgw_usage_ledger_dropped_total", '{reason="buffer_full"}') == 3
         assert gw.stderr().count("buffer full (2 records)") == 1, gw.stderr()
@@ -305,6 +308,16 @@ def test_overflow_past_the_bound_is_counted_and_logged(pg, fake_upstream, gatewa
     assert len(rows(server, db)) == 2
     wait_until(lambda: "3 record(s) were dropped while the buffer was full" in gw.stderr(), 5,
                "the overflow's count in the log")
+    # A later record lands; the replay watermark still stays before the dropped ones...
+    ws_turns(gw, 1)
+    wait_until(lambda: len(rows(server, db)) == 3, 15, "the later record")
+    assert gw.stop() == 0
+    # ... so the next start-up finds them in the log and writes them: every line once.
+    again = ledger_gateway(gateway_factory, fake_upstream, server, db, log=log,
+                           postgres_timeout_seconds=20)
+    assert "3 were missing there and written" in again.stderr(), again.stderr()
+    assert sorted(r["record_id"] for r in rows(server, db)) == sorted(
+        line["record_id"] for line in jsonl_at(log))
 
 
 def test_budgets_are_replayed_from_the_table(pg, fake_upstream, gateway_factory):
@@ -572,3 +585,340 @@ def test_usage_report_says_503_while_the_database_is_down(pg, fake_upstream, gat
                and metric(gw, "rtgw_usage_ledger_up") == 1, 30, "the buffer to flush")
     back = report(gw, GATEWAY_KEY)[("team-a", MODEL)]
     assert back["turns"] == 2 and close_to(back["cost_usd"], 2 * TURN_USD), back
+
+
+# --------------------------------------------------------------------------- a database that hangs
+
+def postgres_pids(server):
+    """The postmaster and its children (backends, checkpointer, walwriter...)."""
+    with open(os.path.join(server.data, "postmaster.pid")) as f:
+        master = int(f.readline())
+    pids = [master]
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == master:
+            pids.append(int(entry))
+    return pids
+
+
+class frozen:
+    """SIGSTOP every PostgreSQL process (a server that hangs: the kernel still accepts and
+    acknowledges, nothing answers); SIGCONT on the way out, whatever happened."""
+
+    def __init__(self, server):
+        self.server = server
+
+    def __enter__(self):
+        self.pids = postgres_pids(self.server)
+        for pid in self.pids:
+            os.kill(pid, signal.SIGSTOP)
+        return self
+
+    def __exit__(self, *exc):
+        for pid in set(self.pids) | set(postgres_pids(self.server)):
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+
+
+def usage_request(gw, timeout=30):
+    started = time.monotonic()
+    reply = http_request("GET", gw.url + "/v1/usage",
+                         headers={"Authorization": f"Bearer {GATEWAY_KEY}"}, timeout=timeout)
+    return reply, time.monotonic() - started
+
+
+def test_a_hung_database_answers_503_reads_down_and_recovers(pg, fake_upstream, gateway_factory):
+    server, db = pg
+    gw = ledger_gateway(gateway_factory, fake_upstream, server, db, postgres_timeout_seconds=2)
+    ws_turns(gw, 1)
+    wait_until(lambda: len(rows(server, db)) == 1, 15, "the first row")
+    assert usage_request(gw)[0].status == 200
+    with frozen(server):
+        # Each report is answered 503 by its deadline (2 s), never held for ever nor refused
+        # with 429 because earlier ones still hold the slots.
+        for _ in range(4):
+            reply, took = usage_request(gw)
+            assert reply.status == 503, (reply.status, reply.error, reply.body)
+            assert reply.json()["error"]["code"] == "usage_store_unavailable", reply.body
+            assert took < 6, took
+        # The writer notices too (a statement past its deadline, or the idle probe).
+        wait_until(lambda: metric(gw, "rtgw_usage_ledger_up") == 0, 15, "rtgw_usage_ledger_up 0")
+        # Calls go on; their records wait in the buffer.
+        ws_turns(gw, 1)
+        wait_until(lambda: len(jsonl(gw)) == 2, 10, "the second log line")
+        assert metric(gw, "rtgw_usage_ledger_buffered_records") == 1
+        reply, took = usage_request(gw)
+        assert reply.status == 503 and took < 6, (reply.status, took)
+    # Back: the buffered record is written, the metric reads 1, reports work again.
+    wait_until(lambda: metric(gw, "rtgw_usage_ledger_up") == 1
+               and metric(gw, "rtgw_usage_ledger_buffered_records") == 0, 30, "the flush")
+    landed = rows(server, db)
+    assert sorted(r["record_id"] for r in landed) == sorted(r["record_id"] for r in jsonl(gw))
+    assert len(landed) == 2
+    assert wait_until(lambda: usage_request(gw)[0].status == 200, 15, "a report again")
+
+
+def test_shutdown_is_bounded_while_the_database_hangs(pg, fake_upstream, gateway_factory,
+                                                      tmp_path):
+    server, db = pg
+    log = str(tmp_path / "hang.jsonl")
+
+    def start(log_path=log, **usage):
+        config = default_gateway_config(fake_upstream)
+        config["usage"] = {"log": log_path, "postgres_url": server.url(db), **usage}
+        return gateway_factory(config, health_timeout=30)
+
+    gw = start(postgres_timeout_seconds=2)
+    patient = start(str(tmp_path / "patient.jsonl"), postgres_timeout_seconds=60)
+    ws_turns(gw, 1)
+    wait_until(lambda: len(rows(server, db)) == 1, 15, "the first row")
+    with frozen(server):
+        ws_turns(gw, 1)
+        wait_until(lambda: len(jsonl_at(log)) == 2, 10, "the second log line")
+        # SIGTERM: no call is live, so the drain is immediate; the ledger's flush gets its 2 s
+        # and gives up (old: stuck in PQcancel for ever).
+        started = time.monotonic()
+        assert gw.stop(timeout=30) == 0
+        assert time.monotonic() - started < 10, time.monotonic() - started
+        assert "1 record(s) not written to PostgreSQL" in gw.stderr(), gw.stderr()
+
+        # A longer flush wait (60 s), cut short by a second signal: exits at once.
+        ws_turns(patient, 1)
+        patient.proc.send_signal(signal.SIGTERM)
+        wait_until(lambda: "shutting down" in patient.stderr(), 10, "the drain")
+        time.sleep(1)
+        assert patient.running()  # flushing to a database that does not answer
+        started = time.monotonic()
+        patient.proc.send_signal(signal.SIGTERM)
+        assert patient.proc.wait(10) == 1
+        assert time.monotonic() - started < 3
+        assert "another signal during shutdown" in patient.stderr(), patient.stderr()
+    # The record buffered at the first shutdown is in the log only (or in the table too: the
+    # server, resumed, may still commit the INSERT the writer abandoned). The next start replays
+    # the log into the table: each record once.
+    again = start(postgres_timeout_seconds=20)
+    assert "replayed from PostgreSQL for budgets" in again.stderr(), again.stderr()
+    ids = [r["record_id"] for r in rows(server, db)]
+    assert len(ids) == len(set(ids)) == 3, ids  # gw's two, patient's one
+    assert {line["record_id"] for line in jsonl_at(log)} <= set(ids), ids
+    assert again.stop() == 0
+
+
+# --------------------------------------------------------------------------- the log's tail
+
+def test_records_buffered_at_a_kill_reach_the_table_once_and_count_once(pg, fake_upstream,
+                                                                        gateway_factory,
+                                                                        tmp_path):
+    server, db = pg
+    log = str(tmp_path / "killed.jsonl")
+
+    def start(budget, **usage):
+        config = default_gateway_config(fake_upstream)
+        config["auth"]["keys"] = [{"name": "team-a", "key": GATEWAY_KEY, "models": ["*"],
+                                   "budget_tokens": budget}]
+        config["usage"] = {"log": log, "postgres_url": server.url(db), **usage}
+        return gateway_factory(config, health_timeout=30)
+
+    # Two turns land in the table; then the database stops and five more are buffered when the
+    # gateway is killed.
+    gw = start(100000, postgres_timeout_seconds=20)
+    ws_turns(gw, 2)
+    wait_until(lambda: len(rows(server, db)) == 2, 15, "the first rows")
+    server.stop("fast")
+    try:
+        ws_turns(gw, 5)
+        wait_until(lambda: len(jsonl_at(log)) == 7, 10, "the log lines")
+        assert metric(gw, "rtgw_usage_ledger_buffered_records") == 5
+        gw.proc.kill()
+        gw.proc.wait(10)
+    finally:
+        server.start()
+    # Another instance's turns, in the table only: 3 x 20 tokens.
+    for i in range(3):
+        insert_history(server, db, 1700000000 + i, "team-a", MODEL, None)
+    lines = jsonl_at(log)
+    assert len({line["record_id"] for line in lines}) == 7 and all(
+        line["record_id"].startswith("ur_") for line in lines), lines
+    log_tokens = sum(line["total_tokens"] for line in lines)  # 7 x 57 = 399
+    every = log_tokens + 60  # each record once: 459 (max() of the two said 399)
+
+    # Budget one above the true total: the key is not blocked (no record counted twice)...
+    second = start(every + 1, postgres_timeout_seconds=20)
+    assert "replayed from PostgreSQL for budgets" in second.stderr(), second.stderr()
+    landed = rows(server, db, "record_id IS NOT NULL")
+    assert sorted(r["record_id"] for r in landed) == sorted(line["record_id"] for line in lines)
+    for line in lines:
+        assert_row_matches_record(
+            next(r for r in landed if r["record_id"] == line["record_id"]), line)
+    reply = post_offer(second.url, GATEWAY_KEY, aiortc_offer(), model=MODEL)
+    assert reply.status == 201, reply.body
+    assert second.stop() == 0
+
+    # ... and at the true total it is (every record counted).
+    third = start(every, postgres_timeout_seconds=20)
+    assert "replayed from PostgreSQL for budgets" in third.stderr(), third.stderr()
+    reply = post_offer(third.url, GATEWAY_KEY, aiortc_offer(), model=MODEL)
+    assert reply.status == 429 and reply.json()["error"]["code"] == "budget_exceeded", reply.body
+    assert len(rows(server, db)) == 7 + 3  # the replays added nothing twice
+
+
+def test_records_buffered_at_a_shutdown_with_the_database_down_reach_the_table(
+        pg, fake_upstream, gateway_factory, tmp_path):
+    server, db = pg
+    log = str(tmp_path / "down.jsonl")
+
+    def start(**usage):
+        config = default_gateway_config(fake_upstream)
+        config["usage"] = {"log": log, "postgres_url": server.url(db), **usage}
+        return gateway_factory(config, health_timeout=30)
+
+    server.stop("fast")
+    try:
+        gw = start(postgres_timeout_seconds=1)
+        ws_turns(gw, 2)
+        wait_until(lambda: len(jsonl_at(log)) == 2, 10, "the log lines")
+        assert gw.stop(timeout=30) == 0
+        assert "2 record(s) not written to PostgreSQL" in gw.stderr(), gw.stderr()
+    finally:
+        server.start()
+    again = start(postgres_timeout_seconds=20)
+    assert "2 record(s) from before start-up (from byte 0)" in again.stderr(), again.stderr()
+    assert "2 were missing there and written" in again.stderr(), again.stderr()
+    landed = rows(server, db)
+    assert sorted(r["record_id"] for r in landed) == sorted(
+        line["record_id"] for line in jsonl_at(log))
+    assert again.stop() == 0
+    # A restart with nothing new adds nothing, and starts reading where the table is complete
+    # (the watermark beside the log): no line is read again.
+    size = os.path.getsize(log)
+    with open(log + ".ledger-mark") as f:
+        assert f.read().split()[1] == str(size)
+    third = start(postgres_timeout_seconds=20)
+    assert f"0 record(s) from before start-up (from byte {size})" in third.stderr(), \
+        third.stderr()
+    assert len(rows(server, db)) == 2
+
+
+def test_the_watermark_speaks_for_its_database_only(pg, fake_upstream, gateway_factory,
+                                                    tmp_path):
+    """A mark says "these lines are in the table" of one database: pointed at another (a new or
+    moved database), the gateway replays the whole log into it instead of skipping the lines that
+    only the old one has, and its budgets count them."""
+    server, first_db = pg
+    log = str(tmp_path / "moved.jsonl")
+
+    def start(db, budget=100000):
+        config = default_gateway_config(fake_upstream)
+        config["auth"]["keys"] = [{"name": "team-a", "key": GATEWAY_KEY, "models": ["*"],
+                                   "budget_tokens": budget}]
+        config["usage"] = {"log": log, "postgres_url": server.url(db),
+                           "postgres_timeout_seconds": 20}
+        return gateway_factory(config, health_timeout=30)
+
+    gw = start(first_db)
+    ws_turns(gw, 2)
+    wait_until(lambda: len(rows(server, first_db)) == 2, 15, "the first rows")
+    assert gw.stop() == 0
+    size = os.path.getsize(log)
+    with open(log + ".ledger-mark") as f:
+        assert f.read().split()[1] == str(size)
+
+    second_db = server.new_database()
+    tokens = sum(line["total_tokens"] for line in jsonl_at(log))
+    again = start(second_db, budget=tokens)
+    assert "2 record(s) from before start-up (from byte 0)" in again.stderr(), again.stderr()
+    assert sorted(r["record_id"] for r in rows(server, second_db)) == sorted(
+        line["record_id"] for line in jsonl_at(log))
+    # The budget counts the log's records (the new table has them now): at its total, blocked.
+    reply = post_offer(again.url, GATEWAY_KEY, aiortc_offer(), model=MODEL)
+    assert reply.status == 429 and reply.json()["error"]["code"] == "budget_exceeded", reply.body
+    assert again.stop() == 0
+
+
+def test_a_log_truncated_in_place_is_replayed_from_its_start(pg, fake_upstream, gateway_factory,
+                                                             tmp_path):
+    """logrotate's copytruncate empties the log under the running gateway (same inode), which
+    writes on from byte 0: a mark made for the old content must not make the next start skip the
+    new lines it covers, or records buffered at the shutdown never reach the table."""
+    server, db = pg
+    log = str(tmp_path / "truncated.jsonl")
+    mark = log + ".ledger-mark"
+
+    def start():
+        config = default_gateway_config(fake_upstream)
+        config["usage"] = {"log": log, "postgres_url": server.url(db),
+                           "postgres_timeout_seconds": 2}
+        return gateway_factory(config, health_timeout=30)
+
+    gw = start()
+    ws_turns(gw, 3)
+    wait_until(lambda: len(rows(server, db)) == 3, 15, "the first rows")
+    wait_until(lambda: os.path.exists(mark) and int(open(mark).read().split()[1]) > 0, 15,
+               "the watermark")
+    os.truncate(log, 0)
+    server.stop("fast")
+    try:
+        ws_turns(gw, 5)
+        wait_until(lambda: len(jsonl_at(log)) == 5, 10, "the new log lines")
+        assert gw.stop(timeout=30) == 0
+    finally:
+        server.start()
+    with open(mark) as f:
+        covered = int(f.read().split()[1])
+    assert os.path.getsize(log) >= covered  # the old mark covers some of the new lines
+    again = start()
+    wait_until(lambda: "replayed from PostgreSQL for budgets" in again.stderr(), 30,
+               "the replay")
+    assert "5 record(s) from before start-up (from byte 0)" in again.stderr(), again.stderr()
+    landed = {r["record_id"] for r in rows(server, db)}
+    assert {line["record_id"] for line in jsonl_at(log)} <= landed
+    assert len(landed) == 3 + 5
+    assert again.stop() == 0
+
+
+def test_a_log_line_the_table_refuses_counts_once_from_the_log(pg, fake_upstream,
+                                                                gateway_factory, tmp_path):
+    server, db = pg
+    log = tmp_path / "refused.jsonl"
+    base = {"input_tokens": 37, "output_tokens": 20, "total_tokens": 57, "kind": "response",
+            "transport": "websocket", "key": "team-a", "model": MODEL, "worker": "w",
+            "status": "completed", "usage_present": True, "item_id": None, "cost_usd": None,
+            "turn_duration_ms": 100.0, "transcription_seconds": 0.0}
+    good = {**base, "record_id": "ur_" + "1" * 32, "time": 1700000000.5, "call_id": "ws_good",
+            "response_id": "resp_good"}
+    # A time PostgreSQL cannot store (to_timestamp overflows: SQLSTATE 22008): refused for its
+    # data, so it is in the log only.
+    bad = {**base, "record_id": "ur_" + "2" * 32, "time": 1e300, "call_id": "ws_bad",
+           "response_id": "resp_bad", "total_tokens": 100}
+    log.write_text(json.dumps(good) + "\n" + json.dumps(bad) + "\n")
+
+    def start(budget):
+        config = default_gateway_config(fake_upstream)
+        config["auth"]["keys"] = [{"name": "team-a", "key": GATEWAY_KEY, "models": ["*"],
+                                   "budget_tokens": budget}]
+        config["usage"] = {"log": str(log), "postgres_url": server.url(db),
+                           "postgres_timeout_seconds": 20}
+        return gateway_factory(config, health_timeout=30)
+
+    # 157 tokens in all: 57 in the table, 100 in the log only. Budget 158: not blocked (the
+    # good line is not counted twice, once from the log and once from the table)...
+    first = start(158)
+    assert "PostgreSQL refused 1 record(s) of the usage log" in first.stderr(), first.stderr()
+    assert [r["record_id"] for r in rows(server, db)] == [good["record_id"]]
+    reply = post_offer(first.url, GATEWAY_KEY, aiortc_offer(), model=MODEL)
+    assert reply.status == 201, reply.body
+    assert first.stop() == 0
+    # ... budget 157: blocked (the refused line counts). The watermark stayed before it, so this
+    # start reads it again and counts it again, once.
+    second = start(157)
+    assert "PostgreSQL refused 1 record(s) of the usage log" in second.stderr(), second.stderr()
+    reply = post_offer(second.url, GATEWAY_KEY, aiortc_offer(), model=MODEL)
+    assert reply.status == 429 and reply.json()["error"]["code"] == "budget_exceeded", reply.body
