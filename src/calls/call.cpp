@@ -131,6 +131,17 @@ void Call::build_pipeline() {
   client_leg_ = std::make_unique<WebRtcLeg>("client", element(kClientBin), settings_.webrtc, this);
   upstream_leg_ =
       std::make_unique<WebRtcLeg>("upstream", element(kUpstreamBin), settings_.webrtc, this);
+  // Media trust (SPEC): nothing a leg sends reaches the other until both peers' certificates
+  // match their SDP fingerprints. Audio is dropped after the packet counters (they measure what
+  // arrived, for the media watchdog), events are held before the event path.
+  client_trust_ = std::make_unique<webrtc::DtlsVerifier>("client", element(kClientBin), this);
+  upstream_trust_ = std::make_unique<webrtc::DtlsVerifier>("upstream", element(kUpstreamBin), this);
+  gate_ = std::make_shared<MediaGate>(settings_.max_pending_event_bytes);
+  for (const char* head : {kClientAudioIn, kUpstreamAudioIn}) {
+    auto src = Ref<GstPad>::adopt(gst_element_get_static_pad(element(head).get(), "src"));
+    if (!src) throw std::runtime_error(std::string("'") + head + "' has no src pad");
+    MediaGate::gate_audio(gate_, src.get());
+  }
   path_ = std::make_unique<EventPath>(pipeline_.get(),
                                       EventPath::Policy{settings_.policy_json, identity_.key_name,
                                                         identity_.model, settings_.budget_exceeded},
@@ -162,8 +173,8 @@ void Call::build_pipeline() {
   signals_.push_back(connect_signal<void(GstElement*, GstWebRTCDataChannel*)>(
       client_leg_->element(), "on-data-channel",
       [alive = lifetime_.watch(), this, call_id = identity_.call_id, source = path_->client_in(),
-       transform = settings_.beta_client ? &events::beta::client_event_to_ga : nullptr](
-          GstElement*, GstWebRTCDataChannel* channel) {
+       transform = settings_.beta_client ? &events::beta::client_event_to_ga : nullptr,
+       gate = gate_](GstElement*, GstWebRTCDataChannel* channel) {
         gchar* label_raw = nullptr;
         g_object_get(channel, "label", &label_raw, nullptr);
         UniqueStr label(label_raw);
@@ -172,7 +183,7 @@ void Call::build_pipeline() {
                     label ? label.get() : "", EventChannel::kLabel);
           return;
         }
-        EventChannel::wire_inbound(channel, source, transform);
+        EventChannel::wire_inbound(channel, source, transform, gate);
         post_if_alive(alive, [this, ref = Ref<GstWebRTCDataChannel>::retain(channel)] {
           if (state_ != State::kEnded) client_events_->attach(ref, true);
         });
@@ -200,7 +211,7 @@ void Call::start(sdp::CheckedOffer offer, std::optional<std::string> session_jso
   WebRtcSetupMedia::Parts parts{
       client_leg_.get(), upstream_leg_.get(), element(kClientAudioOut), element(kUpstreamAudioOut),
       [this](Ref<GstWebRTCDataChannel> channel) {
-        EventChannel::wire_inbound(channel.get(), element(kUpstreamEventsIn));
+        EventChannel::wire_inbound(channel.get(), element(kUpstreamEventsIn), nullptr, gate_);
         upstream_events_->attach(std::move(channel), false);
       }};
   auto media = std::make_unique<WebRtcSetupMedia>(std::move(parts), settings_.webrtc,
@@ -247,6 +258,9 @@ void Call::on_setup_done(SetupResult result) {
         hang_up("ICE connect timeout");
       });
   dump_graph("answered");
+  // Both descriptions are set on both legs: every DTLS transport exists now.
+  client_trust_->scan();
+  upstream_trust_->scan();
   listener_->OnCallAnswered(*this, answer.answer_sdp);
 }
 
@@ -261,6 +275,8 @@ void Call::OnLegConnectionState(WebRtcLeg& leg, GstWebRTCPeerConnectionState sta
   if (state_ == State::kEnded) return;
   bool is_client = &leg == client_leg_.get();
   g_message("[%s] %s leg %s", id().c_str(), leg.name().c_str(), state_name(state));
+  // A transport may appear or connect with any state change: the verifier adds what is new.
+  (is_client ? client_trust_ : upstream_trust_)->scan();
   if (state == GST_WEBRTC_PEER_CONNECTION_STATE_CONNECTED &&
       liveness_->watch(is_client ? PeerLiveness::Leg::kClient : PeerLiveness::Leg::kUpstream,
                        leg.element()) == 0 &&
@@ -547,6 +563,42 @@ void Call::OnRelayTurn(const usage::UsageRecord& record) { listener_->OnCallTurn
 
 void Call::OnRelayWaitOver(const std::string& reason) { hang_up(reason); }
 
+void Call::OnDtlsVerified(webrtc::DtlsVerifier& verifier) {
+  if (state_ == State::kEnded) return;
+  g_message("[%s] %s leg: peer certificate matches its SDP fingerprint (%zu DTLS transport(s))",
+            id().c_str(), verifier.leg().c_str(), verifier.transports());
+  if (client_trust_->state() != webrtc::DtlsVerifier::State::kVerified ||
+      upstream_trust_->state() != webrtc::DtlsVerifier::State::kVerified)
+    return;
+  std::uint64_t held = gate_->events_held(), dropped = gate_->audio_dropped();
+  gate_->open_gate();
+  g_message("[%s] both legs verified: relaying (%" G_GUINT64_FORMAT
+            " event(s) held until now go on; %" G_GUINT64_FORMAT
+            " audio packet(s) arrived before and were dropped)",
+            id().c_str(), held, dropped);
+}
+
+void Call::OnDtlsFailed(webrtc::DtlsVerifier& verifier,
+                        const webrtc::DtlsVerifier::Failure& failure) {
+  gate_->shut();  // first: nothing more passes, whatever the call's state
+  if (state_ == State::kEnded) return;
+  dtls_failed_leg_ = verifier.leg();
+  dtls_failure_reason_ = failure.reason;
+  outcome_ = failure.reason;
+  g_warning("[%s] %s on the %s leg: %s; ending the call", id().c_str(), failure.reason.c_str(),
+            verifier.leg().c_str(), failure.detail.c_str());
+  std::string reason = failure.reason + " (" + verifier.leg() + " leg)";
+  // During set-up a worker that is not who its answer says is the worker's failure (502), as an
+  // unreachable one; a client's is refused as the call's own failure.
+  if (state_ == State::kSettingUp && setup_ && verifier.leg() == "upstream")
+    setup_->fail({SetupFailure::Kind::kUpstreamUnreachable,
+                  0,
+                  {},
+                  "the worker's DTLS certificate does not match its answer's fingerprint (" +
+                      failure.reason + ")"});
+  hang_up(reason);
+}
+
 void Call::hang_up(const std::string& reason) {
   if (state_ == State::kEnded) return;
   bool was_setting_up = state_ == State::kSettingUp;
@@ -615,6 +667,9 @@ void Call::finish_teardown() {
   client_events_.reset();
   upstream_events_.reset();
   path_.reset();
+  if (gate_) gate_->shut();
+  if (client_trust_) client_trust_->detach();
+  if (upstream_trust_) upstream_trust_->detach();
   // The legs forget their webrtcbin but keep what they reported (describe() reads it).
   if (client_leg_) client_leg_->detach();
   if (upstream_leg_) upstream_leg_->detach();
@@ -675,6 +730,18 @@ json::ObjectBuilder Call::describe() const {
     return state_name(leg ? leg->reported_state() : GST_WEBRTC_PEER_CONNECTION_STATE_NEW);
   };
   legs.set("client", leg_state(client_leg_)).set("upstream", leg_state(upstream_leg_));
+  // Media trust: each leg's certificate check, and what the gate kept from the other leg.
+  auto trust_state = [](const std::unique_ptr<webrtc::DtlsVerifier>& v) {
+    return v ? v->state_name() : "pending";
+  };
+  json::ObjectBuilder dtls;
+  dtls.set("client", trust_state(client_trust_))
+      .set("upstream", trust_state(upstream_trust_))
+      .set("events_held", static_cast<gint64>(gate_ ? gate_->events_held() : 0))
+      .set("events_dropped", static_cast<gint64>(gate_ ? gate_->events_dropped() : 0))
+      .set("audio_packets_dropped", static_cast<gint64>(gate_ ? gate_->audio_dropped() : 0));
+  if (!dtls_failed_leg_.empty())
+    dtls.set("failed_leg", dtls_failed_leg_).set("failure", dtls_failure_reason_);
   // Milliseconds since each leg's peer last sent a packet (-1: not watched yet or any more), and
   // the ICE binding requests sent to a quiet peer to ask for a sign of life.
   json::ObjectBuilder liveness;
@@ -697,6 +764,7 @@ json::ObjectBuilder Call::describe() const {
       .set("state", state);
   if (state_ == State::kEnded) out.set("end_reason", end_reason_).set("outcome", outcome_);
   out.set_object("legs", std::move(legs))
+      .set_object("dtls", std::move(dtls))
       .set_object("liveness", std::move(liveness))
       .set_object("timings", std::move(timings))
       .set_object("events", std::move(events))

@@ -15,14 +15,21 @@ namespace {
 struct Inbound {
   Ref<GstElement> source;
   EventChannel::Transform transform;
+  std::shared_ptr<MediaGate> gate;  // holds events until both legs' peers are verified
 
+  void deliver(const char* data, gsize length) const {
+    if (gate)
+      gate->push_event(source.get(), data, length);
+    else
+      events::push_event(source.get(), data, length);
+  }
   void push(const char* data, gsize length) const {
     if (transform)
       if (auto rewritten = transform(std::string_view(data, length))) {
-        events::push_event(source.get(), rewritten->data(), rewritten->size());
+        deliver(rewritten->data(), rewritten->size());
         return;
       }
-    events::push_event(source.get(), data, length);
+    deliver(data, length);
   }
 };
 
@@ -40,9 +47,9 @@ EventChannel::EventChannel(std::string side, std::int64_t max_message_bytes,
 EventChannel::~EventChannel() = default;
 
 void EventChannel::wire_inbound(GstWebRTCDataChannel* channel, Ref<GstElement> inbound_source,
-                                Transform transform) {
+                                Transform transform, std::shared_ptr<MediaGate> gate) {
   // Connected for the channel's lifetime: the closures (values only) die with the channel object.
-  Inbound inbound{std::move(inbound_source), transform};
+  Inbound inbound{std::move(inbound_source), transform, std::move(gate)};
   connect_signal_for_lifetime<void(GstWebRTCDataChannel*, const gchar*)>(
       channel, "on-message-string", [inbound](GstWebRTCDataChannel*, const gchar* text) {
         if (text) inbound.push(text, strlen(text));

@@ -25,7 +25,7 @@
 namespace rtgw::usage {
 
 struct UsageRecord {
-  std::string kind = "response";  // "response" (a response.done) | "transcription"
+  std::string kind = "response";  // "response" (a response.done) | "transcription" | "call"
   std::string call_id;
   std::string transport;  // "webrtc" | "websocket"
   std::string key_name;
@@ -34,6 +34,9 @@ struct UsageRecord {
   std::string response_id;  // kind response
   std::string item_id;      // kind transcription: the transcribed conversation item
   std::string status;
+  // kind "call": a call that ended without a turn to meter for a reason the record carries
+  // (status, e.g. "dtls_fingerprint_mismatch", and the leg it concerns); written only then.
+  std::string leg;
   bool usage_present = false;
   std::int64_t input_tokens = 0;
   std::int64_t output_tokens = 0;
@@ -90,7 +93,8 @@ class UsageLedger {
   void set_sink(Sink sink) { sink_ = std::move(sink); }
   // Totals replayed from elsewhere (the PostgreSQL ledger, which holds every instance's records):
   // each key's token and USD totals become the larger of its own (the JSONL replay plus this
-  // process's records) and the replayed one, so neither source is undercounted and none counted twice.
+  // process's records) and the replayed one, so neither source is undercounted and none counted
+  // twice.
   void merge_replayed(const TotalsByKey& totals);
   std::int64_t tokens_used(const std::string& key_name) const;
   bool over_budget(const std::string& key_name, std::int64_t budget) const {
