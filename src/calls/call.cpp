@@ -9,6 +9,7 @@
 #include "events/beta_dialect.h"
 #include "events/event_path.h"
 #include "rtevents/json.h"
+#include "webrtc/sctp_ids.h"
 
 namespace rtgw::calls {
 namespace {
@@ -109,7 +110,14 @@ void Call::build_pipeline() {
         GstElementFactory* factory = gst_element_get_factory(added);
         if (factory && g_strcmp0(GST_OBJECT_NAME(factory), "clocksync") == 0)
           g_object_set(added, "sync", FALSE, nullptr);
+        // The SCTP association id this webrtcbin was given (webrtc/sctp_ids.h), set while the
+        // sctpenc/sctpdec is still NULL: never one that is live in the process (issue 22).
+        webrtc::sctp_ids::apply(added);
       });
+  for (const char* name : {kClientBin, kUpstreamBin})
+    if (!webrtc::sctp_ids::assign(element(name).get()))
+      g_warning("[%s] no free SCTP association id: the %s leg keeps webrtcbin's random one",
+                identity_.call_id.c_str(), name);
 
   // A relay forwards packets as they arrive, like an SFU: the browser or worker behind each leg
   // has its own jitterbuffer. rtpbin's request-jitterbuffer (asked once per received SSRC) gets
@@ -763,8 +771,20 @@ json::ObjectBuilder Call::describe() const {
       .set("key", identity_.key_name)
       .set("state", state);
   if (state_ == State::kEnded) out.set("end_reason", end_reason_).set("outcome", outcome_);
+  // The SCTP association id each leg's sctpenc uses (webrtc/sctp_ids.h; null: none yet, or
+  // the call is over).
+  json::ObjectBuilder sctp;
+  for (const auto* leg : {client_leg_.get(), upstream_leg_.get()}) {
+    auto id = leg && leg->element() ? webrtc::sctp_ids::in_use(leg->element()) : std::nullopt;
+    if (!leg) continue;
+    if (id)
+      sctp.set(leg->name().c_str(), static_cast<gint64>(*id));
+    else
+      sctp.set_null(leg->name().c_str());
+  }
   out.set_object("legs", std::move(legs))
       .set_object("dtls", std::move(dtls))
+      .set_object("sctp_association_ids", std::move(sctp))
       .set_object("liveness", std::move(liveness))
       .set_object("timings", std::move(timings))
       .set_object("events", std::move(events))
