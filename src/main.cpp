@@ -11,6 +11,7 @@
 
 #include "app/gateway.h"
 #include "app/logging.h"
+#include "app/platform_versions.h"
 #include "calls/call.h"
 #include "common/pipeline.h"
 #include "common/pipeline_reaper.h"
@@ -100,7 +101,9 @@ int main(int argc, char** argv) {
           rtgw::load_pipeline_description(session_pipeline_file));
       rtgw::app::check_policy(config.policy_json);
       rtgw::app::resolve_interfaces(config.webrtc.ice_interfaces, config.webrtc.ice_ipv6);
-      std::cout << rtgw::config::describe(config) << "config OK\n";
+      std::cout << rtgw::config::describe(config) << "platform: " << rtgw::app::platform_versions()
+                << "\n"
+                << "config OK\n";
       return 0;
     }
     int code;

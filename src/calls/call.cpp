@@ -661,11 +661,28 @@ void Call::finish_teardown() {
   // once unlinked, or anywhere in the cycle) before that webrtcbin, and waited for ever on the
   // stream lock the blocked thread held. A webrtcbin stopped on its own goes PAUSED -> READY sinks
   // first, which releases the other leg's buffer; the other leg (still PLAYING) never blocks.
+  //
+  // Why a leg that never connected goes first, and why both get a flush-start before (issue 22):
+  // 1.22's transportsendbin blocks a leg's send pads until its DTLS is up. When one leg never
+  // connected (e.g. the worker answered but ICE never completed), the connected leg's receiving
+  // thread (and an rtpsession-rtcp thread) sits blocked inside the other leg's send path, holding
+  // stream locks of the connected leg; stopping the connected leg first then waited for good on
+  // those locks in gst_pad_set_active. The flush-start wakes every such push (the reaper sends it
+  // before any state change), and stopping the unconnected leg first deactivates the blocked pads
+  // before anything waits on the threads they hold.
   StopOptions stop;
-  if (pipeline_)
-    for (const char* name : {kClientBin, kUpstreamBin})
-      if (auto bin = Ref<GstElement>::adopt(gst_bin_get_by_name(GST_BIN(pipeline_.get()), name)))
+  if (pipeline_) {
+    auto connected = [](const std::unique_ptr<WebRtcLeg>& leg) {
+      return leg && leg->reported_state() == GST_WEBRTC_PEER_CONNECTION_STATE_CONNECTED;
+    };
+    std::vector<const char*> order = {kClientBin, kUpstreamBin};
+    if (connected(client_leg_) && !connected(upstream_leg_)) order = {kUpstreamBin, kClientBin};
+    for (const char* name : order)
+      if (auto bin = Ref<GstElement>::adopt(gst_bin_get_by_name(GST_BIN(pipeline_.get()), name))) {
+        stop.flush_first.push_back(bin);
         stop.stop_first.push_back(std::move(bin));
+      }
+  }
   signals_.clear();
   bus_watch_.cancel();
   if (client_events_) client_events_->close();

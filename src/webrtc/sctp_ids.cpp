@@ -64,9 +64,20 @@ std::optional<std::uint16_t> acquire() {
   std::lock_guard lock(r.mutex);
   if (r.live.size() >= kIdCount) return std::nullopt;
   std::uint32_t id = r.proposer ? r.proposer() % kIdCount : default_proposal();
-  // Linear probing from the proposal: bounded by kIdCount, and only reached past one step when
-  // the proposal is live.
-  while (r.live.count(static_cast<std::uint16_t>(id))) id = (id + 1) % kIdCount;
+  // The first free id from the proposal on (wrapping): walk the run of live ids that starts
+  // there in the ordered set, one step per live id in the run. With random proposals and a few
+  // hundred live legs the run is nearly always empty.
+  auto it = r.live.lower_bound(static_cast<std::uint16_t>(id));
+  while (true) {
+    if (it == r.live.end()) {
+      if (id < kIdCount) break;  // past the last live id: free
+      id = 0;                    // wrapped
+      it = r.live.begin();
+    }
+    if (it == r.live.end() || *it != id) break;
+    ++it;
+    ++id;
+  }
   r.live.insert(static_cast<std::uint16_t>(id));
   return static_cast<std::uint16_t>(id);
 }
