@@ -257,6 +257,7 @@ void CallSetup::on_upstream_result(workers::UpstreamResult result) {
   sdp::SdpMessagePtr message;
   try {
     message = sdp::parse(answer.sdp);
+    sdp::check_fingerprints(message.get());  // what the upstream leg's certificate must match
   } catch (const sdp::SdpError& e) {
     fail({SetupFailure::Kind::kUpstreamUnreachable,
           0,

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "common/ref.h"
+#include "sdp/session_description.h"
 #include "webrtc/dtls_fingerprint.h"
 #include "webrtc/sctp_ids.h"
 
@@ -121,6 +122,37 @@ TEST(DtlsFingerprint, MediaLevelElseSessionLevel) {
   ASSERT_EQ(media1.size(), 1u);
   EXPECT_EQ(dtls::verify_certificate(media0, cert_pem()), Verdict::kMatch);
   EXPECT_EQ(dtls::verify_certificate(media1, cert_pem()), Verdict::kMismatch);  // session's
+}
+
+std::string read_data(const char* name) {
+  gchar* contents = nullptr;
+  gsize len = 0;
+  std::string path = std::string(RTGW_TEST_DATA) + "/" + name;
+  EXPECT_TRUE(g_file_get_contents(path.c_str(), &contents, &len, nullptr)) << path;
+  std::string out(contents ? contents : "", len);
+  g_free(contents);
+  return out;
+}
+
+std::string replace_all(std::string text, const std::string& from, const std::string& to) {
+  for (auto pos = text.find(from); pos != std::string::npos; pos = text.find(from, pos + to.size()))
+    text.replace(pos, from.size(), to);
+  return text;
+}
+
+// An offer (or a worker's answer) must name a fingerprint the gateway can compare with.
+TEST(DtlsFingerprint, OfferWithoutUsableFingerprintIsRefused) {
+  std::string offer = read_data("chromium_offer.sdp");
+  EXPECT_NO_THROW(rtgw::sdp::check_offer(offer));
+  std::string md5 = replace_all(offer, "a=fingerprint:sha-256 ", "a=fingerprint:md5 ");
+  try {
+    rtgw::sdp::check_offer(md5);
+    ADD_FAILURE() << "an md5 fingerprint was accepted";
+  } catch (const rtgw::sdp::SdpError& e) {
+    EXPECT_NE(std::string(e.what()).find("usable DTLS fingerprint"), std::string::npos) << e.what();
+  }
+  std::string cut = replace_all(offer, "a=fingerprint:sha-256 49:", "a=fingerprint:sha-256 ");
+  EXPECT_THROW(rtgw::sdp::check_offer(cut), rtgw::sdp::SdpError);
 }
 
 // The clash webrtcbin's random choice can make: the allocator is told to propose an id that is
