@@ -257,7 +257,6 @@ void CallSetup::on_upstream_result(workers::UpstreamResult result) {
   sdp::SdpMessagePtr message;
   try {
     message = sdp::parse(answer.sdp);
-    sdp::check_fingerprints(message.get());  // what the upstream leg's certificate must match
   } catch (const sdp::SdpError& e) {
     fail({SetupFailure::Kind::kUpstreamUnreachable,
           0,
@@ -268,6 +267,15 @@ void CallSetup::on_upstream_result(workers::UpstreamResult result) {
   int pt = sdp::opus_payload_type(message.get());
   if (pt < 0) {
     fail({SetupFailure::Kind::kUpstreamUnreachable, 0, {}, "the worker's answer has no Opus"});
+    return;
+  }
+  try {
+    sdp::check_fingerprints(message.get());  // what the upstream leg's certificate must match
+  } catch (const sdp::SdpError& e) {
+    fail({SetupFailure::Kind::kUpstreamUnreachable,
+          0,
+          {},
+          std::string("the worker's answer: ") + e.what()});
     return;
   }
   media_->accept_upstream_answer(std::move(message), pt,
