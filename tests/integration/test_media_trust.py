@@ -12,7 +12,8 @@ import time
 from cleanstate import (ended_for_client, metric, metrics, wait_for)
 from conftest import GATEWAY_KEY, default_gateway_config
 from peers.aiortc_client import AiortcCall
-from peers.common import http_request, lie_about_fingerprint
+from peers.common import http_request, lie_about_fingerprint, post_offer
+from test_calls import aiortc_offer
 
 MODEL = "gpt-realtime"
 CREATE = {"type": "response.create"}
@@ -151,3 +152,15 @@ def test_honest_call_is_verified_on_both_legs(fake_upstream, gateway_factory, tm
     assert state["dtls"]["client"] == "verified" and state["dtls"]["upstream"] == "verified", state
     assert "failed_leg" not in state["dtls"], state
     assert "rtgw_dtls_failures_total{" not in metrics(gw)
+
+
+def test_offer_without_usable_fingerprint_is_refused(fake_upstream, gateway_factory, tmp_path):
+    """Nothing to compare the certificate with: refused before any worker is asked."""
+    gw, _ = gateway_with_log(fake_upstream, gateway_factory, tmp_path)
+    offer = aiortc_offer().replace("a=fingerprint:sha-256 ", "a=fingerprint:md5 ")
+    reply = post_offer(gw.url, GATEWAY_KEY, offer, model=MODEL)
+    assert reply.status == 400, reply
+    body = reply.json()
+    assert body["error"]["code"] == "invalid_sdp", body
+    assert "usable DTLS fingerprint" in body["error"]["message"], body
+    assert fake_upstream.calls() == {}, "a refused offer reached the worker"
