@@ -12,6 +12,7 @@
 #include "app/fd_limit.h"
 #include "app/gateway.h"
 #include "app/logging.h"
+#include "app/platform_versions.h"
 #include "calls/call.h"
 #include "common/pipeline.h"
 #include "common/pipeline_reaper.h"
@@ -120,7 +121,9 @@ int main(int argc, char** argv) {
                        "will run: "
                     << why << "\n";
       }
-      std::cout << rtgw::config::describe(config) << "config OK\n";
+      std::cout << rtgw::config::describe(config) << "platform: " << rtgw::app::platform_versions()
+                << "\n"
+                << "config OK\n";
       return 0;
     }
     if (config.webrtc.ice_agent == "shared") {

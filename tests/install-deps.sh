@@ -38,6 +38,26 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
+# The platform floor (docs/media-trust.md): Debian 12's current security updates of GStreamer.
+# 1.22.0-4+deb12u8 of gst-plugins-bad fixes CVE-2026-14935 and CVE-2026-59692 in its DTLS
+# handling. --only-upgrade touches only the installed gstreamer packages that have a newer
+# version (nothing new is installed); then the floor is checked.
+SUDO=""
+[[ $(id -u) -eq 0 ]] || SUDO="sudo"
+mapfile -t gst_installed < <(dpkg-query -W -f='${Package} ${Status}\n' 'gstreamer1.0-*' \
+  'libgstreamer*' 2>/dev/null | awk '/install ok installed/ {print $1}')
+if ((${#gst_installed[@]})); then
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --only-upgrade "${gst_installed[@]}"
+fi
+gst_floor="1.22.0-4+deb12u8"
+gst_bad=$(dpkg-query -W -f='${Version}' gstreamer1.0-plugins-bad 2>/dev/null || true)
+if [[ -z "$gst_bad" ]] || ! dpkg --compare-versions "$gst_bad" ge "$gst_floor"; then
+  echo "install-deps: gstreamer1.0-plugins-bad ${gst_bad:-missing} is below $gst_floor" \
+    "(CVE-2026-14935, CVE-2026-59692 in DTLS): enable bookworm-security in the apt sources" >&2
+  exit 1
+fi
+
 if [[ "${1:-}" == "--test" ]]; then
   # The libwebrtc-based native test client (node + @roamhq/wrtc), from the lock file.
   (cd tests/integration/peers && { for d in @roamhq/wrtc werift openai ws @openai/agents-realtime; do [[ -d node_modules/$d ]] || { npm ci --no-audit --no-fund; break; }; done; })

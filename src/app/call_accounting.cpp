@@ -73,9 +73,36 @@ void CallAccounting::OnCallSetupFailed(const calls::Call& call,
   metrics_.add_counter(
       "rtgw_calls_total", "Calls by model and outcome",
       {{"model", call.identity().model}, {"outcome", failure_outcome(failure.kind)}});
+  count_dtls_failure(call);
+}
+
+void CallAccounting::count_dtls_failure(const calls::Call& call) {
+  if (call.dtls_failed_leg().empty()) return;
+  metrics_.add_counter("rtgw_dtls_failures_total",
+                       "Calls ended because a leg's peer DTLS certificate did not match its SDP "
+                       "fingerprint (or could not be read), by leg and reason",
+                       {{"leg", call.dtls_failed_leg()}, {"reason", call.dtls_failure_reason()}});
+  // The usage log keeps the call's end too (SPEC "Media trust"): a record of kind "call" with no
+  // tokens, the reason as its status and the leg.
+  const auto& id = call.identity();
+  usage::UsageRecord record;
+  record.kind = "call";
+  record.call_id = id.call_id;
+  record.transport = "webrtc";
+  record.key_name = id.key_name;
+  record.model = id.model;
+  record.worker = id.worker_name;
+  record.status = call.dtls_failure_reason();
+  record.leg = call.dtls_failed_leg();
+  if (!ledger_.record(record))
+    metrics_.add_counter("rtgw_usage_log_errors_total",
+                         "Usage records that could not be written to the usage log (they still "
+                         "count towards budgets in memory)",
+                         {}, 1);
 }
 
 void CallAccounting::OnCallEnded(const calls::Call& call) {
+  count_dtls_failure(call);
   const auto& id = call.identity();
   metrics_.add_counter("rtgw_calls_total", "Calls by model and outcome",
                        {{"model", id.model}, {"outcome", call.outcome()}});

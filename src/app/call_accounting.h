@@ -53,6 +53,8 @@ class CallAccounting : public calls::CallObserver, public relay::SessionObserver
   void meter_turn(const usage::UsageRecord& record);
   const config::KeyConfig* find_key(const std::string& key_name) const;
   void count_decision(const calls::PolicyDecision& decision);
+  // A call ended by a failed DTLS verification: rtgw_dtls_failures_total and its usage record.
+  void count_dtls_failure(const calls::Call& call);
   void count_events(std::uint64_t from_client, std::uint64_t from_upstream);
 
   const config::Config& config_;

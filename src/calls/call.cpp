@@ -10,6 +10,7 @@
 #include "events/beta_dialect.h"
 #include "events/event_path.h"
 #include "webrtc/ice_agent.h"
+#include "webrtc/sctp_ids.h"
 
 namespace rtgw::calls {
 namespace {
@@ -116,7 +117,14 @@ void Call::build_pipeline() {
         GstElementFactory* factory = gst_element_get_factory(added);
         if (factory && g_strcmp0(GST_OBJECT_NAME(factory), "clocksync") == 0)
           g_object_set(added, "sync", FALSE, nullptr);
+        // The SCTP association id this webrtcbin was given (webrtc/sctp_ids.h), set while the
+        // sctpenc/sctpdec is still NULL: never one that is live in the process (issue 22).
+        webrtc::sctp_ids::apply(added);
       });
+  for (const char* name : {kClientBin, kUpstreamBin})
+    if (!webrtc::sctp_ids::assign(element(name).get()))
+      g_warning("[%s] no free SCTP association id: the %s leg keeps webrtcbin's random one",
+                identity_.call_id.c_str(), name);
 
   // A relay forwards packets as they arrive, like an SFU: the browser or worker behind each leg
   // has its own jitterbuffer. rtpbin's request-jitterbuffer (asked once per received SSRC) gets
@@ -138,6 +146,17 @@ void Call::build_pipeline() {
   client_leg_ = std::make_unique<WebRtcLeg>("client", element(kClientBin), settings_.webrtc, this);
   upstream_leg_ =
       std::make_unique<WebRtcLeg>("upstream", element(kUpstreamBin), settings_.webrtc, this);
+  // Media trust (SPEC): nothing a leg sends reaches the other until both peers' certificates
+  // match their SDP fingerprints. Audio is dropped after the packet counters (they measure what
+  // arrived, for the media watchdog), events are held before the event path.
+  client_trust_ = std::make_unique<webrtc::DtlsVerifier>("client", element(kClientBin), this);
+  upstream_trust_ = std::make_unique<webrtc::DtlsVerifier>("upstream", element(kUpstreamBin), this);
+  gate_ = std::make_shared<MediaGate>(settings_.max_pending_event_bytes);
+  for (const char* head : {kClientAudioIn, kUpstreamAudioIn}) {
+    auto src = Ref<GstPad>::adopt(gst_element_get_static_pad(element(head).get(), "src"));
+    if (!src) throw std::runtime_error(std::string("'") + head + "' has no src pad");
+    MediaGate::gate_audio(gate_, src.get());
+  }
   path_ = std::make_unique<EventPath>(pipeline_.get(),
                                       EventPath::Policy{settings_.policy_json, identity_.key_name,
                                                         identity_.model, settings_.budget_exceeded},
@@ -170,8 +189,8 @@ void Call::build_pipeline() {
       client_leg_->element(), "on-data-channel",
       [alive = lifetime_.watch(), this, call_id = identity_.call_id, source = path_->client_in(),
        transform = settings_.beta_client ? &events::beta::client_event_to_ga : nullptr,
-       max_event_bytes = static_cast<std::size_t>(settings_.max_event_bytes)](
-          GstElement*, GstWebRTCDataChannel* channel) {
+       max_event_bytes = static_cast<std::size_t>(settings_.max_event_bytes),
+       gate = gate_](GstElement*, GstWebRTCDataChannel* channel) {
         gchar* label_raw = nullptr;
         g_object_get(channel, "label", &label_raw, nullptr);
         UniqueStr label(label_raw);
@@ -180,7 +199,7 @@ void Call::build_pipeline() {
                     log_quote(label ? label.get() : "").c_str(), EventChannel::kLabel);
           return;
         }
-        EventChannel::wire_inbound(channel, source, transform, max_event_bytes);
+        EventChannel::wire_inbound(channel, source, transform, max_event_bytes, gate);
         post_if_alive(alive, [this, ref = Ref<GstWebRTCDataChannel>::retain(channel)] {
           if (state_ != State::kEnded) client_events_->attach(ref, true);
         });
@@ -208,7 +227,8 @@ void Call::start(sdp::CheckedOffer offer, std::optional<std::string> session_jso
   WebRtcSetupMedia::Parts parts{
       client_leg_.get(), upstream_leg_.get(), element(kClientAudioOut), element(kUpstreamAudioOut),
       [this](Ref<GstWebRTCDataChannel> channel) {
-        EventChannel::wire_inbound(channel.get(), element(kUpstreamEventsIn));
+        EventChannel::wire_inbound(channel.get(), element(kUpstreamEventsIn), nullptr,
+                                   EventChannel::kMaxMessageBytes, gate_);
         upstream_events_->attach(std::move(channel), false);
       }};
   auto media = std::make_unique<WebRtcSetupMedia>(std::move(parts), settings_.webrtc,
@@ -255,6 +275,9 @@ void Call::on_setup_done(SetupResult result) {
         hang_up("ICE connect timeout");
       });
   dump_graph("answered");
+  // Both descriptions are set on both legs: every DTLS transport exists now.
+  client_trust_->scan();
+  upstream_trust_->scan();
   listener_->OnCallAnswered(*this, answer.answer_sdp);
 }
 
@@ -286,6 +309,8 @@ void Call::OnLegConnectionState(WebRtcLeg& leg, GstWebRTCPeerConnectionState sta
       return;
     }
   }
+  // A transport may appear or connect with any state change: the verifier adds what is new.
+  (is_client ? client_trust_ : upstream_trust_)->scan();
   if (state == GST_WEBRTC_PEER_CONNECTION_STATE_CONNECTED &&
       liveness_->watch(which, leg.element()) == 0 && liveness_seconds_ > 0)
     g_warning("[%s] %s leg: no nicesrc found, its peer's liveness is not watched", id().c_str(),
@@ -574,6 +599,42 @@ void Call::OnRelayTurn(const usage::UsageRecord& record) { listener_->OnCallTurn
 
 void Call::OnRelayWaitOver(const std::string& reason) { hang_up(reason); }
 
+void Call::OnDtlsVerified(webrtc::DtlsVerifier& verifier) {
+  if (state_ == State::kEnded) return;
+  g_message("[%s] %s leg: peer certificate matches its SDP fingerprint (%zu DTLS transport(s))",
+            id().c_str(), verifier.leg().c_str(), verifier.transports());
+  if (client_trust_->state() != webrtc::DtlsVerifier::State::kVerified ||
+      upstream_trust_->state() != webrtc::DtlsVerifier::State::kVerified)
+    return;
+  std::uint64_t held = gate_->events_held(), dropped = gate_->audio_dropped();
+  gate_->open_gate();
+  g_message("[%s] both legs verified: relaying (%" G_GUINT64_FORMAT
+            " event(s) held until now go on; %" G_GUINT64_FORMAT
+            " audio packet(s) arrived before and were dropped)",
+            id().c_str(), held, dropped);
+}
+
+void Call::OnDtlsFailed(webrtc::DtlsVerifier& verifier,
+                        const webrtc::DtlsVerifier::Failure& failure) {
+  gate_->shut();  // first: nothing more passes, whatever the call's state
+  if (state_ == State::kEnded) return;
+  dtls_failed_leg_ = verifier.leg();
+  dtls_failure_reason_ = failure.reason;
+  outcome_ = failure.reason;
+  g_warning("[%s] %s on the %s leg: %s; ending the call", id().c_str(), failure.reason.c_str(),
+            verifier.leg().c_str(), failure.detail.c_str());
+  std::string reason = failure.reason + " (" + verifier.leg() + " leg)";
+  // During set-up a worker that is not who its answer says is the worker's failure (502), as an
+  // unreachable one; a client's is refused as the call's own failure.
+  if (state_ == State::kSettingUp && setup_ && verifier.leg() == "upstream")
+    setup_->fail({SetupFailure::Kind::kUpstreamUnreachable,
+                  0,
+                  {},
+                  "the worker's DTLS certificate does not match its answer's fingerprint (" +
+                      failure.reason + ")"});
+  hang_up(reason);
+}
+
 void Call::hang_up(const std::string& reason) {
   if (state_ == State::kEnded) return;
   bool was_setting_up = state_ == State::kSettingUp;
@@ -628,11 +689,28 @@ void Call::finish_teardown() {
   // once unlinked, or anywhere in the cycle) before that webrtcbin, and waited for ever on the
   // stream lock the blocked thread held. A webrtcbin stopped on its own goes PAUSED -> READY sinks
   // first, which releases the other leg's buffer; the other leg (still PLAYING) never blocks.
+  //
+  // Why a leg that never connected goes first, and why both get a flush-start before (issue 22):
+  // 1.22's transportsendbin blocks a leg's send pads until its DTLS is up. When one leg never
+  // connected (e.g. the worker answered but ICE never completed), the connected leg's receiving
+  // thread (and an rtpsession-rtcp thread) sits blocked inside the other leg's send path, holding
+  // stream locks of the connected leg; stopping the connected leg first then waited for good on
+  // those locks in gst_pad_set_active. The flush-start wakes every such push (the reaper sends it
+  // before any state change), and stopping the unconnected leg first deactivates the blocked pads
+  // before anything waits on the threads they hold.
   StopOptions stop;
-  if (pipeline_)
-    for (const char* name : {kClientBin, kUpstreamBin})
-      if (auto bin = Ref<GstElement>::adopt(gst_bin_get_by_name(GST_BIN(pipeline_.get()), name)))
+  if (pipeline_) {
+    auto connected = [](const std::unique_ptr<WebRtcLeg>& leg) {
+      return leg && leg->reported_state() == GST_WEBRTC_PEER_CONNECTION_STATE_CONNECTED;
+    };
+    std::vector<const char*> order = {kClientBin, kUpstreamBin};
+    if (connected(client_leg_) && !connected(upstream_leg_)) order = {kUpstreamBin, kClientBin};
+    for (const char* name : order)
+      if (auto bin = Ref<GstElement>::adopt(gst_bin_get_by_name(GST_BIN(pipeline_.get()), name))) {
+        stop.flush_first.push_back(bin);
         stop.stop_first.push_back(std::move(bin));
+      }
+  }
   signals_.clear();
   bus_watch_.cancel();
   if (client_events_) client_events_->close();
@@ -642,6 +720,9 @@ void Call::finish_teardown() {
   client_events_.reset();
   upstream_events_.reset();
   path_.reset();
+  if (gate_) gate_->shut();
+  if (client_trust_) client_trust_->detach();
+  if (upstream_trust_) upstream_trust_->detach();
   // The legs forget their webrtcbin but keep what they reported (describe() reads it).
   if (client_leg_) client_leg_->detach();
   if (upstream_leg_) upstream_leg_->detach();
@@ -702,6 +783,18 @@ json::ObjectBuilder Call::describe() const {
     return state_name(leg ? leg->reported_state() : GST_WEBRTC_PEER_CONNECTION_STATE_NEW);
   };
   legs.set("client", leg_state(client_leg_)).set("upstream", leg_state(upstream_leg_));
+  // Media trust: each leg's certificate check, and what the gate kept from the other leg.
+  auto trust_state = [](const std::unique_ptr<webrtc::DtlsVerifier>& v) {
+    return v ? v->state_name() : "pending";
+  };
+  json::ObjectBuilder dtls;
+  dtls.set("client", trust_state(client_trust_))
+      .set("upstream", trust_state(upstream_trust_))
+      .set("events_held", static_cast<gint64>(gate_ ? gate_->events_held() : 0))
+      .set("events_dropped", static_cast<gint64>(gate_ ? gate_->events_dropped() : 0))
+      .set("audio_packets_dropped", static_cast<gint64>(gate_ ? gate_->audio_dropped() : 0));
+  if (!dtls_failed_leg_.empty())
+    dtls.set("failed_leg", dtls_failed_leg_).set("failure", dtls_failure_reason_);
   // Milliseconds since each leg's peer last sent a packet (-1: not watched yet or any more), and
   // the ICE binding requests sent to a quiet peer to ask for a sign of life.
   json::ObjectBuilder liveness;
@@ -724,7 +817,20 @@ json::ObjectBuilder Call::describe() const {
       .set("key", identity_.key_name)
       .set("state", state);
   if (state_ == State::kEnded) out.set("end_reason", end_reason_).set("outcome", outcome_);
+  // The SCTP association id each leg's sctpenc uses (webrtc/sctp_ids.h; null: none yet, or
+  // the call is over).
+  json::ObjectBuilder sctp;
+  for (const auto* leg : {client_leg_.get(), upstream_leg_.get()}) {
+    auto id = leg && leg->element() ? webrtc::sctp_ids::in_use(leg->element()) : std::nullopt;
+    if (!leg) continue;
+    if (id)
+      sctp.set(leg->name().c_str(), static_cast<gint64>(*id));
+    else
+      sctp.set_null(leg->name().c_str());
+  }
   out.set_object("legs", std::move(legs))
+      .set_object("dtls", std::move(dtls))
+      .set_object("sctp_association_ids", std::move(sctp))
       .set_object("liveness", std::move(liveness))
       .set_object("timings", std::move(timings))
       .set_object("events", std::move(events))

@@ -30,6 +30,7 @@
 
 #include "calls/call_setup.h"
 #include "calls/event_channel.h"
+#include "calls/media_gate.h"
 #include "calls/peer_liveness.h"
 #include "common/json.h"
 #include "common/main_thread.h"
@@ -39,6 +40,7 @@
 #include "events/event_relay.h"
 #include "sdp/session_description.h"
 #include "usage/usage_ledger.h"
+#include "webrtc/dtls_verifier.h"
 #include "webrtc/webrtc_leg.h"
 #include "workers/upstream_signaller.h"
 #include "workers/worker_lease.h"
@@ -112,7 +114,8 @@ class Call : public WebRtcLeg::Listener,
              public EventChannel::Listener,
              public PeerLiveness::Listener,
              public events::EventPath::Listener,
-             public events::EventRelay::Transport {
+             public events::EventRelay::Transport,
+             public webrtc::DtlsVerifier::Listener {
  public:
   enum class State { kSettingUp, kActive, kEnded };
 
@@ -177,6 +180,10 @@ class Call : public WebRtcLeg::Listener,
   const std::string& outcome() const { return outcome_; }
   // "client" or "upstream" when the outcome is "peer_timeout", else "".
   const std::string& timed_out_leg() const { return timed_out_leg_; }
+  // The leg whose peer certificate failed verification ("client" or "upstream"; "" if none), and
+  // why ("dtls_fingerprint_mismatch" or "dtls_no_certificate", also the call's outcome).
+  const std::string& dtls_failed_leg() const { return dtls_failed_leg_; }
+  const std::string& dtls_failure_reason() const { return dtls_failure_reason_; }
   // Call state for GET /v1/realtime/calls/{id}.
   json::ObjectBuilder describe() const;
   // The pipeline graph in DOT (debugging).
@@ -204,6 +211,10 @@ class Call : public WebRtcLeg::Listener,
   void OnRelayTurn(const usage::UsageRecord& record) override;
   void OnRelayPolicyEnd(const std::string& reason) override;
   void OnRelayWaitOver(const std::string& reason) override;
+  // webrtc::DtlsVerifier::Listener (SPEC "Media trust")
+  void OnDtlsVerified(webrtc::DtlsVerifier& verifier) override;
+  void OnDtlsFailed(webrtc::DtlsVerifier& verifier,
+                    const webrtc::DtlsVerifier::Failure& failure) override;
 
  private:
   struct AudioCounters {
@@ -261,6 +272,13 @@ class Call : public WebRtcLeg::Listener,
   std::unique_ptr<EventChannel> client_events_;    // events to the client
   std::unique_ptr<EventChannel> upstream_events_;  // events to the upstream
   std::unique_ptr<events::EventPath> path_;        // in pipeline_
+  // Media trust: each leg's certificate check, and what passes between the legs until both are
+  // verified (shared with the audio probes and data-channel handlers on webrtcbin's threads).
+  std::unique_ptr<webrtc::DtlsVerifier> client_trust_;
+  std::unique_ptr<webrtc::DtlsVerifier> upstream_trust_;
+  std::shared_ptr<MediaGate> gate_;
+  std::string dtls_failed_leg_;
+  std::string dtls_failure_reason_;
   std::vector<SignalConnection> signals_;
   std::vector<CallTap*> taps_;
   SourceGuard bus_watch_;

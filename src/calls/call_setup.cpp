@@ -269,6 +269,15 @@ void CallSetup::on_upstream_result(workers::UpstreamResult result) {
     fail({SetupFailure::Kind::kUpstreamUnreachable, 0, {}, "the worker's answer has no Opus"});
     return;
   }
+  try {
+    sdp::check_fingerprints(message.get());  // what the upstream leg's certificate must match
+  } catch (const sdp::SdpError& e) {
+    fail({SetupFailure::Kind::kUpstreamUnreachable,
+          0,
+          {},
+          std::string("the worker's answer: ") + e.what()});
+    return;
+  }
   media_->accept_upstream_answer(std::move(message), pt,
                                  [this, alive = lifetime_.watch()](std::optional<SetupFailure> f) {
                                    if (!alive.alive() || finished_) return;

@@ -16,16 +16,23 @@ struct Inbound {
   Ref<GstElement> source;
   EventChannel::Transform transform;
   std::size_t max_transform_bytes;
+  std::shared_ptr<MediaGate> gate;  // holds events until both legs' peers are verified
 
+  void deliver(const char* data, gsize length) const {
+    if (gate)
+      gate->push_event(source.get(), data, length);
+    else
+      events::push_event(source.get(), data, length);
+  }
   void push(const char* data, gsize length) const {
     // An event over the size limit is not translated (nor parsed): it goes to the filter as
     // it came, which refuses it by its size first (issue 21: a large beta event held the loop).
     if (transform && length <= max_transform_bytes)
       if (auto rewritten = transform(std::string_view(data, length))) {
-        events::push_event(source.get(), rewritten->data(), rewritten->size());
+        deliver(rewritten->data(), rewritten->size());
         return;
       }
-    events::push_event(source.get(), data, length);
+    deliver(data, length);
   }
 };
 
@@ -43,9 +50,10 @@ EventChannel::EventChannel(std::string side, std::int64_t max_message_bytes,
 EventChannel::~EventChannel() = default;
 
 void EventChannel::wire_inbound(GstWebRTCDataChannel* channel, Ref<GstElement> inbound_source,
-                                Transform transform, std::size_t max_transform_bytes) {
+                                Transform transform, std::size_t max_transform_bytes,
+                                std::shared_ptr<MediaGate> gate) {
   // Connected for the channel's lifetime: the closures (values only) die with the channel object.
-  Inbound inbound{std::move(inbound_source), transform, max_transform_bytes};
+  Inbound inbound{std::move(inbound_source), transform, max_transform_bytes, std::move(gate)};
   connect_signal_for_lifetime<void(GstWebRTCDataChannel*, const gchar*)>(
       channel, "on-message-string", [inbound](GstWebRTCDataChannel*, const gchar* text) {
         if (text) inbound.push(text, strlen(text));

@@ -22,6 +22,7 @@
 #include <string_view>
 #include <vector>
 
+#include "calls/media_gate.h"
 #include "common/main_thread.h"
 #include "common/ref.h"
 #include "events/event_relay.h"
@@ -59,10 +60,12 @@ class EventChannel {
   // Attaches the channel. Safe to call on the webrtcbin thread that announced it (its message
   // handler must be connected there so nothing that follows is missed); the rest is posted.
   // A message longer than `max_transform_bytes` enters the path untransformed (the filter refuses
-  // it by size before anything parses it).
+  // it by size before anything parses it). With a `gate`, received events pass through it (held
+  // until the call's peers are verified).
   static void wire_inbound(GstWebRTCDataChannel* channel, Ref<GstElement> inbound_source,
                            Transform transform = nullptr,
-                           std::size_t max_transform_bytes = kMaxMessageBytes);
+                           std::size_t max_transform_bytes = kMaxMessageBytes,
+                           std::shared_ptr<MediaGate> gate = nullptr);
   void attach(Ref<GstWebRTCDataChannel> channel, bool already_open);
 
   // Sends now if open, else queues (bounded in bytes).

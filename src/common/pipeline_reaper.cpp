@@ -52,6 +52,18 @@ void stop_pad_tasks_below(GstElement* element, int& stopped) {
   for (const Ref<GstElement>& child : children) stop_pad_tasks_below(child.get(), stopped);
 }
 
+// A flush-start into each sink pad of `element`: it travels downstream, setting each pad it
+// passes flushing and waking a push blocked on one of them (a blocking probe, a preroll wait).
+// No flush-stop follows: the element is about to be stopped.
+void flush_sink_pads(GstElement* element) {
+  std::vector<Ref<GstPad>> pads;
+  GST_OBJECT_LOCK(element);
+  for (GList* l = element->sinkpads; l; l = l->next)
+    pads.push_back(Ref<GstPad>::retain(GST_PAD(l->data)));
+  GST_OBJECT_UNLOCK(element);
+  for (const Ref<GstPad>& pad : pads) gst_pad_send_event(pad.get(), gst_event_new_flush_start());
+}
+
 class Reaper {
  public:
   void push(Job job) {
@@ -112,6 +124,8 @@ class Reaper {
                std::to_string((now - step) / 1000) + " ms";
       step = now;
     };
+    for (const Ref<GstElement>& element : job.options.flush_first) flush_sink_pads(element.get());
+    if (!job.options.flush_first.empty()) lap("flush-start");
     for (const Ref<GstElement>& element : job.options.stop_first) {
       gst_element_set_locked_state(element.get(), TRUE);
       gst_element_set_state(element.get(), GST_STATE_NULL);
@@ -124,6 +138,7 @@ class Reaper {
                 GST_OBJECT_NAME(job.pipeline.get()), late);
     std::string name = GST_OBJECT_NAME(job.pipeline.get());
     job.options.stop_first.clear();
+    job.options.flush_first.clear();
     job.pipeline.reset();  // usually the last reference: the pipeline is freed here
     lap("freeing");
     double total_ms = (g_get_monotonic_time() - t0) / 1000.0;

@@ -35,6 +35,12 @@ struct StopOptions {
   // from the other leg is waiting for preroll in that webrtcbin's sink and holds the element's
   // stream lock: the NULL state change then hangs for good (issue 14, call.cpp, echo_worker.cpp).
   std::vector<Ref<GstElement>> stop_first;
+  // Elements whose sink pads get a flush-start on the reaper thread before any state change: it
+  // sets every pad downstream of them flushing and wakes the pushes blocked there. For the
+  // webrtcbins of a relay: 1.22's transportsendbin blocks its pads until DTLS is up, so a leg
+  // that never connected holds the other leg's receiving thread inside its send path (with that
+  // thread's stream locks), and stopping the other leg first waited for it for good (issue 22).
+  std::vector<Ref<GstElement>> flush_first;
 };
 
 // Sets `pipeline` to NULL on a reaper thread, drops this reference there, then posts

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "common/ref.h"
+#include "webrtc/dtls_fingerprint.h"
 
 namespace rtgw::sdp {
 namespace {
@@ -98,6 +99,16 @@ int opus_payload_type(const GstSDPMessage* message) {
   return -1;
 }
 
+void check_fingerprints(const GstSDPMessage* message) {
+  for (guint i = 0; i < gst_sdp_message_medias_len(message); i++) {
+    if (gst_sdp_media_get_port(gst_sdp_message_get_media(message, i)) == 0) continue;
+    if (webrtc::dtls::media_fingerprints(message, i).empty())
+      throw SdpError("m-line " + std::to_string(i) +
+                     " has no usable DTLS fingerprint (a=fingerprint with sha-1, sha-256, "
+                     "sha-384 or sha-512 and its full digest)");
+  }
+}
+
 CheckedOffer check_offer(const std::string& text) {
   CheckedOffer out;
   out.message = parse(text);
@@ -118,6 +129,7 @@ CheckedOffer check_offer(const std::string& text) {
     if (!media_or_session_attr(msg, media, "fingerprint"))
       throw SdpError("m-line " + std::to_string(i) + " has no DTLS fingerprint");
   }
+  check_fingerprints(msg);
   if (!has_audio) throw SdpError("the offer has no audio m-line");
   if (out.opus_payload_type < 0) throw SdpError("the offer's audio m-line does not offer Opus");
   if (!has_data) throw SdpError("the offer has no data channel m-line (m=application)");

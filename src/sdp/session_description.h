@@ -49,6 +49,11 @@ CheckedOffer check_offer(const std::string& text);
 // Parses any description (e.g. an upstream's answer). Throws SdpError.
 SdpMessagePtr parse(const std::string& text);
 
+// Every m-line that is not rejected (port 0) names a usable DTLS fingerprint (sha-1/256/384/512,
+// media- or session-level): what the gateway compares the peer's certificate with (SPEC "Media
+// trust"). Throws SdpError naming the m-line.
+void check_fingerprints(const GstSDPMessage* message);
+
 // The Opus payload type of the first audio m-line, or -1.
 int opus_payload_type(const GstSDPMessage* message);
 

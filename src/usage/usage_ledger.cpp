@@ -72,6 +72,7 @@ std::string UsageRecord::to_json_line(double unix_time) const {
       .set("worker", worker)
       .set("status", status)
       .set("usage_present", usage_present);
+  if (!leg.empty()) out.set("leg", leg);
   // A response turn names its response, a transcription its item; the other id is null.
   if (response_id.empty())
     out.set_null("response_id");

@@ -25,7 +25,7 @@
 namespace rtgw::usage {
 
 struct UsageRecord {
-  std::string kind = "response";  // "response" (a response.done) | "transcription"
+  std::string kind = "response";  // "response" (a response.done) | "transcription" | "call"
   // Unique per record ("ur_" + 32 random hex digits), given by UsageLedger::record(): written to
   // the JSONL line and the table's `record_id`, so the log's tail replayed into the table at
   // start-up lands exactly once. Empty in a log line written before record ids existed.
@@ -38,6 +38,9 @@ struct UsageRecord {
   std::string response_id;  // kind response
   std::string item_id;      // kind transcription: the transcribed conversation item
   std::string status;
+  // kind "call": a call that ended without a turn to meter for a reason the record carries
+  // (status, e.g. "dtls_fingerprint_mismatch", and the leg it concerns); written only then.
+  std::string leg;
   bool usage_present = false;
   std::int64_t input_tokens = 0;
   std::int64_t output_tokens = 0;

@@ -11,6 +11,7 @@
 #include "common/random.h"
 #include "common/ref.h"
 #include "sdp/session_description.h"
+#include "webrtc/sctp_ids.h"
 #include "webrtc/webrtc_leg.h"
 #include "workers/echo_protocol.h"
 
@@ -40,6 +41,12 @@ class EchoSession : public webrtc::WebRtcLeg::Listener {
     leg_ = std::make_unique<webrtc::WebRtcLeg>(
         "echo", Ref<GstElement>::adopt(gst_bin_get_by_name(GST_BIN(pipeline_.get()), "echo")),
         webrtc, this);
+    // Its webrtcbin lives in the gateway's process too: its SCTP association id comes from the
+    // same process-wide allocator as the calls' (webrtc/sctp_ids.h).
+    webrtc::sctp_ids::assign(leg_->element());
+    connect_signal_for_lifetime<void(GstBin*, GstBin*, GstElement*)>(
+        pipeline_.get(), "deep-element-added",
+        [](GstBin*, GstBin*, GstElement* added) { webrtc::sctp_ids::apply(added); });
     echo_in_ = Ref<GstElement>::adopt(gst_bin_get_by_name(GST_BIN(pipeline_.get()), "echo_in"));
     echo_out_ = Ref<GstElement>::adopt(gst_bin_get_by_name(GST_BIN(pipeline_.get()), "echo_out"));
 

@@ -17,7 +17,7 @@ seconds=${1:?usage: tests/fuzz/run.sh SECONDS [TARGET...]}
 shift
 targets=("$@")
 ((${#targets[@]})) || targets=(sdp multipart call_request event token config websocket beta http_headers json_strict
-  json_differential)
+  json_differential fingerprint)
 build=${FUZZ_BUILD_DIR:-build-fuzz}
 max_crashes=${FUZZ_MAX_CRASHES:-5}
 
@@ -50,6 +50,7 @@ dict_of() {
     sdp) echo sdp ;;
     multipart | call_request) echo multipart ;;
     http_headers) echo host ;;
+    fingerprint) echo fingerprint ;;
     *) echo json ;;
   esac
 }

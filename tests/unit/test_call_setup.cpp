@@ -24,12 +24,18 @@ using workers::UpstreamAnswer;
 using workers::UpstreamFailure;
 using workers::WorkerLease;
 
+// Every worker answer names a DTLS fingerprint (the upstream leg's certificate is checked
+// against it; an answer without one is refused).
+#define RTGW_TEST_FINGERPRINT                                                                  \
+  "a=fingerprint:sha-256 "                                                                     \
+  "00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:" \
+  "EE:FF\r\n"
 const char* kWorkerAnswer =
     "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 96\r\n"
-    "c=IN IP4 0.0.0.0\r\na=rtpmap:96 opus/48000/2\r\n";
+    "c=IN IP4 0.0.0.0\r\na=rtpmap:96 opus/48000/2\r\n" RTGW_TEST_FINGERPRINT;
 const char* kWorkerAnswerWithoutOpus =
     "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\n"
-    "c=IN IP4 0.0.0.0\r\na=rtpmap:0 PCMU/8000\r\n";
+    "c=IN IP4 0.0.0.0\r\na=rtpmap:0 PCMU/8000\r\n" RTGW_TEST_FINGERPRINT;
 
 // A worker that holds each exchange until the test answers it, and records how its leases
 // settle (with or without the probe slot) and what it is asked to hang up.

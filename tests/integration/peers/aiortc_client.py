@@ -49,8 +49,12 @@ class AiortcCall:
                  send_events: Iterable[Event] = (),
                  on_event: Optional[Callable[[Dict[str, Any], "AiortcCall"], None]] = None,
                  http_timeout: float = 15.0, label: str = "oai-events",
-                 path: str = "/v1/realtime/calls", send_audio: bool = True) -> None:
+                 path: str = "/v1/realtime/calls", send_audio: bool = True,
+                 mangle_offer: Optional[Callable[[str], str]] = None) -> None:
         self.base_url, self.key, self.model, self.session = base_url, key, model, session
+        # Rewrites the offer before it is posted (tests: an offer that lies, e.g. about the
+        # DTLS fingerprint); the peer connection keeps its own.
+        self.mangle_offer = mangle_offer
         self.path = path  # "/v1/realtime": the legacy (beta) WebRTC route
         self.http_timeout = http_timeout
         self.on_event = on_event
@@ -113,6 +117,8 @@ class AiortcCall:
         """Offer (gathering completes inside setLocalDescription), POST, set the answer."""
         await self.pc.setLocalDescription(await self.pc.createOffer())
         self.result.offer_sdp = self.pc.localDescription.sdp
+        if self.mangle_offer is not None:
+            self.result.offer_sdp = self.mangle_offer(self.result.offer_sdp)
         reply = await asyncio.to_thread(post_offer, self.base_url, self.key,
                                         self.result.offer_sdp, self.model, self.session,
                                         self.http_timeout, path=self.path)

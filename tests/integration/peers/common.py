@@ -359,6 +359,20 @@ class RtpRecorder:
                 "ssrcs": sorted(self.ssrcs), "out_of_order": self.out_of_order, "gaps": self.gaps}
 
 
+def lie_about_fingerprint(sdp: str) -> str:
+    """The same SDP naming another certificate: the last hex digit of every ``a=fingerprint``
+    changed (the same way on every line, so the description stays self-consistent)."""
+    out = []
+    for line in sdp.splitlines(keepends=True):
+        if line.startswith("a=fingerprint:"):
+            body = line.rstrip("\r\n")
+            last = body[-1]
+            body = body[:-1] + ("0" if last.upper() != "0" else "1")
+            line = body + line[len(line.rstrip("\r\n")):]
+        out.append(line)
+    return "".join(out)
+
+
 def opus_payload_type(sdp: str) -> Optional[int]:
     """The payload type of the first ``a=rtpmap:<pt> opus/48000`` line of ``sdp``."""
     for line in sdp.splitlines():

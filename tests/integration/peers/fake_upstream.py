@@ -15,12 +15,14 @@ Endpoints
   GET  /v1/models                       model list (health checks)
   GET  /_test/state                     recorded requests, calls and ws_sessions (see ``state()``)
   POST /_test/config                    {"status","body","delay_ms","times","usage","turn_ms",
-                                        "no_ice","opus_pt"} fault injection (calls and WebSocket
+                                        "no_ice","opus_pt","lie_fingerprint"} fault injection (calls and WebSocket
                                         handshakes alike; "no_ice": answer calls with no
                                         candidates and drop the peer connection, so ICE never
                                         connects; "opus_pt": N: this worker uses Opus as payload
                                         type N whatever the offer says, as a worker with its own
-                                        payload type numbering would; null: the offer's)
+                                        payload type numbering would; null: the offer's;
+                                        "lie_fingerprint": the answer's a=fingerprint has one
+                                        hex digit changed, as an impostor's would)
   POST /_test/reset                     close all calls and sockets, forget everything, clear config
 
 Per call (aiortc answers; the gateway is the offerer and creates the data channel):
@@ -73,6 +75,7 @@ from aiohttp import WSMsgType, web  # noqa: E402
 from aiortc import RTCPeerConnection, RTCSessionDescription  # noqa: E402
 
 from peers.common import (AudioCounter, RtpRecorder, aiortc_configuration,  # noqa: E402
+                          lie_about_fingerprint,
                           decode_event, encode_event, make_tone_track, new_id, openai_error)
 
 log = logging.getLogger("fake_upstream")
@@ -530,6 +533,7 @@ class FakeUpstream:
         self.turn_ms = 0  # extra time between the last delta and response.done
         self.no_ice = False  # answer without candidates and drop the peer connection
         self.opus_pt: Optional[int] = None  # our own Opus payload type (None: the offer's)
+        self.lie_fingerprint = False  # answer naming a certificate other than ours
         self.usage = json.loads(json.dumps(DEFAULT_USAGE))
 
     # -- app ----------------------------------------------------------------------------------
@@ -691,6 +695,8 @@ class FakeUpstream:
                              if not line.startswith("a=candidate:")
                              and not line.startswith("a=end-of-candidates"))
             await call.close()
+        if self.lie_fingerprint:
+            answer = lie_about_fingerprint(answer)
         return web.Response(status=201, body=answer.encode(), content_type="application/sdp",
                             headers={"Location": f"/v1/realtime/calls/{call.id}"})
 
@@ -813,6 +819,8 @@ class FakeUpstream:
             self.no_ice = bool(cfg["no_ice"])
         if "opus_pt" in cfg:
             self.opus_pt = cfg["opus_pt"]
+        if "lie_fingerprint" in cfg:
+            self.lie_fingerprint = bool(cfg["lie_fingerprint"])
         return web.json_response(self.config())
 
     async def handle_reset(self, request: web.Request) -> web.StreamResponse:
@@ -828,7 +836,8 @@ class FakeUpstream:
     def config(self) -> Dict[str, Any]:
         return {"status": self.fail_status, "body": self.fail_body, "times": self.fail_times,
                 "delay_ms": self.delay_ms, "usage": self.usage, "turn_ms": self.turn_ms,
-                "no_ice": self.no_ice, "opus_pt": self.opus_pt}
+                "no_ice": self.no_ice, "opus_pt": self.opus_pt,
+                "lie_fingerprint": self.lie_fingerprint}
 
     def state(self) -> Dict[str, Any]:
         return {
