@@ -77,6 +77,7 @@ std::optional<usage::UsageRecord> parse_turn(const GstStructure* s) {
   gst_structure_get_double(s, "first-token-latency-ms", &r.first_token_latency_ms);
   gst_structure_get_double(s, "turn-duration-ms", &r.turn_duration_ms);
   gst_structure_get_double(s, "transcription-seconds", &r.transcription_seconds);
+  r.usage_clamped = bool_field(s, "usage-clamped");
   return r;
 }
 

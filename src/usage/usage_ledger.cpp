@@ -9,29 +9,31 @@
 #include <stdexcept>
 
 #include "common/json.h"
+#include "usage/saturating.h"
 
 namespace rtgw::usage {
 
 std::int64_t UsageRecord::billable_tokens() const {
-  return total_tokens > 0 ? total_tokens : input_tokens + output_tokens;
+  return total_tokens > 0 ? total_tokens
+                          : saturating_add(std::max<std::int64_t>(0, input_tokens), output_tokens);
 }
 
 void UsageRecord::add_tokens(const UsageRecord& o) {
-  input_tokens += o.input_tokens;
-  output_tokens += o.output_tokens;
-  total_tokens += o.total_tokens;
-  input_text_tokens += o.input_text_tokens;
-  input_audio_tokens += o.input_audio_tokens;
-  input_image_tokens += o.input_image_tokens;
-  input_cached_tokens += o.input_cached_tokens;
+  add_to(input_tokens, o.input_tokens);
+  add_to(output_tokens, o.output_tokens);
+  add_to(total_tokens, o.total_tokens);
+  add_to(input_text_tokens, o.input_text_tokens);
+  add_to(input_audio_tokens, o.input_audio_tokens);
+  add_to(input_image_tokens, o.input_image_tokens);
+  add_to(input_cached_tokens, o.input_cached_tokens);
   cached_details_present = cached_details_present || o.cached_details_present;
-  input_cached_text_tokens += o.input_cached_text_tokens;
-  input_cached_audio_tokens += o.input_cached_audio_tokens;
-  input_cached_image_tokens += o.input_cached_image_tokens;
-  transcription_seconds += o.transcription_seconds;
-  output_text_tokens += o.output_text_tokens;
-  output_audio_tokens += o.output_audio_tokens;
-  if (o.cost_usd) cost_usd = cost_usd.value_or(0) + *o.cost_usd;
+  add_to(input_cached_text_tokens, o.input_cached_text_tokens);
+  add_to(input_cached_audio_tokens, o.input_cached_audio_tokens);
+  add_to(input_cached_image_tokens, o.input_cached_image_tokens);
+  add_to(transcription_seconds, o.transcription_seconds);
+  add_to(output_text_tokens, o.output_text_tokens);
+  add_to(output_audio_tokens, o.output_audio_tokens);
+  if (o.cost_usd) cost_usd = saturating_add(cost_usd.value_or(0), *o.cost_usd);
 }
 
 json::ObjectBuilder UsageRecord::tokens_json() const {
@@ -122,14 +124,14 @@ UsageLedger::UsageLedger(const std::string& log_path) {
     r.total_tokens = number("total_tokens");
     r.input_tokens = number("input_tokens");
     r.output_tokens = number("output_tokens");
-    used_[*key] += r.billable_tokens();
+    add_to(used_[*key], r.billable_tokens());
     if (JsonNode* cost = json_object_get_member(obj, "cost_usd");
         cost && JSON_NODE_HOLDS_VALUE(cost)) {
       GType t = json_node_get_value_type(cost);
       if (t == G_TYPE_DOUBLE)
-        usd_[*key] += json_node_get_double(cost);
+        add_to(usd_[*key], json_node_get_double(cost));
       else if (t == G_TYPE_INT64)
-        usd_[*key] += static_cast<double>(json_node_get_int(cost));
+        add_to(usd_[*key], static_cast<double>(json_node_get_int(cost)));
     }
     replayed_++;
   }
@@ -138,8 +140,8 @@ UsageLedger::UsageLedger(const std::string& log_path) {
 }
 
 bool UsageLedger::record(const UsageRecord& record) {
-  used_[record.key_name] += record.billable_tokens();
-  if (record.cost_usd) usd_[record.key_name] += *record.cost_usd;
+  add_to(used_[record.key_name], record.billable_tokens());
+  if (record.cost_usd) add_to(usd_[record.key_name], *record.cost_usd);
   double now = static_cast<double>(g_get_real_time()) / 1e6;
   if (sink_) sink_(record, now);
   if (memory_only_) {
@@ -179,6 +181,8 @@ std::vector<UsageGroup> UsageLedger::memory_report(const UsageQuery& query) cons
   for (const UsageEntry& e : recent_) report.add(e, query);
   return report.groups();
 }
+
+void UsageLedger::add_usd(const std::string& key_name, double usd) { add_to(usd_[key_name], usd); }
 
 double UsageLedger::usd_used(const std::string& key_name) const {
   auto it = usd_.find(key_name);

@@ -53,6 +53,9 @@ struct UsageRecord {
   double first_token_latency_ms = -1;
   double turn_duration_ms = 0;
   double transcription_seconds = 0;  // a duration-billed transcription's seconds
+  // A token count of the turn was over usage::kMaxTurnTokens and was counted at that cap
+  // (usage/saturating.h): invalid usage from the worker, logged by the relay. Not in the log line.
+  bool usage_clamped = false;
   // The turn's price in US dollars from the model's price table; none when the model has no
   // table (written as null, never 0).
   std::optional<double> cost_usd;
@@ -90,7 +93,8 @@ class UsageLedger {
   void set_sink(Sink sink) { sink_ = std::move(sink); }
   // Totals replayed from elsewhere (the PostgreSQL ledger, which holds every instance's records):
   // each key's token and USD totals become the larger of its own (the JSONL replay plus this
-  // process's records) and the replayed one, so neither source is undercounted and none counted twice.
+  // process's records) and the replayed one, so neither source is undercounted and none counted
+  // twice.
   void merge_replayed(const TotalsByKey& totals);
   std::int64_t tokens_used(const std::string& key_name) const;
   bool over_budget(const std::string& key_name, std::int64_t budget) const {
@@ -103,7 +107,7 @@ class UsageLedger {
     return usd_used(key_name) >= budget_usd;
   }
   // Adds spend recorded elsewhere (e.g. replayed from another store) to the key's total.
-  void add_usd(const std::string& key_name, double usd) { usd_[key_name] += usd; }
+  void add_usd(const std::string& key_name, double usd);
   std::size_t replayed_records() const { return replayed_; }
   // Without a log: the report of the last kMemoryEntries turns of this process (GET /v1/usage's
   // source then). With a log: empty (the log is the source).
