@@ -135,6 +135,7 @@ void Call::build_pipeline() {
                                       EventPath::Policy{settings_.policy_json, identity_.key_name,
                                                         identity_.model, settings_.budget_exceeded},
                                       this);
+  relay_.set_response_gate(settings_.response_gate, identity_.key_name, identity_.model);
   client_events_ = std::make_unique<EventChannel>("client", settings_.max_event_bytes,
                                                   settings_.max_pending_event_bytes,
                                                   settings_.max_outgoing_event_bytes, this);
@@ -388,6 +389,9 @@ void Call::OnPathEvent(bool to_upstream, std::string text, std::int64_t relay_ns
     relay_.count_from_client();
   else
     relay_.count_from_upstream();
+  // A response.create the budget has no room for stops here (the client was told).
+  if (to_upstream && !relay_.admit_to_upstream(text)) return;
+  if (!to_upstream) relay_.note_from_upstream(text);
   if (!to_upstream) {
     // A worker's event that is not a JSON object would break the client's parser: the client
     // gets an error event in its place (a client's own malformed event goes upstream as is, and

@@ -94,6 +94,8 @@ struct CallSettings {
   std::string pipeline_description;  // gst-launch syntax
   std::string policy_json;           // rteventfilter `policy` for client events ("" = none)
   bool budget_exceeded = false;      // the key is over a budget at call start
+  // Asked before each response.create goes upstream (a budget reservation; none: no budgets).
+  usage::ResponseGate response_gate;
   // The model's price table: the relay prices each turn once (its record's cost_usd, which the
   // usage log, ledger, spend metric and budgets take as is, and the running cost in describe()).
   // None: turns carry cost_usd null.

@@ -163,6 +163,7 @@ void Server::handle_realtime_socket(SoupServerMessage* msg, GHashTable* query) {
         s.pipeline_description = services_.session_pipeline_description;
         s.policy_json = config.policy_json;
         s.budget_exceeded = services_.over_budget && services_.over_budget(principal.key_name);
+        s.response_gate = response_gate_;
         s.idle_timeout_seconds = config.websocket.idle_timeout_seconds;
         s.max_pending_bytes = config.limits.max_pending_event_bytes;
         s.max_outgoing_bytes = static_cast<std::uint64_t>(config.limits.max_outgoing_buffer_bytes);

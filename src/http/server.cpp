@@ -422,6 +422,7 @@ void Server::start_admitted_call(SoupServerMessage* msg, PreparedCall prepared,
   settings.pipeline_description = services_.pipeline_description;
   settings.policy_json = config.policy_json;
   settings.budget_exceeded = services_.over_budget && services_.over_budget(principal.key_name);
+  settings.response_gate = response_gate_;
   if (const config::ModelConfig* model_config = config.find_model(model))
     settings.pricing = model_config->pricing;
   settings.failover = [&workers = services_.workers, model](const std::vector<std::string>& tried) {

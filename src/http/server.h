@@ -31,6 +31,7 @@
 #include "metrics/metrics.h"
 #include "relay/session_registry.h"
 #include "sdp/session_description.h"
+#include "usage/budget_reservations.h"
 #include "usage/usage_report.h"
 #include "workers/worker_pool.h"
 
@@ -65,6 +66,8 @@ class Server {
 
   // Listens on config.listen; throws std::runtime_error on failure. Returns the bound port.
   int listen();
+  // Budget reservations: what calls and sessions ask before each response.create goes upstream.
+  void set_response_gate(usage::ResponseGate gate) { response_gate_ = std::move(gate); }
   // New calls get 503 shutting_down from now on.
   void begin_shutdown() { shutting_down_ = true; }
   bool shutting_down() const { return shutting_down_; }
@@ -165,6 +168,7 @@ class Server {
   std::unique_ptr<ConnectionGuard> connections_;
   std::unique_ptr<cluster::PeerClient> peers_;  // cluster mode only
   bool shutting_down_ = false;
+  usage::ResponseGate response_gate_;
 };
 
 // Response helpers shared by handlers.

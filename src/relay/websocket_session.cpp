@@ -48,6 +48,7 @@ WebSocketSession::~WebSocketSession() {
 void WebSocketSession::start() {
   events::EventPath::Policy policy{settings_.policy_json, identity_.key_name, identity_.model,
                                    settings_.budget_exceeded};
+  relay_.set_response_gate(settings_.response_gate, identity_.key_name, identity_.model);
   path_ = events::EventPath::start_own(settings_.pipeline_description, identity_.session_id, policy,
                                        this);
   if (settings_.session_json) {
@@ -233,6 +234,7 @@ void WebSocketSession::OnPathEvent(bool to_upstream, std::string text, std::int6
   if (relay_ns >= 0) relay_.record_relay_time(to_upstream, relay_ns);
   if (!to_upstream) {
     relay_.count_from_upstream();
+    relay_.note_from_upstream(text);
     if (settings_.beta_client)  // after the meter: it saw GA
       if (auto beta = events::beta::server_event_to_beta(text)) text = std::move(*beta);
     client_.send_text(text);
@@ -241,6 +243,8 @@ void WebSocketSession::OnPathEvent(bool to_upstream, std::string text, std::int6
     return;
   }
   if (state_ == State::kDraining) return;  // the client is gone
+  // A response.create the budget has no room for stops here (the client was told).
+  if (!relay_.admit_to_upstream(text)) return;
   if (state_ == State::kOpen) {
     upstream_->send_text(text);
     return;

@@ -59,6 +59,8 @@ struct SessionSettings {
   std::string pipeline_description;  // gst-launch syntax (pipelines/session.pipeline)
   std::string policy_json;           // rteventfilter `policy` ("" = none)
   bool budget_exceeded = false;
+  // Asked before each response.create goes upstream (a budget reservation; none: no budgets).
+  usage::ResponseGate response_gate;
   int idle_timeout_seconds = 300;            // 0 = never
   std::int64_t max_pending_bytes = 1 << 20;  // client events queued while the worker connects
   // What may wait towards a client (or worker) that does not read: past it, close 1008 (1013).
