@@ -133,7 +133,8 @@ void Call::build_pipeline() {
       std::make_unique<WebRtcLeg>("upstream", element(kUpstreamBin), settings_.webrtc, this);
   path_ = std::make_unique<EventPath>(pipeline_.get(),
                                       EventPath::Policy{settings_.policy_json, identity_.key_name,
-                                                        identity_.model, settings_.budget_exceeded},
+                                                        identity_.model, settings_.budget_exceeded,
+                                                        settings_.allowed_models},
                                       this);
   relay_.set_response_gate(settings_.response_gate, identity_.key_name, identity_.model);
   client_events_ = std::make_unique<EventChannel>("client", settings_.max_event_bytes,

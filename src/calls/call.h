@@ -96,6 +96,9 @@ struct CallSettings {
   bool budget_exceeded = false;      // the key is over a budget at call start
   // Asked before each response.create goes upstream (a budget reservation; none: no budgets).
   usage::ResponseGate response_gate;
+  // The key's model patterns plus the call's upstream model name (rteventfilter
+  // `allowed-models`: a session.update's transcription model must be one of them); empty: any.
+  std::vector<std::string> allowed_models;
   // The model's price table: the relay prices each turn once (its record's cost_usd, which the
   // usage log, ledger, spend metric and budgets take as is, and the running cost in describe()).
   // None: turns carry cost_usd null.

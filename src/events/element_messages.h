@@ -31,7 +31,9 @@ struct PolicyDecision {
 
   // The `error.code` of the error event the client gets for a block.
   const char* error_code() const {
-    return reason == "too_large" ? "event_too_large" : "policy_violation";
+    if (reason == "too_large") return "event_too_large";
+    if (reason == "model_not_allowed") return "model_not_allowed";
+    return "policy_violation";
   }
 };
 

@@ -380,7 +380,8 @@ void Server::handle_create_call(SoupServerMessage* msg, GHashTable* query, bool 
   // A beta session is translated first: the policy, like the worker, sees GA.
   if (beta && session) session = events::beta::session_json_to_ga(*session);
   if (session) {
-    session = apply_initial_session_policy(config.policy_json, principal.key_name, model, *session);
+    session = apply_initial_session_policy(config.policy_json, principal.key_name, model, *session,
+                                           &principal.models);
     session = session_for_upstream(*session, model_config.upstream_model);
   }
 
@@ -423,6 +424,7 @@ void Server::start_admitted_call(SoupServerMessage* msg, PreparedCall prepared,
   settings.policy_json = config.policy_json;
   settings.budget_exceeded = services_.over_budget && services_.over_budget(principal.key_name);
   settings.response_gate = response_gate_;
+  settings.allowed_models = allowed_models(principal.models, prepared.upstream_model);
   if (const config::ModelConfig* model_config = config.find_model(model))
     settings.pricing = model_config->pricing;
   settings.failover = [&workers = services_.workers, model](const std::vector<std::string>& tried) {
@@ -667,6 +669,7 @@ void Server::handle_client_secrets(SoupServerMessage* msg) {
                                   ? "name the model in session.audio.input.transcription.model"
                                   : "name the model in session.model");
   mintable_model(principal, model);
+  check_transcription_models(principal.models, json::to_string(session_node.get()));
 
   std::int64_t ttl = token_ttl(json::get_object(body, "expires_after"));
   MintedToken token = mint_token(principal, model, session_node.get(), ttl, /*beta=*/false);

@@ -61,6 +61,9 @@ struct SessionSettings {
   bool budget_exceeded = false;
   // Asked before each response.create goes upstream (a budget reservation; none: no budgets).
   usage::ResponseGate response_gate;
+  // The key's model patterns plus the session's upstream model name (rteventfilter
+  // `allowed-models`: a session.update's transcription model must be one of them); empty: any.
+  std::vector<std::string> allowed_models;
   int idle_timeout_seconds = 300;            // 0 = never
   std::int64_t max_pending_bytes = 1 << 20;  // client events queued while the worker connects
   // What may wait towards a client (or worker) that does not read: past it, close 1008 (1013).
