@@ -113,6 +113,28 @@ def test_five_concurrent_sessions_at_the_edge_run_one_response(fake_upstream, ga
     assert key_tokens(log) == 999 + TURN_TOKENS
 
 
+def test_a_webrtc_call_at_the_edge_runs_one_of_three(fake_upstream, gateway_factory, tmp_path):
+    # The same reservation on the data channel: three response.create back to back, one runs.
+    from peers.aiortc_client import AiortcCall
+    gw, log = seeded_gateway(fake_upstream, gateway_factory, tmp_path, 999, budget_tokens=1000)
+
+    async def run():
+        call = AiortcCall(gw.url, GATEWAY_KEY, model=MODEL)
+        await call.connect()
+        assert call.connected
+        for i in range(3):
+            call.send({"type": "response.create", "event_id": f"evt_call_{i}"})
+        await call.wait_for(lambda r: len(quota_errors(r)) >= 2 and r.events_of("response.done"),
+                            15)
+        await asyncio.sleep(1.0)
+        await call.close()
+        return call.result
+    result = asyncio.run(run())
+    assert len(result.events_of("response.done")) == 1, result.event_types()
+    assert len(quota_errors(result)) == 2, result.event_types()
+    assert key_tokens(log) == 999 + TURN_TOKENS
+
+
 def test_room_for_several_turns_lets_them_run_together(fake_upstream, gateway_factory, tmp_path):
     # The estimate is the key's recent average (57 after one turn): 1,000 - 57 leaves room for
     # 16 more; 5 at once all run.
@@ -191,3 +213,63 @@ def test_check_config_warns_about_an_incomplete_price_table(tmp_path):
     proc = subprocess.run([os.environ["RTGW_BINARY"], "--config", str(path), "--check-config"],
                           capture_output=True, text=True, timeout=30)
     assert proc.returncode == 0 and "incomplete price table" not in proc.stdout + proc.stderr
+
+
+# --------------------------------------------------------------------------- cluster mode
+
+from test_cluster import LEASE_SECONDS, redis, two_instances  # noqa: E402,F401 (fixture)
+from peers.common import wait_until  # noqa: E402
+
+RENEWAL_S = LEASE_SECONDS / 3  # how often an instance re-reads the others' reservations
+
+
+def live_reservations(redis_proc):
+    now_ms = str(int(__import__("time").time() * 1000))
+    return int(redis_proc.command("ZCOUNT", "rtgw:reserve:team-a", now_ms, "+inf") or 0)
+
+
+def test_cluster_counts_reservations_in_redis_and_a_dead_instances_lapse(
+        fake_upstream, gateway_factory, redis):
+    # The key is one token from its budget on the shared counter.
+    redis.command("HSET", "rtgw:budget:team-a", "tokens", "999")
+    a, b = two_instances(fake_upstream, gateway_factory, redis, budget_tokens=1000)
+    fake_upstream.config(turn_ms=15000)  # A's response stays open
+
+    async def scenario():
+        on_a = WsClient(a.url, key=GATEWAY_KEY, model=MODEL)
+        await on_a.connect()
+        assert on_a.connected
+        await on_a.wait_for(lambda r: r.events_of("session.created"), 10)
+        await asyncio.sleep(RENEWAL_S + 0.5)  # A has read the shared total (999)
+        await on_a.send({"type": "response.create"})
+        await on_a.wait_for(lambda r: r.events_of("response.created"), 10)
+        loop = asyncio.get_running_loop()
+        held = await loop.run_in_executor(
+            None, lambda: wait_until(lambda: live_reservations(redis) == 1, 5))
+        assert held, redis.command("ZRANGE", "rtgw:reserve:team-a", "0", "-1")
+        # B learns of A's reservation at its next renewal: its response.create is refused.
+        on_b = WsClient(b.url, key=GATEWAY_KEY, model=MODEL)
+        await on_b.connect()
+        assert on_b.connected
+        await on_b.wait_for(lambda r: r.events_of("session.created"), 10)
+        await asyncio.sleep(RENEWAL_S + 0.5)
+        await on_b.send({"type": "response.create", "event_id": "evt_b1"})
+        await on_b.wait_for(lambda r: quota_errors(r) or r.events_of("response.created"), 10)
+        refused = quota_errors(on_b.result)
+        # A dies with its reservation: it lapses within lease_seconds and B may go on.
+        a.proc.kill()
+        a.proc.wait(5)
+        fake_upstream.config(turn_ms=0)
+        lapsed = await loop.run_in_executor(
+            None, lambda: wait_until(lambda: live_reservations(redis) == 0, LEASE_SECONDS + 3))
+        await asyncio.sleep(RENEWAL_S + 0.5)  # B re-reads the (now empty) set
+        await on_b.send({"type": "response.create", "event_id": "evt_b2"})
+        await on_b.wait_for(lambda r: r.events_of("response.done"), 15)
+        result = on_b.result
+        await on_b.close()
+        await on_a.close()
+        return refused, lapsed, result
+    refused, lapsed, result = asyncio.run(scenario())
+    assert refused and refused[0]["error"]["event_id"] == "evt_b1", result.event_types()
+    assert lapsed, "the dead instance's reservation never lapsed"
+    assert len(result.events_of("response.done")) == 1, result.event_types()
