@@ -131,11 +131,11 @@ void Call::build_pipeline() {
   client_leg_ = std::make_unique<WebRtcLeg>("client", element(kClientBin), settings_.webrtc, this);
   upstream_leg_ =
       std::make_unique<WebRtcLeg>("upstream", element(kUpstreamBin), settings_.webrtc, this);
-  path_ = std::make_unique<EventPath>(pipeline_.get(),
-                                      EventPath::Policy{settings_.policy_json, identity_.key_name,
-                                                        identity_.model, settings_.budget_exceeded,
-                                                        settings_.allowed_models},
-                                      this);
+  path_ = std::make_unique<EventPath>(
+      pipeline_.get(),
+      EventPath::Policy{settings_.policy_json, identity_.key_name, identity_.model,
+                        settings_.budget_exceeded, settings_.allowed_models},
+      this);
   relay_.set_response_gate(settings_.response_gate, identity_.key_name, identity_.model);
   client_events_ = std::make_unique<EventChannel>("client", settings_.max_event_bytes,
                                                   settings_.max_pending_event_bytes,
@@ -411,7 +411,11 @@ void Call::OnPathEvent(bool to_upstream, std::string text, std::int64_t relay_ns
   EventChannel& target = to_upstream ? *upstream_events_ : *client_events_;
   if (!to_upstream && settings_.beta_client)
     if (auto beta = events::beta::server_event_to_beta(text)) text = std::move(*beta);
-  switch (target.send(text)) {
+  const EventChannel::SendResult sent = target.send(text);
+  if (to_upstream && sent != EventChannel::SendResult::kSent &&
+      sent != EventChannel::SendResult::kQueued)
+    relay_.not_relayed_upstream(text);  // its budget reservation, if any, goes back
+  switch (sent) {
     case EventChannel::SendResult::kSent:
     case EventChannel::SendResult::kQueued:
       return;

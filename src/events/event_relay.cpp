@@ -112,6 +112,18 @@ bool EventRelay::admit_to_upstream(const std::string& text) {
   return true;
 }
 
+void EventRelay::not_relayed_upstream(const std::string& text) {
+  if (reservations_.empty() || text.find("response.create") == std::string::npos) return;
+  auto head = event_head(text);
+  if (!head || head->type != "response.create") return;
+  // The newest unstarted reservation is this event's (admitted just before, same main-loop step).
+  for (auto it = reservations_.rbegin(); it != reservations_.rend(); ++it)
+    if (it->response_id.empty() && it->event_id == head->event_id) {
+      reservations_.erase(std::next(it).base());
+      return;
+    }
+}
+
 void EventRelay::note_from_upstream(const std::string& text) {
   if (reservations_.empty()) return;
   if (text.find("response.created") == std::string::npos &&

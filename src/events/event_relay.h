@@ -116,6 +116,9 @@ class EventRelay {
   // An upstream event on its way to the client: a response.created binds the oldest reservation
   // not yet bound to its response; an `error` naming a reserved request's event_id releases it.
   void note_from_upstream(const std::string& text);
+  // The event admit_to_upstream() just let through was not relayed after all (a full queue, a
+  // closed or stuck channel): its reservation, if it took one, is released.
+  void not_relayed_upstream(const std::string& text);
   std::size_t open_reservations() const { return reservations_.size(); }
 
   // What the event path reported.

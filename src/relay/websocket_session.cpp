@@ -250,10 +250,12 @@ void WebSocketSession::OnPathEvent(bool to_upstream, std::string text, std::int6
     return;
   }
   // Still connecting to the worker: queue, bounded.
-  if (!pending_.push(std::move(text)))
+  if (!pending_.push(text)) {
+    relay_.not_relayed_upstream(text);  // its budget reservation, if any, goes back
     send_error_event("invalid_request_error", "event_queue_full",
                      "the worker's socket is not open yet and the queue is full; event not "
                      "relayed");
+  }
 }
 
 void WebSocketSession::OnPathDecision(const events::PolicyDecision& d) { relay_.on_decision(d); }

@@ -319,6 +319,20 @@ TEST(EventRelay, AnUpstreamErrorForTheRequestReleasesItsReservation) {
   EXPECT_EQ(budget.book->held("team-a").count, 0);
 }
 
+TEST(EventRelay, AnEventNotRelayedAfterAllGivesItsReservationBack) {
+  BudgetFixture budget;
+  FakeTransport t;
+  EventRelay relay(3000, &t);
+  relay.set_response_gate(budget.gate(), "team-a", "echo");
+  const std::string create = R"({"type":"response.create","event_id":"evt_q"})";
+  ASSERT_TRUE(relay.admit_to_upstream(create));
+  relay.not_relayed_upstream(R"({"type":"session.update"})");  // another event: nothing
+  EXPECT_EQ(relay.open_reservations(), 1u);
+  relay.not_relayed_upstream(create);  // e.g. event_queue_full
+  EXPECT_EQ(relay.open_reservations(), 0u);
+  EXPECT_TRUE(relay.admit_to_upstream(create));
+}
+
 TEST(EventRelay, WithoutABudgetNothingIsHeld) {
   FakeTransport t;
   EventRelay relay(3000, &t);

@@ -286,6 +286,19 @@ TEST(PricingConfig, FallbackPerMillionIsReadAndShown) {
             "1e+09");
 }
 
+TEST(PricingConfig, MaxTurnTokensIsReadCheckedAndShown) {
+  auto c = rtgw::config::load_from_text(config_with(R"(, "max_turn_tokens": 3000)"), "f.json", {},
+                                        no_env());
+  EXPECT_EQ(*c.models[0].max_turn_tokens, 3000);
+  std::string shown = rtgw::config::describe(c);
+  EXPECT_NE(shown.find("max_turn_tokens=3000"), std::string::npos) << shown;
+  EXPECT_FALSE(rtgw::config::load_from_text(config_with(""), "f.json", {}, no_env())
+                   .models[0]
+                   .max_turn_tokens.has_value());
+  EXPECT_EQ(config_error(config_with(R"(, "max_turn_tokens": 0)")),
+            "f.json: $.models[0].max_turn_tokens: must be between 1 and 1000000000");
+}
+
 TEST(PricingConfig, NoTableShownAsNull) {
   auto c = rtgw::config::load_from_text(config_with(""), "f.json", {}, no_env());
   EXPECT_FALSE(c.models[0].pricing.has_value());
