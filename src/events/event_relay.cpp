@@ -70,7 +70,16 @@ struct EventHead {
   std::string event_id;
   std::string response_id;     // response.created: response.id
   std::string error_event_id;  // error: error.event_id
+  // Any of its `type` members is response.create: with duplicate keys a first-wins upstream
+  // parser reads the first, a last-wins one the last (the policy filter considers all as well).
+  bool create = false;
 };
+
+// Worth parsing as a possible response.create: the name in clear, or any \u escape (which could
+// spell it).
+bool may_be_create(const std::string& text) {
+  return text.find("response.create") != std::string::npos || text.find("\\u") != std::string::npos;
+}
 
 std::optional<EventHead> event_head(const std::string& text) {
   auto parsed = rtevents::json::parse(text);
@@ -78,6 +87,8 @@ std::optional<EventHead> event_head(const std::string& text) {
   const rtevents::json::Value& root = *parsed.root;
   EventHead head;
   head.type = root.last_string("type").value_or("");
+  for (const auto& t : root.all_strings("type"))
+    head.create = head.create || t == "response.create";
   head.event_id = root.last_string("event_id").value_or("");
   auto member_string = [&](std::string_view object, std::string_view key) -> std::string {
     const rtevents::json::Value* o = root.last(object);
@@ -92,9 +103,9 @@ std::optional<EventHead> event_head(const std::string& text) {
 
 bool EventRelay::admit_to_upstream(const std::string& text) {
   // Cheap test first: most events are audio appends.
-  if (!gate_ || text.find("response.create") == std::string::npos) return true;
+  if (!gate_ || !may_be_create(text)) return true;
   auto head = event_head(text);
-  if (!head || head->type != "response.create") return true;
+  if (!head || !head->create) return true;
   drop_unstarted_reservations();
   std::string why;
   std::optional<usage::Reservation> reservation = gate_(gate_key_, gate_model_, &why);
@@ -113,9 +124,9 @@ bool EventRelay::admit_to_upstream(const std::string& text) {
 }
 
 void EventRelay::not_relayed_upstream(const std::string& text) {
-  if (reservations_.empty() || text.find("response.create") == std::string::npos) return;
+  if (reservations_.empty() || !may_be_create(text)) return;
   auto head = event_head(text);
-  if (!head || head->type != "response.create") return;
+  if (!head || !head->create) return;
   // The newest unstarted reservation is this event's (admitted just before, same main-loop step).
   for (auto it = reservations_.rbegin(); it != reservations_.rend(); ++it)
     if (it->response_id.empty() && it->event_id == head->event_id) {

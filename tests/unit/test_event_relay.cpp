@@ -268,6 +268,11 @@ TEST(EventRelay, FiftyBackToBackAtTheEdgeLetOneThrough) {
   EXPECT_NE(t.errors[0].find(R"("code":"insufficient_quota")"), std::string::npos) << t.errors[0];
   EXPECT_NE(t.errors[0].find(R"("type":"insufficient_quota")"), std::string::npos) << t.errors[0];
   EXPECT_NE(t.errors[0].find(R"("event_id":"e1")"), std::string::npos) << t.errors[0];
+  // Neither an escape nor a duplicate `type` hides one (the worker's parser would see it).
+  EXPECT_FALSE(relay.admit_to_upstream(R"({"type":"response\u002ecreate"})"));
+  EXPECT_FALSE(relay.admit_to_upstream(R"({"type":"response.create","type":"x"})"));
+  EXPECT_FALSE(relay.admit_to_upstream(R"({"type":"x","type":"response.create"})"));
+  ASSERT_EQ(t.errors.size(), 52u);
   // Other events pass untouched.
   EXPECT_TRUE(relay.admit_to_upstream(R"({"type":"input_audio_buffer.append","audio":""})"));
   // The turn is metered: the reservation is settled and the next one may go.
