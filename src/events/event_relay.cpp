@@ -199,16 +199,19 @@ void EventRelay::on_turn(usage::UsageRecord record, const TurnIds& ids) {
   record.key_name = ids.key_name;
   record.model = ids.model;
   record.worker = ids.worker_name;
-  if (record.usage_clamped)
+  if (record.usage_clamped) {
+    // The id is the worker's text: escaped, so it cannot forge log lines.
+    UniqueStr turn_id(g_strescape(
+        (record.kind == "transcription" ? record.item_id : record.response_id).c_str(), nullptr));
     g_warning(
         "[%s] invalid usage from worker %s: %s %s reported a token count over %lld; counted "
         "at that cap (input %lld, output %lld, total %lld)",
-        ids.call_id.c_str(), ids.worker_name.c_str(), record.kind.c_str(),
-        (record.kind == "transcription" ? record.item_id : record.response_id).c_str(),
+        ids.call_id.c_str(), ids.worker_name.c_str(), record.kind.c_str(), turn_id.get(),
         static_cast<long long>(usage::kMaxTurnTokens), static_cast<long long>(record.input_tokens),
         static_cast<long long>(record.output_tokens), static_cast<long long>(record.total_tokens));
+  }
   // The one place a turn is priced: the record leaves with its cost (null without a price table
-  // or when the table lacks a price the turn needs), and the owner records it as is.
+  // or when nothing in it can price a component of the turn), and the owner records it as is.
   record.cost_usd = usage::price_turn(record, pricing_ ? &*pricing_ : nullptr);
   // Settled at the moment the turn is counted: the owner records it in OnRelayTurn below.
   release_reservation_of(record);
