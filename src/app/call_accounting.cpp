@@ -242,7 +242,7 @@ void CallAccounting::meter_turn(const usage::UsageRecord& record) {
 
 void CallAccounting::enforce_budget(const std::string& key_name) {
   // Budgets: every live call and session of the key blocks response.create from now on; with
-  // end_calls_over_budget they are also told (the policy error event) and ended.
+  // end_calls_over_budget they are also told (the insufficient_quota error event) and ended.
   if (!over_budget(key_name)) return;
   const config::KeyConfig* key = find_key(key_name);
   const bool end_them = key && key->end_calls_over_budget;
@@ -262,8 +262,8 @@ void CallAccounting::enforce_budget(const std::string& key_name) {
     if (end_them) sessions_to_end.push_back(&s);
   });
   // Outside the walks: ending may change the registries.
-  for (calls::Call* c : calls_to_end) c->end_for_policy(message);
-  for (relay::WebSocketSession* s : sessions_to_end) s->end_for_policy(message);
+  for (calls::Call* c : calls_to_end) c->end_over_budget(message);
+  for (relay::WebSocketSession* s : sessions_to_end) s->end_over_budget(message);
 }
 
 void CallAccounting::OnCallPolicyDecision(const calls::Call&,

@@ -480,10 +480,11 @@ void Call::send_error_event(const std::string& code, const std::string& message,
   send_to_client(make_error_event("invalid_request_error", code, message, client_event_id));
 }
 
-void Call::end_for_policy(const std::string& message) {
+void Call::end_over_budget(const std::string& message) {
   if (state_ == State::kEnded) return;
-  send_error_event("policy_violation", message);
-  OnRelayPolicyEnd("policy: " + message);
+  send_to_client(events::make_quota_error_event(message));
+  outcome_ = "budget_exceeded";
+  OnRelayPolicyEnd("budget_exceeded: " + message);
 }
 
 void Call::on_bus_message(GstMessage* message) {

@@ -141,9 +141,10 @@ class Call : public WebRtcLeg::Listener,
   void cancel_setup(const std::string& reason);
   // The key went over (or back under) a budget: response.create is blocked from now on.
   void set_budget_exceeded(bool exceeded);
-  // A policy ends the call (e.g. end_calls_over_budget): the client gets the policy error event
-  // (code policy_violation) with `message`, then the call is hung up once it has left.
-  void end_for_policy(const std::string& message);
+  // The key's budget ends the call (end_calls_over_budget): the client gets the
+  // `insufficient_quota` error event with `message`, then the call is hung up once it has left;
+  // its outcome and end reason say budget_exceeded.
+  void end_over_budget(const std::string& message);
   // Sideband: a client event that takes the client's own path (filter, meter) to the upstream.
   // False when the call is over.
   bool inject_client_event(const std::string& text);

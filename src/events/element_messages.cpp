@@ -16,6 +16,10 @@ std::string make_error_event(const std::string& type, const std::string& code,
   event.set("type", "error").set("event_id", event_id).set_object("error", std::move(error));
   return event.str();
 }
+
+std::string make_quota_error_event(const std::string& message, const std::string& client_event_id) {
+  return make_error_event(kQuotaError, kQuotaError, message, client_event_id);
+}
 namespace {
 
 std::string field(const GstStructure* s, const char* name) {

@@ -17,6 +17,8 @@
 
 namespace rtgw::events {
 
+inline constexpr const char* kQuotaError = "insufficient_quota";
+
 // What rteventfilter decided about one client event.
 struct PolicyDecision {
   std::string action;  // "filter" | "block"
@@ -29,13 +31,23 @@ struct PolicyDecision {
   std::string message;
   bool end_call = false;
 
-  // The `error.code` of the error event the client gets for a block.
+  // The `error.type` and `error.code` of the error event the client gets for a block.
+  const char* error_type() const {
+    return reason == "budget" ? kQuotaError : "invalid_request_error";
+  }
   const char* error_code() const {
     if (reason == "too_large") return "event_too_large";
     if (reason == "model_not_allowed") return "model_not_allowed";
+    if (reason == "budget") return kQuotaError;
     return "policy_violation";
   }
 };
+
+// A budget's refusal, as clients see it (SPEC "Errors agents act on"): error type and code both
+// `insufficient_quota`, as OpenAI's own, which agent frameworks take as "do not reconnect". The
+// reason `budget_exceeded` stays in the gateway's logs and call state.
+std::string make_quota_error_event(const std::string& message,
+                                   const std::string& client_event_id = {});
 
 // An `error` server event as OpenAI sends them: {"type":"error","event_id":"evt_<32 hex>",
 // "error":{"type","code","message"[,"event_id": the client event it is about]}}.

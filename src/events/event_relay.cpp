@@ -112,9 +112,8 @@ bool EventRelay::admit_to_upstream(const std::string& text) {
   if (!reservation) {
     blocked_++;
     // SPEC "Errors agents act on": the budget ends what this key may start.
-    transport_->send_error_to_client(make_error_event("insufficient_quota", "insufficient_quota",
-                                                      why + ": response.create not relayed",
-                                                      head->event_id));
+    transport_->send_error_to_client(
+        make_quota_error_event(why + ": response.create not relayed", head->event_id));
     return false;
   }
   if (!*reservation) return true;  // the key has no budget: nothing to hold
@@ -185,7 +184,7 @@ void EventRelay::on_decision(const PolicyDecision& d) {
   if (d.action == "block") {
     blocked_++;
     transport_->send_error_to_client(
-        make_error_event("invalid_request_error", d.error_code(), d.message, d.event_id));
+        make_error_event(d.error_type(), d.error_code(), d.message, d.event_id));
   } else {
     filtered_++;
   }

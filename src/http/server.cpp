@@ -499,11 +499,13 @@ const config::ModelConfig& Server::resolve_model(const auth::Principal& principa
 }
 
 void Server::check_budget(const auth::Principal& principal) const {
-  if (services_.over_budget && services_.over_budget(principal.key_name))
-    throw errors::too_many(
-        "budget_exceeded",
-        "the key '" + principal.key_name +
-            "' is over its budget (budget_tokens or budget_usd): no new call or session");
+  if (!services_.over_budget || !services_.over_budget(principal.key_name)) return;
+  // Clients get OpenAI's code (agents stop retrying on it); the operator's log keeps the reason.
+  g_message("key '%s' refused: budget_exceeded (budget_tokens or budget_usd)",
+            principal.key_name.c_str());
+  throw errors::insufficient_quota(
+      "the key '" + principal.key_name +
+      "' is over its budget (budget_tokens or budget_usd): no new call, session or token");
 }
 
 workers::WorkerLease Server::reserve_capacity(const auth::Principal& principal,
@@ -692,6 +694,7 @@ const config::ModelConfig& Server::mintable_model(const auth::Principal& princip
     throw errors::not_found("model_not_found", "the model '" + model + "' does not exist");
   if (!principal.may_use(model))
     throw errors::forbidden("model_not_allowed", "this key may not use the model '" + model + "'");
+  check_budget(principal);  // a token is a new call or session to come: refused now, not then
   return *model_config;
 }
 

@@ -92,7 +92,8 @@ class Server {
   // Model checks shared by calls and sessions (the token's model when none is named).
   const config::ModelConfig& resolve_model(const auth::Principal& principal,
                                            std::string model) const;
-  // 429 budget_exceeded when the key is over a budget, tokens or USD (calls and sessions).
+  // 429 insufficient_quota when the key is over a budget, tokens or USD (calls, sessions and
+  // token mints); the log line names the reason, budget_exceeded.
   void check_budget(const auth::Principal& principal) const;
   // Capacity checks shared by calls and sessions; a lease on the chosen worker.
   workers::WorkerLease reserve_capacity(const auth::Principal& principal, const std::string& model);
@@ -148,7 +149,8 @@ class Server {
     std::string value;
     std::int64_t expires_at = 0;
   };
-  // The model a token may be minted for (exists, and the key may use it). Throws HttpError.
+  // The model a token may be minted for (exists, the key may use it and is within its budgets).
+  // Throws HttpError.
   const config::ModelConfig& mintable_model(const auth::Principal& principal,
                                             const std::string& model) const;
   // The lifetime asked by an `expires_after` object (null: the configured default).

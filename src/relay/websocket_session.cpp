@@ -124,8 +124,7 @@ void WebSocketSession::end(int code, const std::string& reason) {
   flush_timeout_.cancel();
   g_message("[%s] ended (%d): %s", id().c_str(), code, reason.c_str());
   if (!policy_end_message_.empty())
-    send_error_event("invalid_request_error", "policy_violation",
-                     std::exchange(policy_end_message_, {}));
+    client_.send_text(events::make_quota_error_event(std::exchange(policy_end_message_, {})));
   client_.close(code, reason);
   if (upstream_ && !upstream_closed_)
     upstream_->close(code == close_code::kGoingAway ? code : close_code::kNormal,
@@ -137,10 +136,12 @@ void WebSocketSession::set_budget_exceeded(bool exceeded) {
   if (path_) path_->set_budget_exceeded(exceeded);
 }
 
-void WebSocketSession::end_for_policy(const std::string& message) {
+void WebSocketSession::end_over_budget(const std::string& message) {
   if (state_ == State::kEnded || !policy_end_message_.empty()) return;
   policy_end_message_ = message;
-  close_client_after_flush(close_code::kPolicyViolation, "policy: over budget");
+  outcome_ = "budget_exceeded";
+  close_client_after_flush(close_code::kPolicyViolation,
+                           "budget_exceeded: the key is over its budget");
 }
 
 void WebSocketSession::OnSocketText(WebSocket&, std::string text) {

@@ -103,6 +103,17 @@ def assert_policy_error(event, code="policy_violation"):
     assert event["error"]["message"], event
 
 
+def assert_quota_error(event):
+    """SPEC "Errors agents act on": what a budget refuses or ends is `insufficient_quota`, type
+    and code (an error event, or a refusal's JSON body), as OpenAI's own."""
+    if "type" in event:
+        assert event["type"] == "error", event
+        assert ERROR_EVENT_ID.fullmatch(event.get("event_id") or ""), event
+    assert event["error"]["type"] == "insufficient_quota", event
+    assert event["error"]["code"] == "insufficient_quota", event
+    assert event["error"]["message"], event
+
+
 def read_usage_log(path):
     if not os.path.exists(path):
         return []
@@ -374,7 +385,7 @@ def test_budget_blocks_response_create_over_websocket(fake_upstream, gateway_fac
             return client.result
     first = asyncio.run(two_turns())
     assert len(first.events_of("response.done")) == 1, first.event_types()
-    assert_policy_error(first.events_of("error")[0])
+    assert_quota_error(first.events_of("error")[0])
     (session,) = fake_upstream.ws_sessions()
     assert len(of_type(session["events"], "response.create")) == 1, session["events"]
     assert len(wait_usage(log, 1)) == 1
@@ -382,7 +393,7 @@ def test_budget_blocks_response_create_over_websocket(fake_upstream, gateway_fac
     over = run_ws_session(gw.url, key=GATEWAY_KEY, model=MODEL, duration=0.5)
     assert not over.upgraded
     assert over.handshake_status == 429, (over.handshake_status, over.handshake_text)
-    assert over.handshake_body["error"]["code"] == "budget_exceeded"
+    assert_quota_error(over.handshake_body)
     assert len(fake_upstream.ws_sessions()) == 1
     assert len(read_usage_log(log)) == 1
 

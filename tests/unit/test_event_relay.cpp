@@ -7,6 +7,7 @@
 
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/json.h"
@@ -102,6 +103,38 @@ TEST(EventRelay, BlockBecomesAnErrorEventAndEndCallEnds) {
   std::string events = json::to_string(relay.events_json(true).node().get());
   EXPECT_NE(events.find(R"("blocked":1)"), std::string::npos) << events;
   EXPECT_NE(events.find(R"("filtered":1)"), std::string::npos) << events;
+}
+
+// SPEC "Errors agents act on": the policy's budget block (the key went over during the call) is
+// insufficient_quota, type and code, like the reservation gate's refusal; other blocks keep
+// invalid_request_error.
+TEST(EventRelay, ABudgetBlockIsInsufficientQuota) {
+  FakeTransport t;
+  EventRelay relay(3000, &t);
+  PolicyDecision block;
+  block.action = "block";
+  block.reason = "budget";
+  block.rule = "budget";
+  block.event_id = "evt_over";
+  block.message = "budget exceeded (budget_tokens or budget_usd): response.create is not allowed";
+  relay.on_decision(block);
+  block.reason = "denied_event";
+  relay.on_decision(block);
+  ASSERT_EQ(t.errors.size(), 2u);
+  auto error_of = [&](std::size_t i) {
+    auto node = json::parse(t.errors[i]);
+    EXPECT_TRUE(node);
+    JsonObject* root = json_node_get_object(node.get());
+    EXPECT_STREQ(json_object_get_string_member(root, "type"), "error");
+    JsonObject* e = json_object_get_object_member(root, "error");
+    return std::make_pair(std::string(json_object_get_string_member(e, "type")),
+                          std::string(json_object_get_string_member(e, "code")));
+  };
+  EXPECT_EQ(error_of(0),
+            std::make_pair(std::string("insufficient_quota"), std::string("insufficient_quota")));
+  EXPECT_EQ(error_of(1),
+            std::make_pair(std::string("invalid_request_error"), std::string("policy_violation")));
+  EXPECT_NE(t.errors[0].find(R"("event_id":"evt_over")"), std::string::npos) << t.errors[0];
 }
 
 TEST(EventRelay, TurnsCarryTheCallsIdsAndSum) {
