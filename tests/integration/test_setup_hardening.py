@@ -253,20 +253,25 @@ def assert_quota_error(status, body):
     assert body["error"]["message"], body
 
 
-def test_over_budget_key_gets_429_for_new_calls_sessions_and_tokens(fake_upstream,
-                                                                    gateway_factory, tmp_path):
+def over_budget_gateway(fake_upstream, gateway_factory, tmp_path):
+    """A gateway whose key team-a is over its 50-token budget after one call's turn (57 tokens),
+    and a token minted for it before, while it was within its budget."""
     log = str(tmp_path / "usage.jsonl")
     keys = [{"name": "team-a", "key": GATEWAY_KEY, "models": ["*"], "budget_tokens": 50}]
     gw = setup_gateway(fake_upstream, gateway_factory, keys=keys, usage_log=log)
-    # A token minted while the key is within its budget, used once it is over.
     early = mint(gw, session={"type": "realtime", "model": MODEL})
     assert early.status == 200, early.body
-    token = early.json()["value"]
     first = run_call_sync(gw.url, GATEWAY_KEY, model=MODEL,
                           send_events=[{"type": "response.create"}], duration=8,
                           until=lambda r: r.events_of("response.done"))
     assert first.events_of("response.done"), first.event_types()  # 57 tokens > 50
     assert wait_until(lambda: os.path.exists(log) and open(log).read().strip(), 5)
+    return gw, early.json()["value"]
+
+
+def test_over_budget_key_gets_429_for_new_calls_and_sessions(fake_upstream, gateway_factory,
+                                                             tmp_path):
+    gw, token = over_budget_gateway(fake_upstream, gateway_factory, tmp_path)
     # New calls and sessions only: the first call's own hang-up may reach the worker meanwhile.
     calls_before = len(call_requests(fake_upstream))
     sessions_before = len(fake_upstream.ws_sessions())
@@ -288,7 +293,15 @@ def test_over_budget_key_gets_429_for_new_calls_sessions_and_tokens(fake_upstrea
         finally:
             await client.close()
     assert_quota_error(*asyncio.run(beta_handshake()))
-    # a new token: GA and legacy mint routes
+    reached = "an over-budget key reached the worker"
+    assert len(call_requests(fake_upstream)) == calls_before, reached
+    assert len(fake_upstream.ws_sessions()) == sessions_before, reached
+    # the operator's log keeps the reason
+    assert "key 'team-a' refused: budget_exceeded" in gw.stderr(), gw.stderr()[-2000:]
+
+
+def test_over_budget_key_gets_no_new_token(fake_upstream, gateway_factory, tmp_path):
+    gw, _ = over_budget_gateway(fake_upstream, gateway_factory, tmp_path)
     refused = mint(gw, session={"type": "realtime", "model": MODEL})
     assert_quota_error(refused.status, refused.json())
     legacy = http_request("POST", gw.url + "/v1/realtime/sessions",
@@ -296,10 +309,9 @@ def test_over_budget_key_gets_429_for_new_calls_sessions_and_tokens(fake_upstrea
                           {"Authorization": f"Bearer {GATEWAY_KEY}",
                            "Content-Type": "application/json"})
     assert_quota_error(legacy.status, legacy.json())
-    reached = "an over-budget key reached the worker"
-    assert len(call_requests(fake_upstream)) == calls_before, reached
-    assert len(fake_upstream.ws_sessions()) == sessions_before, reached
-    # the operator's log keeps the reason
+    # the model checks come first: an unknown model is still 404
+    unknown = mint(gw, session={"type": "realtime", "model": "nope"})
+    assert unknown.status == 404, unknown.body
     assert "key 'team-a' refused: budget_exceeded" in gw.stderr(), gw.stderr()[-2000:]
 
 
