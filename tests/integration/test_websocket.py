@@ -367,13 +367,15 @@ def test_usage_is_logged_and_counted_for_websocket_sessions(fake_upstream, gatew
         assert f'rtgw_tokens_total{{key="team-a",model="gpt-realtime",kind="{kind}"}} {n}' in text, (kind, text)
 
 
-def test_budget_blocks_response_create_over_websocket(fake_upstream, gateway_factory, tmp_path):
+@pytest.mark.parametrize("beta", [False, True], ids=["ga", "beta"])
+def test_budget_blocks_response_create_over_websocket(fake_upstream, gateway_factory, tmp_path,
+                                                      beta):
     log = str(tmp_path / "usage.jsonl")
     keys = [{"name": "team-a", "key": GATEWAY_KEY, "models": ["*"], "budget_tokens": 50}]
     gw = ws_gateway(fake_upstream, gateway_factory, keys=keys, usage={"log": log})
 
     async def two_turns():
-        async with WsClient(gw.url, key=GATEWAY_KEY, model=MODEL) as client:
+        async with WsClient(gw.url, key=GATEWAY_KEY, model=MODEL, beta_header=beta) as client:
             assert client.connected
             await client.wait_for(lambda r: r.events_of("session.created"), 10)
             await client.send({"type": "response.create"})
@@ -390,7 +392,7 @@ def test_budget_blocks_response_create_over_websocket(fake_upstream, gateway_fac
     assert len(of_type(session["events"], "response.create")) == 1, session["events"]
     assert len(wait_usage(log, 1)) == 1
     # no new session for a key over its budget, refused before the upgrade
-    over = run_ws_session(gw.url, key=GATEWAY_KEY, model=MODEL, duration=0.5)
+    over = run_ws_session(gw.url, key=GATEWAY_KEY, model=MODEL, duration=0.5, beta_header=beta)
     assert not over.upgraded
     assert over.handshake_status == 429, (over.handshake_status, over.handshake_text)
     assert_quota_error(over.handshake_body)
