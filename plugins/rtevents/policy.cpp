@@ -290,8 +290,28 @@ const char* reason_name(Reason r) {
       return "budget";
     case Reason::kInvalidJson:
       return "invalid_json";
+    case Reason::kModelNotAllowed:
+      return "model_not_allowed";
   }
   return "service_tier";
+}
+
+std::vector<std::string> transcription_models(const Value& session) {
+  std::vector<std::string> out;
+  if (!session.is_object()) return out;
+  auto models_of = [&](const Value& transcription) {
+    if (!transcription.is_object()) return;
+    for (const auto& m : transcription.all_strings("model")) out.push_back(m);
+  };
+  for (const Value* audio : session.all("audio")) {
+    if (!audio->is_object()) continue;
+    for (const Value* input : audio->all("input")) {
+      if (!input->is_object()) continue;
+      for (const Value* t : input->all("transcription")) models_of(*t);
+    }
+  }
+  for (const Value* t : session.all("input_audio_transcription")) models_of(*t);
+  return out;
 }
 
 std::string normalize_tier(std::string_view tier) {
@@ -465,6 +485,24 @@ FilterOutcome apply_policy(const Policy& policy, const EventContext& ctx, std::s
       d.end_call = r.end_call;
       d.message = "client event " + quoted(t) + " is not allowed (policy rule " + d.rule + ")";
       return drop(std::move(d));
+    }
+  }
+
+  // 4b. The key's model allow-list covers a session's transcription model too: a key must not
+  // reach a model it may not use through `audio.input.transcription.model`.
+  if (ctx.allowed_models && has_type("session.update")) {
+    for (const Value* s : root.all("session")) {
+      if (!s->is_object()) continue;
+      for (const auto& m : transcription_models(*s)) {
+        if (any_glob(*ctx.allowed_models, m)) continue;
+        Decision d = base;
+        d.reason = Reason::kModelNotAllowed;
+        d.rule = "models";
+        d.event_type = "session.update";
+        d.model = m;
+        d.message = "this key may not use the transcription model " + quoted(m);
+        return drop(std::move(d));
+      }
     }
   }
 

@@ -16,6 +16,9 @@
 // - `deny_client_events[i]` = {type, keys, end_call}: blocks events whose `type` matches `type`
 //   (glob) when the caller's key matches `keys` (glob list, default ["*"]).
 // - budget exceeded (a context flag): every `response.create` is blocked, rule "budget".
+// - model allow-list (a context list): a `session.update` whose session names a transcription
+//   model (GA `audio.input.transcription.model`, beta `input_audio_transcription.model`) the
+//   key may not use is blocked, rule "models", reason model_not_allowed.
 // - `service_tier[i]` = {tier, action, models, keys, fallback, end_call}, evaluated for
 //   `response.create` (`response.service_tier` and a top-level `service_tier`) and
 //   `session.update` (`session.service_tier`). Tiers are normalized (trim, ASCII lower-case,
@@ -49,11 +52,22 @@
 
 namespace rtgw::rtevents {
 
+namespace json {
+struct Value;
+}
+
 enum class Action { kPass, kFilter, kBlock };
-enum class Reason { kServiceTier, kDeniedEvent, kTooLarge, kBudget, kInvalidJson };
+enum class Reason {
+  kServiceTier,
+  kDeniedEvent,
+  kTooLarge,
+  kBudget,
+  kInvalidJson,
+  kModelNotAllowed
+};
 
 const char* action_name(Action a);  // "pass", "filter", "block"
-// "service_tier", "denied_event", "too_large", "budget", "invalid_json"
+// "service_tier", "denied_event", "too_large", "budget", "invalid_json", "model_not_allowed"
 const char* reason_name(Reason r);
 
 // Trim ASCII whitespace, ASCII lower-case, "fast" -> "priority".
@@ -106,7 +120,15 @@ struct EventContext {
   std::string_view key_name;       // the caller's gateway key name
   std::string_view session_model;  // the session's current model
   bool budget_exceeded = false;
+  // The models the key may use (glob patterns, `models` of its config); null: any. A
+  // session.update naming a transcription model outside it is blocked (reason
+  // model_not_allowed, rule "models").
+  const std::vector<std::string>* allowed_models = nullptr;
 };
+
+// The transcription models a session object names: `audio.input.transcription.model` (GA) and
+// `input_audio_transcription.model` (beta), every copy of a duplicated member.
+std::vector<std::string> transcription_models(const json::Value& session);
 
 struct FilterOutcome {
   enum class Kind { kUntouched, kModified, kDropped };

@@ -32,6 +32,10 @@
  *   (notify::model is then emitted from the streaming thread).
  * - `budget-exceeded` (boolean, default FALSE): when TRUE every `response.create` is blocked
  *   (rule "budget").
+ * - `allowed-models` (string, default ""): the models the key may use, comma-separated glob
+ *   patterns; "" = any. A `session.update` whose session names a transcription model
+ *   (`audio.input.transcription.model`, beta `input_audio_transcription.model`) outside them is
+ *   blocked (reason "model_not_allowed", rule "models").
  * - `events-in`, `events-blocked`, `events-filtered` (guint64, read-only): counters over the
  *   element's lifetime (not reset by state changes).
  *
@@ -39,9 +43,10 @@
  * Element message `rtevent-decision`, posted from the streaming thread, once per filtered or
  * dropped event, before the buffer goes on (or is dropped):
  * - `action` (string): "filter" or "block"
- * - `reason` (string): "service_tier", "denied_event", "too_large", "budget" or "invalid_json"
- * - `rule` (string): "service_tier[N]", "deny_client_events[N]", "max_event_bytes", "budget" or
- *   "strict_json"
+ * - `reason` (string): "service_tier", "denied_event", "too_large", "budget", "invalid_json" or
+ *   "model_not_allowed"
+ * - `rule` (string): "service_tier[N]", "deny_client_events[N]", "max_event_bytes", "budget",
+ *   "strict_json" or "models"
  * - `event-type` (string): the event's `type`, "" if unknown
  * - `event-id` (string): the client's `event_id`, "" if none
  * - `tier` (string): the normalized service tier concerned, "" if none
@@ -89,6 +94,7 @@ constexpr const char* kDefaultPolicy = "";
 constexpr const char* kDefaultKeyName = "";
 constexpr const char* kDefaultModel = "";
 constexpr gboolean kDefaultBudgetExceeded = FALSE;
+constexpr const char* kDefaultAllowedModels = "";
 
 enum {
   PROP_0,
@@ -96,6 +102,7 @@ enum {
   PROP_KEY_NAME,
   PROP_MODEL,
   PROP_BUDGET_EXCEEDED,
+  PROP_ALLOWED_MODELS,
   PROP_EVENTS_IN,
   PROP_EVENTS_BLOCKED,
   PROP_EVENTS_FILTERED,
@@ -117,6 +124,9 @@ struct FilterImpl {
   std::string key_name = kDefaultKeyName;
   std::string model = kDefaultModel;
   bool budget_exceeded = kDefaultBudgetExceeded;
+  std::string allowed_models_text = kDefaultAllowedModels;  // `allowed-models` as set
+  // Parsed from it; nullopt: any model.
+  std::optional<std::vector<std::string>> allowed_models;
   guint64 events_in = 0;
   guint64 events_blocked = 0;
   guint64 events_filtered = 0;
@@ -198,6 +208,7 @@ GstFlowReturn filter_buffer(RtEventFilter* self, GstBuffer* buffer) {
   std::string key_name = impl.key_name;
   std::string model = impl.model;
   const bool budget_exceeded = impl.budget_exceeded;
+  const std::optional<std::vector<std::string>> allowed_models = impl.allowed_models;
   GST_OBJECT_UNLOCK(self);
 
   FilterOutcome outcome;
@@ -207,7 +218,9 @@ GstFlowReturn filter_buffer(RtEventFilter* self, GstBuffer* buffer) {
       GST_ELEMENT_ERROR(self, RESOURCE, READ, (nullptr), ("could not map the event buffer"));
       return GST_FLOW_ERROR;
     }
-    outcome = rtgw::rtevents::apply_policy(*policy, {key_name, model, budget_exceeded}, map.view());
+    outcome = rtgw::rtevents::apply_policy(
+        *policy, {key_name, model, budget_exceeded, allowed_models ? &*allowed_models : nullptr},
+        map.view());
   }
 
   bool model_changed = false;
@@ -279,6 +292,24 @@ void set_property(GObject* object, guint prop_id, const GValue* value, GParamSpe
         impl.budget_exceeded = g_value_get_boolean(value);
         GST_OBJECT_UNLOCK(self);
         break;
+      case PROP_ALLOWED_MODELS: {
+        std::string text = dup_or_empty(value);
+        std::optional<std::vector<std::string>> list;
+        if (!text.empty()) {
+          list.emplace();
+          for (std::string_view rest = text; !rest.empty();) {
+            const auto comma = rest.find(',');
+            std::string_view item = rest.substr(0, comma);
+            if (!item.empty()) list->emplace_back(item);
+            rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+          }
+        }
+        GST_OBJECT_LOCK(self);
+        impl.allowed_models_text = std::move(text);
+        impl.allowed_models = std::move(list);
+        GST_OBJECT_UNLOCK(self);
+        break;
+      }
       default:
         G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
         break;
@@ -303,6 +334,9 @@ void get_property(GObject* object, guint prop_id, GValue* value, GParamSpec* psp
         break;
       case PROP_BUDGET_EXCEEDED:
         g_value_set_boolean(value, impl.budget_exceeded);
+        break;
+      case PROP_ALLOWED_MODELS:
+        g_value_set_string(value, impl.allowed_models_text.c_str());
         break;
       case PROP_EVENTS_IN:
         g_value_set_uint64(value, impl.events_in);
@@ -363,6 +397,11 @@ static void rt_event_filter_class_init(RtEventFilterClass* klass) {
   properties[PROP_BUDGET_EXCEEDED] = g_param_spec_boolean(
       "budget-exceeded", "Budget exceeded",
       "When TRUE every response.create is blocked (rule \"budget\")", kDefaultBudgetExceeded, rw);
+  properties[PROP_ALLOWED_MODELS] = g_param_spec_string(
+      "allowed-models", "Allowed models",
+      "The models the key may use, comma-separated glob patterns (\"\" = any): a session.update "
+      "naming a transcription model outside them is blocked (rule \"models\")",
+      kDefaultAllowedModels, rw);
   properties[PROP_EVENTS_IN] =
       g_param_spec_uint64("events-in", "Events in", "Events received since the element was created",
                           0, G_MAXUINT64, 0, ro);

@@ -33,7 +33,7 @@
  * - `direction` (RtUsageMeterDirection, default `upstream`): `upstream` or `client`.
  * - `peer` (string, default ""): name of the sibling rtusagemeter; resolved at READY→PAUSED.
  * - `turns`, `input-tokens-total`, `output-tokens-total` (guint64, read-only): totals over the
- *   element's lifetime (not reset by state changes or flushes).
+ *   element's lifetime (not reset by state changes or flushes; saturating, never wrapping).
  *
  * ## Messages
  * Element message `rtusage-turn`, posted by the `upstream` instance from its streaming thread on
@@ -52,6 +52,8 @@
  * - `input-cached-details-present` (boolean): `input_token_details.cached_tokens_details` is an
  *   object
  * - `transcription-seconds` (gdouble): a duration-billed transcription's `usage.seconds`, else 0
+ * - `usage-clamped` (boolean): a token count was over 10^9 (or not a 64-bit integer) and is
+ *   reported at that cap: invalid usage from the worker (see usage.h)
  * - `service-tier` (string): normalized tier sent for the turn, "" if none
  * - `first-token-latency-ms` (gdouble): request → first output delta, -1 if none was seen
  * - `turn-duration-ms` (gdouble): request → `response.done`
@@ -81,6 +83,7 @@
 #include "element_util.h"
 #include "json.h"
 #include "usage.h"
+#include "usage/saturating.h"
 
 GST_DEBUG_CATEGORY_STATIC(rt_usage_meter_debug);
 #define GST_CAT_DEFAULT rt_usage_meter_debug
@@ -248,6 +251,7 @@ void post_turn(RtUsageMeter* self, const TurnRecord& r) {
       "input-cached-audio-tokens", G_TYPE_INT64, static_cast<gint64>(u.input_cached_audio_tokens),
       "input-cached-image-tokens", G_TYPE_INT64, static_cast<gint64>(u.input_cached_image_tokens),
       "transcription-seconds", G_TYPE_DOUBLE, u.seconds,
+      "usage-clamped", G_TYPE_BOOLEAN, u.clamped ? TRUE : FALSE,
       nullptr);
   // clang-format on
   GST_INFO_OBJECT(self,
@@ -287,8 +291,10 @@ GstFlowReturn meter_buffer(RtUsageMeter* self, GstBuffer* buffer) {
   if (!record) return GST_FLOW_OK;
   GST_OBJECT_LOCK(self);
   ++impl.turns;
-  impl.input_tokens_total += static_cast<guint64>(record->usage.input_tokens);
-  impl.output_tokens_total += static_cast<guint64>(record->usage.output_tokens);
+  rtgw::usage::add_to<std::uint64_t>(impl.input_tokens_total,
+                                     static_cast<guint64>(record->usage.input_tokens));
+  rtgw::usage::add_to<std::uint64_t>(impl.output_tokens_total,
+                                     static_cast<guint64>(record->usage.output_tokens));
   GST_OBJECT_UNLOCK(self);
   post_turn(self, *record);
   return GST_FLOW_OK;

@@ -17,8 +17,11 @@
 // - Pending requests older than `kStaleRequestUs` are discarded; an upstream `error` whose
 //   `error.event_id` names a pending `response.create` removes it (that request got no response).
 // - Tiers are reported normalized (see normalize_tier); "" when none was sent.
-// - Token counts are JSON integers; anything else (strings, fractions, null) reads as 0, and
-//   negative counts read as 0. `usage_present` is true whenever `response.usage` is an object.
+// - Token counts are JSON numbers: an integer reads as itself, a fraction or exponent form
+//   rounded up; non-numbers (strings, null, objects) and negative counts read as 0. A count over
+//   10^9 (usage::kMaxTurnTokens, usage/saturating.h), or an integer too large for 64 bits, reads
+//   as 10^9 and sets `Usage::clamped`: invalid usage, counted at the cap so that it can never
+//   wrap a total or read as free. `usage_present` is true whenever `response.usage` is an object.
 // - `conversation.item.input_audio_transcription.completed` with a `usage` object is a turn of
 //   kind transcription (item_id, token- or duration-billed usage; duration 0, no tier, no
 //   first-token latency); it has nothing to do with pending response.create requests.
@@ -55,6 +58,8 @@ struct Usage {
   std::int64_t output_audio_tokens = 0;
   // Duration-billed transcription (`usage.type == "duration"`): `usage.seconds`, else 0.
   double seconds = 0;
+  // A token count was over usage::kMaxTurnTokens and reads as that cap (invalid usage).
+  bool clamped = false;
 };
 
 // Reads `usage` from a response object (`response.done`'s `response`) or from any object holding

@@ -3,6 +3,9 @@
 
 #include <algorithm>
 
+#include "usage/pricing.h"
+#include "usage/saturating.h"
+
 namespace rtgw::app {
 namespace {
 
@@ -55,6 +58,62 @@ bool CallAccounting::over_budget(const std::string& key_name) const {
   if (key->budget_tokens && tokens >= *key->budget_tokens) return true;
   if (key->budget_usd && usd >= *key->budget_usd) return true;
   return false;
+}
+
+std::optional<usage::Reservation> CallAccounting::reserve_response(const std::string& key_name,
+                                                                   const std::string& model,
+                                                                   std::string* why) {
+  const config::KeyConfig* key = find_key(key_name);
+  if (!key || (!key->budget_tokens && !key->budget_usd)) return usage::Reservation{};
+  usage::Spend spent{ledger_.tokens_used(key_name), ledger_.usd_used(key_name)};
+  if (cluster_)
+    if (auto shared = cluster_->shared_totals(key_name)) {
+      spent.tokens = std::max(spent.tokens, shared->tokens);
+      spent.usd = std::max(spent.usd, shared->usd);
+    }
+  usage::Held held = book_->held(key_name);
+  if (cluster_) {
+    usage::Held others = cluster_->others_reservations(key_name);
+    usage::add_to(held.tokens, others.tokens);
+    usage::add_to(held.usd, others.usd);
+    held.count += others.count;
+  }
+  const config::ModelConfig* model_config = config_.find_model(model);
+  std::optional<double> price;
+  if (model_config && model_config->pricing)
+    price = usage::fallback_per_million(*model_config->pricing);
+  usage::TurnEstimate estimate =
+      book_->estimate(key_name, model_config ? model_config->max_turn_tokens : std::nullopt, price);
+  usage::Budgets budgets{key->budget_tokens, key->budget_usd};
+  switch (usage::admit_response(budgets, spent, held, estimate)) {
+    case usage::Admission::kFits:
+    case usage::Admission::kLastOne:
+      break;
+    case usage::Admission::kRefused: {
+      bool over = (budgets.tokens && spent.tokens >= *budgets.tokens) ||
+                  (budgets.usd && spent.usd >= *budgets.usd);
+      if (why)
+        *why = over ? "the key '" + key_name + "' is over its budget (budget_tokens or budget_usd)"
+                    : "the key '" + key_name +
+                          "' is within one turn of its budget and already has " +
+                          std::to_string(held.count) +
+                          " response(s) in progress: retry when it is done";
+      metrics_.add_counter("rtgw_budget_refusals_total",
+                           "response.create refused because the key's budget has no room for one "
+                           "more turn (insufficient_quota), by key",
+                           {{"key", key_name}}, 1);
+      return std::nullopt;
+    }
+  }
+  std::function<void()> on_release;
+  if (cluster_) {
+    std::string id = "res_" + std::to_string(++reservation_ids_);
+    cluster_->add_reservation(key_name, id, estimate.tokens, estimate.usd);
+    on_release = [weak = cluster_->weak_from_this(), id] {
+      if (auto cluster = weak.lock()) cluster->remove_reservation(id);
+    };
+  }
+  return book_->hold(key_name, estimate, std::move(on_release));
 }
 
 void CallAccounting::OnCallAnswered(const calls::Call& call) {
@@ -163,6 +222,13 @@ void CallAccounting::meter_turn(const usage::UsageRecord& record) {
                          "count towards budgets in memory)",
                          {}, 1);
   if (cluster_) cluster_->add_usage(record.key_name, record.billable_tokens(), record.cost_usd);
+  if (record.kind == "response")
+    book_->note_turn(record.key_name, record.billable_tokens(), record.cost_usd);
+  if (record.usage_clamped)
+    metrics_.add_counter("rtgw_usage_invalid_total",
+                         "Turns whose usage had a token count over 10^9 (counted at that cap), by "
+                         "key and model",
+                         {{"key", record.key_name}, {"model", record.model}}, 1);
   const char* help = "Tokens metered, by key, model and kind";
   auto add = [&](const char* kind, std::int64_t n) {
     metrics_.add_counter("rtgw_tokens_total", help,
@@ -203,7 +269,7 @@ void CallAccounting::meter_turn(const usage::UsageRecord& record) {
 
 void CallAccounting::enforce_budget(const std::string& key_name) {
   // Budgets: every live call and session of the key blocks response.create from now on; with
-  // end_calls_over_budget they are also told (the policy error event) and ended.
+  // end_calls_over_budget they are also told (the insufficient_quota error event) and ended.
   if (!over_budget(key_name)) return;
   const config::KeyConfig* key = find_key(key_name);
   const bool end_them = key && key->end_calls_over_budget;
@@ -223,8 +289,8 @@ void CallAccounting::enforce_budget(const std::string& key_name) {
     if (end_them) sessions_to_end.push_back(&s);
   });
   // Outside the walks: ending may change the registries.
-  for (calls::Call* c : calls_to_end) c->end_for_policy(message);
-  for (relay::WebSocketSession* s : sessions_to_end) s->end_for_policy(message);
+  for (calls::Call* c : calls_to_end) c->end_over_budget(message);
+  for (relay::WebSocketSession* s : sessions_to_end) s->end_over_budget(message);
 }
 
 void CallAccounting::OnCallPolicyDecision(const calls::Call&,

@@ -4,9 +4,10 @@
 //
 // Owns: turning call and session outcomes, metered turns and policy decisions into usage-log
 // records, Prometheus counters and histograms, and budget flags on the key's live calls and
-// sessions. It prices nothing: a turn arrives priced by the call's or session's EventRelay
-// (events/event_relay.h), and its cost_usd goes to the log, ledger, spend metric and budgets as
-// is.
+// sessions, and the budget reservations a response.create takes before its turn is metered
+// (usage/budget_reservations.h; in cluster mode also counted in Redis). It prices nothing: a turn
+// arrives priced by the call's or session's EventRelay (events/event_relay.h), and its cost_usd
+// goes to the log, ledger, spend metric and budgets as is.
 //
 // Threads: main loop only.
 #pragma once
@@ -16,6 +17,7 @@
 #include "config/config.h"
 #include "metrics/metrics.h"
 #include "relay/session_registry.h"
+#include "usage/budget_reservations.h"
 #include "usage/usage_ledger.h"
 
 namespace rtgw::app {
@@ -30,6 +32,11 @@ class CallAccounting : public calls::CallObserver, public relay::SessionObserver
   // mode each count is the larger of the cluster's shared total (while Redis is reachable) and
   // this instance's ledger.
   bool over_budget(const std::string& key_name) const;
+  // A response.create of the key on `model` asks to spend: a reservation of one turn's estimate,
+  // held until its turn is metered (usage/budget_reservations.h), or nullopt (`*why` says why):
+  // the client gets insufficient_quota. A key without a budget always gets an empty one.
+  std::optional<usage::Reservation> reserve_response(const std::string& key_name,
+                                                     const std::string& model, std::string* why);
   // Cluster mode: metered turns also go to the shared counters.
   void set_cluster(cluster::Cluster* cluster) { cluster_ = cluster; }
   // Flags the key's live calls and sessions if it is over budget now (after each turn, and when
@@ -63,6 +70,8 @@ class CallAccounting : public calls::CallObserver, public relay::SessionObserver
   calls::CallRegistry& calls_;
   relay::SessionRegistry& sessions_;
   cluster::Cluster* cluster_ = nullptr;
+  std::shared_ptr<usage::ReservationBook> book_ = std::make_shared<usage::ReservationBook>();
+  std::uint64_t reservation_ids_ = 0;
 };
 
 }  // namespace rtgw::app

@@ -152,6 +152,10 @@ Gateway::Gateway(config::Config config)
                      [this](const std::string& key) { return accounting_.over_budget(key); },
                      config_.data_dir.empty() ? RTGW_DATA_DIR : config_.data_dir,
                      /*usage_report=*/{}, cluster_.get()});
+  server_->set_response_gate(
+      [this](const std::string& key, const std::string& model, std::string* why) {
+        return accounting_.reserve_response(key, model, why);
+      });
   // GET /v1/usage: the PostgreSQL table when the ledger is configured (every instance's turns,
   // queried on the ledger's writer thread; 503 while the database is down), else the usage log
   // when there is one (scanned off the main loop), else the ledger's in-memory window of this

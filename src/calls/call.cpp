@@ -157,10 +157,12 @@ void Call::build_pipeline() {
     if (!src) throw std::runtime_error(std::string("'") + head + "' has no src pad");
     MediaGate::gate_audio(gate_, src.get());
   }
-  path_ = std::make_unique<EventPath>(pipeline_.get(),
-                                      EventPath::Policy{settings_.policy_json, identity_.key_name,
-                                                        identity_.model, settings_.budget_exceeded},
-                                      this);
+  path_ = std::make_unique<EventPath>(
+      pipeline_.get(),
+      EventPath::Policy{settings_.policy_json, identity_.key_name, identity_.model,
+                        settings_.budget_exceeded, settings_.allowed_models},
+      this);
+  relay_.set_response_gate(settings_.response_gate, identity_.key_name, identity_.model);
   client_events_ = std::make_unique<EventChannel>("client", settings_.max_event_bytes,
                                                   settings_.max_pending_event_bytes,
                                                   settings_.max_outgoing_event_bytes, this);
@@ -441,6 +443,9 @@ void Call::OnPathEvent(bool to_upstream, std::string text, std::int64_t relay_ns
     relay_.count_from_client();
   else
     relay_.count_from_upstream();
+  // A response.create the budget has no room for stops here (the client was told).
+  if (to_upstream && !relay_.admit_to_upstream(text)) return;
+  if (!to_upstream) relay_.note_from_upstream(text);
   if (!to_upstream) {
     // A worker's event that is not a strict JSON object would break the client's parser (or be
     // read differently by it): the client gets an error event in its place (a client's own event
@@ -458,7 +463,11 @@ void Call::OnPathEvent(bool to_upstream, std::string text, std::int64_t relay_ns
   EventChannel& target = to_upstream ? *upstream_events_ : *client_events_;
   if (!to_upstream && settings_.beta_client)
     if (auto beta = events::beta::server_event_to_beta(text)) text = std::move(*beta);
-  switch (target.send(text)) {
+  const EventChannel::SendResult sent = target.send(text);
+  if (to_upstream && sent != EventChannel::SendResult::kSent &&
+      sent != EventChannel::SendResult::kQueued)
+    relay_.not_relayed_upstream(text);  // its budget reservation, if any, goes back
+  switch (sent) {
     case EventChannel::SendResult::kSent:
     case EventChannel::SendResult::kQueued:
       return;
@@ -523,10 +532,11 @@ void Call::send_error_event(const std::string& code, const std::string& message,
   send_to_client(make_error_event("invalid_request_error", code, message, client_event_id));
 }
 
-void Call::end_for_policy(const std::string& message) {
+void Call::end_over_budget(const std::string& message) {
   if (state_ == State::kEnded) return;
-  send_error_event("policy_violation", message);
-  OnRelayPolicyEnd("policy: " + message);
+  send_to_client(events::make_quota_error_event(message));
+  outcome_ = "budget_exceeded";
+  OnRelayPolicyEnd("budget_exceeded: " + message);
 }
 
 void Call::on_bus_message(GstMessage* message) {

@@ -97,6 +97,11 @@ struct CallSettings {
   std::string pipeline_description;  // gst-launch syntax
   std::string policy_json;           // rteventfilter `policy` for client events ("" = none)
   bool budget_exceeded = false;      // the key is over a budget at call start
+  // Asked before each response.create goes upstream (a budget reservation; none: no budgets).
+  usage::ResponseGate response_gate;
+  // The key's model patterns plus the call's upstream model name (rteventfilter
+  // `allowed-models`: a session.update's transcription model must be one of them); empty: any.
+  std::vector<std::string> allowed_models;
   // The model's price table: the relay prices each turn once (its record's cost_usd, which the
   // usage log, ledger, spend metric and budgets take as is, and the running cost in describe()).
   // None: turns carry cost_usd null.
@@ -140,9 +145,10 @@ class Call : public WebRtcLeg::Listener,
   void cancel_setup(const std::string& reason);
   // The key went over (or back under) a budget: response.create is blocked from now on.
   void set_budget_exceeded(bool exceeded);
-  // A policy ends the call (e.g. end_calls_over_budget): the client gets the policy error event
-  // (code policy_violation) with `message`, then the call is hung up once it has left.
-  void end_for_policy(const std::string& message);
+  // The key's budget ends the call (end_calls_over_budget): the client gets the
+  // `insufficient_quota` error event with `message`, then the call is hung up once it has left;
+  // its outcome and end reason say budget_exceeded.
+  void end_over_budget(const std::string& message);
   // Sideband: a client event that takes the client's own path (filter, meter) to the upstream.
   // False when the call is over.
   bool inject_client_event(const std::string& text);

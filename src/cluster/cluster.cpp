@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <utility>
 
+#include "usage/saturating.h"
+
 namespace rtgw::cluster {
 namespace {
 
@@ -16,6 +18,7 @@ constexpr std::size_t kRenewBatch = 200;            // leases per renewal script
 std::string key_set(const std::string& key_name) { return "rtgw:leases:key:" + key_name; }
 std::string owner_key(const std::string& id) { return "rtgw:call:" + id; }
 std::string budget_key(const std::string& key_name) { return "rtgw:budget:" + key_name; }
+std::string reserve_key(const std::string& key_name) { return "rtgw:reserve:" + key_name; }
 
 // The clock is Redis's (one clock for every instance).
 constexpr const char* kNow =
@@ -82,6 +85,19 @@ local u = redis.call('HINCRBYFLOAT', KEYS[1], 'usd', ARGV[2])
 return {t, u}
 )";
 
+// KEYS: reservation set. ARGV: ttl ms, member. Adds or renews one reservation.
+const std::string kReserve = std::string(kNow) + R"(
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[1]), ARGV[2])
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[1]))
+return 1
+)";
+
+// KEYS: reservation set. Drops lapsed members, returns the live ones.
+const std::string kReserved = std::string(kNow) + R"(
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+return redis.call('ZRANGE', KEYS[1], 0, -1)
+)";
+
 std::string sha1(const std::string& text) {
   UniqueStr hex(g_compute_checksum_for_string(G_CHECKSUM_SHA1, text.c_str(),
                                               static_cast<gssize>(text.size())));
@@ -120,7 +136,9 @@ Cluster::Cluster(const config::Config& config)
       acquire_{kAcquire, sha1(kAcquire)},
       renew_{kRenew, sha1(kRenew)},
       release_{kRelease, sha1(kRelease)},
-      add_usage_{kAddUsage, sha1(kAddUsage)} {
+      add_usage_{kAddUsage, sha1(kAddUsage)},
+      reserve_{kReserve, sha1(kReserve)},
+      reserved_{kReserved, sha1(kReserved)} {
   for (const auto& k : config.auth.keys) key_names_.push_back(k.name);
 }
 
@@ -208,6 +226,7 @@ void Cluster::release(const std::string& id) {
 void Cluster::on_redis_state(bool up) {
   if (!up) {
     totals_.clear();  // stale from now on: the local ledger decides
+    others_reserved_.clear();
     return;
   }
   // Back (or first up): write back what lives here, then what was metered meanwhile.
@@ -219,7 +238,9 @@ void Cluster::on_redis_state(bool up) {
 }
 
 void Cluster::renew_all() {
-  if (!redis_.up() || leases_.empty()) return;
+  if (!redis_.up()) return;
+  for (const auto& [id, r] : reservations_) put_reservation(r);
+  if (leases_.empty()) return;
   std::vector<std::string> keys{kGlobal};
   std::vector<std::string> args{std::to_string(lease_ms())};
   auto send = [&] {
@@ -241,6 +262,7 @@ void Cluster::renew_all() {
 void Cluster::refresh_totals() {
   if (!redis_.up()) return;
   std::weak_ptr<Cluster> weak = weak_from_this();
+  for (const auto& key : key_names_) refresh_reservations(key);
   for (const auto& key : key_names_)
     redis_.command({"HMGET", budget_key(key), "tokens", "usd"}, [weak, key](const Reply* reply) {
       auto self = weak.lock();
@@ -263,8 +285,8 @@ void Cluster::add_usage(const std::string& key_name, std::int64_t tokens,
   if (tokens == 0 && (!usd || *usd == 0)) return;
   BudgetTotals delta{tokens, usd.value_or(0)};
   if (!redis_.up()) {
-    unflushed_[key_name].tokens += delta.tokens;
-    unflushed_[key_name].usd += delta.usd;
+    usage::add_to(unflushed_[key_name].tokens, delta.tokens);
+    usage::add_to(unflushed_[key_name].usd, delta.usd);
     return;
   }
   std::weak_ptr<Cluster> weak = weak_from_this();
@@ -274,8 +296,8 @@ void Cluster::add_usage(const std::string& key_name, std::int64_t tokens,
          if (!self) return;
          if (!reply || reply->type != Reply::Type::kArray || reply->elements.size() != 2) {
            // Not counted (as far as we know): kept for the next flush.
-           self->unflushed_[key_name].tokens += delta.tokens;
-           self->unflushed_[key_name].usd += delta.usd;
+           usage::add_to(self->unflushed_[key_name].tokens, delta.tokens);
+           usage::add_to(self->unflushed_[key_name].usd, delta.usd);
            return;
          }
          self->store_totals(key_name, reply->elements[0], reply->elements[1]);
@@ -313,6 +335,58 @@ void Cluster::find_owner(const std::string& call_id,
     owner.self = owner.instance_id == self->settings_.instance_id;
     done(owner);
   });
+}
+
+void Cluster::add_reservation(const std::string& key_name, const std::string& id,
+                              std::int64_t tokens, double usd) {
+  ReservationInfo r{key_name, settings_.instance_id + "/" + id + "/" + std::to_string(tokens) +
+                                  "/" + usd_text(usd)};
+  reservations_[id] = r;
+  if (redis_.up()) put_reservation(r);
+}
+
+void Cluster::put_reservation(const ReservationInfo& r) {
+  eval(reserve_, {reserve_key(r.key_name)}, {std::to_string(lease_ms()), r.member}, nullptr);
+}
+
+void Cluster::remove_reservation(const std::string& id) {
+  auto it = reservations_.find(id);
+  if (it == reservations_.end()) return;
+  ReservationInfo r = std::move(it->second);
+  reservations_.erase(it);
+  // While Redis is unreachable it lapses there within lease_seconds (it is no longer renewed).
+  if (redis_.up()) redis_.command({"ZREM", reserve_key(r.key_name), r.member}, nullptr);
+}
+
+void Cluster::refresh_reservations(const std::string& key_name) {
+  std::weak_ptr<Cluster> weak = weak_from_this();
+  eval(reserved_, {reserve_key(key_name)}, {}, [weak, key_name](const Reply* reply) {
+    auto self = weak.lock();
+    if (!self || !reply || reply->type != Reply::Type::kArray) return;
+    const std::string mine = self->settings_.instance_id + "/";
+    usage::Held others;
+    for (const Reply& m : reply->elements) {
+      const std::string& member = m.str;
+      if (member.rfind(mine, 0) == 0) continue;
+      // "<instance>/<id>/<tokens>/<usd>": the last two fields (an instance id may hold '/').
+      auto usd_at = member.rfind('/');
+      auto tokens_at = usd_at == std::string::npos || usd_at == 0 ? std::string::npos
+                                                                  : member.rfind('/', usd_at - 1);
+      if (tokens_at == std::string::npos) continue;
+      usage::add_to(others.tokens, static_cast<std::int64_t>(g_ascii_strtoll(
+                                       member.substr(tokens_at + 1, usd_at - tokens_at - 1).c_str(),
+                                       nullptr, 10)));
+      usage::add_to(others.usd, g_ascii_strtod(member.c_str() + usd_at + 1, nullptr));
+      others.count++;
+    }
+    self->others_reserved_[key_name] = others;
+  });
+}
+
+usage::Held Cluster::others_reservations(const std::string& key_name) const {
+  if (!redis_.up()) return {};
+  auto it = others_reserved_.find(key_name);
+  return it == others_reserved_.end() ? usage::Held{} : it->second;
 }
 
 bool Cluster::internal_secret_matches(const char* header) const {

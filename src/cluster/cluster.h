@@ -33,6 +33,7 @@
 
 #include "cluster/redis_client.h"
 #include "config/config.h"
+#include "usage/budget_reservations.h"
 #include "workers/worker_lease.h"
 
 namespace rtgw::cluster {
@@ -112,6 +113,17 @@ class Cluster : public std::enable_shared_from_this<Cluster> {
     on_totals_ = std::move(fn);
   }
 
+  // Budget reservations (usage/budget_reservations.h) are counted where the budget counters
+  // live: each open one of this instance is a member of `rtgw:reserve:<key>` ("<instance>/<id>/
+  // <tokens>/<usd>") scored by its expiry on Redis's clock, renewed with the leases, so those of
+  // an instance that died lapse within lease_seconds. Added again when Redis comes back.
+  void add_reservation(const std::string& key_name, const std::string& id, std::int64_t tokens,
+                       double usd);
+  void remove_reservation(const std::string& id);
+  // The other instances' open reservations of the key as last read (each renewal re-reads them);
+  // nothing while Redis is unreachable.
+  usage::Held others_reservations(const std::string& key_name) const;
+
   // Is `header` (X-RTGW-Internal) this cluster's internal secret? Constant time.
   bool internal_secret_matches(const char* header) const;
 
@@ -148,9 +160,19 @@ class Cluster : public std::enable_shared_from_this<Cluster> {
   Script renew_;
   Script release_;
   Script add_usage_;
+  Script reserve_;
+  Script reserved_;
   std::map<std::string, LeaseInfo> leases_;
   std::map<std::string, BudgetTotals> totals_;     // from Redis
   std::map<std::string, BudgetTotals> unflushed_;  // metered while Redis was unreachable
+  struct ReservationInfo {
+    std::string key_name;
+    std::string member;
+  };
+  void put_reservation(const ReservationInfo& r);
+  void refresh_reservations(const std::string& key_name);
+  std::map<std::string, ReservationInfo> reservations_;  // this instance's, by id
+  std::map<std::string, usage::Held> others_reserved_;   // the other instances', from Redis
   std::function<void(const std::string&)> on_totals_;
   SourceGuard renew_timer_;
 };

@@ -11,6 +11,7 @@
 
 #include "common/json.h"
 #include "usage/postgres_url.h"
+#include "usage/pricing.h"
 
 namespace rtgw::config {
 namespace {
@@ -181,9 +182,28 @@ void check_url(const Reader& r, const std::string& url, const std::string& path)
   if (!g_uri_get_host(uri.get()) || !*g_uri_get_host(uri.get())) r.fail(path, "URL has no host");
 }
 
+// A table that lacks a per-token price is still used: usage/pricing.h charges the missing
+// component at the fallback. Said once at load (and by --check-config), not an error.
+void warn_incomplete_pricing(const std::string& file, const std::string& path, const Pricing& p) {
+  std::vector<std::string> missing = usage::missing_token_prices(p);
+  if (missing.empty()) return;
+  std::string names;
+  for (const auto& m : missing) names += (names.empty() ? "" : ", ") + m;
+  auto fallback = usage::fallback_per_million(p);
+  std::string charged =
+      fallback ? "charged at " + shortest(*fallback) + " USD per million tokens (" +
+                     (p.fallback_per_million ? "fallback_per_million" : "the table's highest price") +
+                     ")"
+               : std::string("not priced: the table has no per-token price and no "
+                             "fallback_per_million, so such turns carry cost_usd null");
+  g_warning("config %s: %s.per_million_tokens: incomplete price table, no %s: tokens of those "
+            "kinds are %s",
+            file.c_str(), path.c_str(), names.c_str(), charged.c_str());
+}
+
 Pricing read_pricing(const Reader& r, JsonNode* node, const std::string& path) {
   JsonObject* po = r.object(node, path);
-  r.only(po, path, {"per_million_tokens", "per_minute"});
+  r.only(po, path, {"per_million_tokens", "per_minute", "fallback_per_million"});
   Pricing p;
   auto price = [&](JsonObject* obj, const std::string& at, const char* name,
                    std::optional<double>& out) {
@@ -192,6 +212,7 @@ Pricing read_pricing(const Reader& r, JsonNode* node, const std::string& path) {
       out = v;
     }
   };
+  price(po, path, "fallback_per_million", p.fallback_per_million);
   if (auto* n = member(po, "per_million_tokens")) {
     std::string at = path + ".per_million_tokens";
     JsonObject* o = r.object(n, at);
@@ -219,7 +240,7 @@ void read_models(const Reader& r, JsonNode* node, std::vector<ModelConfig>& mode
   std::set<std::string> names;
   r.array(node, "$.models", [&](JsonNode* m, const std::string& path) {
     JsonObject* mo = r.object(m, path);
-    r.only(mo, path, {"name", "upstream_model", "workers", "pricing"});
+    r.only(mo, path, {"name", "upstream_model", "workers", "pricing", "max_turn_tokens"});
     ModelConfig model;
     if (!member(mo, "name")) r.fail(path + ".name", "required");
     model.name = r.string(member(mo, "name"), path + ".name");
@@ -228,7 +249,12 @@ void read_models(const Reader& r, JsonNode* node, std::vector<ModelConfig>& mode
     model.upstream_model = member(mo, "upstream_model")
                                ? r.string(member(mo, "upstream_model"), path + ".upstream_model")
                                : model.name;
-    if (auto* n = member(mo, "pricing")) model.pricing = read_pricing(r, n, path + ".pricing");
+    if (auto* n = member(mo, "max_turn_tokens"))
+      model.max_turn_tokens = r.integer(n, path + ".max_turn_tokens", 1, 1'000'000'000);
+    if (auto* n = member(mo, "pricing")) {
+      model.pricing = read_pricing(r, n, path + ".pricing");
+      warn_incomplete_pricing(r.file(), path + ".pricing", *model.pricing);
+    }
     if (!member(mo, "workers")) r.fail(path + ".workers", "required");
     r.array(member(mo, "workers"), path + ".workers", [&](JsonNode* w, const std::string& wpath) {
       JsonObject* wo = r.object(w, wpath);
@@ -757,7 +783,9 @@ std::string describe(const Config& c) {
   out << "token_secret: " << (c.auth.token_secret.empty() ? "random per process" : "set")
       << ", token_ttl_seconds=" << c.auth.token_ttl_seconds << "\n";
   for (const auto& m : c.models) {
-    out << "model: " << m.name << " -> " << m.upstream_model << "\n";
+    out << "model: " << m.name << " -> " << m.upstream_model
+        << (m.max_turn_tokens ? " max_turn_tokens=" + std::to_string(*m.max_turn_tokens) : "")
+        << "\n";
     out << "  pricing: ";
     if (!m.pricing) {
       out << "none (cost_usd null)\n";
@@ -777,6 +805,7 @@ std::string describe(const Config& c) {
       show("audio_output", p.audio_output);
       out << "per_minute: ";
       show("transcription", p.transcription);
+      show("fallback_per_million", p.fallback_per_million);
       out << "\n";
     }
     for (const auto& w : m.workers)

@@ -77,6 +77,9 @@ struct Pricing {
   std::optional<double> audio_output;
   // per_minute
   std::optional<double> transcription;
+  // What a token the table has no price for costs (usage/pricing.h); none: the table's highest
+  // per-token price.
+  std::optional<double> fallback_per_million;
 };
 
 struct ModelConfig {
@@ -84,6 +87,9 @@ struct ModelConfig {
   std::string upstream_model;  // defaults to name
   std::vector<WorkerConfig> workers;
   std::optional<Pricing> pricing;  // none: its usage records carry cost_usd null
+  // The most tokens one response of this model costs, as an operator bounds it: the budget
+  // reservation per response.create (usage/budget_reservations.h); none: the key's recent average.
+  std::optional<std::int64_t> max_turn_tokens;
 };
 
 struct WebRtcConfig {

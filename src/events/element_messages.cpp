@@ -25,6 +25,10 @@ std::string make_error_event(const std::string& type, const std::string& code,
   event.set("type", "error").set("event_id", event_id).set_object("error", std::move(error));
   return event.str();
 }
+
+std::string make_quota_error_event(const std::string& message, const std::string& client_event_id) {
+  return make_error_event(kQuotaError, kQuotaError, message, client_event_id);
+}
 namespace {
 
 std::string field(const GstStructure* s, const char* name) {
@@ -86,6 +90,7 @@ std::optional<usage::UsageRecord> parse_turn(const GstStructure* s) {
   gst_structure_get_double(s, "first-token-latency-ms", &r.first_token_latency_ms);
   gst_structure_get_double(s, "turn-duration-ms", &r.turn_duration_ms);
   gst_structure_get_double(s, "transcription-seconds", &r.transcription_seconds);
+  r.usage_clamped = bool_field(s, "usage-clamped");
   return r;
 }
 

@@ -18,6 +18,8 @@
 
 namespace rtgw::events {
 
+inline constexpr const char* kQuotaError = "insufficient_quota";
+
 // What rteventfilter decided about one client event.
 struct PolicyDecision {
   std::string action;  // "filter" | "block"
@@ -31,10 +33,15 @@ struct PolicyDecision {
   std::string message;
   bool end_call = false;
 
-  // The `error.code` of the error event the client gets for a block.
+  // The `error.type` and `error.code` of the error event the client gets for a block.
+  const char* error_type() const {
+    return reason == "budget" ? kQuotaError : "invalid_request_error";
+  }
   const char* error_code() const {
     if (reason == "too_large") return "event_too_large";
     if (reason == "invalid_json") return "invalid_json";
+    if (reason == "model_not_allowed") return "model_not_allowed";
+    if (reason == "budget") return kQuotaError;
     return "policy_violation";
   }
 };
@@ -43,6 +50,11 @@ struct PolicyDecision {
 // builds no tree of it) and an object. What is not would break the client's parser, or be read
 // differently by it: the transports send an error event in its place.
 bool is_json_object(std::string_view text);
+// A budget's refusal, as clients see it (SPEC "Errors agents act on"): error type and code both
+// `insufficient_quota`, as OpenAI's own, which agent frameworks take as "do not reconnect". The
+// reason `budget_exceeded` stays in the gateway's logs and call state.
+std::string make_quota_error_event(const std::string& message,
+                                   const std::string& client_event_id = {});
 
 // An `error` server event as OpenAI sends them: {"type":"error","event_id":"evt_<32 hex>",
 // "error":{"type","code","message"[,"event_id": the client event it is about]}}.

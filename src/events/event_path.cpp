@@ -90,6 +90,9 @@ EventPath::EventPath(GstElement* pipeline, const Policy& policy, Listener* liste
   const char* policy_json = policy.policy_json.empty() ? "{}" : policy.policy_json.c_str();
   g_object_set(filter_.get(), "policy", policy_json, "key-name", policy.key_name.c_str(), "model",
                policy.model.c_str(), "budget-exceeded", policy.budget_exceeded, nullptr);
+  std::string allowed;
+  for (const auto& m : policy.allowed_models) allowed += (allowed.empty() ? "" : ",") + m;
+  g_object_set(filter_.get(), "allowed-models", allowed.c_str(), nullptr);
   pull_events(find(pipeline, kUpstreamEventsOut).get(), lifetime_.watch(),
               [this](std::string text, GstClockTime pts) {
                 listener_->OnPathEvent(true, std::move(text), since(pts));

@@ -20,6 +20,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "common/main_thread.h"
 #include "common/ref.h"
@@ -66,6 +67,9 @@ class EventPath {
     std::string key_name;
     std::string model;
     bool budget_exceeded = false;
+    // rteventfilter `allowed-models`: the key's model patterns (and the session's own upstream
+    // model name, which the gateway itself sends); empty: any model.
+    std::vector<std::string> allowed_models;
   };
 
   // The path inside `pipeline` (a call's), which its owner runs, watches (it hands element

@@ -3,7 +3,10 @@
 
 #include <algorithm>
 
+#include "rtevents/json.h"
+
 #include "common/main_thread.h"
+#include "usage/saturating.h"
 
 namespace rtgw::events {
 
@@ -52,11 +55,136 @@ json::ObjectBuilder RelayTimes::json() const {
   return out;
 }
 
+void EventRelay::set_response_gate(usage::ResponseGate gate, std::string key_name,
+                                   std::string model) {
+  gate_ = std::move(gate);
+  gate_key_ = std::move(key_name);
+  gate_model_ = std::move(model);
+}
+
+namespace {
+
+// The event's type and event_id when it is a JSON object.
+struct EventHead {
+  std::string type;
+  std::string event_id;
+  std::string response_id;     // response.created: response.id
+  std::string error_event_id;  // error: error.event_id
+  // Any of its `type` members is response.create: with duplicate keys a first-wins upstream
+  // parser reads the first, a last-wins one the last (the policy filter considers all as well).
+  bool create = false;
+};
+
+// Worth parsing as a possible response.create: the name in clear, or any \u escape (which could
+// spell it).
+bool may_be_create(const std::string& text) {
+  return text.find("response.create") != std::string::npos || text.find("\\u") != std::string::npos;
+}
+
+std::optional<EventHead> event_head(const std::string& text) {
+  auto parsed = rtevents::json::parse(text);
+  if (!parsed.root || !parsed.root->is_object()) return std::nullopt;
+  const rtevents::json::Value& root = *parsed.root;
+  EventHead head;
+  head.type = root.last_string("type").value_or("");
+  for (const auto& t : root.all_strings("type"))
+    head.create = head.create || t == "response.create";
+  head.event_id = root.last_string("event_id").value_or("");
+  auto member_string = [&](std::string_view object, std::string_view key) -> std::string {
+    const rtevents::json::Value* o = root.last(object);
+    return o && o->is_object() ? o->last_string(key).value_or("") : "";
+  };
+  if (head.type == "response.created") head.response_id = member_string("response", "id");
+  if (head.type == "error") head.error_event_id = member_string("error", "event_id");
+  return head;
+}
+
+}  // namespace
+
+bool EventRelay::admit_to_upstream(const std::string& text) {
+  // Cheap test first: most events are audio appends.
+  if (!gate_ || !may_be_create(text)) return true;
+  auto head = event_head(text);
+  if (!head || !head->create) return true;
+  drop_unstarted_reservations();
+  std::string why;
+  std::optional<usage::Reservation> reservation = gate_(gate_key_, gate_model_, &why);
+  if (!reservation) {
+    blocked_++;
+    // SPEC "Errors agents act on": the budget ends what this key may start.
+    transport_->send_error_to_client(
+        make_quota_error_event(why + ": response.create not relayed", head->event_id));
+    return false;
+  }
+  if (!*reservation) return true;  // the key has no budget: nothing to hold
+  reservations_.push_back(
+      {std::move(*reservation), head->event_id, std::string(), g_get_monotonic_time()});
+  return true;
+}
+
+void EventRelay::not_relayed_upstream(const std::string& text) {
+  if (reservations_.empty() || !may_be_create(text)) return;
+  auto head = event_head(text);
+  if (!head || !head->create) return;
+  // The newest unstarted reservation is this event's (admitted just before, same main-loop step).
+  for (auto it = reservations_.rbegin(); it != reservations_.rend(); ++it)
+    if (it->response_id.empty() && it->event_id == head->event_id) {
+      reservations_.erase(std::next(it).base());
+      return;
+    }
+}
+
+void EventRelay::note_from_upstream(const std::string& text) {
+  if (reservations_.empty()) return;
+  if (text.find("response.created") == std::string::npos &&
+      text.find("\"error\"") == std::string::npos)
+    return;
+  auto head = event_head(text);
+  if (!head) return;
+  if (head->type == "response.created") {
+    for (auto& r : reservations_)
+      if (r.response_id.empty()) {
+        r.response_id = head->response_id.empty() ? "?" : head->response_id;
+        return;
+      }
+    return;
+  }
+  if (head->type == "error" && !head->error_event_id.empty()) {
+    // The upstream refused that request: no response, nothing to spend.
+    auto it = std::find_if(reservations_.begin(), reservations_.end(), [&](const auto& r) {
+      return r.response_id.empty() && r.event_id == head->error_event_id;
+    });
+    if (it != reservations_.end()) reservations_.erase(it);
+  }
+}
+
+void EventRelay::release_reservation_of(const usage::UsageRecord& record) {
+  if (record.kind != "response" || reservations_.empty()) return;
+  auto it = std::find_if(reservations_.begin(), reservations_.end(), [&](const auto& r) {
+    return !record.response_id.empty() && r.response_id == record.response_id;
+  });
+  // A response.done without an id (or whose response.created never came) settles the oldest.
+  if (it == reservations_.end() &&
+      (record.response_id.empty() || reservations_.front().response_id.empty() ||
+       reservations_.front().response_id == "?"))
+    it = reservations_.begin();
+  if (it != reservations_.end()) reservations_.erase(it);
+}
+
+void EventRelay::drop_unstarted_reservations() {
+  // A request that no response.created answered in this long got no response (an upstream error
+  // without an event_id, a dropped event): its reservation is not held for ever.
+  const gint64 now = g_get_monotonic_time();
+  std::erase_if(reservations_, [&](const OpenReservation& r) {
+    return r.response_id.empty() && now - r.created_us > usage::ReservationBook::kUnstartedTtlUs;
+  });
+}
+
 void EventRelay::on_decision(const PolicyDecision& d) {
   if (d.action == "block") {
     blocked_++;
     transport_->send_error_to_client(
-        make_error_event("invalid_request_error", d.error_code(), d.message, d.event_id));
+        make_error_event(d.error_type(), d.error_code(), d.message, d.event_id));
   } else {
     filtered_++;
   }
@@ -70,9 +198,22 @@ void EventRelay::on_turn(usage::UsageRecord record, const TurnIds& ids) {
   record.key_name = ids.key_name;
   record.model = ids.model;
   record.worker = ids.worker_name;
+  if (record.usage_clamped) {
+    // The id is the worker's text: escaped, so it cannot forge log lines.
+    UniqueStr turn_id(g_strescape(
+        (record.kind == "transcription" ? record.item_id : record.response_id).c_str(), nullptr));
+    g_warning(
+        "[%s] invalid usage from worker %s: %s %s reported a token count over %lld; counted "
+        "at that cap (input %lld, output %lld, total %lld)",
+        ids.call_id.c_str(), ids.worker_name.c_str(), record.kind.c_str(), turn_id.get(),
+        static_cast<long long>(usage::kMaxTurnTokens), static_cast<long long>(record.input_tokens),
+        static_cast<long long>(record.output_tokens), static_cast<long long>(record.total_tokens));
+  }
   // The one place a turn is priced: the record leaves with its cost (null without a price table
-  // or when the table lacks a price the turn needs), and the owner records it as is.
+  // or when nothing in it can price a component of the turn), and the owner records it as is.
   record.cost_usd = usage::price_turn(record, pricing_ ? &*pricing_ : nullptr);
+  // Settled at the moment the turn is counted: the owner records it in OnRelayTurn below.
+  release_reservation_of(record);
   turns_++;
   usage_total_.add_tokens(record);
   recent_turn_costs_.emplace_back(
@@ -103,6 +244,7 @@ bool EventRelay::begin_late_usage_wait(const std::string& reason, guint open_tur
 void EventRelay::stop() {
   waiting_ = false;
   wait_timeout_.cancel();
+  reservations_.clear();  // each handle releases its reservation
 }
 
 json::ObjectBuilder EventRelay::events_json(bool with_refused) const {

@@ -7,7 +7,9 @@
 // record's ids filled in, the turn priced from the model's table: the only place a turn is
 // priced, for both transports; summed into the call's usage), and the late-usage wait at hang-up
 // (the client left mid-response: the response is cancelled upstream and the relay waits, bounded,
-// for its response.done so the tokens already spent are metered).
+// for its response.done so the tokens already spent are metered), and the budget reservation of
+// each response.create it let through (taken before the event goes upstream, released when its
+// turn is metered, its request refused, or the call ends).
 //
 // The transport adapter (calls::Call, relay::WebSocketSession) moves bytes and decides how its
 // call ends; it implements `Transport` and feeds the relay what its EventPath reports.
@@ -27,6 +29,7 @@
 #include "common/json.h"
 #include "common/ref.h"
 #include "events/element_messages.h"
+#include "usage/budget_reservations.h"
 #include "usage/pricing.h"
 #include "usage/usage_ledger.h"
 
@@ -104,6 +107,20 @@ class EventRelay {
   EventRelay(const EventRelay&) = delete;
   EventRelay& operator=(const EventRelay&) = delete;
 
+  // Budget reservations (usage/budget_reservations.h): every response.create the filter let
+  // through asks `gate` for the call's key and model before it goes upstream. No gate: none.
+  void set_response_gate(usage::ResponseGate gate, std::string key_name, std::string model);
+  // A client event about to go upstream. False when it is a response.create the budget has no
+  // room for: the client got the `insufficient_quota` error event and nothing goes upstream.
+  bool admit_to_upstream(const std::string& text);
+  // An upstream event on its way to the client: a response.created binds the oldest reservation
+  // not yet bound to its response; an `error` naming a reserved request's event_id releases it.
+  void note_from_upstream(const std::string& text);
+  // The event admit_to_upstream() just let through was not relayed after all (a full queue, a
+  // closed or stuck channel): its reservation, if it took one, is released.
+  void not_relayed_upstream(const std::string& text);
+  std::size_t open_reservations() const { return reservations_.size(); }
+
   // What the event path reported.
   void on_decision(const PolicyDecision& decision);
   void on_turn(usage::UsageRecord record, const TurnIds& ids);
@@ -114,7 +131,7 @@ class EventRelay {
   bool waiting_for_usage() const { return waiting_; }
   // Why the client left (what begin_late_usage_wait() was given).
   const std::string& wait_reason() const { return wait_reason_; }
-  // The call ends: no wait any more.
+  // The call ends: no wait any more, and every budget reservation it held is released.
   void stop();
 
   void count_from_client() { from_client_++; }
@@ -154,6 +171,20 @@ class EventRelay {
   bool waiting_ = false;
   std::string wait_reason_;
   SourceGuard wait_timeout_;
+
+  // Budget reservations of the response.create requests let through, oldest first.
+  struct OpenReservation {
+    usage::Reservation reservation;
+    std::string event_id;     // the client's, "" when it sent none
+    std::string response_id;  // "" until its response.created
+    gint64 created_us = 0;
+  };
+  void release_reservation_of(const usage::UsageRecord& record);
+  void drop_unstarted_reservations();
+  usage::ResponseGate gate_;
+  std::string gate_key_;
+  std::string gate_model_;
+  std::deque<OpenReservation> reservations_;
 };
 
 }  // namespace rtgw::events

@@ -45,6 +45,9 @@ HttpError not_found(const std::string& code, const std::string& message) {
 HttpError too_many(const std::string& code, const std::string& message) {
   return HttpError(429, "rate_limit_error", code, message);
 }
+HttpError insufficient_quota(const std::string& message) {
+  return HttpError(429, "insufficient_quota", "insufficient_quota", message);
+}
 HttpError unavailable(const std::string& code, const std::string& message) {
   return HttpError(503, "server_error", code, message);
 }

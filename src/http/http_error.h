@@ -50,6 +50,10 @@ HttpError unauthorized(const std::string& code, const std::string& message);
 HttpError forbidden(const std::string& code, const std::string& message);
 HttpError not_found(const std::string& code, const std::string& message);
 HttpError too_many(const std::string& code, const std::string& message);
+// 429 for a key over a budget (no new call, session or token): type and code both
+// `insufficient_quota`, as OpenAI's own (SPEC "Errors agents act on"; agents stop retrying on it).
+// The reason `budget_exceeded` is the caller's to log.
+HttpError insufficient_quota(const std::string& message);
 HttpError unavailable(const std::string& code, const std::string& message);
 }  // namespace errors
 

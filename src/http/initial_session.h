@@ -11,6 +11,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 namespace rtgw::http {
 
@@ -20,8 +21,23 @@ namespace rtgw::http {
 // invalid_json when `session_json` is no JSON object (callers pass checked sessions). What it
 // returns is the session as json::parse reads it, serialized again.
 // The per-event size limit does not apply (the session does not travel as an event here).
+// `key_models` (the key's model patterns; null: any) also covers the session's transcription
+// model: one the key may not use is 403 model_not_allowed.
 std::string apply_initial_session_policy(const std::string& policy_json,
                                          const std::string& key_name, const std::string& model,
-                                         const std::string& session_json);
+                                         const std::string& session_json,
+                                         const std::vector<std::string>* key_models = nullptr);
+
+// Throws HttpError 403 model_not_allowed when `session_json` (a session object, GA or beta) names
+// a transcription model (`audio.input.transcription.model`, `input_audio_transcription.model`)
+// that no pattern of `key_models` matches. For the mint routes, which run no policy.
+void check_transcription_models(const std::vector<std::string>& key_models,
+                                const std::string& session_json);
+
+// What a call's or session's rteventfilter allows a session.update to name as its transcription
+// model: the key's patterns, plus the upstream name of the model it was admitted for (the
+// gateway's own first session.update of a transcription session carries that name).
+std::vector<std::string> allowed_models(const std::vector<std::string>& key_models,
+                                        const std::string& upstream_model);
 
 }  // namespace rtgw::http

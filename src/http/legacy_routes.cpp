@@ -15,6 +15,7 @@
 #include "common/json.h"
 #include "events/beta_dialect.h"
 #include "http/http_error.h"
+#include "http/initial_session.h"
 #include "http/server.h"
 
 namespace rtgw::http {
@@ -74,6 +75,7 @@ void Server::handle_legacy_sessions(SoupServerMessage* msg) {
   json_object_remove_member(session, "object");
   json_object_remove_member(session, "id");
   events::beta::session_to_ga(session);
+  check_transcription_models(principal.models, json::to_string(ga.get()));
   MintedToken token = mint_token(principal, model, ga.get(), ttl, /*beta=*/true);
   respond_json(msg, 200,
                beta_answer(body, "realtime.session", token.value, token.expires_at,

@@ -144,7 +144,7 @@ void Server::handle_realtime_socket(SoupServerMessage* msg, GHashTable* query) {
   std::optional<std::string> session;
   if (principal.token_session_json)
     session = apply_initial_session_policy(config.policy_json, principal.key_name, model,
-                                           *principal.token_session_json);
+                                           *principal.token_session_json, &principal.models);
   // A beta client (header, subprotocol, or a token of a legacy mint route) gets the beta
   // dialect; the worker never sees the header.
   const bool beta_client =
@@ -169,6 +169,8 @@ void Server::handle_realtime_socket(SoupServerMessage* msg, GHashTable* query) {
         s.policy_json = config.policy_json;
         s.max_event_bytes = static_cast<std::size_t>(config.max_event_bytes);
         s.budget_exceeded = services_.over_budget && services_.over_budget(principal.key_name);
+        s.response_gate = response_gate_;
+        s.allowed_models = allowed_models(principal.models, model_config.upstream_model);
         s.idle_timeout_seconds = config.websocket.idle_timeout_seconds;
         s.max_pending_bytes = config.limits.max_pending_event_bytes;
         s.max_outgoing_bytes = static_cast<std::uint64_t>(config.limits.max_outgoing_buffer_bytes);

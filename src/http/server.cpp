@@ -442,7 +442,8 @@ void Server::handle_create_call(SoupServerMessage* msg, GHashTable* query, bool 
   // A beta session is translated first: the policy, like the worker, sees GA.
   if (beta && session) session = events::beta::session_json_to_ga(*session);
   if (session) {
-    session = apply_initial_session_policy(config.policy_json, principal.key_name, model, *session);
+    session = apply_initial_session_policy(config.policy_json, principal.key_name, model, *session,
+                                           &principal.models);
     session = session_for_upstream(*session, model_config.upstream_model);
   }
 
@@ -485,6 +486,8 @@ void Server::start_admitted_call(SoupServerMessage* msg, PreparedCall prepared,
   settings.pipeline_description = services_.pipeline_description;
   settings.policy_json = config.policy_json;
   settings.budget_exceeded = services_.over_budget && services_.over_budget(principal.key_name);
+  settings.response_gate = response_gate_;
+  settings.allowed_models = allowed_models(principal.models, prepared.upstream_model);
   if (const config::ModelConfig* model_config = config.find_model(model))
     settings.pricing = model_config->pricing;
   settings.failover = [&workers = services_.workers, model](const std::vector<std::string>& tried) {
@@ -559,11 +562,13 @@ const config::ModelConfig& Server::resolve_model(const auth::Principal& principa
 }
 
 void Server::check_budget(const auth::Principal& principal) const {
-  if (services_.over_budget && services_.over_budget(principal.key_name))
-    throw errors::too_many(
-        "budget_exceeded",
-        "the key '" + principal.key_name +
-            "' is over its budget (budget_tokens or budget_usd): no new call or session");
+  if (!services_.over_budget || !services_.over_budget(principal.key_name)) return;
+  // Clients get OpenAI's code (agents stop retrying on it); the operator's log keeps the reason.
+  g_message("key '%s' refused: budget_exceeded (budget_tokens or budget_usd)",
+            principal.key_name.c_str());
+  throw errors::insufficient_quota(
+      "the key '" + principal.key_name +
+      "' is over its budget (budget_tokens or budget_usd): no new call, session or token");
 }
 
 workers::WorkerLease Server::reserve_capacity(const auth::Principal& principal,
@@ -745,6 +750,7 @@ void Server::handle_client_secrets(SoupServerMessage* msg) {
                                   ? "name the model in session.audio.input.transcription.model"
                                   : "name the model in session.model");
   mintable_model(principal, model);
+  check_transcription_models(principal.models, json::to_string(session_node.get()));
 
   std::int64_t ttl = token_ttl(json::get_object(body, "expires_after"));
   MintedToken token = mint_token(principal, model, session_node.get(), ttl, /*beta=*/false);
@@ -767,6 +773,7 @@ const config::ModelConfig& Server::mintable_model(const auth::Principal& princip
     throw errors::not_found("model_not_found", "the model '" + model + "' does not exist");
   if (!principal.may_use(model))
     throw errors::forbidden("model_not_allowed", "this key may not use the model '" + model + "'");
+  check_budget(principal);  // a token is a new call or session to come: refused now, not then
   return *model_config;
 }
 

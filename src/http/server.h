@@ -31,6 +31,7 @@
 #include "metrics/metrics.h"
 #include "relay/session_registry.h"
 #include "sdp/session_description.h"
+#include "usage/budget_reservations.h"
 #include "usage/usage_report.h"
 #include "workers/worker_pool.h"
 
@@ -65,6 +66,8 @@ class Server {
 
   // Listens on config.listen; throws std::runtime_error on failure. Returns the bound port.
   int listen();
+  // Budget reservations: what calls and sessions ask before each response.create goes upstream.
+  void set_response_gate(usage::ResponseGate gate) { response_gate_ = std::move(gate); }
   // New calls get 503 shutting_down from now on.
   void begin_shutdown() { shutting_down_ = true; }
   bool shutting_down() const { return shutting_down_; }
@@ -93,7 +96,8 @@ class Server {
   // Model checks shared by calls and sessions (the token's model when none is named).
   const config::ModelConfig& resolve_model(const auth::Principal& principal,
                                            std::string model) const;
-  // 429 budget_exceeded when the key is over a budget, tokens or USD (calls and sessions).
+  // 429 insufficient_quota when the key is over a budget, tokens or USD (calls, sessions and
+  // token mints); the log line names the reason, budget_exceeded.
   void check_budget(const auth::Principal& principal) const;
   // Calls setting up (not connected yet): limits.max_setups_per_key (429), limits.max_setups (503).
   void check_setup_capacity(const auth::Principal& principal) const;
@@ -151,7 +155,8 @@ class Server {
     std::string value;
     std::int64_t expires_at = 0;
   };
-  // The model a token may be minted for (exists, and the key may use it). Throws HttpError.
+  // The model a token may be minted for (exists, the key may use it and is within its budgets).
+  // Throws HttpError.
   const config::ModelConfig& mintable_model(const auth::Principal& principal,
                                             const std::string& model) const;
   // The lifetime asked by an `expires_after` object (null: the configured default).
@@ -171,6 +176,7 @@ class Server {
   std::unique_ptr<ConnectionGuard> connections_;
   std::unique_ptr<cluster::PeerClient> peers_;  // cluster mode only
   bool shutting_down_ = false;
+  usage::ResponseGate response_gate_;
 };
 
 // Response helpers shared by handlers.

@@ -48,7 +48,8 @@ WebSocketSession::~WebSocketSession() {
 
 void WebSocketSession::start() {
   events::EventPath::Policy policy{settings_.policy_json, identity_.key_name, identity_.model,
-                                   settings_.budget_exceeded};
+                                   settings_.budget_exceeded, settings_.allowed_models};
+  relay_.set_response_gate(settings_.response_gate, identity_.key_name, identity_.model);
   path_ = events::EventPath::start_own(settings_.pipeline_description, identity_.session_id, policy,
                                        this);
   if (settings_.session_json) {
@@ -124,8 +125,7 @@ void WebSocketSession::end(int code, const std::string& reason) {
   flush_timeout_.cancel();
   g_message("[%s] ended (%d): %s", id().c_str(), code, reason.c_str());
   if (!policy_end_message_.empty())
-    send_error_event("invalid_request_error", "policy_violation",
-                     std::exchange(policy_end_message_, {}));
+    client_.send_text(events::make_quota_error_event(std::exchange(policy_end_message_, {})));
   client_.close(code, reason);
   if (upstream_ && !upstream_closed_)
     upstream_->close(code == close_code::kGoingAway ? code : close_code::kNormal,
@@ -137,10 +137,12 @@ void WebSocketSession::set_budget_exceeded(bool exceeded) {
   if (path_) path_->set_budget_exceeded(exceeded);
 }
 
-void WebSocketSession::end_for_policy(const std::string& message) {
+void WebSocketSession::end_over_budget(const std::string& message) {
   if (state_ == State::kEnded || !policy_end_message_.empty()) return;
   policy_end_message_ = message;
-  close_client_after_flush(close_code::kPolicyViolation, "policy: over budget");
+  outcome_ = "budget_exceeded";
+  close_client_after_flush(close_code::kPolicyViolation,
+                           "budget_exceeded: the key is over its budget");
 }
 
 void WebSocketSession::OnSocketText(WebSocket&, std::string text) {
@@ -261,6 +263,7 @@ void WebSocketSession::OnPathEvent(bool to_upstream, std::string text, std::int6
         end(pending_close_code_, pending_close_reason_);
       return;
     }
+    relay_.note_from_upstream(text);
     if (settings_.beta_client)  // after the meter: it saw GA
       if (auto beta = events::beta::server_event_to_beta(text)) text = std::move(*beta);
     client_.send_text(text);
@@ -269,15 +272,19 @@ void WebSocketSession::OnPathEvent(bool to_upstream, std::string text, std::int6
     return;
   }
   if (state_ == State::kDraining) return;  // the client is gone
+  // A response.create the budget has no room for stops here (the client was told).
+  if (!relay_.admit_to_upstream(text)) return;
   if (state_ == State::kOpen) {
     upstream_->send_text(text);
     return;
   }
   // Still connecting to the worker: queue, bounded.
-  if (!pending_.push(std::move(text)))
+  if (!pending_.push(text)) {
+    relay_.not_relayed_upstream(text);  // its budget reservation, if any, goes back
     send_error_event("invalid_request_error", "event_queue_full",
                      "the worker's socket is not open yet and the queue is full; event not "
                      "relayed");
+  }
 }
 
 void WebSocketSession::OnPathDecision(const events::PolicyDecision& d) { relay_.on_decision(d); }

@@ -59,6 +59,11 @@ struct SessionSettings {
   std::string pipeline_description;  // gst-launch syntax (pipelines/session.pipeline)
   std::string policy_json;           // rteventfilter `policy` ("" = none)
   bool budget_exceeded = false;
+  // Asked before each response.create goes upstream (a budget reservation; none: no budgets).
+  usage::ResponseGate response_gate;
+  // The key's model patterns plus the session's upstream model name (rteventfilter
+  // `allowed-models`: a session.update's transcription model must be one of them); empty: any.
+  std::vector<std::string> allowed_models;
   int idle_timeout_seconds = 300;            // 0 = never
   std::int64_t max_pending_bytes = 1 << 20;  // client events queued while the worker connects
   // What may wait towards a client (or worker) that does not read: past it, close 1008 (1013).
@@ -101,10 +106,10 @@ class WebSocketSession : public WebSocket::Listener,
   // Ends the session: the client is closed with `code` and `reason`, the worker with 1000.
   void end(int code, const std::string& reason);
   void set_budget_exceeded(bool exceeded);
-  // A policy ends the session (e.g. end_calls_over_budget): the upstream events already received
-  // reach the client, then the policy error event (code policy_violation) with `message`, then
-  // close 1008.
-  void end_for_policy(const std::string& message);
+  // The key's budget ends the session (end_calls_over_budget): the upstream events already
+  // received reach the client, then the `insufficient_quota` error event with `message`, then
+  // close 1008; its outcome and end reason say budget_exceeded.
+  void end_over_budget(const std::string& message);
 
   const SessionIdentity& identity() const { return identity_; }
   const std::string& id() const { return identity_.session_id; }
@@ -161,7 +166,7 @@ class WebSocketSession : public WebSocket::Listener,
   State state_ = State::kConnecting;
   std::string outcome_ = "completed";
   std::string end_reason_;
-  std::string policy_end_message_;  // end_for_policy(): the error event sent just before the close
+  std::string policy_end_message_;  // end_over_budget(): the error event sent just before the close
   int close_code_ = 0;
   gint64 created_us_ = g_get_monotonic_time();
   gint64 connected_us_ = 0;

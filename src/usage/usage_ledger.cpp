@@ -10,29 +10,31 @@
 
 #include "common/json.h"
 #include "common/random.h"
+#include "usage/saturating.h"
 
 namespace rtgw::usage {
 
 std::int64_t UsageRecord::billable_tokens() const {
-  return total_tokens > 0 ? total_tokens : input_tokens + output_tokens;
+  return total_tokens > 0 ? total_tokens
+                          : saturating_add(std::max<std::int64_t>(0, input_tokens), output_tokens);
 }
 
 void UsageRecord::add_tokens(const UsageRecord& o) {
-  input_tokens += o.input_tokens;
-  output_tokens += o.output_tokens;
-  total_tokens += o.total_tokens;
-  input_text_tokens += o.input_text_tokens;
-  input_audio_tokens += o.input_audio_tokens;
-  input_image_tokens += o.input_image_tokens;
-  input_cached_tokens += o.input_cached_tokens;
+  add_to(input_tokens, o.input_tokens);
+  add_to(output_tokens, o.output_tokens);
+  add_to(total_tokens, o.total_tokens);
+  add_to(input_text_tokens, o.input_text_tokens);
+  add_to(input_audio_tokens, o.input_audio_tokens);
+  add_to(input_image_tokens, o.input_image_tokens);
+  add_to(input_cached_tokens, o.input_cached_tokens);
   cached_details_present = cached_details_present || o.cached_details_present;
-  input_cached_text_tokens += o.input_cached_text_tokens;
-  input_cached_audio_tokens += o.input_cached_audio_tokens;
-  input_cached_image_tokens += o.input_cached_image_tokens;
-  transcription_seconds += o.transcription_seconds;
-  output_text_tokens += o.output_text_tokens;
-  output_audio_tokens += o.output_audio_tokens;
-  if (o.cost_usd) cost_usd = cost_usd.value_or(0) + *o.cost_usd;
+  add_to(input_cached_text_tokens, o.input_cached_text_tokens);
+  add_to(input_cached_audio_tokens, o.input_cached_audio_tokens);
+  add_to(input_cached_image_tokens, o.input_cached_image_tokens);
+  add_to(transcription_seconds, o.transcription_seconds);
+  add_to(output_text_tokens, o.output_text_tokens);
+  add_to(output_audio_tokens, o.output_audio_tokens);
+  if (o.cost_usd) cost_usd = saturating_add(cost_usd.value_or(0), *o.cost_usd);
 }
 
 json::ObjectBuilder UsageRecord::tokens_json() const {
@@ -189,8 +191,8 @@ UsageLedger::UsageLedger(const std::string& log_path) {
     auto logged = parse_usage_line(line);
     if (!logged) continue;
     const UsageRecord& r = logged->record;
-    used_[r.key_name] += r.billable_tokens();
-    if (r.cost_usd) usd_[r.key_name] += *r.cost_usd;
+    add_to(used_[r.key_name], r.billable_tokens());
+    if (r.cost_usd) add_to(usd_[r.key_name], *r.cost_usd);
     replayed_++;
   }
   log_.reset(std::fopen(log_path.c_str(), "a"));
@@ -204,11 +206,11 @@ UsageLedger::UsageLedger(const std::string& log_path) {
 bool UsageLedger::record(const UsageRecord& offered) {
   UsageRecord record = offered;
   if (record.record_id.empty()) record.record_id = random_id("ur_", 32);
-  used_[record.key_name] += record.billable_tokens();
-  live_used_[record.key_name] += record.billable_tokens();
+  add_to(used_[record.key_name], record.billable_tokens());
+  add_to(live_used_[record.key_name], record.billable_tokens());
   if (record.cost_usd) {
-    usd_[record.key_name] += *record.cost_usd;
-    live_usd_[record.key_name] += *record.cost_usd;
+    add_to(usd_[record.key_name], *record.cost_usd);
+    add_to(live_usd_[record.key_name], *record.cost_usd);
   }
   double now = static_cast<double>(g_get_real_time()) / 1e6;
   if (memory_only_) {
@@ -244,12 +246,12 @@ bool UsageLedger::record(const UsageRecord& offered) {
 void UsageLedger::merge_replayed(const TotalsByKey& totals) {
   // Each record once: the replay has every record from before this process (the log's included),
   // live_* what this process recorded since (not in the table when the replay was read: the writer
-  // replays before it writes any of them). A plain sum: a saturating add can replace it.
+  // replays before it writes any of them). Saturating sums (usage/saturating.h).
   used_ = live_used_;
   usd_ = live_usd_;
   for (const auto& [key, t] : totals) {
-    used_[key] += t.tokens;
-    usd_[key] += t.cost_usd;
+    add_to(used_[key], t.tokens);
+    add_to(usd_[key], t.cost_usd);
   }
 }
 
@@ -262,6 +264,11 @@ std::vector<UsageGroup> UsageLedger::memory_report(const UsageQuery& query) cons
   UsageReport report;
   for (const UsageEntry& e : recent_) report.add(e, query);
   return report.groups();
+}
+
+void UsageLedger::add_usd(const std::string& key_name, double usd) {
+  add_to(usd_[key_name], usd);
+  add_to(live_usd_[key_name], usd);
 }
 
 double UsageLedger::usd_used(const std::string& key_name) const {

@@ -60,6 +60,9 @@ struct UsageRecord {
   double first_token_latency_ms = -1;
   double turn_duration_ms = 0;
   double transcription_seconds = 0;  // a duration-billed transcription's seconds
+  // A token count of the turn was over usage::kMaxTurnTokens and was counted at that cap
+  // (usage/saturating.h): invalid usage from the worker, logged by the relay. Not in the log line.
+  bool usage_clamped = false;
   // The turn's price in US dollars from the model's price table; none when the model has no
   // table (written as null, never 0).
   std::optional<double> cost_usd;
@@ -120,10 +123,7 @@ class UsageLedger {
     return usd_used(key_name) >= budget_usd;
   }
   // Adds spend recorded elsewhere (e.g. replayed from another store) to the key's total.
-  void add_usd(const std::string& key_name, double usd) {
-    usd_[key_name] += usd;
-    live_usd_[key_name] += usd;
-  }
+  void add_usd(const std::string& key_name, double usd);
   std::size_t replayed_records() const { return replayed_; }
   // The log's length in bytes when it was replayed (its lines from before this process), for the
   // PostgreSQL ledger's replay of the log into the table. 0 without a log.

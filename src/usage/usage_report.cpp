@@ -3,12 +3,14 @@
 
 #include <glib.h>
 
+#include <algorithm>
 #include <atomic>
 #include <fstream>
 #include <thread>
 
 #include "common/json.h"
 #include "common/main_thread.h"
+#include "usage/saturating.h"
 
 namespace rtgw::usage {
 namespace {
@@ -61,12 +63,15 @@ bool UsageReport::add(const UsageEntry& e, const UsageQuery& query) {
   g.key = e.key;
   g.model = e.model;
   g.turns++;
-  g.input_tokens += e.input_tokens;
-  g.output_tokens += e.output_tokens;
-  g.total_tokens += e.total_tokens > 0 ? e.total_tokens : e.input_tokens + e.output_tokens;
-  g.transcription_seconds += e.transcription_seconds;
+  add_to(g.input_tokens, e.input_tokens);
+  add_to(g.output_tokens, e.output_tokens);
+  add_to(g.total_tokens,
+         e.total_tokens > 0
+             ? e.total_tokens
+             : saturating_add(std::max<std::int64_t>(0, e.input_tokens), e.output_tokens));
+  add_to(g.transcription_seconds, e.transcription_seconds);
   if (e.cost_usd) {
-    g.cost_usd += *e.cost_usd;
+    add_to(g.cost_usd, *e.cost_usd);
     g.priced_turns++;
   }
   return true;

@@ -13,6 +13,7 @@
 // without a decision only had its passed tiers normalized; a blocked event carries a decision;
 // metered token counts are never negative and turn durations never negative.
 #include <string>
+#include <vector>
 
 #include "fuzz_util.h"
 #include "rtevents/json.h"
@@ -71,6 +72,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   rte::EventContext ctx;
   ctx.key_name = kKeys[mode & 3];
   ctx.budget_exceeded = mode & 4;
+  // Half the runs with a key allow-list (transcription models are checked against it).
+  static const std::vector<std::string> kAllowed = {"gpt-realtime*", "echo"};
+  if (mode & 32) ctx.allowed_models = &kAllowed;
   std::string session_model = mode & 16 ? "gpt-realtime" : "gpt-realtime-mini";
   const rte::Policy& p = policy(mode & 8 ? 1 : 0);
 
@@ -94,6 +98,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       case rte::FilterOutcome::Kind::kDropped:
         if (!out.decision || out.decision->action != rte::Action::kBlock)
           fuzz::fail("dropped without a block decision", event);
+        if (out.decision->reason == rte::Reason::kModelNotAllowed && !ctx.allowed_models)
+          fuzz::fail("model_not_allowed without an allow-list", event);
         break;
       case rte::FilterOutcome::Kind::kModified: {
         forwarded = out.modified;

@@ -232,7 +232,7 @@ def test_budget_spent_on_one_instance_blocks_the_other(fake_upstream, gateway_fa
                       == 57, 5)
     refused = post_offer(b.url, GATEWAY_KEY, aiortc_offer(), MODEL)
     assert refused.status == 429, refused.body
-    assert error_code(refused) == "budget_exceeded"
+    assert error_code(refused) == "insufficient_quota"
     # another key is not affected
     other = run_call_sync(b.url, "sk-test-b", model=MODEL, duration=0.5)
     assert other.status == 201, other.error_body
@@ -274,12 +274,13 @@ def test_budget_usd_spent_on_one_instance_blocks_the_other(fake_upstream, gatewa
             assert await live.wait_for(lambda r: r.events_of("error"), 10), live.result.event_types()
             return refused, refused_ws, live.result
     refused, refused_ws, live = asyncio.run(scenario())
-    assert refused.status == 429 and error_code(refused) == "budget_exceeded", refused.body
+    assert refused.status == 429 and error_code(refused) == "insufficient_quota", refused.body
+    assert refused.json()["error"]["type"] == "insufficient_quota", refused.body
     assert refused_ws.status == 429, (refused_ws.status, refused_ws.handshake_body)
-    assert "budget_exceeded" in str(refused_ws.handshake_body)
-    (error,) = live.events_of("error")  # the policy error event, as for budget_tokens
-    assert error["error"]["type"] == "invalid_request_error", error
-    assert error["error"]["code"] == "policy_violation" and error["error"]["message"], error
+    assert refused_ws.handshake_body["error"]["code"] == "insufficient_quota", refused_ws
+    (error,) = live.events_of("error")  # SPEC "Errors agents act on", as for budget_tokens
+    assert error["error"]["type"] == "insufficient_quota", error
+    assert error["error"]["code"] == "insufficient_quota" and error["error"]["message"], error
     assert not live.events_of("response.done")
     sent = [e for s in fake_upstream.ws_sessions() for e in s["events"] if "evt_over_usd_b" in e]
     assert not sent, sent

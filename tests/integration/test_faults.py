@@ -249,10 +249,10 @@ def test_sigkill_and_restart_replays_budgets(fake_upstream, gateway_factory, tmp
                           until=lambda r: r.events_of("response.done"), duration=10)
     assert first.events_of("response.done")  # 57 tokens: over the 50 budget
     refused = post_offer(gw.url, GATEWAY_KEY, "v=0", MODEL)
-    assert refused.status == 429 and refused.json()["error"]["code"] == "budget_exceeded"
+    assert refused.status == 429 and refused.json()["error"]["code"] == "insufficient_quota"
     gw.proc.send_signal(signal.SIGKILL)
     gw.proc.wait(5)
     gw2 = gateway_factory(config)
     again = post_offer(gw2.url, GATEWAY_KEY, "v=0", MODEL)
     assert again.status == 429, again
-    assert again.json()["error"]["code"] == "budget_exceeded"
+    assert again.json()["error"]["code"] == "insufficient_quota"

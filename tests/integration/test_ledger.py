@@ -335,7 +335,7 @@ def test_budgets_are_replayed_from_the_table(pg, fake_upstream, gateway_factory)
     assert jsonl(second) == []
     assert "1 record(s) of 1 key(s) replayed from PostgreSQL" in second.stderr(), second.stderr()
     reply = post_offer(second.url, GATEWAY_KEY, aiortc_offer(), model=MODEL)
-    assert reply.status == 429 and reply.json()["error"]["code"] == "budget_exceeded", reply.body
+    assert reply.status == 429 and reply.json()["error"]["code"] == "insufficient_quota", reply.body
 
 
 def test_check_config_validates_and_masks_the_url(tmp_path):
@@ -383,7 +383,7 @@ def test_database_down_at_start_serves_from_jsonl_then_merges(pg, fake_upstream,
     wait_until(lambda: "budgets merged with the totals of 1 key(s) from PostgreSQL"
                in second.stderr(), 30, "the late replay")
     reply = post_offer(second.url, GATEWAY_KEY, aiortc_offer(), model=MODEL)
-    assert reply.status == 429 and reply.json()["error"]["code"] == "budget_exceeded", reply.body
+    assert reply.status == 429 and reply.json()["error"]["code"] == "insufficient_quota", reply.body
 
 
 def test_shutdown_flushes_the_buffer_with_a_bounded_wait(pg, fake_upstream, gateway_factory):

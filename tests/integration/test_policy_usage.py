@@ -180,16 +180,17 @@ def test_budget_blocks_response_create_and_survives_restart(fake_upstream, gatew
         return call.result
     first = asyncio.run(two_turns(gw.url))
     assert len(first.events_of("response.done")) == 1, first.event_types()
-    assert first.events_of("error")[0]["error"]["code"] == "policy_violation"
+    over = first.events_of("error")[0]["error"]
+    assert over["type"] == over["code"] == "insufficient_quota", over
     assert not [e for e in upstream_events(fake_upstream) if "evt_over" in e]
     # no new call for a key over its budget
     reply = post_offer(gw.url, GATEWAY_KEY, aiortc_offer(), model="gpt-realtime")
-    assert reply.status == 429 and reply.json()["error"]["code"] == "budget_exceeded", reply.body
+    assert reply.status == 429 and reply.json()["error"]["code"] == "insufficient_quota", reply.body
     gw.stop()
     # a restart rebuilds the totals from the usage log
     gw2 = policy_gateway(fake_upstream, gateway_factory, {}, keys=keys, usage_log=log)
     reply = post_offer(gw2.url, GATEWAY_KEY, aiortc_offer(), model="gpt-realtime")
-    assert reply.status == 429 and reply.json()["error"]["code"] == "budget_exceeded", reply.body
+    assert reply.status == 429 and reply.json()["error"]["code"] == "insufficient_quota", reply.body
     assert len(read_usage_log(log)) == 1
 
 

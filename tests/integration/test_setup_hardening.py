@@ -5,7 +5,9 @@ the webrtcbin-refused offer).
   ``session.update``, and a refused one never reaches a worker.
 - A client that drops its POST during set-up leaves nothing live, here or upstream.
 - An upstream 401/403 is the gateway's own misconfiguration: 502 without the upstream's body.
-- A key over its budget gets 429 ``budget_exceeded`` for new calls and sessions.
+- A key over its budget gets 429 ``insufficient_quota`` (type and code, as OpenAI's) for new
+  calls, sessions and tokens, on the GA and the legacy beta routes; the log says
+  ``budget_exceeded``.
 - An offer webrtcbin refuses is the client's 400 ``invalid_sdp``.
 """
 from __future__ import annotations
@@ -275,28 +277,74 @@ def test_other_upstream_client_errors_still_pass_through(fake_upstream, gateway_
 
 # --------------------------------------------------------------------------- budgets
 
-def test_over_budget_key_gets_429_for_new_calls_and_sessions(fake_upstream, gateway_factory,
-                                                             tmp_path):
+def assert_quota_error(status, body):
+    """SPEC: 429 with error type and code both ``insufficient_quota``, as OpenAI's own."""
+    assert status == 429, (status, body)
+    assert body["error"]["type"] == "insufficient_quota", body
+    assert body["error"]["code"] == "insufficient_quota", body
+    assert body["error"]["message"], body
+
+
+def over_budget_gateway(fake_upstream, gateway_factory, tmp_path):
+    """A gateway whose key team-a is over its 50-token budget after one call's turn (57 tokens),
+    and a token minted for it before, while it was within its budget."""
     log = str(tmp_path / "usage.jsonl")
     keys = [{"name": "team-a", "key": GATEWAY_KEY, "models": ["*"], "budget_tokens": 50}]
     gw = setup_gateway(fake_upstream, gateway_factory, keys=keys, usage_log=log)
+    early = mint(gw, session={"type": "realtime", "model": MODEL})
+    assert early.status == 200, early.body
     first = run_call_sync(gw.url, GATEWAY_KEY, model=MODEL,
                           send_events=[{"type": "response.create"}], duration=8,
                           until=lambda r: r.events_of("response.done"))
     assert first.events_of("response.done"), first.event_types()  # 57 tokens > 50
     assert wait_until(lambda: os.path.exists(log) and open(log).read().strip(), 5)
+    return gw, early.json()["value"]
+
+
+def test_over_budget_key_gets_429_for_new_calls_and_sessions(fake_upstream, gateway_factory,
+                                                             tmp_path):
+    gw, token = over_budget_gateway(fake_upstream, gateway_factory, tmp_path)
     # New calls and sessions only: the first call's own hang-up may reach the worker meanwhile.
     calls_before = len(call_requests(fake_upstream))
     sessions_before = len(fake_upstream.ws_sessions())
-    assert_error(post_offer(gw.url, GATEWAY_KEY, aiortc_offer(), model=MODEL), 429,
-                 "budget_exceeded")
-    status, body = asyncio.run(ws_handshake(gw, GATEWAY_KEY))
-    assert status == 429 and body["error"]["code"] == "budget_exceeded", (status, body)
-    token = mint(gw, session={"type": "realtime", "model": MODEL}).json()["value"]
-    assert_error(post_offer(gw.url, token, aiortc_offer()), 429, "budget_exceeded")
+    # a new call (GA and legacy beta route), with the key and with the earlier token
+    for reply in (post_offer(gw.url, GATEWAY_KEY, aiortc_offer(), model=MODEL),
+                  post_offer(gw.url, GATEWAY_KEY, aiortc_offer(), model=MODEL,
+                             path="/v1/realtime"),
+                  post_offer(gw.url, token, aiortc_offer())):
+        assert_quota_error(reply.status, reply.json())
+    # a new WebSocket session, GA and beta
+    assert_quota_error(*asyncio.run(ws_handshake(gw, GATEWAY_KEY)))
+
+    async def beta_handshake():
+        client = WsClient(gw.url, key=GATEWAY_KEY, model=MODEL, beta_header=True)
+        try:
+            await client.connect()
+            assert not client.connected, "an over-budget key's beta session was upgraded"
+            return client.result.handshake_status, client.result.handshake_body
+        finally:
+            await client.close()
+    assert_quota_error(*asyncio.run(beta_handshake()))
     reached = "an over-budget key reached the worker"
     assert len(call_requests(fake_upstream)) == calls_before, reached
     assert len(fake_upstream.ws_sessions()) == sessions_before, reached
+    # the operator's log keeps the reason
+    assert "key 'team-a' refused: budget_exceeded" in gw.stderr(), gw.stderr()[-2000:]
+
+
+def test_over_budget_key_gets_no_new_token(fake_upstream, gateway_factory, tmp_path):
+    gw, _ = over_budget_gateway(fake_upstream, gateway_factory, tmp_path)
+    refused = mint(gw, session={"type": "realtime", "model": MODEL})
+    assert_quota_error(refused.status, refused.json())
+    legacy = http_request("POST", gw.url + "/v1/realtime/sessions",
+                          json.dumps({"model": MODEL}).encode(),
+                          {"Authorization": f"Bearer {GATEWAY_KEY}",
+                           "Content-Type": "application/json"})
+    assert_quota_error(legacy.status, legacy.json())
+    # the model checks come first: an unknown model is still 404
+    unknown = mint(gw, session={"type": "realtime", "model": "nope"})
+    assert unknown.status == 404, unknown.body
+    assert "key 'team-a' refused: budget_exceeded" in gw.stderr(), gw.stderr()[-2000:]
 
 
 # --------------------------------------------------------------------------- webrtcbin refusals

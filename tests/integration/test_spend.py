@@ -15,10 +15,10 @@ import time
 from cleanstate import ended_for_client
 from conftest import GATEWAY_KEY, default_gateway_config
 from peers.aiortc_client import AiortcCall
-from peers.common import http_request, post_offer
+from peers.common import http_request, post_offer, wait_until
 from peers.ws_client import WsClient
-from test_calls import aiortc_offer
-from test_websocket import assert_policy_error, read_usage_log, wait_usage
+from test_calls import aiortc_offer, get_call
+from test_websocket import assert_quota_error, read_usage_log, wait_usage
 
 MODEL = "gpt-realtime"
 UNPRICED = "unpriced-realtime"
@@ -164,18 +164,20 @@ def test_budget_usd_blocks_across_calls_and_survives_a_restart(fake_upstream, ga
             return client.result
     second = asyncio.run(second_session())
     assert len(second.events_of("response.done")) == 1
-    assert_policy_error(second.events_of("error")[0])
+    assert_quota_error(second.events_of("error")[0])
     sessions = fake_upstream.ws_sessions()
     assert not [e for s in sessions for e in s["events"] if "evt_over_usd" in e]
     assert len(wait_usage(log, 2)) == 2
     # no new call or session for the key
     reply = post_offer(gw.url, GATEWAY_KEY, aiortc_offer(), model=MODEL)
-    assert reply.status == 429 and reply.json()["error"]["code"] == "budget_exceeded", reply.body
+    assert reply.status == 429, reply.body
+    assert_quota_error(reply.json())
     gw.stop()
     # a restart replays the spend from the usage log
     gw2 = spend_gateway(fake_upstream, gateway_factory, log, keys=keys)
     reply = post_offer(gw2.url, GATEWAY_KEY, aiortc_offer(), model=MODEL)
-    assert reply.status == 429 and reply.json()["error"]["code"] == "budget_exceeded", reply.body
+    assert reply.status == 429, reply.body
+    assert_quota_error(reply.json())
     assert len(read_usage_log(log)) == 2
 
 
@@ -205,20 +207,27 @@ def test_end_calls_over_budget_hangs_up_after_the_error_event(fake_upstream, gat
         await asyncio.sleep(0.5)
         other_open = other.open
         result = call.result
+        call_id = result.call_id
         await call.close()
         await idle.close()
         await other.close()
-        return result, idle.result, other_open
-    call, idle, other_open = asyncio.run(run())
+        return result, idle.result, other_open, call_id
+    call, idle, other_open, call_id = asyncio.run(run())
     assert ended_for_client(call), call.event_types()
     errors = call.events_of("error")
     assert errors, call.event_types()
-    assert_policy_error(errors[0])
+    assert_quota_error(errors[0])
     assert "budget" in errors[0]["error"]["message"]
     assert idle.closed and idle.closed_by_server, idle
     assert idle.close_code == 1008, idle
-    assert_policy_error(idle.events_of("error")[0])
+    assert_quota_error(idle.events_of("error")[0])
     assert other_open, "another key's session must stay up"
+    # the reason stays budget_exceeded in the call state and the log
+    assert wait_until(lambda: get_call(gw, call_id).json()["state"] == "ended", 5)
+    state = get_call(gw, call_id).json()
+    assert state["outcome"] == "budget_exceeded", state
+    assert state["end_reason"].startswith("budget_exceeded: "), state
+    assert "ended (1008): budget_exceeded" in gw.stderr(), gw.stderr()[-2000:]
     (record,) = wait_usage(log, 1)
     assert close(record["cost_usd"], TURN_USD)
 

@@ -214,7 +214,8 @@ def test_budget_counts_transcription_tokens(fake_upstream, gateway_factory):
                             until=done, duration=15)
     assert result.events_of(COMPLETED), result.event_types()
     (error,) = result.events_of("error")
-    assert error["error"]["code"] == "policy_violation", error  # 20 transcription tokens > 15
+    # 20 transcription tokens > 15: SPEC "Errors agents act on"
+    assert error["error"]["type"] == error["error"]["code"] == "insufficient_quota", error
     assert not result.events_of("response.done")
 
 

@@ -103,6 +103,17 @@ def assert_policy_error(event, code="policy_violation"):
     assert event["error"]["message"], event
 
 
+def assert_quota_error(event):
+    """SPEC "Errors agents act on": what a budget refuses or ends is `insufficient_quota`, type
+    and code (an error event, or a refusal's JSON body), as OpenAI's own."""
+    if "type" in event:
+        assert event["type"] == "error", event
+        assert ERROR_EVENT_ID.fullmatch(event.get("event_id") or ""), event
+    assert event["error"]["type"] == "insufficient_quota", event
+    assert event["error"]["code"] == "insufficient_quota", event
+    assert event["error"]["message"], event
+
+
 def read_usage_log(path):
     if not os.path.exists(path):
         return []
@@ -356,13 +367,15 @@ def test_usage_is_logged_and_counted_for_websocket_sessions(fake_upstream, gatew
         assert f'rtgw_tokens_total{{key="team-a",model="gpt-realtime",kind="{kind}"}} {n}' in text, (kind, text)
 
 
-def test_budget_blocks_response_create_over_websocket(fake_upstream, gateway_factory, tmp_path):
+@pytest.mark.parametrize("beta", [False, True], ids=["ga", "beta"])
+def test_budget_blocks_response_create_over_websocket(fake_upstream, gateway_factory, tmp_path,
+                                                      beta):
     log = str(tmp_path / "usage.jsonl")
     keys = [{"name": "team-a", "key": GATEWAY_KEY, "models": ["*"], "budget_tokens": 50}]
     gw = ws_gateway(fake_upstream, gateway_factory, keys=keys, usage={"log": log})
 
     async def two_turns():
-        async with WsClient(gw.url, key=GATEWAY_KEY, model=MODEL) as client:
+        async with WsClient(gw.url, key=GATEWAY_KEY, model=MODEL, beta_header=beta) as client:
             assert client.connected
             await client.wait_for(lambda r: r.events_of("session.created"), 10)
             await client.send({"type": "response.create"})
@@ -374,15 +387,15 @@ def test_budget_blocks_response_create_over_websocket(fake_upstream, gateway_fac
             return client.result
     first = asyncio.run(two_turns())
     assert len(first.events_of("response.done")) == 1, first.event_types()
-    assert_policy_error(first.events_of("error")[0])
+    assert_quota_error(first.events_of("error")[0])
     (session,) = fake_upstream.ws_sessions()
     assert len(of_type(session["events"], "response.create")) == 1, session["events"]
     assert len(wait_usage(log, 1)) == 1
     # no new session for a key over its budget, refused before the upgrade
-    over = run_ws_session(gw.url, key=GATEWAY_KEY, model=MODEL, duration=0.5)
+    over = run_ws_session(gw.url, key=GATEWAY_KEY, model=MODEL, duration=0.5, beta_header=beta)
     assert not over.upgraded
     assert over.handshake_status == 429, (over.handshake_status, over.handshake_text)
-    assert over.handshake_body["error"]["code"] == "budget_exceeded"
+    assert_quota_error(over.handshake_body)
     assert len(fake_upstream.ws_sessions()) == 1
     assert len(read_usage_log(log)) == 1
 

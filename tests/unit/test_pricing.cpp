@@ -5,13 +5,16 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <string>
 
 #include "common/json.h"
 #include "config/config.h"
 #include "usage/pricing.h"
+#include "usage/saturating.h"
 #include "usage/usage_ledger.h"
 #include "usage/usage_report.h"
 
@@ -118,18 +121,77 @@ TEST(Pricing, NoTableIsNullNeverZero) {
   EXPECT_FALSE(price_turn(empty, nullptr).has_value());
 }
 
-TEST(Pricing, AMissingPriceTheTurnNeedsIsNull) {
+TEST(Pricing, AMissingPriceIsChargedAtTheTablesHighestPrice) {
+  // Issue 21: a table without image_input priced this turn at null, so budget_usd ignored it.
   Pricing p = gpt_realtime();
   p.image_input.reset();
-  EXPECT_FALSE(price_turn(every_kind(), &p).has_value());
   UsageRecord r;
-  r.kind = "transcription";
-  r.transcription_seconds = 3;
-  EXPECT_FALSE(price_turn(r, &p).has_value());  // no per_minute.transcription
-  // A price the turn does not need may be left out.
+  r.input_tokens = 100001;
+  r.input_image_tokens = 1;
+  r.input_text_tokens = 100000;
+  r.output_tokens = 100000;
+  r.output_audio_tokens = 100000;
+  auto cost = price_turn(r, &p);
+  ASSERT_TRUE(cost.has_value());
+  // What is known at its price, the one image token at the highest price (audio_output, 64).
+  EXPECT_DOUBLE_EQ(*cost, (100000 * 4.0 + 100000 * 64.0 + 1 * 64.0) / 1e6);
+  EXPECT_NEAR(*cost, 6.80, 0.001);
+  // every_kind() has 50 image tokens: priced at 64 instead of 5, the rest as with a full table.
+  Pricing full = gpt_realtime();
+  EXPECT_DOUBLE_EQ(*price_turn(every_kind(), &p),
+                   *price_turn(every_kind(), &full) + 50 * (64.0 - 5.0) / 1e6);
+  // A price the turn does not need changes nothing.
   UsageRecord text_only;
   text_only.input_tokens = text_only.input_text_tokens = 10;
   EXPECT_DOUBLE_EQ(*price_turn(text_only, &p), 10 * 4.0 / 1e6);
+}
+
+TEST(Pricing, AConfiguredFallbackPricesWhatTheTableLacks) {
+  Pricing p;
+  p.text_input = 4.0;
+  p.fallback_per_million = 100.0;
+  UsageRecord r;
+  r.input_tokens = 30;
+  r.input_text_tokens = 10;
+  r.input_audio_tokens = 20;
+  r.output_tokens = r.output_audio_tokens = 5;
+  EXPECT_DOUBLE_EQ(*price_turn(r, &p), (10 * 4.0 + 20 * 100.0 + 5 * 100.0) / 1e6);
+  EXPECT_EQ(*rtgw::usage::fallback_per_million(p), 100.0);
+  EXPECT_EQ(
+      rtgw::usage::missing_token_prices(p),
+      (std::vector<std::string>{"audio_input", "image_input", "text_output", "audio_output"}));
+  EXPECT_TRUE(rtgw::usage::missing_token_prices(gpt_realtime()).empty());
+}
+
+TEST(Pricing, NullOnlyWhenNothingCanPriceAComponent) {
+  // A per-minute-only table (a transcription model) has no per-token price to fall back on.
+  Pricing per_minute;
+  per_minute.transcription = 0.006;
+  EXPECT_FALSE(rtgw::usage::fallback_per_million(per_minute).has_value());
+  UsageRecord tokens;
+  tokens.input_tokens = tokens.input_audio_tokens = 10;
+  EXPECT_FALSE(price_turn(tokens, &per_minute).has_value());
+  per_minute.fallback_per_million = 2.5;
+  EXPECT_DOUBLE_EQ(*price_turn(tokens, &per_minute), 10 * 2.5 / 1e6);
+  // Duration-billed seconds need per_minute.transcription: no per-token price stands in for them.
+  Pricing p = gpt_realtime();
+  UsageRecord r;
+  r.kind = "transcription";
+  r.transcription_seconds = 3;
+  EXPECT_FALSE(price_turn(r, &p).has_value());
+}
+
+TEST(Pricing, HugeCountsSaturateInsteadOfWrapping) {
+  Pricing p = gpt_realtime();
+  UsageRecord r;
+  r.input_tokens = std::numeric_limits<std::int64_t>::max();
+  r.input_text_tokens = std::numeric_limits<std::int64_t>::max();
+  r.input_audio_tokens = std::numeric_limits<std::int64_t>::max();
+  r.output_tokens = std::numeric_limits<std::int64_t>::max();
+  auto cost = price_turn(r, &p);
+  ASSERT_TRUE(cost.has_value());
+  EXPECT_TRUE(std::isfinite(*cost));
+  EXPECT_GT(*cost, 1e13);  // never negative, never small
 }
 
 TEST(Pricing, MissingCachedPriceFallsBackToTheFullPrice) {
@@ -208,6 +270,33 @@ TEST(PricingConfig, ReadsAndShowsTheTable) {
   EXPECT_NE(shown.find("transcription=0.006"), std::string::npos) << shown;
   EXPECT_NE(shown.find("budget_usd=2.5"), std::string::npos) << shown;
   EXPECT_NE(shown.find("end_calls_over_budget"), std::string::npos) << shown;
+}
+
+TEST(PricingConfig, FallbackPerMillionIsReadAndShown) {
+  auto c = rtgw::config::load_from_text(
+      config_with(R"(, "pricing": {"per_million_tokens": {"text_input": 4},
+                     "fallback_per_million": 70})"),
+      "f.json", {}, no_env());
+  ASSERT_TRUE(c.models[0].pricing.has_value());
+  EXPECT_EQ(*c.models[0].pricing->fallback_per_million, 70.0);
+  std::string shown = rtgw::config::describe(c);
+  EXPECT_NE(shown.find("fallback_per_million=70"), std::string::npos) << shown;
+  EXPECT_EQ(config_error(config_with(R"(, "pricing": {"fallback_per_million": -1})")),
+            "f.json: $.models[0].pricing.fallback_per_million: must be a number between 0 and "
+            "1e+09");
+}
+
+TEST(PricingConfig, MaxTurnTokensIsReadCheckedAndShown) {
+  auto c = rtgw::config::load_from_text(config_with(R"(, "max_turn_tokens": 3000)"), "f.json", {},
+                                        no_env());
+  EXPECT_EQ(*c.models[0].max_turn_tokens, 3000);
+  std::string shown = rtgw::config::describe(c);
+  EXPECT_NE(shown.find("max_turn_tokens=3000"), std::string::npos) << shown;
+  EXPECT_FALSE(rtgw::config::load_from_text(config_with(""), "f.json", {}, no_env())
+                   .models[0]
+                   .max_turn_tokens.has_value());
+  EXPECT_EQ(config_error(config_with(R"(, "max_turn_tokens": 0)")),
+            "f.json: $.models[0].max_turn_tokens: must be between 1 and 1000000000");
 }
 
 TEST(PricingConfig, NoTableShownAsNull) {
@@ -353,6 +442,63 @@ TEST(UsageLedgerSpend, WithoutALogTheReportComesFromMemory) {
   rtgw::usage::UsageQuery own;
   own.key = "team-b";
   EXPECT_EQ(ledger.memory_report(own).size(), 1u);
+}
+
+}  // namespace
+
+// ------------------------------------------------------------------ saturation
+
+namespace {
+
+TEST(Saturation, TotalsNeverWrapNorGoDown) {
+  using rtgw::usage::saturating_add;
+  constexpr auto kMax = std::numeric_limits<std::int64_t>::max();
+  EXPECT_EQ(saturating_add(kMax, std::int64_t{1}), kMax);
+  EXPECT_EQ(saturating_add(kMax - 5, kMax), kMax);
+  EXPECT_EQ(saturating_add(std::int64_t{10}, std::int64_t{-3}), 10);  // never lowers
+  EXPECT_EQ(saturating_add(std::uint64_t{~0ULL}, std::uint64_t{2}), ~0ULL);
+  EXPECT_EQ(saturating_add(1.0, std::nan("")), 1.0);
+  EXPECT_EQ(saturating_add(1.0, -2.0), 1.0);
+  EXPECT_TRUE(std::isfinite(saturating_add(std::numeric_limits<double>::max(), 1e308)));
+  bool clamped = false;
+  EXPECT_EQ(rtgw::usage::clamp_turn_tokens(1'000'000'000, &clamped), 1'000'000'000);
+  EXPECT_FALSE(clamped);
+  EXPECT_EQ(rtgw::usage::clamp_turn_tokens(1'000'000'001, &clamped), 1'000'000'000);
+  EXPECT_TRUE(clamped);
+}
+
+TEST(Saturation, AKeysTotalAndItsReplayStayAtTheTop) {
+  // Issue 21: an upstream reporting INT64_MAX tokens wrapped a key's total (and so reset its
+  // budget), and the replay after a restart wrapped the same way.
+  TempLog log;
+  constexpr auto kMax = std::numeric_limits<std::int64_t>::max();
+  {
+    rtgw::usage::UsageLedger ledger(log.path);
+    UsageRecord r;
+    r.key_name = "team-a";
+    r.total_tokens = 100;
+    ledger.record(r);
+    r.total_tokens = kMax;
+    ledger.record(r);
+    EXPECT_EQ(ledger.tokens_used("team-a"), kMax);
+    r.total_tokens = 100;
+    ledger.record(r);
+    EXPECT_EQ(ledger.tokens_used("team-a"), kMax);
+    EXPECT_TRUE(ledger.over_budget("team-a", 1000));
+    // No total: input + output, saturating as well.
+    UsageRecord parts;
+    parts.key_name = "team-b";
+    parts.input_tokens = kMax;
+    parts.output_tokens = kMax;
+    EXPECT_EQ(parts.billable_tokens(), kMax);
+    UsageRecord sum;
+    sum.add_tokens(parts);
+    sum.add_tokens(parts);
+    EXPECT_EQ(sum.input_tokens, kMax);
+  }
+  rtgw::usage::UsageLedger replayed(log.path);
+  EXPECT_EQ(replayed.tokens_used("team-a"), kMax);
+  EXPECT_TRUE(replayed.over_budget("team-a", 1000));
 }
 
 }  // namespace

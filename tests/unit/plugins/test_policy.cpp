@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <vector>
 
 #include "rtevents/policy.h"
 #include "rtevents/rtevents.h"
@@ -135,6 +136,49 @@ FilterOutcome run(const char* policy_json, const char* event, const char* key = 
 constexpr const char* kFilterPriority =
     R"({"service_tier":[{"tier":"priority","action":"filter"}]})";
 constexpr const char* kBlockPriority = R"({"service_tier":[{"tier":"priority","action":"block"}]})";
+
+TEST(RtPolicy, TranscriptionModelsFollowTheKeysAllowList) {
+  // Issue 21: the allow-list did not cover audio.input.transcription.model.
+  const auto p = Policy::parse("", nullptr);
+  ASSERT_TRUE(p);
+  const std::vector<std::string> allowed{"gpt-realtime*", "echo"};
+  auto decide = [&](const char* event, const std::vector<std::string>* list) {
+    return apply_policy(*p, {"team-a", "gpt-realtime", false, list}, event);
+  };
+  const char* ga = R"({"type":"session.update","event_id":"e1","session":{"type":"realtime",)"
+                   R"("audio":{"input":{"transcription":{"model":"gpt-4o-transcribe"}}}}})";
+  FilterOutcome out = decide(ga, &allowed);
+  ASSERT_EQ(out.kind, FilterOutcome::Kind::kDropped);
+  EXPECT_EQ(out.decision->reason, Reason::kModelNotAllowed);
+  EXPECT_STREQ(reason_name(out.decision->reason), "model_not_allowed");
+  EXPECT_EQ(out.decision->rule, "models");
+  EXPECT_EQ(out.decision->event_id, "e1");
+  EXPECT_EQ(out.decision->model, "gpt-4o-transcribe");
+  EXPECT_NE(out.decision->message.find("gpt-4o-transcribe"), std::string::npos);
+  // The beta field, and a duplicate hiding behind an allowed one (first-wins readers).
+  EXPECT_EQ(decide(R"({"type":"session.update","session":{"input_audio_transcription":)"
+                   R"({"model":"whisper-1"}}})",
+                   &allowed)
+                .kind,
+            FilterOutcome::Kind::kDropped);
+  EXPECT_EQ(decide(R"({"type":"session.update","session":{"audio":{"input":{"transcription":)"
+                   R"({"model":"whisper-1","model":"echo"}}}}})",
+                   &allowed)
+                .kind,
+            FilterOutcome::Kind::kDropped);
+  // Allowed models, other events and no list pass.
+  EXPECT_EQ(decide(R"({"type":"session.update","session":{"audio":{"input":{"transcription":)"
+                   R"({"model":"gpt-realtime-mini"}}}}})",
+                   &allowed)
+                .kind,
+            FilterOutcome::Kind::kUntouched);
+  EXPECT_EQ(decide(R"({"type":"response.create","session":{"input_audio_transcription":)"
+                   R"({"model":"whisper-1"}}})",
+                   &allowed)
+                .kind,
+            FilterOutcome::Kind::kUntouched);
+  EXPECT_EQ(decide(ga, nullptr).kind, FilterOutcome::Kind::kUntouched);
+}
 
 TEST(RtPolicy, DuplicateTierKeysAreAllFiltered) {
   // A first-wins upstream would read "priority", a last-wins one "auto": remove the bad one only.

@@ -370,6 +370,24 @@ TEST_F(RtEventFilterTest, BudgetExceeded) {
   EXPECT_EQ(process(create), create);
 }
 
+TEST_F(RtEventFilterTest, AllowedModelsCoverTheTranscriptionModel) {
+  const char* other = R"({"type":"session.update","event_id":"s1","session":{"audio":{"input":)"
+                      R"({"transcription":{"model":"gpt-4o-transcribe"}}}}})";
+  const char* own = R"({"type":"session.update","session":{"input_audio_transcription":)"
+                    R"({"model":"gpt-realtime-mini"}}})";
+  EXPECT_EQ(process(other), other);  // default "": any model
+  g_object_set(h_.element(), "allowed-models", "gpt-realtime*,echo", nullptr);
+  EXPECT_EQ(get_string_property(h_.element(), "allowed-models"), "gpt-realtime*,echo");
+  EXPECT_EQ(process(other), std::nullopt);
+  const GstStructure* d = one_decision();
+  EXPECT_EQ(str_field(d, "action"), "block");
+  EXPECT_EQ(str_field(d, "reason"), "model_not_allowed");
+  EXPECT_EQ(str_field(d, "rule"), "models");
+  EXPECT_EQ(str_field(d, "event-id"), "s1");
+  EXPECT_EQ(process(own), own);
+  EXPECT_TRUE(decisions().empty());
+}
+
 TEST_F(RtEventFilterTest, InvalidPolicyKeepsThePreviousOne) {
   set_policy(kBlockPriority);
   pop_messages(h_.bus(), GST_MESSAGE_WARNING);

@@ -161,17 +161,39 @@ TEST_F(RtUsageMeterTest, OddFieldTypes) {
   ASSERT_EQ(msgs.size(), 4u);
   const GstStructure* s = structure(msgs[0]);
   EXPECT_TRUE(bool_field(s, "usage-present"));
-  for (const char* f : kTokenFields) EXPECT_EQ(int64_field(s, f), 0) << f;
+  for (const char* f : kTokenFields)
+    EXPECT_EQ(int64_field(s, f), std::string(f) == "output-tokens" ? 4 : 0) << f;  // 3.5 rounds up
+  EXPECT_FALSE(bool_field(s, "usage-clamped"));
   EXPECT_EQ(str_field(s, "response-id"), "");
   EXPECT_EQ(str_field(s, "status"), "");
   s = structure(msgs[1]);
   EXPECT_TRUE(bool_field(s, "usage-present"));
-  EXPECT_EQ(int64_field(s, "input-tokens"), 0);
+  // Too large for 64 bits: counted at the 10^9 cap and flagged, never read as 0 (issue 21).
+  EXPECT_EQ(int64_field(s, "input-tokens"), 1000000000);
+  EXPECT_TRUE(bool_field(s, "usage-clamped"));
   EXPECT_EQ(int64_field(s, "output-tokens"), 7);
   EXPECT_EQ(int64_field(s, "input-audio-tokens"), 0);
   EXPECT_EQ(int64_field(s, "input-text-tokens"), 5);
   EXPECT_FALSE(bool_field(structure(msgs[2]), "usage-present"));
   EXPECT_FALSE(bool_field(structure(msgs[3]), "usage-present"));
+}
+
+TEST_F(RtUsageMeterTest, HugeCountsAreCappedAndFlagged) {
+  // An upstream reporting INT64_MAX wrapped a key's total and reset its budget (issue 21).
+  pass(R"({"type":"response.done","response":{"id":"r1","usage":{
+      "input_tokens":9223372036854775807,"output_tokens":1000000001,"total_tokens":1e30,
+      "input_token_details":{"text_tokens":1000000000}}}})");
+  pass(R"({"type":"response.done","response":{"id":"r2","usage":{"input_tokens":5}}})");
+  const auto msgs = turns();
+  ASSERT_EQ(msgs.size(), 2u);
+  const GstStructure* s = structure(msgs[0]);
+  EXPECT_EQ(int64_field(s, "input-tokens"), 1000000000);
+  EXPECT_EQ(int64_field(s, "output-tokens"), 1000000000);
+  EXPECT_EQ(int64_field(s, "total-tokens"), 1000000000);
+  EXPECT_EQ(int64_field(s, "input-text-tokens"), 1000000000);  // at the cap is not over it
+  EXPECT_TRUE(bool_field(s, "usage-clamped"));
+  EXPECT_FALSE(bool_field(structure(msgs[1]), "usage-clamped"));
+  EXPECT_EQ(get_uint64_property(h_.element(), "input-tokens-total"), 1000000005u);
 }
 
 TEST_F(RtUsageMeterTest, LatencyFields) {
