@@ -17,6 +17,7 @@
 
 #include "common/main_thread.h"
 #include "usage/postgres_url.h"
+#include "usage/saturating.h"
 
 namespace rtgw::usage {
 namespace {
@@ -227,8 +228,8 @@ long long millis(std::chrono::milliseconds d) { return static_cast<long long>(d.
 
 void add_totals(TotalsByKey& to, const UsageRecord& r) {
   KeyTotals& t = to[r.key_name];
-  t.tokens += r.billable_tokens();  // plain sums: a saturating add can replace them
-  if (r.cost_usd) t.cost_usd += *r.cost_usd;
+  add_to(t.tokens, r.billable_tokens());
+  if (r.cost_usd) add_to(t.cost_usd, *r.cost_usd);
 }
 
 }  // namespace
@@ -682,8 +683,8 @@ bool PostgresLedger::replay_log(Connection& conn) {
       }
     }
     for (const auto& [key, t] : refused) {
-      log_only_[key].tokens += t.tokens;
-      log_only_[key].cost_usd += t.cost_usd;
+      add_to(log_only_[key].tokens, t.tokens);
+      add_to(log_only_[key].cost_usd, t.cost_usd);
     }
     if (refused_rows) {
       // Refused lines are counted from the log at every start-up: the watermark stays before them.
@@ -831,8 +832,8 @@ bool PostgresLedger::replay(Connection& conn, TotalsByKey& out) {
   }
   // The log's lines the table refused are in no row: each counts once, from the log.
   for (const auto& [key, t] : log_only_) {
-    out[key].tokens += t.tokens;
-    out[key].cost_usd += t.cost_usd;
+    add_to(out[key].tokens, t.tokens);
+    add_to(out[key].cost_usd, t.cost_usd);
   }
   g_message("usage ledger: %lld record(s) of %zu key(s) replayed from PostgreSQL for budgets",
             records, out.size());
