@@ -517,7 +517,12 @@ void Call::send_to_client(const std::string& text) {
 
 bool Call::inject_client_event(const std::string& text) {
   if (state_ == State::kEnded || !path_) return false;
-  path_->push_from_client(text);
+  // Through the media gate like the client's own events: until both legs' peers are verified a
+  // sideband's event is held (it must not reach a worker whose certificate is unchecked).
+  if (gate_)
+    gate_->push_event(element(kClientEventsIn).get(), text.data(), text.size());
+  else
+    path_->push_from_client(text);
   return true;
 }
 

@@ -766,7 +766,7 @@ def test_records_buffered_at_a_kill_reach_the_table_once_and_count_once(pg, fake
     third = start(every, postgres_timeout_seconds=20)
     assert "replayed from PostgreSQL for budgets" in third.stderr(), third.stderr()
     reply = post_offer(third.url, GATEWAY_KEY, aiortc_offer(), model=MODEL)
-    assert reply.status == 429 and reply.json()["error"]["code"] == "budget_exceeded", reply.body
+    assert reply.status == 429 and reply.json()["error"]["code"] == "insufficient_quota", reply.body
     assert len(rows(server, db)) == 7 + 3  # the replays added nothing twice
 
 
@@ -839,7 +839,7 @@ def test_the_watermark_speaks_for_its_database_only(pg, fake_upstream, gateway_f
         line["record_id"] for line in jsonl_at(log))
     # The budget counts the log's records (the new table has them now): at its total, blocked.
     reply = post_offer(again.url, GATEWAY_KEY, aiortc_offer(), model=MODEL)
-    assert reply.status == 429 and reply.json()["error"]["code"] == "budget_exceeded", reply.body
+    assert reply.status == 429 and reply.json()["error"]["code"] == "insufficient_quota", reply.body
     assert again.stop() == 0
 
 
@@ -921,4 +921,4 @@ def test_a_log_line_the_table_refuses_counts_once_from_the_log(pg, fake_upstream
     second = start(157)
     assert "PostgreSQL refused 1 record(s) of the usage log" in second.stderr(), second.stderr()
     reply = post_offer(second.url, GATEWAY_KEY, aiortc_offer(), model=MODEL)
-    assert reply.status == 429 and reply.json()["error"]["code"] == "budget_exceeded", reply.body
+    assert reply.status == 429 and reply.json()["error"]["code"] == "insufficient_quota", reply.body
