@@ -6,18 +6,14 @@
 #include <charconv>
 #include <cstring>
 
+#include "json_chars.h"
+
 namespace rtgw::rtevents::json {
 namespace {
 
-bool is_ws(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
-bool is_digit(char c) { return c >= '0' && c <= '9'; }
-
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
+using json_chars::hex_value;
+using json_chars::is_digit;
+using json_chars::is_ws;
 
 void append_utf8(std::string& out, std::uint32_t cp) {
   if (cp < 0x80) {
@@ -37,17 +33,7 @@ void append_utf8(std::string& out, std::uint32_t cp) {
   }
 }
 
-// Reads 4 hex digits at s[i..i+4); -1 if they are not there.
-int read_hex4(std::string_view s, std::size_t i) {
-  if (i + 4 > s.size()) return -1;
-  int v = 0;
-  for (std::size_t k = 0; k < 4; ++k) {
-    const int h = hex_value(s[i + k]);
-    if (h < 0) return -1;
-    v = v * 16 + h;
-  }
-  return v;
-}
+int read_hex4(std::string_view s, std::size_t i) { return json_chars::hex4(s, i); }
 
 // Decodes the inside of a string literal (already validated by the parser).
 std::string decode_string(std::string_view body) {

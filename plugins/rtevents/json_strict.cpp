@@ -3,30 +3,14 @@
 
 #include <cstdint>
 
+#include "json_chars.h"
+
 namespace rtgw::rtevents::strict_json {
 namespace {
 
-bool is_ws(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
-bool is_digit(char c) { return c >= '0' && c <= '9'; }
-
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-// The four hex digits at `at`, or -1.
-int hex4(std::string_view t, std::size_t at) {
-  if (at + 4 > t.size()) return -1;
-  int v = 0;
-  for (std::size_t i = at; i < at + 4; ++i) {
-    const int d = hex_value(t[i]);
-    if (d < 0) return -1;
-    v = v * 16 + d;
-  }
-  return v;
-}
+using json_chars::hex4;
+using json_chars::is_digit;
+using json_chars::is_ws;
 
 // Length of the well-formed UTF-8 sequence at `i` (RFC 3629's table: no overlong forms, no
 // surrogates, nothing above U+10FFFF), or 0.
