@@ -301,15 +301,20 @@ void Call::OnLegConnectionState(WebRtcLeg& leg, GstWebRTCPeerConnectionState sta
       webrtc::shared_ice_agent_installed()) {
     // A connected leg fails when libnice's consent for its selected pair expired: the peer
     // stopped answering consent checks (or DTLS failed: then ICE is still connected).
-    GstWebRTCICEConnectionState ice = GST_WEBRTC_ICE_CONNECTION_STATE_NEW;
-    g_object_get(leg.element(), "ice-connection-state", &ice, nullptr);
-    if (ice == GST_WEBRTC_ICE_CONNECTION_STATE_FAILED) {
-      end_for_dead_peer(which, std::string(PeerLiveness::name(which)) +
-                                   " peer stopped answering ICE consent checks (consent lost, "
-                                   "RFC 7675; timeout " +
-                                   std::to_string(webrtc::kConsentTimeoutSeconds) + " s)");
-      return;
-    }
+    if (end_if_consent_lost(leg, which)) return;
+    // The connection state can fail a moment before the ICE state says why (a send on the
+    // expired pair fails DTLS first, seen behind TURN): give ICE a bounded moment to say whether
+    // consent was lost, so the end reason names it; else the failure ends the call as below.
+    if (!failure_settle_)
+      failure_settle_ = run_after_ms(kFailureSettleMs, [this, &leg, which, is_client] {
+        if (state_ == State::kEnded || end_if_consent_lost(leg, which)) return;
+        std::string reason = leg.name() + " connection failed";
+        if (is_client)
+          on_client_gone(reason);
+        else
+          hang_up(reason);
+      });
+    return;
   }
   // A transport may appear or connect with any state change: the verifier adds what is new.
   (is_client ? client_trust_ : upstream_trust_)->scan();
@@ -337,6 +342,19 @@ void Call::OnLegConnectionState(WebRtcLeg& leg, GstWebRTCPeerConnectionState sta
     else
       hang_up(reason);
   }
+}
+
+bool Call::end_if_consent_lost(WebRtcLeg& leg, PeerLiveness::Leg which) {
+  GstWebRTCICEConnectionState ice = GST_WEBRTC_ICE_CONNECTION_STATE_NEW;
+  g_object_get(leg.element(), "ice-connection-state", &ice, nullptr);
+  const auto& trust = &leg == client_leg_.get() ? client_trust_ : upstream_trust_;
+  if (ice != GST_WEBRTC_ICE_CONNECTION_STATE_FAILED && !(trust && trust->any_ice_failed()))
+    return false;
+  end_for_dead_peer(which, std::string(PeerLiveness::name(which)) +
+                               " peer stopped answering ICE consent checks (consent lost, "
+                               "RFC 7675; timeout " +
+                               std::to_string(webrtc::kConsentTimeoutSeconds) + " s)");
+  return true;
 }
 
 void Call::on_client_gone(const std::string& reason) {

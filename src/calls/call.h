@@ -206,6 +206,8 @@ class Call : public WebRtcLeg::Listener,
   void OnPeerSilent(PeerLiveness::Leg leg, gint64 silent_ms) override;
   // A leg's peer is dead (silent, or ICE consent lost): ends the call as if it hung up.
   void end_for_dead_peer(PeerLiveness::Leg leg, const std::string& reason);
+  // A connected leg failed and its ICE state says consent was lost: ends the call as a dead peer.
+  bool end_if_consent_lost(WebRtcLeg& leg, PeerLiveness::Leg which);
   // events::EventPath::Listener
   void OnPathEvent(bool to_upstream, std::string text, std::int64_t relay_ns) override;
   void OnPathDecision(const events::PolicyDecision& decision) override;
@@ -303,6 +305,9 @@ class Call : public WebRtcLeg::Listener,
   SourceGuard media_watchdog_;
   SourceGuard policy_hangup_;  // an end_call rule fired: hang up once the error event left
   SourceGuard stats_timer_;
+  // A connected leg failed: the bounded wait for its ICE state to say whether consent was lost.
+  SourceGuard failure_settle_;
+  static constexpr guint kFailureSettleMs = 1000;
   std::uint64_t media_seen_packets_ = 0;
   gint64 media_seen_us_ = 0;
   // Checked by every callback posted from a GStreamer thread (last: it expires first).

@@ -83,6 +83,17 @@ void DtlsVerifier::scan() {
   check_all();
 }
 
+bool DtlsVerifier::any_ice_failed() const {
+  for (const Watched& w : watched_) {
+    Ref<GstWebRTCICETransport> ice;
+    g_object_get(w.transport.get(), "transport", ice.out(), nullptr);
+    GstWebRTCICEConnectionState state = GST_WEBRTC_ICE_CONNECTION_STATE_NEW;
+    if (ice) g_object_get(ice.get(), "state", &state, nullptr);
+    if (state == GST_WEBRTC_ICE_CONNECTION_STATE_FAILED) return true;
+  }
+  return false;
+}
+
 void DtlsVerifier::watch(GstWebRTCDTLSTransport* transport, guint mline) {
   auto it = std::find_if(watched_.begin(), watched_.end(),
                          [transport](const Watched& w) { return w.transport.get() == transport; });

@@ -58,6 +58,10 @@ class DtlsVerifier {
   State state() const { return state_; }
   const char* state_name() const;
   std::size_t transports() const { return watched_.size(); }
+  // Whether the ICE transport under any of the leg's DTLS transports has failed (consent lost on
+  // its pair). webrtcbin's own ice-connection-state counts only the transceivers' transports, so
+  // a failed data-channel transport of an unbundled peer does not show there.
+  bool any_ice_failed() const;
 
  private:
   struct Watched {
