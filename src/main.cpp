@@ -78,7 +78,14 @@ int main(int argc, char** argv) {
       "RTGW_MAX_SETUPS_PER_KEY, RTGW_MAX_SIDEBANDS_PER_CALL. Caps left out of the config are\n"
       "sized from the open-file limit, whose soft value is raised to the hard one at start-up.\n"
       "HTTP connections: RTGW_MAX_CONNECTIONS, RTGW_RESERVED_CONNECTIONS,\n"
-      "RTGW_BODY_TIMEOUT_SECONDS, RTGW_MIN_BODY_BYTES_PER_SECOND.");
+      "RTGW_BODY_TIMEOUT_SECONDS, RTGW_MIN_BODY_BYTES_PER_SECOND, RTGW_MAX_BODY_BYTES,\n"
+      "RTGW_MAX_HEADER_BYTES, RTGW_HEADER_TIMEOUT_SECONDS, RTGW_IDLE_TIMEOUT_SECONDS.\n"
+      "WebSocket: RTGW_WEBSOCKET_IDLE_TIMEOUT_SECONDS, RTGW_WEBSOCKET_MAX_MESSAGE_BYTES,\n"
+      "RTGW_WEBSOCKET_PIPELINE_FILE.\n"
+      "Usage ledger: RTGW_USAGE_POSTGRES_URL, RTGW_USAGE_POSTGRES_TIMEOUT_SECONDS,\n"
+      "RTGW_USAGE_POSTGRES_BUFFER_RECORDS.\n"
+      "Cluster: RTGW_CLUSTER_REDIS_URL, RTGW_CLUSTER_SECRET, RTGW_CLUSTER_INSTANCE_ID,\n"
+      "RTGW_CLUSTER_ADVERTISE_URL, RTGW_CLUSTER_LEASE_SECONDS.");
   g_option_context_add_main_entries(context.get(), entries, nullptr);
   g_option_context_add_group(context.get(), gst_init_get_option_group());
   rtgw::UniqueError err;
