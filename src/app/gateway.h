@@ -14,13 +14,13 @@
 #include <string>
 #include <vector>
 
-#include "app/call_accounting.h"
+#include "accounting/call_accounting.h"
 #include "auth/authenticator.h"
 #include "calls/call_registry.h"
 #include "common/ref.h"
 #include "config/config.h"
 #include "http/server.h"
-#include "relay/session_registry.h"
+#include "sessions/session_registry.h"
 #include "usage/postgres_ledger.h"
 #include "workers/worker_pool.h"
 

@@ -29,7 +29,7 @@
 #include "http/cors.h"
 #include "http/http_error.h"
 #include "metrics/metrics.h"
-#include "relay/session_registry.h"
+#include "sessions/session_registry.h"
 #include "sdp/session_description.h"
 #include "usage/budget_reservations.h"
 #include "usage/usage_report.h"

@@ -14,7 +14,7 @@
 #include "common/json.h"
 #include "common/random.h"
 #include "events/element_messages.h"
-#include "relay/session_registry.h"
+#include "sessions/session_registry.h"
 
 namespace {
 

@@ -13,7 +13,7 @@
 
 #include "common/json.h"
 #include "common/ref.h"
-#include "relay/websocket_session.h"
+#include "sessions/websocket_session.h"
 
 namespace rtgw::relay {
 namespace {

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-#include "relay/sideband.h"
+#include "sessions/sideband.h"
 
 #include "common/main_thread.h"
 #include "events/element_messages.h"

@@ -16,7 +16,7 @@
 #include "cluster/cluster.h"
 #include "config/config.h"
 #include "metrics/metrics.h"
-#include "relay/session_registry.h"
+#include "sessions/session_registry.h"
 #include "usage/budget_reservations.h"
 #include "usage/usage_ledger.h"
 

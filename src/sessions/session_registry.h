@@ -14,8 +14,8 @@
 #include <string>
 
 #include "calls/call.h"
-#include "relay/sideband.h"
-#include "relay/websocket_session.h"
+#include "sessions/sideband.h"
+#include "sessions/websocket_session.h"
 
 namespace rtgw::relay {
 

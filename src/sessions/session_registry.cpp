@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-#include "relay/session_registry.h"
+#include "sessions/session_registry.h"
 
 #include "common/random.h"
 

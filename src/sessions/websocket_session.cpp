@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-#include "relay/websocket_session.h"
+#include "sessions/websocket_session.h"
 
 #include <utility>
 

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-#include "app/call_accounting.h"
+#include "accounting/call_accounting.h"
 
 #include <algorithm>
 
