@@ -14,10 +14,13 @@ Code (fenced blocks, `inline code`) is skipped: a `# comment` there is no headin
 [x](y) there is no link.
 
 Usage: check_docs.py [SOURCE_ROOT]   (default: the folder above this script's)
+       check_docs.py --self-test     (the checker against small trees it builds: a broken link,
+                                      a missing anchor, a long README must fail; good ones pass)
 """
 
 import re
 import sys
+import tempfile
 import urllib.parse
 from pathlib import Path
 
@@ -28,6 +31,8 @@ HEADING = re.compile(r"^ {0,3}(#{1,6})\s+(.*?)\s*#*\s*$")
 INLINE_CODE = re.compile(r"(`+)(.+?)\1")
 # [text](target) or [text](target "title"); text may hold one level of brackets. Images too.
 LINK = re.compile(r"!?\[(?:[^\[\]]|\[[^\[\]]*\])*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
+# [label]: target, a reference-style link's definition.
+DEFINITION = re.compile(r"^ {0,3}\[[^\]]+\]:\s*<?([^\s>]+)>?")
 SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")
 
 
@@ -55,7 +60,11 @@ def slug(heading):
     return text.replace(" ", "-")
 
 
-def anchors(path, cache={}):
+_ANCHORS = {}
+
+
+def anchors(path):
+    cache = _ANCHORS
     if path not in cache:
         seen = {}
         found = set()
@@ -74,8 +83,12 @@ def anchors(path, cache={}):
 def check_links(root, doc):
     problems = []
     for number, line in prose_lines(doc.read_text(encoding="utf-8")):
-        for match in LINK.finditer(INLINE_CODE.sub("", line)):
-            target = match.group(1)
+        prose = INLINE_CODE.sub("", line)
+        targets = [m.group(1) for m in LINK.finditer(prose)]
+        definition = DEFINITION.match(prose)
+        if definition:
+            targets.append(definition.group(1))
+        for target in targets:
             if SCHEME.match(target) or target.startswith("//"):
                 continue
             path_part, _, anchor = target.partition("#")
@@ -93,11 +106,13 @@ def check_links(root, doc):
     return problems
 
 
-def main():
-    root = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).resolve().parent.parent)
-    root = root.resolve()
+def check(root):
+    """Every problem found under root, one line each."""
+    _ANCHORS.clear()
     readme = root / "README.md"
     docs = [readme] + sorted((root / "docs").glob("*.md"))
+    if (root / "CHANGELOG.md").exists():
+        docs.append(root / "CHANGELOG.md")
     problems = []
     for doc in docs:
         if doc.exists():
@@ -110,6 +125,45 @@ def main():
             problems.append(
                 f"README.md: {lines} lines, more than {MAX_README_LINES}: move the detail into "
                 "docs/ (the README says what it is, how to run and test it, and where to read on)")
+    return docs, problems
+
+
+def self_test():
+    """The checker must refuse what it exists to refuse, and pass what is fine."""
+    good_readme = "# R\n\n## Try it\n\n[api](docs/api.md#client-shapes) [here](#try-it)\n"
+    good_api = ("# API\n\n## Client shapes\n\n## Client shapes\n\n"
+                "[up](../README.md#try-it) [2nd](#client-shapes-1) [ref]\n\n"
+                "```sh\n# not a heading\n[x](gone.md)\n```\n`[y](gone.md)` <https://x.example/>\n"
+                "[ref]: ../README.md\n")
+    cases = [  # (name, README text, docs/api.md text, expected problem count)
+        ("good tree", good_readme, good_api, 0),
+        ("missing file", good_readme + "[x](docs/nope.md)\n", good_api, 1),
+        ("missing anchor", good_readme + "[x](docs/api.md#nope)\n", good_api, 1),
+        ("anchor in the same file", good_readme + "[x](#nope)\n", good_api, 1),
+        ("heading only in code", good_readme, good_api + "[x](#not-a-heading)\n", 1),
+        ("reference definition", good_readme, good_api + "[z]: missing.md\n", 1),
+        ("long README", good_readme + "line\n" * MAX_README_LINES, good_api, 1),
+    ]
+    failures = 0
+    for name, readme, api, expected in cases:
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(tmp)
+            (root / "docs").mkdir()
+            (root / "README.md").write_text(readme, encoding="utf-8")
+            (root / "docs" / "api.md").write_text(api, encoding="utf-8")
+            _, problems = check(root)
+        ok = len(problems) == expected
+        failures += not ok
+        print(f"{'ok  ' if ok else 'FAIL'} {name}: {len(problems)} problem(s), expected {expected}"
+              + "".join(f"\n     {p}" for p in problems))
+    return 1 if failures else 0
+
+
+def main():
+    if sys.argv[1:] == ["--self-test"]:
+        return self_test()
+    root = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).resolve().parent.parent)
+    docs, problems = check(root.resolve())
     for problem in problems:
         print(problem)
     print(f"checked {len(docs)} files: {len(problems)} problem(s)")
