@@ -23,10 +23,11 @@
  *
  * ## Properties
  * - `policy` (string, default ""): the SPEC's `policy` object as JSON text: `service_tier` rules,
- *   `deny_client_events`, `reasoning_effort` rules, `max_event_bytes` (65536 when omitted). "" = no rules and no size limit.
- *   Whatever the policy, an event that is not strict JSON (json_strict.h) is dropped (reason
- *   "invalid_json", rule "strict_json"). Parsed once when set; invalid text is refused with a GST_ELEMENT_WARNING and the
- *   previous policy stays in force (reading the property returns the policy in force).
+ *   `deny_client_events`, `reasoning_effort` rules, `max_event_bytes` (65536 when omitted). "" = no
+ * rules and no size limit. Whatever the policy, an event that is not strict JSON (json_strict.h) is
+ * dropped (reason "invalid_json", rule "strict_json"). Parsed once when set; invalid text is
+ * refused with a GST_ELEMENT_WARNING and the previous policy stays in force (reading the property
+ * returns the policy in force).
  * - `key-name` (string, default ""): the caller's gateway key name, matched against rule `keys`.
  * - `model` (string, default ""): the session model used when an event names none. The element
  *   updates it when a `session.update` that is not blocked carries `session.model`
@@ -383,6 +384,7 @@ static void rt_event_filter_class_init(RtEventFilterClass* klass) {
       "policy", "Policy",
       "The SPEC's policy object as JSON: {\"service_tier\": [{tier, action, models, keys, "
       "fallback, end_call}], \"deny_client_events\": [{type, keys, end_call}], "
+      "\"reasoning_effort\": [{max, action: lower|block, models, keys, end_call}], "
       "\"max_event_bytes\": N (default 65536)}. Empty = no rules, no size limit (events that are "
       "not strict JSON are still dropped). Invalid JSON is refused with a warning and the "
       "previous policy stays in force",
