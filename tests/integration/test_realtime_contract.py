@@ -14,7 +14,7 @@ from cleanstate import ended_for_client
 from conftest import GATEWAY_KEY, default_gateway_config
 from peers.aiortc_client import AiortcCall
 from peers.common import http_request
-from peers.ws_client import WsClient, run_ws_session
+from peers.ws_client import run_ws_session
 from test_tokens import mint
 from test_transcription import COMPLETED, DURATION, assert_transcription_records
 from test_websocket import assert_quota_error, assert_upgraded, of_type, wait_usage
