@@ -106,9 +106,21 @@ def test_reasoning_effort_is_lowered_on_every_path(fake_upstream, gateway_factor
     assert effort(minted.json()["session"]) == "xhigh"  # the token binds what was asked
     token_call = asyncio.run(one_call(gw.url, minted.json()["value"]))
     assert token_call.status == 201, (token_call.status, token_call.error_body)
+    # A beta client: a legacy mint's session, redeemed on the legacy WebRTC route.
+    legacy = http_request("POST", gw.url + "/v1/realtime/sessions",
+                          json.dumps({"model": REASONING, "voice": "alloy",
+                                      "reasoning": {"effort": "high"},
+                                      "parallel_tool_calls": False}).encode(),
+                          {"Authorization": f"Bearer {GATEWAY_KEY}",
+                           "Content-Type": "application/json"})
+    assert legacy.status == 200, legacy.body
+    beta_call = asyncio.run(one_call(gw.url, legacy.json()["client_secret"]["value"],
+                                     path="/v1/realtime"))
+    assert beta_call.status == 201, (beta_call.status, beta_call.error_body)
     sessions = upstream_call_sessions(fake_upstream)
-    assert [effort(s) for s in sessions] == ["medium", "medium"], sessions
-    assert [s["parallel_tool_calls"] for s in sessions] == [False, False], sessions
+    assert [effort(s) for s in sessions] == ["medium", "medium", "medium"], sessions
+    assert [s["parallel_tool_calls"] for s in sessions] == [False, False, False], sessions
+    assert sessions[2]["audio"]["output"]["voice"] == "alloy", sessions[2]
     updates = [e for e in upstream_events_of(fake_upstream, "session.update")
                if e.get("event_id") == "evt_u"]
     assert [effort(u["session"]) for u in updates] == ["medium"], updates
