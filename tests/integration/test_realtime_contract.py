@@ -145,6 +145,9 @@ def test_reasoning_effort_is_lowered_on_every_path(fake_upstream, gateway_factor
     assert effort(ws_updates["evt_ws"]["session"]) == "medium", ws_updates
     assert effort(ws_updates["evt_beta"]["session"]) == "medium", ws_updates
     assert ws_updates["evt_beta"]["session"]["audio"]["output"]["voice"] == "alloy"
+    # A lowered event is counted as filtered, by its rule (the initial sessions are not events).
+    text = http_request("GET", gw.url + "/metrics").body
+    assert 'rtgw_events_filtered_total{rule="reasoning_effort[1]"}' in text, text[-3000:]
     # the token's initial session went upstream lowered too (its first session.update)
     token_first = [e for e in upstream_events_of(fake_upstream, "session.update")
                    if e.get("session", {}).get("parallel_tool_calls") is False]
@@ -187,6 +190,9 @@ def test_reasoning_effort_block_refuses_on_every_path(fake_upstream, gateway_fac
         assert [e["error"]["event_id"] for e in errors] == ["evt_bu" + suffix,
                                                             "evt_bc" + suffix], errors
         assert "reasoning_effort" in errors[0]["error"]["message"], errors
+    text = http_request("GET", gw.url + "/metrics").body
+    assert ('rtgw_events_blocked_total{rule="reasoning_effort[0]",reason="reasoning_effort"}'
+            in text), text[-3000:]
     sent = {e.get("event_id") for t in ("session.update", "response.create")
             for e in upstream_events_of(fake_upstream, t)}
     assert {"evt_ok", "evt_ok_ws"} <= sent and not sent & {"evt_bu", "evt_bc", "evt_bu_ws",
