@@ -389,6 +389,16 @@ TEST(RtPolicy, ReasoningEffortAndTierFilterInOneEvent) {
   EXPECT_EQ(out.decision->reason, Reason::kServiceTier);  // the filter is the decision reported
 }
 
+// An escaped key or value is what the upstream reads after unescaping: it is judged that way.
+TEST(RtPolicy, EscapedReasoningEffortIsSeen) {
+  const auto out =
+      run(kLowerToMedium, R"({"type":"session.update","session":{"model":"gpt-realtime-2",)"
+                          R"("re\u0061soning":{"\u0065ffort":"x\u0068igh"}}})");
+  ASSERT_EQ(out.kind, FilterOutcome::Kind::kModified);
+  EXPECT_EQ(out.modified, R"({"type":"session.update","session":{"model":"gpt-realtime-2",)"
+                          R"("re\u0061soning":{"\u0065ffort":"medium"}}})");
+}
+
 TEST(RtPolicy, RejectsInvalidReasoningEffortRules) {
   const std::pair<const char*, const char*> cases[] = {
       {R"({"reasoning_effort":{}})", "policy.reasoning_effort: expected an array"},
