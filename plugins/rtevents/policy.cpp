@@ -155,6 +155,47 @@ bool parse_deny_rule(const Value& v, const std::string& path, DenyRule* rule, st
   return true;
 }
 
+bool parse_effort_rule(const Value& v, const std::string& path, EffortRule* rule,
+                       std::string* error) {
+  if (!v.is_object()) {
+    *error = path + ": expected an object";
+    return false;
+  }
+  if (!check_keys(v, {"max", "action", "models", "keys", "end_call"}, path, error)) return false;
+  const Value* max = v.last("max");
+  const auto max_text = max ? max->as_string() : std::nullopt;
+  if (!max_text || !effort_rank(*max_text)) {
+    *error = path + ".max: expected \"minimal\", \"low\", \"medium\", \"high\" or \"xhigh\"";
+    return false;
+  }
+  rule->max = normalize_tier(*max_text);  // trim + lower-case; "fast" is no effort
+  const Value* action = v.last("action");
+  const auto a = action ? action->as_string() : std::nullopt;
+  if (!a || (*a != "lower" && *a != "block")) {
+    *error = path + ".action: expected \"lower\" or \"block\"";
+    return false;
+  }
+  rule->action = *a == "lower" ? Action::kLower : Action::kBlock;
+  for (const char* list : {"models", "keys"}) {
+    if (const Value* l = v.last(list)) {
+      auto strings = parse_string_list(*l);
+      if (!strings) {
+        *error = path + "." + list + ": expected an array of strings";
+        return false;
+      }
+      (std::string_view(list) == "models" ? rule->models : rule->keys) = std::move(*strings);
+    }
+  }
+  if (const Value* e = v.last("end_call")) {
+    if (e->type != Type::kBool) {
+      *error = path + ".end_call: expected a boolean";
+      return false;
+    }
+    rule->end_call = e->boolean;
+  }
+  return true;
+}
+
 // ----- evaluation ------------------------------------------------------------------------------
 
 struct TierVerdict {
@@ -219,6 +260,65 @@ std::string tier_message(const TierSite& s) {
   return msg;
 }
 
+// One string `reasoning.effort` value above the cap of the rule that applies to it.
+struct EffortSite {
+  const Value* value;
+  std::string effort;  // trimmed, lower-cased
+  std::string model;
+  std::size_t rule;
+};
+
+// The first rule that applies to key `key` and `model`, or -1.
+int effort_rule_for(const Policy& policy, std::string_view model, std::string_view key) {
+  for (std::size_t i = 0; i < policy.effort_rules.size(); ++i) {
+    const EffortRule& r = policy.effort_rules[i];
+    if (any_glob(r.keys, key) && any_glob(r.models, model)) return static_cast<int>(i);
+  }
+  return -1;
+}
+
+// The efforts of `container` (a session or response object) that a rule caps, each with its
+// rule. With several candidate models (duplicate `model` keys) the strictest rule counts: a block
+// over a lower, else the lowest cap.
+void collect_efforts(const Policy& policy, const EventContext& ctx, const Value& container,
+                     const std::vector<std::string>& models, std::vector<EffortSite>* sites) {
+  for (const Value* reasoning : container.all("reasoning")) {
+    if (!reasoning->is_object()) continue;
+    for (const auto& m : reasoning->members) {
+      if (m.key != "effort" || !m.value.is_string()) continue;
+      const std::string effort = normalize_tier(*m.value.as_string());
+      const auto rank = effort_rank(effort);
+      if (!rank) continue;  // not an effort: the upstream answers it
+      std::optional<EffortSite> worst;
+      for (const auto& model : models) {
+        const int i = effort_rule_for(policy, model, ctx.key_name);
+        if (i < 0) continue;
+        const EffortRule& r = policy.effort_rules[static_cast<std::size_t>(i)];
+        if (*rank <= *effort_rank(r.max)) continue;
+        EffortSite site{&m.value, effort, model, static_cast<std::size_t>(i)};
+        if (!worst) {
+          worst = site;
+          continue;
+        }
+        const EffortRule& w = policy.effort_rules[worst->rule];
+        if ((r.action == Action::kBlock && w.action != Action::kBlock) ||
+            (r.action == w.action && *effort_rank(r.max) < *effort_rank(w.max)))
+          worst = site;
+      }
+      if (worst) sites->push_back(std::move(*worst));
+    }
+  }
+}
+
+std::string effort_message(const EffortSite& s, const EffortRule& r) {
+  std::string msg = "reasoning.effort " + quoted(s.effort);
+  msg += r.action == Action::kBlock ? " is not allowed" : " was lowered to " + quoted(r.max);
+  if (!s.model.empty()) msg += " for model " + quoted(s.model);
+  msg +=
+      " (policy rule reasoning_effort[" + std::to_string(s.rule) + "]: max " + quoted(r.max) + ")";
+  return msg;
+}
+
 // A replacement of the bytes [from, to) of an event.
 struct Splice {
   std::size_t from = 0;
@@ -274,6 +374,8 @@ const char* action_name(Action a) {
       return "filter";
     case Action::kBlock:
       return "block";
+    case Action::kLower:
+      return "lower";
   }
   return "pass";
 }
@@ -292,6 +394,8 @@ const char* reason_name(Reason r) {
       return "invalid_json";
     case Reason::kModelNotAllowed:
       return "model_not_allowed";
+    case Reason::kReasoningEffort:
+      return "reasoning_effort";
   }
   return "service_tier";
 }
@@ -323,6 +427,14 @@ std::string normalize_tier(std::string_view tier) {
   }
   if (out == "fast") out = "priority";
   return out;
+}
+
+std::optional<int> effort_rank(std::string_view effort) {
+  static constexpr std::string_view kEfforts[] = {"minimal", "low", "medium", "high", "xhigh"};
+  const std::string e = normalize_tier(effort);
+  for (int i = 0; i < 5; ++i)
+    if (e == kEfforts[i]) return i;
+  return std::nullopt;
 }
 
 bool glob_match(std::string_view pattern, std::string_view text) {
@@ -397,6 +509,18 @@ std::shared_ptr<const Policy> Policy::parse(std::string_view text, std::string* 
       const std::string path = "policy.deny_client_events[" + std::to_string(i) + "]";
       if (!parse_deny_rule(rules->items[i], path, &rule, error)) return nullptr;
       policy->deny_rules.push_back(std::move(rule));
+    }
+  }
+  if (const Value* rules = root.last("reasoning_effort")) {
+    if (rules->type != Type::kArray) {
+      *error = "policy.reasoning_effort: expected an array";
+      return nullptr;
+    }
+    for (std::size_t i = 0; i < rules->items.size(); ++i) {
+      EffortRule rule;
+      const std::string path = "policy.reasoning_effort[" + std::to_string(i) + "]";
+      if (!parse_effort_rule(rules->items[i], path, &rule, error)) return nullptr;
+      policy->effort_rules.push_back(std::move(rule));
     }
   }
   if (const Value* max = root.last("max_event_bytes")) {
@@ -516,7 +640,39 @@ FilterOutcome apply_policy(const Policy& policy, const EventContext& ctx, std::s
     return drop(std::move(d));
   }
 
-  // 6. service_tier.
+  // 6. reasoning.effort: a block refuses the event here; lowered values are edits below.
+  std::vector<EffortSite> efforts;
+  const std::vector<const Value*> sessions = root.all("session");
+  if (!policy.effort_rules.empty()) {
+    if (has_type("response.create")) {
+      for (const Value* r : root.all("response")) {
+        if (!r->is_object()) continue;
+        collect_efforts(policy, ctx, *r, models_or_session(r->all_strings("model"), ctx), &efforts);
+      }
+    }
+    if (has_type("session.update")) {
+      for (const Value* s : sessions) {
+        if (!s->is_object()) continue;
+        collect_efforts(policy, ctx, *s, models_or_session(s->all_strings("model"), ctx), &efforts);
+      }
+    }
+  }
+  const auto effort_decision = [&](const EffortSite& site) {
+    const EffortRule& r = policy.effort_rules[site.rule];
+    Decision d = base;
+    d.action = r.action;
+    d.reason = Reason::kReasoningEffort;
+    d.rule = "reasoning_effort[" + std::to_string(site.rule) + "]";
+    d.model = site.model;
+    d.end_call = r.action == Action::kBlock && r.end_call;
+    d.message = effort_message(site, r);
+    return d;
+  };
+  for (const auto& site : efforts) {
+    if (policy.effort_rules[site.rule].action == Action::kBlock) return drop(effort_decision(site));
+  }
+
+  // 7. service_tier.
   std::vector<TierSite> sites;
   if (has_type("response.create")) {
     std::vector<std::string> response_models;
@@ -528,7 +684,6 @@ FilterOutcome apply_policy(const Policy& policy, const EventContext& ctx, std::s
     }
     collect_sites(policy, ctx, root, models_or_session(response_models, ctx), &sites);
   }
-  const std::vector<const Value*> sessions = root.all("session");
   if (has_type("session.update")) {
     for (const Value* s : sessions) {
       if (!s->is_object()) continue;
@@ -546,6 +701,12 @@ FilterOutcome apply_policy(const Policy& policy, const EventContext& ctx, std::s
   // accepts only auto/default/flex/priority, so " FAST " must reach the worker as "priority".
   // Filtered tiers are cut out; everything else keeps its bytes.
   std::vector<Splice> edits;
+  for (const auto& site : efforts) {
+    const std::size_t at = json::offset_of(event, *site.value);
+    edits.push_back(
+        {at, at + site.value->raw.size(), json_string(policy.effort_rules[site.rule].max)});
+  }
+  if (!efforts.empty()) out.decision = effort_decision(efforts.front());
   if (decisive) {
     Decision d = base;
     d.action = decisive->verdict.action;
@@ -588,7 +749,7 @@ FilterOutcome apply_policy(const Policy& policy, const EventContext& ctx, std::s
     out.modified = splice(event, std::move(edits));
   }
 
-  // 7. The session model follows a session.update that goes through.
+  // 8. The session model follows a session.update that goes through.
   if (has_type("session.update")) {
     for (auto it = sessions.rbegin(); it != sessions.rend(); ++it) {
       if (!(*it)->is_object()) continue;

@@ -28,6 +28,14 @@
 //   rule wins; no rule = pass. `models`/`keys` default to ["*"]; "*" in a pattern matches any run
 //   of characters. The model is the event's own (`response.model` / `session.model`), else the
 //   session model. Non-string tiers are left alone.
+// - `reasoning_effort[i]` = {max, action, models, keys, end_call}, evaluated for `session.update`
+//   (`session.reasoning.effort`) and `response.create` (`response.reasoning.effort`). Efforts rank
+//   minimal < low < medium < high < xhigh (read trimmed and ASCII lower-cased); a value outside
+//   that list is left for the upstream to answer. The first rule whose `keys` and `models` match
+//   (model as for service_tier) decides, and only an effort above its `max` is touched: `lower`
+//   rewrites that value to `max` (every other byte kept; decision action "lower", the event goes
+//   on), `block` refuses the event (reason "reasoning_effort", rule "reasoning_effort[N]"). No
+//   matching rule: pass. Every copy of a duplicated `reasoning`/`effort` member is judged.
 // - `filter` removes the tier member(s) and keeps every other byte of the event. A tier that goes
 //   through (a `pass` rule, or no rule at all) is rewritten in its normalized form (" FAST " ->
 //   "priority"): kModified without a decision when nothing else changed. Events with no tier, or
@@ -56,18 +64,21 @@ namespace json {
 struct Value;
 }
 
-enum class Action { kPass, kFilter, kBlock };
+// kLower is reasoning_effort's own: the value is rewritten to the rule's cap.
+enum class Action { kPass, kFilter, kBlock, kLower };
 enum class Reason {
   kServiceTier,
   kDeniedEvent,
   kTooLarge,
   kBudget,
   kInvalidJson,
-  kModelNotAllowed
+  kModelNotAllowed,
+  kReasoningEffort
 };
 
-const char* action_name(Action a);  // "pass", "filter", "block"
-// "service_tier", "denied_event", "too_large", "budget", "invalid_json", "model_not_allowed"
+const char* action_name(Action a);  // "pass", "filter", "block", "lower"
+// "service_tier", "denied_event", "too_large", "budget", "invalid_json", "model_not_allowed",
+// "reasoning_effort"
 const char* reason_name(Reason r);
 
 // Trim ASCII whitespace, ASCII lower-case, "fast" -> "priority".
@@ -81,6 +92,18 @@ struct TierRule {
   std::vector<std::string> models{"*"};
   std::vector<std::string> keys{"*"};
   std::optional<Action> fallback;
+  bool end_call = false;
+};
+
+// The rank of a reasoning effort (trimmed, ASCII lower-cased): minimal 0, low 1, medium 2,
+// high 3, xhigh 4; nullopt for any other value.
+std::optional<int> effort_rank(std::string_view effort);
+
+struct EffortRule {
+  std::string max;                 // one of the five efforts
+  Action action = Action::kLower;  // kLower or kBlock
+  std::vector<std::string> models{"*"};
+  std::vector<std::string> keys{"*"};
   bool end_call = false;
 };
 
@@ -100,13 +123,15 @@ class Policy {
 
   std::vector<TierRule> tier_rules;
   std::vector<DenyRule> deny_rules;
+  std::vector<EffortRule> effort_rules;
   std::int64_t max_event_bytes = 0;  // 0 = no limit
 };
 
 struct Decision {
   Action action = Action::kPass;
   Reason reason = Reason::kServiceTier;
-  // "service_tier[0]", "deny_client_events[1]", "max_event_bytes", "budget", "strict_json"
+  // "service_tier[0]", "deny_client_events[1]", "max_event_bytes", "budget", "strict_json",
+  // "reasoning_effort[0]"
   std::string rule;
   std::string event_type;  // the event's `type` ("" when unknown)
   std::string event_id;    // the client's `event_id` ("" when absent)
@@ -133,9 +158,11 @@ std::vector<std::string> transcription_models(const json::Value& session);
 struct FilterOutcome {
   enum class Kind { kUntouched, kModified, kDropped };
   Kind kind = Kind::kUntouched;
-  std::string modified;              // kModified: filtered fields cut, passed tiers normalized
-  std::optional<Decision> decision;  // set for kDropped and for a filter; unset when a kModified
-                                     // event only had its tier normalized
+  std::string modified;  // kModified: filtered fields cut, passed tiers normalized, efforts
+                         // lowered
+  std::optional<Decision> decision;  // set for kDropped, a filter and a lowered effort (a filter
+                                     // wins); unset when a kModified event only had its tier
+                                     // normalized
   std::optional<std::string> new_session_model;  // a non-blocked session.update's session.model
 };
 

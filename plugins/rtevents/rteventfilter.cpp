@@ -8,8 +8,9 @@
  *
  * - untouched: the very same buffer goes on, byte-for-byte (no re-serialization). This covers
  *   `pass` decisions, events no rule touches, malformed JSON and non-string tiers;
- * - filtered: the `service_tier` member(s) a `filter` rule matched are cut out; every other byte
- *   of the event is kept as the client wrote it;
+ * - filtered: the `service_tier` member(s) a `filter` rule matched are cut out, and a
+ *   `reasoning.effort` above a `lower` rule's cap is rewritten to the cap; every other byte of the
+ *   event is kept as the client wrote it;
  * - dropped: the event is refused (too large, denied type, budget, `block` rule) and nothing goes
  *   downstream (GST_BASE_TRANSFORM_FLOW_DROPPED).
  *
@@ -22,10 +23,11 @@
  *
  * ## Properties
  * - `policy` (string, default ""): the SPEC's `policy` object as JSON text: `service_tier` rules,
- *   `deny_client_events`, `max_event_bytes` (65536 when omitted). "" = no rules and no size limit.
- *   Whatever the policy, an event that is not strict JSON (json_strict.h) is dropped (reason
- *   "invalid_json", rule "strict_json"). Parsed once when set; invalid text is refused with a GST_ELEMENT_WARNING and the
- *   previous policy stays in force (reading the property returns the policy in force).
+ *   `deny_client_events`, `reasoning_effort` rules, `max_event_bytes` (65536 when omitted). "" = no
+ * rules and no size limit. Whatever the policy, an event that is not strict JSON (json_strict.h) is
+ * dropped (reason "invalid_json", rule "strict_json"). Parsed once when set; invalid text is
+ * refused with a GST_ELEMENT_WARNING and the previous policy stays in force (reading the property
+ * returns the policy in force).
  * - `key-name` (string, default ""): the caller's gateway key name, matched against rule `keys`.
  * - `model` (string, default ""): the session model used when an event names none. The element
  *   updates it when a `session.update` that is not blocked carries `session.model`
@@ -42,11 +44,11 @@
  * ## Messages
  * Element message `rtevent-decision`, posted from the streaming thread, once per filtered or
  * dropped event, before the buffer goes on (or is dropped):
- * - `action` (string): "filter" or "block"
- * - `reason` (string): "service_tier", "denied_event", "too_large", "budget", "invalid_json" or
- *   "model_not_allowed"
+ * - `action` (string): "filter", "block" or "lower" (a reasoning effort rewritten to its cap)
+ * - `reason` (string): "service_tier", "denied_event", "too_large", "budget", "invalid_json",
+ *   "model_not_allowed" or "reasoning_effort"
  * - `rule` (string): "service_tier[N]", "deny_client_events[N]", "max_event_bytes", "budget",
- *   "strict_json" or "models"
+ *   "strict_json", "models" or "reasoning_effort[N]"
  * - `event-type` (string): the event's `type`, "" if unknown
  * - `event-id` (string): the client's `event_id`, "" if none
  * - `tier` (string): the normalized service tier concerned, "" if none
@@ -382,6 +384,7 @@ static void rt_event_filter_class_init(RtEventFilterClass* klass) {
       "policy", "Policy",
       "The SPEC's policy object as JSON: {\"service_tier\": [{tier, action, models, keys, "
       "fallback, end_call}], \"deny_client_events\": [{type, keys, end_call}], "
+      "\"reasoning_effort\": [{max, action: lower|block, models, keys, end_call}], "
       "\"max_event_bytes\": N (default 65536)}. Empty = no rules, no size limit (events that are "
       "not strict JSON are still dropped). Invalid JSON is refused with a warning and the "
       "previous policy stays in force",

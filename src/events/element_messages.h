@@ -22,8 +22,9 @@ inline constexpr const char* kQuotaError = "insufficient_quota";
 
 // What rteventfilter decided about one client event.
 struct PolicyDecision {
-  std::string action;  // "filter" | "block"
-  // "service_tier" | "denied_event" | "too_large" | "budget" | "invalid_json"
+  std::string action;  // "filter" | "block" | "lower" (reasoning effort rewritten to its cap)
+  // "service_tier" | "denied_event" | "too_large" | "budget" | "invalid_json" |
+  // "model_not_allowed" | "reasoning_effort"
   std::string reason;
   std::string rule;
   std::string event_type;

@@ -40,12 +40,15 @@ void check_session(const std::string& session_json) {
 }
 
 // The tier rules of plugins/rtevents/examples/policy.json (filtered or blocked by key and model),
-// and session.update denied to team-c (the example denies conversation.item.create, which an
-// initial session never is).
+// session.update denied to team-c (the example denies conversation.item.create, which an
+// initial session never is), and reasoning efforts capped (ops: above high refused; else lowered
+// to low).
 constexpr const char* kPolicy =
     R"({"service_tier":[{"tier":"priority","action":"pass","models":["gpt-realtime-mini"],)"
     R"("fallback":"block"},{"tier":"flex","action":"filter","keys":["team-*"]}],)"
     R"("deny_client_events":[{"type":"session.update","keys":["team-c"]}],)"
+    R"("reasoning_effort":[{"max":"high","action":"block","keys":["ops"]},)"
+    R"({"max":"low","action":"lower"}],)"
     R"("max_event_bytes":1024})";
 
 void check_policy(const std::string& session_json, const std::string& key,

@@ -2,14 +2,16 @@
 // Fuzz target `event`: a stream of realtime events (one per line) through the event path's pure
 // logic, as rteventfilter and the two rtusagemeter elements run it:
 // - client→upstream: apply_policy with a fixed policy (plugins/rtevents/examples/policy.json or
-//   the example config's policy), then note_client_event on what passes;
+//   the example config's policy, each with a reasoning_effort rule), then note_client_event on
+//   what passes;
 // - upstream→client: the rtevents JSON reader and TurnTracker metering.
 // An input that does not start with `{` or whitespace spends its first byte on the context: bit 0
 // and 1 pick the caller's key, bit 2 the budget flag, bit 3 the policy, bit 4 the session model,
 // bit 7 also parses the rest as a policy object.
 //
 // Invariants checked: a filtered event is still a JSON object of the same type and filtering it
-// again changes nothing (no tier the policy filters can reach the worker); an event modified
+// again changes nothing (no tier the policy filters, and no effort above a cap, can reach the
+// worker); a lowered effort is exactly its rule's cap; an event modified
 // without a decision only had its passed tiers normalized; a blocked event carries a decision;
 // metered token counts are never negative and turn durations never negative.
 #include <string>
@@ -30,11 +32,14 @@ constexpr const char* kExamplePolicy =
     R"({"service_tier":[{"tier":"priority","action":"pass","models":["gpt-realtime-mini"],)"
     R"("fallback":"block"},{"tier":"flex","action":"filter","keys":["team-*"]}],)"
     R"("deny_client_events":[{"type":"conversation.item.create","keys":["team-b"]}],)"
+    R"("reasoning_effort":[{"max":"medium","action":"lower","models":["gpt-realtime*"]}],)"
     R"("max_event_bytes":1024})";
 constexpr const char* kConfigPolicy =
     R"({"service_tier":[{"tier":"priority","action":"filter","models":["*"],"keys":["*"],)"
     R"("fallback":"pass"},{"tier":"*","action":"block","keys":["team-b"],"end_call":true}],)"
     R"("deny_client_events":[{"type":"session.update","keys":["team-b"]}],)"
+    R"("reasoning_effort":[{"max":"low","action":"block","keys":["team-b"]},)"
+    R"({"max":"high","action":"lower"}],)"
     R"("max_event_bytes":65536})";
 
 const rte::Policy& policy(int which) {
@@ -98,6 +103,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       case rte::FilterOutcome::Kind::kDropped:
         if (!out.decision || out.decision->action != rte::Action::kBlock)
           fuzz::fail("dropped without a block decision", event);
+        if (out.decision->reason == rte::Reason::kReasoningEffort && !(mode & 8))
+          fuzz::fail("an effort blocked by a policy that only lowers", event);
         if (out.decision->reason == rte::Reason::kModelNotAllowed && !ctx.allowed_models)
           fuzz::fail("model_not_allowed without an allow-list", event);
         break;
@@ -117,6 +124,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                   fuzz::fail("modified without a decision, tier not normalized", out.modified);
         if (before.root && before.root->last_string("type") != after.root->last_string("type"))
           fuzz::fail("filtering changed the event type", out.modified);
+        if (out.decision && out.decision->reason == rte::Reason::kReasoningEffort &&
+            out.decision->action != rte::Action::kLower)
+          fuzz::fail("an effort decision that goes on is not a lower", out.modified);
         rte::FilterOutcome again = rte::apply_policy(p, ctx, out.modified);
         if (again.kind == rte::FilterOutcome::Kind::kModified)
           fuzz::fail("a filtered event still has something to filter", out.modified);

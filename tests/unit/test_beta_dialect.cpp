@@ -242,6 +242,31 @@ TEST(BetaDialect, ClientEventsToGa) {
 
 namespace {
 
+// Issue 24: a custom voice is an object {"id": "voice_..."}; it moves between its beta and GA
+// places as it is, in sessions and responses, both ways; reasoning and parallel_tool_calls keep
+// their names (the same in both shapes).
+TEST(BetaDialect, VoiceObjectsAndReasoningGoThroughBothWays) {
+  EXPECT_TRUE(same_json(session_ga(R"({"voice":{"id":"voice_1234"},"reasoning":{"effort":"high"},)"
+                                   R"("parallel_tool_calls":false})"),
+                        R"({"type":"realtime","audio":{"output":{"voice":{"id":"voice_1234"}}},)"
+                        R"("reasoning":{"effort":"high"},"parallel_tool_calls":false})"));
+  EXPECT_TRUE(same_json(
+      session_beta(R"({"type":"realtime","audio":{"output":{"voice":{"id":"voice_1234"}}},)"
+                   R"("reasoning":{"effort":"low"}})"),
+      R"({"voice":{"id":"voice_1234"},"reasoning":{"effort":"low"}})"));
+  auto create = beta::client_event_to_ga(
+      R"({"type":"response.create","response":{"voice":{"id":"voice_9"},"reasoning":{"effort":"xhigh"}}})");
+  ASSERT_TRUE(create);
+  EXPECT_TRUE(same_json(*create,
+                        R"({"type":"response.create","response":{"audio":{"output":)"
+                        R"({"voice":{"id":"voice_9"}}},"reasoning":{"effort":"xhigh"}}})"));
+  auto done = beta::server_event_to_beta(
+      R"({"type":"response.done","response":{"audio":{"output":{"voice":{"id":"voice_9"}}}}})");
+  ASSERT_TRUE(done);
+  EXPECT_TRUE(
+      same_json(*done, R"({"type":"response.done","response":{"voice":{"id":"voice_9"}}})"));
+}
+
 TEST(BetaToken, TheBetaFlagTravelsInTheSignedClaims) {
   rtgw::auth::EphemeralTokens tokens("secret");
   rtgw::auth::TokenClaims claims{"team-a", "gpt-realtime", R"({"type":"realtime"})", 100, 200};

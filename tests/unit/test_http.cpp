@@ -331,3 +331,34 @@ TEST(InitialSession, PolicySeesTheSessionThatGoesUpstream) {
       }
     }
 }
+
+// Issue 24: the initial session (multipart or token) is capped like a session.update: `lower`
+// rewrites the effort and keeps the voice object; `block` is 403 policy_violation.
+TEST(InitialSession, ReasoningEffortIsLoweredOrRefused) {
+  const std::string policy =
+      R"({"reasoning_effort":[{"max":"low","action":"block","keys":["team-b"]},)"
+      R"({"max":"medium","action":"lower","models":["gpt-realtime-2*"]}]})";
+  const std::string session =
+      R"({"type":"realtime","model":"gpt-realtime-2","reasoning":)"
+      R"({"effort":"xhigh"},"audio":{"output":{"voice":{"id":"voice_7"}}}})";
+  const std::string out =
+      rtgw::http::apply_initial_session_policy(policy, "team-a", "gpt-realtime-2", session);
+  auto node = rtgw::json::parse(out);
+  ASSERT_TRUE(node && JSON_NODE_HOLDS_OBJECT(node.get())) << out;
+  JsonObject* object = json_node_get_object(node.get());
+  JsonObject* reasoning = rtgw::json::get_object(object, "reasoning");
+  ASSERT_TRUE(reasoning) << out;
+  EXPECT_EQ(rtgw::json::get_string(reasoning, "effort").value_or(""), "medium") << out;
+  JsonObject* output = rtgw::json::get_object(rtgw::json::get_object(object, "audio"), "output");
+  ASSERT_TRUE(output) << out;
+  EXPECT_EQ(rtgw::json::get_string(rtgw::json::get_object(output, "voice"), "id").value_or(""),
+            "voice_7")
+      << out;
+  try {
+    rtgw::http::apply_initial_session_policy(policy, "team-b", "gpt-realtime-2", session);
+    ADD_FAILURE() << "team-b's xhigh session went through";
+  } catch (const rtgw::http::HttpError& e) {
+    EXPECT_EQ(e.status(), 403);
+    EXPECT_EQ(error_code(e), "policy_violation");
+  }
+}

@@ -300,5 +300,123 @@ TEST(RtPolicy, TooLargeIsCheckedBeforeParsing) {
   EXPECT_EQ(run(R"({"max_event_bytes":0})", big.c_str()).kind, FilterOutcome::Kind::kUntouched);
 }
 
+// SPEC "Policy": reasoning.effort above a rule's max is lowered to it (every other byte kept) or
+// blocked, on session.update and response.create; parallel_tool_calls and voice objects untouched.
+constexpr const char* kLowerToMedium =
+    R"({"reasoning_effort":[{"max":"medium","action":"lower","models":["gpt-realtime-2*"]}]})";
+constexpr const char* kBlockAboveLow =
+    R"({"reasoning_effort":[{"max":"low","action":"block","keys":["team-b"],"end_call":true},)"
+    R"({"max":"high","action":"lower"}]})";
+
+TEST(RtPolicy, ReasoningEffortRanks) {
+  EXPECT_EQ(effort_rank("minimal"), 0);
+  EXPECT_EQ(effort_rank(" XHigh "), 4);
+  EXPECT_EQ(effort_rank("medium"), 2);
+  EXPECT_FALSE(effort_rank("max"));
+  EXPECT_FALSE(effort_rank(""));
+}
+
+TEST(RtPolicy, ReasoningEffortIsLoweredToTheCap) {
+  const auto out =
+      run(kLowerToMedium,
+          R"({"type":"session.update","event_id":"e1","session":{"model":)"
+          R"("gpt-realtime-2","reasoning":{"effort":"xhigh","summary":"auto"},)"
+          R"("parallel_tool_calls":true,"audio":{"output":{"voice":{"id":"voice_1"}}}}})");
+  ASSERT_EQ(out.kind, FilterOutcome::Kind::kModified);
+  EXPECT_EQ(out.modified,
+            R"({"type":"session.update","event_id":"e1","session":{"model":)"
+            R"("gpt-realtime-2","reasoning":{"effort":"medium","summary":"auto"},)"
+            R"("parallel_tool_calls":true,"audio":{"output":{"voice":{"id":"voice_1"}}}}})");
+  ASSERT_TRUE(out.decision);
+  EXPECT_EQ(out.decision->action, Action::kLower);
+  EXPECT_STREQ(action_name(out.decision->action), "lower");
+  EXPECT_STREQ(reason_name(out.decision->reason), "reasoning_effort");
+  EXPECT_EQ(out.decision->rule, "reasoning_effort[0]");
+  EXPECT_NE(out.decision->message.find("lowered to \"medium\""), std::string::npos);
+
+  // response.create, the session's model; duplicate effort members are all lowered.
+  const auto resp = run(kLowerToMedium,
+                        R"({"type":"response.create","response":{"reasoning":)"
+                        R"({"effort":"high","effort":" HIGH "}}})",
+                        "team-a", "gpt-realtime-2.1-mini");
+  ASSERT_EQ(resp.kind, FilterOutcome::Kind::kModified);
+  EXPECT_EQ(
+      resp.modified,
+      R"({"type":"response.create","response":{"reasoning":{"effort":"medium","effort":"medium"}}})");
+}
+
+TEST(RtPolicy, ReasoningEffortAtOrBelowTheCapOrOutOfScopePasses) {
+  for (
+      const char* event : {
+          R"({"type":"session.update","session":{"model":"gpt-realtime-2","reasoning":{"effort":"medium"}}})",
+          R"({"type":"session.update","session":{"model":"gpt-realtime-2","reasoning":{"effort":"minimal"}}})",
+          R"({"type":"session.update","session":{"model":"gpt-realtime","reasoning":{"effort":"xhigh"}}})",
+          R"({"type":"session.update","session":{"model":"gpt-realtime-2","reasoning":{"effort":"turbo"}}})",
+          R"({"type":"session.update","session":{"model":"gpt-realtime-2","reasoning":{"effort":3}}})",
+          R"({"type":"conversation.item.create","reasoning":{"effort":"xhigh"}})",
+      }) {
+    EXPECT_EQ(run(kLowerToMedium, event).kind, FilterOutcome::Kind::kUntouched) << event;
+  }
+  EXPECT_EQ(run("", R"({"type":"session.update","session":{"reasoning":{"effort":"xhigh"}}})").kind,
+            FilterOutcome::Kind::kUntouched);
+}
+
+TEST(RtPolicy, ReasoningEffortBlockIsPerKey) {
+  const char* event =
+      R"({"type":"session.update","event_id":"e7","session":{"reasoning":{"effort":"medium"}}})";
+  const auto blocked = run(kBlockAboveLow, event, "team-b");
+  ASSERT_EQ(blocked.kind, FilterOutcome::Kind::kDropped);
+  EXPECT_EQ(blocked.decision->rule, "reasoning_effort[0]");
+  EXPECT_EQ(blocked.decision->event_id, "e7");
+  EXPECT_TRUE(blocked.decision->end_call);
+  EXPECT_NE(blocked.decision->message.find("not allowed"), std::string::npos);
+  // Another key falls to the second rule: medium is under its cap, xhigh is lowered to high.
+  EXPECT_EQ(run(kBlockAboveLow, event, "team-a").kind, FilterOutcome::Kind::kUntouched);
+  const auto lowered = run(
+      kBlockAboveLow, R"({"type":"session.update","session":{"reasoning":{"effort":"xhigh"}}})");
+  ASSERT_EQ(lowered.kind, FilterOutcome::Kind::kModified);
+  EXPECT_EQ(lowered.modified,
+            R"({"type":"session.update","session":{"reasoning":{"effort":"high"}}})");
+}
+
+TEST(RtPolicy, ReasoningEffortAndTierFilterInOneEvent) {
+  const auto out = run(
+      R"({"service_tier":[{"tier":"priority","action":"filter"}],"reasoning_effort":[{"max":"low","action":"lower"}]})",
+      R"({"type":"response.create","response":{"service_tier":"priority","reasoning":{"effort":"high"}}})");
+  ASSERT_EQ(out.kind, FilterOutcome::Kind::kModified);
+  EXPECT_EQ(out.modified,
+            R"({"type":"response.create","response":{"reasoning":{"effort":"low"}}})");
+  EXPECT_EQ(out.decision->reason, Reason::kServiceTier);  // the filter is the decision reported
+}
+
+// An escaped key or value is what the upstream reads after unescaping: it is judged that way.
+TEST(RtPolicy, EscapedReasoningEffortIsSeen) {
+  const auto out =
+      run(kLowerToMedium, R"({"type":"session.update","session":{"model":"gpt-realtime-2",)"
+                          R"("re\u0061soning":{"\u0065ffort":"x\u0068igh"}}})");
+  ASSERT_EQ(out.kind, FilterOutcome::Kind::kModified);
+  EXPECT_EQ(out.modified, R"({"type":"session.update","session":{"model":"gpt-realtime-2",)"
+                          R"("re\u0061soning":{"\u0065ffort":"medium"}}})");
+}
+
+TEST(RtPolicy, RejectsInvalidReasoningEffortRules) {
+  const std::pair<const char*, const char*> cases[] = {
+      {R"({"reasoning_effort":{}})", "policy.reasoning_effort: expected an array"},
+      {R"({"reasoning_effort":[{"action":"lower"}]})", "policy.reasoning_effort[0].max"},
+      {R"({"reasoning_effort":[{"max":"huge","action":"lower"}]})",
+       "policy.reasoning_effort[0].max"},
+      {R"({"reasoning_effort":[{"max":"low","action":"filter"}]})",
+       "policy.reasoning_effort[0].action"},
+      {R"({"reasoning_effort":[{"max":"low","action":"lower","tier":"x"}]})", "unknown key"},
+      {R"({"reasoning_effort":[{"max":"low","action":"lower","keys":"a"}]})",
+       "policy.reasoning_effort[0].keys"},
+  };
+  for (const auto& [text, expected] : cases) {
+    std::string error;
+    EXPECT_FALSE(Policy::parse(text, &error)) << text;
+    EXPECT_NE(error.find(expected), std::string::npos) << text << " -> " << error;
+  }
+}
+
 }  // namespace
 }  // namespace rtgw::rtevents

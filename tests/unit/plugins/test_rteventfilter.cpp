@@ -388,6 +388,27 @@ TEST_F(RtEventFilterTest, AllowedModelsCoverTheTranscriptionModel) {
   EXPECT_TRUE(decisions().empty());
 }
 
+// Issue 24: reasoning_effort rules through the element. `lower` rewrites the value in the buffer
+// that goes on and posts a "lower" decision; `block` drops the event.
+TEST_F(RtEventFilterTest, ReasoningEffortIsLoweredOrBlocked) {
+  set_policy(R"({"reasoning_effort":[{"max":"low","action":"block","keys":["team-b"]},)"
+             R"({"max":"medium","action":"lower"}]})");
+  set("key-name", "team-a");
+  const std::string in = R"({"type":"session.update","session":{"reasoning":{"effort":"xhigh"},)"
+                         R"("voice":{"id":"voice_1"}}})";
+  EXPECT_EQ(process(in), std::string(R"({"type":"session.update","session":{"reasoning":)"
+                                     R"({"effort":"medium"},"voice":{"id":"voice_1"}}})"));
+  const GstStructure* d = one_decision();
+  EXPECT_EQ(str_field(d, "action"), "lower");
+  EXPECT_EQ(str_field(d, "reason"), "reasoning_effort");
+  EXPECT_EQ(str_field(d, "rule"), "reasoning_effort[1]");
+  set("key-name", "team-b");
+  EXPECT_EQ(process(in), std::nullopt);
+  d = one_decision();
+  EXPECT_EQ(str_field(d, "action"), "block");
+  EXPECT_EQ(str_field(d, "rule"), "reasoning_effort[0]");
+}
+
 TEST_F(RtEventFilterTest, InvalidPolicyKeepsThePreviousOne) {
   set_policy(kBlockPriority);
   pop_messages(h_.bus(), GST_MESSAGE_WARNING);
