@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "accounting/call_accounting.h"
+#include "app/service_notify.h"
 #include "auth/authenticator.h"
 #include "calls/call_registry.h"
 #include "common/ref.h"
@@ -45,6 +46,10 @@ class Gateway {
 
  private:
   void begin_drain();
+  // systemd: READY=1 once the workers' first health checks answered (bounded), then STATUS=
+  // and WATCHDOG=1 from one main-loop timer (app/service_notify.h).
+  void start_service_notifications(int port);
+  std::string service_status() const;
   void collect_gauges(metrics::Registry& m);
   void finish();
   // Live calls and sessions both hold a drain open.
@@ -71,6 +76,12 @@ class Gateway {
   std::unique_ptr<http::Server> server_;
   Ref<GMainLoop> loop_;
   SourceGuard drain_timeout_;
+  ServiceNotifier notifier_ = ServiceNotifier::from_environment();
+  SourceGuard notify_timer_;
+  SourceGuard ready_poll_;
+  bool notified_ready_ = false;
+  gint64 ready_deadline_us_ = 0;
+  std::string notified_status_;
   bool draining_ = false;
   bool stop_now_ = false;  // a second SIGTERM/SIGINT: the ledger's flush gets no wait
 };
