@@ -302,7 +302,7 @@ int Gateway::run() {
   int port = server_->listen();
   workers_.start_health_checks();
   if (cluster_) cluster_->start();
-  g_message("realtime-gateway listening on http://%s:%d/ (config: %s)",
+  g_message("realtime-gateway listening on %s://%s:%d/ (config: %s)", server_->scheme(),
             config_.listen_host().c_str(), port, config_.source.c_str());
   if (config_.auth.keys.empty())
     g_message(config_.listens_on_loopback()
@@ -317,6 +317,13 @@ int Gateway::run() {
   // is refused (503) rather than started.
   SourceGuard term(g_unix_signal_add_full(G_PRIORITY_HIGH, SIGTERM, on_signal, this, nullptr));
   SourceGuard intr(g_unix_signal_add_full(G_PRIORITY_HIGH, SIGINT, on_signal, this, nullptr));
+  // SIGHUP (the unit's ExecReload=): re-read the config file. For now this re-reads the TLS pair
+  // it names; a pair that fails to load or check keeps the one in use.
+  auto on_hangup = [](gpointer data) -> gboolean {
+    static_cast<Gateway*>(data)->reload();
+    return G_SOURCE_CONTINUE;
+  };
+  SourceGuard hup(g_unix_signal_add_full(G_PRIORITY_HIGH, SIGHUP, on_hangup, this, nullptr));
   StallProbe stall_probe;
   start_service_notifications(port);
   g_main_loop_run(loop_.get());
@@ -372,6 +379,28 @@ void Gateway::begin_drain() {
         return G_SOURCE_REMOVE;
       },
       this));
+}
+
+void Gateway::reload() {
+  if (config_.source.empty() || config_.source == "(built-in default)") {
+    g_message("reload: the built-in default config has no file to re-read");
+    return;
+  }
+  config::Config next;
+  try {
+    next = config::load(config_.source, overrides_, config::process_env());
+  } catch (const std::exception& e) {
+    g_warning("reload refused, the running config stays: %s", e.what());
+    return;
+  }
+  g_message("reload: %s re-read; this build applies its TLS pair, other changes need a restart",
+            config_.source.c_str());
+  if (!config_.tls.enabled()) return;
+  std::string why = server_->reload_tls(next.tls.cert_file, next.tls.key_file);
+  if (!why.empty())
+    g_warning("reload: TLS pair not replaced, the one in use stays: %s", why.c_str());
+  else
+    config_.tls = next.tls;
 }
 
 std::string Gateway::service_status() const {

@@ -43,9 +43,13 @@ class Gateway {
 
   // Listens and runs until drained after SIGTERM/SIGINT. Returns the exit code.
   int run();
+  // The command-line overrides a reload applies again over the re-read file.
+  void set_reload_overrides(config::Overrides overrides) { overrides_ = std::move(overrides); }
 
  private:
   void begin_drain();
+  // SIGHUP: re-reads the config file; a file that fails to load changes nothing.
+  void reload();
   // systemd: READY=1 once the workers' first health checks answered (bounded), then STATUS=
   // and WATCHDOG=1 from one main-loop timer (app/service_notify.h).
   void start_service_notifications(int port);
@@ -60,6 +64,7 @@ class Gateway {
   void collect_ledger_metrics(metrics::Registry& m);
 
   config::Config config_;
+  config::Overrides overrides_;
   std::string pipeline_description_;
   std::string session_pipeline_description_;
   auth::Authenticator auth_;
