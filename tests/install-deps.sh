@@ -22,6 +22,7 @@ test_packages=(
   python3 python3-aiortc python3-aiohttp python3-pytest python3-selenium
   chromium chromium-driver libasan8 libubsan1 iproute2 iptables coturn
   clang libclang-rt-14-dev llvm redis-server postgresql python3-pytest-xdist
+  openssl libnss3-tools
 )
 
 want=("${build_packages[@]}")
