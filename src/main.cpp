@@ -20,6 +20,7 @@
 #include "config/capacity.h"
 #include "config/config.h"
 #include "events/event_path.h"
+#include "http/tls_identity.h"
 #include "rtevents/rtevents.h"
 #include "webrtc/ice_agent.h"
 
@@ -120,6 +121,7 @@ int main(int argc, char** argv) {
       rtgw::events::check_session_description(
           rtgw::load_pipeline_description(session_pipeline_file));
       rtgw::app::check_policy(config.policy_json);
+      if (config.tls.enabled()) rtgw::http::check_tls_pair(config.tls.cert_file, config.tls.key_file);
       rtgw::app::resolve_interfaces(config.webrtc.ice_interfaces, config.webrtc.ice_ipv6);
       if (config.webrtc.ice_agent == "shared") {
         std::string why = rtgw::webrtc::check_nice_layout();
@@ -157,6 +159,7 @@ int main(int argc, char** argv) {
     int code;
     {
       rtgw::app::Gateway gateway(std::move(config));
+      gateway.set_reload_overrides(overrides);
       code = gateway.run();
     }
     // Pipelines of calls and sessions that just ended are being stopped on the reaper's threads:

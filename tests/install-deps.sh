@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything Realtime Gateway needs on Debian 12, from Debian's packages only.
 #   tests/install-deps.sh          build and run dependencies
+#   tests/install-deps.sh --package  plus what tests/package.sh needs (debhelper, lintian)
 #   tests/install-deps.sh --test   plus the test peers (aiortc, Chromium, node for the
 #                                  libwebrtc-based client, sanitizer runtimes) and clang with
 #                                  libFuzzer (tests/fuzz; llvm for its symbolizer)
@@ -15,15 +16,21 @@ build_packages=(
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
   gstreamer1.0-nice gstreamer1.0-tools
 )
+# tests/package.sh (the Debian package): debhelper, lintian; adduser for its postinst.
+package_packages=(debhelper lintian fakeroot adduser)
 test_packages=(
   python3 python3-aiortc python3-aiohttp python3-pytest python3-selenium
   chromium chromium-driver libasan8 libubsan1 iproute2 iptables coturn
   clang libclang-rt-14-dev llvm redis-server postgresql python3-pytest-xdist
+  openssl libnss3-tools
 )
 
 want=("${build_packages[@]}")
+if [[ "${1:-}" == "--package" ]]; then
+  want+=("${package_packages[@]}")
+fi
 if [[ "${1:-}" == "--test" ]]; then
-  want+=("${test_packages[@]}")
+  want+=("${test_packages[@]}" "${package_packages[@]}")
   command -v npm >/dev/null 2>&1 || want+=(nodejs npm)
 fi
 

@@ -302,7 +302,7 @@ int Gateway::run() {
   int port = server_->listen();
   workers_.start_health_checks();
   if (cluster_) cluster_->start();
-  g_message("realtime-gateway listening on http://%s:%d/ (config: %s)",
+  g_message("realtime-gateway listening on %s://%s:%d/ (config: %s)", server_->scheme(),
             config_.listen_host().c_str(), port, config_.source.c_str());
   if (config_.auth.keys.empty())
     g_message(config_.listens_on_loopback()
@@ -317,8 +317,18 @@ int Gateway::run() {
   // is refused (503) rather than started.
   SourceGuard term(g_unix_signal_add_full(G_PRIORITY_HIGH, SIGTERM, on_signal, this, nullptr));
   SourceGuard intr(g_unix_signal_add_full(G_PRIORITY_HIGH, SIGINT, on_signal, this, nullptr));
+  // SIGHUP (the unit's ExecReload=): re-read the config file. For now this re-reads the TLS pair
+  // it names; a pair that fails to load or check keeps the one in use.
+  auto on_hangup = [](gpointer data) -> gboolean {
+    static_cast<Gateway*>(data)->reload();
+    return G_SOURCE_CONTINUE;
+  };
+  SourceGuard hup(g_unix_signal_add_full(G_PRIORITY_HIGH, SIGHUP, on_hangup, this, nullptr));
   StallProbe stall_probe;
+  start_service_notifications(port);
   g_main_loop_run(loop_.get());
+  notify_timer_.cancel();
+  ready_poll_.cancel();
   calls_.set_on_empty(nullptr);
   sessions_.set_on_empty(nullptr);
   struct sigaction now = {};
@@ -348,6 +358,7 @@ void Gateway::begin_drain() {
   }
   draining_ = true;
   server_->begin_shutdown();
+  notifier_.stopping(service_status());
   g_message("shutting down: %d live call(s), %d WebSocket session(s), drain timeout %d s",
             calls_.live_calls(), sessions_.live_sessions(), config_.limits.drain_timeout_seconds);
   if (calls_.live_calls() == 0 && sessions_.live_sessions() == 0) {
@@ -368,6 +379,75 @@ void Gateway::begin_drain() {
         return G_SOURCE_REMOVE;
       },
       this));
+}
+
+void Gateway::reload() {
+  if (config_.source.empty() || config_.source == "(built-in default)") {
+    g_message("reload: the built-in default config has no file to re-read");
+    return;
+  }
+  config::Config next;
+  try {
+    next = config::load(config_.source, overrides_, config::process_env());
+  } catch (const std::exception& e) {
+    g_warning("reload refused, the running config stays: %s", e.what());
+    return;
+  }
+  g_message("reload: %s re-read; this build applies its TLS pair, other changes need a restart",
+            config_.source.c_str());
+  if (!config_.tls.enabled()) return;
+  std::string why = server_->reload_tls(next.tls.cert_file, next.tls.key_file);
+  if (!why.empty())
+    g_warning("reload: TLS pair not replaced, the one in use stays: %s", why.c_str());
+  else
+    config_.tls = next.tls;
+}
+
+std::string Gateway::service_status() const {
+  std::string text = std::to_string(calls_.live_calls()) + " live call(s), " +
+                     std::to_string(sessions_.live_sessions()) + " WebSocket session(s)";
+  if (draining_) return "draining: " + text;
+  if (!workers_.any_available()) text += "; no healthy worker";
+  return text;
+}
+
+void Gateway::start_service_notifications(int port) {
+  if (!notifier_.enabled()) return;
+  // READY waits for every remote worker's first health check, at most this long: a worker that
+  // does not answer must not keep the unit "activating" (systemd's start timeout would kill
+  // it); /readyz tells a load balancer the rest.
+  constexpr gint64 kReadyWaitUs = 10 * G_USEC_PER_SEC;
+  ready_deadline_us_ = g_get_monotonic_time() + kReadyWaitUs;
+  // The readiness poll (100 ms) until READY; then one steady timer sends STATUS on change and
+  // the watchdog ping. Both run on the main loop, so a stuck loop stops the pings (WatchdogSec=
+  // then restarts the service).
+  std::uint64_t watchdog_us = notifier_.watchdog_us();
+  ready_poll_ = run_every_ms(100, [this, port]() {
+    if (!workers_.health_checked() && g_get_monotonic_time() < ready_deadline_us_) return true;
+    notified_ready_ = true;
+    notified_status_ = service_status();
+    notifier_.ready("listening on port " + std::to_string(port) + "; " + notified_status_);
+    g_message("service manager notified: READY=1 (%s)", notified_status_.c_str());
+    return false;
+  });
+  // Pings at half the watchdog interval (sd_watchdog_enabled(3)'s advice), and at least once a
+  // second for the status.
+  guint steady_ms = 1000;
+  if (watchdog_us > 0)
+    steady_ms = static_cast<guint>(std::clamp<std::uint64_t>(watchdog_us / 2000, 50, 1000));
+  notify_timer_ = run_every_ms(steady_ms, [this, watchdog_us]() {
+    if (watchdog_us > 0) notifier_.watchdog();
+    if (!notified_ready_) return true;
+    std::string now = service_status();
+    if (now != notified_status_) {
+      notified_status_ = now;
+      notifier_.status(now);
+    }
+    return true;
+  });
+  if (watchdog_us > 0)
+    g_message("service manager watchdog: %llu ms, pinged every %u ms",
+              static_cast<unsigned long long>(watchdog_us / 1000), steady_ms);
 }
 
 void Gateway::finish_when_empty() {

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "accounting/call_accounting.h"
+#include "app/service_notify.h"
 #include "auth/authenticator.h"
 #include "calls/call_registry.h"
 #include "common/ref.h"
@@ -42,9 +43,17 @@ class Gateway {
 
   // Listens and runs until drained after SIGTERM/SIGINT. Returns the exit code.
   int run();
+  // The command-line overrides a reload applies again over the re-read file.
+  void set_reload_overrides(config::Overrides overrides) { overrides_ = std::move(overrides); }
 
  private:
   void begin_drain();
+  // SIGHUP: re-reads the config file; a file that fails to load changes nothing.
+  void reload();
+  // systemd: READY=1 once the workers' first health checks answered (bounded), then STATUS=
+  // and WATCHDOG=1 from one main-loop timer (app/service_notify.h).
+  void start_service_notifications(int port);
+  std::string service_status() const;
   void collect_gauges(metrics::Registry& m);
   void finish();
   // Live calls and sessions both hold a drain open.
@@ -55,6 +64,7 @@ class Gateway {
   void collect_ledger_metrics(metrics::Registry& m);
 
   config::Config config_;
+  config::Overrides overrides_;
   std::string pipeline_description_;
   std::string session_pipeline_description_;
   auth::Authenticator auth_;
@@ -71,6 +81,12 @@ class Gateway {
   std::unique_ptr<http::Server> server_;
   Ref<GMainLoop> loop_;
   SourceGuard drain_timeout_;
+  ServiceNotifier notifier_ = ServiceNotifier::from_environment();
+  SourceGuard notify_timer_;
+  SourceGuard ready_poll_;
+  bool notified_ready_ = false;
+  gint64 ready_deadline_us_ = 0;
+  std::string notified_status_;
   bool draining_ = false;
   bool stop_now_ = false;  // a second SIGTERM/SIGINT: the ledger's flush gets no wait
 };

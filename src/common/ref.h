@@ -52,6 +52,7 @@ RTGW_REF_TRAITS(GMainContext, g_main_context_ref, g_main_context_unref);
 RTGW_REF_TRAITS(GSource, g_source_ref, g_source_unref);
 RTGW_REF_TRAITS(GUri, g_uri_ref, g_uri_unref);
 RTGW_REF_TRAITS(GHashTable, g_hash_table_ref, g_hash_table_unref);
+RTGW_REF_TRAITS(GDateTime, g_date_time_ref, g_date_time_unref);
 
 #undef RTGW_REF_TRAITS
 

@@ -43,6 +43,8 @@ class Reader {
     std::string bad;
     for (GList* l = members; l; l = l->next) {
       auto* name = static_cast<const char*>(l->data);
+      // "//" members are comments (the packaged example config explains itself with them).
+      if (g_str_has_prefix(name, "//")) continue;
       if (!known.count(name) && bad.empty()) bad = name;
     }
     g_list_free(members);
@@ -451,6 +453,9 @@ int env_int(const std::string& name, const std::string& value, int min, int max)
 
 void apply_env(const Reader& r, const EnvLookup& env, Config& c) {
   if (auto v = env("RTGW_LISTEN")) c.listen = *v;
+  if (auto v = env("RTGW_TLS_CERT_FILE")) c.tls.cert_file = *v;
+  if (auto v = env("RTGW_TLS_KEY_FILE")) c.tls.key_file = *v;
+  if (auto v = env("RTGW_TLS_REDIRECT_HTTP")) c.tls.redirect_http = *v;
   // Cluster mode: RTGW_CLUSTER_REDIS_URL alone turns it on (the secret then from
   // RTGW_CLUSTER_SECRET).
   if (auto v = env("RTGW_CLUSTER_REDIS_URL")) {
@@ -604,6 +609,19 @@ void validate(const Reader& r, Config& c) {
   char* end = nullptr;
   long port = std::strtol(c.listen.c_str() + colon + 1, &end, 10);
   if (*end || port < 0 || port > 65535) r.fail("$.listen", "invalid port in '" + c.listen + "'");
+  if (c.tls.cert_file.empty() != c.tls.key_file.empty())
+    r.fail(c.tls.cert_file.empty() ? "$.tls.cert_file" : "$.tls.key_file",
+           "set both tls.cert_file and tls.key_file, or neither");
+  if (!c.tls.redirect_http.empty()) {
+    if (!c.tls.enabled()) r.fail("$.tls.redirect_http", "needs tls.cert_file and tls.key_file");
+    auto at = c.tls.redirect_http.rfind(':');
+    char* tail = nullptr;
+    long redirect_port =
+        at == std::string::npos ? -1 : std::strtol(c.tls.redirect_http.c_str() + at + 1, &tail, 10);
+    if (at == std::string::npos || at == 0 || !tail || *tail || redirect_port < 0 ||
+        redirect_port > 65535)
+      r.fail("$.tls.redirect_http", "expected HOST:PORT, got '" + c.tls.redirect_http + "'");
+  }
   if ((c.webrtc.udp_port_min == 0) != (c.webrtc.udp_port_max == 0))
     r.fail("$.webrtc.udp_port_min", "set both udp_port_min and udp_port_max, or neither");
   if (c.webrtc.udp_port_min > c.webrtc.udp_port_max)
@@ -691,7 +709,7 @@ Config load_from_text(const std::string& text, const std::string& source, const 
   JsonObject* obj = r.object(root.get(), "$");
   r.only(obj, "$",
          {"listen", "cors_origins", "auth", "models", "webrtc", "policy", "usage", "limits",
-          "websocket", "cluster", "pipeline_file", "data_dir", "log_json"});
+          "websocket", "cluster", "tls", "pipeline_file", "data_dir", "log_json"});
   Config c;
   c.source = source;
   if (auto* n = member(obj, "listen")) c.listen = r.string(n, "$.listen");
@@ -722,6 +740,14 @@ Config load_from_text(const std::string& text, const std::string& source, const 
   if (auto* n = member(obj, "limits")) read_limits(r, n, c.limits);
   if (auto* n = member(obj, "websocket")) read_websocket(r, n, c.websocket);
   if (auto* n = member(obj, "cluster")) read_cluster(r, n, c.cluster);
+  if (auto* n = member(obj, "tls")) {
+    JsonObject* t = r.object(n, "$.tls");
+    r.only(t, "$.tls", {"cert_file", "key_file", "redirect_http"});
+    if (auto* m = member(t, "cert_file")) c.tls.cert_file = r.string(m, "$.tls.cert_file");
+    if (auto* m = member(t, "key_file")) c.tls.key_file = r.string(m, "$.tls.key_file");
+    if (auto* m = member(t, "redirect_http"))
+      c.tls.redirect_http = r.string(m, "$.tls.redirect_http");
+  }
   if (auto* n = member(obj, "pipeline_file")) c.pipeline_file = r.string(n, "$.pipeline_file");
   if (auto* n = member(obj, "log_json")) c.json_logs = r.boolean(n, "$.log_json");
   if (auto* n = member(obj, "data_dir")) c.data_dir = r.string(n, "$.data_dir");

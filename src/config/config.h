@@ -182,6 +182,16 @@ struct ClusterConfig {
   int lease_seconds = 10;       // a dead instance's leases lapse within this
 };
 
+// tls: the listener serves HTTPS and WSS with this pair (PEM; the certificate file may hold the
+// chain after the leaf). Both empty: plain HTTP. redirect_http: a second, plain listener
+// (HOST:PORT) that answers every request with a 308 to the same path over HTTPS.
+struct TlsConfig {
+  std::string cert_file;
+  std::string key_file;
+  std::string redirect_http;
+  bool enabled() const { return !cert_file.empty(); }
+};
+
 struct Config {
   std::string source;  // the file it came from, or "(built-in default)"
   std::string listen = "127.0.0.1:8080";
@@ -203,6 +213,7 @@ struct Config {
   LimitsConfig limits;
   WebSocketConfig websocket;
   ClusterConfig cluster;
+  TlsConfig tls;
   std::string pipeline_file;  // per-call pipeline description ("" = built-in path)
   std::string data_dir;       // the tester page's folder ("" = the source tree's data/)
   bool json_logs = false;

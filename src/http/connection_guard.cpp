@@ -140,8 +140,22 @@ void ConnectionGuard::accept(GSocketConnection* stream) {
     header_seconds = std::min(header_seconds, kReservedHeaderSeconds);
   c.deadline_us = g_get_monotonic_time() + gint64{header_seconds} * G_USEC_PER_SEC;
   c.frames = std::make_shared<FrameLimitState>(max_websocket_message_bytes_);
+  // HTTPS: TLS over the socket, the frame filter over TLS (it reads WebSocket frames in the
+  // clear). The handshake runs on libsoup's first read, inside the header deadline.
+  Ref<GIOStream> transport = Ref<GIOStream>::retain(G_IO_STREAM(stream));
+  if (tls_) {
+    UniqueError tls_error;
+    transport = Ref<GIOStream>::adopt(G_IO_STREAM(g_tls_server_connection_new(
+        G_IO_STREAM(stream), tls_->certificate(), ErrorOut(tls_error))));
+    if (!transport) {
+      g_warning("TLS: cannot serve a connection: %s",
+                tls_error ? tls_error->message : "no TLS backend");
+      g_io_stream_close(G_IO_STREAM(stream), nullptr, nullptr);
+      return;
+    }
+  }
   // libsoup reads the connection through the frame filter (http/websocket_frame_limit.h).
-  Ref<GIOStream> filtered = wrap_with_frame_limit(G_IO_STREAM(stream), c.frames);
+  Ref<GIOStream> filtered = wrap_with_frame_limit(transport.get(), c.frames);
   by_remote_[c.remote] = stream;
   connections_[stream] = std::move(c);
   g_object_weak_ref(G_OBJECT(stream), &ConnectionGuard::on_stream_finalized, this);

@@ -2,15 +2,15 @@
 // The HTTP server's connections: accepted here, bounded here, handed to libsoup.
 //
 // Owns: the listening socket (an Acceptor with the system's listen backlog, SOMAXCONN, that backs
-// off when the process is out of descriptors, http/acceptor.h; libsoup gets each connection through soup_server_accept_iostream), the count of open
-// connections (`limits.max_connections`: one more is answered 503 and closed), the share of them
-// kept for privileged requests (below), the header deadline (`limits.header_timeout_seconds`,
-// from the accept or the start of a request until its headers are in), the body deadlines (idle:
-// `limits.idle_timeout_seconds` without a body byte; total: `limits.body_timeout_seconds` from
-// the headers; rate: `limits.min_body_bytes_per_second` after a 2 s grace), the WebSocket frame
-// filter under each connection (http/websocket_frame_limit.h) and refusing a request without
-// reading the rest of it (`refuse()`: the response is written on the stolen connection, which is
-// closed shortly after).
+// off when the process is out of descriptors, http/acceptor.h; libsoup gets each connection through
+// soup_server_accept_iostream), the count of open connections (`limits.max_connections`: one more
+// is answered 503 and closed), the share of them kept for privileged requests (below), the header
+// deadline (`limits.header_timeout_seconds`, from the accept or the start of a request until its
+// headers are in), the body deadlines (idle: `limits.idle_timeout_seconds` without a body byte;
+// total: `limits.body_timeout_seconds` from the headers; rate: `limits.min_body_bytes_per_second`
+// after a 2 s grace), the WebSocket frame filter under each connection
+// (http/websocket_frame_limit.h) and refusing a request without reading the rest of it (`refuse()`:
+// the response is written on the stolen connection, which is closed shortly after).
 //
 // Reserved connections: a request is privileged when it carries a valid key or token or asks for
 // /healthz or /readyz (the route layer decides, from the headers). Other requests may hold at
@@ -40,8 +40,9 @@
 
 #include "common/ref.h"
 #include "config/config.h"
-#include "http/websocket_frame_limit.h"
 #include "http/acceptor.h"
+#include "http/tls_identity.h"
+#include "http/websocket_frame_limit.h"
 
 namespace rtgw::http {
 
@@ -53,6 +54,9 @@ class ConnectionGuard {
   ~ConnectionGuard();
   ConnectionGuard(const ConnectionGuard&) = delete;
   ConnectionGuard& operator=(const ConnectionGuard&) = delete;
+  // HTTPS: each accepted connection is wrapped in a GTlsServerConnection with the identity's
+  // certificate of the moment (below the WebSocket frame filter, which reads plaintext).
+  void use_tls(const TlsIdentity* identity) { tls_ = identity; }
 
   // Listens on `address`; throws std::runtime_error. Returns the bound port.
   int listen(GSocketAddress* address);
@@ -113,6 +117,7 @@ class ConnectionGuard {
   SoupServer* server_;  // owns this guard's owner
   config::LimitsConfig limits_;
   std::uint64_t max_websocket_message_bytes_;
+  const TlsIdentity* tls_ = nullptr;  // owned by the server; null: plain HTTP
   size_t unprivileged_ = 0;
   size_t closing_ = 0;  // connections in state kClosing
   std::unique_ptr<Acceptor> acceptor_;

@@ -121,6 +121,11 @@ Server::Server(Services services)
   connections_ = std::make_unique<ConnectionGuard>(
       server_.get(), services_.config.limits,
       static_cast<std::uint64_t>(services_.config.websocket.max_message_bytes));
+  if (services_.config.tls.enabled()) {
+    tls_ = std::make_unique<TlsIdentity>(services_.config.tls.cert_file,
+                                         services_.config.tls.key_file);
+    connections_->use_tls(tls_.get());
+  }
   if (services_.cluster)
     peers_ = std::make_unique<cluster::PeerClient>(
         services_.config.cluster.internal_secret,
@@ -319,11 +324,62 @@ int Server::listen() {
   auto socket_address = Ref<GSocketAddress>::adopt(
       g_inet_socket_address_new(address.get(), static_cast<guint16>(c.listen_port())));
   // The connections come through the guard, which bounds them (http/connection_guard.h).
+  int port;
   try {
-    return connections_->listen(socket_address.get());
+    port = connections_->listen(socket_address.get());
   } catch (const std::runtime_error& e) {
     throw std::runtime_error("cannot listen on " + c.listen + ": " + e.what());
   }
+  if (tls_) g_message("TLS: %s", tls_->describe().c_str());
+  if (!c.tls.redirect_http.empty()) listen_redirect(port);
+  return port;
+}
+
+std::string Server::reload_tls(const std::string& cert_file, const std::string& key_file) {
+  if (!tls_) return "tls is not configured (enabling it needs a restart)";
+  std::string why = tls_->reload(cert_file, key_file);
+  if (why.empty()) g_message("TLS: reloaded, %s", tls_->describe().c_str());
+  return why;
+}
+
+void Server::listen_redirect(int https_port) {
+  const std::string& where = services_.config.tls.redirect_http;
+  auto colon = where.rfind(':');
+  std::string host = where.substr(0, colon);
+  int port = std::stoi(where.substr(colon + 1));
+  redirect_ = Ref<SoupServer>::adopt(
+      SOUP_SERVER(g_object_new(SOUP_TYPE_SERVER, "server-header", "realtime-gateway", nullptr)));
+  // Every path: 308 (the method and body stay) to the same path and query over HTTPS, on the
+  // host the client asked for.
+  soup_server_add_handler(
+      redirect_.get(), nullptr,
+      [](SoupServer*, SoupServerMessage* msg, const char*, GHashTable*, gpointer data) {
+        int https_port = GPOINTER_TO_INT(data);
+        GUri* uri = soup_server_message_get_uri(msg);
+        const char* host_header =
+            soup_message_headers_get_one(soup_server_message_get_request_headers(msg), "Host");
+        std::string host = host_header ? host_header : g_uri_get_host(uri);
+        if (!host.empty() && host[0] == '[') {  // [v6]:port
+          host = host.substr(0, host.find(']') + 1);
+        } else if (auto c = host.rfind(':'); c != std::string::npos) {
+          host = host.substr(0, c);
+        }
+        std::string location = "https://" + host + ":" + std::to_string(https_port) +
+                               g_uri_get_path(uri);
+        if (const char* q = g_uri_get_query(uri)) location += std::string("?") + q;
+        soup_server_message_set_redirect(msg, 308, location.c_str());
+      },
+      GINT_TO_POINTER(https_port), nullptr);
+  auto address = Ref<GInetAddress>::adopt(g_inet_address_new_from_string(host.c_str()));
+  if (!address) address = Ref<GInetAddress>::adopt(g_inet_address_new_loopback(G_SOCKET_FAMILY_IPV4));
+  auto socket_address = Ref<GSocketAddress>::adopt(
+      g_inet_socket_address_new(address.get(), static_cast<guint16>(port)));
+  UniqueError err;
+  if (!soup_server_listen(redirect_.get(), socket_address.get(), static_cast<SoupServerListenOptions>(0),
+                          ErrorOut(err)))
+    throw std::runtime_error("cannot listen on tls.redirect_http " + where + ": " +
+                             (err ? err->message : "failed"));
+  g_message("redirecting http://%s/ to HTTPS port %d", where.c_str(), https_port);
 }
 
 void Server::dispatch(SoupServerMessage* msg, const char* path_cstr) {
@@ -338,10 +394,15 @@ void Server::dispatch(SoupServerMessage* msg, const char* path_cstr) {
     return;
   }
   if (path == "/readyz") {
+    // Each reason a load balancer should send no new calls here, first one first.
     if (shutting_down_)
-      respond_json(msg, 503, R"({"status":"shutting_down"})");
+      respond_json(msg, 503, R"({"status":"shutting_down","detail":"draining live calls"})");
     else if (!services_.workers.any_available())
-      respond_json(msg, 503, R"({"status":"no_healthy_worker"})");
+      respond_json(msg, 503,
+                   R"({"status":"no_healthy_worker","detail":"no worker of any model is healthy"})");
+    else if (services_.cluster && !services_.cluster->redis_up())
+      respond_json(msg, 503,
+                   R"({"status":"cluster_store_down","detail":"the cluster's Redis does not answer"})");
     else
       respond_json(msg, 200, R"({"status":"ready"})");
     return;

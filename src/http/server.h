@@ -29,8 +29,8 @@
 #include "http/cors.h"
 #include "http/http_error.h"
 #include "metrics/metrics.h"
-#include "sessions/session_registry.h"
 #include "sdp/session_description.h"
+#include "sessions/session_registry.h"
 #include "usage/budget_reservations.h"
 #include "usage/usage_report.h"
 #include "workers/worker_pool.h"
@@ -71,12 +71,17 @@ class Server {
   // New calls get 503 shutting_down from now on.
   void begin_shutdown() { shutting_down_ = true; }
   bool shutting_down() const { return shutting_down_; }
+  // "https" with tls.cert_file, else "http".
+  const char* scheme() const { return tls_ ? "https" : "http"; }
+  // Re-reads the TLS pair (SIGHUP); "" when the new pair is in use, else why the old one stays.
+  std::string reload_tls(const std::string& cert_file, const std::string& key_file);
   // Replaces GET /v1/usage's source (Services::usage_report).
   void set_usage_report(decltype(Services::usage_report) source) {
     services_.usage_report = std::move(source);
   }
 
  private:
+  void listen_redirect(int https_port);
   static void on_early_request(SoupServer*, SoupServerMessage* msg, const char* path,
                                GHashTable* query, gpointer data);
   // Each chunk of a request body: counted against limits.max_body_bytes as it arrives.
@@ -174,6 +179,8 @@ class Server {
   CorsPolicy cors_;
   Ref<SoupServer> server_;
   std::unique_ptr<ConnectionGuard> connections_;
+  std::unique_ptr<TlsIdentity> tls_;            // tls.cert_file: HTTPS and WSS
+  Ref<SoupServer> redirect_;                    // tls.redirect_http: 308 to HTTPS
   std::unique_ptr<cluster::PeerClient> peers_;  // cluster mode only
   bool shutting_down_ = false;
   usage::ResponseGate response_gate_;

@@ -384,7 +384,10 @@ void Worker::settle(SetupOutcome outcome, bool probe) {
 }
 
 void Worker::start_health_checks() {
-  if (config_.health_path.empty() || config_.health_interval_seconds <= 0) return;
+  if (config_.health_path.empty() || config_.health_interval_seconds <= 0) {
+    health_answered_ = true;
+    return;
+  }
   schedule_health_check(0);
 }
 
@@ -410,6 +413,7 @@ void Worker::check_health() {
                     ok ? "health check passed"
                        : (err ? err->message : ("status " + std::to_string(status)).c_str()));
         healthy_ = ok;
+        health_answered_ = true;
         // Back off while failing: interval, 2x, 4x ... up to 60 s.
         health_backoff_seconds_ =
             ok ? 0

@@ -47,6 +47,8 @@ class Worker : public UpstreamSignaller {
   int consecutive_failures() const { return consecutive_failures_; }
   // Starts periodic GET <health_path> checks on the main loop.
   void start_health_checks();
+  // The first health check has answered (or none is configured): readiness waits for it.
+  bool health_answered() const { return health_answered_; }
 
  protected:
   bool try_admit(bool* probe) override;
@@ -66,6 +68,7 @@ class Worker : public UpstreamSignaller {
   Ref<GTlsCertificate> client_certificate_;
   // Health and breaker (main loop only).
   bool healthy_ = true;
+  bool health_answered_ = false;
   int health_backoff_seconds_ = 0;
   SourceGuard health_timer_;
   int consecutive_failures_ = 0;

@@ -27,6 +27,13 @@ void WorkerPool::start_health_checks() {
     for (auto& w : mw.remote) w->start_health_checks();
 }
 
+bool WorkerPool::health_checked() const {
+  for (const auto& [name, mw] : models_)
+    for (const auto& w : mw.remote)
+      if (!w->health_answered()) return false;
+  return true;
+}
+
 bool WorkerPool::any_available() const {
   for (const auto& [name, mw] : models_) {
     for (const auto& provider : mw.builtin_providers)

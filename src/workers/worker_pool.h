@@ -31,6 +31,8 @@ class WorkerPool {
   void start_health_checks();
   // At least one worker (or a built-in) could take a call now.
   bool any_available() const;
+  // Every remote worker's first health check has answered (the service's readiness waits).
+  bool health_checked() const;
   std::vector<std::shared_ptr<Worker>> all_remote() const;
   // Registers an in-process signaller (the built-in echo worker) for a provider kind.
   void set_builtin(const std::string& provider, std::shared_ptr<UpstreamSignaller> signaller);

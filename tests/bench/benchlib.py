@@ -153,26 +153,28 @@ class Upstream:
     proc: subprocess.Popen
     port: int
     log_path: str
+    host: str = "127.0.0.1"
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
 
 def start_fake_upstream(procs: Processes, workdir: str, timeout: float = 30.0,
-                        extra_args: Sequence[str] = (), name: str = "fake-upstream") -> Upstream:
+                        extra_args: Sequence[str] = (), name: str = "fake-upstream",
+                        host: str = "127.0.0.1") -> Upstream:
     """tests/integration/peers/fake_upstream.py --port 0 in its own process."""
     log_path = os.path.join(workdir, f"{name}.log")
     with open(log_path, "wb") as log:
         proc = procs.add(subprocess.Popen(
-            [PYTHON, FAKE_UPSTREAM, "--host", "127.0.0.1", "--port", "0",
+            [PYTHON, FAKE_UPSTREAM, "--host", host, "--port", "0",
              "--api-key", UPSTREAM_KEY, *extra_args],
             stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL))
     line = read_line_with_prefix(proc, "LISTENING ", timeout)
     if line is None:
         procs.stop(proc)
         raise RuntimeError(f"fake upstream did not start:\n{tail_file(log_path, 4000)}")
-    return Upstream(proc, int(line.split()[1]), log_path)
+    return Upstream(proc, int(line.split()[1]), log_path, host)
 
 
 @dataclass

@@ -3,19 +3,23 @@
 // one node process, driven by load_bench.py over stdin/stdout.
 //
 // Usage: node load_wrtc.mjs BASE_URL[,BASE_URL...] KEY MODEL N [--gap-ms 50] [--pings 10]
-//        [--max-s 600]
+//        [--max-s 600] [--audio-rtt]
 // Several base URLs (e.g. several upstream processes for the direct phase): call i goes to the
 // (i mod K)-th.
 //
 // Each call sends a 400 Hz tone (libwebrtc's Opus encoder, 20 ms packets: 50 packets/s) and
 // `--pings` {"type":"test.echo","payload":"<call>:<seq>"} per second on the oai-events channel;
 // every test.echoed that comes back is timed (send -> echo, in the channel's callback).
+// With --audio-rtt the tone stops for 200 ms every 2 s, and each call listens to the audio that
+// comes back (an upstream that echoes audio: fake_upstream.py --echo-audio): the time from a gap
+// leaving the encoder to the gap's start coming out of the call's decoder is the audio round
+// trip. The packet rate stays 50/s (libwebrtc sends no DTX by default).
 // Calls are placed one after the other, `--gap-ms` apart (each POST waits for the previous
 // answer), so set-up is timed while the earlier calls already carry load.
 //
 // Output lines (one JSON object after the tag):
 //   UP {"up": n, "failed": n, "calls": [{post_ms, setup_ms, error}], ...}  all calls placed
-//   WINDOW {"seconds", "rtt_ms": [...], "pings_sent", "echoes", "calls": [{rx, lost, jitter_ms,
+//   WINDOW {"seconds", "rtt_ms": [...], "audio_rtt_ms": [...], "pings_sent", "echoes", "calls": [{rx, lost, jitter_ms,
 //          tx}]}   answer to the "stop" command: figures between "start" and "stop"
 //   DONE {}   after "quit": every call hung up and closed
 // Commands on stdin: start | stop | quit. Everything is bounded: --max-s kills the process.
@@ -28,11 +32,12 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 const require = createRequire(path.join(here, "..", "integration", "peers", "package.json"));
 const wrtc = require("@roamhq/wrtc");
 const { RTCPeerConnection, nonstandard } = wrtc;
-const { RTCAudioSource } = nonstandard;
+const { RTCAudioSource, RTCAudioSink } = nonstandard;
 
 const [baseUrl, key, model, nArg, ...rest] = process.argv.slice(2);
-const opts = { gapMs: 50, pings: 10, maxS: 600 };
+const opts = { gapMs: 50, pings: 10, maxS: 600, audioRtt: false };
 for (let i = 0; i < rest.length; i += 2) {
+  if (rest[i] === "--audio-rtt") { opts.audioRtt = true; i--; continue; }
   if (rest[i] === "--gap-ms") opts.gapMs = Number(rest[i + 1]);
   else if (rest[i] === "--pings") opts.pings = Number(rest[i + 1]);
   else if (rest[i] === "--max-s") opts.maxS = Number(rest[i + 1]);
@@ -56,11 +61,19 @@ const samples = new Int16Array(FRAME);
 const calls = [];
 let framesDue = 0;
 const audioStart = Date.now();
+const GAP_PERIOD = 200; // frames (2 s): with --audio-rtt, the first GAP_FRAMES of each are silent
+const GAP_FRAMES = 20;
+const gapsSent = []; // performance.now() of each gap's first silent frame, newest last (bounded)
 const audioTimer = setInterval(() => {
   const due = Math.floor((Date.now() - audioStart) / 10);
   while (framesDue < due) {
+    const silent = opts.audioRtt && framesDue % GAP_PERIOD < GAP_FRAMES;
+    if (opts.audioRtt && framesDue % GAP_PERIOD === 0) {
+      gapsSent.push(performance.now());
+      if (gapsSent.length > 8) gapsSent.shift();
+    }
     for (let i = 0; i < FRAME; i++) {
-      samples[i] = Math.round(0.3 * 32767 * Math.sin(2 * Math.PI * 400 * (framesDue * FRAME + i) / SAMPLE_RATE));
+      samples[i] = silent ? 0 : Math.round(0.3 * 32767 * Math.sin(2 * Math.PI * 400 * (framesDue * FRAME + i) / SAMPLE_RATE));
     }
     for (const c of calls) {
       if (c.source) c.source.onData({ samples, sampleRate: SAMPLE_RATE, bitsPerSample: 16,
@@ -71,7 +84,33 @@ const audioTimer = setInterval(() => {
 }, 10);
 
 // ------------------------------------------------------------------ window bookkeeping
-let window = null; // {t0, rtt: [], sent, echoes}
+let window = null; // {t0, rtt: [], audio: [], sent, echoes}
+
+// The audio that comes back: a gap starts when a quiet 10 ms frame follows >= 300 ms of tone.
+function listen(c, track) {
+  const sink = new RTCAudioSink(track);
+  c.sinks.push(sink);
+  let loud = 0;
+  sink.ondata = (d) => {
+    const now = performance.now();
+    const x = d.samples;
+    let sum = 0;
+    for (let i = 0; i < x.length; i++) sum += Math.abs(x[i]);
+    const level = sum / Math.max(1, x.length);
+    if (level > 2000) { loud++; return; }
+    if (level < 500 && loud >= 30 && window) {
+      // the newest gap sent before now; gaps are 2 s apart, so a round trip under ~1.8 s is
+      // matched to the right one
+      for (let i = gapsSent.length - 1; i >= 0; i--) {
+        if (gapsSent[i] <= now) {
+          if (gapsSent[i] >= window.t0 && now - gapsSent[i] < 1800) window.audio.push(now - gapsSent[i]);
+          break;
+        }
+      }
+    }
+    loud = 0;
+  };
+}
 
 async function inbound(pc) {
   const r = { rx: 0, lost: 0, jitter_ms: 0, tx: 0 };
@@ -93,12 +132,13 @@ async function inbound(pc) {
 // ------------------------------------------------------------------ one call
 async function placeCall(index) {
   const c = { index, post_ms: null, setup_ms: null, error: null, open: false, location: null,
-              pending: new Map(), seq: 0 };
+              pending: new Map(), seq: 0, sinks: [] };
   const t0 = performance.now();
   c.source = new RTCAudioSource();
   c.track = c.source.createTrack();
   c.pc = new RTCPeerConnection({ iceServers: [] });
   c.pc.addTrack(c.track);
+  if (opts.audioRtt) c.pc.ontrack = (e) => { if (e.track.kind === "audio") listen(c, e.track); };
   c.dc = c.pc.createDataChannel("oai-events");
   let firstEvent;
   const gotFirst = new Promise((r) => { firstEvent = r; });
@@ -170,14 +210,14 @@ for await (const line of rl) {
   const cmd = line.trim();
   if (cmd === "start") {
     startStats = await snapshot();
-    window = { t0: performance.now(), rtt: [], sent: 0, echoes: 0 };
+    window = { t0: performance.now(), rtt: [], audio: [], sent: 0, echoes: 0 };
     out("STARTED", {});
   } else if (cmd === "stop") {
     const w = window;
     window = null;
     const endStats = await snapshot();
     const seconds = (performance.now() - w.t0) / 1000;
-    out("WINDOW", { seconds, rtt_ms: w.rtt, pings_sent: w.sent, echoes: w.echoes,
+    out("WINDOW", { seconds, rtt_ms: w.rtt, audio_rtt_ms: w.audio, pings_sent: w.sent, echoes: w.echoes,
                     calls: endStats.map((e, i) => ({ rx: e.rx - startStats[i].rx,
                                                      lost: e.lost - startStats[i].lost,
                                                      tx: e.tx - startStats[i].tx,
@@ -195,6 +235,7 @@ await Promise.all(calls.map(async (c) => {
         headers: { Authorization: `Bearer ${key}` }, signal: AbortSignal.timeout(5000) });
     } catch { /* best effort */ }
   }
+  for (const sink of c.sinks) sink.stop();
   try { c.track.stop(); c.pc.close(); } catch { /* already closed */ }
 }));
 await sleep(300);

@@ -82,15 +82,16 @@ class _PageServer:
         self.httpd.server_close()
 
 
-def start_chromium(script_timeout: float = 30.0) -> tuple:
-    """(driver, profile_dir): headless Chromium with a fresh profile and a fake microphone."""
+def start_chromium(script_timeout: float = 30.0, env: Optional[Dict[str, str]] = None) -> tuple:
+    """(driver, profile_dir): headless Chromium with a fresh profile and a fake microphone.
+    ``env``: the browser's environment (e.g. a HOME whose ~/.pki/nssdb trusts a test CA)."""
     profile = tempfile.mkdtemp(prefix="rtgw-chromium-")
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
     for flag in CHROMIUM_FLAGS + [f"--user-data-dir={profile}"]:
         opts.add_argument(flag)
     try:
-        driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+        driver = webdriver.Chrome(service=Service(CHROMEDRIVER, env=env), options=opts)
     except Exception:
         shutil.rmtree(profile, ignore_errors=True)
         raise

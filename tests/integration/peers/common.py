@@ -292,6 +292,40 @@ def make_tone_track(freq: float = 400.0, sample_rate: int = 48000, frame_ms: int
     return ToneTrack()
 
 
+def make_echo_track(max_queued: int = 25):
+    """An aiortc audio track that sends back the frames ``feed`` is given (the frames a call
+    receives), re-stamped on its own clock: an audio loopback, so a caller can time the audio
+    round trip. Frames beyond ``max_queued`` (0.5 s at 20 ms) drop the oldest, so a stalled
+    sender does not grow the queue. ``frames_sent`` counts frames handed to the encoder."""
+    import av  # noqa: F401 - the frames are av.AudioFrame
+    from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+    class EchoTrack(MediaStreamTrack):
+        kind = "audio"
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.frames_sent = 0
+            self._queue: asyncio.Queue = asyncio.Queue()
+            self._pts = 0
+
+        def feed(self, frame) -> None:
+            if self._queue.qsize() >= max_queued:
+                self._queue.get_nowait()
+            self._queue.put_nowait(frame)
+
+        async def recv(self):
+            if self.readyState != "live":
+                raise MediaStreamError
+            frame = await self._queue.get()
+            frame.pts = self._pts  # the decoder's timestamps are the peer's; ours run on
+            self._pts += frame.samples
+            self.frames_sent += 1
+            return frame
+
+    return EchoTrack()
+
+
 def make_mute_track():
     """An aiortc audio track that never yields a frame: its sender sends no RTP at all (only
     RTCP), like a client that is connected but silent. ``frames_sent`` stays 0."""
@@ -384,9 +418,10 @@ def opus_payload_type(sdp: str) -> Optional[int]:
 class AudioCounter:
     """Consumes a received aiortc track in a task and counts the decoded frames."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_frame: Optional[Callable[[Any], None]] = None) -> None:
         self.frames = 0
         self.last_frame_at: Optional[float] = None   # time.time() of the last frame
+        self._on_frame = on_frame  # e.g. an echo track's feed
         self._tasks: List[asyncio.Task] = []
 
     def consume(self, track) -> None:
@@ -396,7 +431,9 @@ class AudioCounter:
         from aiortc.mediastreams import MediaStreamError
         try:
             while True:
-                await track.recv()
+                frame = await track.recv()
+                if self._on_frame is not None:
+                    self._on_frame(frame)
                 self.frames += 1
                 self.last_frame_at = time.time()
         except (MediaStreamError, asyncio.CancelledError):

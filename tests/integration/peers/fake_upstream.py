@@ -76,7 +76,8 @@ from aiortc import RTCPeerConnection, RTCSessionDescription  # noqa: E402
 
 from peers.common import (AudioCounter, RtpRecorder, aiortc_configuration,  # noqa: E402
                           lie_about_fingerprint,
-                          decode_event, encode_event, make_tone_track, new_id, openai_error)
+                          decode_event, encode_event, make_echo_track, make_tone_track, new_id,
+                          openai_error)
 
 log = logging.getLogger("fake_upstream")
 
@@ -246,8 +247,8 @@ class Call(RealtimeSession):
         super().__init__(upstream, model, session)
         self.id = call_id
         self.pc = RTCPeerConnection(configuration=aiortc_configuration())
-        self.tone = make_tone_track()
-        self.audio = AudioCounter()
+        self.tone = make_echo_track() if upstream.echo_audio else make_tone_track()
+        self.audio = AudioCounter(on_frame=self.tone.feed if upstream.echo_audio else None)
         self.rtp = RtpRecorder()  # payload types and order of the RTP the gateway sends us
         self.channel = None
         self.channel_label: Optional[str] = None
@@ -513,9 +514,12 @@ class FakeUpstream:
     """The fake worker. ``await start(host, port)`` returns the bound port."""
 
     def __init__(self, api_key: str, max_call_seconds: float = 300.0,
-                 max_live_calls: int = MAX_LIVE_CALLS) -> None:
+                 max_live_calls: int = MAX_LIVE_CALLS, echo_audio: bool = False) -> None:
         self.api_key = api_key
         self.max_live_calls = max_live_calls
+        # Send back the audio each call receives (decoded and re-encoded) instead of a tone: the
+        # load benchmark times the audio round trip through a relay with it.
+        self.echo_audio = echo_audio
         self.max_call_seconds = max_call_seconds
         self.requests: collections.deque = collections.deque(maxlen=MAX_REQUESTS_KEPT)
         self.calls: "collections.OrderedDict[str, Call]" = collections.OrderedDict()
@@ -851,8 +855,8 @@ class FakeUpstream:
 
 async def serve(host: str, port: int, api_key: str, max_call_seconds: float,
                 tls_cert: Optional[str] = None, tls_key: Optional[str] = None,
-                max_live_calls: int = MAX_LIVE_CALLS) -> None:
-    upstream = FakeUpstream(api_key, max_call_seconds, max_live_calls)
+                max_live_calls: int = MAX_LIVE_CALLS, echo_audio: bool = False) -> None:
+    upstream = FakeUpstream(api_key, max_call_seconds, max_live_calls, echo_audio)
     ssl_context = None
     if tls_cert:  # HTTPS, for the gateway's per-worker TLS settings
         import ssl
@@ -878,13 +882,15 @@ def main(argv: Optional[List[str]] = None) -> None:
                     help="live peer connections before 503 (the load benchmark raises it)")
     ap.add_argument("--tls-cert", help="serve HTTPS with this certificate (PEM)")
     ap.add_argument("--tls-key", help="its private key (PEM)")
+    ap.add_argument("--echo-audio", action="store_true",
+                    help="send each call's received audio back instead of a tone (audio round trip)")
     ap.add_argument("--log-level", default=os.environ.get("FAKE_UPSTREAM_LOG", "WARNING"))
     args = ap.parse_args(argv)
     faulthandler.enable()  # a native crash (av, srtp, ...) still leaves a trace on stderr
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     asyncio.run(serve(args.host, args.port, args.api_key, args.max_call_seconds, args.tls_cert,
-                      args.tls_key, args.max_live_calls))
+                      args.tls_key, args.max_live_calls, args.echo_audio))
 
 
 if __name__ == "__main__":

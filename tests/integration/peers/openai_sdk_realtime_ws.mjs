@@ -4,8 +4,9 @@
 //   node openai_sdk_realtime_ws.mjs BASE_URL KEY MODEL
 // With `call:<call_id>` instead of MODEL it is the SDK's sideband socket on a live WebRTC call
 // (`callID`): it asks for a response and waits for it.
-// The SDK always dials wss:// (in production a TLS terminator sits in front of the gateway); the
-// test gateway serves plain HTTP, so the socket's transport is a plain TCP connection.
+// The SDK always dials wss://. A test gateway on plain HTTP gets a plain TCP connection under it;
+// with RTGW_SDK_TLS=1 the SDK's own TLS connection is used (the gateway serving HTTPS, its CA in
+// NODE_EXTRA_CA_CERTS).
 import net from "node:net";
 import OpenAI from "openai";
 import { OpenAIRealtimeWS } from "openai/realtime/ws";
@@ -17,7 +18,8 @@ const seen = [];
 const result = { ok: false, url: null, types: seen, errors: [], close_code: null, usage: null };
 const plainTcp = (options) => net.connect({ host: options.host, port: options.port });
 const connection = sideband ? { callID: target.slice(5) } : { model: target };
-const rt = new OpenAIRealtimeWS({ ...connection, options: { createConnection: plainTcp } }, client);
+const transport = process.env.RTGW_SDK_TLS === "1" ? {} : { createConnection: plainTcp };
+const rt = new OpenAIRealtimeWS({ ...connection, options: transport }, client);
 result.url = String(rt.url);
 const finish = () => {
   console.log(JSON.stringify(result));
