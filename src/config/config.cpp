@@ -192,17 +192,14 @@ void warn_incomplete_pricing(const std::string& file, const std::string& path, c
   for (const auto& m : missing) names += (names.empty() ? "" : ", ") + m;
   auto fallback = usage::fallback_per_million(p);
   std::string charged =
-      fallback
-          ? "charged at " + shortest(*fallback) + " USD per million tokens (" +
-                (p.fallback_per_million ? "fallback_per_million" : "the table's highest price") +
-                ")"
-          : std::string(
-                "not priced: the table has no per-token price and no "
-                "fallback_per_million, so such turns carry cost_usd null");
-  g_warning(
-      "config %s: %s.per_million_tokens: incomplete price table, no %s: tokens of those "
-      "kinds are %s",
-      file.c_str(), path.c_str(), names.c_str(), charged.c_str());
+      fallback ? "charged at " + shortest(*fallback) + " USD per million tokens (" +
+                     (p.fallback_per_million ? "fallback_per_million" : "the table's highest price") +
+                     ")"
+               : std::string("not priced: the table has no per-token price and no "
+                             "fallback_per_million, so such turns carry cost_usd null");
+  g_warning("config %s: %s.per_million_tokens: incomplete price table, no %s: tokens of those "
+            "kinds are %s",
+            file.c_str(), path.c_str(), names.c_str(), charged.c_str());
 }
 
 Pricing read_pricing(const Reader& r, JsonNode* node, const std::string& path) {
