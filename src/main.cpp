@@ -22,6 +22,7 @@
 #include "events/event_path.h"
 #include "http/tls_identity.h"
 #include "rtevents/rtevents.h"
+#include "rtgw_version.h"
 #include "webrtc/ice_agent.h"
 
 namespace {
@@ -96,7 +97,7 @@ int main(int argc, char** argv) {
   }
   rtgw::UniqueStr config_file(opts.config), listen(opts.listen), pipeline(opts.pipeline);
   if (opts.version) {
-    std::printf("realtime-gateway 0.1.0\n");
+    std::printf("realtime-gateway %s\n", RTGW_VERSION);
     return 0;
   }
   gst_init(&argc, &argv);

@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "common/json.h"
+#include "config/worker_dialect.h"
 #include "usage/postgres_url.h"
 #include "usage/pricing.h"
 
@@ -268,10 +269,11 @@ void read_models(const Reader& r, JsonNode* node, std::vector<ModelConfig>& mode
       WorkerConfig worker;
       worker.provider =
           member(wo, "provider") ? r.string(member(wo, "provider"), wpath + ".provider") : "openai";
-      static const std::set<std::string> providers = {"openai", "azure", "generic", "echo"};
-      if (!providers.count(worker.provider))
-        r.fail(wpath + ".provider", "must be one of openai, azure, generic, echo");
-      if (worker.provider != "echo") {
+      // The dialect (workers/providers/) owns its checks; config only asks it through
+      // config/worker_dialect.h.
+      const WorkerDialect* dialect = find_worker_dialect(worker.provider);
+      if (!dialect) r.fail(wpath + ".provider", "must be one of " + worker_dialect_names());
+      if (dialect->remote()) {
         if (!member(wo, "url")) r.fail(wpath + ".url", "required for provider " + worker.provider);
         worker.url = r.string(member(wo, "url"), wpath + ".url");
         while (!worker.url.empty() && worker.url.back() == '/') worker.url.pop_back();
@@ -295,10 +297,16 @@ void read_models(const Reader& r, JsonNode* node, std::vector<ModelConfig>& mode
         worker.deployment = r.string(n, wpath + ".deployment");
       if (auto* n = member(wo, "api_version"))
         worker.api_version = r.string(n, wpath + ".api_version");
-      if (worker.provider == "azure" && worker.deployment.empty())
-        r.fail(wpath + ".deployment", "required for provider azure");
-      if (worker.provider == "azure" && !member(wo, "health_path"))
-        worker.health_path = "/openai/models?api-version=" + worker.api_version;
+      std::set<std::string> given;
+      json_object_foreach_member(
+          wo,
+          [](JsonObject*, const gchar* name, JsonNode*, gpointer out) {
+            static_cast<std::set<std::string>*>(out)->insert(name);
+          },
+          &given);
+      std::vector<WorkerProblem> problems;
+      dialect->check(worker, given, problems);
+      if (!problems.empty()) r.fail(wpath + "." + problems[0].member, problems[0].message);
       if (auto* n = member(wo, "max_connections"))
         worker.max_connections =
             static_cast<int>(r.integer(n, wpath + ".max_connections", 1, 10000));

@@ -3,6 +3,8 @@
 
 #include "common/main_thread.h"
 #include "common/websocket.h"
+#include "rtgw_version.h"
+#include "workers/providers/registry.h"
 
 #include <glib.h>
 
@@ -46,6 +48,7 @@ struct Exchange : PendingRequest {
   std::function<void(UpstreamResult)> done;
   Liveness worker_alive;
   Worker* worker = nullptr;
+  const providers::Provider* provider = nullptr;
 };
 
 struct SocketConnect : PendingRequest {
@@ -99,21 +102,15 @@ class WorkerSocket : public UpstreamSocket, public WebSocket::Listener {
   Lifetime lifetime_;
 };
 
-std::string location_call_id(const char* location) {
-  if (!location) return {};
-  std::string loc = location;
-  auto slash = loc.find_last_of('/');
-  return slash == std::string::npos ? loc : loc.substr(slash + 1);
-}
-
 }  // namespace
 
-Worker::Worker(const config::WorkerConfig& config) : config_(config) {
+Worker::Worker(const config::WorkerConfig& config)
+    : config_(config), provider_(providers::get(config.provider)) {
   // Each worker gets its own pool; `timeout` bounds socket I/O, the exchange has its own bound.
   session_ = Ref<SoupSession>::adopt(soup_session_new_with_options(
       "max-conns", config_.max_connections, "max-conns-per-host", config_.max_connections,
       "timeout", static_cast<guint>(config_.timeout_seconds + 1), "idle-timeout", 60, "user-agent",
-      "realtime-gateway/0.1", nullptr));
+      "realtime-gateway/" RTGW_VERSION, nullptr));
   UniqueError err;
   if (!config_.tls_ca_file.empty()) {
     auto db = Ref<GTlsDatabase>::adopt(
@@ -139,48 +136,10 @@ Worker::Worker(const config::WorkerConfig& config) : config_(config) {
   }
 }
 
-std::string Worker::calls_url(const std::string& model) const {
-  if (config_.provider == "azure") {
-    UniqueStr deployment(g_uri_escape_string(config_.deployment.c_str(), nullptr, FALSE));
-    return config_.url + "/openai/deployments/" + deployment.get() +
-           "/realtime/calls?api-version=" + config_.api_version;
-  }
-  UniqueStr escaped(g_uri_escape_string(model.c_str(), nullptr, FALSE));
-  return config_.url + "/v1/realtime/calls?model=" + escaped.get();
-}
-
-std::string Worker::realtime_url(const std::string& model, bool transcription) const {
-  if (config_.provider == "azure") {
-    UniqueStr deployment(g_uri_escape_string(config_.deployment.c_str(), nullptr, FALSE));
-    return config_.url + "/openai/realtime?api-version=" + config_.api_version +
-           (transcription ? "&intent=transcription" : "") + "&deployment=" + deployment.get();
-  }
-  // As OpenAI's GA transcription sessions connect: the model goes in the first session.update.
-  if (transcription) return config_.url + "/v1/realtime?intent=transcription";
-  UniqueStr escaped(g_uri_escape_string(model.c_str(), nullptr, FALSE));
-  return config_.url + "/v1/realtime?model=" + escaped.get();
-}
-
-std::string Worker::call_url(const std::string& upstream_call_id, const char* suffix) const {
-  UniqueStr escaped(g_uri_escape_string(upstream_call_id.c_str(), nullptr, FALSE));
-  if (config_.provider == "azure") {
-    UniqueStr deployment(g_uri_escape_string(config_.deployment.c_str(), nullptr, FALSE));
-    return config_.url + "/openai/deployments/" + deployment.get() + "/realtime/calls/" +
-           escaped.get() + suffix + "?api-version=" + config_.api_version;
-  }
-  return config_.url + "/v1/realtime/calls/" + escaped.get() + suffix;
-}
-
 void Worker::prepare(SoupMessage* msg) const {
   SoupMessageHeaders* headers = soup_message_get_request_headers(msg);
-  if (!config_.api_key.empty()) {
-    if (config_.provider == "azure") {
-      soup_message_headers_replace(headers, "api-key", config_.api_key.c_str());
-    } else {
-      std::string auth = "Bearer " + config_.api_key;
-      soup_message_headers_replace(headers, "Authorization", auth.c_str());
-    }
-  }
+  for (const auto& header : provider_.auth_headers(config_))
+    soup_message_headers_replace(headers, header.name.c_str(), header.value.c_str());
   if (client_certificate_) soup_message_set_tls_client_certificate(msg, client_certificate_.get());
   if (!config_.tls_verify)
     g_signal_connect(msg, "accept-certificate",
@@ -195,9 +154,10 @@ void Worker::exchange(const OfferRequest& request, GCancellable* cancellable,
   ex->done = std::move(done);
   ex->worker_alive = lifetime_.watch();
   ex->worker = this;
+  ex->provider = &provider_;
   if (!ex->follow(cancellable)) return;
 
-  std::string url = calls_url(request.upstream_model);
+  std::string url = provider_.calls_url(config_, request.upstream_model);
   ex->message = Ref<SoupMessage>::adopt(soup_message_new("POST", url.c_str()));
   if (!ex->message) {
     UpstreamFailure f{UpstreamFailure::Kind::kConnect, 0, {}, "invalid worker URL " + url};
@@ -211,76 +171,56 @@ void Worker::exchange(const OfferRequest& request, GCancellable* cancellable,
   SoupMessageHeaders* headers = soup_message_get_request_headers(ex->message.get());
   soup_message_headers_replace(headers, "Accept", "application/sdp, application/json");
 
-  if (request.session_json) {
-    auto multipart = std::unique_ptr<SoupMultipart, decltype(&soup_multipart_free)>(
-        soup_multipart_new("multipart/form-data"), soup_multipart_free);
-    soup_multipart_append_form_string(multipart.get(), "sdp", request.offer_sdp.c_str());
-    soup_multipart_append_form_string(multipart.get(), "session", request.session_json->c_str());
-    GBytes* body_raw = nullptr;
-    soup_multipart_to_message(multipart.get(), headers, &body_raw);
-    auto body = Ref<GBytes>::adopt(body_raw);
-    soup_message_set_request_body_from_bytes(ex->message.get(), nullptr, body.get());
-  } else {
-    auto body = Ref<GBytes>::adopt(g_bytes_new(request.offer_sdp.data(), request.offer_sdp.size()));
-    soup_message_set_request_body_from_bytes(ex->message.get(), "application/sdp", body.get());
-  }
+  providers::RequestBody offer = provider_.encode_offer(request);
+  soup_message_headers_replace(headers, "Content-Type", offer.content_type.c_str());
+  auto body = Ref<GBytes>::adopt(g_bytes_new(offer.bytes.data(), offer.bytes.size()));
+  soup_message_set_request_body_from_bytes(ex->message.get(), nullptr, body.get());
 
   Exchange* raw = ex.get();
   raw->arm_timeout(config_.timeout_seconds);
 
   // The exchange lives in the completion closure until the request completes.
-  auto ready = async_ready(
-      [ex = std::shared_ptr<Exchange>(std::move(ex))](GObject* source, GAsyncResult* result) {
-        ex->timeout.cancel();
-        UniqueError err;
-        auto bytes = Ref<GBytes>::adopt(
-            soup_session_send_and_read_finish(SOUP_SESSION(source), result, ErrorOut(err)));
-        double elapsed_ms = (g_get_monotonic_time() - ex->started_us) / 1000.0;
-        if (!bytes) {
-          if (ex->timed_out) {
-            ex->done(UpstreamFailure{
-                UpstreamFailure::Kind::kTimeout, 0, {}, "the worker did not answer in time"});
-          } else if (g_error_matches(err.get(), G_IO_ERROR, G_IO_ERROR_CANCELLED)) {
-            // The call went away; nobody to tell. If the worker had answered already, its call
-            // would stay up with nobody on it: hang it up.
-            guint status = soup_message_get_status(ex->message.get());
-            std::string answered = location_call_id(soup_message_headers_get_one(
-                soup_message_get_response_headers(ex->message.get()), "Location"));
-            if (status >= 200 && status < 300 && !answered.empty() && ex->worker_alive.alive())
-              ex->worker->hangup(answered);
-            return;
-          } else {
-            ex->done(UpstreamFailure{
-                UpstreamFailure::Kind::kConnect,
-                0,
-                {},
-                std::string("cannot reach the worker: ") + (err ? err->message : "unknown error")});
-          }
-          return;
-        }
+  auto ready = async_ready([ex = std::shared_ptr<Exchange>(std::move(ex))](GObject* source,
+                                                                           GAsyncResult* result) {
+    ex->timeout.cancel();
+    UniqueError err;
+    auto bytes = Ref<GBytes>::adopt(
+        soup_session_send_and_read_finish(SOUP_SESSION(source), result, ErrorOut(err)));
+    double elapsed_ms = (g_get_monotonic_time() - ex->started_us) / 1000.0;
+    if (!bytes) {
+      if (ex->timed_out) {
+        ex->done(UpstreamFailure{
+            UpstreamFailure::Kind::kTimeout, 0, {}, "the worker did not answer in time"});
+      } else if (g_error_matches(err.get(), G_IO_ERROR, G_IO_ERROR_CANCELLED)) {
+        // The call went away; nobody to tell. If the worker had answered already, its call
+        // would stay up with nobody on it: hang it up.
         guint status = soup_message_get_status(ex->message.get());
-        gsize len = 0;
-        const char* data_ptr = static_cast<const char*>(g_bytes_get_data(bytes.get(), &len));
-        std::string body(data_ptr ? data_ptr : "", len);
-        if (status < 200 || status >= 300) {
-          ex->done(UpstreamFailure{UpstreamFailure::Kind::kStatus, static_cast<int>(status), body,
-                                   "the worker answered " + std::to_string(status)});
-          return;
-        }
-        if (body.rfind("v=0", 0) != 0) {
-          ex->done(UpstreamFailure{UpstreamFailure::Kind::kProtocol,
-                                   static_cast<int>(status),
-                                   {},
-                                   "the worker's answer is not an SDP"});
-          return;
-        }
-        SoupMessageHeaders* rh = soup_message_get_response_headers(ex->message.get());
-        UpstreamAnswer answer;
-        answer.sdp = std::move(body);
-        answer.upstream_call_id = location_call_id(soup_message_headers_get_one(rh, "Location"));
-        answer.answer_ms = elapsed_ms;
-        ex->done(std::move(answer));
-      });
+        std::string answered = ex->provider->call_id_from_location(soup_message_headers_get_one(
+            soup_message_get_response_headers(ex->message.get()), "Location"));
+        if (status >= 200 && status < 300 && !answered.empty() && ex->worker_alive.alive())
+          ex->worker->hangup(answered);
+        return;
+      } else {
+        ex->done(UpstreamFailure{
+            UpstreamFailure::Kind::kConnect,
+            0,
+            {},
+            std::string("cannot reach the worker: ") + (err ? err->message : "unknown error")});
+      }
+      return;
+    }
+    guint status = soup_message_get_status(ex->message.get());
+    gsize len = 0;
+    const char* data_ptr = static_cast<const char*>(g_bytes_get_data(bytes.get(), &len));
+    std::string body(data_ptr ? data_ptr : "", len);
+    SoupMessageHeaders* rh = soup_message_get_response_headers(ex->message.get());
+    // The dialect decodes; the worker's own lifetime does not matter here (the dialect is a
+    // static singleton, captured before the request left).
+    UpstreamResult decoded = ex->provider->decode_answer(
+        static_cast<int>(status), std::move(body), soup_message_headers_get_one(rh, "Location"));
+    if (auto* answer = std::get_if<UpstreamAnswer>(&decoded)) answer->answer_ms = elapsed_ms;
+    ex->done(std::move(decoded));
+  });
   soup_session_send_and_read_async(session_.get(), raw->message.get(), G_PRIORITY_DEFAULT,
                                    raw->cancellable.get(), ready.callback, ready.user_data);
 }
@@ -291,7 +231,7 @@ void Worker::open_socket(const SocketRequest& request, UpstreamSocket::Listener*
   op->done = std::move(done);
   op->listener = listener;
   if (!op->follow(cancellable)) return;
-  std::string url = realtime_url(request.upstream_model, request.transcription);
+  std::string url = provider_.realtime_url(config_, request.upstream_model, request.transcription);
   op->message = Ref<SoupMessage>::adopt(soup_message_new("GET", url.c_str()));
   if (!op->message) {
     op->done(UpstreamFailure{UpstreamFailure::Kind::kConnect, 0, {}, "invalid worker URL " + url});
@@ -427,7 +367,7 @@ void Worker::check_health() {
 
 void Worker::hangup(const std::string& upstream_call_id) {
   if (upstream_call_id.empty()) return;
-  std::string url = call_url(upstream_call_id, "/hangup");
+  std::string url = provider_.hangup_url(config_, upstream_call_id);
   auto msg = Ref<SoupMessage>::adopt(soup_message_new("POST", url.c_str()));
   if (!msg) return;
   soup_message_add_flags(msg.get(), SOUP_MESSAGE_IDEMPOTENT);  // reuse pooled connections

@@ -2,10 +2,11 @@
 // One upstream worker reached over HTTP.
 //
 // Owns: the worker's own SoupSession (connection pool, timeouts, TLS, proxy), the SDP exchange
-// with its `POST /v1/realtime/calls` (application/sdp, or multipart with the session), the
-// upstream hang-up, its realtime WebSocket (`GET /v1/realtime`), its health checks and its
-// circuit breaker, and the admission rules a `WorkerLease` applies (max_calls, one half-open
-// probe). A slow worker only slows its own session.
+// (`POST` of the offer, application/sdp or multipart with the session), the upstream hang-up,
+// its realtime WebSocket, its health checks and its circuit breaker, and the admission rules a
+// `WorkerLease` applies (max_calls, one half-open probe). A slow worker only slows its own
+// session. What is sent where, with which key, and how the answer reads, is its provider's
+// dialect (workers/providers/); this class only does the I/O.
 //
 // Threads: main loop only.
 #pragma once
@@ -17,6 +18,7 @@
 #include "common/main_thread.h"
 #include "common/ref.h"
 #include "config/config.h"
+#include "workers/providers/provider.h"
 #include "workers/upstream_signaller.h"
 
 namespace rtgw::workers {
@@ -33,6 +35,8 @@ class Worker : public UpstreamSignaller {
   const std::string& name() const override { return config_.name; }
 
   const config::WorkerConfig& config() const { return config_; }
+  // Its dialect (URLs, auth, offer and answer encoding), e.g. for the translation URLs.
+  const providers::Provider& provider() const { return provider_; }
   bool available() const override;
   // Under max_calls: one more lease fits.
   bool has_capacity() const;
@@ -55,15 +59,13 @@ class Worker : public UpstreamSignaller {
   void settle(SetupOutcome outcome, bool probe) override;
 
  private:
-  std::string calls_url(const std::string& model) const;
-  std::string realtime_url(const std::string& model, bool transcription) const;
-  std::string call_url(const std::string& upstream_call_id, const char* suffix) const;
-  // Worker key (Bearer, or `api-key` for azure) and TLS client settings on one request.
+  // The dialect's auth headers and the TLS client settings on one request.
   void prepare(SoupMessage* msg) const;
   void check_health();
   void schedule_health_check(int seconds);
 
   config::WorkerConfig config_;
+  const providers::Provider& provider_;
   Ref<SoupSession> session_;
   Ref<GTlsCertificate> client_certificate_;
   // Health and breaker (main loop only).

@@ -3,13 +3,16 @@
 
 #include <algorithm>
 
+#include "workers/providers/registry.h"
+
 namespace rtgw::workers {
 
 WorkerPool::WorkerPool(const config::Config& config) {
   for (const auto& model : config.models) {
     ModelWorkers& mw = models_[model.name];
     for (const auto& worker : model.workers) {
-      if (worker.provider == "echo")
+      // An in-process dialect (echo) is served by the signaller registered for its name.
+      if (!providers::get(worker.provider).remote())
         mw.builtin_providers.push_back(worker.provider);
       else
         mw.remote.push_back(std::make_shared<Worker>(worker));
