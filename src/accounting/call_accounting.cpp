@@ -204,16 +204,7 @@ void CallAccounting::OnSessionEnded(const relay::WebSocketSession& session) {
   count_events(session.events_from_client(), session.events_from_upstream());
 }
 
-void CallAccounting::OnCallTurn(const calls::Call&, const usage::UsageRecord& record) {
-  meter_turn(record);
-}
-
-void CallAccounting::OnSessionTurn(const relay::WebSocketSession&,
-                                   const usage::UsageRecord& record) {
-  meter_turn(record);
-}
-
-void CallAccounting::meter_turn(const usage::UsageRecord& record) {
+void CallAccounting::OnRelayTurn(const usage::UsageRecord& record) {
   // Already priced, once, by the relay (every turn, cut short or not, from the usage it
   // reported): the log, ledger, cluster counters, metrics and budgets all take that cost.
   if (!ledger_.record(record))
@@ -293,17 +284,7 @@ void CallAccounting::enforce_budget(const std::string& key_name) {
   for (relay::WebSocketSession* s : sessions_to_end) s->end_over_budget(message);
 }
 
-void CallAccounting::OnCallPolicyDecision(const calls::Call&,
-                                          const calls::PolicyDecision& decision) {
-  count_decision(decision);
-}
-
-void CallAccounting::OnSessionPolicyDecision(const relay::WebSocketSession&,
-                                             const calls::PolicyDecision& decision) {
-  count_decision(decision);
-}
-
-void CallAccounting::count_decision(const calls::PolicyDecision& decision) {
+void CallAccounting::OnRelayDecision(const events::PolicyDecision& decision) {
   if (decision.action == "block")
     metrics_.add_counter("rtgw_events_blocked_total", "Client events blocked, by rule and reason",
                          {{"rule", decision.rule}, {"reason", decision.reason}});

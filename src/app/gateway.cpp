@@ -136,6 +136,10 @@ Gateway::Gateway(config::Config config)
   workers_.set_builtin("echo", std::make_shared<workers::EchoWorker>(config_.webrtc));
   calls_.set_observer(&accounting_);
   sessions_.set_observer(&accounting_);
+  // The one report path: each call's and session's EventRelay reports its turns and decisions
+  // straight to the accounting (events/relay_observer.h).
+  calls_.set_relay_observer(&accounting_);
+  sessions_.set_relay_observer(&accounting_);
   metrics_.set_collector([this](metrics::Registry& m) { collect_gauges(m); });
   if (usage_.replayed_records())
     g_message("usage log %s: %zu records replayed for budgets", config_.usage_log.c_str(),
