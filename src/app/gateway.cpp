@@ -14,6 +14,7 @@
 
 #include "common/main_thread.h"
 #include "common/pipeline.h"
+#include "common/pipeline_reaper.h"
 #include "rtevents/rtevents.h"
 #include "workers/echo_worker.h"
 
@@ -263,6 +264,12 @@ void Gateway::collect_gauges(metrics::Registry& m) {
     m.set(metrics::kClusterLeases, {}, static_cast<double>(cluster_->live_leases()));
   }
   m.set(metrics::kShuttingDown, {}, server_ && server_->shutting_down() ? 1 : 0);
+  // The reaper's stuck-stop watchdog (common/pipeline_reaper.h).
+  ReaperStats reaper = reaper_stats();
+  m.set(metrics::kPipelineStopsStuck, {}, reaper.stuck_now);
+  m.add(metrics::kPipelineStopsStuckTotal, {},
+        static_cast<double>(reaper.stuck_total - reaper_stuck_seen_));
+  reaper_stuck_seen_ = reaper.stuck_total;
   // The allocator's view of the heap (glibc mallinfo2: it walks the arenas' free lists, cheap
   // at scrape rates). Under ASan these come from its own allocator and mean little.
   struct mallinfo2 heap = mallinfo2();
