@@ -7,7 +7,9 @@
 // sessions, and the budget reservations a response.create takes before its turn is metered
 // (usage/budget_reservations.h; in cluster mode also counted in Redis). It prices nothing: a turn
 // arrives priced by the call's or session's EventRelay (events/event_relay.h), and its cost_usd
-// goes to the log, ledger, spend metric and budgets as is.
+// goes to the log, ledger, spend metric and budgets as is. Turns and decisions come straight from
+// each relay (the one report path, events/relay_observer.h); call and session outcomes from the
+// registries' observers. Metrics are the catalogue's families (metrics/catalogue.h).
 //
 // Threads: main loop only.
 #pragma once
