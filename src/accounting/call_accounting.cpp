@@ -9,9 +9,6 @@
 namespace rtgw::app {
 namespace {
 
-const std::vector<double> kLatencyBucketsSeconds = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-                                                    0.5,   1,    2.5,   5,    10};
-
 const char* failure_outcome(calls::SetupFailure::Kind kind) {
   switch (kind) {
     case calls::SetupFailure::Kind::kUpstreamStatus:
@@ -98,10 +95,7 @@ std::optional<usage::Reservation> CallAccounting::reserve_response(const std::st
                           "' is within one turn of its budget and already has " +
                           std::to_string(held.count) +
                           " response(s) in progress: retry when it is done";
-      metrics_.add_counter("rtgw_budget_refusals_total",
-                           "response.create refused because the key's budget has no room for one "
-                           "more turn (insufficient_quota), by key",
-                           {{"key", key_name}}, 1);
+      metrics_.add(metrics::kBudgetRefusalsTotal, {key_name});
       return std::nullopt;
     }
   }
@@ -118,29 +112,21 @@ std::optional<usage::Reservation> CallAccounting::reserve_response(const std::st
 
 void CallAccounting::OnCallAnswered(const calls::Call& call) {
   const auto& id = call.identity();
-  metrics_.observe("rtgw_call_setup_seconds",
-                   "Time from the client's offer to the gateway's answer", {{"model", id.model}},
-                   call.setup_ms() / 1000.0, kLatencyBucketsSeconds);
+  metrics_.observe(metrics::kCallSetupSeconds, {id.model}, call.setup_ms() / 1000.0);
   if (call.upstream_answer_ms() >= 0)
-    metrics_.observe(
-        "rtgw_upstream_request_seconds", "Time the worker took to answer the gateway's offer",
-        {{"worker", id.worker_name}}, call.upstream_answer_ms() / 1000.0, kLatencyBucketsSeconds);
+    metrics_.observe(metrics::kUpstreamRequestSeconds, {id.worker_name},
+                     call.upstream_answer_ms() / 1000.0);
 }
 
 void CallAccounting::OnCallSetupFailed(const calls::Call& call,
                                        const calls::SetupFailure& failure) {
-  metrics_.add_counter(
-      "rtgw_calls_total", "Calls by model and outcome",
-      {{"model", call.identity().model}, {"outcome", failure_outcome(failure.kind)}});
+  metrics_.add(metrics::kCallsTotal, {call.identity().model, failure_outcome(failure.kind)});
   count_dtls_failure(call);
 }
 
 void CallAccounting::count_dtls_failure(const calls::Call& call) {
   if (call.dtls_failed_leg().empty()) return;
-  metrics_.add_counter("rtgw_dtls_failures_total",
-                       "Calls ended because a leg's peer DTLS certificate did not match its SDP "
-                       "fingerprint (or could not be read), by leg and reason",
-                       {{"leg", call.dtls_failed_leg()}, {"reason", call.dtls_failure_reason()}});
+  metrics_.add(metrics::kDtlsFailuresTotal, {call.dtls_failed_leg(), call.dtls_failure_reason()});
   // The usage log keeps the call's end too (SPEC "Media trust"): a record of kind "call" with no
   // tokens, the reason as its status and the leg.
   const auto& id = call.identity();
@@ -153,87 +139,53 @@ void CallAccounting::count_dtls_failure(const calls::Call& call) {
   record.worker = id.worker_name;
   record.status = call.dtls_failure_reason();
   record.leg = call.dtls_failed_leg();
-  if (!ledger_.record(record))
-    metrics_.add_counter("rtgw_usage_log_errors_total",
-                         "Usage records that could not be written to the usage log (they still "
-                         "count towards budgets in memory)",
-                         {}, 1);
+  if (!ledger_.record(record)) metrics_.add(metrics::kUsageLogErrorsTotal);
 }
 
 void CallAccounting::OnCallEnded(const calls::Call& call) {
   count_dtls_failure(call);
   const auto& id = call.identity();
-  metrics_.add_counter("rtgw_calls_total", "Calls by model and outcome",
-                       {{"model", id.model}, {"outcome", call.outcome()}});
+  metrics_.add(metrics::kCallsTotal, {id.model, call.outcome()});
   if (!call.timed_out_leg().empty())
-    metrics_.add_counter("rtgw_peer_timeouts_total",
-                         "Calls ended because a leg's peer sent nothing for "
-                         "webrtc.peer_timeout_seconds, by leg",
-                         {{"leg", call.timed_out_leg()}});
-  const char* help_packets = "RTP packets relayed, by the leg they came from";
-  const char* help_bytes = "RTP bytes relayed, by the leg they came from";
-  metrics_.add_counter("rtgw_rtp_packets_total", help_packets, {{"leg", "client"}},
-                       static_cast<double>(call.audio_packets_from_client()));
-  metrics_.add_counter("rtgw_rtp_packets_total", help_packets, {{"leg", "upstream"}},
-                       static_cast<double>(call.audio_packets_from_upstream()));
-  metrics_.add_counter("rtgw_rtp_bytes_total", help_bytes, {{"leg", "client"}},
-                       static_cast<double>(call.audio_bytes_from_client()));
-  metrics_.add_counter("rtgw_rtp_bytes_total", help_bytes, {{"leg", "upstream"}},
-                       static_cast<double>(call.audio_bytes_from_upstream()));
-  const char* help_lost = "RTP packets lost (webrtcbin's receive statistics), by leg";
-  metrics_.add_counter("rtgw_rtp_packets_lost_total", help_lost, {{"leg", "client"}},
-                       static_cast<double>(std::max<gint64>(0, call.packets_lost_on_client_leg())));
-  metrics_.add_counter(
-      "rtgw_rtp_packets_lost_total", help_lost, {{"leg", "upstream"}},
-      static_cast<double>(std::max<gint64>(0, call.packets_lost_on_upstream_leg())));
+    metrics_.add(metrics::kPeerTimeoutsTotal, {call.timed_out_leg()});
+  metrics_.add(metrics::kRtpPacketsTotal, {"client"},
+               static_cast<double>(call.audio_packets_from_client()));
+  metrics_.add(metrics::kRtpPacketsTotal, {"upstream"},
+               static_cast<double>(call.audio_packets_from_upstream()));
+  metrics_.add(metrics::kRtpBytesTotal, {"client"},
+               static_cast<double>(call.audio_bytes_from_client()));
+  metrics_.add(metrics::kRtpBytesTotal, {"upstream"},
+               static_cast<double>(call.audio_bytes_from_upstream()));
+  metrics_.add(metrics::kRtpPacketsLostTotal, {"client"},
+               static_cast<double>(std::max<gint64>(0, call.packets_lost_on_client_leg())));
+  metrics_.add(metrics::kRtpPacketsLostTotal, {"upstream"},
+               static_cast<double>(std::max<gint64>(0, call.packets_lost_on_upstream_leg())));
   count_events(call.events_from_client(), call.events_from_upstream());
 }
 
 void CallAccounting::count_events(std::uint64_t from_client, std::uint64_t from_upstream) {
-  const char* help_events = "Realtime events relayed, by direction";
-  metrics_.add_counter("rtgw_events_total", help_events, {{"direction", "client_to_upstream"}},
-                       static_cast<double>(from_client));
-  metrics_.add_counter("rtgw_events_total", help_events, {{"direction", "upstream_to_client"}},
-                       static_cast<double>(from_upstream));
+  metrics_.add(metrics::kEventsTotal, {"client_to_upstream"}, static_cast<double>(from_client));
+  metrics_.add(metrics::kEventsTotal, {"upstream_to_client"}, static_cast<double>(from_upstream));
 }
 
 void CallAccounting::OnSessionEnded(const relay::WebSocketSession& session) {
-  metrics_.add_counter("rtgw_websocket_sessions_total",
-                       "WebSocket realtime sessions by model and outcome",
-                       {{"model", session.identity().model}, {"outcome", session.outcome()}});
+  metrics_.add(metrics::kWebsocketSessionsTotal, {session.identity().model, session.outcome()});
   count_events(session.events_from_client(), session.events_from_upstream());
 }
 
-void CallAccounting::OnCallTurn(const calls::Call&, const usage::UsageRecord& record) {
-  meter_turn(record);
-}
-
-void CallAccounting::OnSessionTurn(const relay::WebSocketSession&,
-                                   const usage::UsageRecord& record) {
-  meter_turn(record);
-}
-
-void CallAccounting::meter_turn(const usage::UsageRecord& record) {
+void CallAccounting::OnRelayTurn(const usage::UsageRecord& record) {
   // Already priced, once, by the relay (every turn, cut short or not, from the usage it
   // reported): the log, ledger, cluster counters, metrics and budgets all take that cost.
-  if (!ledger_.record(record))
-    metrics_.add_counter("rtgw_usage_log_errors_total",
-                         "Usage records that could not be written to the usage log (they still "
-                         "count towards budgets in memory)",
-                         {}, 1);
+  if (!ledger_.record(record)) metrics_.add(metrics::kUsageLogErrorsTotal);
   if (cluster_) cluster_->add_usage(record.key_name, record.billable_tokens(), record.cost_usd);
   if (record.kind == "response")
     book_->note_turn(record.key_name, record.billable_tokens(), record.cost_usd);
   if (record.usage_clamped)
-    metrics_.add_counter("rtgw_usage_invalid_total",
-                         "Turns whose usage had a token count over 10^9 (counted at that cap), by "
-                         "key and model",
-                         {{"key", record.key_name}, {"model", record.model}}, 1);
-  const char* help = "Tokens metered, by key, model and kind";
+    metrics_.add(metrics::kUsageInvalidTotal, {record.key_name, record.model});
+  // rtgw_tokens_total: one series per token field of the record (the kind label is the field).
   auto add = [&](const char* kind, std::int64_t n) {
-    metrics_.add_counter("rtgw_tokens_total", help,
-                         {{"key", record.key_name}, {"model", record.model}, {"kind", kind}},
-                         static_cast<double>(n));
+    metrics_.add(metrics::kTokensTotal, {record.key_name, record.model, kind},
+                 static_cast<double>(n));
   };
   add("input", record.input_tokens);
   add("output", record.output_tokens);
@@ -246,24 +198,15 @@ void CallAccounting::meter_turn(const usage::UsageRecord& record) {
   add("input_cached_text", record.input_cached_text_tokens);
   add("input_cached_audio", record.input_cached_audio_tokens);
   add("input_cached_image", record.input_cached_image_tokens);
-  metrics_.add_counter(
-      "rtgw_turns_total",
-      "Metered turns, by key, model and kind (response: a response.done; transcription: an input "
-      "audio transcription)",
-      {{"key", record.key_name}, {"model", record.model}, {"kind", record.kind}});
+  metrics_.add(metrics::kTurnsTotal, {record.key_name, record.model, record.kind});
   if (record.kind == "transcription")
-    metrics_.add_counter("rtgw_transcription_seconds_total",
-                         "Seconds of duration-billed input audio transcription, by key and model",
-                         {{"key", record.key_name}, {"model", record.model}},
-                         record.transcription_seconds);
+    metrics_.add(metrics::kTranscriptionSecondsTotal, {record.key_name, record.model},
+                 record.transcription_seconds);
   if (record.cost_usd)
-    metrics_.add_counter("rtgw_spend_usd_total",
-                         "US dollars spent, by key and model (turns of models with a price table)",
-                         {{"key", record.key_name}, {"model", record.model}}, *record.cost_usd);
+    metrics_.add(metrics::kSpendUsdTotal, {record.key_name, record.model}, *record.cost_usd);
   if (record.first_token_latency_ms >= 0)
-    metrics_.observe("rtgw_first_token_seconds", "response.create to first output delta",
-                     {{"model", record.model}}, record.first_token_latency_ms / 1000.0,
-                     kLatencyBucketsSeconds);
+    metrics_.observe(metrics::kFirstTokenSeconds, {record.model},
+                     record.first_token_latency_ms / 1000.0);
   enforce_budget(record.key_name);
 }
 
@@ -293,23 +236,11 @@ void CallAccounting::enforce_budget(const std::string& key_name) {
   for (relay::WebSocketSession* s : sessions_to_end) s->end_over_budget(message);
 }
 
-void CallAccounting::OnCallPolicyDecision(const calls::Call&,
-                                          const calls::PolicyDecision& decision) {
-  count_decision(decision);
-}
-
-void CallAccounting::OnSessionPolicyDecision(const relay::WebSocketSession&,
-                                             const calls::PolicyDecision& decision) {
-  count_decision(decision);
-}
-
-void CallAccounting::count_decision(const calls::PolicyDecision& decision) {
+void CallAccounting::OnRelayDecision(const events::PolicyDecision& decision) {
   if (decision.action == "block")
-    metrics_.add_counter("rtgw_events_blocked_total", "Client events blocked, by rule and reason",
-                         {{"rule", decision.rule}, {"reason", decision.reason}});
+    metrics_.add(metrics::kEventsBlockedTotal, {decision.rule, decision.reason});
   else
-    metrics_.add_counter("rtgw_events_filtered_total", "Client events changed by a filter rule",
-                         {{"rule", decision.rule}});
+    metrics_.add(metrics::kEventsFilteredTotal, {decision.rule});
 }
 
 }  // namespace rtgw::app

@@ -7,7 +7,9 @@
 // sessions, and the budget reservations a response.create takes before its turn is metered
 // (usage/budget_reservations.h; in cluster mode also counted in Redis). It prices nothing: a turn
 // arrives priced by the call's or session's EventRelay (events/event_relay.h), and its cost_usd
-// goes to the log, ledger, spend metric and budgets as is.
+// goes to the log, ledger, spend metric and budgets as is. Turns and decisions come straight from
+// each relay (the one report path, events/relay_observer.h); call and session outcomes from the
+// registries' observers. Metrics are the catalogue's families (metrics/catalogue.h).
 //
 // Threads: main loop only.
 #pragma once
@@ -15,6 +17,7 @@
 #include "calls/call_registry.h"
 #include "cluster/cluster.h"
 #include "config/config.h"
+#include "events/relay_observer.h"
 #include "metrics/metrics.h"
 #include "sessions/session_registry.h"
 #include "usage/budget_reservations.h"
@@ -22,7 +25,9 @@
 
 namespace rtgw::app {
 
-class CallAccounting : public calls::CallObserver, public relay::SessionObserver {
+class CallAccounting : public calls::CallObserver,
+                       public relay::SessionObserver,
+                       public events::RelayObserver {
  public:
   CallAccounting(const config::Config& config, usage::UsageLedger& ledger,
                  metrics::Registry& metrics, calls::CallRegistry& calls,
@@ -46,20 +51,15 @@ class CallAccounting : public calls::CallObserver, public relay::SessionObserver
   void OnCallAnswered(const calls::Call& call) override;
   void OnCallSetupFailed(const calls::Call& call, const calls::SetupFailure& failure) override;
   void OnCallEnded(const calls::Call& call) override;
-  void OnCallTurn(const calls::Call& call, const usage::UsageRecord& record) override;
-  void OnCallPolicyDecision(const calls::Call& call,
-                            const calls::PolicyDecision& decision) override;
 
   void OnSessionEnded(const relay::WebSocketSession& session) override;
-  void OnSessionTurn(const relay::WebSocketSession& session,
-                     const usage::UsageRecord& record) override;
-  void OnSessionPolicyDecision(const relay::WebSocketSession& session,
-                               const calls::PolicyDecision& decision) override;
+
+  // events::RelayObserver: every call's and session's relay reports here, the one report path.
+  void OnRelayTurn(const usage::UsageRecord& record) override;
+  void OnRelayDecision(const events::PolicyDecision& decision) override;
 
  private:
-  void meter_turn(const usage::UsageRecord& record);
   const config::KeyConfig* find_key(const std::string& key_name) const;
-  void count_decision(const calls::PolicyDecision& decision);
   // A call ended by a failed DTLS verification: rtgw_dtls_failures_total and its usage record.
   void count_dtls_failure(const calls::Call& call);
   void count_events(std::uint64_t from_client, std::uint64_t from_upstream);

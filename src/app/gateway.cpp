@@ -14,6 +14,7 @@
 
 #include "common/main_thread.h"
 #include "common/pipeline.h"
+#include "common/pipeline_reaper.h"
 #include "rtevents/rtevents.h"
 #include "workers/echo_worker.h"
 
@@ -136,6 +137,10 @@ Gateway::Gateway(config::Config config)
   workers_.set_builtin("echo", std::make_shared<workers::EchoWorker>(config_.webrtc));
   calls_.set_observer(&accounting_);
   sessions_.set_observer(&accounting_);
+  // The one report path: each call's and session's EventRelay reports its turns and decisions
+  // straight to the accounting (events/relay_observer.h).
+  calls_.set_relay_observer(&accounting_);
+  sessions_.set_relay_observer(&accounting_);
   metrics_.set_collector([this](metrics::Registry& m) { collect_gauges(m); });
   if (usage_.replayed_records())
     g_message("usage log %s: %zu records replayed for budgets", config_.usage_log.c_str(),
@@ -177,13 +182,6 @@ Gateway::Gateway(config::Config config)
 
 Gateway::~Gateway() = default;
 
-namespace {
-const char* kLedgerDroppedHelp =
-    "Usage records the PostgreSQL ledger could not write, by reason (buffer_full: the bounded "
-    "buffer was full while the database was unavailable; rejected: the database refused the "
-    "record's data)";
-}
-
 void Gateway::start_postgres_ledger() {
   usage::PostgresLedger::Options options;
   options.conninfo = config_.usage_postgres_url;
@@ -197,15 +195,12 @@ void Gateway::start_postgres_ledger() {
   options.log_path = config_.usage_log;
   options.log_bytes = usage_.replayed_bytes();
   postgres_ = std::make_unique<usage::PostgresLedger>(options);
-  metrics_.add_counter("rtgw_usage_ledger_dropped_total", kLedgerDroppedHelp,
-                       {{"reason", "buffer_full"}}, 0);
-  metrics_.add_counter("rtgw_usage_ledger_dropped_total", kLedgerDroppedHelp,
-                       {{"reason", "rejected"}}, 0);
+  metrics_.add(metrics::kUsageLedgerDroppedTotal, {"buffer_full"}, 0);
+  metrics_.add(metrics::kUsageLedgerDroppedTotal, {"rejected"}, 0);
   usage_.set_sink(
       [this](const usage::UsageRecord& record, double unix_time, std::uint64_t log_end) {
         if (!postgres_->offer(record, unix_time, log_end))
-          metrics_.add_counter("rtgw_usage_ledger_dropped_total", kLedgerDroppedHelp,
-                               {{"reason", "buffer_full"}}, 1);
+          metrics_.add(metrics::kUsageLedgerDroppedTotal, {"buffer_full"});
       });
   // Budgets: the table holds every instance's records and, once the log's tail is in, this log's
   // too; each key starts from the table's total (plus the log lines it refused).
@@ -227,19 +222,15 @@ void Gateway::start_postgres_ledger() {
 
 void Gateway::collect_ledger_metrics(metrics::Registry& m) {
   if (!postgres_) return;
-  m.set_gauge("rtgw_usage_ledger_up", "1 while the PostgreSQL usage ledger is connected", {},
-              postgres_->up() ? 1 : 0);
-  m.set_gauge("rtgw_usage_ledger_buffered_records",
-              "Usage records waiting for the PostgreSQL ledger", {},
-              static_cast<double>(postgres_->buffered()));
+  m.set(metrics::kUsageLedgerUp, {}, postgres_->up() ? 1 : 0);
+  m.set(metrics::kUsageLedgerBufferedRecords, {}, static_cast<double>(postgres_->buffered()));
   std::uint64_t written = postgres_->written();
-  m.add_counter("rtgw_usage_ledger_written_total",
-                "Usage records inserted into PostgreSQL (a record offered again is not counted)",
-                {}, static_cast<double>(written - postgres_written_seen_));
+  m.add(metrics::kUsageLedgerWrittenTotal, {},
+        static_cast<double>(written - postgres_written_seen_));
   postgres_written_seen_ = written;
   std::uint64_t rejected = postgres_->rejected();
-  m.add_counter("rtgw_usage_ledger_dropped_total", kLedgerDroppedHelp, {{"reason", "rejected"}},
-                static_cast<double>(rejected - postgres_rejected_seen_));
+  m.add(metrics::kUsageLedgerDroppedTotal, {"rejected"},
+        static_cast<double>(rejected - postgres_rejected_seen_));
   postgres_rejected_seen_ = rejected;
 }
 
@@ -249,53 +240,43 @@ void check_policy(const std::string& policy_json) {
 }
 
 void Gateway::collect_gauges(metrics::Registry& m) {
-  m.reset_gauge("rtgw_live_calls");
+  m.reset(metrics::kLiveCalls);
   std::map<std::string, int> by_model;
   for (const auto& model : config_.models) by_model[model.name] = 0;
   calls_.for_each([&](const calls::Call& c) { by_model[c.identity().model]++; });
-  for (const auto& [model, n] : by_model)
-    m.set_gauge("rtgw_live_calls", "Live calls by model", {{"model", model}}, n);
-  m.reset_gauge("rtgw_live_websocket_sessions");
+  for (const auto& [model, n] : by_model) m.set(metrics::kLiveCalls, {model}, n);
+  m.reset(metrics::kLiveWebsocketSessions);
   for (auto& [model, n] : by_model) n = 0;
   sessions_.for_each([&](const relay::WebSocketSession& s) { by_model[s.identity().model]++; });
-  for (const auto& [model, n] : by_model)
-    m.set_gauge("rtgw_live_websocket_sessions", "Live WebSocket sessions by model",
-                {{"model", model}}, n);
-  m.set_gauge("rtgw_live_sideband_sockets", "Sideband sockets attached to live calls", {},
-              sessions_.live_sidebands());
-  m.reset_gauge("rtgw_worker_live_calls");
-  m.reset_gauge("rtgw_worker_healthy");
-  m.reset_gauge("rtgw_worker_breaker_open");
+  for (const auto& [model, n] : by_model) m.set(metrics::kLiveWebsocketSessions, {model}, n);
+  m.set(metrics::kLiveSidebandSockets, {}, sessions_.live_sidebands());
+  m.reset(metrics::kWorkerLiveCalls);
+  m.reset(metrics::kWorkerHealthy);
+  m.reset(metrics::kWorkerBreakerOpen);
   for (const auto& w : workers_.all_remote()) {
-    m.set_gauge("rtgw_worker_live_calls", "Live calls per worker", {{"worker", w->name()}},
-                w->live_calls());
-    m.set_gauge("rtgw_worker_healthy", "1 when the worker's last health check passed",
-                {{"worker", w->name()}}, w->healthy() ? 1 : 0);
-    m.set_gauge("rtgw_worker_breaker_open", "1 while the worker's circuit breaker is open",
-                {{"worker", w->name()}}, w->breaker_open() ? 1 : 0);
+    m.set(metrics::kWorkerLiveCalls, {w->name()}, w->live_calls());
+    m.set(metrics::kWorkerHealthy, {w->name()}, w->healthy() ? 1 : 0);
+    m.set(metrics::kWorkerBreakerOpen, {w->name()}, w->breaker_open() ? 1 : 0);
   }
   collect_ledger_metrics(m);
   if (cluster_) {
-    m.set_gauge("rtgw_cluster_redis_up", "1 while this instance reaches the cluster's Redis", {},
-                cluster_->redis_up() ? 1 : 0);
-    m.set_gauge("rtgw_cluster_leases", "Live calls and sessions this instance holds a lease for",
-                {}, static_cast<double>(cluster_->live_leases()));
+    m.set(metrics::kClusterRedisUp, {}, cluster_->redis_up() ? 1 : 0);
+    m.set(metrics::kClusterLeases, {}, static_cast<double>(cluster_->live_leases()));
   }
-  m.set_gauge("rtgw_shutting_down", "1 while draining after SIGTERM", {},
-              server_ && server_->shutting_down() ? 1 : 0);
+  m.set(metrics::kShuttingDown, {}, server_ && server_->shutting_down() ? 1 : 0);
+  // The reaper's stuck-stop watchdog (common/pipeline_reaper.h).
+  ReaperStats reaper = reaper_stats();
+  m.set(metrics::kPipelineStopsStuck, {}, reaper.stuck_now);
+  m.add(metrics::kPipelineStopsStuckTotal, {},
+        static_cast<double>(reaper.stuck_total - reaper_stuck_seen_));
+  reaper_stuck_seen_ = reaper.stuck_total;
   // The allocator's view of the heap (glibc mallinfo2: it walks the arenas' free lists, cheap
   // at scrape rates). Under ASan these come from its own allocator and mean little.
   struct mallinfo2 heap = mallinfo2();
-  const char* help =
-      "glibc malloc heap (mallinfo2): in_use = uordblks + hblkhd, free = "
-      "fordblks, mmapped = hblkhd, arena = arena (sbrk'd main heap)";
-  m.set_gauge("rtgw_malloc_heap_bytes", help, {{"kind", "in_use"}},
-              static_cast<double>(heap.uordblks + heap.hblkhd));
-  m.set_gauge("rtgw_malloc_heap_bytes", help, {{"kind", "free"}},
-              static_cast<double>(heap.fordblks));
-  m.set_gauge("rtgw_malloc_heap_bytes", help, {{"kind", "mmapped"}},
-              static_cast<double>(heap.hblkhd));
-  m.set_gauge("rtgw_malloc_heap_bytes", help, {{"kind", "arena"}}, static_cast<double>(heap.arena));
+  m.set(metrics::kMallocHeapBytes, {"in_use"}, static_cast<double>(heap.uordblks + heap.hblkhd));
+  m.set(metrics::kMallocHeapBytes, {"free"}, static_cast<double>(heap.fordblks));
+  m.set(metrics::kMallocHeapBytes, {"mmapped"}, static_cast<double>(heap.hblkhd));
+  m.set(metrics::kMallocHeapBytes, {"arena"}, static_cast<double>(heap.arena));
 }
 
 int Gateway::run() {

@@ -74,7 +74,8 @@ class Gateway {
   metrics::Registry metrics_;
   usage::UsageLedger usage_;
   std::unique_ptr<usage::PostgresLedger> postgres_;  // null without usage.postgres_url
-  std::uint64_t postgres_written_seen_ = 0;          // counters already added to /metrics
+  std::uint64_t reaper_stuck_seen_ = 0;      // rtgw_pipeline_stops_stuck_total already added
+  std::uint64_t postgres_written_seen_ = 0;  // counters already added to /metrics
   std::uint64_t postgres_rejected_seen_ = 0;
   CallAccounting accounting_;
   std::shared_ptr<cluster::Cluster> cluster_;  // cluster mode only

@@ -612,10 +612,6 @@ void Call::on_element_message(GstMessage* message) {
 
 void Call::OnPathDecision(const events::PolicyDecision& decision) { relay_.on_decision(decision); }
 
-void Call::OnRelayDecision(const events::PolicyDecision& decision) {
-  listener_->OnCallPolicyDecision(*this, decision);
-}
-
 void Call::OnRelayPolicyEnd(const std::string& reason) {
   if (state_ == State::kEnded || policy_hangup_) return;
   // The error event was just queued on the same stream as the close that hang_up() starts: give
@@ -627,8 +623,6 @@ void Call::OnPathTurn(usage::UsageRecord record) {
   relay_.on_turn(std::move(record), {identity_.call_id, "webrtc", identity_.key_name,
                                      identity_.model, identity_.worker_name});
 }
-
-void Call::OnRelayTurn(const usage::UsageRecord& record) { listener_->OnCallTurn(*this, record); }
 
 void Call::OnRelayWaitOver(const std::string& reason) { hang_up(reason); }
 

@@ -59,9 +59,6 @@ void check_call_description(const std::string& description);
 class CallListener {
  public:
   virtual ~CallListener() = default;
-  // A turn was metered (rtusagemeter's `rtusage-turn`), the record filled with the call's ids.
-  virtual void OnCallTurn(Call& call, const usage::UsageRecord& record) = 0;
-  virtual void OnCallPolicyDecision(Call& call, const PolicyDecision& decision) = 0;
   // Set-up finished: hand `answer_sdp` to the client.
   virtual void OnCallAnswered(Call& call, const std::string& answer_sdp) = 0;
   virtual void OnCallSetupFailed(Call& call, const SetupFailure& failure) = 0;
@@ -106,7 +103,10 @@ struct CallSettings {
   // usage log, ledger, spend metric and budgets take as is, and the running cost in describe()).
   // None: turns carry cost_usd null.
   std::optional<config::Pricing> pricing;
-  int late_usage_wait_ms = 3000;  // client gone mid-response: wait this long for response.done
+  int late_usage_wait_ms = events::kLateUsageWaitMs;  // client gone mid-response
+  // Where the call's relay reports metered turns and policy decisions (the accounting; none:
+  // nowhere). The call itself forwards no report.
+  events::RelayObserver* relay_observer = nullptr;
   // The client speaks the beta dialect (legacy route or token): its events are translated to GA
   // as they enter the event path (before the policy), the worker's to beta as they leave it for
   // the client (after the meter). Taps (sideband sockets) and the worker always see GA.
@@ -215,8 +215,6 @@ class Call : public WebRtcLeg::Listener,
   // events::EventRelay::Transport
   void send_error_to_client(const std::string& event) override;
   bool send_cancel_upstream(const std::string& event) override;
-  void OnRelayDecision(const events::PolicyDecision& decision) override;
-  void OnRelayTurn(const usage::UsageRecord& record) override;
   void OnRelayPolicyEnd(const std::string& reason) override;
   void OnRelayWaitOver(const std::string& reason) override;
   // webrtc::DtlsVerifier::Listener (SPEC "Media trust")
@@ -257,7 +255,8 @@ class Call : public WebRtcLeg::Listener,
   workers::WorkerLease lease_;  // held until the call is dropped
   CallListener* listener_;
   // What both transports do alike with events: statistics, decisions, turns, late usage.
-  events::EventRelay relay_{settings_.late_usage_wait_ms, this, settings_.pricing};
+  events::EventRelay relay_{settings_.late_usage_wait_ms, this, settings_.pricing,
+                            settings_.relay_observer};
 
   State state_ = State::kSettingUp;
   std::string end_reason_;

@@ -21,6 +21,7 @@ Call& CallRegistry::start_call(CallIdentity identity, CallSettings settings,
                                workers::WorkerLease lease, sdp::CheckedOffer offer,
                                std::optional<std::string> session_json, AnswerCallback on_answer) {
   std::string id = identity.call_id;
+  settings.relay_observer = relay_observer_;
   auto call =
       std::make_unique<Call>(std::move(identity), std::move(settings), std::move(lease), this);
   Call& ref = *call;
@@ -69,14 +70,6 @@ void CallRegistry::hang_up_all(const std::string& reason) {
   std::vector<Call*> live;
   for (auto& [id, entry] : calls_) live.push_back(entry.call.get());
   for (Call* c : live) c->hang_up(reason);
-}
-
-void CallRegistry::OnCallTurn(Call& call, const usage::UsageRecord& record) {
-  if (observer_) observer_->OnCallTurn(call, record);
-}
-
-void CallRegistry::OnCallPolicyDecision(Call& call, const PolicyDecision& decision) {
-  if (observer_) observer_->OnCallPolicyDecision(call, decision);
 }
 
 void CallRegistry::OnCallAnswered(Call& call, const std::string& answer_sdp) {

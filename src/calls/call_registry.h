@@ -26,8 +26,6 @@ class CallObserver {
   virtual void OnCallAnswered(const Call& call) {}
   virtual void OnCallSetupFailed(const Call& call, const SetupFailure& failure) {}
   virtual void OnCallEnded(const Call& call) {}
-  virtual void OnCallTurn(const Call& call, const usage::UsageRecord& record) {}
-  virtual void OnCallPolicyDecision(const Call& call, const PolicyDecision& decision) {}
 };
 
 class CallRegistry : public CallListener {
@@ -58,6 +56,8 @@ class CallRegistry : public CallListener {
   void hang_up_all(const std::string& reason);
   void set_on_empty(std::function<void()> fn) { on_empty_ = std::move(fn); }
   void set_observer(CallObserver* observer) { observer_ = observer; }
+  // Every call started from now on reports its turns and decisions there (CallSettings).
+  void set_relay_observer(events::RelayObserver* observer) { relay_observer_ = observer; }
   template <typename Fn>
   void for_each(Fn&& fn) const {
     for (const auto& [id, entry] : calls_) fn(*entry.call);
@@ -67,8 +67,6 @@ class CallRegistry : public CallListener {
   void OnCallAnswered(Call& call, const std::string& answer_sdp) override;
   void OnCallSetupFailed(Call& call, const SetupFailure& failure) override;
   void OnCallEnded(Call& call) override;
-  void OnCallTurn(Call& call, const usage::UsageRecord& record) override;
-  void OnCallPolicyDecision(Call& call, const PolicyDecision& decision) override;
 
  private:
   struct Entry {
@@ -83,6 +81,7 @@ class CallRegistry : public CallListener {
   std::deque<std::string> ended_order_;
   std::function<void()> on_empty_;
   CallObserver* observer_ = nullptr;
+  events::RelayObserver* relay_observer_ = nullptr;
 };
 
 }  // namespace rtgw::calls

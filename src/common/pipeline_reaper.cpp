@@ -3,6 +3,7 @@
 
 #include <condition_variable>
 #include <deque>
+#include <map>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -72,6 +73,7 @@ class Reaper {
       started_ = true;
       // Detached: they live as long as the process; wait_for_pipeline_reaps() bounds the exit.
       for (int i = 0; i < kReaperThreads; ++i) std::thread([this] { run(); }).detach();
+      std::thread([this] { watch(); }).detach();
     }
     queue_.push_back(std::move(job));
     pending_++;
@@ -88,7 +90,86 @@ class Reaper {
     return idle_.wait_for(lock, bound, [this] { return pending_ == 0; });
   }
 
+  void set_stuck_bound(std::chrono::milliseconds bound) {
+    std::lock_guard lock(mutex_);
+    stuck_bound_ = bound;
+    watch_wake_.notify_all();
+  }
+
+  ReaperStats stats() {
+    std::lock_guard lock(mutex_);
+    ReaperStats s;
+    s.stuck_total = stuck_total_;
+    for (const auto& [id, r] : running_) s.stuck_now += r.stuck ? 1 : 0;
+    return s;
+  }
+
  private:
+  // A stop in progress, as the watchdog sees it.
+  struct Running {
+    std::string name;
+    std::string step;  // what the reaper thread is doing now
+    std::chrono::steady_clock::time_point started;
+    bool stuck = false;
+  };
+
+  std::uint64_t begin(const std::string& name) {
+    std::lock_guard lock(mutex_);
+    std::uint64_t id = ++next_id_;
+    running_[id] = {name, "starting", std::chrono::steady_clock::now(), false};
+    return id;
+  }
+
+  void note_step(std::uint64_t id, const std::string& step) {
+    std::lock_guard lock(mutex_);
+    if (auto it = running_.find(id); it != running_.end()) it->second.step = step;
+  }
+
+  void end(std::uint64_t id) {
+    bool was_stuck = false;
+    std::string name;
+    double ms = 0;
+    {
+      std::lock_guard lock(mutex_);
+      auto it = running_.find(id);
+      if (it == running_.end()) return;
+      was_stuck = it->second.stuck;
+      name = it->second.name;
+      ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() -
+                                                     it->second.started)
+               .count();
+      running_.erase(it);
+    }
+    if (was_stuck)
+      g_warning("pipeline %s: the stuck stop ended after all, after %.0f ms", name.c_str(), ms);
+  }
+
+  // The watchdog thread: every quarter of the bound, each stop past it is logged and counted once.
+  void watch() {
+    std::unique_lock lock(mutex_);
+    for (;;) {
+      auto period = std::max(std::chrono::milliseconds(5), stuck_bound_ / 4);
+      watch_wake_.wait_for(lock, period);
+      const auto now = std::chrono::steady_clock::now();
+      std::vector<std::string> messages;
+      for (auto& [id, r] : running_) {
+        auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now - r.started);
+        if (r.stuck || ms < stuck_bound_) continue;
+        r.stuck = true;
+        stuck_total_++;
+        messages.push_back("pipeline " + r.name + ": STUCK STOP, running for " +
+                           std::to_string(ms.count()) + " ms (bound " +
+                           std::to_string(stuck_bound_.count()) + " ms) in '" + r.step +
+                           "': set_state(NULL) has not returned and holds a reaper thread (" +
+                           std::to_string(stuck_total_) + " stuck so far)");
+      }
+      if (messages.empty()) continue;
+      lock.unlock();  // never log under the lock the reaper threads take
+      for (const std::string& m : messages) g_warning("%s", m.c_str());
+      lock.lock();
+    }
+  }
+
   void run() {
     for (;;) {
       Job job;
@@ -107,8 +188,9 @@ class Reaper {
     }
   }
 
-  static void stop(Job& job) {
+  void stop(Job& job) {
     if (!job.pipeline) return;
+    const std::uint64_t id = begin(GST_OBJECT_NAME(job.pipeline.get()));
     if (job.options.ready) {
       auto deadline = std::chrono::steady_clock::now() + job.options.max_wait;
       while (!job.options.ready() && std::chrono::steady_clock::now() < deadline)
@@ -124,15 +206,21 @@ class Reaper {
                std::to_string((now - step) / 1000) + " ms";
       step = now;
     };
+    // What the watchdog reports if this step does not return.
+    auto next = [&](const std::string& what) { note_step(id, what); };
+    next("flush-start");
     for (const Ref<GstElement>& element : job.options.flush_first) flush_sink_pads(element.get());
     if (!job.options.flush_first.empty()) lap("flush-start");
     for (const Ref<GstElement>& element : job.options.stop_first) {
+      next(std::string("set_state(NULL) of ") + GST_OBJECT_NAME(element.get()));
       gst_element_set_locked_state(element.get(), TRUE);
       gst_element_set_state(element.get(), GST_STATE_NULL);
       lap(GST_OBJECT_NAME(element.get()));
     }
+    next("set_state(NULL) of the rest");
     gst_element_set_state(job.pipeline.get(), GST_STATE_NULL);
     lap("the rest");
+    next("leftover pad tasks, freeing");
     if (int late = stop_leftover_pad_tasks(job.pipeline.get()); late > 0)
       g_message("pipeline %s: stopped %d pad task(s) left running after NULL",
                 GST_OBJECT_NAME(job.pipeline.get()), late);
@@ -148,6 +236,7 @@ class Reaper {
     else
       g_debug("pipeline %s stopped in %.1f ms off the main loop", name.c_str(), total_ms);
     job.options.ready = nullptr;
+    end(id);
   }
 
   std::mutex mutex_;
@@ -156,6 +245,11 @@ class Reaper {
   std::deque<Job> queue_;
   int pending_ = 0;
   bool started_ = false;
+  std::condition_variable watch_wake_;
+  std::map<std::uint64_t, Running> running_;
+  std::uint64_t next_id_ = 0;
+  std::uint64_t stuck_total_ = 0;
+  std::chrono::milliseconds stuck_bound_ = kStuckStopBound;
 };
 
 Reaper& reaper() {
@@ -180,5 +274,9 @@ void stop_pipeline_async(Ref<GstElement> pipeline, std::function<void()> done_on
 int pending_pipeline_reaps() { return reaper().pending(); }
 
 bool wait_for_pipeline_reaps(std::chrono::milliseconds bound) { return reaper().wait(bound); }
+
+void set_stuck_stop_bound(std::chrono::milliseconds bound) { reaper().set_stuck_bound(bound); }
+
+ReaperStats reaper_stats() { return reaper().stats(); }
 
 }  // namespace rtgw

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 // Stopping pipelines away from the main loop.
 //
-// Owns: the reaper, two long-lived worker threads (started on first use) and their queue. A
+// Owns: the reaper, two long-lived worker threads (started on first use) and their queue, and the
+// stuck-stop watchdog, a third thread started with them. A
 // pipeline handed to `stop_pipeline_async()` is set to NULL on a reaper thread, never on the main
 // loop or a streaming thread (as gst-plugins-rs webrtcsink does), and its reference is dropped
 // there; `done_on_main` then runs on the main loop (default GMainContext).
@@ -10,11 +11,19 @@
 // its bus watch, signal handlers and probes (or guards them with a liveness token), and keeps
 // alive whatever data a remaining probe points at until `done_on_main` runs. At exit, the main
 // thread calls `wait_for_pipeline_reaps()` before gst_deinit().
+//
+// The watchdog: a stop still running after the stuck-stop bound (set_state(NULL) has not
+// returned: a hang in an element) holds a reaper thread for good, and two such hangs stop every
+// later pipeline from being reaped. The watchdog thread notices it within a quarter of the bound,
+// logs it loudly (the pipeline, the step it is in, for how long), and counts it
+// (reaper_stats(): rtgw_pipeline_stops_stuck and rtgw_pipeline_stops_stuck_total); it logs again
+// if the stop ends after all. It never touches the pipeline and never blocks the main loop.
 #pragma once
 
 #include <gst/gst.h>
 
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <vector>
 
@@ -59,6 +68,18 @@ int stop_leftover_pad_tasks(GstElement* element);
 
 // Pipelines handed over and not yet stopped.
 int pending_pipeline_reaps();
+
+// Default stuck-stop bound: far above a slow stop (a webrtcbin's takes up to ~1 s under load).
+constexpr std::chrono::milliseconds kStuckStopBound{10000};
+// Sets the stuck-stop bound (tests; the default is kStuckStopBound). Any thread.
+void set_stuck_stop_bound(std::chrono::milliseconds bound);
+
+struct ReaperStats {
+  int stuck_now = 0;              // stops running longer than the bound right now
+  std::uint64_t stuck_total = 0;  // stops that ever ran longer than the bound
+};
+// Any thread.
+ReaperStats reaper_stats();
 
 // Waits (at most `bound`) until every pipeline handed over so far is stopped. Returns false on
 // timeout: a state change hangs, and the caller must not deinitialise GStreamer.

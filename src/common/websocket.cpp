@@ -8,6 +8,9 @@
 #include <sys/socket.h>
 
 #include <cstddef>
+#include <vector>
+
+#include "common/main_thread.h"
 
 namespace rtgw {
 
@@ -78,6 +81,17 @@ std::optional<std::uint64_t> kernel_written(int fd) {
   int unsent = 0;
   if (ioctl(fd, SIOCOUTQ, &unsent) != 0 || unsent < 0) return std::nullopt;
   return info.tcpi_bytes_acked + static_cast<std::uint64_t>(unsent);
+}
+
+// Keeps the connection until its close handshake ends (libsoup bounds it), so the peer gets the
+// close frame even when nobody holds the connection any more.
+void linger_until_closed(SoupWebsocketConnection* c) {
+  if (soup_websocket_connection_get_state(c) == SOUP_WEBSOCKET_STATE_CLOSED) return;
+  g_object_ref(c);
+  g_signal_connect(c, "closed", G_CALLBACK(+[](SoupWebsocketConnection* closed, gpointer) {
+                     g_object_unref(closed);
+                   }),
+                   nullptr);
 }
 
 }  // namespace
@@ -159,18 +173,21 @@ WebSocket::~WebSocket() {
   if (!connection_) return;
   auto state = soup_websocket_connection_get_state(connection_.get());
   if (state == SOUP_WEBSOCKET_STATE_CLOSED) return;
+  if (close_wait_) {
+    // A close waits for a frame boundary: it runs on by itself (bounded) and keeps the
+    // connection until the handshake ends.
+    close_wait_.forget();
+    return;
+  }
   if (state == SOUP_WEBSOCKET_STATE_OPEN)
     soup_websocket_connection_close(connection_.get(), close_code::kGoingAway, nullptr);
   // Keep the connection until its close handshake ends (libsoup bounds it), so the peer gets
   // the close frame even though nobody listens any more.
-  SoupWebsocketConnection* lingering = connection_.release();
-  g_signal_connect(lingering, "closed",
-                   G_CALLBACK(+[](SoupWebsocketConnection* c, gpointer) { g_object_unref(c); }),
-                   nullptr);
+  linger_until_closed(connection_.get());
 }
 
 bool WebSocket::open() const {
-  return connection_ &&
+  return connection_ && !close_wait_ &&
          soup_websocket_connection_get_state(connection_.get()) == SOUP_WEBSOCKET_STATE_OPEN;
 }
 
@@ -212,6 +229,67 @@ bool libsoup_sends(int code) {
          (code >= 3000 && code <= 4999);
 }
 
+GOutputStream* output_of(SoupWebsocketConnection* c) {
+  return g_io_stream_get_output_stream(soup_websocket_connection_get_io_stream(c));
+}
+
+// Whether libsoup still holds bytes of a frame it could not write yet. libsoup writes one queued
+// frame at a time and, while any is left (a part of one included), keeps a pollable output source
+// on its stream, which polls the socket for G_IO_OUT on the main context; with an empty queue it
+// has none, and nothing else in the gateway waits to write on a WebSocket's socket. So when the
+// main context polls the socket for input alone, every byte libsoup was given is in the kernel:
+// the stream is at a frame boundary. (g_main_context_query only copies the context's poll
+// records; called on the main loop between iterations' polls it changes nothing they use.)
+bool libsoup_mid_frame(SoupWebsocketConnection* c) {
+  int fd = find_socket_fd(soup_websocket_connection_get_io_stream(c));
+  if (fd < 0) return false;  // unknown: the writability check alone decides
+  GMainContext* context = g_main_context_get_thread_default();
+  if (!context) context = g_main_context_default();
+  std::vector<GPollFD> fds(32);
+  gint n =
+      g_main_context_query(context, G_MAXINT, nullptr, fds.data(), static_cast<gint>(fds.size()));
+  if (n > static_cast<gint>(fds.size())) {
+    fds.resize(static_cast<std::size_t>(n));
+    n = g_main_context_query(context, G_MAXINT, nullptr, fds.data(), n);
+  }
+  for (gint i = 0; i < n && i < static_cast<gint>(fds.size()); i++)
+    if (fds[static_cast<std::size_t>(i)].fd == fd &&
+        (fds[static_cast<std::size_t>(i)].events & G_IO_OUT))
+      return true;
+  return false;
+}
+
+// A frame of our own may go now: libsoup is between frames and the socket has room (a writable
+// TCP socket takes at least a third of its send buffer, far more than a close frame's 131 bytes,
+// so the frame goes whole).
+bool at_frame_boundary(SoupWebsocketConnection* c) {
+  GOutputStream* out = output_of(c);
+  return G_IS_POLLABLE_OUTPUT_STREAM(out) &&
+         g_pollable_output_stream_is_writable(G_POLLABLE_OUTPUT_STREAM(out)) &&
+         !libsoup_mid_frame(c);
+}
+
+// Writes a close frame with a code libsoup refuses (a server's frames are not masked), at a frame
+// boundary, then lets libsoup run the closing handshake with an empty close frame, which a peer
+// that already has ours ignores.
+void write_close_frame(SoupWebsocketConnection* c, int code, const std::string& reason) {
+  std::string frame;
+  frame += static_cast<char>(0x88);  // FIN + close
+  frame += static_cast<char>(2 + reason.size());
+  frame += static_cast<char>((code >> 8) & 0xFF);
+  frame += static_cast<char>(code & 0xFF);
+  frame += reason;
+  UniqueError err;
+  gssize written = g_pollable_output_stream_write_nonblocking(
+      G_POLLABLE_OUTPUT_STREAM(output_of(c)), frame.data(), frame.size(), nullptr, ErrorOut(err));
+  if (err)
+    g_message("websocket: close frame %d not written: %s", code, err->message);
+  else if (written != static_cast<gssize>(frame.size()))
+    g_warning("websocket: close frame %d written in part (%" G_GSSIZE_FORMAT " of %zu bytes)", code,
+              written, frame.size());
+  soup_websocket_connection_close(c, SOUP_WEBSOCKET_CLOSE_NO_STATUS, nullptr);
+}
+
 }  // namespace
 
 void WebSocket::close(int code, const std::string& reason) {
@@ -227,25 +305,35 @@ void WebSocket::close(int code, const std::string& reason) {
     return;
   }
   // libsoup 3.2 refuses the codes IANA registered after RFC 6455 (1012 service restart, 1013
-  // try again later, 1014 bad gateway). Write that close frame ourselves (a server's frames are
-  // not masked), then let libsoup run the closing handshake with an empty close frame, which a
-  // peer that already has ours ignores. libsoup writes queued messages as soon as the socket
-  // takes them, so ours follows them unless the socket's send buffer is full.
-  std::string frame;
-  frame += static_cast<char>(0x88);  // FIN + close
-  frame += static_cast<char>(2 + clipped.size());
-  frame += static_cast<char>((code >> 8) & 0xFF);
-  frame += static_cast<char>(code & 0xFF);
-  frame += clipped;
-  GOutputStream* out = g_io_stream_get_output_stream(soup_websocket_connection_get_io_stream(c));
-  UniqueError err;
-  if (G_IS_POLLABLE_OUTPUT_STREAM(out))
-    g_pollable_output_stream_write_nonblocking(G_POLLABLE_OUTPUT_STREAM(out), frame.data(),
-                                               frame.size(), nullptr, ErrorOut(err));
-  else
-    g_output_stream_write(out, frame.data(), frame.size(), nullptr, ErrorOut(err));
-  if (err) g_message("websocket: close frame %d not written: %s", code, err->message);
-  soup_websocket_connection_close(c, SOUP_WEBSOCKET_CLOSE_NO_STATUS, nullptr);
+  // try again later, 1014 bad gateway) and has no way to queue a frame of ours, so that close
+  // frame is written on its stream directly, and only at a frame boundary: never while libsoup
+  // holds part of a frame (a peer that does not read fast), or the frame would land inside it.
+  // Until then nothing more is sent (open() is false) and the wait is polled, bounded; past the
+  // bound the close goes through libsoup with 1011.
+  if (at_frame_boundary(c)) {
+    write_close_frame(c, code, clipped);
+    return;
+  }
+  const gint64 deadline = g_get_monotonic_time() + gint64{kCloseBoundaryWaitMs} * 1000;
+  close_wait_ =
+      run_every_ms(kCloseBoundaryPollMs, [connection = connection_, code, clipped, deadline] {
+        SoupWebsocketConnection* c = connection.get();
+        if (soup_websocket_connection_get_state(c) != SOUP_WEBSOCKET_STATE_OPEN) return false;
+        if (at_frame_boundary(c)) {
+          write_close_frame(c, code, clipped);
+        } else if (g_get_monotonic_time() >= deadline) {
+          g_warning(
+              "websocket: the peer took no bytes for %d ms: close %d not sent at a frame "
+              "boundary; closing with 1011",
+              kCloseBoundaryWaitMs, code);
+          soup_websocket_connection_close(c, close_code::kInternalError,
+                                          clipped.empty() ? nullptr : clipped.c_str());
+        } else {
+          return true;
+        }
+        linger_until_closed(c);
+        return false;
+      });
 }
 
 std::string WebSocket::protocol() const {

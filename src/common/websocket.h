@@ -104,8 +104,13 @@ class WebSocket {
   // Bound on what may wait towards the peer (kDefaultMaxOutgoingBytes unless set).
   void limit_outgoing(std::uint64_t bytes) { backlog_.set_limit(bytes); }
   std::uint64_t outgoing_backlog() const { return backlog_.backlog(); }
-  // Starts the close handshake (no-op when already closing or closed).
+  // Starts the close handshake (no-op when already closing or closed). A code libsoup 3.2 will
+  // not send (1012-1014) is written at a frame boundary: if libsoup is in the middle of a frame,
+  // the close waits (nothing more is sent meanwhile, open() is false) until it is past it, at
+  // most kCloseBoundaryWaitMs, then closes with 1011.
   void close(int code, const std::string& reason);
+  static constexpr int kCloseBoundaryWaitMs = 2000;
+  static constexpr guint kCloseBoundaryPollMs = 5;
   std::string protocol() const;
 
  private:
@@ -119,7 +124,8 @@ class WebSocket {
   OutgoingBacklog backlog_{kDefaultMaxOutgoingBytes};
   bool overflowing_ = false;  // inside OnSocketOverflow: its sends pass the bound
   bool overflowed_ = false;
-  int socket_fd_ = -1;  // the TCP socket under the connection (-1: not found)
+  int socket_fd_ = -1;      // the TCP socket under the connection (-1: not found)
+  SourceGuard close_wait_;  // a 1012-1014 close waiting for a frame boundary
 };
 
 }  // namespace rtgw

@@ -188,7 +188,7 @@ void EventRelay::on_decision(const PolicyDecision& d) {
   } else {
     filtered_++;
   }
-  transport_->OnRelayDecision(d);
+  if (observer_) observer_->OnRelayDecision(d);
   if (d.end_call) transport_->OnRelayPolicyEnd("policy: " + d.message);
 }
 
@@ -212,14 +212,14 @@ void EventRelay::on_turn(usage::UsageRecord record, const TurnIds& ids) {
   // The one place a turn is priced: the record leaves with its cost (null without a price table
   // or when nothing in it can price a component of the turn), and the owner records it as is.
   record.cost_usd = usage::price_turn(record, pricing_ ? &*pricing_ : nullptr);
-  // Settled at the moment the turn is counted: the owner records it in OnRelayTurn below.
+  // Settled at the moment the turn is counted: the observer records it in OnRelayTurn below.
   release_reservation_of(record);
   turns_++;
   usage_total_.add_tokens(record);
   recent_turn_costs_.emplace_back(
       record.kind == "transcription" ? record.item_id : record.response_id, record.cost_usd);
   if (recent_turn_costs_.size() > kRecentTurnCosts) recent_turn_costs_.pop_front();
-  transport_->OnRelayTurn(record);
+  if (observer_) observer_->OnRelayTurn(record);
   if (waiting_) {
     stop();
     transport_->OnRelayWaitOver(wait_reason_ + " (late usage metered)");

@@ -12,7 +12,9 @@
 // turn is metered, its request refused, or the call ends).
 //
 // The transport adapter (calls::Call, relay::WebSocketSession) moves bytes and decides how its
-// call ends; it implements `Transport` and feeds the relay what its EventPath reports.
+// call ends; it implements `Transport` and feeds the relay what its EventPath reports. Turns and
+// decisions go from the relay to its RelayObserver (events/relay_observer.h), the one report path
+// of both transports; the adapter only hears what it must act on (a policy end, the wait's end).
 //
 // Threads: main loop only.
 #pragma once
@@ -29,11 +31,16 @@
 #include "common/json.h"
 #include "common/ref.h"
 #include "events/element_messages.h"
+#include "events/relay_observer.h"
 #include "usage/budget_reservations.h"
 #include "usage/pricing.h"
 #include "usage/usage_ledger.h"
 
 namespace rtgw::events {
+
+// How long a call or session whose client left mid-response waits for that response's late
+// response.done (its usage) before it ends without it: the one bound both transports use.
+constexpr int kLateUsageWaitMs = 3000;
 
 // Events waiting for a side to open, bounded in bytes.
 class PendingQueue {
@@ -88,21 +95,21 @@ class EventRelay {
     virtual void send_error_to_client(const std::string& event) = 0;
     // The cancel of an open response when the client left; false when the upstream is not open.
     virtual bool send_cancel_upstream(const std::string& event) = 0;
-    // Reports to the owner (metrics, policy log, usage ledger).
-    virtual void OnRelayDecision(const PolicyDecision& decision) = 0;
-    virtual void OnRelayTurn(const usage::UsageRecord& record) = 0;
     // An `end_call` rule fired: the error event is already queued for the client.
     virtual void OnRelayPolicyEnd(const std::string& reason) = 0;
     // The late-usage wait is over (the usage came, or the bound passed): end now.
     virtual void OnRelayWaitOver(const std::string& reason) = 0;
   };
 
-  // `pricing`: the model's price table (each turn's cost_usd, which the owner's usage record,
+  // `pricing`: the model's price table (each turn's cost_usd, which the observer's usage record,
   // ledger, spend and budgets take as is; the running cost); none: turns carry cost_usd null.
+  // `observer`: where turns and decisions are reported (none: nowhere).
   EventRelay(int late_usage_wait_ms, Transport* transport,
-             std::optional<config::Pricing> pricing = std::nullopt)
+             std::optional<config::Pricing> pricing = std::nullopt,
+             RelayObserver* observer = nullptr)
       : late_usage_wait_ms_(late_usage_wait_ms),
         transport_(transport),
+        observer_(observer),
         pricing_(std::move(pricing)) {}
   EventRelay(const EventRelay&) = delete;
   EventRelay& operator=(const EventRelay&) = delete;
@@ -156,6 +163,7 @@ class EventRelay {
  private:
   int late_usage_wait_ms_;
   Transport* transport_;
+  RelayObserver* observer_;
   std::uint64_t from_client_ = 0;
   std::uint64_t from_upstream_ = 0;
   std::uint64_t refused_ = 0;

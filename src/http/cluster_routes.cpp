@@ -125,9 +125,7 @@ void Server::forward_to_owner(SoupServerMessage* msg, const std::string& call_id
       soup_server_message_unpause(held.get());
       return;
     }
-    metrics->add_counter("rtgw_cluster_forwarded_total",
-                         "Requests forwarded to the instance holding the call, by kind",
-                         {{"kind", "http"}});
+    metrics->add(metrics::kClusterForwardedTotal, {"http"});
     peers->forward(method, owner->url + path, authorization,
                    [held, owner = *owner](const cluster::PeerResponse& r) {
                      if (r.status == 0) {

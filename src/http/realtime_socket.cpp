@@ -212,9 +212,7 @@ void Server::relay_sideband(SoupServerMessage* msg, const std::string& call_id,
       url.replace(0, 5, "wss");
     else if (url.rfind("http://", 0) == 0)
       url.replace(0, 4, "ws");
-    metrics->add_counter("rtgw_cluster_forwarded_total",
-                         "Requests forwarded to the instance holding the call, by kind",
-                         {{"kind", "sideband"}});
+    metrics->add(metrics::kClusterForwardedTotal, {"sideband"});
     peers->open_socket(
         url, authorization,
         [held, not_found, owner = *owner](Ref<SoupWebsocketConnection> connection,

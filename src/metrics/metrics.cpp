@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 #include "metrics/metrics.h"
 
+#include <glib.h>
+
 #include <cmath>
 #include <sstream>
 
@@ -40,40 +42,68 @@ std::string format_labels(const Labels& labels) {
   return out + "}";
 }
 
-Registry::Family& Registry::family(const std::string& name, const std::string& help,
-                                   const char* type) {
-  Family& f = families_[name];
-  if (f.type.empty()) {
-    f.help = help;
-    f.type = type;
+static const char* type_name(Type type) {
+  switch (type) {
+    case Type::kCounter:
+      return "counter";
+    case Type::kGauge:
+      return "gauge";
+    case Type::kHistogram:
+      return "histogram";
   }
-  return f;
+  return "untyped";
 }
 
-void Registry::add_counter(const std::string& name, const std::string& help, const Labels& labels,
-                           double value) {
-  family(name, help, "counter").values[format_labels(labels)] += value;
+Registry::Registry() {
+  for (const Family* f : catalogue()) families_[f->name].family = f;
 }
 
-void Registry::set_gauge(const std::string& name, const std::string& help, const Labels& labels,
-                         double value) {
-  family(name, help, "gauge").values[format_labels(labels)] = value;
+Registry::Samples* Registry::samples(const Family& family, Type type, const LabelValues& values) {
+  auto it = families_.find(family.name);
+  // A use that does not match its declaration is a programming error: said loudly, not rendered
+  // (a wrong label set would break the family for every scraper).
+  if (it == families_.end() || it->second.family != &family || family.type != type ||
+      values.size() != family.labels.size()) {
+    g_critical("metrics: %s used as a %s with %zu label value(s); declared a %s with %zu",
+               family.name, type_name(type), values.size(), type_name(family.type),
+               family.labels.size());
+    return nullptr;
+  }
+  return &it->second;
 }
 
-void Registry::reset_gauge(const std::string& name) {
-  auto it = families_.find(name);
+namespace {
+
+std::string label_text(const Family& family, const LabelValues& values) {
+  Labels labels;
+  for (std::size_t i = 0; i < values.size(); i++) labels.emplace_back(family.labels[i], values[i]);
+  return format_labels(labels);
+}
+
+}  // namespace
+
+void Registry::add(const Family& family, const LabelValues& values, double amount) {
+  if (Samples* s = samples(family, Type::kCounter, values))
+    s->values[label_text(family, values)] += amount;
+}
+
+void Registry::set(const Family& family, const LabelValues& values, double value) {
+  if (Samples* s = samples(family, Type::kGauge, values))
+    s->values[label_text(family, values)] = value;
+}
+
+void Registry::reset(const Family& family) {
+  auto it = families_.find(family.name);
   if (it != families_.end()) it->second.values.clear();
 }
 
-void Registry::observe(const std::string& name, const std::string& help, const Labels& labels,
-                       double value, const std::vector<double>& buckets) {
-  Histogram& h = family(name, help, "histogram").histograms[format_labels(labels)];
-  if (h.buckets.empty()) {
-    h.buckets = buckets;
-    h.raw.assign(buckets.size(), 0);
-  }
-  for (size_t i = 0; i < h.buckets.size(); i++)
-    if (value <= h.buckets[i]) {
+void Registry::observe(const Family& family, const LabelValues& values, double value) {
+  Samples* s = samples(family, Type::kHistogram, values);
+  if (!s) return;
+  Histogram& h = s->histograms[label_text(family, values)];
+  if (h.raw.empty()) h.raw.assign(family.buckets.size(), 0);
+  for (size_t i = 0; i < family.buckets.size(); i++)
+    if (value <= family.buckets[i]) {
       h.raw[i] += 1;
       break;
     }
@@ -84,15 +114,17 @@ void Registry::observe(const std::string& name, const std::string& help, const L
 std::string Registry::render() {
   if (collector_) collector_(*this);
   std::ostringstream out;
-  for (const auto& [name, f] : families_) {
-    out << "# HELP " << name << " " << f.help << "\n# TYPE " << name << " " << f.type << "\n";
-    if (f.type == "histogram") {
-      for (const auto& [labels, h] : f.histograms) {
+  for (const auto& [name, s] : families_) {
+    const Family& f = *s.family;
+    out << "# HELP " << name << " " << f.help << "\n# TYPE " << name << " " << type_name(f.type)
+        << "\n";
+    if (f.type == Type::kHistogram) {
+      for (const auto& [labels, h] : s.histograms) {
         std::string inner = labels.empty() ? "" : labels.substr(1, labels.size() - 2) + ",";
         double cumulative = 0;
-        for (size_t i = 0; i < h.buckets.size(); i++) {
+        for (size_t i = 0; i < f.buckets.size(); i++) {
           cumulative += h.raw[i];
-          out << name << "_bucket{" << inner << "le=\"" << number(h.buckets[i]) << "\"} "
+          out << name << "_bucket{" << inner << "le=\"" << number(f.buckets[i]) << "\"} "
               << number(cumulative) << "\n";
         }
         out << name << "_bucket{" << inner << "le=\"+Inf\"} " << number(h.count) << "\n";
@@ -101,7 +133,7 @@ std::string Registry::render() {
       }
       continue;
     }
-    for (const auto& [labels, value] : f.values)
+    for (const auto& [labels, value] : s.values)
       out << name << labels << " " << number(value) << "\n";
   }
   return out.str();

@@ -18,6 +18,7 @@ WebSocketSession& SessionRegistry::start_session(SessionIdentity identity, Sessi
                                                  SoupWebsocketConnection* client,
                                                  std::uint64_t max_client_message_bytes) {
   std::string id = identity.session_id;
+  settings.relay_observer = relay_observer_;
   auto session =
       std::make_unique<WebSocketSession>(std::move(identity), std::move(settings), std::move(lease),
                                          client, max_client_message_bytes, this);
@@ -57,15 +58,6 @@ void SessionRegistry::end_all(int code, const std::string& reason) {
   std::vector<WebSocketSession*> live;
   for (auto& [id, session] : sessions_) live.push_back(session.get());
   for (WebSocketSession* s : live) s->end(code, reason);
-}
-
-void SessionRegistry::OnSessionTurn(WebSocketSession& session, const usage::UsageRecord& record) {
-  if (observer_) observer_->OnSessionTurn(session, record);
-}
-
-void SessionRegistry::OnSessionPolicyDecision(WebSocketSession& session,
-                                              const events::PolicyDecision& decision) {
-  if (observer_) observer_->OnSessionPolicyDecision(session, decision);
 }
 
 void SessionRegistry::OnSessionEnded(WebSocketSession& session) {

@@ -24,9 +24,6 @@ class SessionObserver {
  public:
   virtual ~SessionObserver() = default;
   virtual void OnSessionEnded(const WebSocketSession& session) {}
-  virtual void OnSessionTurn(const WebSocketSession& session, const usage::UsageRecord& record) {}
-  virtual void OnSessionPolicyDecision(const WebSocketSession& session,
-                                       const events::PolicyDecision& decision) {}
 };
 
 class SessionRegistry : public SessionListener {
@@ -54,15 +51,14 @@ class SessionRegistry : public SessionListener {
   void end_all(int code, const std::string& reason);
   void set_on_empty(std::function<void()> fn) { on_empty_ = std::move(fn); }
   void set_observer(SessionObserver* observer) { observer_ = observer; }
+  // Every session started from now on reports its turns and decisions there (SessionSettings).
+  void set_relay_observer(events::RelayObserver* observer) { relay_observer_ = observer; }
   template <typename Fn>
   void for_each(Fn&& fn) const {
     for (const auto& [id, session] : sessions_) fn(*session);
   }
 
   // SessionListener
-  void OnSessionTurn(WebSocketSession& session, const usage::UsageRecord& record) override;
-  void OnSessionPolicyDecision(WebSocketSession& session,
-                               const events::PolicyDecision& decision) override;
   void OnSessionEnded(WebSocketSession& session) override;
 
  private:
@@ -70,6 +66,7 @@ class SessionRegistry : public SessionListener {
   std::map<std::string, std::unique_ptr<Sideband>> sidebands_;
   std::function<void()> on_empty_;
   SessionObserver* observer_ = nullptr;
+  events::RelayObserver* relay_observer_ = nullptr;
 };
 
 }  // namespace rtgw::relay

@@ -291,10 +291,6 @@ void WebSocketSession::OnPathDecision(const events::PolicyDecision& d) { relay_.
 
 void WebSocketSession::send_error_to_client(const std::string& event) { client_.send_text(event); }
 
-void WebSocketSession::OnRelayDecision(const events::PolicyDecision& d) {
-  listener_->OnSessionPolicyDecision(*this, d);
-}
-
 void WebSocketSession::OnRelayPolicyEnd(const std::string& reason) {
   // The error event is queued on the socket before the close frame: the client sees both.
   end(close_code::kPolicyViolation, reason);
@@ -303,10 +299,6 @@ void WebSocketSession::OnRelayPolicyEnd(const std::string& reason) {
 void WebSocketSession::OnPathTurn(usage::UsageRecord record) {
   relay_.on_turn(std::move(record), {identity_.session_id, "websocket", identity_.key_name,
                                      identity_.model, identity_.worker_name});
-}
-
-void WebSocketSession::OnRelayTurn(const usage::UsageRecord& record) {
-  listener_->OnSessionTurn(*this, record);
 }
 
 void WebSocketSession::OnRelayWaitOver(const std::string& reason) {

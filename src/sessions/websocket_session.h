@@ -40,9 +40,6 @@ class WebSocketSession;
 class SessionListener {
  public:
   virtual ~SessionListener() = default;
-  virtual void OnSessionTurn(WebSocketSession& session, const usage::UsageRecord& record) = 0;
-  virtual void OnSessionPolicyDecision(WebSocketSession& session,
-                                       const events::PolicyDecision& decision) = 0;
   // The session is over (both sockets closing or closed); the owner may drop it.
   virtual void OnSessionEnded(WebSocketSession& session) = 0;
 };
@@ -68,7 +65,10 @@ struct SessionSettings {
   std::int64_t max_pending_bytes = 1 << 20;  // client events queued while the worker connects
   // What may wait towards a client (or worker) that does not read: past it, close 1008 (1013).
   std::uint64_t max_outgoing_bytes = WebSocket::kDefaultMaxOutgoingBytes;
-  int late_usage_wait_ms = 3000;  // client gone mid-response: wait this long for response.done
+  int late_usage_wait_ms = events::kLateUsageWaitMs;  // client gone mid-response
+  // Where the session's relay reports metered turns and policy decisions (the accounting; none:
+  // nowhere). The session itself forwards no report.
+  events::RelayObserver* relay_observer = nullptr;
   // The model's price table: the relay prices each turn once (its record's cost_usd, which the
   // usage log, ledger, spend metric and budgets take as is, and the running cost in describe()).
   // None: turns carry cost_usd null.
@@ -139,8 +139,6 @@ class WebSocketSession : public WebSocket::Listener,
   // events::EventRelay::Transport
   void send_error_to_client(const std::string& event) override;
   bool send_cancel_upstream(const std::string& event) override;
-  void OnRelayDecision(const events::PolicyDecision& decision) override;
-  void OnRelayTurn(const usage::UsageRecord& record) override;
   void OnRelayPolicyEnd(const std::string& reason) override;
   void OnRelayWaitOver(const std::string& reason) override;
 
@@ -161,7 +159,8 @@ class WebSocketSession : public WebSocket::Listener,
   workers::WorkerLease lease_;
   SessionListener* listener_;
   // What both transports do alike with events: statistics, decisions, turns, late usage.
-  events::EventRelay relay_{settings_.late_usage_wait_ms, this, settings_.pricing};
+  events::EventRelay relay_{settings_.late_usage_wait_ms, this, settings_.pricing,
+                            settings_.relay_observer};
 
   State state_ = State::kConnecting;
   std::string outcome_ = "completed";

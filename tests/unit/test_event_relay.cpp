@@ -16,7 +16,7 @@
 namespace rtgw::events {
 namespace {
 
-struct FakeTransport : EventRelay::Transport {
+struct FakeTransport : EventRelay::Transport, RelayObserver {
   std::vector<std::string> errors;
   std::vector<std::string> upstream;
   std::vector<PolicyDecision> decisions;
@@ -79,7 +79,7 @@ TEST(RelayTimes, PercentilesInMicrosecondsOverTheLastSamples) {
 
 TEST(EventRelay, BlockBecomesAnErrorEventAndEndCallEnds) {
   FakeTransport t;
-  EventRelay relay(3000, &t);
+  EventRelay relay(3000, &t, std::nullopt, &t);
   PolicyDecision filter;
   filter.action = "filter";
   relay.on_decision(filter);
@@ -110,7 +110,7 @@ TEST(EventRelay, BlockBecomesAnErrorEventAndEndCallEnds) {
 // invalid_request_error.
 TEST(EventRelay, ABudgetBlockIsInsufficientQuota) {
   FakeTransport t;
-  EventRelay relay(3000, &t);
+  EventRelay relay(3000, &t, std::nullopt, &t);
   PolicyDecision block;
   block.action = "block";
   block.reason = "budget";
@@ -139,7 +139,7 @@ TEST(EventRelay, ABudgetBlockIsInsufficientQuota) {
 
 TEST(EventRelay, TurnsCarryTheCallsIdsAndSum) {
   FakeTransport t;
-  EventRelay relay(3000, &t);
+  EventRelay relay(3000, &t, std::nullopt, &t);
   usage::UsageRecord r;
   r.total_tokens = 8;
   relay.on_turn(r, kIds);
@@ -155,9 +155,42 @@ TEST(EventRelay, TurnsCarryTheCallsIdsAndSum) {
   EXPECT_TRUE(t.waits_over.empty());
 }
 
+// The one report path: turns and decisions go from the relay to its observer (the accounting),
+// never through the transport; a relay without an observer reports nowhere and still works.
+TEST(EventRelay, TurnsAndDecisionsGoToTheObserverAlone) {
+  struct Observer : RelayObserver {
+    std::vector<usage::UsageRecord> turns;
+    std::vector<PolicyDecision> decisions;
+    void OnRelayTurn(const usage::UsageRecord& r) override { turns.push_back(r); }
+    void OnRelayDecision(const PolicyDecision& d) override { decisions.push_back(d); }
+  } observer;
+  FakeTransport t;
+  EventRelay relay(3000, &t, std::nullopt, &observer);
+  usage::UsageRecord r;
+  r.total_tokens = 8;
+  relay.on_turn(r, kIds);
+  PolicyDecision block;
+  block.action = "block";
+  block.reason = "denied_event";
+  relay.on_decision(block);
+  ASSERT_EQ(observer.turns.size(), 1u);
+  EXPECT_EQ(observer.turns[0].call_id, "rtc_1");
+  ASSERT_EQ(observer.decisions.size(), 1u);
+  EXPECT_EQ(observer.decisions[0].reason, "denied_event");
+  EXPECT_TRUE(t.turns.empty());
+  EXPECT_TRUE(t.decisions.empty());
+  EXPECT_EQ(t.errors.size(), 1u);  // the transport still carries the block's error event
+
+  EventRelay silent(3000, &t);
+  silent.on_turn(r, kIds);
+  silent.on_decision(block);
+  EXPECT_TRUE(t.turns.empty());
+  EXPECT_EQ(t.errors.size(), 2u);
+}
+
 TEST(EventRelay, LateUsageWaitEndsWithTheUsage) {
   FakeTransport t;
-  EventRelay relay(3000, &t);
+  EventRelay relay(3000, &t, std::nullopt, &t);
   EXPECT_FALSE(relay.begin_late_usage_wait("client left", 0));  // nothing open: end now
   EXPECT_TRUE(t.upstream.empty());
   ASSERT_TRUE(relay.begin_late_usage_wait("client left", 1));
@@ -176,7 +209,7 @@ TEST(EventRelay, LateUsageWaitEndsWithTheUsage) {
 
 TEST(EventRelay, LateUsageWaitIsBounded) {
   FakeTransport t;
-  EventRelay relay(50, &t);
+  EventRelay relay(50, &t, std::nullopt, &t);
   ASSERT_TRUE(relay.begin_late_usage_wait("client left", 2));
   EXPECT_TRUE(spin_until([&] { return !t.waits_over.empty(); }));
   EXPECT_EQ(t.waits_over[0], "client left (no late response.done)");
@@ -186,7 +219,7 @@ TEST(EventRelay, LateUsageWaitIsBounded) {
 TEST(EventRelay, NoWaitWhenTheUpstreamIsNotOpenOrTheCallStops) {
   FakeTransport t;
   t.upstream_open = false;
-  EventRelay relay(50, &t);
+  EventRelay relay(50, &t, std::nullopt, &t);
   EXPECT_FALSE(relay.begin_late_usage_wait("client left", 1));
   t.upstream_open = true;
   ASSERT_TRUE(relay.begin_late_usage_wait("client left", 1));
@@ -289,7 +322,7 @@ TEST(EventRelay, FiftyBackToBackAtTheEdgeLetOneThrough) {
   // back and all 50 ran.
   BudgetFixture budget;
   FakeTransport t;
-  EventRelay relay(3000, &t);
+  EventRelay relay(3000, &t, std::nullopt, &t);
   relay.set_response_gate(budget.gate(), "team-a", "echo");
   int through = 0;
   for (int i = 0; i < 50; i++)
@@ -326,7 +359,8 @@ TEST(EventRelay, ReservationsOfSeveralCallsShareTheKey) {
   int through = 0;
   for (int i = 0; i < 5; i++) {
     transports.push_back(std::make_unique<FakeTransport>());
-    relays.push_back(std::make_unique<EventRelay>(3000, transports.back().get()));
+    relays.push_back(std::make_unique<EventRelay>(3000, transports.back().get(), std::nullopt,
+                                                  transports.back().get()));
     relays.back()->set_response_gate(budget.gate(), "team-a", "echo");
   }
   for (auto& relay : relays) through += relay->admit_to_upstream(kCreate) ? 1 : 0;
@@ -345,7 +379,7 @@ TEST(EventRelay, ReservationsOfSeveralCallsShareTheKey) {
 TEST(EventRelay, AnUpstreamErrorForTheRequestReleasesItsReservation) {
   BudgetFixture budget;
   FakeTransport t;
-  EventRelay relay(3000, &t);
+  EventRelay relay(3000, &t, std::nullopt, &t);
   relay.set_response_gate(budget.gate(), "team-a", "echo");
   ASSERT_TRUE(relay.admit_to_upstream(R"({"type":"response.create","event_id":"evt_a"})"));
   relay.note_from_upstream(
@@ -360,7 +394,7 @@ TEST(EventRelay, AnUpstreamErrorForTheRequestReleasesItsReservation) {
 TEST(EventRelay, AnEventNotRelayedAfterAllGivesItsReservationBack) {
   BudgetFixture budget;
   FakeTransport t;
-  EventRelay relay(3000, &t);
+  EventRelay relay(3000, &t, std::nullopt, &t);
   relay.set_response_gate(budget.gate(), "team-a", "echo");
   const std::string create = R"({"type":"response.create","event_id":"evt_q"})";
   ASSERT_TRUE(relay.admit_to_upstream(create));
@@ -373,7 +407,7 @@ TEST(EventRelay, AnEventNotRelayedAfterAllGivesItsReservationBack) {
 
 TEST(EventRelay, WithoutABudgetNothingIsHeld) {
   FakeTransport t;
-  EventRelay relay(3000, &t);
+  EventRelay relay(3000, &t, std::nullopt, &t);
   relay.set_response_gate(
       [](const std::string&, const std::string&, std::string*) {
         return std::optional<usage::Reservation>(usage::Reservation{});

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 // The pipeline reaper: a pipeline's state change to NULL runs off the main loop, the main loop
-// keeps dispatching meanwhile, `done` comes back on the main loop, and stopping twice is harmless.
+// keeps dispatching meanwhile, `done` comes back on the main loop, stopping twice is harmless, and
+// the watchdog reports a stop that does not return.
 //
 // A tiny element whose READY→NULL change sleeps stands in for a webrtcbin that takes its time.
 #include <gst/app/app.h>
@@ -46,6 +47,38 @@ void slow_stop_class_init(SlowStopClass* klass) {
 }
 
 void slow_stop_init(SlowStop*) {}
+
+// A fake stuck stop: its READY→NULL change does not return until the test releases it (or 20 s
+// pass, so a failing test cannot hang the suite).
+std::atomic<bool> g_release_stuck{false};
+std::atomic<bool> g_stuck_entered{false};
+
+struct StuckStop {
+  GstElement parent;
+};
+struct StuckStopClass {
+  GstElementClass parent_class;
+};
+
+GType stuck_stop_get_type();
+G_DEFINE_TYPE(StuckStop, stuck_stop, GST_TYPE_ELEMENT)
+
+GstStateChangeReturn stuck_stop_change_state(GstElement* element, GstStateChange transition) {
+  if (transition == GST_STATE_CHANGE_READY_TO_NULL) {
+    g_stuck_entered = true;
+    gint64 give_up = g_get_monotonic_time() + 20 * G_USEC_PER_SEC;
+    while (!g_release_stuck && g_get_monotonic_time() < give_up) g_usleep(1000);
+  }
+  return GST_ELEMENT_CLASS(stuck_stop_parent_class)->change_state(element, transition);
+}
+
+void stuck_stop_class_init(StuckStopClass* klass) {
+  GST_ELEMENT_CLASS(klass)->change_state = stuck_stop_change_state;
+  gst_element_class_set_static_metadata(GST_ELEMENT_CLASS(klass), "Stuck stop", "Testing",
+                                        "Hangs going to NULL until released", "rtgw");
+}
+
+void stuck_stop_init(StuckStop*) {}
 
 class PipelineReaperTest : public ::testing::Test {
  protected:
@@ -290,6 +323,56 @@ TEST_F(PipelineReaperTest, ALeftoverPadTaskIsFlushedAndStoppedAfterNull) {
   EXPECT_EQ(rtgw::stop_leftover_pad_tasks(pipeline.get()), 0);
   pad.reset();
   pipeline.reset();  // would join the task for ever without the sweep
+}
+
+// The watchdog: a stop whose set_state(NULL) does not return within the bound is logged loudly and
+// counted (rtgw_pipeline_stops_stuck, rtgw_pipeline_stops_stuck_total), while the main loop keeps
+// dispatching; when it ends after all, it is no longer counted as stuck now.
+TEST_F(PipelineReaperTest, AStuckStopIsLoggedAndCountedWithoutBlockingTheMainLoop) {
+  g_release_stuck = false;
+  g_stuck_entered = false;
+  rtgw::set_stuck_stop_bound(std::chrono::milliseconds(200));
+  const rtgw::ReaperStats before = rtgw::reaper_stats();
+  auto pipeline = rtgw::Ref<GstElement>::sink(gst_pipeline_new("stuck"));
+  gst_bin_add(GST_BIN(pipeline.get()), GST_ELEMENT(g_object_new(stuck_stop_get_type(), nullptr)));
+  ASSERT_NE(gst_element_set_state(pipeline.get(), GST_STATE_PLAYING), GST_STATE_CHANGE_FAILURE);
+
+  bool done = false;
+  rtgw::stop_pipeline_async(std::move(pipeline), [&] { done = true; });
+  // The main loop runs meanwhile: this waits on it, a tick at a time, for the watchdog's count.
+  gint64 t0 = g_get_monotonic_time();
+  gint64 max_gap_us = 0;
+  gint64 last = t0;
+  while (rtgw::reaper_stats().stuck_now == before.stuck_now &&
+         g_get_monotonic_time() - t0 < 5 * G_USEC_PER_SEC) {
+    g_main_context_iteration(nullptr, FALSE);
+    g_usleep(2000);
+    gint64 now = g_get_monotonic_time();
+    max_gap_us = std::max(max_gap_us, now - last);
+    last = now;
+  }
+  EXPECT_TRUE(g_stuck_entered.load());
+  rtgw::ReaperStats stuck = rtgw::reaper_stats();
+  EXPECT_EQ(stuck.stuck_now, before.stuck_now + 1);
+  EXPECT_EQ(stuck.stuck_total, before.stuck_total + 1);
+  EXPECT_GE(g_get_monotonic_time() - t0, 200 * 1000) << "counted before the bound";
+  EXPECT_LT(max_gap_us, 250 * 1000) << "the main loop stalled";
+  EXPECT_FALSE(done);
+  // Counted once, however long it stays stuck.
+  g_usleep(300 * 1000);
+  EXPECT_EQ(rtgw::reaper_stats().stuck_total, before.stuck_total + 1);
+
+  g_release_stuck = true;
+  t0 = g_get_monotonic_time();
+  while (!done && g_get_monotonic_time() - t0 < 5 * G_USEC_PER_SEC) {
+    g_main_context_iteration(nullptr, FALSE);
+    g_usleep(1000);
+  }
+  EXPECT_TRUE(done);
+  rtgw::ReaperStats after = rtgw::reaper_stats();
+  EXPECT_EQ(after.stuck_now, before.stuck_now);
+  EXPECT_EQ(after.stuck_total, before.stuck_total + 1);
+  rtgw::set_stuck_stop_bound(rtgw::kStuckStopBound);
 }
 
 }  // namespace

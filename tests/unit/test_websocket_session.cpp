@@ -18,12 +18,12 @@
 namespace rtgw::relay {
 namespace {
 
-struct RecordingListener : SessionListener {
+// The session's relay reports its turns here (the report path); the session's listener only
+// hears that the session ended.
+struct RecordingListener : SessionListener, events::RelayObserver {
   std::vector<usage::UsageRecord> turns;
-  void OnSessionTurn(WebSocketSession&, const usage::UsageRecord& record) override {
-    turns.push_back(record);
-  }
-  void OnSessionPolicyDecision(WebSocketSession&, const events::PolicyDecision&) override {}
+  void OnRelayTurn(const usage::UsageRecord& record) override { turns.push_back(record); }
+  void OnRelayDecision(const events::PolicyDecision&) override {}
   void OnSessionEnded(WebSocketSession&) override {}
 };
 
@@ -80,6 +80,7 @@ TEST(WebSocketSession, ATurnRecordCarriesTheCostItsRelayPriced) {
   RecordingListener listener;
   SessionSettings settings;
   settings.pricing = text_prices();
+  settings.relay_observer = &listener;
   WebSocketSession session(kIdentity, settings, workers::WorkerLease(), pair.connection(), 1 << 20,
                            &listener);
   session.OnPathTurn(text_turn("resp_1"));
@@ -105,8 +106,10 @@ TEST(WebSocketSession, ATurnRecordCarriesTheCostItsRelayPriced) {
 TEST(WebSocketSession, WithoutAPriceTableATurnCarriesNoCost) {
   SocketPair pair;
   RecordingListener listener;
-  WebSocketSession session(kIdentity, SessionSettings{}, workers::WorkerLease(), pair.connection(),
-                           1 << 20, &listener);
+  SessionSettings settings;
+  settings.relay_observer = &listener;
+  WebSocketSession session(kIdentity, settings, workers::WorkerLease(), pair.connection(), 1 << 20,
+                           &listener);
   usage::UsageRecord turn = text_turn("resp_1");
   turn.cost_usd = 1.0;  // whatever came in, the relay's price (none) is what leaves
   session.OnPathTurn(turn);
