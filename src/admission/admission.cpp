@@ -50,12 +50,13 @@ Pending Admission::admit(Ask ask, Done done) {
   Pending pending{std::weak_ptr<Pending::State>(state)};
   StoreAsk store_ask{ask.id, ask.key_name, ask.key_limit, shared_global_limit(),
                      is_webrtc(ask.kind)};
-  store_.take(store_ask, [this, state, ask = std::move(ask)](
+  store_.take(store_ask, [this, alive = lifetime_.watch(), state, ask = std::move(ask)](
                              StoreVerdict verdict, std::unique_ptr<workers::LeaseAttachment> slot) {
     // Taken out first: the caller may drop its Pending from inside `done`.
     Done waiting = std::move(state->done);
     state->done = nullptr;
-    if (!waiting) return;  // the client left: `slot` goes now, and the shared count with it
+    // The client left (or the gateway is gone): `slot` goes now, and the shared count with it.
+    if (!waiting || !alive) return;
     waiting(decide(ask, verdict, std::move(slot)));
   });
   return pending;

@@ -23,7 +23,7 @@
 //
 // Threads: main loop only. `done` runs on the main loop exactly once unless the `Pending` is
 // dropped first: before `admit` returns when nothing waits for a store (no cluster), later when
-// the store answers.
+// the store answers. Destroying the Admission cancels what is still pending.
 #pragma once
 
 #include <functional>
@@ -35,6 +35,7 @@
 
 #include "admission/count_store.h"
 #include "admission/local_counts.h"
+#include "common/main_thread.h"
 #include "config/config.h"
 #include "workers/worker_lease.h"
 
@@ -151,6 +152,8 @@ class Admission {
   std::vector<const LocalCounts*> counts_;
   BudgetCheck over_budget_;
   bool shutting_down_ = false;
+  // A store that answers after this is gone (shutdown) reaches nothing: its slot goes back.
+  Lifetime lifetime_;
 };
 
 }  // namespace rtgw::admission

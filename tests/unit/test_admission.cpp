@@ -411,6 +411,24 @@ TEST(Admission, AClientThatLeavesWhileTheClusterAnswersGetsNothingAndHoldsNothin
   EXPECT_EQ(w.pool.leases(), 0);
 }
 
+TEST(Admission, AStoreThatAnswersAfterAdmissionIsGoneReachesNothing) {
+  // Shutdown destroys the HTTP server, and its Admission, while Redis may still answer.
+  auto config = config_with(100);
+  FakePool pool;
+  FakeStore store;
+  store.immediate = false;
+  FakeCounts calls;
+  auto admission = std::make_unique<Admission>(config, pool, store,
+                                               std::vector<const LocalCounts*>{&calls}, nullptr);
+  int answers = 0;
+  Pending p = admission->admit(ask(), [&](Answer) { answers++; });
+  admission.reset();
+  store.answer(StoreVerdict::kAdmitted);
+  EXPECT_EQ(answers, 0);
+  EXPECT_EQ(store.held, 0);
+  EXPECT_EQ(pool.picks, 0);
+}
+
 TEST(Admission, ThePendingMayBeDroppedFromInsideTheAnswer) {
   World w(config_with(100));
   w.store.immediate = false;
