@@ -14,7 +14,7 @@
 //   7. pick_worker          a lease on a worker of the model with room (the store's slot rides
 //                           on it), and `failover`, which picks the next one.
 // The answer is a `Ticket` (what the call or session holds and needs) or a `Refusal` (reason and
-// the client's message). HTTP maps a refusal to its error (http/server.cpp) and knows no rule.
+// the client's message). HTTP maps a refusal to its error (http/admit.cpp) and knows no rule.
 // A new rule: one function here, one line in `admit`/`decide`, one Reason, its HTTP mapping
 // and its unit test (tests/unit/test_admission.cpp).
 //
