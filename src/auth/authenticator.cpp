@@ -5,7 +5,7 @@
 
 #include <algorithm>
 
-#include "http/http_error.h"
+#include "common/api_error.h"
 
 namespace rtgw::auth {
 
@@ -35,7 +35,7 @@ Authenticator::Authenticator(const config::Config& config)
 
 Principal Authenticator::anonymous() const {
   if (!loopback_)
-    throw http::errors::unauthorized(
+    throw api_errors::unauthorized(
         "invalid_api_key", "no gateway keys are configured and the gateway is not on loopback");
   Principal anon;
   anon.key_name = "anonymous";
@@ -61,8 +61,8 @@ Principal Authenticator::redeem(const std::string& token) const {
     claims = tokens_.verify(token, g_get_real_time() / G_USEC_PER_SEC);
   } catch (const EphemeralTokens::VerifyError& e) {
     if (e.failure == EphemeralTokens::Failure::kExpired)
-      throw http::errors::unauthorized("token_expired", "the ephemeral token has expired");
-    throw http::errors::unauthorized("invalid_api_key", "the ephemeral token is not valid");
+      throw api_errors::unauthorized("token_expired", "the ephemeral token has expired");
+    throw api_errors::unauthorized("invalid_api_key", "the ephemeral token is not valid");
   }
   Principal p;
   if (keys_.empty()) {
@@ -72,7 +72,7 @@ Principal Authenticator::redeem(const std::string& token) const {
     for (const auto& k : keys_)
       if (k.name == claims.key_name) key = &k;
     if (!key)  // the key that minted it is gone from the config
-      throw http::errors::unauthorized("invalid_api_key", "the ephemeral token is not valid");
+      throw api_errors::unauthorized("invalid_api_key", "the ephemeral token is not valid");
     p = principal_for(*key);
   }
   p.admin = false;  // a token never carries admin rights
@@ -85,23 +85,23 @@ Principal Authenticator::redeem(const std::string& token) const {
 Principal Authenticator::authenticate(const char* header, bool accept_tokens) const {
   if (keys_.empty() && (!header || !*header)) return anonymous();
   if (!header || !*header)
-    throw http::errors::unauthorized("missing_api_key",
-                                     "missing Authorization header (expected 'Bearer <key>')");
+    throw api_errors::unauthorized("missing_api_key",
+                                   "missing Authorization header (expected 'Bearer <key>')");
   std::string value = header;
   if (value.size() < 7 || g_ascii_strncasecmp(value.c_str(), "Bearer ", 7) != 0)
-    throw http::errors::unauthorized("missing_api_key",
-                                     "the Authorization header must be 'Bearer <key>'");
+    throw api_errors::unauthorized("missing_api_key",
+                                   "the Authorization header must be 'Bearer <key>'");
   std::string bearer = value.substr(7);
   while (!bearer.empty() && bearer.front() == ' ') bearer.erase(0, 1);
   while (!bearer.empty() && bearer.back() == ' ') bearer.pop_back();
-  if (bearer.empty()) throw http::errors::unauthorized("missing_api_key", "empty bearer token");
+  if (bearer.empty()) throw api_errors::unauthorized("missing_api_key", "empty bearer token");
   return authenticate_bearer(bearer, accept_tokens);
 }
 
 Principal Authenticator::authenticate_bearer(const std::string& bearer, bool accept_tokens) const {
   if (EphemeralTokens::looks_like_token(bearer)) {
     if (!accept_tokens)
-      throw http::errors::unauthorized(
+      throw api_errors::unauthorized(
           "invalid_api_key", "ephemeral tokens are accepted only by the realtime endpoints");
     return redeem(bearer);
   }
@@ -110,7 +110,7 @@ Principal Authenticator::authenticate_bearer(const std::string& bearer, bool acc
   // Check every key (no early exit) so timing does not tell which key was close.
   for (const auto& key : keys_)
     if (constant_time_equal(key.key, bearer)) found = &key;
-  if (!found) throw http::errors::unauthorized("invalid_api_key", "the API key is not valid");
+  if (!found) throw api_errors::unauthorized("invalid_api_key", "the API key is not valid");
   return principal_for(*found);
 }
 

@@ -40,8 +40,8 @@ class Authenticator {
  public:
   explicit Authenticator(const config::Config& config);
 
-  // Throws http::HttpError (401 missing_api_key / invalid_api_key / token_expired). Ephemeral
-  // tokens are accepted only where `accept_tokens` (the realtime endpoints).
+  // Throws ApiError (common/api_error.h: 401 missing_api_key / invalid_api_key / token_expired).
+  // Ephemeral tokens are accepted only where `accept_tokens` (the realtime endpoints).
   Principal authenticate(const char* authorization_header, bool accept_tokens = false) const;
   // Authenticates a bare bearer value (also used by the WebSocket subprotocol form).
   Principal authenticate_bearer(const std::string& bearer, bool accept_tokens = false) const;

@@ -15,6 +15,7 @@
 #include <string>
 #include <variant>
 
+#include "admission/local_counts.h"
 #include "calls/call.h"
 
 namespace rtgw::calls {
@@ -28,7 +29,7 @@ class CallObserver {
   virtual void OnCallEnded(const Call& call) {}
 };
 
-class CallRegistry : public CallListener {
+class CallRegistry : public CallListener, public admission::LocalCounts {
  public:
   using AnswerCallback = std::function<void(std::variant<std::string, SetupFailure>)>;
 
@@ -52,6 +53,16 @@ class CallRegistry : public CallListener {
   // Calls not connected yet (Call::setting_up()), all of them or one key's.
   int setups() const;
   int setups_for_key(const std::string& key_name) const;
+
+  // admission::LocalCounts: calls are counted with their set-up phase.
+  int live_count() const override { return live_calls(); }
+  int live_count_for_key(const std::string& key_name) const override {
+    return live_calls_for_key(key_name);
+  }
+  int setup_count() const override { return setups(); }
+  int setup_count_for_key(const std::string& key_name) const override {
+    return setups_for_key(key_name);
+  }
 
   void hang_up_all(const std::string& reason);
   void set_on_empty(std::function<void()> fn) { on_empty_ = std::move(fn); }

@@ -76,10 +76,10 @@ void Server::handle_legacy_sessions(SoupServerMessage* msg) {
   json_object_remove_member(session, "id");
   events::beta::session_to_ga(session);
   check_transcription_models(principal.models, json::to_string(ga.get()));
-  MintedToken token = mint_token(principal, model, ga.get(), ttl, /*beta=*/true);
+  auth::MintedToken token = mint_token(principal, model, ga.get(), ttl, /*beta=*/true);
   respond_json(msg, 200,
                beta_answer(body, "realtime.session", token.value, token.expires_at,
-                           new_session_object_id()));
+                           auth::new_session_object_id()));
 }
 
 void Server::handle_legacy_transcription_sessions(SoupServerMessage* msg) {
@@ -104,10 +104,10 @@ void Server::handle_legacy_transcription_sessions(SoupServerMessage* msg) {
                               "name the model in `input_audio_transcription.model`");
   mintable_model(principal, model);
   std::int64_t ttl = token_ttl(expires_after(body));
-  MintedToken token = mint_token(principal, model, ga.get(), ttl, /*beta=*/true);
+  auth::MintedToken token = mint_token(principal, model, ga.get(), ttl, /*beta=*/true);
   respond_json(msg, 200,
                beta_answer(body, "realtime.transcription_session", token.value, token.expires_at,
-                           new_session_object_id()));
+                           auth::new_session_object_id()));
 }
 
 void Server::handle_legacy_call(SoupServerMessage* msg, GHashTable* query) {

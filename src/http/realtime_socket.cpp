@@ -76,7 +76,7 @@ void Server::handle_realtime_socket(SoupServerMessage* msg, GHashTable* query) {
     throw HttpError(426, "invalid_request_error", "websocket_required",
                     "GET /v1/realtime is a WebSocket endpoint: open it with a WebSocket client "
                     "(Upgrade: websocket, version 13)");
-  if (shutting_down_) throw errors::unavailable("shutting_down", "the gateway is shutting down");
+  refuse_if(admission_->shutting_down_gate());
   SoupMessageHeaders* headers = soup_server_message_get_request_headers(msg);
   OfferedProtocols offered =
       parse_protocols(soup_message_headers_get_one(headers, "Sec-WebSocket-Protocol"));
@@ -139,7 +139,7 @@ void Server::handle_realtime_socket(SoupServerMessage* msg, GHashTable* query) {
   }
   const config::ModelConfig& model_config = resolve_model(principal, model);
   model = model_config.name;
-  check_budget(principal);
+  refuse_if(admission_->budget_gate(principal.key_name));
   // A token's session is refused here, before the upgrade, if the policy would block it.
   std::optional<std::string> session;
   if (principal.token_session_json)
@@ -151,39 +151,35 @@ void Server::handle_realtime_socket(SoupServerMessage* msg, GHashTable* query) {
       offered.beta || soup_message_headers_header_contains(headers, "OpenAI-Beta", "realtime=v1") ||
       principal.token_beta;
   std::string session_id = relay::SessionRegistry::new_session_id();
-  // Capacity: the cluster's counts (cluster mode: msg waits, the handshake prepared), then this
+  // Admission: the cluster's counts (cluster mode: msg waits, the handshake prepared), then this
   // instance's and a worker. Without cluster this runs before the handler returns.
   admit(
-      msg, principal, session_id, /*call=*/false,
+      msg, ask_for(admission::Kind::kSession, session_id, principal, model),
       [this, principal, model, &model_config, session, beta_client, transcription, session_id, keep,
-       answer_protocol](std::unique_ptr<workers::LeaseAttachment> cluster_lease) {
+       answer_protocol](admission::Ticket ticket) {
         const auto& config = services_.config;
-        check_budget(principal);
         auto upgrade = std::make_unique<Upgrade>();
-        upgrade->lease = reserve_capacity(principal, model);
-        upgrade->lease.attach(std::move(cluster_lease));
+        upgrade->lease = std::move(ticket.lease);
         upgrade->identity = {session_id, principal.key_name, model, model_config.upstream_model,
                              upgrade->lease->name()};
         relay::SessionSettings& s = upgrade->settings;
         s.pipeline_description = services_.session_pipeline_description;
         s.policy_json = config.policy_json;
         s.max_event_bytes = static_cast<std::size_t>(config.max_event_bytes);
-        s.budget_exceeded = services_.over_budget && services_.over_budget(principal.key_name);
+        s.budget_exceeded = ticket.over_budget;
         s.response_gate = response_gate_;
         s.allowed_models = allowed_models(principal.models, model_config.upstream_model);
         s.idle_timeout_seconds = config.websocket.idle_timeout_seconds;
         s.max_pending_bytes = config.limits.max_pending_event_bytes;
         s.max_outgoing_bytes = static_cast<std::uint64_t>(config.limits.max_outgoing_buffer_bytes);
-        s.pricing = model_config.pricing;
+        s.pricing = std::move(ticket.pricing);
         s.beta_client = beta_client;
         s.transcription = transcription;
         if (session)
           s.session_json = session_for_upstream(*session, model_config.upstream_model);
         else if (transcription)  // the worker learns the transcription model from the first event
           s.session_json = transcription_session_json(model_config.upstream_model);
-        s.failover = [&workers = services_.workers, model](const std::vector<std::string>& tried) {
-          return workers.pick(model, tried);
-        };
+        s.failover = std::move(ticket.failover);
         answer_protocol();
         keep(std::move(upgrade));
       },

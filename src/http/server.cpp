@@ -10,8 +10,9 @@
 #include <memory>
 #include <string_view>
 
+#include "admission/cluster_store.h"
+#include "admission/pool_source.h"
 #include "common/json.h"
-#include "common/random.h"
 #include "events/beta_dialect.h"
 #include "http/call_request.h"
 #include "http/client_watch.h"
@@ -118,6 +119,17 @@ Server::Server(Services services)
   // frame can cost gigabytes), and the frame filter bounds messages by their bytes on the wire
   // (http/websocket_frame_limit.h). Realtime events are small JSON; clients go on uncompressed.
   soup_server_remove_websocket_extension(server_.get(), SOUP_TYPE_WEBSOCKET_EXTENSION_DEFLATE);
+  // Admission reads the pool, the shared counts (the cluster's, or nothing to share) and this
+  // instance's call and session registries.
+  worker_source_ = std::make_unique<admission::PoolWorkerSource>(services_.workers);
+  if (services_.cluster)
+    count_store_ = std::make_unique<admission::ClusterCountStore>(*services_.cluster);
+  else
+    count_store_ = std::make_unique<admission::LocalCountStore>();
+  admission_ = std::make_unique<admission::Admission>(
+      services_.config, *worker_source_, *count_store_,
+      std::vector<const admission::LocalCounts*>{&services_.calls, &services_.sessions},
+      services_.over_budget);
   connections_ = std::make_unique<ConnectionGuard>(
       server_.get(), services_.config.limits,
       static_cast<std::uint64_t>(services_.config.websocket.max_message_bytes));
@@ -395,7 +407,7 @@ void Server::dispatch(SoupServerMessage* msg, const char* path_cstr) {
   }
   if (path == "/readyz") {
     // Each reason a load balancer should send no new calls here, first one first.
-    if (shutting_down_)
+    if (shutting_down())
       respond_json(msg, 503, R"({"status":"shutting_down","detail":"draining live calls"})");
     else if (!services_.workers.any_available())
       respond_json(msg, 503,
@@ -474,7 +486,7 @@ void Server::serve_tester_page(SoupServerMessage* msg) {
 
 void Server::handle_create_call(SoupServerMessage* msg, GHashTable* query, bool beta_route) {
   const auto& config = services_.config;
-  if (shutting_down_) throw errors::unavailable("shutting_down", "the gateway is shutting down");
+  refuse_if(admission_->shutting_down_gate());  // before anything is parsed
   auth::Principal principal =
       services_.auth.authenticate(request_header(msg, "Authorization"), /*accept_tokens=*/true);
 
@@ -488,7 +500,7 @@ void Server::handle_create_call(SoupServerMessage* msg, GHashTable* query, bool 
   std::string model = choose_model(request.shape, query_value(query, "model"));
   const config::ModelConfig& model_config = resolve_model(principal, model);
   model = model_config.name;  // the token's, when the request named none
-  check_budget(principal);
+  refuse_if(admission_->budget_gate(principal.key_name));  // before the offer is parsed
 
   sdp::CheckedOffer offer;
   try {
@@ -508,8 +520,8 @@ void Server::handle_create_call(SoupServerMessage* msg, GHashTable* query, bool 
     session = session_for_upstream(*session, model_config.upstream_model);
   }
 
-  // Capacity: the cluster's counts first (one Redis round trip in cluster mode), then this
-  // instance's (reserve_capacity) and a worker.
+  // Admission: the cluster's counts first (one Redis round trip in cluster mode), then this
+  // instance's and a worker.
   auto prepared = std::make_shared<PreparedCall>();
   prepared->principal = principal;
   prepared->model = model;
@@ -518,21 +530,18 @@ void Server::handle_create_call(SoupServerMessage* msg, GHashTable* query, bool 
   prepared->session = std::move(session);
   prepared->beta = beta;
   prepared->call_id = calls::CallRegistry::new_call_id();
-  admit(msg, principal, prepared->call_id, /*call=*/true,
-        [this, msg, prepared](std::unique_ptr<workers::LeaseAttachment> cluster_lease) {
-          start_admitted_call(msg, std::move(*prepared), std::move(cluster_lease));
+  admit(msg, ask_for(admission::Kind::kCall, prepared->call_id, principal, model),
+        [this, msg, prepared](admission::Ticket ticket) {
+          start_admitted_call(msg, std::move(*prepared), std::move(ticket));
         });
 }
 
 void Server::start_admitted_call(SoupServerMessage* msg, PreparedCall prepared,
-                                 std::unique_ptr<workers::LeaseAttachment> cluster_lease) {
+                                 admission::Ticket ticket) {
   const auto& config = services_.config;
   const auth::Principal& principal = prepared.principal;
   const std::string& model = prepared.model;
-  check_budget(principal);  // the admission brought the cluster's totals up to date
-  check_setup_capacity(principal);
-  auto lease = reserve_capacity(principal, model);
-  lease.attach(std::move(cluster_lease));
+  workers::WorkerLease lease = std::move(ticket.lease);
   std::optional<std::string> session = std::move(prepared.session);
   sdp::CheckedOffer offer = std::move(prepared.offer);
   const bool beta = prepared.beta;
@@ -546,14 +555,11 @@ void Server::start_admitted_call(SoupServerMessage* msg, PreparedCall prepared,
   settings.max_event_bytes = config.max_event_bytes;
   settings.pipeline_description = services_.pipeline_description;
   settings.policy_json = config.policy_json;
-  settings.budget_exceeded = services_.over_budget && services_.over_budget(principal.key_name);
+  settings.budget_exceeded = ticket.over_budget;
   settings.response_gate = response_gate_;
   settings.allowed_models = allowed_models(principal.models, prepared.upstream_model);
-  if (const config::ModelConfig* model_config = config.find_model(model))
-    settings.pricing = model_config->pricing;
-  settings.failover = [&workers = services_.workers, model](const std::vector<std::string>& tried) {
-    return workers.pick(model, tried);
-  };
+  settings.pricing = std::move(ticket.pricing);
+  settings.failover = std::move(ticket.failover);
   settings.beta_client = beta;
 
   auto pending = std::make_shared<PendingResponse>();
@@ -620,51 +626,6 @@ const config::ModelConfig& Server::resolve_model(const auth::Principal& principa
   if (!principal.may_use(model))
     throw errors::forbidden("model_not_allowed", "this key may not use the model '" + model + "'");
   return *model_config;
-}
-
-void Server::check_budget(const auth::Principal& principal) const {
-  if (!services_.over_budget || !services_.over_budget(principal.key_name)) return;
-  // Clients get OpenAI's code (agents stop retrying on it); the operator's log keeps the reason.
-  g_message("key '%s' refused: budget_exceeded (budget_tokens or budget_usd)",
-            principal.key_name.c_str());
-  throw errors::insufficient_quota(
-      "the key '" + principal.key_name +
-      "' is over its budget (budget_tokens or budget_usd): no new call, session or token");
-}
-
-workers::WorkerLease Server::reserve_capacity(const auth::Principal& principal,
-                                              const std::string& model) {
-  // WebRTC calls and WebSocket sessions share the gateway's and each key's capacity.
-  const auto& limits = services_.config.limits;
-  if (limits.max_calls > 0 &&
-      services_.calls.live_calls() + services_.sessions.live_sessions() >= limits.max_calls)
-    throw errors::unavailable("no_capacity", "the gateway is at its call capacity");
-  if (principal.max_concurrent_calls > 0 &&
-      services_.calls.live_calls_for_key(principal.key_name) +
-              services_.sessions.live_sessions_for_key(principal.key_name) >=
-          principal.max_concurrent_calls)
-    throw errors::too_many("too_many_calls", "this key already has " +
-                                                 std::to_string(principal.max_concurrent_calls) +
-                                                 " live calls and sessions");
-  auto lease = services_.workers.pick(model);
-  if (!lease) throw errors::unavailable("no_capacity", "no worker of '" + model + "' has capacity");
-  return lease;
-}
-
-void Server::check_setup_capacity(const auth::Principal& principal) const {
-  // A call set up but not connected holds everything a live one does (two webrtcbins, ~30-45
-  // descriptors, ~20-35 threads) without its client ever doing ICE: bounded per key, then
-  // overall (config/capacity.h sizes both from the open-file limit).
-  const auto& limits = services_.config.limits;
-  if (limits.max_setups_per_key > 0 &&
-      services_.calls.setups_for_key(principal.key_name) >= limits.max_setups_per_key)
-    throw errors::too_many("too_many_calls",
-                           "this key already has " + std::to_string(limits.max_setups_per_key) +
-                               " calls setting up (limits.max_setups_per_key): connect them first");
-  if (limits.max_setups > 0 && services_.calls.setups() >= limits.max_setups)
-    throw errors::unavailable("no_capacity", "the gateway has " +
-                                                 std::to_string(limits.max_setups) +
-                                                 " calls setting up (limits.max_setups)");
 }
 
 void Server::handle_get_call(SoupServerMessage* msg, const std::string& id) {
@@ -814,12 +775,12 @@ void Server::handle_client_secrets(SoupServerMessage* msg) {
   check_transcription_models(principal.models, json::to_string(session_node.get()));
 
   std::int64_t ttl = token_ttl(json::get_object(body, "expires_after"));
-  MintedToken token = mint_token(principal, model, session_node.get(), ttl, /*beta=*/false);
+  auth::MintedToken token = mint_token(principal, model, session_node.get(), ttl, /*beta=*/false);
 
   json_object_set_string_member(
       s, "object", shape.transcription() ? "realtime.transcription_session" : "realtime.session");
   if (!json_object_has_member(s, "id"))
-    json_object_set_string_member(s, "id", new_session_object_id().c_str());
+    json_object_set_string_member(s, "id", auth::new_session_object_id().c_str());
   json::ObjectBuilder out;
   out.set("value", token.value)
       .set("expires_at", static_cast<gint64>(token.expires_at))
@@ -834,36 +795,21 @@ const config::ModelConfig& Server::mintable_model(const auth::Principal& princip
     throw errors::not_found("model_not_found", "the model '" + model + "' does not exist");
   if (!principal.may_use(model))
     throw errors::forbidden("model_not_allowed", "this key may not use the model '" + model + "'");
-  check_budget(principal);  // a token is a new call or session to come: refused now, not then
+  // A token is a new call or session to come: refused now, not then.
+  refuse_if(admission_->budget_gate(principal.key_name));
   return *model_config;
 }
 
 std::int64_t Server::token_ttl(JsonObject* expires) const {
-  std::int64_t ttl = services_.config.auth.token_ttl_seconds;
-  if (!expires) return ttl;
-  if (auto anchor = json::get_string(expires, "anchor"); anchor && *anchor != "created_at")
-    throw errors::bad_request("invalid_expires_after", "expires_after.anchor must be created_at");
-  JsonNode* seconds = json_object_get_member(expires, "seconds");
-  if (seconds) {
-    if (JSON_NODE_TYPE(seconds) != JSON_NODE_VALUE ||
-        json_node_get_value_type(seconds) != G_TYPE_INT64)
-      throw errors::bad_request("invalid_expires_after",
-                                "expires_after.seconds must be an integer");
-    ttl = std::clamp<std::int64_t>(json_node_get_int(seconds), 10, 7200);  // as OpenAI bounds it
-  }
-  return ttl;
+  return auth::token_ttl(expires, services_.config.auth.token_ttl_seconds);
 }
 
-Server::MintedToken Server::mint_token(const auth::Principal& principal, const std::string& model,
-                                       JsonNode* ga_session, std::int64_t ttl_seconds,
-                                       bool beta) const {
-  std::int64_t now = g_get_real_time() / G_USEC_PER_SEC;
-  auth::TokenClaims claims{principal.key_name, model, json::to_string(ga_session), now,
-                           now + ttl_seconds,  beta};
-  return {services_.auth.tokens().mint(claims), now + ttl_seconds};
+auth::MintedToken Server::mint_token(const auth::Principal& principal, const std::string& model,
+                                     JsonNode* ga_session, std::int64_t ttl_seconds,
+                                     bool beta) const {
+  return auth::mint_token(services_.auth.tokens(), principal, model, json::to_string(ga_session),
+                          ttl_seconds, beta);
 }
-
-std::string Server::new_session_object_id() { return random_id("sess_", 24); }
 
 void Server::handle_debug_calls(SoupServerMessage* msg) {
   auth::Principal principal = services_.auth.authenticate(request_header(msg, "Authorization"));

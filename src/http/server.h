@@ -5,9 +5,11 @@
 // (431 header size, 413 body size whatever the framing, the keyless mode's loopback Host), and
 // the one boundary that turns any HttpError into the SPEC's JSON error exactly once. Connections
 // reach the SoupServer through a ConnectionGuard (accept, limits, deadlines, no keep-alive).
-// Handlers here translate HTTP to service calls (auth, calls, sessions, workers) and back; they
-// never touch pads. The WebSocket route (`GET /v1/realtime`) is in realtime_socket.cpp, the legacy
-// (beta) routes in legacy_routes.cpp.
+// Handlers here translate HTTP to service calls (auth, admission, calls, sessions) and back; they
+// never touch pads. Whether a call or session may start is admission's (admission/admission.h):
+// a handler parses, asks `admit`, and maps a refusal to its error (refusal_error). The WebSocket
+// route (`GET /v1/realtime`) is in realtime_socket.cpp, the legacy (beta) routes in
+// legacy_routes.cpp.
 //
 // Threads: main loop only.
 #pragma once
@@ -16,10 +18,13 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 
+#include "admission/admission.h"
 #include "auth/authenticator.h"
+#include "auth/token_mint.h"
 #include "calls/call_registry.h"
 #include "cluster/cluster.h"
 #include "cluster/peer_client.h"
@@ -69,8 +74,8 @@ class Server {
   // Budget reservations: what calls and sessions ask before each response.create goes upstream.
   void set_response_gate(usage::ResponseGate gate) { response_gate_ = std::move(gate); }
   // New calls get 503 shutting_down from now on.
-  void begin_shutdown() { shutting_down_ = true; }
-  bool shutting_down() const { return shutting_down_; }
+  void begin_shutdown() { admission_->begin_shutdown(); }
+  bool shutting_down() const { return admission_->shutting_down(); }
   // "https" with tls.cert_file, else "http".
   const char* scheme() const { return tls_ ? "https" : "http"; }
   // Re-reads the TLS pair (SIGHUP); "" when the new pair is in use, else why the old one stays.
@@ -101,22 +106,20 @@ class Server {
   // Model checks shared by calls and sessions (the token's model when none is named).
   const config::ModelConfig& resolve_model(const auth::Principal& principal,
                                            std::string model) const;
-  // 429 insufficient_quota when the key is over a budget, tokens or USD (calls, sessions and
-  // token mints); the log line names the reason, budget_exceeded.
-  void check_budget(const auth::Principal& principal) const;
-  // Calls setting up (not connected yet): limits.max_setups_per_key (429), limits.max_setups (503).
-  void check_setup_capacity(const auth::Principal& principal) const;
-  // Capacity checks shared by calls and sessions; a lease on the chosen worker.
-  workers::WorkerLease reserve_capacity(const auth::Principal& principal, const std::string& model);
-  // Cluster mode (http/cluster_routes.cpp).
-  // Takes the call's or session's lease in the cluster's counts, then runs `then` with it
-  // (null without cluster: `then` runs at once, as before cluster mode existed). In cluster mode
-  // `msg` is paused meanwhile; a refusal or an HttpError from `then` is answered here (for an
-  // upgrade, `upgrade` true, the handshake libsoup prepared is turned into that error). A client
-  // that leaves meanwhile gets nothing and its lease is released.
-  using AdmittedFn = std::function<void(std::unique_ptr<workers::LeaseAttachment>)>;
-  void admit(SoupServerMessage* msg, const auth::Principal& principal, const std::string& id,
-             bool call, AdmittedFn then, bool upgrade = false);
+  // Throws the error of an admission rule that refuses (shutting down, a key over budget):
+  // the checks a handler makes before it parses the rest of a request.
+  static void refuse_if(std::optional<admission::Refusal> refusal);
+  // The ask of a call or session of `principal` (http/admit.cpp).
+  static admission::Ask ask_for(admission::Kind kind, const std::string& id,
+                                const auth::Principal& principal, const std::string& model);
+  // Asks admission (http/admit.cpp), then runs `then` with the ticket. An answer found at once
+  // (no store to wait for) runs `then` before this returns, and a refusal is thrown as its
+  // HttpError. An answer that waits (the cluster's counts) pauses `msg` meanwhile; a refusal or
+  // an HttpError from `then` is answered here (for an upgrade, `upgrade` true, the handshake
+  // libsoup prepared is turned into that error). A client that leaves meanwhile gets 499 and
+  // the admission is cancelled (its cluster slot given back, no worker picked).
+  using AdmittedFn = std::function<void(admission::Ticket)>;
+  void admit(SoupServerMessage* msg, admission::Ask ask, AdmittedFn then, bool upgrade = false);
   // A request from another instance: true when X-RTGW-Internal carries the internal secret;
   // 403 when it carries anything else; false without the header or without cluster mode.
   bool internal_request(SoupServerMessage* msg) const;
@@ -138,8 +141,7 @@ class Server {
     bool beta = false;
     std::string call_id;
   };
-  void start_admitted_call(SoupServerMessage* msg, PreparedCall prepared,
-                           std::unique_ptr<workers::LeaseAttachment> cluster_lease);
+  void start_admitted_call(SoupServerMessage* msg, PreparedCall prepared, admission::Ticket ticket);
 
   // GET /v1/realtime (http/realtime_socket.cpp): every check before the upgrade.
   void handle_realtime_socket(SoupServerMessage* msg, GHashTable* query);
@@ -155,11 +157,7 @@ class Server {
   void handle_client_secrets(SoupServerMessage* msg);
   void handle_pipeline_dot(SoupServerMessage* msg, const std::string& id);
 
-  // Ephemeral tokens, shared by client_secrets and the legacy mint routes.
-  struct MintedToken {
-    std::string value;
-    std::int64_t expires_at = 0;
-  };
+  // Ephemeral tokens (auth/token_mint.h), shared by client_secrets and the legacy mint routes.
   // The model a token may be minted for (exists, the key may use it and is within its budgets).
   // Throws HttpError.
   const config::ModelConfig& mintable_model(const auth::Principal& principal,
@@ -167,9 +165,8 @@ class Server {
   // The lifetime asked by an `expires_after` object (null: the configured default).
   std::int64_t token_ttl(JsonObject* expires_after) const;
   // Signs a token binding the key, the model and `ga_session` (GA form).
-  MintedToken mint_token(const auth::Principal& principal, const std::string& model,
-                         JsonNode* ga_session, std::int64_t ttl_seconds, bool beta) const;
-  static std::string new_session_object_id();  // sess_<24 hex>
+  auth::MintedToken mint_token(const auth::Principal& principal, const std::string& model,
+                               JsonNode* ga_session, std::int64_t ttl_seconds, bool beta) const;
   // Legacy (beta) routes, http/legacy_routes.cpp.
   void handle_legacy_sessions(SoupServerMessage* msg);                 // POST /v1/realtime/sessions
   void handle_legacy_transcription_sessions(SoupServerMessage* msg);   // .../transcription_sessions
@@ -182,13 +179,20 @@ class Server {
   std::unique_ptr<TlsIdentity> tls_;            // tls.cert_file: HTTPS and WSS
   Ref<SoupServer> redirect_;                    // tls.redirect_http: 308 to HTTPS
   std::unique_ptr<cluster::PeerClient> peers_;  // cluster mode only
-  bool shutting_down_ = false;
+  // Admission (admission/admission.h) and what it reads: the pool, the cluster's counts (or
+  // the local default) and the call and session registries.
+  std::unique_ptr<admission::WorkerSource> worker_source_;
+  std::unique_ptr<admission::CountStore> count_store_;
+  std::unique_ptr<admission::Admission> admission_;
   usage::ResponseGate response_gate_;
 };
 
 // Response helpers shared by handlers.
 void respond(SoupServerMessage* msg, int status, const char* content_type, const std::string& body);
 void respond_json(SoupServerMessage* msg, int status, const std::string& body);
+// The SPEC's error for an admission refusal (http/admit.cpp): status and code by reason, the
+// refusal's detail as the message.
+HttpError refusal_error(const admission::Refusal& refusal);
 // Answers a paused WebSocket handshake (libsoup prepared its 101) with `error` instead.
 void refuse_upgrade(SoupServerMessage* msg, const HttpError& error);
 

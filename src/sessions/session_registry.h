@@ -13,6 +13,7 @@
 #include <memory>
 #include <string>
 
+#include "admission/local_counts.h"
 #include "calls/call.h"
 #include "sessions/sideband.h"
 #include "sessions/websocket_session.h"
@@ -26,7 +27,7 @@ class SessionObserver {
   virtual void OnSessionEnded(const WebSocketSession& session) {}
 };
 
-class SessionRegistry : public SessionListener {
+class SessionRegistry : public SessionListener, public admission::LocalCounts {
  public:
   SessionRegistry() = default;
   ~SessionRegistry() override;
@@ -43,6 +44,11 @@ class SessionRegistry : public SessionListener {
 
   int live_sessions() const { return static_cast<int>(sessions_.size()); }
   int live_sessions_for_key(const std::string& key_name) const;
+  // admission::LocalCounts: a session has no set-up phase of its own to cap.
+  int live_count() const override { return live_sessions(); }
+  int live_count_for_key(const std::string& key_name) const override {
+    return live_sessions_for_key(key_name);
+  }
   int live_sidebands() const { return static_cast<int>(sidebands_.size()); }
   // Sideband sockets attached to one call (limits.max_sidebands_per_call bounds them).
   int sidebands_for_call(const std::string& call_id) const;
