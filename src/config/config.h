@@ -18,6 +18,8 @@
 #include <string>
 #include <vector>
 
+#include "usage/price_table.h"
+
 namespace rtgw::config {
 
 struct KeyConfig {
@@ -64,23 +66,8 @@ struct WorkerConfig {
   int breaker_open_seconds = 10;     // then one probe call is let through
 };
 
-// A model's price table (`models[].pricing`), US dollars. A price left out is unknown: a turn
-// that needs it has no cost (usage/pricing.h says which fall back).
-struct Pricing {
-  // per_million_tokens
-  std::optional<double> text_input;
-  std::optional<double> text_cached_input;
-  std::optional<double> audio_input;
-  std::optional<double> audio_cached_input;
-  std::optional<double> image_input;
-  std::optional<double> text_output;
-  std::optional<double> audio_output;
-  // per_minute
-  std::optional<double> transcription;
-  // What a token the table has no price for costs (usage/pricing.h); none: the table's highest
-  // per-token price.
-  std::optional<double> fallback_per_million;
-};
+// A model's price table (`models[].pricing`): owned by usage, which prices turns with it.
+using Pricing = usage::Pricing;
 
 struct ModelConfig {
   std::string name;
