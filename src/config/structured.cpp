@@ -4,6 +4,7 @@
 #include <gio/gio.h>
 #include <glib.h>
 
+#include <cstdint>
 #include <set>
 #include <vector>
 
@@ -14,6 +15,21 @@
 
 namespace rtgw::config {
 namespace {
+
+// An integer or number member, in the range its row (config/schema.cpp) gives, so the docs and
+// the check cannot disagree. `row` is the member's row path, e.g. "models[].workers[].max_calls".
+std::int64_t row_integer(const Reader& r, JsonNode* node, const std::string& at, const char* row) {
+  const Row* schema = find_row(row);
+  // budget_tokens' maximum is 2^63-1, which a double rounds up: clamp instead of casting it.
+  const std::int64_t max =
+      schema->max >= 9.2e18 ? INT64_MAX : static_cast<std::int64_t>(schema->max);
+  return r.integer(node, at, static_cast<std::int64_t>(schema->min), max);
+}
+
+double row_number(const Reader& r, JsonNode* node, const std::string& at, const char* row) {
+  const Row* schema = find_row(row);
+  return r.number(node, at, schema->min, schema->max);
+}
 
 void check_url(const Reader& r, const std::string& url, const std::string& path) {
   UniqueError err;
@@ -55,7 +71,8 @@ Pricing read_pricing(const Reader& r, JsonNode* node, const std::string& path) {
   auto price = [&](JsonObject* obj, const std::string& at, const char* name,
                    std::optional<double>& out) {
     if (auto* n = member(obj, name)) {
-      double v = r.number(n, at + "." + name, 0, 1e9);
+      // Every price shares fallback_per_million's range.
+      double v = row_number(r, n, at + "." + name, "models[].pricing.fallback_per_million");
       out = v;
     }
   };
@@ -104,13 +121,13 @@ void read_keys(const Reader& r, JsonNode* keys, const std::string& at, Config& c
       key.models = member(ko, "models") ? r.strings(member(ko, "models"), path + ".models")
                                         : std::vector<std::string>{"*"};
       if (auto* n = member(ko, "max_concurrent_calls"))
-        key.max_concurrent_calls =
-            static_cast<int>(r.integer(n, path + ".max_concurrent_calls", 0, 1000000));
+        key.max_concurrent_calls = static_cast<int>(
+            row_integer(r, n, path + ".max_concurrent_calls", "auth.keys[].max_concurrent_calls"));
       if (auto* n = member(ko, "admin")) key.admin = r.boolean(n, path + ".admin");
       if (auto* n = member(ko, "budget_tokens"))
-        key.budget_tokens = r.integer(n, path + ".budget_tokens", 0, INT64_MAX);
+        key.budget_tokens = row_integer(r, n, path + ".budget_tokens", "auth.keys[].budget_tokens");
       if (auto* n = member(ko, "budget_usd"))
-        key.budget_usd = r.number(n, path + ".budget_usd", 0, 1e12);
+        key.budget_usd = row_number(r, n, path + ".budget_usd", "auth.keys[].budget_usd");
       if (auto* n = member(ko, "end_calls_over_budget"))
         key.end_calls_over_budget = r.boolean(n, path + ".end_calls_over_budget");
       auth.keys.push_back(std::move(key));
@@ -133,7 +150,8 @@ void read_models(const Reader& r, JsonNode* node, const std::string& at, Config&
                                ? r.string(member(mo, "upstream_model"), path + ".upstream_model")
                                : model.name;
     if (auto* n = member(mo, "max_turn_tokens"))
-      model.max_turn_tokens = r.integer(n, path + ".max_turn_tokens", 1, 1'000'000'000);
+      model.max_turn_tokens =
+          row_integer(r, n, path + ".max_turn_tokens", "models[].max_turn_tokens");
     if (auto* n = member(mo, "pricing")) {
       model.pricing = read_pricing(r, n, path + ".pricing");
       warn_incomplete_pricing(r.file(), path + ".pricing", *model.pricing);
@@ -156,18 +174,20 @@ void read_models(const Reader& r, JsonNode* node, const std::string& at, Config&
       }
       if (auto* n = member(wo, "api_key")) worker.api_key = r.secret(n, wpath + ".api_key");
       if (auto* n = member(wo, "timeout_seconds"))
-        worker.timeout_seconds = r.number(n, wpath + ".timeout_seconds", 0.1, 600);
+        worker.timeout_seconds =
+            row_number(r, n, wpath + ".timeout_seconds", "models[].workers[].timeout_seconds");
       if (auto* n = member(wo, "health_path"))
         worker.health_path = r.string(n, wpath + ".health_path");
       if (auto* n = member(wo, "health_interval_seconds"))
         worker.health_interval_seconds =
-            static_cast<int>(r.integer(n, wpath + ".health_interval_seconds", 0, 3600));
+            static_cast<int>(row_integer(r, n, wpath + ".health_interval_seconds",
+                                         "models[].workers[].health_interval_seconds"));
       if (auto* n = member(wo, "breaker_failures"))
-        worker.breaker_failures =
-            static_cast<int>(r.integer(n, wpath + ".breaker_failures", 1, 1000));
+        worker.breaker_failures = static_cast<int>(
+            row_integer(r, n, wpath + ".breaker_failures", "models[].workers[].breaker_failures"));
       if (auto* n = member(wo, "breaker_open_seconds"))
-        worker.breaker_open_seconds =
-            static_cast<int>(r.integer(n, wpath + ".breaker_open_seconds", 1, 3600));
+        worker.breaker_open_seconds = static_cast<int>(row_integer(
+            r, n, wpath + ".breaker_open_seconds", "models[].workers[].breaker_open_seconds"));
       if (auto* n = member(wo, "deployment"))
         worker.deployment = r.string(n, wpath + ".deployment");
       if (auto* n = member(wo, "api_version"))
@@ -177,8 +197,8 @@ void read_models(const Reader& r, JsonNode* node, const std::string& at, Config&
       if (worker.provider == "azure" && !member(wo, "health_path"))
         worker.health_path = "/openai/models?api-version=" + worker.api_version;
       if (auto* n = member(wo, "max_connections"))
-        worker.max_connections =
-            static_cast<int>(r.integer(n, wpath + ".max_connections", 1, 10000));
+        worker.max_connections = static_cast<int>(
+            row_integer(r, n, wpath + ".max_connections", "models[].workers[].max_connections"));
       if (auto* n = member(wo, "tls_ca_file"))
         worker.tls_ca_file = r.string(n, wpath + ".tls_ca_file");
       if (auto* n = member(wo, "tls_client_cert_file"))
@@ -189,7 +209,8 @@ void read_models(const Reader& r, JsonNode* node, const std::string& at, Config&
         worker.tls_verify = r.boolean(n, wpath + ".tls_verify");
       if (auto* n = member(wo, "proxy")) worker.proxy = r.string(n, wpath + ".proxy");
       if (auto* n = member(wo, "max_calls"))
-        worker.max_calls = static_cast<int>(r.integer(n, wpath + ".max_calls", 0, 1000000));
+        worker.max_calls = static_cast<int>(
+            row_integer(r, n, wpath + ".max_calls", "models[].workers[].max_calls"));
       worker.name = member(wo, "name") ? r.string(member(wo, "name"), wpath + ".name")
                                        : model.name + "/" + std::to_string(model.workers.size());
       model.workers.push_back(std::move(worker));

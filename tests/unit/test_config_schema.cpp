@@ -264,4 +264,51 @@ TEST(ConfigSchema, AKeyWithoutARowIsRefused) {
   EXPECT_NE(c.policy_json.find("blocked_events"), std::string::npos);
 }
 
+// Members of models[], models[].workers[] and auth.keys[] are checked against their rows' ranges.
+TEST(ConfigSchema, ArrayMembersUseTheirRowsRanges) {
+  int checked = 0;
+  for (const auto& row : rtgw::config::rows()) {
+    if (row.type != Type::kInteger && row.type != Type::kNumber) continue;
+    std::string path = row.path;
+    auto cut = path.rfind("[].");
+    if (cut == std::string::npos) continue;
+    std::string owner = path.substr(0, cut + 2), name = path.substr(cut + 3);
+    if (name.find('.') != std::string::npos) continue;  // pricing: a nested object
+    SCOPED_TRACE(path);
+    auto doc = [&](const std::string& value) {
+      std::string m = json_quote(name) + ": " + value;
+      if (owner == "models[].workers[]")
+        return R"({"models": [{"name": "e", "workers": [{"provider": "echo", )" + m + "}]}]}";
+      if (owner == "models[]")
+        return R"({"models": [{"name": "e", )" + m + R"(, "workers": [{"provider": "echo"}]}]})";
+      return std::string(kModels).insert(0, "{") + R"(, "auth": {"keys": [{"name": "a", )" +
+             R"("key": "12345678", )" + m + "}]}}";
+    };
+    const bool big = row.max > 1e15;  // budget_tokens: 2^63-1 has no JSON integer above it
+    std::ostringstream max, over;
+    max.precision(17);
+    over.precision(17);
+    if (row.type == Type::kInteger) {
+      max << (big ? INT64_MAX : static_cast<std::int64_t>(row.max));
+      over << static_cast<std::int64_t>(row.max) + 1;
+    } else {
+      max << row.max;
+      over << row.max * 2;
+    }
+    EXPECT_NO_THROW(rtgw::config::load_from_text(doc(max.str()), "f.json", {}, env_of({})))
+        << doc(max.str());
+    if (!big) {
+      try {
+        rtgw::config::load_from_text(doc(over.str()), "f.json", {}, env_of({}));
+        ADD_FAILURE() << doc(over.str()) << " accepted";
+      } catch (const ConfigError& e) {
+        EXPECT_NE(std::string(e.what()).find("." + name + ": must be"), std::string::npos)
+            << e.what();
+      }
+    }
+    checked++;
+  }
+  EXPECT_GE(checked, 10);
+}
+
 }  // namespace
