@@ -4,7 +4,9 @@
 // Owns: the typed configuration (`Config`), loading it from a JSON file, applying `RTGW_*`
 // environment overrides and command-line flags (flags beat env beat file), resolving `env:NAME`
 // secrets, the built-in default (no file: `echo` model, plus `openai` when OPENAI_API_KEY is set),
-// and validation errors that name the file, the JSON path and the reason.
+// and validation errors that name the file, the JSON path and the reason. Every key is a row of
+// the schema (config/schema.h), which reads it, overrides it from its variable and documents it;
+// cross-key checks and describe()'s summary stay here (config.cpp).
 //
 // Threads: loaded on the main thread at start-up, before the main loop runs (and by
 // --check-config); read-only afterwards.
