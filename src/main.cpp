@@ -19,6 +19,7 @@
 #include "common/ref.h"
 #include "config/capacity.h"
 #include "config/config.h"
+#include "config/schema.h"
 #include "events/event_path.h"
 #include "http/tls_identity.h"
 #include "rtevents/rtevents.h"
@@ -35,6 +36,7 @@ struct Options {
   gchar* listen = nullptr;
   gchar* pipeline = nullptr;
   gboolean check_config = FALSE;
+  gboolean config_reference = FALSE;
   gboolean version = FALSE;
 };
 
@@ -59,6 +61,8 @@ int main(int argc, char** argv) {
        "per-call pipeline description (beats RTGW_PIPELINE_FILE and \"pipeline_file\")", "FILE"},
       {"check-config", 0, 0, G_OPTION_ARG_NONE, &opts.check_config,
        "validate the config, print what would run, and exit (non-zero on any error)", nullptr},
+      {"config-reference", 0, 0, G_OPTION_ARG_NONE, &opts.config_reference,
+       "print every config key and variable as markdown (docs/config.md) and exit", nullptr},
       {"version", 0, 0, G_OPTION_ARG_NONE, &opts.version, "print the version and exit", nullptr},
       {nullptr, 0, 0, G_OPTION_ARG_NONE, nullptr, nullptr, nullptr}};
 
@@ -69,25 +73,11 @@ int main(int argc, char** argv) {
       context.get(),
       "Terminates a client's WebRTC call (POST /v1/realtime/calls), opens its own to an upstream\n"
       "worker, and relays Opus audio and the oai-events data channel through policy and metering.\n"
-      "Environment overrides (flags beat env beat file): RTGW_LISTEN, RTGW_CORS_ORIGINS,\n"
-      "RTGW_TOKEN_SECRET, RTGW_USAGE_LOG, RTGW_PIPELINE_FILE, RTGW_LOG_JSON, RTGW_MAX_CALLS,\n"
-      "RTGW_DRAIN_TIMEOUT_SECONDS, RTGW_WEBRTC_STUN_SERVER, RTGW_WEBRTC_TURN_SERVERS,\n"
-      "RTGW_WEBRTC_NAT_1TO1_IPS, RTGW_WEBRTC_ICE_INTERFACES, RTGW_WEBRTC_UDP_PORT_MIN,\n"
-      "RTGW_WEBRTC_UDP_PORT_MAX, RTGW_WEBRTC_ICE_TRANSPORT_POLICY, RTGW_WEBRTC_ICE_TCP,\n"
-      "RTGW_WEBRTC_ICE_IPV6, RTGW_WEBRTC_ICE_AGENT, RTGW_WEBRTC_JITTERBUFFER_LATENCY_MS, "
-      "RTGW_WEBRTC_PEER_TIMEOUT_SECONDS,\n"
-      "RTGW_DATA_DIR, RTGW_MAX_OUTGOING_BUFFER_BYTES, RTGW_MAX_CALLS_PER_KEY, RTGW_MAX_SETUPS,\n"
-      "RTGW_MAX_SETUPS_PER_KEY, RTGW_MAX_SIDEBANDS_PER_CALL. Caps left out of the config are\n"
-      "sized from the open-file limit, whose soft value is raised to the hard one at start-up.\n"
-      "HTTP connections: RTGW_MAX_CONNECTIONS, RTGW_RESERVED_CONNECTIONS,\n"
-      "RTGW_BODY_TIMEOUT_SECONDS, RTGW_MIN_BODY_BYTES_PER_SECOND, RTGW_MAX_BODY_BYTES,\n"
-      "RTGW_MAX_HEADER_BYTES, RTGW_HEADER_TIMEOUT_SECONDS, RTGW_IDLE_TIMEOUT_SECONDS.\n"
-      "WebSocket: RTGW_WEBSOCKET_IDLE_TIMEOUT_SECONDS, RTGW_WEBSOCKET_MAX_MESSAGE_BYTES,\n"
-      "RTGW_WEBSOCKET_PIPELINE_FILE.\n"
-      "Usage ledger: RTGW_USAGE_POSTGRES_URL, RTGW_USAGE_POSTGRES_TIMEOUT_SECONDS,\n"
-      "RTGW_USAGE_POSTGRES_BUFFER_RECORDS.\n"
-      "Cluster: RTGW_CLUSTER_REDIS_URL, RTGW_CLUSTER_SECRET, RTGW_CLUSTER_INSTANCE_ID,\n"
-      "RTGW_CLUSTER_ADVERTISE_URL, RTGW_CLUSTER_LEASE_SECONDS.");
+      "Caps left out of the config are sized from the open-file limit, whose soft value is\n"
+      "raised to the hard one at start-up.");
+  // The variables come from the config schema (config/schema.h): one row per key.
+  const std::string env_help = rtgw::config::env_help();
+  g_option_context_set_description(context.get(), env_help.c_str());
   g_option_context_add_main_entries(context.get(), entries, nullptr);
   g_option_context_add_group(context.get(), gst_init_get_option_group());
   rtgw::UniqueError err;
@@ -96,6 +86,10 @@ int main(int argc, char** argv) {
     return 2;
   }
   rtgw::UniqueStr config_file(opts.config), listen(opts.listen), pipeline(opts.pipeline);
+  if (opts.config_reference) {
+    std::cout << rtgw::config::reference_markdown();
+    return 0;
+  }
   if (opts.version) {
     std::printf("realtime-gateway %s\n", RTGW_VERSION);
     return 0;

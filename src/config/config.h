@@ -4,7 +4,9 @@
 // Owns: the typed configuration (`Config`), loading it from a JSON file, applying `RTGW_*`
 // environment overrides and command-line flags (flags beat env beat file), resolving `env:NAME`
 // secrets, the built-in default (no file: `echo` model, plus `openai` when OPENAI_API_KEY is set),
-// and validation errors that name the file, the JSON path and the reason.
+// and validation errors that name the file, the JSON path and the reason. Every key is a row of
+// the schema (config/schema.h), which reads it, overrides it from its variable and documents it;
+// cross-key checks and describe()'s summary stay here (config.cpp).
 //
 // Threads: loaded on the main thread at start-up, before the main loop runs (and by
 // --check-config); read-only afterwards.
@@ -17,6 +19,8 @@
 #include <stdexcept>
 #include <string>
 #include <vector>
+
+#include "usage/price_table.h"
 
 namespace rtgw::config {
 
@@ -64,23 +68,8 @@ struct WorkerConfig {
   int breaker_open_seconds = 10;     // then one probe call is let through
 };
 
-// A model's price table (`models[].pricing`), US dollars. A price left out is unknown: a turn
-// that needs it has no cost (usage/pricing.h says which fall back).
-struct Pricing {
-  // per_million_tokens
-  std::optional<double> text_input;
-  std::optional<double> text_cached_input;
-  std::optional<double> audio_input;
-  std::optional<double> audio_cached_input;
-  std::optional<double> image_input;
-  std::optional<double> text_output;
-  std::optional<double> audio_output;
-  // per_minute
-  std::optional<double> transcription;
-  // What a token the table has no price for costs (usage/pricing.h); none: the table's highest
-  // per-token price.
-  std::optional<double> fallback_per_million;
-};
+// A model's price table (`models[].pricing`): owned by usage, which prices turns with it.
+using Pricing = usage::Pricing;
 
 struct ModelConfig {
   std::string name;

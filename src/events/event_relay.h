@@ -105,7 +105,7 @@ class EventRelay {
   // ledger, spend and budgets take as is; the running cost); none: turns carry cost_usd null.
   // `observer`: where turns and decisions are reported (none: nowhere).
   EventRelay(int late_usage_wait_ms, Transport* transport,
-             std::optional<config::Pricing> pricing = std::nullopt,
+             std::optional<usage::Pricing> pricing = std::nullopt,
              RelayObserver* observer = nullptr)
       : late_usage_wait_ms_(late_usage_wait_ms),
         transport_(transport),
@@ -173,7 +173,7 @@ class EventRelay {
   RelayTimes to_upstream_times_;
   RelayTimes to_client_times_;
   usage::UsageRecord usage_total_;
-  std::optional<config::Pricing> pricing_;
+  std::optional<usage::Pricing> pricing_;
   // The last turns' costs (response or item id, cost), newest last, bounded.
   std::deque<std::pair<std::string, std::optional<double>>> recent_turn_costs_;
   bool waiting_ = false;

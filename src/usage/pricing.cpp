@@ -8,7 +8,7 @@
 
 namespace rtgw::usage {
 
-std::optional<double> fallback_per_million(const config::Pricing& p) {
+std::optional<double> fallback_per_million(const Pricing& p) {
   if (p.fallback_per_million) return p.fallback_per_million;
   std::optional<double> highest;
   for (const auto& price : {p.text_input, p.text_cached_input, p.audio_input, p.audio_cached_input,
@@ -17,7 +17,7 @@ std::optional<double> fallback_per_million(const config::Pricing& p) {
   return highest;
 }
 
-std::vector<std::string> missing_token_prices(const config::Pricing& p) {
+std::vector<std::string> missing_token_prices(const Pricing& p) {
   std::vector<std::string> missing;
   auto check = [&](const char* name, const std::optional<double>& price) {
     if (!price) missing.emplace_back(name);
@@ -30,9 +30,9 @@ std::vector<std::string> missing_token_prices(const config::Pricing& p) {
   return missing;
 }
 
-std::optional<double> price_turn(const UsageRecord& r, const config::Pricing* table) {
+std::optional<double> price_turn(const UsageRecord& r, const Pricing* table) {
   if (!table) return std::nullopt;
-  const config::Pricing& p = *table;
+  const Pricing& p = *table;
   const std::optional<double> fallback = fallback_per_million(p);
   // Sum of tokens x price-per-million, divided once at the end.
   double micro = 0;

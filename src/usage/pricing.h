@@ -29,21 +29,21 @@
 #include <string>
 #include <vector>
 
-#include "config/config.h"
+#include "usage/price_table.h"
 #include "usage/usage_ledger.h"
 
 namespace rtgw::usage {
 
 // The turn's cost in US dollars; nullopt when there is no table or nothing in it can price a
 // component the turn has (see above).
-std::optional<double> price_turn(const UsageRecord& record, const config::Pricing* table);
+std::optional<double> price_turn(const UsageRecord& record, const Pricing* table);
 
 // What a token without its own price costs (USD per million): `fallback_per_million`, else the
 // table's highest per_million_tokens price; nullopt when the table has neither.
-std::optional<double> fallback_per_million(const config::Pricing& table);
+std::optional<double> fallback_per_million(const Pricing& table);
 
 // The per-token prices (text_input, audio_input, image_input, text_output, audio_output) the
 // table leaves out; cached prices are not listed (they fall back to the full price).
-std::vector<std::string> missing_token_prices(const config::Pricing& table);
+std::vector<std::string> missing_token_prices(const Pricing& table);
 
 }  // namespace rtgw::usage
