@@ -28,5 +28,5 @@ mv -f "$out/src/realtime-gateway_${version}_${arch}.deb" "$deb"
 mv -f "$out/src/"*.buildinfo "$out/src/"*.changes "$out/" 2>/dev/null || true
 # lintian exits non-zero on errors; warnings are printed. Overrides, each explained, are in
 # debian/realtime-gateway.lintian-overrides.
-lintian --fail-on error,warning --suppress-tags-from-file /dev/null "$deb" | tee "$out/lintian.txt"
+lintian --fail-on error,warning "$deb" 2>/dev/null | tee "$out/lintian.txt"
 echo "$deb"
