@@ -354,8 +354,10 @@ def check_notify_lifecycle(argv: List[str], notify: NotifySocket, env: dict, por
     proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT)
     try:
-        assert notify.wait_for(lambda m: any(x.startswith("READY=1") for x in m), 20), \
-            notify.messages
+        if not notify.wait_for(lambda m: any(x.startswith("READY=1") for x in m), 20):
+            proc.kill()
+            raise AssertionError(f"no READY=1 ({notify.messages}); the gateway said:\n" +
+                                 proc.communicate(timeout=10)[0].decode(errors="replace")[-3000:])
         ready = next(x for x in notify.messages if x.startswith("READY=1"))
         assert "STATUS=listening on port" in ready, ready
         assert notify.wait_for(lambda m: sum(x == "WATCHDOG=1" for x in m) >= 3, 5), \
@@ -527,7 +529,11 @@ def test_package_installs_starts_as_its_user_notifies_and_purges(deb_package, tm
         # systemd's StateDirectory= would).
         os.makedirs("/var/lib/realtime-gateway", exist_ok=True)
         shutil.chown("/var/lib/realtime-gateway", "realtime-gateway", "realtime-gateway")
-        notify = NotifySocket(str(tmp_path))
+        # pytest's tmp folders are root-only (0700): the service user could not reach a socket
+        # there.
+        notify_dir = tempfile.mkdtemp(prefix="rtgw-notify-")
+        os.chmod(notify_dir, 0o755)
+        notify = NotifySocket(notify_dir)
         port = free_port()
         env = {"PATH": "/usr/bin:/bin", "HOME": "/var/lib/realtime-gateway"}
 
@@ -544,6 +550,7 @@ def test_package_installs_starts_as_its_user_notifies_and_purges(deb_package, tm
                 notify, env, port, page_from_share)
         finally:
             notify.close()
+            shutil.rmtree(notify_dir, ignore_errors=True)
     finally:
         purge = subprocess.run(["dpkg", "--purge", "realtime-gateway"], capture_output=True,
                                text=True, timeout=300)
