@@ -255,6 +255,8 @@ PostgresLedger::Fd::~Fd() {
 }
 
 const char* PostgresLedger::schema_sql() { return schema().c_str(); }
+
+const std::vector<std::string>& PostgresLedger::column_names() { return columns(); }
 const char* PostgresLedger::report_sql() { return kReportSql; }
 
 PostgresLedger::PostgresLedger(Options options)
