@@ -31,10 +31,13 @@
 #include <utility>
 #include <vector>
 
+#include "vocab.h"
+
 namespace rtgw::rtevents::json {
 
-// Values nested deeper than this are validated but not built (Type::kOpaque).
-inline constexpr int kMaxDepth = 32;
+// Values nested deeper than this are validated but not built (Type::kOpaque): the one bound of
+// vocab.h, which the strict validator enforces first on every client event.
+inline constexpr int kMaxDepth = kJsonMaxDepth;
 
 enum class Type { kNull, kBool, kNumber, kString, kArray, kObject, kOpaque };
 

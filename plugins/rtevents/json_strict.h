@@ -31,10 +31,12 @@
 #include <string>
 #include <string_view>
 
+#include "vocab.h"
+
 namespace rtgw::rtevents::strict_json {
 
-// The SPEC's bound on nesting (arrays and objects): 64 levels pass, 65 do not.
-inline constexpr int kMaxDepth = 64;
+// The SPEC's bound on nesting (arrays and objects): 64 levels pass, 65 do not (vocab.h).
+inline constexpr int kMaxDepth = kJsonMaxDepth;
 
 struct Result {
   bool ok = false;

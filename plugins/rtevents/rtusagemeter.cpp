@@ -226,30 +226,25 @@ void link_peer(RtUsageMeter* self) {
 void post_turn(RtUsageMeter* self, const TurnRecord& r) {
   using rtgw::rtevents::valid_utf8;
   const auto& u = r.usage;
+  // The token counts are one field per row of the field table (usage_fields.h), set in the
+  // message's historical field order.
+  GstStructure* s = gst_structure_new_empty("rtusage-turn");
   // clang-format off
-  GstStructure* s = gst_structure_new(
-      "rtusage-turn",
+  gst_structure_set(s,
       "response-id", G_TYPE_STRING, valid_utf8(r.response_id).c_str(),
       "status", G_TYPE_STRING, valid_utf8(r.status).c_str(),
       "usage-present", G_TYPE_BOOLEAN, u.present ? TRUE : FALSE,
-      "input-tokens", G_TYPE_INT64, static_cast<gint64>(u.input_tokens),
-      "output-tokens", G_TYPE_INT64, static_cast<gint64>(u.output_tokens),
-      "total-tokens", G_TYPE_INT64, static_cast<gint64>(u.total_tokens),
-      "input-text-tokens", G_TYPE_INT64, static_cast<gint64>(u.input_text_tokens),
-      "input-audio-tokens", G_TYPE_INT64, static_cast<gint64>(u.input_audio_tokens),
-      "input-image-tokens", G_TYPE_INT64, static_cast<gint64>(u.input_image_tokens),
-      "input-cached-tokens", G_TYPE_INT64, static_cast<gint64>(u.input_cached_tokens),
-      "output-text-tokens", G_TYPE_INT64, static_cast<gint64>(u.output_text_tokens),
-      "output-audio-tokens", G_TYPE_INT64, static_cast<gint64>(u.output_audio_tokens),
+      nullptr);
+  rtgw::rtevents::set_gst_token_fields(s, u, rtgw::rtevents::GstTokenPart::kCounts);
+  gst_structure_set(s,
       "service-tier", G_TYPE_STRING, valid_utf8(r.service_tier).c_str(),
       "first-token-latency-ms", G_TYPE_DOUBLE, r.first_token_latency_ms,
       "turn-duration-ms", G_TYPE_DOUBLE, r.turn_duration_ms,
       "kind", G_TYPE_STRING, r.kind == TurnRecord::Kind::kTranscription ? "transcription" : "response",
       "item-id", G_TYPE_STRING, valid_utf8(r.item_id).c_str(),
-      "input-cached-details-present", G_TYPE_BOOLEAN, u.cached_details_present ? TRUE : FALSE,
-      "input-cached-text-tokens", G_TYPE_INT64, static_cast<gint64>(u.input_cached_text_tokens),
-      "input-cached-audio-tokens", G_TYPE_INT64, static_cast<gint64>(u.input_cached_audio_tokens),
-      "input-cached-image-tokens", G_TYPE_INT64, static_cast<gint64>(u.input_cached_image_tokens),
+      nullptr);
+  rtgw::rtevents::set_gst_token_fields(s, u, rtgw::rtevents::GstTokenPart::kCachedDetails);
+  gst_structure_set(s,
       "transcription-seconds", G_TYPE_DOUBLE, u.seconds,
       "usage-clamped", G_TYPE_BOOLEAN, u.clamped ? TRUE : FALSE,
       nullptr);

@@ -14,26 +14,6 @@ namespace {
 
 using json::Value;
 
-// One token field of one turn, within [0, kMaxTurnTokens]. A JSON integer reads as itself; one
-// too large for 64 bits, a fraction or an exponent form reads as its value rounded up; anything
-// over the cap reads as the cap and sets `*clamped`, so nonsense can only raise a count, never
-// wrap it or read as 0.
-std::int64_t count(const Value* obj, std::string_view key, bool* clamped) {
-  if (!obj || !obj->is_object()) return 0;
-  const Value* v = obj->last(key);
-  if (!v || v->type != json::Type::kNumber) return 0;
-  if (const auto n = v->as_int()) return usage::clamp_turn_tokens(*n, clamped);
-  const std::string text(v->raw);
-  char* end = nullptr;
-  const double d = std::strtod(text.c_str(), &end);
-  if (!end || *end != '\0' || std::isnan(d) || d <= 0) return 0;
-  if (d > static_cast<double>(usage::kMaxTurnTokens)) {
-    *clamped = true;
-    return usage::kMaxTurnTokens;
-  }
-  return static_cast<std::int64_t>(std::ceil(d));
-}
-
 const Value* object_member(const Value* obj, std::string_view key) {
   if (!obj || !obj->is_object()) return nullptr;
   const Value* v = obj->last(key);
@@ -74,23 +54,8 @@ Usage extract_usage(const Value* holder) {
     }
     return u;
   }
-  bool* clamped = &u.clamped;
-  u.input_tokens = count(usage, "input_tokens", clamped);
-  u.output_tokens = count(usage, "output_tokens", clamped);
-  u.total_tokens = count(usage, "total_tokens", clamped);
-  const Value* in = object_member(usage, "input_token_details");
-  u.input_text_tokens = count(in, "text_tokens", clamped);
-  u.input_audio_tokens = count(in, "audio_tokens", clamped);
-  u.input_image_tokens = count(in, "image_tokens", clamped);
-  u.input_cached_tokens = count(in, "cached_tokens", clamped);
-  const Value* cached = object_member(in, "cached_tokens_details");
-  u.cached_details_present = cached != nullptr;
-  u.input_cached_text_tokens = count(cached, "text_tokens", clamped);
-  u.input_cached_audio_tokens = count(cached, "audio_tokens", clamped);
-  u.input_cached_image_tokens = count(cached, "image_tokens", clamped);
-  const Value* out = object_member(usage, "output_token_details");
-  u.output_text_tokens = count(out, "text_tokens", clamped);
-  u.output_audio_tokens = count(out, "audio_tokens", clamped);
+  // Token-billed: every row of the field table.
+  static_cast<TokenCounts&>(u) = read_token_counts(usage, &u.clamped);
   return u;
 }
 

@@ -37,25 +37,13 @@
 #include <vector>
 
 #include "json.h"
+#include "usage_fields.h"
 
 namespace rtgw::rtevents {
 
-struct Usage {
+// A turn's usage: its token counts (the field table's, usage_fields.h) and what is not a count.
+struct Usage : TokenCounts {
   bool present = false;
-  std::int64_t input_tokens = 0;
-  std::int64_t output_tokens = 0;
-  std::int64_t total_tokens = 0;
-  std::int64_t input_text_tokens = 0;
-  std::int64_t input_audio_tokens = 0;
-  std::int64_t input_image_tokens = 0;
-  std::int64_t input_cached_tokens = 0;
-  // input_token_details.cached_tokens_details (present: the upstream sent that object)
-  bool cached_details_present = false;
-  std::int64_t input_cached_text_tokens = 0;
-  std::int64_t input_cached_audio_tokens = 0;
-  std::int64_t input_cached_image_tokens = 0;
-  std::int64_t output_text_tokens = 0;
-  std::int64_t output_audio_tokens = 0;
   // Duration-billed transcription (`usage.type == "duration"`): `usage.seconds`, else 0.
   double seconds = 0;
   // A token count was over usage::kMaxTurnTokens and reads as that cap (invalid usage).

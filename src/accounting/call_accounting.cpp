@@ -187,17 +187,9 @@ void CallAccounting::OnRelayTurn(const usage::UsageRecord& record) {
     metrics_.add(metrics::kTokensTotal, {record.key_name, record.model, kind},
                  static_cast<double>(n));
   };
-  add("input", record.input_tokens);
-  add("output", record.output_tokens);
-  add("input_text", record.input_text_tokens);
-  add("input_audio", record.input_audio_tokens);
-  add("input_image", record.input_image_tokens);
-  add("input_cached", record.input_cached_tokens);
-  add("output_text", record.output_text_tokens);
-  add("output_audio", record.output_audio_tokens);
-  add("input_cached_text", record.input_cached_text_tokens);
-  add("input_cached_audio", record.input_cached_audio_tokens);
-  add("input_cached_image", record.input_cached_image_tokens);
+  // One series per row of the token field table that names a kind (rtevents/usage_fields.h).
+  for (const auto& f : rtevents::kTokenFields)
+    if (f.metric_kind) add(f.metric_kind, rtevents::count_of(record, f));
   metrics_.add(metrics::kTurnsTotal, {record.key_name, record.model, record.kind});
   if (record.kind == "transcription")
     metrics_.add(metrics::kTranscriptionSecondsTotal, {record.key_name, record.model},

@@ -14,11 +14,14 @@
 #include <string_view>
 
 #include "common/ref.h"
+#include "rtevents/vocab.h"
 
 namespace rtgw::json {
 
-// Deepest nesting of arrays and objects that parse() accepts (the SPEC's bound).
-inline constexpr int kMaxDepth = 64;
+// Deepest nesting of arrays and objects that parse() accepts (the SPEC's bound): the one bound of
+// the event vocabulary (plugins/rtevents/vocab.h), shared with the strict validator and the
+// event reader.
+inline constexpr int kMaxDepth = rtevents::kJsonMaxDepth;
 
 // Parses `text`, which must be strict JSON (RFC 8259, checked first by the one validator,
 // plugins/rtevents/json_strict.h: no comments, single quotes, trailing commas, NaN, leading

@@ -6,6 +6,7 @@
 #include "common/json.h"
 #include "common/random.h"
 #include "rtevents/json_strict.h"
+#include "rtevents/usage_fields.h"
 
 namespace rtgw::events {
 
@@ -34,12 +35,6 @@ namespace {
 std::string field(const GstStructure* s, const char* name) {
   const char* v = gst_structure_get_string(s, name);
   return v ? v : "";
-}
-
-std::int64_t int64_field(const GstStructure* s, const char* name) {
-  gint64 v = 0;
-  gst_structure_get_int64(s, name, &v);
-  return v;
 }
 
 bool bool_field(const GstStructure* s, const char* name) {
@@ -74,19 +69,8 @@ std::optional<usage::UsageRecord> parse_turn(const GstStructure* s) {
   r.status = field(s, "status");
   r.service_tier = field(s, "service-tier");
   r.usage_present = bool_field(s, "usage-present");
-  r.input_tokens = int64_field(s, "input-tokens");
-  r.output_tokens = int64_field(s, "output-tokens");
-  r.total_tokens = int64_field(s, "total-tokens");
-  r.input_text_tokens = int64_field(s, "input-text-tokens");
-  r.input_audio_tokens = int64_field(s, "input-audio-tokens");
-  r.input_image_tokens = int64_field(s, "input-image-tokens");
-  r.input_cached_tokens = int64_field(s, "input-cached-tokens");
-  r.cached_details_present = bool_field(s, "input-cached-details-present");
-  r.input_cached_text_tokens = int64_field(s, "input-cached-text-tokens");
-  r.input_cached_audio_tokens = int64_field(s, "input-cached-audio-tokens");
-  r.input_cached_image_tokens = int64_field(s, "input-cached-image-tokens");
-  r.output_text_tokens = int64_field(s, "output-text-tokens");
-  r.output_audio_tokens = int64_field(s, "output-audio-tokens");
+  // The token counts: one field per row of the field table (rtevents/usage_fields.h).
+  static_cast<rtevents::TokenCounts&>(r) = rtevents::get_gst_token_fields(s);
   gst_structure_get_double(s, "first-token-latency-ms", &r.first_token_latency_ms);
   gst_structure_get_double(s, "turn-duration-ms", &r.turn_duration_ms);
   gst_structure_get_double(s, "transcription-seconds", &r.transcription_seconds);

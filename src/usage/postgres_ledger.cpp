@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <iterator>
 #include <limits>
 
 #include "common/main_thread.h"
@@ -34,7 +35,10 @@ constexpr const char* kKeepalivesIdle = "10";
 constexpr const char* kKeepalivesInterval = "5";
 constexpr const char* kKeepalivesCount = "3";
 
-constexpr const char* kSchema = R"SQL(
+// The table, in two parts around the token columns, which come from the field table
+// (rtevents/usage_fields.h): `<name> bigint NOT NULL`, or `<name> bigint` (NULL) for a count
+// that exists only when the upstream sent input_token_details.cached_tokens_details.
+constexpr const char* kSchemaHead = R"SQL(
 CREATE TABLE IF NOT EXISTS realtime_usage (
   id bigserial PRIMARY KEY,
   time timestamptz NOT NULL,
@@ -49,19 +53,8 @@ CREATE TABLE IF NOT EXISTS realtime_usage (
   item_id text,
   status text NOT NULL,
   usage_present boolean NOT NULL,
-  input_tokens bigint NOT NULL,
-  output_tokens bigint NOT NULL,
-  total_tokens bigint NOT NULL,
-  input_text_tokens bigint NOT NULL,
-  input_audio_tokens bigint NOT NULL,
-  input_image_tokens bigint NOT NULL,
-  input_cached_tokens bigint NOT NULL,
-  input_cached_text_tokens bigint,
-  input_cached_audio_tokens bigint,
-  input_cached_image_tokens bigint,
-  output_text_tokens bigint NOT NULL,
-  output_audio_tokens bigint NOT NULL,
-  service_tier text,
+)SQL";
+constexpr const char* kSchemaTail = R"SQL(  service_tier text,
   first_token_latency_ms double precision,
   turn_duration_ms double precision NOT NULL,
   transcription_seconds double precision NOT NULL,
@@ -73,6 +66,17 @@ CREATE INDEX IF NOT EXISTS realtime_usage_key_time ON realtime_usage (key, time)
 ALTER TABLE realtime_usage ADD COLUMN IF NOT EXISTS record_id text;
 CREATE UNIQUE INDEX IF NOT EXISTS realtime_usage_record ON realtime_usage (record_id);
 )SQL";
+
+const std::string& schema() {
+  static const std::string text = [] {
+    std::string sql = kSchemaHead;
+    for (const auto& f : rtevents::kTokenFields)
+      sql +=
+          std::string("  ") + f.name + (f.only_with_details ? " bigint,\n" : " bigint NOT NULL,\n");
+    return sql + kSchemaTail;
+  }();
+  return text;
+}
 
 // GET /v1/usage's groups, as scan_usage_log() makes them from the JSONL log: a turn's total is
 // total_tokens, or input + output when none was sent; cost_usd sums the priced turns and
@@ -89,37 +93,26 @@ constexpr const char* kReportSql =
     "  AND ($3::float8 IS NULL OR time < to_timestamp($3::float8))"
     " GROUP BY key, model ORDER BY key COLLATE \"C\", model COLLATE \"C\"";
 
-// The columns after `time` (written as to_timestamp($n::float8)), in insert order.
-constexpr const char* kColumns[] = {"instance",
-                                    "kind",
-                                    "call_id",
-                                    "transport",
-                                    "key",
-                                    "model",
-                                    "worker",
-                                    "response_id",
-                                    "item_id",
-                                    "status",
-                                    "usage_present",
-                                    "input_tokens",
-                                    "output_tokens",
-                                    "total_tokens",
-                                    "input_text_tokens",
-                                    "input_audio_tokens",
-                                    "input_image_tokens",
-                                    "input_cached_tokens",
-                                    "input_cached_text_tokens",
-                                    "input_cached_audio_tokens",
-                                    "input_cached_image_tokens",
-                                    "output_text_tokens",
-                                    "output_audio_tokens",
-                                    "service_tier",
-                                    "first_token_latency_ms",
-                                    "turn_duration_ms",
-                                    "transcription_seconds",
-                                    "cost_usd",
-                                    "record_id"};
-constexpr std::size_t kParamsPerRow = 1 + std::size(kColumns);
+// The columns after `time` (written as to_timestamp($n::float8)), in insert order: these, each
+// token column of the field table, then kColumnsAfterTokens.
+constexpr const char* kColumnsBeforeTokens[] = {"instance", "kind",   "call_id",      "transport",
+                                                "key",      "model",  "worker",       "response_id",
+                                                "item_id",  "status", "usage_present"};
+constexpr const char* kColumnsAfterTokens[] = {"service_tier",     "first_token_latency_ms",
+                                               "turn_duration_ms", "transcription_seconds",
+                                               "cost_usd",         "record_id"};
+
+const std::vector<std::string>& columns() {
+  static const std::vector<std::string> all = [] {
+    std::vector<std::string> out(std::begin(kColumnsBeforeTokens), std::end(kColumnsBeforeTokens));
+    for (const auto& f : rtevents::kTokenFields) out.emplace_back(f.name);
+    out.insert(out.end(), std::begin(kColumnsAfterTokens), std::end(kColumnsAfterTokens));
+    return out;
+  }();
+  return all;
+}
+constexpr std::size_t kParamsPerRow = 1 + std::size(kColumnsBeforeTokens) +
+                                      rtevents::kTokenFieldCount + std::size(kColumnsAfterTokens);
 
 struct PgConnFinish {
   void operator()(PGconn* c) const { PQfinish(c); }
@@ -143,7 +136,7 @@ std::string number(double v) {
   return buf;
 }
 
-// A record's parameters, NULL as nullopt (in kColumns order, after the time).
+// A record's parameters, NULL as nullopt (in columns() order, after the time).
 void append_params(const UsageRecord& r, double unix_time, const std::string& instance,
                    std::vector<std::optional<std::string>>& out) {
   auto text = [&](const std::string& s) { out.emplace_back(s); };
@@ -154,12 +147,6 @@ void append_params(const UsageRecord& r, double unix_time, const std::string& in
       out.emplace_back(s);
   };
   auto integer = [&](std::int64_t v) { out.emplace_back(std::to_string(v)); };
-  auto cached = [&](std::int64_t v) {
-    if (r.cached_details_present)
-      integer(v);
-    else
-      out.emplace_back(std::nullopt);
-  };
   char time_text[64];
   std::snprintf(time_text, sizeof time_text, "%.6f", unix_time);
   out.emplace_back(time_text);
@@ -174,18 +161,14 @@ void append_params(const UsageRecord& r, double unix_time, const std::string& in
   text_or_null(r.item_id);
   text(r.status);
   out.emplace_back(r.usage_present ? "true" : "false");
-  integer(r.input_tokens);
-  integer(r.output_tokens);
-  integer(r.total_tokens);
-  integer(r.input_text_tokens);
-  integer(r.input_audio_tokens);
-  integer(r.input_image_tokens);
-  integer(r.input_cached_tokens);
-  cached(r.input_cached_text_tokens);
-  cached(r.input_cached_audio_tokens);
-  cached(r.input_cached_image_tokens);
-  integer(r.output_text_tokens);
-  integer(r.output_audio_tokens);
+  // The token columns, in the field table's order; a cached-details count is NULL unless the
+  // upstream sent those details.
+  for (const auto& f : rtevents::kTokenFields) {
+    if (f.only_with_details && !r.cached_details_present)
+      out.emplace_back(std::nullopt);
+    else
+      integer(rtevents::count_of(r, f));
+  }
   text_or_null(r.service_tier);
   if (r.first_token_latency_ms < 0)
     out.emplace_back(std::nullopt);
@@ -202,13 +185,13 @@ void append_params(const UsageRecord& r, double unix_time, const std::string& in
 
 std::string insert_sql(std::size_t rows) {
   std::string sql = "INSERT INTO realtime_usage (time";
-  for (const char* c : kColumns) sql += std::string(", ") + c;
+  for (const auto& c : columns()) sql += ", " + c;
   sql += ") VALUES ";
   int n = 1;
   for (std::size_t row = 0; row < rows; row++) {
     sql += row ? ", (" : "(";
     sql += "to_timestamp($" + std::to_string(n++) + "::float8)";
-    for (std::size_t c = 0; c < std::size(kColumns); c++) sql += ", $" + std::to_string(n++);
+    for (std::size_t c = 0; c < columns().size(); c++) sql += ", $" + std::to_string(n++);
     sql += ")";
   }
   sql += " ON CONFLICT DO NOTHING";
@@ -271,7 +254,9 @@ PostgresLedger::Fd::~Fd() {
   if (fd >= 0) ::close(fd);
 }
 
-const char* PostgresLedger::schema_sql() { return kSchema; }
+const char* PostgresLedger::schema_sql() { return schema().c_str(); }
+
+const std::vector<std::string>& PostgresLedger::column_names() { return columns(); }
 const char* PostgresLedger::report_sql() { return kReportSql; }
 
 PostgresLedger::PostgresLedger(Options options)
@@ -600,7 +585,7 @@ bool PostgresLedger::connect(std::unique_lock<std::mutex>& lock) {
   }
   if (error.empty() && PQsetnonblocking(c, 1) != 0) error = one_line(PQerrorMessage(c));
   if (error.empty()) {
-    Outcome r = exec(*conn, kSchema, {},
+    Outcome r = exec(*conn, schema().c_str(), {},
                      Clock::now() + std::max<Clock::duration>(kLongTimeout, options_.timeout));
     if (r.status() != PGRES_COMMAND_OK) error = "creating the table realtime_usage: " + r.error();
   }

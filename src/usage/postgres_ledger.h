@@ -137,6 +137,9 @@ class PostgresLedger {
 
   // CREATE TABLE IF NOT EXISTS realtime_usage ... and its unique index.
   static const char* schema_sql();
+  // The columns a record is inserted into, after `time`, in insert order (the token columns come
+  // from the field table, rtevents/usage_fields.h).
+  static const std::vector<std::string>& column_names();
 
  private:
   struct Pending {

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "rtevents/usage_fields.h"
 #include "usage/saturating.h"
 
 namespace rtgw::usage {
@@ -50,36 +51,64 @@ std::optional<double> price_turn(const UsageRecord& r, const Pricing* table) {
     return cached ? cached : full;
   };
 
-  // Input: which tokens were cached, by modality.
-  std::int64_t cached_text = 0, cached_audio = 0, cached_image = 0;
-  if (r.cached_details_present) {
-    cached_text = r.input_cached_text_tokens;
-    cached_audio = r.input_cached_audio_tokens;
-    cached_image = r.input_cached_image_tokens;
-  } else {
-    cached_text = r.input_cached_tokens;
-  }
-  // text_tokens/audio_tokens/image_tokens include their cached part.
-  std::int64_t text = std::max<std::int64_t>(0, r.input_text_tokens - cached_text);
-  std::int64_t audio = std::max<std::int64_t>(0, r.input_audio_tokens - cached_audio);
-  std::int64_t image = std::max<std::int64_t>(r.input_image_tokens, cached_image);
-  std::int64_t attributed_in =
-      saturating_add(saturating_add(std::max(r.input_text_tokens, cached_text),
-                                    std::max(r.input_audio_tokens, cached_audio)),
-                     image);
-  text = saturating_add(text, r.input_tokens - attributed_in);
-  charge(text, p.text_input);
-  charge(cached_text, cached_price(p.text_cached_input, p.text_input));
-  charge(audio, p.audio_input);
-  charge(cached_audio, cached_price(p.audio_cached_input, p.audio_input));
-  charge(image, p.image_input);
+  // The counts by the field table's pricing tags (rtevents/usage_fields.h).
+  using rtevents::TokenFlow;
+  using rtevents::TokenModality;
+  auto count = [&](TokenFlow flow, TokenModality modality, bool cached) {
+    return rtevents::priced_count(r, flow, modality, cached);
+  };
+  // One modality of one direction: its count (which includes its cached part), its cached part
+  // and their prices. A modality without a cached price charges its cached tokens at the full
+  // price (cached image tokens at image_input).
+  struct Part {
+    TokenModality modality;
+    const std::optional<double>& price;
+    const std::optional<double>* cached_rate;  // null: the modality has no cached price
+    std::int64_t full = 0;
+    std::int64_t cached = 0;
+  };
 
-  // Output.
-  std::int64_t out_text = r.output_text_tokens;
-  out_text = saturating_add(
-      out_text, r.output_tokens - saturating_add(r.output_text_tokens, r.output_audio_tokens));
-  charge(out_text, p.text_output);
-  charge(r.output_audio_tokens, p.audio_output);
+  // Input: which tokens were cached, by modality: the split of cached_tokens_details when the
+  // upstream sent it, else every cached token is text.
+  Part input[] = {{TokenModality::kText, p.text_input, &p.text_cached_input},
+                  {TokenModality::kAudio, p.audio_input, &p.audio_cached_input},
+                  {TokenModality::kImage, p.image_input, nullptr}};
+  std::int64_t attributed_in = 0;
+  for (Part& part : input) {
+    const std::int64_t all = count(TokenFlow::kInput, part.modality, false);
+    const std::int64_t cached = r.cached_details_present
+                                    ? count(TokenFlow::kInput, part.modality, true)
+                                : part.modality == TokenModality::kText
+                                    ? count(TokenFlow::kInput, TokenModality::kAll, true)
+                                    : 0;
+    // text_tokens/audio_tokens/image_tokens include their cached part.
+    if (part.cached_rate) {
+      part.full = std::max<std::int64_t>(0, all - cached);
+      part.cached = cached;
+    } else {
+      part.full = std::max(all, cached);
+    }
+    attributed_in = saturating_add(attributed_in, std::max(all, cached));
+  }
+  // Input tokens attributed to no modality are text.
+  input[0].full = saturating_add(
+      input[0].full, count(TokenFlow::kInput, TokenModality::kAll, false) - attributed_in);
+  for (const Part& part : input) {
+    charge(part.full, part.price);
+    if (part.cached_rate) charge(part.cached, cached_price(*part.cached_rate, part.price));
+  }
+
+  // Output: text and audio; tokens attributed to neither are text.
+  Part output[] = {{TokenModality::kText, p.text_output, nullptr},
+                   {TokenModality::kAudio, p.audio_output, nullptr}};
+  std::int64_t attributed_out = 0;
+  for (Part& part : output) {
+    part.full = count(TokenFlow::kOutput, part.modality, false);
+    attributed_out = saturating_add(attributed_out, part.full);
+  }
+  output[0].full = saturating_add(
+      output[0].full, count(TokenFlow::kOutput, TokenModality::kAll, false) - attributed_out);
+  for (const Part& part : output) charge(part.full, part.price);
 
   double usd = micro / 1e6;
   if (r.transcription_seconds > 0) {

@@ -20,45 +20,31 @@ std::int64_t UsageRecord::billable_tokens() const {
 }
 
 void UsageRecord::add_tokens(const UsageRecord& o) {
-  add_to(input_tokens, o.input_tokens);
-  add_to(output_tokens, o.output_tokens);
-  add_to(total_tokens, o.total_tokens);
-  add_to(input_text_tokens, o.input_text_tokens);
-  add_to(input_audio_tokens, o.input_audio_tokens);
-  add_to(input_image_tokens, o.input_image_tokens);
-  add_to(input_cached_tokens, o.input_cached_tokens);
-  cached_details_present = cached_details_present || o.cached_details_present;
-  add_to(input_cached_text_tokens, o.input_cached_text_tokens);
-  add_to(input_cached_audio_tokens, o.input_cached_audio_tokens);
-  add_to(input_cached_image_tokens, o.input_cached_image_tokens);
+  rtevents::add_token_counts(*this, o);
   add_to(transcription_seconds, o.transcription_seconds);
-  add_to(output_text_tokens, o.output_text_tokens);
-  add_to(output_audio_tokens, o.output_audio_tokens);
   if (o.cost_usd) cost_usd = saturating_add(cost_usd.value_or(0), *o.cost_usd);
 }
 
-json::ObjectBuilder UsageRecord::tokens_json() const {
-  json::ObjectBuilder input_details;
-  json::ObjectBuilder cached_details;
-  cached_details.set("text_tokens", input_cached_text_tokens)
-      .set("audio_tokens", input_cached_audio_tokens)
-      .set("image_tokens", input_cached_image_tokens);
-  input_details.set("text_tokens", input_text_tokens)
-      .set("audio_tokens", input_audio_tokens)
-      .set("image_tokens", input_image_tokens)
-      .set("cached_tokens", input_cached_tokens);
-  // Only when the upstream sent it, so a record's details are the upstream's.
-  if (cached_details_present)
-    input_details.set_object("cached_tokens_details", std::move(cached_details));
-  json::ObjectBuilder output_details;
-  output_details.set("text_tokens", output_text_tokens).set("audio_tokens", output_audio_tokens);
+namespace {
+
+// The token object of `group` (and, nested, those inside it): each row of the field table in that
+// group, in table order, then each nested group in kTokenGroups order (the cached details only
+// when the upstream sent them, so a record's details are the upstream's).
+json::ObjectBuilder token_object(const rtevents::TokenCounts& c, rtevents::TokenGroup group) {
   json::ObjectBuilder out;
-  out.set("input_tokens", input_tokens)
-      .set("output_tokens", output_tokens)
-      .set("total_tokens", total_tokens)
-      .set_object("input_token_details", std::move(input_details))
-      .set_object("output_token_details", std::move(output_details))
-      .set("transcription_seconds", transcription_seconds);
+  for (const auto& f : rtevents::kTokenFields)
+    if (f.group == group) out.set(f.key, gint64{rtevents::count_of(c, f)});
+  for (const auto& g : rtevents::kTokenGroups)
+    if (g.parent == group && (!g.only_with_details || c.cached_details_present))
+      out.set_object(g.key, token_object(c, g.group));
+  return out;
+}
+
+}  // namespace
+
+json::ObjectBuilder UsageRecord::tokens_json() const {
+  json::ObjectBuilder out = token_object(*this, rtevents::TokenGroup::kUsage);
+  out.set("transcription_seconds", transcription_seconds);
   return out;
 }
 
@@ -118,6 +104,15 @@ std::optional<double> number_member(JsonObject* obj, const char* name) {
   return std::nullopt;
 }
 
+// The object of a token group inside a log line (the line itself for kUsage), or null.
+JsonObject* token_group(JsonObject* line, rtevents::TokenGroup group) {
+  const char* keys[4];
+  const std::size_t n = rtevents::group_path(group, keys);
+  JsonObject* obj = line;
+  for (std::size_t i = 0; i < n && obj; ++i) obj = json::get_object(obj, keys[i]);
+  return obj;
+}
+
 }  // namespace
 
 std::optional<LoggedRecord> parse_usage_line(const std::string& line) {
@@ -145,25 +140,11 @@ std::optional<LoggedRecord> parse_usage_line(const std::string& line) {
   if (JsonNode* n = json_object_get_member(obj, "usage_present");
       n && JSON_NODE_HOLDS_VALUE(n) && json_node_get_value_type(n) == G_TYPE_BOOLEAN)
     r.usage_present = json_node_get_boolean(n);
-  r.input_tokens = int_member(obj, "input_tokens");
-  r.output_tokens = int_member(obj, "output_tokens");
-  r.total_tokens = int_member(obj, "total_tokens");
-  if (JsonObject* in = json::get_object(obj, "input_token_details")) {
-    r.input_text_tokens = int_member(in, "text_tokens");
-    r.input_audio_tokens = int_member(in, "audio_tokens");
-    r.input_image_tokens = int_member(in, "image_tokens");
-    r.input_cached_tokens = int_member(in, "cached_tokens");
-    if (JsonObject* cached = json::get_object(in, "cached_tokens_details")) {
-      r.cached_details_present = true;
-      r.input_cached_text_tokens = int_member(cached, "text_tokens");
-      r.input_cached_audio_tokens = int_member(cached, "audio_tokens");
-      r.input_cached_image_tokens = int_member(cached, "image_tokens");
-    }
-  }
-  if (JsonObject* o = json::get_object(obj, "output_token_details")) {
-    r.output_text_tokens = int_member(o, "text_tokens");
-    r.output_audio_tokens = int_member(o, "audio_tokens");
-  }
+  // The token counts: each row of the field table at its place in the line.
+  for (const auto& f : rtevents::kTokenFields)
+    if (JsonObject* group = token_group(obj, f.group))
+      rtevents::count_of(r, f) = int_member(group, f.key);
+  r.cached_details_present = token_group(obj, rtevents::TokenGroup::kCachedDetails) != nullptr;
   r.first_token_latency_ms = number_member(obj, "first_token_latency_ms").value_or(-1);
   r.turn_duration_ms = number_member(obj, "turn_duration_ms").value_or(0);
   r.transcription_seconds = number_member(obj, "transcription_seconds").value_or(0);

@@ -20,11 +20,15 @@
 #include <vector>
 
 #include "common/json.h"
+#include "rtevents/usage_fields.h"
 #include "usage/usage_report.h"
 
 namespace rtgw::usage {
 
-struct UsageRecord {
+// The token counts (input_tokens, ..., cached_details_present) come from the event vocabulary's
+// field table (rtevents/usage_fields.h): the log line, the PostgreSQL columns, pricing and the
+// token metrics walk its rows.
+struct UsageRecord : rtevents::TokenCounts {
   std::string kind = "response";  // "response" (a response.done) | "transcription" | "call"
   // Unique per record ("ur_" + 32 random hex digits), given by UsageLedger::record(): written to
   // the JSONL line and the table's `record_id`, so the log's tail replayed into the table at
@@ -42,20 +46,6 @@ struct UsageRecord {
   // (status, e.g. "dtls_fingerprint_mismatch", and the leg it concerns); written only then.
   std::string leg;
   bool usage_present = false;
-  std::int64_t input_tokens = 0;
-  std::int64_t output_tokens = 0;
-  std::int64_t total_tokens = 0;
-  std::int64_t input_text_tokens = 0;
-  std::int64_t input_audio_tokens = 0;
-  std::int64_t input_image_tokens = 0;
-  std::int64_t input_cached_tokens = 0;
-  bool cached_details_present =
-      false;  // the upstream sent input_token_details.cached_tokens_details
-  std::int64_t input_cached_text_tokens = 0;  // input_token_details.cached_tokens_details
-  std::int64_t input_cached_audio_tokens = 0;
-  std::int64_t input_cached_image_tokens = 0;
-  std::int64_t output_text_tokens = 0;
-  std::int64_t output_audio_tokens = 0;
   std::string service_tier;
   double first_token_latency_ms = -1;
   double turn_duration_ms = 0;
