@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "common/ref.h"
-#include "webrtc/dtls_fingerprint.h"
+#include "sdp/dtls_fingerprint.h"
 
 namespace rtgw::sdp {
 namespace {
@@ -102,7 +102,7 @@ int opus_payload_type(const GstSDPMessage* message) {
 void check_fingerprints(const GstSDPMessage* message) {
   for (guint i = 0; i < gst_sdp_message_medias_len(message); i++) {
     if (gst_sdp_media_get_port(gst_sdp_message_get_media(message, i)) == 0) continue;
-    if (webrtc::dtls::media_fingerprints(message, i).empty())
+    if (sdp::dtls::media_fingerprints(message, i).empty())
       throw SdpError("m-line " + std::to_string(i) +
                      " has no usable DTLS fingerprint (a=fingerprint with sha-1, sha-256, "
                      "sha-384 or sha-512 and its full digest)");

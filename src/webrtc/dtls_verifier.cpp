@@ -5,9 +5,10 @@
 #include <memory>
 
 #include "sdp/session_description.h"
-#include "webrtc/dtls_fingerprint.h"
+#include "sdp/dtls_fingerprint.h"
 
 namespace rtgw::webrtc {
+namespace dtls = ::rtgw::sdp::dtls;
 namespace {
 
 struct GArrayUnref {

@@ -5,7 +5,7 @@
 // on the media path could stand in for the peer. This does it for one webrtcbin: each of its
 // DTLS transports (the audio transceivers' and the SCTP transport's; one with BUNDLE), once
 // CONNECTED, has its `remote-certificate` (PEM) hashed with the strongest function the m-lines
-// it carries name (webrtc/dtls_fingerprint.h) and compared. The leg is verified when every
+// it carries name (sdp/dtls_fingerprint.h) and compared. The leg is verified when every
 // transport it has is; one mismatch fails it for good.
 //
 // Owns: the watches on the leg's GstWebRTCDTLSTransports (`notify::state`) and each one's

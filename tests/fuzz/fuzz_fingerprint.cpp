@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 // Fuzz target `fingerprint`: the DTLS fingerprint parser and comparison (media trust,
-// webrtc/dtls_fingerprint.h). Input: a first line, read as an `a=fingerprint` value; the rest,
+// sdp/dtls_fingerprint.h). Input: a first line, read as an `a=fingerprint` value; the rest,
 // read as a peer certificate (PEM); the whole, read as an SDP whose m-lines' fingerprints are
 // collected (media-level, else session-level).
 //
@@ -16,10 +16,10 @@
 #include <string>
 
 #include "fuzz_util.h"
-#include "webrtc/dtls_fingerprint.h"
+#include "sdp/dtls_fingerprint.h"
 
 using namespace rtgw;
-using namespace rtgw::webrtc::dtls;
+using namespace rtgw::sdp::dtls;
 
 namespace {
 

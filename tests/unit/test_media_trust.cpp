@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-// Media trust (issue 22): the fingerprint parser and comparison (webrtc/dtls_fingerprint.h),
+// Media trust (issue 22): the fingerprint parser and comparison (sdp/dtls_fingerprint.h),
 // checked against openssl's own fingerprints of tests/unit/data/dtls_cert.pem, and the
 // process-wide SCTP association id allocator (webrtc/sctp_ids.h).
 #include <glib.h>
@@ -11,7 +11,7 @@
 
 #include "common/ref.h"
 #include "sdp/session_description.h"
-#include "webrtc/dtls_fingerprint.h"
+#include "sdp/dtls_fingerprint.h"
 #include "webrtc/sctp_ids.h"
 
 #ifndef RTGW_TEST_DATA
@@ -21,6 +21,7 @@
 namespace {
 
 using namespace rtgw::webrtc;
+namespace dtls = rtgw::sdp::dtls;
 using dtls::Verdict;
 
 // openssl x509 -noout -fingerprint -sha1/-sha256/-sha384/-sha512 of dtls_cert.pem.

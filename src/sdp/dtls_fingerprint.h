@@ -20,7 +20,7 @@
 #include <string_view>
 #include <vector>
 
-namespace rtgw::webrtc::dtls {
+namespace rtgw::sdp::dtls {
 
 enum class Hash { kSha1, kSha256, kSha384, kSha512 };
 
@@ -66,4 +66,4 @@ const char* verdict_name(Verdict verdict);
 Verdict verify_certificate(const std::vector<Fingerprint>& expected, std::string_view pem,
                            std::string* actual = nullptr);
 
-}  // namespace rtgw::webrtc::dtls
+}  // namespace rtgw::sdp::dtls

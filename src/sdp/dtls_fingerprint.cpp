@@ -1,12 +1,12 @@
 // SPDX-License-Identifier: MIT
-#include "webrtc/dtls_fingerprint.h"
+#include "sdp/dtls_fingerprint.h"
 
 #include <glib.h>
 
 #include <algorithm>
 #include <memory>
 
-namespace rtgw::webrtc::dtls {
+namespace rtgw::sdp::dtls {
 namespace {
 
 constexpr std::string_view kPemBegin = "-----BEGIN CERTIFICATE-----";
@@ -207,4 +207,4 @@ Verdict verify_certificate(const std::vector<Fingerprint>& expected, std::string
   return match ? Verdict::kMatch : Verdict::kMismatch;
 }
 
-}  // namespace rtgw::webrtc::dtls
+}  // namespace rtgw::sdp::dtls
