@@ -37,7 +37,9 @@ std::map<std::string, std::string> base_env() {
           {"RTGW_CLUSTER_SECRET", "base-secret-0123456789"},
           {"RTGW_WEBRTC_TURN_SERVERS", "turn://u:p@127.0.0.1:3478"},
           {"RTGW_WEBRTC_UDP_PORT_MIN", "30000"},
-          {"RTGW_WEBRTC_UDP_PORT_MAX", "50000"}};
+          {"RTGW_WEBRTC_UDP_PORT_MAX", "50000"},
+          {"RTGW_TLS_CERT_FILE", "/base/cert.pem"},
+          {"RTGW_TLS_KEY_FILE", "/base/key.pem"}};
 }
 
 std::string json_quote(const std::string& s) {
