@@ -230,8 +230,9 @@ Pricing read_pricing(const Reader& r, JsonNode* node, const std::string& path) {
   if (auto* n = member(po, "per_minute")) {
     std::string at = path + ".per_minute";
     JsonObject* o = r.object(n, at);
-    r.only(o, at, {"transcription"});
+    r.only(o, at, {"transcription", "audio"});
     price(o, at, "transcription", p.transcription);
+    price(o, at, "audio", p.audio);  // translation audio (SPEC "Translation sessions")
   }
   return p;
 }
@@ -646,7 +647,10 @@ void validate(const Reader& r, Config& c) {
     }
 }
 
-const char* kDefaultConfig = R"({"models": [{"name": "echo", "workers": [{"provider": "echo"}]}]})";
+// The echo worker also serves the default translation model, so that a translation call works
+// out of the box (SPEC "Translation sessions", "Built-in echo worker").
+const char* kDefaultConfig = R"({"models": [{"name": "echo", "workers": [{"provider": "echo"}]},
+    {"name": "gpt-realtime-translate", "workers": [{"provider": "echo"}]}]})";
 
 }  // namespace
 
@@ -805,6 +809,7 @@ std::string describe(const Config& c) {
       show("audio_output", p.audio_output);
       out << "per_minute: ";
       show("transcription", p.transcription);
+      if (p.audio) show("audio", p.audio);
       show("fallback_per_million", p.fallback_per_million);
       out << "\n";
     }

@@ -32,6 +32,7 @@ void UsageRecord::add_tokens(const UsageRecord& o) {
   add_to(input_cached_audio_tokens, o.input_cached_audio_tokens);
   add_to(input_cached_image_tokens, o.input_cached_image_tokens);
   add_to(transcription_seconds, o.transcription_seconds);
+  add_to(audio_seconds, o.audio_seconds);
   add_to(output_text_tokens, o.output_text_tokens);
   add_to(output_audio_tokens, o.output_audio_tokens);
   if (o.cost_usd) cost_usd = saturating_add(cost_usd.value_or(0), *o.cost_usd);
@@ -59,6 +60,7 @@ json::ObjectBuilder UsageRecord::tokens_json() const {
       .set_object("input_token_details", std::move(input_details))
       .set_object("output_token_details", std::move(output_details))
       .set("transcription_seconds", transcription_seconds);
+  if (audio_seconds > 0) out.set("audio_seconds", audio_seconds);
   return out;
 }
 
@@ -167,6 +169,7 @@ std::optional<LoggedRecord> parse_usage_line(const std::string& line) {
   r.first_token_latency_ms = number_member(obj, "first_token_latency_ms").value_or(-1);
   r.turn_duration_ms = number_member(obj, "turn_duration_ms").value_or(0);
   r.transcription_seconds = number_member(obj, "transcription_seconds").value_or(0);
+  r.audio_seconds = number_member(obj, "audio_seconds").value_or(0);
   r.cost_usd = number_member(obj, "cost_usd");
   out.unix_time = number_member(obj, "time").value_or(0);
   return out;

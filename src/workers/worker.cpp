@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include "workers/worker.h"
 
+#include "common/json.h"
 #include "common/main_thread.h"
 #include "common/websocket.h"
 
@@ -11,6 +12,14 @@
 #include <stdexcept>
 
 namespace rtgw::workers {
+
+bool OfferRequest::translation() const {
+  if (!session_json) return false;
+  auto node = json::parse(*session_json);
+  return node && JSON_NODE_TYPE(node.get()) == JSON_NODE_OBJECT &&
+         json::get_string(json_node_get_object(node.get()), "type").value_or("") == "translation";
+}
+
 namespace {
 
 // What every request to the worker carries while in flight: its message, our own cancellable
@@ -161,6 +170,25 @@ std::string Worker::realtime_url(const std::string& model, bool transcription) c
   return config_.url + "/v1/realtime?model=" + escaped.get();
 }
 
+std::string Worker::translation_calls_url() const {
+  if (config_.provider == "azure") {
+    UniqueStr deployment(g_uri_escape_string(config_.deployment.c_str(), nullptr, FALSE));
+    return config_.url + "/openai/deployments/" + deployment.get() +
+           "/realtime/translations/calls?api-version=" + config_.api_version;
+  }
+  return config_.url + "/v1/realtime/translations/calls";
+}
+
+std::string Worker::translation_socket_url(const std::string& model) const {
+  if (config_.provider == "azure") {
+    UniqueStr deployment(g_uri_escape_string(config_.deployment.c_str(), nullptr, FALSE));
+    return config_.url + "/openai/realtime/translations?api-version=" + config_.api_version +
+           "&deployment=" + deployment.get();
+  }
+  UniqueStr escaped(g_uri_escape_string(model.c_str(), nullptr, FALSE));
+  return config_.url + "/v1/realtime/translations?model=" + escaped.get();
+}
+
 std::string Worker::call_url(const std::string& upstream_call_id, const char* suffix) const {
   UniqueStr escaped(g_uri_escape_string(upstream_call_id.c_str(), nullptr, FALSE));
   if (config_.provider == "azure") {
@@ -197,7 +225,8 @@ void Worker::exchange(const OfferRequest& request, GCancellable* cancellable,
   ex->worker = this;
   if (!ex->follow(cancellable)) return;
 
-  std::string url = calls_url(request.upstream_model);
+  std::string url =
+      request.translation() ? translation_calls_url() : calls_url(request.upstream_model);
   ex->message = Ref<SoupMessage>::adopt(soup_message_new("POST", url.c_str()));
   if (!ex->message) {
     UpstreamFailure f{UpstreamFailure::Kind::kConnect, 0, {}, "invalid worker URL " + url};
@@ -291,7 +320,9 @@ void Worker::open_socket(const SocketRequest& request, UpstreamSocket::Listener*
   op->done = std::move(done);
   op->listener = listener;
   if (!op->follow(cancellable)) return;
-  std::string url = realtime_url(request.upstream_model, request.transcription);
+  std::string url = request.translation
+                        ? translation_socket_url(request.upstream_model)
+                        : realtime_url(request.upstream_model, request.transcription);
   op->message = Ref<SoupMessage>::adopt(soup_message_new("GET", url.c_str()));
   if (!op->message) {
     op->done(UpstreamFailure{UpstreamFailure::Kind::kConnect, 0, {}, "invalid worker URL " + url});

@@ -3,9 +3,10 @@
 //
 // Owns: the worker's own SoupSession (connection pool, timeouts, TLS, proxy), the SDP exchange
 // with its `POST /v1/realtime/calls` (application/sdp, or multipart with the session), the
-// upstream hang-up, its realtime WebSocket (`GET /v1/realtime`), its health checks and its
-// circuit breaker, and the admission rules a `WorkerLease` applies (max_calls, one half-open
-// probe). A slow worker only slows its own session.
+// upstream hang-up, its realtime WebSocket (`GET /v1/realtime`), the translation routes'
+// counterparts (`POST /v1/realtime/translations/calls`, `GET /v1/realtime/translations`), its
+// health checks and its circuit breaker, and the admission rules a `WorkerLease` applies
+// (max_calls, one half-open probe). A slow worker only slows its own session.
 //
 // Threads: main loop only.
 #pragma once
@@ -56,6 +57,10 @@ class Worker : public UpstreamSignaller {
   std::string calls_url(const std::string& model) const;
   std::string realtime_url(const std::string& model, bool transcription) const;
   std::string call_url(const std::string& upstream_call_id, const char* suffix) const;
+  // Translation sessions (SPEC "Translation sessions"): the WebRTC calls URL takes no model (the
+  // multipart session names it); the WebSocket URL takes ?model=.
+  std::string translation_calls_url() const;
+  std::string translation_socket_url(const std::string& model) const;
   // Worker key (Bearer, or `api-key` for azure) and TLS client settings on one request.
   void prepare(SoupMessage* msg) const;
   void check_health();
