@@ -647,10 +647,7 @@ void validate(const Reader& r, Config& c) {
     }
 }
 
-// The echo worker also serves the default translation model, so that a translation call works
-// out of the box (SPEC "Translation sessions", "Built-in echo worker").
-const char* kDefaultConfig = R"({"models": [{"name": "echo", "workers": [{"provider": "echo"}]},
-    {"name": "gpt-realtime-translate", "workers": [{"provider": "echo"}]}]})";
+const char* kDefaultConfig = R"({"models": [{"name": "echo", "workers": [{"provider": "echo"}]}]})";
 
 }  // namespace
 
@@ -747,6 +744,8 @@ Config load(const std::string& file, const Overrides& flags, const EnvLookup& en
               {"name": "gpt-realtime", "workers": [{"provider": "openai",
                "url": "https://api.openai.com", "api_key": "env:OPENAI_API_KEY"}]},
               {"name": "gpt-realtime-mini", "workers": [{"provider": "openai",
+               "url": "https://api.openai.com", "api_key": "env:OPENAI_API_KEY"}]},
+              {"name": "gpt-realtime-translate", "workers": [{"provider": "openai",
                "url": "https://api.openai.com", "api_key": "env:OPENAI_API_KEY"}]}]})";
     }
     return load_from_text(text, "(built-in default)", flags, env);

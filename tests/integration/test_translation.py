@@ -238,15 +238,21 @@ def test_translation_call_from_chromium(fake_upstream, gateway_factory):
 
 
 def test_default_gateway_translates_with_the_echo_worker(default_gateway):
-    """No config: the built-in echo worker serves gpt-realtime-translate; a translation call
-    hears the caller's audio and reports continuous usage from it."""
-    result = run_call_sync(default_gateway, None, path="/v1/realtime/translations/calls",
+    """No config: the built-in echo model answers the translation route (the session names it:
+    the default gpt-realtime-translate is not configured there); the call hears the caller's
+    audio and reports continuous usage from it."""
+    missing = post_offer(default_gateway, None, aiortc_offer(),
+                         path="/v1/realtime/translations/calls")
+    assert missing.status == 404, missing.body
+    assert TRANSLATE in missing.json()["error"]["message"], missing.body
+    result = run_call_sync(default_gateway, None, session={"model": "echo"},
+                           path="/v1/realtime/translations/calls",
                            until=lambda r: r.events_of("session.output_transcript.delta"),
                            duration=15)
     assert result.status == 201, result.body
     (created, *_) = result.events_of("session.created")
     assert created["session"]["type"] == "translation", created
-    assert created["session"]["model"] == TRANSLATE, created
+    assert created["session"]["model"] == "echo", created
     delta = result.events_of("session.output_transcript.delta")[0]
     assert delta["usage"]["seconds"] > 0 and delta["usage"]["input_tokens"] > 0, delta
     assert result.events_of("session.input_transcript.delta"), result.events
