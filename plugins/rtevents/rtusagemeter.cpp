@@ -39,8 +39,9 @@
  * Element message `rtusage-turn`, posted by the `upstream` instance from its streaming thread on
  * each `response.done` (kind `response`) and on each
  * `conversation.item.input_audio_transcription.completed` that carries `usage` (kind
- * `transcription`, in any session):
- * - `kind` (string): `response` or `transcription`
+ * `transcription`, in any session), and on each `session.*` event that carries `usage` (kind
+ * `translation`: a translation session's continuous usage):
+ * - `kind` (string): `response`, `transcription` or `translation`
  * - `response-id` (kind response), `item-id` (kind transcription), `status` (string; "" when
  *   missing; "completed" for a transcription)
  * - `usage-present` (boolean): `response.usage` is an object
@@ -51,7 +52,8 @@
  *   or negative
  * - `input-cached-details-present` (boolean): `input_token_details.cached_tokens_details` is an
  *   object
- * - `transcription-seconds` (gdouble): a duration-billed transcription's `usage.seconds`, else 0
+ * - `transcription-seconds` (gdouble): a duration-billed transcription's `usage.seconds`, or the
+ *   audio seconds of a translation report; else 0
  * - `usage-clamped` (boolean): a token count was over 10^9 (or not a 64-bit integer) and is
  *   reported at that cap: invalid usage from the worker (see usage.h)
  * - `service-tier` (string): normalized tier sent for the turn, "" if none
@@ -223,6 +225,18 @@ void link_peer(RtUsageMeter* self) {
   GST_INFO_OBJECT(self, "linked to peer %s", name.c_str());
 }
 
+const char* turn_kind(TurnRecord::Kind kind) {
+  switch (kind) {
+    case TurnRecord::Kind::kTranscription:
+      return "transcription";
+    case TurnRecord::Kind::kTranslation:
+      return "translation";
+    case TurnRecord::Kind::kResponse:
+      break;
+  }
+  return "response";
+}
+
 void post_turn(RtUsageMeter* self, const TurnRecord& r) {
   using rtgw::rtevents::valid_utf8;
   const auto& u = r.usage;
@@ -240,7 +254,7 @@ void post_turn(RtUsageMeter* self, const TurnRecord& r) {
       "service-tier", G_TYPE_STRING, valid_utf8(r.service_tier).c_str(),
       "first-token-latency-ms", G_TYPE_DOUBLE, r.first_token_latency_ms,
       "turn-duration-ms", G_TYPE_DOUBLE, r.turn_duration_ms,
-      "kind", G_TYPE_STRING, r.kind == TurnRecord::Kind::kTranscription ? "transcription" : "response",
+      "kind", G_TYPE_STRING, turn_kind(r.kind),
       "item-id", G_TYPE_STRING, valid_utf8(r.item_id).c_str(),
       nullptr);
   rtgw::rtevents::set_gst_token_fields(s, u, rtgw::rtevents::GstTokenPart::kCachedDetails);

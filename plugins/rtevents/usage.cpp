@@ -39,19 +39,23 @@ bool is_output_delta(std::string_view type) {
          type.substr(type.size() - kSuffix.size()) == kSuffix;
 }
 
+// `usage.seconds`: a finite positive JSON number, else 0.
+double seconds_member(const Value* usage) {
+  const Value* seconds = usage ? usage->last("seconds") : nullptr;
+  if (!seconds || seconds->type != json::Type::kNumber) return 0;
+  const std::string text(seconds->raw);
+  char* end = nullptr;
+  const double v = std::strtod(text.c_str(), &end);
+  return end && *end == '\0' && std::isfinite(v) && v > 0 ? v : 0;
+}
+
 Usage extract_usage(const Value* holder) {
   Usage u;
   const Value* usage = object_member(holder, "usage");
   if (!usage) return u;
   u.present = true;
   if (usage->last_string("type").value_or("") == "duration") {
-    const Value* seconds = usage->last("seconds");
-    if (seconds && seconds->type == json::Type::kNumber) {
-      const std::string text(seconds->raw);
-      char* end = nullptr;
-      const double v = std::strtod(text.c_str(), &end);
-      if (end && *end == '\0' && std::isfinite(v) && v > 0) u.seconds = v;
-    }
+    u.seconds = seconds_member(usage);
     return u;
   }
   // Token-billed: every row of the field table.
@@ -180,6 +184,18 @@ std::optional<TurnRecord> TurnTracker::on_upstream_event(const Value& root, std:
     rec.usage = extract_usage(&root);
     if (!rec.usage.present) return std::nullopt;  // nothing to meter
     rec.item_id = root.last_string("item_id").value_or("");
+    rec.status = "completed";
+    return rec;
+  }
+  if (type.rfind("session.", 0) == 0) {
+    // A translation session's continuous usage (see usage.h).
+    const Value* usage = object_member(&root, "usage");
+    if (!usage) return std::nullopt;
+    TurnRecord rec;
+    rec.kind = TurnRecord::Kind::kTranslation;
+    rec.usage = extract_usage(&root);
+    rec.usage.seconds = seconds_member(usage);
+    rec.item_id = root.last_string("event_id").value_or("");
     rec.status = "completed";
     return rec;
   }

@@ -25,6 +25,13 @@
 // - `conversation.item.input_audio_transcription.completed` with a `usage` object is a turn of
 //   kind transcription (item_id, token- or duration-billed usage; duration 0, no tier, no
 //   first-token latency); it has nothing to do with pending response.create requests.
+// - Translation sessions (SPEC "Translation sessions") have no responses: their usage is
+//   continuous. Any `session.*` server event that carries a `usage` object (the worker reports it
+//   as it goes, e.g. on `session.output_transcript.delta`, or on `session.closed` for the rest)
+//   is a turn of kind translation: its token counts as above, and `usage.seconds` (audio the
+//   worker translated, a non-negative number, whatever `usage.type`) in `Usage::seconds`; its
+//   `item_id` is the event's `event_id` (one record per report). No realtime or transcription
+//   server event of that family carries `usage`.
 #pragma once
 
 #include <cstdint>
@@ -44,7 +51,8 @@ namespace rtgw::rtevents {
 // A turn's usage: its token counts (the field table's, usage_fields.h) and what is not a count.
 struct Usage : TokenCounts {
   bool present = false;
-  // Duration-billed transcription (`usage.type == "duration"`): `usage.seconds`, else 0.
+  // Duration-billed transcription (`usage.type == "duration"`): `usage.seconds`, else 0. A
+  // translation report: the audio seconds it covers (`usage.seconds`, any type).
   double seconds = 0;
   // A token count was over usage::kMaxTurnTokens and reads as that cap (invalid usage).
   bool clamped = false;
@@ -90,10 +98,10 @@ class UsageLink {
 void note_client_event(const json::Value& root, std::int64_t now_us, UsageLink& link);
 
 struct TurnRecord {
-  enum class Kind { kResponse, kTranscription };
+  enum class Kind { kResponse, kTranscription, kTranslation };
   Kind kind = Kind::kResponse;
   std::string response_id;  // kResponse
-  std::string item_id;      // kTranscription: the transcribed item
+  std::string item_id;      // kTranscription: the transcribed item; kTranslation: the event_id
   std::string status;
   Usage usage;
   std::string service_tier;

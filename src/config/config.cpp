@@ -196,6 +196,8 @@ Config load(const std::string& file, const Overrides& flags, const EnvLookup& en
               {"name": "gpt-realtime", "workers": [{"provider": "openai",
                "url": "https://api.openai.com", "api_key": "env:OPENAI_API_KEY"}]},
               {"name": "gpt-realtime-mini", "workers": [{"provider": "openai",
+               "url": "https://api.openai.com", "api_key": "env:OPENAI_API_KEY"}]},
+              {"name": "gpt-realtime-translate", "workers": [{"provider": "openai",
                "url": "https://api.openai.com", "api_key": "env:OPENAI_API_KEY"}]}]})";
     }
     return load_from_text(text, "(built-in default)", flags, env);
@@ -258,6 +260,7 @@ std::string describe(const Config& c) {
       show("audio_output", p.audio_output);
       out << "per_minute: ";
       show("transcription", p.transcription);
+      if (p.audio) show("audio", p.audio);
       show("fallback_per_million", p.fallback_per_million);
       out << "\n";
     }

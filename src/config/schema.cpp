@@ -164,7 +164,8 @@ const std::vector<Row> kRows = {
     {.path = "models[].pricing.per_minute",
      .env = "",
      .type = Type::kSection,
-     .help = "Prices per minute: transcription (duration-billed transcription)."},
+     .help = "Prices per minute: transcription (duration-billed transcription), audio (a "
+             "translation session's audio, reported as usage.seconds)."},
     {.path = "models[].pricing.fallback_per_million",
      .env = "",
      .type = Type::kNumber,

@@ -95,8 +95,9 @@ Pricing read_pricing(const Reader& r, JsonNode* node, const std::string& path) {
   if (auto* n = member(po, "per_minute")) {
     std::string at = path + ".per_minute";
     JsonObject* o = r.object(n, at);
-    r.only(o, at, {"transcription"});
+    r.only(o, at, {"transcription", "audio"});
     price(o, at, "transcription", p.transcription);
+    price(o, at, "audio", p.audio);  // translation audio (SPEC "Translation sessions")
   }
   return p;
 }

@@ -64,6 +64,7 @@ std::optional<usage::UsageRecord> parse_turn(const GstStructure* s) {
   if (!s || !gst_structure_has_name(s, "rtusage-turn")) return std::nullopt;
   usage::UsageRecord r;
   if (field(s, "kind") == "transcription") r.kind = "transcription";
+  if (field(s, "kind") == "translation") r.kind = "translation";
   r.response_id = field(s, "response-id");
   r.item_id = field(s, "item-id");
   r.status = field(s, "status");
@@ -74,6 +75,10 @@ std::optional<usage::UsageRecord> parse_turn(const GstStructure* s) {
   gst_structure_get_double(s, "first-token-latency-ms", &r.first_token_latency_ms);
   gst_structure_get_double(s, "turn-duration-ms", &r.turn_duration_ms);
   gst_structure_get_double(s, "transcription-seconds", &r.transcription_seconds);
+  if (r.kind == "translation") {  // the meter's seconds of a translation report are audio
+    r.audio_seconds = r.transcription_seconds;
+    r.transcription_seconds = 0;
+  }
   r.usage_clamped = bool_field(s, "usage-clamped");
   return r;
 }

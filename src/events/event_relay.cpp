@@ -201,7 +201,7 @@ void EventRelay::on_turn(usage::UsageRecord record, const TurnIds& ids) {
   if (record.usage_clamped) {
     // The id is the worker's text: escaped, so it cannot forge log lines.
     UniqueStr turn_id(g_strescape(
-        (record.kind == "transcription" ? record.item_id : record.response_id).c_str(), nullptr));
+        (record.kind == "response" ? record.response_id : record.item_id).c_str(), nullptr));
     g_warning(
         "[%s] invalid usage from worker %s: %s %s reported a token count over %lld; counted "
         "at that cap (input %lld, output %lld, total %lld)",
@@ -216,8 +216,8 @@ void EventRelay::on_turn(usage::UsageRecord record, const TurnIds& ids) {
   release_reservation_of(record);
   turns_++;
   usage_total_.add_tokens(record);
-  recent_turn_costs_.emplace_back(
-      record.kind == "transcription" ? record.item_id : record.response_id, record.cost_usd);
+  recent_turn_costs_.emplace_back(record.kind == "response" ? record.response_id : record.item_id,
+                                  record.cost_usd);
   if (recent_turn_costs_.size() > kRecentTurnCosts) recent_turn_costs_.pop_front();
   if (observer_) observer_->OnRelayTurn(record);
   if (waiting_) {

@@ -97,7 +97,8 @@ std::string media_type(const char* content_type) {
 
 }  // namespace
 
-CallRequest parse_call_request(const char* content_type, const std::string& body) {
+CallRequest parse_call_request(const char* content_type, const std::string& body,
+                               bool realtime_session) {
   std::string type = media_type(content_type);
   CallRequest request;
   if (type == "application/sdp") {
@@ -138,8 +139,10 @@ CallRequest parse_call_request(const char* content_type, const std::string& body
                                   "the `session` field is not valid JSON: " + error);
       if (JSON_NODE_TYPE(node.get()) != JSON_NODE_OBJECT)
         throw errors::bad_request("invalid_multipart", "the `session` field must be a JSON object");
-      request.shape = session_shape(json_node_get_object(node.get()));
-      request.session_model = request.shape.model;
+      if (realtime_session) {
+        request.shape = session_shape(json_node_get_object(node.get()));
+        request.session_model = request.shape.model;
+      }
       request.session_json = std::move(value);
     }
   }

@@ -22,8 +22,11 @@ struct CallRequest {
   SessionShape shape;                        // realtime or transcription, and its model
 };
 
-// `content_type` is the raw header (may be null). Throws HttpError.
-CallRequest parse_call_request(const char* content_type, const std::string& body);
+// `content_type` is the raw header (may be null). Throws HttpError. `realtime_session` false (the
+// translation route, http/translation_session.h): the `session` field is kept as a JSON object
+// without reading its realtime/transcription shape.
+CallRequest parse_call_request(const char* content_type, const std::string& body,
+                               bool realtime_session = true);
 
 // Returns `session_json` with its model (`model`, or `audio.input.transcription.model` for a
 // transcription session) replaced by `upstream_model` (the worker's name for it).

@@ -111,7 +111,7 @@ void Server::handle_legacy_transcription_sessions(SoupServerMessage* msg) {
 }
 
 void Server::handle_legacy_call(SoupServerMessage* msg, GHashTable* query) {
-  handle_create_call(msg, query, /*beta_route=*/true);
+  handle_create_call(msg, query, CallRoute::kBeta);
   // "/v1/realtime" also has the WebSocket handler, which libsoup runs on any request its regular
   // handler leaves without a status (and refuses with 400 when it is no handshake). A call held
   // open for its answer is such a request: a provisional status keeps libsoup out of it; the

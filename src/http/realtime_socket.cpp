@@ -11,6 +11,7 @@
 #include "http/http_error.h"
 #include "http/initial_session.h"
 #include "http/server.h"
+#include "http/translation_session.h"
 
 namespace rtgw::http {
 namespace {
@@ -70,12 +71,14 @@ std::string query_value(GHashTable* query, const char* name) {
 
 }  // namespace
 
-void Server::handle_realtime_socket(SoupServerMessage* msg, GHashTable* query) {
+void Server::handle_realtime_socket(SoupServerMessage* msg, GHashTable* query,
+                                    bool translation_route) {
   const auto& config = services_.config;
   if (!is_websocket_handshake(msg))
     throw HttpError(426, "invalid_request_error", "websocket_required",
-                    "GET /v1/realtime is a WebSocket endpoint: open it with a WebSocket client "
-                    "(Upgrade: websocket, version 13)");
+                    std::string("GET ") + (translation_route ? kTranslationsPath : kRealtimePath) +
+                        " is a WebSocket endpoint: open it with a WebSocket client "
+                        "(Upgrade: websocket, version 13)");
   refuse_if(admission_->shutting_down_gate());
   SoupMessageHeaders* headers = soup_server_message_get_request_headers(msg);
   OfferedProtocols offered =
@@ -100,7 +103,7 @@ void Server::handle_realtime_socket(SoupServerMessage* msg, GHashTable* query) {
     g_object_set_data_full(G_OBJECT(msg), kUpgradeKey, upgrade.release(),
                            &UserData<Upgrade>::destroy);
   };
-  std::string call_id = query_value(query, "call_id");
+  std::string call_id = translation_route ? "" : query_value(query, "call_id");
   if (!call_id.empty()) {
     // Sideband: a server-side control channel, so gateway keys only (never a browser's token).
     auth::Principal principal = services_.auth.authenticate(authorization.c_str(), false);
@@ -126,17 +129,21 @@ void Server::handle_realtime_socket(SoupServerMessage* msg, GHashTable* query) {
     return;  // status left unset: libsoup completes the handshake and calls on_websocket()
   }
   auth::Principal principal = services_.auth.authenticate(authorization.c_str(), true);
+  check_token_route(principal, translation_route);
   std::string model = query_value(query, "model");
   // A transcription session: `?intent=transcription` (with ?model= or a token) or a token
   // minted for one; its model is the transcription model (SPEC "Transcription sessions").
-  bool transcription = query_value(query, "intent") == "transcription";
-  if (principal.token_session_json) {
+  bool transcription = !translation_route && query_value(query, "intent") == "transcription";
+  if (principal.token_session_json && !translation_route) {
     bool token_transcription = session_shape(*principal.token_session_json).transcription();
     if (transcription && !token_transcription)
       throw errors::bad_request("invalid_session",
                                 "?intent=transcription with a token minted for a realtime session");
     transcription = token_transcription;
   }
+  // A translation session: ?model=, else the token's, else the default translation model.
+  if (translation_route && model.empty() && !principal.token_model)
+    model = kDefaultTranslationModel;
   const config::ModelConfig& model_config = resolve_model(principal, model);
   model = model_config.name;
   refuse_if(admission_->budget_gate(principal.key_name));
@@ -154,9 +161,11 @@ void Server::handle_realtime_socket(SoupServerMessage* msg, GHashTable* query) {
   // Admission: the cluster's counts (cluster mode: msg waits, the handshake prepared), then this
   // instance's and a worker. Without cluster this runs before the handler returns.
   admit(
-      msg, ask_for(admission::Kind::kSession, session_id, principal, model),
+      msg,
+      ask_for(translation_route ? admission::Kind::kTranslationSession : admission::Kind::kSession,
+              session_id, principal, model),
       [this, principal, model, &model_config, session, beta_client, transcription, session_id, keep,
-       answer_protocol](admission::Ticket ticket) {
+       answer_protocol, translation_route](admission::Ticket ticket) {
         const auto& config = services_.config;
         auto upgrade = std::make_unique<Upgrade>();
         upgrade->lease = std::move(ticket.lease);
@@ -164,7 +173,8 @@ void Server::handle_realtime_socket(SoupServerMessage* msg, GHashTable* query) {
                              upgrade->lease->name()};
         relay::SessionSettings& s = upgrade->settings;
         s.pipeline_description = services_.session_pipeline_description;
-        s.policy_json = config.policy_json;
+        s.policy_json =
+            translation_route ? translation_policy_json(config.policy_json) : config.policy_json;
         s.max_event_bytes = static_cast<std::size_t>(config.max_event_bytes);
         s.budget_exceeded = ticket.over_budget;
         s.response_gate = response_gate_;
@@ -175,7 +185,10 @@ void Server::handle_realtime_socket(SoupServerMessage* msg, GHashTable* query) {
         s.pricing = std::move(ticket.pricing);
         s.beta_client = beta_client;
         s.transcription = transcription;
-        if (session)
+        s.translation = translation_route;
+        if (translation_route)  // the worker's first session.update names the translation
+          s.session_json = translation_session_for_upstream(session, model_config.upstream_model);
+        else if (session)
           s.session_json = session_for_upstream(*session, model_config.upstream_model);
         else if (transcription)  // the worker learns the transcription model from the first event
           s.session_json = transcription_session_json(model_config.upstream_model);

@@ -20,6 +20,7 @@
 #include "http/http_error.h"
 #include "http/initial_session.h"
 #include "http/session_shape.h"
+#include "http/translation_session.h"
 #include "sdp/session_description.h"
 
 namespace rtgw::http {
@@ -109,12 +110,15 @@ Server::Server(Services services)
   // "/v1/realtime" also has the WebSocket handler, which libsoup runs whenever the regular one
   // leaves the status unset, as a call held open for its answer does: so the calls get a prefix
   // of their own, without one.
-  for (const char* path : {static_cast<const char*>(nullptr), kRealtimePath, kCallsPath}) {
+  // The translation routes are laid out the same way (a WebSocket path and a calls path).
+  for (const char* path : {static_cast<const char*>(nullptr), kRealtimePath, kCallsPath,
+                           kTranslationsPath, kTranslationCallsPath}) {
     soup_server_add_early_handler(server_.get(), path, &Server::on_early_request, this, nullptr);
     soup_server_add_handler(server_.get(), path, &Server::on_request, this, nullptr);
   }
-  soup_server_add_websocket_handler(server_.get(), kRealtimePath, nullptr, nullptr,
-                                    &Server::on_websocket, this, nullptr);
+  for (const char* path : {kRealtimePath, kTranslationsPath})
+    soup_server_add_websocket_handler(server_.get(), path, nullptr, nullptr, &Server::on_websocket,
+                                      this, nullptr);
   // permessage-deflate off: libsoup 3.2 inflates each frame without bound (a small compressed
   // frame can cost gigabytes), and the frame filter bounds messages by their bytes on the wire
   // (http/websocket_frame_limit.h). Realtime events are small JSON; clients go on uncompressed.
@@ -299,6 +303,10 @@ void Server::on_request(SoupServer*, SoupServerMessage* msg, const char* path, G
     const char* method = soup_server_message_get_method(msg);
     if (g_strcmp0(method, "POST") == 0 && g_strcmp0(path, kCallsPath) == 0)
       self->handle_create_call(msg, query);
+    else if (g_strcmp0(method, "POST") == 0 && g_strcmp0(path, kTranslationCallsPath) == 0)
+      self->handle_create_call(msg, query, CallRoute::kTranslation);
+    else if (g_strcmp0(method, "GET") == 0 && g_strcmp0(path, kTranslationsPath) == 0)
+      self->handle_realtime_socket(msg, query, /*translation_route=*/true);
     else if (g_strcmp0(method, "GET") == 0 && g_strcmp0(path, kRealtimePath) == 0)
       self->handle_realtime_socket(msg, query);
     else if (g_strcmp0(method, "POST") == 0 && g_strcmp0(path, kRealtimePath) == 0)
@@ -427,6 +435,10 @@ void Server::dispatch(SoupServerMessage* msg, const char* path_cstr) {
     handle_client_secrets(msg);
     return;
   }
+  if (path == kTranslationSecretsPath && method == "POST") {
+    handle_translation_client_secrets(msg);
+    return;
+  }
   if (path == "/v1/realtime/sessions" && method == "POST") {
     handle_legacy_sessions(msg);
     return;
@@ -468,7 +480,7 @@ void Server::dispatch(SoupServerMessage* msg, const char* path_cstr) {
                                          path.size() - debug_prefix.size() - dot_suffix.size()));
     return;
   }
-  if (path == kCallsPath)
+  if (path == kCallsPath || path == kTranslationCallsPath)
     throw HttpError(405, "invalid_request_error", "method_not_allowed", "use POST");
   throw errors::not_found("not_found", "no route for " + method + " " + path);
 }
@@ -484,20 +496,37 @@ void Server::serve_tester_page(SoupServerMessage* msg) {
   respond(msg, 200, "text/html; charset=utf-8", std::string(contents, length));
 }
 
-void Server::handle_create_call(SoupServerMessage* msg, GHashTable* query, bool beta_route) {
+void Server::handle_create_call(SoupServerMessage* msg, GHashTable* query, CallRoute route) {
   const auto& config = services_.config;
+  const bool translation = route == CallRoute::kTranslation;
   refuse_if(admission_->shutting_down_gate());  // before anything is parsed
+  if (translation && query && g_hash_table_contains(query, "model"))
+    throw errors::bad_request("invalid_request",
+                              "POST /v1/realtime/translations/calls takes no ?model=: the model "
+                              "comes from the session (session.model) or the token (default " +
+                                  std::string(kDefaultTranslationModel) + ")");
   auth::Principal principal =
       services_.auth.authenticate(request_header(msg, "Authorization"), /*accept_tokens=*/true);
+  check_token_route(principal, translation);
 
   std::string body = request_body(msg);
   if (static_cast<std::int64_t>(body.size()) > config.limits.max_body_bytes)
     throw HttpError(413, "invalid_request_error", "body_too_large",
                     "the request body is larger than " +
                         std::to_string(config.limits.max_body_bytes) + " bytes");
-  CallRequest request = parse_call_request(request_header(msg, "Content-Type"), body);
+  CallRequest request = parse_call_request(request_header(msg, "Content-Type"), body,
+                                           /*realtime_session=*/!translation);
 
-  std::string model = choose_model(request.shape, query_value(query, "model"));
+  std::string model;
+  if (translation) {
+    // The request's session names it, else the token's; else the default translation model.
+    std::optional<std::string> named;
+    if (request.session_json) named = translation_session_model(*request.session_json);
+    if (!named && principal.token_model) named = principal.token_model;
+    model = named.value_or(kDefaultTranslationModel);
+  } else {
+    model = choose_model(request.shape, query_value(query, "model"));
+  }
   const config::ModelConfig& model_config = resolve_model(principal, model);
   model = model_config.name;  // the token's, when the request named none
   refuse_if(admission_->budget_gate(principal.key_name));  // before the offer is parsed
@@ -511,14 +540,16 @@ void Server::handle_create_call(SoupServerMessage* msg, GHashTable* query, bool 
 
   std::optional<std::string> session = request.session_json;
   if (!session && principal.token_session_json) session = principal.token_session_json;
-  const bool beta = beta_route || principal.token_beta;
+  const bool beta = route == CallRoute::kBeta || principal.token_beta;
   // A beta session is translated first: the policy, like the worker, sees GA.
   if (beta && session) session = events::beta::session_json_to_ga(*session);
-  if (session) {
+  if (session)
     session = apply_initial_session_policy(config.policy_json, principal.key_name, model, *session,
                                            &principal.models);
+  if (translation)  // always sent: the worker learns from it that this is a translation
+    session = translation_session_for_upstream(session, model_config.upstream_model);
+  else if (session)
     session = session_for_upstream(*session, model_config.upstream_model);
-  }
 
   // Admission: the cluster's counts first (one Redis round trip in cluster mode), then this
   // instance's and a worker.
@@ -529,8 +560,11 @@ void Server::handle_create_call(SoupServerMessage* msg, GHashTable* query, bool 
   prepared->offer = std::move(offer);
   prepared->session = std::move(session);
   prepared->beta = beta;
+  prepared->translation = translation;
   prepared->call_id = calls::CallRegistry::new_call_id();
-  admit(msg, ask_for(admission::Kind::kCall, prepared->call_id, principal, model),
+  admit(msg,
+        ask_for(translation ? admission::Kind::kTranslationCall : admission::Kind::kCall,
+                prepared->call_id, principal, model),
         [this, msg, prepared](admission::Ticket ticket) {
           start_admitted_call(msg, std::move(*prepared), std::move(ticket));
         });
@@ -554,7 +588,8 @@ void Server::start_admitted_call(SoupServerMessage* msg, PreparedCall prepared,
   settings.max_outgoing_event_bytes = config.limits.max_outgoing_buffer_bytes;
   settings.max_event_bytes = config.max_event_bytes;
   settings.pipeline_description = services_.pipeline_description;
-  settings.policy_json = config.policy_json;
+  settings.policy_json =
+      prepared.translation ? translation_policy_json(config.policy_json) : config.policy_json;
   settings.budget_exceeded = ticket.over_budget;
   settings.response_gate = response_gate_;
   settings.allowed_models = allowed_models(principal.models, prepared.upstream_model);

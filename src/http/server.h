@@ -44,6 +44,14 @@ namespace rtgw::http {
 
 inline constexpr const char* kRealtimePath = "/v1/realtime";
 inline constexpr const char* kCallsPath = "/v1/realtime/calls";
+// Translation sessions (SPEC "Translation sessions", http/translation_routes.cpp).
+inline constexpr const char* kTranslationsPath = "/v1/realtime/translations";
+inline constexpr const char* kTranslationCallsPath = "/v1/realtime/translations/calls";
+inline constexpr const char* kTranslationSecretsPath = "/v1/realtime/translations/client_secrets";
+
+// Which route a WebRTC call came in by: the GA calls route, the legacy (beta) one, or the
+// translation one. One handler serves all three (handle_create_call).
+enum class CallRoute { kRealtime, kBeta, kTranslation };
 
 struct Services {
   const config::Config& config;
@@ -139,14 +147,21 @@ class Server {
     sdp::CheckedOffer offer;
     std::optional<std::string> session;
     bool beta = false;
+    bool translation = false;  // its policy denies what translation has not (translation_session.h)
     std::string call_id;
   };
   void start_admitted_call(SoupServerMessage* msg, PreparedCall prepared, admission::Ticket ticket);
 
   // GET /v1/realtime (http/realtime_socket.cpp): every check before the upgrade.
-  void handle_realtime_socket(SoupServerMessage* msg, GHashTable* query);
-  // `beta_route`: the legacy WebRTC route, whose client speaks the beta dialect.
-  void handle_create_call(SoupServerMessage* msg, GHashTable* query, bool beta_route = false);
+  // `translation_route`: GET /v1/realtime/translations, the same for a translation session.
+  void handle_realtime_socket(SoupServerMessage* msg, GHashTable* query,
+                              bool translation_route = false);
+  // kBeta: the legacy WebRTC route, whose client speaks the beta dialect. kTranslation:
+  // POST /v1/realtime/translations/calls (no ?model=; the session's or token's model).
+  void handle_create_call(SoupServerMessage* msg, GHashTable* query,
+                          CallRoute route = CallRoute::kRealtime);
+  // POST /v1/realtime/translations/client_secrets (http/translation_routes.cpp).
+  void handle_translation_client_secrets(SoupServerMessage* msg);
   void handle_get_call(SoupServerMessage* msg, const std::string& id);
   void handle_hangup_call(SoupServerMessage* msg, const std::string& id);
   void handle_models(SoupServerMessage* msg);

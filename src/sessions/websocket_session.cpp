@@ -63,7 +63,8 @@ void WebSocketSession::start() {
 }
 
 void WebSocketSession::connect_upstream() {
-  lease_->open_socket({identity_.upstream_model, settings_.transcription}, this, cancellable_.get(),
+  lease_->open_socket({identity_.upstream_model, settings_.transcription, settings_.translation},
+                      this, cancellable_.get(),
                       [this, alive = lifetime_.watch()](workers::SocketResult result) {
                         if (!alive.alive()) return;
                         on_upstream_result(std::move(result));

@@ -80,6 +80,7 @@ struct SessionSettings {
   // worker's event above it is not relayed (the client gets event_too_large).
   std::size_t max_event_bytes = 65536;
   bool transcription = false;  // a transcription session (upstream: ?intent=transcription)
+  bool translation = false;    // a translation session (upstream: the translation socket URL)
   // A token's session: sent first, as a session.update through the policy.
   std::optional<std::string> session_json;
   // A lease on the next worker to try after a worker failure while connecting (empty: none).

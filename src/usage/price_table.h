@@ -25,6 +25,7 @@ struct Pricing {
   std::optional<double> audio_output;
   // per_minute
   std::optional<double> transcription;
+  std::optional<double> audio;  // translation sessions' audio (SPEC "Translation sessions")
   // What a token the table has no price for costs (usage/pricing.h); none: the table's highest
   // per-token price.
   std::optional<double> fallback_per_million;

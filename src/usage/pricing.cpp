@@ -117,6 +117,12 @@ std::optional<double> price_turn(const UsageRecord& r, const Pricing* table) {
     else
       usd = saturating_add(usd, r.transcription_seconds / 60.0 * *p.transcription);
   }
+  if (r.audio_seconds > 0) {
+    if (!p.audio)
+      known = false;
+    else
+      usd = saturating_add(usd, r.audio_seconds / 60.0 * *p.audio);
+  }
   if (!known) return std::nullopt;
   return usd;
 }

@@ -11,7 +11,9 @@
 // - the rest of each input modality (text, audio, image) at its own price; output text and audio
 //   at theirs; tokens the upstream counted in input_tokens/output_tokens but attributed to no
 //   modality are priced as text.
-// - a duration-billed transcription at per_minute.transcription times its seconds / 60.
+// - a duration-billed transcription at per_minute.transcription times its seconds / 60; a
+//   translation report's audio seconds at per_minute.audio times its seconds / 60, beside its
+//   tokens at their prices.
 // - a cached price left out of the table falls back to the modality's full price.
 // - any other per-token price the table leaves out is charged at the fallback: the table's
 //   `fallback_per_million` when set, else its highest per-token price. What is known is priced
@@ -19,7 +21,8 @@
 //   image_input priced a turn with 1 image token and 200,000 text and audio tokens at null).
 // - the cost is unknown (nullopt) only when nothing can price a component the turn has: no table,
 //   a table with no per-token price and no fallback_per_million for a turn with tokens, or
-//   duration-billed seconds without per_minute.transcription.
+//   duration-billed seconds without per_minute.transcription, translation audio seconds without
+//   per_minute.audio.
 // - token counts are read saturated (usage/saturating.h), so the sum is finite.
 //
 // Threads: any (pure).

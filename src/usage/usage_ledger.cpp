@@ -22,6 +22,7 @@ std::int64_t UsageRecord::billable_tokens() const {
 void UsageRecord::add_tokens(const UsageRecord& o) {
   rtevents::add_token_counts(*this, o);
   add_to(transcription_seconds, o.transcription_seconds);
+  add_to(audio_seconds, o.audio_seconds);
   if (o.cost_usd) cost_usd = saturating_add(cost_usd.value_or(0), *o.cost_usd);
 }
 
@@ -45,6 +46,7 @@ json::ObjectBuilder token_object(const rtevents::TokenCounts& c, rtevents::Token
 json::ObjectBuilder UsageRecord::tokens_json() const {
   json::ObjectBuilder out = token_object(*this, rtevents::TokenGroup::kUsage);
   out.set("transcription_seconds", transcription_seconds);
+  if (audio_seconds > 0) out.set("audio_seconds", audio_seconds);
   return out;
 }
 
@@ -148,6 +150,7 @@ std::optional<LoggedRecord> parse_usage_line(const std::string& line) {
   r.first_token_latency_ms = number_member(obj, "first_token_latency_ms").value_or(-1);
   r.turn_duration_ms = number_member(obj, "turn_duration_ms").value_or(0);
   r.transcription_seconds = number_member(obj, "transcription_seconds").value_or(0);
+  r.audio_seconds = number_member(obj, "audio_seconds").value_or(0);
   r.cost_usd = number_member(obj, "cost_usd");
   out.unix_time = number_member(obj, "time").value_or(0);
   return out;

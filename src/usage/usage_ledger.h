@@ -29,7 +29,9 @@ namespace rtgw::usage {
 // field table (rtevents/usage_fields.h): the log line, the PostgreSQL columns, pricing and the
 // token metrics walk its rows.
 struct UsageRecord : rtevents::TokenCounts {
-  std::string kind = "response";  // "response" (a response.done) | "transcription" | "call"
+  // "response" (a response.done) | "transcription" | "translation" (a translation session's usage
+  // report, SPEC "Translation sessions") | "call"
+  std::string kind = "response";
   // Unique per record ("ur_" + 32 random hex digits), given by UsageLedger::record(): written to
   // the JSONL line and the table's `record_id`, so the log's tail replayed into the table at
   // start-up lands exactly once. Empty in a log line written before record ids existed.
@@ -40,7 +42,7 @@ struct UsageRecord : rtevents::TokenCounts {
   std::string model;
   std::string worker;
   std::string response_id;  // kind response
-  std::string item_id;      // kind transcription: the transcribed conversation item
+  std::string item_id;      // kind transcription: the transcribed item; translation: the event_id
   std::string status;
   // kind "call": a call that ended without a turn to meter for a reason the record carries
   // (status, e.g. "dtls_fingerprint_mismatch", and the leg it concerns); written only then.
@@ -50,6 +52,9 @@ struct UsageRecord : rtevents::TokenCounts {
   double first_token_latency_ms = -1;
   double turn_duration_ms = 0;
   double transcription_seconds = 0;  // a duration-billed transcription's seconds
+  // kind translation: the audio seconds the worker's report covers (priced per_minute.audio);
+  // written to the log line only when not 0.
+  double audio_seconds = 0;
   // A token count of the turn was over usage::kMaxTurnTokens and was counted at that cap
   // (usage/saturating.h): invalid usage from the worker, logged by the relay. Not in the log line.
   bool usage_clamped = false;

@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "common/json.h"
+#include "common/main_thread.h"
 #include "common/random.h"
 #include "common/ref.h"
 
@@ -34,8 +35,12 @@ void EchoProtocol::configure(const std::string& session_json) {
 }
 
 void EchoProtocol::apply_session(JsonObject* session) {
-  if (auto type = json::get_string(session, "type"))
+  if (auto type = json::get_string(session, "type")) {
     transcription_session_ = *type == "transcription";
+    translation_session_ = *type == "translation";
+  }
+  if (translation_session_)
+    if (auto model = json::get_string(session, "model")) model_ = *model;
   JsonObject* audio = json::get_object(session, "audio");
   JsonObject* input = audio ? json::get_object(audio, "input") : nullptr;
   JsonObject* transcription = input ? json::get_object(input, "transcription") : nullptr;
@@ -45,6 +50,17 @@ void EchoProtocol::apply_session(JsonObject* session) {
 
 void EchoProtocol::start() {
   session_id_ = random_id("sess_", 24);
+  if (translation_session_) {
+    json::ObjectBuilder session;
+    session.set("id", session_id_).set("type", "translation").set("model", model_);
+    json::ObjectBuilder created;
+    created.set("type", "session.created")
+        .set("event_id", random_id("event_", 24))
+        .set_object("session", std::move(session));
+    send_(created.str());
+    start_reports();
+    return;
+  }
   json::ObjectBuilder session;
   session.set("id", session_id_)
       .set("object", transcription_session_ ? "realtime.transcription_session" : "realtime.session")
@@ -65,11 +81,16 @@ void EchoProtocol::on_event(const std::string& text) {
   }
   JsonObject* event = json_node_get_object(node.get());
   std::string type = json::get_string(event, "type").value_or("");
+  if (translation_session_ && type != "session.update") {
+    on_translation_event(type, event);
+    return;
+  }
   if (type == "session.update") {
     json::ObjectBuilder updated;
     updated.set("type", "session.updated").set("event_id", random_id("event_", 24));
     if (JsonObject* s = json::get_object(event, "session")) {
       apply_session(s);
+      if (translation_session_ && !report_timer_) start_reports();
       auto copy = Ref<JsonNode>::adopt(json_node_copy(json_object_get_member(event, "session")));
       json_object_set_string_member(json_node_get_object(copy.get()), "id", session_id_.c_str());
       updated.set_node("session", copy);
@@ -187,6 +208,74 @@ void EchoProtocol::respond() {
       .set("event_id", random_id("event_", 24))
       .set_object("response", std::move(done_response));
   send_(done.str());
+}
+
+void EchoProtocol::on_translation_event(const std::string& type, JsonObject* event) {
+  if (type == "session.input_audio_buffer.append") {
+    appended_ms_ +=
+        static_cast<double>(base64_decoded_size(json::get_string(event, "audio").value_or(""))) /
+        kPcmBytesPerMs;
+  } else if (type == "session.close") {
+    report_timer_ = SourceGuard();
+    report_translation();
+    json::ObjectBuilder closed;
+    closed.set("type", "session.closed").set("event_id", random_id("event_", 24));
+    send_(closed.str());
+  } else {
+    send_error("unknown_event", "a translation session does not handle '" + type + "'");
+  }
+}
+
+void EchoProtocol::start_reports() {
+  report_timer_ = run_every_ms(kTranslationReportMs, [this] {
+    report_translation();
+    return true;
+  });
+}
+
+void EchoProtocol::report_translation() {
+  double heard_ms = std::round(pending_ms());
+  appended_ms_ = 0;
+  if (heard_ms <= 0) return;
+  translated_ms_ += heard_ms;
+  const auto elapsed = static_cast<gint64>(translated_ms_);
+  auto event = [&](const char* type) {
+    json::ObjectBuilder e;
+    e.set("type", type).set("event_id", random_id("event_", 24)).set("elapsed_ms", elapsed);
+    return e;
+  };
+  const std::string heard = std::to_string(static_cast<gint64>(heard_ms));
+  auto input = event("session.input_transcript.delta");
+  input.set("delta", "echo: heard " + heard + " ms ");
+  send_(input.str());
+  if (!heard_ms_) {  // a WebSocket: the translated audio travels as events
+    static const std::string silence = [] {
+      std::string pcm(static_cast<std::size_t>(200 * kPcmBytesPerMs), '\0');
+      UniqueStr b64(g_base64_encode(reinterpret_cast<const guchar*>(pcm.data()), pcm.size()));
+      return std::string(b64.get());
+    }();
+    auto audio = event("session.output_audio.delta");
+    audio.set("delta", silence).set("format", "pcm16").set("sample_rate", 24000).set("channels", 1);
+    send_(audio.str());
+  }
+  const std::string transcript = "echo: translated " + heard + " ms ";
+  const auto audio_tokens =
+      static_cast<gint64>(std::llround(heard_ms / 1000.0 * kAudioTokensPerSecond));
+  const auto text_tokens = static_cast<gint64>((transcript.size() + 3) / 4);
+  json::ObjectBuilder input_details;
+  input_details.set("audio_tokens", audio_tokens).set("text_tokens", gint64{0});
+  json::ObjectBuilder output_details;
+  output_details.set("audio_tokens", audio_tokens).set("text_tokens", text_tokens);
+  json::ObjectBuilder usage;
+  usage.set("input_tokens", audio_tokens)
+      .set("output_tokens", audio_tokens + text_tokens)
+      .set("total_tokens", audio_tokens * 2 + text_tokens)
+      .set_object("input_token_details", std::move(input_details))
+      .set_object("output_token_details", std::move(output_details))
+      .set("seconds", heard_ms / 1000.0);
+  auto output = event("session.output_transcript.delta");
+  output.set("delta", transcript).set_object("usage", std::move(usage));
+  send_(output.str());
 }
 
 void EchoProtocol::send_error(const std::string& code, const std::string& message) {

@@ -16,6 +16,15 @@
 // "seconds":S}`. A transcription session's committed audio is consumed by its transcription; a
 // realtime session's stays for the next response's usage.
 //
+// Translation (a session of `type: "translation"`, SPEC "Translation sessions"): no responses.
+// Every kTranslationReportMs while audio comes in it reports what it heard since the previous
+// report, as a translation worker streams: `session.input_transcript.delta`, on a WebSocket
+// `session.output_audio.delta` (200 ms of PCM16 silence: the WebRTC path echoes the RTP itself),
+// and `session.output_transcript.delta` carrying `usage` (continuous usage: `seconds` of audio,
+// 10 audio tokens per second in and out, the transcript's text tokens out). It takes
+// `session.input_audio_buffer.append` (PCM16 24 kHz), `session.update` and `session.close`
+// (the rest reported, then `session.closed`); anything else is an `error`.
+//
 // Threads: main loop only.
 #pragma once
 
@@ -23,6 +32,8 @@
 
 #include <functional>
 #include <string>
+
+#include "common/ref.h"
 
 namespace rtgw::workers {
 
@@ -43,6 +54,9 @@ class EchoProtocol {
   void commit();
   void respond();
   void send_error(const std::string& code, const std::string& message);
+  void on_translation_event(const std::string& type, JsonObject* event);
+  void report_translation();
+  void start_reports();  // what was heard since the previous report, with its usage
 
   Send send_;
   std::function<double()> heard_ms_;
@@ -51,6 +65,13 @@ class EchoProtocol {
   double committed_ms_ = 0;  // of appended_ms_, already transcribed (realtime sessions)
   bool transcription_session_ = false;
   std::string transcription_model_;  // non-empty: input transcription is on
+  bool translation_session_ = false;
+  std::string model_ = "echo";  // the session's model (translation sessions name theirs)
+  double translated_ms_ = 0;    // a translation's elapsed audio (its events' elapsed_ms)
+  SourceGuard report_timer_;    // translation: the periodic report; last, so destroyed first
 };
+
+// How often a translation session reports (ms).
+inline constexpr unsigned kTranslationReportMs = 1000;
 
 }  // namespace rtgw::workers

@@ -207,7 +207,14 @@ class EchoSession : public webrtc::WebRtcLeg::Listener {
 // Like a real socket, everything it says arrives later on the main loop, never inside send().
 class EchoSocket : public UpstreamSocket {
  public:
-  explicit EchoSocket(UpstreamSocket::Listener* listener) : listener_(listener) {
+  EchoSocket(const SocketRequest& request, UpstreamSocket::Listener* listener)
+      : listener_(listener) {
+    // A translation socket is one from its first event (its URL says so, as OpenAI's does).
+    if (request.translation) {
+      json::ObjectBuilder session;
+      session.set("type", "translation").set("model", request.upstream_model);
+      protocol_.configure(session.str());
+    }
     post([this] { protocol_.start(); });
   }
 
@@ -281,9 +288,9 @@ void EchoWorker::end_later(const std::string& id) {
 
 void EchoWorker::end_session(const std::string& id) { sessions_.erase(id); }
 
-void EchoWorker::open_socket(const SocketRequest&, UpstreamSocket::Listener* listener,
+void EchoWorker::open_socket(const SocketRequest& request, UpstreamSocket::Listener* listener,
                              GCancellable*, std::function<void(SocketResult)> done) {
-  done(std::make_unique<EchoSocket>(listener));
+  done(std::make_unique<EchoSocket>(request, listener));
 }
 
 }  // namespace rtgw::workers

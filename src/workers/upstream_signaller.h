@@ -43,6 +43,10 @@ struct OfferRequest {
   std::string offer_sdp;
   std::string upstream_model;
   std::optional<std::string> session_json;  // sent as multipart `session` when present
+
+  // A translation call: its session is of type "translation" (SPEC "Translation sessions"); it
+  // goes to the provider's translation calls URL.
+  bool translation() const;
 };
 
 // A realtime session with a worker over WebSocket (`GET /v1/realtime`).
@@ -66,6 +70,7 @@ class UpstreamSocket {
 struct SocketRequest {
   std::string upstream_model;  // the worker always speaks GA: no `OpenAI-Beta` ever goes to it
   bool transcription = false;  // a transcription session: `?intent=transcription`, no model
+  bool translation = false;    // a translation session: the provider's translation socket URL
 };
 
 using SocketResult = std::variant<std::unique_ptr<UpstreamSocket>, UpstreamFailure>;

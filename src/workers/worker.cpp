@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include "workers/worker.h"
 
+#include "common/json.h"
 #include "common/main_thread.h"
 #include "common/websocket.h"
 #include "rtgw_version.h"
@@ -13,6 +14,14 @@
 #include <stdexcept>
 
 namespace rtgw::workers {
+
+bool OfferRequest::translation() const {
+  if (!session_json) return false;
+  auto node = json::parse(*session_json);
+  return node && JSON_NODE_TYPE(node.get()) == JSON_NODE_OBJECT &&
+         json::get_string(json_node_get_object(node.get()), "type").value_or("") == "translation";
+}
+
 namespace {
 
 // What every request to the worker carries while in flight: its message, our own cancellable
@@ -157,7 +166,8 @@ void Worker::exchange(const OfferRequest& request, GCancellable* cancellable,
   ex->provider = &provider_;
   if (!ex->follow(cancellable)) return;
 
-  std::string url = provider_.calls_url(config_, request.upstream_model);
+  std::string url = request.translation() ? provider_.translation_calls_url(config_)
+                                          : provider_.calls_url(config_, request.upstream_model);
   ex->message = Ref<SoupMessage>::adopt(soup_message_new("POST", url.c_str()));
   if (!ex->message) {
     UpstreamFailure f{UpstreamFailure::Kind::kConnect, 0, {}, "invalid worker URL " + url};
@@ -231,7 +241,10 @@ void Worker::open_socket(const SocketRequest& request, UpstreamSocket::Listener*
   op->done = std::move(done);
   op->listener = listener;
   if (!op->follow(cancellable)) return;
-  std::string url = provider_.realtime_url(config_, request.upstream_model, request.transcription);
+  std::string url = request.translation
+                        ? provider_.translation_socket_url(config_, request.upstream_model)
+                        : provider_.realtime_url(config_, request.upstream_model,
+                                                 request.transcription);
   op->message = Ref<SoupMessage>::adopt(soup_message_new("GET", url.c_str()));
   if (!op->message) {
     op->done(UpstreamFailure{UpstreamFailure::Kind::kConnect, 0, {}, "invalid worker URL " + url});

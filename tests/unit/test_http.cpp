@@ -12,6 +12,7 @@
 #include "http/http_error.h"
 #include "http/initial_session.h"
 #include "http/session_shape.h"
+#include "http/translation_session.h"
 
 namespace {
 
@@ -361,4 +362,55 @@ TEST(InitialSession, ReasoningEffortIsLoweredOrRefused) {
     EXPECT_EQ(e.status(), 403);
     EXPECT_EQ(error_code(e), "policy_violation");
   }
+}
+
+// Translation sessions (http/translation_session.h).
+TEST(TranslationSession, ModelTypeAndPolicy) {
+  using namespace rtgw::http;
+  EXPECT_EQ(translation_session_model(R"({"model":"gpt-realtime-translate"})"),
+            "gpt-realtime-translate");
+  EXPECT_FALSE(translation_session_model(R"({"type":"translation"})"));
+  EXPECT_THROW(translation_session_model(R"({"type":"realtime","model":"m"})"), HttpError);
+  EXPECT_THROW(translation_session_model(R"({"model":7})"), HttpError);
+  EXPECT_TRUE(is_translation_session(R"({"type":"translation"})"));
+  EXPECT_FALSE(is_translation_session(R"({"model":"m"})"));
+  auto upstream = rtgw::json::parse(translation_session_for_upstream(
+      R"({"model":"a","audio":{"output":{"language":"es"}}})", "upstream-a"));
+  JsonObject* o = json_node_get_object(upstream.get());
+  EXPECT_EQ(rtgw::json::get_string(o, "type"), "translation");
+  EXPECT_EQ(rtgw::json::get_string(o, "model"), "upstream-a");
+  EXPECT_TRUE(rtgw::json::get_object(o, "audio"));
+  // The configured deny rules keep their indices; translation's own come after, for every key.
+  auto policy = rtgw::json::parse(translation_policy_json(
+      R"({"deny_client_events":[{"type":"session.update","keys":["team-b"]}]})"));
+  JsonArray* rules =
+      json_object_get_array_member(json_node_get_object(policy.get()), "deny_client_events");
+  ASSERT_EQ(json_array_get_length(rules), 5u);
+  EXPECT_EQ(rtgw::json::get_string(json_array_get_object_element(rules, 0), "type"),
+            "session.update");
+  EXPECT_EQ(rtgw::json::get_string(json_array_get_object_element(rules, 1), "type"), "response.*");
+  EXPECT_NE(translation_policy_json("").find("conversation.*"), std::string::npos);
+}
+
+TEST(TranslationSession, TokenCrossUse) {
+  using namespace rtgw::http;
+  rtgw::auth::Principal key;
+  EXPECT_NO_THROW(check_token_route(key, true));
+  EXPECT_NO_THROW(check_token_route(key, false));
+  rtgw::auth::Principal translation_token;
+  translation_token.token_model = "gpt-realtime-translate";
+  translation_token.token_session_json = R"({"type":"translation"})";
+  EXPECT_NO_THROW(check_token_route(translation_token, true));
+  try {
+    check_token_route(translation_token, false);
+    FAIL() << "a translation token must not redeem on a realtime route";
+  } catch (const HttpError& e) {
+    EXPECT_EQ(e.status(), 401);
+    EXPECT_NE(e.body().find("invalid_api_key"), std::string::npos);
+  }
+  rtgw::auth::Principal realtime_token;
+  realtime_token.token_model = "gpt-realtime";
+  realtime_token.token_session_json = R"({"type":"realtime","model":"gpt-realtime"})";
+  EXPECT_NO_THROW(check_token_route(realtime_token, false));
+  EXPECT_THROW(check_token_route(realtime_token, true), HttpError);
 }

@@ -99,6 +99,25 @@ TEST(Pricing, DurationBilledTranscriptionPerMinute) {
   EXPECT_DOUBLE_EQ(*cost, 0.009);
 }
 
+TEST(Pricing, TranslationAudioMinutesAndTokens) {
+  UsageRecord r;
+  r.kind = "translation";
+  r.audio_seconds = 30;
+  r.input_tokens = 100;
+  r.input_audio_tokens = 100;
+  r.output_tokens = 50;
+  r.output_audio_tokens = 50;
+  Pricing p;
+  p.audio_input = 32.0;
+  p.audio_output = 64.0;
+  p.audio = 0.25;
+  auto cost = price_turn(r, &p);
+  ASSERT_TRUE(cost.has_value());
+  EXPECT_DOUBLE_EQ(*cost, (100 * 32.0 + 50 * 64.0) / 1e6 + 0.125);
+  p.audio.reset();  // audio seconds nothing can price: unknown, never free
+  EXPECT_FALSE(price_turn(r, &p).has_value());
+}
+
 TEST(Pricing, TokenBilledTranscription) {
   UsageRecord r;
   r.kind = "transcription";

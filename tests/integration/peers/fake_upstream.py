@@ -12,6 +12,9 @@ Endpoints
   GET  /v1/realtime?model=M             WebSocket (Authorization: Bearer KEY, or api-key: KEY);
                                         the same event script as a call's data channel
   GET  /openai/realtime?deployment=D    the same, Azure's shape
+  POST /v1/realtime/translations/calls  a translation call (no ?model=: the multipart session's
+                                        model; the gateway always sends one of type "translation")
+  GET  /v1/realtime/translations?model=M  a translation session over a WebSocket
   GET  /v1/models                       model list (health checks)
   GET  /_test/state                     recorded requests, calls and ws_sessions (see ``state()``)
   POST /_test/config                    {"status","body","delay_ms","times","usage","turn_ms",
@@ -40,6 +43,14 @@ Per call (aiortc answers; the gateway is the offerer and creates the data channe
     test.close_channel -> closes the data channel only (the peer connection stays up);
     test.send_raw {"raw": TEXT} -> sends TEXT verbatim (e.g. malformed JSON);
     test.send_large {"bytes": N} -> sends a valid test.large event of about N bytes.
+
+Translation sessions (session type "translation": a translation call's session, or the
+translation WebSocket route): no responses. ``test.translate {"usage": U}`` -> the three
+translation server events, session.input_transcript.delta, session.output_audio.delta and
+session.output_transcript.delta, the last carrying ``usage`` U (default
+DEFAULT_TRANSLATION_USAGE; null: none), as a translation worker reports continuously;
+session.input_audio_buffer.append is recorded; session.close -> session.closed;
+response.create (or any conversation/response event) -> an ``error`` (translation has none).
 
 Per WebSocket session: the same script over text messages (session.created once upgraded);
 also ``{"type":"test.close","code":4001,"reason":"bye"}`` -> this side closes the socket with
@@ -110,6 +121,16 @@ DEFAULT_TRANSCRIPTION_USAGE = {
 }
 
 
+# The usage a translation report carries (continuous usage: tokens and the audio seconds covered).
+DEFAULT_TRANSLATION_USAGE = {
+    "input_tokens": 30, "output_tokens": 45, "total_tokens": 75,
+    "input_token_details": {"audio_tokens": 30, "text_tokens": 0},
+    "output_token_details": {"audio_tokens": 30, "text_tokens": 15},
+    "seconds": 3.0,
+}
+TRANSLATION_AUDIO_DELTA = "AAAA" * 100  # a little PCM16 silence, base64
+
+
 class RealtimeSession:
     """The realtime event script, shared by a data-channel ``Call`` and a ``WsSession``.
 
@@ -151,6 +172,8 @@ class RealtimeSession:
         self.events.append(raw)
         event = decode_event(raw)
         kind = event.get("type")
+        if self.session.get("type") == "translation" and self._translation_event(kind, event):
+            return
         if kind == "session.update":
             update = event.get("session")
             if isinstance(update, dict):
@@ -181,6 +204,35 @@ class RealtimeSession:
             self.send({"type": "test.large", "event_id": new_id("event"), "pad": "x" * size})
         else:
             self._on_other_event(kind, event)
+
+    def _translation_event(self, kind: Any, event: Dict[str, Any]) -> bool:
+        """A translation session's own events; False: the common script handles it."""
+        if kind == "test.translate":
+            usage = event.get("usage", json.loads(json.dumps(DEFAULT_TRANSLATION_USAGE)))
+            elapsed = 200 * sum(1 for e in self.sent if '"session.output_transcript.delta"' in e)
+            self.send({"type": "session.input_transcript.delta", "event_id": new_id("event"),
+                       "delta": "Hola ", "elapsed_ms": elapsed})
+            self.send({"type": "session.output_audio.delta", "event_id": new_id("event"),
+                       "delta": TRANSLATION_AUDIO_DELTA, "format": "pcm16",
+                       "sample_rate": 24000, "channels": 1, "elapsed_ms": elapsed})
+            out = {"type": "session.output_transcript.delta", "event_id": new_id("event"),
+                   "delta": "Hello ", "elapsed_ms": elapsed}
+            if usage is not None:
+                out["usage"] = usage
+            self.send(out)
+            return True
+        if kind == "session.input_audio_buffer.append":
+            return True
+        if kind == "session.close":
+            self.send({"type": "session.closed", "event_id": new_id("event")})
+            return True
+        if isinstance(kind, str) and kind.split(".")[0] in ("response", "conversation",
+                                                             "input_audio_buffer"):
+            self.send({"type": "error", "event_id": new_id("event"),
+                       "error": openai_error("unknown_event",
+                                             f"translation sessions have no {kind}")["error"]})
+            return True
+        return False
 
     def _transcribe(self, usage: Any) -> None:
         """input_audio_buffer.committed, then the item's transcription.completed (with
@@ -551,6 +603,8 @@ class FakeUpstream:
             web.post("/openai/deployments/{deployment}/realtime/calls/{call_id}/hangup",
                      self.handle_hangup),
             web.get("/v1/realtime", self.handle_ws),
+            web.post("/v1/realtime/translations/calls", self.handle_call),
+            web.get("/v1/realtime/translations", self.handle_ws),
             web.get("/openai/realtime", self.handle_ws),  # Azure's WebSocket shape
             web.get("/v1/models", self.handle_models),
             web.get("/_test/state", self.handle_state),
@@ -763,6 +817,8 @@ class FakeUpstream:
             record["status"] = "client_gone"  # e.g. the gateway timed out during delay_ms
             return gone
         session = WsSession(self, ws, model, request, authorized)
+        if request.path == "/v1/realtime/translations":
+            session.session.update(type="translation", object="realtime.translation_session")
         try:
             await ws.prepare(request)
         except Exception as e:  # noqa: BLE001 - the peer left during the handshake

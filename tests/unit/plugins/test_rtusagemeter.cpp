@@ -122,6 +122,32 @@ TEST_F(RtUsageMeterTest, TranscriptionTurns) {
   EXPECT_EQ(get_uint64_property(h_.element(), "input-tokens-total"), 134u);
 }
 
+// Translation sessions: continuous usage on any session.* event that carries it (SPEC
+// "Translation sessions"); no response.done ever comes.
+TEST_F(RtUsageMeterTest, TranslationUsageIsContinuous) {
+  pass(R"({"type":"session.created","event_id":"e0","session":{"type":"translation"}})");
+  pass(R"({"type":"session.input_transcript.delta","event_id":"e1","delta":"Hola"})");
+  pass(R"({"type":"session.output_transcript.delta","event_id":"e2","delta":"Hello",)"
+       R"("usage":{"input_tokens":30,"output_tokens":45,"total_tokens":75,)"
+       R"("input_token_details":{"audio_tokens":30},)"
+       R"("output_token_details":{"audio_tokens":30,"text_tokens":15},"seconds":3}})");
+  pass(R"({"type":"session.closed","event_id":"e3","usage":{"type":"tokens",)"
+       R"("input_tokens":2,"seconds":0.5}})");
+  const auto msgs = turns();
+  ASSERT_EQ(msgs.size(), 2u);
+  const GstStructure* first = structure(msgs[0]);
+  EXPECT_EQ(str_field(first, "kind"), "translation");
+  EXPECT_EQ(str_field(first, "item-id"), "e2");
+  EXPECT_EQ(str_field(first, "response-id"), "");
+  EXPECT_EQ(int64_field(first, "input-tokens"), 30);
+  EXPECT_EQ(int64_field(first, "total-tokens"), 75);
+  EXPECT_EQ(int64_field(first, "output-text-tokens"), 15);
+  EXPECT_EQ(double_field(first, "transcription-seconds"), 3.0);  // the report's audio seconds
+  EXPECT_EQ(str_field(structure(msgs[1]), "item-id"), "e3");
+  EXPECT_EQ(double_field(structure(msgs[1]), "transcription-seconds"), 0.5);
+  EXPECT_EQ(get_uint64_property(h_.element(), "turns"), 2u);
+}
+
 TEST_F(RtUsageMeterTest, BuffersPassUntouchedInPlace) {
   const Ref<GstBuffer> in = make_buffer(kFullDone);
   ASSERT_EQ(h_.push(in), GST_FLOW_OK);
