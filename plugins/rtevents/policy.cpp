@@ -59,6 +59,34 @@ std::optional<std::vector<std::string>> parse_string_list(const Value& v) {
   return out;
 }
 
+// A rule's `models` and `keys` globs (each optional; absent leaves the default, every one).
+bool parse_scope(const Value& v, const std::string& path, std::vector<std::string>* models,
+                 std::vector<std::string>* keys, std::string* error) {
+  for (const char* list : {"models", "keys"}) {
+    if (const Value* l = v.last(list)) {
+      auto strings = parse_string_list(*l);
+      if (!strings) {
+        *error = path + "." + list + ": expected an array of strings";
+        return false;
+      }
+      *(std::string_view(list) == "models" ? models : keys) = std::move(*strings);
+    }
+  }
+  return true;
+}
+
+// A rule's optional `end_call` boolean.
+bool parse_end_call(const Value& v, const std::string& path, bool* end_call, std::string* error) {
+  if (const Value* e = v.last("end_call")) {
+    if (e->type != Type::kBool) {
+      *error = path + ".end_call: expected a boolean";
+      return false;
+    }
+    *end_call = e->boolean;
+  }
+  return true;
+}
+
 // Rejects duplicate keys and keys outside `allowed` (a typo in a rule would widen it silently).
 bool check_keys(const Value& obj, std::initializer_list<std::string_view> allowed,
                 const std::string& path, std::string* error) {
@@ -98,16 +126,7 @@ bool parse_tier_rule(const Value& v, const std::string& path, TierRule* rule, st
     return false;
   }
   rule->action = *a;
-  for (const char* list : {"models", "keys"}) {
-    if (const Value* l = v.last(list)) {
-      auto strings = parse_string_list(*l);
-      if (!strings) {
-        *error = path + "." + list + ": expected an array of strings";
-        return false;
-      }
-      (std::string_view(list) == "models" ? rule->models : rule->keys) = std::move(*strings);
-    }
-  }
+  if (!parse_scope(v, path, &rule->models, &rule->keys, error)) return false;
   if (const Value* f = v.last("fallback")) {
     rule->fallback = parse_action(*f);
     if (!rule->fallback) {
@@ -115,13 +134,7 @@ bool parse_tier_rule(const Value& v, const std::string& path, TierRule* rule, st
       return false;
     }
   }
-  if (const Value* e = v.last("end_call")) {
-    if (e->type != Type::kBool) {
-      *error = path + ".end_call: expected a boolean";
-      return false;
-    }
-    rule->end_call = e->boolean;
-  }
+  if (!parse_end_call(v, path, &rule->end_call, error)) return false;
   return true;
 }
 
@@ -145,13 +158,7 @@ bool parse_deny_rule(const Value& v, const std::string& path, DenyRule* rule, st
     }
     rule->keys = std::move(*strings);
   }
-  if (const Value* e = v.last("end_call")) {
-    if (e->type != Type::kBool) {
-      *error = path + ".end_call: expected a boolean";
-      return false;
-    }
-    rule->end_call = e->boolean;
-  }
+  if (!parse_end_call(v, path, &rule->end_call, error)) return false;
   return true;
 }
 
@@ -176,23 +183,8 @@ bool parse_effort_rule(const Value& v, const std::string& path, EffortRule* rule
     return false;
   }
   rule->action = *a == "lower" ? Action::kLower : Action::kBlock;
-  for (const char* list : {"models", "keys"}) {
-    if (const Value* l = v.last(list)) {
-      auto strings = parse_string_list(*l);
-      if (!strings) {
-        *error = path + "." + list + ": expected an array of strings";
-        return false;
-      }
-      (std::string_view(list) == "models" ? rule->models : rule->keys) = std::move(*strings);
-    }
-  }
-  if (const Value* e = v.last("end_call")) {
-    if (e->type != Type::kBool) {
-      *error = path + ".end_call: expected a boolean";
-      return false;
-    }
-    rule->end_call = e->boolean;
-  }
+  if (!parse_scope(v, path, &rule->models, &rule->keys, error)) return false;
+  if (!parse_end_call(v, path, &rule->end_call, error)) return false;
   return true;
 }
 

@@ -41,7 +41,8 @@
 
 namespace rtgw::admission {
 
-// What asks to start. Translation kinds are WTRANS's routes (a WebRTC call or a WebSocket).
+// What asks to start. The translation kinds are the translation routes' (a WebRTC call or a
+// WebSocket session, SPEC "Translation sessions").
 enum class Kind { kCall, kSession, kTranslationCall, kTranslationSession };
 // A kind that is a WebRTC call: it has a set-up phase (setup_gate) and an owner in the cluster.
 bool is_webrtc(Kind kind);

@@ -780,21 +780,28 @@ void Server::handle_usage(SoupServerMessage* msg, GHashTable* query) {
   }
 }
 
-void Server::handle_client_secrets(SoupServerMessage* msg) {
-  auth::Principal principal = services_.auth.authenticate(request_header(msg, "Authorization"));
+MintRequest parse_mint_request(const std::string& text) {
   std::string error;
-  std::string text = request_body(msg);
-  auto root = text.empty() ? json::parse("{}") : json::parse(text, &error);
-  if (!root || JSON_NODE_TYPE(root.get()) != JSON_NODE_OBJECT)
+  MintRequest out;
+  out.root = text.empty() ? json::parse("{}") : json::parse(text, &error);
+  if (!out.root || JSON_NODE_TYPE(out.root.get()) != JSON_NODE_OBJECT)
     throw errors::bad_request(
         "invalid_json", "the body must be a JSON object" + (error.empty() ? "" : ": " + error));
-  JsonObject* body = json_node_get_object(root.get());
-  JsonObject* session = json::get_object(body, "session");
-  if (json_object_has_member(body, "session") && !session)
+  out.body = json_node_get_object(out.root.get());
+  JsonObject* session = json::get_object(out.body, "session");
+  if (json_object_has_member(out.body, "session") && !session)
     throw errors::bad_request("invalid_session", "`session` must be an object");
-  auto session_node =
-      session ? Ref<JsonNode>::adopt(json_node_copy(json_object_get_member(body, "session")))
+  out.session =
+      session ? Ref<JsonNode>::adopt(json_node_copy(json_object_get_member(out.body, "session")))
               : json::parse("{}");
+  return out;
+}
+
+void Server::handle_client_secrets(SoupServerMessage* msg) {
+  auth::Principal principal = services_.auth.authenticate(request_header(msg, "Authorization"));
+  MintRequest request = parse_mint_request(request_body(msg));
+  JsonObject* body = request.body;
+  Ref<JsonNode> session_node = request.session;
   JsonObject* s = json_node_get_object(session_node.get());
   // A realtime session names its model in session.model, a transcription session in
   // session.audio.input.transcription.model (SPEC "Transcription sessions").

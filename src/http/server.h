@@ -72,6 +72,16 @@ struct Services {
   cluster::Cluster* cluster = nullptr;
 };
 
+// The body of a token mint (`POST .../client_secrets`): a JSON object (an empty body reads as
+// `{}`) with an optional `session` object, returned as a copy the route completes (`{}` without
+// one). Throws HttpError 400 invalid_json / invalid_session.
+struct MintRequest {
+  Ref<JsonNode> root;
+  JsonObject* body = nullptr;  // root's object
+  Ref<JsonNode> session;
+};
+MintRequest parse_mint_request(const std::string& text);
+
 class Server {
  public:
   explicit Server(Services services);

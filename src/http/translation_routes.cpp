@@ -26,19 +26,9 @@ std::string request_body(SoupServerMessage* msg) {
 void Server::handle_translation_client_secrets(SoupServerMessage* msg) {
   auth::Principal principal = services_.auth.authenticate(
       soup_message_headers_get_one(soup_server_message_get_request_headers(msg), "Authorization"));
-  std::string error;
-  std::string text = request_body(msg);
-  auto root = text.empty() ? json::parse("{}") : json::parse(text, &error);
-  if (!root || JSON_NODE_TYPE(root.get()) != JSON_NODE_OBJECT)
-    throw errors::bad_request(
-        "invalid_json", "the body must be a JSON object" + (error.empty() ? "" : ": " + error));
-  JsonObject* body = json_node_get_object(root.get());
-  JsonObject* session = json::get_object(body, "session");
-  if (json_object_has_member(body, "session") && !session)
-    throw errors::bad_request("invalid_session", "`session` must be an object");
-  auto session_node =
-      session ? Ref<JsonNode>::adopt(json_node_copy(json_object_get_member(body, "session")))
-              : json::parse("{}");
+  MintRequest request = parse_mint_request(request_body(msg));
+  JsonObject* body = request.body;
+  Ref<JsonNode> session_node = request.session;
   JsonObject* s = json_node_get_object(session_node.get());
   std::string model = translation_session_model(s).value_or(kDefaultTranslationModel);
   json_object_set_string_member(s, "type", "translation");
