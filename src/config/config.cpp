@@ -81,12 +81,7 @@ void validate(const Reader& r, Config& c) {
            "set both tls.cert_file and tls.key_file, or neither");
   if (!c.tls.redirect_http.empty()) {
     if (!c.tls.enabled()) r.fail("$.tls.redirect_http", "needs tls.cert_file and tls.key_file");
-    auto at = c.tls.redirect_http.rfind(':');
-    char* tail = nullptr;
-    long redirect_port =
-        at == std::string::npos ? -1 : std::strtol(c.tls.redirect_http.c_str() + at + 1, &tail, 10);
-    if (at == std::string::npos || at == 0 || !tail || *tail || redirect_port < 0 ||
-        redirect_port > 65535)
+    if (!split_host_port(c.tls.redirect_http))
       r.fail("$.tls.redirect_http", "expected HOST:PORT, got '" + c.tls.redirect_http + "'");
   }
   if ((c.webrtc.udp_port_min == 0) != (c.webrtc.udp_port_max == 0))
@@ -134,6 +129,15 @@ void validate(const Reader& r, Config& c) {
 const char* kDefaultConfig = R"({"models": [{"name": "echo", "workers": [{"provider": "echo"}]}]})";
 
 }  // namespace
+
+std::optional<std::pair<std::string, int>> split_host_port(const std::string& text) {
+  auto colon = text.rfind(':');
+  if (colon == std::string::npos || colon == 0) return std::nullopt;
+  char* end = nullptr;
+  long port = std::strtol(text.c_str() + colon + 1, &end, 10);
+  if (*end || port < 0 || port > 65535) return std::nullopt;
+  return std::make_pair(text.substr(0, colon), static_cast<int>(port));
+}
 
 bool glob_match(const std::string& pattern, const std::string& text) {
   return g_pattern_match_simple(pattern.c_str(), text.c_str());

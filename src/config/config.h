@@ -18,6 +18,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "usage/price_table.h"
@@ -242,5 +243,9 @@ std::string describe(const Config& config);
 
 // Glob match with `*` (any run) and `?` (one char), used for model and key patterns.
 bool glob_match(const std::string& pattern, const std::string& text);
+
+// "HOST:PORT" (HOST may be empty or [v6]) split at its last colon; none when there is no colon,
+// nothing before it, or PORT is not a number from 0 to 65535.
+std::optional<std::pair<std::string, int>> split_host_port(const std::string& text);
 
 }  // namespace rtgw::config

@@ -329,20 +329,29 @@ Server::~Server() {
   connections_.reset();
 }
 
-int Server::listen() {
-  const auto& c = services_.config;
-  UniqueError err;
-  auto address = Ref<GInetAddress>::adopt(g_inet_address_new_from_string(c.listen_host().c_str()));
+namespace {
+
+// A listener's address: an IP address, "localhost" (IPv4 loopback), or "0.0.0.0"/"" (any).
+// Throws std::runtime_error naming `what` (the config key) for anything else.
+Ref<GSocketAddress> listen_address(const std::string& what, const std::string& host, int port) {
+  auto address = Ref<GInetAddress>::adopt(g_inet_address_new_from_string(host.c_str()));
   if (!address) {
-    if (c.listen_host() == "localhost")
+    if (host == "localhost")
       address = Ref<GInetAddress>::adopt(g_inet_address_new_loopback(G_SOCKET_FAMILY_IPV4));
-    else if (c.listen_host() == "0.0.0.0" || c.listen_host().empty())
+    else if (host == "0.0.0.0" || host.empty())
       address = Ref<GInetAddress>::adopt(g_inet_address_new_any(G_SOCKET_FAMILY_IPV4));
     else
-      throw std::runtime_error("listen: '" + c.listen_host() + "' is not an IP address");
+      throw std::runtime_error(what + ": '" + host + "' is not an IP address");
   }
-  auto socket_address = Ref<GSocketAddress>::adopt(
-      g_inet_socket_address_new(address.get(), static_cast<guint16>(c.listen_port())));
+  return Ref<GSocketAddress>::adopt(
+      g_inet_socket_address_new(address.get(), static_cast<guint16>(port)));
+}
+
+}  // namespace
+
+int Server::listen() {
+  const auto& c = services_.config;
+  Ref<GSocketAddress> socket_address = listen_address("listen", c.listen_host(), c.listen_port());
   // The connections come through the guard, which bounds them (http/connection_guard.h).
   int port;
   try {
@@ -364,9 +373,7 @@ std::string Server::reload_tls(const std::string& cert_file, const std::string& 
 
 void Server::listen_redirect(int https_port) {
   const std::string& where = services_.config.tls.redirect_http;
-  auto colon = where.rfind(':');
-  std::string host = where.substr(0, colon);
-  int port = std::stoi(where.substr(colon + 1));
+  auto [host, port] = *config::split_host_port(where);  // checked at load
   redirect_ = Ref<SoupServer>::adopt(
       SOUP_SERVER(g_object_new(SOUP_TYPE_SERVER, "server-header", "realtime-gateway", nullptr)));
   // Every path: 308 (the method and body stay) to the same path and query over HTTPS, on the
@@ -384,19 +391,16 @@ void Server::listen_redirect(int https_port) {
         } else if (auto c = host.rfind(':'); c != std::string::npos) {
           host = host.substr(0, c);
         }
-        std::string location = "https://" + host + ":" + std::to_string(https_port) +
-                               g_uri_get_path(uri);
+        std::string location =
+            "https://" + host + ":" + std::to_string(https_port) + g_uri_get_path(uri);
         if (const char* q = g_uri_get_query(uri)) location += std::string("?") + q;
         soup_server_message_set_redirect(msg, 308, location.c_str());
       },
       GINT_TO_POINTER(https_port), nullptr);
-  auto address = Ref<GInetAddress>::adopt(g_inet_address_new_from_string(host.c_str()));
-  if (!address) address = Ref<GInetAddress>::adopt(g_inet_address_new_loopback(G_SOCKET_FAMILY_IPV4));
-  auto socket_address = Ref<GSocketAddress>::adopt(
-      g_inet_socket_address_new(address.get(), static_cast<guint16>(port)));
+  Ref<GSocketAddress> socket_address = listen_address("tls.redirect_http", host, port);
   UniqueError err;
-  if (!soup_server_listen(redirect_.get(), socket_address.get(), static_cast<SoupServerListenOptions>(0),
-                          ErrorOut(err)))
+  if (!soup_server_listen(redirect_.get(), socket_address.get(),
+                          static_cast<SoupServerListenOptions>(0), ErrorOut(err)))
     throw std::runtime_error("cannot listen on tls.redirect_http " + where + ": " +
                              (err ? err->message : "failed"));
   g_message("redirecting http://%s/ to HTTPS port %d", where.c_str(), https_port);
@@ -418,11 +422,13 @@ void Server::dispatch(SoupServerMessage* msg, const char* path_cstr) {
     if (shutting_down())
       respond_json(msg, 503, R"({"status":"shutting_down","detail":"draining live calls"})");
     else if (!services_.workers.any_available())
-      respond_json(msg, 503,
-                   R"({"status":"no_healthy_worker","detail":"no worker of any model is healthy"})");
+      respond_json(
+          msg, 503,
+          R"({"status":"no_healthy_worker","detail":"no worker of any model is healthy"})");
     else if (services_.cluster && !services_.cluster->redis_up())
-      respond_json(msg, 503,
-                   R"({"status":"cluster_store_down","detail":"the cluster's Redis does not answer"})");
+      respond_json(
+          msg, 503,
+          R"({"status":"cluster_store_down","detail":"the cluster's Redis does not answer"})");
     else
       respond_json(msg, 200, R"({"status":"ready"})");
     return;
