@@ -82,14 +82,19 @@ class _PageServer:
         self.httpd.server_close()
 
 
-def start_chromium(script_timeout: float = 30.0, env: Optional[Dict[str, str]] = None) -> tuple:
+def start_chromium(script_timeout: float = 30.0, env: Optional[Dict[str, str]] = None,
+                   capture_logs: bool = False) -> tuple:
     """(driver, profile_dir): headless Chromium with a fresh profile and a fake microphone.
-    ``env``: the browser's environment (e.g. a HOME whose ~/.pki/nssdb trusts a test CA)."""
+    ``env``: the browser's environment (e.g. a HOME whose ~/.pki/nssdb trusts a test CA).
+    ``capture_logs``: keep the console ("browser") and DevTools network ("performance") logs,
+    read with ``driver.get_log(...)``."""
     profile = tempfile.mkdtemp(prefix="rtgw-chromium-")
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
     for flag in CHROMIUM_FLAGS + [f"--user-data-dir={profile}"]:
         opts.add_argument(flag)
+    if capture_logs:
+        opts.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
     try:
         driver = webdriver.Chrome(service=Service(CHROMEDRIVER, env=env), options=opts)
     except Exception:
