@@ -101,6 +101,8 @@ void validate(const Reader& r, Config& c) {
       r.fail("$.usage.postgres_url", "not a PostgreSQL connection string: " + *error);
   if (c.webrtc.ice_agent != "shared" && c.webrtc.ice_agent != "stock")
     r.fail("$.webrtc.ice_agent", "must be \"shared\" or \"stock\"");
+  if (c.webrtc.dtls_certificate != "rsa" && c.webrtc.dtls_certificate != "ecdsa")
+    r.fail("$.webrtc.dtls_certificate", "must be \"rsa\" or \"ecdsa\"");
   if (c.webrtc.ice_transport_policy != "all" && c.webrtc.ice_transport_policy != "relay")
     r.fail("$.webrtc.ice_transport_policy", "must be \"all\" or \"relay\"");
   if (c.webrtc.ice_transport_policy == "relay" && c.webrtc.turn_servers.empty())
@@ -281,7 +283,8 @@ std::string describe(const Config& c) {
   for (const auto& i : c.webrtc.ice_interfaces) out << i << ",";
   out << " udp_ports=" << c.webrtc.udp_port_min << "-" << c.webrtc.udp_port_max
       << " ice_transport_policy=" << c.webrtc.ice_transport_policy
-      << " ice_agent=" << c.webrtc.ice_agent << " ice_tcp=" << (c.webrtc.ice_tcp ? "on" : "off")
+      << " ice_agent=" << c.webrtc.ice_agent << " dtls_certificate=" << c.webrtc.dtls_certificate
+      << " ice_tcp=" << (c.webrtc.ice_tcp ? "on" : "off")
       << " ice_ipv6=" << (c.webrtc.ice_ipv6 ? "on" : "off")
       << " jitterbuffer=" << (c.webrtc.jitterbuffer ? "on" : "off (forward as received)")
       << " jitterbuffer_latency_ms=" << c.webrtc.jitterbuffer_latency_ms

@@ -95,6 +95,9 @@ struct WebRtcConfig {
   // "shared" (default): every webrtcbin gets the gateway's ICE agent (webrtc/ice_agent.h): all
   // libnice agents on one thread, consent freshness on. "stock": webrtcbin's own agent.
   std::string ice_agent = "shared";
+  // "rsa" (default): GStreamer's RSA-2048 DTLS certificate; "ecdsa": the gateway's ECDSA P-256
+  // one (webrtc/dtls_certificate.h; issue 28).
+  std::string dtls_certificate = "rsa";
   // Derived at start-up from ice_interfaces (not a config key): the addresses to gather on.
   std::vector<std::string> ice_addresses;
   int ice_gathering_timeout_ms = 2000;   // bound on every gathering wait

@@ -351,6 +351,13 @@ const std::vector<Row> kRows = {
              "webrtcbin's own agent.",
      .example = "stock",
      .slot = SLOT(webrtc.ice_agent)},
+    {.path = "webrtc.dtls_certificate",
+     .env = "RTGW_WEBRTC_DTLS_CERTIFICATE",
+     .type = Type::kString,
+     .help = "\"rsa\": GStreamer's RSA-2048 DTLS certificate; \"ecdsa\": an ECDSA P-256 one made "
+             "at first use (cheaper handshakes).",
+     .example = "ecdsa",
+     .slot = SLOT(webrtc.dtls_certificate)},
     {.path = "webrtc.ice_gathering_timeout_ms",
      .env = "",
      .type = Type::kInteger,

@@ -6,6 +6,7 @@
 
 #include "common/main_thread.h"
 #include "common/pipeline.h"
+#include "webrtc/dtls_certificate.h"
 
 namespace rtgw::webrtc {
 
@@ -36,6 +37,13 @@ WebRtcLeg::WebRtcLeg(std::string name, Ref<GstElement> webrtcbin,
       listener_(listener) {
   g_object_set(webrtcbin_.get(), "latency", static_cast<guint>(config_.jitterbuffer_latency_ms),
                nullptr);
+  // webrtc.dtls_certificate: "ecdsa" gives each DTLS transport webrtcbin makes the ECDSA
+  // certificate while the element is still NULL (webrtc/dtls_certificate.h).
+  if (auto kind = dtls_certificate::parse(config_.dtls_certificate);
+      kind != dtls_certificate::Kind::kRsa)
+    connect_signal_for_lifetime<void(GstBin*, GstBin*, GstElement*)>(
+        webrtcbin_.get(), "deep-element-added",
+        [kind](GstBin*, GstBin*, GstElement* added) { dtls_certificate::apply(added, kind); });
   if (!config_.stun_server.empty() && config_.stun_server != "none") {
     std::string stun = config_.stun_server;
     if (stun.rfind("stun://", 0) != 0 && stun.rfind("stun:", 0) == 0)
@@ -188,6 +196,13 @@ void WebRtcLeg::finish_gathering(bool timed_out) {
     pending->done("ICE gathering produced no candidate within " +
                       std::to_string(config_.ice_gathering_timeout_ms) + " ms",
                   {});
+    return;
+  }
+  try {  // the ECDSA certificate's true fingerprint (webrtcbin 1.22 hashes its key too)
+    text = dtls_certificate::with_own_fingerprint(
+        std::move(text), dtls_certificate::parse(config_.dtls_certificate));
+  } catch (const std::exception& e) {
+    pending->done(e.what(), {});
     return;
   }
   pending->done({}, text);
