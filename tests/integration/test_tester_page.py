@@ -234,12 +234,17 @@ def test_page_on_a_keyed_gateway_asks_for_the_key_then_meters_costs_and_timed_lo
         shutil.rmtree(profile, ignore_errors=True)
 
 
-def test_event_log_keeps_the_last_500_entries(default_gateway):
-    """The log is bounded: the page keeps the last 500 lines and state entries."""
-    driver, profile = start_chromium()
+def test_keyless_page_lists_models_without_typing_and_keeps_the_last_500_log_entries(
+        default_gateway):
+    """Keyless loopback gateway: the model list fills with no typing and no console error.
+    The log is bounded: the page keeps the last 500 lines and state entries."""
+    driver, profile = start_chromium(capture_logs=True)
     try:
         driver.get(default_gateway + "/")
-        wait_text(driver, "model", lambda t: "echo" in t)
+        assert wait_text(driver, "model", lambda t: "echo" in t).strip() == "echo"
+        logs = BrowserLogs(driver).read()
+        assert logs.errors() == [], logs.errors()
+        assert [r for r in logs.responses if r[0] >= 400] == [], logs.responses
         kept = driver.execute_script(
             "for (let i = 0; i < 700; i++) log('<', 'test.event', String(i));"
             "return [document.getElementById('log').childElementCount, window.tester.events.length,"
