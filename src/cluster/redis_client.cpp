@@ -222,6 +222,7 @@ void RedisClient::connect_to(const std::string& address) {
   send_raw({"PING"}, [this](const Reply* reply) {
     if (reply && !reply->error()) {
       backoff_ms_ = 200;
+      send_subscriptions();
       set_up(true);
     }
   });
@@ -281,6 +282,12 @@ void RedisClient::on_reply(redisAsyncContext* ac, void* reply, void* privdata) {
   auto* self = static_cast<RedisClient*>(ac->data);
   if (!self) return;
   auto id = static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(privdata));
+  if (id == kSubscriptionId) {
+    // A subscription's confirmation or message (hiredis keeps its callback while subscribed;
+    // a null reply: the connection went, and lost() reconnects and subscribes again).
+    if (reply) self->on_subscription_reply(copy_reply(static_cast<redisReply*>(reply)));
+    return;
+  }
   if (!reply) {
     self->complete(id, nullptr);
     return;
@@ -335,6 +342,42 @@ void RedisClient::send_raw(const std::vector<std::string>& argv, ReplyFn done) {
       pending_.erase(it);
       fail_later(std::move(d));
     }
+  }
+}
+
+void RedisClient::subscribe(const std::string& channel, MessageFn on_message,
+                            std::function<void()> on_subscribed) {
+  subscriptions_[channel] = {std::move(on_message), std::move(on_subscribed)};
+}
+
+void RedisClient::send_subscriptions() {
+  if (!ac_) return;
+  for (const auto& [channel, sub] : subscriptions_) {
+    const char* args[] = {"SUBSCRIBE", channel.c_str()};
+    size_t lengths[] = {9, channel.size()};
+    commands_sent_++;
+    if (redisAsyncCommandArgv(ac_, &RedisClient::on_reply,
+                              reinterpret_cast<void*>(static_cast<std::uintptr_t>(kSubscriptionId)),
+                              2, args, lengths) != REDIS_OK)
+      g_warning("cluster: Redis SUBSCRIBE %s could not be sent", channel.c_str());
+  }
+}
+
+void RedisClient::on_subscription_reply(const Reply& reply) {
+  // ["message", channel, payload] or ["subscribe", channel, count].
+  if (reply.type != Reply::Type::kArray || reply.elements.size() != 3) return;
+  const std::string& kind = reply.elements[0].str;
+  auto it = subscriptions_.find(reply.elements[1].str);
+  if (it == subscriptions_.end()) return;
+  // Copied: a handler may add subscriptions (rehashing the map) or drop this client.
+  Subscription sub = it->second;
+  try {
+    if (kind == "message" && sub.on_message)
+      sub.on_message(reply.elements[2].str);
+    else if (kind == "subscribe" && sub.on_subscribed)
+      sub.on_subscribed();
+  } catch (const std::exception& e) {
+    g_warning("cluster: Redis subscription handler: %s", e.what());
   }
 }
 
