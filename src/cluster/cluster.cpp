@@ -141,7 +141,13 @@ Cluster::Cluster(const config::Config& config)
       add_usage_{kAddUsage, sha1(kAddUsage)},
       reserve_{kReserve, sha1(kReserve)},
       reserved_{kReserved, sha1(kReserved)},
-      subscriber_(redis_options(config.cluster), [this](bool up) { on_subscriber_state(up); }) {
+      subscriber_(
+          [&config] {
+            RedisClient::Options o = redis_options(config.cluster);
+            o.label = "key channel";
+            return o;
+          }(),
+          [this](bool up) { on_subscriber_state(up); }) {
   for (const auto& k : config.auth.keys) {
     key_names_.push_back(k.name);
     if (k.budget_duration_seconds) periods_[k.name] = *k.budget_duration_seconds;

@@ -387,7 +387,10 @@ void RedisClient::lost(const std::string& why) {
   // What was waiting gets its null reply from the loop, not from inside hiredis.
   auto pending = std::exchange(pending_, {});
   for (auto& [id, p] : pending) fail_later(std::move(p.done));
-  if (up_ || !was_up_once_)
+  if ((up_ || !was_up_once_) && !options_.label.empty())
+    g_message("cluster: %s: Redis %s:%d lost (%s), connecting again", options_.label.c_str(),
+              options_.host.c_str(), options_.port, why.c_str());
+  else if (up_ || !was_up_once_)
     g_warning(
         "cluster: Redis %s:%d unreachable (%s): serving with this instance's local view, "
         "reconnecting",
@@ -414,7 +417,9 @@ void RedisClient::schedule_reconnect() {
 void RedisClient::set_up(bool up) {
   if (up == up_) return;
   up_ = up;
-  if (up) g_message("cluster: Redis %s:%d reachable", options_.host.c_str(), options_.port);
+  if (up)
+    g_message("cluster: %s%sRedis %s:%d reachable", options_.label.c_str(),
+              options_.label.empty() ? "" : ": ", options_.host.c_str(), options_.port);
   if (on_state_) on_state_(up);
 }
 

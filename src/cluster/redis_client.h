@@ -58,6 +58,9 @@ class RedisClient {
     std::string password;
     int connect_timeout_ms = 2000;
     int command_timeout_ms = 2000;
+    // "": the instance's command connection (its outages are logged as warnings, once each);
+    // else a secondary connection's name in its own, milder log lines ("key channel").
+    std::string label;
   };
 
   RedisClient(Options options, std::function<void(bool up)> on_state);
