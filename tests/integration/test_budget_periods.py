@@ -20,6 +20,8 @@ from peers.common import wait_until
 from peers.ws_client import WsClient, run_ws_session
 # The cluster file's Redis fixture and helpers (a redis-server of the test's own).
 from test_cluster import cluster_env, redis, redis_up  # noqa: F401 - `redis` is a fixture
+# The ledger file's PostgreSQL fixtures (a server of the test's own, a database per test).
+from test_ledger import pg, postgres_server  # noqa: F401 - fixtures
 
 MODEL = "gpt-realtime"
 TURN_TOKENS = 57  # the fake upstream's usage per response.done
@@ -163,3 +165,26 @@ def test_cluster_budget_periods_are_one_redis_hash_per_period(fake_upstream, gat
     assert admitted.status == 101, admitted.to_dict()
     # Without a period the key's hash would be rtgw:budget:team-a: none was written.
     assert redis.command("EXISTS", "rtgw:budget:team-a") == 0
+
+
+def test_the_postgres_budget_replay_counts_only_the_current_period(pg, fake_upstream,  # noqa: F811
+                                                                    gateway_factory):
+    from test_ledger import insert_history, ledger_gateway
+    server, db = pg
+    keys = [{"name": "team-a", "key": GATEWAY_KEY, "models": ["*"], "budget_tokens": 50,
+             "budget_duration": "1h"}]
+    first = ledger_gateway(gateway_factory, fake_upstream, server, db, keys=keys)  # the schema
+    assert first.stop() == 0
+    now = time.time()
+    insert_history(server, db, int(now) - 3 * 3600, "team-a", MODEL, 1.0, tokens=5000)
+    second = ledger_gateway(gateway_factory, fake_upstream, server, db, keys=keys)
+    # The row is in the table, but not in the key's current period.
+    assert "0 record(s) of 0 key(s) replayed from PostgreSQL" in second.stderr(), second.stderr()
+    admitted = run_ws_session(second.url, key=GATEWAY_KEY, model=MODEL, duration=0.3)
+    assert admitted.status == 101, "a past period's rows do not count"
+    assert second.stop() == 0
+    # A row of this period (60 tokens) does.
+    insert_history(server, db, int(time.time()), "team-a", MODEL, 0.1, tokens=30)
+    third = ledger_gateway(gateway_factory, fake_upstream, server, db, keys=keys)
+    refused = run_ws_session(third.url, key=GATEWAY_KEY, model=MODEL, duration=0.3)
+    assert refused.handshake_status == 429, refused.to_dict()
