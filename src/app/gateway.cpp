@@ -162,6 +162,7 @@ Gateway::Gateway(config::Config config)
   if (config_.cluster.enabled) {
     cluster_ = std::make_shared<cluster::Cluster>(config_);
     accounting_.set_cluster(cluster_.get());
+    cluster_->set_period_lookup(config_budget_periods(config_));
     cluster_->set_on_totals([this](const std::string& key) { accounting_.enforce_budget(key); });
   }
   server_ = std::make_unique<http::Server>(

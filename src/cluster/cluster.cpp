@@ -148,23 +148,28 @@ Cluster::Cluster(const config::Config& config)
             return o;
           }(),
           [this](bool up) { on_subscriber_state(up); }) {
+  std::map<std::string, std::int64_t> periods;
   for (const auto& k : config.auth.keys) {
     key_names_.push_back(k.name);
-    if (k.budget_duration_seconds) periods_[k.name] = *k.budget_duration_seconds;
+    if (k.budget_duration_seconds) periods[k.name] = *k.budget_duration_seconds;
   }
+  period_of_ = [periods](const std::string& key_name) -> std::optional<std::int64_t> {
+    auto it = periods.find(key_name);
+    if (it == periods.end()) return std::nullopt;
+    return it->second;
+  };
 }
 
 std::string Cluster::budget_hash(const std::string& key_name, double unix_time) const {
-  auto it = periods_.find(key_name);
-  if (it == periods_.end()) return "rtgw:budget:" + key_name;
-  return "rtgw:budget:" + key_name + ":" +
-         std::to_string(usage::period_start(unix_time, it->second));
+  std::optional<std::int64_t> seconds = period_of_(key_name);
+  if (!seconds) return "rtgw:budget:" + key_name;
+  return "rtgw:budget:" + key_name + ":" + std::to_string(usage::period_start(unix_time, *seconds));
 }
 
 std::int64_t Cluster::budget_hash_ttl_ms(const std::string& key_name) const {
-  auto it = periods_.find(key_name);
+  std::optional<std::int64_t> seconds = period_of_(key_name);
   // Past its period's end, plus one more period for clocks that disagree and late flushes.
-  return it == periods_.end() ? 0 : (2 * it->second + 60) * 1000;
+  return seconds ? (2 * *seconds + 60) * 1000 : 0;
 }
 
 Cluster::~Cluster() = default;
@@ -321,7 +326,7 @@ void Cluster::store_totals(const std::string& key_name, const std::string& hash,
   BudgetTotals t{tokens.as_integer(0), usd.as_double(0)};
   auto it = totals_.find(hash);
   bool changed = it == totals_.end() || it->second.tokens != t.tokens || it->second.usd != t.usd;
-  if (it == totals_.end() && periods_.count(key_name)) {
+  if (it == totals_.end() && period_of_(key_name)) {
     // A new period's hash: the key's earlier periods are no longer read.
     const std::string prefix = "rtgw:budget:" + key_name + ":";
     std::erase_if(totals_, [&](const auto& entry) { return entry.first.rfind(prefix, 0) == 0; });

@@ -146,6 +146,12 @@ class Cluster : public std::enable_shared_from_this<Cluster> {
   static constexpr const char* kKeyChannel = "rtgw:keys";
   static constexpr std::size_t kMaxUnpublished = 1000;
 
+  // Where a key's budget period comes from (the same lookup as the usage ledger's, so both count
+  // the same window); by default the config keys' budget_duration.
+  void set_period_lookup(std::function<std::optional<std::int64_t>(const std::string&)> fn) {
+    period_of_ = std::move(fn);
+  }
+
   // Is `header` (X-RTGW-Internal) this cluster's internal secret? Constant time.
   bool internal_secret_matches(const char* header) const;
 
@@ -177,8 +183,9 @@ class Cluster : public std::enable_shared_from_this<Cluster> {
   std::int64_t lease_ms() const { return settings_.lease_seconds * 1000LL; }
 
   config::ClusterConfig settings_;
-  std::vector<std::string> key_names_;           // configured keys (their totals are refreshed)
-  std::map<std::string, std::int64_t> periods_;  // keys with a budget period: its seconds
+  std::vector<std::string> key_names_;  // configured keys (their totals are refreshed)
+  // Each key's budget period (seconds; nullopt: none): the config keys' by default.
+  std::function<std::optional<std::int64_t>(const std::string&)> period_of_;
   // The budget hash of `key_name` for the period holding `unix_time` (usage/budget_period.h), and
   // how long it is kept (ms; 0: no expiry, a key without a period).
   std::string budget_hash(const std::string& key_name, double unix_time) const;

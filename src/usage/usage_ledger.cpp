@@ -256,7 +256,10 @@ const UsageLedger::Count* UsageLedger::current(const std::string& key_name) cons
   if (it == used_.end()) return nullptr;
   const Count& c = it->second;
   std::optional<std::int64_t> seconds = periods_ ? periods_(key_name) : std::nullopt;
-  if (c.seconds != seconds) return nullptr;
+  // The key's period changed since this was counted (or was not known at the replay): what was
+  // counted still counts, until the next record starts the new window (add()): a budget errs on
+  // the side of refusing.
+  if (c.seconds != seconds) return &c;
   if (seconds && c.start != period_start(unix_now(), *seconds)) return nullptr;  // period over
   return &c;
 }

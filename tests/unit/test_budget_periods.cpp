@@ -147,6 +147,29 @@ TEST(BudgetPeriod, TheSpendCountedResetsWhenThePeriodEndsAndTheLogKeepsIt) {
   EXPECT_EQ(replayed.tokens_used("k"), 200);
 }
 
+TEST(BudgetPeriod, APeriodLearnedAfterTheReplayErrsOnTheSideOfRefusing) {
+  // E.g. a key whose period was not known when the log was replayed: what was counted still
+  // counts (never 0 spent because of the change) until its next record starts the new window.
+  TempLog log;
+  {
+    std::ofstream out(log.path);
+    out << line("k", rtgw::usage::unix_now() - 7200, 5000, 1.0);
+  }
+  std::map<std::string, std::int64_t> known;
+  rtgw::usage::UsageLedger ledger(log.path, [&known](const std::string& key) {
+    auto it = known.find(key);
+    return it == known.end() ? std::nullopt : std::optional<std::int64_t>(it->second);
+  });
+  EXPECT_EQ(ledger.tokens_used("k"), 5000);
+  known["k"] = 3600;
+  EXPECT_EQ(ledger.tokens_used("k"), 5000);
+  rtgw::usage::UsageRecord r;
+  r.key_name = "k";
+  r.total_tokens = 10;
+  ASSERT_TRUE(ledger.record(r));
+  EXPECT_EQ(ledger.tokens_used("k"), 10);
+}
+
 TEST(BudgetPeriod, AReplayFromTheTableCountsInTheCurrentPeriod) {
   rtgw::usage::UsageLedger ledger("", periods({{"k", 3600}}));
   rtgw::usage::TotalsByKey totals;
