@@ -2,7 +2,10 @@
 #include "accounting/call_accounting.h"
 
 #include <algorithm>
+#include <map>
 
+#include "common/main_thread.h"
+#include "usage/budget_period.h"
 #include "usage/pricing.h"
 #include "usage/saturating.h"
 
@@ -205,8 +208,35 @@ void CallAccounting::OnRelayTurn(const usage::UsageRecord& record) {
 void CallAccounting::enforce_budget(const std::string& key_name) {
   // Budgets: every live call and session of the key blocks response.create from now on; with
   // end_calls_over_budget they are also told (the insufficient_quota error event) and ended.
-  if (!over_budget(key_name)) return;
   const config::KeyConfig* key = find_key(key_name);
+  const bool periodic = key && key->budget_duration_seconds;
+  if (!over_budget(key_name)) {
+    // A new period: what the last one flagged goes through again.
+    if (!periodic) return;
+    period_timers_.erase(key_name);
+    calls_.for_each([&](calls::Call& c) {
+      if (c.identity().key_name == key_name) c.set_budget_exceeded(false);
+    });
+    sessions_.for_each([&](relay::WebSocketSession& s) {
+      if (s.identity().key_name == key_name) s.set_budget_exceeded(false);
+    });
+    return;
+  }
+  if (periodic && !period_timers_.count(key_name)) {
+    // Checked again just after the period ends (its spend then counts no more).
+    const std::int64_t seconds = *key->budget_duration_seconds;
+    const double now = usage::unix_now();
+    const double end = static_cast<double>(usage::period_start(now, seconds) + seconds);
+    auto delay_ms = static_cast<guint>(std::min<double>((end - now) * 1000 + 50, 86400000.0));
+    period_timers_[key_name] = run_after_ms(delay_ms, [this, key_name] {
+      // The source ends itself when this returns; the closure (and key_name) lives until then.
+      if (auto it = period_timers_.find(key_name); it != period_timers_.end()) {
+        it->second.forget();
+        period_timers_.erase(it);
+      }
+      enforce_budget(key_name);
+    });
+  }
   const bool end_them = key && key->end_calls_over_budget;
   const std::string message = "the key '" + key_name +
                               "' is over its budget (budget_tokens or budget_usd): the call is "
@@ -226,6 +256,44 @@ void CallAccounting::enforce_budget(const std::string& key_name) {
   // Outside the walks: ending may change the registries.
   for (calls::Call* c : calls_to_end) c->end_over_budget(message);
   for (relay::WebSocketSession* s : sessions_to_end) s->end_over_budget(message);
+}
+
+const char* key_change_name(KeyChangeKind kind) {
+  switch (kind) {
+    case KeyChangeKind::kCreated:
+      return "created";
+    case KeyChangeKind::kUpdated:
+      return "updated";
+    case KeyChangeKind::kRevoked:
+      return "revoked";
+    case KeyChangeKind::kDeleted:
+      return "deleted";
+    case KeyChangeKind::kExpired:
+      return "expired";
+  }
+  return "changed";
+}
+
+int CallAccounting::end_key(const std::string& key_name, const std::string& code,
+                            const std::string& message) {
+  int live = 0;
+  calls_.for_each([&](const calls::Call& c) { live += c.identity().key_name == key_name; });
+  sessions_.for_each(
+      [&](const relay::WebSocketSession& s) { live += s.identity().key_name == key_name; });
+  if (!config_.auth.revoke_ends_calls) {
+    if (live)
+      g_message(
+          "key '%s' %s: its %d live call(s) and session(s) run on (auth.revoke_ends_calls "
+          "is false)",
+          key_name.c_str(), code.c_str(), live);
+    return 0;
+  }
+  int ended = calls_.end_key(key_name, code, message);
+  ended += sessions_.end_key(key_name, code, message);
+  if (ended)
+    g_message("key '%s' %s: ending its %d live call(s) and session(s)", key_name.c_str(),
+              code.c_str(), ended);
+  return ended;
 }
 
 void CallAccounting::OnRelayDecision(const events::PolicyDecision& decision) {

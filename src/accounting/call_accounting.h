@@ -25,6 +25,11 @@
 
 namespace rtgw::app {
 
+// What happened to a key (mirrors the key directory's keys::KeyChange kinds, SPEC "Run-time
+// keys").
+enum class KeyChangeKind { kCreated, kUpdated, kRevoked, kDeleted, kExpired };
+const char* key_change_name(KeyChangeKind kind);
+
 class CallAccounting : public calls::CallObserver,
                        public relay::SessionObserver,
                        public events::RelayObserver {
@@ -45,8 +50,15 @@ class CallAccounting : public calls::CallObserver,
   // Cluster mode: metered turns also go to the shared counters.
   void set_cluster(cluster::Cluster* cluster) { cluster_ = cluster; }
   // Flags the key's live calls and sessions if it is over budget now (after each turn, and when
-  // the cluster's totals change).
+  // the cluster's totals change). A key with a budget period (budget_duration) that is no longer
+  // over (a new period) has its calls' and sessions' flags cleared: response.create goes through
+  // again; while flagged, a timer at its period's end checks it again.
   void enforce_budget(const std::string& key_name);
+  // The key was revoked, deleted or expired (SPEC "Run-time keys"): each live call and WebSocket
+  // session of `key_name` gets an `error` event with `code` (e.g. "invalid_api_key") and
+  // `message`, then is hung up (outcome and end reason key_revoked). With
+  // auth.revoke_ends_calls false they run on, and that is logged. Returns how many were ended.
+  int end_key(const std::string& key_name, const std::string& code, const std::string& message);
 
   void OnCallAnswered(const calls::Call& call) override;
   void OnCallSetupFailed(const calls::Call& call, const calls::SetupFailure& failure) override;
@@ -72,6 +84,8 @@ class CallAccounting : public calls::CallObserver,
   cluster::Cluster* cluster_ = nullptr;
   std::shared_ptr<usage::ReservationBook> book_ = std::make_shared<usage::ReservationBook>();
   std::uint64_t reservation_ids_ = 0;
+  // Keys flagged over budget that have a budget period: a check at the period's end.
+  std::map<std::string, SourceGuard> period_timers_;
 };
 
 }  // namespace rtgw::app

@@ -108,6 +108,19 @@ std::vector<std::string> resolve_interfaces(const std::vector<std::string>& name
   return addresses;
 }
 
+namespace {
+
+// Each config key's budget period (usage/budget_period.h), for the usage ledger's totals.
+usage::PeriodLookup config_budget_periods(const config::Config& config) {
+  return [&config](const std::string& key_name) -> std::optional<std::int64_t> {
+    for (const auto& key : config.auth.keys)
+      if (key.name == key_name) return key.budget_duration_seconds;
+    return std::nullopt;
+  };
+}
+
+}  // namespace
+
 Gateway::Gateway(config::Config config)
     : config_(std::move(config)),
       pipeline_description_(load_pipeline_description(
@@ -117,7 +130,7 @@ Gateway::Gateway(config::Config config)
                                                   : config_.websocket.pipeline_file)),
       auth_(config_),
       workers_(config_),
-      usage_(config_.usage_log),
+      usage_(config_.usage_log, config_budget_periods(config_)),
       accounting_(config_, usage_, metrics_, calls_, sessions_),
       loop_(Ref<GMainLoop>::adopt(g_main_loop_new(nullptr, FALSE))) {
   calls::check_call_description(pipeline_description_);
@@ -149,6 +162,7 @@ Gateway::Gateway(config::Config config)
   if (config_.cluster.enabled) {
     cluster_ = std::make_shared<cluster::Cluster>(config_);
     accounting_.set_cluster(cluster_.get());
+    cluster_->set_period_lookup(config_budget_periods(config_));
     cluster_->set_on_totals([this](const std::string& key) { accounting_.enforce_budget(key); });
   }
   server_ = std::make_unique<http::Server>(
@@ -194,6 +208,9 @@ void Gateway::start_postgres_ledger() {
   // crash or a shutdown), so the budget replay counts each record once.
   options.log_path = config_.usage_log;
   options.log_bytes = usage_.replayed_bytes();
+  for (const auto& key : config_.auth.keys)
+    if (key.budget_duration_seconds)
+      options.budget_periods[key.name] = *key.budget_duration_seconds;
   postgres_ = std::make_unique<usage::PostgresLedger>(options);
   metrics_.add(metrics::kUsageLedgerDroppedTotal, {"buffer_full"}, 0);
   metrics_.add(metrics::kUsageLedgerDroppedTotal, {"rejected"}, 0);
@@ -360,6 +377,15 @@ void Gateway::begin_drain() {
         return G_SOURCE_REMOVE;
       },
       this));
+}
+
+void Gateway::on_key_change(const std::string& alias, KeyChangeKind kind) {
+  if (kind != KeyChangeKind::kRevoked && kind != KeyChangeKind::kDeleted &&
+      kind != KeyChangeKind::kExpired)
+    return;
+  accounting_.end_key(
+      alias, "invalid_api_key",
+      "the API key '" + alias + "' was " + key_change_name(kind) + ": the call is ended");
 }
 
 void Gateway::reload() {

@@ -45,6 +45,11 @@ class Gateway {
   int run();
   // The command-line overrides a reload applies again over the re-read file.
   void set_reload_overrides(config::Overrides overrides) { overrides_ = std::move(overrides); }
+  // A key changed (the key directory's announcement, main loop): a revoked, deleted or expired
+  // key's live calls and sessions end with the `error` event invalid_api_key
+  // (CallAccounting::end_key; kept running when auth.revoke_ends_calls is false). Created and
+  // updated keys need nothing here: budgets and limits are read at each use.
+  void on_key_change(const std::string& alias, KeyChangeKind kind);
 
  private:
   void begin_drain();

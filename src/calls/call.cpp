@@ -562,6 +562,13 @@ void Call::end_over_budget(const std::string& message) {
   OnRelayPolicyEnd("budget_exceeded: " + message);
 }
 
+void Call::end_key_revoked(const std::string& code, const std::string& message) {
+  if (state_ == State::kEnded) return;
+  send_to_client(make_error_event("invalid_request_error", code, message, ""));
+  outcome_ = "key_revoked";
+  OnRelayPolicyEnd("key_revoked: " + message);
+}
+
 void Call::on_bus_message(GstMessage* message) {
   switch (GST_MESSAGE_TYPE(message)) {
     case GST_MESSAGE_ERROR: {

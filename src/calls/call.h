@@ -149,6 +149,10 @@ class Call : public WebRtcLeg::Listener,
   // `insufficient_quota` error event with `message`, then the call is hung up once it has left;
   // its outcome and end reason say budget_exceeded.
   void end_over_budget(const std::string& message);
+  // The call's key was revoked, deleted or expired (accounting/call_accounting.h end_key): the
+  // client gets an `error` event with `code` (invalid_api_key) and `message`, then the call is
+  // hung up once it has left; its outcome and end reason say key_revoked.
+  void end_key_revoked(const std::string& code, const std::string& message);
   // Sideband: a client event that takes the client's own path (filter, meter) to the upstream.
   // False when the call is over.
   bool inject_client_event(const std::string& text);

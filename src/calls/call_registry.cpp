@@ -66,6 +66,16 @@ int CallRegistry::setups_for_key(const std::string& key_name) const {
   return n;
 }
 
+int CallRegistry::end_key(const std::string& key_name, const std::string& code,
+                          const std::string& message) {
+  // Collected first: ending may change the map.
+  std::vector<Call*> of_key;
+  for (auto& [id, entry] : calls_)
+    if (entry.call->identity().key_name == key_name) of_key.push_back(entry.call.get());
+  for (Call* c : of_key) c->end_key_revoked(code, message);
+  return static_cast<int>(of_key.size());
+}
+
 void CallRegistry::hang_up_all(const std::string& reason) {
   std::vector<Call*> live;
   for (auto& [id, entry] : calls_) live.push_back(entry.call.get());

@@ -65,6 +65,9 @@ class CallRegistry : public CallListener, public admission::LocalCounts {
   }
 
   void hang_up_all(const std::string& reason);
+  // Ends every live call of `key_name` (set-up ones too) with Call::end_key_revoked; returns how
+  // many. The calls leave the registry later, as each hangs up.
+  int end_key(const std::string& key_name, const std::string& code, const std::string& message);
   void set_on_empty(std::function<void()> fn) { on_empty_ = std::move(fn); }
   void set_observer(CallObserver* observer) { observer_ = observer; }
   // Every call started from now on reports its turns and decisions there (CallSettings).

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "usage/budget_period.h"
 #include "usage/saturating.h"
 
 namespace rtgw::cluster {
@@ -17,7 +18,6 @@ constexpr std::size_t kRenewBatch = 200;            // leases per renewal script
 
 std::string key_set(const std::string& key_name) { return "rtgw:leases:key:" + key_name; }
 std::string owner_key(const std::string& id) { return "rtgw:call:" + id; }
-std::string budget_key(const std::string& key_name) { return "rtgw:budget:" + key_name; }
 std::string reserve_key(const std::string& key_name) { return "rtgw:reserve:" + key_name; }
 
 // The clock is Redis's (one clock for every instance).
@@ -78,10 +78,12 @@ if keep > 0 then redis.call('PEXPIRE', KEYS[3], keep) end
 return 1
 )";
 
-// KEYS: budget hash. ARGV: tokens, usd. Returns {tokens, usd}.
+// KEYS: budget hash. ARGV: tokens, usd, the hash's life in ms (0: none). Returns {tokens, usd}.
 const std::string kAddUsage = R"(
 local t = redis.call('HINCRBY', KEYS[1], 'tokens', ARGV[1])
 local u = redis.call('HINCRBYFLOAT', KEYS[1], 'usd', ARGV[2])
+local ttl = tonumber(ARGV[3] or '0')
+if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) end
 return {t, u}
 )";
 
@@ -138,8 +140,36 @@ Cluster::Cluster(const config::Config& config)
       release_{kRelease, sha1(kRelease)},
       add_usage_{kAddUsage, sha1(kAddUsage)},
       reserve_{kReserve, sha1(kReserve)},
-      reserved_{kReserved, sha1(kReserved)} {
-  for (const auto& k : config.auth.keys) key_names_.push_back(k.name);
+      reserved_{kReserved, sha1(kReserved)},
+      subscriber_(
+          [&config] {
+            RedisClient::Options o = redis_options(config.cluster);
+            o.label = "key channel";
+            return o;
+          }(),
+          [this](bool up) { on_subscriber_state(up); }) {
+  std::map<std::string, std::int64_t> periods;
+  for (const auto& k : config.auth.keys) {
+    key_names_.push_back(k.name);
+    if (k.budget_duration_seconds) periods[k.name] = *k.budget_duration_seconds;
+  }
+  period_of_ = [periods](const std::string& key_name) -> std::optional<std::int64_t> {
+    auto it = periods.find(key_name);
+    if (it == periods.end()) return std::nullopt;
+    return it->second;
+  };
+}
+
+std::string Cluster::budget_hash(const std::string& key_name, double unix_time) const {
+  std::optional<std::int64_t> seconds = period_of_(key_name);
+  if (!seconds) return "rtgw:budget:" + key_name;
+  return "rtgw:budget:" + key_name + ":" + std::to_string(usage::period_start(unix_time, *seconds));
+}
+
+std::int64_t Cluster::budget_hash_ttl_ms(const std::string& key_name) const {
+  std::optional<std::int64_t> seconds = period_of_(key_name);
+  // Past its period's end, plus one more period for clocks that disagree and late flushes.
+  return seconds ? (2 * *seconds + 60) * 1000 : 0;
 }
 
 Cluster::~Cluster() = default;
@@ -150,6 +180,20 @@ void Cluster::start() {
             settings_.redis_host.c_str(), settings_.redis_port, settings_.redis_db,
             settings_.lease_seconds);
   redis_.start();
+  subscriber_.subscribe(
+      kKeyChannel,
+      [this](const std::string& alias) {
+        for (const auto& fn : std::vector(key_change_handlers_)) fn(alias);
+      },
+      [this] {
+        key_channel_up_ = true;
+        if (!std::exchange(key_channel_lost_, false)) return;
+        // Back after an outage: whatever was published meanwhile was not heard here.
+        g_message("cluster: key channel %s subscribed again: every cached key is dropped",
+                  kKeyChannel);
+        for (const auto& fn : std::vector(key_change_handlers_)) fn("");
+      });
+  subscriber_.start();
   auto period = static_cast<guint>(std::max<std::int64_t>(200, lease_ms() / 3));
   renew_timer_ = SourceGuard(g_timeout_add(
       period,
@@ -187,11 +231,12 @@ void Cluster::admit(const AdmissionRequest& request, AdmitFn done) {
   auto lease = std::make_unique<Lease>(weak_from_this(), request.id);
   std::weak_ptr<Cluster> weak = weak_from_this();
   auto shared_lease = std::make_shared<std::unique_ptr<Lease>>(std::move(lease));
-  eval(acquire_,
-       {kGlobal, key_set(request.key_name), owner_key(request.id), budget_key(request.key_name)},
+  std::string hash = budget_hash(request.key_name, usage::unix_now());
+  eval(acquire_, {kGlobal, key_set(request.key_name), owner_key(request.id), hash},
        {member(request.id), std::to_string(request.global_limit), std::to_string(request.key_limit),
         std::to_string(lease_ms()), request.call ? owner_value() : ""},
-       [weak, key = request.key_name, shared_lease, done = std::move(done)](const Reply* reply) {
+       [weak, key = request.key_name, hash, shared_lease,
+        done = std::move(done)](const Reply* reply) {
          auto self = weak.lock();
          std::unique_ptr<Lease> lease = std::move(*shared_lease);
          if (!self) return;
@@ -202,7 +247,7 @@ void Cluster::admit(const AdmissionRequest& request, AdmitFn done) {
            done(Verdict::kLocal, std::move(lease));
            return;
          }
-         self->store_totals(key, reply->elements[1], reply->elements[2]);
+         self->store_totals(key, hash, reply->elements[1], reply->elements[2]);
          long long v = reply->elements[0].as_integer();
          if (v == 1) {
            done(Verdict::kAdmitted, std::move(lease));
@@ -229,6 +274,7 @@ void Cluster::on_redis_state(bool up) {
     others_reserved_.clear();
     return;
   }
+  flush_key_changes();
   // Back (or first up): write back what lives here, then what was metered meanwhile.
   if (!leases_.empty())
     g_message("cluster: re-registering %zu live lease(s) in Redis", leases_.size());
@@ -263,56 +309,77 @@ void Cluster::refresh_totals() {
   if (!redis_.up()) return;
   std::weak_ptr<Cluster> weak = weak_from_this();
   for (const auto& key : key_names_) refresh_reservations(key);
-  for (const auto& key : key_names_)
-    redis_.command({"HMGET", budget_key(key), "tokens", "usd"}, [weak, key](const Reply* reply) {
+  const double now = usage::unix_now();
+  for (const auto& key : key_names_) {
+    std::string hash = budget_hash(key, now);
+    redis_.command({"HMGET", hash, "tokens", "usd"}, [weak, key, hash](const Reply* reply) {
       auto self = weak.lock();
       if (!self || !reply || reply->type != Reply::Type::kArray || reply->elements.size() != 2)
         return;
-      self->store_totals(key, reply->elements[0], reply->elements[1]);
+      self->store_totals(key, hash, reply->elements[0], reply->elements[1]);
     });
+  }
 }
 
-void Cluster::store_totals(const std::string& key_name, const Reply& tokens, const Reply& usd) {
+void Cluster::store_totals(const std::string& key_name, const std::string& hash,
+                           const Reply& tokens, const Reply& usd) {
   BudgetTotals t{tokens.as_integer(0), usd.as_double(0)};
-  auto it = totals_.find(key_name);
+  auto it = totals_.find(hash);
   bool changed = it == totals_.end() || it->second.tokens != t.tokens || it->second.usd != t.usd;
-  totals_[key_name] = t;
+  if (it == totals_.end() && period_of_(key_name)) {
+    // A new period's hash: the key's earlier periods are no longer read.
+    const std::string prefix = "rtgw:budget:" + key_name + ":";
+    std::erase_if(totals_, [&](const auto& entry) { return entry.first.rfind(prefix, 0) == 0; });
+  }
+  totals_[hash] = t;
   if (changed && on_totals_) on_totals_(key_name);
 }
 
 void Cluster::add_usage(const std::string& key_name, std::int64_t tokens,
                         std::optional<double> usd) {
   if (tokens == 0 && (!usd || *usd == 0)) return;
-  BudgetTotals delta{tokens, usd.value_or(0)};
+  // Counted in the period it was metered in, also when flushed after an outage.
+  add_to_hash(key_name, budget_hash(key_name, usage::unix_now()), tokens, usd.value_or(0));
+}
+
+void Cluster::add_to_hash(const std::string& key_name, const std::string& hash, std::int64_t tokens,
+                          double usd) {
+  BudgetTotals delta{tokens, usd};
+  auto keep = [this, key_name, hash, delta] {
+    Unflushed& u = unflushed_[hash];
+    u.key_name = key_name;
+    usage::add_to(u.totals.tokens, delta.tokens);
+    usage::add_to(u.totals.usd, delta.usd);
+  };
   if (!redis_.up()) {
-    usage::add_to(unflushed_[key_name].tokens, delta.tokens);
-    usage::add_to(unflushed_[key_name].usd, delta.usd);
+    keep();
     return;
   }
   std::weak_ptr<Cluster> weak = weak_from_this();
-  eval(add_usage_, {budget_key(key_name)}, {std::to_string(delta.tokens), usd_text(delta.usd)},
-       [weak, key_name, delta](const Reply* reply) {
+  eval(add_usage_, {hash},
+       {std::to_string(delta.tokens), usd_text(delta.usd),
+        std::to_string(budget_hash_ttl_ms(key_name))},
+       [weak, key_name, hash, keep](const Reply* reply) {
          auto self = weak.lock();
          if (!self) return;
          if (!reply || reply->type != Reply::Type::kArray || reply->elements.size() != 2) {
-           // Not counted (as far as we know): kept for the next flush.
-           usage::add_to(self->unflushed_[key_name].tokens, delta.tokens);
-           usage::add_to(self->unflushed_[key_name].usd, delta.usd);
+           keep();  // not counted (as far as we know): kept for the next flush
            return;
          }
-         self->store_totals(key_name, reply->elements[0], reply->elements[1]);
+         self->store_totals(key_name, hash, reply->elements[0], reply->elements[1]);
        });
 }
 
 void Cluster::flush_usage() {
   auto pending = std::exchange(unflushed_, {});
-  for (const auto& [key, t] : pending)
-    add_usage(key, t.tokens, t.usd == 0 ? std::nullopt : std::optional<double>(t.usd));
+  for (const auto& [hash, u] : pending)
+    add_to_hash(u.key_name, hash, u.totals.tokens, u.totals.usd);
 }
 
 std::optional<BudgetTotals> Cluster::shared_totals(const std::string& key_name) const {
   if (!redis_.up()) return std::nullopt;
-  auto it = totals_.find(key_name);
+  // The current period's hash only: a total of a period that is over counts no more.
+  auto it = totals_.find(budget_hash(key_name, usage::unix_now()));
   if (it == totals_.end()) return std::nullopt;
   return it->second;
 }
@@ -387,6 +454,34 @@ usage::Held Cluster::others_reservations(const std::string& key_name) const {
   if (!redis_.up()) return {};
   auto it = others_reserved_.find(key_name);
   return it == others_reserved_.end() ? usage::Held{} : it->second;
+}
+
+void Cluster::on_subscriber_state(bool up) {
+  if (up || !key_channel_up_) return;
+  key_channel_up_ = false;
+  key_channel_lost_ = true;
+}
+
+void Cluster::publish_key_change(const std::string& alias) {
+  if (!redis_.up()) {
+    if (unpublished_.size() < kMaxUnpublished) unpublished_.push_back(alias);
+    return;
+  }
+  std::weak_ptr<Cluster> weak = weak_from_this();
+  redis_.command({"PUBLISH", kKeyChannel, alias}, [weak, alias](const Reply* reply) {
+    auto self = weak.lock();
+    if (!self || (reply && !reply->error())) return;
+    // Not sent (Redis went meanwhile): again when it is back.
+    if (self->unpublished_.size() < kMaxUnpublished) self->unpublished_.push_back(alias);
+  });
+}
+
+void Cluster::flush_key_changes() {
+  for (const auto& alias : std::exchange(unpublished_, {})) publish_key_change(alias);
+}
+
+void Cluster::on_key_change(std::function<void(const std::string& alias)> fn) {
+  key_change_handlers_.push_back(std::move(fn));
 }
 
 bool Cluster::internal_secret_matches(const char* header) const {

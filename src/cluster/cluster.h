@@ -11,11 +11,19 @@
 // - the call id -> owner map (`rtgw:call:<id>` = "<instance_id>\t<advertise_url>", same TTL,
 //   kept 10 minutes after the call ends so its final state can still be fetched).
 // - the budget counters it adds to (`rtgw:budget:<key>` hash: `tokens` HINCRBY, `usd`
-//   HINCRBYFLOAT) and its cache of every key's shared totals (refreshed at each renewal and
-//   returned by every admission).
+//   HINCRBYFLOAT; for a key with a budget period `rtgw:budget:<key>:<period start>`, the start in
+//   unix seconds on the epoch-aligned grid of usage/budget_period.h, so every instance adds to
+//   and reads the same period's hash; it expires two periods after it ends) and its cache of every
+//   key's shared totals (refreshed at each renewal and returned by every admission; a cached
+//   total of a period that is over is not returned).
 // - Redis being down: admissions answer kLocal (the caller's local checks decide), leases stay
 //   in the local table and are written back when Redis returns (re-registration), increments
 //   made meanwhile are kept and flushed then. Nothing here ever ends a call.
+//
+// - key invalidations (SPEC "Run-time keys"): publish_key_change() PUBLISHes a key's alias on
+//   the channel `rtgw:keys`; a dedicated subscriber connection (its own RedisClient, which
+//   reconnects with the same bounded backoff and subscribes again) hands each alias heard to the
+//   on_key_change() handlers, this instance's own publications included.
 //
 // Without `cluster` in the config there is no Cluster object at all.
 //
@@ -124,6 +132,26 @@ class Cluster : public std::enable_shared_from_this<Cluster> {
   // nothing while Redis is unreachable.
   usage::Held others_reservations(const std::string& key_name) const;
 
+  // A key changed here (created, updated, revoked, deleted, expired): every instance's
+  // on_key_change handlers hear `alias` (this one's too), normally within milliseconds. While
+  // Redis is unreachable the publication waits (up to kMaxUnpublished aliases) and is sent when
+  // it is back.
+  void publish_key_change(const std::string& alias);
+  // `fn(alias)` for each alias published by any instance. After the subscription was lost (Redis
+  // down or restarted) and comes back, `fn("")` once: changes may have been missed meanwhile, so
+  // "" means every key (drop the whole cache).
+  void on_key_change(std::function<void(const std::string& alias)> fn);
+  // The subscriber connection is subscribed (tests, readiness).
+  bool key_channel_up() const { return key_channel_up_; }
+  static constexpr const char* kKeyChannel = "rtgw:keys";
+  static constexpr std::size_t kMaxUnpublished = 1000;
+
+  // Where a key's budget period comes from (the same lookup as the usage ledger's, so both count
+  // the same window); by default the config keys' budget_duration.
+  void set_period_lookup(std::function<std::optional<std::int64_t>(const std::string&)> fn) {
+    period_of_ = std::move(fn);
+  }
+
   // Is `header` (X-RTGW-Internal) this cluster's internal secret? Constant time.
   bool internal_secret_matches(const char* header) const;
 
@@ -148,13 +176,22 @@ class Cluster : public std::enable_shared_from_this<Cluster> {
   void flush_usage();
   void eval(const Script& script, std::vector<std::string> keys, std::vector<std::string> args,
             ReplyFn done);
-  void store_totals(const std::string& key_name, const Reply& tokens, const Reply& usd);
+  void store_totals(const std::string& key_name, const std::string& hash, const Reply& tokens,
+                    const Reply& usd);
   std::string member(const std::string& id) const { return settings_.instance_id + "/" + id; }
   std::string owner_value() const { return settings_.instance_id + "\t" + settings_.advertise_url; }
   std::int64_t lease_ms() const { return settings_.lease_seconds * 1000LL; }
 
   config::ClusterConfig settings_;
   std::vector<std::string> key_names_;  // configured keys (their totals are refreshed)
+  // Each key's budget period (seconds; nullopt: none): the config keys' by default.
+  std::function<std::optional<std::int64_t>(const std::string&)> period_of_;
+  // The budget hash of `key_name` for the period holding `unix_time` (usage/budget_period.h), and
+  // how long it is kept (ms; 0: no expiry, a key without a period).
+  std::string budget_hash(const std::string& key_name, double unix_time) const;
+  std::int64_t budget_hash_ttl_ms(const std::string& key_name) const;
+  void add_to_hash(const std::string& key_name, const std::string& hash, std::int64_t tokens,
+                   double usd);
   RedisClient redis_;
   Script acquire_;
   Script renew_;
@@ -163,8 +200,12 @@ class Cluster : public std::enable_shared_from_this<Cluster> {
   Script reserve_;
   Script reserved_;
   std::map<std::string, LeaseInfo> leases_;
-  std::map<std::string, BudgetTotals> totals_;     // from Redis
-  std::map<std::string, BudgetTotals> unflushed_;  // metered while Redis was unreachable
+  std::map<std::string, BudgetTotals> totals_;  // from Redis, by budget hash
+  struct Unflushed {
+    std::string key_name;
+    BudgetTotals totals;
+  };
+  std::map<std::string, Unflushed> unflushed_;  // metered while Redis was unreachable, by hash
   struct ReservationInfo {
     std::string key_name;
     std::string member;
@@ -175,6 +216,14 @@ class Cluster : public std::enable_shared_from_this<Cluster> {
   std::map<std::string, usage::Held> others_reserved_;   // the other instances', from Redis
   std::function<void(const std::string&)> on_totals_;
   SourceGuard renew_timer_;
+  // Key invalidations: the subscriber connection, its handlers, publications waiting for Redis.
+  void on_subscriber_state(bool up);
+  void flush_key_changes();
+  RedisClient subscriber_;
+  std::vector<std::function<void(const std::string&)>> key_change_handlers_;
+  std::vector<std::string> unpublished_;
+  bool key_channel_up_ = false;
+  bool key_channel_lost_ = false;  // it was subscribed once and went down since
 };
 
 }  // namespace rtgw::cluster

@@ -222,6 +222,7 @@ void RedisClient::connect_to(const std::string& address) {
   send_raw({"PING"}, [this](const Reply* reply) {
     if (reply && !reply->error()) {
       backoff_ms_ = 200;
+      send_subscriptions();
       set_up(true);
     }
   });
@@ -281,6 +282,12 @@ void RedisClient::on_reply(redisAsyncContext* ac, void* reply, void* privdata) {
   auto* self = static_cast<RedisClient*>(ac->data);
   if (!self) return;
   auto id = static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(privdata));
+  if (id == kSubscriptionId) {
+    // A subscription's confirmation or message (hiredis keeps its callback while subscribed;
+    // a null reply: the connection went, and lost() reconnects and subscribes again).
+    if (reply) self->on_subscription_reply(copy_reply(static_cast<redisReply*>(reply)));
+    return;
+  }
   if (!reply) {
     self->complete(id, nullptr);
     return;
@@ -338,13 +345,52 @@ void RedisClient::send_raw(const std::vector<std::string>& argv, ReplyFn done) {
   }
 }
 
+void RedisClient::subscribe(const std::string& channel, MessageFn on_message,
+                            std::function<void()> on_subscribed) {
+  subscriptions_[channel] = {std::move(on_message), std::move(on_subscribed)};
+}
+
+void RedisClient::send_subscriptions() {
+  if (!ac_) return;
+  for (const auto& [channel, sub] : subscriptions_) {
+    const char* args[] = {"SUBSCRIBE", channel.c_str()};
+    size_t lengths[] = {9, channel.size()};
+    commands_sent_++;
+    if (redisAsyncCommandArgv(ac_, &RedisClient::on_reply,
+                              reinterpret_cast<void*>(static_cast<std::uintptr_t>(kSubscriptionId)),
+                              2, args, lengths) != REDIS_OK)
+      g_warning("cluster: Redis SUBSCRIBE %s could not be sent", channel.c_str());
+  }
+}
+
+void RedisClient::on_subscription_reply(const Reply& reply) {
+  // ["message", channel, payload] or ["subscribe", channel, count].
+  if (reply.type != Reply::Type::kArray || reply.elements.size() != 3) return;
+  const std::string& kind = reply.elements[0].str;
+  auto it = subscriptions_.find(reply.elements[1].str);
+  if (it == subscriptions_.end()) return;
+  // Copied: a handler may add subscriptions (rehashing the map) or drop this client.
+  Subscription sub = it->second;
+  try {
+    if (kind == "message" && sub.on_message)
+      sub.on_message(reply.elements[2].str);
+    else if (kind == "subscribe" && sub.on_subscribed)
+      sub.on_subscribed();
+  } catch (const std::exception& e) {
+    g_warning("cluster: Redis subscription handler: %s", e.what());
+  }
+}
+
 void RedisClient::lost(const std::string& why) {
   connected_ = false;
   if (source_) g_source_destroy(source_.get());  // the Ref is dropped at the next connect
   // What was waiting gets its null reply from the loop, not from inside hiredis.
   auto pending = std::exchange(pending_, {});
   for (auto& [id, p] : pending) fail_later(std::move(p.done));
-  if (up_ || !was_up_once_)
+  if ((up_ || !was_up_once_) && !options_.label.empty())
+    g_message("cluster: %s: Redis %s:%d lost (%s), connecting again", options_.label.c_str(),
+              options_.host.c_str(), options_.port, why.c_str());
+  else if (up_ || !was_up_once_)
     g_warning(
         "cluster: Redis %s:%d unreachable (%s): serving with this instance's local view, "
         "reconnecting",
@@ -371,7 +417,9 @@ void RedisClient::schedule_reconnect() {
 void RedisClient::set_up(bool up) {
   if (up == up_) return;
   up_ = up;
-  if (up) g_message("cluster: Redis %s:%d reachable", options_.host.c_str(), options_.port);
+  if (up)
+    g_message("cluster: %s%sRedis %s:%d reachable", options_.label.c_str(),
+              options_.label.empty() ? "" : ": ", options_.host.c_str(), options_.port);
   if (on_state_) on_state_(up);
 }
 

@@ -7,6 +7,10 @@
 // replies' callbacks, a per-command deadline (a Redis that stops answering is dropped like a
 // closed one), and reconnecting with backoff (200 ms doubling to 2 s).
 //
+// Subscriber mode (subscribe()): a connection of its own that, once the handshake answered,
+// SUBSCRIBEs to its channels (again after every reconnection) and sends nothing else; each
+// message goes to the channel's handler on the main loop.
+//
 // Every `done` runs exactly once on the main loop and never inside the call that queued it: with
 // the reply, or with nullptr when Redis is down, the connection drops before the reply, or the
 // deadline passes. `on_state(up)` reports each change of reachability (up once AUTH, SELECT and a
@@ -54,6 +58,9 @@ class RedisClient {
     std::string password;
     int connect_timeout_ms = 2000;
     int command_timeout_ms = 2000;
+    // "": the instance's command connection (its outages are logged as warnings, once each);
+    // else a secondary connection's name in its own, milder log lines ("key channel").
+    std::string label;
   };
 
   RedisClient(Options options, std::function<void(bool up)> on_state);
@@ -68,6 +75,12 @@ class RedisClient {
   void command(const std::vector<std::string>& argv, ReplyFn done);
   // Commands sent since start (for the benchmark and the logs).
   std::uint64_t commands_sent() const { return commands_sent_; }
+  // Makes this a subscriber connection (see the header): `on_message(payload)` for each message
+  // on `channel`, `on_subscribed()` each time the SUBSCRIBE is confirmed (first time and after
+  // each reconnection). Call before start(); use no command() on such a client.
+  using MessageFn = std::function<void(const std::string& payload)>;
+  void subscribe(const std::string& channel, MessageFn on_message,
+                 std::function<void()> on_subscribed = {});
 
  private:
   struct Pending {
@@ -90,6 +103,10 @@ class RedisClient {
   static void on_connect(const redisAsyncContext* ac, int status);
   static void on_disconnect(const redisAsyncContext* ac, int status);
   static void on_reply(redisAsyncContext* ac, void* reply, void* privdata);
+  // The privdata of subscription replies (command ids start at 1).
+  static constexpr std::uint64_t kSubscriptionId = 0;
+  void send_subscriptions();
+  void on_subscription_reply(const Reply& reply);
 
   Options options_;
   std::function<void(bool)> on_state_;
@@ -102,6 +119,11 @@ class RedisClient {
   std::uint64_t next_id_ = 1;
   std::map<std::uint64_t, Pending> pending_;
   std::uint64_t commands_sent_ = 0;
+  struct Subscription {
+    MessageFn on_message;
+    std::function<void()> on_subscribed;
+  };
+  std::map<std::string, Subscription> subscriptions_;  // by channel
   SourceGuard reconnect_timer_;
   SourceGuard deadline_timer_;
   Ref<GCancellable> resolving_;

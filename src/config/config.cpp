@@ -239,10 +239,12 @@ std::string describe(const Config& c) {
     if (k.budget_tokens) out << " budget_tokens=" << *k.budget_tokens;
     if (k.budget_usd) out << " budget_usd=" << shortest(*k.budget_usd);
     if (k.end_calls_over_budget) out << " end_calls_over_budget";
+    if (k.budget_duration_seconds) out << " budget_duration=" << *k.budget_duration_seconds << "s";
     out << "\n";
   }
   out << "token_secret: " << (c.auth.token_secret.empty() ? "random per process" : "set")
-      << ", token_ttl_seconds=" << c.auth.token_ttl_seconds << "\n";
+      << ", token_ttl_seconds=" << c.auth.token_ttl_seconds
+      << ", revoke_ends_calls=" << (c.auth.revoke_ends_calls ? "true" : "false") << "\n";
   for (const auto& m : c.models) {
     out << "model: " << m.name << " -> " << m.upstream_model
         << (m.max_turn_tokens ? " max_turn_tokens=" + std::to_string(*m.max_turn_tokens) : "")

@@ -37,12 +37,19 @@ struct KeyConfig {
   // A turn that takes the key over a budget (tokens or USD) also ends its live calls and
   // WebSocket sessions, after the policy error event.
   bool end_calls_over_budget = false;
+  // `budget_duration` ("30d"): the budgets count only the spend of the current period of this
+  // many seconds, periods aligned on the unix epoch (usage/budget_period.h); none: the usage
+  // log's lifetime.
+  std::optional<std::int64_t> budget_duration_seconds;
 };
 
 struct AuthConfig {
   std::vector<KeyConfig> keys;
   std::string token_secret;  // empty = random per process
   int token_ttl_seconds = 600;
+  // A revoked, deleted or expired key's live calls and sessions are ended with an `error` event
+  // invalid_api_key (accounting/call_accounting.h end_key); false: they run on (logged).
+  bool revoke_ends_calls = true;
 };
 
 struct WorkerConfig {

@@ -108,6 +108,12 @@ const std::vector<Row> kRows = {
      .type = Type::kBoolean,
      .default_note = "false",
      .help = "A turn that takes the key over a budget also ends its live calls and sessions."},
+    {.path = "auth.keys[].budget_duration",
+     .env = "",
+     .type = Type::kString,
+     .default_note = "none (the usage log's lifetime)",
+     .help = "Budget period, e.g. \"30d\" (units s, m, h, d): budget_tokens and budget_usd count "
+             "only the spend of the current period; periods are aligned on the unix epoch."},
     {.path = "auth.token_secret",
      .env = "RTGW_TOKEN_SECRET",
      .type = Type::kSecret,
@@ -124,6 +130,13 @@ const std::vector<Row> kRows = {
      .help = "Lifetime of an ephemeral client token.",
      .example = "300",
      .slot = SLOT(auth.token_ttl_seconds)},
+    {.path = "auth.revoke_ends_calls",
+     .env = "",
+     .type = Type::kBoolean,
+     .help = "A revoked, deleted or expired key's live calls and sessions end with an error event "
+             "invalid_api_key; false: they run on.",
+     .example = "false",
+     .slot = SLOT(auth.revoke_ends_calls)},
 
     // ---- models
     {.path = "models",

@@ -12,6 +12,7 @@
 #include "config/reader.h"
 #include "config/schema.h"
 #include "config/worker_dialect.h"
+#include "usage/budget_period.h"
 #include "usage/pricing.h"
 
 namespace rtgw::config {
@@ -132,6 +133,14 @@ void read_keys(const Reader& r, JsonNode* keys, const std::string& at, Config& c
         key.budget_usd = row_number(r, n, path + ".budget_usd", "auth.keys[].budget_usd");
       if (auto* n = member(ko, "end_calls_over_budget"))
         key.end_calls_over_budget = r.boolean(n, path + ".end_calls_over_budget");
+      if (auto* n = member(ko, "budget_duration")) {
+        std::string text = r.string(n, path + ".budget_duration");
+        key.budget_duration_seconds = usage::parse_budget_duration(text);
+        if (!key.budget_duration_seconds)
+          r.fail(path + ".budget_duration",
+                 "expected a positive whole number and a unit s, m, h or d (e.g. \"30d\"), not \"" +
+                     text + "\"");
+      }
       auth.keys.push_back(std::move(key));
     });
   }

@@ -60,6 +60,15 @@ void SessionRegistry::end_all(int code, const std::string& reason) {
   for (WebSocketSession* s : live) s->end(code, reason);
 }
 
+int SessionRegistry::end_key(const std::string& key_name, const std::string& code,
+                             const std::string& message) {
+  std::vector<WebSocketSession*> of_key;
+  for (auto& [id, session] : sessions_)
+    if (session->identity().key_name == key_name) of_key.push_back(session.get());
+  for (WebSocketSession* s : of_key) s->end_key_revoked(code, message);
+  return static_cast<int>(of_key.size());
+}
+
 void SessionRegistry::OnSessionEnded(WebSocketSession& session) {
   auto it = sessions_.find(session.id());
   if (it == sessions_.end()) return;

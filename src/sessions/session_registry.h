@@ -55,6 +55,9 @@ class SessionRegistry : public SessionListener, public admission::LocalCounts {
 
   // Ends every session (the clients get `code`).
   void end_all(int code, const std::string& reason);
+  // Ends every live session of `key_name` with WebSocketSession::end_key_revoked; returns how
+  // many. The sessions leave the registry later, as each closes.
+  int end_key(const std::string& key_name, const std::string& code, const std::string& message);
   void set_on_empty(std::function<void()> fn) { on_empty_ = std::move(fn); }
   void set_observer(SessionObserver* observer) { observer_ = observer; }
   // Every session started from now on reports its turns and decisions there (SessionSettings).

@@ -126,7 +126,7 @@ void WebSocketSession::end(int code, const std::string& reason) {
   flush_timeout_.cancel();
   g_message("[%s] ended (%d): %s", id().c_str(), code, reason.c_str());
   if (!policy_end_message_.empty())
-    client_.send_text(events::make_quota_error_event(std::exchange(policy_end_message_, {})));
+    client_.send_text(std::exchange(policy_end_message_, {}));
   client_.close(code, reason);
   if (upstream_ && !upstream_closed_)
     upstream_->close(code == close_code::kGoingAway ? code : close_code::kNormal,
@@ -140,10 +140,17 @@ void WebSocketSession::set_budget_exceeded(bool exceeded) {
 
 void WebSocketSession::end_over_budget(const std::string& message) {
   if (state_ == State::kEnded || !policy_end_message_.empty()) return;
-  policy_end_message_ = message;
+  policy_end_message_ = events::make_quota_error_event(message);
   outcome_ = "budget_exceeded";
   close_client_after_flush(close_code::kPolicyViolation,
                            "budget_exceeded: the key is over its budget");
+}
+
+void WebSocketSession::end_key_revoked(const std::string& code, const std::string& message) {
+  if (state_ == State::kEnded || !policy_end_message_.empty()) return;
+  policy_end_message_ = events::make_error_event("invalid_request_error", code, message, "");
+  outcome_ = "key_revoked";
+  close_client_after_flush(close_code::kPolicyViolation, "key_revoked: " + code);
 }
 
 void WebSocketSession::OnSocketText(WebSocket&, std::string text) {

@@ -111,6 +111,10 @@ class WebSocketSession : public WebSocket::Listener,
   // received reach the client, then the `insufficient_quota` error event with `message`, then
   // close 1008; its outcome and end reason say budget_exceeded.
   void end_over_budget(const std::string& message);
+  // The session's key was revoked, deleted or expired (accounting/call_accounting.h end_key): the
+  // upstream events already received reach the client, then an `error` event with `code`
+  // (invalid_api_key) and `message`, then close 1008; its outcome and end reason say key_revoked.
+  void end_key_revoked(const std::string& code, const std::string& message);
 
   const SessionIdentity& identity() const { return identity_; }
   const std::string& id() const { return identity_.session_id; }
@@ -166,7 +170,8 @@ class WebSocketSession : public WebSocket::Listener,
   State state_ = State::kConnecting;
   std::string outcome_ = "completed";
   std::string end_reason_;
-  std::string policy_end_message_;  // end_over_budget(): the error event sent just before the close
+  // end_over_budget(), end_key_revoked(): the error event (JSON text) sent just before the close
+  std::string policy_end_message_;
   int close_code_ = 0;
   gint64 created_us_ = g_get_monotonic_time();
   gint64 connected_us_ = 0;

@@ -17,6 +17,7 @@
 #include <limits>
 
 #include "common/main_thread.h"
+#include "usage/budget_period.h"
 #include "usage/postgres_url.h"
 #include "usage/saturating.h"
 
@@ -213,6 +214,15 @@ void add_totals(TotalsByKey& to, const UsageRecord& r) {
   KeyTotals& t = to[r.key_name];
   add_to(t.tokens, r.billable_tokens());
   if (r.cost_usd) add_to(t.cost_usd, *r.cost_usd);
+}
+
+// Is a record of `key_name` at `unix_time` in its key's current budget period (always, for a key
+// without one)?
+bool in_current_period(const std::map<std::string, std::int64_t>& periods,
+                       const std::string& key_name, double unix_time) {
+  auto it = periods.find(key_name);
+  return it == periods.end() ||
+         period_start(unix_time, it->second) == period_start(unix_now(), it->second);
 }
 
 }  // namespace
@@ -661,7 +671,8 @@ bool PostgresLedger::replay_log(Connection& conn) {
         result = insert(conn, {p}, one);
         if (result == WriteResult::kOutage) return false;
         if (result == WriteResult::kBadData) {
-          add_totals(refused, p.record);
+          if (in_current_period(options_.budget_periods, p.record.key_name, p.unix_time))
+            add_totals(refused, p.record);
           refused_rows++;
         }
         inserted += one;
@@ -790,6 +801,22 @@ void PostgresLedger::advance_watermark(std::uint64_t end, bool force,
   lock.lock();
 }
 
+std::string PostgresLedger::period_filter(Connection& conn) const {
+  // A key with a budget period counts its rows from its current period's start (periods aligned
+  // on the unix epoch, as every instance computes them); other keys every row.
+  if (options_.budget_periods.empty()) return "";
+  const double now = unix_now();
+  std::string out = " WHERE time >= CASE key";
+  for (const auto& [key, seconds] : options_.budget_periods) {
+    std::unique_ptr<char, void (*)(void*)> literal(
+        PQescapeLiteral(conn.conn.get(), key.c_str(), key.size()), PQfreemem);
+    if (!literal) continue;
+    out += std::string(" WHEN ") + literal.get() + " THEN to_timestamp(" +
+           std::to_string(period_start(now, seconds)) + ")";
+  }
+  return out + " ELSE '-infinity'::timestamptz END";
+}
+
 bool PostgresLedger::replay(Connection& conn, TotalsByKey& out) {
   // A scan of the whole table, once: the long deadline, and the server's statement_timeout
   // raised to match around it.
@@ -799,7 +826,8 @@ bool PostgresLedger::replay(Connection& conn, TotalsByKey& out) {
                     "; SELECT key, SUM(CASE WHEN total_tokens > 0 THEN total_tokens "
                     "ELSE input_tokens + output_tokens END)::text, "
                     "COALESCE(SUM(cost_usd), 0)::text, COUNT(*)::text "
-                    "FROM realtime_usage GROUP BY key; SET statement_timeout = " +
+                    "FROM realtime_usage" +
+                    period_filter(conn) + " GROUP BY key; SET statement_timeout = " +
                     std::to_string(std::max<long long>(1, millis(options_.timeout)));
   Outcome r = exec(conn, sql.c_str(), {}, Clock::now() + long_ms);
   if (r.status() != PGRES_TUPLES_OK) {

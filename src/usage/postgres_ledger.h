@@ -54,6 +54,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -82,6 +83,9 @@ class PostgresLedger {
     std::uint64_t log_bytes = 0;
     // How long the connection may sit idle before the writer checks it with `SELECT 1`.
     std::chrono::milliseconds probe_interval{5000};
+    // Keys with a budget period (seconds, usage/budget_period.h): the budget replay counts only
+    // their rows of the current period (the table keeps every row).
+    std::map<std::string, std::int64_t> budget_periods;
   };
 
   // Starts the writer thread, which connects at once.
@@ -182,6 +186,8 @@ class PostgresLedger {
   // truncated in place and written again is not taken for the one the mark was made for.
   std::string log_head_id() const;
   bool replay(Connection& conn, TotalsByKey& out);
+  // The WHERE clause that keeps only the current budget period of keys that have one ("" if none).
+  std::string period_filter(Connection& conn) const;
   // Runs one report on `conn` (lock not held); false when the connection failed.
   bool run_report(Connection& conn, const UsageQuery& query, UsageReply& reply);
   // Answers every pending report `unavailable` (lock held).

@@ -10,6 +10,7 @@
 
 #include "common/json.h"
 #include "common/random.h"
+#include "usage/budget_period.h"
 #include "usage/saturating.h"
 
 namespace rtgw::usage {
@@ -156,7 +157,8 @@ std::optional<LoggedRecord> parse_usage_line(const std::string& line) {
   return out;
 }
 
-UsageLedger::UsageLedger(const std::string& log_path) {
+UsageLedger::UsageLedger(const std::string& log_path, PeriodLookup periods)
+    : periods_(std::move(periods)) {
   memory_only_ = log_path.empty();
   if (memory_only_) return;
   // Replay: each line's key, billable tokens and cost. Only a regular file: a device (a log pointed
@@ -175,8 +177,7 @@ UsageLedger::UsageLedger(const std::string& log_path) {
     auto logged = parse_usage_line(line);
     if (!logged) continue;
     const UsageRecord& r = logged->record;
-    add_to(used_[r.key_name], r.billable_tokens());
-    if (r.cost_usd) add_to(usd_[r.key_name], *r.cost_usd);
+    add(used_, r.key_name, logged->unix_time, r.billable_tokens(), r.cost_usd.value_or(0));
     replayed_++;
   }
   log_.reset(std::fopen(log_path.c_str(), "a"));
@@ -190,13 +191,9 @@ UsageLedger::UsageLedger(const std::string& log_path) {
 bool UsageLedger::record(const UsageRecord& offered) {
   UsageRecord record = offered;
   if (record.record_id.empty()) record.record_id = random_id("ur_", 32);
-  add_to(used_[record.key_name], record.billable_tokens());
-  add_to(live_used_[record.key_name], record.billable_tokens());
-  if (record.cost_usd) {
-    add_to(usd_[record.key_name], *record.cost_usd);
-    add_to(live_usd_[record.key_name], *record.cost_usd);
-  }
-  double now = static_cast<double>(g_get_real_time()) / 1e6;
+  double now = unix_now();
+  add(used_, record.key_name, now, record.billable_tokens(), record.cost_usd.value_or(0));
+  add(live_used_, record.key_name, now, record.billable_tokens(), record.cost_usd.value_or(0));
   if (memory_only_) {
     recent_.push_back({now, record.key_name, record.model, record.input_tokens,
                        record.output_tokens, record.total_tokens, record.transcription_seconds,
@@ -231,17 +228,45 @@ void UsageLedger::merge_replayed(const TotalsByKey& totals) {
   // Each record once: the replay has every record from before this process (the log's included),
   // live_* what this process recorded since (not in the table when the replay was read: the writer
   // replays before it writes any of them). Saturating sums (usage/saturating.h).
+  // A key with a period: the replay is its current period's (as of the query), so it counts in
+  // the period holding now.
   used_ = live_used_;
-  usd_ = live_usd_;
-  for (const auto& [key, t] : totals) {
-    add_to(used_[key], t.tokens);
-    add_to(usd_[key], t.cost_usd);
+  const double now = unix_now();
+  for (const auto& [key, t] : totals) add(used_, key, now, t.tokens, t.cost_usd);
+}
+
+void UsageLedger::add(Counts& counts, const std::string& key_name, double unix_time,
+                      std::int64_t tokens, double usd) const {
+  std::optional<std::int64_t> seconds = periods_ ? periods_(key_name) : std::nullopt;
+  const std::int64_t start = seconds ? period_start(unix_time, *seconds) : 0;
+  auto [it, fresh] = counts.try_emplace(key_name, Count{seconds, start, 0, 0});
+  Count& c = it->second;
+  if (!fresh && (c.seconds != seconds || c.start < start)) {
+    // A later period (or a key whose period changed): the spend counted starts again from zero.
+    c = Count{seconds, start, 0, 0};
+  } else if (c.start > start) {
+    return;  // a record of a period already over
   }
+  add_to(c.tokens, tokens);
+  add_to(c.usd, usd);
+}
+
+const UsageLedger::Count* UsageLedger::current(const std::string& key_name) const {
+  auto it = used_.find(key_name);
+  if (it == used_.end()) return nullptr;
+  const Count& c = it->second;
+  std::optional<std::int64_t> seconds = periods_ ? periods_(key_name) : std::nullopt;
+  // The key's period changed since this was counted (or was not known at the replay): what was
+  // counted still counts, until the next record starts the new window (add()): a budget errs on
+  // the side of refusing.
+  if (c.seconds != seconds) return &c;
+  if (seconds && c.start != period_start(unix_now(), *seconds)) return nullptr;  // period over
+  return &c;
 }
 
 std::int64_t UsageLedger::tokens_used(const std::string& key_name) const {
-  auto it = used_.find(key_name);
-  return it == used_.end() ? 0 : it->second;
+  const Count* c = current(key_name);
+  return c ? c->tokens : 0;
 }
 
 std::vector<UsageGroup> UsageLedger::memory_report(const UsageQuery& query) const {
@@ -251,13 +276,14 @@ std::vector<UsageGroup> UsageLedger::memory_report(const UsageQuery& query) cons
 }
 
 void UsageLedger::add_usd(const std::string& key_name, double usd) {
-  add_to(usd_[key_name], usd);
-  add_to(live_usd_[key_name], usd);
+  const double now = unix_now();
+  add(used_, key_name, now, 0, usd);
+  add(live_used_, key_name, now, 0, usd);
 }
 
 double UsageLedger::usd_used(const std::string& key_name) const {
-  auto it = usd_.find(key_name);
-  return it == usd_.end() ? 0 : it->second;
+  const Count* c = current(key_name);
+  return c ? c->usd : 0;
 }
 
 }  // namespace rtgw::usage

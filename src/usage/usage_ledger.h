@@ -2,9 +2,10 @@
 // Usage records and budgets.
 //
 // Owns: the usage log (one JSON line per metered turn, appended and flushed), each key's token
-// and US-dollar totals over the log's lifetime (rebuilt from the log at start-up, so budgets
-// survive restarts), the budget checks, and handing each record to a sink (the PostgreSQL
-// ledger, usage/postgres_ledger.h).
+// and US-dollar totals over the log's lifetime, or, for a key with a budget period
+// (`budget_duration`, usage/budget_period.h), over its current period only (rebuilt from the log
+// at start-up, so budgets survive restarts; the log keeps every record), the budget checks, and
+// handing each record to a sink (the PostgreSQL ledger, usage/postgres_ledger.h).
 //
 // Threads: main loop only.
 #pragma once
@@ -89,11 +90,16 @@ struct KeyTotals {
 };
 using TotalsByKey = std::map<std::string, KeyTotals>;
 
+// A key's budget period in seconds (nullopt: none, its totals run over the log's lifetime).
+using PeriodLookup = std::function<std::optional<std::int64_t>(const std::string& key_name)>;
+
 class UsageLedger {
  public:
   // Opens (creating) the log and replays it. An empty path keeps totals in memory only.
-  // Throws std::runtime_error when the log cannot be opened.
-  explicit UsageLedger(const std::string& log_path);
+  // `periods` gives each key's budget period (asked at replay and at each read: a key's totals
+  // are those of the period holding now). Throws std::runtime_error when the log cannot be
+  // opened.
+  explicit UsageLedger(const std::string& log_path, PeriodLookup periods = {});
 
   // Counts the record and appends it to the log. False when the log write failed (disk full,
   // I/O error): the record then counts in memory only, and the error is logged.
@@ -105,7 +111,8 @@ class UsageLedger {
   // Totals replayed from the PostgreSQL ledger, which then counts every record made before this
   // process started exactly once: every instance's rows, this log's lines it had not yet (replayed
   // into the table first) and the lines it refused. Each key's total becomes that plus the records
-  // of this process (record() since start-up), replacing the log's own replay.
+  // of this process (record() since start-up), replacing the log's own replay. For a key with a
+  // budget period the replay holds the current period's records only (the ledger's query).
   void merge_replayed(const TotalsByKey& totals);
   std::int64_t tokens_used(const std::string& key_name) const;
   bool over_budget(const std::string& key_name, std::int64_t budget) const {
@@ -132,12 +139,27 @@ class UsageLedger {
   struct FileCloser {
     void operator()(std::FILE* f) const { std::fclose(f); }
   };
+  // A key's spend in one window: the log's lifetime (`period` nullopt) or the budget period of
+  // `seconds` starting at `start`.
+  struct Count {
+    std::optional<std::int64_t> seconds;
+    std::int64_t start = 0;
+    std::int64_t tokens = 0;
+    double usd = 0;
+  };
+  using Counts = std::map<std::string, Count>;
+  // Adds a record of `unix_time` to `counts`: a later period than the one counted starts the
+  // count afresh; a record of an earlier one adds nothing.
+  void add(Counts& counts, const std::string& key_name, double unix_time, std::int64_t tokens,
+           double usd) const;
+  // The count of `key_name` if it is of the window holding now (else nothing is spent yet).
+  const Count* current(const std::string& key_name) const;
+
   std::unique_ptr<std::FILE, FileCloser> log_;
-  std::map<std::string, std::int64_t> used_;
-  std::map<std::string, double> usd_;
+  PeriodLookup periods_;
+  Counts used_;
   // This process's own records (record()), kept apart for merge_replayed().
-  std::map<std::string, std::int64_t> live_used_;
-  std::map<std::string, double> live_usd_;
+  Counts live_used_;
   Sink sink_;
   std::size_t replayed_ = 0;
   std::uint64_t replayed_bytes_ = 0;
