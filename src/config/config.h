@@ -37,12 +37,21 @@ struct KeyConfig {
   // A turn that takes the key over a budget (tokens or USD) also ends its live calls and
   // WebSocket sessions, after the policy error event.
   bool end_calls_over_budget = false;
+  // Virtual keys (keys/virtual_key.h) materialised as a KeyConfig: when it stops authenticating
+  // (unix seconds; none: never), and whether it came from the key store rather than the file.
+  std::optional<std::int64_t> expires_at;
+  bool virtual_key = false;
 };
 
 struct AuthConfig {
   std::vector<KeyConfig> keys;
   std::string token_secret;  // empty = random per process
   int token_ttl_seconds = 600;
+  // Virtual keys (keys/key_manager.h): "" (none) or "postgres"; its database ("" =
+  // usage.postgres_url); how stale this instance's copy of the table may get without Redis.
+  std::string key_store;
+  std::string key_store_url;
+  int key_cache_seconds = 1;
 };
 
 struct WorkerConfig {
