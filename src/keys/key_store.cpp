@@ -195,7 +195,9 @@ struct KeyStore::Db {
       error = conn ? one_line(PQerrorMessage(conn.get())) : "out of memory";
       return lost();
     }
-    std::string set = "SET statement_timeout = " + std::to_string(options.timeout.count());
+    // client_min_messages: the schema's "already exists, skipping" notices are not news.
+    std::string set = "SET statement_timeout = " + std::to_string(options.timeout.count()) +
+                      "; SET client_min_messages = warning";
     if (!command(set.c_str()) || !command("BEGIN") || !command(kSchema) || !command("COMMIT"))
       return lost();
     if (outage_logged)
