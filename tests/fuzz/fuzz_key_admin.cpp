@@ -3,7 +3,7 @@
 // - The input through every body parser (generate, update, delete, regenerate): only ApiError
 //   with status 400 may be thrown.
 // - A body that parses as generate and update applies to a row, whose public view must be JSON
-//   that holds neither the row's hash nor any `sk-rtgw-` secret.
+//   that does not hold the row's hash (unless the body itself carried that text).
 // - The first two lines as GET /key/list's page and size, the input as /key/info's alias.
 #include "common/api_error.h"
 #include "common/json.h"
@@ -46,7 +46,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         keys::apply_fields(row, g.fields, 1780000000);
         std::string view = keys::to_json(row);
         if (!json::parse(view)) fuzz::fail("a key's view is not JSON", view);
-        if (view.find(row.hash) != std::string::npos)
+        // Metadata may hold any text the admin sent, the digest included: only the key's own
+        // copy of it must stay out.
+        if (view.find(row.hash) != std::string::npos && text.find(row.hash) == std::string::npos)
           fuzz::fail("a key's view holds its hash", view);
       },
       text);
