@@ -289,3 +289,25 @@ def test_a_live_session_of_a_revoked_key_ends_with_invalid_api_key(pg, fake_upst
     errors = [e for e in result.events_of("error")
               if e.get("error", {}).get("code") == "invalid_api_key"]
     assert errors, result.event_types()
+
+
+def test_a_database_outage_keeps_serving_the_last_copy(pg, fake_upstream, gateway_factory):
+    server, db = pg
+    gw = gateway_factory(store_config(fake_upstream, server, db), health_timeout=30)
+    key = generate(gw, key_alias="cust-12")["key"]
+    server.stop()
+    try:
+        # The refresh found the database gone (logged once), and the key still works.
+        assert wait_for(lambda: "unavailable" in gw.stderr(), 10, step=0.1), gw.stderr()[-2000:]
+        assert status_with(gw, key) == 200, "the mirror keeps authenticating"
+        assert admin(gw, "GET", "/key/info?key_alias=cust-12").status == 200
+        write = admin(gw, "POST", "/key/generate", {"key_alias": "cust-13"})
+        assert write.status == 503 and error_code(write) == "key_store_unavailable", write.body
+    finally:
+        server.start()
+    # Back: writes go through again, and the outage was logged once, without the password.
+    assert wait_for(lambda: admin(gw, "POST", "/key/update",
+                                  {"key_alias": "cust-12", "revoked": True}).status == 200, 15,
+                    step=0.5)
+    assert status_with(gw, key) == 401
+    assert gw.stderr().count("unavailable: ") == 1, "one outage, logged once"
