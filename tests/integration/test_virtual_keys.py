@@ -311,3 +311,20 @@ def test_a_database_outage_keeps_serving_the_last_copy(pg, fake_upstream, gatewa
                     step=0.5)
     assert status_with(gw, key) == 401
     assert gw.stderr().count("unavailable: ") == 1, "one outage, logged once"
+
+
+def test_a_virtual_keys_budget_is_enforced_by_its_alias(pg, fake_upstream, gateway_factory):
+    server, db = pg
+    gw = gateway_factory(store_config(fake_upstream, server, db), health_timeout=30)
+    key = generate(gw, key_alias="cust-14", budget_tokens=50)["key"]
+    # One turn of the fake upstream: 57 tokens, over the 50 budget.
+    first = run_ws_session(gw.url, key=key, model=MODEL,
+                           send_events=[{"type": "response.create"}],
+                           until=lambda r: r.events_of("response.done"), duration=15)
+    assert first.events_of("response.done"), first.event_types()
+    refused = run_ws_session(gw.url, key=key, model=MODEL, duration=0.2)
+    assert refused.status == 429 and refused.error_code == "insufficient_quota", \
+        refused.to_dict()
+    # Raised by the admin API: usable again at once.
+    assert admin(gw, "POST", "/key/update", {"key": key, "budget_tokens": 1000}).status == 200
+    assert ws_status(gw, key) == 101
