@@ -40,6 +40,7 @@ CallAccounting::CallAccounting(const config::Config& config, usage::UsageLedger&
     : config_(config), ledger_(ledger), metrics_(metrics), calls_(calls), sessions_(sessions) {}
 
 const config::KeyConfig* CallAccounting::find_key(const std::string& key_name) const {
+  if (key_book_) return key_book_->find(key_name);
   for (const auto& key : config_.auth.keys)
     if (key.name == key_name) return &key;
   return nullptr;

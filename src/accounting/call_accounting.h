@@ -14,6 +14,7 @@
 // Threads: main loop only.
 #pragma once
 
+#include "auth/key_book.h"
 #include "calls/call_registry.h"
 #include "cluster/cluster.h"
 #include "config/config.h"
@@ -49,6 +50,8 @@ class CallAccounting : public calls::CallObserver,
                                                      const std::string& model, std::string* why);
   // Cluster mode: metered turns also go to the shared counters.
   void set_cluster(cluster::Cluster* cluster) { cluster_ = cluster; }
+  // Keys by name, config and virtual (auth/key_book.h); unset: the config's keys only.
+  void set_key_book(const auth::KeyBook* book) { key_book_ = book; }
   // Flags the key's live calls and sessions if it is over budget now (after each turn, and when
   // the cluster's totals change). A key with a budget period (budget_duration) that is no longer
   // over (a new period) has its calls' and sessions' flags cleared: response.create goes through
@@ -82,6 +85,7 @@ class CallAccounting : public calls::CallObserver,
   calls::CallRegistry& calls_;
   relay::SessionRegistry& sessions_;
   cluster::Cluster* cluster_ = nullptr;
+  const auth::KeyBook* key_book_ = nullptr;
   std::shared_ptr<usage::ReservationBook> book_ = std::make_shared<usage::ReservationBook>();
   std::uint64_t reservation_ids_ = 0;
   // Keys flagged over budget that have a budget period: a check at the period's end.

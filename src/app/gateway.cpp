@@ -129,6 +129,7 @@ Gateway::Gateway(config::Config config)
           config_.websocket.pipeline_file.empty() ? default_session_pipeline_file()
                                                   : config_.websocket.pipeline_file)),
       auth_(config_),
+      key_book_(config_),
       workers_(config_),
       usage_(config_.usage_log, config_budget_periods(config_)),
       accounting_(config_, usage_, metrics_, calls_, sessions_),
@@ -165,12 +166,14 @@ Gateway::Gateway(config::Config config)
     cluster_->set_period_lookup(config_budget_periods(config_));
     cluster_->set_on_totals([this](const std::string& key) { accounting_.enforce_budget(key); });
   }
+  accounting_.set_key_book(&key_book_);
+  if (config_.auth.key_store == "postgres") start_key_store();
   server_ = std::make_unique<http::Server>(
       http::Services{config_, auth_, calls_, workers_, metrics_, sessions_, pipeline_description_,
                      session_pipeline_description_,
                      [this](const std::string& key) { return accounting_.over_budget(key); },
                      config_.data_dir.empty() ? RTGW_DATA_DIR : config_.data_dir,
-                     /*usage_report=*/{}, cluster_.get()});
+                     /*usage_report=*/{}, cluster_.get(), keys_.get()});
   server_->set_response_gate(
       [this](const std::string& key, const std::string& model, std::string* why) {
         return accounting_.reserve_response(key, model, why);
@@ -234,6 +237,37 @@ void Gateway::start_postgres_ledger() {
     usage_.merge_replayed(totals);
     g_message("usage ledger: budgets merged with the totals of %zu key(s) from PostgreSQL",
               totals.size());
+  });
+}
+
+void Gateway::start_key_store() {
+  keys::KeyManager::Options options;
+  options.store.conninfo =
+      config_.auth.key_store_url.empty() ? config_.usage_postgres_url : config_.auth.key_store_url;
+  options.store.timeout = std::chrono::seconds(std::max(1, config_.usage_postgres_timeout_seconds));
+  options.store.instance =
+      config_.cluster.enabled ? config_.cluster.instance_id : g_get_host_name();
+  options.cache_seconds = config_.auth.key_cache_seconds;
+  for (const auto& key : config_.auth.keys) options.config_names.insert(key.name);
+  options.default_max_calls = std::max(config_.limits.max_calls_per_key, 0);
+  keys_ = std::make_unique<keys::KeyManager>(options);
+  keys_->start();
+  auth_.set_key_directory(&keys_->directory());
+  key_book_.set_directory(&keys_->directory());
+  keys_->directory().on_change([this](const keys::KeyChange& change) {
+    if (change.kind != keys::KeyChange::kRevoked && change.kind != keys::KeyChange::kDeleted &&
+        change.kind != keys::KeyChange::kExpired)
+      return;
+    // MERGE: end_key_ = [this](...) { accounting_.end_key(...); } (WKEYFX), which honours
+    // auth.revoke_ends_calls.
+    if (end_key_)
+      end_key_(change.alias, "invalid_api_key",
+               "the API key '" + change.alias + "' was " + keys::kind_name(change.kind));
+  });
+  // MERGE: with cluster mode, publish_key_change_ = cluster_->publish_key_change and
+  // cluster_->on_key_change([this](alias) { keys_->on_remote_change(alias); }) (WKEYFX).
+  keys_->set_publish([this](const std::string& alias) {
+    if (publish_key_change_) publish_key_change_(alias);
   });
 }
 

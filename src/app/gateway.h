@@ -17,10 +17,12 @@
 #include "accounting/call_accounting.h"
 #include "app/service_notify.h"
 #include "auth/authenticator.h"
+#include "auth/key_book.h"
 #include "calls/call_registry.h"
 #include "common/ref.h"
 #include "config/config.h"
 #include "http/server.h"
+#include "keys/key_manager.h"
 #include "sessions/session_registry.h"
 #include "usage/postgres_ledger.h"
 #include "workers/worker_pool.h"
@@ -67,12 +69,23 @@ class Gateway {
   // usage.postgres_timeout_seconds; a later answer is merged when it comes).
   void start_postgres_ledger();
   void collect_ledger_metrics(metrics::Registry& m);
+  // auth.key_store: loads the virtual keys (a config name clash throws) and wires the mirror
+  // into authentication, key lookups and the change hooks below.
+  void start_key_store();
 
   config::Config config_;
   config::Overrides overrides_;
   std::string pipeline_description_;
   std::string session_pipeline_description_;
   auth::Authenticator auth_;
+  auth::KeyBook key_book_;                  // keys by name, config and virtual
+  std::unique_ptr<keys::KeyManager> keys_;  // auth.key_store only
+  // Key change hooks, connected at merge with the cluster and accounting (see start_key_store):
+  // a revoked, deleted or expired key's live calls and sessions end (CallAccounting::end_key);
+  // a write on this instance is announced on Redis (Cluster::publish_key_change).
+  std::function<void(const std::string& key, const std::string& code, const std::string& message)>
+      end_key_;
+  std::function<void(const std::string& alias)> publish_key_change_;
   workers::WorkerPool workers_;
   calls::CallRegistry calls_;
   relay::SessionRegistry sessions_;  // after calls_: its sidebands detach from live calls

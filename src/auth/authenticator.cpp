@@ -6,6 +6,8 @@
 #include <algorithm>
 
 #include "common/api_error.h"
+#include "keys/key_directory.h"
+#include "keys/key_secret.h"
 
 namespace rtgw::auth {
 
@@ -55,6 +57,23 @@ Principal Authenticator::principal_for(const config::KeyConfig& key) const {
   return p;
 }
 
+const config::KeyConfig* Authenticator::virtual_by_alias(const std::string& alias) const {
+  if (!directory_) return nullptr;
+  const auto* entry = directory_->find_alias(alias);
+  if (!entry || !entry->key.usable(g_get_real_time() / G_USEC_PER_SEC)) return nullptr;
+  return &entry->config;
+}
+
+const config::KeyConfig* Authenticator::virtual_by_secret(const std::string& bearer) const {
+  if (!directory_) return nullptr;
+  // A lookup by SHA-256 needs no constant-time compare: the map is keyed by the digest, and how
+  // long finding a digest takes tells nothing about a secret that would produce a near one
+  // (preimages of SHA-256 are out of reach), unlike comparing the secrets themselves.
+  const auto* entry = directory_->find_hash(keys::hash_key(bearer));
+  if (!entry || !entry->key.usable(g_get_real_time() / G_USEC_PER_SEC)) return nullptr;
+  return &entry->config;
+}
+
 Principal Authenticator::redeem(const std::string& token) const {
   TokenClaims claims;
   try {
@@ -65,12 +84,14 @@ Principal Authenticator::redeem(const std::string& token) const {
     throw api_errors::unauthorized("invalid_api_key", "the ephemeral token is not valid");
   }
   Principal p;
-  if (keys_.empty()) {
+  if (keyless()) {
     p = anonymous();
   } else {
     const config::KeyConfig* key = nullptr;
     for (const auto& k : keys_)
       if (k.name == claims.key_name) key = &k;
+    // A virtual key revoked, deleted or expired since it minted the token: refused too.
+    if (!key) key = virtual_by_alias(claims.key_name);
     if (!key)  // the key that minted it is gone from the config
       throw api_errors::unauthorized("invalid_api_key", "the ephemeral token is not valid");
     p = principal_for(*key);
@@ -83,7 +104,7 @@ Principal Authenticator::redeem(const std::string& token) const {
 }
 
 Principal Authenticator::authenticate(const char* header, bool accept_tokens) const {
-  if (keys_.empty() && (!header || !*header)) return anonymous();
+  if (keyless() && (!header || !*header)) return anonymous();
   if (!header || !*header)
     throw api_errors::unauthorized("missing_api_key",
                                    "missing Authorization header (expected 'Bearer <key>')");
@@ -105,11 +126,12 @@ Principal Authenticator::authenticate_bearer(const std::string& bearer, bool acc
           "invalid_api_key", "ephemeral tokens are accepted only by the realtime endpoints");
     return redeem(bearer);
   }
-  if (keys_.empty()) return anonymous();
+  if (keyless()) return anonymous();
   const config::KeyConfig* found = nullptr;
   // Check every key (no early exit) so timing does not tell which key was close.
   for (const auto& key : keys_)
     if (constant_time_equal(key.key, bearer)) found = &key;
+  if (!found) found = virtual_by_secret(bearer);
   if (!found) throw api_errors::unauthorized("invalid_api_key", "the API key is not valid");
   return principal_for(*found);
 }

@@ -6,7 +6,12 @@
 // unauthenticated mode of a config without keys (an "anonymous" caller without admin rights; the
 // HTTP layer answers it only for a loopback Host, see http/host_check.h).
 //
-// Threads: main loop (the HTTP handlers); its keys are read-only after construction.
+// Virtual keys (keys/key_directory.h, with `auth.key_store`): a bearer that is no config key is
+// looked up by its SHA-256 in the key directory; a revoked, deleted or expired one is refused
+// like an unknown one (401 invalid_api_key), and so is an ephemeral token whose minting key is
+// no longer usable.
+//
+// Threads: main loop (the HTTP handlers); its config keys are read-only after construction.
 #pragma once
 
 #include <optional>
@@ -15,6 +20,10 @@
 
 #include "auth/ephemeral_token.h"
 #include "config/config.h"
+
+namespace rtgw::keys {
+class KeyDirectory;
+}
 
 namespace rtgw::auth {
 
@@ -47,16 +56,24 @@ class Authenticator {
   Principal authenticate_bearer(const std::string& bearer, bool accept_tokens = false) const;
 
   const EphemeralTokens& tokens() const { return tokens_; }
+  // Virtual keys (null: none). Set once by the composition root before the server runs.
+  void set_key_directory(const keys::KeyDirectory* directory) { directory_ = directory; }
 
  private:
   Principal principal_for(const config::KeyConfig& key) const;
   Principal anonymous() const;
   Principal redeem(const std::string& token) const;
+  // No config keys and no key store: the loopback-only anonymous mode.
+  bool keyless() const { return keys_.empty() && !directory_; }
+  // The usable virtual key with this alias / secret, or null.
+  const config::KeyConfig* virtual_by_alias(const std::string& alias) const;
+  const config::KeyConfig* virtual_by_secret(const std::string& bearer) const;
 
   std::vector<config::KeyConfig> keys_;
   bool loopback_;
   int anonymous_max_calls_;  // keyless mode: limits.max_calls_per_key (0: none)
   EphemeralTokens tokens_;
+  const keys::KeyDirectory* directory_ = nullptr;
 };
 
 // Compares two secrets in time independent of where they differ.

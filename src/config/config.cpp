@@ -99,6 +99,14 @@ void validate(const Reader& r, Config& c) {
   if (!c.usage_postgres_url.empty())
     if (auto error = usage::conninfo_error(c.usage_postgres_url))
       r.fail("$.usage.postgres_url", "not a PostgreSQL connection string: " + *error);
+  if (c.auth.key_store != "" && c.auth.key_store != "postgres")
+    r.fail("$.auth.key_store", "must be \"postgres\" or \"\" (none)");
+  if (c.auth.key_store == "postgres" && c.auth.key_store_url.empty() &&
+      c.usage_postgres_url.empty())
+    r.fail("$.auth.key_store", "\"postgres\" needs auth.key_store_url or usage.postgres_url");
+  if (!c.auth.key_store_url.empty())
+    if (auto error = usage::conninfo_error(c.auth.key_store_url))
+      r.fail("$.auth.key_store_url", "not a PostgreSQL connection string: " + *error);
   if (c.webrtc.ice_agent != "shared" && c.webrtc.ice_agent != "stock")
     r.fail("$.webrtc.ice_agent", "must be \"shared\" or \"stock\"");
   if (c.webrtc.dtls_certificate != "rsa" && c.webrtc.dtls_certificate != "ecdsa")
@@ -296,6 +304,11 @@ std::string describe(const Config& c) {
     out << " client_media_timeout_s=" << c.webrtc.client_media_timeout_seconds << " (deprecated)";
   out << "\n";
   out << "policy: " << (c.policy_json.empty() ? "none" : c.policy_json) << "\n";
+  if (!c.auth.key_store.empty())
+    out << "key store: " << c.auth.key_store << " "
+        << usage::mask_conninfo(c.auth.key_store_url.empty() ? c.usage_postgres_url
+                                                             : c.auth.key_store_url)
+        << " key_cache_seconds=" << c.auth.key_cache_seconds << "\n";
   out << "usage log: " << (c.usage_log.empty() ? "none" : c.usage_log) << "\n";
   out << "usage ledger (PostgreSQL): "
       << (c.usage_postgres_url.empty() ? "none" : usage::mask_conninfo(c.usage_postgres_url));

@@ -41,6 +41,10 @@ struct KeyConfig {
   // many seconds, periods aligned on the unix epoch (usage/budget_period.h); none: the usage
   // log's lifetime.
   std::optional<std::int64_t> budget_duration_seconds;
+  // Virtual keys (keys/virtual_key.h) materialised as a KeyConfig: when it stops authenticating
+  // (unix seconds; none: never), and whether it came from the key store rather than the file.
+  std::optional<std::int64_t> expires_at;
+  bool virtual_key = false;
 };
 
 struct AuthConfig {
@@ -50,6 +54,11 @@ struct AuthConfig {
   // A revoked, deleted or expired key's live calls and sessions are ended with an `error` event
   // invalid_api_key (accounting/call_accounting.h end_key); false: they run on (logged).
   bool revoke_ends_calls = true;
+  // Virtual keys (keys/key_manager.h): "" (none) or "postgres"; its database ("" =
+  // usage.postgres_url); how stale this instance's copy of the table may get without Redis.
+  std::string key_store;
+  std::string key_store_url;
+  int key_cache_seconds = 1;
 };
 
 struct WorkerConfig {

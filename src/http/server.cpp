@@ -19,6 +19,7 @@
 #include "http/host_check.h"
 #include "http/http_error.h"
 #include "http/initial_session.h"
+#include "http/key_routes.h"
 #include "http/session_shape.h"
 #include "http/translation_session.h"
 #include "sdp/session_description.h"
@@ -313,6 +314,8 @@ void Server::on_request(SoupServer*, SoupServerMessage* msg, const char* path, G
       self->handle_legacy_call(msg, query);
     else if (g_strcmp0(method, "GET") == 0 && g_strcmp0(path, "/v1/usage") == 0)
       self->handle_usage(msg, query);
+    else if (g_str_has_prefix(path, kKeyRoutesPrefix))
+      handle_key_route(self->services_, msg, method, path, query);
     else
       self->dispatch(msg, path);
   } catch (const HttpError& e) {

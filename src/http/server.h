@@ -40,6 +40,10 @@
 #include "usage/usage_report.h"
 #include "workers/worker_pool.h"
 
+namespace rtgw::keys {
+class KeyManager;
+}
+
 namespace rtgw::http {
 
 inline constexpr const char* kRealtimePath = "/v1/realtime";
@@ -70,6 +74,8 @@ struct Services {
   std::function<bool(usage::UsageQuery, std::function<void(usage::UsageReply)>)> usage_report;
   // Cluster mode (cluster/cluster.h); null: one instance, nothing shared.
   cluster::Cluster* cluster = nullptr;
+  // Virtual keys and the /key/* admin API (http/key_routes.h); null: 501 without a key store.
+  keys::KeyManager* key_manager = nullptr;
 };
 
 // The body of a token mint (`POST .../client_secrets`): a JSON object (an empty body reads as

@@ -69,6 +69,9 @@ SERIAL_TESTS = (
     "test_default_caps.py::test_half_open_setups_end_at_the_ice_timeout_and_release_everything",
     "test_ledger.py::test_a_hung_database_answers_503_reads_down_and_recovers",
     "test_ledger.py::test_shutdown_is_bounded_while_the_database_hangs",
+    # a revoke must reach the other instance within 1 s: timed
+    "test_virtual_keys.py::test_generate_call_then_revoke_on_a_is_refused_on_b_within_1s_without_redis",
+    "test_virtual_keys.py::test_delete_on_a_is_refused_on_b_within_1s_in_cluster_mode",
     # builds the Debian package (a full build of its own) and installs it: once, alone
     "test_service.py::test_package_contents_and_depends",
     "test_service.py::test_package_installs_starts_as_its_user_notifies_and_purges",

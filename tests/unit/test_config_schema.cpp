@@ -31,9 +31,11 @@ EnvLookup env_of(std::map<std::string, std::string> vars, std::set<std::string>*
 const char* kModels = R"("models": [{"name": "e", "workers": [{"provider": "echo"}]}])";
 
 // What other keys need so that a row's example validates: cluster mode on (its URL and secret),
-// a TURN server (ice_transport_policy "relay"), both UDP port bounds around the examples.
+// a TURN server (ice_transport_policy "relay"), both UDP port bounds around the examples, a
+// database (auth.key_store "postgres").
 std::map<std::string, std::string> base_env() {
   return {{"RTGW_CLUSTER_REDIS_URL", "redis://127.0.0.1:6379"},
+          {"RTGW_USAGE_POSTGRES_URL", "postgresql://base@127.0.0.1/base"},
           {"RTGW_CLUSTER_SECRET", "base-secret-0123456789"},
           {"RTGW_WEBRTC_TURN_SERVERS", "turn://u:p@127.0.0.1:3478"},
           {"RTGW_WEBRTC_UDP_PORT_MIN", "30000"},
