@@ -259,22 +259,6 @@ void CallAccounting::enforce_budget(const std::string& key_name) {
   for (relay::WebSocketSession* s : sessions_to_end) s->end_over_budget(message);
 }
 
-const char* key_change_name(KeyChangeKind kind) {
-  switch (kind) {
-    case KeyChangeKind::kCreated:
-      return "created";
-    case KeyChangeKind::kUpdated:
-      return "updated";
-    case KeyChangeKind::kRevoked:
-      return "revoked";
-    case KeyChangeKind::kDeleted:
-      return "deleted";
-    case KeyChangeKind::kExpired:
-      return "expired";
-  }
-  return "changed";
-}
-
 int CallAccounting::end_key(const std::string& key_name, const std::string& code,
                             const std::string& message) {
   int live = 0;

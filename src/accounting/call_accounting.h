@@ -26,11 +26,6 @@
 
 namespace rtgw::app {
 
-// What happened to a key (mirrors the key directory's keys::KeyChange kinds, SPEC "Run-time
-// keys").
-enum class KeyChangeKind { kCreated, kUpdated, kRevoked, kDeleted, kExpired };
-const char* key_change_name(KeyChangeKind kind);
-
 class CallAccounting : public calls::CallObserver,
                        public relay::SessionObserver,
                        public events::RelayObserver {

@@ -110,12 +110,12 @@ std::vector<std::string> resolve_interfaces(const std::vector<std::string>& name
 
 namespace {
 
-// Each config key's budget period (usage/budget_period.h), for the usage ledger's totals.
-usage::PeriodLookup config_budget_periods(const config::Config& config) {
-  return [&config](const std::string& key_name) -> std::optional<std::int64_t> {
-    for (const auto& key : config.auth.keys)
-      if (key.name == key_name) return key.budget_duration_seconds;
-    return std::nullopt;
+// Each key's budget period (usage/budget_period.h), config and virtual keys alike, for the usage
+// ledger's and the cluster's totals.
+usage::PeriodLookup budget_periods(const auth::KeyBook& key_book) {
+  return [&key_book](const std::string& key_name) -> std::optional<std::int64_t> {
+    const config::KeyConfig* key = key_book.find(key_name);
+    return key ? key->budget_duration_seconds : std::nullopt;
   };
 }
 
@@ -131,7 +131,7 @@ Gateway::Gateway(config::Config config)
       auth_(config_),
       key_book_(config_),
       workers_(config_),
-      usage_(config_.usage_log, config_budget_periods(config_)),
+      usage_(config_.usage_log, budget_periods(key_book_)),
       accounting_(config_, usage_, metrics_, calls_, sessions_),
       loop_(Ref<GMainLoop>::adopt(g_main_loop_new(nullptr, FALSE))) {
   calls::check_call_description(pipeline_description_);
@@ -159,15 +159,17 @@ Gateway::Gateway(config::Config config)
   if (usage_.replayed_records())
     g_message("usage log %s: %zu records replayed for budgets", config_.usage_log.c_str(),
               usage_.replayed_records());
+  accounting_.set_key_book(&key_book_);
+  // The key store first: the ledger's budget replay needs the virtual keys' budget periods.
+  if (config_.auth.key_store == "postgres") start_key_store();
   if (!config_.usage_postgres_url.empty()) start_postgres_ledger();
   if (config_.cluster.enabled) {
     cluster_ = std::make_shared<cluster::Cluster>(config_);
     accounting_.set_cluster(cluster_.get());
-    cluster_->set_period_lookup(config_budget_periods(config_));
+    cluster_->set_period_lookup(budget_periods(key_book_));
     cluster_->set_on_totals([this](const std::string& key) { accounting_.enforce_budget(key); });
+    if (keys_) announce_key_changes_on(*cluster_);
   }
-  accounting_.set_key_book(&key_book_);
-  if (config_.auth.key_store == "postgres") start_key_store();
   server_ = std::make_unique<http::Server>(
       http::Services{config_, auth_, calls_, workers_, metrics_, sessions_, pipeline_description_,
                      session_pipeline_description_,
@@ -214,6 +216,11 @@ void Gateway::start_postgres_ledger() {
   for (const auto& key : config_.auth.keys)
     if (key.budget_duration_seconds)
       options.budget_periods[key.name] = *key.budget_duration_seconds;
+  if (keys_)  // virtual keys loaded at start-up (those made later are counted from their period)
+    for (const auto* entry :
+         keys_->directory().page(1, static_cast<int>(keys_->directory().size())))
+      if (entry->config.budget_duration_seconds)
+        options.budget_periods[entry->config.name] = *entry->config.budget_duration_seconds;
   postgres_ = std::make_unique<usage::PostgresLedger>(options);
   metrics_.add(metrics::kUsageLedgerDroppedTotal, {"buffer_full"}, 0);
   metrics_.add(metrics::kUsageLedgerDroppedTotal, {"rejected"}, 0);
@@ -254,20 +261,16 @@ void Gateway::start_key_store() {
   keys_->start();
   auth_.set_key_directory(&keys_->directory());
   key_book_.set_directory(&keys_->directory());
-  keys_->directory().on_change([this](const keys::KeyChange& change) {
-    if (change.kind != keys::KeyChange::kRevoked && change.kind != keys::KeyChange::kDeleted &&
-        change.kind != keys::KeyChange::kExpired)
-      return;
-    // MERGE: end_key_ = [this](...) { accounting_.end_key(...); } (WKEYFX), which honours
-    // auth.revoke_ends_calls.
-    if (end_key_)
-      end_key_(change.alias, "invalid_api_key",
-               "the API key '" + change.alias + "' was " + keys::kind_name(change.kind));
-  });
-  // MERGE: with cluster mode, publish_key_change_ = cluster_->publish_key_change and
-  // cluster_->on_key_change([this](alias) { keys_->on_remote_change(alias); }) (WKEYFX).
-  keys_->set_publish([this](const std::string& alias) {
-    if (publish_key_change_) publish_key_change_(alias);
+  keys_->directory().on_change([this](const keys::KeyChange& change) { on_key_change(change); });
+}
+
+void Gateway::announce_key_changes_on(cluster::Cluster& cluster) {
+  keys_->set_publish([&cluster](const std::string& alias) { cluster.publish_key_change(alias); });
+  cluster.on_key_change([this](const std::string& alias) {
+    if (alias.empty())  // the subscription came back: changes may have been missed meanwhile
+      keys_->refresh();
+    else
+      keys_->on_remote_change(alias);
   });
 }
 
@@ -413,13 +416,13 @@ void Gateway::begin_drain() {
       this));
 }
 
-void Gateway::on_key_change(const std::string& alias, KeyChangeKind kind) {
-  if (kind != KeyChangeKind::kRevoked && kind != KeyChangeKind::kDeleted &&
-      kind != KeyChangeKind::kExpired)
+void Gateway::on_key_change(const keys::KeyChange& change) {
+  if (change.kind != keys::KeyChange::kRevoked && change.kind != keys::KeyChange::kDeleted &&
+      change.kind != keys::KeyChange::kExpired)
     return;
-  accounting_.end_key(
-      alias, "invalid_api_key",
-      "the API key '" + alias + "' was " + key_change_name(kind) + ": the call is ended");
+  accounting_.end_key(change.alias, "invalid_api_key",
+                      "the API key '" + change.alias + "' was " + keys::kind_name(change.kind) +
+                          ": the call is ended");
 }
 
 void Gateway::reload() {

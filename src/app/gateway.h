@@ -51,7 +51,7 @@ class Gateway {
   // key's live calls and sessions end with the `error` event invalid_api_key
   // (CallAccounting::end_key; kept running when auth.revoke_ends_calls is false). Created and
   // updated keys need nothing here: budgets and limits are read at each use.
-  void on_key_change(const std::string& alias, KeyChangeKind kind);
+  void on_key_change(const keys::KeyChange& change);
 
  private:
   void begin_drain();
@@ -72,6 +72,9 @@ class Gateway {
   // auth.key_store: loads the virtual keys (a config name clash throws) and wires the mirror
   // into authentication, key lookups and the change hooks below.
   void start_key_store();
+  // Cluster mode: this instance's key writes are announced on Redis, and other instances'
+  // announcements refresh the key mirror at once.
+  void announce_key_changes_on(cluster::Cluster& cluster);
 
   config::Config config_;
   config::Overrides overrides_;
@@ -80,12 +83,6 @@ class Gateway {
   auth::Authenticator auth_;
   auth::KeyBook key_book_;                  // keys by name, config and virtual
   std::unique_ptr<keys::KeyManager> keys_;  // auth.key_store only
-  // Key change hooks, connected at merge with the cluster and accounting (see start_key_store):
-  // a revoked, deleted or expired key's live calls and sessions end (CallAccounting::end_key);
-  // a write on this instance is announced on Redis (Cluster::publish_key_change).
-  std::function<void(const std::string& key, const std::string& code, const std::string& message)>
-      end_key_;
-  std::function<void(const std::string& alias)> publish_key_change_;
   workers::WorkerPool workers_;
   calls::CallRegistry calls_;
   relay::SessionRegistry sessions_;  // after calls_: its sidebands detach from live calls

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 #include "keys/admin_request.h"
 
+#include "usage/budget_period.h"
+
 #include <glib.h>
 
 #include <cmath>
@@ -146,7 +148,7 @@ KeyFields read_fields(JsonObject* o, bool update) {
       f.budget_duration = std::optional<std::string>();
     } else {
       std::string text = string_member(n, "budget_duration");
-      if (!parse_duration(text))
+      if (!usage::parse_budget_duration(text))
         throw bad("budget_duration", "must be a count and a unit (s, m, h, d, w), e.g. \"30d\"");
       f.budget_duration = text;
     }

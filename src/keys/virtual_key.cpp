@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 #include "keys/virtual_key.h"
 
+#include "usage/budget_period.h"
+
 #include <glib.h>
 
 #include "common/json.h"
@@ -65,6 +67,9 @@ config::KeyConfig to_key_config(const VirtualKey& k, int default_max_calls) {
   c.budget_tokens = k.budget_tokens;
   c.budget_usd = k.budget_usd;
   c.expires_at = k.expires_at;
+  // Checked when written (admin_request.cpp), so a stored value parses.
+  if (k.budget_duration)
+    c.budget_duration_seconds = usage::parse_budget_duration(*k.budget_duration);
   c.virtual_key = true;
   if (k.policy_json)
     if (auto node = json::parse(*k.policy_json); node && JSON_NODE_HOLDS_OBJECT(node.get())) {
@@ -74,39 +79,6 @@ config::KeyConfig to_key_config(const VirtualKey& k, int default_max_calls) {
         c.end_calls_over_budget = json_node_get_boolean(end);
     }
   return c;
-}
-
-std::optional<std::int64_t> parse_duration(const std::string& text) {
-  if (text.size() < 2 || text.size() > 12) return std::nullopt;
-  std::int64_t unit = 0;
-  switch (text.back()) {
-    case 's':
-      unit = 1;
-      break;
-    case 'm':
-      unit = 60;
-      break;
-    case 'h':
-      unit = 3600;
-      break;
-    case 'd':
-      unit = 86400;
-      break;
-    case 'w':
-      unit = 7 * 86400;
-      break;
-    default:
-      return std::nullopt;
-  }
-  std::int64_t n = 0;
-  for (size_t i = 0; i + 1 < text.size(); i++) {
-    if (!g_ascii_isdigit(text[i])) return std::nullopt;
-    n = n * 10 + (text[i] - '0');
-    if (n > 3650LL * 86400) return std::nullopt;
-  }
-  std::int64_t seconds = n * unit;
-  if (seconds < 1 || seconds > 3650LL * 86400) return std::nullopt;
-  return seconds;
 }
 
 }  // namespace rtgw::keys

@@ -51,7 +51,4 @@ std::string to_json(const VirtualKey& key);
 // limits.max_calls_per_key, for a key without its own max_concurrent_calls.
 config::KeyConfig to_key_config(const VirtualKey& key, int default_max_calls);
 
-// "30d", "12h", "15m", "90s", "2w" to seconds (1 s to 3650 days); nullopt otherwise.
-std::optional<std::int64_t> parse_duration(const std::string& text);
-
 }  // namespace rtgw::keys

@@ -263,8 +263,6 @@ def test_an_ek_token_of_a_revoked_key_no_longer_redeems(pg, fake_upstream, gatew
     assert reply.status == 401 and reply.error_code == "invalid_api_key", reply.to_dict()
 
 
-@pytest.mark.xfail(reason="needs WKEYFX's CallAccounting::end_key wired to Gateway::end_key_ "
-                          "at merge", strict=False)
 def test_a_live_session_of_a_revoked_key_ends_with_invalid_api_key(pg, fake_upstream,
                                                                    gateway_factory):
     server, db = pg

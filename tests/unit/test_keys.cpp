@@ -15,6 +15,7 @@
 #include "keys/key_directory.h"
 #include "keys/key_secret.h"
 #include "keys/virtual_key.h"
+#include "usage/budget_period.h"
 
 namespace {
 
@@ -157,14 +158,13 @@ TEST(Keys, UpdateRefAndRename) {
 }
 
 TEST(Keys, Durations) {
-  EXPECT_EQ(keys::parse_duration("30d"), 30 * 86400);
-  EXPECT_EQ(keys::parse_duration("12h"), 12 * 3600);
-  EXPECT_EQ(keys::parse_duration("90s"), 90);
-  EXPECT_EQ(keys::parse_duration("2w"), 14 * 86400);
-  EXPECT_FALSE(keys::parse_duration("0d"));
-  EXPECT_FALSE(keys::parse_duration("d"));
-  EXPECT_FALSE(keys::parse_duration("-1d"));
-  EXPECT_FALSE(keys::parse_duration("99999999d"));
+  EXPECT_EQ(usage::parse_budget_duration("30d"), 30 * 86400);
+  EXPECT_EQ(usage::parse_budget_duration("12h"), 12 * 3600);
+  EXPECT_EQ(usage::parse_budget_duration("90s"), 90);
+  EXPECT_FALSE(usage::parse_budget_duration("0d"));
+  EXPECT_FALSE(usage::parse_budget_duration("d"));
+  EXPECT_FALSE(usage::parse_budget_duration("-1d"));
+  EXPECT_FALSE(usage::parse_budget_duration("99999999d"));
 }
 
 TEST(Keys, PublicViewHasNoSecretOrHash) {
