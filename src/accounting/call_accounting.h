@@ -20,6 +20,7 @@
 #include "events/relay_observer.h"
 #include "metrics/metrics.h"
 #include "sessions/session_registry.h"
+#include "telemetry/tracer.h"
 #include "usage/budget_reservations.h"
 #include "usage/usage_ledger.h"
 
@@ -44,6 +45,8 @@ class CallAccounting : public calls::CallObserver,
                                                      const std::string& model, std::string* why);
   // Cluster mode: metered turns also go to the shared counters.
   void set_cluster(cluster::Cluster* cluster) { cluster_ = cluster; }
+  // telemetry.otlp_endpoint set: every end and turn also goes to the tracer (telemetry/).
+  void set_tracer(telemetry::Tracer* tracer) { tracer_ = tracer; }
   // Flags the key's live calls and sessions if it is over budget now (after each turn, and when
   // the cluster's totals change).
   void enforce_budget(const std::string& key_name);
@@ -70,6 +73,7 @@ class CallAccounting : public calls::CallObserver,
   calls::CallRegistry& calls_;
   relay::SessionRegistry& sessions_;
   cluster::Cluster* cluster_ = nullptr;
+  telemetry::Tracer* tracer_ = nullptr;
   std::shared_ptr<usage::ReservationBook> book_ = std::make_shared<usage::ReservationBook>();
   std::uint64_t reservation_ids_ = 0;
 };
