@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import http.server
 import json
+import os
 import secrets
 import threading
 import time
@@ -137,6 +138,26 @@ def children_of(collector: Collector, span: Dict[str, Any], names: List[str], ti
     return kids()
 
 
+def save_spans(name: str, spans: List[Dict[str, Any]]) -> None:
+    """The spans as received, and a one-line-per-span summary (ms from the call's start), to
+    $RTGW_TEST_OUTPUT for a reader."""
+    out = os.environ.get("RTGW_TEST_OUTPUT")
+    if not out or not spans:
+        return
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, name + ".json"), "w") as f:
+        json.dump([{k: v for k, v in s.items() if k not in ("headers", "attrs")} for s in spans],
+                  f, indent=1)
+    t0 = int(spans[0]["startTimeUnixNano"])
+    with open(os.path.join(out, name + ".txt"), "w") as f:
+        for s in spans:
+            start = (int(s["startTimeUnixNano"]) - t0) / 1e6
+            end = (int(s["endTimeUnixNano"]) - t0) / 1e6
+            leg = s["attrs"].get("rtgw.leg", "")
+            f.write(f"{s['name']:<24} {leg:<9} {start:9.1f} -> {end:9.1f} ms "
+                    f"({end - start:.1f} ms)\n")
+
+
 def check_nested(span: Dict[str, Any], kids: List[Dict[str, Any]]) -> None:
     start, end = int(span["startTimeUnixNano"]), int(span["endTimeUnixNano"])
     assert start <= end
@@ -207,6 +228,7 @@ def test_chromium_call_span_children_and_response_events(fake_upstream, gateway_
              "rtgw.upstream_offer", "rtgw.upstream_answer", "rtgw.client_answer", "rtgw.ice",
              "rtgw.dtls", "rtgw.fingerprint_check"]
     kids = children_of(collector, span, steps)
+    save_spans("telemetry-chromium-call", [span] + kids)
     names = [k["name"] for k in kids]
     assert set(steps) <= set(names), names
     check_nested(span, kids)
