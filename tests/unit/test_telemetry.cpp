@@ -4,13 +4,17 @@
 #include <gtest/gtest.h>
 #include <libsoup/soup.h>
 
+#include <algorithm>
 #include <functional>
+#include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "common/json.h"
 #include "common/main_thread.h"
+#include "config/config.h"
 #include "metrics/catalogue.h"
 #include "metrics/metrics.h"
 #include "telemetry/exporter.h"
@@ -339,6 +343,69 @@ TEST(Exporter, RefusedBatchIsDropped) {
     return sample(metrics, "rtgw_telemetry_dropped_total{reason=\"export_failed\"}") == 1;
   }));
   EXPECT_EQ(sample(metrics, "rtgw_telemetry_exported_total"), 0);
+}
+
+config::EnvLookup env_of(std::map<std::string, std::string> vars) {
+  return [vars](const std::string& name) -> std::optional<std::string> {
+    auto it = vars.find(name);
+    if (it == vars.end()) return std::nullopt;
+    return it->second;
+  };
+}
+
+std::string with_telemetry(const std::string& telemetry) {
+  return R"({"models": [{"name": "e", "workers": [{"provider": "echo"}]}], "telemetry": )" +
+         telemetry + "}";
+}
+
+TEST(TelemetryConfig, OffByDefaultAndReadWhole) {
+  auto off = config::load_from_text(with_telemetry("{}"), "f", {}, env_of({}));
+  EXPECT_FALSE(off.telemetry.enabled());
+  EXPECT_EQ(off.telemetry.service_name, "realtime-gateway");
+  EXPECT_FALSE(off.telemetry.include_content);
+  auto on = config::load_from_text(
+      with_telemetry(R"({"otlp_endpoint": "http://127.0.0.1:4318/", "service_name": "gw-1",
+                        "headers": {"Authorization": "env:OTLP_AUTH", "X-Team": "voice"},
+                        "include_content": true})"),
+      "f", {}, env_of({{"OTLP_AUTH", "Bearer abc"}}));
+  EXPECT_TRUE(on.telemetry.enabled());
+  EXPECT_EQ(on.telemetry.otlp_endpoint, "http://127.0.0.1:4318");  // trailing '/' dropped
+  EXPECT_EQ(on.telemetry.service_name, "gw-1");
+  EXPECT_TRUE(on.telemetry.include_content);
+  using Headers = std::vector<std::pair<std::string, std::string>>;
+  Headers headers = on.telemetry.headers;  // in the object's order, which JSON does not fix
+  std::sort(headers.begin(), headers.end());
+  EXPECT_EQ(headers, (Headers{{"Authorization", "Bearer abc"}, {"X-Team", "voice"}}));
+  // The variables beat the file.
+  auto env =
+      config::load_from_text(with_telemetry("{}"), "f", {},
+                             env_of({{"RTGW_TELEMETRY_OTLP_ENDPOINT", "https://otel.example:4318"},
+                                     {"RTGW_TELEMETRY_INCLUDE_CONTENT", "true"}}));
+  EXPECT_EQ(env.telemetry.otlp_endpoint, "https://otel.example:4318");
+  EXPECT_TRUE(env.telemetry.include_content);
+}
+
+TEST(TelemetryConfig, BadValuesNameTheirPath) {
+  auto refused = [](const std::string& telemetry, const std::string& path,
+                    const std::string& reason) {
+    try {
+      config::load_from_text(with_telemetry(telemetry), "f.json", {}, env_of({}));
+      ADD_FAILURE() << "accepted: " << telemetry;
+    } catch (const config::ConfigError& e) {
+      std::string what = e.what();
+      EXPECT_NE(what.find("f.json: " + path + ": "), std::string::npos) << what;
+      EXPECT_NE(what.find(reason), std::string::npos) << what;
+    }
+  };
+  refused(R"({"otlp_endpoint": "127.0.0.1:4318"})", "$.telemetry.otlp_endpoint", "http(s)://");
+  refused(R"({"headers": {"X-Key": 5}})", "$.telemetry.headers.X-Key", "expected a string");
+  refused(R"({"headers": {"X-Key": "env:NOT_SET_ANYWHERE"}})", "$.telemetry.headers.X-Key",
+          "NOT_SET_ANYWHERE");
+  refused(R"({"headers": {"Bad Name": "x"}})", "$.telemetry.headers.Bad Name", "header");
+  refused(R"({"headers": {"X-Key": "a\r\nInjected: 1"}})", "$.telemetry.headers.X-Key", "header");
+  refused(R"({"headers": []})", "$.telemetry.headers", "expected an object");
+  refused(R"({"include_content": "yes"})", "$.telemetry.include_content", "true or false");
+  refused(R"({"endpoint": "x"})", "$.telemetry.endpoint", "unknown key");
 }
 
 }  // namespace
