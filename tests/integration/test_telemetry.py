@@ -22,8 +22,9 @@ import pytest
 from cleanstate import metric, metrics
 from conftest import GATEWAY_KEY, default_gateway_config
 from peers.aiortc_client import AiortcCall
-from peers.common import free_port, wait_until
+from peers.common import free_port, post_offer, wait_until
 from peers.ws_client import WsClient
+from test_calls import aiortc_offer
 from test_spend import PRICING, TURN_USD
 
 MODEL = "gpt-realtime"
@@ -283,6 +284,26 @@ def test_websocket_session_span_and_a_malformed_traceparent(fake_upstream, gatew
     assert other, collector.spans()
     assert other["traceId"] != trace_id and len(other["traceId"]) == 32
     assert not other.get("parentSpanId"), other
+
+
+def test_failed_setup_span_is_an_error(fake_upstream, gateway_factory, collector):
+    """A call whose worker refuses it still gets its span: status ERROR, the set-up failure as
+    its outcome, the request's steps as children."""
+    gw = traced_gateway(fake_upstream, gateway_factory, collector.url)
+    fake_upstream.config(status=503, body={"error": {"code": "busy", "message": "m",
+                                                     "type": "t"}})
+    traceparent, trace_id, parent_id = new_traceparent()
+    reply = post_offer(gw.url, GATEWAY_KEY, aiortc_offer(), MODEL,
+                       extra_headers={"traceparent": traceparent})
+    assert reply.status >= 500, reply
+    span = collector.wait_span(lambda s: s["traceId"] == trace_id and s["kind"] == 2)
+    assert span, collector.spans()
+    assert span["parentSpanId"] == parent_id
+    assert span["attrs"]["rtgw.outcome"] == "upstream_error", span["attrs"]
+    assert span["attrs"]["rtgw.turns"] == 0
+    assert span["status"]["code"] == 2 and "upstream_error" in span["status"]["message"]
+    kids = children_of(collector, span, ["rtgw.auth", "rtgw.offer_checks", "rtgw.admission"])
+    check_nested(span, kids)
 
 
 def test_down_collector_drops_spans_and_the_call_goes_on(fake_upstream, gateway_factory):
