@@ -443,6 +443,7 @@ void Gateway::finish_when_empty() {
 
 void Gateway::finish() {
   drain_timeout_.cancel();
+  if (tracer_) tracer_->flush();  // the last calls' spans go out in the wait below
   // Let queued main-loop work (answers, hang-up requests, WebSocket close frames) go out before
   // stopping.
   g_timeout_add_full(

@@ -110,6 +110,8 @@ class Tracer {
   std::function<void(const std::string&, std::string)> content_hook(const std::string& id);
   std::size_t pending() const { return pending_.size(); }
   const Exporter& exporter() const { return exporter_; }
+  // At exit (app/gateway.cpp finish()): the last spans go out now, not at the next tick.
+  void flush() { exporter_.flush(); }
 
   // Monotonic microseconds (g_get_monotonic_time()) as Unix nanoseconds.
   std::int64_t unix_ns(gint64 monotonic_us) const {

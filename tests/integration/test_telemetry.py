@@ -365,3 +365,21 @@ def test_include_content_adds_the_response_transcript_bounded(fake_upstream, gat
     assert events["resp_short"]["rtgw.content.transcript"] == "Hello from the trace."
     cut = events["resp_long"]["rtgw.content.transcript"]
     assert len(cut.encode()) <= 4096 and long_text.startswith(cut) and len(cut) == 2048, len(cut)
+
+
+def test_spans_of_the_last_session_leave_at_shutdown(fake_upstream, gateway_factory, collector):
+    """SIGTERM right after a session ended: its span is sent before the gateway exits, not left
+    for the next batch tick (1 s), which an exiting gateway would never reach."""
+    gw = traced_gateway(fake_upstream, gateway_factory, collector.url)
+
+    async def session():
+        async with WsClient(gw.url, key=GATEWAY_KEY, model=MODEL) as client:
+            assert client.connected, client.result
+            await client.wait_for(lambda r: r.events_of("session.created"), 10)
+
+    asyncio.run(session())
+    assert wait_until(lambda: metric(metrics(gw), "rtgw_live_websocket_sessions",
+                                     f'{{model="{MODEL}"}}') in (None, 0.0), 10)
+    assert gw.stop() == 0
+    assert any(s["attrs"].get("rtgw.transport") == "websocket" for s in collector.spans()), \
+        collector.posts
