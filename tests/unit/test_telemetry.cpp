@@ -5,6 +5,7 @@
 #include <libsoup/soup.h>
 
 #include <algorithm>
+#include <cmath>
 #include <functional>
 #include <map>
 #include <optional>
@@ -188,6 +189,67 @@ TEST(OtlpJson, EncodesTheProtobufJsonMapping) {
       0);
   EXPECT_FALSE(json_object_has_member(lone_span, "parentSpanId"));
   EXPECT_FALSE(json_object_has_member(json_object_get_object_member(lone_span, "status"), "code"));
+}
+
+std::size_t spans_in(const std::string& body);
+
+TEST(OtlpJson, StringsAreEscapedAndAlwaysValidJson) {
+  Span s = sample_span("quote \" backslash \\ newline \n tab \t bell \x07 é");
+  s.set("invalid.utf8", std::string("a\xff\xfe b"));
+  s.set("not.finite", std::nan(""));
+  s.status_message = "x";
+  std::string error;
+  std::string text = otlp_json({s}, "svc \"q\"");
+  auto root = json::parse(text, &error);  // the strict parser: the body is valid JSON
+  ASSERT_TRUE(root) << error << "\n" << text;
+  JsonObject* rs = json_array_get_object_element(
+      json_object_get_array_member(json_node_get_object(root.get()), "resourceSpans"), 0);
+  JsonObject* ss = json_array_get_object_element(json_object_get_array_member(rs, "scopeSpans"), 0);
+  JsonObject* span = json_array_get_object_element(json_object_get_array_member(ss, "spans"), 0);
+  EXPECT_EQ(json::get_string(span, "name"), "quote \" backslash \\ newline \n tab \t bell \x07 é");
+  JsonArray* attrs = json_object_get_array_member(span, "attributes");
+  JsonObject* bad = json_object_get_object_member(json_array_get_object_element(attrs, 0), "value");
+  EXPECT_EQ(json::get_string(bad, "stringValue"), "a\xef\xbf\xbd\xef\xbf\xbd b");  // U+FFFD
+  JsonObject* nan = json_object_get_object_member(json_array_get_object_element(attrs, 1), "value");
+  EXPECT_EQ(json::get_string(nan, "doubleValue"), "NaN");
+}
+
+// The main loop serialises a batch: a full one (512 call spans as the tracer builds them: 14
+// attributes, 10 response events) must stay far from a stall. The bound is loose (a loaded CI
+// machine); the figure is printed.
+TEST(OtlpJson, AFullBatchIsCheapToEncode) {
+  std::vector<Span> batch;
+  for (int i = 0; i < 512; i++) {
+    Span s = sample_span("realtime gpt-realtime");
+    s.set("gen_ai.operation.name", "realtime")
+        .set("gen_ai.provider.name", "openai")
+        .set("gen_ai.system", "openai")
+        .set("gen_ai.request.model", "gpt-realtime")
+        .set("gen_ai.usage.input_tokens", std::int64_t{3700})
+        .set("gen_ai.usage.output_tokens", std::int64_t{2000})
+        .set("rtgw.call.id", "rtc_0123456789abcdef0123456789abcdef")
+        .set("rtgw.key.name", "team-a")
+        .set("rtgw.worker", "gpt-realtime/0")
+        .set("rtgw.transport", "webrtc")
+        .set("rtgw.outcome", "completed")
+        .set("rtgw.end_reason", "client hung up")
+        .set("rtgw.turns", std::int64_t{10})
+        .set("rtgw.cost_usd", 0.0188);
+    for (int e = 0; e < 10; e++)
+      s.events.push_back({"gen_ai.response",
+                          s.start_unix_ns + e,
+                          {{"gen_ai.response.id", "resp_0123456789abcdef"},
+                           {"gen_ai.usage.input_tokens", std::int64_t{370}},
+                           {"gen_ai.usage.output_tokens", std::int64_t{200}},
+                           {"rtgw.cost_usd", 0.00188}}});
+    batch.push_back(std::move(s));
+  }
+  gint64 t0 = g_get_monotonic_time();
+  std::string body = otlp_json(batch, "gw");
+  double ms = (g_get_monotonic_time() - t0) / 1000.0;
+  std::printf("512 spans: %zu bytes of OTLP/JSON in %.1f ms\n", body.size(), ms);
+  EXPECT_EQ(spans_in(body), 512u);
+  EXPECT_LT(ms, 1000);
 }
 
 // A sample's value in the exposition (0 when absent).
