@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 #include "telemetry/tracer.h"
 
+#include <algorithm>
+
 #include "calls/call.h"
 #include "sessions/websocket_session.h"
 
@@ -122,8 +124,10 @@ Span Tracer::child(const Span& parent, const char* name, gint64 start_us, gint64
   s.parent_span_id = parent.span_id;
   s.name = name;
   s.kind = SpanKind::kInternal;
-  s.start_unix_ns = unix_ns(start_us);
-  s.end_unix_ns = unix_ns(std::max(start_us, end_us));
+  // Within the parent: a leg's late report (its ICE connecting as the call was hung up) does not
+  // outlast the call.
+  s.end_unix_ns = std::min(unix_ns(std::max(start_us, end_us)), parent.end_unix_ns);
+  s.start_unix_ns = std::min(unix_ns(start_us), s.end_unix_ns);
   return s;
 }
 
