@@ -126,6 +126,7 @@ void CallAccounting::OnCallSetupFailed(const calls::Call& call,
                                        const calls::SetupFailure& failure) {
   metrics_.add(metrics::kCallsTotal, {call.identity().model, failure_outcome(failure.kind)});
   count_dtls_failure(call);
+  if (tracer_) tracer_->on_call_setup_failed(call, failure_outcome(failure.kind), failure.message);
 }
 
 void CallAccounting::count_dtls_failure(const calls::Call& call) {
@@ -165,6 +166,7 @@ void CallAccounting::OnCallEnded(const calls::Call& call) {
   metrics_.add(metrics::kRtpPacketsLostTotal, {"upstream"},
                static_cast<double>(std::max<gint64>(0, call.packets_lost_on_upstream_leg())));
   count_events(call.events_from_client(), call.events_from_upstream());
+  if (tracer_) tracer_->on_call_ended(call);
 }
 
 void CallAccounting::count_events(std::uint64_t from_client, std::uint64_t from_upstream) {
@@ -175,12 +177,14 @@ void CallAccounting::count_events(std::uint64_t from_client, std::uint64_t from_
 void CallAccounting::OnSessionEnded(const relay::WebSocketSession& session) {
   metrics_.add(metrics::kWebsocketSessionsTotal, {session.identity().model, session.outcome()});
   count_events(session.events_from_client(), session.events_from_upstream());
+  if (tracer_) tracer_->on_session_ended(session);
 }
 
 void CallAccounting::OnRelayTurn(const usage::UsageRecord& record) {
   // Already priced, once, by the relay (every turn, cut short or not, from the usage it
   // reported): the log, ledger, cluster counters, metrics and budgets all take that cost.
   if (!ledger_.record(record)) metrics_.add(metrics::kUsageLogErrorsTotal);
+  if (tracer_) tracer_->on_turn(record);
   if (cluster_) cluster_->add_usage(record.key_name, record.billable_tokens(), record.cost_usd);
   if (record.kind == "response")
     book_->note_turn(record.key_name, record.billable_tokens(), record.cost_usd);

@@ -21,6 +21,7 @@
 #include "events/relay_observer.h"
 #include "metrics/metrics.h"
 #include "sessions/session_registry.h"
+#include "telemetry/tracer.h"
 #include "usage/budget_reservations.h"
 #include "usage/usage_ledger.h"
 
@@ -47,6 +48,8 @@ class CallAccounting : public calls::CallObserver,
   void set_cluster(cluster::Cluster* cluster) { cluster_ = cluster; }
   // Keys by name, config and virtual (auth/key_book.h); unset: the config's keys only.
   void set_key_book(const auth::KeyBook* book) { key_book_ = book; }
+  // telemetry.otlp_endpoint set: every end and turn also goes to the tracer (telemetry/).
+  void set_tracer(telemetry::Tracer* tracer) { tracer_ = tracer; }
   // Flags the key's live calls and sessions if it is over budget now (after each turn, and when
   // the cluster's totals change). A key with a budget period (budget_duration) that is no longer
   // over (a new period) has its calls' and sessions' flags cleared: response.create goes through
@@ -81,6 +84,7 @@ class CallAccounting : public calls::CallObserver,
   relay::SessionRegistry& sessions_;
   cluster::Cluster* cluster_ = nullptr;
   const auth::KeyBook* key_book_ = nullptr;
+  telemetry::Tracer* tracer_ = nullptr;
   std::shared_ptr<usage::ReservationBook> book_ = std::make_shared<usage::ReservationBook>();
   std::uint64_t reservation_ids_ = 0;
   // Keys flagged over budget that have a budget period: a check at the period's end.

@@ -156,6 +156,10 @@ Gateway::Gateway(config::Config config)
   calls_.set_relay_observer(&accounting_);
   sessions_.set_relay_observer(&accounting_);
   metrics_.set_collector([this](metrics::Registry& m) { collect_gauges(m); });
+  if (config_.telemetry.enabled()) {
+    tracer_ = std::make_unique<telemetry::Tracer>(config_, metrics_);
+    accounting_.set_tracer(tracer_.get());
+  }
   if (usage_.replayed_records())
     g_message("usage log %s: %zu records replayed for budgets", config_.usage_log.c_str(),
               usage_.replayed_records());
@@ -176,6 +180,7 @@ Gateway::Gateway(config::Config config)
                      [this](const std::string& key) { return accounting_.over_budget(key); },
                      config_.data_dir.empty() ? RTGW_DATA_DIR : config_.data_dir,
                      /*usage_report=*/{}, cluster_.get(), keys_.get()});
+  server_->set_tracer(tracer_.get());
   server_->set_response_gate(
       [this](const std::string& key, const std::string& model, std::string* why) {
         return accounting_.reserve_response(key, model, why);
@@ -501,6 +506,7 @@ void Gateway::finish_when_empty() {
 
 void Gateway::finish() {
   drain_timeout_.cancel();
+  if (tracer_) tracer_->flush();  // the last calls' spans go out in the wait below
   // Let queued main-loop work (answers, hang-up requests, WebSocket close frames) go out before
   // stopping.
   g_timeout_add_full(

@@ -146,6 +146,21 @@ void Call::build_pipeline() {
   client_leg_ = std::make_unique<WebRtcLeg>("client", element(kClientBin), settings_.webrtc, this);
   upstream_leg_ =
       std::make_unique<WebRtcLeg>("upstream", element(kUpstreamBin), settings_.webrtc, this);
+  if (settings_.trace_steps)  // telemetry: each leg's ICE connection time, for its span
+    for (int i = 0; i < 2; i++)
+      signals_.push_back(connect_signal<void(GstElement*, GParamSpec*)>(
+          (i == 0 ? client_leg_ : upstream_leg_)->element(), "notify::ice-connection-state",
+          [alive = lifetime_.watch(), this, i](GstElement* bin, GParamSpec*) {
+            GstWebRTCICEConnectionState state;
+            g_object_get(bin, "ice-connection-state", &state, nullptr);
+            if (state != GST_WEBRTC_ICE_CONNECTION_STATE_CONNECTED &&
+                state != GST_WEBRTC_ICE_CONNECTION_STATE_COMPLETED)
+              return;
+            gint64 now = g_get_monotonic_time();  // taken here, on webrtcbin's thread
+            post_if_alive(alive, [this, i, now] {
+              if (!leg_times_[i].ice_connected_us) leg_times_[i].ice_connected_us = now;
+            });
+          }));
   // Media trust (SPEC): nothing a leg sends reaches the other until both peers' certificates
   // match their SDP fingerprints. Audio is dropped after the packet counters (they measure what
   // arrived, for the media watchdog), events are held before the event path.
@@ -163,6 +178,7 @@ void Call::build_pipeline() {
                         settings_.budget_exceeded, settings_.allowed_models},
       this);
   relay_.set_response_gate(settings_.response_gate, identity_.key_name, identity_.model);
+  if (settings_.response_content) relay_.set_response_content(settings_.response_content);
   client_events_ = std::make_unique<EventChannel>("client", settings_.max_event_bytes,
                                                   settings_.max_pending_event_bytes,
                                                   settings_.max_outgoing_event_bytes, this);
@@ -295,8 +311,11 @@ void Call::OnLegConnectionState(WebRtcLeg& leg, GstWebRTCPeerConnectionState sta
   bool is_client = &leg == client_leg_.get();
   g_message("[%s] %s leg %s", id().c_str(), leg.name().c_str(), state_name(state));
   auto which = is_client ? PeerLiveness::Leg::kClient : PeerLiveness::Leg::kUpstream;
-  if (state == GST_WEBRTC_PEER_CONNECTION_STATE_CONNECTED)
+  if (state == GST_WEBRTC_PEER_CONNECTION_STATE_CONNECTED) {
     leg_connected_[static_cast<int>(which)] = true;
+    if (!leg_times_[is_client ? 0 : 1].connected_us)
+      leg_times_[is_client ? 0 : 1].connected_us = g_get_monotonic_time();
+  }
   if (state == GST_WEBRTC_PEER_CONNECTION_STATE_FAILED && leg_connected_[static_cast<int>(which)] &&
       webrtc::shared_ice_agent_installed()) {
     // A connected leg fails when libnice's consent for its selected pair expired: the peer
@@ -635,6 +654,8 @@ void Call::OnRelayWaitOver(const std::string& reason) { hang_up(reason); }
 
 void Call::OnDtlsVerified(webrtc::DtlsVerifier& verifier) {
   if (state_ == State::kEnded) return;
+  if (gint64& t = leg_times_[verifier.leg() == "client" ? 0 : 1].dtls_verified_us; !t)
+    t = g_get_monotonic_time();
   g_message("[%s] %s leg: peer certificate matches its SDP fingerprint (%zu DTLS transport(s))",
             id().c_str(), verifier.leg().c_str(), verifier.transports());
   if (client_trust_->state() != webrtc::DtlsVerifier::State::kVerified ||

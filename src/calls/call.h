@@ -113,6 +113,19 @@ struct CallSettings {
   bool beta_client = false;
   // The next worker to try after a worker failure during set-up (CallSetup; nullptr: none left).
   workers::FailoverFn failover;
+  // Traced (telemetry.otlp_endpoint set): each leg's ICE connection time is also taken (one
+  // signal per leg), for the call's set-up spans (telemetry/tracer.h). Off: nothing connected.
+  bool trace_steps = false;
+  // telemetry.include_content: each response.done's transcript text (events/event_relay.h).
+  events::EventRelay::ResponseContentFn response_content;
+};
+
+// When each leg's connection steps finished (g_get_monotonic_time(), 0: not reached), for the
+// call's set-up spans (telemetry/tracer.h).
+struct LegTimes {
+  gint64 ice_connected_us = 0;  // ICE connected (CallSettings::trace_steps only)
+  gint64 connected_us = 0;      // the peer connection: ICE and DTLS up
+  gint64 dtls_verified_us = 0;  // the peer's certificate matched its SDP fingerprint
 };
 
 class Call : public WebRtcLeg::Listener,
@@ -172,6 +185,14 @@ class Call : public WebRtcLeg::Listener,
   bool setting_up() const { return state_ != State::kEnded && connected_us_ == 0; }
   double setup_ms() const { return answered_us_ ? (answered_us_ - created_us_) / 1000.0 : -1; }
   double upstream_answer_ms() const { return upstream_answer_ms_; }
+  // Monotonic times (g_get_monotonic_time(), 0: not reached) of the call's life, its set-up
+  // steps and each leg's connection (the telemetry's spans; telemetry/tracer.h).
+  gint64 created_us() const { return created_us_; }
+  gint64 answered_us() const { return answered_us_; }
+  gint64 connected_us() const { return connected_us_; }
+  gint64 ended_us() const { return ended_us_; }
+  const SetupSteps& setup_steps() const { return setup_steps_; }
+  const LegTimes& leg_times(bool client) const { return leg_times_[client ? 0 : 1]; }
   std::uint64_t audio_packets_from_client() const { return audio_from_client_->packets.load(); }
   std::uint64_t audio_packets_from_upstream() const { return audio_from_upstream_->packets.load(); }
   std::uint64_t audio_bytes_from_client() const { return audio_from_client_->bytes.load(); }
@@ -275,6 +296,7 @@ class Call : public WebRtcLeg::Listener,
   gint64 ended_us_ = 0;
   double upstream_answer_ms_ = -1;
   SetupSteps setup_steps_;
+  std::array<LegTimes, 2> leg_times_{};  // [0] client, [1] upstream
 
   Ref<GstElement> pipeline_;
   // Each leg keeps its own state and statistics; after teardown they are detached, not gone.

@@ -107,6 +107,11 @@ void validate(const Reader& r, Config& c) {
   if (!c.auth.key_store_url.empty())
     if (auto error = usage::conninfo_error(c.auth.key_store_url))
       r.fail("$.auth.key_store_url", "not a PostgreSQL connection string: " + *error);
+  if (std::string& e = c.telemetry.otlp_endpoint; !e.empty()) {
+    while (!e.empty() && e.back() == '/') e.pop_back();
+    if (e.rfind("http://", 0) != 0 && e.rfind("https://", 0) != 0)
+      r.fail("$.telemetry.otlp_endpoint", "expected http(s)://host:port[/prefix], got '" + e + "'");
+  }
   if (c.webrtc.ice_agent != "shared" && c.webrtc.ice_agent != "stock")
     r.fail("$.webrtc.ice_agent", "must be \"shared\" or \"stock\"");
   if (c.webrtc.dtls_certificate != "rsa" && c.webrtc.dtls_certificate != "ecdsa")
@@ -353,6 +358,12 @@ std::string describe(const Config& c) {
   } else {
     out << "cluster: off (one instance)\n";
   }
+  if (c.telemetry.enabled())
+    out << "telemetry: otlp_endpoint=" << c.telemetry.otlp_endpoint
+        << " service_name=" << c.telemetry.service_name << " headers=" << c.telemetry.headers.size()
+        << " include_content=" << (c.telemetry.include_content ? "true" : "false") << "\n";
+  else
+    out << "telemetry: off\n";
   out << "pipeline: " << (c.pipeline_file.empty() ? "(built-in)" : c.pipeline_file)
       << ", session pipeline: "
       << (c.websocket.pipeline_file.empty() ? "(built-in)" : c.websocket.pipeline_file) << "\n";

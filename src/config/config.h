@@ -201,6 +201,17 @@ struct TlsConfig {
   bool enabled() const { return !cert_file.empty(); }
 };
 
+// telemetry (telemetry/exporter.h): OpenTelemetry traces over OTLP/HTTP JSON. No endpoint: no
+// exporter and no span is built.
+struct TelemetryConfig {
+  std::string otlp_endpoint;  // base URL; spans go to POST {otlp_endpoint}/v1/traces
+  std::string service_name = "realtime-gateway";
+  // Extra request headers for the collector (an API key); values are resolved secrets.
+  std::vector<std::pair<std::string, std::string>> headers;
+  bool include_content = false;  // a response.done's transcript text on its span event
+  bool enabled() const { return !otlp_endpoint.empty(); }
+};
+
 struct Config {
   std::string source;  // the file it came from, or "(built-in default)"
   std::string listen = "127.0.0.1:8080";
@@ -223,6 +234,7 @@ struct Config {
   WebSocketConfig websocket;
   ClusterConfig cluster;
   TlsConfig tls;
+  TelemetryConfig telemetry;
   std::string pipeline_file;  // per-call pipeline description ("" = built-in path)
   std::string data_dir;       // the tester page's folder ("" = the source tree's data/)
   bool json_logs = false;

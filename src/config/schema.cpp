@@ -744,6 +744,44 @@ const std::vector<Row> kRows = {
              "same path over HTTPS.",
      .example = "0.0.0.0:8081",
      .slot = SLOT(tls.redirect_http)},
+
+    // ---- telemetry (telemetry/: OpenTelemetry traces)
+    {.path = "telemetry",
+     .env = "",
+     .type = Type::kSection,
+     .default_note = "absent: no traces",
+     .help = "OpenTelemetry traces over OTLP/HTTP JSON: a span per call and WebSocket session, "
+             "child spans for its set-up steps, an event per response.done (docs/operations.md)."},
+    {.path = "telemetry.otlp_endpoint",
+     .env = "RTGW_TELEMETRY_OTLP_ENDPOINT",
+     .type = Type::kString,
+     .default_note = "\"\" (no exporter, no spans built)",
+     .help = "Collector base URL, http(s)://host:port[/prefix]; spans are posted to "
+             "{otlp_endpoint}/v1/traces in batches. A down collector drops spans "
+             "(rtgw_telemetry_dropped_total), never slows a call.",
+     .example = "http://127.0.0.1:4318",
+     .slot = SLOT(telemetry.otlp_endpoint)},
+    {.path = "telemetry.service_name",
+     .env = "RTGW_TELEMETRY_SERVICE_NAME",
+     .type = Type::kString,
+     .help = "The resource's service.name on every span.",
+     .example = "gateway-eu-1",
+     .slot = SLOT(telemetry.service_name)},
+    {.path = "telemetry.headers",
+     .env = "",
+     .type = Type::kSection,
+     .default_note = "{} (none)",
+     .help = "Extra headers sent to the collector, an object of strings (e.g. an API key); a "
+             "value may be \"env:NAME\".",
+     .read = read_telemetry_headers,
+     .open = true},
+    {.path = "telemetry.include_content",
+     .env = "RTGW_TELEMETRY_INCLUDE_CONTENT",
+     .type = Type::kBoolean,
+     .help = "Add a response.done's transcript text (at most 4096 bytes) to its span event; off, "
+             "spans carry no prompt, transcript or audio.",
+     .example = "true",
+     .slot = SLOT(telemetry.include_content)},
 };
 
 #undef SLOT

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <set>
+#include <string_view>
 #include <vector>
 
 #include "common/json.h"
@@ -247,5 +248,23 @@ void read_policy(const Reader&, JsonNode* node, const std::string&, Config& c) {
 void read_cluster(const Reader&, JsonNode*, const std::string&, Config& c) { enable_cluster(c); }
 
 void enable_cluster(Config& c) { c.cluster.enabled = true; }
+
+void read_telemetry_headers(const Reader& r, JsonNode* node, const std::string& path, Config& c) {
+  JsonObject* obj = r.object(node, path);
+  c.telemetry.headers.clear();
+  JsonObjectIter iter;
+  const char* name = nullptr;
+  JsonNode* value = nullptr;
+  json_object_iter_init(&iter, obj);
+  while (json_object_iter_next(&iter, &name, &value)) {
+    std::string member = path + "." + name;
+    std::string text = r.secret(value, member);
+    // libsoup refuses (and logs) a header that would split the request: refuse it here instead.
+    if (!*name || std::string_view(name).find_first_of(" :\r\n") != std::string_view::npos ||
+        text.find_first_of("\r\n") != std::string::npos)
+      r.fail(member, "not a valid HTTP header name or value");
+    c.telemetry.headers.emplace_back(name, std::move(text));
+  }
+}
 
 }  // namespace rtgw::config

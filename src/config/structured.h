@@ -24,5 +24,7 @@ void read_models(const Reader& r, JsonNode* node, const std::string& path, Confi
 void read_policy(const Reader& r, JsonNode* node, const std::string& path, Config& c);
 void read_cluster(const Reader& r, JsonNode* node, const std::string& path, Config& c);
 void enable_cluster(Config& c);
+// telemetry.headers: an object of strings, each value possibly "env:NAME".
+void read_telemetry_headers(const Reader& r, JsonNode* node, const std::string& path, Config& c);
 
 }  // namespace rtgw::config

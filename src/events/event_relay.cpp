@@ -135,6 +135,8 @@ void EventRelay::not_relayed_upstream(const std::string& text) {
 }
 
 void EventRelay::note_from_upstream(const std::string& text) {
+  if (response_content_ && text.find("\"response.done\"") != std::string::npos)
+    report_response_content(text);
   if (reservations_.empty()) return;
   if (text.find("response.created") == std::string::npos &&
       text.find("\"error\"") == std::string::npos)
@@ -156,6 +158,40 @@ void EventRelay::note_from_upstream(const std::string& text) {
     });
     if (it != reservations_.end()) reservations_.erase(it);
   }
+}
+
+void EventRelay::report_response_content(const std::string& text) {
+  // response.output[].content[]: an audio part's transcript, a text part's text.
+  auto root = json::parse(text);
+  if (!root || !JSON_NODE_HOLDS_OBJECT(root.get())) return;
+  JsonObject* event = json_node_get_object(root.get());
+  if (json::get_string(event, "type") != "response.done") return;
+  JsonObject* response = json::get_object(event, "response");
+  if (!response) return;
+  std::string joined;
+  JsonNode* output = json_object_get_member(response, "output");
+  if (output && JSON_NODE_HOLDS_ARRAY(output)) {
+    JsonArray* items = json_node_get_array(output);
+    for (guint i = 0; i < json_array_get_length(items); i++) {
+      JsonNode* item = json_array_get_element(items, i);
+      if (!JSON_NODE_HOLDS_OBJECT(item)) continue;
+      JsonNode* content = json_object_get_member(json_node_get_object(item), "content");
+      if (!content || !JSON_NODE_HOLDS_ARRAY(content)) continue;
+      JsonArray* parts = json_node_get_array(content);
+      for (guint j = 0; j < json_array_get_length(parts); j++) {
+        JsonNode* part = json_array_get_element(parts, j);
+        if (!JSON_NODE_HOLDS_OBJECT(part)) continue;
+        JsonObject* p = json_node_get_object(part);
+        auto piece = json::get_string(p, "transcript");
+        if (!piece) piece = json::get_string(p, "text");
+        if (!piece || piece->empty()) continue;
+        if (!joined.empty()) joined += "\n";
+        joined += *piece;
+      }
+    }
+  }
+  if (joined.empty()) return;
+  response_content_(json::get_string(response, "id").value_or(""), std::move(joined));
 }
 
 void EventRelay::release_reservation_of(const usage::UsageRecord& record) {

@@ -23,6 +23,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <optional>
 #include <string>
 #include <utility>
@@ -123,6 +124,10 @@ class EventRelay {
   // An upstream event on its way to the client: a response.created binds the oldest reservation
   // not yet bound to its response; an `error` naming a reserved request's event_id releases it.
   void note_from_upstream(const std::string& text);
+  // Telemetry with include_content (telemetry/tracer.h): each response.done's transcript text
+  // from the worker goes to `fn` with its response id. Unset (the default): nothing is read.
+  using ResponseContentFn = std::function<void(const std::string& response_id, std::string text)>;
+  void set_response_content(ResponseContentFn fn) { response_content_ = std::move(fn); }
   // The event admit_to_upstream() just let through was not relayed after all (a full queue, a
   // closed or stuck channel): its reservation, if it took one, is released.
   void not_relayed_upstream(const std::string& text);
@@ -161,6 +166,7 @@ class EventRelay {
   static constexpr std::size_t kRecentTurnCosts = 32;
 
  private:
+  void report_response_content(const std::string& text);
   int late_usage_wait_ms_;
   Transport* transport_;
   RelayObserver* observer_;
@@ -193,6 +199,7 @@ class EventRelay {
   std::string gate_key_;
   std::string gate_model_;
   std::deque<OpenReservation> reservations_;
+  ResponseContentFn response_content_;
 };
 
 }  // namespace rtgw::events

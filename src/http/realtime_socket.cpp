@@ -29,6 +29,7 @@ struct Upgrade {
   workers::WorkerLease lease;  // given back if the upgrade never completes
   // Cluster mode: the sideband of a call held by another instance, relayed to this socket.
   Ref<SoupWebsocketConnection> relay_to;
+  telemetry::RequestTrace trace;  // a session's, off without telemetry
 };
 
 struct OfferedProtocols {
@@ -80,6 +81,7 @@ void Server::handle_realtime_socket(SoupServerMessage* msg, GHashTable* query,
                         " is a WebSocket endpoint: open it with a WebSocket client "
                         "(Upgrade: websocket, version 13)");
   refuse_if(admission_->shutting_down_gate());
+  telemetry::RequestTrace trace = start_trace(msg);
   SoupMessageHeaders* headers = soup_server_message_get_request_headers(msg);
   OfferedProtocols offered =
       parse_protocols(soup_message_headers_get_one(headers, "Sec-WebSocket-Protocol"));
@@ -130,6 +132,7 @@ void Server::handle_realtime_socket(SoupServerMessage* msg, GHashTable* query,
   }
   auth::Principal principal = services_.auth.authenticate(authorization.c_str(), true);
   check_token_route(principal, translation_route);
+  trace.lap("rtgw.auth");
   std::string model = query_value(query, "model");
   // A transcription session: `?intent=transcription` (with ?model= or a token) or a token
   // minted for one; its model is the transcription model (SPEC "Transcription sessions").
@@ -165,9 +168,11 @@ void Server::handle_realtime_socket(SoupServerMessage* msg, GHashTable* query,
       ask_for(translation_route ? admission::Kind::kTranslationSession : admission::Kind::kSession,
               session_id, principal, model),
       [this, principal, model, &model_config, session, beta_client, transcription, session_id, keep,
-       answer_protocol, translation_route](admission::Ticket ticket) {
+       answer_protocol, translation_route, trace](admission::Ticket ticket) {
         const auto& config = services_.config;
         auto upgrade = std::make_unique<Upgrade>();
+        upgrade->trace = trace;
+        upgrade->trace.lap("rtgw.admission");
         upgrade->lease = std::move(ticket.lease);
         upgrade->identity = {session_id, principal.key_name, model, model_config.upstream_model,
                              upgrade->lease->name()};
@@ -193,6 +198,7 @@ void Server::handle_realtime_socket(SoupServerMessage* msg, GHashTable* query,
         else if (transcription)  // the worker learns the transcription model from the first event
           s.session_json = transcription_session_json(model_config.upstream_model);
         s.failover = std::move(ticket.failover);
+        if (tracer_) s.response_content = tracer_->content_hook(session_id);
         answer_protocol();
         keep(std::move(upgrade));
       },
@@ -292,6 +298,10 @@ void Server::on_websocket(SoupServer*, SoupServerMessage* msg, const char*,
     }
     self->services_.sessions.attach_sideband(*call, connection, max_bytes);
     return;
+  }
+  if (self->tracer_) {
+    owned->trace.lap("rtgw.websocket_upgrade");  // the handshake, once admitted
+    self->tracer_->begin(owned->identity.session_id, std::move(owned->trace));
   }
   self->services_.sessions.start_session(std::move(owned->identity), std::move(owned->settings),
                                          std::move(owned->lease), connection, max_bytes);

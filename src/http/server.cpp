@@ -520,9 +520,16 @@ void Server::serve_tester_page(SoupServerMessage* msg) {
   respond(msg, 200, "text/html; charset=utf-8", page);
 }
 
+telemetry::RequestTrace Server::start_trace(SoupServerMessage* msg) const {
+  if (!tracer_) return {};
+  return tracer_->start_request(
+      soup_message_headers_get_one(soup_server_message_get_request_headers(msg), "traceparent"));
+}
+
 void Server::handle_create_call(SoupServerMessage* msg, GHashTable* query, CallRoute route) {
   const auto& config = services_.config;
   const bool translation = route == CallRoute::kTranslation;
+  telemetry::RequestTrace trace = start_trace(msg);
   refuse_if(admission_->shutting_down_gate());  // before anything is parsed
   if (translation && query && g_hash_table_contains(query, "model"))
     throw errors::bad_request("invalid_request",
@@ -532,6 +539,7 @@ void Server::handle_create_call(SoupServerMessage* msg, GHashTable* query, CallR
   auth::Principal principal =
       services_.auth.authenticate(request_header(msg, "Authorization"), /*accept_tokens=*/true);
   check_token_route(principal, translation);
+  trace.lap("rtgw.auth");
 
   std::string body = request_body(msg);
   if (static_cast<std::int64_t>(body.size()) > config.limits.max_body_bytes)
@@ -561,6 +569,7 @@ void Server::handle_create_call(SoupServerMessage* msg, GHashTable* query, CallR
   } catch (const sdp::SdpError& e) {
     throw errors::bad_request("invalid_sdp", e.what());
   }
+  trace.lap("rtgw.offer_checks");
 
   std::optional<std::string> session = request.session_json;
   if (!session && principal.token_session_json) session = principal.token_session_json;
@@ -586,6 +595,7 @@ void Server::handle_create_call(SoupServerMessage* msg, GHashTable* query, CallR
   prepared->beta = beta;
   prepared->translation = translation;
   prepared->call_id = calls::CallRegistry::new_call_id();
+  prepared->trace = std::move(trace);
   admit(msg,
         ask_for(translation ? admission::Kind::kTranslationCall : admission::Kind::kCall,
                 prepared->call_id, principal, model),
@@ -620,6 +630,8 @@ void Server::start_admitted_call(SoupServerMessage* msg, PreparedCall prepared,
   settings.pricing = std::move(ticket.pricing);
   settings.failover = std::move(ticket.failover);
   settings.beta_client = beta;
+  settings.trace_steps = tracer_ != nullptr;
+  if (tracer_) settings.response_content = tracer_->content_hook(identity.call_id);
 
   auto pending = std::make_shared<PendingResponse>();
   pending->msg = Ref<SoupServerMessage>::retain(msg);
@@ -640,12 +652,17 @@ void Server::start_admitted_call(SoupServerMessage* msg, PreparedCall prepared,
     pending->msg.reset();
   };
 
+  if (tracer_) {
+    prepared.trace.lap("rtgw.admission");  // the worker pick (and the cluster's counts)
+    tracer_->begin(call_id, std::move(prepared.trace));
+  }
   soup_server_message_pause(msg);
   try {
     services_.calls.start_call(std::move(identity), std::move(settings), std::move(lease),
                                std::move(offer), std::move(session), std::move(on_answer));
   } catch (const std::exception& e) {
     soup_server_message_unpause(msg);
+    if (tracer_) tracer_->forget(call_id);
     throw HttpError(500, "server_error", "internal_error", e.what());
   }
   if (!pending->msg) return;  // already answered (a failure found at once)

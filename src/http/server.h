@@ -36,6 +36,7 @@
 #include "metrics/metrics.h"
 #include "sdp/session_description.h"
 #include "sessions/session_registry.h"
+#include "telemetry/tracer.h"
 #include "usage/budget_reservations.h"
 #include "usage/usage_report.h"
 #include "workers/worker_pool.h"
@@ -97,6 +98,8 @@ class Server {
   int listen();
   // Budget reservations: what calls and sessions ask before each response.create goes upstream.
   void set_response_gate(usage::ResponseGate gate) { response_gate_ = std::move(gate); }
+  // telemetry.otlp_endpoint set: calls and sessions are traced (telemetry/tracer.h); null: off.
+  void set_tracer(telemetry::Tracer* tracer) { tracer_ = tracer; }
   // New calls get 503 shutting_down from now on.
   void begin_shutdown() { admission_->begin_shutdown(); }
   bool shutting_down() const { return admission_->shutting_down(); }
@@ -165,6 +168,7 @@ class Server {
     bool beta = false;
     bool translation = false;  // its policy denies what translation has not (translation_session.h)
     std::string call_id;
+    telemetry::RequestTrace trace;  // off without telemetry
   };
   void start_admitted_call(SoupServerMessage* msg, PreparedCall prepared, admission::Ticket ticket);
 
@@ -216,6 +220,9 @@ class Server {
   std::unique_ptr<admission::CountStore> count_store_;
   std::unique_ptr<admission::Admission> admission_;
   usage::ResponseGate response_gate_;
+  telemetry::Tracer* tracer_ = nullptr;
+  // A request's trace from its arrival (the caller's traceparent); off without a tracer.
+  telemetry::RequestTrace start_trace(SoupServerMessage* msg) const;
 };
 
 // Response helpers shared by handlers.

@@ -100,6 +100,13 @@ struct Family {
     "buffer was full while the database was unavailable; rejected: the database refused the "      \
     "record's data)",                                                                              \
     RTGW_NO_BUCKETS, "reason")                                                                     \
+  /* Traces (telemetry/exporter.cpp) */                                                            \
+  X(kTelemetryDroppedTotal, kCounter, "rtgw_telemetry_dropped_total",                              \
+    "Spans not delivered to the OTLP collector, by reason (queue_full: the bounded queue was "     \
+    "full; export_failed: the collector was unreachable, slow or refused the batch)",              \
+    RTGW_NO_BUCKETS, "reason")                                                                     \
+  X(kTelemetryExportedTotal, kCounter, "rtgw_telemetry_exported_total",                            \
+    "Spans the OTLP collector accepted", RTGW_NO_BUCKETS)                                          \
   /* Live state, set at scrape time (app/gateway.cpp collect_gauges) */                            \
   X(kLiveCalls, kGauge, "rtgw_live_calls", "Live calls by model", RTGW_NO_BUCKETS, "model")        \
   X(kLiveWebsocketSessions, kGauge, "rtgw_live_websocket_sessions",                                \

@@ -53,6 +53,8 @@ struct SessionIdentity {
 };
 
 struct SessionSettings {
+  // telemetry.include_content: each response.done's transcript text (events/event_relay.h).
+  events::EventRelay::ResponseContentFn response_content;
   std::string pipeline_description;  // gst-launch syntax (pipelines/session.pipeline)
   std::string policy_json;           // rteventfilter `policy` ("" = none)
   bool budget_exceeded = false;
@@ -125,6 +127,8 @@ class WebSocketSession : public WebSocket::Listener,
   // "completed", or how it failed: "upstream_error", "upstream_timeout", "upstream_unreachable"
   const std::string& outcome() const { return outcome_; }
   int close_code() const { return close_code_; }
+  const std::string& end_reason() const { return end_reason_; }
+  gint64 created_us() const { return created_us_; }  // g_get_monotonic_time() (telemetry)
   std::uint64_t events_from_client() const { return relay_.from_client(); }
   std::uint64_t events_from_upstream() const { return relay_.from_upstream(); }
   json::ObjectBuilder describe() const;

@@ -17,7 +17,7 @@ seconds=${1:?usage: tests/fuzz/run.sh SECONDS [TARGET...]}
 shift
 targets=("$@")
 ((${#targets[@]})) || targets=(sdp multipart call_request event token config websocket beta http_headers json_strict
-  json_differential fingerprint websocket_frames key_admin)
+  json_differential fingerprint websocket_frames key_admin traceparent)
 build=${FUZZ_BUILD_DIR:-build-fuzz}
 max_crashes=${FUZZ_MAX_CRASHES:-5}
 

@@ -120,8 +120,10 @@ class BrowserCall:
     def __init__(self, base_url: str, key: Optional[str], model: Optional[str] = None,
                  session: Optional[Dict[str, Any]] = None, send_events: Iterable[Event] = (),
                  http_timeout: float = 15.0, label: str = "oai-events",
-                 path: str = "/v1/realtime/calls", record_rtp: bool = False) -> None:
+                 path: str = "/v1/realtime/calls", record_rtp: bool = False,
+                 extra_headers: Optional[Dict[str, str]] = None) -> None:
         self.base_url, self.key, self.model, self.session = base_url, key, model, session
+        self.extra_headers = dict(extra_headers or {})  # on the offer's POST (e.g. traceparent)
         self.path = path  # "/v1/realtime": the legacy (beta) WebRTC route
         self.http_timeout, self.label = http_timeout, label
         # record_rtp: the page records each received packet's payload type and sequence number
@@ -160,7 +162,8 @@ class BrowserCall:
             self.result.error = str(e)
             return self.result
         reply = post_offer(self.base_url, self.key, self.result.offer_sdp, self.model,
-                           self.session, self.http_timeout, path=self.path)
+                           self.session, self.http_timeout,
+                           extra_headers=self.extra_headers, path=self.path)
         self.result.apply_reply(reply)
         if reply.status == 201:
             try:
