@@ -22,6 +22,7 @@
 #include "config/config.h"
 #include "http/server.h"
 #include "sessions/session_registry.h"
+#include "transcripts/transcript_store.h"
 #include "usage/postgres_ledger.h"
 #include "workers/worker_pool.h"
 
@@ -79,6 +80,8 @@ class Gateway {
   std::uint64_t postgres_rejected_seen_ = 0;
   CallAccounting accounting_;
   std::shared_ptr<cluster::Cluster> cluster_;  // cluster mode only
+  // transcripts (transcripts/transcript_store.h); null when no key or model is transcribed.
+  std::shared_ptr<transcripts::TranscriptStore> transcripts_;
   std::unique_ptr<http::Server> server_;
   Ref<GMainLoop> loop_;
   SourceGuard drain_timeout_;

@@ -113,6 +113,8 @@ struct CallSettings {
   bool beta_client = false;
   // The next worker to try after a worker failure during set-up (CallSetup; nullptr: none left).
   workers::FailoverFn failover;
+  // transcripts: the call's capture (transcripts/transcript_store.h); null: not transcribed.
+  std::shared_ptr<transcripts::TranscriptCapture> transcript;
 };
 
 class Call : public WebRtcLeg::Listener,

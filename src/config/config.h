@@ -182,6 +182,19 @@ struct TlsConfig {
   bool enabled() const { return !cert_file.empty(); }
 };
 
+// transcripts (SPEC "Telemetry, recording, transcripts"; transcripts/transcript_store.h): which
+// calls and sessions have their transcription events stored, and where. Off when both lists are
+// empty.
+struct TranscriptsConfig {
+  std::vector<std::string> keys;    // key name patterns ("*", "?")
+  std::vector<std::string> models;  // model name patterns
+  // A call or session without input transcription gets it switched on for the worker.
+  bool enable_input_transcription = false;
+  std::string input_transcription_model = "gpt-4o-mini-transcribe";
+  std::string log;  // JSONL file without a PostgreSQL ledger ("" = `{usage.log}.transcripts.jsonl`)
+  bool any() const { return !keys.empty() || !models.empty(); }
+};
+
 struct Config {
   std::string source;  // the file it came from, or "(built-in default)"
   std::string listen = "127.0.0.1:8080";
@@ -204,6 +217,7 @@ struct Config {
   WebSocketConfig websocket;
   ClusterConfig cluster;
   TlsConfig tls;
+  TranscriptsConfig transcripts;
   std::string pipeline_file;  // per-call pipeline description ("" = built-in path)
   std::string data_dir;       // the tester page's folder ("" = the source tree's data/)
   bool json_logs = false;

@@ -468,6 +468,7 @@ void Server::dispatch(SoupServerMessage* msg, const char* path_cstr) {
       handle_hangup_call(msg, rest.substr(0, rest.size() - hangup_suffix.size()));
       return;
     }
+    if (method == "GET" && handle_transcript_route(msg, rest)) return;
     if (method == "GET" && rest.find('/') == std::string::npos) {
       handle_get_call(msg, rest);
       return;
@@ -556,6 +557,7 @@ void Server::handle_create_call(SoupServerMessage* msg, GHashTable* query, CallR
     session = translation_session_for_upstream(session, model_config.upstream_model);
   else if (session)
     session = session_for_upstream(*session, model_config.upstream_model);
+  if (!translation) transcribe_input(principal, model, model_config.upstream_model, session);
 
   // Admission: the cluster's counts first (one Redis round trip in cluster mode), then this
   // instance's and a worker.
@@ -602,6 +604,7 @@ void Server::start_admitted_call(SoupServerMessage* msg, PreparedCall prepared,
   settings.pricing = std::move(ticket.pricing);
   settings.failover = std::move(ticket.failover);
   settings.beta_client = beta;
+  settings.transcript = transcript_capture(identity.call_id, principal, model);
 
   auto pending = std::make_shared<PendingResponse>();
   pending->msg = Ref<SoupServerMessage>::retain(msg);
