@@ -160,7 +160,12 @@ Gateway::Gateway(config::Config config)
   if (config_.transcripts.any()) {
     transcripts_ = std::make_shared<transcripts::TranscriptStore>(
         config_.transcripts, transcripts::TranscriptStore::log_path_for(config_));
-    if (postgres_) transcripts_->set_ledger(postgres_.get());
+    if (postgres_)
+      transcripts_->set_ledger(postgres_.get());
+    else if (transcripts::TranscriptStore::log_path_for(config_).empty())
+      g_warning(
+          "transcripts: neither usage.postgres_url, usage.log nor transcripts.log is set: "
+          "transcribed calls store nothing");
     server_->set_transcripts(transcripts_);
   }
   server_->set_response_gate(

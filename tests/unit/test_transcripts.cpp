@@ -169,5 +169,20 @@ TEST(TranscriptStore, InputTranscriptionKeepsTheClientsChoice) {
   EXPECT_FALSE(with_input_transcription(std::string("[1]"), "m", "stt"));
 }
 
+TEST(TranscriptStore, ConfigDefaultsAndLogPath) {
+  auto no_env = [](const std::string&) -> std::optional<std::string> { return std::nullopt; };
+  const std::string models = R"("models":[{"name":"echo","workers":[{"provider":"echo"}]}])";
+  EXPECT_EQ(TranscriptStore::log_path_for(config::load_from_text(
+                "{" + models + R"(,"transcripts":{"keys":["*"]}})", "t.json", {}, no_env)),
+            "")
+      << "no usage log: nowhere (the gateway warns at start-up)";
+  auto c = config::load_from_text(
+      "{" + models + R"(,"usage":{"log":"u.jsonl"},"transcripts":{"models":["e*"]}})", "t.json", {},
+      no_env);
+  EXPECT_EQ(TranscriptStore::log_path_for(c), "u.jsonl.transcripts.jsonl");
+  EXPECT_FALSE(c.transcripts.enable_input_transcription);
+  EXPECT_EQ(c.transcripts.input_transcription_model, "gpt-4o-mini-transcribe");
+}
+
 }  // namespace
 }  // namespace rtgw::transcripts
