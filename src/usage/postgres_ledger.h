@@ -7,6 +7,8 @@
 // summed from the table on the first connection); GET /v1/usage's queries against the table
 // (report(): queued beside the records, run by the writer on its connection, at most
 // kMaxConcurrentScans pending).
+// Other modules' tables ride on the same writer and connection: statement() runs their SQL in
+// order between batches of records (the transcripts table, transcripts/transcript_store.h).
 //
 // Every record is written once: the table has a unique index on
 // (call_id, COALESCE(response_id, ''), COALESCE(item_id, '')) and each batch is one
