@@ -260,3 +260,24 @@ def test_echo_worker_transcript_with_enable_input_transcription(fake_upstream, g
          "response_id": None},
         {"turn": 1, "role": "assistant", "text": answered[0]["transcript"],
          "item_id": answered[0]["item_id"], "response_id": answered[0]["response_id"]}], body
+
+
+def test_enable_input_transcription_on_a_websocket_session(fake_upstream, gateway_factory):
+    """A WebSocket session's worker gets the gateway's first session.update with input
+    transcription, through the filter even for a key limited to the realtime model."""
+    config = config_with(fake_upstream, {"models": [MODEL], "enable_input_transcription": True})
+    config["auth"]["keys"].append({"name": "narrow", "key": "sk-test-narrow", "models": [MODEL]})
+    gw = gateway_factory(config)
+    result = run_ws_session(gw.url, key="sk-test-narrow", model=MODEL,
+                            send_events=[{"type": "input_audio_buffer.commit"}],
+                            until=lambda r: r.events_of(TRANSCRIPT_EVENTS[0]), duration=15)
+    assert result.events_of(TRANSCRIPT_EVENTS[0]), result.event_types()
+    assert not result.events_of("error"), result.events_of("error")
+    sessions = fake_upstream.ws_sessions()
+    assert len(sessions) == 1, sessions
+    first = json.loads(sessions[0]["events"][0])
+    assert first["type"] == "session.update", first
+    assert first["session"]["audio"]["input"]["transcription"] == {
+        "model": "gpt-4o-mini-transcribe"}, first
+    lines = wait_until(lambda: jsonl_lines(gw), 10, "the user entry")
+    assert [(line["role"], line["key_name"]) for line in lines] == [("user", "narrow")], lines
