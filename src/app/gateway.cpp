@@ -181,6 +181,17 @@ Gateway::Gateway(config::Config config)
                      config_.data_dir.empty() ? RTGW_DATA_DIR : config_.data_dir,
                      /*usage_report=*/{}, cluster_.get(), keys_.get()});
   server_->set_tracer(tracer_.get());
+  if (config_.transcripts.any()) {
+    transcripts_ = std::make_shared<transcripts::TranscriptStore>(
+        config_.transcripts, transcripts::TranscriptStore::log_path_for(config_));
+    if (postgres_)
+      transcripts_->set_ledger(postgres_.get());
+    else if (transcripts::TranscriptStore::log_path_for(config_).empty())
+      g_warning(
+          "transcripts: neither usage.postgres_url, usage.log nor transcripts.log is set: "
+          "transcribed calls store nothing");
+    server_->set_transcripts(transcripts_);
+  }
   server_->set_response_gate(
       [this](const std::string& key, const std::string& model, std::string* why) {
         return accounting_.reserve_response(key, model, why);

@@ -24,6 +24,7 @@
 #include "http/server.h"
 #include "keys/key_manager.h"
 #include "sessions/session_registry.h"
+#include "transcripts/transcript_store.h"
 #include "usage/postgres_ledger.h"
 #include "workers/worker_pool.h"
 
@@ -96,6 +97,8 @@ class Gateway {
   std::unique_ptr<telemetry::Tracer> tracer_;
   CallAccounting accounting_;
   std::shared_ptr<cluster::Cluster> cluster_;  // cluster mode only
+  // transcripts (transcripts/transcript_store.h); null when no key or model is transcribed.
+  std::shared_ptr<transcripts::TranscriptStore> transcripts_;
   std::unique_ptr<http::Server> server_;
   Ref<GMainLoop> loop_;
   SourceGuard drain_timeout_;

@@ -179,6 +179,7 @@ void Call::build_pipeline() {
       this);
   relay_.set_response_gate(settings_.response_gate, identity_.key_name, identity_.model);
   if (settings_.response_content) relay_.set_response_content(settings_.response_content);
+  relay_.set_transcript_capture(settings_.transcript);
   client_events_ = std::make_unique<EventChannel>("client", settings_.max_event_bytes,
                                                   settings_.max_pending_event_bytes,
                                                   settings_.max_outgoing_event_bytes, this);

@@ -118,6 +118,8 @@ struct CallSettings {
   bool trace_steps = false;
   // telemetry.include_content: each response.done's transcript text (events/event_relay.h).
   events::EventRelay::ResponseContentFn response_content;
+  // transcripts: the call's capture (transcripts/transcript_store.h); null: not transcribed.
+  std::shared_ptr<transcripts::TranscriptCapture> transcript;
 };
 
 // When each leg's connection steps finished (g_get_monotonic_time(), 0: not reached), for the

@@ -112,6 +112,9 @@ void validate(const Reader& r, Config& c) {
     if (e.rfind("http://", 0) != 0 && e.rfind("https://", 0) != 0)
       r.fail("$.telemetry.otlp_endpoint", "expected http(s)://host:port[/prefix], got '" + e + "'");
   }
+  if (c.transcripts.enable_input_transcription && c.transcripts.input_transcription_model.empty())
+    r.fail("$.transcripts.input_transcription_model",
+           "enable_input_transcription needs a transcription model");
   if (c.webrtc.ice_agent != "shared" && c.webrtc.ice_agent != "stock")
     r.fail("$.webrtc.ice_agent", "must be \"shared\" or \"stock\"");
   if (c.webrtc.dtls_certificate != "rsa" && c.webrtc.dtls_certificate != "ecdsa")
@@ -321,6 +324,18 @@ std::string describe(const Config& c) {
     out << " buffer_records=" << c.usage_postgres_buffer_records
         << " timeout_seconds=" << c.usage_postgres_timeout_seconds;
   out << "\n";
+  if (c.transcripts.any()) {
+    out << "transcripts: keys=" << c.transcripts.keys.size()
+        << " models=" << c.transcripts.models.size() << " to "
+        << (!c.usage_postgres_url.empty() ? std::string("PostgreSQL table transcripts")
+            : !c.transcripts.log.empty()  ? c.transcripts.log
+            : !c.usage_log.empty()
+                ? c.usage_log + ".transcripts.jsonl"
+                : std::string("nowhere (set usage.postgres_url, usage.log or transcripts.log)"));
+    if (c.transcripts.enable_input_transcription)
+      out << " input_transcription=" << c.transcripts.input_transcription_model;
+    out << "\n";
+  }
   out << "limits: max_body_bytes=" << c.limits.max_body_bytes
       << " max_pending_event_bytes=" << c.limits.max_pending_event_bytes
       << " max_outgoing_buffer_bytes=" << c.limits.max_outgoing_buffer_bytes

@@ -210,6 +210,17 @@ struct TelemetryConfig {
   std::vector<std::pair<std::string, std::string>> headers;
   bool include_content = false;  // a response.done's transcript text on its span event
   bool enabled() const { return !otlp_endpoint.empty(); }
+// transcripts (SPEC "Telemetry, recording, transcripts"; transcripts/transcript_store.h): which
+// calls and sessions have their transcription events stored, and where. Off when both lists are
+// empty.
+struct TranscriptsConfig {
+  std::vector<std::string> keys;    // key name patterns ("*", "?")
+  std::vector<std::string> models;  // model name patterns
+  // A call or session without input transcription gets it switched on for the worker.
+  bool enable_input_transcription = false;
+  std::string input_transcription_model = "gpt-4o-mini-transcribe";
+  std::string log;  // JSONL file without a PostgreSQL ledger ("" = `{usage.log}.transcripts.jsonl`)
+  bool any() const { return !keys.empty() || !models.empty(); }
 };
 
 struct Config {
@@ -235,6 +246,7 @@ struct Config {
   ClusterConfig cluster;
   TlsConfig tls;
   TelemetryConfig telemetry;
+  TranscriptsConfig transcripts;
   std::string pipeline_file;  // per-call pipeline description ("" = built-in path)
   std::string data_dir;       // the tester page's folder ("" = the source tree's data/)
   bool json_logs = false;

@@ -6,6 +6,7 @@
 #include "rtevents/json.h"
 
 #include "common/main_thread.h"
+#include "transcripts/transcript_store.h"
 #include "usage/saturating.h"
 
 namespace rtgw::events {
@@ -137,6 +138,7 @@ void EventRelay::not_relayed_upstream(const std::string& text) {
 void EventRelay::note_from_upstream(const std::string& text) {
   if (response_content_ && text.find("\"response.done\"") != std::string::npos)
     report_response_content(text);
+  if (transcript_) transcript_->on_upstream_event(text);
   if (reservations_.empty()) return;
   if (text.find("response.created") == std::string::npos &&
       text.find("\"error\"") == std::string::npos)

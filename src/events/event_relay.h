@@ -24,6 +24,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
@@ -36,6 +37,10 @@
 #include "usage/budget_reservations.h"
 #include "usage/pricing.h"
 #include "usage/usage_ledger.h"
+
+namespace rtgw::transcripts {
+class TranscriptCapture;
+}
 
 namespace rtgw::events {
 
@@ -133,6 +138,12 @@ class EventRelay {
   void not_relayed_upstream(const std::string& text);
   std::size_t open_reservations() const { return reservations_.size(); }
 
+  // Transcripts (transcripts/transcript_store.h): each upstream event note_from_upstream() sees
+  // goes to `capture` too. Null (the call is not transcribed): nothing more than that check.
+  void set_transcript_capture(std::shared_ptr<transcripts::TranscriptCapture> capture) {
+    transcript_ = std::move(capture);
+  }
+
   // What the event path reported.
   void on_decision(const PolicyDecision& decision);
   void on_turn(usage::UsageRecord record, const TurnIds& ids);
@@ -200,6 +211,7 @@ class EventRelay {
   std::string gate_model_;
   std::deque<OpenReservation> reservations_;
   ResponseContentFn response_content_;
+  std::shared_ptr<transcripts::TranscriptCapture> transcript_;  // null: not transcribed
 };
 
 }  // namespace rtgw::events

@@ -197,6 +197,13 @@ void Server::handle_realtime_socket(SoupServerMessage* msg, GHashTable* query,
           s.session_json = session_for_upstream(*session, model_config.upstream_model);
         else if (transcription)  // the worker learns the transcription model from the first event
           s.session_json = transcription_session_json(model_config.upstream_model);
+        // transcripts: the gateway's own session.update passes the filter, which must allow the
+        // transcription model it names.
+        if (!translation_route && !transcription &&
+            transcribe_input(principal, model, model_config.upstream_model, s.session_json) &&
+            !s.allowed_models.empty())
+          s.allowed_models.push_back(transcripts_->config().input_transcription_model);
+        s.transcript = transcript_capture(session_id, principal, model);
         s.failover = std::move(ticket.failover);
         if (tracer_) s.response_content = tracer_->content_hook(session_id);
         answer_protocol();

@@ -471,6 +471,7 @@ void Server::dispatch(SoupServerMessage* msg, const char* path_cstr) {
       handle_hangup_call(msg, rest.substr(0, rest.size() - hangup_suffix.size()));
       return;
     }
+    if (method == "GET" && handle_transcript_route(msg, rest)) return;
     if (method == "GET" && rest.find('/') == std::string::npos) {
       handle_get_call(msg, rest);
       return;
@@ -583,6 +584,7 @@ void Server::handle_create_call(SoupServerMessage* msg, GHashTable* query, CallR
     session = translation_session_for_upstream(session, model_config.upstream_model);
   else if (session)
     session = session_for_upstream(*session, model_config.upstream_model);
+  if (!translation) transcribe_input(principal, model, model_config.upstream_model, session);
 
   // Admission: the cluster's counts first (one Redis round trip in cluster mode), then this
   // instance's and a worker.
@@ -632,6 +634,7 @@ void Server::start_admitted_call(SoupServerMessage* msg, PreparedCall prepared,
   settings.beta_client = beta;
   settings.trace_steps = tracer_ != nullptr;
   if (tracer_) settings.response_content = tracer_->content_hook(identity.call_id);
+  settings.transcript = transcript_capture(identity.call_id, principal, model);
 
   auto pending = std::make_shared<PendingResponse>();
   pending->msg = Ref<SoupServerMessage>::retain(msg);

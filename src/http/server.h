@@ -37,6 +37,7 @@
 #include "sdp/session_description.h"
 #include "sessions/session_registry.h"
 #include "telemetry/tracer.h"
+#include "transcripts/transcript_store.h"
 #include "usage/budget_reservations.h"
 #include "usage/usage_report.h"
 #include "workers/worker_pool.h"
@@ -107,6 +108,11 @@ class Server {
   const char* scheme() const { return tls_ ? "https" : "http"; }
   // Re-reads the TLS pair (SIGHUP); "" when the new pair is in use, else why the old one stays.
   std::string reload_tls(const std::string& cert_file, const std::string& key_file);
+  // Transcripts (transcripts/transcript_store.h): calls and sessions it wants are captured, and
+  // GET /v1/realtime/calls/{id}/transcript reads from it. None: no transcripts (the route 404s).
+  void set_transcripts(std::shared_ptr<transcripts::TranscriptStore> store) {
+    transcripts_ = std::move(store);
+  }
   // Replaces GET /v1/usage's source (Services::usage_report).
   void set_usage_report(decltype(Services::usage_report) source) {
     services_.usage_report = std::move(source);
@@ -191,6 +197,18 @@ class Server {
   void handle_debug_calls(SoupServerMessage* msg);
   void handle_client_secrets(SoupServerMessage* msg);
   void handle_pipeline_dot(SoupServerMessage* msg, const std::string& id);
+  // GET /v1/realtime/calls/{id}/transcript (http/transcript_routes.cpp): false when `rest` (the
+  // path after /v1/realtime/calls/) is not that route.
+  bool handle_transcript_route(SoupServerMessage* msg, const std::string& rest);
+  // transcripts.enable_input_transcription: the session the worker gets, with input
+  // transcription on when this key's or model's calls are transcribed (transcript_routes.cpp).
+  // True when it changed `session`.
+  bool transcribe_input(const auth::Principal& principal, const std::string& model,
+                        const std::string& upstream_model,
+                        std::optional<std::string>& session) const;
+  // The capture of a call or session `transcripts_` wants (null: none).
+  std::shared_ptr<transcripts::TranscriptCapture> transcript_capture(
+      const std::string& id, const auth::Principal& principal, const std::string& model) const;
 
   // Ephemeral tokens (auth/token_mint.h), shared by client_secrets and the legacy mint routes.
   // The model a token may be minted for (exists, the key may use it and is within its budgets).
@@ -223,6 +241,7 @@ class Server {
   telemetry::Tracer* tracer_ = nullptr;
   // A request's trace from its arrival (the caller's traceparent); off without a tracer.
   telemetry::RequestTrace start_trace(SoupServerMessage* msg) const;
+  std::shared_ptr<transcripts::TranscriptStore> transcripts_;  // null: no transcripts
 };
 
 // Response helpers shared by handlers.

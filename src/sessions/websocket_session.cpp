@@ -51,6 +51,7 @@ void WebSocketSession::start() {
                                    settings_.budget_exceeded, settings_.allowed_models};
   relay_.set_response_gate(settings_.response_gate, identity_.key_name, identity_.model);
   if (settings_.response_content) relay_.set_response_content(settings_.response_content);
+  relay_.set_transcript_capture(settings_.transcript);
   path_ = events::EventPath::start_own(settings_.pipeline_description, identity_.session_id, policy,
                                        this);
   if (settings_.session_json) {

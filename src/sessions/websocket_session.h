@@ -87,6 +87,8 @@ struct SessionSettings {
   std::optional<std::string> session_json;
   // A lease on the next worker to try after a worker failure while connecting (empty: none).
   workers::FailoverFn failover;
+  // transcripts: the session's capture (transcripts/transcript_store.h); null: not transcribed.
+  std::shared_ptr<transcripts::TranscriptCapture> transcript;
 };
 
 class WebSocketSession : public WebSocket::Listener,

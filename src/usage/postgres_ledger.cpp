@@ -350,6 +350,90 @@ bool PostgresLedger::report(UsageQuery query, std::function<void(UsageReply)> do
   return true;
 }
 
+// statement()'s read: whichever of the writer's rows and the deadline comes first answers.
+struct PostgresLedger::RowsAnswer {
+  std::function<void(Rows)> done;
+  SourceGuard deadline;
+
+  void give(Rows rows) {
+    if (!done) return;
+    auto fn = std::move(done);
+    done = nullptr;
+    deadline.cancel();
+    fn(std::move(rows));
+  }
+};
+
+bool PostgresLedger::statement(std::string sql, std::vector<std::optional<std::string>> params,
+                               std::function<void(Rows)> done) {
+  if (!done) {
+    std::lock_guard lock(mu_);
+    if (closing_ || statements_.size() >= options_.buffer_records) return false;
+    statements_.push_back({std::move(sql), std::move(params), {}});
+    cv_.notify_all();
+    return true;
+  }
+  auto answer = std::make_shared<RowsAnswer>();
+  answer->done = std::move(done);
+  {
+    std::lock_guard lock(mu_);
+    if (closing_ || statement_reads_ >= kMaxConcurrentScans) return false;
+    if (!conn_) {
+      std::string why =
+          "PostgreSQL: " + (outage_reason_.empty() ? "not connected yet" : outage_reason_);
+      post_to_main([answer, why] { answer->give({{}, why}); });
+      return true;
+    }
+    statement_reads_++;
+    statements_.push_back({std::move(sql), std::move(params),
+                           [answer](Rows rows) { answer->give(std::move(rows)); }});
+    cv_.notify_all();
+  }
+  std::weak_ptr<RowsAnswer> weak = answer;
+  auto ms = options_.timeout;
+  answer->deadline =
+      run_after_ms(static_cast<guint>(std::max<long long>(millis(ms), 1)), [weak, ms] {
+        auto a = weak.lock();
+        if (!a) return;
+        a->deadline.forget();
+        a->give({{}, "PostgreSQL did not answer within " + std::to_string(millis(ms)) + " ms"});
+      });
+  return true;
+}
+
+bool PostgresLedger::run_statement(Connection& conn, const Statement& st) {
+  std::vector<const char*> values;
+  values.reserve(st.params.size());
+  for (const auto& p : st.params) values.push_back(p ? p->c_str() : nullptr);
+  Outcome r = exec(conn, st.sql.c_str(), values);
+  ExecStatusType status = r.status();
+  if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK) {
+    if (st.done) {
+      Rows rows;
+      PGresult* res = r.result.get();
+      for (int i = 0; i < PQntuples(res); i++) {
+        std::vector<std::optional<std::string>> row;
+        for (int c = 0; c < PQnfields(res); c++)
+          row.push_back(PQgetisnull(res, i, c) ? std::nullopt
+                                               : std::optional<std::string>(PQgetvalue(res, i, c)));
+        rows.rows.push_back(std::move(row));
+      }
+      post_to_main([done = st.done, rows = std::move(rows)]() mutable { done(std::move(rows)); });
+    }
+    return true;
+  }
+  std::string why = r.error();
+  if (!r.lost.empty()) {
+    std::lock_guard lock(mu_);
+    note_outage("writing: " + why);
+    return false;
+  }
+  // Refused (bad data, a missing table, a syntax error): answered or dropped, never retried.
+  g_warning("usage ledger: PostgreSQL refused a statement (%s)", why.c_str());
+  if (st.done) post_to_main([done = st.done, why] { done({{}, "PostgreSQL: " + why}); });
+  return true;
+}
+
 void PostgresLedger::fail_reports(const std::string& why) {
   while (!reports_.empty()) {
     ReportJob job = std::move(reports_.front());
@@ -903,7 +987,8 @@ void PostgresLedger::run() {
     }
   };
   while (true) {
-    if (closing_ && (queue_.empty() || Clock::now() >= flush_deadline_)) break;
+    if (closing_ && ((queue_.empty() && statements_.empty()) || Clock::now() >= flush_deadline_))
+      break;
     if (!conn_) {
       if (!connect(lock)) wait_to_retry();
       continue;
@@ -955,9 +1040,25 @@ void PostgresLedger::run() {
       }
       continue;
     }
+    if (!statements_.empty()) {
+      Statement st = statements_.front();
+      lock.unlock();
+      bool connected = run_statement(conn, st);
+      lock.lock();
+      if (!connected) {
+        drop_connection();
+        wait_to_retry();
+        continue;
+      }
+      statements_.pop_front();
+      if (st.done) statement_reads_--;
+      continue;
+    }
     if (queue_.empty()) {
       // Idle: a database that stopped answering is noticed by the probe, not by the next write.
-      auto wake = [&] { return !queue_.empty() || closing_ || !reports_.empty(); };
+      auto wake = [&] {
+        return !queue_.empty() || closing_ || !reports_.empty() || !statements_.empty();
+      };
       if (!cv_.wait_until(lock, last_io_ + options_.probe_interval, wake)) {
         lock.unlock();
         bool ok = probe(conn);

@@ -7,6 +7,8 @@
 // summed from the table on the first connection); GET /v1/usage's queries against the table
 // (report(): queued beside the records, run by the writer on its connection, at most
 // kMaxConcurrentScans pending).
+// Other modules' tables ride on the same writer and connection: statement() runs their SQL in
+// order between batches of records (the transcripts table, transcripts/transcript_store.h).
 //
 // Every record is written once: the table has a unique index on
 // (call_id, COALESCE(response_id, ''), COALESCE(item_id, '')) and each batch is one
@@ -123,6 +125,20 @@ class PostgresLedger {
   // NULL: open).
   static const char* report_sql();
 
+  // Other tables' statements on the writer's connection (the transcripts, transcripts/): run in
+  // the order given, between batches of records. A write (`done` empty) waits in a queue bounded
+  // like the records' (full: false, dropped) through an outage and is sent again after it; a
+  // statement the server refuses for its data (SQLSTATE class 22/23) is dropped and logged. A
+  // read (`done` set) is answered on the main loop with its rows, or `error` when the database
+  // is down (at once), refuses it, or does not answer within Options::timeout; false (`done` is
+  // not called) when kMaxConcurrentScans reads are pending or the ledger is closing.
+  struct Rows {
+    std::vector<std::vector<std::optional<std::string>>> rows;
+    std::string error;  // non-empty: no rows
+  };
+  bool statement(std::string sql, std::vector<std::optional<std::string>> params,
+                 std::function<void(Rows)> done = {});
+
   // Stops taking records and lets the writer flush what is queued for up to `timeout`; at that
   // deadline the writer abandons whatever it waits for (a statement, a connection attempt: the
   // connection is dropped, nothing is cancelled under a lock) and ends, and close() joins it.
@@ -161,6 +177,15 @@ class PostgresLedger {
     std::function<void(UsageReply)> done;  // posts to the main loop's ReportAnswer
   };
   enum class WriteResult { kOk, kOutage, kBadData };
+  struct Statement {
+    std::string sql;
+    std::vector<std::optional<std::string>> params;
+    std::function<void(Rows)> done;  // posts to the main loop; empty: a write
+  };
+  struct RowsAnswer;
+  // Writer thread, lock not held: runs the front statement; false on an outage (it stays queued).
+  bool run_statement(Connection& conn, const Statement& st);
+
   enum class Ready { kReady, kTimedOut };
 
   void run();
@@ -214,7 +239,9 @@ class PostgresLedger {
   std::uint64_t offered_ = 0;  // records ever queued
   std::uint64_t settled_ = 0;  // records ever taken off the queue (written, duplicate or refused)
   std::deque<ReportJob> reports_;
-  int reports_pending_ = 0;  // queued or running
+  std::deque<Statement> statements_;  // statement(): writes and reads, in order
+  int statement_reads_ = 0;           // reads queued or running
+  int reports_pending_ = 0;           // queued or running
   std::uint64_t report_ids_ = 0;
   bool closing_ = false;
   bool finished_ = false;

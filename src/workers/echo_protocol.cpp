@@ -183,6 +183,19 @@ void EchoProtocol::respond() {
       .set("response_id", response_id)
       .set("delta", transcript);
   send_(delta.str());
+  if (!transcription_model_.empty()) {
+    // Input transcription on (a transcribed call, transcripts/): the turn's output transcript
+    // too, as a model that speaks sends it, so both sides of a call can be stored.
+    json::ObjectBuilder transcript_done;
+    transcript_done.set("type", "response.output_audio_transcript.done")
+        .set("event_id", random_id("event_", 24))
+        .set("response_id", response_id)
+        .set("item_id", random_id("item_", 24))
+        .set("output_index", gint64{0})
+        .set("content_index", gint64{0})
+        .set("transcript", transcript);
+    send_(transcript_done.str());
+  }
 
   gint64 text_tokens = static_cast<gint64>((transcript.size() + 3) / 4);
   json::ObjectBuilder input_details;

@@ -34,7 +34,8 @@ Per call (aiortc answers; the gateway is the offerer and creates the data channe
     input_audio_buffer.commit -> input_audio_buffer.committed + conversation.item.input_audio_
     transcription.completed (token-billed usage); test.transcribe {"usage": U} -> the same with
     usage U (e.g. {"type": "duration", "seconds": 2.5}; null: no usage);
-    response.create -> response.created, 3 transcript deltas, response.done with deterministic
+    response.create -> response.created, 3 transcript deltas and their
+    response.output_audio_transcript.done, response.done with deterministic
     usage (a turn of config "turn_ms" more, which response.cancel cuts short: status
     "cancelled", usage still there); test.echo -> test.echoed with the same payload;
     ``{"type":"test.emit","events":[...]}`` -> those events sent as they are (server events a
@@ -267,6 +268,10 @@ class RealtimeSession:
             self.send({"type": "response.output_audio_transcript.delta",
                        "event_id": new_id("event"), "response_id": resp_id, "item_id": item_id,
                        "output_index": 0, "content_index": 0, "delta": delta})
+        # The turn's whole transcript, as OpenAI sends it after the deltas.
+        self.send({"type": "response.output_audio_transcript.done", "event_id": new_id("event"),
+                   "response_id": resp_id, "item_id": item_id, "output_index": 0,
+                   "content_index": 0, "transcript": "".join(TRANSCRIPT_DELTAS)})
         await asyncio.sleep(0.02)
         # A long turn (config "turn_ms") that response.cancel cuts short.
         status = "completed"
