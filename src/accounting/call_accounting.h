@@ -17,6 +17,7 @@
 #include "calls/call_registry.h"
 #include "cluster/cluster.h"
 #include "config/config.h"
+#include "console/console_feed.h"
 #include "events/relay_observer.h"
 #include "metrics/metrics.h"
 #include "sessions/session_registry.h"
@@ -44,6 +45,8 @@ class CallAccounting : public calls::CallObserver,
                                                      const std::string& model, std::string* why);
   // Cluster mode: metered turns also go to the shared counters.
   void set_cluster(cluster::Cluster* cluster) { cluster_ = cluster; }
+  // The operator console's feed: priced turns, failed calls and sessions, blocked events.
+  void set_console_feed(console::ConsoleFeed* feed) { console_ = feed; }
   // Flags the key's live calls and sessions if it is over budget now (after each turn, and when
   // the cluster's totals change).
   void enforce_budget(const std::string& key_name);
@@ -70,6 +73,7 @@ class CallAccounting : public calls::CallObserver,
   calls::CallRegistry& calls_;
   relay::SessionRegistry& sessions_;
   cluster::Cluster* cluster_ = nullptr;
+  console::ConsoleFeed* console_ = nullptr;
   std::shared_ptr<usage::ReservationBook> book_ = std::make_shared<usage::ReservationBook>();
   std::uint64_t reservation_ids_ = 0;
 };

@@ -141,6 +141,7 @@ Gateway::Gateway(config::Config config)
   // straight to the accounting (events/relay_observer.h).
   calls_.set_relay_observer(&accounting_);
   sessions_.set_relay_observer(&accounting_);
+  accounting_.set_console_feed(&console_feed_);
   metrics_.set_collector([this](metrics::Registry& m) { collect_gauges(m); });
   if (usage_.replayed_records())
     g_message("usage log %s: %zu records replayed for budgets", config_.usage_log.c_str(),
@@ -157,6 +158,7 @@ Gateway::Gateway(config::Config config)
                      [this](const std::string& key) { return accounting_.over_budget(key); },
                      config_.data_dir.empty() ? RTGW_DATA_DIR : config_.data_dir,
                      /*usage_report=*/{}, cluster_.get()});
+  server_->set_console_feed(&console_feed_);
   server_->set_response_gate(
       [this](const std::string& key, const std::string& model, std::string* why) {
         return accounting_.reserve_response(key, model, why);
