@@ -105,6 +105,7 @@ async function openStream() {
     const reader = response.body.getReader();
     const decoder = new TextDecoder();
     let buffer = '';
+    let first = true;
     for (;;) {
       const {value, done} = await reader.read();
       if (done) break;
@@ -114,7 +115,8 @@ async function openStream() {
         const block = buffer.slice(0, end);
         buffer = buffer.slice(end + 2);
         const data = block.split('\n').filter((l) => l.startsWith('data: ')).map((l) => l.slice(6)).join('\n');
-        if (data) onSnapshot(JSON.parse(data));
+        if (data) onSnapshot(JSON.parse(data), first);
+        first = false;
       }
     }
     if (state.abort !== abort) return;
@@ -126,13 +128,13 @@ async function openStream() {
   if (state.abort === abort && state.signedIn) state.retry = setTimeout(openStream, 2000);
 }
 
-function onSnapshot(snap) {
+function onSnapshot(snap, firstOfStream) {
   state.snapshots++;
   state.rows = snap.rows || [];
   renderRows(snap);
   if (snap.watch && state.series && snap.watch.id === state.selected) addPoint(snap);
   if (snap.spend) { state.spend = snap.spend; renderSpend(); }
-  if (snap.errors && snap.errors.length) addErrors(snap.errors);
+  if (snap.errors && snap.errors.length) addErrors(snap.errors, firstOfStream);
 }
 
 // --- live table -----------------------------------------------------------------------------
@@ -354,8 +356,13 @@ async function loadUsage() {
 
 // --- errors ----------------------------------------------------------------------------------
 
-function addErrors(list) {
-  for (const e of list) state.errors.unshift(e);
+function addErrors(list, firstOfStream) {
+  // A new stream (a reconnect, another call watched) sends again all the ring holds: keep each
+  // error once, by its number. Numbers that went back mean the gateway restarted.
+  const newest = state.errors.length ? state.errors[0].seq : 0;
+  if (firstOfStream && list.length && list[list.length - 1].seq < newest) state.errors = [];
+  const seen = new Set(state.errors.map((e) => e.seq));
+  for (const e of list) if (!seen.has(e.seq)) state.errors.unshift(e);
   state.errors.length = Math.min(state.errors.length, 100);
   const ol = $('errors');
   ol.replaceChildren();

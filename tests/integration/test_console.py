@@ -59,6 +59,8 @@ class SseStream:
                 return json.loads("\n".join(data))
 
     def close(self) -> None:
+        # The response holds the socket (Connection: close): close both, or it stays open.
+        self.response.close()
         self.conn.close()
 
 
@@ -177,6 +179,7 @@ def test_console_page_watches_a_call_and_sees_it_end(fake_upstream, gateway_fact
     out_dir = os.environ.get("RTGW_TEST_OUTPUT", str(tmp_path))
     os.makedirs(out_dir, exist_ok=True)
     driver, profile = start_chromium()
+    driver.set_window_size(1400, 1900)  # the whole console in the screenshots
     call: Optional[CallInThread] = None
 
     def js(expr: str):
@@ -200,6 +203,7 @@ def test_console_page_watches_a_call_and_sees_it_end(fake_upstream, gateway_fact
         assert js("window.rtgwConsole.signedIn") is False
         assert js("window.rtgwConsole.key") is None
 
+        driver.find_element("id", "admin-key").clear()
         driver.find_element("id", "admin-key").send_keys(ADMIN)
         driver.find_element("id", "sign-in-button").click()
         assert wait_js("window.rtgwConsole.snapshots >= 1"), driver.find_element("id", "status").text
@@ -229,8 +233,10 @@ def test_console_page_watches_a_call_and_sees_it_end(fake_upstream, gateway_fact
         assert after[2] != before[2], "the packets plot did not change"
         rates = js("window.rtgwConsole.series.packets[0].filter(v => v > 0).length")
         assert rates >= 1, js("window.rtgwConsole.series.packets")
-        # The upstream leg carries the worker's audio back, and events flowed (the turn).
+        # The upstream leg carries the worker's audio back; jitter is measured on both legs.
         assert wait_js("window.rtgwConsole.series.packetsReceived[1] > 0", timeout=10)
+        jitter = js("window.rtgwConsole.series.jitter.map(l => l[l.length - 1])")
+        assert all(isinstance(v, (int, float)) and v >= 0 for v in jitter), jitter
         # The turn's cost reaches the table and the spend chart (hour window).
         assert wait_js(f"window.rtgwConsole.rows.some(r => r.id === '{call_id}' && r.turns >= 1)")
         spend = wait_js("window.rtgwConsole.spend.hour.length && window.rtgwConsole.spend.hour")
@@ -246,6 +252,12 @@ def test_console_page_watches_a_call_and_sees_it_end(fake_upstream, gateway_fact
         assert not driver.find_elements("css selector", f"#live tbody tr[data-id='{call_id}']")
         assert wait_js("document.getElementById('call-state').textContent === 'ended'")
         assert call.ended.wait(15), "the aiortc peer did not see the hang-up"
+        # The refusal of the first sign-in is listed once, though each stream (one per watched
+        # call) sends the ring again.
+        seqs = js("window.rtgwConsole.errors.map(e => e.seq)")
+        assert len(seqs) == len(set(seqs)), seqs
+        codes = js("window.rtgwConsole.errors.map(e => e.code)")
+        assert codes.count("admin_required") == 1, codes
         driver.save_screenshot(os.path.join(out_dir, "console-after-hangup.png"))
     finally:
         if call:
