@@ -265,3 +265,41 @@ def test_console_page_watches_a_call_and_sees_it_end(fake_upstream, gateway_fact
             call.thread.join(20)
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
+
+
+def test_console_stream_shows_a_websocket_session_and_its_spend(fake_upstream, gateway_factory):
+    from peers.ws_client import WsClient
+
+    gw = console_gateway(fake_upstream, gateway_factory)
+    stream = SseStream(gw, ADMIN)
+    assert stream.status == 200
+    assert stream.next_snapshot()["rows"] == []
+
+    async def scenario():
+        async with WsClient(gw.url, key=GATEWAY_KEY, model="gpt-realtime") as client:
+            assert client.connected, client.result
+            await client.wait_for(lambda r: r.events_of("session.created"), 10)
+            await client.send({"type": "response.create"})
+            assert await client.wait_for(lambda r: r.events_of("response.done"), 10)
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline:
+                snap = await asyncio.to_thread(stream.next_snapshot)
+                rows = [r for r in snap["rows"] if r["transport"] == "websocket"]
+                if rows and rows[0]["turns"] >= 1 and snap["spend"]["hour"]:
+                    return rows[0], snap
+            raise AssertionError("the session's turn did not reach the stream")
+    row, snap = asyncio.run(scenario())
+    assert row["id"].startswith("ws_") and row["key"] == "team-a" and row["model"] == "gpt-realtime"
+    assert row["state"] and row["age_seconds"] >= 0
+    assert abs(row["cost_usd"] - TURN_USD) < 1e-9
+    assert row["events_from_client"] >= 1 and row["events_from_upstream"] >= 1
+    (spend,) = snap["spend"]["hour"]
+    assert (spend["key"], spend["model"]) == ("team-a", "gpt-realtime")
+    assert len(spend["buckets"]) == 60 and abs(spend["buckets"][-1] - TURN_USD) < 1e-9
+    (day,) = snap["spend"]["day"]
+    assert len(day["buckets"]) == 24 and abs(day["total_usd"] - TURN_USD) < 1e-9
+    # The session closed: it leaves the rows.
+    deadline = time.monotonic() + 10
+    while stream.next_snapshot()["rows"]:
+        assert time.monotonic() < deadline, "the closed session stayed in the stream"
+    stream.close()
