@@ -22,6 +22,7 @@ const state = {
   window: 'hour',
   abort: null,     // the stream's AbortController
   retry: null,
+  usageTimer: null,
 };
 window.rtgwConsole = state;
 
@@ -71,8 +72,16 @@ function signOut() {
   state.key = null;
   if (state.abort) state.abort.abort();
   clearTimeout(state.retry);
+  clearTimeout(state.usageTimer);
   state.selected = null;
   state.series = null;
+  // Nothing the key read stays behind it.
+  state.rows = [];
+  state.errors = [];
+  state.spend = {hour: [], day: []};
+  for (const id of ['live', 'usage']) $(id).querySelector('tbody').replaceChildren();
+  $('errors').replaceChildren();
+  $('call-panel').hidden = true;
   $('console').hidden = true;
   $('sign-in-panel').hidden = false;
   $('sign-out').hidden = true;
@@ -351,7 +360,8 @@ async function loadUsage() {
       }
     }
   } catch (e) { /* the next round tries again */ }
-  setTimeout(loadUsage, 30000);
+  clearTimeout(state.usageTimer);
+  state.usageTimer = setTimeout(loadUsage, 30000);
 }
 
 // --- errors ----------------------------------------------------------------------------------

@@ -259,6 +259,12 @@ def test_console_page_watches_a_call_and_sees_it_end(fake_upstream, gateway_fact
         codes = js("window.rtgwConsole.errors.map(e => e.code)")
         assert codes.count("admin_required") == 1, codes
         driver.save_screenshot(os.path.join(out_dir, "console-after-hangup.png"))
+        # Signing out forgets the key and what it read, and closes the stream.
+        driver.find_element("id", "sign-out").click()
+        assert js("window.rtgwConsole.key") is None and js("window.rtgwConsole.errors.length") == 0
+        snapshots = js("window.rtgwConsole.snapshots")
+        time.sleep(2.5)
+        assert js("window.rtgwConsole.snapshots") == snapshots
     finally:
         if call:
             call.stop.set()
