@@ -77,8 +77,8 @@ class Gateway {
   std::uint64_t reaper_stuck_seen_ = 0;      // rtgw_pipeline_stops_stuck_total already added
   std::uint64_t postgres_written_seen_ = 0;  // counters already added to /metrics
   std::uint64_t postgres_rejected_seen_ = 0;
-  console::ConsoleFeed
-      console_feed_;  // the operator console's spend and errors (before its feeders)
+  // The operator console's spend series and recent errors (before what feeds it).
+  console::ConsoleFeed console_feed_;
   CallAccounting accounting_;
   std::shared_ptr<cluster::Cluster> cluster_;  // cluster mode only
   std::unique_ptr<http::Server> server_;

@@ -26,11 +26,12 @@ void ConsoleFeed::note_error(std::string kind, std::string code, std::string mes
   errors_.note(std::move(e));
 }
 
-void ConsoleFeed::note_http_error(const ApiError& error, std::string where) {
+void ConsoleFeed::note_http_error(const ApiError& error, const char* method, const char* path) {
   const int status = error.status();
   const bool refusal = status == 402 || status == 403 || status == 429 || status == 503;
   note_error(refusal ? "refusal" : "http", error.code(),
-             std::to_string(status) + " " + error.what(), std::move(where));
+             std::to_string(status) + " " + error.what(),
+             std::string(method ? method : "") + " " + (path ? path : ""));
 }
 
 }  // namespace rtgw::console

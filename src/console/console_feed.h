@@ -31,9 +31,9 @@ class ConsoleFeed {
   void on_turn(const usage::UsageRecord& record);
   void note_error(std::string kind, std::string code, std::string message, std::string id = {},
                   std::string key = {});
-  // An error answered to an HTTP client (`where`: "METHOD /path"): a refusal (402, 403, 429,
-  // 503) or another error.
-  void note_http_error(const ApiError& error, std::string where);
+  // An error answered to an HTTP client's `method` `path`: a refusal (402, 403, 429, 503) or
+  // another error.
+  void note_http_error(const ApiError& error, const char* method, const char* path);
 
   const SpendSeries& spend() const { return spend_; }
   const RecentErrors& errors() const { return errors_; }

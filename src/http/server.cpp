@@ -317,8 +317,7 @@ void Server::on_request(SoupServer*, SoupServerMessage* msg, const char* path, G
       self->dispatch(msg, path);
   } catch (const HttpError& e) {
     if (self->console_feed_)  // the console's recent errors (console/console_feed.h)
-      self->console_feed_->note_http_error(e, std::string(soup_server_message_get_method(msg)) +
-                                                  " " + path);
+      self->console_feed_->note_http_error(e, soup_server_message_get_method(msg), path);
     respond_json(msg, e.status(), e.body());
   } catch (const std::exception& e) {
     g_warning("internal error on %s: %s", path, e.what());

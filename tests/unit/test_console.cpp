@@ -94,9 +94,9 @@ TEST(ConsoleFeed, TurnsAndHttpErrors) {
   auto hour = feed.spend().last_hour(now);
   ASSERT_EQ(hour.size(), 1u);
   EXPECT_DOUBLE_EQ(hour[0].total_usd, 0.01);
-  feed.note_http_error(ApiError(429, "rate_limit_exceeded", "capacity_exceeded", "full"),
-                       "POST /v1/realtime/calls");
-  feed.note_http_error(ApiError(400, "invalid_request_error", "invalid_sdp", "bad"), "POST /x");
+  feed.note_http_error(ApiError(429, "rate_limit_exceeded", "capacity_exceeded", "full"), "POST",
+                       "/v1/realtime/calls");
+  feed.note_http_error(ApiError(400, "invalid_request_error", "invalid_sdp", "bad"), "POST", "/x");
   ASSERT_EQ(feed.errors().entries().size(), 2u);
   EXPECT_EQ(feed.errors().entries()[0].kind, "refusal");
   EXPECT_EQ(feed.errors().entries()[0].message, "429 full");
