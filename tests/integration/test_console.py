@@ -185,7 +185,7 @@ def test_console_page_watches_a_call_and_sees_it_end(fake_upstream, gateway_fact
     def js(expr: str):
         return driver.execute_script("return " + expr)
 
-    def wait_js(expr: str, timeout: float = 20.0):
+    def wait_js(expr: str, timeout: float = 30.0):
         deadline = time.monotonic() + timeout
         while True:
             value = js(expr)
