@@ -125,6 +125,9 @@ void CallAccounting::OnCallAnswered(const calls::Call& call) {
 void CallAccounting::OnCallSetupFailed(const calls::Call& call,
                                        const calls::SetupFailure& failure) {
   metrics_.add(metrics::kCallsTotal, {call.identity().model, failure_outcome(failure.kind)});
+  if (console_)
+    console_->note_error("call", failure_outcome(failure.kind), failure.message, call.id(),
+                         call.identity().key_name);
   count_dtls_failure(call);
   if (tracer_) tracer_->on_call_setup_failed(call, failure_outcome(failure.kind), failure.message);
 }
@@ -151,6 +154,8 @@ void CallAccounting::OnCallEnded(const calls::Call& call) {
   count_dtls_failure(call);
   const auto& id = call.identity();
   metrics_.add(metrics::kCallsTotal, {id.model, call.outcome()});
+  if (console_ && call.outcome() != "completed")
+    console_->note_error("call", call.outcome(), call.end_reason(), id.call_id, id.key_name);
   if (!call.timed_out_leg().empty())
     metrics_.add(metrics::kPeerTimeoutsTotal, {call.timed_out_leg()});
   metrics_.add(metrics::kRtpPacketsTotal, {"client"},
@@ -176,6 +181,10 @@ void CallAccounting::count_events(std::uint64_t from_client, std::uint64_t from_
 
 void CallAccounting::OnSessionEnded(const relay::WebSocketSession& session) {
   metrics_.add(metrics::kWebsocketSessionsTotal, {session.identity().model, session.outcome()});
+  if (console_ && session.outcome() != "completed")
+    console_->note_error("session", session.outcome(),
+                         "close code " + std::to_string(session.close_code()), session.id(),
+                         session.identity().key_name);
   count_events(session.events_from_client(), session.events_from_upstream());
   if (tracer_) tracer_->on_session_ended(session);
 }
@@ -185,6 +194,7 @@ void CallAccounting::OnRelayTurn(const usage::UsageRecord& record) {
   // reported): the log, ledger, cluster counters, metrics and budgets all take that cost.
   if (!ledger_.record(record)) metrics_.add(metrics::kUsageLogErrorsTotal);
   if (tracer_) tracer_->on_turn(record);
+  if (console_) console_->on_turn(record);
   if (cluster_) cluster_->add_usage(record.key_name, record.billable_tokens(), record.cost_usd);
   if (record.kind == "response")
     book_->note_turn(record.key_name, record.billable_tokens(), record.cost_usd);
@@ -286,6 +296,8 @@ int CallAccounting::end_key(const std::string& key_name, const std::string& code
 }
 
 void CallAccounting::OnRelayDecision(const events::PolicyDecision& decision) {
+  if (console_ && decision.action == "block")
+    console_->note_error("policy", decision.reason, decision.event_type + ": " + decision.message);
   if (decision.action == "block")
     metrics_.add(metrics::kEventsBlockedTotal, {decision.rule, decision.reason});
   else

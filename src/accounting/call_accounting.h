@@ -18,6 +18,7 @@
 #include "calls/call_registry.h"
 #include "cluster/cluster.h"
 #include "config/config.h"
+#include "console/console_feed.h"
 #include "events/relay_observer.h"
 #include "metrics/metrics.h"
 #include "sessions/session_registry.h"
@@ -50,6 +51,8 @@ class CallAccounting : public calls::CallObserver,
   void set_key_book(const auth::KeyBook* book) { key_book_ = book; }
   // telemetry.otlp_endpoint set: every end and turn also goes to the tracer (telemetry/).
   void set_tracer(telemetry::Tracer* tracer) { tracer_ = tracer; }
+  // The operator console's feed: priced turns, failed calls and sessions, blocked events.
+  void set_console_feed(console::ConsoleFeed* feed) { console_ = feed; }
   // Flags the key's live calls and sessions if it is over budget now (after each turn, and when
   // the cluster's totals change). A key with a budget period (budget_duration) that is no longer
   // over (a new period) has its calls' and sessions' flags cleared: response.create goes through
@@ -85,6 +88,7 @@ class CallAccounting : public calls::CallObserver,
   cluster::Cluster* cluster_ = nullptr;
   const auth::KeyBook* key_book_ = nullptr;
   telemetry::Tracer* tracer_ = nullptr;
+  console::ConsoleFeed* console_ = nullptr;
   std::shared_ptr<usage::ReservationBook> book_ = std::make_shared<usage::ReservationBook>();
   std::uint64_t reservation_ids_ = 0;
   // Keys flagged over budget that have a budget period: a check at the period's end.

@@ -155,6 +155,7 @@ Gateway::Gateway(config::Config config)
   // straight to the accounting (events/relay_observer.h).
   calls_.set_relay_observer(&accounting_);
   sessions_.set_relay_observer(&accounting_);
+  accounting_.set_console_feed(&console_feed_);
   metrics_.set_collector([this](metrics::Registry& m) { collect_gauges(m); });
   if (config_.telemetry.enabled()) {
     tracer_ = std::make_unique<telemetry::Tracer>(config_, metrics_);
@@ -192,6 +193,7 @@ Gateway::Gateway(config::Config config)
           "transcribed calls store nothing");
     server_->set_transcripts(transcripts_);
   }
+  server_->set_console_feed(&console_feed_);
   server_->set_response_gate(
       [this](const std::string& key, const std::string& model, std::string* why) {
         return accounting_.reserve_response(key, model, why);

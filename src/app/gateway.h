@@ -95,6 +95,8 @@ class Gateway {
   std::uint64_t postgres_rejected_seen_ = 0;
   // Before the accounting and the server, which hold it: null without telemetry.otlp_endpoint.
   std::unique_ptr<telemetry::Tracer> tracer_;
+  // The operator console's spend series and recent errors (before what feeds it).
+  console::ConsoleFeed console_feed_;
   CallAccounting accounting_;
   std::shared_ptr<cluster::Cluster> cluster_;  // cluster mode only
   // transcripts (transcripts/transcript_store.h); null when no key or model is transcribed.

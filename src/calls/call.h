@@ -219,6 +219,12 @@ class Call : public WebRtcLeg::Listener,
   const std::string& dtls_failure_reason() const { return dtls_failure_reason_; }
   // Call state for GET /v1/realtime/calls/{id}.
   json::ObjectBuilder describe() const;
+  // A leg's webrtcbin (null before set-up or after teardown), for read-only statistics readers
+  // on the main loop (the operator console's, console/leg_stats.h).
+  GstElement* leg_element(bool client) const {
+    const auto& leg = client ? client_leg_ : upstream_leg_;
+    return leg ? leg->element() : nullptr;
+  }
   // The pipeline graph in DOT (debugging).
   std::string pipeline_dot() const;
   // With GST_DEBUG_DUMP_DOT_DIR set: writes the graph as <dir>/<call_id>-<moment>.dot.

@@ -319,6 +319,8 @@ void Server::on_request(SoupServer*, SoupServerMessage* msg, const char* path, G
     else
       self->dispatch(msg, path);
   } catch (const HttpError& e) {
+    if (self->console_feed_)  // the console's recent errors (console/console_feed.h)
+      self->console_feed_->note_http_error(e, soup_server_message_get_method(msg), path);
     respond_json(msg, e.status(), e.body());
   } catch (const std::exception& e) {
     g_warning("internal error on %s: %s", path, e.what());
@@ -416,6 +418,7 @@ void Server::dispatch(SoupServerMessage* msg, const char* path_cstr) {
     serve_tester_page(msg);
     return;
   }
+  if (handle_console(msg, method, path)) return;
   if (path == "/healthz") {
     respond_json(msg, 200, R"({"status":"ok"})");
     return;

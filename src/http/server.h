@@ -30,7 +30,9 @@
 #include "cluster/peer_client.h"
 #include "common/ref.h"
 #include "config/config.h"
+#include "console/console_feed.h"
 #include "http/connection_guard.h"
+#include "http/console_streams.h"
 #include "http/cors.h"
 #include "http/http_error.h"
 #include "metrics/metrics.h"
@@ -117,6 +119,9 @@ class Server {
   void set_usage_report(decltype(Services::usage_report) source) {
     services_.usage_report = std::move(source);
   }
+  // The operator console's spend series and recent errors (console/console_feed.h); the HTTP
+  // error boundary notes each error answered. Null: the console shows neither.
+  void set_console_feed(console::ConsoleFeed* feed) { console_feed_ = feed; }
 
  private:
   void listen_redirect(int https_port);
@@ -209,6 +214,9 @@ class Server {
   // The capture of a call or session `transcripts_` wants (null: none).
   std::shared_ptr<transcripts::TranscriptCapture> transcript_capture(
       const std::string& id, const auth::Principal& principal, const std::string& model) const;
+  // The operator console (http/console_routes.cpp): GET /console, its assets and
+  // /console/stream. False when `path` is not the console's.
+  bool handle_console(SoupServerMessage* msg, const std::string& method, const std::string& path);
 
   // Ephemeral tokens (auth/token_mint.h), shared by client_secrets and the legacy mint routes.
   // The model a token may be minted for (exists, the key may use it and is within its budgets).
@@ -242,6 +250,9 @@ class Server {
   // A request's trace from its arrival (the caller's traceparent); off without a tracer.
   telemetry::RequestTrace start_trace(SoupServerMessage* msg) const;
   std::shared_ptr<transcripts::TranscriptStore> transcripts_;  // null: no transcripts
+  // The operator console: what it shows beyond the registries, and its open streams.
+  console::ConsoleFeed* console_feed_ = nullptr;
+  std::unique_ptr<ConsoleStreams> console_streams_;
 };
 
 // Response helpers shared by handlers.

@@ -75,6 +75,8 @@ SERIAL_TESTS = (
     # builds the Debian package (a full build of its own) and installs it: once, alone
     "test_service.py::test_package_contents_and_depends",
     "test_service.py::test_package_installs_starts_as_its_user_notifies_and_purges",
+    # counts the gateway's descriptors after eight console streams close
+    "test_console.py::test_console_streams_are_bounded_and_released",
 )
 
 

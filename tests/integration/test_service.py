@@ -483,6 +483,9 @@ def test_package_contents_and_depends(deb_package):
                    "/usr/share/realtime-gateway/pipelines/call.pipeline",
                    "/usr/share/realtime-gateway/pipelines/session.pipeline",
                    "/usr/share/realtime-gateway/data/index.html",
+                   "/usr/share/realtime-gateway/data/console/index.html",
+                   "/usr/share/realtime-gateway/data/console/console.js",
+                   "/usr/share/realtime-gateway/data/console/console.css",
                    "/etc/realtime-gateway/config.json",
                    "/lib/systemd/system/realtime-gateway.service",
                    "/usr/share/man/man1/realtime-gateway.1.gz"):
