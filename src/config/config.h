@@ -210,6 +210,8 @@ struct TelemetryConfig {
   std::vector<std::pair<std::string, std::string>> headers;
   bool include_content = false;  // a response.done's transcript text on its span event
   bool enabled() const { return !otlp_endpoint.empty(); }
+};
+
 // transcripts (SPEC "Telemetry, recording, transcripts"; transcripts/transcript_store.h): which
 // calls and sessions have their transcription events stored, and where. Off when both lists are
 // empty.
