@@ -21,6 +21,7 @@
 #include "common/ref.h"
 #include "config/config.h"
 #include "http/server.h"
+#include "recording/retention.h"
 #include "sessions/session_registry.h"
 #include "usage/postgres_ledger.h"
 #include "workers/worker_pool.h"
@@ -77,6 +78,10 @@ class Gateway {
   std::uint64_t reaper_stuck_seen_ = 0;      // rtgw_pipeline_stops_stuck_total already added
   std::uint64_t postgres_written_seen_ = 0;  // counters already added to /metrics
   std::uint64_t postgres_rejected_seen_ = 0;
+  // Recording: the failures already added to rtgw_recording_failures_total, and the
+  // recording.retention_days sweep at start-up and hourly (none when recording is off).
+  std::uint64_t recording_failures_seen_ = 0;
+  std::unique_ptr<recording::RetentionSweeper> recording_retention_;
   CallAccounting accounting_;
   std::shared_ptr<cluster::Cluster> cluster_;  // cluster mode only
   std::unique_ptr<http::Server> server_;

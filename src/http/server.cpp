@@ -21,6 +21,7 @@
 #include "http/initial_session.h"
 #include "http/session_shape.h"
 #include "http/translation_session.h"
+#include "recording/recording_plan.h"
 #include "sdp/session_description.h"
 
 namespace rtgw::http {
@@ -313,6 +314,8 @@ void Server::on_request(SoupServer*, SoupServerMessage* msg, const char* path, G
       self->handle_legacy_call(msg, query);
     else if (g_strcmp0(method, "GET") == 0 && g_strcmp0(path, "/v1/usage") == 0)
       self->handle_usage(msg, query);
+    else if (auto recording_id = recording_route_call_id(method, path))
+      self->handle_recording(msg, *recording_id, query);
     else
       self->dispatch(msg, path);
   } catch (const HttpError& e) {
@@ -602,6 +605,8 @@ void Server::start_admitted_call(SoupServerMessage* msg, PreparedCall prepared,
   settings.pricing = std::move(ticket.pricing);
   settings.failover = std::move(ticket.failover);
   settings.beta_client = beta;
+  settings.recording =
+      recording::plan_for(config.recording, principal.key_name, model, identity.call_id);
 
   auto pending = std::make_shared<PendingResponse>();
   pending->msg = Ref<SoupServerMessage>::retain(msg);

@@ -1,0 +1,275 @@
+// SPDX-License-Identifier: MIT
+#include "recording/call_recorder.h"
+
+#include <gst/app/gstappsrc.h>
+#include <gst/rtp/gstrtpbuffer.h>
+
+#include <atomic>
+#include <stdexcept>
+
+#include "recording/sidecar.h"
+
+namespace rtgw::recording {
+namespace {
+
+std::atomic<std::uint64_t> g_failures{0};
+
+constexpr guint kOpusClockRate = 48000;
+// What a branch's appsrc may hold before it drops its oldest packets: about 10 s of Opus.
+constexpr guint64 kMaxQueuedBytes = 128 * 1024;
+// A sender's RTP clock further than this from the packets' arrival clock (a sender restart, a
+// new SSRC after failover, a jump): re-time from the arrival of the packet at hand.
+constexpr GstClockTime kMaxClockSkew = 2 * GST_SECOND;
+
+Ref<GstElement> make(const char* factory, const std::string& name) {
+  GstElement* e = gst_element_factory_make(factory, name.c_str());
+  if (!e)
+    throw std::runtime_error(std::string("recording: the element '") + factory + "' is missing");
+  return Ref<GstElement>::sink(e);
+}
+
+}  // namespace
+
+std::uint64_t failures_total() { return g_failures.load(std::memory_order_relaxed); }
+
+struct CallRecorder::Branch {
+  std::string direction;
+  std::string path;
+  Ref<GstElement> bin;
+  Ref<GstElement> appsrc;
+  Ref<GstPad> head_pad;
+  gulong head_probe = 0;
+  // Set on the main loop at finish or failure: the head's probe pushes nothing more.
+  std::atomic<bool> stopped{false};
+  // The EOS reached the file sink: oggmux has written its last page (set on the branch thread).
+  std::atomic<bool> eos_written{false};
+  // Main loop.
+  bool failed = false;
+  bool done_reported = false;
+  // Where the branch thread reports the EOS (post_if_alive on the recorder).
+  Liveness owner_alive;
+  CallRecorder* owner = nullptr;
+  // Re-timing, on the branch thread only.
+  bool timed = false;
+  guint64 ext_rtp = G_MAXUINT64;  // extended RTP timestamp of the last packet (none yet)
+  guint64 base_rtp = 0;
+  GstClockTime base_pts = 0;
+  GstClockTime last_pts = GST_CLOCK_TIME_NONE;
+};
+
+namespace {
+
+using BranchRef = std::shared_ptr<CallRecorder::Branch>;
+
+BranchRef* hold(const BranchRef& branch) { return new BranchRef(branch); }
+void release(gpointer data) { delete static_cast<BranchRef*>(data); }
+
+// The head's probe: the relayed packet, by reference, into the branch (never blocks).
+GstPadProbeReturn on_head_buffer(GstPad*, GstPadProbeInfo* info, gpointer data) {
+  auto& branch = *static_cast<BranchRef*>(data);
+  if (branch->stopped.load(std::memory_order_relaxed)) return GST_PAD_PROBE_OK;
+  GstBuffer* buffer = GST_PAD_PROBE_INFO_BUFFER(info);
+  gst_app_src_push_buffer(GST_APP_SRC(branch->appsrc.get()), gst_buffer_ref(buffer));
+  return GST_PAD_PROBE_OK;
+}
+
+// On the branch thread, before rtpopusdepay: each packet's time from its RTP timestamp, from the
+// first packet's arrival on. A packet older than the last (reordered) is left out of the file.
+GstPadProbeReturn on_depay_buffer(GstPad*, GstPadProbeInfo* info, gpointer data) {
+  auto& b = **static_cast<BranchRef*>(data);
+  GstBuffer* buffer = GST_PAD_PROBE_INFO_BUFFER(info);
+  GstRTPBuffer rtp = GST_RTP_BUFFER_INIT;
+  if (!gst_rtp_buffer_map(buffer, GST_MAP_READ, &rtp)) return GST_PAD_PROBE_DROP;
+  guint32 ts = gst_rtp_buffer_get_timestamp(&rtp);
+  gst_rtp_buffer_unmap(&rtp);
+  GstClockTime arrival = GST_BUFFER_PTS(buffer);
+  guint64 ext = gst_rtp_buffer_ext_timestamp(&b.ext_rtp, ts);
+  if (!b.timed && !GST_CLOCK_TIME_IS_VALID(arrival)) return GST_PAD_PROBE_DROP;
+  if (!b.timed) {
+    b.timed = true;
+    b.base_rtp = ext;
+    b.base_pts = arrival;
+  }
+  GstClockTime pts =
+      ext >= b.base_rtp
+          ? b.base_pts + gst_util_uint64_scale_int(ext - b.base_rtp, GST_SECOND, kOpusClockRate)
+          : GST_CLOCK_TIME_NONE;
+  if (GST_CLOCK_TIME_IS_VALID(arrival) &&
+      (!GST_CLOCK_TIME_IS_VALID(pts) ||
+       GST_CLOCK_DIFF(pts, arrival) > GstClockTimeDiff(kMaxClockSkew) ||
+       GST_CLOCK_DIFF(arrival, pts) > GstClockTimeDiff(kMaxClockSkew))) {
+    // Re-based on this packet's arrival, never before what is written already.
+    b.base_rtp = ext;
+    b.base_pts = GST_CLOCK_TIME_IS_VALID(b.last_pts) && arrival <= b.last_pts
+                     ? b.last_pts + 20 * GST_MSECOND
+                     : arrival;
+    pts = b.base_pts;
+  }
+  if (GST_CLOCK_TIME_IS_VALID(b.last_pts) && pts <= b.last_pts) return GST_PAD_PROBE_DROP;
+  b.last_pts = pts;
+  buffer = gst_buffer_make_writable(buffer);  // a new buffer header; the payload is shared
+  GST_BUFFER_PTS(buffer) = pts;
+  GST_BUFFER_DTS(buffer) = GST_CLOCK_TIME_NONE;
+  GST_PAD_PROBE_INFO_DATA(info) = buffer;
+  return GST_PAD_PROBE_OK;
+}
+
+// On the branch thread: the EOS reached the file sink, after oggmux's last page (the sink writes
+// unbuffered, so every page is in the file now).
+GstPadProbeReturn on_sink_event(GstPad*, GstPadProbeInfo* info, gpointer data) {
+  if (GST_EVENT_TYPE(GST_PAD_PROBE_INFO_EVENT(info)) != GST_EVENT_EOS) return GST_PAD_PROBE_OK;
+  auto branch = *static_cast<BranchRef*>(data);
+  branch->eos_written.store(true);
+  post_if_alive(branch->owner_alive, [branch] { branch->owner->on_branch_done(); });
+  return GST_PAD_PROBE_OK;
+}
+
+}  // namespace
+
+CallRecorder::CallRecorder(GstElement* pipeline, RecordingPlan plan,
+                           const std::vector<Direction>& directions)
+    : plan_(std::move(plan)) {
+  for (const auto& d : directions) {
+    auto branch = std::make_shared<Branch>();
+    branch->direction = d.name;
+    branch->path = audio_path(plan_.dir, plan_.call_id, d.name);
+    branch->owner_alive = lifetime_.watch();
+    branch->owner = this;
+    std::string prefix = "recording_" + d.name;
+    branch->bin = Ref<GstElement>::sink(gst_bin_new(prefix.c_str()));
+    branch->appsrc = make("appsrc", prefix + "_src");
+    auto depay = make("rtpopusdepay", prefix + "_depay");
+    auto parse = make("opusparse", prefix + "_parse");
+    auto mux = make("oggmux", prefix + "_mux");
+    auto sink = make("filesink", prefix + "_file");
+
+    // Fixed caps (accept-caps wants a subset of the depayloader's template). The payload type
+    // is any dynamic one: rtpopusdepay does not compare it with the packets'.
+    auto caps = Ref<GstCaps>::adopt(
+        gst_caps_from_string("application/x-rtp, media=(string)audio, clock-rate=(int)48000, "
+                             "encoding-name=(string)OPUS, payload=(int)96"));
+    GstAppSrc* src = GST_APP_SRC(branch->appsrc.get());
+    gst_app_src_set_caps(src, caps.get());
+    gst_app_src_set_stream_type(src, GST_APP_STREAM_TYPE_STREAM);
+    gst_app_src_set_max_bytes(src, kMaxQueuedBytes);
+    gst_app_src_set_leaky_type(src, GST_APP_LEAKY_TYPE_DOWNSTREAM);
+    g_object_set(src, "is-live", TRUE, "format", GST_FORMAT_TIME, "do-timestamp", FALSE, "block",
+                 FALSE, nullptr);
+    g_object_set(sink.get(), "location", branch->path.c_str(), "sync", FALSE, "async", FALSE,
+                 nullptr);
+    gst_util_set_object_arg(G_OBJECT(sink.get()), "buffer-mode", "unbuffered");
+
+    GstBin* bin = GST_BIN(branch->bin.get());
+    for (const auto& e : {branch->appsrc, depay, parse, mux, sink}) gst_bin_add(bin, e.get());
+    if (!gst_element_link_many(branch->appsrc.get(), depay.get(), parse.get(), mux.get(),
+                               sink.get(), nullptr))
+      throw std::runtime_error("recording: cannot link the " + d.name + " branch");
+    if (!gst_bin_add(GST_BIN(pipeline), branch->bin.get()))
+      throw std::runtime_error("recording: cannot add the " + d.name + " branch");
+
+    auto depay_sink = Ref<GstPad>::adopt(gst_element_get_static_pad(depay.get(), "sink"));
+    gst_pad_add_probe(depay_sink.get(), GST_PAD_PROBE_TYPE_BUFFER, on_depay_buffer, hold(branch),
+                      release);
+    auto file_sink = Ref<GstPad>::adopt(gst_element_get_static_pad(sink.get(), "sink"));
+    gst_pad_add_probe(file_sink.get(), GST_PAD_PROBE_TYPE_EVENT_DOWNSTREAM, on_sink_event,
+                      hold(branch), release);
+
+    auto head = Ref<GstElement>::adopt(gst_bin_get_by_name(GST_BIN(pipeline), d.head.c_str()));
+    if (!head) throw std::runtime_error("recording: the call pipeline has no '" + d.head + "'");
+    branch->head_pad = Ref<GstPad>::adopt(gst_element_get_static_pad(head.get(), "src"));
+    if (!branch->head_pad) throw std::runtime_error("recording: '" + d.head + "' has no src pad");
+    branch->head_probe = gst_pad_add_probe(branch->head_pad.get(), GST_PAD_PROBE_TYPE_BUFFER,
+                                           on_head_buffer, hold(branch), release);
+    branches_.push_back(std::move(branch));
+  }
+  sidecar_ = Sidecar{plan_.call_id, plan_.key_name, plan_.model, g_get_real_time() / 1000, 0};
+  write_sidecar(plan_, sidecar_);
+  g_message("[%s] recording to %s/%s.{%s}.ogg", plan_.call_id.c_str(), plan_.dir.c_str(),
+            plan_.call_id.c_str(), directions.size() == 2 ? "client,upstream" : "...");
+}
+
+CallRecorder::~CallRecorder() {
+  // The pipeline may outlive the recorder (the reaper stops it later): no packet goes on, and the
+  // probes' branch references go with them.
+  for (auto& b : branches_) {
+    b->stopped.store(true);
+    if (b->head_probe) gst_pad_remove_probe(b->head_pad.get(), b->head_probe);
+  }
+}
+
+void CallRecorder::finish() {
+  if (finishing_) return;
+  finishing_ = true;
+  sidecar_.ended_unix_ms = g_get_real_time() / 1000;
+  write_sidecar(plan_, sidecar_);
+  for (auto& b : branches_) {
+    b->stopped.store(true);
+    if (b->head_probe) {
+      gst_pad_remove_probe(b->head_pad.get(), b->head_probe);
+      b->head_probe = 0;
+    }
+    // Queued after the packets the appsrc still holds: they are written first.
+    if (!b->failed) gst_app_src_end_of_stream(GST_APP_SRC(b->appsrc.get()));
+  }
+}
+
+bool CallRecorder::wait_finished(guint bound_ms, std::function<void()> done) {
+  finish();
+  if (waited_) return static_cast<bool>(on_finished_);  // still waiting: the first `done` comes
+  waited_ = true;
+  bool pending = false;
+  for (auto& b : branches_) pending = pending || (!b->failed && !b->eos_written.load());
+  if (!pending) return false;
+  on_finished_ = std::move(done);
+  finish_bound_ = run_after_ms(bound_ms, [this, bound_ms] {
+    for (auto& b : branches_)
+      if (!b->failed && !b->eos_written.load())
+        g_warning(
+            "[%s] recording %s: its end not written after %u ms; the file may lack its "
+            "last page",
+            plan_.call_id.c_str(), b->path.c_str(), bound_ms);
+    if (auto fn = std::exchange(on_finished_, nullptr)) fn();
+  });
+  return true;
+}
+
+void CallRecorder::on_branch_done() {
+  if (!on_finished_) return;
+  for (auto& b : branches_)
+    if (!b->failed && !b->eos_written.load()) return;
+  finish_bound_.cancel();
+  if (auto fn = std::exchange(on_finished_, nullptr)) fn();
+}
+
+bool CallRecorder::handle_error(GstMessage* message) {
+  GstObject* src = GST_MESSAGE_SRC(message);
+  for (auto& b : branches_) {
+    if (src != GST_OBJECT(b->bin.get()) &&
+        !gst_object_has_as_ancestor(src, GST_OBJECT(b->bin.get())))
+      continue;
+    if (b->failed) return true;  // the same failure, seen again from another element
+    b->failed = true;
+    b->stopped.store(true);
+    g_failures.fetch_add(1, std::memory_order_relaxed);
+    GError* raw = nullptr;
+    gst_message_parse_error(message, &raw, nullptr);
+    UniqueError err(raw);
+    g_warning("[%s] recording %s stopped: %s: %s; the call goes on unrecorded in that direction",
+              plan_.call_id.c_str(), b->path.c_str(), GST_OBJECT_NAME(src),
+              err ? err->message : "?");
+    on_branch_done();
+    return true;
+  }
+  return false;
+}
+
+json::ObjectBuilder CallRecorder::describe() const {
+  json::ObjectBuilder out;
+  for (const auto& b : branches_) {
+    const char* state = b->failed ? "failed" : b->eos_written.load() ? "finished" : "recording";
+    out.set(b->direction.c_str(), state);
+  }
+  return out;
+}
+
+}  // namespace rtgw::recording
