@@ -69,6 +69,8 @@ SERIAL_TESTS = (
     # builds the Debian package (a full build of its own) and installs it: once, alone
     "test_service.py::test_package_contents_and_depends",
     "test_service.py::test_package_installs_starts_as_its_user_notifies_and_purges",
+    # the recordings' durations are compared with the call's within 0.5 s
+    "test_recording.py::test_recorded_call_files_decode_and_last_as_long_as_the_call",
 )
 
 
