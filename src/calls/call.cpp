@@ -247,6 +247,7 @@ void Call::start(sdp::CheckedOffer offer, std::optional<std::string> session_jso
       [this](SetupResult result) { on_setup_done(std::move(result)); });
   if (gst_element_set_state(pipeline_.get(), GST_STATE_PLAYING) == GST_STATE_CHANGE_FAILURE)
     throw std::runtime_error("the call pipeline failed to start");
+  if (recorder_) recorder_->start(pipeline_.get());  // its own start: a bad disk fails only it
   setup_->start(std::move(offer), std::move(session_json));
 }
 

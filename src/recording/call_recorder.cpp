@@ -54,6 +54,7 @@ struct CallRecorder::Branch {
   guint64 ext_rtp = G_MAXUINT64;  // extended RTP timestamp of the last packet (none yet)
   guint64 base_rtp = 0;
   GstClockTime base_pts = 0;
+  GstClockTime first_arrival = GST_CLOCK_TIME_NONE;
   GstClockTime last_pts = GST_CLOCK_TIME_NONE;
 };
 
@@ -73,8 +74,9 @@ GstPadProbeReturn on_head_buffer(GstPad*, GstPadProbeInfo* info, gpointer data) 
   return GST_PAD_PROBE_OK;
 }
 
-// On the branch thread, before rtpopusdepay: each packet's time from its RTP timestamp, from the
-// first packet's arrival on. A packet older than the last (reordered) is left out of the file.
+// On the branch thread, before rtpopusdepay: each packet's time in the file from its RTP
+// timestamp, the first packet at 0 (so the Ogg stream starts at granule 0 and lasts as long as
+// the audio sent). A packet older than the last (reordered) is left out of the file.
 GstPadProbeReturn on_depay_buffer(GstPad*, GstPadProbeInfo* info, gpointer data) {
   auto& b = **static_cast<BranchRef*>(data);
   GstBuffer* buffer = GST_PAD_PROBE_INFO_BUFFER(info);
@@ -84,25 +86,31 @@ GstPadProbeReturn on_depay_buffer(GstPad*, GstPadProbeInfo* info, gpointer data)
   gst_rtp_buffer_unmap(&rtp);
   GstClockTime arrival = GST_BUFFER_PTS(buffer);
   guint64 ext = gst_rtp_buffer_ext_timestamp(&b.ext_rtp, ts);
-  if (!b.timed && !GST_CLOCK_TIME_IS_VALID(arrival)) return GST_PAD_PROBE_DROP;
   if (!b.timed) {
     b.timed = true;
     b.base_rtp = ext;
-    b.base_pts = arrival;
+    b.base_pts = 0;
+    b.first_arrival = arrival;
   }
   GstClockTime pts =
       ext >= b.base_rtp
           ? b.base_pts + gst_util_uint64_scale_int(ext - b.base_rtp, GST_SECOND, kOpusClockRate)
           : GST_CLOCK_TIME_NONE;
-  if (GST_CLOCK_TIME_IS_VALID(arrival) &&
-      (!GST_CLOCK_TIME_IS_VALID(pts) ||
-       GST_CLOCK_DIFF(pts, arrival) > GstClockTimeDiff(kMaxClockSkew) ||
-       GST_CLOCK_DIFF(arrival, pts) > GstClockTimeDiff(kMaxClockSkew))) {
+  // The arrival clock, from the first packet: the check on the sender's RTP clock.
+  GstClockTime elapsed = GST_CLOCK_TIME_IS_VALID(arrival) &&
+                                 GST_CLOCK_TIME_IS_VALID(b.first_arrival) &&
+                                 arrival >= b.first_arrival
+                             ? arrival - b.first_arrival
+                             : GST_CLOCK_TIME_NONE;
+  if (!GST_CLOCK_TIME_IS_VALID(pts) ||
+      (GST_CLOCK_TIME_IS_VALID(elapsed) &&
+       (GST_CLOCK_DIFF(pts, elapsed) > GstClockTimeDiff(kMaxClockSkew) ||
+        GST_CLOCK_DIFF(elapsed, pts) > GstClockTimeDiff(kMaxClockSkew)))) {
     // Re-based on this packet's arrival, never before what is written already.
+    GstClockTime next =
+        GST_CLOCK_TIME_IS_VALID(b.last_pts) ? b.last_pts + 20 * GST_MSECOND : GstClockTime{0};
     b.base_rtp = ext;
-    b.base_pts = GST_CLOCK_TIME_IS_VALID(b.last_pts) && arrival <= b.last_pts
-                     ? b.last_pts + 20 * GST_MSECOND
-                     : arrival;
+    b.base_pts = GST_CLOCK_TIME_IS_VALID(elapsed) && elapsed > next ? elapsed : next;
     pts = b.base_pts;
   }
   if (GST_CLOCK_TIME_IS_VALID(b.last_pts) && pts <= b.last_pts) return GST_PAD_PROBE_DROP;
@@ -159,6 +167,9 @@ CallRecorder::CallRecorder(GstElement* pipeline, RecordingPlan plan,
                  nullptr);
     gst_util_set_object_arg(G_OBJECT(sink.get()), "buffer-mode", "unbuffered");
 
+    // Started by start() once the call's pipeline runs, so that a file that cannot be opened
+    // does not fail the pipeline's own start.
+    gst_element_set_locked_state(branch->bin.get(), TRUE);
     GstBin* bin = GST_BIN(branch->bin.get());
     for (const auto& e : {branch->appsrc, depay, parse, mux, sink}) gst_bin_add(bin, e.get());
     if (!gst_element_link_many(branch->appsrc.get(), depay.get(), parse.get(), mux.get(),
@@ -241,6 +252,29 @@ void CallRecorder::on_branch_done() {
   if (auto fn = std::exchange(on_finished_, nullptr)) fn();
 }
 
+void CallRecorder::start(GstElement* pipeline) {
+  for (auto& b : branches_) {
+    // Started apart from the pipeline (its state was locked): a file that cannot be opened fails
+    // this branch, not the call's start.
+    if (gst_element_sync_state_with_parent(b->bin.get())) {
+      gst_element_set_locked_state(b->bin.get(), FALSE);  // stopped with the pipeline
+      continue;
+    }
+    if (!b->failed) fail(*b, "cannot start (is " + plan_.dir + " writable?)");
+    gst_element_set_state(b->bin.get(), GST_STATE_NULL);
+    gst_bin_remove(GST_BIN(pipeline), b->bin.get());
+  }
+}
+
+void CallRecorder::fail(Branch& b, const std::string& why) {
+  b.failed = true;
+  b.stopped.store(true);
+  g_failures.fetch_add(1, std::memory_order_relaxed);
+  g_warning("[%s] recording %s stopped: %s; the call goes on unrecorded in that direction",
+            plan_.call_id.c_str(), b.path.c_str(), why.c_str());
+  on_branch_done();
+}
+
 bool CallRecorder::handle_error(GstMessage* message) {
   GstObject* src = GST_MESSAGE_SRC(message);
   for (auto& b : branches_) {
@@ -248,16 +282,10 @@ bool CallRecorder::handle_error(GstMessage* message) {
         !gst_object_has_as_ancestor(src, GST_OBJECT(b->bin.get())))
       continue;
     if (b->failed) return true;  // the same failure, seen again from another element
-    b->failed = true;
-    b->stopped.store(true);
-    g_failures.fetch_add(1, std::memory_order_relaxed);
     GError* raw = nullptr;
     gst_message_parse_error(message, &raw, nullptr);
     UniqueError err(raw);
-    g_warning("[%s] recording %s stopped: %s: %s; the call goes on unrecorded in that direction",
-              plan_.call_id.c_str(), b->path.c_str(), GST_OBJECT_NAME(src),
-              err ? err->message : "?");
-    on_branch_done();
+    fail(*b, std::string(GST_OBJECT_NAME(src)) + ": " + (err ? err->message : "?"));
     return true;
   }
   return false;

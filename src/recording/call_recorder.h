@@ -61,6 +61,10 @@ class CallRecorder {
   CallRecorder(const CallRecorder&) = delete;
   CallRecorder& operator=(const CallRecorder&) = delete;
 
+  // After the call's pipeline went to PLAYING (main loop): starts the branches (their state is
+  // locked until then). A branch whose file cannot be opened fails (logged, counted) and is
+  // removed from `pipeline`; the call goes on.
+  void start(GstElement* pipeline);
   // Hang-up: nothing more is recorded; EOS goes into every branch still running. Idempotent.
   void finish();
   // Teardown: when some branch has not written its end yet, calls `done` once they all have (or
@@ -78,6 +82,8 @@ class CallRecorder {
   void on_branch_done();
 
  private:
+  void fail(Branch& branch, const std::string& why);
+
   RecordingPlan plan_;
   std::vector<std::shared_ptr<Branch>> branches_;
   Sidecar sidecar_;  // who owns the files, when the call started and ended

@@ -3,16 +3,21 @@
 // and the recording config keys.
 #include <glib.h>
 #include <glib/gstdio.h>
+#include <gst/app/gstappsrc.h>
+#include <gst/gst.h>
+#include <gst/rtp/gstrtpbuffer.h>
 #include <gtest/gtest.h>
 #include <utime.h>
 
 #include <algorithm>
+#include <cstring>
 #include <fstream>
 #include <string>
 #include <vector>
 
 #include "common/ref.h"
 #include "config/config.h"
+#include "recording/call_recorder.h"
 #include "recording/recording_plan.h"
 #include "recording/retention.h"
 #include "recording/sidecar.h"
@@ -172,5 +177,147 @@ TEST(Recording, ConfigKeys) {
   EXPECT_EQ(env.recording.dir, "/env/rec");
   EXPECT_EQ(env.recording.models, (std::vector<std::string>{"a", "b"}));
 }
+
+// ---- CallRecorder on a real pipeline: two named heads fed with Opus RTP packets.
+namespace recorder_test {
+
+using rtgw::Ref;
+using rtgw::recording::CallRecorder;
+
+constexpr int kPackets = 100;  // 2 s of 20 ms packets
+
+struct Pipeline {
+  Ref<GstElement> pipeline;
+  Pipeline() {
+    gst_init(nullptr, nullptr);
+    const char* caps =
+        "application/x-rtp,media=audio,clock-rate=48000,encoding-name=OPUS,payload=111";
+    std::string description;
+    for (const char* dir : {"client", "upstream"})
+      description += std::string("appsrc name=feed_") + dir + " is-live=true format=time caps=\"" +
+                     caps + "\" ! identity name=" + dir + "_audio_in ! fakesink name=sink_" + dir +
+                     " sync=false async=false ";
+    pipeline = Ref<GstElement>::sink(gst_parse_launch(description.c_str(), nullptr));
+  }
+  ~Pipeline() { gst_element_set_state(pipeline.get(), GST_STATE_NULL); }
+  // Packets whose RTP timestamps advance 20 ms each but which "arrive" 1 ms apart (a burst):
+  // the file must follow the RTP clock.
+  void feed(const char* direction) {
+    auto src = Ref<GstElement>::adopt(
+        gst_bin_get_by_name(GST_BIN(pipeline.get()), (std::string("feed_") + direction).c_str()));
+    for (int i = 0; i < kPackets; i++) {
+      GstBuffer* buffer = gst_rtp_buffer_new_allocate(8, 0, 0);
+      GstRTPBuffer rtp = GST_RTP_BUFFER_INIT;
+      gst_rtp_buffer_map(buffer, GST_MAP_WRITE, &rtp);
+      gst_rtp_buffer_set_payload_type(&rtp, 111);
+      gst_rtp_buffer_set_seq(&rtp, static_cast<guint16>(1000 + i));
+      gst_rtp_buffer_set_timestamp(&rtp, 4294000000u + static_cast<guint32>(i) * 960u);  // wraps
+      gst_rtp_buffer_set_ssrc(&rtp, 1234);
+      guint8* payload = static_cast<guint8*>(gst_rtp_buffer_get_payload(&rtp));
+      payload[0] = 0xF8;  // Opus TOC: CELT fullband 20 ms, mono, one frame
+      for (int j = 1; j < 8; j++) payload[j] = static_cast<guint8>(j);
+      gst_rtp_buffer_unmap(&rtp);
+      GST_BUFFER_PTS(buffer) = GST_SECOND + i * GST_MSECOND;
+      ASSERT_EQ(gst_app_src_push_buffer(GST_APP_SRC(src.get()), buffer), GST_FLOW_OK);
+    }
+  }
+};
+
+template <typename F>
+bool spin_until(F done, int timeout_ms) {
+  gint64 end = g_get_monotonic_time() + gint64{timeout_ms} * 1000;
+  while (!done() && g_get_monotonic_time() < end) {
+    g_main_context_iteration(nullptr, FALSE);
+    g_usleep(1000);
+  }
+  return done();
+}
+
+// The Ogg pages of a file: (header type, granule position) of each.
+std::vector<std::pair<int, gint64>> ogg_pages(const std::string& path) {
+  std::vector<std::pair<int, gint64>> pages;
+  gchar* raw = nullptr;
+  gsize n = 0;
+  if (!g_file_get_contents(path.c_str(), &raw, &n, nullptr)) return pages;
+  rtgw::UniqueStr owned(raw);
+  auto* d = reinterpret_cast<const guint8*>(raw);
+  for (gsize at = 0; at + 27 <= n;) {
+    if (memcmp(d + at, "OggS", 4) != 0) break;
+    gint64 granule = 0;
+    for (int i = 7; i >= 0; i--) granule = (granule << 8) | d[at + 6 + i];
+    int segments = d[at + 26];
+    if (at + 27 + segments > n) break;
+    gsize body = 0;
+    for (int i = 0; i < segments; i++) body += d[at + 27 + i];
+    pages.emplace_back(d[at + 5], granule);
+    at += 27 + segments + body;
+  }
+  return pages;
+}
+
+std::vector<CallRecorder::Direction> heads() {
+  return {{"client", "client_audio_in"}, {"upstream", "upstream_audio_in"}};
+}
+
+TEST_F(RecordingDir, RecorderWritesCompleteOggTimedByRtp) {
+  Pipeline p;
+  ASSERT_TRUE(p.pipeline);
+  CallRecorder recorder(p.pipeline.get(), {dir_, "rtc_unit", "team-a", "m"}, heads());
+  ASSERT_NE(gst_element_set_state(p.pipeline.get(), GST_STATE_PLAYING), GST_STATE_CHANGE_FAILURE);
+  recorder.start(p.pipeline.get());
+  p.feed("client");
+  p.feed("upstream");
+  // Every packet passed the heads (the relay side); then the hang-up.
+  auto sink = Ref<GstElement>::adopt(gst_bin_get_by_name(GST_BIN(p.pipeline.get()), "sink_client"));
+  ASSERT_TRUE(spin_until(
+      [&] {
+        GstSample* last = nullptr;
+        g_object_get(sink.get(), "last-sample", &last, nullptr);
+        bool seen = last != nullptr;
+        if (last) gst_sample_unref(last);
+        return seen;
+      },
+      2000));
+  g_usleep(200 * 1000);  // the branch threads drain their appsrc
+  bool done = false;
+  gint64 t0 = g_get_monotonic_time();
+  ASSERT_TRUE(recorder.wait_finished(5000, [&] { done = true; }));
+  ASSERT_TRUE(spin_until([&] { return done; }, 6000));
+  EXPECT_LT(g_get_monotonic_time() - t0, 4 * G_USEC_PER_SEC) << "waited for the bound";
+  std::string text = recorder.describe().str();
+  EXPECT_NE(text.find("\"client\":\"finished\""), std::string::npos) << text;
+  EXPECT_NE(text.find("\"upstream\":\"finished\""), std::string::npos) << text;
+  for (const char* direction : {"client", "upstream"}) {
+    auto pages = ogg_pages(audio_path(dir_, "rtc_unit", direction));
+    ASSERT_GE(pages.size(), 3u) << direction;  // OpusHead, OpusTags, audio
+    // the last page ends the stream, and its granule position is 2 s of 48 kHz samples: the
+    // RTP clock's (the burst arrived within 0.1 s), across the RTP timestamp's wrap-around
+    EXPECT_TRUE(pages.back().first & 0x04) << direction << ": no EOS page";
+    EXPECT_NEAR(pages.back().second, kPackets * 960, 960) << direction;
+  }
+}
+
+TEST_F(RecordingDir, RecorderThatCannotOpenItsFilesLeavesThePipelineRunning) {
+  Pipeline p;
+  std::uint64_t before = failures_total();
+  CallRecorder recorder(p.pipeline.get(), {dir_ + "/missing/sub", "rtc_unit", "team-a", "m"},
+                        heads());
+  ASSERT_NE(gst_element_set_state(p.pipeline.get(), GST_STATE_PLAYING), GST_STATE_CHANGE_FAILURE);
+  recorder.start(p.pipeline.get());
+  EXPECT_EQ(failures_total(), before + 2);
+  std::string text = recorder.describe().str();
+  EXPECT_NE(text.find("\"client\":\"failed\""), std::string::npos) << text;
+  p.feed("client");  // the heads still pass every packet
+  GstState state = GST_STATE_NULL;
+  gst_element_get_state(p.pipeline.get(), &state, nullptr, GST_SECOND);
+  EXPECT_EQ(state, GST_STATE_PLAYING);
+  bool done = false;
+  EXPECT_FALSE(recorder.wait_finished(1000, [&] { done = true; }));  // nothing to wait for
+  auto leftover =
+      Ref<GstElement>::adopt(gst_bin_get_by_name(GST_BIN(p.pipeline.get()), "recording_client"));
+  EXPECT_FALSE(leftover) << "a failed branch is removed from the pipeline";
+}
+
+}  // namespace recorder_test
 
 }  // namespace
