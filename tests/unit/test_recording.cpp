@@ -297,6 +297,35 @@ TEST_F(RecordingDir, RecorderWritesCompleteOggTimedByRtp) {
   }
 }
 
+TEST_F(RecordingDir, RecorderWaitIsBoundedWhenTheDiskIsStuck) {
+  Pipeline p;
+  CallRecorder recorder(p.pipeline.get(), {dir_, "rtc_stuck", "team-a", "m"}, heads());
+  ASSERT_NE(gst_element_set_state(p.pipeline.get(), GST_STATE_PLAYING), GST_STATE_CHANGE_FAILURE);
+  recorder.start(p.pipeline.get());
+  // The client file's writes hang (a blocked pad in front of its filesink, as a stuck disk).
+  auto file = Ref<GstElement>::adopt(
+      gst_bin_get_by_name(GST_BIN(p.pipeline.get()), "recording_client_file"));
+  ASSERT_TRUE(file);
+  auto pad = Ref<GstPad>::adopt(gst_element_get_static_pad(file.get(), "sink"));
+  gulong block = gst_pad_add_probe(
+      pad.get(), GST_PAD_PROBE_TYPE_BLOCK_DOWNSTREAM,
+      [](GstPad*, GstPadProbeInfo*, gpointer) { return GST_PAD_PROBE_OK; }, nullptr, nullptr);
+  p.feed("client");
+  p.feed("upstream");
+  g_usleep(200 * 1000);
+  bool done = false;
+  gint64 t0 = g_get_monotonic_time();
+  ASSERT_TRUE(recorder.wait_finished(500, [&] { done = true; }));
+  ASSERT_TRUE(spin_until([&] { return done; }, 5000));
+  gint64 waited_ms = (g_get_monotonic_time() - t0) / 1000;
+  EXPECT_GE(waited_ms, 450);
+  EXPECT_LT(waited_ms, 3000);
+  std::string text = recorder.describe().str();
+  EXPECT_NE(text.find("\"client\":\"recording\""), std::string::npos) << text;
+  EXPECT_NE(text.find("\"upstream\":\"finished\""), std::string::npos) << text;
+  gst_pad_remove_probe(pad.get(), block);
+}
+
 TEST_F(RecordingDir, RecorderThatCannotOpenItsFilesLeavesThePipelineRunning) {
   Pipeline p;
   std::uint64_t before = failures_total();
