@@ -71,6 +71,7 @@ SERIAL_TESTS = (
     "test_service.py::test_package_installs_starts_as_its_user_notifies_and_purges",
     # the recordings' durations are compared with the call's within 0.5 s
     "test_recording.py::test_recorded_call_files_decode_and_last_as_long_as_the_call",
+    "test_recording.py::test_chromium_recorded_call_files_decode_and_last_as_long_as_the_call",
 )
 
 
