@@ -73,12 +73,12 @@ void Server::handle_recording(SoupServerMessage* msg, const std::string& id, GHa
   if (!raw) throw none();
   std::unique_ptr<GMappedFile, decltype(&g_mapped_file_unref)> mapped(raw, &g_mapped_file_unref);
   auto bytes = Ref<GBytes>::adopt(g_mapped_file_get_bytes(mapped.get()));
+  // Empty: no audio that way (yet, or ever: a call that ended before its media flowed).
+  if (g_bytes_get_size(bytes.get()) == 0) throw none();
   soup_server_message_set_status(msg, 200, nullptr);
   soup_message_headers_set_content_type(soup_server_message_get_response_headers(msg), "audio/ogg",
                                         nullptr);
-  // An empty file (a call with no audio that way yet): libsoup refuses empty bytes.
-  if (g_bytes_get_size(bytes.get()) > 0)
-    soup_message_body_append_bytes(soup_server_message_get_response_body(msg), bytes.get());
+  soup_message_body_append_bytes(soup_server_message_get_response_body(msg), bytes.get());
 }
 
 }  // namespace rtgw::http

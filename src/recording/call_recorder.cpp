@@ -228,6 +228,7 @@ bool CallRecorder::wait_finished(guint bound_ms, std::function<void()> done) {
   finish();
   if (waited_) return static_cast<bool>(on_finished_);  // still waiting: the first `done` comes
   waited_ = true;
+  if (!started_) return false;  // never started (the call's start failed): nothing to finish
   bool pending = false;
   for (auto& b : branches_) pending = pending || (!b->failed && !b->eos_written.load());
   if (!pending) return false;
@@ -253,6 +254,7 @@ void CallRecorder::on_branch_done() {
 }
 
 void CallRecorder::start(GstElement* pipeline) {
+  started_ = true;
   for (auto& b : branches_) {
     // Started apart from the pipeline (its state was locked): a file that cannot be opened fails
     // this branch, not the call's start.

@@ -87,6 +87,7 @@ class CallRecorder {
   RecordingPlan plan_;
   std::vector<std::shared_ptr<Branch>> branches_;
   Sidecar sidecar_;  // who owns the files, when the call started and ended
+  bool started_ = false;
   bool finishing_ = false;
   bool waited_ = false;
   std::function<void()> on_finished_;

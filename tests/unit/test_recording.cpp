@@ -297,6 +297,24 @@ TEST_F(RecordingDir, RecorderWritesCompleteOggTimedByRtp) {
   }
 }
 
+TEST_F(RecordingDir, RecorderOfACallWithoutAudioFinishesAtOnce) {
+  Pipeline p;
+  {
+    CallRecorder never_started(p.pipeline.get(), {dir_, "rtc_early", "team-a", "m"}, heads());
+    EXPECT_FALSE(never_started.wait_finished(5000, [] {}));  // the call never started
+  }
+  Pipeline q;
+  CallRecorder recorder(q.pipeline.get(), {dir_, "rtc_silent", "team-a", "m"}, heads());
+  ASSERT_NE(gst_element_set_state(q.pipeline.get(), GST_STATE_PLAYING), GST_STATE_CHANGE_FAILURE);
+  recorder.start(q.pipeline.get());
+  bool done = false;
+  gint64 t0 = g_get_monotonic_time();
+  if (recorder.wait_finished(5000, [&] { done = true; })) {
+    ASSERT_TRUE(spin_until([&] { return done; }, 6000));
+  }
+  EXPECT_LT(g_get_monotonic_time() - t0, 2 * G_USEC_PER_SEC) << "waited for the bound";
+}
+
 TEST_F(RecordingDir, RecorderWaitIsBoundedWhenTheDiskIsStuck) {
   Pipeline p;
   CallRecorder recorder(p.pipeline.get(), {dir_, "rtc_stuck", "team-a", "m"}, heads());
