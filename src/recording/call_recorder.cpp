@@ -32,20 +32,14 @@ Ref<GstElement> make(const char* factory, const std::string& name) {
 
 std::uint64_t failures_total() { return g_failures.load(std::memory_order_relaxed); }
 
-struct CallRecorder::Branch {
-  std::string direction;
-  std::string path;
-  Ref<GstElement> bin;
-  Ref<GstElement> appsrc;
-  Ref<GstPad> head_pad;
-  gulong head_probe = 0;
-  // Set on the main loop at finish or failure: the head's probe pushes nothing more.
-  std::atomic<bool> stopped{false};
+namespace {
+
+// What the probes inside a branch's bin share: the re-timing state and the EOS report. It holds
+// no GStreamer reference, so the bin (whose pads hold it) and the Branch (which holds the bin) make
+// no cycle: the bin is freed with the pipeline.
+struct Stream {
   // The EOS reached the file sink: oggmux has written its last page (set on the branch thread).
   std::atomic<bool> eos_written{false};
-  // Main loop.
-  bool failed = false;
-  bool done_reported = false;
   // Where the branch thread reports the EOS (post_if_alive on the recorder).
   Liveness owner_alive;
   CallRecorder* owner = nullptr;
@@ -58,12 +52,36 @@ struct CallRecorder::Branch {
   GstClockTime last_pts = GST_CLOCK_TIME_NONE;
 };
 
+}  // namespace
+
+struct CallRecorder::Branch {
+  std::string direction;
+  std::string path;
+  Ref<GstElement> bin;
+  Ref<GstElement> appsrc;
+  Ref<GstPad> head_pad;
+  gulong head_probe = 0;  // removed at finish() or with the recorder: it holds this Branch
+  // Set on the main loop at finish or failure: the head's probe pushes nothing more.
+  std::atomic<bool> stopped{false};
+  std::shared_ptr<Stream> stream = std::make_shared<Stream>();
+  // Main loop.
+  bool failed = false;
+  bool eos_written() const { return stream->eos_written.load(); }
+};
+
 namespace {
 
 using BranchRef = std::shared_ptr<CallRecorder::Branch>;
+using StreamRef = std::shared_ptr<Stream>;
 
-BranchRef* hold(const BranchRef& branch) { return new BranchRef(branch); }
-void release(gpointer data) { delete static_cast<BranchRef*>(data); }
+template <typename T>
+T* hold(const T& ref) {
+  return new T(ref);
+}
+template <typename T>
+void release(gpointer data) {
+  delete static_cast<T*>(data);
+}
 
 // The head's probe: the relayed packet, by reference, into the branch (never blocks).
 GstPadProbeReturn on_head_buffer(GstPad*, GstPadProbeInfo* info, gpointer data) {
@@ -78,7 +96,7 @@ GstPadProbeReturn on_head_buffer(GstPad*, GstPadProbeInfo* info, gpointer data) 
 // timestamp, the first packet at 0 (so the Ogg stream starts at granule 0 and lasts as long as
 // the audio sent). A packet older than the last (reordered) is left out of the file.
 GstPadProbeReturn on_depay_buffer(GstPad*, GstPadProbeInfo* info, gpointer data) {
-  auto& b = **static_cast<BranchRef*>(data);
+  auto& b = **static_cast<StreamRef*>(data);
   GstBuffer* buffer = GST_PAD_PROBE_INFO_BUFFER(info);
   GstRTPBuffer rtp = GST_RTP_BUFFER_INIT;
   if (!gst_rtp_buffer_map(buffer, GST_MAP_READ, &rtp)) return GST_PAD_PROBE_DROP;
@@ -126,9 +144,9 @@ GstPadProbeReturn on_depay_buffer(GstPad*, GstPadProbeInfo* info, gpointer data)
 // unbuffered, so every page is in the file now).
 GstPadProbeReturn on_sink_event(GstPad*, GstPadProbeInfo* info, gpointer data) {
   if (GST_EVENT_TYPE(GST_PAD_PROBE_INFO_EVENT(info)) != GST_EVENT_EOS) return GST_PAD_PROBE_OK;
-  auto branch = *static_cast<BranchRef*>(data);
-  branch->eos_written.store(true);
-  post_if_alive(branch->owner_alive, [branch] { branch->owner->on_branch_done(); });
+  auto stream = *static_cast<StreamRef*>(data);
+  stream->eos_written.store(true);
+  post_if_alive(stream->owner_alive, [stream] { stream->owner->on_branch_done(); });
   return GST_PAD_PROBE_OK;
 }
 
@@ -141,8 +159,8 @@ CallRecorder::CallRecorder(GstElement* pipeline, RecordingPlan plan,
     auto branch = std::make_shared<Branch>();
     branch->direction = d.name;
     branch->path = audio_path(plan_.dir, plan_.call_id, d.name);
-    branch->owner_alive = lifetime_.watch();
-    branch->owner = this;
+    branch->stream->owner_alive = lifetime_.watch();
+    branch->stream->owner = this;
     std::string prefix = "recording_" + d.name;
     branch->bin = Ref<GstElement>::sink(gst_bin_new(prefix.c_str()));
     branch->appsrc = make("appsrc", prefix + "_src");
@@ -179,18 +197,18 @@ CallRecorder::CallRecorder(GstElement* pipeline, RecordingPlan plan,
       throw std::runtime_error("recording: cannot add the " + d.name + " branch");
 
     auto depay_sink = Ref<GstPad>::adopt(gst_element_get_static_pad(depay.get(), "sink"));
-    gst_pad_add_probe(depay_sink.get(), GST_PAD_PROBE_TYPE_BUFFER, on_depay_buffer, hold(branch),
-                      release);
+    gst_pad_add_probe(depay_sink.get(), GST_PAD_PROBE_TYPE_BUFFER, on_depay_buffer,
+                      hold(branch->stream), release<StreamRef>);
     auto file_sink = Ref<GstPad>::adopt(gst_element_get_static_pad(sink.get(), "sink"));
     gst_pad_add_probe(file_sink.get(), GST_PAD_PROBE_TYPE_EVENT_DOWNSTREAM, on_sink_event,
-                      hold(branch), release);
+                      hold(branch->stream), release<StreamRef>);
 
     auto head = Ref<GstElement>::adopt(gst_bin_get_by_name(GST_BIN(pipeline), d.head.c_str()));
     if (!head) throw std::runtime_error("recording: the call pipeline has no '" + d.head + "'");
     branch->head_pad = Ref<GstPad>::adopt(gst_element_get_static_pad(head.get(), "src"));
     if (!branch->head_pad) throw std::runtime_error("recording: '" + d.head + "' has no src pad");
     branch->head_probe = gst_pad_add_probe(branch->head_pad.get(), GST_PAD_PROBE_TYPE_BUFFER,
-                                           on_head_buffer, hold(branch), release);
+                                           on_head_buffer, hold(branch), release<BranchRef>);
     branches_.push_back(std::move(branch));
   }
   sidecar_ = Sidecar{plan_.call_id, plan_.key_name, plan_.model, g_get_real_time() / 1000, 0};
@@ -230,12 +248,12 @@ bool CallRecorder::wait_finished(guint bound_ms, std::function<void()> done) {
   waited_ = true;
   if (!started_) return false;  // never started (the call's start failed): nothing to finish
   bool pending = false;
-  for (auto& b : branches_) pending = pending || (!b->failed && !b->eos_written.load());
+  for (auto& b : branches_) pending = pending || (!b->failed && !b->eos_written());
   if (!pending) return false;
   on_finished_ = std::move(done);
   finish_bound_ = run_after_ms(bound_ms, [this, bound_ms] {
     for (auto& b : branches_)
-      if (!b->failed && !b->eos_written.load())
+      if (!b->failed && !b->eos_written())
         g_warning(
             "[%s] recording %s: its end not written after %u ms; the file may lack its "
             "last page",
@@ -248,7 +266,7 @@ bool CallRecorder::wait_finished(guint bound_ms, std::function<void()> done) {
 void CallRecorder::on_branch_done() {
   if (!on_finished_) return;
   for (auto& b : branches_)
-    if (!b->failed && !b->eos_written.load()) return;
+    if (!b->failed && !b->eos_written()) return;
   finish_bound_.cancel();
   if (auto fn = std::exchange(on_finished_, nullptr)) fn();
 }
@@ -296,7 +314,7 @@ bool CallRecorder::handle_error(GstMessage* message) {
 json::ObjectBuilder CallRecorder::describe() const {
   json::ObjectBuilder out;
   for (const auto& b : branches_) {
-    const char* state = b->failed ? "failed" : b->eos_written.load() ? "finished" : "recording";
+    const char* state = b->failed ? "failed" : b->eos_written() ? "finished" : "recording";
     out.set(b->direction.c_str(), state);
   }
   return out;

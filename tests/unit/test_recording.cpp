@@ -315,6 +315,27 @@ TEST_F(RecordingDir, RecorderOfACallWithoutAudioFinishesAtOnce) {
   EXPECT_LT(g_get_monotonic_time() - t0, 2 * G_USEC_PER_SEC) << "waited for the bound";
 }
 
+TEST_F(RecordingDir, RecorderBranchesAreFreedWithThePipeline) {
+  bool freed[2] = {false, false};
+  {
+    Pipeline p;
+    CallRecorder recorder(p.pipeline.get(), {dir_, "rtc_free", "team-a", "m"}, heads());
+    ASSERT_NE(gst_element_set_state(p.pipeline.get(), GST_STATE_PLAYING), GST_STATE_CHANGE_FAILURE);
+    recorder.start(p.pipeline.get());
+    p.feed("client");
+    int i = 0;
+    for (const char* name : {"recording_client", "recording_upstream"}) {
+      GstElement* bin = gst_bin_get_by_name(GST_BIN(p.pipeline.get()), name);
+      ASSERT_TRUE(bin);
+      g_object_weak_ref(
+          G_OBJECT(bin), [](gpointer flag, GObject*) { *static_cast<bool*>(flag) = true; },
+          &freed[i++]);
+      gst_object_unref(bin);
+    }
+  }  // the recorder first, then the pipeline (as a call: recorder gone, pipeline reaped)
+  EXPECT_TRUE(freed[0] && freed[1]) << "a probe's reference keeps a recording bin alive";
+}
+
 TEST_F(RecordingDir, RecorderWaitIsBoundedWhenTheDiskIsStuck) {
   Pipeline p;
   CallRecorder recorder(p.pipeline.get(), {dir_, "rtc_stuck", "team-a", "m"}, heads());
