@@ -9,7 +9,8 @@ call to an Ogg/Opus file, fetched with GET /v1/realtime/calls/{id}/recording.
   * the file goes to its owner and admins; another key gets 404, no key 401, a bad direction 400;
   * the retention sweep at start-up removes recordings older than retention_days, nothing else;
   * a full disk (a tiny tmpfs; needs root to mount it, else skipped) stops the recording, counts
-    rtgw_recording_failures_total, and the call goes on with audio both ways.
+    rtgw_recording_failures_total, and the call goes on with audio both ways;
+  * SIGTERM's drain hangs a recorded call up and its files end with an end-of-stream page.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import asyncio
 import json
 import os
 import re
+import signal
 import subprocess
 import time
 import urllib.error
@@ -318,3 +320,39 @@ def test_full_disk_stops_the_recording_and_the_call_goes_on(fake_upstream, gatew
     stops = gw.stderr().count("recording ") and len(re.findall(r"recording \S+ stopped:",
                                                                 gw.stderr()))
     assert 1 <= stops <= 2, gw.stderr()[-3000:]
+
+
+def last_ogg_page_flags(path):
+    """The header type of the file's last complete Ogg page (0x04: end of stream)."""
+    data = open(path, "rb").read()
+    at, flags = 0, None
+    while at + 27 <= len(data) and data[at:at + 4] == b"OggS":
+        segments = data[at + 26]
+        if at + 27 + segments > len(data):
+            break
+        size = 27 + segments + sum(data[at + 27:at + 27 + segments])
+        if at + size > len(data):
+            break
+        flags, at = data[at + 5], at + size
+    return flags
+
+
+def test_sigterm_drain_finishes_the_files(fake_upstream, gateway_factory, tmp_path):
+    rec_dir = tmp_path / "recordings"
+    config = recording_config(fake_upstream, rec_dir)
+    config["limits"] = {"drain_timeout_seconds": 1}
+    gw = gateway_factory(config)
+
+    async def during(call):
+        gw.proc.send_signal(signal.SIGTERM)  # the drain hangs the live call up after 1 s
+        await asyncio.to_thread(gw.proc.wait, 20)
+
+    result, _ = asyncio.run(recorded_call(gw, seconds=1.5, during=during))
+    assert gw.proc.returncode == 0, gw.stderr()[-3000:]
+    for direction in ("client", "upstream"):
+        path = str(rec_dir / f"{result.call_id}.{direction}.ogg")
+        assert last_ogg_page_flags(path) is not None and last_ogg_page_flags(path) & 0x04, \
+            (direction, "no end-of-stream page")
+        assert ogg_info(path)["decoded_seconds"] > 1.0
+    sidecar = json.loads((rec_dir / f"{result.call_id}.json").read_text())
+    assert sidecar["ended_unix_ms"] > 0, sidecar
