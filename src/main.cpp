@@ -22,6 +22,7 @@
 #include "config/schema.h"
 #include "events/event_path.h"
 #include "http/tls_identity.h"
+#include "recording/recording_plan.h"
 #include "rtevents/rtevents.h"
 #include "rtgw_version.h"
 #include "webrtc/ice_agent.h"
@@ -117,6 +118,7 @@ int main(int argc, char** argv) {
           rtgw::load_pipeline_description(session_pipeline_file));
       rtgw::app::check_policy(config.policy_json);
       if (config.tls.enabled()) rtgw::http::check_tls_pair(config.tls.cert_file, config.tls.key_file);
+      if (!config.recording.dir.empty()) rtgw::recording::check_dir(config.recording.dir);
       rtgw::app::resolve_interfaces(config.webrtc.ice_interfaces, config.webrtc.ice_ipv6);
       if (config.webrtc.ice_agent == "shared") {
         std::string why = rtgw::webrtc::check_nice_layout();

@@ -23,7 +23,9 @@ test_packages=(
   chromium chromium-driver libasan8 libubsan1 iproute2 iptables coturn
   clang libclang-rt-14-dev llvm redis-server postgresql python3-pytest-xdist
   openssl libnss3-tools
+  python3-gi gir1.2-gstreamer-1.0
 )
+# python3-gi, gir1.2-gstreamer-1.0: test_recording.py decodes the recordings with GStreamer.
 
 want=("${build_packages[@]}")
 if [[ "${1:-}" == "--package" ]]; then

@@ -15,6 +15,8 @@
 #include "common/main_thread.h"
 #include "common/pipeline.h"
 #include "common/pipeline_reaper.h"
+#include "recording/call_recorder.h"
+#include "recording/recording_plan.h"
 #include "rtevents/rtevents.h"
 #include "workers/echo_worker.h"
 
@@ -137,6 +139,11 @@ Gateway::Gateway(config::Config config)
   calls::check_call_description(pipeline_description_);
   events::check_session_description(session_pipeline_description_);
   check_policy(config_.policy_json);
+  if (!config_.recording.dir.empty()) {
+    recording::check_dir(config_.recording.dir);  // created now, or the gateway does not start
+    recording_retention_ = std::make_unique<recording::RetentionSweeper>(
+        config_.recording.dir, config_.recording.retention_days);
+  }
   config_.webrtc.ice_addresses =
       resolve_interfaces(config_.webrtc.ice_interfaces, config_.webrtc.ice_ipv6);
   if (!config_.webrtc.ice_addresses.empty()) {
@@ -342,6 +349,11 @@ void Gateway::collect_gauges(metrics::Registry& m) {
   m.add(metrics::kPipelineStopsStuckTotal, {},
         static_cast<double>(reaper.stuck_total - reaper_stuck_seen_));
   reaper_stuck_seen_ = reaper.stuck_total;
+  // Recording branches stopped by a write error (recording/call_recorder.h).
+  std::uint64_t recording_failures = recording::failures_total();
+  m.add(metrics::kRecordingFailuresTotal, {},
+        static_cast<double>(recording_failures - recording_failures_seen_));
+  recording_failures_seen_ = recording_failures;
   // The allocator's view of the heap (glibc mallinfo2: it walks the arenas' free lists, cheap
   // at scrape rates). Under ASan these come from its own allocator and mean little.
   struct mallinfo2 heap = mallinfo2();

@@ -23,6 +23,7 @@
 #include "config/config.h"
 #include "http/server.h"
 #include "keys/key_manager.h"
+#include "recording/retention.h"
 #include "sessions/session_registry.h"
 #include "transcripts/transcript_store.h"
 #include "usage/postgres_ledger.h"
@@ -97,6 +98,10 @@ class Gateway {
   std::unique_ptr<telemetry::Tracer> tracer_;
   // The operator console's spend series and recent errors (before what feeds it).
   console::ConsoleFeed console_feed_;
+  // Recording: the failures already added to rtgw_recording_failures_total, and the
+  // recording.retention_days sweep at start-up and hourly (none when recording is off).
+  std::uint64_t recording_failures_seen_ = 0;
+  std::unique_ptr<recording::RetentionSweeper> recording_retention_;
   CallAccounting accounting_;
   std::shared_ptr<cluster::Cluster> cluster_;  // cluster mode only
   // transcripts (transcripts/transcript_store.h); null when no key or model is transcribed.

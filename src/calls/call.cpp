@@ -94,6 +94,7 @@ Call::Call(CallIdentity identity, CallSettings settings, workers::WorkerLease le
 
 Call::~Call() {
   hang_up("destroyed");
+  recorder_.reset();  // no wait for the recording's last pages: the pipeline goes to the reaper now
   finish_teardown();
 }
 
@@ -172,6 +173,12 @@ void Call::build_pipeline() {
     if (!src) throw std::runtime_error(std::string("'") + head + "' has no src pad");
     MediaGate::gate_audio(gate_, src.get());
   }
+  // After the gate's probes: only verified audio is recorded.
+  if (settings_.recording)
+    recorder_ = std::make_unique<recording::CallRecorder>(
+        pipeline_.get(), *settings_.recording,
+        std::vector<recording::CallRecorder::Direction>{{"client", kClientAudioIn},
+                                                        {"upstream", kUpstreamAudioIn}});
   path_ = std::make_unique<EventPath>(
       pipeline_.get(),
       EventPath::Policy{settings_.policy_json, identity_.key_name, identity_.model,
@@ -257,6 +264,7 @@ void Call::start(sdp::CheckedOffer offer, std::optional<std::string> session_jso
       [this](SetupResult result) { on_setup_done(std::move(result)); });
   if (gst_element_set_state(pipeline_.get(), GST_STATE_PLAYING) == GST_STATE_CHANGE_FAILURE)
     throw std::runtime_error("the call pipeline failed to start");
+  if (recorder_) recorder_->start(pipeline_.get());  // its own start: a bad disk fails only it
   setup_->start(std::move(offer), std::move(session_json));
 }
 
@@ -592,6 +600,8 @@ void Call::end_key_revoked(const std::string& code, const std::string& message) 
 void Call::on_bus_message(GstMessage* message) {
   switch (GST_MESSAGE_TYPE(message)) {
     case GST_MESSAGE_ERROR: {
+      // A recording branch's error (a full disk) stops that recording, never the call.
+      if (recorder_ && recorder_->handle_error(message)) return;
       GError* raw = nullptr;
       gchar* debug = nullptr;
       gst_message_parse_error(message, &raw, &debug);
@@ -708,6 +718,7 @@ void Call::hang_up(const std::string& reason) {
   if (stats_timer_) poll_rtp_stats();  // the final figures (the legs are still up here)
   stats_timer_.cancel();
   liveness_->stop();
+  if (recorder_) recorder_->finish();  // EOS into the recording: its files get their last page
   if (!upstream_call_id_.empty() && lease_) lease_->hangup(upstream_call_id_);
   for (CallTap* tap : std::exchange(taps_, {})) tap->OnCallEnded(reason);
 
@@ -729,6 +740,10 @@ void Call::schedule_teardown(guint delay_ms) {
 
 void Call::finish_teardown() {
   if (torn_down_) return;
+  // A recorded call's files are finished (the EOS written through oggmux) before its pipeline
+  // stops; bounded, so a stuck disk delays the teardown by kRecordingFinishWaitMs at most.
+  if (recorder_ && recorder_->wait_finished(kRecordingFinishWaitMs, [this] { finish_teardown(); }))
+    return;
   torn_down_ = true;
   teardown_timeout_.cancel();
   // Fixed order: stop callbacks (bus, signals, channel and leg handlers), break the cycle between
@@ -884,6 +899,7 @@ json::ObjectBuilder Call::describe() const {
     else
       sctp.set_null(leg->name().c_str());
   }
+  if (recorder_) out.set_object("recording", recorder_->describe());
   out.set_object("legs", std::move(legs))
       .set_object("dtls", std::move(dtls))
       .set_object("sctp_association_ids", std::move(sctp))

@@ -38,6 +38,8 @@
 #include "config/config.h"
 #include "events/event_path.h"
 #include "events/event_relay.h"
+#include "recording/call_recorder.h"
+#include "recording/recording_plan.h"
 #include "sdp/session_description.h"
 #include "usage/usage_ledger.h"
 #include "webrtc/dtls_verifier.h"
@@ -120,6 +122,9 @@ struct CallSettings {
   events::EventRelay::ResponseContentFn response_content;
   // transcripts: the call's capture (transcripts/transcript_store.h); null: not transcribed.
   std::shared_ptr<transcripts::TranscriptCapture> transcript;
+  // Recorded (config `recording`: the key or the model matched): where the files go. None: the
+  // call carries no recording element at all.
+  std::optional<recording::RecordingPlan> recording;
 };
 
 // When each leg's connection steps finished (g_get_monotonic_time(), 0: not reached), for the
@@ -313,6 +318,9 @@ class Call : public WebRtcLeg::Listener,
   std::unique_ptr<EventChannel> client_events_;    // events to the client
   std::unique_ptr<EventChannel> upstream_events_;  // events to the upstream
   std::unique_ptr<events::EventPath> path_;        // in pipeline_
+  // A recorded call's branches (in pipeline_; recording/call_recorder.h); null when not recorded.
+  std::unique_ptr<recording::CallRecorder> recorder_;
+  static constexpr guint kRecordingFinishWaitMs = 2000;  // bound on the files' last pages
   // Media trust: each leg's certificate check, and what passes between the legs until both are
   // verified (shared with the audio probes and data-channel handlers on webrtcbin's threads).
   std::unique_ptr<webrtc::DtlsVerifier> client_trust_;

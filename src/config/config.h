@@ -225,6 +225,16 @@ struct TranscriptsConfig {
   bool any() const { return !keys.empty() || !models.empty(); }
 };
 
+// recording (recording/): calls whose key name or model matches one of the patterns get a
+// recording branch per audio direction, written to `dir`. Empty dir: recording off.
+struct RecordingConfig {
+  std::string dir;
+  std::vector<std::string> keys;    // key name patterns (glob_match)
+  std::vector<std::string> models;  // model name patterns
+  int retention_days = 0;           // 0: kept for ever
+  bool enabled() const { return !dir.empty() && (!keys.empty() || !models.empty()); }
+};
+
 struct Config {
   std::string source;  // the file it came from, or "(built-in default)"
   std::string listen = "127.0.0.1:8080";
@@ -249,6 +259,7 @@ struct Config {
   TlsConfig tls;
   TelemetryConfig telemetry;
   TranscriptsConfig transcripts;
+  RecordingConfig recording;
   std::string pipeline_file;  // per-call pipeline description ("" = built-in path)
   std::string data_dir;       // the tester page's folder ("" = the source tree's data/)
   bool json_logs = false;

@@ -708,6 +708,47 @@ const std::vector<Row> kRows = {
      .example = "/etc/rtgw/session.pipeline",
      .slot = SLOT(websocket.pipeline_file)},
 
+    // ---- recording (recording/: per-call Ogg/Opus files, issue 27)
+    {.path = "recording",
+     .env = "",
+     .type = Type::kSection,
+     .default_note = "absent: no call is recorded",
+     .help = "Per-call recording: each audio direction's Opus to an Ogg/Opus file (no decoding) "
+             "for calls whose key or model matches; GET /v1/realtime/calls/{id}/recording."},
+    {.path = "recording.dir",
+     .env = "RTGW_RECORDING_DIR",
+     .type = Type::kString,
+     .default_note = "\"\" (recording off)",
+     .help = "Folder of the files ({call_id}.client.ogg, {call_id}.upstream.ogg and the "
+             "{call_id}.json sidecar); created if missing. --check-config checks it is writable.",
+     .example = "/var/lib/realtime-gateway/recordings",
+     .slot = SLOT(recording.dir)},
+    {.path = "recording.keys",
+     .env = "RTGW_RECORDING_KEYS",
+     .type = Type::kStringList,
+     .default_note = "[] (none)",
+     .help = "Key name patterns (`*`, `?`) whose calls are recorded (a call is recorded when its "
+             "key or its model matches).",
+     .example = "support-*",
+     .slot = SLOT(recording.keys)},
+    {.path = "recording.models",
+     .env = "RTGW_RECORDING_MODELS",
+     .type = Type::kStringList,
+     .default_note = "[] (none)",
+     .help = "Model name patterns (`*`, `?`) whose calls are recorded.",
+     .example = "gpt-realtime",
+     .slot = SLOT(recording.models)},
+    {.path = "recording.retention_days",
+     .env = "RTGW_RECORDING_RETENTION_DAYS",
+     .type = Type::kInteger,
+     .min = 0,
+     .max = 36500,
+     .default_note = "0 (kept for ever)",
+     .help = "Recordings (and their sidecars) older than this are removed by a sweep at start-up "
+             "and hourly.",
+     .example = "30",
+     .slot = SLOT(recording.retention_days)},
+
     // ---- cluster
     {.path = "cluster",
      .env = "",

@@ -22,6 +22,7 @@
 #include "http/key_routes.h"
 #include "http/session_shape.h"
 #include "http/translation_session.h"
+#include "recording/recording_plan.h"
 #include "sdp/session_description.h"
 
 namespace rtgw::http {
@@ -316,6 +317,8 @@ void Server::on_request(SoupServer*, SoupServerMessage* msg, const char* path, G
       self->handle_usage(msg, query);
     else if (g_str_has_prefix(path, kKeyRoutesPrefix))
       handle_key_route(self->services_, msg, method, path, query);
+    else if (auto recording_id = recording_route_call_id(method, path))
+      self->handle_recording(msg, *recording_id, query);
     else
       self->dispatch(msg, path);
   } catch (const HttpError& e) {
@@ -638,6 +641,8 @@ void Server::start_admitted_call(SoupServerMessage* msg, PreparedCall prepared,
   settings.trace_steps = tracer_ != nullptr;
   if (tracer_) settings.response_content = tracer_->content_hook(identity.call_id);
   settings.transcript = transcript_capture(identity.call_id, principal, model);
+  settings.recording =
+      recording::plan_for(config.recording, principal.key_name, model, identity.call_id);
 
   auto pending = std::make_shared<PendingResponse>();
   pending->msg = Ref<SoupServerMessage>::retain(msg);

@@ -217,6 +217,8 @@ class Server {
   // The operator console (http/console_routes.cpp): GET /console, its assets and
   // /console/stream. False when `path` is not the console's.
   bool handle_console(SoupServerMessage* msg, const std::string& method, const std::string& path);
+  // GET /v1/realtime/calls/{id}/recording?direction= (http/recording_routes.cpp).
+  void handle_recording(SoupServerMessage* msg, const std::string& id, GHashTable* query);
 
   // Ephemeral tokens (auth/token_mint.h), shared by client_secrets and the legacy mint routes.
   // The model a token may be minted for (exists, the key may use it and is within its budgets).
@@ -258,6 +260,8 @@ class Server {
 // Response helpers shared by handlers.
 void respond(SoupServerMessage* msg, int status, const char* content_type, const std::string& body);
 void respond_json(SoupServerMessage* msg, int status, const std::string& body);
+// The {id} of GET /v1/realtime/calls/{id}/recording, or none (http/recording_routes.cpp).
+std::optional<std::string> recording_route_call_id(const char* method, const char* path);
 // The SPEC's error for an admission refusal (http/admit.cpp): status and code by reason, the
 // refusal's detail as the message.
 HttpError refusal_error(const admission::Refusal& refusal);

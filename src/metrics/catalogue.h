@@ -132,6 +132,10 @@ struct Family {
     "Pipeline stops that ran longer than the stuck-stop bound (set_state(NULL) not returned; "     \
     "common/pipeline_reaper.h)",                                                                   \
     RTGW_NO_BUCKETS)                                                                               \
+  /* Recording (recording/call_recorder.h; added at scrape time) */                                \
+  X(kRecordingFailuresTotal, kCounter, "rtgw_recording_failures_total",                            \
+    "Call recordings stopped by a write error (e.g. a full disk); the call went on",               \
+    RTGW_NO_BUCKETS)                                                                               \
   /* Cluster mode */                                                                               \
   X(kClusterRedisUp, kGauge, "rtgw_cluster_redis_up",                                              \
     "1 while this instance reaches the cluster's Redis", RTGW_NO_BUCKETS)                          \
