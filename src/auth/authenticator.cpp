@@ -27,11 +27,14 @@ bool constant_time_equal(const std::string& a, const std::string& b) {
   return diff == 0;
 }
 
-Authenticator::Authenticator(const config::Config& config)
-    : keys_(config.auth.keys),
-      loopback_(config.listens_on_loopback()),
-      anonymous_max_calls_(std::max(config.limits.max_calls_per_key, 0)),
-      tokens_(config.auth.token_secret) {}
+Authenticator::Authenticator(config::ConfigView config)
+    : config_(config),
+      loopback_(config.current().listens_on_loopback()),
+      tokens_(config.current().auth.token_secret) {}
+
+const std::vector<config::KeyConfig>& Authenticator::keys() const {
+  return config_.current().auth.keys;
+}
 
 Principal Authenticator::anonymous() const {
   if (!loopback_)
@@ -41,7 +44,8 @@ Principal Authenticator::anonymous() const {
   anon.key_name = "anonymous";
   anon.models = {"*"};
   anon.admin = false;  // a keyless gateway has no admin (the HTTP layer also checks Host)
-  anon.max_concurrent_calls = anonymous_max_calls_;  // like any key without its own
+  anon.max_concurrent_calls =
+      std::max(config_.current().limits.max_calls_per_key, 0);  // like any key without its own
   return anon;
 }
 
@@ -65,11 +69,11 @@ Principal Authenticator::redeem(const std::string& token) const {
     throw api_errors::unauthorized("invalid_api_key", "the ephemeral token is not valid");
   }
   Principal p;
-  if (keys_.empty()) {
+  if (keys().empty()) {
     p = anonymous();
   } else {
     const config::KeyConfig* key = nullptr;
-    for (const auto& k : keys_)
+    for (const auto& k : keys())
       if (k.name == claims.key_name) key = &k;
     if (!key)  // the key that minted it is gone from the config
       throw api_errors::unauthorized("invalid_api_key", "the ephemeral token is not valid");
@@ -83,7 +87,7 @@ Principal Authenticator::redeem(const std::string& token) const {
 }
 
 Principal Authenticator::authenticate(const char* header, bool accept_tokens) const {
-  if (keys_.empty() && (!header || !*header)) return anonymous();
+  if (keys().empty() && (!header || !*header)) return anonymous();
   if (!header || !*header)
     throw api_errors::unauthorized("missing_api_key",
                                    "missing Authorization header (expected 'Bearer <key>')");
@@ -105,10 +109,10 @@ Principal Authenticator::authenticate_bearer(const std::string& bearer, bool acc
           "invalid_api_key", "ephemeral tokens are accepted only by the realtime endpoints");
     return redeem(bearer);
   }
-  if (keys_.empty()) return anonymous();
+  if (keys().empty()) return anonymous();
   const config::KeyConfig* found = nullptr;
   // Check every key (no early exit) so timing does not tell which key was close.
-  for (const auto& key : keys_)
+  for (const auto& key : keys())
     if (constant_time_equal(key.key, bearer)) found = &key;
   if (!found) throw api_errors::unauthorized("invalid_api_key", "the API key is not valid");
   return principal_for(*found);

@@ -6,7 +6,8 @@
 // unauthenticated mode of a config without keys (an "anonymous" caller without admin rights; the
 // HTTP layer answers it only for a loopback Host, see http/host_check.h).
 //
-// Threads: main loop (the HTTP handlers); its keys are read-only after construction.
+// Threads: main loop (the HTTP handlers). Keys come from the current config snapshot at each
+// authentication (a reload applies to the next request); the token secret is the start-up one.
 #pragma once
 
 #include <optional>
@@ -15,6 +16,7 @@
 
 #include "auth/ephemeral_token.h"
 #include "config/config.h"
+#include "config/snapshots.h"
 
 namespace rtgw::auth {
 
@@ -38,7 +40,7 @@ struct Principal {
 
 class Authenticator {
  public:
-  explicit Authenticator(const config::Config& config);
+  explicit Authenticator(config::ConfigView config);
 
   // Throws ApiError (common/api_error.h: 401 missing_api_key / invalid_api_key / token_expired).
   // Ephemeral tokens are accepted only where `accept_tokens` (the realtime endpoints).
@@ -53,9 +55,11 @@ class Authenticator {
   Principal anonymous() const;
   Principal redeem(const std::string& token) const;
 
-  std::vector<config::KeyConfig> keys_;
+  // The config keys: the one place they are read (the current snapshot's).
+  const std::vector<config::KeyConfig>& keys() const;
+
+  config::ConfigView config_;  // keyless mode: limits.max_calls_per_key (0: none)
   bool loopback_;
-  int anonymous_max_calls_;  // keyless mode: limits.max_calls_per_key (0: none)
   EphemeralTokens tokens_;
 };
 

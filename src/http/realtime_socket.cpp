@@ -73,7 +73,7 @@ std::string query_value(GHashTable* query, const char* name) {
 
 void Server::handle_realtime_socket(SoupServerMessage* msg, GHashTable* query,
                                     bool translation_route) {
-  const auto& config = services_.config;
+  const auto& config = services_.config.current();
   if (!is_websocket_handshake(msg))
     throw HttpError(426, "invalid_request_error", "websocket_required",
                     std::string("GET ") + (translation_route ? kTranslationsPath : kRealtimePath) +
@@ -166,7 +166,7 @@ void Server::handle_realtime_socket(SoupServerMessage* msg, GHashTable* query,
               session_id, principal, model),
       [this, principal, model, &model_config, session, beta_client, transcription, session_id, keep,
        answer_protocol, translation_route](admission::Ticket ticket) {
-        const auto& config = services_.config;
+        const auto& config = services_.config.current();
         auto upgrade = std::make_unique<Upgrade>();
         upgrade->lease = std::move(ticket.lease);
         upgrade->identity = {session_id, principal.key_name, model, model_config.upstream_model,
@@ -264,7 +264,7 @@ void Server::on_websocket(SoupServer*, SoupServerMessage* msg, const char*,
   auto* upgrade = static_cast<Upgrade*>(g_object_steal_data(G_OBJECT(msg), kUpgradeKey));
   std::unique_ptr<Upgrade> owned(upgrade);
   self->connections_->websocket_upgraded(msg, connection);
-  auto max_bytes = static_cast<std::uint64_t>(self->services_.config.websocket.max_message_bytes);
+  auto max_bytes = static_cast<std::uint64_t>(self->services_.config.current().websocket.max_message_bytes);
   if (!owned) {
     soup_websocket_connection_close(connection, close_code::kInternalError, "not prepared");
     return;
@@ -284,7 +284,7 @@ void Server::on_websocket(SoupServer*, SoupServerMessage* msg, const char*,
       return;
     }
     // Handshakes that passed the check together: the ones past the cap go at once.
-    if (int cap = self->services_.config.limits.max_sidebands_per_call;
+    if (int cap = self->services_.config.current().limits.max_sidebands_per_call;
         cap > 0 && self->services_.sessions.sidebands_for_call(owned->call_id) >= cap) {
       soup_websocket_connection_close(connection, close_code::kPolicyViolation,
                                       "too many sideband sockets on this call");

@@ -103,7 +103,7 @@ void respond_json(SoupServerMessage* msg, int status, const std::string& body) {
 }
 
 Server::Server(Services services)
-    : services_(std::move(services)), cors_(services_.config.cors_origins) {
+    : services_(std::move(services)), cors_(services_.config.current().cors_origins) {
   server_ = Ref<SoupServer>::adopt(
       SOUP_SERVER(g_object_new(SOUP_TYPE_SERVER, "server-header", "realtime-gateway", nullptr)));
   // The same handlers serve every path. libsoup routes by the longest registered prefix, and
@@ -135,20 +135,20 @@ Server::Server(Services services)
       std::vector<const admission::LocalCounts*>{&services_.calls, &services_.sessions},
       services_.over_budget);
   connections_ = std::make_unique<ConnectionGuard>(
-      server_.get(), services_.config.limits,
-      static_cast<std::uint64_t>(services_.config.websocket.max_message_bytes));
-  if (services_.config.tls.enabled()) {
-    tls_ = std::make_unique<TlsIdentity>(services_.config.tls.cert_file,
-                                         services_.config.tls.key_file);
+      server_.get(), services_.config.current().limits,
+      static_cast<std::uint64_t>(services_.config.current().websocket.max_message_bytes));
+  if (services_.config.current().tls.enabled()) {
+    tls_ = std::make_unique<TlsIdentity>(services_.config.current().tls.cert_file,
+                                         services_.config.current().tls.key_file);
     connections_->use_tls(tls_.get());
   }
   if (services_.cluster)
     peers_ = std::make_unique<cluster::PeerClient>(
-        services_.config.cluster.internal_secret,
+        services_.config.current().cluster.internal_secret,
         cluster::RelayLimits{
-            static_cast<std::uint64_t>(services_.config.websocket.max_message_bytes),
-            static_cast<std::uint64_t>(services_.config.limits.max_outgoing_buffer_bytes),
-            services_.config.websocket.idle_timeout_seconds});
+            static_cast<std::uint64_t>(services_.config.current().websocket.max_message_bytes),
+            static_cast<std::uint64_t>(services_.config.current().limits.max_outgoing_buffer_bytes),
+            services_.config.current().websocket.idle_timeout_seconds});
 }
 
 void Server::on_early_request(SoupServer*, SoupServerMessage* msg, const char*, GHashTable*,
@@ -161,7 +161,7 @@ void Server::on_early_request(SoupServer*, SoupServerMessage* msg, const char*, 
 }
 
 bool Server::refuse_early(SoupServerMessage* msg) {
-  const auto& limits = services_.config.limits;
+  const auto& limits = services_.config.current().limits;
   SoupMessageHeaders* request = soup_server_message_get_request_headers(msg);
   // No keep-alive: every connection closes after its response (see http/connection_guard.h).
   // A WebSocket handshake keeps its own `Connection: Upgrade`.
@@ -217,7 +217,7 @@ bool Server::refuse_early(SoupServerMessage* msg) {
     return refuse(too_large);
 
   // Keyless loopback mode: only loopback names (no DNS rebinding).
-  if (services_.config.auth.keys.empty()) {
+  if (services_.config.current().auth.keys.empty()) {
     const char* host = soup_message_headers_get_one(request, "Host");
     if (!is_loopback_host(host ? host : ""))
       return refuse(HttpError(
@@ -277,7 +277,7 @@ void Server::on_got_chunk(SoupServerMessage* msg, GBytes* chunk, gpointer data) 
   try {
     self->connections_->body_progress(msg, chunk ? g_bytes_get_size(chunk) : 0);
     SoupMessageBody* body = soup_server_message_get_request_body(msg);
-    const auto max = self->services_.config.limits.max_body_bytes;
+    const auto max = self->services_.config.current().limits.max_body_bytes;
     if (!body || body->length <= max) return;
     g_signal_handlers_disconnect_by_func(msg, reinterpret_cast<gpointer>(&Server::on_got_chunk),
                                          data);
@@ -350,7 +350,7 @@ Ref<GSocketAddress> listen_address(const std::string& what, const std::string& h
 }  // namespace
 
 int Server::listen() {
-  const auto& c = services_.config;
+  const auto& c = services_.config.current();
   Ref<GSocketAddress> socket_address = listen_address("listen", c.listen_host(), c.listen_port());
   // The connections come through the guard, which bounds them (http/connection_guard.h).
   int port;
@@ -372,7 +372,7 @@ std::string Server::reload_tls(const std::string& cert_file, const std::string& 
 }
 
 void Server::listen_redirect(int https_port) {
-  const std::string& where = services_.config.tls.redirect_http;
+  const std::string& where = services_.config.current().tls.redirect_http;
   auto [host, port] = *config::split_host_port(where);  // checked at load
   redirect_ = Ref<SoupServer>::adopt(
       SOUP_SERVER(g_object_new(SOUP_TYPE_SERVER, "server-header", "realtime-gateway", nullptr)));
@@ -473,6 +473,10 @@ void Server::dispatch(SoupServerMessage* msg, const char* path_cstr) {
       return;
     }
   }
+  if (path == "/admin/reload" && method == "POST") {
+    handle_admin_reload(msg);
+    return;
+  }
   if (path == "/debug/calls" && method == "GET") {
     handle_debug_calls(msg);
     return;
@@ -503,7 +507,7 @@ void Server::serve_tester_page(SoupServerMessage* msg) {
 }
 
 void Server::handle_create_call(SoupServerMessage* msg, GHashTable* query, CallRoute route) {
-  const auto& config = services_.config;
+  const auto& config = services_.config.current();
   const bool translation = route == CallRoute::kTranslation;
   refuse_if(admission_->shutting_down_gate());  // before anything is parsed
   if (translation && query && g_hash_table_contains(query, "model"))
@@ -578,7 +582,7 @@ void Server::handle_create_call(SoupServerMessage* msg, GHashTable* query, CallR
 
 void Server::start_admitted_call(SoupServerMessage* msg, PreparedCall prepared,
                                  admission::Ticket ticket) {
-  const auto& config = services_.config;
+  const auto& config = services_.config.current();
   const auth::Principal& principal = prepared.principal;
   const std::string& model = prepared.model;
   workers::WorkerLease lease = std::move(ticket.lease);
@@ -661,7 +665,7 @@ const config::ModelConfig& Server::resolve_model(const auth::Principal& principa
   if (principal.token_model && model != *principal.token_model)
     throw errors::forbidden("model_not_allowed",
                             "this token is bound to model " + *principal.token_model);
-  const config::ModelConfig* model_config = services_.config.find_model(model);
+  const config::ModelConfig* model_config = services_.config.current().find_model(model);
   if (!model_config)
     throw errors::not_found("model_not_found", "the model '" + model + "' does not exist");
   if (!principal.may_use(model))
@@ -714,7 +718,7 @@ void Server::handle_models(SoupServerMessage* msg) {
   auto list = Ref<JsonNode>::adopt(json_node_new(JSON_NODE_ARRAY));
   JsonArray* array = json_array_new();
   json_node_take_array(list.get(), array);
-  for (const auto& m : services_.config.models) {
+  for (const auto& m : services_.config.current().models) {
     if (!principal.may_use(m.name)) continue;
     json::ObjectBuilder item;
     item.set("id", m.name)
@@ -773,12 +777,12 @@ void Server::handle_usage(SoupServerMessage* msg, GHashTable* query) {
     soup_server_message_unpause(pending.get());
   };
   soup_server_message_pause(msg);
-  bool started = services_.usage_report
-                     ? services_.usage_report(std::move(q), std::move(done))
-                     : usage::query_usage_log_async(services_.config.usage_log, std::move(q),
-                                                    [done](std::vector<usage::UsageGroup> groups) {
-                                                      done({std::move(groups), std::nullopt});
-                                                    });
+  bool started = services_.usage_report ? services_.usage_report(std::move(q), std::move(done))
+                                        : usage::query_usage_log_async(
+                                              services_.config.current().usage_log, std::move(q),
+                                              [done](std::vector<usage::UsageGroup> groups) {
+                                                done({std::move(groups), std::nullopt});
+                                              });
   if (!started) {
     soup_server_message_unpause(msg);
     throw errors::too_many("rate_limit_exceeded",
@@ -838,7 +842,7 @@ void Server::handle_client_secrets(SoupServerMessage* msg) {
 
 const config::ModelConfig& Server::mintable_model(const auth::Principal& principal,
                                                   const std::string& model) const {
-  const config::ModelConfig* model_config = services_.config.find_model(model);
+  const config::ModelConfig* model_config = services_.config.current().find_model(model);
   if (!model_config)
     throw errors::not_found("model_not_found", "the model '" + model + "' does not exist");
   if (!principal.may_use(model))
@@ -849,7 +853,7 @@ const config::ModelConfig& Server::mintable_model(const auth::Principal& princip
 }
 
 std::int64_t Server::token_ttl(JsonObject* expires) const {
-  return auth::token_ttl(expires, services_.config.auth.token_ttl_seconds);
+  return auth::token_ttl(expires, services_.config.current().auth.token_ttl_seconds);
 }
 
 auth::MintedToken Server::mint_token(const auth::Principal& principal, const std::string& model,
@@ -874,6 +878,14 @@ void Server::handle_debug_calls(SoupServerMessage* msg) {
   json::ObjectBuilder out;
   out.set("object", "list").set_node("data", list);
   respond_json(msg, 200, out.str());
+}
+
+void Server::handle_admin_reload(SoupServerMessage* msg) {
+  auth::Principal principal = services_.auth.authenticate(request_header(msg, "Authorization"));
+  if (!principal.admin) throw errors::forbidden("admin_required", "an admin key is required");
+  if (!admin_reload_)
+    throw errors::unavailable("reload_unavailable", "this gateway cannot reload its config");
+  respond_json(msg, 200, admin_reload_());
 }
 
 void Server::handle_pipeline_dot(SoupServerMessage* msg, const std::string& id) {

@@ -30,6 +30,7 @@
 #include "cluster/peer_client.h"
 #include "common/ref.h"
 #include "config/config.h"
+#include "config/snapshots.h"
 #include "http/connection_guard.h"
 #include "http/cors.h"
 #include "http/http_error.h"
@@ -54,7 +55,8 @@ inline constexpr const char* kTranslationSecretsPath = "/v1/realtime/translation
 enum class CallRoute { kRealtime, kBeta, kTranslation };
 
 struct Services {
-  const config::Config& config;
+  // The current config snapshot (a reload applies to the next request); see config/snapshots.h.
+  config::ConfigView config;
   const auth::Authenticator& auth;
   calls::CallRegistry& calls;
   workers::WorkerPool& workers;
@@ -98,6 +100,11 @@ class Server {
   const char* scheme() const { return tls_ ? "https" : "http"; }
   // Re-reads the TLS pair (SIGHUP); "" when the new pair is in use, else why the old one stays.
   std::string reload_tls(const std::string& cert_file, const std::string& key_file);
+  // POST /admin/reload (admin key): `reload` re-reads the config and returns the answer's JSON
+  // body, or throws ApiError (the --check-config message of a file that fails).
+  void set_admin_reload(std::function<std::string()> reload) { admin_reload_ = std::move(reload); }
+  // A reload applied: the CORS origins of the current snapshot from now on.
+  void apply_config() { cors_ = CorsPolicy(services_.config.current().cors_origins); }
   // Replaces GET /v1/usage's source (Services::usage_report).
   void set_usage_report(decltype(Services::usage_report) source) {
     services_.usage_report = std::move(source);
@@ -181,6 +188,7 @@ class Server {
   void handle_debug_calls(SoupServerMessage* msg);
   void handle_client_secrets(SoupServerMessage* msg);
   void handle_pipeline_dot(SoupServerMessage* msg, const std::string& id);
+  void handle_admin_reload(SoupServerMessage* msg);
 
   // Ephemeral tokens (auth/token_mint.h), shared by client_secrets and the legacy mint routes.
   // The model a token may be minted for (exists, the key may use it and is within its budgets).
@@ -210,6 +218,7 @@ class Server {
   std::unique_ptr<admission::CountStore> count_store_;
   std::unique_ptr<admission::Admission> admission_;
   usage::ResponseGate response_gate_;
+  std::function<std::string()> admin_reload_;  // POST /admin/reload
 };
 
 // Response helpers shared by handlers.
