@@ -9,14 +9,14 @@
 
 namespace rtgw::app {
 
-void check_loaded_config(const config::Config& config) {
+void check_loaded_config(const config::Config& config, bool tls) {
   calls::check_call_description(load_pipeline_description(
       config.pipeline_file.empty() ? default_pipeline_file() : config.pipeline_file));
   events::check_session_description(load_pipeline_description(
       config.websocket.pipeline_file.empty() ? default_session_pipeline_file()
                                              : config.websocket.pipeline_file));
   check_policy(config.policy_json);
-  if (config.tls.enabled()) http::check_tls_pair(config.tls.cert_file, config.tls.key_file);
+  if (tls && config.tls.enabled()) http::check_tls_pair(config.tls.cert_file, config.tls.key_file);
   resolve_interfaces(config.webrtc.ice_interfaces, config.webrtc.ice_ipv6);
 }
 

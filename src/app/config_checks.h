@@ -13,6 +13,7 @@
 namespace rtgw::app {
 
 // Throws (std::runtime_error or config::ConfigError) with the message --check-config prints.
-void check_loaded_config(const config::Config& config);
+// `tls` false: the TLS pair is left to its loader (a reload's TlsIdentity::reload checks it).
+void check_loaded_config(const config::Config& config, bool tls = true);
 
 }  // namespace rtgw::app

@@ -423,17 +423,17 @@ Gateway::ReloadOutcome Gateway::reload(const char* trigger) {
     // left to the open-file limit sized from the same limit; then every --check-config check.
     config::Config next = config::load(running.source, overrides_, config::process_env());
     config::apply_sized_caps(next, running.limits.fd_limit);
-    check_loaded_config(next);
+    // A TLS pair in use is checked by its reload below (the same check).
+    check_loaded_config(next, /*tls=*/!running.tls.enabled());
     plan = config::plan_reload(running, std::move(next));
   } catch (const std::exception& e) {
     return refuse(e.what());
   }
-  // The TLS pair first: the one step that can still fail, so a failure leaves everything as it was.
-  const bool new_pair = plan.next.tls.cert_file != running.tls.cert_file ||
-                        plan.next.tls.key_file != running.tls.key_file;
-  if (running.tls.enabled() && new_pair) {
+  // The TLS pair first (re-read even when its paths are the same: a renewal rewrites the files):
+  // the one step that can still fail, so a failure leaves everything as it was.
+  if (running.tls.enabled() && plan.next.tls.enabled()) {
     std::string why = server_->reload_tls(plan.next.tls.cert_file, plan.next.tls.key_file);
-    if (!why.empty()) return refuse("tls: " + why);
+    if (!why.empty()) return refuse("TLS pair not replaced, the one in use stays: " + why);
   }
   outcome.ok = true;
   outcome.changed = std::move(plan.changed);
