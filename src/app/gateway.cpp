@@ -442,6 +442,11 @@ Gateway::ReloadOutcome Gateway::reload(const char* trigger) {
   // From here `running` may be gone (Snapshots keeps it a while): read config().
   auto draining = workers_.apply(config());
   server_->apply_config();
+  if (cluster_) {
+    std::vector<std::string> names;
+    for (const auto& k : config().auth.keys) names.push_back(k.name);
+    cluster_->set_key_names(std::move(names));
+  }
   metrics_.add(metrics::kConfigReloadsTotal, {"ok"});
   g_message("config reload (%s): generation %llu from %s; changed: %s", trigger,
             static_cast<unsigned long long>(outcome.generation), config().source.c_str(),

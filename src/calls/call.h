@@ -113,6 +113,9 @@ struct CallSettings {
   bool beta_client = false;
   // The next worker to try after a worker failure during set-up (CallSetup; nullptr: none left).
   workers::FailoverFn failover;
+  // The config snapshot the call was admitted under (config/snapshots.h), held for its lifetime:
+  // a reload never changes what it started with.
+  std::shared_ptr<const config::Config> config_snapshot;
 };
 
 class Call : public WebRtcLeg::Listener,

@@ -60,6 +60,13 @@ class ConfigView {
   // The config to decide with now. Do not keep the reference past the current main-loop turn
   // (a reload may replace it; see Snapshots::kRetainSeconds).
   const Config& current() const { return snapshots_ ? snapshots_->current() : *fixed_; }
+  // The current snapshot, to hold (a live call or session; a lambda that waits). A fixed Config
+  // the view does not own comes without ownership (its owner keeps it alive).
+  std::shared_ptr<const Config> snapshot() const {
+    if (snapshots_) return snapshots_->snapshot();
+    if (owned_) return owned_;
+    return std::shared_ptr<const Config>(std::shared_ptr<const Config>(), fixed_);
+  }
 
  private:
   std::shared_ptr<const Config> owned_;

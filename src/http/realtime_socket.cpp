@@ -164,9 +164,11 @@ void Server::handle_realtime_socket(SoupServerMessage* msg, GHashTable* query,
       msg,
       ask_for(translation_route ? admission::Kind::kTranslationSession : admission::Kind::kSession,
               session_id, principal, model),
-      [this, principal, model, &model_config, session, beta_client, transcription, session_id, keep,
-       answer_protocol, translation_route](admission::Ticket ticket) {
-        const auto& config = services_.config.current();
+      // `snapshot` keeps `model_config` alive while the admission waits (a reload meanwhile).
+      [this, snapshot = services_.config.snapshot(), principal, model, &model_config, session,
+       beta_client, transcription, session_id, keep, answer_protocol,
+       translation_route](admission::Ticket ticket) {
+        const auto& config = *snapshot;  // the request's snapshot, as model_config
         auto upgrade = std::make_unique<Upgrade>();
         upgrade->lease = std::move(ticket.lease);
         upgrade->identity = {session_id, principal.key_name, model, model_config.upstream_model,
@@ -193,6 +195,7 @@ void Server::handle_realtime_socket(SoupServerMessage* msg, GHashTable* query,
         else if (transcription)  // the worker learns the transcription model from the first event
           s.session_json = transcription_session_json(model_config.upstream_model);
         s.failover = std::move(ticket.failover);
+        s.config_snapshot = snapshot;
         answer_protocol();
         keep(std::move(upgrade));
       },
@@ -264,7 +267,8 @@ void Server::on_websocket(SoupServer*, SoupServerMessage* msg, const char*,
   auto* upgrade = static_cast<Upgrade*>(g_object_steal_data(G_OBJECT(msg), kUpgradeKey));
   std::unique_ptr<Upgrade> owned(upgrade);
   self->connections_->websocket_upgraded(msg, connection);
-  auto max_bytes = static_cast<std::uint64_t>(self->services_.config.current().websocket.max_message_bytes);
+  auto max_bytes =
+      static_cast<std::uint64_t>(self->services_.config.current().websocket.max_message_bytes);
   if (!owned) {
     soup_websocket_connection_close(connection, close_code::kInternalError, "not prepared");
     return;

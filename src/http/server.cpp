@@ -606,6 +606,7 @@ void Server::start_admitted_call(SoupServerMessage* msg, PreparedCall prepared,
   settings.pricing = std::move(ticket.pricing);
   settings.failover = std::move(ticket.failover);
   settings.beta_client = beta;
+  settings.config_snapshot = services_.config.snapshot();
 
   auto pending = std::make_shared<PendingResponse>();
   pending->msg = Ref<SoupServerMessage>::retain(msg);

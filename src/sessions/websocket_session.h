@@ -85,6 +85,9 @@ struct SessionSettings {
   std::optional<std::string> session_json;
   // A lease on the next worker to try after a worker failure while connecting (empty: none).
   workers::FailoverFn failover;
+  // The config snapshot the session was admitted under (config/snapshots.h), held for its
+  // lifetime: a reload never changes what it started with.
+  std::shared_ptr<const config::Config> config_snapshot;
 };
 
 class WebSocketSession : public WebSocket::Listener,
