@@ -49,6 +49,7 @@ SERIAL_TESTS = (
     "test_faults.py::test_sigterm_with_many_live_calls",
     "test_calls.py::test_no_fd_or_thread_growth_across_many_calls",
     "test_calls.py::test_concurrent_calls",
+    "test_reload.py::test_reload_under_live_calls_drops_none_and_new_calls_see_new_prices_and_keys",
     "test_ice_config.py::test_udp_port_range_holds_and_exhaustion_is_503",
     "test_http_hardening.py::test_chunked_body_is_counted_as_it_arrives_even_on_healthz",
     "test_http_hardening.py::test_content_length_above_the_limit_is_refused_before_the_body",
