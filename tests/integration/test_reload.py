@@ -297,7 +297,7 @@ def test_restart_only_keys_are_reported_and_left(fake_upstream, gateway_factory,
     assert reply.headers.get("Access-Control-Allow-Origin") == "https://app.example.com", reply
 
 
-def test_a_removed_worker_finishes_its_live_session_and_new_ones_go_elsewhere(
+def test_a_removed_worker_finishes_its_live_calls_and_new_ones_go_elsewhere(
         fake_upstream, gateway_factory, tmp_path):
     other = start_fake_upstream(str(tmp_path))
     try:
@@ -309,6 +309,11 @@ def test_a_removed_worker_finishes_its_live_session_and_new_ones_go_elsewhere(
             await old.connect()
             assert old.connected and await echo(old, "on-first")
             assert len(fake_upstream.ws_sessions()) == 1
+            call = AiortcCall(gw.url, GATEWAY_KEY, model=MODEL)
+            await call.connect()
+            assert call.connected, call.result.error_body
+            assert await call_echo(call, "call-on-first")
+            assert len(fake_upstream.calls()) == 1
             new = copy.deepcopy(config)
             new["models"][0]["workers"] = [{"url": other.url, "api_key": other.api_key,
                                             "provider": "openai", "name": "second"}]
@@ -318,9 +323,10 @@ def test_a_removed_worker_finishes_its_live_session_and_new_ones_go_elsewhere(
             changed = reply.json()["changed"]
             assert f"models[gpt-realtime].workers: added {other.url}" in changed, changed
             assert f"models[gpt-realtime].workers: removed {fake_upstream.url}" in changed, changed
-            assert wait_log(gw, r"removed: no new calls, 1 live call"), gw.stderr()[-3000:]
-            # The live session still relays through the removed worker.
+            assert wait_log(gw, r"removed: no new calls, 2 live call"), gw.stderr()[-3000:]
+            # The live session and call still relay through the removed worker.
             assert await echo(old, "still-on-first"), old.result.to_dict()
+            assert await call_echo(call, "call-still-on-first")
             # New sessions go to the new worker only.
             for i in range(3):
                 fresh = WsClient(gw.url, key=GATEWAY_KEY, model=MODEL)
@@ -329,8 +335,11 @@ def test_a_removed_worker_finishes_its_live_session_and_new_ones_go_elsewhere(
                 await fresh.close()
             assert len(fake_upstream.ws_sessions()) == 1
             assert len(other.ws_sessions()) == 3
+            assert len(fake_upstream.calls()) == 1 and not other.calls()
             assert await echo(old, "last-on-first")
+            assert call.connected and await call_echo(call, "call-last-on-first")
             await old.close()
+            await call.close()
 
         asyncio.run(scenario())
         # The removed worker left /metrics with the pool; the new one is there.
