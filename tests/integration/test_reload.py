@@ -398,3 +398,50 @@ def test_a_wildcard_key_reaches_a_model_added_by_reload(fake_upstream, gateway_f
                             send_events=[{"type": "test.echo", "payload": "wild"}],
                             until=lambda r: r.events_of("test.echoed"), duration=8)
     assert result.upgraded and result.events_of("test.echoed"), result.to_dict()
+
+
+def test_a_new_policy_applies_to_new_sessions_and_live_ones_keep_theirs(fake_upstream,
+                                                                        gateway_factory, tmp_path):
+    config = reload_config(fake_upstream, str(tmp_path / "usage.jsonl"))
+    gw = gateway_factory(config)
+
+    async def scenario():
+        live = WsClient(gw.url, key=GATEWAY_KEY, model=MODEL)
+        await live.connect()
+        assert live.connected and await echo(live, "before")
+        new = copy.deepcopy(config)
+        new["policy"] = {"deny_client_events": [{"type": "test.echo"}]}
+        write_config(gw, new)
+        reply = await asyncio.to_thread(post_reload, gw)
+        assert reply.status == 200 and "policy" in reply.json()["changed"], reply.body
+        assert await echo(live, "after"), "the live session keeps the policy it started with"
+        fresh = WsClient(gw.url, key=GATEWAY_KEY, model=MODEL)
+        await fresh.connect()
+        assert fresh.connected
+        assert await fresh.wait_for(lambda r: r.events_of("session.created"), 10)
+        await fresh.send({"type": "test.echo", "payload": "denied"})
+        assert await fresh.wait_for(lambda r: r.events_of("error"), 10), fresh.result.to_dict()
+        assert not fresh.result.events_of("test.echoed")
+        assert fresh.result.events_of("error")[0]["error"]["code"] == "policy_violation"
+        await fresh.close()
+        await live.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_worker_added_by_reload_is_health_checked(fake_upstream, gateway_factory, tmp_path):
+    from peers.common import free_port
+    config = reload_config(fake_upstream, str(tmp_path / "usage.jsonl"))
+    gw = gateway_factory(config)
+    new = copy.deepcopy(config)
+    new["models"][0]["workers"].append({"url": f"http://127.0.0.1:{free_port()}",
+                                        "provider": "openai", "name": "gone",
+                                        "health_interval_seconds": 1})
+    write_config(gw, new)
+    reply = post_reload(gw)
+    assert reply.status == 200, reply.body
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and metric(gw, 'rtgw_worker_healthy{worker="gone"}') != 0:
+        time.sleep(0.2)
+    assert metric(gw, 'rtgw_worker_healthy{worker="gone"}') == 0, "no health check ran"
+    assert wait_log(gw, r"worker gone: unhealthy"), gw.stderr()[-3000:]
