@@ -9,6 +9,7 @@
 #include <exception>
 #include <iostream>
 
+#include "app/config_checks.h"
 #include "app/fd_limit.h"
 #include "app/gateway.h"
 #include "app/logging.h"
@@ -108,18 +109,8 @@ int main(int argc, char** argv) {
     rtgw::app::install_log_writer(config.json_logs);
     if (opts.check_config) {
       std::cout << fd_limit.describe() << "\n";
-      std::string pipeline_file =
-          config.pipeline_file.empty() ? rtgw::app::default_pipeline_file() : config.pipeline_file;
-      rtgw::calls::check_call_description(rtgw::load_pipeline_description(pipeline_file));
-      std::string session_pipeline_file = config.websocket.pipeline_file.empty()
-                                              ? rtgw::app::default_session_pipeline_file()
-                                              : config.websocket.pipeline_file;
-      rtgw::events::check_session_description(
-          rtgw::load_pipeline_description(session_pipeline_file));
-      rtgw::app::check_policy(config.policy_json);
-      if (config.tls.enabled()) rtgw::http::check_tls_pair(config.tls.cert_file, config.tls.key_file);
-      if (!config.recording.dir.empty()) rtgw::recording::check_dir(config.recording.dir);
-      rtgw::app::resolve_interfaces(config.webrtc.ice_interfaces, config.webrtc.ice_ipv6);
+      // The same checks a reload runs (app/config_checks.h).
+      rtgw::app::check_loaded_config(config);
       if (config.webrtc.ice_agent == "shared") {
         std::string why = rtgw::webrtc::check_nice_layout();
         if (!why.empty())

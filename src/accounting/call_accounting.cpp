@@ -34,14 +34,14 @@ const char* failure_outcome(calls::SetupFailure::Kind kind) {
 
 }  // namespace
 
-CallAccounting::CallAccounting(const config::Config& config, usage::UsageLedger& ledger,
+CallAccounting::CallAccounting(config::ConfigView config, usage::UsageLedger& ledger,
                                metrics::Registry& metrics, calls::CallRegistry& calls,
                                relay::SessionRegistry& sessions)
     : config_(config), ledger_(ledger), metrics_(metrics), calls_(calls), sessions_(sessions) {}
 
 const config::KeyConfig* CallAccounting::find_key(const std::string& key_name) const {
   if (key_book_) return key_book_->find(key_name);
-  for (const auto& key : config_.auth.keys)
+  for (const auto& key : config_.current().auth.keys)
     if (key.name == key_name) return &key;
   return nullptr;
 }
@@ -79,7 +79,7 @@ std::optional<usage::Reservation> CallAccounting::reserve_response(const std::st
     usage::add_to(held.usd, others.usd);
     held.count += others.count;
   }
-  const config::ModelConfig* model_config = config_.find_model(model);
+  const config::ModelConfig* model_config = config_.current().find_model(model);
   std::optional<double> price;
   if (model_config && model_config->pricing)
     price = usage::fallback_per_million(*model_config->pricing);

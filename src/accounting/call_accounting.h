@@ -19,6 +19,7 @@
 #include "cluster/cluster.h"
 #include "config/config.h"
 #include "console/console_feed.h"
+#include "config/snapshots.h"
 #include "events/relay_observer.h"
 #include "metrics/metrics.h"
 #include "sessions/session_registry.h"
@@ -32,9 +33,8 @@ class CallAccounting : public calls::CallObserver,
                        public relay::SessionObserver,
                        public events::RelayObserver {
  public:
-  CallAccounting(const config::Config& config, usage::UsageLedger& ledger,
-                 metrics::Registry& metrics, calls::CallRegistry& calls,
-                 relay::SessionRegistry& sessions);
+  CallAccounting(config::ConfigView config, usage::UsageLedger& ledger, metrics::Registry& metrics,
+                 calls::CallRegistry& calls, relay::SessionRegistry& sessions);
 
   // Is this key over its budget_tokens or its budget_usd (false when it has neither)? In cluster
   // mode each count is the larger of the cluster's shared total (while Redis is reachable) and
@@ -80,7 +80,7 @@ class CallAccounting : public calls::CallObserver,
   void count_dtls_failure(const calls::Call& call);
   void count_events(std::uint64_t from_client, std::uint64_t from_upstream);
 
-  const config::Config& config_;
+  config::ConfigView config_;  // keys and models of the current snapshot
   usage::UsageLedger& ledger_;
   metrics::Registry& metrics_;
   calls::CallRegistry& calls_;

@@ -27,7 +27,7 @@ void Pending::cancel() {
 
 bool is_webrtc(Kind kind) { return kind == Kind::kCall || kind == Kind::kTranslationCall; }
 
-Admission::Admission(const config::Config& config, WorkerSource& workers, CountStore& store,
+Admission::Admission(config::ConfigView config, WorkerSource& workers, CountStore& store,
                      std::vector<const LocalCounts*> counts, BudgetCheck over_budget)
     : config_(config),
       workers_(workers),
@@ -74,7 +74,7 @@ Answer Admission::decide(const Ask& ask, StoreVerdict verdict,
   ticket.lease = std::move(std::get<workers::WorkerLease>(picked));
   ticket.lease.attach(std::move(slot));
   ticket.over_budget = over_budget_ && over_budget_(ask.key_name);
-  if (const config::ModelConfig* model = config_.find_model(ask.model))
+  if (const config::ModelConfig* model = config_.current().find_model(ask.model))
     ticket.pricing = model->pricing;
   ticket.failover = failover(ask.model);
   return ticket;
@@ -113,7 +113,7 @@ std::optional<Refusal> Admission::setup_gate(const Ask& ask) const {
   // descriptors, ~20-35 threads) without its client ever doing ICE: bounded per key, then
   // overall (config/capacity.h sizes both from the open-file limit).
   if (!is_webrtc(ask.kind)) return std::nullopt;
-  const auto& limits = config_.limits;
+  const auto& limits = config_.current().limits;
   if (limits.max_setups_per_key > 0 &&
       sum_for_key(&LocalCounts::setup_count_for_key, ask.key_name) >= limits.max_setups_per_key)
     return Refusal{Reason::kKeySetupsFull,
@@ -127,7 +127,7 @@ std::optional<Refusal> Admission::setup_gate(const Ask& ask) const {
 
 std::optional<Refusal> Admission::capacity_gate(const Ask& ask) const {
   // WebRTC calls and WebSocket sessions share the gateway's and each key's capacity.
-  const auto& limits = config_.limits;
+  const auto& limits = config_.current().limits;
   if (limits.max_calls > 0 && sum(&LocalCounts::live_count) >= limits.max_calls)
     return Refusal{Reason::kGlobalFull, "the gateway is at its call capacity"};
   if (ask.key_limit > 0 &&
@@ -150,7 +150,7 @@ workers::FailoverFn Admission::failover(const std::string& model) const {
 }
 
 int Admission::shared_global_limit() const {
-  const auto& limits = config_.limits;
+  const auto& limits = config_.current().limits;
   const bool sized =
       std::find(limits.sized.begin(), limits.sized.end(), "max_calls") != limits.sized.end();
   return sized ? 0 : limits.max_calls;

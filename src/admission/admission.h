@@ -37,6 +37,7 @@
 #include "admission/local_counts.h"
 #include "common/main_thread.h"
 #include "config/config.h"
+#include "config/snapshots.h"
 #include "workers/worker_lease.h"
 
 namespace rtgw::admission {
@@ -115,7 +116,7 @@ class Pending {
 class Admission {
  public:
   // `counts`: every local registry (calls, sessions, ...); all outlive this.
-  Admission(const config::Config& config, WorkerSource& workers, CountStore& store,
+  Admission(config::ConfigView config, WorkerSource& workers, CountStore& store,
             std::vector<const LocalCounts*> counts, BudgetCheck over_budget);
 
   [[nodiscard]] Pending admit(Ask ask, Done done);
@@ -147,7 +148,7 @@ class Admission {
   int sum_for_key(int (LocalCounts::*count)(const std::string&) const,
                   const std::string& key) const;
 
-  const config::Config& config_;
+  config::ConfigView config_;  // the current snapshot: a reload applies to the next ask
   WorkerSource& workers_;
   CountStore& store_;
   std::vector<const LocalCounts*> counts_;

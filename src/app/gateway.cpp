@@ -12,11 +12,16 @@
 #include <map>
 #include <stdexcept>
 
+#include "app/config_checks.h"
+#include "common/api_error.h"
+#include "common/json.h"
 #include "common/main_thread.h"
 #include "common/pipeline.h"
 #include "common/pipeline_reaper.h"
 #include "recording/call_recorder.h"
 #include "recording/recording_plan.h"
+#include "config/capacity.h"
+#include "config/reload_diff.h"
 #include "rtevents/rtevents.h"
 #include "workers/echo_worker.h"
 
@@ -111,7 +116,6 @@ std::vector<std::string> resolve_interfaces(const std::vector<std::string>& name
 }
 
 namespace {
-
 // Each key's budget period (usage/budget_period.h), config and virtual keys alike, for the usage
 // ledger's and the cluster's totals.
 usage::PeriodLookup budget_periods(const auth::KeyBook& key_book) {
@@ -121,41 +125,68 @@ usage::PeriodLookup budget_periods(const auth::KeyBook& key_book) {
   };
 }
 
+// The values derived from the config at start-up (not keys of their own): the addresses of
+// webrtc.ice_interfaces.
+config::Config with_start_up_values(config::Config config) {
+  config.webrtc.ice_addresses =
+      resolve_interfaces(config.webrtc.ice_interfaces, config.webrtc.ice_ipv6);
+  return config;
+}
+
+std::string joined(const std::vector<std::string>& items) {
+  std::string out;
+  for (const auto& item : items) out += (out.empty() ? "" : ", ") + item;
+  return out;
+}
+
+std::string reload_answer(std::uint64_t generation, const std::vector<std::string>& changed,
+                          const std::vector<std::string>& restart_required) {
+  auto list = [](const std::vector<std::string>& items) {
+    auto node = Ref<JsonNode>::adopt(json_node_new(JSON_NODE_ARRAY));
+    JsonArray* array = json_array_new();
+    json_node_take_array(node.get(), array);
+    for (const auto& item : items) json_array_add_string_element(array, item.c_str());
+    return node;
+  };
+  json::ObjectBuilder out;
+  out.set("generation", static_cast<gint64>(generation))
+      .set_node("changed", list(changed))
+      .set_node("restart_required", list(restart_required));
+  return out.str();
+}
 }  // namespace
 
-Gateway::Gateway(config::Config config)
-    : config_(std::move(config)),
+Gateway::Gateway(config::Config initial)
+    : snapshots_(with_start_up_values(std::move(initial))),
       pipeline_description_(load_pipeline_description(
-          config_.pipeline_file.empty() ? default_pipeline_file() : config_.pipeline_file)),
+          config().pipeline_file.empty() ? default_pipeline_file() : config().pipeline_file)),
       session_pipeline_description_(load_pipeline_description(
-          config_.websocket.pipeline_file.empty() ? default_session_pipeline_file()
-                                                  : config_.websocket.pipeline_file)),
-      auth_(config_),
-      key_book_(config_),
-      workers_(config_),
-      usage_(config_.usage_log, budget_periods(key_book_)),
-      accounting_(config_, usage_, metrics_, calls_, sessions_),
+          config().websocket.pipeline_file.empty() ? default_session_pipeline_file()
+                                                   : config().websocket.pipeline_file)),
+      auth_(snapshots_),
+      key_book_(snapshots_),
+      workers_(config()),
+      usage_(config().usage_log, budget_periods(key_book_)),
+      accounting_(snapshots_, usage_, metrics_, calls_, sessions_),
       loop_(Ref<GMainLoop>::adopt(g_main_loop_new(nullptr, FALSE))) {
   calls::check_call_description(pipeline_description_);
   events::check_session_description(session_pipeline_description_);
-  check_policy(config_.policy_json);
-  if (!config_.recording.dir.empty()) {
-    recording::check_dir(config_.recording.dir);  // created now, or the gateway does not start
+  check_policy(config().policy_json);
+  if (!config().recording.dir.empty()) {
+    recording::check_dir(config().recording.dir);  // created now, or the gateway does not start
     recording_retention_ = std::make_unique<recording::RetentionSweeper>(
-        config_.recording.dir, config_.recording.retention_days);
+        config().recording.dir, config().recording.retention_days);
   }
-  config_.webrtc.ice_addresses =
-      resolve_interfaces(config_.webrtc.ice_interfaces, config_.webrtc.ice_ipv6);
-  if (!config_.webrtc.ice_addresses.empty()) {
+  if (!config().webrtc.ice_addresses.empty()) {
     std::string joined;
-    for (const auto& a : config_.webrtc.ice_addresses) joined += (joined.empty() ? "" : ", ") + a;
+    for (const auto& a : config().webrtc.ice_addresses) joined += (joined.empty() ? "" : ", ") + a;
     g_message("ICE gathers only on %s", joined.c_str());
   }
   // The process-wide DTLS certificate is generated when the first dtlsdec is made (~100 ms of
   // RSA key generation): pay it at start-up, not in the first caller's set-up time.
   if (auto dtls = Ref<GstElement>::sink(gst_element_factory_make("dtlsdec", nullptr)); !dtls)
     throw std::runtime_error("the dtlsdec element is missing (gstreamer1.0-plugins-bad)");
-  workers_.set_builtin("echo", std::make_shared<workers::EchoWorker>(config_.webrtc));
+  workers_.set_builtin("echo", std::make_shared<workers::EchoWorker>(config().webrtc));
   calls_.set_observer(&accounting_);
   sessions_.set_observer(&accounting_);
   // The one report path: each call's and session's EventRelay reports its turns and decisions
@@ -164,43 +195,50 @@ Gateway::Gateway(config::Config config)
   sessions_.set_relay_observer(&accounting_);
   accounting_.set_console_feed(&console_feed_);
   metrics_.set_collector([this](metrics::Registry& m) { collect_gauges(m); });
-  if (config_.telemetry.enabled()) {
-    tracer_ = std::make_unique<telemetry::Tracer>(config_, metrics_);
+  if (config().telemetry.enabled()) {
+    tracer_ = std::make_unique<telemetry::Tracer>(snapshots_, metrics_);
     accounting_.set_tracer(tracer_.get());
   }
   if (usage_.replayed_records())
-    g_message("usage log %s: %zu records replayed for budgets", config_.usage_log.c_str(),
+    g_message("usage log %s: %zu records replayed for budgets", config().usage_log.c_str(),
               usage_.replayed_records());
   accounting_.set_key_book(&key_book_);
   // The key store first: the ledger's budget replay needs the virtual keys' budget periods.
-  if (config_.auth.key_store == "postgres") start_key_store();
-  if (!config_.usage_postgres_url.empty()) start_postgres_ledger();
-  if (config_.cluster.enabled) {
-    cluster_ = std::make_shared<cluster::Cluster>(config_);
+  if (config().auth.key_store == "postgres") start_key_store();
+  if (!config().usage_postgres_url.empty()) start_postgres_ledger();
+  if (config().cluster.enabled) {
+    cluster_ = std::make_shared<cluster::Cluster>(config());
     accounting_.set_cluster(cluster_.get());
     cluster_->set_period_lookup(budget_periods(key_book_));
     cluster_->set_on_totals([this](const std::string& key) { accounting_.enforce_budget(key); });
     if (keys_) announce_key_changes_on(*cluster_);
   }
   server_ = std::make_unique<http::Server>(
-      http::Services{config_, auth_, calls_, workers_, metrics_, sessions_, pipeline_description_,
-                     session_pipeline_description_,
+      http::Services{snapshots_, auth_, calls_, workers_, metrics_, sessions_,
+                     pipeline_description_, session_pipeline_description_,
                      [this](const std::string& key) { return accounting_.over_budget(key); },
-                     config_.data_dir.empty() ? RTGW_DATA_DIR : config_.data_dir,
+                     config().data_dir.empty() ? RTGW_DATA_DIR : config().data_dir,
                      /*usage_report=*/{}, cluster_.get(), keys_.get()});
   server_->set_tracer(tracer_.get());
-  if (config_.transcripts.any()) {
+  if (config().transcripts.any()) {
     transcripts_ = std::make_shared<transcripts::TranscriptStore>(
-        config_.transcripts, transcripts::TranscriptStore::log_path_for(config_));
+        config().transcripts, transcripts::TranscriptStore::log_path_for(config()));
     if (postgres_)
       transcripts_->set_ledger(postgres_.get());
-    else if (transcripts::TranscriptStore::log_path_for(config_).empty())
+    else if (transcripts::TranscriptStore::log_path_for(config()).empty())
       g_warning(
           "transcripts: neither usage.postgres_url, usage.log nor transcripts.log is set: "
           "transcribed calls store nothing");
     server_->set_transcripts(transcripts_);
   }
   server_->set_console_feed(&console_feed_);
+  server_->set_admin_reload([this]() -> std::string {
+    ReloadOutcome r = reload("POST /admin/reload");
+    if (!r.ok) throw ApiError(400, "invalid_request_error", "invalid_config", r.error);
+    return reload_answer(r.generation, r.changed, r.restart_required);
+  });
+  metrics_.add(metrics::kConfigReloadsTotal, {"ok"}, 0);
+  metrics_.add(metrics::kConfigReloadsTotal, {"error"}, 0);
   server_->set_response_gate(
       [this](const std::string& key, const std::string& model, std::string* why) {
         return accounting_.reserve_response(key, model, why);
@@ -214,7 +252,7 @@ Gateway::Gateway(config::Config config)
         [this](usage::UsageQuery query, std::function<void(usage::UsageReply)> done) {
           return postgres_->report(std::move(query), std::move(done));
         });
-  else if (config_.usage_log.empty())
+  else if (config().usage_log.empty())
     server_->set_usage_report(
         [this](usage::UsageQuery query, std::function<void(usage::UsageReply)> done) {
           post_to_main([groups = usage_.memory_report(query), done = std::move(done)] {
@@ -228,17 +266,17 @@ Gateway::~Gateway() = default;
 
 void Gateway::start_postgres_ledger() {
   usage::PostgresLedger::Options options;
-  options.conninfo = config_.usage_postgres_url;
-  options.buffer_records = static_cast<std::size_t>(config_.usage_postgres_buffer_records);
+  options.conninfo = config().usage_postgres_url;
+  options.buffer_records = static_cast<std::size_t>(config().usage_postgres_buffer_records);
   // The `instance` column: the cluster's instance id when clustered, else the host name.
-  options.instance = config_.cluster.enabled ? config_.cluster.instance_id : g_get_host_name();
+  options.instance = config().cluster.enabled ? config().cluster.instance_id : g_get_host_name();
   // One deadline for a connection, a statement and a report (at least 1 s).
-  options.timeout = std::chrono::seconds(std::max(1, config_.usage_postgres_timeout_seconds));
+  options.timeout = std::chrono::seconds(std::max(1, config().usage_postgres_timeout_seconds));
   // The log's lines from before this process go into the table first (records buffered at a
   // crash or a shutdown), so the budget replay counts each record once.
-  options.log_path = config_.usage_log;
+  options.log_path = config().usage_log;
   options.log_bytes = usage_.replayed_bytes();
-  for (const auto& key : config_.auth.keys)
+  for (const auto& key : config().auth.keys)
     if (key.budget_duration_seconds)
       options.budget_periods[key.name] = *key.budget_duration_seconds;
   if (keys_)  // virtual keys loaded at start-up (those made later are counted from their period)
@@ -256,7 +294,7 @@ void Gateway::start_postgres_ledger() {
       });
   // Budgets: the table holds every instance's records and, once the log's tail is in, this log's
   // too; each key starts from the table's total (plus the log lines it refused).
-  int wait = config_.usage_postgres_timeout_seconds;
+  int wait = config().usage_postgres_timeout_seconds;
   if (auto totals = postgres_->wait_for_replay(std::chrono::seconds(wait))) {
     usage_.merge_replayed(*totals);
     return;
@@ -275,13 +313,13 @@ void Gateway::start_postgres_ledger() {
 void Gateway::start_key_store() {
   keys::KeyManager::Options options;
   options.store.conninfo =
-      config_.auth.key_store_url.empty() ? config_.usage_postgres_url : config_.auth.key_store_url;
-  options.store.timeout = std::chrono::seconds(std::max(1, config_.usage_postgres_timeout_seconds));
+      config().auth.key_store_url.empty() ? config().usage_postgres_url : config().auth.key_store_url;
+  options.store.timeout = std::chrono::seconds(std::max(1, config().usage_postgres_timeout_seconds));
   options.store.instance =
-      config_.cluster.enabled ? config_.cluster.instance_id : g_get_host_name();
-  options.cache_seconds = config_.auth.key_cache_seconds;
-  for (const auto& key : config_.auth.keys) options.config_names.insert(key.name);
-  options.default_max_calls = std::max(config_.limits.max_calls_per_key, 0);
+      config().cluster.enabled ? config().cluster.instance_id : g_get_host_name();
+  options.cache_seconds = config().auth.key_cache_seconds;
+  for (const auto& key : config().auth.keys) options.config_names.insert(key.name);
+  options.default_max_calls = std::max(config().limits.max_calls_per_key, 0);
   keys_ = std::make_unique<keys::KeyManager>(options);
   keys_->start();
   auth_.set_key_directory(&keys_->directory());
@@ -321,7 +359,7 @@ void check_policy(const std::string& policy_json) {
 void Gateway::collect_gauges(metrics::Registry& m) {
   m.reset(metrics::kLiveCalls);
   std::map<std::string, int> by_model;
-  for (const auto& model : config_.models) by_model[model.name] = 0;
+  for (const auto& model : config().models) by_model[model.name] = 0;
   calls_.for_each([&](const calls::Call& c) { by_model[c.identity().model]++; });
   for (const auto& [model, n] : by_model) m.set(metrics::kLiveCalls, {model}, n);
   m.reset(metrics::kLiveWebsocketSessions);
@@ -343,6 +381,7 @@ void Gateway::collect_gauges(metrics::Registry& m) {
     m.set(metrics::kClusterLeases, {}, static_cast<double>(cluster_->live_leases()));
   }
   m.set(metrics::kShuttingDown, {}, server_ && server_->shutting_down() ? 1 : 0);
+  m.set(metrics::kConfigGeneration, {}, static_cast<double>(snapshots_.generation()));
   // The reaper's stuck-stop watchdog (common/pipeline_reaper.h).
   ReaperStats reaper = reaper_stats();
   m.set(metrics::kPipelineStopsStuck, {}, reaper.stuck_now);
@@ -368,9 +407,9 @@ int Gateway::run() {
   workers_.start_health_checks();
   if (cluster_) cluster_->start();
   g_message("realtime-gateway listening on %s://%s:%d/ (config: %s)", server_->scheme(),
-            config_.listen_host().c_str(), port, config_.source.c_str());
-  if (config_.auth.keys.empty())
-    g_message(config_.listens_on_loopback()
+            config().listen_host().c_str(), port, config().source.c_str());
+  if (config().auth.keys.empty())
+    g_message(config().listens_on_loopback()
                   ? "no auth.keys configured: accepting unauthenticated calls (loopback only)"
                   : "no auth.keys configured and not on loopback: every call will be refused");
 
@@ -382,10 +421,9 @@ int Gateway::run() {
   // is refused (503) rather than started.
   SourceGuard term(g_unix_signal_add_full(G_PRIORITY_HIGH, SIGTERM, on_signal, this, nullptr));
   SourceGuard intr(g_unix_signal_add_full(G_PRIORITY_HIGH, SIGINT, on_signal, this, nullptr));
-  // SIGHUP (the unit's ExecReload=): re-read the config file. For now this re-reads the TLS pair
-  // it names; a pair that fails to load or check keeps the one in use.
+  // SIGHUP (the unit's ExecReload=): re-read the config file (reload()).
   auto on_hangup = [](gpointer data) -> gboolean {
-    static_cast<Gateway*>(data)->reload();
+    static_cast<Gateway*>(data)->reload("SIGHUP");
     return G_SOURCE_CONTINUE;
   };
   SourceGuard hup(g_unix_signal_add_full(G_PRIORITY_HIGH, SIGHUP, on_hangup, this, nullptr));
@@ -402,7 +440,7 @@ int Gateway::run() {
   sigaction(SIGINT, &now, nullptr);
   if (postgres_) {
     std::size_t left = postgres_->close(
-        std::chrono::seconds(stop_now_ ? 0 : config_.usage_postgres_timeout_seconds));
+        std::chrono::seconds(stop_now_ ? 0 : config().usage_postgres_timeout_seconds));
     std::uint64_t lost = postgres_->dropped() + postgres_->rejected();
     if (left == 0 && lost == 0) g_message("usage ledger: every record is in PostgreSQL");
     if (left == 0 && lost > 0)
@@ -425,7 +463,7 @@ void Gateway::begin_drain() {
   server_->begin_shutdown();
   notifier_.stopping(service_status());
   g_message("shutting down: %d live call(s), %d WebSocket session(s), drain timeout %d s",
-            calls_.live_calls(), sessions_.live_sessions(), config_.limits.drain_timeout_seconds);
+            calls_.live_calls(), sessions_.live_sessions(), config().limits.drain_timeout_seconds);
   if (calls_.live_calls() == 0 && sessions_.live_sessions() == 0) {
     finish();
     return;
@@ -433,7 +471,7 @@ void Gateway::begin_drain() {
   calls_.set_on_empty([this] { finish_when_empty(); });
   sessions_.set_on_empty([this] { finish_when_empty(); });
   drain_timeout_ = SourceGuard(g_timeout_add_seconds(
-      static_cast<guint>(config_.limits.drain_timeout_seconds),
+      static_cast<guint>(config().limits.drain_timeout_seconds),
       [](gpointer data) -> gboolean {
         auto* self = static_cast<Gateway*>(data);
         self->drain_timeout_.forget();
@@ -455,26 +493,60 @@ void Gateway::on_key_change(const keys::KeyChange& change) {
                           ": the call is ended");
 }
 
-void Gateway::reload() {
-  if (config_.source.empty() || config_.source == "(built-in default)") {
-    g_message("reload: the built-in default config has no file to re-read");
-    return;
-  }
-  config::Config next;
+Gateway::ReloadOutcome Gateway::reload(const char* trigger) {
+  ReloadOutcome outcome;
+  outcome.generation = snapshots_.generation();
+  const config::Config& running = config();
+  auto refuse = [&](const std::string& why) {
+    outcome.error = why;
+    metrics_.add(metrics::kConfigReloadsTotal, {"error"});
+    g_warning("config reload (%s) refused, generation %llu stays: %s", trigger,
+              static_cast<unsigned long long>(outcome.generation), why.c_str());
+    return outcome;
+  };
+  if (running.source.empty() || running.source == "(built-in default)")
+    return refuse("the built-in default config has no file to re-read (start with --config FILE)");
+  config::ReloadPlan plan;
   try {
-    next = config::load(config_.source, overrides_, config::process_env());
+    // As at start-up: the file, then RTGW_* variables, then the command line's flags; the caps
+    // left to the open-file limit sized from the same limit; then every --check-config check.
+    config::Config next = config::load(running.source, overrides_, config::process_env());
+    config::apply_sized_caps(next, running.limits.fd_limit);
+    // A TLS pair in use is checked by its reload below (the same check).
+    check_loaded_config(next, /*tls=*/!running.tls.enabled());
+    plan = config::plan_reload(running, std::move(next));
   } catch (const std::exception& e) {
-    g_warning("reload refused, the running config stays: %s", e.what());
-    return;
+    return refuse(e.what());
   }
-  g_message("reload: %s re-read; this build applies its TLS pair, other changes need a restart",
-            config_.source.c_str());
-  if (!config_.tls.enabled()) return;
-  std::string why = server_->reload_tls(next.tls.cert_file, next.tls.key_file);
-  if (!why.empty())
-    g_warning("reload: TLS pair not replaced, the one in use stays: %s", why.c_str());
-  else
-    config_.tls = next.tls;
+  // The TLS pair first (re-read even when its paths are the same: a renewal rewrites the files):
+  // the one step that can still fail, so a failure leaves everything as it was.
+  if (running.tls.enabled() && plan.next.tls.enabled()) {
+    std::string why = server_->reload_tls(plan.next.tls.cert_file, plan.next.tls.key_file);
+    if (!why.empty()) return refuse("TLS pair not replaced, the one in use stays: " + why);
+  }
+  outcome.ok = true;
+  outcome.changed = std::move(plan.changed);
+  outcome.restart_required = std::move(plan.restart_required);
+  outcome.generation = snapshots_.replace(std::move(plan.next), g_get_monotonic_time());
+  // From here `running` may be gone (Snapshots keeps it a while): read config().
+  auto draining = workers_.apply(config());
+  server_->apply_config();
+  if (cluster_) {
+    std::vector<std::string> names;
+    for (const auto& k : config().auth.keys) names.push_back(k.name);
+    cluster_->set_key_names(std::move(names));
+  }
+  metrics_.add(metrics::kConfigReloadsTotal, {"ok"});
+  g_message("config reload (%s): generation %llu from %s; changed: %s", trigger,
+            static_cast<unsigned long long>(outcome.generation), config().source.c_str(),
+            outcome.changed.empty() ? "nothing" : joined(outcome.changed).c_str());
+  if (!outcome.restart_required.empty())
+    g_warning("config reload (%s): these keys need a restart and keep their running value: %s",
+              trigger, joined(outcome.restart_required).c_str());
+  for (const auto& w : draining)
+    g_message("worker %s (%s) removed: no new calls, %d live call(s) and session(s) finish on it",
+              w->name().c_str(), w->config().url.c_str(), w->live_calls());
+  return outcome;
 }
 
 std::string Gateway::service_status() const {

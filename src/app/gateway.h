@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 // The composition root: builds every service from the config and runs the main loop.
 //
-// Owns: the configuration, the authenticator, the worker pool, the call and session registries,
+// Owns: the configuration (its snapshots, config/snapshots.h, and their reload: SIGHUP and
+// POST /admin/reload), the authenticator, the worker pool, the call and session registries,
 // the HTTP server, the per-call and per-session pipeline descriptions, the PostgreSQL usage ledger
 // when configured (its start-up budget replay and its flush at exit), and the process lifecycle
 // (start-up checks, SIGTERM/SIGINT drain, exit code).
@@ -21,6 +22,7 @@
 #include "calls/call_registry.h"
 #include "common/ref.h"
 #include "config/config.h"
+#include "config/snapshots.h"
 #include "http/server.h"
 #include "keys/key_manager.h"
 #include "recording/retention.h"
@@ -42,7 +44,7 @@ void check_policy(const std::string& policy_json);
 
 class Gateway {
  public:
-  explicit Gateway(config::Config config);
+  explicit Gateway(config::Config initial);
   ~Gateway();
 
   // Listens and runs until drained after SIGTERM/SIGINT. Returns the exit code.
@@ -57,8 +59,22 @@ class Gateway {
 
  private:
   void begin_drain();
-  // SIGHUP: re-reads the config file; a file that fails to load changes nothing.
-  void reload();
+  // What a reload did: applied (a new generation), or refused with the --check-config message.
+  struct ReloadOutcome {
+    bool ok = false;
+    std::string error;
+    std::uint64_t generation = 0;
+    std::vector<std::string> changed;
+    std::vector<std::string> restart_required;
+  };
+  // SIGHUP and POST /admin/reload (`trigger` says which, for the log): re-reads the config file
+  // with the command line's overrides, runs every --check-config check, then applies the new
+  // snapshot at once (keys, models and workers, prices, policy, CORS, limits, the TLS pair);
+  // keys that need a restart are reported and keep their running value. A file that fails to
+  // load or check changes nothing.
+  ReloadOutcome reload(const char* trigger);
+  // The current snapshot (read it afresh: a reload replaces it).
+  const config::Config& config() const { return snapshots_.current(); }
   // systemd: READY=1 once the workers' first health checks answered (bounded), then STATUS=
   // and WATCHDOG=1 from one main-loop timer (app/service_notify.h).
   void start_service_notifications(int port);
@@ -78,7 +94,7 @@ class Gateway {
   // announcements refresh the key mirror at once.
   void announce_key_changes_on(cluster::Cluster& cluster);
 
-  config::Config config_;
+  config::Snapshots snapshots_;
   config::Overrides overrides_;
   std::string pipeline_description_;
   std::string session_pipeline_description_;

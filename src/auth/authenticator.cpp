@@ -29,11 +29,14 @@ bool constant_time_equal(const std::string& a, const std::string& b) {
   return diff == 0;
 }
 
-Authenticator::Authenticator(const config::Config& config)
-    : keys_(config.auth.keys),
-      loopback_(config.listens_on_loopback()),
-      anonymous_max_calls_(std::max(config.limits.max_calls_per_key, 0)),
-      tokens_(config.auth.token_secret) {}
+Authenticator::Authenticator(config::ConfigView config)
+    : config_(config),
+      loopback_(config.current().listens_on_loopback()),
+      tokens_(config.current().auth.token_secret) {}
+
+const std::vector<config::KeyConfig>& Authenticator::keys() const {
+  return config_.current().auth.keys;
+}
 
 Principal Authenticator::anonymous() const {
   if (!loopback_)
@@ -43,7 +46,8 @@ Principal Authenticator::anonymous() const {
   anon.key_name = "anonymous";
   anon.models = {"*"};
   anon.admin = false;  // a keyless gateway has no admin (the HTTP layer also checks Host)
-  anon.max_concurrent_calls = anonymous_max_calls_;  // like any key without its own
+  anon.max_concurrent_calls =
+      std::max(config_.current().limits.max_calls_per_key, 0);  // like any key without its own
   return anon;
 }
 
@@ -88,7 +92,7 @@ Principal Authenticator::redeem(const std::string& token) const {
     p = anonymous();
   } else {
     const config::KeyConfig* key = nullptr;
-    for (const auto& k : keys_)
+    for (const auto& k : keys())
       if (k.name == claims.key_name) key = &k;
     // A virtual key revoked, deleted or expired since it minted the token: refused too.
     if (!key) key = virtual_by_alias(claims.key_name);
@@ -129,7 +133,7 @@ Principal Authenticator::authenticate_bearer(const std::string& bearer, bool acc
   if (keyless()) return anonymous();
   const config::KeyConfig* found = nullptr;
   // Check every key (no early exit) so timing does not tell which key was close.
-  for (const auto& key : keys_)
+  for (const auto& key : keys())
     if (constant_time_equal(key.key, bearer)) found = &key;
   if (!found) found = virtual_by_secret(bearer);
   if (!found) throw api_errors::unauthorized("invalid_api_key", "the API key is not valid");

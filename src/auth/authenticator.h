@@ -11,7 +11,8 @@
 // like an unknown one (401 invalid_api_key), and so is an ephemeral token whose minting key is
 // no longer usable.
 //
-// Threads: main loop (the HTTP handlers); its config keys are read-only after construction.
+// Threads: main loop (the HTTP handlers). Keys come from the current config snapshot at each
+// authentication (a reload applies to the next request); the token secret is the start-up one.
 #pragma once
 
 #include <optional>
@@ -20,6 +21,7 @@
 
 #include "auth/ephemeral_token.h"
 #include "config/config.h"
+#include "config/snapshots.h"
 
 namespace rtgw::keys {
 class KeyDirectory;
@@ -47,7 +49,7 @@ struct Principal {
 
 class Authenticator {
  public:
-  explicit Authenticator(const config::Config& config);
+  explicit Authenticator(config::ConfigView config);
 
   // Throws ApiError (common/api_error.h: 401 missing_api_key / invalid_api_key / token_expired).
   // Ephemeral tokens are accepted only where `accept_tokens` (the realtime endpoints).
@@ -64,14 +66,16 @@ class Authenticator {
   Principal anonymous() const;
   Principal redeem(const std::string& token) const;
   // No config keys and no key store: the loopback-only anonymous mode.
-  bool keyless() const { return keys_.empty() && !directory_; }
+  bool keyless() const { return keys().empty() && !directory_; }
   // The usable virtual key with this alias / secret, or null.
   const config::KeyConfig* virtual_by_alias(const std::string& alias) const;
   const config::KeyConfig* virtual_by_secret(const std::string& bearer) const;
 
-  std::vector<config::KeyConfig> keys_;
+  // The config keys: the one place they are read (the current snapshot's).
+  const std::vector<config::KeyConfig>& keys() const;
+
+  config::ConfigView config_;  // keyless mode: limits.max_calls_per_key (0: none)
   bool loopback_;
-  int anonymous_max_calls_;  // keyless mode: limits.max_calls_per_key (0: none)
   EphemeralTokens tokens_;
   const keys::KeyDirectory* directory_ = nullptr;
 };

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT
 // The one lookup of a key by name, config-file keys and virtual keys alike.
 //
-// Owns: nothing but two pointers: the config whose `auth.keys` it reads (the one place key
-// lookups by name read config keys; a config reload points it at the new snapshot) and the
+// Owns: nothing but two handles: the config whose `auth.keys` it reads (the one place key
+// lookups by name read config keys: the current snapshot, so a reload applies at once) and the
 // virtual key directory (keys/key_directory.h; null without a key store). Code that needs a
 // key's limits or budgets by its name (accounting, budgets) asks find(): config keys first,
 // then virtual keys (an alias never equals a config key's name: the key store refuses that).
@@ -14,6 +14,7 @@
 #include <string>
 
 #include "config/config.h"
+#include "config/snapshots.h"
 
 namespace rtgw::keys {
 class KeyDirectory;
@@ -23,14 +24,13 @@ namespace rtgw::auth {
 
 class KeyBook {
  public:
-  explicit KeyBook(const config::Config& config) : config_(&config) {}
-  void set_config(const config::Config& config) { config_ = &config; }
+  explicit KeyBook(config::ConfigView config) : config_(std::move(config)) {}
   void set_directory(const keys::KeyDirectory* directory) { directory_ = directory; }
 
   const config::KeyConfig* find(const std::string& name) const;
 
  private:
-  const config::Config* config_;
+  config::ConfigView config_;
   const keys::KeyDirectory* directory_ = nullptr;
 };
 

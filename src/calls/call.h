@@ -125,6 +125,9 @@ struct CallSettings {
   // Recorded (config `recording`: the key or the model matched): where the files go. None: the
   // call carries no recording element at all.
   std::optional<recording::RecordingPlan> recording;
+  // The config snapshot the call was admitted under (config/snapshots.h), held for its lifetime:
+  // a reload never changes what it started with.
+  std::shared_ptr<const config::Config> config_snapshot;
 };
 
 // When each leg's connection steps finished (g_get_monotonic_time(), 0: not reached), for the

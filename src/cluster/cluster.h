@@ -96,6 +96,8 @@ class Cluster : public std::enable_shared_from_this<Cluster> {
   Cluster& operator=(const Cluster&) = delete;
 
   void start();
+  // A config reload: the keys whose shared totals are refreshed from now on.
+  void set_key_names(std::vector<std::string> names) { key_names_ = std::move(names); }
   bool redis_up() const { return redis_.up(); }
   const config::ClusterConfig& settings() const { return settings_; }
   // Redis commands sent since start (benchmarks, logs).

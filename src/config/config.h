@@ -9,7 +9,8 @@
 // cross-key checks and describe()'s summary stay here (config.cpp).
 //
 // Threads: loaded on the main thread at start-up, before the main loop runs (and by
-// --check-config); read-only afterwards.
+// --check-config), and again on the main loop by a reload; a loaded Config is read-only, shared
+// as an immutable snapshot (config/snapshots.h).
 #pragma once
 
 #include <cstdint>
@@ -26,6 +27,8 @@
 namespace rtgw::config {
 
 struct KeyConfig {
+  // Every member (a reload reports a changed key; config/reload_diff.h).
+  bool operator==(const KeyConfig&) const = default;
   std::string name;
   std::string key;                  // the secret, resolved from env: if needed
   std::vector<std::string> models;  // glob patterns ("*", "gpt-realtime*")
@@ -62,6 +65,8 @@ struct AuthConfig {
 };
 
 struct WorkerConfig {
+  // Every member: a reload keeps a worker whose config is unchanged (workers/worker_pool.h).
+  bool operator==(const WorkerConfig&) const = default;
   std::string name;                        // defaults to "<model>/<index>" or the URL's host
   std::string provider;                    // openai | azure | generic | echo
   std::string url;                         // base URL (scheme://host:port[/prefix]); empty for echo

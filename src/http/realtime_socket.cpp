@@ -74,7 +74,7 @@ std::string query_value(GHashTable* query, const char* name) {
 
 void Server::handle_realtime_socket(SoupServerMessage* msg, GHashTable* query,
                                     bool translation_route) {
-  const auto& config = services_.config;
+  const auto& config = services_.config.current();
   if (!is_websocket_handshake(msg))
     throw HttpError(426, "invalid_request_error", "websocket_required",
                     std::string("GET ") + (translation_route ? kTranslationsPath : kRealtimePath) +
@@ -167,9 +167,11 @@ void Server::handle_realtime_socket(SoupServerMessage* msg, GHashTable* query,
       msg,
       ask_for(translation_route ? admission::Kind::kTranslationSession : admission::Kind::kSession,
               session_id, principal, model),
-      [this, principal, model, &model_config, session, beta_client, transcription, session_id, keep,
-       answer_protocol, translation_route, trace](admission::Ticket ticket) {
-        const auto& config = services_.config;
+      // `snapshot` keeps `model_config` alive while the admission waits (a reload meanwhile).
+      [this, snapshot = services_.config.snapshot(), principal, model, &model_config, session,
+       beta_client, transcription, session_id, keep, answer_protocol,
+       translation_route, trace](admission::Ticket ticket) {
+        const auto& config = *snapshot;  // the request's snapshot, as model_config
         auto upgrade = std::make_unique<Upgrade>();
         upgrade->trace = trace;
         upgrade->trace.lap("rtgw.admission");
@@ -206,6 +208,7 @@ void Server::handle_realtime_socket(SoupServerMessage* msg, GHashTable* query,
         s.transcript = transcript_capture(session_id, principal, model);
         s.failover = std::move(ticket.failover);
         if (tracer_) s.response_content = tracer_->content_hook(session_id);
+        s.config_snapshot = snapshot;
         answer_protocol();
         keep(std::move(upgrade));
       },
@@ -277,7 +280,8 @@ void Server::on_websocket(SoupServer*, SoupServerMessage* msg, const char*,
   auto* upgrade = static_cast<Upgrade*>(g_object_steal_data(G_OBJECT(msg), kUpgradeKey));
   std::unique_ptr<Upgrade> owned(upgrade);
   self->connections_->websocket_upgraded(msg, connection);
-  auto max_bytes = static_cast<std::uint64_t>(self->services_.config.websocket.max_message_bytes);
+  auto max_bytes =
+      static_cast<std::uint64_t>(self->services_.config.current().websocket.max_message_bytes);
   if (!owned) {
     soup_websocket_connection_close(connection, close_code::kInternalError, "not prepared");
     return;
@@ -297,7 +301,7 @@ void Server::on_websocket(SoupServer*, SoupServerMessage* msg, const char*,
       return;
     }
     // Handshakes that passed the check together: the ones past the cap go at once.
-    if (int cap = self->services_.config.limits.max_sidebands_per_call;
+    if (int cap = self->services_.config.current().limits.max_sidebands_per_call;
         cap > 0 && self->services_.sessions.sidebands_for_call(owned->call_id) >= cap) {
       soup_websocket_connection_close(connection, close_code::kPolicyViolation,
                                       "too many sideband sockets on this call");

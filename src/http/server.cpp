@@ -105,7 +105,7 @@ void respond_json(SoupServerMessage* msg, int status, const std::string& body) {
 }
 
 Server::Server(Services services)
-    : services_(std::move(services)), cors_(services_.config.cors_origins) {
+    : services_(std::move(services)), cors_(services_.config.current().cors_origins) {
   server_ = Ref<SoupServer>::adopt(
       SOUP_SERVER(g_object_new(SOUP_TYPE_SERVER, "server-header", "realtime-gateway", nullptr)));
   // The same handlers serve every path. libsoup routes by the longest registered prefix, and
@@ -137,20 +137,20 @@ Server::Server(Services services)
       std::vector<const admission::LocalCounts*>{&services_.calls, &services_.sessions},
       services_.over_budget);
   connections_ = std::make_unique<ConnectionGuard>(
-      server_.get(), services_.config.limits,
-      static_cast<std::uint64_t>(services_.config.websocket.max_message_bytes));
-  if (services_.config.tls.enabled()) {
-    tls_ = std::make_unique<TlsIdentity>(services_.config.tls.cert_file,
-                                         services_.config.tls.key_file);
+      server_.get(), services_.config.current().limits,
+      static_cast<std::uint64_t>(services_.config.current().websocket.max_message_bytes));
+  if (services_.config.current().tls.enabled()) {
+    tls_ = std::make_unique<TlsIdentity>(services_.config.current().tls.cert_file,
+                                         services_.config.current().tls.key_file);
     connections_->use_tls(tls_.get());
   }
   if (services_.cluster)
     peers_ = std::make_unique<cluster::PeerClient>(
-        services_.config.cluster.internal_secret,
+        services_.config.current().cluster.internal_secret,
         cluster::RelayLimits{
-            static_cast<std::uint64_t>(services_.config.websocket.max_message_bytes),
-            static_cast<std::uint64_t>(services_.config.limits.max_outgoing_buffer_bytes),
-            services_.config.websocket.idle_timeout_seconds});
+            static_cast<std::uint64_t>(services_.config.current().websocket.max_message_bytes),
+            static_cast<std::uint64_t>(services_.config.current().limits.max_outgoing_buffer_bytes),
+            services_.config.current().websocket.idle_timeout_seconds});
 }
 
 void Server::on_early_request(SoupServer*, SoupServerMessage* msg, const char*, GHashTable*,
@@ -163,7 +163,7 @@ void Server::on_early_request(SoupServer*, SoupServerMessage* msg, const char*, 
 }
 
 bool Server::refuse_early(SoupServerMessage* msg) {
-  const auto& limits = services_.config.limits;
+  const auto& limits = services_.config.current().limits;
   SoupMessageHeaders* request = soup_server_message_get_request_headers(msg);
   // No keep-alive: every connection closes after its response (see http/connection_guard.h).
   // A WebSocket handshake keeps its own `Connection: Upgrade`.
@@ -219,7 +219,7 @@ bool Server::refuse_early(SoupServerMessage* msg) {
     return refuse(too_large);
 
   // Keyless loopback mode: only loopback names (no DNS rebinding).
-  if (services_.config.auth.keys.empty()) {
+  if (services_.config.current().auth.keys.empty()) {
     const char* host = soup_message_headers_get_one(request, "Host");
     if (!is_loopback_host(host ? host : ""))
       return refuse(HttpError(
@@ -279,7 +279,7 @@ void Server::on_got_chunk(SoupServerMessage* msg, GBytes* chunk, gpointer data) 
   try {
     self->connections_->body_progress(msg, chunk ? g_bytes_get_size(chunk) : 0);
     SoupMessageBody* body = soup_server_message_get_request_body(msg);
-    const auto max = self->services_.config.limits.max_body_bytes;
+    const auto max = self->services_.config.current().limits.max_body_bytes;
     if (!body || body->length <= max) return;
     g_signal_handlers_disconnect_by_func(msg, reinterpret_cast<gpointer>(&Server::on_got_chunk),
                                          data);
@@ -358,7 +358,7 @@ Ref<GSocketAddress> listen_address(const std::string& what, const std::string& h
 }  // namespace
 
 int Server::listen() {
-  const auto& c = services_.config;
+  const auto& c = services_.config.current();
   Ref<GSocketAddress> socket_address = listen_address("listen", c.listen_host(), c.listen_port());
   // The connections come through the guard, which bounds them (http/connection_guard.h).
   int port;
@@ -380,7 +380,7 @@ std::string Server::reload_tls(const std::string& cert_file, const std::string& 
 }
 
 void Server::listen_redirect(int https_port) {
-  const std::string& where = services_.config.tls.redirect_http;
+  const std::string& where = services_.config.current().tls.redirect_http;
   auto [host, port] = *config::split_host_port(where);  // checked at load
   redirect_ = Ref<SoupServer>::adopt(
       SOUP_SERVER(g_object_new(SOUP_TYPE_SERVER, "server-header", "realtime-gateway", nullptr)));
@@ -483,6 +483,10 @@ void Server::dispatch(SoupServerMessage* msg, const char* path_cstr) {
       return;
     }
   }
+  if (path == "/admin/reload" && method == "POST") {
+    handle_admin_reload(msg);
+    return;
+  }
   if (path == "/debug/calls" && method == "GET") {
     handle_debug_calls(msg);
     return;
@@ -534,7 +538,7 @@ telemetry::RequestTrace Server::start_trace(SoupServerMessage* msg) const {
 }
 
 void Server::handle_create_call(SoupServerMessage* msg, GHashTable* query, CallRoute route) {
-  const auto& config = services_.config;
+  const auto& config = services_.config.current();
   const bool translation = route == CallRoute::kTranslation;
   telemetry::RequestTrace trace = start_trace(msg);
   refuse_if(admission_->shutting_down_gate());  // before anything is parsed
@@ -614,7 +618,7 @@ void Server::handle_create_call(SoupServerMessage* msg, GHashTable* query, CallR
 
 void Server::start_admitted_call(SoupServerMessage* msg, PreparedCall prepared,
                                  admission::Ticket ticket) {
-  const auto& config = services_.config;
+  const auto& config = services_.config.current();
   const auth::Principal& principal = prepared.principal;
   const std::string& model = prepared.model;
   workers::WorkerLease lease = std::move(ticket.lease);
@@ -643,6 +647,7 @@ void Server::start_admitted_call(SoupServerMessage* msg, PreparedCall prepared,
   settings.transcript = transcript_capture(identity.call_id, principal, model);
   settings.recording =
       recording::plan_for(config.recording, principal.key_name, model, identity.call_id);
+  settings.config_snapshot = services_.config.snapshot();
 
   auto pending = std::make_shared<PendingResponse>();
   pending->msg = Ref<SoupServerMessage>::retain(msg);
@@ -707,7 +712,7 @@ const config::ModelConfig& Server::resolve_model(const auth::Principal& principa
   if (principal.token_model && model != *principal.token_model)
     throw errors::forbidden("model_not_allowed",
                             "this token is bound to model " + *principal.token_model);
-  const config::ModelConfig* model_config = services_.config.find_model(model);
+  const config::ModelConfig* model_config = services_.config.current().find_model(model);
   if (!model_config)
     throw errors::not_found("model_not_found", "the model '" + model + "' does not exist");
   if (!principal.may_use(model))
@@ -760,7 +765,7 @@ void Server::handle_models(SoupServerMessage* msg) {
   auto list = Ref<JsonNode>::adopt(json_node_new(JSON_NODE_ARRAY));
   JsonArray* array = json_array_new();
   json_node_take_array(list.get(), array);
-  for (const auto& m : services_.config.models) {
+  for (const auto& m : services_.config.current().models) {
     if (!principal.may_use(m.name)) continue;
     json::ObjectBuilder item;
     item.set("id", m.name)
@@ -819,12 +824,12 @@ void Server::handle_usage(SoupServerMessage* msg, GHashTable* query) {
     soup_server_message_unpause(pending.get());
   };
   soup_server_message_pause(msg);
-  bool started = services_.usage_report
-                     ? services_.usage_report(std::move(q), std::move(done))
-                     : usage::query_usage_log_async(services_.config.usage_log, std::move(q),
-                                                    [done](std::vector<usage::UsageGroup> groups) {
-                                                      done({std::move(groups), std::nullopt});
-                                                    });
+  bool started = services_.usage_report ? services_.usage_report(std::move(q), std::move(done))
+                                        : usage::query_usage_log_async(
+                                              services_.config.current().usage_log, std::move(q),
+                                              [done](std::vector<usage::UsageGroup> groups) {
+                                                done({std::move(groups), std::nullopt});
+                                              });
   if (!started) {
     soup_server_message_unpause(msg);
     throw errors::too_many("rate_limit_exceeded",
@@ -884,7 +889,7 @@ void Server::handle_client_secrets(SoupServerMessage* msg) {
 
 const config::ModelConfig& Server::mintable_model(const auth::Principal& principal,
                                                   const std::string& model) const {
-  const config::ModelConfig* model_config = services_.config.find_model(model);
+  const config::ModelConfig* model_config = services_.config.current().find_model(model);
   if (!model_config)
     throw errors::not_found("model_not_found", "the model '" + model + "' does not exist");
   if (!principal.may_use(model))
@@ -895,7 +900,7 @@ const config::ModelConfig& Server::mintable_model(const auth::Principal& princip
 }
 
 std::int64_t Server::token_ttl(JsonObject* expires) const {
-  return auth::token_ttl(expires, services_.config.auth.token_ttl_seconds);
+  return auth::token_ttl(expires, services_.config.current().auth.token_ttl_seconds);
 }
 
 auth::MintedToken Server::mint_token(const auth::Principal& principal, const std::string& model,
@@ -920,6 +925,14 @@ void Server::handle_debug_calls(SoupServerMessage* msg) {
   json::ObjectBuilder out;
   out.set("object", "list").set_node("data", list);
   respond_json(msg, 200, out.str());
+}
+
+void Server::handle_admin_reload(SoupServerMessage* msg) {
+  auth::Principal principal = services_.auth.authenticate(request_header(msg, "Authorization"));
+  if (!principal.admin) throw errors::forbidden("admin_required", "an admin key is required");
+  if (!admin_reload_)
+    throw errors::unavailable("reload_unavailable", "this gateway cannot reload its config");
+  respond_json(msg, 200, admin_reload_());
 }
 
 void Server::handle_pipeline_dot(SoupServerMessage* msg, const std::string& id) {

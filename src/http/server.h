@@ -31,6 +31,7 @@
 #include "common/ref.h"
 #include "config/config.h"
 #include "console/console_feed.h"
+#include "config/snapshots.h"
 #include "http/connection_guard.h"
 #include "http/console_streams.h"
 #include "http/cors.h"
@@ -62,7 +63,8 @@ inline constexpr const char* kTranslationSecretsPath = "/v1/realtime/translation
 enum class CallRoute { kRealtime, kBeta, kTranslation };
 
 struct Services {
-  const config::Config& config;
+  // The current config snapshot (a reload applies to the next request); see config/snapshots.h.
+  config::ConfigView config;
   const auth::Authenticator& auth;
   calls::CallRegistry& calls;
   workers::WorkerPool& workers;
@@ -115,6 +117,11 @@ class Server {
   void set_transcripts(std::shared_ptr<transcripts::TranscriptStore> store) {
     transcripts_ = std::move(store);
   }
+  // POST /admin/reload (admin key): `reload` re-reads the config and returns the answer's JSON
+  // body, or throws ApiError (the --check-config message of a file that fails).
+  void set_admin_reload(std::function<std::string()> reload) { admin_reload_ = std::move(reload); }
+  // A reload applied: the CORS origins of the current snapshot from now on.
+  void apply_config() { cors_ = CorsPolicy(services_.config.current().cors_origins); }
   // Replaces GET /v1/usage's source (Services::usage_report).
   void set_usage_report(decltype(Services::usage_report) source) {
     services_.usage_report = std::move(source);
@@ -219,6 +226,7 @@ class Server {
   bool handle_console(SoupServerMessage* msg, const std::string& method, const std::string& path);
   // GET /v1/realtime/calls/{id}/recording?direction= (http/recording_routes.cpp).
   void handle_recording(SoupServerMessage* msg, const std::string& id, GHashTable* query);
+  void handle_admin_reload(SoupServerMessage* msg);
 
   // Ephemeral tokens (auth/token_mint.h), shared by client_secrets and the legacy mint routes.
   // The model a token may be minted for (exists, the key may use it and is within its budgets).
@@ -255,6 +263,7 @@ class Server {
   // The operator console: what it shows beyond the registries, and its open streams.
   console::ConsoleFeed* console_feed_ = nullptr;
   std::unique_ptr<ConsoleStreams> console_streams_;
+  std::function<std::string()> admin_reload_;  // POST /admin/reload
 };
 
 // Response helpers shared by handlers.

@@ -121,6 +121,12 @@ struct Family {
     "1 while the worker's circuit breaker is open", RTGW_NO_BUCKETS, "worker")                     \
   X(kShuttingDown, kGauge, "rtgw_shutting_down", "1 while draining after SIGTERM",                 \
     RTGW_NO_BUCKETS)                                                                               \
+  /* Config reloads (app/gateway.cpp: SIGHUP, POST /admin/reload) */                               \
+  X(kConfigReloadsTotal, kCounter, "rtgw_config_reloads_total",                                    \
+    "Config reloads by result (ok: applied; error: the file failed to load or check)",             \
+    RTGW_NO_BUCKETS, "result")                                                                     \
+  X(kConfigGeneration, kGauge, "rtgw_config_generation",                                           \
+    "Generation of the config in use: 1 at start-up, +1 per applied reload", RTGW_NO_BUCKETS)      \
   X(kMallocHeapBytes, kGauge, "rtgw_malloc_heap_bytes",                                            \
     "glibc malloc heap (mallinfo2): in_use = uordblks + hblkhd, free = fordblks, mmapped = "       \
     "hblkhd, arena = arena (sbrk'd main heap)",                                                    \

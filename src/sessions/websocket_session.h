@@ -89,6 +89,9 @@ struct SessionSettings {
   workers::FailoverFn failover;
   // transcripts: the session's capture (transcripts/transcript_store.h); null: not transcribed.
   std::shared_ptr<transcripts::TranscriptCapture> transcript;
+  // The config snapshot the session was admitted under (config/snapshots.h), held for its
+  // lifetime: a reload never changes what it started with.
+  std::shared_ptr<const config::Config> config_snapshot;
 };
 
 class WebSocketSession : public WebSocket::Listener,

@@ -27,12 +27,12 @@ std::string bounded_utf8(std::string text, std::size_t max) {
 
 }  // namespace
 
-Tracer::Tracer(const config::Config& config, metrics::Registry& metrics)
+Tracer::Tracer(config::ConfigView config, metrics::Registry& metrics)
     : config_(config),
-      include_content_(config.telemetry.include_content),
+      include_content_(config.current().telemetry.include_content),
       // Once: every span's wall-clock time is its monotonic time shifted by this.
       wall_minus_monotonic_us_(g_get_real_time() - g_get_monotonic_time()),
-      exporter_(exporter_options(config.telemetry), metrics) {}
+      exporter_(exporter_options(config.current().telemetry), metrics) {}
 
 RequestTrace Tracer::start_request(const char* traceparent) const {
   gint64 now = g_get_monotonic_time();
@@ -106,7 +106,7 @@ std::function<void(const std::string&, std::string)> Tracer::content_hook(const 
 }
 
 std::string Tracer::provider_of(const std::string& worker) const {
-  for (const auto& model : config_.models)
+  for (const auto& model : config_.current().models)
     for (const auto& w : model.workers)
       if (w.name == worker) {
         // The semantic conventions' well-known provider names where one fits.

@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "config/config.h"
+#include "config/snapshots.h"
 #include "metrics/metrics.h"
 #include "telemetry/exporter.h"
 #include "telemetry/span.h"
@@ -87,7 +88,7 @@ class Tracer {
   static constexpr std::size_t kMaxContentBytes = 4096;  // include_content text per event
   static constexpr std::size_t kMaxPending = 100000;     // traces waiting for their end
 
-  Tracer(const config::Config& config, metrics::Registry& metrics);
+  Tracer(config::ConfigView config, metrics::Registry& metrics);
 
   // A request's trace starts (its arrival); `traceparent` is the header's value or null.
   RequestTrace start_request(const char* traceparent) const;
@@ -151,7 +152,7 @@ class Tracer {
   Span child(const Span& parent, const char* name, gint64 start_us, gint64 end_us) const;
   std::string provider_of(const std::string& worker) const;
 
-  const config::Config& config_;
+  config::ConfigView config_;  // the current snapshot: workers come and go with a reload
   bool include_content_ = false;
   gint64 wall_minus_monotonic_us_ = 0;
   std::unordered_map<std::string, Pending> pending_;

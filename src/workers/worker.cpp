@@ -344,7 +344,13 @@ void Worker::start_health_checks() {
   schedule_health_check(0);
 }
 
+void Worker::retire() {
+  retired_ = true;
+  health_timer_.cancel();
+}
+
 void Worker::schedule_health_check(int seconds) {
+  if (retired_) return;
   health_timer_ = run_after_seconds(static_cast<guint>(seconds), [this] { check_health(); });
 }
 

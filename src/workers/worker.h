@@ -51,6 +51,9 @@ class Worker : public UpstreamSignaller {
   int consecutive_failures() const { return consecutive_failures_; }
   // Starts periodic GET <health_path> checks on the main loop.
   void start_health_checks();
+  // Removed from the pool by a reload: no more health checks (one in flight is not rescheduled).
+  void retire();
+  bool retired() const { return retired_; }
   // The first health check has answered (or none is configured): readiness waits for it.
   bool health_answered() const { return health_answered_; }
 
@@ -76,6 +79,7 @@ class Worker : public UpstreamSignaller {
   int consecutive_failures_ = 0;
   gint64 open_until_us_ = 0;  // breaker open until then
   bool probing_ = false;      // half-open: one lease holds the probe slot
+  bool retired_ = false;      // removed by a reload (retire())
   Lifetime lifetime_;
 };
 

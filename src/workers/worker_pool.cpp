@@ -25,7 +25,46 @@ void WorkerPool::set_builtin(const std::string& provider,
   builtins_[provider] = std::move(signaller);
 }
 
+std::vector<std::shared_ptr<Worker>> WorkerPool::apply(const config::Config& config) {
+  std::map<std::string, ModelWorkers> next;
+  for (const auto& model : config.models) {
+    ModelWorkers& mw = next[model.name];
+    std::vector<std::shared_ptr<Worker>>* before = nullptr;
+    if (auto it = models_.find(model.name); it != models_.end()) before = &it->second.remote;
+    for (const auto& worker : model.workers) {
+      if (!providers::get(worker.provider).remote()) {
+        mw.builtin_providers.push_back(worker.provider);
+        continue;
+      }
+      std::shared_ptr<Worker> kept;
+      if (before)
+        for (auto& w : *before)
+          if (w && w->config() == worker) {
+            kept = std::move(w);  // taken: a duplicate entry cannot claim it twice
+            break;
+          }
+      if (!kept) {
+        kept = std::make_shared<Worker>(worker);
+        if (checking_) kept->start_health_checks();
+      }
+      mw.remote.push_back(std::move(kept));
+    }
+  }
+  // What was not taken above is removed: no new call, no more health checks; its live calls
+  // and sessions hold it (their leases) until they end.
+  std::vector<std::shared_ptr<Worker>> draining;
+  for (auto& [name, mw] : models_)
+    for (auto& w : mw.remote) {
+      if (!w) continue;
+      w->retire();
+      if (w->live_calls() > 0) draining.push_back(w);
+    }
+  models_ = std::move(next);
+  return draining;
+}
+
 void WorkerPool::start_health_checks() {
+  checking_ = true;
   for (auto& [name, mw] : models_)
     for (auto& w : mw.remote) w->start_health_checks();
 }

@@ -1,9 +1,12 @@
 // SPDX-License-Identifier: MIT
-// The workers of every model, built once at start-up.
+// The workers of every model, built at start-up and changed by a reload.
 //
 // Owns: one `Worker` (its own SoupSession) per configured remote worker, grouped by model, and
 // the choice of a worker for a new call (least active calls among those under their max_calls),
-// handed out as a `WorkerLease`.
+// handed out as a `WorkerLease`. A reload (apply) keeps each unchanged worker as it is (health,
+// breaker, leases, SoupSession), starts the new ones and drops the removed ones: they take no
+// new call, stop their health checks, and are freed when the last lease on them (a live call or
+// session) ends.
 //
 // Threads: main loop only.
 #pragma once
@@ -29,6 +32,9 @@ class WorkerPool {
   WorkerLease pick(const std::string& model, const std::vector<std::string>& tried = {});
   // Starts every remote worker's health checks (main loop running).
   void start_health_checks();
+  // A reload: the workers of `config` from now on (see above). Returns the workers it dropped
+  // that still have live calls or sessions.
+  std::vector<std::shared_ptr<Worker>> apply(const config::Config& config);
   // At least one worker (or a built-in) could take a call now.
   bool any_available() const;
   // Every remote worker's first health check has answered (the service's readiness waits).
@@ -44,6 +50,7 @@ class WorkerPool {
   };
   std::map<std::string, ModelWorkers> models_;
   std::map<std::string, std::shared_ptr<UpstreamSignaller>> builtins_;
+  bool checking_ = false;  // start_health_checks() ran: a worker added by a reload starts its own
 };
 
 }  // namespace rtgw::workers

@@ -52,6 +52,7 @@ SERIAL_TESTS = (
     # Budget periods of 4 s: each in-period check must finish within one period.
     "test_budget_periods.py::test_a_key_over_budget_in_one_period_goes_through_in_the_next",
     "test_budget_periods.py::test_cluster_budget_periods_are_one_redis_hash_per_period",
+    "test_reload.py::test_reload_under_live_calls_drops_none_and_new_calls_see_new_prices_and_keys",
     "test_ice_config.py::test_udp_port_range_holds_and_exhaustion_is_503",
     "test_http_hardening.py::test_chunked_body_is_counted_as_it_arrives_even_on_healthz",
     "test_http_hardening.py::test_content_length_above_the_limit_is_refused_before_the_body",
