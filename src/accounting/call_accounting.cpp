@@ -279,7 +279,7 @@ int CallAccounting::end_key(const std::string& key_name, const std::string& code
   calls_.for_each([&](const calls::Call& c) { live += c.identity().key_name == key_name; });
   sessions_.for_each(
       [&](const relay::WebSocketSession& s) { live += s.identity().key_name == key_name; });
-  if (!config_.auth.revoke_ends_calls) {
+  if (!config_.current().auth.revoke_ends_calls) {
     if (live)
       g_message(
           "key '%s' %s: its %d live call(s) and session(s) run on (auth.revoke_ends_calls "

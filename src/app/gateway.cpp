@@ -18,10 +18,10 @@
 #include "common/main_thread.h"
 #include "common/pipeline.h"
 #include "common/pipeline_reaper.h"
-#include "recording/call_recorder.h"
-#include "recording/recording_plan.h"
 #include "config/capacity.h"
 #include "config/reload_diff.h"
+#include "recording/call_recorder.h"
+#include "recording/recording_plan.h"
 #include "rtevents/rtevents.h"
 #include "workers/echo_worker.h"
 
@@ -312,9 +312,10 @@ void Gateway::start_postgres_ledger() {
 
 void Gateway::start_key_store() {
   keys::KeyManager::Options options;
-  options.store.conninfo =
-      config().auth.key_store_url.empty() ? config().usage_postgres_url : config().auth.key_store_url;
-  options.store.timeout = std::chrono::seconds(std::max(1, config().usage_postgres_timeout_seconds));
+  options.store.conninfo = config().auth.key_store_url.empty() ? config().usage_postgres_url
+                                                               : config().auth.key_store_url;
+  options.store.timeout =
+      std::chrono::seconds(std::max(1, config().usage_postgres_timeout_seconds));
   options.store.instance =
       config().cluster.enabled ? config().cluster.instance_id : g_get_host_name();
   options.cache_seconds = config().auth.key_cache_seconds;

@@ -169,8 +169,8 @@ void Server::handle_realtime_socket(SoupServerMessage* msg, GHashTable* query,
               session_id, principal, model),
       // `snapshot` keeps `model_config` alive while the admission waits (a reload meanwhile).
       [this, snapshot = services_.config.snapshot(), principal, model, &model_config, session,
-       beta_client, transcription, session_id, keep, answer_protocol,
-       translation_route, trace](admission::Ticket ticket) {
+       beta_client, transcription, session_id, keep, answer_protocol, translation_route,
+       trace](admission::Ticket ticket) {
         const auto& config = *snapshot;  // the request's snapshot, as model_config
         auto upgrade = std::make_unique<Upgrade>();
         upgrade->trace = trace;

@@ -50,7 +50,7 @@ void Server::handle_recording(SoupServerMessage* msg, const std::string& id, GHa
     return errors::not_found("recording_not_found", "no recording of call " + id + " for this key");
   };
   if (!recording::valid_call_id(id)) throw none();
-  const std::string& dir = services_.config.recording.dir;
+  const std::string& dir = services_.config.current().recording.dir;
 
   std::optional<std::string> owner;
   if (calls::Call* call = services_.calls.find(id))

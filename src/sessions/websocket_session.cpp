@@ -127,8 +127,7 @@ void WebSocketSession::end(int code, const std::string& reason) {
   relay_.stop();
   flush_timeout_.cancel();
   g_message("[%s] ended (%d): %s", id().c_str(), code, reason.c_str());
-  if (!policy_end_message_.empty())
-    client_.send_text(std::exchange(policy_end_message_, {}));
+  if (!policy_end_message_.empty()) client_.send_text(std::exchange(policy_end_message_, {}));
   client_.close(code, reason);
   if (upstream_ && !upstream_closed_)
     upstream_->close(code == close_code::kGoingAway ? code : close_code::kNormal,

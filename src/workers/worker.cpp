@@ -241,10 +241,10 @@ void Worker::open_socket(const SocketRequest& request, UpstreamSocket::Listener*
   op->done = std::move(done);
   op->listener = listener;
   if (!op->follow(cancellable)) return;
-  std::string url = request.translation
-                        ? provider_.translation_socket_url(config_, request.upstream_model)
-                        : provider_.realtime_url(config_, request.upstream_model,
-                                                 request.transcription);
+  std::string url =
+      request.translation
+          ? provider_.translation_socket_url(config_, request.upstream_model)
+          : provider_.realtime_url(config_, request.upstream_model, request.transcription);
   op->message = Ref<SoupMessage>::adopt(soup_message_new("GET", url.c_str()));
   if (!op->message) {
     op->done(UpstreamFailure{UpstreamFailure::Kind::kConnect, 0, {}, "invalid worker URL " + url});

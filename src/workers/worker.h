@@ -3,10 +3,10 @@
 //
 // Owns: the worker's own SoupSession (connection pool, timeouts, TLS, proxy), the SDP exchange
 // (`POST` of the offer, application/sdp or multipart with the session), the upstream hang-up,
-// its realtime WebSocket, the translation routes' counterparts, its health checks and its circuit breaker, and the admission rules a
-// `WorkerLease` applies (max_calls, one half-open probe). A slow worker only slows its own
-// session. What is sent where, with which key, and how the answer reads, is its provider's
-// dialect (workers/providers/); this class only does the I/O.
+// its realtime WebSocket, the translation routes' counterparts, its health checks and its circuit
+// breaker, and the admission rules a `WorkerLease` applies (max_calls, one half-open probe). A slow
+// worker only slows its own session. What is sent where, with which key, and how the answer reads,
+// is its provider's dialect (workers/providers/); this class only does the I/O.
 //
 // Threads: main loop only.
 #pragma once
