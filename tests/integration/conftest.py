@@ -73,6 +73,7 @@ SERIAL_TESTS = (
     # a revoke must reach the other instance within 1 s: timed
     "test_virtual_keys.py::test_generate_call_then_revoke_on_a_is_refused_on_b_within_1s_without_redis",
     "test_virtual_keys.py::test_delete_on_a_is_refused_on_b_within_1s_in_cluster_mode",
+    "test_virtual_keys.py::test_cluster_revoke_and_generate_reach_b_by_redis_within_1s_with_a_5s_cache",
     # builds the Debian package (a full build of its own) and installs it: once, alone
     "test_service.py::test_package_contents_and_depends",
     "test_service.py::test_package_installs_starts_as_its_user_notifies_and_purges",

@@ -14,10 +14,12 @@ import time
 import pytest
 
 from conftest import GATEWAY_KEY, default_gateway_config
+from peers.aiortc_client import AiortcCall
 from peers.common import http_request
 from peers.ws_client import WsClient, run_ws, run_ws_session
 from test_cluster import cluster_env, redis, redis_up  # noqa: F401  (the fixture)
 from test_ledger import pg, postgres_server  # noqa: F401  (fixtures)
+from test_reload import call_echo, echo, post_reload, write_config
 
 MODEL = "gpt-realtime"
 ADMIN_KEY = "sk-ops-admin-secret"
@@ -325,3 +327,159 @@ def test_a_virtual_keys_budget_is_enforced_by_its_alias(pg, fake_upstream, gatew
     # Raised by the admin API: usable again at once.
     assert admin(gw, "POST", "/key/update", {"key": key, "budget_tokens": 1000}).status == 200
     assert ws_status(gw, key) == 101
+
+
+# --------------------------------------------------------------------------- key effects, end to end
+
+def invalid_key_errors(result):
+    return [e for e in result.events_of("error")
+            if e.get("error", {}).get("code") == "invalid_api_key"]
+
+
+def call_state(gw, call_id):
+    return admin(gw, "GET", f"/v1/realtime/calls/{call_id}").json()
+
+
+@pytest.mark.parametrize("how", ["revoke", "delete"])
+def test_a_live_call_of_a_revoked_or_deleted_key_gets_invalid_api_key_then_ends(
+        how, pg, fake_upstream, gateway_factory):
+    server, db = pg
+    gw = gateway_factory(store_config(fake_upstream, server, db), health_timeout=30)
+    key = generate(gw, key_alias="cust-call")["key"]
+
+    async def scenario():
+        call = AiortcCall(gw.url, key, model=MODEL)
+        await call.connect()
+        try:
+            assert call.connected, call.result.error_body
+            assert await call.wait_for(lambda r: r.channel_opened, 15)
+            assert await call_echo(call, "before", timeout=15), call.result.event_types()
+            assert call_state(gw, call.result.call_id)["state"] == "active"
+            body = ({"key_alias": "cust-call", "revoked": True} if how == "revoke"
+                    else {"key_aliases": ["cust-call"]})
+            route = "/key/update" if how == "revoke" else "/key/delete"
+            reply = await asyncio.to_thread(admin, gw, "POST", route, body)
+            assert reply.status == 200, reply.body
+            t0 = time.monotonic()
+            # The error event first, on the call's own data channel ...
+            assert await call.wait_for(lambda r: invalid_key_errors(r), 10), \
+                call.result.event_types()
+            # ... then the hang-up: the gateway's state says ended, and the peer sees it.
+            ended = await asyncio.to_thread(
+                wait_for, lambda: call_state(gw, call.result.call_id)["state"] == "ended", 10,
+                0.1)
+            state = call_state(gw, call.result.call_id)
+            assert ended, state
+            assert await call.wait_for(lambda r: r.remote_closed, 10), "the peer saw no hang-up"
+            print(f"{how}: the call ended {time.monotonic() - t0:.3f} s after the answer")
+            return state
+        finally:
+            await call.close()
+    state = asyncio.run(scenario())
+    assert "key_revoked" in json.dumps(state), state
+    assert status_with(gw, key) == 401
+
+
+def test_with_revoke_ends_calls_false_live_calls_run_on_and_new_requests_get_401(
+        pg, fake_upstream, gateway_factory):
+    server, db = pg
+    gw = gateway_factory(store_config(fake_upstream, server, db, revoke_ends_calls=False),
+                         health_timeout=30)
+    key = generate(gw, key_alias="cust-on")["key"]
+
+    async def scenario():
+        session = WsClient(gw.url, key=key, model=MODEL)
+        await session.connect()
+        call = AiortcCall(gw.url, key, model=MODEL)
+        await call.connect()
+        try:
+            assert session.connected, session.result.to_dict()
+            assert call.connected, call.result.error_body
+            assert await echo(session, "s-before", timeout=15)
+            assert await call.wait_for(lambda r: r.channel_opened, 15)
+            assert await call_echo(call, "c-before", timeout=15)
+            reply = await asyncio.to_thread(admin, gw, "POST", "/key/update",
+                                            {"key": key, "revoked": True})
+            assert reply.status == 200, reply.body
+            # New requests with the key are refused at once ...
+            assert await asyncio.to_thread(status_with, gw, key) == 401
+            refused = await run_ws(gw.url, key=key, model=MODEL, duration=0.2)
+            assert refused.status == 401 and refused.error_code == "invalid_api_key", \
+                refused.to_dict()
+            late = AiortcCall(gw.url, key, model=MODEL)
+            await late.connect()
+            await late.close()
+            assert late.result.status == 401, late.result.error_body
+            # ... while the live ones still relay, both ways, after the revoke was applied.
+            assert await echo(session, "s-after", timeout=15), session.result.to_dict()
+            assert await call_echo(call, "c-after", timeout=15), call.result.event_types()
+            assert not invalid_key_errors(session.result) and not invalid_key_errors(call.result)
+            assert not session.result.closed and not call.result.remote_closed
+            assert call_state(gw, call.result.call_id)["state"] == "active"
+        finally:
+            await session.close(1000, "")
+            await call.close()
+    asyncio.run(scenario())
+    assert wait_for(lambda: "run on (auth.revoke_ends_calls" in gw.stderr(), 5), \
+        gw.stderr()[-2000:]
+
+
+def test_cluster_revoke_and_generate_reach_b_by_redis_within_1s_with_a_5s_cache(
+        pg, fake_upstream, gateway_factory, redis):  # noqa: F811
+    # key_cache_seconds 5: B's own poll reads the table every 2.5 s, so three keys each seen
+    # (created, then revoked) on B within 1 s can only be the Redis invalidation's doing.
+    server, db = pg
+    config = store_config(fake_upstream, server, db, key_cache_seconds=5)
+    a = gateway_factory(config, env=cluster_env(redis, "gw-a"), health_timeout=30)
+    b = gateway_factory(config, env=cluster_env(redis, "gw-b"), health_timeout=30)
+    assert wait_for(lambda: redis_up(a) and redis_up(b), 10)
+    for i in range(3):
+        alias = f"cust-redis-{i}"
+        made = admin(a, "POST", "/key/generate", {"key_alias": alias})
+        t0 = time.monotonic()
+        assert made.status == 200, made.body
+        key = made.json()["key"]
+        assert wait_for(lambda: status_with(b, key) == 200, 3), "B never saw the new key"
+        seen = time.monotonic() - t0
+        revoked = admin(a, "POST", "/key/update", {"key_alias": alias, "revoked": True})
+        t1 = time.monotonic()
+        assert revoked.status == 200, revoked.body
+        assert wait_for(lambda: status_with(b, key) == 401, 4), "B never refused the key"
+        refused = time.monotonic() - t1
+        print(f"{alias}: generated on A, authenticated on B after {seen:.3f} s; "
+              f"revoked on A, refused on B after {refused:.3f} s (key_cache_seconds 5, Redis)")
+        assert seen <= 1.0, f"B authenticated the new key only after {seen:.2f} s"
+        assert refused <= 1.0, f"B refused the revoked key only after {refused:.2f} s"
+
+
+def test_a_reload_keeps_virtual_keys_and_refuses_a_config_key_named_as_an_alias(
+        pg, fake_upstream, gateway_factory):
+    server, db = pg
+    config = store_config(fake_upstream, server, db)
+    gw = gateway_factory(config, health_timeout=30)
+    key = generate(gw, key_alias="cust-reload")["key"]
+    # A reload that adds a config key: the virtual key keeps working, and so does the new one.
+    added = json.loads(json.dumps(config))
+    added["auth"]["keys"].append({"name": "team-new", "key": "sk-team-new-1", "models": ["*"]})
+    write_config(gw, added)
+    reply = post_reload(gw, key=ADMIN_KEY)
+    assert reply.status == 200, reply.body
+    assert status_with(gw, key) == 200 and ws_status(gw, key) == 101
+    assert status_with(gw, "sk-team-new-1") == 200
+    # The reloaded file's names are config names now: no virtual key may take one.
+    clash = admin(gw, "POST", "/key/generate", {"key_alias": "team-new"})
+    assert clash.status == 400 and error_code(clash) == "key_alias_exists", clash.body
+    # A config key named as a live virtual key's alias: refused as at start-up, nothing changes.
+    named = json.loads(json.dumps(added))
+    named["auth"]["keys"].append({"name": "cust-reload", "key": "sk-cust-reload-cfg-1"})
+    write_config(gw, named)
+    refused = post_reload(gw, key=ADMIN_KEY)
+    assert refused.status == 400, refused.body
+    error = refused.json()["error"]
+    assert error["code"] == "invalid_config", error
+    assert "cust-reload" in error["message"] and "virtual key" in error["message"], error
+    assert "refused" in gw.stderr() and "cust-reload" in gw.stderr()
+    assert status_with(gw, "sk-cust-reload-cfg-1") == 401, "the refused file took effect"
+    assert status_with(gw, key) == 200 and ws_status(gw, key) == 101
+    info = admin(gw, "GET", "/key/info?key_alias=cust-reload")
+    assert info.status == 200 and info.json()["key_alias"] == "cust-reload", info.body
