@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <csignal>
 #include <map>
+#include <set>
 #include <stdexcept>
 
 #include "app/config_checks.h"
@@ -515,6 +516,15 @@ Gateway::ReloadOutcome Gateway::reload(const char* trigger) {
     config::apply_sized_caps(next, running.limits.fd_limit);
     // A TLS pair in use is checked by its reload below (the same check).
     check_loaded_config(next, /*tls=*/!running.tls.enabled());
+    // A config key named as a live virtual key is refused, as the same clash is at start-up:
+    // which of the two a bearer or a budget means would depend on the order of lookups.
+    if (keys_) {
+      for (std::size_t i = 0; i < next.auth.keys.size(); ++i)
+        if (keys_->directory().find_alias(next.auth.keys[i].name))
+          throw std::runtime_error("auth.keys[" + std::to_string(i) + "].name: '" +
+                                   next.auth.keys[i].name +
+                                   "' is also a virtual key's alias (auth.key_store): rename one");
+    }
     plan = config::plan_reload(running, std::move(next));
   } catch (const std::exception& e) {
     return refuse(e.what());
@@ -536,6 +546,11 @@ Gateway::ReloadOutcome Gateway::reload(const char* trigger) {
     std::vector<std::string> names;
     for (const auto& k : config().auth.keys) names.push_back(k.name);
     cluster_->set_key_names(std::move(names));
+  }
+  if (keys_) {  // aliases /key/generate refuses from now on: the new file's key names
+    std::set<std::string> names;
+    for (const auto& k : config().auth.keys) names.insert(k.name);
+    keys_->directory().set_config_names(std::move(names));
   }
   metrics_.add(metrics::kConfigReloadsTotal, {"ok"});
   g_message("config reload (%s): generation %llu from %s; changed: %s", trigger,

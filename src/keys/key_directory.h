@@ -62,6 +62,9 @@ class KeyDirectory {
   bool loaded() const { return loaded_; }
   void set_loaded() { loaded_ = true; }
   bool config_name(const std::string& name) const { return config_names_.count(name) > 0; }
+  // A reload's config key names (the reload refused an alias clash before: see
+  // Gateway::reload): later rows and /key/generate are checked against these.
+  void set_config_names(std::set<std::string> names) { config_names_ = std::move(names); }
 
   using ChangeFn = std::function<void(const KeyChange&)>;
   void on_change(ChangeFn fn) { listeners_.push_back(std::move(fn)); }
