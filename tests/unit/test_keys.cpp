@@ -230,6 +230,20 @@ TEST(Keys, DirectoryAnnouncesChanges) {
   EXPECT_EQ(dir.page(2, 2).size(), 1u);
 }
 
+// A reload replaces the config key names: a name it added refuses a virtual key's row (and
+// /key/generate, through config_name()), a name it removed is free again.
+TEST(Keys, DirectoryFollowsAReloadsConfigNames) {
+  keys::KeyDirectory dir({"ops"}, 0);
+  EXPECT_FALSE(dir.config_name("team-new"));
+  dir.set_config_names({"team-new"});
+  EXPECT_TRUE(dir.config_name("team-new"));
+  EXPECT_FALSE(dir.config_name("ops"));
+  EXPECT_EQ(dir.apply({row("team-new", "sk-rtgw-t", 1)}), std::vector<std::string>{"team-new"});
+  EXPECT_FALSE(dir.find_alias("team-new"));
+  EXPECT_TRUE(dir.apply({row("ops", "sk-rtgw-o", 2)}).empty());
+  EXPECT_TRUE(dir.find_alias("ops"));
+}
+
 config::Config admin_config() {
   config::Config c;
   config::KeyConfig ops;
