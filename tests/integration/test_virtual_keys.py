@@ -329,7 +329,7 @@ def test_a_virtual_keys_budget_is_enforced_by_its_alias(pg, fake_upstream, gatew
     assert ws_status(gw, key) == 101
 
 
-# --------------------------------------------------------------------------- key effects, end to end
+# --------------------------------------------------------------------------- key effects
 
 def invalid_key_errors(result):
     return [e for e in result.events_of("error")
