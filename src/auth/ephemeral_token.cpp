@@ -4,31 +4,13 @@
 #include <glib.h>
 
 #include "auth/authenticator.h"
+#include "common/base64url.h"
 #include "common/json.h"
 #include "common/random.h"
 #include "common/ref.h"
 
 namespace rtgw::auth {
 namespace {
-
-std::string base64url(const std::string& data) {
-  UniqueStr b64(g_base64_encode(reinterpret_cast<const guchar*>(data.data()), data.size()));
-  std::string out = b64.get();
-  for (auto& c : out) c = c == '+' ? '-' : c == '/' ? '_' : c;
-  while (!out.empty() && out.back() == '=') out.pop_back();
-  return out;
-}
-
-std::optional<std::string> unbase64url(std::string in) {
-  for (char c : in)
-    if (!g_ascii_isalnum(c) && c != '-' && c != '_') return std::nullopt;
-  for (auto& c : in) c = c == '-' ? '+' : c == '_' ? '/' : c;
-  while (in.size() % 4) in += '=';
-  gsize len = 0;
-  UniqueStr raw(reinterpret_cast<gchar*>(g_base64_decode(in.c_str(), &len)));
-  if (!raw) return std::nullopt;
-  return std::string(raw.get(), len);
-}
 
 // 32 bytes from the kernel: a token secret nobody configured is still unguessable.
 std::string random_secret() { return random_bytes(32); }

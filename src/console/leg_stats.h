@@ -1,11 +1,12 @@
 // SPDX-License-Identifier: MIT
 // One leg's media figures for the operator console: read from its webrtcbin on demand.
 //
-// Owns: nothing (a pure reader). `read_leg_stats` reads the leg's RTP session in webrtcbin's
-// rtpbin synchronously (the same session WebRtcLeg::poll_rtp_stats reads: no get-stats promise,
-// no hop to the pc thread): packets and bytes received from the remote sources, their loss and
-// jitter, and the round trip from the RTCP report blocks. It is only called for a call a console
-// is watching, at most once per second per console stream, so an unwatched call costs nothing.
+// Owns: nothing (a pure reader). `read_leg_stats` sums the leg's RTP sources as
+// webrtc::read_rtp_sources reads them (the same session WebRtcLeg::poll_rtp_stats reads: no
+// get-stats promise, no hop to the pc thread): packets and bytes received from the remote sources,
+// their loss and jitter, and the round trip from the RTCP report blocks. It is only called for a
+// call a console is watching, at most once per second per console stream, so an unwatched call
+// costs nothing.
 //
 // Threads: main loop (rtpsession's "stats" property takes the session's own lock).
 #pragma once

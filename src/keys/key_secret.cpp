@@ -3,18 +3,11 @@
 
 #include <glib.h>
 
+#include "common/base64url.h"
 #include "common/random.h"
 #include "common/ref.h"
 
 namespace rtgw::keys {
-
-std::string base64url(const std::string& bytes) {
-  UniqueStr b64(g_base64_encode(reinterpret_cast<const guchar*>(bytes.data()), bytes.size()));
-  std::string out = b64.get();
-  for (auto& c : out) c = c == '+' ? '-' : c == '/' ? '_' : c;
-  while (!out.empty() && out.back() == '=') out.pop_back();
-  return out;
-}
 
 std::string generate_key() { return kKeyPrefix + base64url(random_bytes(32)); }
 

@@ -19,7 +19,5 @@ inline constexpr const char* kKeyPrefix = "sk-rtgw-";
 std::string generate_key();
 // SHA-256 of `key`, 64 lower-case hex digits.
 std::string hash_key(const std::string& key);
-// base64url without padding (RFC 4648 section 5).
-std::string base64url(const std::string& bytes);
 
 }  // namespace rtgw::keys

@@ -8,17 +8,15 @@
 
 #include "common/json.h"
 #include "usage/postgres_url.h"
+#include "usage/pq.h"
 
 namespace rtgw::keys {
 namespace {
 
-struct PgConnFinish {
-  void operator()(PGconn* c) const { PQfinish(c); }
-};
-struct PgResultClear {
-  void operator()(PGresult* r) const { PQclear(r); }
-};
-using Result = std::unique_ptr<PGresult, PgResultClear>;
+using Result = usage::PgResult;
+
+// TCP keepalives: a key store that vanished is noticed within seconds, even on an idle connection.
+constexpr usage::PgConnectParams::Keepalives kKeepalives{5, 2, 3, std::chrono::seconds(1)};
 
 const char* kSchema = R"sql(
 SELECT pg_advisory_xact_lock(7265747765);
@@ -166,7 +164,7 @@ std::vector<std::optional<std::string>> row_params(const VirtualKey& k) {
 // The thread's connection and its statements.
 struct KeyStore::Db {
   const Options& options;
-  std::unique_ptr<PGconn, PgConnFinish> conn;
+  usage::PgConn conn;
   std::string error;  // the last failure
   bool outage_logged = false;
 
@@ -174,23 +172,10 @@ struct KeyStore::Db {
   bool ready() {
     if (conn && PQstatus(conn.get()) == CONNECTION_OK) return true;
     conn.reset();
-    auto seconds =
-        std::max<long long>(1, std::chrono::ceil<std::chrono::seconds>(options.timeout).count());
-    std::string timeout_text = std::to_string(seconds);
-    std::string user_timeout = std::to_string(std::max<long long>(1000, options.timeout.count()));
-    const char* keywords[] = {"application_name",
-                              "connect_timeout",
-                              "keepalives",
-                              "keepalives_idle",
-                              "keepalives_interval",
-                              "keepalives_count",
-                              "tcp_user_timeout",
-                              "dbname",
-                              nullptr};
-    const char* values[] = {
-        "realtime-gateway-keys", timeout_text.c_str(),     "1",    "5", "2", "3",
-        user_timeout.c_str(),    options.conninfo.c_str(), nullptr};
-    conn.reset(PQconnectdbParams(keywords, values, 1));
+    usage::PgConnectParams params(options.conninfo, "realtime-gateway-keys", options.timeout,
+                                  kKeepalives);
+    conn.reset(PQconnectdbParams(params.keywords(), params.values(),
+                                 usage::PgConnectParams::kExpandDbname));
     if (!conn || PQstatus(conn.get()) != CONNECTION_OK) {
       error = conn ? one_line(PQerrorMessage(conn.get())) : "out of memory";
       return lost();

@@ -19,6 +19,7 @@
 #include "common/main_thread.h"
 #include "usage/budget_period.h"
 #include "usage/postgres_url.h"
+#include "usage/pq.h"
 #include "usage/saturating.h"
 
 namespace rtgw::usage {
@@ -32,9 +33,7 @@ constexpr int kMaxBackoffMs = 5000;
 // budget replay (once) scans the whole table: they get at least this long, client and server side.
 constexpr auto kLongTimeout = std::chrono::seconds(60);
 // TCP keepalives (seconds): a peer that vanished is noticed on an idle connection too.
-constexpr const char* kKeepalivesIdle = "10";
-constexpr const char* kKeepalivesInterval = "5";
-constexpr const char* kKeepalivesCount = "3";
+constexpr PgConnectParams::Keepalives kKeepalives{10, 5, 3, std::chrono::milliseconds(1)};
 
 // The table, in two parts around the token columns, which come from the field table
 // (rtevents/usage_fields.h): `<name> bigint NOT NULL`, or `<name> bigint` (NULL) for a count
@@ -115,13 +114,7 @@ const std::vector<std::string>& columns() {
 constexpr std::size_t kParamsPerRow = 1 + std::size(kColumnsBeforeTokens) +
                                       rtevents::kTokenFieldCount + std::size(kColumnsAfterTokens);
 
-struct PgConnFinish {
-  void operator()(PGconn* c) const { PQfinish(c); }
-};
-struct PgResultClear {
-  void operator()(PGresult* r) const { PQclear(r); }
-};
-using Result = std::unique_ptr<PGresult, PgResultClear>;
+using Result = PgResult;
 
 std::string one_line(const char* text) {
   std::string s = text ? text : "";
@@ -228,7 +221,7 @@ bool in_current_period(const std::map<std::string, std::int64_t>& periods,
 }  // namespace
 
 struct PostgresLedger::Connection {
-  std::unique_ptr<PGconn, PgConnFinish> conn;
+  PgConn conn;
 };
 
 // What a statement came to: its last result, or why there is none (the connection failed or the
@@ -627,27 +620,13 @@ void PostgresLedger::note_outage(const std::string& why) {
 
 bool PostgresLedger::connect(std::unique_lock<std::mutex>& lock) {
   lock.unlock();
-  auto seconds =
-      std::max<long long>(1, std::chrono::ceil<std::chrono::seconds>(options_.timeout).count());
-  std::string timeout_text = std::to_string(seconds);
-  std::string user_timeout_text = std::to_string(std::max<long long>(1, millis(options_.timeout)));
   // Ours first: a parameter in the connection string (expanded from dbname) overrides them.
-  const char* keywords[] = {"application_name",
-                            "connect_timeout",
-                            "keepalives",
-                            "keepalives_idle",
-                            "keepalives_interval",
-                            "keepalives_count",
-                            "tcp_user_timeout",
-                            "dbname",
-                            nullptr};
-  const char* values[] = {"realtime-gateway",        timeout_text.c_str(),      "1",
-                          kKeepalivesIdle,           kKeepalivesInterval,       kKeepalivesCount,
-                          user_timeout_text.c_str(), options_.conninfo.c_str(), nullptr};
+  PgConnectParams params(options_.conninfo, "realtime-gateway", options_.timeout, kKeepalives);
   auto conn = std::make_unique<Connection>();
   std::string error;
   auto deadline = Clock::now() + options_.timeout;
-  conn->conn.reset(PQconnectStartParams(keywords, values, 1));
+  conn->conn.reset(
+      PQconnectStartParams(params.keywords(), params.values(), PgConnectParams::kExpandDbname));
   PGconn* c = conn->conn.get();
   if (!c) {
     error = "out of memory";
@@ -671,7 +650,7 @@ bool PostgresLedger::connect(std::unique_lock<std::mutex>& lock) {
       }
       if (wait_socket(PQsocket(c), st == PGRES_POLLING_READING ? POLLIN : POLLOUT, deadline) ==
           Ready::kTimedOut) {
-        error = "no answer to the connection within " + timeout_text + " s";
+        error = "no answer to the connection within " + params.connect_timeout_s() + " s";
         break;
       }
       st = PQconnectPoll(c);
@@ -686,7 +665,7 @@ bool PostgresLedger::connect(std::unique_lock<std::mutex>& lock) {
   if (error.empty()) {
     // The server's own bound on a statement (one that runs, e.g. waiting on a lock, rather than
     // a server that hangs: the client-side deadline covers that).
-    std::string set = "SET statement_timeout = " + user_timeout_text;
+    std::string set = "SET statement_timeout = " + params.tcp_user_timeout_ms();
     Outcome r = exec(*conn, set.c_str(), {});
     if (r.status() != PGRES_COMMAND_OK) error = "setting statement_timeout: " + r.error();
   }

@@ -7,6 +7,7 @@
 #include "common/main_thread.h"
 #include "common/pipeline.h"
 #include "webrtc/dtls_certificate.h"
+#include "webrtc/rtp_source_stats.h"
 
 namespace rtgw::webrtc {
 
@@ -209,37 +210,14 @@ void WebRtcLeg::finish_gathering(bool timed_out) {
 }
 
 void WebRtcLeg::poll_rtp_stats() {
-  if (!webrtcbin_) return;
+  auto sources = read_rtp_sources(webrtcbin_.get());
+  if (!sources) return;
   RtpStats totals;
-  // webrtcbin 1.22 names its rtpbin "rtpbin"; with max-bundle everything is RTP session 0.
-  auto rtpbin = Ref<GstElement>::adopt(gst_bin_get_by_name(GST_BIN(webrtcbin_.get()), "rtpbin"));
-  if (!rtpbin) return;
-  Ref<GObject> session;
-  g_signal_emit_by_name(rtpbin.get(), "get-internal-session", 0u, session.out());
-  if (!session) return;
-  GstStructure* raw = nullptr;
-  g_object_get(session.get(), "stats", &raw, nullptr);
-  UniqueStructure stats(raw);
-  if (!stats) return;
-  // "source-stats" is a GValueArray (deprecated in GLib, but what rtpsession 1.22 hands out).
-  const GValue* sources = gst_structure_get_value(stats.get(), "source-stats");
-  if (!sources || G_VALUE_TYPE(sources) != g_type_from_name("GValueArray")) return;
-  G_GNUC_BEGIN_IGNORE_DEPRECATIONS
-  auto* array = static_cast<GValueArray*>(g_value_get_boxed(sources));
-  for (guint i = 0; array && i < array->n_values; ++i) {
-    const GValue* v = &array->values[i];
-    if (!GST_VALUE_HOLDS_STRUCTURE(v)) continue;
-    const GstStructure* s = gst_value_get_structure(v);
-    gboolean internal = TRUE;
-    if (!gst_structure_get_boolean(s, "internal", &internal) || internal) continue;
-    guint64 received = 0;
-    gint lost = 0;
-    gst_structure_get_uint64(s, "packets-received", &received);
-    gst_structure_get_int(s, "packets-lost", &lost);
-    totals.packets_received += received;
-    totals.packets_lost += lost;
+  for (const auto& s : *sources) {
+    if (s.internal) continue;
+    totals.packets_received += s.packets_received;
+    totals.packets_lost += s.packets_lost;
   }
-  G_GNUC_END_IGNORE_DEPRECATIONS
   rtp_stats_ = totals;
 }
 

@@ -10,6 +10,7 @@
 #include <string>
 #include <thread>
 
+#include "common/base64url.h"
 #include "common/json.h"
 #include "common/main_thread.h"
 #include "common/ref.h"
@@ -254,6 +255,32 @@ TEST(WebSocket, SendableCloseCodes) {
     EXPECT_TRUE(rtgw::sendable_close_code(code)) << code;
   for (int code : {0, 999, 1004, 1005, 1006, 1015, 2000, 5000})
     EXPECT_FALSE(rtgw::sendable_close_code(code)) << code;
+}
+
+// RFC 4648 section 10's vectors, URL-safe alphabet, no padding; every length mod 3 round trips.
+TEST(Base64Url, EncodesWithoutPaddingAndRoundTrips) {
+  EXPECT_EQ(base64url(""), "");
+  EXPECT_EQ(base64url("f"), "Zg");
+  EXPECT_EQ(base64url("fo"), "Zm8");
+  EXPECT_EQ(base64url("foo"), "Zm9v");
+  EXPECT_EQ(base64url("foob"), "Zm9vYg");
+  // 0xfb 0xff: '+' and '/' in plain base64 become '-' and '_'.
+  EXPECT_EQ(base64url(std::string("\xfb\xff\xbf", 3)), "-_-_");
+  std::string bytes;
+  for (int i = 0; i < 64; ++i) {
+    bytes.push_back(static_cast<char>(i * 37 + 11));
+    std::string text = base64url(bytes);
+    EXPECT_EQ(text.find_first_of("+/="), std::string::npos) << text;
+    EXPECT_EQ(unbase64url(text), bytes) << text;
+  }
+}
+
+TEST(Base64Url, DecoderRefusesCharactersOutsideTheAlphabet) {
+  EXPECT_EQ(unbase64url("Zm9v"), "foo");
+  EXPECT_EQ(unbase64url("Zm8="), std::nullopt) << "padding is not part of the form";
+  EXPECT_EQ(unbase64url("Zm+v"), std::nullopt) << "plain base64's '+'";
+  EXPECT_EQ(unbase64url("Zm/v"), std::nullopt) << "plain base64's '/'";
+  EXPECT_EQ(unbase64url("Zm 9v"), std::nullopt);
 }
 
 }  // namespace

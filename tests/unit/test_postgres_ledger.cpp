@@ -28,6 +28,7 @@
 #include "config/config.h"
 #include "usage/postgres_ledger.h"
 #include "usage/postgres_url.h"
+#include "usage/pq.h"
 #include "usage/usage_ledger.h"
 
 namespace {
@@ -35,6 +36,39 @@ namespace {
 using rtgw::usage::PostgresLedger;
 using rtgw::usage::UsageRecord;
 using namespace std::chrono_literals;
+
+// The connection parameters both PostgreSQL clients send: ours first, the operator's conninfo
+// last as dbname (expanded), timeouts from `timeout` with their floors, arrays null-terminated.
+TEST(PgConnectParams, KeywordsValuesAndTimeouts) {
+  using rtgw::usage::PgConnectParams;
+  PgConnectParams params("postgresql://u@h/db", "realtime-gateway-keys",
+                         std::chrono::milliseconds(2500), {5, 2, 3, std::chrono::seconds(1)});
+  std::vector<std::pair<std::string, std::string>> got;
+  for (int i = 0; params.keywords()[i]; ++i) {
+    ASSERT_NE(params.values()[i], nullptr) << params.keywords()[i];
+    got.emplace_back(params.keywords()[i], params.values()[i]);
+  }
+  std::vector<std::pair<std::string, std::string>> want = {
+      {"application_name", "realtime-gateway-keys"},
+      {"connect_timeout", "3"},
+      {"keepalives", "1"},
+      {"keepalives_idle", "5"},
+      {"keepalives_interval", "2"},
+      {"keepalives_count", "3"},
+      {"tcp_user_timeout", "2500"},
+      {"dbname", "postgresql://u@h/db"}};
+  EXPECT_EQ(got, want);
+  EXPECT_EQ(params.values()[want.size()], nullptr);
+  // Floors: connect_timeout at least 1 s, tcp_user_timeout at least the caller's minimum.
+  PgConnectParams short_one("dbname=x", "realtime-gateway", std::chrono::milliseconds(200),
+                            {10, 5, 3, std::chrono::seconds(1)});
+  EXPECT_EQ(short_one.connect_timeout_s(), "1");
+  EXPECT_EQ(short_one.tcp_user_timeout_ms(), "1000");
+  PgConnectParams ledger("dbname=x", "realtime-gateway", std::chrono::milliseconds(200),
+                         {10, 5, 3, std::chrono::milliseconds(1)});
+  EXPECT_EQ(ledger.tcp_user_timeout_ms(), "200");
+  EXPECT_STREQ(ledger.values()[3], "10");
+}
 
 TEST(PostgresUrl, MasksThePassword) {
   EXPECT_EQ(rtgw::usage::mask_conninfo("postgresql://gw:s3cret@db.example.com:5432/usage"),
