@@ -167,37 +167,48 @@ std::optional<Span> Tracer::finish(Pending& p, const Ending& end) {
   return span;
 }
 
-void Tracer::on_call_setup_failed(const calls::Call& call, const std::string& outcome,
-                                  const std::string& message) {
-  auto it = pending_.find(call.id());
-  if (it == pending_.end()) return;
+std::optional<Tracer::Pending> Tracer::take(const std::string& id) {
+  auto it = pending_.find(id);
+  if (it == pending_.end()) return std::nullopt;
   Pending p = std::move(it->second);
   pending_.erase(it);
-  const auto& id = call.identity();
-  Ending end{id.call_id, "webrtc", id.key_name,       id.model,       id.worker_name,
-             outcome,    message,  call.created_us(), call.ended_us()};
-  auto span = finish(p, end);
-  if (!span) return;
+  return p;
+}
+
+std::vector<Span> Tracer::request_steps(const Span& span, const Pending& p) const {
   std::vector<Span> children;
   for (const auto& step : p.trace.steps())
-    children.push_back(child(*span, step.name.c_str(), step.start_us, step.end_us));
-  exporter_.enqueue(std::move(*span));
+    children.push_back(child(span, step.name.c_str(), step.start_us, step.end_us));
+  return children;
+}
+
+void Tracer::enqueue(Span span, std::vector<Span> children) {
+  exporter_.enqueue(std::move(span));
   for (auto& c : children) exporter_.enqueue(std::move(c));
 }
 
+void Tracer::on_call_setup_failed(const calls::Call& call, const std::string& outcome,
+                                  const std::string& message) {
+  auto p = take(call.id());
+  if (!p) return;
+  const auto& id = call.identity();
+  Ending end{id.call_id, "webrtc", id.key_name,       id.model,       id.worker_name,
+             outcome,    message,  call.created_us(), call.ended_us()};
+  auto span = finish(*p, end);
+  if (!span) return;
+  std::vector<Span> children = request_steps(*span, *p);
+  enqueue(std::move(*span), std::move(children));
+}
+
 void Tracer::on_call_ended(const calls::Call& call) {
-  auto it = pending_.find(call.id());
-  if (it == pending_.end()) return;
-  Pending p = std::move(it->second);
-  pending_.erase(it);
+  auto p = take(call.id());
+  if (!p) return;
   const auto& id = call.identity();
   Ending end{id.call_id,     "webrtc",          id.key_name,       id.model,       id.worker_name,
              call.outcome(), call.end_reason(), call.created_us(), call.ended_us()};
-  auto span = finish(p, end);
+  auto span = finish(*p, end);
   if (!span) return;
-  std::vector<Span> children;
-  for (const auto& step : p.trace.steps())
-    children.push_back(child(*span, step.name.c_str(), step.start_us, step.end_us));
+  std::vector<Span> children = request_steps(*span, *p);
   // The set-up steps the call measured (calls/call_setup.h), each where it happened.
   const calls::SetupSteps& s = call.setup_steps();
   auto step = [&](const char* name, gint64 from, gint64 to) -> Span* {
@@ -231,27 +242,21 @@ void Tracer::on_call_ended(const calls::Call& call) {
       c->status_message = call.dtls_failure_reason();
     }
   }
-  exporter_.enqueue(std::move(*span));
-  for (auto& c : children) exporter_.enqueue(std::move(c));
+  enqueue(std::move(*span), std::move(children));
 }
 
 void Tracer::on_session_ended(const relay::WebSocketSession& session) {
-  auto it = pending_.find(session.id());
-  if (it == pending_.end()) return;
-  Pending p = std::move(it->second);
-  pending_.erase(it);
+  auto p = take(session.id());
+  if (!p) return;
   const auto& id = session.identity();
   Ending end{id.session_id,         "websocket",       id.key_name,          id.model,
              id.worker_name,        session.outcome(), session.end_reason(), session.created_us(),
              g_get_monotonic_time()};
-  auto span = finish(p, end);
+  auto span = finish(*p, end);
   if (!span) return;
   span->set("rtgw.close_code", std::int64_t{session.close_code()});
-  std::vector<Span> children;
-  for (const auto& step : p.trace.steps())
-    children.push_back(child(*span, step.name.c_str(), step.start_us, step.end_us));
-  exporter_.enqueue(std::move(*span));
-  for (auto& c : children) exporter_.enqueue(std::move(c));
+  std::vector<Span> children = request_steps(*span, *p);
+  enqueue(std::move(*span), std::move(children));
 }
 
 }  // namespace rtgw::telemetry

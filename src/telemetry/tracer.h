@@ -149,6 +149,12 @@ class Tracer {
   // The call's or session's span (and its request's steps) from its pending trace; nullopt when
   // it has none. Its children are added by the caller.
   std::optional<Span> finish(Pending& pending, const Ending& end);
+  // An ended call's or session's trace state, removed from pending_ (none: it was not traced).
+  std::optional<Pending> take(const std::string& id);
+  // The request's own steps (auth, offer checks, admission, ...) as children of `span`.
+  std::vector<Span> request_steps(const Span& span, const Pending& p) const;
+  // The span, then its children, to the exporter.
+  void enqueue(Span span, std::vector<Span> children);
   Span child(const Span& parent, const char* name, gint64 start_us, gint64 end_us) const;
   std::string provider_of(const std::string& worker) const;
 
