@@ -4,6 +4,7 @@
 #include <glib.h>
 #include <libpq-fe.h>
 
+#include <functional>
 #include <memory>
 
 #include "common/json.h"
@@ -400,21 +401,30 @@ StoreResult write_row(auto& db, const std::string& hash, const VirtualKey& befor
     return {StoreResult::kUnavailable, db.error, {}};
   return {StoreResult::kOk, "", std::move(*written)};
 }
+
+// The live row `ref` names, changed by `change` (which edits `after`, a copy of the row, and
+// returns the audit action) and written back; not found or unreachable, the answer says so.
+StoreResult change_row(
+    auto& db, const RowRef& ref, const std::string& actor,
+    const std::function<const char*(const VirtualKey& before, VirtualKey& after)>& change) {
+  bool failed = false;
+  auto before = db.find(ref, failed);
+  if (failed) return {StoreResult::kUnavailable, db.error, {}};
+  if (!before) return {StoreResult::kNotFound, ref.alias.value_or(""), {}};
+  VirtualKey after = *before;
+  const char* action = change(*before, after);
+  return write_row(db, before->hash, *before, after, actor, action);
+}
 }  // namespace
 
 void KeyStore::update(RowRef ref, KeyFields fields, std::string actor, Done done) {
   submit([this, ref = std::move(ref), fields = std::move(fields), actor = std::move(actor),
           done = std::move(done)](Db& db) {
     StoreResult result = db.transaction([&]() -> StoreResult {
-      bool failed = false;
-      auto before = db.find(ref, failed);
-      if (failed) return {StoreResult::kUnavailable, db.error, {}};
-      if (!before) return {StoreResult::kNotFound, ref.alias.value_or(""), {}};
-      VirtualKey after = *before;
-      apply_fields(after, fields, g_get_real_time() / G_USEC_PER_SEC);
-      const char* action =
-          fields.revoked && *fields.revoked && !before->revoked_at ? "revoke" : "update";
-      return write_row(db, before->hash, *before, after, actor, action);
+      return change_row(db, ref, actor, [&](const VirtualKey& before, VirtualKey& after) {
+        apply_fields(after, fields, g_get_real_time() / G_USEC_PER_SEC);
+        return fields.revoked && *fields.revoked && !before.revoked_at ? "revoke" : "update";
+      });
     });
     reply(std::move(done), std::move(result));
   });
@@ -425,13 +435,10 @@ void KeyStore::remove(std::vector<RowRef> refs, std::string actor, Done done) {
     StoreResult result = db.transaction([&]() -> StoreResult {
       StoreResult all;
       for (const auto& ref : refs) {
-        bool failed = false;
-        auto before = db.find(ref, failed);
-        if (failed) return {StoreResult::kUnavailable, db.error, {}};
-        if (!before) return {StoreResult::kNotFound, ref.alias.value_or(""), {}};
-        VirtualKey after = *before;
-        after.deleted_at = g_get_real_time() / G_USEC_PER_SEC;
-        StoreResult one = write_row(db, before->hash, *before, after, actor, "delete");
+        StoreResult one = change_row(db, ref, actor, [](const VirtualKey&, VirtualKey& after) {
+          after.deleted_at = g_get_real_time() / G_USEC_PER_SEC;
+          return "delete";
+        });
         if (one.status != StoreResult::kOk) return one;
         for (auto& r : one.rows) all.rows.push_back(std::move(r));
       }
@@ -445,13 +452,10 @@ void KeyStore::regenerate(RowRef ref, std::string new_hash, std::string actor, D
   submit([this, ref = std::move(ref), new_hash = std::move(new_hash), actor = std::move(actor),
           done = std::move(done)](Db& db) {
     StoreResult result = db.transaction([&]() -> StoreResult {
-      bool failed = false;
-      auto before = db.find(ref, failed);
-      if (failed) return {StoreResult::kUnavailable, db.error, {}};
-      if (!before) return {StoreResult::kNotFound, ref.alias.value_or(""), {}};
-      VirtualKey after = *before;
-      after.hash = new_hash;
-      return write_row(db, before->hash, *before, after, actor, "regenerate");
+      return change_row(db, ref, actor, [&](const VirtualKey&, VirtualKey& after) {
+        after.hash = new_hash;
+        return "regenerate";
+      });
     });
     reply(std::move(done), std::move(result));
   });
