@@ -27,6 +27,7 @@
 #include "rtevents/rtevents.h"
 #include "rtgw_version.h"
 #include "webrtc/ice_agent.h"
+#include "webrtc/receive_bypass.h"
 
 namespace {
 
@@ -123,6 +124,7 @@ int main(int argc, char** argv) {
                 << "config OK\n";
       return 0;
     }
+    rtgw::webrtc::set_receive_queue_bypass(config.webrtc.receive_queue_bypass);
     if (config.webrtc.ice_agent == "shared") {
       std::string why = rtgw::webrtc::install_shared_ice_agent();
       if (why.empty())

@@ -302,6 +302,7 @@ std::string describe(const Config& c) {
   out << " udp_ports=" << c.webrtc.udp_port_min << "-" << c.webrtc.udp_port_max
       << " ice_transport_policy=" << c.webrtc.ice_transport_policy
       << " ice_agent=" << c.webrtc.ice_agent << " dtls_certificate=" << c.webrtc.dtls_certificate
+      << " receive_queue_bypass=" << (c.webrtc.receive_queue_bypass ? "on" : "off")
       << " ice_tcp=" << (c.webrtc.ice_tcp ? "on" : "off")
       << " ice_ipv6=" << (c.webrtc.ice_ipv6 ? "on" : "off")
       << " jitterbuffer=" << (c.webrtc.jitterbuffer ? "on" : "off (forward as received)")

@@ -116,6 +116,9 @@ struct WebRtcConfig {
   // "shared" (default): every webrtcbin gets the gateway's ICE agent (webrtc/ice_agent.h): all
   // libnice agents on one thread, consent freshness on. "stock": webrtcbin's own agent.
   std::string ice_agent = "shared";
+  // true (default): with the shared agent, received packets skip transportreceivebin's queue
+  // once ICE is connected, and its thread goes (webrtc/receive_bypass.h). false: stock path.
+  bool receive_queue_bypass = true;
   // "rsa" (default): GStreamer's RSA-2048 DTLS certificate; "ecdsa": the gateway's ECDSA P-256
   // one (webrtc/dtls_certificate.h; issue 28).
   std::string dtls_certificate = "rsa";

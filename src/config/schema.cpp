@@ -388,6 +388,13 @@ const std::vector<Row> kRows = {
              "webrtcbin's own agent.",
      .example = "stock",
      .slot = SLOT(webrtc.ice_agent)},
+    {.path = "webrtc.receive_queue_bypass",
+     .env = "RTGW_WEBRTC_RECEIVE_QUEUE_BYPASS",
+     .type = Type::kBoolean,
+     .help = "With the shared ICE agent: once ICE is connected, received packets skip webrtcbin's "
+             "receive queue and its thread; false: the stock queue.",
+     .example = "false",
+     .slot = SLOT(webrtc.receive_queue_bypass)},
     {.path = "webrtc.dtls_certificate",
      .env = "RTGW_WEBRTC_DTLS_CERTIFICATE",
      .type = Type::kString,

@@ -3,7 +3,10 @@
 
 #include <nice/agent.h>
 
+#include <new>
+
 #include "webrtc/ice_context.h"
+#include "webrtc/receive_bypass.h"
 
 namespace rtgw::webrtc {
 namespace {
@@ -19,6 +22,9 @@ struct IceSource {
   guint component;
   gboolean attached;     // receive callback attached (state lock)
   gboolean sent_header;  // stream-start and segment pushed (pad stream lock)
+  // Bound between READY->PAUSED and PAUSED->READY (receive_bypass.h); constructed in
+  // instance_init, destroyed in finalize.
+  ReceiveBypass bypass;
 };
 
 struct IceSourceClass {
@@ -60,7 +66,7 @@ void on_receive(NiceAgent*, guint, guint, guint len, gchar* data, gpointer user_
     if (now >= base) GST_BUFFER_PTS(buffer) = now - base;
     gst_object_unref(clock);
   }
-  GstFlowReturn ret = gst_pad_push(pad, buffer);
+  GstFlowReturn ret = self->bypass.push(pad, buffer);
   if (ret != GST_FLOW_OK && ret != GST_FLOW_FLUSHING)
     GST_LOG_OBJECT(self, "push: %s", gst_flow_get_name(ret));
   GST_PAD_STREAM_UNLOCK(pad);
@@ -92,6 +98,7 @@ GstStateChangeReturn change_state(GstElement* element, GstStateChange transition
     case GST_STATE_CHANGE_READY_TO_PAUSED:
       // The pad is active (parent's change): packets may flow from now on.
       self->sent_header = FALSE;
+      self->bypass.bind(element, self->srcpad);
       if (!self->agent || !nice_agent_attach_recv(self->agent, self->stream, self->component,
                                                   shared_ice_context(), on_receive, self)) {
         GST_ELEMENT_ERROR(
@@ -108,6 +115,7 @@ GstStateChangeReturn change_state(GstElement* element, GstStateChange transition
     case GST_STATE_CHANGE_PAUSED_TO_READY:
       // The pad is flushing (parent's change), so a callback in flight returns at once.
       detach(self);
+      self->bypass.unbind();  // no callback in flight any more
       break;
     default:
       break;
@@ -153,6 +161,7 @@ void get_property(GObject* object, guint id, GValue* value, GParamSpec* pspec) {
 void finalize(GObject* object) {
   IceSource* self = cast(object);
   detach(self);  // only if never stopped properly
+  self->bypass.~ReceiveBypass();
   if (self->agent) g_object_unref(self->agent);
   G_OBJECT_CLASS(parent_class)->finalize(object);
 }
@@ -184,6 +193,7 @@ void class_init(gpointer klass, gpointer) {
 
 void instance_init(GTypeInstance* instance, gpointer) {
   IceSource* self = cast(instance);
+  new (&self->bypass) ReceiveBypass();
   self->srcpad = gst_pad_new_from_static_template(&src_template, "src");
   gst_pad_set_query_function(self->srcpad, src_query);
   gst_element_add_pad(GST_ELEMENT(self), self->srcpad);
