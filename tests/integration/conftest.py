@@ -45,6 +45,7 @@ SERIAL_TESTS = (
     "test_netns.py",
     "test_liveness.py",
     "test_consent.py",
+    "test_receive_bypass.py::test_bypass_gives_the_receive_queue_threads_back",
     "test_faults.py::test_client_flooding_events",
     "test_faults.py::test_sigterm_with_many_live_calls",
     "test_calls.py::test_no_fd_or_thread_growth_across_many_calls",
