@@ -5,8 +5,10 @@
 // Stock `nicesrc` is a GstBaseSrc with a streaming thread of its own that runs a private
 // GMainContext just to read libnice's sockets: one thread per webrtcbin. This element has no
 // thread: it attaches libnice's receive callback to the shared context, and the callback pushes
-// each datagram downstream (into transportreceivebin's capsfilter and its queue, which only
-// enqueues: the packet is processed on that queue's thread, as before).
+// each datagram downstream into transportreceivebin's capsfilter and its queue. Until ICE is
+// connected the queue only enqueues (the packet is processed on its thread, as stock); once the
+// bin passes data and the queue is drained, the receive-queue bypass (receive_bypass.h) chains
+// each packet from this thread into dtlssrtpdec and the queue's thread goes back to the pool.
 //
 // Properties as nicesrc's (`agent`, `stream`, `component`), so code that finds the receive end
 // of a leg (calls/peer_liveness) treats both alike.
