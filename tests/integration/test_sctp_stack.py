@@ -42,6 +42,10 @@ def test_the_sctp_stack_is_up_before_the_first_call_and_stays_between_calls(
         fake_upstream, gateway_factory):
     gw = gateway_factory(default_gateway_config(fake_upstream))
     pid = gw.proc.pid
+    # Up from start-up (the timer thread names itself once started: bounded wait).
+    deadline = time.monotonic() + 5
+    while sctp_timers(pid) != 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert sctp_timers(pid) == 1, thread_names(pid)
     for n in range(2):
         result = run_call_sync(gw.url, gw.key, "gpt-realtime",
