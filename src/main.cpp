@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <exception>
 #include <iostream>
+#include <optional>
 
 #include "app/config_checks.h"
 #include "app/fd_limit.h"
@@ -28,6 +29,7 @@
 #include "rtgw_version.h"
 #include "webrtc/ice_agent.h"
 #include "webrtc/receive_bypass.h"
+#include "webrtc/sctp_stack.h"
 
 namespace {
 
@@ -132,6 +134,12 @@ int main(int argc, char** argv) {
       else
         g_warning("ICE agent: webrtcbin's own, one thread per webrtcbin (%s)", why.c_str());
     }
+    // usrsctp stays up from here to exit instead of being torn down whenever the gateway goes
+    // idle (webrtc/sctp_stack.h).
+    std::optional<rtgw::webrtc::SctpStackHold> sctp_stack(std::in_place);
+    if (!sctp_stack->held())
+      g_warning("SCTP stack: not held (%s); usrsctp starts and stops with the calls",
+                sctp_stack->error().c_str());
     if (fd_limit.error.empty())
       g_message("%s", fd_limit.describe().c_str());
     else
@@ -157,8 +165,10 @@ int main(int argc, char** argv) {
     if (!rtgw::wait_for_pipeline_reaps(std::chrono::milliseconds(kReaperExitWaitMs)))
       g_warning("%d pipeline(s) still stopping after %d ms; exiting without gst_deinit",
                 rtgw::pending_pipeline_reaps(), kReaperExitWaitMs);
-    else if (g_getenv("GST_TRACERS"))
-      gst_deinit();  // lets GST_TRACERS=leaks report what outlived the gateway
+    else if (g_getenv("GST_TRACERS")) {
+      sctp_stack.reset();
+      gst_deinit();
+    }  // lets GST_TRACERS=leaks report what outlived the gateway
     // The process's exit-time destructors and atexit handlers must not run beside the threads
     // GStreamer and GLib are still winding down (task-pool threads freeing their thread-local
     // data): under load glibc aborted there with "corrupted size vs. prev_size" and, after every

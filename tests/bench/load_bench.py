@@ -24,9 +24,12 @@ on it): run the parts apart.
                   (prints the upstream URLs and a "workers" config block; runs until Ctrl-C)
   relay host:     the gateway with those workers; the pion relay with -upstream UP_URL
   caller host:    load_bench.py --callers-only --calls 60 --direct UP_URL[,UP_URL...]
-                      --relay gateway=http://RELAY:8080,key=sk-...,pid=PID --relay pion=http://...
-A --relay's CPU, RSS and threads are measured only with pid= (a relay on this machine); run
-pidstat or the relay's /metrics on its own host otherwise.
+                      --relay gateway=http://RELAY:8080,key=sk-...,pid=PID
+                      --relay pion=http://RELAY:8090,key=upstream-secret
+A --relay's key defaults to the bench gateway's; the pion relay passes the caller's key on to the
+upstream, so give it the upstreams' (upstream-secret). A --relay's CPU, RSS and threads are
+measured only with pid= (a relay on this machine); run pidstat or the relay's /metrics on its own
+host otherwise.
 """
 from __future__ import annotations
 

@@ -6,13 +6,16 @@
 #include <gst/gst.h>
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
 #include <set>
 #include <string>
 
 #include "common/ref.h"
-#include "sdp/session_description.h"
 #include "sdp/dtls_fingerprint.h"
+#include "sdp/session_description.h"
 #include "webrtc/sctp_ids.h"
+#include "webrtc/sctp_stack.h"
 
 #ifndef RTGW_TEST_DATA
 #error "RTGW_TEST_DATA must name tests/unit/data"
@@ -215,3 +218,41 @@ TEST(SctpIds, AssignedToAWebrtcbinUntilFinalized) {
 }
 
 }  // namespace
+
+namespace {
+int sctp_timer_threads() {
+  int count = 0;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream comm(task.path() / "comm");
+    std::string name;
+    if (std::getline(comm, name) && name.rfind("SCTP timer", 0) == 0) ++count;
+  }
+  return count;
+}
+}  // namespace
+
+// The SCTP stack hold (webrtc/sctp_stack.h) takes an id of its own for its life, and its sctpdec
+// holds the association in PAUSED.
+TEST(SctpStack, HoldsAnAssociationUnderItsOwnIdUntilDropped) {
+  gst_init(nullptr, nullptr);
+  sctp_ids::set_proposer([] { return static_cast<std::uint16_t>(4343); });
+  {
+    rtgw::webrtc::SctpStackHold hold;
+    ASSERT_TRUE(hold.held()) << hold.error();
+    EXPECT_EQ(hold.association_id(), std::optional<std::uint16_t>(4343));
+    EXPECT_TRUE(sctp_ids::is_live(4343));
+    // usrsctp is up: its timer thread runs (it names itself once started: bounded wait).
+    for (int i = 0; i < 200 && sctp_timer_threads() != 1; ++i) g_usleep(10 * 1000);
+    EXPECT_EQ(sctp_timer_threads(), 1);
+    // Nobody else gets that id while the hold lives.
+    auto other = sctp_ids::acquire();
+    ASSERT_TRUE(other);
+    EXPECT_NE(*other, 4343);
+    sctp_ids::release(*other);
+  }
+  EXPECT_FALSE(sctp_ids::is_live(4343));
+  // The last association went with the hold: usrsctp_finish() joined the timer thread.
+  EXPECT_EQ(sctp_timer_threads(), 0);
+  sctp_ids::set_proposer(nullptr);
+  EXPECT_EQ(sctp_ids::live_count(), 0u);
+}
