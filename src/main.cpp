@@ -27,6 +27,7 @@
 #include "rtevents/rtevents.h"
 #include "rtgw_version.h"
 #include "webrtc/ice_agent.h"
+#include "webrtc/ice_context.h"
 
 namespace {
 
@@ -124,6 +125,7 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (config.webrtc.ice_agent == "shared") {
+      rtgw::webrtc::set_shared_ice_poll(config.webrtc.ice_epoll);
       std::string why = rtgw::webrtc::install_shared_ice_agent();
       if (why.empty())
         g_message("ICE agent: shared (one libnice thread for every call, consent freshness on)");

@@ -304,6 +304,7 @@ std::string describe(const Config& c) {
       << " ice_agent=" << c.webrtc.ice_agent << " dtls_certificate=" << c.webrtc.dtls_certificate
       << " ice_tcp=" << (c.webrtc.ice_tcp ? "on" : "off")
       << " ice_ipv6=" << (c.webrtc.ice_ipv6 ? "on" : "off")
+      << " ice_epoll=" << (c.webrtc.ice_epoll ? "on" : "off")
       << " jitterbuffer=" << (c.webrtc.jitterbuffer ? "on" : "off (forward as received)")
       << " jitterbuffer_latency_ms=" << c.webrtc.jitterbuffer_latency_ms
       << " ice_connect_timeout_s=" << c.webrtc.ice_connect_timeout_seconds

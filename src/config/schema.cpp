@@ -388,6 +388,13 @@ const std::vector<Row> kRows = {
              "webrtcbin's own agent.",
      .example = "stock",
      .slot = SLOT(webrtc.ice_agent)},
+    {.path = "webrtc.ice_epoll",
+     .env = "RTGW_WEBRTC_ICE_EPOLL",
+     .type = Type::kBoolean,
+     .help = "The shared ICE thread (ice_agent \"shared\") waits with epoll, which costs a "
+             "wake-up the ready sockets only; false: poll() over every call's sockets.",
+     .example = "false",
+     .slot = SLOT(webrtc.ice_epoll)},
     {.path = "webrtc.dtls_certificate",
      .env = "RTGW_WEBRTC_DTLS_CERTIFICATE",
      .type = Type::kString,
