@@ -14,7 +14,7 @@ namespace {
 
 // After GLib's wake-up, the soonest the next revalidation runs (bounds its cost when wake-ups are
 // frequent).
-constexpr int kWokenRevalidateMs = 20;
+constexpr int kWokenRevalidateMs = 50;
 
 // The G_IO_* bits are poll()'s, and epoll's EPOLLIN/PRI/OUT/ERR/HUP have the same values on
 // Linux: events translate by masking.

@@ -13,7 +13,7 @@
 // Sources may add and remove fds on other threads between two calls, so an fd number may be closed
 // and reused by a new socket between two calls with the array unchanged: the kernel then dropped
 // the old registration silently. The poller re-adds every fd whenever the array changes, after
-// GLib's wake-up eventfd fired (another thread attached or removed a source; at most every 20 ms),
+// GLib's wake-up eventfd fired (another thread attached or removed a source; at most every 50 ms),
 // and at least every kRevalidateMs (it never sleeps longer than that in one epoll_wait), so such a
 // socket is polled again within that bound, usually within a wake-up.
 //
