@@ -133,3 +133,33 @@ def test_epoll_off_polls_as_before(fake_upstream, gateway_factory):
     assert not (set(sockets) & epoll_watched(pid))
     thread.join(30)
     check_call(box)
+
+
+def inet6_socket_fds(pid):
+    inodes = set()
+    for table in ("udp6", "tcp6"):
+        with open(f"/proc/{pid}/net/{table}") as f:
+            for line in list(f)[1:]:
+                inodes.add(line.split()[9])
+    return {fd for fd, link in fd_links(pid).items()
+            if (m := re.fullmatch(r"socket:\[(\d+)\]", link)) and m.group(1) in inodes}
+
+
+def test_ipv6_off_opens_no_ipv6_socket(fake_upstream, gateway_factory):
+    """webrtc.ice_ipv6 false: IPv6 candidates were never advertised; now their sockets are not
+    opened either (each was one more fd for the shared ICE thread to poll)."""
+    config = default_gateway_config(fake_upstream)
+    config["webrtc"] = {"ice_ipv6": False}
+    gw = gateway_factory(config)
+    pid = gw.proc.pid
+    v6_before = inet6_socket_fds(pid)
+    before = udp_socket_fds(pid)
+    thread, box = call_in_background(gw, duration=2.5)
+    sockets = new_ice_sockets(pid, before)
+    assert sockets  # the call gathered (IPv4)
+    time.sleep(0.5)  # both legs done gathering (bounded by ice_gathering_timeout_ms anyway)
+    assert inet6_socket_fds(pid) - v6_before == set()
+    thread.join(30)
+    check_call(box)
+    assert ":" not in " ".join(line.split()[4] for line in box["result"].answer_sdp.splitlines()
+                                if line.startswith("a=candidate"))
