@@ -110,7 +110,7 @@ def test_epoll_watches_every_ice_socket_of_a_call_and_follows_them(fake_upstream
         assert sockets, f"round {round_}: no ICE socket appeared"
         # Both legs' sockets are polled through epoll (within the poller's re-check bound).
         missing = wait_until(lambda: None if set(sockets) <= epoll_watched(pid) else
-                             set(sockets) - epoll_watched(pid), 2) or set()
+                             set(sockets) - epoll_watched(pid), 5) or set()
         assert not (set(sockets) - epoll_watched(pid)), (round_, missing, sockets)
         thread.join(30)
         assert not thread.is_alive()
@@ -157,8 +157,13 @@ def test_ipv6_off_opens_no_ipv6_socket(fake_upstream, gateway_factory):
     thread, box = call_in_background(gw, duration=2.5)
     sockets = new_ice_sockets(pid, before)
     assert sockets  # the call gathered (IPv4)
-    time.sleep(0.5)  # both legs done gathering (bounded by ice_gathering_timeout_ms anyway)
-    assert inet6_socket_fds(pid) - v6_before == set()
+    # Sampled for the whole call (gathering, connected, teardown): never an IPv6 socket.
+    seen_v6 = set()
+    deadline = time.monotonic() + 30
+    while thread.is_alive() and time.monotonic() < deadline:
+        seen_v6 |= inet6_socket_fds(pid) - v6_before
+        time.sleep(0.05)
+    assert seen_v6 == set()
     thread.join(30)
     check_call(box)
     assert ":" not in " ".join(line.split()[4] for line in box["result"].answer_sdp.splitlines()
