@@ -56,8 +56,8 @@ class Poller {
   std::vector<epoll_event> events_;
   std::vector<int> ready_fds_;  // entries whose `ready` the last call set
   gint64 last_check_us_ = 0;
-  bool woken_ =
-      false;  // an eventfd was ready since the last revalidation: sources may have changed
+  // An eventfd was ready since the last revalidation: sources may have changed.
+  bool woken_ = false;
   guint specials_ = 0;
 };
 
