@@ -28,6 +28,7 @@
 #include "rtevents/rtevents.h"
 #include "rtgw_version.h"
 #include "webrtc/ice_agent.h"
+#include "webrtc/ice_context.h"
 #include "webrtc/receive_bypass.h"
 #include "webrtc/sctp_stack.h"
 
@@ -128,6 +129,7 @@ int main(int argc, char** argv) {
     }
     rtgw::webrtc::set_receive_queue_bypass(config.webrtc.receive_queue_bypass);
     if (config.webrtc.ice_agent == "shared") {
+      rtgw::webrtc::set_shared_ice_poll(config.webrtc.ice_epoll);
       std::string why = rtgw::webrtc::install_shared_ice_agent();
       if (why.empty())
         g_message("ICE agent: shared (one libnice thread for every call, consent freshness on)");

@@ -113,6 +113,9 @@ struct WebRtcConfig {
   std::string ice_transport_policy = "all";  // "relay": TURN candidates only
   bool ice_tcp = true;                       // gather and advertise ICE-TCP candidates
   bool ice_ipv6 = true;                      // advertise IPv6 candidates
+  // The shared ICE thread polls its sockets through epoll (webrtc/ice_poll.h; issue 28); false:
+  // GLib's poll() over every socket of every call on each wake-up.
+  bool ice_epoll = true;
   // "shared" (default): every webrtcbin gets the gateway's ICE agent (webrtc/ice_agent.h): all
   // libnice agents on one thread, consent freshness on. "stock": webrtcbin's own agent.
   std::string ice_agent = "shared";

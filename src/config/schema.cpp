@@ -395,6 +395,13 @@ const std::vector<Row> kRows = {
              "receive queue and its thread; false: the stock queue.",
      .example = "false",
      .slot = SLOT(webrtc.receive_queue_bypass)},
+    {.path = "webrtc.ice_epoll",
+     .env = "RTGW_WEBRTC_ICE_EPOLL",
+     .type = Type::kBoolean,
+     .help = "The shared ICE thread (ice_agent \"shared\") waits with epoll, which costs a "
+             "wake-up the ready sockets only; false: poll() over every call's sockets.",
+     .example = "false",
+     .slot = SLOT(webrtc.ice_epoll)},
     {.path = "webrtc.dtls_certificate",
      .env = "RTGW_WEBRTC_DTLS_CERTIFICATE",
      .type = Type::kString,

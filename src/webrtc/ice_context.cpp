@@ -1,8 +1,14 @@
 // SPDX-License-Identifier: MIT
 #include "webrtc/ice_context.h"
 
+#include <atomic>
+
+#include "webrtc/ice_poll.h"
+
 namespace rtgw::webrtc {
 namespace {
+
+std::atomic<bool> use_epoll{true};
 
 struct SharedContext {
   GMainContext* context = nullptr;
@@ -16,6 +22,9 @@ SharedContext& shared() {
     auto* s = new SharedContext;
     s->context = g_main_context_new();
     s->loop = g_main_loop_new(s->context, FALSE);
+    // Before the thread exists: GLib reads the poll function under the context's lock each
+    // iteration, but the whole run should use one.
+    if (use_epoll.load()) use_epoll_poll(s->context);
     GThread* thread = g_thread_new(
         "rtgw-ice",
         [](gpointer data) -> gpointer {
@@ -35,6 +44,8 @@ SharedContext& shared() {
 }  // namespace
 
 GMainContext* shared_ice_context() { return shared().context; }
+
+void set_shared_ice_poll(bool epoll) { use_epoll.store(epoll); }
 
 void shared_ice_context_barrier() {
   GMainContext* context = shared_ice_context();

@@ -3,6 +3,9 @@
 
 #include <gst/webrtc/nice/nice.h>
 #include <nice/agent.h>
+#include <nice/interfaces.h>
+
+#include <memory>
 
 #include "common/main_thread.h"
 #include "common/pipeline.h"
@@ -10,6 +13,23 @@
 #include "webrtc/rtp_source_stats.h"
 
 namespace rtgw::webrtc {
+namespace {
+
+// The host's non-loopback IPv4 addresses (libnice's own list without the IPv6 ones) as the agent's
+// local addresses. Adds nothing when there is none.
+void add_ipv4_local_addresses(NiceAgent* agent) {
+  auto free_ips = [](GList* list) { g_list_free_full(list, g_free); };
+  std::unique_ptr<GList, decltype(free_ips)> ips(nice_interfaces_get_local_ips(FALSE), free_ips);
+  for (GList* item = ips.get(); item; item = item->next) {
+    NiceAddress address;
+    nice_address_init(&address);
+    if (nice_address_set_from_string(&address, static_cast<const char*>(item->data)) &&
+        nice_address_ip_version(&address) == 4)
+      nice_agent_add_local_address(agent, &address);
+  }
+}
+
+}  // namespace
 
 struct WebRtcLeg::Pending {
   DescriptionDone done;
@@ -78,6 +98,12 @@ WebRtcLeg::WebRtcLeg(std::string name, Ref<GstElement> webrtcbin,
           if (nice_address_set_from_string(&address, ip.c_str()))
             nice_agent_add_local_address(NICE_AGENT(agent.get()), &address);
         }
+        // ice_ipv6 false: IPv6 candidates are never advertised (sdp::rewrite_candidates drops
+        // them), so do not open their sockets either: each one costs the shared ICE thread a
+        // polled fd per wake-up (issue 28). The host's own IPv4 addresses, as libnice would list
+        // them, so gathering always completes; none (an IPv6-only host): libnice's default.
+        if (config_.ice_addresses.empty() && !config_.ice_ipv6)
+          add_ipv4_local_addresses(NICE_AGENT(agent.get()));
       }
     }
     if (config_.udp_port_min > 0)
