@@ -14,6 +14,7 @@
 #include "app/fd_limit.h"
 #include "app/gateway.h"
 #include "app/logging.h"
+#include "app/malloc_tuning.h"
 #include "app/platform_versions.h"
 #include "calls/call.h"
 #include "common/pipeline.h"
@@ -49,6 +50,9 @@ struct Options {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // glibc's per-thread caches keep freed memory in each of a call's ~14 threads; the cap is a
+  // tunable glibc reads only at exec, so this may re-execute the binary once (app/malloc_tuning.h).
+  rtgw::app::apply_malloc_tunables(argv);
   // Each call brings ~26 threads; glibc gives threads their own malloc arenas (up to 8 per
   // core), each holding freed memory. Two arenas serve a relay's small, short-lived buffers as
   // well and keep RSS per call lower (tests/bench/README.md). MALLOC_ARENA_MAX still wins.
@@ -113,6 +117,7 @@ int main(int argc, char** argv) {
     rtgw::app::install_log_writer(config.json_logs);
     if (opts.check_config) {
       std::cout << fd_limit.describe() << "\n";
+      std::cout << rtgw::app::describe_malloc_tuning() << "\n";
       // The same checks a reload runs (app/config_checks.h).
       rtgw::app::check_loaded_config(config);
       if (config.webrtc.ice_agent == "shared") {
@@ -142,6 +147,7 @@ int main(int argc, char** argv) {
     if (!sctp_stack->held())
       g_warning("SCTP stack: not held (%s); usrsctp starts and stops with the calls",
                 sctp_stack->error().c_str());
+    g_message("%s", rtgw::app::describe_malloc_tuning().c_str());
     if (fd_limit.error.empty())
       g_message("%s", fd_limit.describe().c_str());
     else

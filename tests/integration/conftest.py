@@ -50,6 +50,7 @@ SERIAL_TESTS = (
     "test_faults.py::test_sigterm_with_many_live_calls",
     "test_calls.py::test_no_fd_or_thread_growth_across_many_calls",
     "test_calls.py::test_concurrent_calls",
+    "test_malloc_tuning.py::test_the_cap_lowers_rss_per_call",
     # Budget periods of 4 s: each in-period check must finish within one period.
     "test_budget_periods.py::test_a_key_over_budget_in_one_period_goes_through_in_the_next",
     "test_budget_periods.py::test_cluster_budget_periods_are_one_redis_hash_per_period",
