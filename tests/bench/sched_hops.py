@@ -44,7 +44,9 @@ def find_pid(exe: str, env: str | None, without: str | None, threads: int,
     return None
 
 
-LINE = re.compile(r"^\s*(?P<name>.+?):(?P<tid>\d+)\s*\|\s*(?P<run>[\d.]+) ms\s*\|\s*(?P<sw>\d+)\s*\|"
+# `name:tid`, or `name:(count)` for threads perf folds by name; a thread without a name is
+# another process's, woken by ours: left out.
+LINE = re.compile(r"^\s*(?P<name>[^|]+?):(?P<tid>\d+|\(\d+\))\s*\|\s*(?P<run>[\d.]+) ms\s*\|\s*(?P<sw>\d+)\s*\|"
                   r"\s*avg:\s*(?P<avg>[\d.]+) ms\s*\|\s*max:\s*(?P<max>[\d.]+) ms")
 
 
@@ -62,7 +64,11 @@ def main() -> int:
     ap.add_argument("--timeout", type=float, default=600.0, help="bound on the wait")
     ap.add_argument("--settle", type=float, default=10.0, help="after the threads appear")
     ap.add_argument("--out", default="/tmp/sched_hops.data")
+    ap.add_argument("--report", metavar="DATA", help="only summarise an existing perf.data")
     args = ap.parse_args()
+    if args.report:
+        print(summary(args.report, args.seconds, 0))
+        return 0
     pid = find_pid(os.path.realpath(args.exe), args.env, args.without_env, args.threads, args.timeout)
     if not pid:
         print("no such gateway process", file=sys.stderr)
@@ -71,28 +77,36 @@ def main() -> int:
     subprocess.run(["perf", "sched", "record", "-o", args.out, "-p", str(pid), "--", "sleep",
                     str(args.seconds)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                    timeout=args.seconds + 60, check=False)
-    out = subprocess.run(["perf", "sched", "latency", "-i", args.out], capture_output=True,
+    print(summary(args.out, args.seconds, pid))
+    return 0
+
+
+def summary(data: str, seconds: float, pid: int) -> str:
+    out = subprocess.run(["perf", "sched", "latency", "-i", data], capture_output=True,
                          text=True, timeout=120, check=False).stdout
     agg = defaultdict(lambda: {"threads": 0, "switches": 0, "run": 0.0, "delay": 0.0, "max": 0.0})
     for line in out.splitlines():
         m = LINE.match(line)
         if not m:
             continue
-        a = agg[kind(m["name"].strip())]
+        name = m["name"].strip()
+        if not name or name.startswith(":"):
+            continue
+        a = agg[kind(name)]
         sw = int(m["sw"])
-        a["threads"] += 1
+        a["threads"] += int(m["tid"].strip("()")) if m["tid"].startswith("(") else 1
         a["switches"] += sw
         a["run"] += float(m["run"])
         a["delay"] += float(m["avg"]) * sw
         a["max"] = max(a["max"], float(m["max"]))
-    print(f"pid {pid}, {args.seconds:.0f} s of perf sched")
-    print(f"| thread kind | threads | switches/s | avg wake-up delay ms | max ms | run ms/s |")
-    print("|---|---|---|---|---|---|")
+    lines = [f"pid {pid}, {seconds:.0f} s of perf sched",
+             "| thread kind | threads | switches/s | avg wake-up delay ms | max ms | run ms/s |",
+             "|---|---|---|---|---|---|"]
     for name, a in sorted(agg.items(), key=lambda kv: -kv[1]["switches"]):
         avg = a["delay"] / a["switches"] if a["switches"] else 0.0
-        print(f"| {name} | {a['threads']} | {a['switches'] / args.seconds:.0f} | {avg:.3f} | "
-              f"{a['max']:.2f} | {a['run'] / args.seconds:.1f} |")
-    return 0
+        lines.append(f"| {name} | {a['threads']} | {a['switches'] / seconds:.0f} | {avg:.3f} | "
+                     f"{a['max']:.2f} | {a['run'] / seconds:.1f} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
