@@ -5,13 +5,16 @@
 // pipelines/session.pipeline): source -> rteventfilter -> rtusagemeter -> appsink for client
 // events, source -> rtusagemeter -> appsink for upstream events, where a source is rteventsrc
 // (or any element with appsrc's push-buffer action signal); pushing events in, pulling them
-// out (the appsinks call back on streaming threads; events come out on the main loop, in order
-// per direction), the filter's settings, and decoding what the elements post on the bus (policy
+// out, the filter's settings, and decoding what the elements post on the bus (policy
 // decisions, metered turns) for its listener. A WebRTC call's path lives in the call's pipeline
 // (the call runs and stops it); a WebSocket session's path has a pipeline of its own, built,
 // started and stopped (off the main loop) here.
 //
-// Threads: main loop only, except `push_event`, which any thread may call.
+// Pulling events out: the appsinks call back on streaming threads; a DirectSink set with
+// set_direct() may send an event right there; otherwise, and for the bookkeeping of what it sent,
+// events come out on the main loop, in order per direction.
+//
+// Threads: main loop only, except `push_event`, which any thread may call, and the DirectSinks.
 #pragma once
 
 #include <gst/gst.h>
