@@ -193,6 +193,22 @@ void Call::build_pipeline() {
   upstream_events_ = std::make_unique<EventChannel>("upstream", settings_.max_event_bytes,
                                                     settings_.max_pending_event_bytes,
                                                     settings_.max_outgoing_event_bytes, this);
+  if (settings_.webrtc.send_events_from_stream_thread) {
+    // Sent from the event path's streaming thread (calls/channel_sender.h) unless the main loop
+    // must see the event first: a possible response.create (the budget's reservation), a
+    // worker's event that is not a JSON object (an error event goes in its place). Both steps
+    // below are pure.
+    path_->set_direct(true, upstream_events_->direct([](const std::string& text) {
+      return events::may_be_create(text) ? std::nullopt : std::optional<std::string>(text);
+    }));
+    path_->set_direct(
+        false, client_events_->direct([beta = settings_.beta_client](const std::string& text) {
+          if (!events::is_json_object(text)) return std::optional<std::string>();
+          if (beta)
+            if (auto converted = events::beta::server_event_to_beta(text)) return converted;
+          return std::optional<std::string>(text);
+        }));
+  }
 
   // Received audio → the head of the other direction's chain. The handlers run on streaming
   // threads and read no Call state: what they need is copied into them here.
@@ -396,6 +412,8 @@ void Call::on_client_gone(const std::string& reason) {
     hang_up(reason);
     return;
   }
+  // What comes for the client now is dropped on the main loop (OnPathEvent).
+  if (client_events_) client_events_->stop_direct();
   g_message("[%s] client gone with %u open response(s): cancelling and waiting for usage",
             id().c_str(), open_turns);
 }
@@ -554,6 +572,19 @@ void Call::OnPathEvent(bool to_upstream, std::string text, std::int64_t relay_ns
                 target.side().c_str());
       return;
   }
+}
+
+void Call::OnPathEventSent(bool to_upstream, std::string text, std::int64_t relay_ns) {
+  // The event is on its way (calls/channel_sender.h): what OnPathEvent does besides sending.
+  if (state_ == State::kEnded) return;
+  if (relay_ns >= 0) relay_.record_relay_time(to_upstream, relay_ns);
+  if (to_upstream) {
+    relay_.count_from_client();
+    return;
+  }
+  for (CallTap* tap : std::vector<CallTap*>(taps_)) tap->OnCallServerEvent(text);
+  relay_.count_from_upstream();
+  relay_.note_from_upstream(text);
 }
 
 void Call::send_to_client(const std::string& text) {
@@ -848,6 +879,12 @@ json::ObjectBuilder Call::describe() const {
       .set("client_leg_packets_lost", packets_lost_on_client_leg())
       .set("upstream_leg_packets_lost", packets_lost_on_upstream_leg());
   json::ObjectBuilder events = relay_.events_json(true);
+  // Sent from the event path's streaming thread, skipping the main loop (calls/channel_sender.h).
+  events
+      .set("sent_direct_to_upstream",
+           static_cast<gint64>(upstream_events_ ? upstream_events_->sent_direct() : 0))
+      .set("sent_direct_to_client",
+           static_cast<gint64>(client_events_ ? client_events_->sent_direct() : 0));
   json::ObjectBuilder usage = relay_.usage_json();
   json::ObjectBuilder legs;
   auto leg_state = [](const std::unique_ptr<WebRtcLeg>& leg) {

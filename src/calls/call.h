@@ -251,6 +251,7 @@ class Call : public WebRtcLeg::Listener,
   bool end_if_consent_lost(WebRtcLeg& leg, PeerLiveness::Leg which);
   // events::EventPath::Listener
   void OnPathEvent(bool to_upstream, std::string text, std::int64_t relay_ns) override;
+  void OnPathEventSent(bool to_upstream, std::string text, std::int64_t relay_ns) override;
   void OnPathDecision(const events::PolicyDecision& decision) override;
   void OnPathTurn(usage::UsageRecord record) override;
   // events::EventRelay::Transport

@@ -45,7 +45,8 @@ EventChannel::EventChannel(std::string side, std::int64_t max_message_bytes,
       max_message_bytes_(std::min<std::int64_t>(max_message_bytes, kMaxMessageBytes)),
       max_outgoing_bytes_(max_outgoing_bytes),
       listener_(listener),
-      pending_(max_pending_bytes) {}
+      pending_(max_pending_bytes),
+      sender_(std::make_shared<ChannelSender>(max_message_bytes_, max_outgoing_bytes)) {}
 
 EventChannel::~EventChannel() = default;
 
@@ -76,9 +77,7 @@ void EventChannel::attach(Ref<GstWebRTCDataChannel> channel, bool already_open) 
       channel_.get(), "on-open", [alive, this](GstWebRTCDataChannel*) {
         post_if_alive(alive, [this] {
           if (open_ || closed_ || !listener_) return;
-          open_ = true;
-          flush();
-          if (listener_) listener_->OnEventChannelOpen(*this);
+          opened();
         });
       }));
   signals_.push_back(connect_signal<void(GstWebRTCDataChannel*)>(
@@ -92,51 +91,61 @@ void EventChannel::attach(Ref<GstWebRTCDataChannel> channel, bool already_open) 
       }));
   GstWebRTCDataChannelState state;
   g_object_get(channel_.get(), "ready-state", &state, nullptr);
-  if (already_open || state == GST_WEBRTC_DATA_CHANNEL_STATE_OPEN) {
-    open_ = true;
-    flush();
-    if (listener_) listener_->OnEventChannelOpen(*this);
-  }
+  if (already_open || state == GST_WEBRTC_DATA_CHANNEL_STATE_OPEN) opened();
+}
+
+std::shared_ptr<events::DirectSink> EventChannel::direct(ChannelSender::Prepare prepare) {
+  direct_ = true;
+  sender_->set_prepare(std::move(prepare));
+  return sender_;
+}
+
+void EventChannel::opened() {
+  open_ = true;
+  // The pending queue goes first, then the direct path may start (its events came later).
+  sender_->open(std::make_unique<DataChannelWire>(channel_));
+  flush();
+  if (direct_) sender_->allow_direct();
+  if (listener_) listener_->OnEventChannelOpen(*this);
 }
 
 EventChannel::SendResult EventChannel::send(const std::string& text) {
   if (static_cast<std::int64_t>(text.size()) > max_message_bytes_) return SendResult::kTooLarge;
   if (closed_) return SendResult::kFailed;
   if (!open_) return pending_.push(text) ? SendResult::kQueued : SendResult::kQueueFull;
-  // webrtcbin buffers without limit what SCTP cannot send yet (a peer that does not read).
-  if (buffered_amount() + text.size() > static_cast<std::uint64_t>(max_outgoing_bytes_))
-    return SendResult::kBackpressure;
-  UniqueError err;
-  if (!gst_webrtc_data_channel_send_string_full(channel_.get(), text.c_str(), ErrorOut(err))) {
-    g_warning("[%s] data channel send failed: %s", side_.c_str(), err ? err->message : "?");
-    return SendResult::kFailed;
+  // The bound on what waits for a peer that does not read is checked in the sender, under the
+  // same lock as the direct path's sends.
+  std::string why;
+  switch (sender_->send(text, true, &why)) {
+    case ChannelSender::Result::kSent:
+      return SendResult::kSent;
+    case ChannelSender::Result::kBackpressure:
+      return SendResult::kBackpressure;
+    case ChannelSender::Result::kFailed:
+      break;
   }
-  sent_++;
-  return SendResult::kSent;
+  g_warning("[%s] data channel send failed: %s", side_.c_str(), why.c_str());
+  return SendResult::kFailed;
 }
 
 std::uint64_t EventChannel::buffered_amount() const {
   if (!channel_ || !open_) return 0;
-  guint64 amount = 0;
-  g_object_get(channel_.get(), "buffered-amount", &amount, nullptr);
-  return amount;
+  return sender_->buffered_amount();
 }
 
 void EventChannel::flush() {
   if (!open_) return;
   for (std::string& text : pending_.take()) {
-    UniqueError err;
-    if (!gst_webrtc_data_channel_send_string_full(channel_.get(), text.c_str(), ErrorOut(err))) {
-      g_warning("[%s] data channel send failed: %s", side_.c_str(), err ? err->message : "?");
-      continue;
-    }
-    sent_++;
+    std::string why;
+    if (sender_->send(text, false, &why) != ChannelSender::Result::kSent)
+      g_warning("[%s] data channel send failed: %s", side_.c_str(), why.c_str());
   }
 }
 
 bool EventChannel::begin_close() {
   if (!channel_ || !open_ || closed_) return false;
   // The stream reset tells the peer at once; on-close follows when its side is reset too.
+  sender_->close();
   gst_webrtc_data_channel_close(channel_.get());
   open_ = false;
   closing_ = true;
@@ -147,10 +156,12 @@ void EventChannel::on_closed(const std::string& why) {
   if (closed_) return;
   closed_ = true;
   open_ = false;
+  sender_->close();
   if (listener_) listener_->OnEventChannelClosed(*this, why);
 }
 
 void EventChannel::close() {
+  sender_->close();
   signals_.clear();
   closed_ = true;
   open_ = false;

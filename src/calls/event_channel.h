@@ -5,7 +5,8 @@
 // (events::PendingQueue), and the wiring of its signals: received messages are pushed straight into
 // the call's event source for that direction (on webrtcbin's thread, which is allowed: the source
 // is thread safe and never blocks; with rteventsrc the filter and meter run right there), open,
-// close and error are posted to the main loop.
+// close and error are posted to the main loop. Sending goes through its ChannelSender, which the
+// event path may also use from its streaming thread (`direct()`, channel_sender.h).
 //
 // Threads: public methods on the main loop only.
 #pragma once
@@ -22,6 +23,7 @@
 #include <string_view>
 #include <vector>
 
+#include "calls/channel_sender.h"
 #include "calls/media_gate.h"
 #include "common/main_thread.h"
 #include "common/ref.h"
@@ -67,6 +69,13 @@ class EventChannel {
                            std::size_t max_transform_bytes = kMaxMessageBytes,
                            std::shared_ptr<MediaGate> gate = nullptr);
   void attach(Ref<GstWebRTCDataChannel> channel, bool already_open);
+  // The sender for the event path's streaming thread (events::EventPath::set_direct), which sends
+  // `prepare(text)` directly once the channel is open and its pending queue sent. Before the
+  // pipeline runs.
+  std::shared_ptr<events::DirectSink> direct(ChannelSender::Prepare prepare);
+  // Main loop: from now on only the main loop sends (what the direct path would send must be
+  // seen there first, e.g. dropped while the client is gone).
+  void stop_direct() { sender_->stop_direct(); }
 
   // Sends now if open, else queues (bounded in bytes).
   SendResult send(const std::string& text);
@@ -80,7 +89,8 @@ class EventChannel {
   const std::string& side() const { return side_; }
   bool open() const { return open_; }
   std::int64_t max_message_bytes() const { return max_message_bytes_; }
-  std::uint64_t sent() const { return sent_; }
+  std::uint64_t sent() const { return sender_->sent(); }
+  std::uint64_t sent_direct() const { return sender_->sent_direct(); }
   std::int64_t pending_bytes() const { return pending_.bytes(); }
   std::int64_t max_outgoing_bytes() const { return max_outgoing_bytes_; }
   // Bytes sent but not yet taken by SCTP (the channel's `buffered-amount`); 0 when not open.
@@ -88,6 +98,7 @@ class EventChannel {
 
  private:
   void flush();
+  void opened();
   void on_closed(const std::string& why);
 
   std::string side_;
@@ -100,8 +111,10 @@ class EventChannel {
   bool closed_ = false;
   bool closing_ = false;
   events::PendingQueue pending_;  // until the channel opens
-  std::uint64_t sent_ = 0;
-  Lifetime lifetime_;  // checked by every callback posted from webrtcbin's threads
+  // Shared with the event path's streaming thread; the only way anything is sent.
+  std::shared_ptr<ChannelSender> sender_;
+  bool direct_ = false;  // direct() was asked for
+  Lifetime lifetime_;    // checked by every callback posted from webrtcbin's threads
 };
 
 }  // namespace rtgw::calls

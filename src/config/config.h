@@ -141,6 +141,10 @@ struct WebRtcConfig {
   // long is treated as gone, even if it still sends RTCP or events. 0 (default) = off; peer
   // liveness above covers a client that vanished.
   int client_media_timeout_seconds = 0;
+  // true (default): an event the event path has decided goes out on the other data channel from
+  // the thread it came out on (calls/channel_sender.h; issue 28), when nothing of its direction
+  // waits on the main loop. false: every relayed event crosses the main loop first.
+  bool send_events_from_stream_thread = true;
 };
 
 struct LimitsConfig {

@@ -409,6 +409,14 @@ const std::vector<Row> kRows = {
              "at first use (cheaper handshakes).",
      .example = "ecdsa",
      .slot = SLOT(webrtc.dtls_certificate)},
+    {.path = "webrtc.send_events_from_stream_thread",
+     .env = "RTGW_WEBRTC_SEND_EVENTS_FROM_STREAM_THREAD",
+     .type = Type::kBoolean,
+     .help = "Send a relayed data-channel event from the thread the event path decided it on, "
+             "skipping the main loop when nothing of its direction waits there; false: every "
+             "event crosses the main loop.",
+     .example = "false",
+     .slot = SLOT(webrtc.send_events_from_stream_thread)},
     {.path = "webrtc.ice_gathering_timeout_ms",
      .env = "",
      .type = Type::kInteger,

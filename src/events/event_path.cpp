@@ -51,31 +51,61 @@ void push_event(GstElement* source, const char* data, gsize length) {
   g_signal_emit_by_name(source, "push-buffer", buffer.get(), &ret);
 }
 
-void pull_events(GstElement* appsink, Liveness alive,
-                 std::function<void(std::string, GstClockTime)> on_event) {
+namespace {
+
+// Nanoseconds since the running time `pts` of `element`'s pipeline (-1 without a clock or a PTS).
+// Any thread.
+std::int64_t running_ns_since(GstElement* element, GstClockTime pts) {
+  if (!GST_CLOCK_TIME_IS_VALID(pts)) return -1;
+  auto clock = Ref<GstClock>::adopt(gst_element_get_clock(element));
+  if (!clock) return -1;
+  const GstClockTime now = gst_clock_get_time(clock.get());
+  const GstClockTime base = gst_element_get_base_time(element);
+  if (now < base || now - base < pts) return 0;
+  return static_cast<std::int64_t>(now - base - pts);
+}
+
+}  // namespace
+
+void pull_events(GstElement* appsink, Liveness alive, std::shared_ptr<const DirectSlot> direct,
+                 std::function<void(PathOut)> on_event) {
   struct Sink {
     Liveness alive;
-    std::function<void(std::string, GstClockTime)> on_event;
+    std::shared_ptr<const DirectSlot> direct;
+    std::function<void(PathOut)> on_event;
   };
   GstAppSinkCallbacks callbacks = {};
   callbacks.new_sample = [](GstAppSink* sink, gpointer data) -> GstFlowReturn {
-    // On a streaming thread: copy the event and post it; the owner is checked on the main loop.
+    // On a streaming thread: copy the event, offer it to the direct sink, and post it (or what is
+    // left of it: bookkeeping); the owner is checked on the main loop.
     const Sink& ctx = UserData<Sink>::from(data);
     auto sample = Ref<GstSample>::adopt(gst_app_sink_pull_sample(sink));
     if (!sample) return GST_FLOW_OK;
     GstBuffer* buffer = gst_sample_get_buffer(sample.get());
     GstMapInfo map;
     if (!buffer || !gst_buffer_map(buffer, &map, GST_MAP_READ)) return GST_FLOW_OK;
-    std::string text(reinterpret_cast<const char*>(map.data), map.size);
+    PathOut out;
+    out.text.assign(reinterpret_cast<const char*>(map.data), map.size);
+    out.pts = GST_BUFFER_PTS(buffer);
     gst_buffer_unmap(buffer, &map);
-    post_if_alive(ctx.alive,
-                  [on_event = ctx.on_event, text = std::move(text),
-                   pts = GST_BUFFER_PTS(buffer)]() mutable { on_event(std::move(text), pts); });
+    std::shared_ptr<DirectSink> direct = ctx.direct ? ctx.direct->sink : nullptr;
+    if (direct && direct->try_send(out.text)) {
+      out.sent = true;
+      out.sent_ns = running_ns_since(GST_ELEMENT(sink), out.pts);
+    }
+    post_if_alive(ctx.alive, [on_event = ctx.on_event, out = std::move(out),
+                              direct = std::move(direct)]() mutable {
+      const bool settle = direct && !out.sent;
+      on_event(std::move(out));
+      // After the listener handled (sent, queued or refused) what the sink left to it.
+      if (settle) direct->settled();
+    });
     return GST_FLOW_OK;
   };
-  gst_app_sink_set_callbacks(GST_APP_SINK(appsink), &callbacks,
-                             UserData<Sink>::make(Sink{std::move(alive), std::move(on_event)}),
-                             &UserData<Sink>::destroy);
+  gst_app_sink_set_callbacks(
+      GST_APP_SINK(appsink), &callbacks,
+      UserData<Sink>::make(Sink{std::move(alive), std::move(direct), std::move(on_event)}),
+      &UserData<Sink>::destroy);
 }
 
 EventPath::EventPath(GstElement* pipeline, const Policy& policy, Listener* listener)
@@ -93,15 +123,16 @@ EventPath::EventPath(GstElement* pipeline, const Policy& policy, Listener* liste
   std::string allowed;
   for (const auto& m : policy.allowed_models) allowed += (allowed.empty() ? "" : ",") + m;
   g_object_set(filter_.get(), "allowed-models", allowed.c_str(), nullptr);
-  pull_events(find(pipeline, kUpstreamEventsOut).get(), lifetime_.watch(),
-              [this](std::string text, GstClockTime pts) {
-                listener_->OnPathEvent(true, std::move(text), since(pts));
-              });
-  pull_events(find(pipeline, kClientEventsOut).get(), lifetime_.watch(),
-              [this](std::string text, GstClockTime pts) {
-                to_client_++;
-                listener_->OnPathEvent(false, std::move(text), since(pts));
-              });
+  for (const bool to_upstream : {true, false})
+    pull_events(find(pipeline, to_upstream ? kUpstreamEventsOut : kClientEventsOut).get(),
+                lifetime_.watch(), to_upstream ? direct_to_upstream_ : direct_to_client_,
+                [this, to_upstream](PathOut out) {
+                  if (!to_upstream) to_client_++;
+                  if (out.sent)
+                    listener_->OnPathEventSent(to_upstream, std::move(out.text), out.sent_ns);
+                  else
+                    listener_->OnPathEvent(to_upstream, std::move(out.text), since(out.pts));
+                });
 }
 
 std::unique_ptr<EventPath> EventPath::start_own(const std::string& description,
@@ -150,6 +181,10 @@ void EventPath::push_from_client(const std::string& text) {
 void EventPath::push_from_upstream(const std::string& text) {
   from_upstream_++;
   push_event(upstream_in_.get(), text.data(), text.size());
+}
+
+void EventPath::set_direct(bool to_upstream, std::shared_ptr<DirectSink> sink) {
+  (to_upstream ? direct_to_upstream_ : direct_to_client_)->sink = std::move(sink);
 }
 
 void EventPath::set_budget_exceeded(bool exceeded) {

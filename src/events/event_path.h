@@ -5,13 +5,16 @@
 // pipelines/session.pipeline): source -> rteventfilter -> rtusagemeter -> appsink for client
 // events, source -> rtusagemeter -> appsink for upstream events, where a source is rteventsrc
 // (or any element with appsrc's push-buffer action signal); pushing events in, pulling them
-// out (the appsinks call back on streaming threads; events come out on the main loop, in order
-// per direction), the filter's settings, and decoding what the elements post on the bus (policy
+// out, the filter's settings, and decoding what the elements post on the bus (policy
 // decisions, metered turns) for its listener. A WebRTC call's path lives in the call's pipeline
 // (the call runs and stops it); a WebSocket session's path has a pipeline of its own, built,
 // started and stopped (off the main loop) here.
 //
-// Threads: main loop only, except `push_event`, which any thread may call.
+// Pulling events out: the appsinks call back on streaming threads; a DirectSink set with
+// set_direct() may send an event right there; otherwise, and for the bookkeeping of what it sent,
+// events come out on the main loop, in order per direction.
+//
+// Threads: main loop only, except `push_event`, which any thread may call, and the DirectSinks.
 #pragma once
 
 #include <gst/gst.h>
@@ -37,17 +40,40 @@ constexpr const char* kClientEventsOut = "client_events_out";          // appsin
 constexpr const char* kClientEventsFilter = "client_events_filter";    // rteventfilter
 constexpr const char* kUpstreamEventsMeter = "upstream_events_meter";  // rtusagemeter
 
+// Sends an event that left the path from the streaming thread it came out on, skipping the main
+// loop (a call's data channel: calls/channel_sender.h).
+class DirectSink {
+ public:
+  virtual ~DirectSink() = default;
+  // Streaming thread: true when `text` was sent now (the listener then hears OnPathEventSent).
+  // False: the event goes to the main loop as before (OnPathEvent), after which `settled()` is
+  // called there, once per false.
+  virtual bool try_send(const std::string& text) = 0;
+  virtual void settled() = 0;
+};
+
 // Pushes one event (a JSON text) into a source (rteventsrc: downstream in the calling thread;
 // appsrc: into its queue) as one buffer. Thread safe.
 void push_event(GstElement* source, const char* data, gsize length);
 // Throws std::runtime_error when either named source cannot be pushed to (no push-buffer action
 // signal): an operator's pipeline file error, caught at start-up.
 void check_sources(GstElement* pipeline);
+// What left the path at an appsink, on the main loop.
+struct PathOut {
+  std::string text;
+  GstClockTime pts = GST_CLOCK_TIME_NONE;  // the running time its source stamped
+  bool sent = false;                       // a DirectSink sent it on the streaming thread
+  std::int64_t sent_ns = -1;               // then: its time inside the path until sent
+};
+// Where pull_events() finds its DirectSink (none: everything goes to the main loop). Filled
+// before the pipeline runs; read on the streaming thread.
+struct DirectSlot {
+  std::shared_ptr<DirectSink> sink;
+};
 // Hands every event that reaches `appsink` to `on_event` on the main loop (the appsink calls
-// back on a streaming thread), with its PTS (the running time its source stamped), as long as
-// `alive` holds.
-void pull_events(GstElement* appsink, Liveness alive,
-                 std::function<void(std::string, GstClockTime)> on_event);
+// back on a streaming thread), as long as `alive` holds, after offering it to the slot's sink.
+void pull_events(GstElement* appsink, Liveness alive, std::shared_ptr<const DirectSlot> direct,
+                 std::function<void(PathOut)> on_event);
 
 class EventPath {
  public:
@@ -57,6 +83,11 @@ class EventPath {
     // An event left the path: to the upstream (a client event that passed the filter) or to the
     // client (an upstream event, metered), `relay_ns` after its source took it (-1: unknown).
     virtual void OnPathEvent(bool to_upstream, std::string text, std::int64_t relay_ns) = 0;
+    // The same, for an event a DirectSink (set_direct) already sent from the streaming thread:
+    // what is left is bookkeeping. In order with OnPathEvent per direction.
+    virtual void OnPathEventSent(bool to_upstream, std::string text, std::int64_t relay_ns) {
+      (void)to_upstream, (void)text, (void)relay_ns;
+    }
     virtual void OnPathDecision(const PolicyDecision& decision) = 0;
     // A metered turn; the record's ids are left to the listener.
     virtual void OnPathTurn(usage::UsageRecord record) = 0;
@@ -93,6 +124,9 @@ class EventPath {
   // Where a transport may push client events itself (a data channel, on webrtcbin's thread).
   const Ref<GstElement>& client_in() const { return client_in_; }
   void set_budget_exceeded(bool exceeded);
+  // Events leaving the path towards the upstream (or the client) are offered to `sink` on the
+  // streaming thread first. Before the pipeline runs.
+  void set_direct(bool to_upstream, std::shared_ptr<DirectSink> sink);
   // Responses the meter saw created and not yet done.
   guint open_turns() const;
   // Upstream events pushed that have not come out towards the client yet.
@@ -115,6 +149,8 @@ class EventPath {
   SourceGuard bus_watch_;  // own pipeline only
   std::uint64_t from_upstream_ = 0;
   std::uint64_t to_client_ = 0;
+  std::shared_ptr<DirectSlot> direct_to_upstream_ = std::make_shared<DirectSlot>();
+  std::shared_ptr<DirectSlot> direct_to_client_ = std::make_shared<DirectSlot>();
   Lifetime lifetime_;  // checked by the appsinks' posts
 };
 

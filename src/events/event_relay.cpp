@@ -63,6 +63,10 @@ void EventRelay::set_response_gate(usage::ResponseGate gate, std::string key_nam
   gate_model_ = std::move(model);
 }
 
+bool may_be_create(const std::string& text) {
+  return text.find("response.create") != std::string::npos || text.find("\\u") != std::string::npos;
+}
+
 namespace {
 
 // The event's type and event_id when it is a JSON object.
@@ -75,12 +79,6 @@ struct EventHead {
   // parser reads the first, a last-wins one the last (the policy filter considers all as well).
   bool create = false;
 };
-
-// Worth parsing as a possible response.create: the name in clear, or any \u escape (which could
-// spell it).
-bool may_be_create(const std::string& text) {
-  return text.find("response.create") != std::string::npos || text.find("\\u") != std::string::npos;
-}
 
 std::optional<EventHead> event_head(const std::string& text) {
   auto parsed = rtevents::json::parse(text);

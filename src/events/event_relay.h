@@ -48,6 +48,11 @@ namespace rtgw::events {
 // response.done (its usage) before it ends without it: the one bound both transports use.
 constexpr int kLateUsageWaitMs = 3000;
 
+// Worth parsing as a possible response.create: the name in clear, or any \u escape (which could
+// spell it). Such an event must reach EventRelay::admit_to_upstream before it goes upstream.
+// Pure, any thread.
+bool may_be_create(const std::string& text);
+
 // Events waiting for a side to open, bounded in bytes.
 class PendingQueue {
  public:
@@ -68,8 +73,9 @@ class PendingQueue {
 
 // How long events spend inside the gateway in one direction: from the moment the event source
 // took an event (the data channel's or the socket's callback) to its hand-off to the other side
-// on the main loop (filter, meter, the appsink's post and the main loop's wake-up included). The
-// last kSamples events are kept; percentiles are over those.
+// on the main loop (filter, meter, the appsink's post and the main loop's wake-up included), or
+// to its send on the streaming thread when the event path sent it directly
+// (calls/channel_sender.h). The last kSamples events are kept; percentiles are over those.
 class RelayTimes {
  public:
   void record(std::int64_t ns);
