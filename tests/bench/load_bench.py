@@ -314,7 +314,7 @@ def main() -> int:
                     "cannot carry more than ~10-15 calls on this machine)")
     ap.add_argument("--upstreams", type=int, default=0, help="fake upstream processes (overrides)")
     ap.add_argument("--perf", metavar="SECONDS", type=float, default=0.0,
-                    help="perf record -g each gateway for SECONDS inside the window")
+                    help="perf record -g each gateway and pion relay for SECONDS inside the window")
     ap.add_argument("--relay", action="append", default=[], metavar="LABEL=URL[,key=K][,pid=P]",
                     help="measure a relay that is already running (repeatable)")
     ap.add_argument("--callers-only", action="store_true",
@@ -406,8 +406,9 @@ def main() -> int:
                     (spec.key if kind == "external" else bl.GATEWAY_KEY)
                 try:
                     warm_up(procs, workdir, label, gw.url, key)
-                    if args.perf > 0 and kind == "gateway":
-                        res = run_phase_with_perf(args, procs, workdir, label, n, gw, upstreams)
+                    if args.perf > 0 and kind in ("gateway", "pion"):
+                        res = run_phase_with_perf(args, procs, workdir, label, n, gw, upstreams,
+                                                  key)
                     else:
                         res = run_phase(args, procs, workdir, label, n, gw.url, key, upstreams,
                                         gw if getattr(gw, "pid", None) else None)
@@ -457,10 +458,10 @@ def warm_up(procs, workdir, label, base_url, key, calls: int = 1) -> None:
         warm.quit()
 
 
-def run_phase_with_perf(args, procs, workdir, label, n, gw, upstreams):
+def run_phase_with_perf(args, procs, workdir, label, n, gw, upstreams, key):
     """run_phase with `perf record -g` attached to the relay during the window."""
     out = os.path.join(workdir, f"perf-{label}-{n}.data")
-    res = run_phase(args, procs, workdir, label, n, gw.url, bl.GATEWAY_KEY, upstreams, gw,
+    res = run_phase(args, procs, workdir, label, n, gw.url, key, upstreams, gw,
                     perf_out=out)
     print(f"perf data: {out} (perf report -i {out} --no-children --sort comm,dso -g none)")
     res["perf_summary"] = perf_summary(out)
