@@ -135,6 +135,7 @@ int main(int argc, char** argv) {
     rtgw::webrtc::set_receive_queue_bypass(config.webrtc.receive_queue_bypass);
     if (config.webrtc.ice_agent == "shared") {
       rtgw::webrtc::set_shared_ice_poll(config.webrtc.ice_epoll);
+      rtgw::webrtc::set_ice_threads(static_cast<unsigned>(config.webrtc.ice_threads));
       std::string why = rtgw::webrtc::install_shared_ice_agent();
       if (why.empty())
         g_message("ICE agent: shared (one libnice thread for every call, consent freshness on)");

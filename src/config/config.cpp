@@ -305,7 +305,8 @@ std::string describe(const Config& c) {
       << " receive_queue_bypass=" << (c.webrtc.receive_queue_bypass ? "on" : "off")
       << " ice_tcp=" << (c.webrtc.ice_tcp ? "on" : "off")
       << " ice_ipv6=" << (c.webrtc.ice_ipv6 ? "on" : "off")
-      << " ice_epoll=" << (c.webrtc.ice_epoll ? "on" : "off")
+      << " ice_epoll=" << (c.webrtc.ice_epoll ? "on" : "off") << " ice_threads="
+      << (c.webrtc.ice_threads ? std::to_string(c.webrtc.ice_threads) : "per-cpu")
       << " jitterbuffer=" << (c.webrtc.jitterbuffer ? "on" : "off (forward as received)")
       << " jitterbuffer_latency_ms=" << c.webrtc.jitterbuffer_latency_ms
       << " ice_connect_timeout_s=" << c.webrtc.ice_connect_timeout_seconds

@@ -116,6 +116,9 @@ struct WebRtcConfig {
   // The shared ICE thread polls its sockets through epoll (webrtc/ice_poll.h; issue 28); false:
   // GLib's poll() over every socket of every call on each wake-up.
   bool ice_epoll = true;
+  // How many shared ICE threads (webrtc/ice_context.h; issue 28): agents spread over them round
+  // robin. 0: one per CPU (g_get_num_processors).
+  int ice_threads = 0;
   // "shared" (default): every webrtcbin gets the gateway's ICE agent (webrtc/ice_agent.h): all
   // libnice agents on one thread, consent freshness on. "stock": webrtcbin's own agent.
   std::string ice_agent = "shared";

@@ -58,8 +58,9 @@ struct SharedIceClass {
 GstWebRTCICEClass* nice_class = nullptr;  // GstWebRTCNice's (the parent's) methods
 GObjectClass* ice_base_class = nullptr;   // GstWebRTCICE's: skipping GstWebRTCNice's own
 
-// On `rtgw-ice`: a local candidate, handed to webrtcbin as the stock agent does (a=candidate
-// text with our credentials, for the webrtcbin session of the libnice stream).
+// On the agent's ICE thread (`rtgw-ice-N`): a local candidate, handed to webrtcbin as the stock
+// agent does (a=candidate text with our credentials, for the webrtcbin session of the libnice
+// stream).
 void on_new_candidate(NiceAgent* agent, NiceCandidate* candidate, gpointer data) {
   auto* ice = GST_WEBRTC_ICE(data);
   NicePrivate122* priv = nice_private(ice);
@@ -94,7 +95,9 @@ void on_new_candidate(NiceAgent* agent, NiceCandidate* candidate, gpointer data)
 
 void shared_ice_constructed(GObject* object) {
   NicePrivate122* priv = nice_private(object);
-  GMainContext* context = shared_ice_context();
+  // Round robin over the ICE threads: this agent's sockets, timers and rtgwicesrc pushes all run
+  // on the one thread of this context for the agent's life.
+  GMainContext* context = ice_context_for_new_agent();
   priv->main_context = g_main_context_ref(context);
   // Never run: GstWebRTCNice only runs it on its own thread, which this agent does not start.
   priv->loop = g_main_loop_new(context, FALSE);
@@ -113,7 +116,7 @@ void shared_ice_finalize(GObject* object) {
   NicePrivate122* priv = nice_private(object);
   g_signal_handlers_disconnect_by_data(priv->nice_agent, object);
   // A candidate callback already dispatched may still be using `object`.
-  shared_ice_context_barrier();
+  ice_context_barrier(priv->main_context);
   if (priv->on_candidate_notify) priv->on_candidate_notify(priv->on_candidate_data);
   priv->on_candidate = nullptr;
   priv->on_candidate_notify = nullptr;
@@ -124,9 +127,9 @@ void shared_ice_finalize(GObject* object) {
   g_cond_clear(&priv->cond);
   g_array_free(priv->nice_stream_map, TRUE);
   g_hash_table_unref(priv->turn_servers);
-  // Its timers and sockets may be dispatched on `rtgw-ice` meanwhile: libnice 0.1.21's callbacks
-  // take a strong reference from a weak one while they run, so the agent may go from any thread
-  // (nicesink and rtgwicesrc hold references too and drop them where they are finalized).
+  // Its timers and sockets may be dispatched on its `rtgw-ice-N` meanwhile: libnice 0.1.21's
+  // callbacks take a strong reference from a weak one while they run, so the agent may go from any
+  // thread (nicesink and rtgwicesrc hold references too and drop them where they are finalized).
   g_object_unref(priv->nice_agent);
   priv->nice_agent = nullptr;
   g_main_loop_unref(priv->loop);

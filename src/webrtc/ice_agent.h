@@ -7,9 +7,9 @@
 // threads"): a subclass of the stock GstWebRTCNice that keeps every one of its ICE methods (STUN,
 // TURN, ICE-TCP, mDNS resolution, add-local-ip-address, port ranges, statistics) and replaces only
 // what 1.22 hard-codes per instance:
-//   - the libnice agent: created with nice_agent_new_full() on the shared context
-//     (ice_context.h) with NICE_AGENT_OPTION_CONSENT_FRESHNESS, instead of on a new context with
-//     a thread of its own (the stock `<name>:ice` thread);
+//   - the libnice agent: created with nice_agent_new_full() on one of the shared
+//     contexts, round robin (ice_context.h) with NICE_AGENT_OPTION_CONSENT_FRESHNESS, instead of on
+//     a new context with a thread of its own (the stock `<name>:ice` thread);
 //   - the receive element of each ICE transport: `rtgwicesrc` (ice_source.h), pushing from the
 //     shared thread, instead of `nicesrc` and its streaming thread.
 // 1.22 creates the agent in GstWebRTCNice's private `constructed` and keeps it in its private
@@ -22,7 +22,7 @@
 // makes (pipeline files, the echo worker) gets the shared agent.
 //
 // Owns: the registered types. Threads: install_* on the main thread before any webrtcbin exists;
-// the agent's signals run on `rtgw-ice`; its methods on webrtcbin's threads (as stock).
+// the agent's signals run on its `rtgw-ice-N`; its methods on webrtcbin's threads (as stock).
 #pragma once
 
 #include <gst/gst.h>

@@ -2,11 +2,12 @@
 // An epoll-backed GPollFunc for the shared ICE context (issue 28, docs/media-trust.md, "The shared
 // ICE thread's poll: epoll").
 //
-// Why: every packet of every call wakes `rtgw-ice`, and GLib's default poll() hands the kernel
-// every socket of every call on each wake-up (sock_poll/tcp_poll/fdget and a wait-queue entry per
-// fd, added and removed each time). This poll function keeps the fds registered in an epoll set
-// between iterations, so a wake-up costs the kernel only the ready fds; userland compares the
-// GPollFD array with the previous one (a few ns per fd) and touches the set only where it changed.
+// Why: every packet of every call wakes an `rtgw-ice-N` thread, and GLib's default poll() hands the
+// kernel every socket of every call on each wake-up (sock_poll/tcp_poll/fdget and a wait-queue
+// entry per fd, added and removed each time). This poll function keeps the fds registered in an
+// epoll set between iterations, so a wake-up costs the kernel only the ready fds; userland compares
+// the GPollFD array with the previous one (a few ns per fd) and touches the set only where it
+// changed.
 //
 // What it may assume (GLib 2.74 gmain.c): it is called with the context unlocked, from the thread
 // iterating the context, with an array rebuilt by g_main_context_query() (revents 0) each time.

@@ -40,8 +40,8 @@ GstStaticPadTemplate src_template =
 
 IceSource* cast(gpointer p) { return static_cast<IceSource*>(p); }
 
-// On `rtgw-ice`: one datagram that libnice read (after its own STUN/TURN handling) on this
-// component's selected or checked pairs.
+// On the agent's ICE thread (`rtgw-ice-N`): one datagram that libnice read (after its own STUN/TURN
+// handling) on this component's selected or checked pairs.
 void on_receive(NiceAgent*, guint, guint, guint len, gchar* data, gpointer user_data) {
   IceSource* self = cast(user_data);
   GstPad* pad = self->srcpad;
@@ -81,13 +81,21 @@ gboolean src_query(GstPad* pad, GstObject* parent, GstQuery* query) {
   return gst_pad_query_default(pad, parent, query);
 }
 
+// The context the agent was made on (ice_context_for_new_agent): its receive callback must be
+// attached there, so that it runs on the thread that polls the agent's sockets.
+GMainContext* agent_context(NiceAgent* agent) {
+  GMainContext* context = nullptr;  // a pointer property: no reference
+  g_object_get(agent, "main-context", &context, nullptr);
+  return context;
+}
+
 void detach(IceSource* self) {
   if (!self->attached) return;
-  nice_agent_attach_recv(self->agent, self->stream, self->component, shared_ice_context(), nullptr,
-                         nullptr);
+  GMainContext* context = agent_context(self->agent);
+  nice_agent_attach_recv(self->agent, self->stream, self->component, context, nullptr, nullptr);
   self->attached = FALSE;
   // A callback already being dispatched may still hold `self`: wait for it to return.
-  shared_ice_context_barrier();
+  ice_context_barrier(context);
 }
 
 GstStateChangeReturn change_state(GstElement* element, GstStateChange transition) {
@@ -100,7 +108,7 @@ GstStateChangeReturn change_state(GstElement* element, GstStateChange transition
       self->sent_header = FALSE;
       self->bypass.bind(element, self->srcpad);
       if (!self->agent || !nice_agent_attach_recv(self->agent, self->stream, self->component,
-                                                  shared_ice_context(), on_receive, self)) {
+                                                  agent_context(self->agent), on_receive, self)) {
         GST_ELEMENT_ERROR(
             self, RESOURCE, OPEN_READ, (nullptr),
             ("no ICE component %u/%u to receive from", self->stream, self->component));
@@ -188,7 +196,7 @@ void class_init(gpointer klass, gpointer) {
   gst_element_class_add_static_pad_template(element_class, &src_template);
   gst_element_class_set_static_metadata(
       element_class, "Shared-context ICE source", "Source/Network",
-      "Pushes what libnice receives from the process's shared ICE thread", "realtime-gateway");
+      "Pushes what libnice receives from the process's shared ICE threads", "realtime-gateway");
 }
 
 void instance_init(GTypeInstance* instance, gpointer) {

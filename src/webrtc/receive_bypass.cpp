@@ -132,7 +132,7 @@ GstFlowReturn ReceiveBypass::push(GstPad* src_pad, GstBuffer* buffer) {
   return gst_pad_push(src_pad, buffer);
 }
 
-// rtgw-ice, in the push through the capsfilter (queue sink's stream lock held).
+// The ICE thread (rtgw-ice-N), in the push through the capsfilter (queue sink's stream lock held).
 GstPadProbeReturn ReceiveBypass::on_queue_sink(GstPad*, GstPadProbeInfo* info, gpointer data) {
   ReceiveBypass* self = UserData<ProbeData>::from(data).bypass;
   if (self->mode_.load(std::memory_order_acquire) != Mode::kDirect) return GST_PAD_PROBE_OK;
@@ -146,7 +146,8 @@ GstPadProbeReturn ReceiveBypass::on_queue_sink(GstPad*, GstPadProbeInfo* info, g
   return GST_PAD_PROBE_HANDLED;
 }
 
-// dtlssrtpdec's sink, under its stream lock: the queue's thread (DRAINING), or rtgw-ice (DIRECT).
+// dtlssrtpdec's sink, under its stream lock: the queue's thread (DRAINING), or the ICE thread
+// (DIRECT).
 GstPadProbeReturn ReceiveBypass::on_decoder_sink(GstPad*, GstPadProbeInfo*, gpointer data) {
   ReceiveBypass* self = UserData<ProbeData>::from(data).bypass;
   if (self->mode_.load(std::memory_order_acquire) != Mode::kDraining) return GST_PAD_PROBE_OK;
@@ -177,8 +178,8 @@ void ReceiveBypass::stop_own_task() {
   GST_DEBUG_OBJECT(queue_.get(), "bypass: queue empty, its task stopped, direct from now on");
 }
 
-// rtgw-ice. The pad's object lock is what gst_pad_start/pause/stop_task take: while it is held,
-// nobody else changes the task, and a deactivating pad is already flagged flushing.
+// the ICE thread. The pad's object lock is what gst_pad_start/pause/stop_task take: while it is
+// held, nobody else changes the task, and a deactivating pad is already flagged flushing.
 void ReceiveBypass::try_restart_task() {
   GstPad* pad = queue_src_.get();
   GST_OBJECT_LOCK(pad);

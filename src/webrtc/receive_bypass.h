@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 // The receive-queue bypass (issue 28): once a leg's ICE is connected, what `rtgwicesrc` reads is
-// processed on the shared ICE thread, not handed to transportreceivebin's `queue` thread, and that
-// queue's task is stopped so its thread goes back to GStreamer's pool.
+// processed on the leg's ICE thread (`rtgw-ice-N`, its agent's context: ice_context.h), not handed
+// to transportreceivebin's `queue` thread, and that queue's task is stopped so its thread goes back
+// to GStreamer's pool.
 //
 // 1.22's transportreceivebin links `ICE src -> capsfilter -> queue -> dtlssrtpdec`. The queue
 // (5 MiB, leaky=downstream while blocked) exists for one reason: until the bin is in PASS with ICE
@@ -18,7 +19,7 @@
 //            never waits), sees the queue empty, stops its own task (gst_task_stop: no join; the
 //            thread finishes this push, leaves the task function and returns to the pool) and
 //            switches to DIRECT.
-//   DIRECT   a probe on the queue's sink pad (rtgw-ice, in the push through the capsfilter)
+//   DIRECT   a probe on the queue's sink pad (the ICE thread, in the push through the capsfilter)
 //            chains each buffer into dtlssrtpdec's sink itself and reports it handled: probes
 //            upstream of the queue (peer liveness counts packets on the ICE source's pad) still
 //            see every packet.
@@ -46,12 +47,16 @@
 //     rtpbin (its new-SSRC pad-added takes webrtcbin's PC lock, briefly), rtpforward, the
 //     other leg's send path up to dtlsenc's own queue (its pre-DTLS block is gone before the
 //     media gate lets audio across), sctpdec (which hands off to its own src tasks).
+//   - the two legs of a call may sit on different ICE threads (agents are spread round robin):
+//     each source's bypass state (mode_, mutex_, restart_pending_) is only touched by its own
+//     agent's thread and its own queue's thread, as with one ICE thread; and each leg's thread
+//     entering the other leg's send path concurrently is what the two stock queue threads did.
 // Only with the shared ICE agent (`rtgwicesrc`); `webrtc.receive_queue_bypass: false` keeps the
 // stock path.
 //
 // Owns: the probes on the queue's sink pad and dtlssrtpdec's sink pad, references to the pads.
-// Threads: bind/unbind in rtgwicesrc's state changes; push() on `rtgw-ice` under the source pad's
-// stream lock; the drain probe on the queue's thread.
+// Threads: bind/unbind in rtgwicesrc's state changes; push() on the source's agent's ICE thread
+// under its pad's stream lock; the drain probe on the queue's thread.
 #pragma once
 
 #include <gst/gst.h>
@@ -83,7 +88,7 @@ class ReceiveBypass {
   // Removes the probes and forgets the pads. No push may be in flight.
   void unbind();
 
-  // On `rtgw-ice`: pushes `buffer` (taken) on `src_pad`, choosing the mode first.
+  // On the source's ICE thread: pushes `buffer` (taken) on `src_pad`, choosing the mode first.
   GstFlowReturn push(GstPad* src_pad, GstBuffer* buffer);
 
   Mode mode() const { return mode_.load(std::memory_order_acquire); }
@@ -97,7 +102,7 @@ class ReceiveBypass {
   bool passing() const;  // no block probe on the queue's src pad
   bool decoder_has_segment() const;
   bool queue_empty() const;
-  void try_restart_task();  // rtgw-ice; clears restart_pending_ when done or moot
+  void try_restart_task();  // ICE thread; clears restart_pending_ when done or moot
   void stop_own_task();     // the queue's thread, in its push
 
   Ref<GstElement> queue_;
@@ -107,8 +112,8 @@ class ReceiveBypass {
   gulong queue_sink_probe_ = 0;
   gulong decoder_sink_probe_ = 0;
   std::atomic<Mode> mode_{Mode::kQueued};
-  std::mutex mutex_;              // DRAINING: held by rtgw-ice while it enqueues
-  bool restart_pending_ = false;  // rtgw-ice only: the task we stopped is not started again yet
+  std::mutex mutex_;              // DRAINING: held by the ICE thread while it enqueues
+  bool restart_pending_ = false;  // ICE thread only: the task we stopped is not started again yet
   std::atomic<std::uint64_t> direct_{0};
   std::atomic<std::uint64_t> switches_{0};
 };

@@ -171,3 +171,55 @@ def test_ipv6_off_opens_no_ipv6_socket(fake_upstream, gateway_factory):
     check_call(box)
     assert ":" not in " ".join(line.split()[4] for line in box["result"].answer_sdp.splitlines()
                                 if line.startswith("a=candidate"))
+
+
+def ice_threads(pid):
+    """{tid: (name, voluntary context switches)} of the process's shared ICE threads."""
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                name = f.read().strip()
+            if not name.startswith("rtgw-ice"):
+                continue
+            with open(f"/proc/{pid}/task/{tid}/status") as f:
+                switches = int(re.search(r"voluntary_ctxt_switches:\s+(\d+)", f.read()).group(1))
+            out[tid] = (name, switches)
+        except (OSError, AttributeError):
+            pass  # the thread ended meanwhile
+    return out
+
+
+def test_two_ice_threads_share_two_concurrent_calls(fake_upstream, gateway_factory):
+    """webrtc.ice_threads 2 (src/webrtc/ice_context.h): exactly two ICE threads, `rtgw-ice-0` and
+    `rtgw-ice-1`; two concurrent calls carry audio and events both ways, their agents spread over
+    both threads (each one wakes up for packets), and every ICE socket is in an epoll set."""
+    config = default_gateway_config(fake_upstream)
+    config["webrtc"] = {"ice_threads": 2}
+    gw = gateway_factory(config)
+    pid = gw.proc.pid
+    before = udp_socket_fds(pid)
+    calls = [call_in_background(gw, duration=4.0) for _ in range(2)]
+    # Both calls' sockets (2 legs each, at least one socket per leg), then all of them watched.
+    def all_sockets():
+        now = {fd for fd, ino in udp_socket_fds(pid).items() if before.get(fd) != ino}
+        return now if len(now) >= 4 else None
+    assert wait_until(all_sockets, 20), udp_socket_fds(pid)
+    def unwatched():
+        now = {fd for fd, ino in udp_socket_fds(pid).items() if before.get(fd) != ino}
+        return now - epoll_watched(pid) if now else {"no socket"}
+    assert wait_until(lambda: not unwatched(), 10), unwatched()
+    threads = ice_threads(pid)
+    assert sorted(name for name, _ in threads.values()) == ["rtgw-ice-0", "rtgw-ice-1"], threads
+    # Media is flowing now: each thread wakes up for its agents' packets (an ICE thread with no
+    # agent would not wake at all: epoll with no timers due).
+    woke = {}
+    def both_woke():
+        now = ice_threads(pid)
+        woke.update({now[t][0]: now[t][1] - threads[t][1] for t in threads if t in now})
+        return all(n > 20 for n in woke.values()) and len(woke) == 2
+    assert wait_until(both_woke, 10), woke
+    for thread, box in calls:
+        thread.join(30)
+        assert not thread.is_alive()
+        check_call(box)
