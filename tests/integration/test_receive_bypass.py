@@ -10,6 +10,7 @@ with `webrtc.receive_queue_bypass: false` (the stock queue) every DTLS transport
 from __future__ import annotations
 
 import asyncio
+import time
 
 from cleanstate import wait_for, warm_up, with_admin
 from conftest import GATEWAY_KEY, default_gateway_config
@@ -78,11 +79,15 @@ def census_with_live_calls(gw, fake_upstream, calls):
             assert await call.wait_for(
                 lambda r: r.events_of("test.echoed")
                 and (r.rtp_received or {}).get("packets", 0) >= 50, 15), call.result
-        # audio reached every upstream call too (the client legs' receive path)
-        assert fake_upstream.wait_for(
-            lambda s: len(s["calls"]) == calls and all(
-                (c["rtp_received"] or {}).get("packets", 0) >= 50 for c in s["calls"].values()),
-            15), fake_upstream.calls()
+        # audio reached every upstream call too (the client legs' receive path). Polled without
+        # blocking: the callers' aiortc runs on this event loop and must keep answering ICE.
+        def upstream_got_audio(s):
+            return len(s["calls"]) == calls and all(
+                (c["rtp_received"] or {}).get("packets", 0) >= 50 for c in s["calls"].values())
+        deadline = time.monotonic() + 15
+        while not upstream_got_audio(fake_upstream.state()) and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        assert upstream_got_audio(fake_upstream.state()), fake_upstream.calls()
         await asyncio.sleep(1.0)  # idle pooled threads have gone back to the pool
         during = thread_census(gw.proc.pid)
         for call in live:
