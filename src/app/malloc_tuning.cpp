@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <string_view>
 
 namespace rtgw::app {
@@ -111,6 +112,12 @@ void apply_malloc_tunables(char** argv) {
   const std::optional<std::string> saved =
       before ? std::optional<std::string>(before) : std::nullopt;
   if (setenv(kTunablesEnv, next->c_str(), 1) != 0 || setenv(kReexecEnv, "1", 1) != 0) return;
+  // The binary's own path, not /proc/self/exe: the kernel names the process after the file
+  // exec'd (`comm`, what ps, top and pgrep show), which would be "exe". /proc/self/exe only when
+  // the path cannot be used (e.g. the file was replaced by an upgrade: "... (deleted)").
+  std::error_code error;
+  const std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", error);
+  if (!error) execv(self.c_str(), argv);
   execv("/proc/self/exe", argv);
   // Failed (no /proc?): run on with glibc's defaults, and put the environment back so the
   // start-up log does not report a setting glibc never read.

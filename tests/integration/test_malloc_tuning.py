@@ -30,6 +30,11 @@ def test_default_caps_tcache_at_64_bytes_in_the_same_process(gateway_factory):
     assert seen.get("GLIBC_TUNABLES") == "glibc.malloc.tcache_max=64", seen.get("GLIBC_TUNABLES")
     assert seen.get("RTGW_MALLOC_REEXEC") == "1"
     assert "malloc: per-thread cache tcache_max 64 bytes" in gw.stderr()
+    # The re-exec ran the binary by its own path, so the process keeps its name (ps, top,
+    # pgrep read `comm`, the exec'd file's name: re-executing /proc/self/exe made it "exe").
+    with open(f"/proc/{gw.proc.pid}/comm") as f:
+        comm = f.read().strip()
+    assert comm == os.path.basename(gw.proc.args[0])[:15], (comm, gw.proc.args[0])
 
 
 def test_other_tunables_are_kept_and_the_cap_is_configurable(gateway_factory):
