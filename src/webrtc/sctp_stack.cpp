@@ -1,8 +1,6 @@
 // SPDX-License-Identifier: MIT
 #include "webrtc/sctp_stack.h"
 
-#include "webrtc/sctp_ids.h"
-
 namespace rtgw::webrtc {
 
 SctpStackHold::SctpStackHold() {
@@ -11,16 +9,9 @@ SctpStackHold::SctpStackHold() {
     error_ = "no sctpdec element (gstreamer1.0-plugins-bad)";
     return;
   }
-  id_ = sctp_ids::acquire();
-  if (!id_) {
-    error_ = "no free SCTP association id";
-    return;
-  }
-  g_object_set(element.get(), "sctp-association-id", static_cast<guint>(*id_), nullptr);
+  g_object_set(element.get(), "sctp-association-id", static_cast<guint>(kAssociationId), nullptr);
   if (gst_element_set_state(element.get(), GST_STATE_PAUSED) == GST_STATE_CHANGE_FAILURE) {
     gst_element_set_state(element.get(), GST_STATE_NULL);
-    sctp_ids::release(*id_);
-    id_.reset();
     error_ = "sctpdec did not reach PAUSED";
     return;
   }
@@ -32,8 +23,6 @@ SctpStackHold::~SctpStackHold() {
   // The last association of the process is freed here, so usrsctp_finish() runs now, after every
   // call's pipeline was reaped.
   gst_element_set_state(element_.get(), GST_STATE_NULL);
-  element_ = nullptr;
-  sctp_ids::release(*id_);
 }
 
 }  // namespace rtgw::webrtc

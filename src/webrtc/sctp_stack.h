@@ -9,10 +9,12 @@
 // usrsctp_finish() refuses (returns -1, stack still up) while a closed association's socket is
 // still shutting down, after which the next call runs usrsctp_init() on a live stack.
 //
-// The hold is one `sctpdec` in PAUSED with an association id of its own (from sctp_ids): PAUSED
-// is where sctpdec takes its association (configure_association), and an sctpdec with no stream
-// has no task, so the hold costs no thread, no socket (the association stays NEW: nothing starts
-// it) and no traffic.
+// The hold is one `sctpdec` in PAUSED with association id 65535: PAUSED is where sctpdec takes
+// its association (configure_association), and an sctpdec with no stream has no task, so the
+// hold costs no thread, no socket (the association stays NEW: nothing starts it) and no traffic.
+// 65535 is the one id sctpdec accepts that no webrtcbin uses: webrtcbin 1.22 draws its ids from
+// [0, 65535) (webrtcsctptransport.c), and so does sctp_ids, so the hold never takes an id a call
+// could be given.
 //
 // Owns: that element. Threads: created and dropped on the main thread, before the first call and
 // after the last pipeline was reaped.
@@ -21,7 +23,6 @@
 #include <gst/gst.h>
 
 #include <cstdint>
-#include <optional>
 #include <string>
 
 #include "common/ref.h"
@@ -30,8 +31,11 @@ namespace rtgw::webrtc {
 
 class SctpStackHold {
  public:
-  // Takes an association id and brings the holding element to PAUSED. `error()` says why not
-  // (no sctp plugin, no free id, the state change failed); the gateway then runs as before.
+  // The association id the hold uses: outside the range webrtcbin and sctp_ids hand out.
+  static constexpr std::uint16_t kAssociationId = 65535;
+
+  // Brings the holding element to PAUSED. `error()` says why not (no sctp plugin, the state
+  // change failed); the gateway then runs as before.
   SctpStackHold();
   ~SctpStackHold();
   SctpStackHold(const SctpStackHold&) = delete;
@@ -39,12 +43,9 @@ class SctpStackHold {
 
   bool held() const { return element_ != nullptr; }
   const std::string& error() const { return error_; }
-  // The association id the hold uses (nullopt when not held).
-  std::optional<std::uint16_t> association_id() const { return id_; }
 
  private:
   Ref<GstElement> element_;
-  std::optional<std::uint16_t> id_;
   std::string error_;
 };
 
