@@ -8,21 +8,11 @@ first call and stay through calls coming and going.
 """
 from __future__ import annotations
 
-import os
 import time
 
 from conftest import default_gateway_config
 from peers.aiortc_client import run_call_sync
-
-def thread_names(pid: int):
-    names = []
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{tid}/comm") as f:
-                names.append(f.read().strip())
-        except OSError:
-            pass  # the thread ended while we listed
-    return names
+from test_audio_relay import thread_names
 
 
 def sctp_timers(pid: int) -> int:
